@@ -1,0 +1,314 @@
+"""The ``disagg-gym`` command line: simulate, predict, list, bench, train, evaluate, benchmark, validate.
+
+User errors (bad configs, traces, flags) print one line ``disagg-gym: error: ...`` and exit 2;
+a Python traceback means a bug in disagg-gym.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from disagg_gym.config import ConfigError, parse_override
+
+
+class UserError(Exception):
+    """An error caused by user input; reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # noqa: D102
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"disagg-gym: error: {message}")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (got {text!r})") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number (got {text!r})")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer (got {text!r})") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer (got {text!r})")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    v = _nonneg_int(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (got {text!r})")
+    return v
+
+
+def _overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    return dict(parse_override(s) for s in items or [])
+
+
+def fmt_summary(s: dict[str, Any]) -> str:
+    """Human-readable summary table of a simulation's KPIs."""
+
+    def f(key: str, scale: float = 1.0, unit: str = "", nd: int = 3) -> str:
+        v = s.get(key)
+        return "n/a" if v is None else f"{v * scale:.{nd}f}{unit}"
+
+    lines = [
+        f"scenario {s.get('scenario')}  seed {s.get('seed')}  policy {s.get('policy', '')}",
+        f"requests      total {s['requests_total']}  completed {s['requests_completed']}  "
+        f"rejected {s['requests_rejected']} {s['rejected_by_reason'] or ''}",
+        f"TTFT          p50 {f('ttft_p50_s', 1e3, ' ms', 1)}  p90 {f('ttft_p90_s', 1e3, ' ms', 1)}  p99 {f('ttft_p99_s', 1e3, ' ms', 1)}",
+        f"TPOT          p50 {f('tpot_p50_s', 1e3, ' ms', 2)}  p90 {f('tpot_p90_s', 1e3, ' ms', 2)}  p99 {f('tpot_p99_s', 1e3, ' ms', 2)}",
+        f"end-to-end    p50 {f('e2e_p50_s', 1, ' s', 2)}  p99 {f('e2e_p99_s', 1, ' s', 2)}",
+        f"SLO           attainment {f('slo_attainment', 100, ' %', 1)}  (TTFT {f('ttft_slo_attainment', 100, ' %', 1)}, "
+        f"TPOT {f('tpot_slo_attainment', 100, ' %', 1)})  goodput {f('goodput_rps', 1, ' req/s', 2)}",
+        f"throughput    {f('output_tokens_per_s', 1, ' out tok/s', 0)}  utilisation {s.get('utilisation')}",
+        f"energy        {f('energy_per_request_j', 1, ' J/request', 1)}   cost {f('cost_per_1m_tokens_usd', 1, ' $/1M tokens', 3)}",
+        f"KV bytes      {', '.join(f'{k}: {v / 1e9:.2f} GB' for k, v in s['kv_bytes_by_tier'].items()) or 'none'}",
+        f"simulated     {s['simulated_s']:.1f} s in {s.get('wall_s', 0):.2f} s wall "
+        f"({s['requests_total'] / max(s.get('wall_s', 1e-9), 1e-9):,.0f} req/s, {s['events']} events)",
+    ]
+    return "\n".join(lines)
+
+
+# ====================================================================== simulate
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Runs one simulation and prints its summary."""
+    import time
+
+    from disagg_gym.scenario import load_scenario
+    from disagg_gym.simulation import Simulation
+
+    overrides = _overrides(args.set)
+    if args.trace:
+        overrides["workload.kind"] = "trace"
+        overrides["workload.trace_path"] = str(args.trace)
+        overrides.setdefault("horizon_s", 1e7)
+    if args.rate_scale is not None:
+        key = "workload.rate_scale" if args.trace or overrides.get("workload.kind") == "trace" else None
+        if key is None:
+            scen0 = load_scenario(args.config, overrides)
+            if scen0.workload.kind == "trace":
+                key = "workload.rate_scale"
+            else:
+                overrides["workload.rate_per_s"] = scen0.workload.rate_per_s * args.rate_scale
+        if key:
+            overrides[key] = args.rate_scale
+    if args.horizon is not None:
+        overrides["horizon_s"] = args.horizon
+    scen = load_scenario(args.config, overrides)
+    t0 = time.perf_counter()
+    sim = Simulation(scen, seed=args.seed, router=args.policy, keep_records=bool(args.plots or args.records))
+    sampler = None
+    if args.plots:
+        from disagg_gym.metrics.timeline import TimelineSampler
+
+        sampler = TimelineSampler(sim.cluster, max(scen.horizon_s / 600, 0.05) if not args.trace else 5.0)
+    summary = sim.run()
+    summary["wall_s"] = round(time.perf_counter() - t0, 4)
+    summary["policy"] = args.policy or scen.router
+    if args.records:
+        _write_records(sim, Path(args.records))
+    if args.plots:
+        from disagg_gym import plots
+
+        out = Path(args.plots)
+        rec = sim.recorder
+        files = [
+            plots.latency_cdf({summary["policy"]: {"ttft": rec.ttft, "tpot": rec.tpot, "e2e": rec.e2e}}, out / "latency_cdf.png", scen.name),
+            plots.timeline(sampler.rows if sampler else [], out / "timeline.png", scen.name),
+        ]
+        summary["plots"] = [str(p) for p in files]
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(fmt_summary(summary))
+        if args.plots:
+            print(f"plots         {', '.join(summary['plots'])}")
+    return 0
+
+
+def _write_records(sim: Any, path: Path) -> None:
+    import csv
+
+    from disagg_gym.io import atomic_write_text
+    from disagg_gym.metrics.recorder import RECORD_FIELDS
+
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(RECORD_FIELDS)
+    w.writerows(sim.recorder.records)
+    atomic_write_text(path, buf.getvalue())
+
+
+# ====================================================================== predict
+_PREDICT_FIELDS = ("gpu", "model", "phase", "batch", "length", "link", "bytes", "tp")
+
+
+def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
+    from disagg_gym.hardware import build_instance_cost
+    from disagg_gym.interconnect.links import get_link
+
+    unknown = [k for k in q if k not in _PREDICT_FIELDS]
+    if unknown:
+        raise UserError(f"{where}unknown field {unknown[0]!r}; expected: {', '.join(_PREDICT_FIELDS)}")
+    phase = q.get("phase")
+    if phase == "kv_transfer":
+        link, nbytes = q.get("link"), q.get("bytes")
+        if link is None or nbytes is None:
+            raise UserError(f"{where}phase kv_transfer needs 'link' and 'bytes' (got link={link!r}, bytes={nbytes!r})")
+        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, float)) or not nbytes >= 0:
+            raise UserError(f"{where}'bytes' must be a non-negative number (got {nbytes!r})")
+        try:
+            spec = get_link(str(link))
+        except ValueError as exc:
+            raise UserError(f"{where}{exc}") from None
+        return {"ms": spec.transfer_s(float(nbytes)) * 1e3}
+    if phase not in ("prefill", "decode"):
+        raise UserError(f"{where}'phase' must be prefill, decode or kv_transfer (got {phase!r})")
+    missing = [k for k in ("gpu", "model", "batch", "length") if q.get(k) is None]
+    if missing:
+        raise UserError(f"{where}phase {phase} needs {', '.join(missing)}")
+    for k in ("batch", "length"):
+        v = q[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{where}'{k}' must be a positive integer (got {v!r})")
+    tp = q.get("tp", 1)
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise UserError(f"{where}'tp' must be a positive integer (got {tp!r})")
+    try:
+        cost = build_instance_cost(str(q["gpu"]), str(q["model"]), tp)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{where}{exc}") from None
+    b, n = q["batch"], q["length"]
+    if phase == "prefill":
+        s = cost.prefill_s([n] * b)
+    else:
+        a, c = cost.decode_coeffs(b)
+        s = a + c * b * n
+    return {"ms": s * 1e3}
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predicts one iteration or transfer time, or a file of queries."""
+    if args.queries:
+        path = Path(args.queries)
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+        out = []
+        for no, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                q = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
+            if not isinstance(q, dict):
+                raise UserError(f"{path}:{no}: expected a JSON object (got {line.strip()[:40]!r})")
+            out.append(json.dumps(_predict_one(q, f"{path}:{no}: ")))
+        print("\n".join(out))
+        return 0
+    q = {k: getattr(args, k) for k in _PREDICT_FIELDS if getattr(args, k, None) is not None}
+    if args.phase is None:
+        raise UserError("predict needs --phase (prefill, decode or kv_transfer) or --queries FILE")
+    res = _predict_one(q)
+    print(json.dumps(res) if args.json else f"{res['ms']:.4f} ms")
+    return 0
+
+
+# ====================================================================== wiring
+def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(module).__getattribute__(func)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    p = _Parser(prog="disagg-gym", description="Simulator and Gymnasium envs for disaggregated LLM serving.")
+    from disagg_gym import __version__
+
+    p.add_argument("--version", action="version", version=f"disagg-gym {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("simulate", help="run one simulation and print its KPIs")
+    s.add_argument("--config", default="small-route", help="standard config name or YAML path (default: small-route)")
+    s.add_argument("--trace", type=Path, help="replay an Azure CSV or Mooncake JSONL trace (format detected)")
+    s.add_argument("--rate-scale", type=_positive_float, help="multiply the arrival rate (or trace rate) by X")
+    s.add_argument("--policy", help="built-in router (default: the config's); see `disagg-gym list --policies`")
+    s.add_argument("--seed", type=_nonneg_int, help="workload/policy seed (default: the config's)")
+    s.add_argument("--horizon", type=_positive_float, help="simulated seconds of arrivals")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--plots", type=Path, metavar="DIR", help="write latency_cdf.png and timeline.png here")
+    s.add_argument("--records", type=Path, metavar="CSV", help="write per-request records to this CSV")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
+    s.set_defaults(func=cmd_simulate)
+
+    q = sub.add_parser("predict", help="predict one iteration or KV-transfer time from the cost model")
+    q.add_argument("--gpu", help="GPU id (h100-sxm, h100-pcie, h200, a100-80gb, b200, l40s, mi300x, gaudi3)")
+    q.add_argument("--model", help="model catalog name or YAML path with Hugging Face config keys")
+    q.add_argument("--phase", choices=("prefill", "decode", "kv_transfer"))
+    q.add_argument("--batch", type=_positive_int)
+    q.add_argument("--length", type=_positive_int, help="prompt length (prefill) or context length (decode)")
+    q.add_argument("--tp", type=_positive_int, help="tensor-parallel degree (default 1)")
+    q.add_argument("--link", help="tier: nvlink, pcie, rdma, ethernet (or a finer variant)")
+    q.add_argument("--bytes", type=_nonneg_int)
+    q.add_argument("--queries", type=Path, help="JSON lines of queries; prints one JSON result per line")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_predict)
+
+    for name, module, func, helptext, adder in _EXTRA_COMMANDS:
+        sp = sub.add_parser(name, help=helptext)
+        adder(sp)
+        sp.set_defaults(func=_lazy(module, func))
+    return p
+
+
+def _add_list(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument("--policies", action="store_true", help="list routers, allocators and agents instead")
+
+
+# Commands implemented elsewhere: (name, module, function, help, argument adder).
+_EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParser], None]]] = [
+    ("list", "disagg_gym.commands", "cmd_list", "list registered env ids (and policies)", _add_list),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``disagg-gym`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ConfigError) as exc:
+        print(f"disagg-gym: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # validation errors raised by library code on user input
+        print(f"disagg-gym: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("disagg-gym: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Config dataclasses of the serving cluster: instance groups, topology and memory policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from disagg_gym.config import spec
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceGroupConfig:
+    """A group of identical serving instances (one model replica each)."""
+
+    gpu: str = field(metadata=spec("GPU id, e.g. h100-sxm, a100-80gb, l40s"))
+    count: int = field(metadata=spec("number of instances in the group", ge=1))
+    role: Literal["prefill", "decode", "colocated"] = field(
+        metadata=spec("initial role: prefill, decode, or colocated (non-disaggregated)")
+    )
+    tp: int = field(default=1, metadata=spec("tensor-parallel degree (GPUs per instance)", ge=1))
+    site: str = field(default="site0", metadata=spec("site name; different sites talk over inter_site"))
+    max_batch: int = field(default=256, metadata=spec("max sequences in a decode batch", ge=1))
+    prefill_token_budget: int = field(
+        default=8192, metadata=spec("max prompt tokens in one prefill batch", ge=1)
+    )
+    price_usd_per_gpu_hour: float | None = field(
+        default=None, metadata=spec("override of the catalog price (e.g. cloud vs on-prem)", ge=0)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyConfig:
+    """How instances are placed on nodes and sites, and which tier joins them."""
+
+    gpus_per_node: int = field(default=8, metadata=spec("GPUs per node (instances never span nodes)", ge=1))
+    intra_node: str = field(default="nvlink", metadata=spec("tier inside a node (nvlink or pcie)"))
+    inter_node: str = field(default="rdma", metadata=spec("tier between nodes of one site"))
+    inter_site: str = field(default="ethernet", metadata=spec("tier between sites"))
+    inter_site_bandwidth_gbps: float | None = field(
+        default=None,
+        metadata=spec("shared WAN bandwidth between two sites, GB/s (default: the tier's)", gt=0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """The whole cluster: model, instance groups, topology and memory/queue policies."""
+
+    groups: tuple[InstanceGroupConfig, ...] = field(metadata=spec("instance groups"))
+    model: str = field(default="llama-3.1-8b", metadata=spec("model catalog name or YAML path"))
+    topology: TopologyConfig = field(default_factory=TopologyConfig, metadata=spec("placement"))
+    kv_reserve_frac: float = field(
+        default=0.1, metadata=spec("fraction of free HBM kept out of the KV pool", ge=0, lt=1)
+    )
+    block_size_tokens: int = field(default=16, metadata=spec("paged-KV block size in tokens", ge=1))
+    on_kv_full: Literal["queue", "reject"] = field(
+        default="queue",
+        metadata=spec("when a decode instance has no KV room: wait (backpressure) or reject"),
+    )
+    max_queue_tokens: int = field(
+        default=0,
+        metadata=spec("reject arrivals when an instance's prefill queue exceeds this (0 = no cap)", ge=0),
+    )
+    switch_delay_s: float = field(
+        default=5.0, metadata=spec("time an instance is out of service when it changes role", ge=0)
+    )
+    layerwise_overlap: bool = field(
+        default=False, metadata=spec("overlap KV transfer with prefill layer by layer")
+    )
+    idle_power: bool = field(default=True, metadata=spec("count idle power of provisioned GPUs"))
+
+    def validate(self) -> None:
+        """Cross-field checks."""
+        if not self.groups:
+            raise ValueError("key 'groups': at least one instance group is required (got [])")
+        roles = {g.role for g in self.groups}
+        if "colocated" not in roles and not ({"prefill", "decode"} <= roles):
+            raise ValueError(
+                "key 'groups': a disaggregated cluster needs at least one prefill and one decode "
+                f"group (got roles {sorted(roles)})"
+            )

@@ -1,0 +1,292 @@
+"""Strict loading of frozen config dataclasses from YAML/dicts, with one-line errors.
+
+Every config component is a ``@dataclass(frozen=True, slots=True)``. ``from_dict`` builds one
+from plain data and rejects unknown keys, wrong types and out-of-range values with a
+``ConfigError`` whose message names the source file, the dotted key, the bad value and what
+was expected. Range checks are declared next to the field::
+
+    rate_per_s: float = field(default=1.0, metadata=spec("arrival rate", gt=0))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A user configuration problem; ``str(err)`` is one line fit for a CLI."""
+
+
+def spec(
+    help: str,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+) -> dict[str, Any]:
+    """Field metadata: a help string plus optional numeric bounds or allowed values."""
+    return {"help": help, "gt": gt, "ge": ge, "le": le, "lt": lt, "choices": choices}
+
+
+def _fmt(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _err(source: str, key: str, problem: str, value: Any = dataclasses.MISSING) -> ConfigError:
+    where = f"{source}: " if source else ""
+    got = "" if value is dataclasses.MISSING else f" (got {_fmt(value)})"
+    return ConfigError(f"{where}key '{key}': {problem}{got}")
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = typing.get_type_hints(cls)
+        _HINTS[cls] = hints
+    return hints
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin in (list, tuple):
+        return "a list"
+    if origin in (dict, Mapping):
+        return "a mapping"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise _err(source, key, f"expected {_type_name(tp)}", value)
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise _err(source, key, f"expected {_type_name(tp)}", value)
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, key, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        raise _err(source, key, f"expected {_type_name(tp)}", value)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return from_dict(tp, value, source=source, prefix=key)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in tp)
+            raise _err(source, key, f"expected one of {allowed}", value) from None
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _err(source, key, "expected a list", value)
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise _err(source, key, f"expected a list of {len(args)} items", value)
+            return tuple(_convert(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        return tuple(_convert(item, v, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin in (dict, Mapping) or tp in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise _err(source, key, "expected a mapping", value)
+        args = typing.get_args(tp)
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _convert(vt, v, f"{key}.{k}", source) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _err(source, key, "expected true or false", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise _err(source, key, "expected an integer", value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _err(source, key, "expected a number", value)
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _err(source, key, "expected a finite number", value)
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise _err(source, key, "expected a string", value)
+        return value
+    return value
+
+
+def _check_bounds(meta: Mapping[str, Any], value: Any, key: str, source: str) -> None:
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise _err(source, key, "expected one of " + ", ".join(repr(c) for c in choices), value)
+    for name, ok, text in (
+        ("gt", lambda v, b: v > b, "> {}"),
+        ("ge", lambda v, b: v >= b, ">= {}"),
+        ("lt", lambda v, b: v < b, "< {}"),
+        ("le", lambda v, b: v <= b, "<= {}"),
+    ):
+        bound = meta.get(name)
+        if bound is not None and isinstance(value, (int, float)) and not ok(value, bound):
+            raise _err(source, key, "expected a value " + text.format(bound), value)
+
+
+def from_dict(cls: type[T], data: Any, *, source: str = "", prefix: str = "") -> T:
+    """Builds dataclass ``cls`` from ``data``, strictly.
+
+    Args:
+        cls: A dataclass type.
+        data: A mapping of field names to values (nested mappings for nested dataclasses).
+        source: The file (or other origin) named in error messages.
+        prefix: Dotted key of ``data`` within the whole config, for error messages.
+
+    Raises:
+        ConfigError: unknown or missing keys, wrong types, values out of range.
+    """
+    here = prefix or "<root>"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise _err(source, here, "expected a mapping", data)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else str(unknown[0])
+        raise _err(source, key, f"unknown key; expected one of: {', '.join(fields)}")
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise _err(source, key, "missing required key")
+            continue
+        value = _convert(hints[name], data[name], key, source)
+        _check_bounds(f.metadata, value, key, source)
+        kwargs[name] = value
+    try:
+        obj = cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise _err(source, here, str(exc)) from None
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            msg = str(exc)
+            if msg.startswith("key '"):  # "key 'sub.key': problem (got x)" relative to this object
+                rel = msg[len("key '"):]
+                full = f"{prefix}.{rel}" if prefix else rel
+                raise ConfigError(f"{source}: key '{full}" if source else f"key '{full}") from None
+            raise _err(source, here, msg) from None
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data view of a config dataclass (for saving the resolved config)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parses ``dotted.key=value`` (value as YAML) into ``(key, value)``."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. cluster.seed=3")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns a deep copy of ``data`` with dotted-key overrides applied."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override '{dotted}': '{part}' is not a mapping (got {_fmt(nxt)})")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Reads a YAML file, turning I/O and syntax problems into one-line ``ConfigError``s."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}:{where}: invalid YAML: {problem}") from None

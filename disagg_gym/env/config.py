@@ -1,0 +1,47 @@
+"""Options of the Gymnasium layer (the ``env:`` section of a scenario): reward, observation, episodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from disagg_gym.config import spec
+
+REWARD_TERMS = ("slo_goodput", "slo_violation", "rejection", "gpu_cost_usd", "energy_kj", "invalid_action")
+
+
+@dataclass(frozen=True, slots=True)
+class RewardWeights:
+    """Weights of the named reward terms; reward = sum(weight * term) over a step.
+
+    Terms per step: ``slo_goodput`` requests completed within both SLOs; ``slo_violation``
+    requests completed outside an SLO; ``rejection`` requests rejected; ``gpu_cost_usd`` dollars of
+    GPU time elapsed; ``energy_kj`` kilojoules drawn by the GPUs; ``invalid_action`` 1 if the
+    action was invalid (fallback used).
+    """
+
+    slo_goodput: float = field(default=1.0, metadata=spec("per request meeting both SLOs"))
+    slo_violation: float = field(default=-0.5, metadata=spec("per completed request missing an SLO"))
+    rejection: float = field(default=-1.0, metadata=spec("per rejected request"))
+    gpu_cost_usd: float = field(default=0.0, metadata=spec("per dollar of GPU time"))
+    energy_kj: float = field(default=0.0, metadata=spec("per kJ of GPU energy"))
+    invalid_action: float = field(default=0.0, metadata=spec("per invalid action"))
+
+
+@dataclass(frozen=True, slots=True)
+class EnvConfig:
+    """Gymnasium-level options of a scenario."""
+
+    reward: RewardWeights = field(default_factory=RewardWeights, metadata=spec("reward weights"))
+    reward_scale: float = field(default=1.0, metadata=spec("multiplies the reward", gt=0))
+    control_interval_s: float = field(default=10.0, metadata=spec("allocate/joint decision interval", gt=0))
+    fallback_router: str = field(default="jsq", metadata=spec("router used for invalid route actions"))
+    obs_mode: Literal["box", "dict"] = field(default="box", metadata=spec("flat Box or flat Dict observation"))
+    max_episode_requests: int | None = field(
+        default=None, metadata=spec("truncate after this many arrivals (default: horizon only)", ge=1)
+    )
+    queue_norm_tokens: float = field(default=32768.0, metadata=spec("queued tokens at which the feature saturates", gt=0))
+    wait_norm_s: float = field(default=10.0, metadata=spec("predicted wait at which the feature saturates", gt=0))
+    prompt_norm_tokens: float = field(default=16384.0, metadata=spec("prompt length at which the feature saturates", gt=0))
+    slo_ema: float = field(default=0.05, metadata=spec("EMA factor of recent SLO attainment", gt=0, le=1))
+    day_period_s: float = field(default=3600.0, metadata=spec("period of the time-of-day features", gt=0))

@@ -1,0 +1,443 @@
+"""DisaggServingEnv: the Gymnasium adapter over the simulator (decision points -> steps)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from disagg_gym.cluster.cluster import Cluster
+from disagg_gym.cluster.policies import ROUTERS
+from disagg_gym.config import from_dict
+from disagg_gym.env.config import REWARD_TERMS, EnvConfig
+from disagg_gym.env.observation import ObservationBuilder
+from disagg_gym.scenario import ScenarioConfig, load_scenario
+from disagg_gym.simulation import Simulation, make_router
+from disagg_gym.types import Role
+
+PRIO_HORIZON = 50
+
+
+class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Disaggregated LLM serving: route requests and/or size prefill/decode pools.
+
+    ## Description
+    A discrete-event simulation of an LLM serving cluster whose prefill and decode phases run
+    on separate (possibly heterogeneous) instances, with KV-cache transfers between them over
+    the interconnect tier the topology gives. Each ``step`` applies one decision and advances
+    the simulator to the next decision point (event-driven steps).
+
+    Tasks (``task`` in the scenario):
+    * ``route`` — one decision per arriving request: a prefill and a decode instance.
+    * ``allocate`` — every ``control_interval_s``: how many instances of each switchable GPU
+      type serve prefill (the rest decode); role flips drain and pay ``switch_delay_s``.
+      Routing inside uses the scenario's built-in router.
+    * ``joint`` — both; the observation's decision flags say which kind of step it is.
+
+    ## Action Space
+    ``MultiDiscrete``: route → ``[N, N]`` (prefill index, decode index; the decode index is
+    ignored when the prefill instance is colocated); allocate → ``[n_g + 1 for each GPU type g]``
+    (prefill count per type); joint → the concatenation. ``action_masks()`` returns the
+    concatenated per-dimension boolean masks (sb3-contrib's contract). Dimensions that do not
+    apply to the current step have exactly one valid value (a no-op). An invalid action (masked
+    value, out of range, wrong shape, NaN) is replaced by the fallback router's choice (route)
+    or the current pool sizes (allocate) and ``info["invalid_action"] = True``.
+
+    ## Observation Space
+    ``Box(float32)`` with finite bounds documented in ``disagg_gym.env.observation`` and
+    ``docs/envs.md``: per-instance queue, predicted wait, batch, KV memory, backlog, speed and
+    link load; the pending request; decision flags; recent SLO attainment, rejections, time
+    features, arrival rate; prefill share per GPU type. ``obs_mode: dict`` gives a flat ``Dict``.
+
+    ## Rewards
+    A weighted sum of named terms accumulated since the previous step (``env.reward`` weights):
+    ``slo_goodput``, ``slo_violation``, ``rejection``, ``gpu_cost_usd``, ``energy_kj``,
+    ``invalid_action``. The terms are in ``info["reward_terms"]``.
+
+    ## Starting State
+    An empty cluster at t = 0 with the configured roles; arrivals from the workload seed.
+
+    ## Episode End
+    ``truncated`` when the simulated horizon (or ``max_episode_requests``) is reached;
+    ``terminated`` only when a finite trace has been fully replayed and drained. The simulator
+    summary (KPIs) is in ``info["episode_kpis"]`` on the last step.
+
+    ## Arguments
+    ``config``: standard config name, YAML path or ``ScenarioConfig``; ``render_mode``:
+    ``"ansi"`` or ``"rgb_array"``; ``overrides``: dotted-key overrides.
+    ``reset(options={"workload_seed": int, "trace_window": (start_s, end_s)})``: the workload seed
+    fixes the exogenous arrivals (defaults to the reset seed), so different policies can be
+    compared on identical input.
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        config: str | ScenarioConfig = "small-route",
+        render_mode: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} (got {render_mode!r})")
+        self.render_mode = render_mode
+        self.scenario = config if isinstance(config, ScenarioConfig) else load_scenario(config, overrides)
+        self.cfg: EnvConfig = from_dict(EnvConfig, self.scenario.env, source=self.scenario.name, prefix="env")
+        ROUTERS.get(self.cfg.fallback_router)  # fail early, naming the bad router
+        self.task = self.scenario.task
+        self._spec_cluster = _static_layout(self.scenario)
+        n, gpus = self._spec_cluster
+        self.n = n
+        self.gpus = [g for g, _ in gpus]
+        self.gpu_sizes = [c for _, c in gpus]
+        dims: list[int] = []
+        if self.task in ("route", "joint"):
+            dims += [n, n]
+        if self.task in ("allocate", "joint"):
+            dims += [c + 1 for c in self.gpu_sizes]
+        self.action_space = spaces.MultiDiscrete(np.asarray(dims, dtype=np.int64))
+        low, high = ObservationBuilder.bounds(n, len(self.gpus))
+        box = spaces.Box(low=low, high=high, dtype=np.float32)
+        self._box = box
+        if self.cfg.obs_mode == "dict":
+            nf = 10
+            i = n * nf
+            self.observation_space = spaces.Dict({
+                "instances": spaces.Box(low[:i].reshape(n, nf), high[:i].reshape(n, nf), dtype=np.float32),
+                "request": spaces.Box(low[i:i + 4], high[i:i + 4], dtype=np.float32),
+                "decision": spaces.Box(low[i + 4:i + 6], high[i + 4:i + 6], dtype=np.float32),
+                "global": spaces.Box(low[i + 6:], high[i + 6:], dtype=np.float32),
+            })
+        else:
+            self.observation_space = box
+        self._dims = dims
+        self.sim: Simulation | None = None
+        self.cluster: Cluster | None = None
+        self._last_obs: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"workload_seed", "trace_window"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; expected workload_seed, trace_window")
+        wseed = options.get("workload_seed")
+        if wseed is None:
+            wseed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
+        if isinstance(wseed, bool) or not isinstance(wseed, (int, np.integer)) or wseed < 0:
+            raise ValueError(f"workload_seed must be a non-negative int (got {wseed!r})")
+        window = options.get("trace_window")
+        scen = self.scenario
+        if self.cfg.max_episode_requests is not None:
+            scen = replace(scen, max_requests=self.cfg.max_episode_requests)
+        external = self.task in ("route", "joint")
+        control = self.cfg.control_interval_s if self.task in ("allocate", "joint") else None
+        self.sim = Simulation(
+            scen, seed=int(wseed), keep_records=False, external=external, control_interval_s=control,
+            use_allocator=self.task == "route", workload_window=tuple(window) if window is not None else None,
+        )
+        self.cluster = self.sim.cluster
+        self.engine = self.sim.engine
+        self.recorder = self.sim.recorder
+        self.fallback = make_router(self.cfg.fallback_router, self.sim.streams)
+        self.obs_builder = ObservationBuilder(self.cluster, self.cfg, scen.horizon_s, _mean_rate(scen))
+        self._horizon_hit = False
+        self.engine.schedule(scen.horizon_s, self._on_horizon, None, PRIO_HORIZON)
+        self._finite = scen.workload.kind == "trace"
+        self._slo_ema = 1.0
+        self._rej_ema = 0.0
+        self._rate_ema = _mean_rate(scen)
+        self._last_arrivals = 0
+        self._last_t = 0.0
+        self._energy = self._energy_j()
+        self._steps = 0
+        self._done = False
+        self._kind = self._advance()
+        self.recorder.drain_window()
+        obs = self._obs()
+        return obs, {"decision": self._kind, "sim_time_s": self.engine.now}
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        if self.sim is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if self._done:
+            raise gym.error.ResetNeeded("episode has ended; call reset()")
+        cl = self.cluster
+        assert cl is not None
+        invalid = False
+        vec = _as_int_vector(action, len(self._dims))
+        if vec is None:
+            invalid = True
+        kind = self._kind
+        if kind == "route":
+            req = cl.pending
+            assert req is not None
+            choice = None
+            if vec is not None:
+                choice = self._decode_route(req, vec)
+            if choice is None:
+                invalid = True
+                choice = self._fallback_route(req)
+            if choice is None:
+                cl.reject(req, "no_instance")
+            else:
+                cl.dispatch(req, choice[0], choice[1])
+            if self.task == "joint" and vec is not None and not self._alloc_is_noop(vec[2:]):
+                invalid = True
+        elif kind == "control":
+            off = 2 if self.task == "joint" else 0
+            if vec is not None:
+                if not self._apply_alloc(vec[off:]):
+                    invalid = True
+        self._steps += 1
+        self._kind = self._advance()
+        terms = self._reward_terms(invalid)
+        w = self.cfg.reward
+        reward = self.cfg.reward_scale * (
+            w.slo_goodput * terms["slo_goodput"] + w.slo_violation * terms["slo_violation"]
+            + w.rejection * terms["rejection"] + w.gpu_cost_usd * terms["gpu_cost_usd"]
+            + w.energy_kj * terms["energy_kj"] + w.invalid_action * terms["invalid_action"]
+        )
+        terminated = truncated = False
+        info: dict[str, Any] = {
+            "invalid_action": invalid, "reward_terms": terms, "reward_components": terms,
+            "decision": self._kind,
+            "sim_time_s": self.engine.now,
+        }
+        if self._kind == "end":
+            self._done = True
+            if self._finite and self.cluster.drained():
+                terminated = True
+            else:
+                truncated = True
+            info["episode_kpis"] = self.sim.summary()
+        obs = self._obs()
+        return obs, float(reward), terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """Concatenated per-dimension masks of the MultiDiscrete action (sb3-contrib contract)."""
+        cl = self.cluster
+        if cl is None:
+            raise gym.error.ResetNeeded("call reset() before action_masks()")
+        parts: list[np.ndarray] = []
+        kind = self._kind
+        if self.task in ("route", "joint"):
+            if kind == "route" and cl.pending is not None:
+                mp, md = self._route_masks(cl.pending)
+            else:
+                mp = np.zeros(self.n, dtype=bool)
+                md = np.zeros(self.n, dtype=bool)
+                mp[0] = md[0] = True
+            parts += [mp, md]
+        if self.task in ("allocate", "joint"):
+            parts += self._alloc_masks(kind == "control")
+        return np.concatenate(parts)
+
+    def render(self) -> Any:
+        from disagg_gym.env.render import render_ansi, render_rgb
+
+        if self.cluster is None or self.render_mode is None:
+            return None
+        if self.render_mode == "ansi":
+            return render_ansi(self)
+        return render_rgb(self)
+
+    # ------------------------------------------------------------------ decisions
+    def _on_horizon(self, _: Any) -> None:
+        self._horizon_hit = True
+
+    def _advance(self) -> str:
+        """Runs the simulator to the next decision point; returns 'route', 'control' or 'end'."""
+        cl = self.cluster
+        eng = self.engine
+        route_task = self.task in ("route", "joint")
+        control_task = self.task in ("allocate", "joint")
+        finite = self._finite
+        route_only = self.task == "route"
+
+        def stop() -> bool:
+            return (
+                cl.pending is not None or cl.control_due or self._horizon_hit
+                or (route_only and cl.arrivals_done) or (finite and cl.drained())
+            )
+
+        while True:
+            eng.run_until(stop)
+            if cl.pending is not None:
+                req = cl.pending
+                if not any(self._route_masks(req)[0]):
+                    cl.reject(req, "too_large")
+                    continue
+                if route_task:
+                    return "route"
+            if cl.control_due:
+                cl.control_due = False
+                if control_task and not self._horizon_hit:
+                    return "control"
+                continue
+            return "end"
+
+    def _route_masks(self, req: Any) -> tuple[np.ndarray, np.ndarray]:
+        cl = self.cluster
+        need = cl.blocks(req.prompt_tokens)
+        mp = np.zeros(self.n, dtype=bool)
+        md = np.zeros(self.n, dtype=bool)
+        for inst in cl.instances:
+            if inst.state != "active":
+                continue
+            if inst.role is Role.DECODE:
+                md[inst.idx] = True
+            elif need <= inst.kv_cap:
+                mp[inst.idx] = True
+        if not md.any():  # all-colocated cluster: the decode index is ignored
+            md[:] = True
+        return mp, md
+
+    def _decode_route(self, req: Any, vec: list[int]) -> tuple[int, int] | None:
+        p, d = vec[0], vec[1]
+        if not (0 <= p < self.n and 0 <= d < self.n):
+            return None
+        mp, md = self._route_masks(req)
+        if not mp[p]:
+            return None
+        if self.cluster.instances[p].role is Role.COLOCATED:
+            return p, p
+        if not md[d]:
+            return None
+        return p, d
+
+    def _fallback_route(self, req: Any) -> tuple[int, int] | None:
+        return self.fallback.route(self.cluster, req)
+
+    def _alloc_masks(self, active: bool) -> list[np.ndarray]:
+        cl = self.cluster
+        counts = [cl.role_counts(g) for g in self.gpus]
+        tot_p = sum(p for p, _ in counts)
+        tot = sum(p + d for p, d in counts)
+        n_coloc = sum(1 for i in cl.instances if i.role is Role.COLOCATED)
+        out = []
+        for (p, d), size in zip(counts, self.gpu_sizes):
+            m = np.zeros(size + 1, dtype=bool)
+            if not active:
+                m[p] = True
+            else:
+                others_p = tot_p - p
+                others_d = (tot - tot_p) - d
+                for v in range(size + 1):
+                    ok_p = others_p + v >= 1 or n_coloc > 0
+                    ok_d = others_d + (size - v) >= 1 or n_coloc > 0
+                    m[v] = ok_p and ok_d
+                if not m.any():
+                    m[p] = True
+            out.append(m)
+        return out
+
+    def _alloc_is_noop(self, vals: list[int]) -> bool:
+        cl = self.cluster
+        return all(v == cl.role_counts(g)[0] for g, v in zip(self.gpus, vals))
+
+    def _apply_alloc(self, vals: list[int]) -> bool:
+        masks = self._alloc_masks(True)
+        cl = self.cluster
+        ok = True
+        for g, v, m in zip(self.gpus, vals, masks):
+            if not (0 <= v < len(m)) or not m[v]:
+                ok = False
+                continue
+            cl.set_prefill_count(g, v)
+        return ok
+
+    # ------------------------------------------------------------------ reward / obs
+    def _energy_j(self) -> float:
+        cl = self.cluster
+        now = self.engine.now
+        e = 0.0
+        for inst in cl.instances:
+            c = inst.cost
+            e += c.idle_power_w * now + (c.prefill_power_w - c.idle_power_w) * inst.busy_prefill_s
+            e += (c.decode_power_w - c.idle_power_w) * inst.busy_decode_s
+        return e
+
+    def _reward_terms(self, invalid: bool) -> dict[str, float]:
+        win = self.recorder.drain_window()
+        now = self.engine.now
+        dt = now - self._last_t
+        self._last_t = now
+        e = self._energy_j()
+        de = e - self._energy
+        self._energy = e
+        price = sum(i.price_per_s for i in self.cluster.instances)
+        fin = win["completed"] + win["rejected"]
+        if fin:
+            a = min(1.0, self.cfg.slo_ema * fin)
+            self._slo_ema += a * (win["met_slo"] / fin - self._slo_ema)
+            self._rej_ema += a * (win["rejected"] / fin - self._rej_ema)
+        if dt > 0:
+            arrivals = self.cluster.arrived - self._last_arrivals
+            self._last_arrivals = self.cluster.arrived
+            a = 1.0 - math.exp(-dt / 30.0)
+            self._rate_ema += a * (arrivals / dt - self._rate_ema)
+        return {
+            "slo_goodput": float(win["met_slo"]),
+            "slo_violation": float(win["violations"]),
+            "rejection": float(win["rejected"]),
+            "gpu_cost_usd": float(price * dt),
+            "energy_kj": float(max(de, 0.0) / 1e3),
+            "invalid_action": 1.0 if invalid else 0.0,
+        }
+
+    def _obs(self) -> Any:
+        cl = self.cluster
+        kind = self._kind
+        req = cl.pending if kind == "route" else None
+        flat = self.obs_builder.build(req, kind == "route", kind == "control", self._slo_ema, self._rej_ema, self._rate_ema)
+        self._last_obs = flat
+        if self.cfg.obs_mode == "dict":
+            return self.obs_builder.split(flat)
+        return flat
+
+
+def _as_int_vector(action: Any, n: int) -> list[int] | None:
+    """Action -> list of ``n`` ints, or ``None`` if it has the wrong shape or non-finite values."""
+    try:
+        arr = np.asarray(action)
+    except (TypeError, ValueError):
+        return None
+    if arr.shape != (n,) and not (n == 1 and arr.shape == ()):
+        return None
+    if arr.dtype.kind not in "iuf" and arr.dtype != bool:
+        return None
+    flat = arr.reshape(-1)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(flat)) or not np.all(flat == np.round(flat)):
+            return None
+    if np.any(np.abs(flat.astype(np.float64)) > 2**31):
+        return None
+    return [int(v) for v in flat]
+
+
+def _mean_rate(scen: ScenarioConfig) -> float:
+    wl = scen.workload
+    return float(getattr(wl, "rate_per_s", 1.0) or 1.0)
+
+
+def _static_layout(scen: ScenarioConfig) -> tuple[int, list[tuple[str, int]]]:
+    """(instances, [(gpu, switchable count)]) from the config, without building a cluster."""
+    n = 0
+    gpus: dict[str, int] = {}
+    for g in scen.cluster.groups:
+        n += g.count
+        if g.role != "colocated":
+            gpus[g.gpu] = gpus.get(g.gpu, 0) + g.count
+    return n, list(gpus.items())
+
+
+REWARD_TERM_NAMES = REWARD_TERMS

@@ -1,0 +1,6 @@
+"""Observers that turn cluster hooks into per-request records and KPI summaries."""
+
+from disagg_gym.metrics.recorder import LogHistogram, Recorder
+from disagg_gym.metrics.summary import summarize
+
+__all__ = ["LogHistogram", "Recorder", "summarize"]

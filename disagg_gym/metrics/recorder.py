@@ -1,0 +1,186 @@
+"""Recorder: cluster hooks -> flat per-request records (optional) and streaming statistics."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from disagg_gym.workload.request import Request
+
+RECORD_FIELDS = (
+    "rid", "arrival_s", "prompt_tokens", "output_tokens", "slo_ttft_s", "slo_tpot_s", "state",
+    "reject_reason", "prefill_inst", "decode_inst", "tier", "kv_bytes", "prefill_start_s",
+    "first_token_s", "transfer_start_s", "transfer_end_s", "decode_start_s", "completion_s",
+    "ttft_s", "tpot_s", "e2e_s", "met_slo",
+)
+
+
+class LogHistogram:
+    """Fixed-memory histogram with ~1% relative error for positive latencies (DDSketch-like)."""
+
+    __slots__ = ("gamma", "_lg", "counts", "zero", "n", "total", "lo", "hi")
+
+    def __init__(self, rel_err: float = 0.01) -> None:
+        self.gamma = (1 + rel_err) / (1 - rel_err)
+        self._lg = 1.0 / math.log(self.gamma)
+        self.counts: dict[int, int] = {}
+        self.zero = 0
+        self.n = 0
+        self.total = 0.0
+        self.lo = math.inf
+        self.hi = -math.inf
+
+    def add(self, x: float) -> None:
+        """Adds one value (>= 0)."""
+        self.n += 1
+        self.total += x
+        if x < self.lo:
+            self.lo = x
+        if x > self.hi:
+            self.hi = x
+        if x <= 1e-12:
+            self.zero += 1
+            return
+        k = math.ceil(math.log(x) * self._lg)
+        self.counts[k] = self.counts.get(k, 0) + 1
+
+    def quantile(self, q: float) -> float:
+        """Approximate ``q``-quantile (0..1); NaN when empty."""
+        if self.n == 0:
+            return math.nan
+        rank = q * (self.n - 1)
+        if rank < self.zero:
+            return 0.0
+        seen = self.zero
+        for k in sorted(self.counts):
+            seen += self.counts[k]
+            if seen > rank:
+                val = 2.0 * self.gamma**k / (self.gamma + 1)
+                return min(max(val, self.lo), self.hi)
+        return self.hi
+
+    @property
+    def mean(self) -> float:
+        """Mean of the values added."""
+        return self.total / self.n if self.n else math.nan
+
+
+class Recorder:
+    """Implements the cluster's observer hooks.
+
+    Args:
+        keep_records: Keep every finished request (for CSV, CDF plots, invariant checks).
+            When ``False`` only streaming statistics are kept, so memory stays flat however
+            many requests are simulated.
+        keep_requests: Keep the ``Request`` objects themselves (tests / invariant checks).
+    """
+
+    def __init__(self, keep_records: bool = True, keep_requests: bool = False) -> None:
+        self.keep_records = keep_records
+        self.keep_requests = keep_requests
+        self.requests: list[Request] = []
+        self.ttft: list[float] = []
+        self.tpot: list[float] = []
+        self.e2e: list[float] = []
+        self.h_ttft = LogHistogram()
+        self.h_tpot = LogHistogram()
+        self.h_e2e = LogHistogram()
+        self.arrived = 0
+        self.completed = 0
+        self.rejected = 0
+        self.met_slo = 0
+        self.met_ttft = 0
+        self.met_tpot = 0
+        self.prompt_tokens_done = 0
+        self.output_tokens_done = 0
+        self.kv_bytes_by_tier: dict[str, float] = {}
+        self.rejected_by_reason: dict[str, int] = {}
+        self.last_finish_s = 0.0
+        self.records: list[tuple[Any, ...]] = []
+        # Counters since the last drain_window() call (rewards, recent SLO attainment).
+        self.win_completed = 0
+        self.win_met = 0
+        self.win_rejected = 0
+        self.win_violations = 0
+        self.win_output_tokens = 0
+
+    # ---------------------------------------------------------------- hooks
+    def on_arrival(self, req: Request) -> None:
+        """Counts an arrival."""
+        self.arrived += 1
+
+    def on_first_token(self, req: Request) -> None:
+        """No-op hook (kept for subclasses)."""
+
+    def on_kv_transfer_done(self, req: Request) -> None:
+        """Accumulates KV bytes per tier."""
+        t = req.tier
+        self.kv_bytes_by_tier[t] = self.kv_bytes_by_tier.get(t, 0.0) + req.kv_bytes
+
+    def on_completion(self, req: Request) -> None:
+        """Records a completed request."""
+        self.completed += 1
+        ttft = req.first_token_s - req.arrival_s  # type: ignore[operator]
+        e2e = req.completion_s - req.arrival_s  # type: ignore[operator]
+        out = req.output_tokens
+        tpot = (req.completion_s - req.first_token_s) / (out - 1) if out > 1 else 0.0  # type: ignore[operator]
+        ok_ttft = ttft <= req.slo_ttft_s
+        ok_tpot = tpot <= req.slo_tpot_s
+        self.met_ttft += ok_ttft
+        self.met_tpot += ok_tpot
+        met = ok_ttft and ok_tpot
+        self.met_slo += met
+        self.win_completed += 1
+        self.win_met += met
+        self.win_violations += not met
+        self.win_output_tokens += out
+        self.prompt_tokens_done += req.prompt_tokens
+        self.output_tokens_done += out
+        self.last_finish_s = req.completion_s  # type: ignore[assignment]
+        self.h_ttft.add(ttft)
+        self.h_tpot.add(tpot)
+        self.h_e2e.add(e2e)
+        if self.keep_records:
+            self.ttft.append(ttft)
+            self.tpot.append(tpot)
+            self.e2e.append(e2e)
+            self.records.append(self._row(req, ttft, tpot, e2e, met))
+        if self.keep_requests:
+            self.requests.append(req)
+
+    def on_reject(self, req: Request) -> None:
+        """Records a rejected request and its reason."""
+        self.rejected += 1
+        self.win_rejected += 1
+        r = req.reject_reason or "unknown"
+        self.rejected_by_reason[r] = self.rejected_by_reason.get(r, 0) + 1
+        if self.keep_records:
+            self.records.append(self._row(req, None, None, None, False))
+        if self.keep_requests:
+            self.requests.append(req)
+
+    # ---------------------------------------------------------------- views
+    @staticmethod
+    def _row(req: Request, ttft: float | None, tpot: float | None, e2e: float | None, met: bool) -> tuple[Any, ...]:
+        return (
+            req.rid, req.arrival_s, req.prompt_tokens, req.output_tokens, req.slo_ttft_s,
+            req.slo_tpot_s, req.state.value, req.reject_reason, req.prefill_inst, req.decode_inst,
+            req.tier, req.kv_bytes, req.prefill_start_s, req.first_token_s, req.transfer_start_s,
+            req.transfer_end_s, req.decode_start_s, req.completion_s, ttft, tpot, e2e, met,
+        )
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """Per-request records as dicts (``RECORD_FIELDS`` keys), in finishing order."""
+        for row in self.records:
+            yield dict(zip(RECORD_FIELDS, row))
+
+    def drain_window(self) -> dict[str, int]:
+        """Returns and resets the counters accumulated since the previous call."""
+        out = {
+            "completed": self.win_completed, "met_slo": self.win_met, "rejected": self.win_rejected,
+            "violations": self.win_violations, "output_tokens": self.win_output_tokens,
+        }
+        self.win_completed = self.win_met = self.win_rejected = 0
+        self.win_violations = self.win_output_tokens = 0
+        return out

@@ -1,0 +1,91 @@
+"""KPI summary of a run: latency percentiles, SLO attainment, goodput, utilisation, energy, cost."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from disagg_gym.types import Role
+
+if TYPE_CHECKING:
+    from disagg_gym.cluster.cluster import Cluster
+    from disagg_gym.metrics.recorder import Recorder
+
+
+def _pcts(values: list[float], hist: Any) -> tuple[float, float, float, float]:
+    if values:
+        arr = np.asarray(values)
+        p50, p90, p99 = np.percentile(arr, [50, 90, 99])
+        return float(p50), float(p90), float(p99), float(arr.mean())
+    if hist.n:
+        return hist.quantile(0.5), hist.quantile(0.9), hist.quantile(0.99), hist.mean
+    return math.nan, math.nan, math.nan, math.nan
+
+
+def _clean(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 9)
+
+
+def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) -> dict[str, Any]:
+    """Builds the KPI dictionary of a run.
+
+    Args:
+        rec: The recorder that observed the run.
+        cluster: The cluster (for busy times, power and prices).
+        duration_s: Wall span the costs are charged over; defaults to the engine's clock.
+
+    Energy counts every provisioned GPU: busy prefill/decode time at the cost model's power,
+    the rest at idle power. Cost is GPU-hours times the per-GPU price over the same span, per
+    million tokens processed (prompt + output).
+    """
+    dur = float(duration_s if duration_s is not None else cluster.engine.now)
+    dur = max(dur, 1e-9)
+    finished = rec.completed + rec.rejected
+    t50, t90, t99, tmean = _pcts(rec.ttft, rec.h_ttft)
+    o50, o90, o99, omean = _pcts(rec.tpot, rec.h_tpot)
+    e50, e90, e99, emean = _pcts(rec.e2e, rec.h_e2e)
+    energy = 0.0
+    cost = 0.0
+    util: dict[str, list[float]] = {}
+    for inst in cluster.instances:
+        c = inst.cost
+        busy_p = min(inst.busy_prefill_s, dur)
+        busy_d = min(inst.busy_decode_s, dur - busy_p)
+        idle = max(0.0, dur - busy_p - busy_d)
+        energy += busy_p * c.prefill_power_w + busy_d * c.decode_power_w
+        if cluster.config.idle_power:
+            energy += idle * c.idle_power_w
+        cost += inst.price_per_s * dur
+        key = inst.role.value if inst.role is not Role.COLOCATED else "colocated"
+        util.setdefault(key, []).append((busy_p + busy_d) / dur)
+    tokens = rec.prompt_tokens_done + rec.output_tokens_done
+    out: dict[str, Any] = {
+        "requests_total": rec.arrived,
+        "requests_completed": rec.completed,
+        "requests_rejected": rec.rejected,
+        "requests_in_flight": rec.arrived - finished,
+        "rejected_by_reason": dict(sorted(rec.rejected_by_reason.items())),
+        "duration_s": _clean(dur),
+        "ttft_p50_s": _clean(t50), "ttft_p90_s": _clean(t90), "ttft_p99_s": _clean(t99), "ttft_mean_s": _clean(tmean),
+        "tpot_p50_s": _clean(o50), "tpot_p90_s": _clean(o90), "tpot_p99_s": _clean(o99), "tpot_mean_s": _clean(omean),
+        "e2e_p50_s": _clean(e50), "e2e_p90_s": _clean(e90), "e2e_p99_s": _clean(e99), "e2e_mean_s": _clean(emean),
+        "slo_attainment": _clean(rec.met_slo / finished) if finished else None,
+        "ttft_slo_attainment": _clean(rec.met_ttft / finished) if finished else None,
+        "tpot_slo_attainment": _clean(rec.met_tpot / finished) if finished else None,
+        "goodput_rps": _clean(rec.met_slo / dur),
+        "throughput_rps": _clean(rec.completed / dur),
+        "output_tokens_per_s": _clean(rec.output_tokens_done / dur),
+        "total_tokens_per_s": _clean(tokens / dur),
+        "utilisation": {k: _clean(sum(v) / len(v)) for k, v in sorted(util.items())},
+        "kv_bytes_by_tier": {k: _clean(v) for k, v in sorted(rec.kv_bytes_by_tier.items())},
+        "energy_j": _clean(energy),
+        "energy_per_request_j": _clean(energy / rec.completed) if rec.completed else None,
+        "energy_per_good_request_j": _clean(energy / rec.met_slo) if rec.met_slo else None,
+        "cost_usd": _clean(cost),
+        "cost_per_1m_tokens_usd": _clean(cost / tokens * 1e6) if tokens else None,
+        "gpus": sum(i.tp for i in cluster.instances),
+        "instances": cluster.n,
+    }
+    return out

@@ -1,0 +1,131 @@
+"""Deterministic discrete-event engine: ``now``, ``schedule``, ``cancel``, ``step``, ``run_until``.
+
+Heap entries are ``(time_s, priority, seq, event)`` with ``seq`` from a per-engine counter, so
+simultaneous events fire in (priority, scheduling order) and runs are bit-for-bit repeatable.
+Cancellation sets a tombstone flag; cancelled entries are dropped when they reach the top.
+Anchor: SimPy ``Environment.schedule``/``peek``/``run(until=...)``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[..., Any]
+
+
+class Event:
+    """A scheduled callback. ``cancelled`` is the tombstone flag."""
+
+    __slots__ = ("time_s", "priority", "seq", "fn", "arg", "cancelled")
+
+    def __init__(self, time_s: float, priority: int, seq: int, fn: Handler, arg: Any) -> None:
+        self.time_s = time_s
+        self.priority = priority
+        self.seq = seq
+        self.fn = fn
+        self.arg = arg
+        self.cancelled = False
+
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        return f"Event(t={self.time_s:.6f}, prio={self.priority}, seq={self.seq}, fn={name})"
+
+
+class Engine:
+    """Event heap and simulated clock (seconds). One per simulation; no global state."""
+
+    __slots__ = ("now", "_heap", "_seq", "events_processed")
+
+    def __init__(self, start_s: float = 0.0) -> None:
+        self.now: float = start_s
+        self._heap: list[tuple[float, int, int, Event]] = []
+        self._seq = itertools.count()
+        self.events_processed = 0
+
+    def schedule(self, time_s: float, fn: Handler, arg: Any = None, priority: int = 0) -> Event:
+        """Schedules ``fn(arg)`` at absolute time ``time_s`` (never in the past)."""
+        if not time_s >= self.now:  # also catches NaN
+            raise ValueError(f"cannot schedule at t={time_s!r} before now={self.now!r}")
+        seq = next(self._seq)
+        ev = Event(time_s, priority, seq, fn, arg)
+        heapq.heappush(self._heap, (time_s, priority, seq, ev))
+        return ev
+
+    def schedule_in(self, delay_s: float, fn: Handler, arg: Any = None, priority: int = 0) -> Event:
+        """Schedules ``fn(arg)`` after ``delay_s`` seconds."""
+        return self.schedule(self.now + delay_s, fn, arg, priority)
+
+    @staticmethod
+    def cancel(ev: Event | None) -> None:
+        """Marks ``ev`` cancelled (no-op for ``None``)."""
+        if ev is not None:
+            ev.cancelled = True
+
+    def peek(self) -> float:
+        """Time of the next live event, or ``inf`` when none is left."""
+        heap = self._heap
+        while heap and heap[0][3].cancelled:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
+
+    def step(self) -> bool:
+        """Processes one live event; returns ``False`` when the heap is empty."""
+        heap = self._heap
+        while heap:
+            t, _, _, ev = heapq.heappop(heap)
+            if ev.cancelled:
+                continue
+            self.now = t
+            self.events_processed += 1
+            ev.fn(ev.arg)
+            return True
+        return False
+
+    def run_until(self, until: float | Callable[[], bool] = math.inf) -> bool:
+        """Runs events until a time or a predicate holds.
+
+        Args:
+            until: A time in seconds (events at exactly that time are processed and the clock
+                ends there), or a zero-argument predicate checked after every event.
+
+        Returns:
+            ``True`` if the stop condition was met, ``False`` if the heap emptied first.
+        """
+        heap = self._heap
+        pop = heapq.heappop
+        if callable(until):
+            pred = until
+            if pred():
+                return True
+            while heap:
+                t, _, _, ev = pop(heap)
+                if ev.cancelled:
+                    continue
+                self.now = t
+                self.events_processed += 1
+                ev.fn(ev.arg)
+                if pred():
+                    return True
+            return False
+        limit = float(until)
+        while heap:
+            top = heap[0]
+            if top[0] > limit:
+                break
+            pop(heap)
+            ev = top[3]
+            if ev.cancelled:
+                continue
+            self.now = top[0]
+            self.events_processed += 1
+            ev.fn(ev.arg)
+        if limit != math.inf and limit > self.now:
+            self.now = limit
+        return bool(heap) or self.now >= limit
+
+    def __len__(self) -> int:
+        return sum(1 for e in self._heap if not e[3].cancelled)

@@ -1,0 +1,1 @@
+"""Test helpers shipped for users: invariant checks and toy scenarios."""

@@ -1,0 +1,93 @@
+"""``check_sim_invariants``: conservation, lifecycle order, capacity limits. Used by tests and users."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from disagg_gym.types import RequestState
+
+if TYPE_CHECKING:
+    from disagg_gym.cluster.cluster import Cluster
+    from disagg_gym.metrics.recorder import Recorder
+    from disagg_gym.workload.request import Request
+
+LIFECYCLE = ("arrival_s", "prefill_start_s", "first_token_s", "transfer_start_s", "transfer_end_s", "decode_start_s", "completion_s")
+
+
+class InvariantError(AssertionError):
+    """A simulator invariant does not hold."""
+
+
+def check_request(req: Request) -> None:
+    """Lifecycle timestamps are set in order and the final state is consistent."""
+    prev = None
+    prev_name = ""
+    for name in LIFECYCLE:
+        t = getattr(req, name)
+        if t is None:
+            continue
+        if t != t:
+            raise InvariantError(f"request {req.rid}: {name} is NaN")
+        if prev is not None and t < prev - 1e-9:
+            raise InvariantError(f"request {req.rid}: {name}={t} < {prev_name}={prev}")
+        prev, prev_name = t, name
+    if req.state is RequestState.COMPLETED:
+        if req.first_token_s is None or req.completion_s is None:
+            raise InvariantError(f"request {req.rid}: completed without timestamps")
+    elif req.state is RequestState.REJECTED:
+        if not req.reject_reason:
+            raise InvariantError(f"request {req.rid}: rejected without a reason")
+    else:
+        raise InvariantError(f"request {req.rid}: unfinished state {req.state}")
+
+
+def check_cluster_state(cluster: Cluster) -> None:
+    """Instantaneous limits: KV memory, batch sizes, aggregates never negative or over capacity."""
+    for inst in cluster.instances:
+        if inst.kv_used < 0 or inst.kv_used > inst.kv_cap:
+            raise InvariantError(f"instance {inst.idx}: kv_used {inst.kv_used} outside [0, {inst.kv_cap}]")
+        if inst.B < 0 or inst.B > inst.max_batch:
+            raise InvariantError(f"instance {inst.idx}: batch {inst.B} outside [0, {inst.max_batch}]")
+        if inst.B != len(inst.members):
+            raise InvariantError(f"instance {inst.idx}: batch {inst.B} != members {len(inst.members)}")
+        if inst.pq_tokens < 0 or inst.incoming < 0:
+            raise InvariantError(f"instance {inst.idx}: negative queue/incoming")
+        if inst.pq_tokens != sum(r.prefill_tokens for r in inst.pq):
+            raise InvariantError(f"instance {inst.idx}: queued tokens {inst.pq_tokens} != queue contents")
+    for link in cluster.links():
+        if len(link.active) and any(tr.remaining < -1e-3 * max(1.0, tr.nbytes) for tr in link.active):
+            raise InvariantError(f"link {link.key}: transfer overshot its bytes")
+        if link.bytes_done > link.busy_s * link.bandwidth_Bps * (1 + 1e-9) + 1:
+            raise InvariantError(f"link {link.key}: carried more than its bandwidth allows")
+
+
+def check_sim_invariants(cluster: Cluster, recorder: Recorder, drained: bool = True) -> None:
+    """Checks a finished (or paused) run.
+
+    Args:
+        cluster: The simulated cluster.
+        recorder: A recorder built with ``keep_requests=True``.
+        drained: Expect every request finished, all memory released, nothing in flight.
+
+    Raises:
+        InvariantError: describing the first violation found.
+    """
+    check_cluster_state(cluster)
+    for req in recorder.requests:
+        check_request(req)
+    finished = recorder.completed + recorder.rejected
+    if finished + cluster.in_system != recorder.arrived:
+        raise InvariantError(
+            f"conservation: arrived {recorder.arrived} != finished {finished} + in system {cluster.in_system}"
+        )
+    if recorder.keep_requests and len(recorder.requests) != finished:
+        raise InvariantError(f"recorded {len(recorder.requests)} requests but {finished} finished")
+    rids = [r.rid for r in recorder.requests]
+    if len(set(rids)) != len(rids):
+        raise InvariantError("a request finished twice")
+    if drained:
+        if cluster.in_system != 0:
+            raise InvariantError(f"{cluster.in_system} requests still in the system after draining")
+        for inst in cluster.instances:
+            if inst.kv_used != 0 or inst.B != 0 or inst.pq or inst.dq or inst.joiners or inst.incoming:
+                raise InvariantError(f"instance {inst.idx} not empty after draining: kv_used={inst.kv_used}, B={inst.B}")
