@@ -8,12 +8,12 @@ there; the simulator ignores it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from disagg_gym.cluster.config import ClusterConfig
 from disagg_gym.config import ConfigError, apply_overrides, from_dict, read_yaml, spec
+from disagg_gym.paths import configs_dir
 from disagg_gym.workload import WorkloadConfig
 
 DEFAULT_SCENARIO = "small-route"
@@ -60,18 +60,6 @@ class ScenarioConfig:
             raise ValueError(
                 f"key 'router': unknown router; expected one of {', '.join(ROUTERS.names())} (got {self.router!r})"
             )
-
-
-def configs_dir() -> Path:
-    """Folder holding the standard scenario YAML files (installed or in the source tree)."""
-    try:
-        root = resources.files("disagg_gym.configs")
-        path = Path(str(root))
-        if path.is_dir() and any(path.glob("*.yaml")):
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "configs"
 
 
 def standard_names() -> list[str]:

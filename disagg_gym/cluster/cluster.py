@@ -112,8 +112,7 @@ class Cluster:
         # ---- instances and placement
         self.instances: list[Instance] = []
         node = -1
-        site_node_used: dict[str, tuple[int, int]] = {}
-        node_of_site: dict[int, str] = {}
+        used_node: tuple[int, int] | None = None
         self._costs: dict[tuple[str, int], Any] = {}
         for g_idx, g in enumerate(config.groups):
             gpu = get_gpu(g.gpu)
@@ -135,11 +134,14 @@ class Cluster:
                     f"({config.topology.gpus_per_node}) (got {g.tp})"
                 )
             price = g.price_usd_per_gpu_hour if g.price_usd_per_gpu_hour is not None else gpu.price_usd_per_hour
-            used_node = None  # each group starts a fresh node
+            # Groups of the same GPU type and site keep filling the current node; others start
+            # a new one (a node holds one GPU type).
+            prev = config.groups[g_idx - 1] if g_idx else None
+            if prev is None or prev.gpu != g.gpu or prev.site != g.site:
+                used_node = None
             for _ in range(g.count):
                 if used_node is None or used_node[1] + g.tp > config.topology.gpus_per_node:
                     node += 1
-                    node_of_site[node] = g.site
                     used_node = (node, 0)
                 inst = Instance(
                     idx=len(self.instances), group=g_idx, gpu=g.gpu, tp=g.tp, role=Role(g.role),
@@ -149,7 +151,6 @@ class Cluster:
                 )
                 used_node = (used_node[0], used_node[1] + g.tp)
                 self.instances.append(inst)
-            site_node_used[g.site] = used_node
         self.n = len(self.instances)
         self.sites = sorted({i.site for i in self.instances})
         self.kv_bytes_per_token = self.instances[0].cost.kv_bytes_per_token
@@ -349,11 +350,11 @@ class Cluster:
         self.observer.on_reject(req)
 
     # ================================================================ prefill
-    def _try_prefill(self, inst: Instance) -> None:
+    def _try_prefill(self, inst: Instance, at_boundary: bool = False) -> None:
         if inst.prefill_busy or not inst.pq or inst.paused:
             return
         colocated = inst.role is Role.COLOCATED
-        if colocated and inst.B > 0:
+        if colocated and inst.B > 0 and not at_boundary:
             # Wait for the decode batch's next iteration boundary.
             if not inst.want_prefill:
                 inst.want_prefill = True
@@ -515,8 +516,7 @@ class Cluster:
         if inst.want_prefill and inst.pq:
             # Colocated: run the waiting prefill batch now, decode resumes after it.
             inst.want_prefill = False
-            self._set_coeffs(inst)
-            self._try_prefill(inst)
+            self._try_prefill(inst, at_boundary=True)
             if inst.prefill_busy:
                 return
         self._absorb(inst)
@@ -526,10 +526,6 @@ class Cluster:
             else:
                 self._try_admit(inst)
             self._maybe_switch(inst)
-
-    def _set_coeffs(self, inst: Instance) -> None:
-        if inst.B:
-            inst.a, inst.b = inst.coeffs(inst.B)
 
     def _absorb(self, inst: Instance) -> None:
         """Adds waiting joiners to the batch (at a boundary) and schedules the next tick."""

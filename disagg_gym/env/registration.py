@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from disagg_gym.config import read_yaml
+from disagg_gym.paths import configs_dir
 
 NAMESPACE = "disagg"
 ENTRY_POINT = "disagg_gym.env.serving_env:DisaggServingEnv"
@@ -16,12 +17,11 @@ def env_id_for(name: str, version: int) -> str:
 
 def standard_envs() -> list[dict[str, str]]:
     """``[{"id", "config", "task", "description"}]`` for every standard scenario, sorted by id."""
-    from disagg_gym.scenario import configs_dir
-
     out = []
     for path in sorted(configs_dir().glob("*.yaml")):
         data = read_yaml(path) or {}
-        desc = str(data.get("description", "")).strip().splitlines()
+        text = " ".join(str(data.get("description", "")).split())
+        desc = [text.split(". ")[0].rstrip(".") + "."] if text else []
         out.append({
             "id": env_id_for(path.stem, int(data.get("version", 0))),
             "config": path.stem,

@@ -1,0 +1,32 @@
+"""Small CLI commands that need no heavy imports: ``list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Prints registered env ids with one-line descriptions (or the built-in policies)."""
+    if args.policies:
+        from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
+
+        data = {"routers": ROUTERS.names(), "allocators": ALLOCATORS.names()}
+        try:
+            from agents.registry import POLICIES
+
+            data["agents"] = POLICIES.names()
+        except ImportError:
+            pass
+        print(json.dumps(data, indent=None if args.json else 2))
+        return 0
+    from disagg_gym.env.registration import standard_envs
+
+    envs = standard_envs()
+    if args.json:
+        print(json.dumps(envs))
+    else:
+        width = max(len(e["id"]) for e in envs)
+        for e in envs:
+            print(f"{e['id']:<{width}}  [{e['task']:8s}] {e['description']}")
+    return 0

@@ -1,0 +1,116 @@
+"""Cluster against hand-computable answers: a lone request, M/D/1 and M/G/1 prefill queues."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from disagg_gym.cluster.cluster import Cluster
+from disagg_gym.cluster.policies import ROUTERS
+from disagg_gym.metrics.recorder import Recorder
+from disagg_gym.sim.engine import Engine
+from disagg_gym.testing.checks import check_sim_invariants
+from disagg_gym.testing.scenarios import ArraySource, LinearCost, toy_cluster_config
+
+
+def run_toy(source, cost=None, cfg=None, router="round_robin"):
+    cost = cost or LinearCost()
+    eng = Engine()
+    rec = Recorder(keep_records=True, keep_requests=True)
+    cl = Cluster(cfg or toy_cluster_config(), eng, source, observer=rec, router=ROUTERS.get(router)(),
+                 cost_factory=lambda gpu, tp: cost)
+    cl.start()
+    eng.run_until(lambda: cl.drained())
+    check_sim_invariants(cl, rec)
+    return cl, rec
+
+
+def test_lone_request_ttft_tpot_exact() -> None:
+    cost = LinearCost(prefill_fixed_s=0.002, prefill_per_token_s=5e-5, decode_a_s=0.008, decode_b_s=2e-7)
+    prompt, out = 1000, 50
+    cl, rec = run_toy(ArraySource([1.0], [prompt], [out]), cost)
+    req = rec.requests[0]
+    ttft = 0.002 + 5e-5 * prompt
+    assert req.first_token_s == pytest.approx(1.0 + ttft, abs=1e-12)
+    link = cl.links()[0]
+    xfer = link.latency_s + prompt * cost.kv_bytes_per_token / link.bandwidth_Bps
+    assert req.transfer_end_s - req.transfer_start_s == pytest.approx(xfer, rel=1e-9)
+    # out - 1 decode iterations; iteration k sees context prompt + 1 + k.
+    decode = sum(0.008 + 2e-7 * (prompt + 1 + k) for k in range(out - 1))
+    assert req.completion_s == pytest.approx(1.0 + ttft + xfer + decode, rel=1e-12)
+    assert req.tpot_s == pytest.approx((xfer + decode) / (out - 1), rel=1e-9)
+    assert req.tier == "nvlink" and req.kv_bytes == prompt * cost.kv_bytes_per_token
+
+
+def test_joiner_waits_for_iteration_boundary() -> None:
+    cost = LinearCost(prefill_fixed_s=0.0, prefill_per_token_s=1e-6, decode_a_s=0.01, decode_b_s=0.0)
+    # First request decodes alone; the second arrives mid-iteration and must join at a boundary.
+    cl, rec = run_toy(ArraySource([0.0, 0.0155], [10, 10], [100, 3]), cost)
+    by_id = {r.rid: r for r in rec.requests}
+    first, second = by_id[0], by_id[1]
+    start = first.decode_start_s
+    k = (second.decode_start_s - start) / 0.01
+    assert k == pytest.approx(round(k), abs=1e-9), "joined between iterations"
+    assert second.completion_s == pytest.approx(second.decode_start_s + 2 * 0.01, rel=1e-9)
+    assert first.completion_s == pytest.approx(start + 99 * 0.01, rel=1e-9)
+
+
+def _poisson(rate: float, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.exponential(1.0 / rate, n))
+
+
+def test_md1_prefill_queue_matches_pollaczek_khinchine() -> None:
+    # Token budget 1 -> batches of one; fixed prompts -> deterministic service (M/D/1).
+    svc, lam, n = 0.05, 14.0, 40000
+    cost = LinearCost(prefill_per_token_s=svc / 100, decode_a_s=1e-4, decode_b_s=0.0)
+    cfg = toy_cluster_config(token_budget=1)
+    _, rec = run_toy(ArraySource(_poisson(lam, n, 1), [100] * n, [2] * n), cost, cfg)
+    rho = lam * svc
+    wq = rho * svc / (2 * (1 - rho))  # P-K with zero service variance
+    ttft = np.asarray(rec.ttft)
+    assert ttft.mean() == pytest.approx(wq + svc, rel=0.05)
+
+
+def test_mg1_prefill_queue_with_geometric_prompts() -> None:
+    lam, n, per_tok, mean_len = 10.0, 40000, 1e-4, 600
+    rng = np.random.default_rng(7)
+    lens = rng.geometric(1.0 / mean_len, n)
+    cost = LinearCost(prefill_per_token_s=per_tok, decode_a_s=1e-4, decode_b_s=0.0)
+    _, rec = run_toy(ArraySource(_poisson(lam, n, 2), lens, [2] * n), cost, toy_cluster_config(token_budget=1))
+    s = lens * per_tok
+    es, es2 = s.mean(), (s**2).mean()
+    wq = lam * es2 / (2 * (1 - lam * es))
+    assert np.asarray(rec.ttft).mean() == pytest.approx(wq + es, rel=0.06)
+
+
+def test_kv_memory_backpressure_and_reject_policy() -> None:
+    cost = LinearCost(kv_capacity=4096, decode_a_s=0.01)
+    n = 40
+    src = ArraySource(np.linspace(0, 0.1, n), [1000] * n, [200] * n)
+    cl, rec = run_toy(src, cost)
+    assert rec.completed == n and rec.rejected == 0  # queue policy: all served eventually
+    src = ArraySource(np.linspace(0, 0.1, n), [1000] * n, [200] * n)
+    cl, rec = run_toy(src, cost, toy_cluster_config(on_kv_full="reject"))
+    assert rec.rejected > 0 and rec.completed + rec.rejected == n
+    assert set(rec.rejected_by_reason) == {"kv_full"}
+
+
+def test_too_large_requests_are_rejected_with_reason() -> None:
+    cost = LinearCost(kv_capacity=1024)
+    _, rec = run_toy(ArraySource([0.0, 0.1], [5000, 10], [10, 10]), cost)
+    assert rec.rejected_by_reason == {"too_large": 1} and rec.completed == 1
+
+
+def test_colocated_prefill_pauses_decode() -> None:
+    from disagg_gym.cluster.config import ClusterConfig, InstanceGroupConfig
+
+    cost = LinearCost(prefill_per_token_s=1e-4, decode_a_s=0.01, decode_b_s=0.0)
+    cfg = ClusterConfig(groups=(InstanceGroupConfig(gpu="h100-sxm", count=1, role="colocated"),))
+    cl, rec = run_toy(ArraySource([0.0, 0.2], [100, 1000], [50, 5]), cost, cfg)
+    by_id = {r.rid: r for r in rec.requests}
+    a, b = by_id[0], by_id[1]
+    # a: first token at 0.01, then 49 iterations of 10 ms, paused for b's 0.1 s prefill.
+    assert a.first_token_s == pytest.approx(0.01)
+    assert a.completion_s == pytest.approx(0.01 + 49 * 0.01 + 0.1, rel=1e-9)
+    assert b.tier == "local" and b.kv_bytes == 0.0

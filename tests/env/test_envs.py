@@ -1,0 +1,209 @@
+"""Env API over every registered id: checkers, masks, fallback, truncation, determinism."""
+
+from __future__ import annotations
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import disagg_gym
+from disagg_gym.env.registration import registered_ids
+from disagg_gym.env.serving_env import DisaggServingEnv
+
+IDS = registered_ids()
+SHORT = {"horizon_s": 20.0}  # keep per-test episodes short
+
+
+def make(env_id: str, **over: object) -> DisaggServingEnv:
+    return gym.make(env_id, overrides={**SHORT, **over}).unwrapped  # type: ignore[return-value]
+
+
+def masked_random(env: DisaggServingEnv, rng: np.random.Generator) -> np.ndarray:
+    mask = env.action_masks()
+    out, off = [], 0
+    for n in env.action_space.nvec:
+        valid = np.flatnonzero(mask[off:off + n])
+        out.append(int(rng.choice(valid)))
+        off += n
+    return np.asarray(out)
+
+
+def test_at_least_eight_registered_ids() -> None:
+    assert len(IDS) >= 8
+    assert all(i.startswith("disagg/") and "-v" in i for i in IDS)
+    assert disagg_gym.__version__
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_gymnasium_and_sb3_checkers(env_id: str) -> None:
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    env = gym.make(env_id, overrides=SHORT)
+    check_env(env.unwrapped, skip_render_check=False)
+    sb3_check(env.unwrapped, warn=True)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_random_masked_rollout_obs_in_bounds(env_id: str) -> None:
+    env = make(env_id)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=3)
+    steps = 0
+    for _ in range(300):
+        assert env.observation_space.contains(obs), env_id
+        obs, r, term, trunc, info = env.step(masked_random(env, rng))
+        assert isinstance(r, float) and np.isfinite(r)
+        assert set(info["reward_terms"]) >= {"slo_goodput", "slo_violation", "rejection", "gpu_cost_usd", "energy_kj"}
+        assert not info["invalid_action"]
+        steps += 1
+        if term or trunc:
+            assert "episode_kpis" in info
+            obs, _ = env.reset()
+    assert steps == 300
+
+
+@pytest.mark.parametrize("bad", [np.array([99, 99]), np.array([np.nan, 0.0]), np.array([1]), "x", np.array([-1, 0]), np.array([1.5, 0])])
+def test_invalid_route_action_falls_back(bad: object) -> None:
+    env = make("disagg/SmallRoute-v0")
+    env.reset(seed=0)
+    arrived = env.cluster.arrived
+    _, r, term, trunc, info = env.step(bad)
+    assert info["invalid_action"] is True
+    assert not term and np.isfinite(r)
+    assert env.cluster.arrived >= arrived  # the request was routed by the fallback, not lost
+    assert env.recorder.rejected == 0
+
+
+def test_masked_value_is_invalid() -> None:
+    env = make("disagg/SmallRoute-v0")
+    env.reset(seed=0)
+    mask = env.action_masks()
+    n = env.n
+    bad_p = int(np.flatnonzero(~mask[:n])[0])  # a decode instance as prefill target
+    _, _, _, _, info = env.step(np.array([bad_p, 2]))
+    assert info["invalid_action"] is True
+
+
+def test_masks_mark_roles() -> None:
+    env = make("disagg/SmallRoute-v0")
+    env.reset(seed=0)
+    m = env.action_masks()
+    assert m.dtype == bool and m.shape == (8,)
+    assert list(m[:4]) == [True, True, False, False]
+    assert list(m[4:]) == [False, False, True, True]
+
+
+def test_truncation_at_horizon() -> None:
+    env = make("disagg/SmallRoute-v0", horizon_s=2.0)
+    env.reset(seed=1)
+    rng = np.random.default_rng(1)
+    for _ in range(10_000):
+        _, _, term, trunc, info = env.step(masked_random(env, rng))
+        if term or trunc:
+            break
+    assert trunc and not term
+    assert info["episode_kpis"]["requests_total"] > 0
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(masked_random(env, rng))
+
+
+def _trajectory(env_id: str, seed: int, n: int = 200) -> list[tuple]:
+    env = make(env_id)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    out = [obs.tobytes()]
+    for _ in range(n):
+        a = masked_random(env, rng)
+        obs, r, term, trunc, info = env.step(a)
+        out.append((obs.tobytes(), r, term, trunc, tuple(sorted(info["reward_terms"].items()))))
+        if term or trunc:
+            obs, _ = env.reset(seed=seed + 1)
+    return out
+
+
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v0", "disagg/EnergyAllocate-v0", "disagg/LargeJoint-v0"])
+def test_same_seed_same_trajectory(env_id: str) -> None:
+    assert _trajectory(env_id, 5) == _trajectory(env_id, 5)
+    assert _trajectory(env_id, 5) != _trajectory(env_id, 6)
+
+
+def test_identical_workload_seed_identical_arrivals_across_policies() -> None:
+    def arrivals(policy_seed: int) -> list[tuple[float, int]]:
+        env = make("disagg/SmallRoute-v0")
+        rng = np.random.default_rng(policy_seed)
+        env.reset(seed=policy_seed, options={"workload_seed": 42})
+        seen = []
+        for _ in range(150):
+            req = env.cluster.pending
+            seen.append((req.arrival_s, req.prompt_tokens))
+            _, _, term, trunc, _ = env.step(masked_random(env, rng))
+            if term or trunc:
+                break
+        return seen
+
+    assert arrivals(0) == arrivals(1)
+
+
+def test_dict_obs_mode_and_pickle() -> None:
+    env = gym.make("disagg/SmallRoute-v0", overrides={**SHORT, "env.obs_mode": "dict"})
+    obs, _ = env.reset(seed=0)
+    assert isinstance(obs, dict) and env.observation_space.contains(obs)
+    env2 = pickle.loads(pickle.dumps(gym.make("disagg/SmallRoute-v0", overrides=SHORT)))
+    obs2, _ = env2.reset(seed=0)
+    assert obs2.shape == env2.observation_space.shape
+
+
+def test_render_modes() -> None:
+    env = gym.make("disagg/SmallRoute-v0", overrides=SHORT, render_mode="ansi")
+    env.reset(seed=0)
+    assert "h100-sxm" in env.render()
+    env = gym.make("disagg/SmallRoute-v0", overrides=SHORT, render_mode="rgb_array")
+    env.reset(seed=0)
+    img = env.render()
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+
+
+def test_vector_envs_sync_and_async() -> None:
+    for mode in ("sync", "async"):
+        venv = gym.make_vec("disagg/SmallRoute-v0", num_envs=2, vectorization_mode=mode, overrides=SHORT)
+        obs, _ = venv.reset(seed=0)
+        assert obs.shape[0] == 2
+        obs, r, term, trunc, _ = venv.step(np.array([[0, 2], [1, 3]]))
+        assert r.shape == (2,)
+        venv.close()
+
+
+def test_sb3_vec_envs() -> None:
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    for cls in (DummyVecEnv, SubprocVecEnv):
+        venv = make_vec_env("disagg/SmallRoute-v0", n_envs=2, vec_env_cls=cls, env_kwargs={"overrides": SHORT}, seed=0)
+        venv.reset()
+        _, r, _, _ = venv.step(np.array([[0, 2], [1, 3]]))
+        assert r.shape == (2,)
+        masks = venv.env_method("action_masks")
+        assert len(masks) == 2
+        venv.close()
+
+
+def test_action_mask_dict_wrapper() -> None:
+    from disagg_gym.wrappers import ActionMaskDict
+
+    env = ActionMaskDict(gym.make("disagg/SmallRoute-v0", overrides=SHORT))
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"observations", "action_mask"}
+    assert env.observation_space.contains(obs)
+    assert obs["action_mask"].sum() == 4
+
+
+def test_reset_options_validated() -> None:
+    env = make("disagg/SmallRoute-v0")
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"bogus": 1})
+    with pytest.raises(ValueError, match="workload_seed must be a non-negative int"):
+        env.reset(options={"workload_seed": -1})
