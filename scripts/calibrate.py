@@ -1,0 +1,380 @@
+"""Fit the cost model's hardware efficiencies and the link tiers to real GPU measurements.
+
+Reads ``h100_llama-3.1-8b_latency.jsonl`` (prefill/decode iteration latency) and
+``h100x2_transfer.jsonl`` (NVLink / PCIe copies) from ``--profiles``, fits
+:class:`disagg_gym.hardware.cost.CalibParams` by least squares on log(predicted/measured) and
+each link tier's latency + bandwidth by minimising the worst relative error over transfers of
+at least 1 MiB, writes ``disagg_gym/hardware/calibration.json`` atomically, prints
+predicted-vs-measured error tables (also for held-out models in ``docs/data``, never fitted),
+and draws ``docs/img/calibration.png``.
+
+usage:
+    python scripts/calibrate.py                 # fit, write calibration.json and the plot
+    python scripts/calibrate.py --check         # recompute errors of the committed file; write nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from disagg_gym.hardware.cost import CalibParams, InstanceCost, build_instance_cost  # noqa: E402
+from disagg_gym.hardware.gpu import get_gpu  # noqa: E402
+from disagg_gym.hardware.model import load_model  # noqa: E402
+
+LATENCY_FILE = "h100_llama-3.1-8b_latency.jsonl"
+TRANSFER_FILE = "h100x2_transfer.jsonl"
+HELDOUT_FILE = REPO / "docs" / "data" / "h100_heldout_latency.jsonl"
+CALIB_PATH = REPO / "disagg_gym" / "hardware" / "calibration.json"
+PLOT_PATH = REPO / "docs" / "img" / "calibration.png"
+GPU_IDS = {"NVIDIA H100 80GB HBM3": "h100-sxm"}
+MIB = 2**20
+# Fitted CalibParams fields; the others keep their documented defaults.
+FITTED = ("compute_eff", "attn_compute_eff", "mem_eff", "attn_parallel_units", "smoothmax_exp", "layer_overhead_s")
+# (lower, upper) bounds per fitted field.
+BOUNDS = {
+    "compute_eff": (0.2, 1.0),
+    "attn_compute_eff": (0.1, 1.0),
+    "mem_eff": (0.3, 1.0),
+    "attn_parallel_units": (1.0, 2000.0),
+    "smoothmax_exp": (1.0, 30.0),
+    "layer_overhead_s": (1e-7, 1e-3),
+}
+STARTS = (
+    {"compute_eff": 0.6, "attn_compute_eff": 0.5, "mem_eff": 0.8, "attn_parallel_units": 64.0,
+     "smoothmax_exp": 3.0, "layer_overhead_s": 5e-5},
+    {"compute_eff": 0.8, "attn_compute_eff": 0.8, "mem_eff": 0.6, "attn_parallel_units": 200.0,
+     "smoothmax_exp": 8.0, "layer_overhead_s": 1e-5},
+    {"compute_eff": 0.4, "attn_compute_eff": 0.3, "mem_eff": 0.95, "attn_parallel_units": 20.0,
+     "smoothmax_exp": 1.5, "layer_overhead_s": 2e-4},
+)
+# Calibrated tiers: name -> (transfer paths, H100 SXM spec GB/s per direction).
+LINK_PATHS = {
+    "nvlink": (("gpu0_to_gpu1_peer",), 450.0),
+    "pcie": (("gpu_to_pinned_host", "pinned_host_to_gpu"), 64.0),
+    "pcie_staged": (("gpu0_host_gpu1_staged",), 64.0),
+}
+TARGET_MEDIAN_PCT, TARGET_P90_PCT, TARGET_TRANSFER_PCT = 5.0, 10.0, 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Args:
+    """Command-line arguments."""
+
+    profiles: Path
+    """Folder holding the measurement files (default ``../shared/data/profiles`` from the repo root)."""
+    check: bool
+    """Recompute the committed calibration's errors and exit non-zero if a target is missed; write nothing."""
+    act_passes: float
+    """Activation-traffic multiplier held fixed during the fit (1.0 = the counted traffic)."""
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """Parses the command line into :class:`Args`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", type=Path, default=REPO.parent / "shared" / "data" / "profiles")
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--act-passes", type=float, default=1.0)
+    ns = parser.parse_args(argv)
+    return Args(profiles=ns.profiles.resolve(), check=ns.check, act_passes=ns.act_passes)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All records of a JSON-lines file."""
+    with path.open() as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def sha256(path: Path) -> str:
+    """Hex digest of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---- iteration latency -------------------------------------------------------------------
+def predict_ms(row: dict[str, Any], costs: dict[str, InstanceCost]) -> float:
+    """Predicted latency of one profile row in ms."""
+    cost = costs[row["model"]]
+    if row["kind"] == "prefill":
+        return 1e3 * cost.prefill_s([row["prompt_len"]] * row["batch"])
+    return 1e3 * cost.decode_s([row["context_len"]] * row["batch"])
+
+
+def make_costs(rows: list[dict[str, Any]], params: CalibParams) -> dict[str, InstanceCost]:
+    """One instance cost per (model) appearing in the rows, on the rows' GPU, tp=1."""
+    costs = {}
+    for row in rows:
+        if row["model"] not in costs:
+            costs[row["model"]] = build_instance_cost(get_gpu(GPU_IDS[row["gpu"]]), load_model(row["model"]), 1, params)
+    return costs
+
+
+def rel_errors_pct(rows: list[dict[str, Any]], params: CalibParams) -> np.ndarray:
+    """Signed percentage errors (predicted/measured - 1) of the rows."""
+    costs = make_costs(rows, params)
+    return np.array([100.0 * (predict_ms(r, costs) / r["ms"] - 1.0) for r in rows])
+
+
+def fit_cost(rows: list[dict[str, Any]], act_passes: float, base: CalibParams) -> CalibParams:
+    """Least squares on log(pred/meas); prefill and decode rows weighted to count equally."""
+    from scipy.optimize import least_squares
+
+    n_kind = {k: sum(r["kind"] == k for r in rows) for k in ("prefill", "decode")}
+    weights = np.array([1.0 / np.sqrt(n_kind[r["kind"]]) for r in rows])
+    meas = np.array([r["ms"] for r in rows])
+    lo = np.log([BOUNDS[k][0] for k in FITTED])
+    hi = np.log([BOUNDS[k][1] for k in FITTED])
+
+    def params_of(x: np.ndarray) -> CalibParams:
+        return replace(base, act_passes=act_passes, **{k: float(np.exp(v)) for k, v in zip(FITTED, x)})
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        costs = make_costs(rows, params_of(x))
+        pred = np.array([predict_ms(r, costs) for r in rows])
+        return weights * np.log(pred / meas)
+
+    best = None
+    for start in STARTS:
+        x0 = np.clip(np.log([start[k] for k in FITTED]), lo + 1e-9, hi - 1e-9)
+        res = least_squares(resid, x0, bounds=(lo, hi), x_scale=1.0, xtol=1e-12, ftol=1e-12, gtol=1e-12)
+        if best is None or res.cost < best.cost:
+            best = res
+    assert best is not None
+    return params_of(best.x)
+
+
+# ---- transfers ---------------------------------------------------------------------------
+def transfer_rows(records: list[dict[str, Any]], paths: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Copy records of the given paths."""
+    return [r for r in records if r.get("kind") == "copy" and r["path"] in paths]
+
+
+def fit_link(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """(latency_s, bandwidth_gbps) minimising the worst |log error| over transfers >= 1 MiB."""
+    from scipy.optimize import minimize
+
+    big = [r for r in rows if r["bytes"] >= MIB]
+    nbytes = np.array([r["bytes"] for r in big], dtype=float)
+    meas = np.array([r["ms"] * 1e-3 for r in big])
+    # Start from ordinary least squares of time on bytes.
+    slope, icpt = np.polyfit(nbytes, meas, 1)
+    x0 = np.log([max(icpt, 1e-6), max(slope, 1e-13)])
+
+    def worst(x: np.ndarray) -> float:
+        lat, inv_bw = np.exp(x)
+        return float(np.max(np.abs(np.log((lat + nbytes * inv_bw) / meas))))
+
+    res = minimize(worst, x0, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+    lat, inv_bw = np.exp(res.x)
+    return float(lat), float(1.0 / inv_bw / 1e9)
+
+
+def link_errors(rows: list[dict[str, Any]], latency_s: float, bandwidth_gbps: float) -> list[tuple[str, int, float, float, float]]:
+    """(path, bytes, measured ms, predicted ms, error %) per row."""
+    out = []
+    for r in rows:
+        pred = 1e3 * (latency_s + r["bytes"] / (bandwidth_gbps * 1e9))
+        out.append((r["path"], r["bytes"], r["ms"], pred, 100.0 * (pred / r["ms"] - 1.0)))
+    return out
+
+
+# ---- reporting ---------------------------------------------------------------------------
+def summary(err: np.ndarray) -> dict[str, float]:
+    """Median / p90 / max of absolute percentage errors."""
+    a = np.abs(err)
+    return {"n": int(a.size), "median_abs_pct": float(np.median(a)), "p90_abs_pct": float(np.percentile(a, 90)),
+            "max_abs_pct": float(a.max())}
+
+
+def print_rows(title: str, rows: list[dict[str, Any]], err: np.ndarray) -> None:
+    """Markdown table of every row."""
+    print(f"\n#### {title}\n")
+    print("| model | kind | batch | len | measured ms | predicted ms | error % |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r, e in zip(rows, err):
+        length = r.get("prompt_len", r.get("context_len"))
+        print(f"| {r['model']} | {r['kind']} | {r['batch']} | {length} | {r['ms']:.3f} | {r['ms'] * (1 + e / 100):.3f} | {e:+.1f} |")
+
+
+def print_summary(groups: dict[str, np.ndarray]) -> None:
+    """Markdown table of median/p90/max per group."""
+    print("\n| set | n | median abs % | p90 abs % | max abs % |")
+    print("|---|---:|---:|---:|---:|")
+    for name, err in groups.items():
+        s = summary(err)
+        print(f"| {name} | {s['n']} | {s['median_abs_pct']:.2f} | {s['p90_abs_pct']:.2f} | {s['max_abs_pct']:.2f} |")
+
+
+def plot(train: list[dict[str, Any]], held: list[dict[str, Any]], params: CalibParams,
+         transfers: dict[str, list[dict[str, Any]]], links: dict[str, dict[str, float]], path: Path) -> None:
+    """Predicted vs measured scatter for prefill/decode, and transfer time vs bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    sets = [("llama-3.1-8b (fitted)", train, "o")] + [
+        (f"{m} (held out)", [r for r in held if r["model"] == m], "^") for m in sorted({r["model"] for r in held})
+    ]
+    for ax, kind in zip(axes[:2], ("prefill", "decode")):
+        lo, hi = np.inf, 0.0
+        for label, rows, marker in sets:
+            sub = [r for r in rows if r["kind"] == kind]
+            if not sub:
+                continue
+            costs = make_costs(sub, params)
+            meas = np.array([r["ms"] for r in sub])
+            pred = np.array([predict_ms(r, costs) for r in sub])
+            ax.scatter(meas, pred, s=18, marker=marker, label=label, alpha=0.8)
+            lo, hi = min(lo, meas.min(), pred.min()), max(hi, meas.max(), pred.max())
+        xs = np.array([lo * 0.9, hi * 1.1])
+        ax.plot(xs, xs, "k-", lw=0.8)
+        ax.plot(xs, xs * 1.1, "k:", lw=0.8)
+        ax.plot(xs, xs * 0.9, "k:", lw=0.8, label="±10%")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("measured ms (H100 SXM)")
+        ax.set_ylabel("predicted ms")
+        ax.set_title(f"{kind} iteration latency")
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    for name, rows in transfers.items():
+        nbytes = np.array([r["bytes"] for r in rows], dtype=float)
+        ax.scatter(nbytes, [r["ms"] for r in rows], s=14, label=f"{name} measured")
+        grid = np.logspace(np.log10(nbytes.min()), np.log10(nbytes.max()), 100)
+        ln = links[name]
+        ax.plot(grid, 1e3 * (ln["latency_s"] + grid / (ln["bandwidth_gbps"] * 1e9)), lw=1,
+                label=f"{name}: {ln['latency_s'] * 1e6:.0f} us + B/{ln['bandwidth_gbps']:.0f} GB/s")
+    ax.axvline(MIB, color="grey", lw=0.6, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("bytes")
+    ax.set_ylabel("ms")
+    ax.set_title("transfers (2x H100 SXM); fit range >= 1 MiB")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` via a temporary file and rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the calibration (or the check) and returns the exit status."""
+    args = parse_args(argv)
+    latency_path = args.profiles / LATENCY_FILE
+    transfer_path = args.profiles / TRANSFER_FILE
+    for p in (latency_path, transfer_path):
+        if not p.is_file():
+            print(f"missing profile {p} (pass --profiles DIR)", file=sys.stderr)
+            return 2
+    train = [r for r in read_jsonl(latency_path) if r["kind"] in ("prefill", "decode")]
+    held = [r for r in read_jsonl(HELDOUT_FILE) if r["kind"] in ("prefill", "decode")] if HELDOUT_FILE.is_file() else []
+    records = read_jsonl(transfer_path)
+    transfers = {name: transfer_rows(records, paths) for name, (paths, _) in LINK_PATHS.items()}
+
+    if args.check:
+        committed = json.loads(CALIB_PATH.read_text())
+        params = CalibParams.from_dict(committed["cost"])
+        links = committed["links"]
+    else:
+        links = {}
+        for name, (_, spec) in LINK_PATHS.items():
+            lat, bw = fit_link(transfers[name])
+            links[name] = {"bandwidth_gbps": bw, "latency_s": lat, "spec_gbps": spec, "efficiency": bw / spec}
+        base = CalibParams(
+            compute_eff=0.5, attn_compute_eff=0.5, mem_eff=0.8, attn_parallel_units=64.0, smoothmax_exp=3.0,
+            layer_overhead_s=5e-5, nvlink_eff=links["nvlink"]["efficiency"], pcie_eff=links["pcie"]["efficiency"],
+        )
+        params = fit_cost(train, args.act_passes, base)
+
+    print("## Fitted cost parameters\n")
+    for f in fields(CalibParams):
+        print(f"- {f.name} = {getattr(params, f.name):.6g}{'  (fitted)' if f.name in FITTED else ''}")
+
+    err = rel_errors_pct(train, params)
+    kinds = np.array([r["kind"] for r in train])
+    groups = {f"llama-3.1-8b {k} (fitted)": err[kinds == k] for k in ("prefill", "decode")}
+    held_err = rel_errors_pct(held, params) if held else np.array([])
+    for m in sorted({r["model"] for r in held}):
+        for k in ("prefill", "decode"):
+            mask = np.array([r["model"] == m and r["kind"] == k for r in held])
+            if mask.any():
+                groups[f"{m} {k} (held out)"] = held_err[mask]
+    print("\n## Iteration latency: absolute percentage error\n")
+    print_summary(groups)
+    print_rows("Fitted rows (llama-3.1-8b)", train, err)
+    if held:
+        print_rows("Held-out rows (not fitted)", held, held_err)
+
+    print("\n## Transfers\n")
+    print("| tier | latency us | bandwidth GB/s | spec GB/s | efficiency | max abs % (>= 1 MiB) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    link_max: dict[str, float] = {}
+    for name, rows in transfers.items():
+        ln = links[name]
+        errs = link_errors([r for r in rows if r["bytes"] >= MIB], ln["latency_s"], ln["bandwidth_gbps"])
+        link_max[name] = max(abs(e[-1]) for e in errs)
+        print(f"| {name} | {ln['latency_s'] * 1e6:.1f} | {ln['bandwidth_gbps']:.1f} | {ln['spec_gbps']:.0f} | "
+              f"{ln['bandwidth_gbps'] / ln['spec_gbps']:.3f} | {link_max[name]:.1f} |")
+    print("\n| tier | path | bytes | measured ms | predicted ms | error % |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, rows in transfers.items():
+        for path, nbytes, meas, pred, e in link_errors(rows, links[name]["latency_s"], links[name]["bandwidth_gbps"]):
+            flag = "" if nbytes >= MIB else " (< 1 MiB, not a target)"
+            print(f"| {name} | {path} | {nbytes} | {meas:.4f} | {pred:.4f} | {e:+.1f}{flag} |")
+
+    ok = True
+    for k in ("prefill", "decode"):
+        s = summary(err[kinds == k])
+        ok &= s["median_abs_pct"] <= TARGET_MEDIAN_PCT and s["p90_abs_pct"] <= TARGET_P90_PCT
+    ok &= all(v <= TARGET_TRANSFER_PCT for v in link_max.values())
+    print(f"\ntargets (median <= {TARGET_MEDIAN_PCT}%, p90 <= {TARGET_P90_PCT}% per kind; transfers <= "
+          f"{TARGET_TRANSFER_PCT}%): {'MET' if ok else 'MISSED'}")
+
+    if args.check:
+        return 0 if ok else 1
+
+    out = {
+        "cost": params.to_dict(),
+        "links": links,
+        "fitted": list(FITTED),
+        "source": {
+            "latency_profile": LATENCY_FILE, "latency_sha256": sha256(latency_path),
+            "transfer_profile": TRANSFER_FILE, "transfer_sha256": sha256(transfer_path),
+            "gpu": "h100-sxm", "script": "scripts/calibrate.py",
+        },
+        "errors": {name: summary(e) for name, e in groups.items()}
+        | {f"transfer {name} max_abs_pct (>= 1 MiB)": v for name, v in link_max.items()},
+    }
+    write_atomic(CALIB_PATH, json.dumps(out, indent=2, sort_keys=False) + "\n")
+    plot(train, held, params, transfers, links, PLOT_PATH)
+    print(f"\nwrote {CALIB_PATH.relative_to(REPO)} and {PLOT_PATH.relative_to(REPO)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
