@@ -366,7 +366,9 @@ class Cluster:
         free = inst.kv_cap - inst.kv_used
         pq = inst.pq
         blocks = self.blocks
-        while pq:
+        # Colocated: prefilled requests join this instance's decode batch, so respect its size.
+        slots = inst.max_batch - inst.B - len(inst.joiners) if colocated else len(pq)
+        while pq and len(batch) < slots:
             req = pq[0]
             need = blocks(req.prompt_tokens + req.output_tokens) if colocated else blocks(req.prompt_tokens)
             if need > free or (batch and tokens + req.prefill_tokens > budget):

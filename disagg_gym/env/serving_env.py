@@ -241,6 +241,41 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             parts += self._alloc_masks(kind == "control")
         return np.concatenate(parts)
 
+    # ------------------------------------------------------------------ public helpers
+    @property
+    def decision(self) -> str:
+        """Kind of the pending decision: ``"route"``, ``"control"`` or ``"end"``."""
+        return self._kind
+
+    def action_for(
+        self, route: tuple[int, int] | None = None, prefill_counts: dict[str, int] | None = None
+    ) -> np.ndarray:
+        """Encodes a decision as an action of this env's space.
+
+        Dimensions not given are filled with their no-op value (the current pool sizes for the
+        allocation part; index 0 for a route part at a control step), so heuristics and
+        external schedulers can act through the same interface as learned policies.
+
+        Args:
+            route: ``(prefill_idx, decode_idx)`` for a route step.
+            prefill_counts: Prefill instances per switchable GPU type for a control step.
+        """
+        cl = self.cluster
+        if cl is None:
+            raise gym.error.ResetNeeded("call reset() before action_for()")
+        out: list[int] = []
+        if self.task in ("route", "joint"):
+            out += list(route) if route is not None else [0, 0]
+        if self.task in ("allocate", "joint"):
+            cur = {g: cl.role_counts(g)[0] for g in self.gpus}
+            if prefill_counts:
+                unknown = set(prefill_counts) - set(cur)
+                if unknown:
+                    raise ValueError(f"unknown GPU type(s) {sorted(unknown)}; switchable: {self.gpus}")
+                cur.update(prefill_counts)
+            out += [cur[g] for g in self.gpus]
+        return np.asarray(out, dtype=np.int64)
+
     def render(self) -> Any:
         from disagg_gym.env.render import render_ansi, render_rgb
 
