@@ -10,7 +10,7 @@ and draws ``docs/img/calibration.png``.
 
 usage:
     python scripts/calibrate.py                 # fit, write calibration.json and the plot
-    python scripts/calibrate.py --check         # recompute errors of the committed file; write nothing
+    python scripts/calibrate.py --check         # recompute the committed file's errors only
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from disagg_gym.hardware.cost import CalibParams, InstanceCost, build_instance_cost  # noqa: E402
-from disagg_gym.hardware.gpu import get_gpu  # noqa: E402
-from disagg_gym.hardware.model import load_model  # noqa: E402
+from disagg_gym.hardware.cost import CalibParams, InstanceCost, build_instance_cost
+from disagg_gym.hardware.gpu import get_gpu
+from disagg_gym.hardware.model import load_model
 
 LATENCY_FILE = "h100_llama-3.1-8b_latency.jsonl"
 TRANSFER_FILE = "h100x2_transfer.jsonl"
@@ -42,7 +42,14 @@ PLOT_PATH = REPO / "docs" / "img" / "calibration.png"
 GPU_IDS = {"NVIDIA H100 80GB HBM3": "h100-sxm"}
 MIB = 2**20
 # Fitted CalibParams fields; the others keep their documented defaults.
-FITTED = ("compute_eff", "attn_compute_eff", "mem_eff", "attn_parallel_units", "smoothmax_exp", "layer_overhead_s")
+FITTED = (
+    "compute_eff",
+    "attn_compute_eff",
+    "mem_eff",
+    "attn_parallel_units",
+    "smoothmax_exp",
+    "layer_overhead_s",
+)
 # (lower, upper) bounds per fitted field.
 BOUNDS = {
     "compute_eff": (0.2, 1.0),
@@ -53,12 +60,30 @@ BOUNDS = {
     "layer_overhead_s": (1e-7, 1e-3),
 }
 STARTS = (
-    {"compute_eff": 0.6, "attn_compute_eff": 0.5, "mem_eff": 0.8, "attn_parallel_units": 64.0,
-     "smoothmax_exp": 3.0, "layer_overhead_s": 5e-5},
-    {"compute_eff": 0.8, "attn_compute_eff": 0.8, "mem_eff": 0.6, "attn_parallel_units": 200.0,
-     "smoothmax_exp": 8.0, "layer_overhead_s": 1e-5},
-    {"compute_eff": 0.4, "attn_compute_eff": 0.3, "mem_eff": 0.95, "attn_parallel_units": 20.0,
-     "smoothmax_exp": 1.5, "layer_overhead_s": 2e-4},
+    {
+        "compute_eff": 0.6,
+        "attn_compute_eff": 0.5,
+        "mem_eff": 0.8,
+        "attn_parallel_units": 64.0,
+        "smoothmax_exp": 3.0,
+        "layer_overhead_s": 5e-5,
+    },
+    {
+        "compute_eff": 0.8,
+        "attn_compute_eff": 0.8,
+        "mem_eff": 0.6,
+        "attn_parallel_units": 200.0,
+        "smoothmax_exp": 8.0,
+        "layer_overhead_s": 1e-5,
+    },
+    {
+        "compute_eff": 0.4,
+        "attn_compute_eff": 0.3,
+        "mem_eff": 0.95,
+        "attn_parallel_units": 20.0,
+        "smoothmax_exp": 1.5,
+        "layer_overhead_s": 2e-4,
+    },
 )
 # Calibrated tiers: name -> (transfer paths, H100 SXM spec GB/s per direction).
 LINK_PATHS = {
@@ -74,9 +99,9 @@ class Args:
     """Command-line arguments."""
 
     profiles: Path
-    """Folder holding the measurement files (default ``../shared/data/profiles`` from the repo root)."""
+    """Folder of the measurement files (default ``../shared/data/profiles`` from the repo)."""
     check: bool
-    """Recompute the committed calibration's errors and exit non-zero if a target is missed; write nothing."""
+    """Recompute the committed file's errors, exit 1 if a target is missed; write nothing."""
     act_passes: float
     """Activation-traffic multiplier held fixed during the fit (1.0 = the counted traffic)."""
 
@@ -84,7 +109,9 @@ class Args:
 def parse_args(argv: list[str] | None = None) -> Args:
     """Parses the command line into :class:`Args`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", type=Path, default=REPO.parent / "shared" / "data" / "profiles")
+    parser.add_argument(
+        "--profiles", type=Path, default=REPO.parent / "shared" / "data" / "profiles"
+    )
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--act-passes", type=float, default=1.0)
     ns = parser.parse_args(argv)
@@ -116,7 +143,9 @@ def make_costs(rows: list[dict[str, Any]], params: CalibParams) -> dict[str, Ins
     costs = {}
     for row in rows:
         if row["model"] not in costs:
-            costs[row["model"]] = build_instance_cost(get_gpu(GPU_IDS[row["gpu"]]), load_model(row["model"]), 1, params)
+            costs[row["model"]] = build_instance_cost(
+                get_gpu(GPU_IDS[row["gpu"]]), load_model(row["model"]), 1, params
+            )
     return costs
 
 
@@ -137,7 +166,9 @@ def fit_cost(rows: list[dict[str, Any]], act_passes: float, base: CalibParams) -
     hi = np.log([BOUNDS[k][1] for k in FITTED])
 
     def params_of(x: np.ndarray) -> CalibParams:
-        return replace(base, act_passes=act_passes, **{k: float(np.exp(v)) for k, v in zip(FITTED, x)})
+        return replace(
+            base, act_passes=act_passes, **{k: float(np.exp(v)) for k, v in zip(FITTED, x)}
+        )
 
     def resid(x: np.ndarray) -> np.ndarray:
         costs = make_costs(rows, params_of(x))
@@ -147,7 +178,9 @@ def fit_cost(rows: list[dict[str, Any]], act_passes: float, base: CalibParams) -
     best = None
     for start in STARTS:
         x0 = np.clip(np.log([start[k] for k in FITTED]), lo + 1e-9, hi - 1e-9)
-        res = least_squares(resid, x0, bounds=(lo, hi), x_scale=1.0, xtol=1e-12, ftol=1e-12, gtol=1e-12)
+        res = least_squares(
+            resid, x0, bounds=(lo, hi), x_scale=1.0, xtol=1e-12, ftol=1e-12, gtol=1e-12
+        )
         if best is None or res.cost < best.cost:
             best = res
     assert best is not None
@@ -175,12 +208,16 @@ def fit_link(rows: list[dict[str, Any]]) -> tuple[float, float]:
         lat, inv_bw = np.exp(x)
         return float(np.max(np.abs(np.log((lat + nbytes * inv_bw) / meas))))
 
-    res = minimize(worst, x0, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+    res = minimize(
+        worst, x0, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000}
+    )
     lat, inv_bw = np.exp(res.x)
     return float(lat), float(1.0 / inv_bw / 1e9)
 
 
-def link_errors(rows: list[dict[str, Any]], latency_s: float, bandwidth_gbps: float) -> list[tuple[str, int, float, float, float]]:
+def link_errors(
+    rows: list[dict[str, Any]], latency_s: float, bandwidth_gbps: float
+) -> list[tuple[str, int, float, float, float]]:
     """(path, bytes, measured ms, predicted ms, error %) per row."""
     out = []
     for r in rows:
@@ -193,8 +230,12 @@ def link_errors(rows: list[dict[str, Any]], latency_s: float, bandwidth_gbps: fl
 def summary(err: np.ndarray) -> dict[str, float]:
     """Median / p90 / max of absolute percentage errors."""
     a = np.abs(err)
-    return {"n": int(a.size), "median_abs_pct": float(np.median(a)), "p90_abs_pct": float(np.percentile(a, 90)),
-            "max_abs_pct": float(a.max())}
+    return {
+        "n": int(a.size),
+        "median_abs_pct": float(np.median(a)),
+        "p90_abs_pct": float(np.percentile(a, 90)),
+        "max_abs_pct": float(a.max()),
+    }
 
 
 def print_rows(title: str, rows: list[dict[str, Any]], err: np.ndarray) -> None:
@@ -204,7 +245,10 @@ def print_rows(title: str, rows: list[dict[str, Any]], err: np.ndarray) -> None:
     print("|---|---|---:|---:|---:|---:|---:|")
     for r, e in zip(rows, err):
         length = r.get("prompt_len", r.get("context_len"))
-        print(f"| {r['model']} | {r['kind']} | {r['batch']} | {length} | {r['ms']:.3f} | {r['ms'] * (1 + e / 100):.3f} | {e:+.1f} |")
+        print(
+            f"| {r['model']} | {r['kind']} | {r['batch']} | {length} | {r['ms']:.3f} | "
+            f"{r['ms'] * (1 + e / 100):.3f} | {e:+.1f} |"
+        )
 
 
 def print_summary(groups: dict[str, np.ndarray]) -> None:
@@ -213,11 +257,20 @@ def print_summary(groups: dict[str, np.ndarray]) -> None:
     print("|---|---:|---:|---:|---:|")
     for name, err in groups.items():
         s = summary(err)
-        print(f"| {name} | {s['n']} | {s['median_abs_pct']:.2f} | {s['p90_abs_pct']:.2f} | {s['max_abs_pct']:.2f} |")
+        print(
+            f"| {name} | {s['n']} | {s['median_abs_pct']:.2f} | {s['p90_abs_pct']:.2f} | "
+            f"{s['max_abs_pct']:.2f} |"
+        )
 
 
-def plot(train: list[dict[str, Any]], held: list[dict[str, Any]], params: CalibParams,
-         transfers: dict[str, list[dict[str, Any]]], links: dict[str, dict[str, float]], path: Path) -> None:
+def plot(
+    train: list[dict[str, Any]],
+    held: list[dict[str, Any]],
+    params: CalibParams,
+    transfers: dict[str, list[dict[str, Any]]],
+    links: dict[str, dict[str, float]],
+    path: Path,
+) -> None:
     """Predicted vs measured scatter for prefill/decode, and transfer time vs bytes."""
     import matplotlib
 
@@ -226,7 +279,8 @@ def plot(train: list[dict[str, Any]], held: list[dict[str, Any]], params: CalibP
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     sets = [("llama-3.1-8b (fitted)", train, "o")] + [
-        (f"{m} (held out)", [r for r in held if r["model"] == m], "^") for m in sorted({r["model"] for r in held})
+        (f"{m} (held out)", [r for r in held if r["model"] == m], "^")
+        for m in sorted({r["model"] for r in held})
     ]
     for ax, kind in zip(axes[:2], ("prefill", "decode")):
         lo, hi = np.inf, 0.0
@@ -255,8 +309,12 @@ def plot(train: list[dict[str, Any]], held: list[dict[str, Any]], params: CalibP
         ax.scatter(nbytes, [r["ms"] for r in rows], s=14, label=f"{name} measured")
         grid = np.logspace(np.log10(nbytes.min()), np.log10(nbytes.max()), 100)
         ln = links[name]
-        ax.plot(grid, 1e3 * (ln["latency_s"] + grid / (ln["bandwidth_gbps"] * 1e9)), lw=1,
-                label=f"{name}: {ln['latency_s'] * 1e6:.0f} us + B/{ln['bandwidth_gbps']:.0f} GB/s")
+        ax.plot(
+            grid,
+            1e3 * (ln["latency_s"] + grid / (ln["bandwidth_gbps"] * 1e9)),
+            lw=1,
+            label=f"{name}: {ln['latency_s'] * 1e6:.0f} us + B/{ln['bandwidth_gbps']:.0f} GB/s",
+        )
     ax.axvline(MIB, color="grey", lw=0.6, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -292,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"missing profile {p} (pass --profiles DIR)", file=sys.stderr)
             return 2
     train = [r for r in read_jsonl(latency_path) if r["kind"] in ("prefill", "decode")]
-    held = [r for r in read_jsonl(HELDOUT_FILE) if r["kind"] in ("prefill", "decode")] if HELDOUT_FILE.is_file() else []
+    held = (
+        [r for r in read_jsonl(HELDOUT_FILE) if r["kind"] in ("prefill", "decode")]
+        if HELDOUT_FILE.is_file()
+        else []
+    )
     records = read_jsonl(transfer_path)
     transfers = {name: transfer_rows(records, paths) for name, (paths, _) in LINK_PATHS.items()}
 
@@ -304,16 +366,29 @@ def main(argv: list[str] | None = None) -> int:
         links = {}
         for name, (_, spec) in LINK_PATHS.items():
             lat, bw = fit_link(transfers[name])
-            links[name] = {"bandwidth_gbps": bw, "latency_s": lat, "spec_gbps": spec, "efficiency": bw / spec}
+            links[name] = {
+                "bandwidth_gbps": bw,
+                "latency_s": lat,
+                "spec_gbps": spec,
+                "efficiency": bw / spec,
+            }
         base = CalibParams(
-            compute_eff=0.5, attn_compute_eff=0.5, mem_eff=0.8, attn_parallel_units=64.0, smoothmax_exp=3.0,
-            layer_overhead_s=5e-5, nvlink_eff=links["nvlink"]["efficiency"], pcie_eff=links["pcie"]["efficiency"],
+            compute_eff=0.5,
+            attn_compute_eff=0.5,
+            mem_eff=0.8,
+            attn_parallel_units=64.0,
+            smoothmax_exp=3.0,
+            layer_overhead_s=5e-5,
+            nvlink_eff=links["nvlink"]["efficiency"],
+            pcie_eff=links["pcie"]["efficiency"],
         )
         params = fit_cost(train, args.act_passes, base)
 
     print("## Fitted cost parameters\n")
     for f in fields(CalibParams):
-        print(f"- {f.name} = {getattr(params, f.name):.6g}{'  (fitted)' if f.name in FITTED else ''}")
+        print(
+            f"- {f.name} = {getattr(params, f.name):.6g}{'  (fitted)' if f.name in FITTED else ''}"
+        )
 
     err = rel_errors_pct(train, params)
     kinds = np.array([r["kind"] for r in train])
@@ -336,14 +411,21 @@ def main(argv: list[str] | None = None) -> int:
     link_max: dict[str, float] = {}
     for name, rows in transfers.items():
         ln = links[name]
-        errs = link_errors([r for r in rows if r["bytes"] >= MIB], ln["latency_s"], ln["bandwidth_gbps"])
+        errs = link_errors(
+            [r for r in rows if r["bytes"] >= MIB], ln["latency_s"], ln["bandwidth_gbps"]
+        )
         link_max[name] = max(abs(e[-1]) for e in errs)
-        print(f"| {name} | {ln['latency_s'] * 1e6:.1f} | {ln['bandwidth_gbps']:.1f} | {ln['spec_gbps']:.0f} | "
-              f"{ln['bandwidth_gbps'] / ln['spec_gbps']:.3f} | {link_max[name]:.1f} |")
+        print(
+            f"| {name} | {ln['latency_s'] * 1e6:.1f} | {ln['bandwidth_gbps']:.1f} | "
+            f"{ln['spec_gbps']:.0f} | "
+            f"{ln['bandwidth_gbps'] / ln['spec_gbps']:.3f} | {link_max[name]:.1f} |"
+        )
     print("\n| tier | path | bytes | measured ms | predicted ms | error % |")
     print("|---|---|---:|---:|---:|---:|")
     for name, rows in transfers.items():
-        for path, nbytes, meas, pred, e in link_errors(rows, links[name]["latency_s"], links[name]["bandwidth_gbps"]):
+        for path, nbytes, meas, pred, e in link_errors(
+            rows, links[name]["latency_s"], links[name]["bandwidth_gbps"]
+        ):
             flag = "" if nbytes >= MIB else " (< 1 MiB, not a target)"
             print(f"| {name} | {path} | {nbytes} | {meas:.4f} | {pred:.4f} | {e:+.1f}{flag} |")
 
@@ -352,8 +434,11 @@ def main(argv: list[str] | None = None) -> int:
         s = summary(err[kinds == k])
         ok &= s["median_abs_pct"] <= TARGET_MEDIAN_PCT and s["p90_abs_pct"] <= TARGET_P90_PCT
     ok &= all(v <= TARGET_TRANSFER_PCT for v in link_max.values())
-    print(f"\ntargets (median <= {TARGET_MEDIAN_PCT}%, p90 <= {TARGET_P90_PCT}% per kind; transfers <= "
-          f"{TARGET_TRANSFER_PCT}%): {'MET' if ok else 'MISSED'}")
+    print(
+        f"\ntargets (median <= {TARGET_MEDIAN_PCT}%, p90 <= {TARGET_P90_PCT}% per kind; "
+        f"transfers <= "
+        f"{TARGET_TRANSFER_PCT}%): {'MET' if ok else 'MISSED'}"
+    )
 
     if args.check:
         return 0 if ok else 1
@@ -363,9 +448,12 @@ def main(argv: list[str] | None = None) -> int:
         "links": links,
         "fitted": list(FITTED),
         "source": {
-            "latency_profile": LATENCY_FILE, "latency_sha256": sha256(latency_path),
-            "transfer_profile": TRANSFER_FILE, "transfer_sha256": sha256(transfer_path),
-            "gpu": "h100-sxm", "script": "scripts/calibrate.py",
+            "latency_profile": LATENCY_FILE,
+            "latency_sha256": sha256(latency_path),
+            "transfer_profile": TRANSFER_FILE,
+            "transfer_sha256": sha256(transfer_path),
+            "gpu": "h100-sxm",
+            "script": "scripts/calibrate.py",
         },
         "errors": {name: summary(e) for name, e in groups.items()}
         | {f"transfer {name} max_abs_pct (>= 1 MiB)": v for name, v in link_max.items()},

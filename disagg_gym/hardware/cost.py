@@ -14,9 +14,10 @@ Per GPU, with ``T`` prompt tokens (prefill) or ``b`` sequences holding ``S`` con
               + attention_flops / (peak*attn_compute_eff)
               + T * activation_bytes / (bw*mem_eff) + all_reduce(T)
     decode  = a(b) + b_coef(b) * S
-    a(b)    = L*layer_overhead + smoothmax(gemm_flops(b) / (peak*compute_eff), weights(b) / (bw*mem_eff))
+    a(b)    = L*layer_overhead + smoothmax(gemm_flops(b) / (peak*compute_eff),
+                                       weights(b) / (bw*mem_eff))
               + b * (activation_bytes + KV written) / (bw*mem_eff) + all_reduce(b)
-    b_coef  = kv_bytes_per_token_per_gpu / (bw*mem_eff*min(1, b*kv_heads_per_gpu/attn_parallel_units))
+    b_coef  = kv_bytes_per_token_gpu / (bw*mem_eff*min(1, b*kv_heads_per_gpu/attn_parallel_units))
 
 ``smoothmax(x, y) = (x**n + y**n)**(1/n)``. Weights are read once per iteration (for MoE only the
 experts that the batch's tokens hit, in expectation); the LM head runs on the last position of
@@ -125,7 +126,9 @@ class CalibParams:
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:
-                raise ValueError(f"CalibParams: unknown key {key!r} (allowed: {', '.join(sorted(known))})")
+                raise ValueError(
+                    f"CalibParams: unknown key {key!r} (allowed: {', '.join(sorted(known))})"
+                )
         return cls(**{k: float(v) for k, v in data.items()})
 
     def to_dict(self) -> dict[str, float]:
@@ -152,7 +155,7 @@ def default_params() -> CalibParams:
 
 
 def _smoothmax(x: float, y: float, n: float) -> float:
-    m = x if x > y else y
+    m = max(y, x)
     if m <= 0.0:
         return 0.0
     return m * ((x / m) ** n + (y / m) ** n) ** (1.0 / n)
@@ -179,12 +182,30 @@ class InstanceCost:
     """
 
     __slots__ = (
-        "gpu", "model", "tp", "params", "kv_bytes_per_token", "weight_bytes_per_gpu",
-        "prefill_power_w", "decode_power_w", "idle_power_w",
-        "_kv_heads_per_gpu", "_kv_bytes_per_token_gpu", "_dense_read_bytes", "_expert_bytes",
-        "_gemm_flops_per_token", "_lm_flops_per_seq", "_act_bytes_per_token", "_attn_flops_coef",
-        "_peak_flops_eff", "_attn_flops_eff", "_bw_eff", "_overhead_s", "_allreduce_bytes_per_token",
-        "_allreduce_fixed_s", "_decode_cache",
+        "_act_bytes_per_token",
+        "_allreduce_bytes_per_token",
+        "_allreduce_fixed_s",
+        "_attn_flops_coef",
+        "_attn_flops_eff",
+        "_bw_eff",
+        "_decode_cache",
+        "_dense_read_bytes",
+        "_expert_bytes",
+        "_gemm_flops_per_token",
+        "_kv_bytes_per_token_gpu",
+        "_kv_heads_per_gpu",
+        "_lm_flops_per_seq",
+        "_overhead_s",
+        "_peak_flops_eff",
+        "decode_power_w",
+        "gpu",
+        "idle_power_w",
+        "kv_bytes_per_token",
+        "model",
+        "params",
+        "prefill_power_w",
+        "tp",
+        "weight_bytes_per_gpu",
     )
 
     def __init__(self, gpu: GPUSpec, model: ModelSpec, tp: int, params: CalibParams) -> None:
@@ -203,7 +224,8 @@ class InstanceCost:
             raise ValueError(f"tp must be a positive int (got {tp!r})")
         if model.num_attention_heads % tp:
             raise ValueError(
-                f"tp must divide num_attention_heads ({model.num_attention_heads}) of {model.name!r} (got {tp!r})"
+                f"tp must divide num_attention_heads ({model.num_attention_heads}) of "
+                f"{model.name!r} (got {tp!r})"
             )
         self.gpu = gpu
         self.model = model
@@ -222,7 +244,10 @@ class InstanceCost:
         self._dense_read_bytes = (layers * m.dense_params_per_layer + m.lm_head_params) * dtype / tp
         self._expert_bytes = layers * m.expert_params * dtype / tp
         self._gemm_flops_per_token = (
-            2.0 * layers * (m.dense_params_per_layer + m.active_experts_per_token * m.expert_params) / tp
+            2.0
+            * layers
+            * (m.dense_params_per_layer + m.active_experts_per_token * m.expert_params)
+            / tp
         )
         self._lm_flops_per_seq = 2.0 * m.lm_head_params / tp
         mlp_act = (3 if m.gated_mlp else 2) * m.intermediate_size * m.active_experts_per_token
@@ -242,7 +267,9 @@ class InstanceCost:
                 link_bps = gpu.pcie_gbps_per_dir * 1e9 * p.pcie_eff
             # Two ring all-reduces per layer; each moves 2*(tp-1)/tp of the activations.
             self._allreduce_fixed_s = 2 * layers * p.allreduce_latency_s
-            self._allreduce_bytes_per_token = 2 * layers * 2 * (tp - 1) / tp * hidden * dtype / link_bps
+            self._allreduce_bytes_per_token = (
+                2 * layers * 2 * (tp - 1) / tp * hidden * dtype / link_bps
+            )
         else:
             self._allreduce_fixed_s = 0.0
             self._allreduce_bytes_per_token = 0.0
@@ -316,13 +343,23 @@ class InstanceCost:
             tokens += length
             pairs += length * (length + 1)
         p = self.params
-        gemm_s = (tokens * self._gemm_flops_per_token + len(prompt_lens) * self._lm_flops_per_seq) / self._peak_flops_eff
+        gemm_s = (
+            tokens * self._gemm_flops_per_token + len(prompt_lens) * self._lm_flops_per_seq
+        ) / self._peak_flops_eff
         mem_s = (
-            self._dense_read_bytes + self._experts_read_bytes(tokens) + tokens * self._kv_bytes_per_token_gpu
+            self._dense_read_bytes
+            + self._experts_read_bytes(tokens)
+            + tokens * self._kv_bytes_per_token_gpu
         ) / self._bw_eff
         attn_s = pairs * self._attn_flops_coef / self._attn_flops_eff
         act_s = tokens * self._act_bytes_per_token / self._bw_eff
-        return self._overhead_s + _smoothmax(gemm_s, mem_s, p.smoothmax_exp) + attn_s + act_s + self._allreduce_s(tokens)
+        return (
+            self._overhead_s
+            + _smoothmax(gemm_s, mem_s, p.smoothmax_exp)
+            + attn_s
+            + act_s
+            + self._allreduce_s(tokens)
+        )
 
     def decode_coeffs(self, batch: int) -> tuple[float, float]:
         """Affine cost of one decode iteration of ``batch`` sequences.
@@ -345,11 +382,15 @@ class InstanceCost:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"decode batch must be a positive int (got {batch!r})")
         p = self.params
-        gemm_s = batch * (self._gemm_flops_per_token + self._lm_flops_per_seq) / self._peak_flops_eff
+        gemm_s = (
+            batch * (self._gemm_flops_per_token + self._lm_flops_per_seq) / self._peak_flops_eff
+        )
         mem_s = (self._dense_read_bytes + self._experts_read_bytes(batch)) / self._bw_eff
         per_seq_s = (self._act_bytes_per_token + self._kv_bytes_per_token_gpu) / self._bw_eff
         a_s = (
-            self._overhead_s + _smoothmax(gemm_s, mem_s, p.smoothmax_exp) + batch * per_seq_s
+            self._overhead_s
+            + _smoothmax(gemm_s, mem_s, p.smoothmax_exp)
+            + batch * per_seq_s
             + self._allreduce_s(batch)
         )
         # Decode attention is occupancy bound until batch*kv_heads work items fill the GPU.
@@ -399,7 +440,9 @@ def build_instance_cost(
     """
     gpu_spec = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu)
     model_spec = model if isinstance(model, ModelSpec) else load_model(model)
-    return InstanceCost(gpu_spec, model_spec, tp, params if params is not None else default_params())
+    return InstanceCost(
+        gpu_spec, model_spec, tp, params if params is not None else default_params()
+    )
 
 
 def roofline_summary(cost: InstanceCost) -> dict[str, float]:
@@ -420,4 +463,3 @@ def roofline_summary(cost: InstanceCost) -> dict[str, float]:
         "prefill_1x1024_s": cost.prefill_s([1024]),
         "kv_capacity_tokens": float(cost.kv_capacity_tokens()),
     }
-

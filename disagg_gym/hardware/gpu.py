@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["GPUSpec", "GPUS", "get_gpu"]
+__all__ = ["GPUS", "GPUSpec", "get_gpu"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +65,19 @@ class GPUSpec:
             value = getattr(self, key)
             if not value > 0:
                 raise ValueError(f"GPUSpec {self.name!r}: {key} must be > 0 (got {value!r})")
-        for key in ("idle_w", "price_usd_per_hour", "nvlink_gbps_per_dir", "nvlink_peer_gbps_per_dir"):
+        for key in (
+            "idle_w",
+            "price_usd_per_hour",
+            "nvlink_gbps_per_dir",
+            "nvlink_peer_gbps_per_dir",
+        ):
             value = getattr(self, key)
             if value < 0:
                 raise ValueError(f"GPUSpec {self.name!r}: {key} must be >= 0 (got {value!r})")
         if self.idle_w > self.tdp_w:
-            raise ValueError(f"GPUSpec {self.name!r}: idle_w must be <= tdp_w (got {self.idle_w!r})")
+            raise ValueError(
+                f"GPUSpec {self.name!r}: idle_w must be <= tdp_w (got {self.idle_w!r})"
+            )
 
     @property
     def hbm_bytes(self) -> float:
@@ -98,66 +105,120 @@ def _idle(tdp_w: float) -> float:
     return 0.1 * tdp_w
 
 
-_H100_SXM_PRICE = 5.435  # median of 6.88 (AWS p5), 12.29 (Azure ND H100 v5), 3.99 (Lambda), 2.69 (RunPod)
+_H100_SXM_PRICE = (
+    5.435  # median of 6.88 (AWS p5), 12.29 (Azure ND H100 v5), 3.99 (Lambda), 2.69 (RunPod)
+)
 
-GPUS: Mapping[str, GPUSpec] = MappingProxyType({
-    g.name: g
-    for g in (
-        GPUSpec(
-            name="h100-sxm", bf16_dense_tflops=989.0, hbm_gb=80.0, hbm_bw_tbps=3.35, tdp_w=700.0,
-            idle_w=_idle(700.0), price_usd_per_hour=_H100_SXM_PRICE,
-            nvlink_gbps_per_dir=450.0, pcie_gbps_per_dir=64.0,
-        ),
-        GPUSpec(
-            # No NVLink bridge assumed (aiconfigurator: "PCIe Gen5 x16 without NVLink").
-            # Price: median of 2.89 and 1.99 (RunPod secure / community).
-            name="h100-pcie", bf16_dense_tflops=756.0, hbm_gb=80.0, hbm_bw_tbps=2.0, tdp_w=350.0,
-            idle_w=_idle(350.0), price_usd_per_hour=2.44,
-            nvlink_gbps_per_dir=0.0, pcie_gbps_per_dir=64.0,
-        ),
-        GPUSpec(
-            # Price: hardware.yaml has none; ASSUMED 1.25x the H100 SXM figure (same compute,
-            # 1.76x memory, typically listed at a premium).
-            name="h200", bf16_dense_tflops=989.0, hbm_gb=141.0, hbm_bw_tbps=4.8, tdp_w=700.0,
-            idle_w=_idle(700.0), price_usd_per_hour=round(1.25 * _H100_SXM_PRICE, 2),
-            nvlink_gbps_per_dir=450.0, pcie_gbps_per_dir=64.0,
-        ),
-        GPUSpec(
-            # Price: median of 3.43 (AWS p4de), 2.79 (Lambda), 1.79 and 1.39 (RunPod).
-            name="a100-80gb", bf16_dense_tflops=312.0, hbm_gb=80.0, hbm_bw_tbps=2.039, tdp_w=400.0,
-            idle_w=_idle(400.0), price_usd_per_hour=2.29,
-            nvlink_gbps_per_dir=300.0, pcie_gbps_per_dir=32.0,
-        ),
-        GPUSpec(
-            # 8.0 TB/s per mle_accel (aiconfigurator uses 7.7); price: Lambda 6.69 (only entry).
-            name="b200", bf16_dense_tflops=2250.0, hbm_gb=180.0, hbm_bw_tbps=8.0, tdp_w=1000.0,
-            idle_w=_idle(1000.0), price_usd_per_hour=6.69,
-            nvlink_gbps_per_dir=900.0, pcie_gbps_per_dir=64.0,
-        ),
-        GPUSpec(
-            # GDDR6, not HBM. Price: hardware.yaml has none; ASSUMED 1.00 USD/h (placeholder).
-            name="l40s", bf16_dense_tflops=362.0, hbm_gb=48.0, hbm_bw_tbps=0.864, tdp_w=350.0,
-            idle_w=_idle(350.0), price_usd_per_hour=1.00,
-            nvlink_gbps_per_dir=0.0, pcie_gbps_per_dir=32.0,
-        ),
-        GPUSpec(
-            # Infinity Fabric: 448 GB/s all-to-all aggregate, 64 GB/s to any one peer.
-            # Price: median of 1.71 (TensorWave) and 1.85 (Vultr); low-credibility listings.
-            name="mi300x", bf16_dense_tflops=1307.4, hbm_gb=192.0, hbm_bw_tbps=5.3, tdp_w=750.0,
-            idle_w=_idle(750.0), price_usd_per_hour=1.78,
-            nvlink_gbps_per_dir=448.0, pcie_gbps_per_dir=64.0, nvlink_peer_gbps_per_dir=64.0,
-        ),
-        GPUSpec(
-            # Spec MME rate 1835 (1677 as shipped). Scale-up: 21 of the 24 200 GbE ports go to
-            # the 7 peers (525 GB/s aggregate, 3 ports = 75 GB/s per peer; uncertain split).
-            # TDP 900 W is the OAM part (uncertain). Price: none in hardware.yaml; ASSUMED equal
-            # to the H100 PCIe figure (2.44 USD/h).
-            name="gaudi3", bf16_dense_tflops=1835.0, hbm_gb=128.0, hbm_bw_tbps=3.7, tdp_w=900.0,
-            idle_w=_idle(900.0), price_usd_per_hour=2.44,
-            nvlink_gbps_per_dir=525.0, pcie_gbps_per_dir=64.0, nvlink_peer_gbps_per_dir=75.0,
-        ),
-    )
-})
+GPUS: Mapping[str, GPUSpec] = MappingProxyType(
+    {
+        g.name: g
+        for g in (
+            GPUSpec(
+                name="h100-sxm",
+                bf16_dense_tflops=989.0,
+                hbm_gb=80.0,
+                hbm_bw_tbps=3.35,
+                tdp_w=700.0,
+                idle_w=_idle(700.0),
+                price_usd_per_hour=_H100_SXM_PRICE,
+                nvlink_gbps_per_dir=450.0,
+                pcie_gbps_per_dir=64.0,
+            ),
+            GPUSpec(
+                # No NVLink bridge assumed (aiconfigurator: "PCIe Gen5 x16 without NVLink").
+                # Price: median of 2.89 and 1.99 (RunPod secure / community).
+                name="h100-pcie",
+                bf16_dense_tflops=756.0,
+                hbm_gb=80.0,
+                hbm_bw_tbps=2.0,
+                tdp_w=350.0,
+                idle_w=_idle(350.0),
+                price_usd_per_hour=2.44,
+                nvlink_gbps_per_dir=0.0,
+                pcie_gbps_per_dir=64.0,
+            ),
+            GPUSpec(
+                # Price: hardware.yaml has none; ASSUMED 1.25x the H100 SXM figure (same compute,
+                # 1.76x memory, typically listed at a premium).
+                name="h200",
+                bf16_dense_tflops=989.0,
+                hbm_gb=141.0,
+                hbm_bw_tbps=4.8,
+                tdp_w=700.0,
+                idle_w=_idle(700.0),
+                price_usd_per_hour=round(1.25 * _H100_SXM_PRICE, 2),
+                nvlink_gbps_per_dir=450.0,
+                pcie_gbps_per_dir=64.0,
+            ),
+            GPUSpec(
+                # Price: median of 3.43 (AWS p4de), 2.79 (Lambda), 1.79 and 1.39 (RunPod).
+                name="a100-80gb",
+                bf16_dense_tflops=312.0,
+                hbm_gb=80.0,
+                hbm_bw_tbps=2.039,
+                tdp_w=400.0,
+                idle_w=_idle(400.0),
+                price_usd_per_hour=2.29,
+                nvlink_gbps_per_dir=300.0,
+                pcie_gbps_per_dir=32.0,
+            ),
+            GPUSpec(
+                # 8.0 TB/s per mle_accel (aiconfigurator uses 7.7); price: Lambda 6.69 (only entry).
+                name="b200",
+                bf16_dense_tflops=2250.0,
+                hbm_gb=180.0,
+                hbm_bw_tbps=8.0,
+                tdp_w=1000.0,
+                idle_w=_idle(1000.0),
+                price_usd_per_hour=6.69,
+                nvlink_gbps_per_dir=900.0,
+                pcie_gbps_per_dir=64.0,
+            ),
+            GPUSpec(
+                # GDDR6, not HBM. Price: hardware.yaml has none; ASSUMED 1.00 USD/h (placeholder).
+                name="l40s",
+                bf16_dense_tflops=362.0,
+                hbm_gb=48.0,
+                hbm_bw_tbps=0.864,
+                tdp_w=350.0,
+                idle_w=_idle(350.0),
+                price_usd_per_hour=1.00,
+                nvlink_gbps_per_dir=0.0,
+                pcie_gbps_per_dir=32.0,
+            ),
+            GPUSpec(
+                # Infinity Fabric: 448 GB/s all-to-all aggregate, 64 GB/s to any one peer.
+                # Price: median of 1.71 (TensorWave) and 1.85 (Vultr); low-credibility listings.
+                name="mi300x",
+                bf16_dense_tflops=1307.4,
+                hbm_gb=192.0,
+                hbm_bw_tbps=5.3,
+                tdp_w=750.0,
+                idle_w=_idle(750.0),
+                price_usd_per_hour=1.78,
+                nvlink_gbps_per_dir=448.0,
+                pcie_gbps_per_dir=64.0,
+                nvlink_peer_gbps_per_dir=64.0,
+            ),
+            GPUSpec(
+                # Spec MME rate 1835 (1677 as shipped). Scale-up: 21 of the 24 200 GbE ports go to
+                # the 7 peers (525 GB/s aggregate, 3 ports = 75 GB/s per peer; uncertain split).
+                # TDP 900 W is the OAM part (uncertain). Price: none in hardware.yaml; ASSUMED equal
+                # to the H100 PCIe figure (2.44 USD/h).
+                name="gaudi3",
+                bf16_dense_tflops=1835.0,
+                hbm_gb=128.0,
+                hbm_bw_tbps=3.7,
+                tdp_w=900.0,
+                idle_w=_idle(900.0),
+                price_usd_per_hour=2.44,
+                nvlink_gbps_per_dir=525.0,
+                pcie_gbps_per_dir=64.0,
+                nvlink_peer_gbps_per_dir=75.0,
+            ),
+        )
+    }
+)
 
 
 def get_gpu(name: str) -> GPUSpec:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ModelSpec", "MODELS", "load_model"]
+__all__ = ["MODELS", "ModelSpec", "load_model"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +58,27 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         """Rejects non-positive sizes and inconsistent head or expert counts."""
-        for key in ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
-                    "head_dim", "intermediate_size", "vocab_size", "dtype_bytes"):
+        for key in (
+            "num_hidden_layers",
+            "hidden_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "intermediate_size",
+            "vocab_size",
+            "dtype_bytes",
+        ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"ModelSpec {self.name!r}: {key} must be a positive int (got {value!r})")
+                raise ValueError(
+                    f"ModelSpec {self.name!r}: {key} must be a positive int (got {value!r})"
+                )
         for key in ("num_local_experts", "num_experts_per_tok"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"ModelSpec {self.name!r}: {key} must be an int >= 0 (got {value!r})")
+                raise ValueError(
+                    f"ModelSpec {self.name!r}: {key} must be an int >= 0 (got {value!r})"
+                )
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"ModelSpec {self.name!r}: num_key_value_heads must divide num_attention_heads "
@@ -77,7 +89,8 @@ class ModelSpec:
         ):
             raise ValueError(
                 f"ModelSpec {self.name!r}: num_experts_per_tok must be in 1..num_local_experts "
-                f"({self.num_local_experts}) for MoE and 0 for dense (got {self.num_experts_per_tok!r})"
+                f"({self.num_local_experts}) for MoE and 0 for dense "
+                f"(got {self.num_experts_per_tok!r})"
             )
 
     # ---- shapes -------------------------------------------------------------------------
@@ -142,13 +155,17 @@ class ModelSpec:
         """All parameters."""
         layer = self.dense_params_per_layer + self.experts_per_layer * self.expert_params
         untied_head = 0 if self.tie_word_embeddings else self.lm_head_params
-        return self.num_hidden_layers * layer + self.embedding_params + untied_head + self.hidden_size
+        return (
+            self.num_hidden_layers * layer + self.embedding_params + untied_head + self.hidden_size
+        )
 
     # ---- required API -------------------------------------------------------------------
     @property
     def kv_bytes_per_token(self) -> int:
         """KV-cache bytes one token occupies across all layers: 2*layers*kv_heads*head_dim*dtype."""
-        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * self.dtype_bytes
+        return (
+            2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * self.dtype_bytes
+        )
 
     @property
     def weight_bytes(self) -> int:
@@ -166,38 +183,89 @@ class ModelSpec:
         return float(self.param_count - self.num_hidden_layers * inactive * self.expert_params)
 
 
-def _m(name: str, layers: int, hidden: int, heads: int, kv_heads: int, intermediate: int, vocab: int,
-       **extra: Any) -> ModelSpec:
+def _m(
+    name: str,
+    layers: int,
+    hidden: int,
+    heads: int,
+    kv_heads: int,
+    intermediate: int,
+    vocab: int,
+    **extra: Any,
+) -> ModelSpec:
     return ModelSpec(
-        name=name, num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
-        num_key_value_heads=kv_heads, head_dim=extra.pop("head_dim", hidden // heads),
-        intermediate_size=intermediate, vocab_size=vocab, **extra,
+        name=name,
+        num_hidden_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=extra.pop("head_dim", hidden // heads),
+        intermediate_size=intermediate,
+        vocab_size=vocab,
+        **extra,
     )
 
 
-MODELS: Mapping[str, ModelSpec] = MappingProxyType({
-    m.name: m
-    for m in (
-        _m("llama-2-7b", 32, 4096, 32, 32, 11008, 32000),
-        _m("llama-2-13b", 40, 5120, 40, 40, 13824, 32000),
-        _m("llama-2-70b", 80, 8192, 64, 8, 28672, 32000),
-        _m("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256),
-        _m("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256),
-        _m("mistral-7b-v0.1", 32, 4096, 32, 8, 14336, 32000),
-        _m("mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, num_local_experts=8, num_experts_per_tok=2),
-        _m("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064),
-        _m("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064),
-        _m("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064),
-        _m("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064),
-        _m("opt-13b", 40, 5120, 40, 40, 20480, 50272, tie_word_embeddings=True, gated_mlp=False),
-        _m("opt-66b", 64, 9216, 72, 72, 36864, 50272, tie_word_embeddings=True, gated_mlp=False),
-        _m("opt-175b", 96, 12288, 96, 96, 49152, 50272, tie_word_embeddings=True, gated_mlp=False),
-    )
-})
+MODELS: Mapping[str, ModelSpec] = MappingProxyType(
+    {
+        m.name: m
+        for m in (
+            _m("llama-2-7b", 32, 4096, 32, 32, 11008, 32000),
+            _m("llama-2-13b", 40, 5120, 40, 40, 13824, 32000),
+            _m("llama-2-70b", 80, 8192, 64, 8, 28672, 32000),
+            _m("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256),
+            _m("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256),
+            _m("mistral-7b-v0.1", 32, 4096, 32, 8, 14336, 32000),
+            _m(
+                "mixtral-8x7b",
+                32,
+                4096,
+                32,
+                8,
+                14336,
+                32000,
+                num_local_experts=8,
+                num_experts_per_tok=2,
+            ),
+            _m("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064),
+            _m("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064),
+            _m("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064),
+            _m("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064),
+            _m(
+                "opt-13b", 40, 5120, 40, 40, 20480, 50272, tie_word_embeddings=True, gated_mlp=False
+            ),
+            _m(
+                "opt-66b", 64, 9216, 72, 72, 36864, 50272, tie_word_embeddings=True, gated_mlp=False
+            ),
+            _m(
+                "opt-175b",
+                96,
+                12288,
+                96,
+                96,
+                49152,
+                50272,
+                tie_word_embeddings=True,
+                gated_mlp=False,
+            ),
+        )
+    }
+)
 
-_REQUIRED = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
-_INT_KEYS = _REQUIRED + ("num_key_value_heads", "head_dim", "num_local_experts", "num_experts_per_tok",
-                         "dtype_bytes")
+_REQUIRED = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "vocab_size",
+)
+_INT_KEYS = _REQUIRED + (
+    "num_key_value_heads",
+    "head_dim",
+    "num_local_experts",
+    "num_experts_per_tok",
+    "dtype_bytes",
+)
 _BOOL_KEYS = ("tie_word_embeddings", "gated_mlp")
 _KNOWN = frozenset(f.name for f in fields(ModelSpec))
 
@@ -209,7 +277,9 @@ def _load_yaml_model(path: Path) -> ModelSpec:
     except yaml.YAMLError as exc:
         raise ValueError(f"{where}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: key '<root>': expected a mapping of Hugging Face keys (got {raw!r})")
+        raise ValueError(  # noqa: TRY004 - STYLE: bad input is a ValueError
+            f"{where}: key '<root>': expected a mapping of Hugging Face keys (got {raw!r})"
+        )
 
     def bad(key: str, problem: str, value: Any) -> ValueError:
         return ValueError(f"{where}: key '{key}': {problem} (got {value!r})")
@@ -237,13 +307,19 @@ def _load_yaml_model(path: Path) -> ModelSpec:
     if heads % kv_heads:
         raise bad("num_key_value_heads", f"must divide num_attention_heads ({heads})", kv_heads)
     if "head_dim" not in raw and raw["hidden_size"] % heads:
-        raise bad("hidden_size", f"must be a multiple of num_attention_heads ({heads}) when head_dim "
-                  "is not given", raw["hidden_size"])
+        raise bad(
+            "hidden_size",
+            f"must be a multiple of num_attention_heads ({heads}) when head_dim is not given",
+            raw["hidden_size"],
+        )
     experts = raw.get("num_local_experts", 0)
     per_tok = raw.get("num_experts_per_tok", 0)
     if (experts == 0) != (per_tok == 0) or per_tok > experts:
-        raise bad("num_experts_per_tok", f"must be in 1..num_local_experts ({experts}) for MoE, "
-                  "0 for dense", per_tok)
+        raise bad(
+            "num_experts_per_tok",
+            f"must be in 1..num_local_experts ({experts}) for MoE, 0 for dense",
+            per_tok,
+        )
     values = dict(raw)
     values.setdefault("name", path.stem)
     values["num_key_value_heads"] = kv_heads
@@ -277,4 +353,6 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
         if not path.is_file():
             raise ValueError(f"{path}: model file not found (got {str(name_or_path)!r})")
         return _load_yaml_model(path)
-    raise ValueError(f"unknown model {name_or_path!r}; catalog ids: {', '.join(MODELS)}, or a YAML file path")
+    raise ValueError(
+        f"unknown model {name_or_path!r}; catalog ids: {', '.join(MODELS)}, or a YAML file path"
+    )

@@ -1,10 +1,17 @@
-"""Interconnect layer: link tiers and their idle-link transfer times (contention lives in kv_transfer).
+"""Interconnect layer: link tiers and idle-link transfer times (contention: kv_transfer).
 
 Plain simulation library: never imports gymnasium or torch.
 """
 
 from __future__ import annotations
 
-from disagg_gym.interconnect.links import LINKS, NETWORK_EFF, TIERS, LinkSpec, get_link, link_for_gpu
+from disagg_gym.interconnect.links import (
+    LINKS,
+    NETWORK_EFF,
+    TIERS,
+    LinkSpec,
+    get_link,
+    link_for_gpu,
+)
 
 __all__ = ["LINKS", "NETWORK_EFF", "TIERS", "LinkSpec", "get_link", "link_for_gpu"]

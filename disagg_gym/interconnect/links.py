@@ -1,4 +1,4 @@
-"""Interconnect tiers: effective bandwidth and latency of each link type, and idle-link transfer time.
+"""Interconnect tiers: effective bandwidth and latency of each link type; idle transfer time.
 
 Contention (several transfers sharing a link) is the cluster's job (``kv_transfer.py``); this
 module only says what one transfer on an otherwise idle link costs:
@@ -24,27 +24,28 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from disagg_gym.hardware.cost import calibration_data
 from disagg_gym.hardware.gpu import GPUSpec
 
-__all__ = ["TIERS", "LinkSpec", "LINKS", "NETWORK_EFF", "get_link", "link_for_gpu"]
+__all__ = ["LINKS", "NETWORK_EFF", "TIERS", "LinkSpec", "get_link", "link_for_gpu"]
 
 TIERS: tuple[str, ...] = ("nvlink", "pcie", "rdma", "ethernet", "host_dram", "ssd")
-"""Base tier names; :data:`LINKS` also holds finer variants (``pcie_staged``, ``rdma_ib_ndr``, ...)."""
+"""Base tier names; :data:`LINKS` also holds variants (``pcie_staged``, ``rdma_ib_ndr``, ...)."""
 
 NETWORK_EFF = 0.9
 """Achieved fraction of line rate assumed for spec-derived (uncalibrated) tiers."""
 
 # name: (spec GB/s per direction, latency s); rates from hardware.yaml, latencies assumed.
 _SPEC_TIERS: dict[str, tuple[float, float]] = {
-    "rdma_ib_hdr": (25.0, 10e-6),     # InfiniBand HDR 200 Gb/s per GPU
-    "rdma_ib_ndr": (50.0, 10e-6),     # InfiniBand NDR 400 Gb/s per GPU (DGX H100: one CX-7 per GPU)
-    "rdma_ib_xdr": (100.0, 10e-6),    # InfiniBand XDR 800 Gb/s per GPU (ConnectX-8)
+    "rdma_ib_hdr": (25.0, 10e-6),  # InfiniBand HDR 200 Gb/s per GPU
+    "rdma_ib_ndr": (50.0, 10e-6),  # InfiniBand NDR 400 Gb/s per GPU (DGX H100: one CX-7 per GPU)
+    "rdma_ib_xdr": (100.0, 10e-6),  # InfiniBand XDR 800 Gb/s per GPU (ConnectX-8)
     "ethernet_100g": (12.5, 50e-6),
     "ethernet_200g": (25.0, 50e-6),
     "ethernet_400g": (50.0, 50e-6),
-    "ssd": (6.0, 100e-6),             # one NVMe SSD, PCIe Gen4 x4 class (~6-7 GB/s read); assumption
+    "ssd": (6.0, 100e-6),  # one NVMe SSD, PCIe Gen4 x4 class (~6-7 GB/s read); assumption
 }
 _ALIASES = {"rdma": "rdma_ib_ndr", "ethernet": "ethernet_100g"}
 
@@ -66,9 +67,13 @@ class LinkSpec:
     def __post_init__(self) -> None:
         """Rejects non-positive bandwidth and negative latency."""
         if not self.bandwidth_gbps > 0:
-            raise ValueError(f"LinkSpec {self.name!r}: bandwidth_gbps must be > 0 (got {self.bandwidth_gbps!r})")
+            raise ValueError(
+                f"LinkSpec {self.name!r}: bandwidth_gbps must be > 0 (got {self.bandwidth_gbps!r})"
+            )
         if not self.latency_s >= 0:
-            raise ValueError(f"LinkSpec {self.name!r}: latency_s must be >= 0 (got {self.latency_s!r})")
+            raise ValueError(
+                f"LinkSpec {self.name!r}: latency_s must be >= 0 (got {self.latency_s!r})"
+            )
 
     @property
     def bandwidth_bytes_per_s(self) -> float:
@@ -105,12 +110,15 @@ def _links() -> Mapping[str, LinkSpec]:
         entry = cal[name]
         table[name] = LinkSpec(name, float(entry["bandwidth_gbps"]), float(entry["latency_s"]))
     # Offloading KV to host memory is bounded by the GPU's PCIe link (DRAM is far faster).
-    table["host_dram"] = LinkSpec("host_dram", table["pcie"].bandwidth_gbps, table["pcie"].latency_s)
+    table["host_dram"] = LinkSpec(
+        "host_dram", table["pcie"].bandwidth_gbps, table["pcie"].latency_s
+    )
     for name, (spec_gbps, latency_s) in _SPEC_TIERS.items():
         table[name] = LinkSpec(name, spec_gbps * NETWORK_EFF, latency_s)
     for alias, target in _ALIASES.items():
         table[alias] = LinkSpec(alias, table[target].bandwidth_gbps, table[target].latency_s)
-    return table
+    # Base tiers first, then the finer variants.
+    return MappingProxyType({name: table[name] for name in TIERS} | table)
 
 
 class _LinkTable(Mapping[str, LinkSpec]):

@@ -16,9 +16,22 @@ MODELS_YAML = SHARED / "data" / "models.yaml"
 
 
 def test_gpu_ids_and_lookup():
-    assert set(GPUS) == {"h100-sxm", "h100-pcie", "h200", "a100-80gb", "b200", "l40s", "mi300x", "gaudi3"}
+    assert set(GPUS) == {
+        "h100-sxm",
+        "h100-pcie",
+        "h200",
+        "a100-80gb",
+        "b200",
+        "l40s",
+        "mi300x",
+        "gaudi3",
+    }
     h100 = get_gpu("h100-sxm")
-    assert (h100.bf16_dense_tflops, h100.hbm_bw_tbps, h100.nvlink_gbps_per_dir) == (989.0, 3.35, 450.0)
+    assert (h100.bf16_dense_tflops, h100.hbm_bw_tbps, h100.nvlink_gbps_per_dir) == (
+        989.0,
+        3.35,
+        450.0,
+    )
     assert h100.hbm_bytes == 80 * 2**30
     assert get_gpu("l40s").nvlink_gbps_per_dir == 0
     for g in GPUS.values():
@@ -28,13 +41,34 @@ def test_gpu_ids_and_lookup():
 
 
 def test_model_catalog_has_required_ids():
-    required = {"llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "mistral-7b-v0.1",
-                "mixtral-8x7b", "qwen2.5-7b", "qwen2.5-32b", "qwen2.5-72b", "opt-13b", "opt-66b", "opt-175b",
-                "qwen2.5-14b"}
+    required = {
+        "llama-2-7b",
+        "llama-2-13b",
+        "llama-2-70b",
+        "llama-3.1-8b",
+        "llama-3.1-70b",
+        "mistral-7b-v0.1",
+        "mixtral-8x7b",
+        "qwen2.5-7b",
+        "qwen2.5-32b",
+        "qwen2.5-72b",
+        "opt-13b",
+        "opt-66b",
+        "opt-175b",
+        "qwen2.5-14b",
+    }
     assert required <= set(MODELS)
     q = MODELS["qwen2.5-14b"]
-    assert (q.num_hidden_layers, q.hidden_size, q.num_attention_heads, q.num_key_value_heads, q.head_dim,
-            q.intermediate_size, q.vocab_size, q.tie_word_embeddings) == (48, 5120, 40, 8, 128, 13824, 152064, False)
+    assert (
+        q.num_hidden_layers,
+        q.hidden_size,
+        q.num_attention_heads,
+        q.num_key_value_heads,
+        q.head_dim,
+        q.intermediate_size,
+        q.vocab_size,
+        q.tie_word_embeddings,
+    ) == (48, 5120, 40, 8, 128, 13824, 152064, False)
     assert MODELS["llama-3.1-8b"].kv_bytes_per_token == 131072
     assert MODELS["llama-2-13b"].kv_bytes_per_token == 819200
     assert MODELS["llama-3.1-8b"].weight_bytes == pytest.approx(16.06e9, rel=0.01)
@@ -82,7 +116,9 @@ def test_load_model_from_yaml(tmp_path):
     assert m.name == "my-llama" and m.head_dim == 128
     assert m.kv_bytes_per_token == 131072
     assert m.weight_bytes == MODELS["llama-3.1-8b"].weight_bytes
-    moe = load_model(_write(tmp_path, GOOD + "num_local_experts: 8\nnum_experts_per_tok: 2\nname: moe\n"))
+    moe = load_model(
+        _write(tmp_path, GOOD + "num_local_experts: 8\nnum_experts_per_tok: 2\nname: moe\n")
+    )
     assert moe.is_moe and moe.name == "moe"
     assert load_model("llama-3.1-8b") is MODELS["llama-3.1-8b"]
 
@@ -100,7 +136,9 @@ def test_load_model_from_yaml(tmp_path):
     ],
 )
 def test_load_model_bad_keys(tmp_path, extra, key, problem):
-    lines = [ln for ln in GOOD.splitlines(keepends=True) if not ln.startswith(extra.split(":")[0] + ":")]
+    lines = [
+        ln for ln in GOOD.splitlines(keepends=True) if not ln.startswith(extra.split(":")[0] + ":")
+    ]
     path = _write(tmp_path, "".join(lines) + extra)
     with pytest.raises(ValueError) as info:
         load_model(str(path))
@@ -137,4 +175,9 @@ def test_simulator_layers_do_not_import_gym_or_torch():
                 elif isinstance(node, ast.ImportFrom) and node.module:
                     names = [node.module]
                 for n in names:
-                    assert n.split(".")[0] not in {"gymnasium", "gym", "torch", "stable_baselines3"}, (path, n)
+                    assert n.split(".")[0] not in {
+                        "gymnasium",
+                        "gym",
+                        "torch",
+                        "stable_baselines3",
+                    }, (path, n)

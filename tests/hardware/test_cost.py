@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from disagg_gym.hardware import CalibParams, build_instance_cost, default_params, get_gpu, load_model
+from disagg_gym.hardware import (
+    CalibParams,
+    build_instance_cost,
+    default_params,
+    get_gpu,
+    load_model,
+)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 PROFILE = SHARED / "data" / "profiles" / "h100_llama-3.1-8b_latency.jsonl"
@@ -73,13 +80,13 @@ def test_decode_coeffs_cached_and_validated(cost8b):
 
 def test_monotone_in_batch_and_length(cost8b):
     dec = [cost8b.decode_s([1024] * b) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)]
-    assert all(x < y for x, y in zip(dec, dec[1:]))
+    assert all(x < y for x, y in pairwise(dec))
     dec_ctx = [cost8b.decode_s([c] * 8) for c in (1, 128, 1024, 8192, 65536)]
-    assert all(x < y for x, y in zip(dec_ctx, dec_ctx[1:]))
+    assert all(x < y for x, y in pairwise(dec_ctx))
     pre = [cost8b.prefill_s([n]) for n in (1, 16, 128, 1024, 8192, 32768)]
-    assert all(x < y for x, y in zip(pre, pre[1:]))
+    assert all(x < y for x, y in pairwise(pre))
     pre_b = [cost8b.prefill_s([512] * b) for b in (1, 2, 4, 8, 16)]
-    assert all(x < y for x, y in zip(pre_b, pre_b[1:]))
+    assert all(x < y for x, y in pairwise(pre_b))
 
 
 def test_decode_attention_is_occupancy_bound_at_small_batch(cost8b):

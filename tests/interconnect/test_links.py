@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from disagg_gym.hardware import get_gpu
-from disagg_gym.interconnect.links import LINKS, TIERS, LinkSpec, get_link, link_efficiency, link_for_gpu
+from disagg_gym.interconnect.links import (
+    LINKS,
+    TIERS,
+    LinkSpec,
+    get_link,
+    link_efficiency,
+    link_for_gpu,
+)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 TRANSFERS = SHARED / "data" / "profiles" / "h100x2_transfer.jsonl"
@@ -45,7 +52,9 @@ def test_transfer_time_is_latency_plus_bytes_over_bandwidth():
 
 def test_calibrated_transfers_within_10_percent():
     if not TRANSFERS.is_file():
-        pytest.skip(f"transfer profile not found at {TRANSFERS} (../shared absent next to the repo)")
+        pytest.skip(
+            f"transfer profile not found at {TRANSFERS} (../shared absent next to the repo)"
+        )
     n = 0
     for line in TRANSFERS.read_text().splitlines():
         r = json.loads(line)
@@ -59,8 +68,12 @@ def test_calibrated_transfers_within_10_percent():
 
 def test_link_for_gpu_scales_from_spec():
     h100, a100, l40s, mi300x = (get_gpu(g) for g in ("h100-sxm", "a100-80gb", "l40s", "mi300x"))
-    assert link_for_gpu("nvlink", h100).bandwidth_gbps == pytest.approx(get_link("nvlink").bandwidth_gbps)
-    assert link_for_gpu("pcie", h100).bandwidth_gbps == pytest.approx(get_link("pcie").bandwidth_gbps)
+    assert link_for_gpu("nvlink", h100).bandwidth_gbps == pytest.approx(
+        get_link("nvlink").bandwidth_gbps
+    )
+    assert link_for_gpu("pcie", h100).bandwidth_gbps == pytest.approx(
+        get_link("pcie").bandwidth_gbps
+    )
     eff = link_efficiency("nvlink")
     assert 0.7 < eff < 1.0
     assert link_for_gpu("nvlink", a100).bandwidth_gbps == pytest.approx(300 * eff)
