@@ -166,6 +166,7 @@ class Cluster:
 
         # ---- decision plumbing
         self.pending: Request | None = None
+        self._pools: tuple[list[Instance], list[Instance]] | None = None
         self.control_due = False
         self.control_interval_s = external_control_interval_s
         self.arrivals_done = False
@@ -578,6 +579,7 @@ class Cluster:
             return False
         inst.state = "draining"
         inst.target_role = role
+        self._pools = None
         self._maybe_switch(inst)
         return True
 
@@ -587,6 +589,7 @@ class Cluster:
         if inst.state == "draining":
             inst.state = "active"
             inst.target_role = None
+            self._pools = None
 
     def _maybe_switch(self, inst: Instance) -> None:
         if inst.state != "draining" or not inst.is_idle():
@@ -602,7 +605,7 @@ class Cluster:
         inst.target_role = None
         inst.state = "active"
         inst.switch_ev = None
-        self._tier_cache.clear()
+        self._pools = None
 
     def role_counts(self, gpu: str) -> tuple[int, int]:
         """(prefill, decode) instances of GPU type ``gpu``, counting targets of switches."""
@@ -697,10 +700,12 @@ class Cluster:
                     out.append((p.idx, d.idx))
         return out
 
-    def prefill_candidates(self) -> Sequence[Instance]:
-        """Accepting prefill or colocated instances."""
-        return [i for i in self.instances if i.accepting and i.role is not Role.DECODE]
-
-    def decode_candidates(self) -> Sequence[Instance]:
-        """Accepting decode instances."""
-        return [i for i in self.instances if i.accepting and i.role is Role.DECODE]
+    def pools(self) -> tuple[list[Instance], list[Instance]]:
+        """(accepting prefill-or-colocated instances, accepting decode instances); cached
+        until a role or state changes. Callers must not mutate the lists."""
+        pools = self._pools
+        if pools is None:
+            ps = [i for i in self.instances if i.state == "active" and i.role is not Role.DECODE]
+            ds = [i for i in self.instances if i.state == "active" and i.role is Role.DECODE]
+            pools = self._pools = (ps, ds)
+        return pools

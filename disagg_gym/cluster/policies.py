@@ -57,9 +57,7 @@ class _Base:
     """Shared helpers: candidate lists and colocated handling."""
 
     def candidates(self, cluster: Cluster, req: Request) -> tuple[list[Instance], list[Instance]]:
-        ps = [i for i in cluster.instances if i.accepting and i.role is not Role.DECODE]
-        ds = [i for i in cluster.instances if i.accepting and i.role is Role.DECODE]
-        return ps, ds
+        return cluster.pools()
 
     @staticmethod
     def pair(p: Instance, ds: list[Instance], d: Instance | None) -> tuple[int, int] | None:

@@ -3,7 +3,9 @@
 Each ``LinkState`` is one shared bottleneck (an instance's egress port on a tier, or a WAN link
 between two sites). Concurrent transfers on it share its bandwidth equally; shares are
 recomputed whenever a transfer starts or ends, so a lone transfer takes exactly
-``latency_s + bytes / bandwidth``.
+``latency_s + bytes / bandwidth``. The fixed latency is modelled as ``latency_s * bandwidth``
+extra bytes on the link (one event per transfer instead of two); under contention this
+stretches the latency by the same share as the data, a small, documented approximation.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class LinkState:
 
     __slots__ = (
         "engine", "key", "tier", "bandwidth_Bps", "latency_s", "active", "last_s", "next_ev",
-        "bytes_done", "busy_s", "transfers_done", "pending",
+        "bytes_done", "busy_s", "transfers_done",
     )
 
     def __init__(self, engine: Engine, key: Any, tier: str, bandwidth_Bps: float, latency_s: float) -> None:
@@ -58,12 +60,11 @@ class LinkState:
         self.bytes_done = 0.0
         self.busy_s = 0.0
         self.transfers_done = 0
-        self.pending = 0  # transfers in their latency phase
 
     @property
     def in_flight(self) -> int:
         """Transfers started and not yet landed."""
-        return len(self.active) + self.pending
+        return len(self.active)
 
     def idle_time_s(self, nbytes: float) -> float:
         """Duration of a transfer of ``nbytes`` on this link if it were alone."""
@@ -71,12 +72,8 @@ class LinkState:
 
     def start(self, payload: Any, nbytes: float, on_done: Callable[[Any], None]) -> None:
         """Starts a transfer; ``on_done(payload)`` fires when its last byte lands."""
-        tr = Transfer(payload, nbytes, on_done)
-        if self.latency_s > 0:
-            self.pending += 1
-            self.engine.schedule(self.engine.now + self.latency_s, self._admit_later, tr, PRIO_TRANSFER)
-        else:
-            self._admit(tr)
+        tr = Transfer(payload, nbytes + self.latency_s * self.bandwidth_Bps, on_done)
+        self._admit(tr)
 
     def _progress(self) -> None:
         now = self.engine.now
@@ -98,10 +95,6 @@ class LinkState:
             rem = min(tr.remaining for tr in self.active)
             dt = (rem if rem > 0 else 0.0) * len(self.active) / self.bandwidth_Bps
             self.next_ev = self.engine.schedule(self.engine.now + dt, self._finish, None, PRIO_TRANSFER)
-
-    def _admit_later(self, tr: Transfer) -> None:
-        self.pending -= 1
-        self._admit(tr)
 
     def _admit(self, tr: Transfer) -> None:
         if tr.nbytes <= 0:

