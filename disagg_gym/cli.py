@@ -287,9 +287,16 @@ def _add_list(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--policies", action="store_true", help="list routers, allocators and agents instead")
 
 
+def _add_bench(sp: argparse.ArgumentParser) -> None:
+    from disagg_gym.bench import add_bench_args
+
+    add_bench_args(sp)
+
+
 # Commands implemented elsewhere: (name, module, function, help, argument adder).
 _EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("list", "disagg_gym.commands", "cmd_list", "list registered env ids (and policies)", _add_list),
+    ("bench", "disagg_gym.bench", "cmd_bench", "measure env and simulator speed", _add_bench),
 ]
 
 

@@ -336,7 +336,7 @@ class Cluster:
         req.state = RequestState.PREFILL_QUEUED
         pi.pq.append(req)
         pi.pq_tokens += req.prefill_tokens
-        self.instances[d].routed_decode += 1
+        self.instances[d].owed += 1
         self._try_prefill(pi)
 
     def reject(self, req: Request, reason: str) -> None:
@@ -407,6 +407,11 @@ class Cluster:
         for req in batch:
             req.first_token_s = now
             self.observer.on_first_token(req)
+            if req.output_tokens <= 1 or colocated:
+                d = self.instances[req.decode_inst]
+                d.owed -= 1
+                if d is not inst and d not in touched:
+                    touched.append(d)
             if req.output_tokens <= 1:
                 inst.kv_used -= self.blocks(req.prompt_tokens + req.output_tokens) if colocated else self.blocks(req.prompt_tokens)
                 req.kv_bytes = 0.0
@@ -431,6 +436,7 @@ class Cluster:
             self._absorb(inst)
         for d in touched:
             self._try_admit(d)
+            self._maybe_switch(d)
         self._try_prefill(inst)
         self._maybe_switch(inst)
 
@@ -443,6 +449,7 @@ class Cluster:
             if d.B + len(d.joiners) + d.incoming >= d.max_batch or need > d.kv_cap - d.kv_used:
                 if self.on_kv_full == "reject":
                     dq.popleft()
+                    d.owed -= 1
                     p = self.instances[req.prefill_inst]
                     p.kv_used -= self.blocks(req.prompt_tokens)
                     self.reject(req, "kv_full")
@@ -451,6 +458,7 @@ class Cluster:
                     continue
                 return
             dq.popleft()
+            d.owed -= 1
             d.kv_used += need
             d.incoming += 1
             tier, link = self._link(req.prefill_inst, d.idx)

@@ -35,7 +35,7 @@ class Instance:
         "dq", "incoming", "paused",
         # links and accounting
         "egress", "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens",
-        "served", "routed_decode", "_coeffs",
+        "served", "owed", "_coeffs",
     )
 
     def __init__(
@@ -94,7 +94,7 @@ class Instance:
         self.decode_tokens = 0
         self.prefill_tokens = 0
         self.served = 0
-        self.routed_decode = 0
+        self.owed = 0  # requests routed here for decode and not yet admitted
         self._coeffs: dict[int, tuple[float, float]] = {}
 
     # ----------------------------------------------------------------- queries
@@ -127,7 +127,7 @@ class Instance:
         """No work and no memory held: safe to change role."""
         return (
             not self.pq and not self.prefill_busy and self.B == 0 and not self.joiners
-            and not self.dq and self.incoming == 0 and self.kv_used == 0
+            and not self.dq and self.incoming == 0 and self.kv_used == 0 and self.owed == 0
         )
 
     def coeffs(self, batch: int) -> tuple[float, float]:

@@ -50,7 +50,7 @@ def check_cluster_state(cluster: Cluster) -> None:
             raise InvariantError(f"instance {inst.idx}: batch {inst.B} outside [0, {inst.max_batch}]")
         if inst.B != len(inst.members):
             raise InvariantError(f"instance {inst.idx}: batch {inst.B} != members {len(inst.members)}")
-        if inst.pq_tokens < 0 or inst.incoming < 0:
+        if inst.pq_tokens < 0 or inst.incoming < 0 or inst.owed < 0:
             raise InvariantError(f"instance {inst.idx}: negative queue/incoming")
         if inst.pq_tokens != sum(r.prefill_tokens for r in inst.pq):
             raise InvariantError(f"instance {inst.idx}: queued tokens {inst.pq_tokens} != queue contents")

@@ -1,0 +1,286 @@
+"""``disagg-gym bench``: env decisions/s vs CartPole, simulator speed and scaling, PPO steps/s.
+
+Every measurement runs in a fresh child process pinned to one CPU core, so peak memory
+(``ru_maxrss``) is per measurement and runs do not disturb each other. Absolute times drift
+between machines: compare the ratios (env vs CartPole-v1 measured in the same run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import time
+from typing import Any
+
+AZURE_CONV_RATE = 5.53  # req/s of the Azure 2023 conversation trace (shared/data/traces/README.md)
+
+
+def _pin() -> None:
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[-1]})
+    except (AttributeError, OSError):
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _child(q: Any, fn_name: str, kwargs: dict[str, Any]) -> None:
+    _pin()
+    try:
+        res = globals()[fn_name](**kwargs)
+        res["peak_rss_mb"] = round(_peak_mb(), 1)
+        q.put(res)
+    except BaseException as exc:  # report, never hang the parent
+        q.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_isolated(fn_name: str, **kwargs: Any) -> dict[str, Any]:
+    """Runs ``fn_name(**kwargs)`` in a fresh spawned process and returns its result dict."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q, fn_name, kwargs))
+    p.start()
+    res = q.get()
+    p.join()
+    return res
+
+
+# ------------------------------------------------------------------ measurements
+def bench_cartpole(seconds: float) -> dict[str, Any]:
+    """Steps/s of Gymnasium's CartPole-v1 under a random policy (the reference)."""
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    acts = rng.integers(0, 2, 1 << 16).tolist()
+    n = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while True:
+        for _ in range(1000):
+            _, _, term, trunc, _ = env.step(acts[n & 0xFFFF])
+            n += 1
+            if term or trunc:
+                env.reset()
+        if time.perf_counter() > deadline:
+            break
+    return {"steps_per_s": n / (time.perf_counter() - t0), "steps": n}
+
+
+def bench_env(env_id: str, seconds: float) -> dict[str, Any]:
+    """Decisions/s of a standard env under a uniformly random *masked* policy (masks included)."""
+    import gymnasium as gym
+    import numpy as np
+
+    import disagg_gym  # noqa: F401
+
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    nvec = [int(x) for x in env.action_space.nvec]
+    offs = np.cumsum([0] + nvec[:-1]).tolist()
+    rng = np.random.default_rng(0)
+    n = 0
+    episodes = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while True:
+        for _ in range(200):
+            mask = env.action_masks()
+            act = []
+            for o, k in zip(offs, nvec):
+                valid = np.flatnonzero(mask[o:o + k])
+                act.append(valid[int(rng.integers(len(valid)))])
+            _, _, term, trunc, _ = env.step(np.asarray(act))
+            n += 1
+            if term or trunc:
+                episodes += 1
+                env.reset()
+        if time.perf_counter() > deadline:
+            break
+    dt = time.perf_counter() - t0
+    return {"decisions_per_s": n / dt, "decisions": n, "episodes": episodes, "instances": env.n}
+
+
+def bench_simulate(instances: int, rate_mult: float, horizon_s: float, router: str) -> dict[str, Any]:
+    """Simulated requests per wall second on an Azure-conversation-like hour."""
+    from disagg_gym.scenario import load_scenario
+    from disagg_gym.simulation import Simulation
+
+    half = instances // 2
+    overrides = {
+        "horizon_s": horizon_s,
+        "router": router,
+        "cluster.groups": [
+            {"gpu": "h100-sxm", "count": half, "role": "prefill"},
+            {"gpu": "h100-sxm", "count": instances - half, "role": "decode", "max_batch": 128},
+        ],
+        "workload": {
+            "kind": "poisson", "rate_per_s": AZURE_CONV_RATE * rate_mult, "lengths": "azure_conv",
+            "slo_ttft_s": 0.5, "slo_ttft_per_1k_prompt_s": 0.25, "slo_tpot_s": 0.05,
+        },
+    }
+    scen = load_scenario("small-route", overrides)
+    t0 = time.perf_counter()
+    sim = Simulation(scen, seed=0, keep_records=False)
+    s = sim.run()
+    wall = time.perf_counter() - t0
+    return {
+        "requests": s["requests_total"], "wall_s": wall, "simulated_s": s["simulated_s"],
+        "requests_per_wall_s": s["requests_total"] / wall, "x_real_time": s["simulated_s"] / wall,
+        "us_per_request": 1e6 * wall / max(1, s["requests_total"]), "events": s["events"],
+        "slo_attainment": s["slo_attainment"],
+    }
+
+
+def bench_ppo(env_id: str, timesteps: int) -> dict[str, Any]:
+    """SB3 PPO training steps/s (MlpPolicy, 1 env, 1 torch thread)."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    import disagg_gym  # noqa: F401
+
+    env = gym.make(env_id)
+    model = PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=4, seed=0, verbose=0, device="cpu")
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=timesteps)
+    dt = time.perf_counter() - t0
+    return {"train_steps_per_s": timesteps / dt, "timesteps": timesteps}
+
+
+# ------------------------------------------------------------------ driver
+def machine() -> dict[str, Any]:
+    """A description of this machine for the results table."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import numpy as np
+
+    from disagg_gym import __version__
+
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+        "numpy": np.__version__, "disagg_gym": __version__, "platform": platform.platform(),
+    }
+
+
+def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Runs every measurement; ``quick`` shortens them (smoke use, not for reporting)."""
+    from disagg_gym.env.registration import registered_ids
+
+    secs = 1.0 if quick else 5.0
+    out: dict[str, Any] = {"machine": machine(), "quick": quick}
+
+    def log(msg: str) -> None:
+        if progress:
+            print(msg, flush=True)
+
+    cp = run_isolated("bench_cartpole", seconds=secs)
+    out["cartpole"] = cp
+    log(f"CartPole-v1: {cp['steps_per_s']:,.0f} steps/s")
+    envs = {}
+    for env_id in registered_ids():
+        r = run_isolated("bench_env", env_id=env_id, seconds=secs)
+        if "error" not in r:
+            r["ratio_to_cartpole"] = r["decisions_per_s"] / cp["steps_per_s"]
+            log(f"{env_id}: {r['decisions_per_s']:,.0f} decisions/s ({r['ratio_to_cartpole']:.3f}x CartPole), {r['peak_rss_mb']} MB")
+        else:
+            log(f"{env_id}: {r['error']}")
+        envs[env_id] = r
+    out["envs"] = envs
+    sims = []
+    horizon = 300.0 if quick else 3600.0
+    for inst in (8, 32, 128):
+        for mult in (1, 4, 16):
+            r = run_isolated("bench_simulate", instances=inst, rate_mult=float(mult), horizon_s=horizon, router="round_robin")
+            r.update({"instances": inst, "rate_mult": mult, "horizon_s": horizon, "router": "round_robin"})
+            sims.append(r)
+            if "error" in r:
+                log(f"simulate {inst} inst x{mult}: {r['error']}")
+            else:
+                log(f"simulate {inst} inst x{mult}: {r['requests']} req in {r['wall_s']:.2f}s = "
+                    f"{r['requests_per_wall_s']:,.0f} req/s, {r['x_real_time']:,.0f}x real time, {r['peak_rss_mb']} MB")
+    out["simulate"] = sims
+    ppo = run_isolated("bench_ppo", env_id="disagg/SmallRoute-v0", timesteps=2048 if quick else 8192)
+    out["ppo"] = ppo
+    if "error" not in ppo:
+        log(f"PPO on disagg/SmallRoute-v0: {ppo['train_steps_per_s']:,.0f} steps/s")
+    return out
+
+
+def to_markdown(res: dict[str, Any]) -> str:
+    """Results as Markdown tables."""
+    m = res["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores (each measurement pinned to one core), Python {m['python']}, "
+        f"numpy {m['numpy']}, disagg-gym {m['disagg_gym']}.",
+        "",
+        f"CartPole-v1 reference: {res['cartpole']['steps_per_s']:,.0f} steps/s.",
+        "",
+        "| env id | instances | decisions/s | ratio to CartPole-v1 | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for env_id, r in res["envs"].items():
+        if "error" in r:
+            lines.append(f"| {env_id} | | error: {r['error']} | | |")
+        else:
+            lines.append(f"| {env_id} | {r['instances']} | {r['decisions_per_s']:,.0f} | {r['ratio_to_cartpole']:.3f} | {r['peak_rss_mb']} |")
+    lines += [
+        "",
+        "| instances | rate (x Azure conv) | requests | wall (s) | requests / wall s | x real time | us / request | peak RSS (MB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in res["simulate"]:
+        if "error" in r:
+            lines.append(f"| {r['instances']} | {r['rate_mult']} | error: {r['error']} | | | | | |")
+        else:
+            lines.append(
+                f"| {r['instances']} | {r['rate_mult']} | {r['requests']:,} | {r['wall_s']:.2f} | {r['requests_per_wall_s']:,.0f} | "
+                f"{r['x_real_time']:,.0f} | {r['us_per_request']:.1f} | {r['peak_rss_mb']} |"
+            )
+    ppo = res.get("ppo", {})
+    if "train_steps_per_s" in ppo:
+        lines += ["", f"SB3 PPO (MlpPolicy, 1 env, 1 thread) on disagg/SmallRoute-v0: {ppo['train_steps_per_s']:,.0f} steps/s, peak RSS {ppo['peak_rss_mb']} MB."]
+    return "\n".join(lines) + "\n"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """CLI entry point."""
+    res = run_bench(quick=args.quick, progress=not args.json)
+    if args.markdown:
+        from disagg_gym.io import atomic_write_text
+
+        atomic_write_text(args.markdown, to_markdown(res))
+    if args.json:
+        print(json.dumps(res, sort_keys=True))
+    else:
+        print()
+        print(to_markdown(res))
+    return 0
+
+
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    """Flags of ``disagg-gym bench``."""
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quick", action="store_true", help="short runs (smoke test; not for reporting)")
+    p.add_argument("--markdown", metavar="PATH", help="also write the tables to this Markdown file")

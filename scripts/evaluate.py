@@ -1,0 +1,18 @@
+"""Evaluate any policy (heuristic or trained) on fixed workload seeds (same as `disagg-gym evaluate`).
+
+Runs `--episodes N` deterministic episodes on workload seeds S, S+1, ... (S = `--seed-offset`,
+default 10000: the held-out seeds training never sees), writes one CSV row per episode with
+every KPI (atomically) and prints a summary. Examples:
+
+    .venv/bin/python scripts/evaluate.py --env disagg/SmallRoute-v0 --policy heuristic:jsq \
+        --episodes 5 --out results/jsq.csv
+    .venv/bin/python scripts/evaluate.py --env disagg/SmallRoute-v0 \
+        --policy sb3:runs/smallroute/model.zip --episodes 5 --out results/ppo.csv
+"""
+
+from __future__ import annotations
+
+from agents.cli import EvalArgs, cmd_evaluate, run_script
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(cmd_evaluate, EvalArgs, "evaluate.py", __doc__ or ""))

@@ -1,0 +1,140 @@
+"""Small random or grid search over a few PPO / MaskablePPO hyperparameters, on short budgets.
+
+Each trial trains one agent (one process, torch.set_num_threads(1)) from the env's YAML entry
+with a few keys replaced, then scores the final model on VALIDATION workload seeds
+20000 + k (disjoint from the held-out evaluation seeds 10000 + k used for reporting, and from
+the training seeds >= 1e6) by the scenario's primary metric. Writes, atomically:
+
+    OUT/trials.csv    one row per trial: the sampled values, score, KPI means, wall time
+    OUT/best.yml      the best trial's full entry, RL Zoo format (pass to train --hyperparams)
+    OUT/best.json     the same plus its score and trial number
+    OUT/trial_<k>/    each trial's run folder (config.json, model, TensorBoard)
+
+The search space (`SPACE` below) is deliberately small; `--mode grid` walks it in order and
+stops after `--trials`, `--mode random` samples it with a seeded generator. Example:
+
+    .venv/bin/python scripts/tune.py --env disagg/SmallRoute-v0 --trials 6 --timesteps 8000 \
+        --overrides horizon_s=30 --out runs/tune_small
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.cli import add_dataclass_args, arg_meta, dataclass_from_namespace, nonneg_int, positive_int
+
+# Values tried per key; everything else comes from the env's YAML entry.
+SPACE: dict[str, list[Any]] = {
+    "learning_rate": [1.0e-4, 3.0e-4, 1.0e-3],
+    "n_steps": [256, 512, 1024],
+    "gamma": [0.98, 0.995],
+    "ent_coef": [0.0, 0.005, 0.02],
+    "n_epochs": [5, 10],
+}
+LOWER_IS_BETTER = ("cost_per_1m_tokens_usd", "energy_per_good_request_j", "energy_per_request_j")
+VALIDATION_SEED_OFFSET = 20_000
+
+
+@dataclass
+class Args:
+    """Arguments of scripts/tune.py."""
+
+    env: str = field(default="disagg/SmallRoute-v0", metadata=arg_meta("registered env id"))
+    algo: str = field(default="maskable_ppo", metadata=arg_meta("algorithm", choices=("ppo", "maskable_ppo")))
+    mode: str = field(default="random", metadata=arg_meta("search mode", choices=("random", "grid")))
+    trials: int = field(default=6, metadata=arg_meta("number of trials", type=positive_int))
+    timesteps: int = field(default=8_000, metadata=arg_meta("training timesteps per trial", type=positive_int))
+    eval_episodes: int = field(default=2, metadata=arg_meta("validation episodes per trial", type=positive_int))
+    seed: int = field(default=0, metadata=arg_meta("seed of the sampler and of every trial's training", type=nonneg_int))
+    out: str = field(default="runs/tune", metadata=arg_meta("output folder"))
+    overrides: list[str] = field(default_factory=list, metadata=arg_meta("env override KEY=VALUE, repeatable"))
+    metric: str | None = field(default=None, metadata=arg_meta("KPI to optimise (default: the scenario's primary metric)"))
+
+
+def candidates(mode: str, trials: int, seed: int) -> list[dict[str, Any]]:
+    """The trial configurations: grid order or seeded random samples (no duplicates)."""
+    keys = list(SPACE)
+    grid = [dict(zip(keys, vals)) for vals in itertools.product(*(SPACE[k] for k in keys))]
+    if mode == "grid":
+        return grid[:trials]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(grid))[: min(trials, len(grid))]
+    return [grid[int(i)] for i in order]
+
+
+def main(ns: argparse.Namespace) -> int:
+    """Runs the search."""
+    from agents.base import make_env, parse_overrides
+    from agents.cli import TrainArgs
+    from agents.evaluation import evaluate, rows_to_csv, summarize
+    from agents.ppo import dump_hyperparams_yaml, load_hyperparams, train
+    from agents.registry import make_policy
+    from disagg_gym.io import atomic_write_json, atomic_write_text
+
+    args: Args = dataclass_from_namespace(Args, ns)
+    out = Path(args.out)
+    overrides = parse_overrides(args.overrides)
+    base_hp, entry = load_hyperparams(args.algo, args.env)
+    probe = make_env(args.env, overrides)
+    metric = args.metric or probe.unwrapped.scenario.primary_metric
+    probe.close()
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    print(f"tuning {args.algo} on {args.env} (base entry {entry!r}); metric {metric} "
+          f"({'lower' if sign < 0 else 'higher'} is better); {args.trials} {args.mode} trial(s)")
+
+    rows: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    for k, cand in enumerate(candidates(args.mode, args.trials, args.seed)):
+        hp = {**base_hp, **cand}
+        # n_steps must stay a multiple of batch_size for full minibatches.
+        hp["batch_size"] = min(int(hp.get("batch_size", 64)), int(hp["n_steps"]))
+        tdir = out / f"trial_{k}"
+        atomic_write_text(tdir / "hyperparams.yml", dump_hyperparams_yaml({args.env: hp}))
+        t0 = time.perf_counter()
+        model_path = train(TrainArgs(
+            env=args.env, algo=args.algo, timesteps=args.timesteps, seed=args.seed, out=str(tdir / "run"),
+            overrides=list(args.overrides), hyperparams=str(tdir / "hyperparams.yml"), eval_freq=0,
+            checkpoint_freq=max(args.timesteps, 1), keep_checkpoints=1, progress_bar=False,
+        ))
+        train_s = time.perf_counter() - t0
+        env = make_env(args.env, overrides)
+        try:
+            policy = make_policy(f"sb3:{model_path}", env)
+            ep_rows = evaluate(policy, env, args.eval_episodes, VALIDATION_SEED_OFFSET)
+        finally:
+            env.close()
+        stats = summarize(ep_rows)
+        score = stats.get(metric, {}).get("mean", float("nan"))
+        row = {"trial": k, **cand, "batch_size": hp["batch_size"], "score": score, "metric": metric,
+               "train_wall_s": round(train_s, 1), **{f"{key}_mean": s["mean"] for key, s in stats.items()}}
+        rows.append(row)
+        atomic_write_text(out / "trials.csv", rows_to_csv(rows))
+        print(f"trial {k}: {json.dumps(cand)} -> {metric} {score:.4g} ({train_s:.0f} s)")
+        if np.isfinite(score) and (best is None or sign * score > sign * best["score"]):
+            best = {"trial": k, "score": score, "metric": metric, "hyperparams": hp}
+            atomic_write_text(out / "best.yml", dump_hyperparams_yaml({args.env: hp}))
+            atomic_write_json(out / "best.json", best)
+    if best is None:
+        print("no trial produced a finite score", file=sys.stderr)
+        return 1
+    print(f"best: trial {best['trial']} {metric} {best['score']:.4g} -> {out / 'best.yml'}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="tune.py", description=__doc__)
+    add_dataclass_args(parser, Args)
+    try:
+        raise SystemExit(main(parser.parse_args()))
+    except ValueError as exc:
+        print(f"tune.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,171 @@
+"""Heuristic policies: every one runs on every task it applies to, masks are respected, JSQ beats random."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import disagg_gym  # noqa: F401  (registers the env ids)
+from agents import POLICIES, make_policy
+from agents.base import Policy
+from agents.evaluation import evaluate, run_episode
+from agents.heuristics import AllocatorHeuristic, ClairvoyantPolicy, RouterHeuristic
+
+ROUTE_ID = "disagg/SmallRoute-v0"
+ALLOC_ID = "disagg/EnergyAllocate-v0"
+SHORT = {"horizon_s": 8.0}
+EXPECTED = {
+    "random", "round_robin", "jsq", "p2c", "least_finish", "kv_aware", "clairvoyant", "static_ratio", "threshold",
+}
+
+
+def _applies(name: str, task: str) -> bool:
+    return task in POLICIES.get(name).tasks
+
+
+def _check_episode(name: str, env_id: str, overrides: dict[str, object], seed: int = 10_000) -> dict[str, object]:
+    env = gym.make(env_id, overrides=overrides)
+    policy = make_policy(f"heuristic:{name}", env)
+    obs, _ = env.reset(seed=seed, options={"workload_seed": seed})
+    steps = 0
+    kinds = set()
+    while True:
+        kinds.add(env.unwrapped.decision)
+        action, _ = policy.predict(obs)
+        assert env.action_space.contains(action), (name, action)
+        mask = env.unwrapped.action_masks()
+        off = 0
+        for size, a in zip(env.action_space.nvec, action):
+            assert mask[off + int(a)], f"{name} chose a masked value {a} in {action}"
+            off += int(size)
+        obs, _, term, trunc, info = env.step(action)
+        assert not info["invalid_action"], name
+        steps += 1
+        if term or trunc:
+            break
+    env.close()
+    kpis = info["episode_kpis"]
+    assert kpis["requests_total"] > 0
+    return {"steps": steps, "kinds": kinds, "kpis": kpis}
+
+
+def test_all_requested_heuristics_registered() -> None:
+    assert EXPECTED <= set(POLICIES.names())
+    for name in EXPECTED:
+        cls = POLICIES.get(name)
+        assert issubclass(cls, Policy) and cls.name == name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_episode_on_route_task(name: str) -> None:
+    if not _applies(name, "route"):
+        env = gym.make(ROUTE_ID, overrides=SHORT)
+        with pytest.raises(ValueError, match=name):
+            make_policy(f"heuristic:{name}", env)
+        return
+    res = _check_episode(name, ROUTE_ID, SHORT)
+    assert res["kinds"] == {"route"}
+    assert res["kpis"]["requests_completed"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_episode_on_allocate_task(name: str) -> None:
+    over = {"horizon_s": 35.0}
+    if not _applies(name, "allocate"):
+        env = gym.make(ALLOC_ID, overrides=over)
+        with pytest.raises(ValueError, match="does not apply to task 'allocate'"):
+            make_policy(f"heuristic:{name}", env)
+        return
+    res = _check_episode(name, ALLOC_ID, over)
+    assert "control" in res["kinds"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_episode_on_joint_task(name: str) -> None:
+    # SmallRoute's cluster as a joint task: routes every request and resizes pools every 2 s.
+    over = {"horizon_s": 8.0, "task": "joint", "env.control_interval_s": 2.0}
+    res = _check_episode(name, ROUTE_ID, over)
+    assert res["kinds"] == {"route", "control"}
+
+
+def test_router_keeps_pools_and_allocator_changes_them_on_joint() -> None:
+    over = {"horizon_s": 8.0, "task": "joint", "env.control_interval_s": 2.0}
+    for name, expect_noop in (("jsq", True), ("static_ratio", False)):
+        env = gym.make(ROUTE_ID, overrides=over)
+        kwargs = {"prefill_fraction": 0.75} if name == "static_ratio" else {}
+        policy = make_policy(name, env, **kwargs)
+        obs, _ = env.reset(seed=1, options={"workload_seed": 1})
+        changed = False
+        while True:
+            action, _ = policy.predict(obs)
+            if env.unwrapped.decision == "control":
+                noop = env.unwrapped.action_for()
+                changed |= not np.array_equal(action, noop)
+                if expect_noop:
+                    assert np.array_equal(action, noop)
+            obs, _, term, trunc, _ = env.step(action)
+            if term or trunc:
+                break
+        assert changed is (not expect_noop), name
+
+
+def test_jsq_beats_random_on_goodput() -> None:
+    over = {"horizon_s": 60.0}
+    goodput = {}
+    for name in ("jsq", "random"):
+        env = gym.make(ROUTE_ID, overrides=over)
+        row = run_episode(make_policy(name, env), env, workload_seed=10_000)
+        goodput[name] = row["goodput_rps"]
+        env.close()
+    assert goodput["jsq"] > goodput["random"], goodput
+
+
+def test_clairvoyant_is_marked_upper_bound() -> None:
+    assert ClairvoyantPolicy.upper_bound is True
+    assert "UPPER-BOUND" in (ClairvoyantPolicy.__doc__ or "")
+    env = gym.make(ROUTE_ID, overrides=SHORT)
+    assert make_policy("clairvoyant", env).describe() == "clairvoyant (upper bound)"
+    others = [n for n in EXPECTED if n != "clairvoyant"]
+    assert not any(POLICIES.get(n).upper_bound for n in others)
+
+
+def test_heuristic_kinds() -> None:
+    for name in ("round_robin", "jsq", "p2c", "least_finish", "kv_aware", "clairvoyant"):
+        assert issubclass(POLICIES.get(name), RouterHeuristic)
+    for name in ("static_ratio", "threshold"):
+        assert issubclass(POLICIES.get(name), AllocatorHeuristic)
+    assert set(POLICIES.get("random").tasks) == {"route", "allocate", "joint"}
+
+
+@pytest.mark.parametrize("name", ["random", "p2c"])
+def test_seeded_heuristics_are_reproducible(name: str) -> None:
+    def rows(seed: int) -> list[dict[str, object]]:
+        env = gym.make(ROUTE_ID, overrides=SHORT)
+        return evaluate(make_policy(name, env, seed=seed), env, episodes=2, seed_offset=5)
+
+    a, b = rows(0), rows(0)
+    assert a == b
+    assert rows(1) != a
+
+
+def test_bad_specs() -> None:
+    env = gym.make(ROUTE_ID, overrides=SHORT)
+    with pytest.raises(ValueError, match="'nope'"):
+        make_policy("heuristic:nope", env)
+    with pytest.raises(ValueError, match="missing.zip"):
+        make_policy("sb3:missing.zip", env)
+    with pytest.raises(ValueError, match="expected heuristic:NAME or sb3:PATH"):
+        make_policy("torch:x", env)
+    with pytest.raises(ValueError, match="seed"):
+        make_policy("jsq", env, seed=-1)
+    alloc = gym.make(ALLOC_ID, overrides=SHORT)
+    with pytest.raises(ValueError, match="prefill_fraction"):
+        make_policy("static_ratio", alloc, prefill_fraction=1.5)
+
+
+def test_predict_before_reset() -> None:
+    env = gym.make(ROUTE_ID, overrides=SHORT)
+    policy = make_policy("jsq", env)
+    with pytest.raises(gym.error.ResetNeeded):
+        policy.predict(None)

@@ -1,0 +1,213 @@
+"""Training smoke tests (short MaskablePPO / PPO runs), TensorBoard KPIs, resume, evaluate CSV, CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.cli import EvalArgs, TrainArgs, cmd_evaluate, run_script
+from agents.ppo import load_hyperparams, parse_policy_kwargs, resolve_hyperparams, train
+
+ENV_ID = "disagg/SmallRoute-v0"
+# ~120 route steps per episode: several episodes finish inside a 2k-step smoke run.
+OVERRIDES = ["horizon_s=3"]
+FAST_HP = """
+default:
+  policy: MlpPolicy
+  n_envs: 1
+  n_timesteps: 2048
+  n_steps: 256
+  batch_size: 64
+  n_epochs: 2
+  learning_rate: 3.0e-4
+  gamma: 0.99
+  ent_coef: 0.01
+  policy_kwargs: "dict(net_arch=[32, 32], activation_fn=nn.Tanh)"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _hp_file(tmp_path: Path) -> str:
+    p = tmp_path / "hp.yml"
+    p.write_text(FAST_HP)
+    return str(p)
+
+
+def _args(tmp_path: Path, **kw: object) -> TrainArgs:
+    base = dict(
+        env=ENV_ID, algo="maskable_ppo", timesteps=2048, seed=0, out=str(tmp_path / "run"), overrides=list(OVERRIDES),
+        hyperparams=_hp_file(tmp_path), eval_freq=1024, eval_episodes=1, checkpoint_freq=1024, progress_bar=True,
+    )
+    base.update(kw)
+    return TrainArgs(**base)  # type: ignore[arg-type]
+
+
+def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for d in sorted({p.parent for p in (run / "tb").rglob("events.out.tfevents.*")}):
+        acc = EventAccumulator(str(d))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return out
+
+
+# ====================================================================== hyperparameters
+def test_hyperparams_default_fallback_and_policy_kwargs() -> None:
+    hp, entry = load_hyperparams("maskable_ppo", ENV_ID)
+    assert entry == ENV_ID
+    hp2, entry2 = load_hyperparams("ppo", "disagg/NotInTheFile-v0")
+    assert entry2 == "default" and "n_steps" in hp2
+    kwargs, extras = resolve_hyperparams(hp)
+    assert extras["policy"] == "MlpPolicy" and extras["n_envs"] >= 1
+    assert kwargs["policy_kwargs"]["activation_fn"] is torch.nn.Tanh
+    assert parse_policy_kwargs("dict(net_arch=dict(pi=[64, 64], vf=[32]), ortho_init=False)") == {
+        "net_arch": {"pi": [64, 64], "vf": [32]}, "ortho_init": False,
+    }
+    with pytest.raises(ValueError, match="__import__"):
+        parse_policy_kwargs("dict(x=__import__('os').system('true'))")
+
+
+def test_unknown_hyperparameter_is_named(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yml"
+    p.write_text("default:\n  n_stepz: 3\n")
+    with pytest.raises(ValueError, match="n_stepz"):
+        load_hyperparams("ppo", ENV_ID, p)
+
+
+# ====================================================================== smoke run
+def test_maskable_ppo_smoke_tensorboard_kpis_and_evaluate(tmp_path: Path) -> None:
+    model_path = train(_args(tmp_path))
+    run = tmp_path / "run"
+    assert model_path == run / "model.zip" and model_path.is_file()
+    assert (run / "best_model.zip").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").glob("ckpt_*.zip"))[-1] == "ckpt_000000002048.zip"
+    assert not list(run.rglob("*.tmp")), "atomic writes left temp files"
+
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["env_id"] == ENV_ID and cfg["algo"] == "maskable_ppo"
+    assert cfg["hyperparams"]["n_steps"] == 256 and cfg["hyperparams"]["n_timesteps"] == 2048
+    assert cfg["overrides"] == {"horizon_s": 3}
+    assert cfg["args"]["seed"] == 0 and cfg["eval_workload_seeds"] == [10_000]
+    for pkg in ("disagg_gym", "gymnasium", "stable_baselines3", "sb3_contrib", "torch", "numpy"):
+        assert cfg["versions"][pkg]
+
+    scalars = _scalars(run)
+    for key in ("slo_attainment", "goodput_rps", "ttft_p99_s", "tpot_p99_s", "cost_per_1m_tokens_usd", "energy_per_request_j"):
+        assert f"kpi/{key}" in scalars, sorted(scalars)
+        assert f"eval/kpi/{key}" in scalars, sorted(scalars)
+    assert "rollout/ep_rew_mean" in scalars and "eval/mean_reward" in scalars
+    assert "train/approx_kl" in scalars
+
+    out_csv = tmp_path / "eval.csv"
+    assert cmd_evaluate(EvalArgs(env=ENV_ID, policy=f"sb3:{model_path}", episodes=1, out=str(out_csv),
+                                 overrides=list(OVERRIDES))) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 1 and rows[0]["workload_seed"] == "10000"
+    assert rows[0]["invalid_actions"] == "0"  # masked policy never picks invalid actions
+    assert float(rows[0]["requests_total"]) > 0
+
+
+def test_ppo_smoke(tmp_path: Path) -> None:
+    path = train(_args(tmp_path, algo="ppo", timesteps=512, eval_freq=0, progress_bar=False))
+    out_csv = tmp_path / "ppo.csv"
+    cmd_evaluate(EvalArgs(env=ENV_ID, policy=f"sb3:{path}", episodes=1, out=str(out_csv), overrides=list(OVERRIDES)))
+    assert len(list(csv.DictReader(out_csv.open()))) == 1
+
+
+def test_resume_continues_from_latest_checkpoint(tmp_path: Path) -> None:
+    from sb3_contrib import MaskablePPO
+
+    train(_args(tmp_path, timesteps=512, eval_freq=0, checkpoint_freq=256, progress_bar=False))
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "ckpt_000000000512.zip").is_file()
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(_args(tmp_path, timesteps=1024, eval_freq=0, progress_bar=False))
+    path = train(_args(tmp_path, timesteps=1024, eval_freq=0, checkpoint_freq=256, progress_bar=False, resume=True))
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["resumed_from"].endswith("ckpt_000000000512.zip") and cfg["start_timesteps"] == 512
+    assert MaskablePPO.load(str(path)).num_timesteps == 1024
+    assert (run / "checkpoints" / "ckpt_000000001024.zip").is_file()
+    # TensorBoard continues the same run folder at the resumed timesteps.
+    steps = [s for s, _ in _scalars(run)["train/approx_kl"]]
+    assert max(steps) >= 1024 and len({p.parent for p in (run / "tb").rglob("events.*")}) == 1
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(_args(tmp_path, out=str(tmp_path / "empty"), resume=True))
+    with pytest.raises(ValueError, match="algo 'maskable_ppo'"):
+        train(_args(tmp_path, algo="ppo", timesteps=2048, resume=True))
+
+
+# ====================================================================== evaluate
+def test_evaluate_csv_heuristic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_csv = tmp_path / "sub" / "jsq.csv"
+    rc = cmd_evaluate(EvalArgs(env=ENV_ID, policy="heuristic:jsq", episodes=2, seed_offset=7, out=str(out_csv),
+                               overrides=["horizon_s=5"]))
+    assert rc == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["workload_seed"] for r in rows] == ["7", "8"]
+    assert [r["episode"] for r in rows] == ["0", "1"]
+    for key in ("env_id", "policy", "return", "goodput_rps", "slo_attainment", "ttft_p99_s", "tpot_p99_s",
+                "cost_per_1m_tokens_usd", "energy_per_request_j", "requests_total", "utilisation.prefill"):
+        assert key in rows[0], key
+    assert rows[0]["policy"] == "heuristic:jsq"
+    text = capsys.readouterr().out
+    assert "goodput_rps" in text and "csv:" in text
+    first = out_csv.read_bytes()
+    cmd_evaluate(EvalArgs(env=ENV_ID, policy="heuristic:jsq", episodes=2, seed_offset=7, out=str(out_csv),
+                          overrides=["horizon_s=5"]))
+    assert out_csv.read_bytes() == first  # deterministic
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--policy", "heuristic:nope", "--episodes", "1"], "'nope'"),
+        (["--policy", "sb3:does/not/exist.zip"], "does/not/exist.zip"),
+        (["--env", "disagg/Nope-v0"], "disagg/Nope-v0"),
+        (["--overrides", "horizon_s"], "horizon_s"),
+    ],
+)
+def test_evaluate_bad_flags_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = run_script(cmd_evaluate, EvalArgs, "evaluate.py", "", argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_evaluate_non_positive_episodes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_script(cmd_evaluate, EvalArgs, "evaluate.py", "", ["--episodes", "0"])
+    assert exc.value.code != 0
+    assert "expected a positive integer (got '0')" in capsys.readouterr().err
+
+
+def test_train_bad_flags_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.cli import cmd_train
+
+    rc = run_script(cmd_train, TrainArgs, "train.py", "", ["--env", "disagg/Nope-v0", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "disagg/Nope-v0" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):
+        run_script(cmd_train, TrainArgs, "train.py", "", ["--algo", "dqn"])
+
+
+def test_evaluate_script_subprocess_no_traceback(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, str(root / "scripts" / "evaluate.py"), "--policy", "heuristic:nope"],
+        capture_output=True, text=True, cwd=root, env={"PYTHONPATH": str(root), "PATH": ""}, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("evaluate.py: error: unknown heuristic 'nope'")
+    assert "Traceback" not in proc.stderr
