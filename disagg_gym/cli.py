@@ -23,7 +23,8 @@ class UserError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # noqa: D102
         self.print_usage(sys.stderr)
-        raise SystemExit(f"disagg-gym: error: {message}")
+        print(f"disagg-gym: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _positive_float(text: str) -> float:
@@ -193,6 +194,11 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
         cost = build_instance_cost(str(q["gpu"]), str(q["model"]), tp)
     except (ValueError, OSError) as exc:
         raise UserError(f"{where}{exc}") from None
+    if cost.kv_capacity_tokens(0.0) <= 0:
+        raise UserError(
+            f"{where}model {cost.model.name} ({cost.weight_bytes_per_gpu * tp / 1e9:.1f} GB of weights) does not fit "
+            f"on {cost.gpu.name} at tp={tp} ({cost.gpu.hbm_gb:g} GB per GPU); use a larger --tp"
+        )
     b, n = q["batch"], q["length"]
     if phase == "prefill":
         s = cost.prefill_s([n] * b)
