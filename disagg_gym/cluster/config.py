@@ -70,7 +70,40 @@ class ClusterConfig:
     idle_power: bool = field(default=True, metadata=spec("count idle power of provisioned GPUs"))
 
     def validate(self) -> None:
-        """Cross-field checks."""
+        """Cross-field checks: known GPUs, model and tiers; the model fits; both roles present."""
+        from disagg_gym.hardware import build_instance_cost, get_gpu, load_model
+        from disagg_gym.interconnect.links import get_link
+
+        try:
+            model = load_model(self.model)
+        except ValueError as exc:
+            raise ValueError(f"key 'model': {exc}") from None
+        for key in ("intra_node", "inter_node", "inter_site"):
+            name = getattr(self.topology, key)
+            try:
+                get_link(name)
+            except ValueError as exc:
+                raise ValueError(f"key 'topology.{key}': {exc}") from None
+        for i, g in enumerate(self.groups):
+            try:
+                gpu = get_gpu(g.gpu)
+            except ValueError as exc:
+                raise ValueError(f"key 'groups[{i}].gpu': {exc}") from None
+            if g.tp > self.topology.gpus_per_node:
+                raise ValueError(
+                    f"key 'groups[{i}].tp': exceeds topology.gpus_per_node ({self.topology.gpus_per_node}) (got {g.tp})"
+                )
+            try:
+                cost = build_instance_cost(gpu, model, g.tp)
+            except ValueError as exc:
+                raise ValueError(f"key 'groups[{i}].tp': {exc}") from None
+            cap = cost.kv_capacity_tokens(self.kv_reserve_frac)
+            if cap < self.block_size_tokens:
+                raise ValueError(
+                    f"key 'groups[{i}]': model {model.name} does not fit on {g.gpu} at tp={g.tp} "
+                    f"({model.weight_bytes / 1e9:.1f} GB of weights, {g.tp} x {gpu.hbm_gb:g} GB HBM, "
+                    f"kv_reserve_frac {self.kv_reserve_frac}) (got KV capacity {cap} tokens)"
+                )
         if not self.groups:
             raise ValueError("key 'groups': at least one instance group is required (got [])")
         roles = {g.role for g in self.groups}
