@@ -146,7 +146,8 @@ def test_seeded_heuristics_are_reproducible(name: str) -> None:
 
     a, b = rows(0), rows(0)
     assert a == b
-    assert rows(1) != a
+    if name == "random":  # p2c samples two of two instances per pool here: seed-independent
+        assert rows(1) != a
 
 
 def test_bad_specs() -> None:

@@ -1,0 +1,121 @@
+"""The one policy interface shared by heuristic and learned policies (SB3's ``predict``), and env construction."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+TASKS = ("route", "allocate", "joint")
+
+
+def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """``["horizon_s=30", "workload.rate_per_s=8"]`` -> ``{"horizon_s": 30, ...}`` (values as YAML).
+
+    Raises:
+        ValueError: For an item without ``=`` or with an empty key (``ConfigError``).
+    """
+    from disagg_gym.config import parse_override
+
+    return dict(parse_override(s) for s in items or [])
+
+
+def check_env_id(env_id: str) -> None:
+    """Raises ``ValueError`` naming ``env_id`` if it is not a registered Gymnasium id."""
+    import disagg_gym  # noqa: F401  (registers the ids)
+
+    if env_id not in gym.registry:
+        from disagg_gym.env.registration import registered_ids
+
+        raise ValueError(f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}")
+
+
+def make_env(env_id: str, overrides: dict[str, Any] | None = None) -> gym.Env:
+    """``gym.make(env_id, overrides=...)`` after checking the id.
+
+    Args:
+        env_id: A registered id such as ``disagg/SmallRoute-v0``.
+        overrides: Dotted-key scenario overrides, e.g. ``{"horizon_s": 30}``.
+
+    Raises:
+        ValueError: Unknown env id or a bad override (one line naming the value).
+    """
+    check_env_id(env_id)
+    return gym.make(env_id, overrides=dict(overrides or {}))
+
+
+@runtime_checkable
+class PredictsActions(Protocol):
+    """Anything with SB3's ``predict`` signature (SB3 models, ``Policy`` subclasses)."""
+
+    def predict(
+        self,
+        observation: Any,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]: ...
+
+
+class Policy:
+    """A policy bound to one (non-vectorised) disagg-gym env.
+
+    Subclasses implement ``predict``. A policy may read the env's public API
+    (``env.unwrapped.decision``, ``cluster``, ``action_masks()``, ``action_for(...)``) on top of
+    the observation, which is what makes heuristics and learned policies interchangeable in
+    ``agents.evaluation``.
+
+    Attributes:
+        name: Registry name (``"jsq"``) or a description of the learned model.
+        tasks: Env tasks the policy applies to.
+        upper_bound: ``True`` for reference policies that use information a real system does
+            not have (the clairvoyant router); reports mark them.
+
+    Args:
+        env: The env the policy acts in (wrappers allowed; ``env.unwrapped`` must be a
+            ``DisaggServingEnv``).
+    """
+
+    name: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = TASKS
+    upper_bound: ClassVar[bool] = False
+
+    def __init__(self, env: gym.Env) -> None:
+        base = env.unwrapped
+        if not hasattr(base, "action_for") or not hasattr(base, "task"):
+            raise ValueError(f"policies need a disagg-gym DisaggServingEnv (got {type(base).__name__})")
+        if base.task not in self.tasks:
+            raise ValueError(
+                f"policy {self.name!r} does not apply to task {base.task!r} (applies to: {', '.join(self.tasks)})"
+            )
+        self.env = env
+        self.base = base
+
+    @property
+    def task(self) -> str:
+        """The bound env's task: ``route``, ``allocate`` or ``joint``."""
+        return str(self.base.task)
+
+    def predict(
+        self,
+        observation: Any,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Returns ``(action, state)`` for the env's current decision (SB3's signature).
+
+        Args:
+            observation: The env's latest observation (one env, not a batch).
+            state: Recurrent state (unused by the shipped policies; passed through).
+            episode_start: Episode-start flags (SB3 contract; heuristics detect new episodes
+                from the env itself).
+            deterministic: Greedy action for learned policies; heuristics are deterministic
+                given their seed and the workload seed either way.
+        """
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Short label for tables and CSV rows."""
+        return f"{self.name} (upper bound)" if self.upper_bound else self.name

@@ -1,0 +1,76 @@
+"""Policy registry and ``make_policy``: ``"heuristic:NAME"`` or ``"sb3:PATH"`` -> a bound policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from disagg_gym.registry import Registry
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from agents.base import Policy
+
+POLICIES: Registry[type] = Registry("heuristic")
+"""Heuristic policy classes by name (``@POLICIES.register("jsq")`` next to each class)."""
+
+
+def parse_policy_spec(spec: str) -> tuple[str, str]:
+    """Splits ``"heuristic:jsq"`` / ``"sb3:runs/x/model.zip"`` into ``(kind, value)``.
+
+    A bare name (``"jsq"``) means a heuristic.
+
+    Raises:
+        ValueError: For an unknown kind or an empty value.
+    """
+    kind, sep, value = spec.partition(":")
+    if not sep:
+        kind, value = "heuristic", spec
+    if kind not in ("heuristic", "sb3"):
+        raise ValueError(f"policy {spec!r}: expected heuristic:NAME or sb3:PATH (got kind {kind!r})")
+    if not value:
+        raise ValueError(f"policy {spec!r}: missing the name or path after {kind!r}")
+    return kind, value
+
+
+def check_policy_spec(spec: str) -> None:
+    """Validates a policy spec without building anything (unknown heuristic, missing model file).
+
+    Raises:
+        ValueError: Naming the bad heuristic or path.
+    """
+    kind, value = parse_policy_spec(spec)
+    if kind == "heuristic":
+        POLICIES.get(value)
+    elif not Path(value).is_file():
+        raise ValueError(f"model file not found: {value!r}")
+
+
+def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Policy:
+    """Builds a policy bound to ``env``.
+
+    Args:
+        spec: ``"heuristic:NAME"`` (or just ``NAME``) or ``"sb3:PATH"`` to a model zip saved by
+            ``agents.ppo`` (PPO or MaskablePPO; the algorithm is read from its ``config.json`` or
+            detected).
+        env: A single (non-vectorised) disagg-gym env.
+        seed: Seed of the policy's own randomness (random, p2c); combined with each episode's
+            workload seed.
+        **kwargs: Extra constructor arguments of the heuristic (e.g. ``prefill_fraction``).
+
+    Raises:
+        ValueError: Unknown heuristic, missing model file, or a heuristic that does not apply
+            to the env's task.
+    """
+    check_policy_spec(spec)
+    kind, value = parse_policy_spec(spec)
+    if kind == "heuristic":
+        return POLICIES.get(value)(env, seed=seed, **kwargs)
+    from agents.ppo import SB3Policy
+
+    return SB3Policy.load(value, env, **kwargs)
+
+
+# Importing the heuristics module registers the built-in policies.
+from agents import heuristics as _heuristics  # noqa: E402,F401
