@@ -1,4 +1,4 @@
-"""Policies for the disagg-gym envs: heuristic baselines, SB3 PPO / MaskablePPO training, evaluation.
+"""Policies for the disagg-gym envs: heuristic baselines, PPO / MaskablePPO training, evaluation.
 
 Every policy, heuristic or learned, exposes SB3's ``predict(obs, state, episode_start,
 deterministic) -> (action, state)`` and is built bound to an env by name::

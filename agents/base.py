@@ -1,4 +1,4 @@
-"""The one policy interface shared by heuristic and learned policies (SB3's ``predict``), and env construction."""
+"""The policy interface of heuristic and learned policies (SB3's ``predict``); env helpers."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def check_env_id(env_id: str) -> None:
     if env_id not in gym.registry:
         from disagg_gym.env.registration import registered_ids
 
-        raise ValueError(f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}")
+        raise ValueError(
+            f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}"
+        )
 
 
 def make_env(env_id: str, overrides: dict[str, Any] | None = None) -> gym.Env:
@@ -84,10 +86,13 @@ class Policy:
     def __init__(self, env: gym.Env) -> None:
         base = env.unwrapped
         if not hasattr(base, "action_for") or not hasattr(base, "task"):
-            raise ValueError(f"policies need a disagg-gym DisaggServingEnv (got {type(base).__name__})")
+            raise ValueError(
+                f"policies need a disagg-gym DisaggServingEnv (got {type(base).__name__})"
+            )
         if base.task not in self.tasks:
             raise ValueError(
-                f"policy {self.name!r} does not apply to task {base.task!r} (applies to: {', '.join(self.tasks)})"
+                f"policy {self.name!r} does not apply to task {base.task!r} "
+                f"(applies to: {', '.join(self.tasks)})"
             )
         self.env = env
         self.base = base

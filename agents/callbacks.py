@@ -1,4 +1,4 @@
-"""SB3 callbacks for disagg-gym training: serving-KPI logging, held-out evaluation, atomic checkpoints."""
+"""SB3 callbacks for disagg-gym: serving-KPI logging, held-out evaluation, atomic checkpoints."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ _CKPT = re.compile(r"^ckpt_(\d+)\.zip$")
 
 # ====================================================================== saving
 def vecnormalize_path(model_path: str | Path) -> Path:
-    """Where the VecNormalize statistics of ``model_path`` live: ``<stem>.vecnormalize.pkl`` beside it."""
+    """Where the VecNormalize statistics of ``model_path`` live: ``<stem>.vecnormalize.pkl``."""
     p = Path(model_path)
     return p.with_name(f"{p.stem}.vecnormalize.pkl")
 
@@ -86,7 +86,9 @@ class AtomicCheckpoint(BaseCallback):
         keep_last: How many checkpoints to keep (older ones are deleted after a save).
     """
 
-    def __init__(self, folder: str | Path, save_freq: int, keep_last: int = 3, verbose: int = 0) -> None:
+    def __init__(
+        self, folder: str | Path, save_freq: int, keep_last: int = 3, verbose: int = 0
+    ) -> None:
         super().__init__(verbose)
         if save_freq < 1:
             raise ValueError(f"save_freq must be >= 1 (got {save_freq!r})")

@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 # ====================================================================== value types
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+    """Argparse type: an integer >= 1."""
     v = nonneg_int(text)
     if v == 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer (got {text!r})")
@@ -32,7 +32,7 @@ def positive_int(text: str) -> int:
 
 
 def nonneg_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
+    """Argparse type: an integer >= 0."""
     try:
         v = int(text)
     except ValueError:
@@ -52,28 +52,62 @@ def arg_meta(help: str, **kw: Any) -> dict[str, Any]:
 class TrainArgs:
     """Arguments of ``disagg-gym train`` / ``scripts/train.py``."""
 
-    env: str = field(default="disagg/SmallRoute-v0", metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"))
-    algo: str = field(default="maskable_ppo", metadata=arg_meta("algorithm", choices=("ppo", "maskable_ppo")))
-    timesteps: int | None = field(
-        default=None, metadata=arg_meta("total timesteps (default: the YAML's n_timesteps)", type=positive_int)
+    env: str = field(
+        default="disagg/SmallRoute-v0",
+        metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"),
     )
-    seed: int = field(default=0, metadata=arg_meta("seed of torch, the policy and the training workload seeds", type=nonneg_int))
-    out: str | None = field(default=None, metadata=arg_meta("run folder (default: runs/<algo>/<EnvName>_s<seed>)", metavar="DIR"))
+    algo: str = field(
+        default="maskable_ppo", metadata=arg_meta("algorithm", choices=("ppo", "maskable_ppo"))
+    )
+    timesteps: int | None = field(
+        default=None,
+        metadata=arg_meta("total timesteps (default: the YAML's n_timesteps)", type=positive_int),
+    )
+    seed: int = field(
+        default=0,
+        metadata=arg_meta(
+            "seed of torch, the policy and the training workload seeds", type=nonneg_int
+        ),
+    )
+    out: str | None = field(
+        default=None,
+        metadata=arg_meta("run folder (default: runs/<algo>/<EnvName>_s<seed>)", metavar="DIR"),
+    )
     overrides: list[str] = field(
-        default_factory=list, metadata=arg_meta("env override KEY=VALUE (dotted), repeatable, e.g. horizon_s=30", metavar="KEY=VALUE")
+        default_factory=list,
+        metadata=arg_meta(
+            "env override KEY=VALUE (dotted), repeatable, e.g. horizon_s=30", metavar="KEY=VALUE"
+        ),
     )
     hyperparams: str | None = field(
-        default=None, metadata=arg_meta("RL Zoo-style YAML (default: agents/hyperparams/<algo>.yml)", metavar="YAML")
+        default=None,
+        metadata=arg_meta(
+            "RL Zoo-style YAML (default: agents/hyperparams/<algo>.yml)", metavar="YAML"
+        ),
     )
-    n_envs: int | None = field(default=None, metadata=arg_meta("parallel envs (default: the YAML's n_envs)", type=positive_int))
-    vec_env: str = field(default="dummy", metadata=arg_meta("vectorisation", choices=("dummy", "subproc")))
+    n_envs: int | None = field(
+        default=None,
+        metadata=arg_meta("parallel envs (default: the YAML's n_envs)", type=positive_int),
+    )
+    vec_env: str = field(
+        default="dummy", metadata=arg_meta("vectorisation", choices=("dummy", "subproc"))
+    )
     eval_freq: int = field(
-        default=10_000, metadata=arg_meta("timesteps between held-out evaluations (0: none)", type=nonneg_int)
+        default=10_000,
+        metadata=arg_meta("timesteps between held-out evaluations (0: none)", type=nonneg_int),
     )
-    eval_episodes: int = field(default=3, metadata=arg_meta("held-out episodes per evaluation", type=positive_int))
-    checkpoint_freq: int = field(default=10_000, metadata=arg_meta("timesteps between checkpoints", type=positive_int))
-    keep_checkpoints: int = field(default=3, metadata=arg_meta("checkpoints kept in DIR/checkpoints", type=positive_int))
-    resume: bool = field(default=False, metadata=arg_meta("continue from the latest checkpoint in --out"))
+    eval_episodes: int = field(
+        default=3, metadata=arg_meta("held-out episodes per evaluation", type=positive_int)
+    )
+    checkpoint_freq: int = field(
+        default=10_000, metadata=arg_meta("timesteps between checkpoints", type=positive_int)
+    )
+    keep_checkpoints: int = field(
+        default=3, metadata=arg_meta("checkpoints kept in DIR/checkpoints", type=positive_int)
+    )
+    resume: bool = field(
+        default=False, metadata=arg_meta("continue from the latest checkpoint in --out")
+    )
     progress_bar: bool = field(default=True, metadata=arg_meta("show a progress bar"))
     threads: int = field(default=1, metadata=arg_meta("torch threads", type=positive_int))
     verbose: int = field(default=0, metadata=arg_meta("SB3 verbosity (0, 1, 2)", type=nonneg_int))
@@ -83,16 +117,36 @@ class TrainArgs:
 class EvalArgs:
     """Arguments of ``disagg-gym evaluate`` / ``scripts/evaluate.py``."""
 
-    env: str = field(default="disagg/SmallRoute-v0", metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"))
-    policy: str = field(default="heuristic:jsq", metadata=arg_meta("heuristic:NAME or sb3:PATH/model.zip", metavar="SPEC"))
-    episodes: int = field(default=5, metadata=arg_meta("episodes (workload seeds S, S+1, ...)", type=positive_int))
-    seed_offset: int = field(
-        default=EVAL_SEED_OFFSET, metadata=arg_meta("first workload seed S (held-out seeds start at 10000)", type=nonneg_int)
+    env: str = field(
+        default="disagg/SmallRoute-v0",
+        metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"),
     )
-    out: str | None = field(default=None, metadata=arg_meta("CSV path: one row per episode with every KPI", metavar="CSV"))
-    overrides: list[str] = field(default_factory=list, metadata=arg_meta("env override KEY=VALUE (dotted), repeatable", metavar="KEY=VALUE"))
-    seed: int = field(default=0, metadata=arg_meta("seed of the policy's own randomness (random, p2c)", type=nonneg_int))
-    stochastic: bool = field(default=False, metadata=arg_meta("sample learned policies' actions instead of argmax"))
+    policy: str = field(
+        default="heuristic:jsq",
+        metadata=arg_meta("heuristic:NAME or sb3:PATH/model.zip", metavar="SPEC"),
+    )
+    episodes: int = field(
+        default=5, metadata=arg_meta("episodes (workload seeds S, S+1, ...)", type=positive_int)
+    )
+    seed_offset: int = field(
+        default=EVAL_SEED_OFFSET,
+        metadata=arg_meta("first workload seed S (held-out seeds start at 10000)", type=nonneg_int),
+    )
+    out: str | None = field(
+        default=None,
+        metadata=arg_meta("CSV path: one row per episode with every KPI", metavar="CSV"),
+    )
+    overrides: list[str] = field(
+        default_factory=list,
+        metadata=arg_meta("env override KEY=VALUE (dotted), repeatable", metavar="KEY=VALUE"),
+    )
+    seed: int = field(
+        default=0,
+        metadata=arg_meta("seed of the policy's own randomness (random, p2c)", type=nonneg_int),
+    )
+    stochastic: bool = field(
+        default=False, metadata=arg_meta("sample learned policies' actions instead of argmax")
+    )
     json: bool = field(default=False, metadata=arg_meta("print the summary as JSON"))
 
 
@@ -184,19 +238,40 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
         def show(row: dict[str, Any]) -> None:
             if not eargs.json:
                 print(
-                    f"episode {row['episode']:>3d}  seed {row['workload_seed']}  goodput {row.get('goodput_rps')}  "
+                    f"episode {row['episode']:>3d}  seed {row['workload_seed']}  "
+                    f"goodput {row.get('goodput_rps')}  "
                     f"slo {row.get('slo_attainment')}  return {row['return']:.2f}"
                 )
 
-        rows = evaluate(policy, env, eargs.episodes, eargs.seed_offset, deterministic=not eargs.stochastic, on_episode=show)
+        rows = evaluate(
+            policy,
+            env,
+            eargs.episodes,
+            eargs.seed_offset,
+            deterministic=not eargs.stochastic,
+            on_episode=show,
+        )
     finally:
         env.close()
-    rows = [{"env_id": eargs.env, "policy": eargs.policy, "upper_bound": policy.upper_bound, **r} for r in rows]
+    rows = [
+        {"env_id": eargs.env, "policy": eargs.policy, "upper_bound": policy.upper_bound, **r}
+        for r in rows
+    ]
     if eargs.out:
         write_csv(rows, eargs.out)
     stats = summarize(rows)
     if eargs.json:
-        print(json.dumps({"env_id": eargs.env, "policy": eargs.policy, "episodes": len(rows), "summary": stats}, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "env_id": eargs.env,
+                    "policy": eargs.policy,
+                    "episodes": len(rows),
+                    "summary": stats,
+                },
+                sort_keys=True,
+            )
+        )
     else:
         print(format_summary(f"{eargs.env}  {label}", stats, len(rows)))
         if eargs.out:
@@ -205,15 +280,21 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
 
 
 def run_script(
-    cmd: Callable[[argparse.Namespace], int], cls: type, prog: str, description: str, argv: Sequence[str] | None = None
+    cmd: Callable[[argparse.Namespace], int],
+    cls: type,
+    prog: str,
+    description: str,
+    argv: Sequence[str] | None = None,
 ) -> int:
-    """Entry point for ``scripts/*.py``: parse ``cls`` options, run ``cmd``, report user errors in one line."""
+    """Entry point of ``scripts/*.py``: parses options, runs ``cmd``, reports user errors."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_dataclass_args(parser, cls)
     ns = parser.parse_args(argv)
     try:
         return int(cmd(ns) or 0)
-    except ValueError as exc:  # ConfigError is a ValueError: bad ids, paths, overrides, hyperparameters
+    except (
+        ValueError
+    ) as exc:  # ConfigError is a ValueError: bad ids, paths, overrides, hyperparameters
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

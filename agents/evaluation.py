@@ -86,7 +86,9 @@ def run_episode(
         kwargs: dict[str, Any] = {}
         if action_masks:
             kwargs["action_masks"] = env.unwrapped.action_masks()  # type: ignore[attr-defined]
-        action, state = policy.predict(obs, state=state, episode_start=start, deterministic=deterministic, **kwargs)
+        action, state = policy.predict(
+            obs, state=state, episode_start=start, deterministic=deterministic, **kwargs
+        )
         start = np.zeros((1,), dtype=bool)
         obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
@@ -94,7 +96,12 @@ def run_episode(
         invalid += int(bool(info.get("invalid_action", False)))
         if terminated or truncated:
             break
-    row: dict[str, Any] = {"workload_seed": int(workload_seed), "return": total, "steps": steps, "invalid_actions": invalid}
+    row: dict[str, Any] = {
+        "workload_seed": int(workload_seed),
+        "return": total,
+        "steps": steps,
+        "invalid_actions": invalid,
+    }
     row.update(flatten_kpis(info.get("episode_kpis", {})))
     return row
 
@@ -126,11 +133,18 @@ def evaluate(
     """
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer (got {episodes!r})")
-    if isinstance(seed_offset, bool) or not isinstance(seed_offset, (int, np.integer)) or seed_offset < 0:
+    if (
+        isinstance(seed_offset, bool)
+        or not isinstance(seed_offset, (int, np.integer))
+        or seed_offset < 0
+    ):
         raise ValueError(f"seed_offset must be a non-negative integer (got {seed_offset!r})")
     rows = []
     for k in range(int(episodes)):
-        row = {"episode": k, **run_episode(policy, env, int(seed_offset) + k, deterministic=deterministic)}
+        row = {
+            "episode": k,
+            **run_episode(policy, env, int(seed_offset) + k, deterministic=deterministic),
+        }
         rows.append(row)
         if on_episode is not None:
             on_episode(row)
@@ -155,17 +169,25 @@ def rows_to_csv(rows: Sequence[dict[str, Any]], leading: Sequence[str] = ()) -> 
     return buf.getvalue()
 
 
-def write_csv(rows: Sequence[dict[str, Any]], path: str | Path, leading: Sequence[str] = ()) -> Path:
+def write_csv(
+    rows: Sequence[dict[str, Any]], path: str | Path, leading: Sequence[str] = ()
+) -> Path:
     """Writes ``rows`` as CSV atomically (see ``rows_to_csv``)."""
     return atomic_write_text(path, rows_to_csv(rows, leading))
 
 
-def summarize(rows: Iterable[dict[str, Any]], keys: Sequence[str] = KPI_SUMMARY_KEYS) -> dict[str, dict[str, float]]:
+def summarize(
+    rows: Iterable[dict[str, Any]], keys: Sequence[str] = KPI_SUMMARY_KEYS
+) -> dict[str, dict[str, float]]:
     """Mean, std and count of each numeric key over episodes (missing / ``None`` values skipped)."""
     rows = list(rows)
     out: dict[str, dict[str, float]] = {}
     for k in keys:
-        vals = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float)) and math.isfinite(float(r[k]))]
+        vals = [
+            float(r[k])
+            for r in rows
+            if isinstance(r.get(k), (int, float)) and math.isfinite(float(r[k]))
+        ]
         if vals:
             arr = np.asarray(vals)
             out[k] = {"mean": float(arr.mean()), "std": float(arr.std()), "n": float(arr.size)}

@@ -91,7 +91,9 @@ class Heuristic(Policy):
     def route(self, cluster: Cluster, req: Request) -> np.ndarray:
         """Action for a route step."""
         assert self._router is not None
-        return self.base.action_for(route=self.valid_pair(cluster, self._router.route(cluster, req)))
+        return self.base.action_for(
+            route=self.valid_pair(cluster, self._router.route(cluster, req))
+        )
 
     def control(self, cluster: Cluster) -> np.ndarray:
         """Action for a control step: keep the current pool sizes (no-op)."""
@@ -107,7 +109,7 @@ class Heuristic(Policy):
         n = self.base.n
         nvec = self.base.action_space.nvec
         m = self.base.action_masks()
-        return m[:n], m[int(nvec[0]):int(nvec[0]) + n]
+        return m[:n], m[int(nvec[0]) : int(nvec[0]) + n]
 
     def alloc_masks(self) -> dict[str, np.ndarray]:
         """Valid prefill counts per switchable GPU type at the current step."""
@@ -117,7 +119,7 @@ class Heuristic(Policy):
         off = int(nvec[0] + nvec[1]) if base.task == "joint" else 0
         out = {}
         for g, size in zip(base.gpus, base.gpu_sizes):
-            out[g] = m[off:off + size + 1]
+            out[g] = m[off : off + size + 1]
             off += size + 1
         return out
 
@@ -176,10 +178,10 @@ class RandomPolicy(Heuristic):
         base = self.base
         m = base.action_masks().copy()
         if route_step and not self.include_reject and base.task in ("route", "joint"):
-            m[base.n:int(base.action_space.nvec[0])] = False
+            m[base.n : int(base.action_space.nvec[0])] = False
         out, off = [], 0
         for size in base.action_space.nvec:
-            valid = np.flatnonzero(m[off:off + int(size)])
+            valid = np.flatnonzero(m[off : off + int(size)])
             out.append(int(self.rng.choice(valid)) if valid.size else 0)
             off += int(size)
         return np.asarray(out, dtype=np.int64)
@@ -216,8 +218,7 @@ class RoundRobinPolicy(RouterHeuristic):
 
 @POLICIES.register("jsq")
 class JSQPolicy(RouterHeuristic):
-    """Join-shortest-queue: fewest queued prompt tokens for prefill; lowest slot/KV pressure
-    for decode."""
+    """Join-shortest-queue: fewest queued prompt tokens; lowest slot/KV pressure for decode."""
 
     name = "jsq"
     router_name = "jsq"
@@ -237,8 +238,11 @@ class PowerOfTwoPolicy(RouterHeuristic):
 
 @POLICIES.register("least_finish")
 class LeastFinishPolicy(RouterHeuristic):
-    """Least predicted finish time: queue wait plus own prefill from the cost model (faster
-    GPUs win), decode instance with the fastest predicted iteration after joining."""
+    """Least predicted finish time, from the cost model.
+
+    Prefill: queue wait plus the request's own prefill time (faster GPUs win); decode: the
+    instance with the fastest predicted iteration after joining.
+    """
 
     name = "least_finish"
     router_name = "least_finish"
@@ -246,8 +250,11 @@ class LeastFinishPolicy(RouterHeuristic):
 
 @POLICIES.register("kv_aware")
 class KVAwarePolicy(RouterHeuristic):
-    """Scores (prefill, decode) pairs by predicted TTFT + KV-transfer time over their
-    interconnect tier + a decode-load penalty (llm-d / Dynamo KV-router style)."""
+    """KV-transfer aware: load plus transfer time over the interconnect tier.
+
+    Scores (prefill, decode) pairs by predicted TTFT + KV-transfer time over their tier + a
+    decode-load penalty (llm-d endpoint picker / Dynamo KV-router style).
+    """
 
     name = "kv_aware"
     router_name = "kv_aware"
@@ -255,8 +262,11 @@ class KVAwarePolicy(RouterHeuristic):
 
 @POLICIES.register("clairvoyant")
 class ClairvoyantPolicy(RouterHeuristic):
-    """UPPER-BOUND REFERENCE, not a deployable policy: knows every request's true output
-    length and balances decode instances by remaining tokens to generate."""
+    """UPPER-BOUND REFERENCE, not a deployable policy: it knows true output lengths.
+
+    Balances decode instances by the tokens they still have to generate, which a real
+    system cannot know at arrival; report it as a reference, not as a baseline.
+    """
 
     name = "clairvoyant"
     router_name = "clairvoyant"
@@ -299,7 +309,10 @@ class StaticRatioPolicy(AllocatorHeuristic):
         super().__init__(env, seed)
         if prefill_fraction is None:
             prefill_fraction = float(self.base.scenario.allocator.prefill_fraction)
-        if not isinstance(prefill_fraction, (int, float)) or not 0.0 < float(prefill_fraction) < 1.0:
+        if (
+            not isinstance(prefill_fraction, (int, float))
+            or not 0.0 < float(prefill_fraction) < 1.0
+        ):
             raise ValueError(f"prefill_fraction must be in (0, 1) (got {prefill_fraction!r})")
         self.prefill_fraction = float(prefill_fraction)
 
@@ -340,7 +353,9 @@ class ThresholdPolicy(AllocatorHeuristic):
         alloc = self.base.scenario.allocator
         self.ttft_target_s = float(alloc.ttft_target_s if ttft_target_s is None else ttft_target_s)
         self.decode_pressure_target = float(
-            alloc.decode_pressure_target if decode_pressure_target is None else decode_pressure_target
+            alloc.decode_pressure_target
+            if decode_pressure_target is None
+            else decode_pressure_target
         )
         if not self.ttft_target_s > 0:
             raise ValueError(f"ttft_target_s must be > 0 (got {ttft_target_s!r})")

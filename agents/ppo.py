@@ -1,4 +1,4 @@
-"""SB3 PPO / sb3-contrib MaskablePPO on disagg-gym: hyperparameters, vectorised envs, training, loading.
+"""SB3 PPO / sb3-contrib MaskablePPO on disagg-gym: hyperparameters, envs, training, loading.
 
 Hyperparameters come from RL Zoo-style YAML files (``agents/hyperparams/<algo>.yml``): top-level
 keys are env ids (``default`` is the fallback), values are the algorithm's keyword arguments
@@ -72,7 +72,9 @@ def hyperparams_file(algo: str) -> Path:
     return HYPERPARAMS_DIR / f"{algo}.yml"
 
 
-def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None) -> tuple[dict[str, Any], str]:
+def load_hyperparams(
+    algo: str, env_id: str, path: str | Path | None = None
+) -> tuple[dict[str, Any], str]:
     """Reads the entry of ``env_id`` (or ``default``) from an RL Zoo-style YAML.
 
     Args:
@@ -93,7 +95,9 @@ def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None) -> 
         raise ValueError(f"hyperparameter file not found: {str(p)!r}")
     data = read_yaml(p) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{p}: expected a mapping of env ids to hyperparameters (got {type(data).__name__})")
+        raise ValueError(
+            f"{p}: expected a mapping of env ids to hyperparameters (got {type(data).__name__})"
+        )
     entry = env_id if env_id in data else "default"
     if entry not in data:
         raise ValueError(f"{p}: no entry for {env_id!r} and no 'default' entry")
@@ -105,8 +109,14 @@ def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None) -> 
     return hp, entry
 
 
-_TORCH_MODULES = {"nn": torch.nn, "th.nn": torch.nn, "torch.nn": torch.nn, "optim": torch.optim,
-                  "th.optim": torch.optim, "torch.optim": torch.optim}
+_TORCH_MODULES = {
+    "nn": torch.nn,
+    "th.nn": torch.nn,
+    "torch.nn": torch.nn,
+    "optim": torch.optim,
+    "th.optim": torch.optim,
+    "torch.optim": torch.optim,
+}
 
 
 def _dotted(node: ast.AST) -> str:
@@ -127,7 +137,12 @@ def _literal(node: ast.AST) -> Any:
         return vals if isinstance(node, ast.List) else tuple(vals)
     if isinstance(node, ast.Dict):
         return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values) if k is not None}
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "dict"
+        and not node.args
+    ):
         return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg is not None}
     if isinstance(node, ast.Attribute):
         mod, _, name = _dotted(node).rpartition(".")
@@ -189,7 +204,9 @@ def resolve_hyperparams(hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         try:
             norm = ast.literal_eval(norm)
         except (SyntaxError, ValueError):
-            raise ValueError(f"hyperparameter 'normalize': expected a bool or a dict (got {norm!r})") from None
+            raise ValueError(
+                f"hyperparameter 'normalize': expected a bool or a dict (got {norm!r})"
+            ) from None
     if norm is True:
         norm = {"norm_obs": True, "norm_reward": True}
     if norm is not False and norm is not None and not isinstance(norm, dict):
@@ -228,7 +245,9 @@ class TrainingWorkloadSeeds(gym.Wrapper):
         super().__init__(env)
         self._rng = np.random.default_rng(seed)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         """Resets with the next training workload seed (unless ``options`` sets one)."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
@@ -261,7 +280,9 @@ class HeldOutWorkloadSeeds(gym.Wrapper):
         """Restarts at the first held-out seed."""
         self._k = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         """Resets with the next held-out workload seed."""
         wseed = self.offset + self._k % self.n
         self._k += 1
@@ -269,7 +290,9 @@ class HeldOutWorkloadSeeds(gym.Wrapper):
         return self.env.reset(seed=wseed, options=opts)
 
 
-def _env_factory(env_id: str, overrides: dict[str, Any], seed: int, held_out: int) -> Callable[[], gym.Env]:
+def _env_factory(
+    env_id: str, overrides: dict[str, Any], seed: int, held_out: int
+) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         env = make_env(env_id, overrides)
         env = HeldOutWorkloadSeeds(env, held_out) if held_out else TrainingWorkloadSeeds(env, seed)
@@ -330,15 +353,25 @@ class SB3Policy(Policy):
         label: Name shown in reports (``sb3:<path>``).
     """
 
-    def __init__(self, model: BaseAlgorithm, env: gym.Env, obs_normalizer: VecNormalize | None = None, label: str = "sb3") -> None:
+    def __init__(
+        self,
+        model: BaseAlgorithm,
+        env: gym.Env,
+        obs_normalizer: VecNormalize | None = None,
+        label: str = "sb3",
+    ) -> None:
         super().__init__(env)
         if model.observation_space.shape != env.observation_space.shape:
             raise ValueError(
-                f"{label}: model observation shape {model.observation_space.shape} does not match the env's "
+                f"{label}: model observation shape {model.observation_space.shape} does not "
+                f"match the env's "
                 f"{env.observation_space.shape} (trained on another env?)"
             )
         if tuple(np.asarray(model.action_space.nvec)) != tuple(np.asarray(env.action_space.nvec)):  # type: ignore[attr-defined]
-            raise ValueError(f"{label}: model action space {model.action_space} does not match the env's {env.action_space}")
+            raise ValueError(
+                f"{label}: model action space {model.action_space} does not match "
+                f"the env's {env.action_space}"
+            )
         self.model = model
         self.maskable = isinstance(model, MaskablePPO)
         self.obs_normalizer = obs_normalizer
@@ -378,8 +411,16 @@ class SB3Policy(Policy):
             obs = self.obs_normalizer.normalize_obs(np.asarray(obs, dtype=np.float32))
         if self.maskable:
             masks = self.base.action_masks()
-            return self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic, action_masks=masks)  # type: ignore[call-arg]
-        return self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+            return self.model.predict(
+                obs,
+                state=state,
+                episode_start=episode_start,
+                deterministic=deterministic,
+                action_masks=masks,
+            )  # type: ignore[call-arg]
+        return self.model.predict(
+            obs, state=state, episode_start=episode_start, deterministic=deterministic
+        )
 
     def describe(self) -> str:
         """``sb3:<path>``."""
@@ -462,7 +503,9 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         prev = _read_config(out / "config.json")
         for key, now in (("env_id", args.env), ("algo", args.algo)):
             if prev and prev.get(key) not in (None, now):
-                raise ValueError(f"--resume: {out} was trained with {key} {prev.get(key)!r} (got {now!r})")
+                raise ValueError(
+                    f"--resume: {out} was trained with {key} {prev.get(key)!r} (got {now!r})"
+                )
     elif (out / "config.json").exists() or latest_checkpoint(ckpt_dir) is not None:
         raise ValueError(f"{str(out)!r} already holds a run; pass --resume or choose another --out")
 
@@ -470,7 +513,9 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
     venv = make_vec_env(args.env, overrides, n_envs=n_envs, seed=args.seed, vec_env=args.vec_env)
     eval_env: VecEnv | None = None
     if args.eval_freq > 0:
-        eval_env = make_vec_env(args.env, overrides, n_envs=1, seed=args.seed, held_out=args.eval_episodes)
+        eval_env = make_vec_env(
+            args.env, overrides, n_envs=1, seed=args.seed, held_out=args.eval_episodes
+        )
     if norm is not None:
         if ckpt is not None and vecnormalize_path(ckpt).is_file():
             venv = VecNormalize.load(str(vecnormalize_path(ckpt)), venv)
@@ -478,14 +523,25 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         else:
             venv = VecNormalize(venv, **norm)
         if eval_env is not None:
-            eval_env = VecNormalize(eval_env, training=False, norm_obs=norm.get("norm_obs", True), norm_reward=False)
+            eval_env = VecNormalize(
+                eval_env, training=False, norm_obs=norm.get("norm_obs", True), norm_reward=False
+            )
     tb_dir = out / "tb"
     if ckpt is not None:
-        model = cls.load(str(ckpt), env=venv, device="cpu", tensorboard_log=str(tb_dir), verbose=args.verbose)
+        model = cls.load(
+            str(ckpt), env=venv, device="cpu", tensorboard_log=str(tb_dir), verbose=args.verbose
+        )
         model.set_random_seed(args.seed + model.num_timesteps)
     else:
-        model = cls(extras["policy"], venv, seed=args.seed, verbose=args.verbose, tensorboard_log=str(tb_dir),
-                    device="cpu", **algo_kwargs)
+        model = cls(
+            extras["policy"],
+            venv,
+            seed=args.seed,
+            verbose=args.verbose,
+            tensorboard_log=str(tb_dir),
+            device="cpu",
+            **algo_kwargs,
+        )
     start_steps = int(model.num_timesteps)
 
     config = {
@@ -493,33 +549,53 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         "algo": args.algo,
         "args": {**vars(args), "out": str(out)},
         "overrides": overrides,
-        "hyperparams_file": str(Path(args.hyperparams) if args.hyperparams else hyperparams_file(args.algo)),
+        "hyperparams_file": str(
+            Path(args.hyperparams) if args.hyperparams else hyperparams_file(args.algo)
+        ),
         "hyperparams_entry": entry,
         "hyperparams": {**hp, "n_envs": n_envs, "n_timesteps": total},
         "versions": package_versions(),
-        "eval_workload_seeds": [EVAL_SEED_OFFSET + k for k in range(args.eval_episodes)] if eval_env else [],
-        "train_workload_seeds": f"drawn per episode from [{TRAIN_SEED_LOW}, {2**31 - 1}) by a generator seeded with seed + env index",
+        "eval_workload_seeds": [EVAL_SEED_OFFSET + k for k in range(args.eval_episodes)]
+        if eval_env
+        else [],
+        "train_workload_seeds": (
+            f"drawn per episode from [{TRAIN_SEED_LOW}, {2**31 - 1}) "
+            "by a generator seeded with seed + env index"
+        ),
         "resumed_from": str(ckpt) if ckpt else None,
         "start_timesteps": start_steps,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_json(out / "config.json", config)
 
-    checkpointer = AtomicCheckpoint(ckpt_dir, max(args.checkpoint_freq // n_envs, 1), keep_last=args.keep_checkpoints)
+    checkpointer = AtomicCheckpoint(
+        ckpt_dir, max(args.checkpoint_freq // n_envs, 1), keep_last=args.keep_checkpoints
+    )
     callbacks: list[BaseCallback] = [KPILogger(), checkpointer]
     if eval_env is not None:
         eval_cls = MaskableKPIEvalCallback if cls is MaskablePPO else KPIEvalCallback
-        callbacks.append(eval_cls(
-            eval_env, n_eval_episodes=args.eval_episodes, eval_freq=max(args.eval_freq // n_envs, 1),
-            log_path=str(out), save_dir=out, deterministic=True, verbose=args.verbose, warn=False,
-        ))
+        callbacks.append(
+            eval_cls(
+                eval_env,
+                n_eval_episodes=args.eval_episodes,
+                eval_freq=max(args.eval_freq // n_envs, 1),
+                log_path=str(out),
+                save_dir=out,
+                deterministic=True,
+                verbose=args.verbose,
+                warn=False,
+            )
+        )
     callbacks += extra_callbacks or []
     remaining = total - start_steps
     try:
         if remaining > 0:
             model.learn(
-                total_timesteps=remaining, callback=callbacks, progress_bar=args.progress_bar,
-                reset_num_timesteps=ckpt is None, tb_log_name=args.algo,
+                total_timesteps=remaining,
+                callback=callbacks,
+                progress_bar=args.progress_bar,
+                reset_num_timesteps=ckpt is None,
+                tb_log_name=args.algo,
             )
     except KeyboardInterrupt:
         checkpointer.model = model

@@ -28,7 +28,9 @@ def parse_policy_spec(spec: str) -> tuple[str, str]:
     if not sep:
         kind, value = "heuristic", spec
     if kind not in ("heuristic", "sb3"):
-        raise ValueError(f"policy {spec!r}: expected heuristic:NAME or sb3:PATH (got kind {kind!r})")
+        raise ValueError(
+            f"policy {spec!r}: expected heuristic:NAME or sb3:PATH (got kind {kind!r})"
+        )
     if not value:
         raise ValueError(f"policy {spec!r}: missing the name or path after {kind!r}")
     return kind, value

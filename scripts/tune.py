@@ -30,7 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.cli import add_dataclass_args, arg_meta, dataclass_from_namespace, nonneg_int, positive_int
+from agents.cli import (
+    add_dataclass_args,
+    arg_meta,
+    dataclass_from_namespace,
+    nonneg_int,
+    positive_int,
+)
 
 # Values tried per key; everything else comes from the env's YAML entry.
 SPACE: dict[str, list[Any]] = {
@@ -49,15 +55,30 @@ class Args:
     """Arguments of scripts/tune.py."""
 
     env: str = field(default="disagg/SmallRoute-v0", metadata=arg_meta("registered env id"))
-    algo: str = field(default="maskable_ppo", metadata=arg_meta("algorithm", choices=("ppo", "maskable_ppo")))
-    mode: str = field(default="random", metadata=arg_meta("search mode", choices=("random", "grid")))
+    algo: str = field(
+        default="maskable_ppo", metadata=arg_meta("algorithm", choices=("ppo", "maskable_ppo"))
+    )
+    mode: str = field(
+        default="random", metadata=arg_meta("search mode", choices=("random", "grid"))
+    )
     trials: int = field(default=6, metadata=arg_meta("number of trials", type=positive_int))
-    timesteps: int = field(default=8_000, metadata=arg_meta("training timesteps per trial", type=positive_int))
-    eval_episodes: int = field(default=2, metadata=arg_meta("validation episodes per trial", type=positive_int))
-    seed: int = field(default=0, metadata=arg_meta("seed of the sampler and of every trial's training", type=nonneg_int))
+    timesteps: int = field(
+        default=8_000, metadata=arg_meta("training timesteps per trial", type=positive_int)
+    )
+    eval_episodes: int = field(
+        default=2, metadata=arg_meta("validation episodes per trial", type=positive_int)
+    )
+    seed: int = field(
+        default=0,
+        metadata=arg_meta("seed of the sampler and of every trial's training", type=nonneg_int),
+    )
     out: str = field(default="runs/tune", metadata=arg_meta("output folder"))
-    overrides: list[str] = field(default_factory=list, metadata=arg_meta("env override KEY=VALUE, repeatable"))
-    metric: str | None = field(default=None, metadata=arg_meta("KPI to optimise (default: the scenario's primary metric)"))
+    overrides: list[str] = field(
+        default_factory=list, metadata=arg_meta("env override KEY=VALUE, repeatable")
+    )
+    metric: str | None = field(
+        default=None, metadata=arg_meta("KPI to optimise (default: the scenario's primary metric)")
+    )
 
 
 def candidates(mode: str, trials: int, seed: int) -> list[dict[str, Any]]:
@@ -88,8 +109,10 @@ def main(ns: argparse.Namespace) -> int:
     metric = args.metric or probe.unwrapped.scenario.primary_metric
     probe.close()
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    print(f"tuning {args.algo} on {args.env} (base entry {entry!r}); metric {metric} "
-          f"({'lower' if sign < 0 else 'higher'} is better); {args.trials} {args.mode} trial(s)")
+    print(
+        f"tuning {args.algo} on {args.env} (base entry {entry!r}); metric {metric} "
+        f"({'lower' if sign < 0 else 'higher'} is better); {args.trials} {args.mode} trial(s)"
+    )
 
     rows: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
@@ -100,11 +123,21 @@ def main(ns: argparse.Namespace) -> int:
         tdir = out / f"trial_{k}"
         atomic_write_text(tdir / "hyperparams.yml", dump_hyperparams_yaml({args.env: hp}))
         t0 = time.perf_counter()
-        model_path = train(TrainArgs(
-            env=args.env, algo=args.algo, timesteps=args.timesteps, seed=args.seed, out=str(tdir / "run"),
-            overrides=list(args.overrides), hyperparams=str(tdir / "hyperparams.yml"), eval_freq=0,
-            checkpoint_freq=max(args.timesteps, 1), keep_checkpoints=1, progress_bar=False,
-        ))
+        model_path = train(
+            TrainArgs(
+                env=args.env,
+                algo=args.algo,
+                timesteps=args.timesteps,
+                seed=args.seed,
+                out=str(tdir / "run"),
+                overrides=list(args.overrides),
+                hyperparams=str(tdir / "hyperparams.yml"),
+                eval_freq=0,
+                checkpoint_freq=max(args.timesteps, 1),
+                keep_checkpoints=1,
+                progress_bar=False,
+            )
+        )
         train_s = time.perf_counter() - t0
         env = make_env(args.env, overrides)
         try:
@@ -114,8 +147,15 @@ def main(ns: argparse.Namespace) -> int:
             env.close()
         stats = summarize(ep_rows)
         score = stats.get(metric, {}).get("mean", float("nan"))
-        row = {"trial": k, **cand, "batch_size": hp["batch_size"], "score": score, "metric": metric,
-               "train_wall_s": round(train_s, 1), **{f"{key}_mean": s["mean"] for key, s in stats.items()}}
+        row = {
+            "trial": k,
+            **cand,
+            "batch_size": hp["batch_size"],
+            "score": score,
+            "metric": metric,
+            "train_wall_s": round(train_s, 1),
+            **{f"{key}_mean": s["mean"] for key, s in stats.items()},
+        }
         rows.append(row)
         atomic_write_text(out / "trials.csv", rows_to_csv(rows))
         print(f"trial {k}: {json.dumps(cand)} -> {metric} {score:.4g} ({train_s:.0f} s)")

@@ -1,4 +1,4 @@
-"""Heuristic policies: every one runs on every task it applies to, masks are respected, JSQ beats random."""
+"""Heuristics: each runs on every task it applies to, respects the masks; JSQ beats random."""
 
 from __future__ import annotations
 
@@ -16,7 +16,15 @@ ROUTE_ID = "disagg/SmallRoute-v0"
 ALLOC_ID = "disagg/EnergyAllocate-v0"
 SHORT = {"horizon_s": 8.0}
 EXPECTED = {
-    "random", "round_robin", "jsq", "p2c", "least_finish", "kv_aware", "clairvoyant", "static_ratio", "threshold",
+    "random",
+    "round_robin",
+    "jsq",
+    "p2c",
+    "least_finish",
+    "kv_aware",
+    "clairvoyant",
+    "static_ratio",
+    "threshold",
 }
 
 
@@ -24,7 +32,9 @@ def _applies(name: str, task: str) -> bool:
     return task in POLICIES.get(name).tasks
 
 
-def _check_episode(name: str, env_id: str, overrides: dict[str, object], seed: int = 10_000) -> dict[str, object]:
+def _check_episode(
+    name: str, env_id: str, overrides: dict[str, object], seed: int = 10_000
+) -> dict[str, object]:
     env = gym.make(env_id, overrides=overrides)
     policy = make_policy(f"heuristic:{name}", env)
     obs, _ = env.reset(seed=seed, options={"workload_seed": seed})

@@ -1,4 +1,4 @@
-"""Training smoke tests (short MaskablePPO / PPO runs), TensorBoard KPIs, resume, evaluate CSV, CLI errors."""
+"""Training smoke runs (MaskablePPO / PPO), TensorBoard KPIs, resume, evaluate CSV, CLI errors."""
 
 from __future__ import annotations
 
@@ -45,8 +45,17 @@ def _hp_file(tmp_path: Path) -> str:
 
 def _args(tmp_path: Path, **kw: object) -> TrainArgs:
     base = dict(
-        env=ENV_ID, algo="maskable_ppo", timesteps=2048, seed=0, out=str(tmp_path / "run"), overrides=list(OVERRIDES),
-        hyperparams=_hp_file(tmp_path), eval_freq=1024, eval_episodes=1, checkpoint_freq=1024, progress_bar=True,
+        env=ENV_ID,
+        algo="maskable_ppo",
+        timesteps=2048,
+        seed=0,
+        out=str(tmp_path / "run"),
+        overrides=list(OVERRIDES),
+        hyperparams=_hp_file(tmp_path),
+        eval_freq=1024,
+        eval_episodes=1,
+        checkpoint_freq=1024,
+        progress_bar=True,
     )
     base.update(kw)
     return TrainArgs(**base)  # type: ignore[arg-type]
@@ -74,7 +83,8 @@ def test_hyperparams_default_fallback_and_policy_kwargs() -> None:
     assert extras["policy"] == "MlpPolicy" and extras["n_envs"] >= 1
     assert kwargs["policy_kwargs"]["activation_fn"] is torch.nn.Tanh
     assert parse_policy_kwargs("dict(net_arch=dict(pi=[64, 64], vf=[32]), ortho_init=False)") == {
-        "net_arch": {"pi": [64, 64], "vf": [32]}, "ortho_init": False,
+        "net_arch": {"pi": [64, 64], "vf": [32]},
+        "ortho_init": False,
     }
     with pytest.raises(ValueError, match="__import__"):
         parse_policy_kwargs("dict(x=__import__('os').system('true'))")
@@ -93,7 +103,10 @@ def test_maskable_ppo_smoke_tensorboard_kpis_and_evaluate(tmp_path: Path) -> Non
     run = tmp_path / "run"
     assert model_path == run / "model.zip" and model_path.is_file()
     assert (run / "best_model.zip").is_file()
-    assert sorted(p.name for p in (run / "checkpoints").glob("ckpt_*.zip"))[-1] == "ckpt_000000002048.zip"
+    assert (
+        sorted(p.name for p in (run / "checkpoints").glob("ckpt_*.zip"))[-1]
+        == "ckpt_000000002048.zip"
+    )
     assert not list(run.rglob("*.tmp")), "atomic writes left temp files"
 
     cfg = json.loads((run / "config.json").read_text())
@@ -105,15 +118,32 @@ def test_maskable_ppo_smoke_tensorboard_kpis_and_evaluate(tmp_path: Path) -> Non
         assert cfg["versions"][pkg]
 
     scalars = _scalars(run)
-    for key in ("slo_attainment", "goodput_rps", "ttft_p99_s", "tpot_p99_s", "cost_per_1m_tokens_usd", "energy_per_request_j"):
+    for key in (
+        "slo_attainment",
+        "goodput_rps",
+        "ttft_p99_s",
+        "tpot_p99_s",
+        "cost_per_1m_tokens_usd",
+        "energy_per_request_j",
+    ):
         assert f"kpi/{key}" in scalars, sorted(scalars)
         assert f"eval/kpi/{key}" in scalars, sorted(scalars)
     assert "rollout/ep_rew_mean" in scalars and "eval/mean_reward" in scalars
     assert "train/approx_kl" in scalars
 
     out_csv = tmp_path / "eval.csv"
-    assert cmd_evaluate(EvalArgs(env=ENV_ID, policy=f"sb3:{model_path}", episodes=1, out=str(out_csv),
-                                 overrides=list(OVERRIDES))) == 0
+    assert (
+        cmd_evaluate(
+            EvalArgs(
+                env=ENV_ID,
+                policy=f"sb3:{model_path}",
+                episodes=1,
+                out=str(out_csv),
+                overrides=list(OVERRIDES),
+            )
+        )
+        == 0
+    )
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 1 and rows[0]["workload_seed"] == "10000"
     assert rows[0]["invalid_actions"] == "0"  # masked policy never picks invalid actions
@@ -123,7 +153,15 @@ def test_maskable_ppo_smoke_tensorboard_kpis_and_evaluate(tmp_path: Path) -> Non
 def test_ppo_smoke(tmp_path: Path) -> None:
     path = train(_args(tmp_path, algo="ppo", timesteps=512, eval_freq=0, progress_bar=False))
     out_csv = tmp_path / "ppo.csv"
-    cmd_evaluate(EvalArgs(env=ENV_ID, policy=f"sb3:{path}", episodes=1, out=str(out_csv), overrides=list(OVERRIDES)))
+    cmd_evaluate(
+        EvalArgs(
+            env=ENV_ID,
+            policy=f"sb3:{path}",
+            episodes=1,
+            out=str(out_csv),
+            overrides=list(OVERRIDES),
+        )
+    )
     assert len(list(csv.DictReader(out_csv.open()))) == 1
 
 
@@ -135,7 +173,16 @@ def test_resume_continues_from_latest_checkpoint(tmp_path: Path) -> None:
     assert (run / "checkpoints" / "ckpt_000000000512.zip").is_file()
     with pytest.raises(ValueError, match="already holds a run"):
         train(_args(tmp_path, timesteps=1024, eval_freq=0, progress_bar=False))
-    path = train(_args(tmp_path, timesteps=1024, eval_freq=0, checkpoint_freq=256, progress_bar=False, resume=True))
+    path = train(
+        _args(
+            tmp_path,
+            timesteps=1024,
+            eval_freq=0,
+            checkpoint_freq=256,
+            progress_bar=False,
+            resume=True,
+        )
+    )
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["resumed_from"].endswith("ckpt_000000000512.zip") and cfg["start_timesteps"] == 512
     assert MaskablePPO.load(str(path)).num_timesteps == 1024
@@ -152,21 +199,48 @@ def test_resume_continues_from_latest_checkpoint(tmp_path: Path) -> None:
 # ====================================================================== evaluate
 def test_evaluate_csv_heuristic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_csv = tmp_path / "sub" / "jsq.csv"
-    rc = cmd_evaluate(EvalArgs(env=ENV_ID, policy="heuristic:jsq", episodes=2, seed_offset=7, out=str(out_csv),
-                               overrides=["horizon_s=5"]))
+    rc = cmd_evaluate(
+        EvalArgs(
+            env=ENV_ID,
+            policy="heuristic:jsq",
+            episodes=2,
+            seed_offset=7,
+            out=str(out_csv),
+            overrides=["horizon_s=5"],
+        )
+    )
     assert rc == 0
     rows = list(csv.DictReader(out_csv.open()))
     assert [r["workload_seed"] for r in rows] == ["7", "8"]
     assert [r["episode"] for r in rows] == ["0", "1"]
-    for key in ("env_id", "policy", "return", "goodput_rps", "slo_attainment", "ttft_p99_s", "tpot_p99_s",
-                "cost_per_1m_tokens_usd", "energy_per_request_j", "requests_total", "utilisation.prefill"):
+    for key in (
+        "env_id",
+        "policy",
+        "return",
+        "goodput_rps",
+        "slo_attainment",
+        "ttft_p99_s",
+        "tpot_p99_s",
+        "cost_per_1m_tokens_usd",
+        "energy_per_request_j",
+        "requests_total",
+        "utilisation.prefill",
+    ):
         assert key in rows[0], key
     assert rows[0]["policy"] == "heuristic:jsq"
     text = capsys.readouterr().out
     assert "goodput_rps" in text and "csv:" in text
     first = out_csv.read_bytes()
-    cmd_evaluate(EvalArgs(env=ENV_ID, policy="heuristic:jsq", episodes=2, seed_offset=7, out=str(out_csv),
-                          overrides=["horizon_s=5"]))
+    cmd_evaluate(
+        EvalArgs(
+            env=ENV_ID,
+            policy="heuristic:jsq",
+            episodes=2,
+            seed_offset=7,
+            out=str(out_csv),
+            overrides=["horizon_s=5"],
+        )
+    )
     assert out_csv.read_bytes() == first  # deterministic
 
 
@@ -179,7 +253,9 @@ def test_evaluate_csv_heuristic(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (["--overrides", "horizon_s"], "horizon_s"),
     ],
 )
-def test_evaluate_bad_flags_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_bad_flags_one_line(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc = run_script(cmd_evaluate, EvalArgs, "evaluate.py", "", argv)
     err = capsys.readouterr().err.strip()
     assert rc == 2 and needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
@@ -195,7 +271,9 @@ def test_evaluate_non_positive_episodes(capsys: pytest.CaptureFixture[str]) -> N
 def test_train_bad_flags_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from agents.cli import cmd_train
 
-    rc = run_script(cmd_train, TrainArgs, "train.py", "", ["--env", "disagg/Nope-v0", "--out", str(tmp_path)])
+    rc = run_script(
+        cmd_train, TrainArgs, "train.py", "", ["--env", "disagg/Nope-v0", "--out", str(tmp_path)]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "disagg/Nope-v0" in err and len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
@@ -206,7 +284,11 @@ def test_evaluate_script_subprocess_no_traceback(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
         [sys.executable, str(root / "scripts" / "evaluate.py"), "--policy", "heuristic:nope"],
-        capture_output=True, text=True, cwd=root, env={"PYTHONPATH": str(root), "PATH": ""}, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": ""},
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("evaluate.py: error: unknown heuristic 'nope'")
