@@ -45,7 +45,7 @@ class ScenarioConfig:
     router: str = field(default="jsq", metadata=spec("built-in router for simulate / allocate task"))
     allocator: AllocatorConfig = field(default_factory=AllocatorConfig, metadata=spec("built-in allocator"))
     primary_metric: Literal[
-        "goodput_rps", "slo_attainment", "cost_per_1m_tokens_usd", "energy_per_good_request_j"
+        "goodput_rps", "slo_attainment", "cost_per_1m_good_tokens_usd", "energy_per_good_request_j"
     ] = field(
         default="goodput_rps", metadata=spec("the leaderboard score")
     )

@@ -149,6 +149,7 @@ class Cluster:
                     max_batch=g.max_batch, token_budget=g.prefill_token_budget,
                     price_per_s=price * g.tp / 3600.0,
                 )
+                inst.on_demand = g.billing == "on_demand"
                 used_node = (used_node[0], used_node[1] + g.tp)
                 self.instances.append(inst)
         self.n = len(self.instances)
@@ -689,6 +690,14 @@ class Cluster:
             self.engine.schedule(self.engine.now + self.control_interval_s, self._control_tick, None, PRIO_CONTROL)
 
     # ================================================================ status
+    def cost_usd(self, now: float) -> float:
+        """GPU cost so far: reserved instances for the whole time, on-demand ones while busy."""
+        total = 0.0
+        for inst in self.instances:
+            span = inst.busy_prefill_s + inst.busy_decode_s if inst.on_demand else now
+            total += inst.price_per_s * min(span, now)
+        return total
+
     def drained(self) -> bool:
         """No more arrivals and every request has finished."""
         return self.arrivals_done and self.in_system == 0 and self.pending is None

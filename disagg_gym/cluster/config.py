@@ -26,6 +26,10 @@ class InstanceGroupConfig:
     price_usd_per_gpu_hour: float | None = field(
         default=None, metadata=spec("override of the catalog price (e.g. cloud vs on-prem)", ge=0)
     )
+    billing: Literal["reserved", "on_demand"] = field(
+        default="reserved",
+        metadata=spec("reserved: paid for the whole run; on_demand: paid only while busy (cloud burst)"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ class Instance:
         "dq", "incoming", "paused",
         # links and accounting
         "egress", "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens",
-        "served", "owed", "_coeffs",
+        "served", "owed", "on_demand", "_coeffs",
     )
 
     def __init__(
@@ -95,6 +95,7 @@ class Instance:
         self.prefill_tokens = 0
         self.served = 0
         self.owed = 0  # requests routed here for decode and not yet admitted
+        self.on_demand = False  # billed only for busy time
         self._coeffs: dict[int, tuple[float, float]] = {}
 
     # ----------------------------------------------------------------- queries

@@ -36,6 +36,9 @@ class EnvConfig:
     reward_scale: float = field(default=1.0, metadata=spec("multiplies the reward", gt=0))
     control_interval_s: float = field(default=10.0, metadata=spec("allocate/joint decision interval", gt=0))
     fallback_router: str = field(default="jsq", metadata=spec("router used for invalid route actions"))
+    allow_reject: bool = field(
+        default=True, metadata=spec("route action has an extra value that rejects the request (admission control)")
+    )
     obs_mode: Literal["box", "dict"] = field(default="box", metadata=spec("flat Box or flat Dict observation"))
     max_episode_requests: int | None = field(
         default=None, metadata=spec("truncate after this many arrivals (default: horizon only)", ge=1)

@@ -39,8 +39,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     * ``joint`` — both; the observation's decision flags say which kind of step it is.
 
     ## Action Space
-    ``MultiDiscrete``: route → ``[N, N]`` (prefill index, decode index; the decode index is
-    ignored when the prefill instance is colocated); allocate → ``[n_g + 1 for each GPU type g]``
+    ``MultiDiscrete``: route → ``[N + 1, N]`` (prefill index, decode index; the decode index
+    is ignored when the prefill instance is colocated; prefill index ``N`` rejects the request
+    (admission control), present unless ``env.allow_reject: false``); allocate → ``[n_g + 1 for each GPU type g]``
     (prefill count per type); joint → the concatenation. ``action_masks()`` returns the
     concatenated per-dimension boolean masks (sb3-contrib's contract). Dimensions that do not
     apply to the current step have exactly one valid value (a no-op). An invalid action (masked
@@ -98,8 +99,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.gpus = [g for g, _ in gpus]
         self.gpu_sizes = [c for _, c in gpus]
         dims: list[int] = []
+        self.allow_reject = self.cfg.allow_reject
         if self.task in ("route", "joint"):
-            dims += [n, n]
+            dims += [n + 1 if self.allow_reject else n, n]
         if self.task in ("allocate", "joint"):
             dims += [c + 1 for c in self.gpu_sizes]
         self.action_space = spaces.MultiDiscrete(np.asarray(dims, dtype=np.int64))
@@ -158,6 +160,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._last_arrivals = 0
         self._last_t = 0.0
         self._energy = self._energy_j()
+        self._cost = self.cluster.cost_usd(self.engine.now)
         self._steps = 0
         self._done = False
         self._kind = self._advance()
@@ -181,15 +184,18 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             req = cl.pending
             assert req is not None
             choice = None
-            if vec is not None:
-                choice = self._decode_route(req, vec)
-            if choice is None:
-                invalid = True
-                choice = self._fallback_route(req)
-            if choice is None:
-                cl.reject(req, "no_instance")
+            if vec is not None and self.allow_reject and vec[0] == self.n:
+                cl.reject(req, "policy")  # admission control: the policy sheds this request
             else:
-                cl.dispatch(req, choice[0], choice[1])
+                if vec is not None:
+                    choice = self._decode_route(req, vec)
+                if choice is None:
+                    invalid = True
+                    choice = self._fallback_route(req)
+                if choice is None:
+                    cl.reject(req, "no_instance")
+                else:
+                    cl.dispatch(req, choice[0], choice[1])
             if self.task == "joint" and vec is not None and not self._alloc_is_noop(vec[2:]):
                 invalid = True
         elif kind == "control":
@@ -232,8 +238,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.task in ("route", "joint"):
             if kind == "route" and cl.pending is not None:
                 mp, md = self._route_masks(cl.pending)
+                if self.allow_reject:
+                    mp = np.append(mp, True)
             else:
-                mp = np.zeros(self.n, dtype=bool)
+                mp = np.zeros(self.n + (1 if self.allow_reject else 0), dtype=bool)
                 md = np.zeros(self.n, dtype=bool)
                 mp[0] = md[0] = True
             parts += [mp, md]
@@ -409,7 +417,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         e = self._energy_j()
         de = e - self._energy
         self._energy = e
-        price = sum(i.price_per_s for i in self.cluster.instances)
+        c = self.cluster.cost_usd(now)
+        dc = c - self._cost
+        self._cost = c
         fin = win["completed"] + win["rejected"]
         if fin:
             a = min(1.0, self.cfg.slo_ema * fin)
@@ -424,7 +434,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             "slo_goodput": float(win["met_slo"]),
             "slo_violation": float(win["violations"]),
             "rejection": float(win["rejected"]),
-            "gpu_cost_usd": float(price * dt),
+            "gpu_cost_usd": float(max(dc, 0.0)),
             "energy_kj": float(max(de, 0.0) / 1e3),
             "invalid_action": 1.0 if invalid else 0.0,
         }

@@ -119,6 +119,7 @@ class Recorder:
         self.met_tpot = 0
         self.prompt_tokens_done = 0
         self.output_tokens_done = 0
+        self.good_tokens = 0  # prompt + output tokens of requests that met both SLOs
         self.kv_bytes_by_tier: dict[str, float] = {}
         self.rejected_by_reason: dict[str, int] = {}
         self.last_finish_s = 0.0
@@ -156,6 +157,8 @@ class Recorder:
         self.met_tpot += ok_tpot
         met = ok_ttft and ok_tpot
         self.met_slo += met
+        if met:
+            self.good_tokens += req.prompt_tokens + out
         self.win_completed += 1
         self.win_met += met
         self.win_violations += not met

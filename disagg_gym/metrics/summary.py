@@ -37,8 +37,9 @@ def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) 
         duration_s: Wall span the costs are charged over; defaults to the engine's clock.
 
     Energy counts every provisioned GPU: busy prefill/decode time at the cost model's power,
-    the rest at idle power. Cost is GPU-hours times the per-GPU price over the same span, per
-    million tokens processed (prompt + output).
+    the rest at idle power. Cost is GPU-hours times the per-GPU price over the same span
+    (on-demand instances: busy time only), per million tokens processed (prompt + output), and
+    per million tokens of requests that met both SLOs (``cost_per_1m_good_tokens_usd``).
     """
     dur = float(duration_s if duration_s is not None else cluster.engine.now)
     dur = max(dur, 1e-9)
@@ -57,7 +58,7 @@ def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) 
         energy += busy_p * c.prefill_power_w + busy_d * c.decode_power_w
         if cluster.config.idle_power:
             energy += idle * c.idle_power_w
-        cost += inst.price_per_s * dur
+        cost += inst.price_per_s * ((busy_p + busy_d) if inst.on_demand else dur)
         key = inst.role.value if inst.role is not Role.COLOCATED else "colocated"
         util.setdefault(key, []).append((busy_p + busy_d) / dur)
     tokens = rec.prompt_tokens_done + rec.output_tokens_done
@@ -85,6 +86,7 @@ def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) 
         "energy_per_good_request_j": _clean(energy / rec.met_slo) if rec.met_slo else None,
         "cost_usd": _clean(cost),
         "cost_per_1m_tokens_usd": _clean(cost / tokens * 1e6) if tokens else None,
+        "cost_per_1m_good_tokens_usd": _clean(cost / rec.good_tokens * 1e6) if rec.good_tokens else None,
         "gpus": sum(i.tp for i in cluster.instances),
         "instances": cluster.n,
     }

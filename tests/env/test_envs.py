@@ -47,13 +47,22 @@ def test_gymnasium_and_sb3_checkers(env_id: str) -> None:
     env.close()
 
 
+def _fast(env_id: str) -> dict[str, object]:
+    # Allocate steps simulate a whole control interval (hundreds of requests); a 1 s interval
+    # keeps the 1,000-step rollout cheap. scripts/rollout_check.py runs the ids unmodified.
+    task = gym.spec(env_id).kwargs["config"]
+    from disagg_gym.scenario import load_scenario
+
+    return {"env.control_interval_s": 1.0} if load_scenario(task).task != "route" else {}
+
+
 @pytest.mark.parametrize("env_id", IDS)
 def test_random_masked_rollout_obs_in_bounds(env_id: str) -> None:
-    env = make(env_id)
+    env = make(env_id, **_fast(env_id))
     rng = np.random.default_rng(0)
     obs, _ = env.reset(seed=3)
     steps = 0
-    for _ in range(300):
+    for _ in range(1000):
         assert env.observation_space.contains(obs), env_id
         obs, r, term, trunc, info = env.step(masked_random(env, rng))
         assert isinstance(r, float) and np.isfinite(r)
@@ -63,7 +72,7 @@ def test_random_masked_rollout_obs_in_bounds(env_id: str) -> None:
         if term or trunc:
             assert "episode_kpis" in info
             obs, _ = env.reset()
-    assert steps == 300
+    assert steps == 1000
 
 
 @pytest.mark.parametrize("bad", [np.array([99, 99]), np.array([np.nan, 0.0]), np.array([1]), "x", np.array([-1, 0]), np.array([1.5, 0])])
@@ -83,7 +92,7 @@ def test_masked_value_is_invalid() -> None:
     env.reset(seed=0)
     mask = env.action_masks()
     n = env.n
-    bad_p = int(np.flatnonzero(~mask[:n])[0])  # a decode instance as prefill target
+    bad_p = int(np.flatnonzero(~mask[:n + 1])[0])  # a decode instance as prefill target
     _, _, _, _, info = env.step(np.array([bad_p, 2]))
     assert info["invalid_action"] is True
 
@@ -92,9 +101,18 @@ def test_masks_mark_roles() -> None:
     env = make("disagg/SmallRoute-v0")
     env.reset(seed=0)
     m = env.action_masks()
-    assert m.dtype == bool and m.shape == (8,)
-    assert list(m[:4]) == [True, True, False, False]
-    assert list(m[4:]) == [False, False, True, True]
+    assert m.dtype == bool and m.shape == (9,)
+    assert list(m[:5]) == [True, True, False, False, True]  # last value: reject (admission control)
+    assert list(m[5:]) == [False, False, True, True]
+
+
+def test_reject_action_sheds_the_request() -> None:
+    env = make("disagg/SmallRoute-v0")
+    env.reset(seed=0)
+    _, r, _, _, info = env.step(np.array([4, 2]))
+    assert not info["invalid_action"]
+    assert env.recorder.rejected_by_reason == {"policy": 1}
+    assert info["reward_terms"]["rejection"] == 1.0 and r < 0
 
 
 def test_truncation_at_horizon() -> None:
@@ -112,7 +130,7 @@ def test_truncation_at_horizon() -> None:
 
 
 def _trajectory(env_id: str, seed: int, n: int = 200) -> list[tuple]:
-    env = make(env_id)
+    env = make(env_id, **_fast(env_id))
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     out = [obs.tobytes()]
@@ -182,7 +200,7 @@ def test_sb3_vec_envs() -> None:
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     for cls in (DummyVecEnv, SubprocVecEnv):
-        venv = make_vec_env("disagg/SmallRoute-v0", n_envs=2, vec_env_cls=cls, env_kwargs={"overrides": SHORT}, seed=0)
+        venv = make_vec_env("disagg_gym:disagg/SmallRoute-v0", n_envs=2, vec_env_cls=cls, env_kwargs={"overrides": SHORT}, seed=0)
         venv.reset()
         _, r, _, _ = venv.step(np.array([[0, 2], [1, 3]]))
         assert r.shape == (2,)
@@ -198,7 +216,7 @@ def test_action_mask_dict_wrapper() -> None:
     obs, _ = env.reset(seed=0)
     assert set(obs) == {"observations", "action_mask"}
     assert env.observation_space.contains(obs)
-    assert obs["action_mask"].sum() == 4
+    assert obs["action_mask"].sum() == 5
 
 
 def test_reset_options_validated() -> None:
