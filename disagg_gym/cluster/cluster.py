@@ -154,6 +154,12 @@ class Cluster:
                 self.instances.append(inst)
         self.n = len(self.instances)
         self.sites = sorted({i.site for i in self.instances})
+        # Incremental energy/cost: energy(t) = idle_w * t + extra_energy_j; cost likewise.
+        self.idle_w = sum(i.cost.idle_power_w for i in self.instances)
+        self.extra_energy_j = 0.0
+        self.reserved_usd_per_s = sum(i.price_per_s for i in self.instances if not i.on_demand)
+        self.on_demand_usd = 0.0
+        self._role_counts: dict[str, tuple[int, int]] = {}
         self.kv_bytes_per_token = self.instances[0].cost.kv_bytes_per_token
 
         # ---- tiers and links
@@ -337,6 +343,7 @@ class Cluster:
         req.state = RequestState.PREFILL_QUEUED
         pi.pq.append(req)
         pi.pq_tokens += req.prefill_tokens
+        pi.dirty = True
         self.instances[d].owed += 1
         self._try_prefill(pi)
 
@@ -383,6 +390,7 @@ class Cluster:
             return
         inst.kv_used = inst.kv_cap - free
         inst.pq_tokens -= tokens
+        inst.dirty = True
         now = self.engine.now
         for req in batch:
             req.state = RequestState.PREFILLING
@@ -394,6 +402,9 @@ class Cluster:
         inst.prefill_batch = batch
         inst.prefill_end_s = now + dur
         inst.busy_prefill_s += dur
+        self.extra_energy_j += dur * (inst.cost.prefill_power_w - inst.cost.idle_power_w)
+        if inst.on_demand:
+            self.on_demand_usd += dur * inst.price_per_s
         inst.prefill_tokens += tokens
         self.engine.schedule(now + dur, self._cb_prefill_done, inst, PRIO_PREFILL)
 
@@ -402,6 +413,7 @@ class Cluster:
         batch = inst.prefill_batch
         inst.prefill_batch = []
         inst.prefill_busy = False
+        inst.dirty = True
         colocated = inst.role is Role.COLOCATED
         kvb = self.kv_bytes_per_token
         touched: list[Instance] = []
@@ -429,6 +441,7 @@ class Cluster:
                 req.kv_bytes = float(req.prompt_tokens * kvb)
                 d = self.instances[req.decode_inst]
                 d.dq.append(req)
+                d.dirty = True
                 if d not in touched:
                     touched.append(d)
         if colocated:
@@ -451,7 +464,9 @@ class Cluster:
                 if self.on_kv_full == "reject":
                     dq.popleft()
                     d.owed -= 1
+                    d.dirty = True
                     p = self.instances[req.prefill_inst]
+                    p.dirty = True
                     p.kv_used -= self.blocks(req.prompt_tokens)
                     self.reject(req, "kv_full")
                     self._try_prefill(p)
@@ -462,6 +477,8 @@ class Cluster:
             d.owed -= 1
             d.kv_used += need
             d.incoming += 1
+            d.dirty = True
+            self.instances[req.prefill_inst].dirty = True  # its egress link is busier
             tier, link = self._link(req.prefill_inst, d.idx)
             req.tier = tier
             req.state = RequestState.TRANSFERRING
@@ -482,6 +499,7 @@ class Cluster:
         d = self.instances[req.decode_inst]
         p.kv_used -= self.blocks(req.prompt_tokens)
         d.incoming -= 1
+        p.dirty = d.dirty = True
         req.state = RequestState.DECODING
         self.observer.on_kv_transfer_done(req)
         d.joiners.append(req)
@@ -510,10 +528,15 @@ class Cluster:
         now = self.engine.now
         n = inst.next_n
         inst.next_ev = None
+        inst.dirty = True
         inst.counter += n
         inst.S += inst.B * n
         inst.decode_tokens += inst.B * n
-        inst.busy_decode_s += now - inst.epoch_s
+        busy = now - inst.epoch_s
+        inst.busy_decode_s += busy
+        self.extra_energy_j += busy * (inst.cost.decode_power_w - inst.cost.idle_power_w)
+        if inst.on_demand:
+            self.on_demand_usd += busy * inst.price_per_s
         inst.epoch_s = now
         members = inst.members
         counter = inst.counter
@@ -542,6 +565,7 @@ class Cluster:
     def _absorb(self, inst: Instance) -> None:
         """Adds waiting joiners to the batch (at a boundary) and schedules the next tick."""
         now = self.engine.now
+        inst.dirty = True
         inst.epoch_s = now  # only called at iteration boundaries (or on resume after a pause)
         if inst.joiners:
             counter = inst.counter
@@ -588,6 +612,7 @@ class Cluster:
             return False
         inst.state = "draining"
         inst.target_role = role
+        inst.dirty = True
         self._pools = None
         self._maybe_switch(inst)
         return True
@@ -598,12 +623,14 @@ class Cluster:
         if inst.state == "draining":
             inst.state = "active"
             inst.target_role = None
+            inst.dirty = True
             self._pools = None
 
     def _maybe_switch(self, inst: Instance) -> None:
         if inst.state != "draining" or not inst.is_idle():
             return
         inst.state = "switching"
+        inst.dirty = True
         inst.switch_ev = self.engine.schedule(
             self.engine.now + self.config.switch_delay_s, self._switch_done, inst, PRIO_CONTROL
         )
@@ -614,10 +641,17 @@ class Cluster:
         inst.target_role = None
         inst.state = "active"
         inst.switch_ev = None
+        inst.dirty = True
         self._pools = None
 
     def role_counts(self, gpu: str) -> tuple[int, int]:
         """(prefill, decode) instances of GPU type ``gpu``, counting targets of switches."""
+        if self._pools is None:
+            self._role_counts.clear()
+        hit = self._role_counts.get(gpu)
+        if hit is not None:
+            return hit
+        self.pools()
         p = d = 0
         for inst in self.instances:
             if inst.gpu != gpu or inst.role is Role.COLOCATED:
@@ -627,6 +661,7 @@ class Cluster:
                 p += 1
             else:
                 d += 1
+        self._role_counts[gpu] = (p, d)
         return p, d
 
     def flexible_gpus(self) -> list[str]:
@@ -691,12 +726,13 @@ class Cluster:
 
     # ================================================================ status
     def cost_usd(self, now: float) -> float:
-        """GPU cost so far: reserved instances for the whole time, on-demand ones while busy."""
-        total = 0.0
-        for inst in self.instances:
-            span = inst.busy_prefill_s + inst.busy_decode_s if inst.on_demand else now
-            total += inst.price_per_s * min(span, now)
-        return total
+        """GPU cost so far: reserved instances for the whole time, on-demand ones while busy
+        (busy time is booked when a prefill starts and at decode iteration boundaries)."""
+        return self.reserved_usd_per_s * now + self.on_demand_usd
+
+    def energy_j(self, now: float) -> float:
+        """GPU energy so far: idle power for every GPU plus the busy surplus booked so far."""
+        return self.idle_w * now + self.extra_energy_j
 
     def drained(self) -> bool:
         """No more arrivals and every request has finished."""

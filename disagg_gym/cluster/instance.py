@@ -35,7 +35,7 @@ class Instance:
         "dq", "incoming", "paused",
         # links and accounting
         "egress", "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens",
-        "served", "owed", "on_demand", "_coeffs",
+        "served", "owed", "on_demand", "dirty", "_coeffs",
     )
 
     def __init__(
@@ -96,6 +96,7 @@ class Instance:
         self.served = 0
         self.owed = 0  # requests routed here for decode and not yet admitted
         self.on_demand = False  # billed only for busy time
+        self.dirty = True  # observation features changed since the env last read them
         self._coeffs: dict[int, tuple[float, float]] = {}
 
     # ----------------------------------------------------------------- queries

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from disagg_gym.cluster.policies import prefill_wait_s
+from disagg_gym.cluster.policies import _s_per_prefill_token
 from disagg_gym.types import Role
 
 if TYPE_CHECKING:
     from disagg_gym.cluster.cluster import Cluster
+    from disagg_gym.cluster.instance import Instance
     from disagg_gym.env.config import EnvConfig
     from disagg_gym.workload.request import Request
 
@@ -57,7 +58,7 @@ GLOBAL_FEATURES: tuple[tuple[str, float, float, str], ...] = (
 
 
 class ObservationBuilder:
-    """Builds observations for one cluster; allocation-free after construction."""
+    """Builds observations for one cluster."""
 
     def __init__(self, cluster: Cluster, cfg: EnvConfig, horizon_s: float, mean_rate: float) -> None:
         self.cluster = cluster
@@ -75,7 +76,11 @@ class ObservationBuilder:
         self._log_norm = 1.0 / math.log1p(cfg.prompt_norm_tokens)
         self._rate_norm = 1.0 / max(2.0 * mean_rate, 1e-9)
         self._w = 2.0 * math.pi / cfg.day_period_s
-        self.buf = np.zeros(self.size, dtype=np.float32)
+        self._feat = np.zeros((self.n, self.nf), dtype=np.float64)
+        self._end = np.full(self.n, -np.inf)
+        self._qwait = np.zeros(self.n)
+        for inst in cluster.instances:
+            inst.dirty = True
 
     @staticmethod
     def bounds(n: int, n_gpus: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,60 +90,83 @@ class ObservationBuilder:
         high = [f[2] for f in feats] + [1.0] * n_gpus
         return np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
 
+    def _row(self, inst: Instance, speed: float) -> tuple[float, ...]:
+        """Per-instance features except the time-dependent prefill wait (column 4)."""
+        role = inst.role
+        inv_mb = 1.0 / inst.max_batch
+        q = inst.pq_tokens * self._inv_q
+        backlog = (len(inst.dq) + inst.incoming + len(inst.joiners)) * inv_mb
+        in_flight = 0
+        for link in inst.egress.values():
+            in_flight += len(link.active)
+        return (
+            0.0 if role is Role.DECODE else 1.0,
+            0.0 if role is Role.PREFILL else 1.0,
+            1.0 if inst.state == "active" else 0.0,
+            q if q < 1.0 else 1.0,
+            0.0,
+            inst.B * inv_mb,
+            inst.kv_used / inst.kv_cap,
+            backlog if backlog < 1.0 else 1.0,
+            speed,
+            in_flight * 0.125 if in_flight < 8 else 1.0,
+        )
+
     def build(
-        self, req: Request | None, is_route: bool, is_control: bool, slo_ema: float, rej_ema: float, rate_ema: float
+        self, req: Request | None, is_route: bool, is_control: bool, slo_ema: float, rej_ema: float,
+        rate_ema: float, full: bool = False,
     ) -> np.ndarray:
-        """Fills and returns a fresh copy of the observation vector."""
+        """Returns a fresh observation vector.
+
+        Rows are recomputed only for instances the cluster marked ``dirty`` since the last
+        call (``full=True`` recomputes all; a test checks both agree). The prefill-wait
+        column depends on the clock and is recomputed for every instance, vectorised.
+        """
         cl = self.cluster
         now = cl.engine.now
-        vals: list[float] = []
-        ext = vals.extend
-        inv_q, inv_w = self._inv_q, self._inv_w
-        for inst, speed in zip(cl.instances, self.speed):
-            role = inst.role
-            mb = inst.max_batch
-            wait = prefill_wait_s(inst, now) * inv_w if role is not Role.DECODE else 0.0
-            backlog = (len(inst.dq) + inst.incoming + len(inst.joiners)) / mb
-            in_flight = 0
-            for link in inst.egress.values():
-                in_flight += link.in_flight
-            ext((
-                0.0 if role is Role.DECODE else 1.0,
-                0.0 if role is Role.PREFILL else 1.0,
-                1.0 if inst.state == "active" else 0.0,
-                min(inst.pq_tokens * inv_q, 1.0),
-                min(wait, 1.0),
-                inst.B / mb,
-                inst.kv_used / inst.kv_cap,
-                min(backlog, 1.0),
-                speed,
-                min(in_flight * 0.125, 1.0),
-            ))
+        feat = self._feat
+        ends = self._end
+        qwait = self._qwait
+        for i, (inst, speed) in enumerate(zip(cl.instances, self.speed)):
+            if inst.dirty or full:
+                inst.dirty = False
+                feat[i] = self._row(inst, speed)
+                if inst.role is Role.DECODE:
+                    ends[i] = -np.inf
+                    qwait[i] = 0.0
+                else:
+                    ends[i] = inst.prefill_end_s if inst.prefill_busy else -np.inf
+                    qwait[i] = inst.pq_tokens * _s_per_prefill_token(inst) if inst.pq_tokens else 0.0
+        wait = np.maximum(ends - now, 0.0)
+        wait += qwait
+        wait *= self._inv_w
+        np.minimum(wait, 1.0, out=wait)
+        feat[:, 4] = wait
+        tail: list[float] = []
         if req is not None:
-            ext((
-                1.0,
-                min(math.log1p(req.prompt_tokens) * self._log_norm, 1.0),
-                min(req.slo_ttft_s * 0.1, 1.0),
-                min(req.slo_tpot_s * 2.0, 1.0),
-            ))
+            pl = math.log1p(req.prompt_tokens) * self._log_norm
+            tail += (1.0, pl if pl < 1.0 else 1.0, min(req.slo_ttft_s * 0.1, 1.0), min(req.slo_tpot_s * 2.0, 1.0))
         else:
-            ext((0.0, 0.0, 0.0, 0.0))
-        ext((1.0 if is_route else 0.0, 1.0 if is_control else 0.0))
-        t = now
-        ext((
+            tail += (0.0, 0.0, 0.0, 0.0)
+        wt = self._w * now
+        tail += (
+            1.0 if is_route else 0.0,
+            1.0 if is_control else 0.0,
             min(max(slo_ema, 0.0), 1.0),
             min(max(rej_ema, 0.0), 1.0),
-            min(t / self.horizon_s, 1.0),
-            math.sin(self._w * t),
-            math.cos(self._w * t),
+            min(now / self.horizon_s, 1.0),
+            math.sin(wt),
+            math.cos(wt),
             min(rate_ema * self._rate_norm, 1.0),
-        ))
+        )
         for g in self.gpus:
             p, d = cl.role_counts(g)
-            ext((p / (p + d),))
-        buf = self.buf
-        buf[:] = vals
-        return buf.copy()
+            tail.append(p / (p + d))
+        out = np.empty(self.size, dtype=np.float32)
+        k = self.n * self.nf
+        out[:k] = feat.ravel()
+        out[k:] = tail
+        return out
 
     def split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Flat vector -> the ``Dict`` observation form."""

@@ -152,6 +152,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.fallback = make_router(self.cfg.fallback_router, self.sim.streams)
         self.obs_builder = ObservationBuilder(self.cluster, self.cfg, scen.horizon_s, _mean_rate(scen))
         self._horizon_hit = False
+        self._mask_req: Any = None
+        self._mask_cache: tuple[list[bool], list[bool]] = ([], [])
         self.engine.schedule(scen.horizon_s, self._on_horizon, None, PRIO_HORIZON)
         self._finite = scen.workload.kind == "trace"
         self._slo_ema = 1.0
@@ -235,19 +237,21 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             raise gym.error.ResetNeeded("call reset() before action_masks()")
         parts: list[np.ndarray] = []
         kind = self._kind
+        flat: list[bool] = []
         if self.task in ("route", "joint"):
             if kind == "route" and cl.pending is not None:
                 mp, md = self._route_masks(cl.pending)
+                flat += mp
                 if self.allow_reject:
-                    mp = np.append(mp, True)
-            else:
-                mp = np.zeros(self.n + (1 if self.allow_reject else 0), dtype=bool)
-                md = np.zeros(self.n, dtype=bool)
-                mp[0] = md[0] = True
-            parts += [mp, md]
+                    flat.append(True)
+                flat += md
+            else:  # no-op: index 0 of each route dimension
+                np_ = self.n + (1 if self.allow_reject else 0)
+                flat += [True] + [False] * (np_ - 1) + [True] + [False] * (self.n - 1)
         if self.task in ("allocate", "joint"):
-            parts += self._alloc_masks(kind == "control")
-        return np.concatenate(parts)
+            for m in self._alloc_masks(kind == "control"):
+                flat += m.tolist()
+        return np.array(flat, dtype=bool)
 
     # ------------------------------------------------------------------ public helpers
     @property
@@ -328,11 +332,14 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 continue
             return "end"
 
-    def _route_masks(self, req: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _route_masks(self, req: Any) -> tuple[list[bool], list[bool]]:
+        """(prefill mask, decode mask) as lists, cached for the pending request."""
+        if self._mask_req is req:
+            return self._mask_cache
         cl = self.cluster
         need = cl.blocks(req.prompt_tokens)
-        mp = np.zeros(self.n, dtype=bool)
-        md = np.zeros(self.n, dtype=bool)
+        mp = [False] * self.n
+        md = [False] * self.n
         for inst in cl.instances:
             if inst.state != "active":
                 continue
@@ -340,8 +347,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 md[inst.idx] = True
             elif need <= inst.kv_cap:
                 mp[inst.idx] = True
-        if not md.any():  # all-colocated cluster: the decode index is ignored
-            md[:] = True
+        if not any(md):  # all-colocated cluster: the decode index is ignored
+            md = [True] * self.n
+        self._mask_req = req
+        self._mask_cache = (mp, md)
         return mp, md
 
     def _decode_route(self, req: Any, vec: list[int]) -> tuple[int, int] | None:
@@ -400,17 +409,13 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     # ------------------------------------------------------------------ reward / obs
     def _energy_j(self) -> float:
-        cl = self.cluster
-        now = self.engine.now
-        e = 0.0
-        for inst in cl.instances:
-            c = inst.cost
-            e += c.idle_power_w * now + (c.prefill_power_w - c.idle_power_w) * inst.busy_prefill_s
-            e += (c.decode_power_w - c.idle_power_w) * inst.busy_decode_s
-        return e
+        return self.cluster.energy_j(self.engine.now)
 
     def _reward_terms(self, invalid: bool) -> dict[str, float]:
-        win = self.recorder.drain_window()
+        rec = self.recorder
+        win = {"completed": rec.win_completed, "met_slo": rec.win_met, "rejected": rec.win_rejected,
+               "violations": rec.win_violations}
+        rec.win_completed = rec.win_met = rec.win_rejected = rec.win_violations = rec.win_output_tokens = 0
         now = self.engine.now
         dt = now - self._last_t
         self._last_t = now
@@ -452,6 +457,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
 
 def _as_int_vector(action: Any, n: int) -> list[int] | None:
     """Action -> list of ``n`` ints, or ``None`` if it has the wrong shape or non-finite values."""
+    if type(action) is np.ndarray and action.dtype.kind in "iu" and action.shape == (n,):
+        return action.tolist()  # fast path: what policies normally send
     try:
         arr = np.asarray(action)
     except (TypeError, ValueError):

@@ -225,3 +225,19 @@ def test_reset_options_validated() -> None:
         env.reset(options={"bogus": 1})
     with pytest.raises(ValueError, match="workload_seed must be a non-negative int"):
         env.reset(options={"workload_seed": -1})
+
+
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v0", "disagg/HeteroRoute-v0", "disagg/LargeJoint-v0", "disagg/EnergyAllocate-v0", "disagg/ColocatedBaseline-v0"])
+def test_incremental_observation_equals_full_rebuild(env_id: str) -> None:
+    env = make(env_id, **_fast(env_id))
+    rng = np.random.default_rng(1)
+    obs, _ = env.reset(seed=2)
+    for _ in range(400):
+        ob = env.obs_builder
+        kind = env.decision
+        ref = ob.build(env.cluster.pending if kind == "route" else None, kind == "route", kind == "control",
+                       env._slo_ema, env._rej_ema, env._rate_ema, full=True)
+        assert np.array_equal(obs, ref), "stale cached instance features"
+        obs, _, term, trunc, _ = env.step(masked_random(env, rng))
+        if term or trunc:
+            obs, _ = env.reset()
