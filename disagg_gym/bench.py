@@ -94,18 +94,20 @@ def bench_env(env_id: str, seconds: float) -> dict[str, Any]:
     nvec = [int(x) for x in env.action_space.nvec]
     offs = np.cumsum([0] + nvec[:-1]).tolist()
     rng = np.random.default_rng(0)
+    u = rng.random(1 << 16).tolist()
+    dims = list(zip(offs, nvec))
     n = 0
     episodes = 0
     t0 = time.perf_counter()
     deadline = t0 + seconds
     while True:
         for _ in range(200):
-            mask = env.action_masks()
+            mask = env.action_masks().tolist()
             act = []
-            for o, k in zip(offs, nvec):
-                valid = np.flatnonzero(mask[o:o + k])
-                act.append(valid[int(rng.integers(len(valid)))])
-            _, _, term, trunc, _ = env.step(np.asarray(act))
+            for o, k in dims:
+                valid = [i for i in range(k) if mask[o + i]]
+                act.append(valid[int(u[(n + o) & 0xFFFF] * len(valid))])
+            _, _, term, trunc, _ = env.step(np.array(act, dtype=np.int64))
             n += 1
             if term or trunc:
                 episodes += 1

@@ -79,6 +79,7 @@ class ObservationBuilder:
         self._feat = np.zeros((self.n, self.nf), dtype=np.float64)
         self._end = np.full(self.n, -np.inf)
         self._qwait = np.zeros(self.n)
+        self._rows: list[list[float] | None] = [None] * self.n
         for inst in cluster.instances:
             inst.dirty = True
 
@@ -124,6 +125,8 @@ class ObservationBuilder:
         """
         cl = self.cluster
         now = cl.engine.now
+        if self.n <= 16:  # small clusters: plain Python beats numpy's per-call overhead
+            return self._build_small(req, is_route, is_control, slo_ema, rej_ema, rate_ema, full)
         feat = self._feat
         ends = self._end
         qwait = self._qwait
@@ -142,6 +145,44 @@ class ObservationBuilder:
         wait *= self._inv_w
         np.minimum(wait, 1.0, out=wait)
         feat[:, 4] = wait
+        out = np.empty(self.size, dtype=np.float32)
+        k = self.n * self.nf
+        out[:k] = feat.ravel()
+        out[k:] = self._tail(req, is_route, is_control, slo_ema, rej_ema, rate_ema)
+        return out
+
+    def _build_small(
+        self, req: Request | None, is_route: bool, is_control: bool, slo_ema: float, rej_ema: float,
+        rate_ema: float, full: bool,
+    ) -> np.ndarray:
+        cl = self.cluster
+        now = cl.engine.now
+        rows = self._rows
+        inv_w = self._inv_w
+        vals: list[float] = []
+        for i, inst in enumerate(cl.instances):
+            row = rows[i]
+            if inst.dirty or full or row is None:
+                inst.dirty = False
+                row = rows[i] = list(self._row(inst, self.speed[i]))
+            if inst.role is not Role.DECODE:
+                w = inst.prefill_end_s - now if inst.prefill_busy else 0.0
+                if w < 0.0:
+                    w = 0.0
+                if inst.pq_tokens:
+                    w += inst.pq_tokens * _s_per_prefill_token(inst)
+                w *= inv_w
+                row[4] = w if w < 1.0 else 1.0
+            vals += row
+        vals += self._tail(req, is_route, is_control, slo_ema, rej_ema, rate_ema)
+        return np.array(vals, dtype=np.float32)
+
+    def _tail(
+        self, req: Request | None, is_route: bool, is_control: bool, slo_ema: float, rej_ema: float, rate_ema: float
+    ) -> list[float]:
+        """Request, decision and global features."""
+        cl = self.cluster
+        now = cl.engine.now
         tail: list[float] = []
         if req is not None:
             pl = math.log1p(req.prompt_tokens) * self._log_norm
@@ -162,11 +203,7 @@ class ObservationBuilder:
         for g in self.gpus:
             p, d = cl.role_counts(g)
             tail.append(p / (p + d))
-        out = np.empty(self.size, dtype=np.float32)
-        k = self.n * self.nf
-        out[:k] = feat.ravel()
-        out[k:] = tail
-        return out
+        return tail
 
     def split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Flat vector -> the ``Dict`` observation form."""
