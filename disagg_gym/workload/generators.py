@@ -1,220 +1,594 @@
-"""Workload generators: Poisson, bursty Gamma, time-varying rates, and trace replay.
+"""Workload generators: Poisson, bursty Gamma and time-varying arrivals, lengths, SLOs, replay.
 
-``WorkloadConfig.build(streams, horizon_s, max_requests)`` returns an ``ArrivalSource`` that
-yields vectorised chunks of arrivals. Inter-arrival times draw from the ``arrivals`` stream
-and lengths from the ``lengths`` stream, so changing the length preset never moves arrivals.
+``WorkloadConfig.build(streams, horizon_s, max_requests, start_s)`` returns an
+``ArrivalSource`` that yields vectorised ``ArrivalChunk``s of at most ``CHUNK_SIZE``
+arrivals, so an hour at 20 req/s costs milliseconds and memory stays bounded. Inter-arrival
+times come from the ``arrivals`` stream and lengths from the ``lengths`` stream, so changing
+the length preset never moves an arrival time.
+
+Arrival processes and rate profiles are registered by name (``ARRIVAL_PROCESSES``,
+``RATE_PROFILES``); adding one is a class plus ``@register`` (and a ``Literal`` value on the
+config field).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
 from disagg_gym.config import spec
+from disagg_gym.registry import Registry
 from disagg_gym.rng import RngStreams
-from disagg_gym.workload.presets import LENGTH_PRESETS, preset_names
+from disagg_gym.workload.presets import LENGTH_PRESETS, LengthSampler, preset_names
 from disagg_gym.workload.source import ArrivalChunk, ArrivalSource
 from disagg_gym.workload.traces import TraceData, load_trace
 
-CHUNK = 4096
+#: Most arrivals in one ``ArrivalChunk``.
+CHUNK_SIZE = 4096
+CHUNK = CHUNK_SIZE  # backwards-compatible alias
+#: Inter-arrival draws per batch (fixed, so the arrival sequence never depends on limits).
+DRAW_BATCH = 1024
+
+
+# ------------------------------------------------------------------------------- rate profiles
+class RateProfile(Protocol):
+    """Instantaneous arrival rate of a time-varying workload."""
+
+    @property
+    def max_rate_per_s(self) -> float:
+        """An upper bound of ``rate_at`` over all time (the thinning envelope)."""
+        ...
+
+    def rate_at(self, t_s: np.ndarray) -> np.ndarray:
+        """Rate (requests/s) at times ``t_s`` measured from the workload's start."""
+        ...
+
+
+RATE_PROFILES: Registry[Callable[[WorkloadConfig], RateProfile]] = Registry("rate profile")
 
 
 @dataclass(frozen=True, slots=True)
+class ConstantRate:
+    """``rate_per_s`` at all times (a homogeneous Poisson process)."""
+
+    rate_per_s: float
+
+    @property
+    def max_rate_per_s(self) -> float:
+        """The rate itself."""
+        return self.rate_per_s
+
+    def rate_at(self, t_s: np.ndarray) -> np.ndarray:
+        """``rate_per_s`` everywhere."""
+        return np.full(np.shape(t_s), self.rate_per_s)
+
+
+@dataclass(frozen=True, slots=True)
+class DiurnalRate:
+    """``rate * (1 + amplitude * sin(2 pi t / period))``: mean ``rate`` over a whole period."""
+
+    rate_per_s: float
+    amplitude: float
+    period_s: float
+
+    @property
+    def max_rate_per_s(self) -> float:
+        """Peak of the sine."""
+        return self.rate_per_s * (1.0 + self.amplitude)
+
+    def rate_at(self, t_s: np.ndarray) -> np.ndarray:
+        """Sinusoidal rate, starting at the mean and rising."""
+        return self.rate_per_s * (1.0 + self.amplitude * np.sin(2.0 * math.pi * t_s / self.period_s))
+
+
+@dataclass(frozen=True, slots=True)
+class StepRate:
+    """``rate`` before ``step_at_s``, ``rate * factor`` from then on."""
+
+    rate_per_s: float
+    step_at_s: float
+    factor: float
+
+    @property
+    def max_rate_per_s(self) -> float:
+        """The larger of the two levels."""
+        return self.rate_per_s * max(1.0, self.factor)
+
+    def rate_at(self, t_s: np.ndarray) -> np.ndarray:
+        """Piecewise-constant rate."""
+        return np.where(t_s >= self.step_at_s, self.rate_per_s * self.factor, self.rate_per_s)
+
+
+@dataclass(frozen=True, slots=True)
+class SpikeRate:
+    """``rate * factor`` during ``[spike_at_s, spike_at_s + duration_s)``, ``rate`` otherwise."""
+
+    rate_per_s: float
+    spike_at_s: float
+    duration_s: float
+    factor: float
+
+    @property
+    def max_rate_per_s(self) -> float:
+        """The larger of the two levels."""
+        return self.rate_per_s * max(1.0, self.factor)
+
+    def rate_at(self, t_s: np.ndarray) -> np.ndarray:
+        """Piecewise-constant rate with one window."""
+        on = (t_s >= self.spike_at_s) & (t_s < self.spike_at_s + self.duration_s)
+        return np.where(on, self.rate_per_s * self.factor, self.rate_per_s)
+
+
+RATE_PROFILES.register("constant")(lambda c: ConstantRate(c.rate_per_s))
+RATE_PROFILES.register("diurnal")(lambda c: DiurnalRate(c.rate_per_s, c.amplitude, c.period_s))
+RATE_PROFILES.register("step")(lambda c: StepRate(c.rate_per_s, c.step_at_s, c.step_factor))
+RATE_PROFILES.register("spike")(
+    lambda c: SpikeRate(c.rate_per_s, c.spike_at_s, c.spike_duration_s, c.spike_factor)
+)
+
+
+# --------------------------------------------------------------------------- arrival processes
+class ArrivalProcess(Protocol):
+    """Draws arrival times; stateless (the source carries the clock)."""
+
+    def batch(self, rng: np.random.Generator, after_s: float, n: int) -> tuple[np.ndarray, float]:
+        """Up to ``n`` arrival times after ``after_s`` (relative seconds, sorted).
+
+        Returns:
+            ``(times, resume_s)``: the times, and the clock value to pass as ``after_s`` next
+            time (the last candidate drawn, which thinning may have rejected).
+        """
+        ...
+
+
+ARRIVAL_PROCESSES: Registry[Callable[[WorkloadConfig], ArrivalProcess]] = Registry("arrival process")
+
+
+@dataclass(frozen=True, slots=True)
+class PoissonProcess:
+    """Exponential inter-arrival times with mean ``1 / rate_per_s`` (CV 1)."""
+
+    rate_per_s: float
+
+    def batch(self, rng: np.random.Generator, after_s: float, n: int) -> tuple[np.ndarray, float]:
+        """``n`` arrivals."""
+        t = after_s + np.cumsum(rng.exponential(1.0 / self.rate_per_s, n))
+        return t, float(t[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class GammaProcess:
+    """Gamma inter-arrival times (a renewal process) with mean ``1 / rate_per_s`` and CV ``cv``.
+
+    Shape ``k = 1 / cv**2`` and scale ``1 / (rate * k)``: ``cv > 1`` is burstier than
+    Poisson, ``cv < 1`` more regular, ``cv == 1`` is Poisson. The first arrival is one
+    inter-arrival time after the start (an ordinary, not equilibrium, renewal process).
+    """
+
+    rate_per_s: float
+    cv: float
+
+    def batch(self, rng: np.random.Generator, after_s: float, n: int) -> tuple[np.ndarray, float]:
+        """``n`` arrivals."""
+        k = 1.0 / (self.cv * self.cv)
+        t = after_s + np.cumsum(rng.gamma(k, 1.0 / (self.rate_per_s * k), n))
+        return t, float(t[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class ThinnedPoissonProcess:
+    """Non-homogeneous Poisson arrivals by thinning (Lewis and Shedler, 1979).
+
+    Candidates arrive as a Poisson process at the profile's peak rate; each is kept with
+    probability ``rate_at(t) / max_rate``. Exact for any bounded profile.
+    """
+
+    profile: RateProfile
+
+    def batch(self, rng: np.random.Generator, after_s: float, n: int) -> tuple[np.ndarray, float]:
+        """``n`` candidates, of which the kept ones are returned."""
+        peak = self.profile.max_rate_per_s
+        cand = after_s + np.cumsum(rng.exponential(1.0 / peak, n))
+        keep = rng.random(n) * peak < self.profile.rate_at(cand)
+        return cand[keep], float(cand[-1])
+
+
+ARRIVAL_PROCESSES.register("poisson")(lambda c: PoissonProcess(c.rate_per_s))
+ARRIVAL_PROCESSES.register("gamma")(lambda c: GammaProcess(c.rate_per_s, c.cv))
+ARRIVAL_PROCESSES.register("time_varying")(
+    lambda c: ThinnedPoissonProcess(RATE_PROFILES.get(c.rate_profile)(c))
+)
+
+
+# ------------------------------------------------------------------------------------ lengths
+class LengthModel(Protocol):
+    """Draws (prompt, output) token counts."""
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two int64 arrays of length ``n``, every value >= 1."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedLengths:
+    """Every request has the same prompt and output length (draws nothing)."""
+
+    prompt_tokens: int
+    output_tokens: int
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Constant arrays."""
+        return (np.full(n, self.prompt_tokens, dtype=np.int64),
+                np.full(n, self.output_tokens, dtype=np.int64))
+
+
+# ------------------------------------------------------------------------------------- config
+@dataclass(frozen=True, slots=True)
 class WorkloadConfig:
-    """The request stream: arrival process, lengths and SLOs."""
+    """The request stream: arrival process, request lengths and per-request SLOs.
+
+    Fields marked ``gamma:``, ``time_varying:``, ``fixed:`` or ``trace:`` are used only with
+    that ``kind`` (or ``lengths``) and are ignored otherwise, so a config can switch kinds by
+    overriding ``kind`` alone. ``docs/workloads.md`` documents every key.
+    """
 
     kind: Literal["poisson", "gamma", "time_varying", "trace"] = field(
-        default="poisson", metadata=spec("arrival process")
+        default="poisson",
+        metadata=spec("arrival process: poisson, gamma (bursty), time_varying, or trace replay"),
     )
-    rate_per_s: float = field(default=10.0, metadata=spec("mean (base) arrival rate, requests/s", gt=0))
-    cv: float = field(default=1.0, metadata=spec("gamma: coefficient of variation of inter-arrival times", gt=0))
+    rate_per_s: float = field(
+        default=10.0,
+        metadata=spec("mean arrival rate, requests/s (time_varying: the base rate)", gt=0),
+    )
+    cv: float = field(
+        default=1.0,
+        metadata=spec("gamma: coefficient of variation of inter-arrival times (1 = Poisson)", gt=0),
+    )
     rate_profile: Literal["constant", "diurnal", "step", "spike"] = field(
         default="constant", metadata=spec("time_varying: shape of the rate over time")
     )
     period_s: float = field(default=3600.0, metadata=spec("diurnal: period, seconds", gt=0))
-    amplitude: float = field(default=0.5, metadata=spec("diurnal: relative amplitude", ge=0, le=1))
-    step_at_s: float = field(default=0.0, metadata=spec("step: time of the step, seconds", ge=0))
-    step_factor: float = field(default=2.0, metadata=spec("step: rate multiplier after the step", gt=0))
-    spike_at_s: float = field(default=0.0, metadata=spec("spike: start of the spike, seconds", ge=0))
-    spike_duration_s: float = field(default=60.0, metadata=spec("spike: duration, seconds", gt=0))
-    spike_factor: float = field(default=3.0, metadata=spec("spike: rate multiplier during the spike", gt=0))
-    lengths: str = field(default="azure_conv", metadata=spec("length preset name, or 'fixed'"))
+    amplitude: float = field(
+        default=0.5, metadata=spec("diurnal: relative amplitude of the sine, 0..1", ge=0, le=1)
+    )
+    step_at_s: float = field(
+        default=0.0, metadata=spec("step: time of the step, seconds after the start", ge=0)
+    )
+    step_factor: float = field(
+        default=2.0, metadata=spec("step: rate multiplier from step_at_s on", gt=0)
+    )
+    spike_at_s: float = field(
+        default=0.0, metadata=spec("spike: start of the spike, seconds after the start", ge=0)
+    )
+    spike_duration_s: float = field(
+        default=60.0, metadata=spec("spike: duration of the spike, seconds", gt=0)
+    )
+    spike_factor: float = field(
+        default=3.0, metadata=spec("spike: rate multiplier during the spike", gt=0)
+    )
+    lengths: str = field(
+        default="azure_conv",
+        metadata=spec("request lengths: a preset (" + ", ".join(preset_names()) + ")"),
+    )
     prompt_tokens: int = field(default=1024, metadata=spec("fixed: prompt tokens", ge=1))
     output_tokens: int = field(default=128, metadata=spec("fixed: output tokens", ge=1))
-    max_prompt_tokens: int | None = field(default=None, metadata=spec("cap on prompt tokens", ge=1))
-    max_output_tokens: int | None = field(default=None, metadata=spec("cap on output tokens", ge=1))
-    trace_path: str | None = field(default=None, metadata=spec("trace: Azure CSV or Mooncake JSONL path"))
-    trace_format: Literal["auto", "azure", "mooncake"] = field(default="auto", metadata=spec("trace: format"))
-    rate_scale: float = field(default=1.0, metadata=spec("trace: rate multiplier (2 = twice as fast)", gt=0))
-    window_start_s: float = field(default=0.0, metadata=spec("trace: window start, seconds from the first row", ge=0))
-    window_end_s: float | None = field(default=None, metadata=spec("trace: window end (exclusive)", gt=0))
-    on_bad_row: Literal["fail", "skip"] = field(default="fail", metadata=spec("trace: bad-row policy"))
+    max_prompt_tokens: int | None = field(
+        default=None, metadata=spec("cap on prompt tokens (longer prompts are clipped)", ge=1)
+    )
+    max_output_tokens: int | None = field(
+        default=None, metadata=spec("cap on output tokens (longer outputs are clipped)", ge=1)
+    )
+    trace_path: str | None = field(
+        default=None, metadata=spec("trace: Azure CSV or Mooncake JSONL file")
+    )
+    trace_format: Literal["auto", "azure", "mooncake"] = field(
+        default="auto", metadata=spec("trace: file format (auto detects it from the content)")
+    )
+    rate_scale: float = field(
+        default=1.0,
+        metadata=spec("trace: speed-up; 2 = twice the requests/s (timestamps halved)", gt=0),
+    )
+    window_start_s: float = field(
+        default=0.0,
+        metadata=spec("trace: replay rows from this time, seconds after the first row", ge=0),
+    )
+    window_end_s: float | None = field(
+        default=None,
+        metadata=spec("trace: ... up to (excluding) this time, seconds after the first row", gt=0),
+    )
+    on_bad_row: Literal["fail", "skip"] = field(
+        default="fail", metadata=spec("trace: a malformed row fails the load, or is skipped")
+    )
+    loop: bool = field(
+        default=False, metadata=spec("trace: replay the (windowed) trace again and again")
+    )
     slo_ttft_s: float = field(default=1.0, metadata=spec("TTFT SLO base, seconds", gt=0))
-    slo_ttft_per_1k_prompt_s: float = field(default=0.0, metadata=spec("TTFT SLO per 1k prompt tokens", ge=0))
-    slo_tpot_s: float = field(default=0.1, metadata=spec("TPOT SLO, seconds per output token", gt=0))
+    slo_ttft_per_1k_prompt_s: float = field(
+        default=0.0, metadata=spec("TTFT SLO added per 1,000 prompt tokens, seconds", ge=0)
+    )
+    slo_tpot_s: float = field(
+        default=0.1, metadata=spec("TPOT SLO, seconds per output token after the first", gt=0)
+    )
 
     def validate(self) -> None:
-        """Cross-field checks."""
-        if self.lengths not in LENGTH_PRESETS and self.lengths != "fixed":
+        """Cross-field checks; raises ``ValueError("key '...': ... (got ...)")``."""
+        if self.lengths != "fixed" and self.lengths not in LENGTH_PRESETS:
             raise ValueError(
-                f"key 'lengths': unknown length preset; expected one of {', '.join(preset_names())} (got {self.lengths!r})"
+                f"key 'lengths': unknown length preset; expected one of "
+                f"{', '.join(preset_names())} (got {self.lengths!r})"
             )
         if self.kind == "trace" and not self.trace_path:
-            raise ValueError("key 'trace_path': required when kind is 'trace' (got None)")
+            raise ValueError(f"key 'trace_path': required when kind is 'trace' (got {self.trace_path!r})")
+        if self.kind != "trace" and self.trace_path is not None:
+            raise ValueError(
+                f"key 'trace_path': only used when kind is 'trace'; set kind: trace to replay it "
+                f"(got {self.trace_path!r} with kind {self.kind!r})"
+            )
         if self.window_end_s is not None and self.window_end_s <= self.window_start_s:
-            raise ValueError(f"key 'window_end_s': must be after window_start_s ({self.window_start_s}) (got {self.window_end_s})")
+            raise ValueError(
+                f"key 'window_end_s': must be greater than window_start_s={self.window_start_s:g} "
+                f"(got {self.window_end_s:g})"
+            )
 
-    def rate_at(self, t: np.ndarray) -> np.ndarray:
-        """Instantaneous arrival rate at times ``t`` (time_varying)."""
-        r = self.rate_per_s
-        prof = self.rate_profile
-        if prof == "diurnal":
-            return r * (1.0 + self.amplitude * np.sin(2 * math.pi * t / self.period_s))
-        if prof == "step":
-            return np.where(t >= self.step_at_s, r * self.step_factor, r)
-        if prof == "spike":
-            on = (t >= self.spike_at_s) & (t < self.spike_at_s + self.spike_duration_s)
-            return np.where(on, r * self.spike_factor, r)
-        return np.full_like(t, r)
+    # ------------------------------------------------------------------ derived components
+    def rate_profile_model(self) -> RateProfile:
+        """The time_varying rate profile (any kind; ``constant`` for Poisson)."""
+        return RATE_PROFILES.get(self.rate_profile)(self)
+
+    def rate_at(self, t_s: np.ndarray) -> np.ndarray:
+        """Instantaneous rate of the time_varying profile at ``t_s`` seconds after the start."""
+        return self.rate_profile_model().rate_at(np.asarray(t_s, dtype=np.float64))
 
     def max_rate(self) -> float:
-        """Upper bound of ``rate_at`` (for thinning)."""
-        r = self.rate_per_s
-        if self.rate_profile == "diurnal":
-            return r * (1.0 + self.amplitude)
-        if self.rate_profile == "step":
-            return r * max(1.0, self.step_factor)
-        if self.rate_profile == "spike":
-            return r * max(1.0, self.spike_factor)
-        return r
+        """Peak rate of the time_varying profile (the thinning envelope)."""
+        return self.rate_profile_model().max_rate_per_s
+
+    def length_model(self) -> LengthModel:
+        """The length sampler for ``lengths`` (a preset's tables are built here)."""
+        if self.lengths == "fixed":
+            return FixedLengths(self.prompt_tokens, self.output_tokens)
+        if self.lengths not in LENGTH_PRESETS:
+            self.validate()  # raises the one-line error
+        return LENGTH_PRESETS[self.lengths].sampler()
+
+    def cap(self, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Applies ``max_prompt_tokens`` / ``max_output_tokens`` (clipping, not rejection)."""
+        if self.max_prompt_tokens is not None:
+            prompt = np.minimum(prompt, self.max_prompt_tokens)
+        if self.max_output_tokens is not None:
+            output = np.minimum(output, self.max_output_tokens)
+        return prompt, output
+
+    def slos(self, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-request ``(slo_ttft_s, slo_tpot_s)`` arrays for prompts of ``prompt`` tokens."""
+        ttft = self.slo_ttft_s + self.slo_ttft_per_1k_prompt_s * (prompt / 1000.0)
+        return ttft.astype(np.float64), np.full(len(prompt), self.slo_tpot_s)
 
     def build(
-        self, streams: RngStreams, horizon_s: float | None = None, max_requests: int | None = None, start_s: float = 0.0
+        self,
+        streams: RngStreams,
+        horizon_s: float | None = None,
+        max_requests: int | None = None,
+        start_s: float = 0.0,
     ) -> ArrivalSource:
         """An arrival source for one run.
 
         Args:
-            streams: Named random streams (``arrivals``, ``lengths``).
-            horizon_s: No arrivals at or after ``start_s + horizon_s``.
+            streams: Named random streams; ``arrivals`` and ``lengths`` are used.
+            horizon_s: Arrivals end before ``start_s + horizon_s`` (seconds).
             max_requests: At most this many arrivals.
-            start_s: Time of the first possible arrival.
+            start_s: Absolute simulated time at which the workload starts.
+
+        Returns:
+            A ``SyntheticSource`` or (kind ``trace``) a ``TraceReplaySource``.
+
+        Raises:
+            ValueError: a synthetic or looping workload without ``horizon_s`` or
+                ``max_requests``, bad limits, or an invalid config.
+            TraceError: the trace file is missing or malformed.
         """
+        self.validate()
+        _check_limits(horizon_s, max_requests, start_s)
         if self.kind == "trace":
             data = load_trace(self.trace_path or "", self.trace_format, self.on_bad_row)
-            return TraceSource(self, data, horizon_s, max_requests, start_s)
+            return TraceReplaySource(self, data, horizon_s, max_requests, start_s)
         if horizon_s is None and max_requests is None:
-            raise ValueError("a synthetic workload needs horizon_s or max_requests (got neither)")
-        return SyntheticSource(self, streams, horizon_s, max_requests, start_s)
-
-    # ---------------------------------------------------------------- helpers
-    def sample_lengths(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Prompt and output lengths for ``n`` requests."""
-        if self.lengths == "fixed":
-            p = np.full(n, self.prompt_tokens, dtype=np.int64)
-            o = np.full(n, self.output_tokens, dtype=np.int64)
-        else:
-            p, o = LENGTH_PRESETS[self.lengths].sample(rng, n)
-        return self.cap(p, o)
-
-    def cap(self, p: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Applies the optional caps."""
-        if self.max_prompt_tokens is not None:
-            p = np.minimum(p, self.max_prompt_tokens)
-        if self.max_output_tokens is not None:
-            o = np.minimum(o, self.max_output_tokens)
-        return p, o
-
-    def slos(self, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-request TTFT and TPOT SLOs."""
-        ttft = self.slo_ttft_s + self.slo_ttft_per_1k_prompt_s * prompt / 1000.0
-        return ttft.astype(np.float64), np.full(len(prompt), self.slo_tpot_s)
+            raise ValueError(
+                f"a {self.kind!r} workload is endless: pass horizon_s or max_requests (got neither)"
+            )
+        return SyntheticSource(
+            ARRIVAL_PROCESSES.get(self.kind)(self), self.length_model(), self,
+            streams.get("arrivals"), streams.get("lengths"), horizon_s, max_requests, start_s,
+        )
 
 
+def _check_limits(horizon_s: float | None, max_requests: int | None, start_s: float) -> None:
+    if horizon_s is not None and not (horizon_s > 0 and math.isfinite(horizon_s)):
+        raise ValueError(f"horizon_s must be a positive finite number of seconds (got {horizon_s!r})")
+    if max_requests is not None and (isinstance(max_requests, bool) or max_requests < 0):
+        raise ValueError(f"max_requests must be a non-negative integer (got {max_requests!r})")
+    if not math.isfinite(start_s):
+        raise ValueError(f"start_s must be finite (got {start_s!r})")
+
+
+# ------------------------------------------------------------------------------------ sources
 class SyntheticSource:
-    """Poisson / Gamma / time-varying arrivals in vectorised chunks."""
+    """Generated arrivals in chunks of at most ``CHUNK_SIZE``.
 
-    def __init__(self, cfg: WorkloadConfig, streams: RngStreams, horizon_s: float | None,
-                 max_requests: int | None, start_s: float) -> None:
-        self.cfg = cfg
-        self.arr = streams.get("arrivals")
-        self.len = streams.get("lengths")
-        self.t = start_s
-        self.start_s = start_s
-        self.end_s = start_s + horizon_s if horizon_s is not None else math.inf
-        self.left = max_requests if max_requests is not None else None
-        self.done = False
+    Args:
+        process: Draws arrival times (from ``arrivals_rng``).
+        lengths: Draws (prompt, output) lengths (from ``lengths_rng``).
+        cfg: Supplies the caps and SLOs.
+        arrivals_rng: The ``arrivals`` stream.
+        lengths_rng: The ``lengths`` stream.
+        horizon_s: Arrivals end before ``start_s + horizon_s``; ``None`` for no limit.
+        max_requests: Arrival count limit; ``None`` for no limit.
+        start_s: Absolute time origin of the workload.
+    """
 
-    def _gaps(self, n: int) -> np.ndarray:
-        cfg = self.cfg
-        if cfg.kind == "gamma":
-            k = 1.0 / (cfg.cv * cfg.cv)
-            return self.arr.gamma(k, 1.0 / (cfg.rate_per_s * k), n)
-        if cfg.kind == "time_varying":
-            return self.arr.exponential(1.0 / cfg.max_rate(), n)
-        return self.arr.exponential(1.0 / cfg.rate_per_s, n)
+    def __init__(
+        self,
+        process: ArrivalProcess,
+        lengths: LengthModel,
+        cfg: WorkloadConfig,
+        arrivals_rng: np.random.Generator,
+        lengths_rng: np.random.Generator,
+        horizon_s: float | None,
+        max_requests: int | None,
+        start_s: float,
+    ) -> None:
+        self._process = process
+        self._lengths = lengths
+        self._cfg = cfg
+        self._arr = arrivals_rng
+        self._len = lengths_rng
+        self._clock_s = 0.0  # relative time of the last candidate drawn
+        self._pending = np.empty(0)  # drawn, not yet emitted (relative times)
+        self._exhausted = False  # the horizon was passed: draw no more
+        self._start_s = start_s
+        self._end_s = horizon_s if horizon_s is not None else math.inf  # relative
+        self._left = max_requests
 
     def next_chunk(self) -> ArrivalChunk | None:
-        """Next chunk of arrivals (``None`` when done)."""
-        if self.done:
+        """The next chunk of arrivals, or ``None`` once the horizon or count is reached."""
+        if self._left == 0:
             return None
-        cfg = self.cfg
-        n = CHUNK if self.left is None else min(CHUNK, self.left)
-        t = self.t + np.cumsum(self._gaps(n))
-        self.t = float(t[-1])
-        if cfg.kind == "time_varying":
-            # Thinning (Lewis & Shedler): keep a candidate with probability rate(t) / max rate.
-            keep = self.arr.random(n) * cfg.max_rate() < cfg.rate_at(t - self.start_s)
-            t = t[keep]
-        if t.size and t[-1] >= self.end_s:
-            t = t[t < self.end_s]
-            self.done = True
-        if self.left is not None:
-            t = t[: self.left]
-            self.left -= len(t)
-            if self.left <= 0:
-                self.done = True
-        if t.size == 0:
-            return None if self.done else self.next_chunk()
-        p, o = cfg.sample_lengths(self.len, len(t))
-        ttft, tpot = cfg.slos(p)
-        return ArrivalChunk(t, p, o, ttft, tpot, None)
+        need = CHUNK_SIZE if self._left is None else min(CHUNK_SIZE, self._left)
+        parts = [self._pending]
+        have = self._pending.size
+        while have < need and not self._exhausted:
+            # Fixed-size batches make the arrival sequence a function of the seed alone: the
+            # first k arrivals are the same whatever the horizon, count or chunking.
+            t, self._clock_s = self._process.batch(self._arr, self._clock_s, DRAW_BATCH)
+            if self._clock_s >= self._end_s:
+                t = t[t < self._end_s]
+                self._exhausted = True
+            parts.append(t)
+            have += t.size
+        times = np.concatenate(parts)
+        rel, self._pending = times[:need], times[need:]
+        if rel.size == 0:
+            self._left = 0
+            return None
+        if self._left is not None:
+            self._left -= rel.size
+        prompt, output = self._cfg.cap(*self._lengths.sample(self._len, rel.size))
+        ttft, tpot = self._cfg.slos(prompt)
+        return ArrivalChunk(self._start_s + rel, prompt, output, ttft, tpot, None)
+
+    def __iter__(self) -> Iterator[ArrivalChunk]:
+        """Iterates the remaining chunks."""
+        while (chunk := self.next_chunk()) is not None:
+            yield chunk
 
 
-class TraceSource:
-    """Replays a loaded trace with rate scaling and a time window."""
+class TraceReplaySource:
+    """Replays a loaded trace: window, rate scaling, optional looping, caps and limits.
 
-    def __init__(self, cfg: WorkloadConfig, data: TraceData, horizon_s: float | None,
-                 max_requests: int | None, start_s: float) -> None:
-        rel = data.arrival_s
+    Rows whose time (seconds after the trace's first row) lies in
+    ``[window_start_s, window_end_s)`` are replayed at
+    ``start_s + (t - window_start_s) / rate_scale``. With ``loop``, the window repeats every
+    ``period`` seconds (the window's length, or the replayed span plus one mean gap when
+    ``window_end_s`` is unset), divided by ``rate_scale``.
+
+    Args:
+        cfg: Supplies the window, ``rate_scale``, ``loop``, caps and SLOs.
+        data: The loaded trace.
+        horizon_s: Arrivals end before ``start_s + horizon_s``; ``None`` for no limit.
+        max_requests: Arrival count limit; ``None`` for no limit.
+        start_s: Absolute time of the window's start.
+
+    Raises:
+        ValueError: the window selects no rows, or ``loop`` without a horizon or count.
+    """
+
+    def __init__(
+        self,
+        cfg: WorkloadConfig,
+        data: TraceData,
+        horizon_s: float | None,
+        max_requests: int | None,
+        start_s: float,
+    ) -> None:
         lo = cfg.window_start_s
         hi = cfg.window_end_s if cfg.window_end_s is not None else math.inf
-        sel = (rel >= lo) & (rel < hi)
-        idx = np.flatnonzero(sel)
-        t = start_s + (rel[idx] - lo) / cfg.rate_scale
-        if horizon_s is not None:
-            keep = t < start_s + horizon_s
-            idx, t = idx[keep], t[keep]
-        if max_requests is not None:
-            idx, t = idx[:max_requests], t[:max_requests]
-        self.t = t
-        p, o = cfg.cap(data.prompt_tokens[idx], data.output_tokens[idx])
-        self.p, self.o = p, o
-        self.ttft, self.tpot = cfg.slos(p)
-        self.hash_ids = [data.hash_ids[i] for i in idx.tolist()] if data.hash_ids is not None else None
-        self.pos = 0
-        self.data = data
+        rel = data.arrival_s
+        idx = np.flatnonzero((rel >= lo) & (rel < hi))
+        if idx.size == 0:
+            raise ValueError(
+                f"{data.path}: window [{lo:g}, {hi:g}) s selects no rows "
+                f"(the trace spans 0 to {data.span_s:g} s)"
+            )
+        self._cfg = cfg
+        self._data = data
+        self._idx = idx
+        self._t = (rel[idx] - lo) / cfg.rate_scale  # relative to start_s, one pass
+        if cfg.loop:
+            if horizon_s is None and max_requests is None:
+                raise ValueError("loop: true replays forever: pass horizon_s or max_requests")
+            if cfg.window_end_s is not None:
+                period = (cfg.window_end_s - lo) / cfg.rate_scale
+            elif idx.size >= 2:
+                span = float(self._t[-1] - self._t[0])
+                period = float(self._t[-1]) + span / (idx.size - 1)
+            else:
+                raise ValueError(
+                    f"{data.path}: loop needs window_end_s when the window holds one row"
+                )
+            if period <= 0:
+                raise ValueError(f"{data.path}: loop period is zero (all rows share one timestamp)")
+            self._period_s: float | None = period
+        else:
+            self._period_s = None
+        self._start_s = start_s
+        self._end_s = horizon_s if horizon_s is not None else math.inf
+        self._left = max_requests
+        self._pos = 0  # rows replayed so far, across passes
+        self._done = max_requests == 0
 
     def __len__(self) -> int:
-        return len(self.t)
+        """Rows in one pass of the window (before horizon and count limits)."""
+        return int(self._idx.size)
 
     def next_chunk(self) -> ArrivalChunk | None:
-        """Next chunk of the trace (``None`` when replayed)."""
-        if self.pos >= len(self.t):
+        """The next chunk of replayed rows (never straddling two passes), or ``None``."""
+        if self._done:
             return None
-        s = slice(self.pos, self.pos + CHUNK)
-        self.pos += CHUNK
-        hashes = self.hash_ids[s] if self.hash_ids is not None else None
-        return ArrivalChunk(self.t[s], self.p[s], self.o[s], self.ttft[s], self.tpot[s], hashes)
+        n = self._idx.size
+        pas, i = divmod(self._pos, n)
+        if pas > 0 and self._period_s is None:
+            self._done = True
+            return None
+        j = min(n, i + CHUNK_SIZE)
+        if self._left is not None:
+            j = min(j, i + self._left)
+        offset = pas * self._period_s if self._period_s is not None else 0.0
+        rel = self._t[i:j] + offset
+        if rel.size and rel[-1] >= self._end_s:
+            rel = rel[rel < self._end_s]
+            self._done = True
+            j = i + rel.size
+        self._pos += j - i
+        if self._left is not None:
+            self._left -= j - i
+            self._done = self._done or self._left <= 0
+        if j == i:
+            self._done = True
+            return None
+        rows = self._idx[i:j]
+        prompt, output = self._cfg.cap(self._data.prompt_tokens[rows], self._data.output_tokens[rows])
+        ttft, tpot = self._cfg.slos(prompt)
+        hashes = self._data.hash_ids
+        return ArrivalChunk(
+            self._start_s + rel, prompt.copy(), output.copy(), ttft, tpot,
+            [hashes[r] for r in rows.tolist()] if hashes is not None else None,
+        )
+
+    def __iter__(self) -> Iterator[ArrivalChunk]:
+        """Iterates the remaining chunks."""
+        while (chunk := self.next_chunk()) is not None:
+            yield chunk

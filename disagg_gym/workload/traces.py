@@ -1,237 +1,336 @@
-"""Trace loading: Azure LLM inference CSV and Mooncake JSONL, strictly validated, line by line.
+"""Trace loading: Azure LLM-inference CSV and Mooncake JSONL files, validated row by row.
 
-Formats (detected from the first non-empty line):
+Formats (``fmt="auto"`` detects them from the first non-empty line):
 
-* Azure 2023 (``AzureLLMInferenceTrace_*.csv``): header ``TIMESTAMP,ContextTokens,GeneratedTokens``,
-  ``TIMESTAMP`` like ``2023-11-16 18:15:46.6805900``.
-* Mooncake (``*_trace.jsonl``): one object per line with ``timestamp`` (milliseconds),
+* **Azure** (``AzureLLMInferenceTrace_*.csv``): header ``TIMESTAMP,ContextTokens,GeneratedTokens``
+  (column order free, extra columns ignored); ``TIMESTAMP`` like ``2023-11-16 18:15:46.6805900``.
+* **Mooncake** (``*_trace.jsonl``): one JSON object per line with ``timestamp`` (milliseconds),
   ``input_length``, ``output_length`` and optional ``hash_ids`` (prefix-block hashes).
 
-Bad rows fail by default with ``TraceError("<file>:<line>: ...")`` naming the column and value;
-``on_bad_row="skip"`` skips them and counts them in ``TraceData.skipped_rows``.
+Every problem is a one-line ``TraceError`` naming the file, the line, the column or field and
+the bad value, e.g. ``trace.csv:7: column 'ContextTokens': expected a positive integer (got
+'abc')``. With ``on_bad_row="skip"`` bad rows are dropped instead and counted in
+``TraceData.skipped_rows``; problems with the file itself (missing, empty, unknown format,
+header lacking a column) always fail.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
+#: How many skip reasons ``TraceData.skip_reasons`` keeps.
+MAX_SKIP_REASONS = 5
+_AZURE_TS_EXAMPLE = "2023-11-16 18:15:46.6805900"
 
 
 class TraceError(ValueError):
-    """A malformed trace; the message names the file, line, column and bad value."""
+    """A missing or malformed trace; ``str(err)`` is one line naming file, line and value."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True, eq=False)
 class TraceData:
-    """A loaded trace, arrival times relative to its first row (seconds)."""
+    """A loaded trace: one entry per valid row, in file order (arrays are read-only)."""
 
-    arrival_s: np.ndarray
-    prompt_tokens: np.ndarray
-    output_tokens: np.ndarray
-    hash_ids: list[tuple[int, ...]] | None
-    fmt: str
-    path: str
-    skipped_rows: int = 0
-    skip_reasons: list[str] = field(default_factory=list)
+    path: str = field(metadata={"help": "the file, as given"})
+    fmt: Literal["azure", "mooncake"] = field(metadata={"help": "the detected or given format"})
+    arrival_s: np.ndarray = field(
+        metadata={"help": "float64 seconds after the first valid row (starts at 0, non-decreasing)"}
+    )
+    prompt_tokens: np.ndarray = field(metadata={"help": "int64 >= 1"})
+    output_tokens: np.ndarray = field(metadata={"help": "int64 >= 1"})
+    hash_ids: tuple[tuple[int, ...], ...] | None = field(
+        default=None,
+        metadata={"help": "Mooncake prefix-block hashes per row (512-token blocks); None if absent"},
+    )
+    skipped_rows: int = field(default=0, metadata={"help": "bad rows dropped (on_bad_row='skip')"})
+    skip_reasons: tuple[str, ...] = field(
+        default=(), metadata={"help": f"the first {MAX_SKIP_REASONS} skip messages"}
+    )
 
     def __len__(self) -> int:
-        return len(self.arrival_s)
+        return int(self.arrival_s.size)
 
     @property
     def span_s(self) -> float:
-        """Time from the first to the last arrival."""
-        return float(self.arrival_s[-1] - self.arrival_s[0]) if len(self.arrival_s) else 0.0
+        """Seconds from the first to the last arrival."""
+        return float(self.arrival_s[-1]) if self.arrival_s.size else 0.0
 
 
-def detect_format(path: Path, first_line: str) -> str:
-    """``"azure"`` or ``"mooncake"`` from the first non-empty line."""
-    line = first_line.strip()
-    if line.startswith("{"):
-        return "mooncake"
-    if "TIMESTAMP" in line.split(",")[0] or "ContextTokens" in line:
-        return "azure"
-    raise TraceError(
-        f"{path}:1: unknown trace format: expected an Azure CSV header "
-        f"'TIMESTAMP,ContextTokens,GeneratedTokens' or Mooncake JSON lines (got {line[:60]!r})"
-    )
+def _fmt_value(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _positive_int(text: object) -> int | None:
-    if isinstance(text, bool):
+def _positive_int(value: Any) -> int | None:
+    """``value`` as a positive int (digit strings, JSON ints, integral floats), else None."""
+    if isinstance(value, str):
+        s = value.strip()
+        return int(s) if s.isascii() and s.isdigit() and int(s) > 0 else None
+    if isinstance(value, bool):
         return None
-    if isinstance(text, int):
-        return text if text > 0 else None
-    if isinstance(text, float):
-        return int(text) if text.is_integer() and text > 0 else None
-    if isinstance(text, str):
-        t = text.strip()
-        if t.isdigit():
-            v = int(t)
-            return v if v > 0 else None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, float) and value.is_integer() and value > 0:
+        return int(value)
     return None
 
 
-def _parse_azure_ts(text: str) -> float | None:
-    t = text.strip()
+class _Rows:
+    """Collects valid rows and applies the bad-row policy."""
+
+    def __init__(self, path: str, skip: bool) -> None:
+        self.path = path
+        self.skip = skip
+        self.times: list[float] = []
+        self.prompts: list[int] = []
+        self.outputs: list[int] = []
+        self.skipped = 0
+        self.reasons: list[str] = []
+
+    def bad(self, line_no: int, problem: str) -> None:
+        msg = f"{self.path}:{line_no}: {problem}"
+        if not self.skip:
+            raise TraceError(msg)
+        self.skipped += 1
+        if len(self.reasons) < MAX_SKIP_REASONS:
+            self.reasons.append(msg)
+
+
+def _read_text(p: Path) -> str:
     try:
-        date, _, clock = t.partition(" ")
-        frac = 0.0
-        if "." in clock:
-            clock, _, f = clock.partition(".")
-            if not f.isdigit():
-                return None
-            frac = int(f) / 10 ** len(f)
-        dt = datetime.strptime(f"{date} {clock}", "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return None
-    return dt.timestamp() + frac
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise TraceError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise TraceError(f"{p}: is a directory, not a trace file") from None
+    except OSError as exc:
+        raise TraceError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"{p}: not a text file (invalid UTF-8 at byte {exc.start})") from None
 
 
-def load_trace(path: str | Path, fmt: str = "auto", on_bad_row: str = "fail") -> TraceData:
+def detect_format(path: str | Path, first_line: str, line_no: int = 1) -> Literal["azure", "mooncake"]:
+    """``"azure"`` or ``"mooncake"`` from the first non-empty line, else ``TraceError``."""
+    line = first_line.strip()
+    if line.startswith("{"):
+        return "mooncake"
+    if "TIMESTAMP" in (c.strip() for c in line.split(",")):
+        return "azure"
+    raise TraceError(
+        f"{path}:{line_no}: unknown trace format: expected an Azure CSV header with columns "
+        f"{','.join(AZURE_COLUMNS)} or Mooncake JSON lines starting with '{{' "
+        f"(got {_fmt_value(line)})"
+    )
+
+
+def load_trace(
+    path: str | Path,
+    fmt: Literal["auto", "azure", "mooncake"] = "auto",
+    on_bad_row: Literal["fail", "skip"] = "fail",
+) -> TraceData:
     """Loads and validates a trace file.
 
     Args:
-        path: The file.
-        fmt: ``"auto"``, ``"azure"`` or ``"mooncake"``.
-        on_bad_row: ``"fail"`` (default) raises on the first bad row; ``"skip"`` drops bad rows.
+        path: An Azure CSV or Mooncake JSONL file.
+        fmt: ``"auto"`` (detect from the content), ``"azure"`` or ``"mooncake"``.
+        on_bad_row: ``"fail"`` raises on the first bad row; ``"skip"`` drops bad rows and
+            counts them (``TraceData.skipped_rows`` and the first few ``skip_reasons``).
+
+    Returns:
+        The rows as numpy arrays, times relative to the first valid row.
 
     Raises:
-        TraceError: one line naming the file, line number, column and bad value.
+        TraceError: one line naming the file, line number, column or field and bad value.
     """
     p = Path(path)
     if fmt not in ("auto", "azure", "mooncake"):
-        raise TraceError(f"{p}: trace format must be auto, azure or mooncake (got {fmt!r})")
+        raise TraceError(f"{p}: trace format must be 'auto', 'azure' or 'mooncake' (got {fmt!r})")
     if on_bad_row not in ("fail", "skip"):
-        raise TraceError(f"{p}: on_bad_row must be fail or skip (got {on_bad_row!r})")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TraceError(f"{p}: trace file not found") from None
-    except IsADirectoryError:
-        raise TraceError(f"{p}: is a directory, expected a trace file") from None
-    except UnicodeDecodeError:
-        raise TraceError(f"{p}: not a text file (invalid UTF-8)") from None
-    except OSError as exc:
-        raise TraceError(f"{p}: cannot read ({exc.strerror})") from None
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip()), None)
+        raise TraceError(f"{p}: on_bad_row must be 'fail' or 'skip' (got {on_bad_row!r})")
+    lines = _read_text(p).splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is None:
         raise TraceError(f"{p}: empty trace (no rows)")
-    kind = detect_format(p, first) if fmt == "auto" else fmt
-    skip = on_bad_row == "skip"
-    reasons: list[str] = []
-    times: list[float] = []
-    prompts: list[int] = []
-    outputs: list[int] = []
+    kind = detect_format(p, lines[first], first + 1) if fmt == "auto" else fmt
+    rows = _Rows(str(p), on_bad_row == "skip")
+    if kind == "azure":
+        hashes = None
+        _parse_azure(lines, first, rows)
+    else:
+        hashes = _parse_mooncake(lines, rows)
+    if not rows.times:
+        if rows.skipped:
+            raise TraceError(
+                f"{p}: no valid rows ({rows.skipped} skipped; first: {rows.reasons[0]})"
+            )
+        raise TraceError(f"{p}: empty trace (no rows)")
+    t = np.asarray(rows.times, dtype=np.float64)
+    prompt = np.asarray(rows.prompts, dtype=np.int64)
+    output = np.asarray(rows.outputs, dtype=np.int64)
+    for arr in (t, prompt, output):
+        arr.flags.writeable = False
+    return TraceData(
+        path=str(p), fmt=kind, arrival_s=t, prompt_tokens=prompt, output_tokens=output,
+        hash_ids=hashes, skipped_rows=rows.skipped, skip_reasons=tuple(rows.reasons),
+    )
+
+
+# ------------------------------------------------------------------------------------- Azure
+def _azure_ns(text: str, days: dict[str, int]) -> int | None:
+    """Nanoseconds since 0001-01-01 for ``YYYY-MM-DD HH:MM:SS[.f{1,9}]``, else None.
+
+    Integer arithmetic keeps all 7 fractional digits exact (a float of the absolute epoch
+    time would lose the last one).
+    """
+    t = text.strip()
+    if len(t) < 19 or t[10] not in " T" or t[13] != ":" or t[16] != ":":
+        return None
+    date = t[:10]
+    ordinal = days.get(date)
+    if ordinal is None:
+        if date[4] != "-" or date[7] != "-":
+            return None
+        try:
+            ordinal = _dt.date.fromisoformat(date).toordinal()
+        except ValueError:
+            return None
+        days[date] = ordinal
+    hh, mm, ss = t[11:13], t[14:16], t[17:19]
+    if not (hh.isdigit() and mm.isdigit() and ss.isdigit()):
+        return None
+    h, m, s = int(hh), int(mm), int(ss)
+    if h > 23 or m > 59 or s > 59:
+        return None
+    frac_ns = 0
+    if len(t) > 19:
+        frac = t[20:]
+        if t[19] != "." or not (1 <= len(frac) <= 9 and frac.isascii() and frac.isdigit()):
+            return None
+        frac_ns = int(frac.ljust(9, "0"))
+    return ((ordinal * 24 + h) * 60 + m) * 60 * 1_000_000_000 + s * 1_000_000_000 + frac_ns
+
+
+def _parse_azure(lines: list[str], header_idx: int, rows: _Rows) -> None:
+    header = lines[header_idx]
+    cols = [c.strip() for c in header.split(",")]
+    for col in AZURE_COLUMNS:
+        if col not in cols:
+            raise TraceError(
+                f"{rows.path}:{header_idx + 1}: header lacks column '{col}' "
+                f"(got header {_fmt_value(header.strip())})"
+            )
+    n_cols = len(cols)
+    i_ts, i_p, i_o = (cols.index(c) for c in AZURE_COLUMNS)
+    days: dict[str, int] = {}
+    t0: int | None = None
+    prev_ns = -1
+    prev_text = ""
+    for no in range(header_idx + 2, len(lines) + 1):
+        line = lines[no - 1]
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        if len(parts) != n_cols:
+            rows.bad(no, f"expected {n_cols} fields like the header (got {len(parts)}: "
+                         f"{_fmt_value(line.strip())})")
+            continue
+        ns = _azure_ns(parts[i_ts], days)
+        if ns is None:
+            rows.bad(no, f"column 'TIMESTAMP': expected a time like '{_AZURE_TS_EXAMPLE}' "
+                         f"(got {_fmt_value(parts[i_ts].strip())})")
+            continue
+        prompt = _positive_int(parts[i_p])
+        if prompt is None:
+            rows.bad(no, f"column 'ContextTokens': expected a positive integer "
+                         f"(got {_fmt_value(parts[i_p].strip())})")
+            continue
+        output = _positive_int(parts[i_o])
+        if output is None:
+            rows.bad(no, f"column 'GeneratedTokens': expected a positive integer "
+                         f"(got {_fmt_value(parts[i_o].strip())})")
+            continue
+        if ns < prev_ns:
+            rows.bad(no, f"column 'TIMESTAMP': timestamp '{parts[i_ts].strip()}' is earlier than "
+                         f"the previous row's '{prev_text}'")
+            continue
+        if t0 is None:
+            t0 = ns
+        prev_ns, prev_text = ns, parts[i_ts].strip()
+        rows.times.append((ns - t0) / 1e9)
+        rows.prompts.append(prompt)
+        rows.outputs.append(output)
+
+
+# ---------------------------------------------------------------------------------- Mooncake
+def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...] | None:
     hashes: list[tuple[int, ...]] = []
     any_hash = False
-
-    def bad(msg: str) -> None:
-        if not skip:
-            raise TraceError(msg)
-        if len(reasons) < 5:
-            reasons.append(msg)
-
-    skipped = 0
-    if kind == "azure":
-        header_idx = next(i for i, ln in enumerate(lines) if ln.strip())
-        cols = [c.strip() for c in lines[header_idx].split(",")]
-        missing = [c for c in AZURE_COLUMNS if c not in cols]
+    t0: float | None = None
+    prev: float | None = None
+    prev_raw: Any = None
+    loads = json.loads
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = loads(line)
+        except json.JSONDecodeError as exc:
+            rows.bad(no, f"invalid JSON: {exc.msg} at column {exc.colno} "
+                         f"(got {_fmt_value(line.strip())})")
+            continue
+        if not isinstance(obj, dict):
+            rows.bad(no, f"expected a JSON object (got {_fmt_value(obj)})")
+            continue
+        missing = [k for k in MOONCAKE_FIELDS if k not in obj]
         if missing:
-            raise TraceError(f"{p}:{header_idx + 1}: missing column '{missing[0]}' (header has {cols})")
-        it, ip, io = (cols.index(c) for c in AZURE_COLUMNS)
-        for no in range(header_idx + 2, len(lines) + 1):
-            line = lines[no - 1]
-            if not line.strip():
-                continue
-            parts = line.split(",")
-            if len(parts) != len(cols):
-                skipped += 1
-                bad(f"{p}:{no}: expected {len(cols)} fields (got {len(parts)})")
-                continue
-            ts = _parse_azure_ts(parts[it])
-            if ts is None:
-                skipped += 1
-                bad(f"{p}:{no}: column 'TIMESTAMP': expected 'YYYY-MM-DD HH:MM:SS[.fffffff]' (got {parts[it].strip()!r})")
-                continue
-            pt = _positive_int(parts[ip])
-            if pt is None:
-                skipped += 1
-                bad(f"{p}:{no}: column 'ContextTokens': expected a positive integer (got {parts[ip].strip()!r})")
-                continue
-            ot = _positive_int(parts[io])
-            if ot is None:
-                skipped += 1
-                bad(f"{p}:{no}: column 'GeneratedTokens': expected a positive integer (got {parts[io].strip()!r})")
-                continue
-            if times and ts < times[-1]:
-                skipped += 1
-                bad(f"{p}:{no}: column 'TIMESTAMP': {parts[it].strip()} is earlier than the previous row's")
-                continue
-            times.append(ts)
-            prompts.append(pt)
-            outputs.append(ot)
-    else:
-        for no, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                skipped += 1
-                bad(f"{p}:{no}: invalid JSON ({exc.msg})")
-                continue
-            if not isinstance(obj, dict):
-                skipped += 1
-                bad(f"{p}:{no}: expected a JSON object (got {line.strip()[:40]!r})")
-                continue
-            miss = [k for k in MOONCAKE_FIELDS if k not in obj]
-            if miss:
-                skipped += 1
-                bad(f"{p}:{no}: missing field '{miss[0]}'")
-                continue
-            ts = obj["timestamp"]
-            if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not np.isfinite(ts) or ts < 0:
-                skipped += 1
-                bad(f"{p}:{no}: field 'timestamp': expected a non-negative number of milliseconds (got {ts!r})")
-                continue
-            pt = _positive_int(obj["input_length"])
-            if pt is None:
-                skipped += 1
-                bad(f"{p}:{no}: field 'input_length': expected a positive integer (got {obj['input_length']!r})")
-                continue
-            ot = _positive_int(obj["output_length"])
-            if ot is None:
-                skipped += 1
-                bad(f"{p}:{no}: field 'output_length': expected a positive integer (got {obj['output_length']!r})")
-                continue
-            hid = obj.get("hash_ids")
-            if hid is not None and (not isinstance(hid, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in hid)):
-                skipped += 1
-                bad(f"{p}:{no}: field 'hash_ids': expected a list of integers (got {str(hid)[:40]})")
-                continue
-            t = ts / 1000.0
-            if times and t < times[-1]:
-                skipped += 1
-                bad(f"{p}:{no}: field 'timestamp': {ts} is earlier than the previous row's {times[-1] * 1000:g}")
-                continue
-            times.append(t)
-            prompts.append(pt)
-            outputs.append(ot)
-            hashes.append(tuple(hid) if hid else ())
-            any_hash = any_hash or bool(hid)
-    if not times:
-        raise TraceError(f"{p}: empty trace (no valid rows{f'; {skipped} skipped' if skipped else ''})")
-    t = np.asarray(times, dtype=np.float64)
-    t -= t[0]
-    return TraceData(
-        t, np.asarray(prompts, dtype=np.int64), np.asarray(outputs, dtype=np.int64),
-        hashes if any_hash else None, kind, str(p), skipped, reasons,
-    )
+            rows.bad(no, f"missing field '{missing[0]}' (got fields: {', '.join(map(str, obj))})")
+            continue
+        raw_ts = obj["timestamp"]
+        if (isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float))
+                or not math.isfinite(raw_ts) or raw_ts < 0):
+            rows.bad(no, f"field 'timestamp': expected a non-negative number of milliseconds "
+                         f"(got {_fmt_value(raw_ts)})")
+            continue
+        prompt = None if isinstance(obj["input_length"], str) else _positive_int(obj["input_length"])
+        if prompt is None:
+            rows.bad(no, f"field 'input_length': expected a positive integer "
+                         f"(got {_fmt_value(obj['input_length'])})")
+            continue
+        output = None if isinstance(obj["output_length"], str) else _positive_int(obj["output_length"])
+        if output is None:
+            rows.bad(no, f"field 'output_length': expected a positive integer "
+                         f"(got {_fmt_value(obj['output_length'])})")
+            continue
+        hid = obj.get("hash_ids")
+        if hid is not None and (not isinstance(hid, list) or not all(
+                type(h) is int for h in hid)):  # noqa: E721 (bool is not a hash id)
+            rows.bad(no, f"field 'hash_ids': expected a list of integers (got {_fmt_value(hid)})")
+            continue
+        ts = float(raw_ts)
+        if prev is not None and ts < prev:
+            rows.bad(no, f"field 'timestamp': timestamp {raw_ts!r} is earlier than the previous "
+                         f"row's {prev_raw!r}")
+            continue
+        if t0 is None:
+            t0 = ts
+        prev, prev_raw = ts, raw_ts
+        rows.times.append((ts - t0) / 1000.0)
+        rows.prompts.append(prompt)
+        rows.outputs.append(output)
+        if hid is not None:
+            any_hash = True
+            hashes.append(tuple(hid))
+        else:
+            hashes.append(())
+    return tuple(hashes) if any_hash else None
