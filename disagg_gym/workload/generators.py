@@ -23,7 +23,7 @@ import numpy as np
 from disagg_gym.config import spec
 from disagg_gym.registry import Registry
 from disagg_gym.rng import RngStreams
-from disagg_gym.workload.presets import LENGTH_PRESETS, LengthSampler, preset_names
+from disagg_gym.workload.presets import LENGTH_PRESETS, preset_names
 from disagg_gym.workload.source import ArrivalChunk, ArrivalSource
 from disagg_gym.workload.traces import TraceData, load_trace
 
@@ -82,7 +82,9 @@ class DiurnalRate:
 
     def rate_at(self, t_s: np.ndarray) -> np.ndarray:
         """Sinusoidal rate, starting at the mean and rising."""
-        return self.rate_per_s * (1.0 + self.amplitude * np.sin(2.0 * math.pi * t_s / self.period_s))
+        return self.rate_per_s * (
+            1.0 + self.amplitude * np.sin(2.0 * math.pi * t_s / self.period_s)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,9 @@ class ArrivalProcess(Protocol):
         ...
 
 
-ARRIVAL_PROCESSES: Registry[Callable[[WorkloadConfig], ArrivalProcess]] = Registry("arrival process")
+ARRIVAL_PROCESSES: Registry[Callable[[WorkloadConfig], ArrivalProcess]] = Registry(
+    "arrival process"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +226,10 @@ class FixedLengths:
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Constant arrays."""
-        return (np.full(n, self.prompt_tokens, dtype=np.int64),
-                np.full(n, self.output_tokens, dtype=np.int64))
+        return (
+            np.full(n, self.prompt_tokens, dtype=np.int64),
+            np.full(n, self.output_tokens, dtype=np.int64),
+        )
 
 
 # ------------------------------------------------------------------------------------- config
@@ -322,7 +328,9 @@ class WorkloadConfig:
                 f"{', '.join(preset_names())} (got {self.lengths!r})"
             )
         if self.kind == "trace" and not self.trace_path:
-            raise ValueError(f"key 'trace_path': required when kind is 'trace' (got {self.trace_path!r})")
+            raise ValueError(
+                f"key 'trace_path': required when kind is 'trace' (got {self.trace_path!r})"
+            )
         if self.kind != "trace" and self.trace_path is not None:
             raise ValueError(
                 f"key 'trace_path': only used when kind is 'trace'; set kind: trace to replay it "
@@ -401,14 +409,22 @@ class WorkloadConfig:
                 f"a {self.kind!r} workload is endless: pass horizon_s or max_requests (got neither)"
             )
         return SyntheticSource(
-            ARRIVAL_PROCESSES.get(self.kind)(self), self.length_model(), self,
-            streams.get("arrivals"), streams.get("lengths"), horizon_s, max_requests, start_s,
+            ARRIVAL_PROCESSES.get(self.kind)(self),
+            self.length_model(),
+            self,
+            streams.get("arrivals"),
+            streams.get("lengths"),
+            horizon_s,
+            max_requests,
+            start_s,
         )
 
 
 def _check_limits(horizon_s: float | None, max_requests: int | None, start_s: float) -> None:
     if horizon_s is not None and not (horizon_s > 0 and math.isfinite(horizon_s)):
-        raise ValueError(f"horizon_s must be a positive finite number of seconds (got {horizon_s!r})")
+        raise ValueError(
+            f"horizon_s must be a positive finite number of seconds (got {horizon_s!r})"
+        )
     if max_requests is not None and (isinstance(max_requests, bool) or max_requests < 0):
         raise ValueError(f"max_requests must be a non-negative integer (got {max_requests!r})")
     if not math.isfinite(start_s):
@@ -580,11 +596,17 @@ class TraceReplaySource:
             self._done = True
             return None
         rows = self._idx[i:j]
-        prompt, output = self._cfg.cap(self._data.prompt_tokens[rows], self._data.output_tokens[rows])
+        prompt, output = self._cfg.cap(
+            self._data.prompt_tokens[rows], self._data.output_tokens[rows]
+        )
         ttft, tpot = self._cfg.slos(prompt)
         hashes = self._data.hash_ids
         return ArrivalChunk(
-            self._start_s + rel, prompt.copy(), output.copy(), ttft, tpot,
+            self._start_s + rel,
+            prompt.copy(),
+            output.copy(),
+            ttft,
+            tpot,
             [hashes[r] for r in rows.tolist()] if hashes is not None else None,
         )
 

@@ -32,6 +32,12 @@ _SQRT2 = math.sqrt(2.0)
 _Z_GRID = np.linspace(-8.5, 8.5, 4097)
 
 
+_ERFC_COEFFS = (
+    -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+    0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277,
+)  # fmt: skip
+
+
 def std_normal_cdf(x: np.ndarray | float) -> np.ndarray:
     """Standard normal CDF, vectorised, with relative error < 1.2e-7 in both tails.
 
@@ -41,9 +47,9 @@ def std_normal_cdf(x: np.ndarray | float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     z = np.abs(x) / _SQRT2
     t = 1.0 / (1.0 + 0.5 * z)
-    poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
-            -0.82215223 + t * 0.17087277))))))))
+    poly = np.full_like(t, _ERFC_COEFFS[-1])
+    for c in _ERFC_COEFFS[-2::-1]:  # Horner: c0 + t * (c1 + t * (... + t * c9))
+        poly = c + t * poly
     tail = 0.5 * t * np.exp(-z * z + poly)  # = Phi(-|x|)
     return np.where(x >= 0, 1.0 - tail, tail)
 
@@ -54,7 +60,9 @@ class TokenStats:
 
     mean_tokens: float = field(metadata={"help": "mean, tokens"})
     median_tokens: float = field(metadata={"help": "median (p50), tokens"})
-    p90_tokens: float | None = field(metadata={"help": "90th percentile, tokens; None if unpublished"})
+    p90_tokens: float | None = field(
+        metadata={"help": "90th percentile, tokens; None if unpublished"}
+    )
     p99_tokens: float = field(metadata={"help": "99th percentile, tokens"})
     min_tokens: int = field(metadata={"help": "smallest value, tokens (the model's lower clip)"})
     max_tokens: int = field(metadata={"help": "largest value, tokens (the model's upper clip)"})
@@ -106,12 +114,14 @@ class LognormalMixture:
         return 0.5 * (lo + hi)
 
     def _cdf_log(self, y: np.ndarray) -> np.ndarray:
-        return sum((w * std_normal_cdf((y - mu) / s) for w, mu, s in self._components()),
-                   np.zeros_like(y))
+        return sum(
+            (w * std_normal_cdf((y - mu) / s) for w, mu, s in self._components()), np.zeros_like(y)
+        )
 
     def _sf_log(self, y: np.ndarray) -> np.ndarray:
-        return sum((w * std_normal_cdf((mu - y) / s) for w, mu, s in self._components()),
-                   np.zeros_like(y))
+        return sum(
+            (w * std_normal_cdf((mu - y) / s) for w, mu, s in self._components()), np.zeros_like(y)
+        )
 
     def log_quantile_z(self, z: np.ndarray) -> np.ndarray:
         """Unclipped ``ln(tokens)`` at standard-normal scores ``z``, i.e. ``F^-1(Phi(z))``.
@@ -214,7 +224,7 @@ class LengthSampler:
         rho: Correlation of the latent normals (Gaussian copula), in (-1, 1).
     """
 
-    __slots__ = ("_prompt_log", "_output_log", "_rho", "_rho_c", "_bounds")
+    __slots__ = ("_bounds", "_output_log", "_prompt_log", "_rho", "_rho_c")
 
     def __init__(self, prompt: LognormalMixture, output: LognormalMixture, rho: float) -> None:
         if not -1.0 < rho < 1.0:
@@ -251,7 +261,7 @@ def fit_residuals(model: LognormalMixture, stats: TokenStats) -> dict[str, float
     targets = [stats.median_tokens, stats.p90_tokens, stats.p99_tokens]
     keep = [i for i, t in enumerate(targets) if t is not None]
     qs = model.quantile(np.array([probs[i] for i in keep]))
-    out = {names[i]: math.log(float(q) / float(targets[i])) for i, q in zip(keep, qs)}  # type: ignore[arg-type]
+    out = {names[i]: math.log(float(q) / float(targets[i] or 1.0)) for i, q in zip(keep, qs)}
     out["mean"] = math.log(model.mean_tokens() / stats.mean_tokens)
     return out
 
@@ -296,10 +306,15 @@ def fit_lognormal_mixture(
         theta = np.array([0.0, lm - 0.5, -0.5, lm + 0.5, -0.5])
     else:
         w = min(max(initial.weight_1, 1e-6), 1.0 - 1e-6)
-        theta = np.array([
-            math.log(w / (1.0 - w)), math.log(initial.median_1_tokens), math.log(initial.sigma_1),
-            math.log(initial.median_2_tokens), math.log(initial.sigma_2),
-        ])
+        theta = np.array(
+            [
+                math.log(w / (1.0 - w)),
+                math.log(initial.median_1_tokens),
+                math.log(initial.sigma_1),
+                math.log(initial.median_2_tokens),
+                math.log(initial.sigma_2),
+            ]
+        )
 
     def resid(th: np.ndarray) -> np.ndarray:
         return np.array(list(fit_residuals(_mixture_from_theta(th, stats), stats).values()))
@@ -335,8 +350,15 @@ def fit_lognormal_mixture(
 
 def _fit_single_lognormal(stats: TokenStats) -> LognormalMixture:
     def model(sigma: float) -> LognormalMixture:
-        return LognormalMixture(1.0, stats.median_tokens, sigma, stats.median_tokens, sigma,
-                                stats.min_tokens, stats.max_tokens)
+        return LognormalMixture(
+            1.0,
+            stats.median_tokens,
+            sigma,
+            stats.median_tokens,
+            sigma,
+            stats.min_tokens,
+            stats.max_tokens,
+        )
 
     lo, hi = 1e-3, 5.0
     for _ in range(80):  # the clipped mean grows with sigma
@@ -393,7 +415,8 @@ _PRESETS = (
     LengthPreset(
         name="azure_conv",
         description="Azure LLM inference trace 2023, conversation service (Splitwise, ISCA'24)",
-        source="Azure/AzurePublicDataset data/AzureLLMInferenceTrace_conv.csv; statistics: " + _README,
+        source="Azure/AzurePublicDataset data/AzureLLMInferenceTrace_conv.csv; statistics: "
+        + _README,
         n_requests=19_366,
         prompt_stats=TokenStats(1154.7, 1020, 2734.5, 4142, 2, 14_050),
         output_stats=TokenStats(211.1, 129, 424, 601, 7, 1000),
@@ -404,7 +427,7 @@ _PRESETS = (
     ),
     LengthPreset(
         name="azure_code",
-        description="Azure LLM inference trace 2023, coding service: long prompts, very short outputs",
+        description="Azure LLM inference trace 2023, coding service: long prompts, short outputs",
         source=(
             "Splitwise (Patel et al., ISCA 2024) publishes the medians (prompt ~1,500, output 13 "
             "tokens); median 1,469 / mean 2,048 / p99 7,436 (prompt) and median 13 / mean 28 / "

@@ -49,7 +49,9 @@ class TraceData:
     output_tokens: np.ndarray = field(metadata={"help": "int64 >= 1"})
     hash_ids: tuple[tuple[int, ...], ...] | None = field(
         default=None,
-        metadata={"help": "Mooncake prefix-block hashes per row (512-token blocks); None if absent"},
+        metadata={
+            "help": "Mooncake prefix-block hashes per row (512-token blocks); None if absent"
+        },
     )
     skipped_rows: int = field(default=0, metadata={"help": "bad rows dropped (on_bad_row='skip')"})
     skip_reasons: tuple[str, ...] = field(
@@ -120,7 +122,9 @@ def _read_text(p: Path) -> str:
         raise TraceError(f"{p}: not a text file (invalid UTF-8 at byte {exc.start})") from None
 
 
-def detect_format(path: str | Path, first_line: str, line_no: int = 1) -> Literal["azure", "mooncake"]:
+def detect_format(
+    path: str | Path, first_line: str, line_no: int = 1
+) -> Literal["azure", "mooncake"]:
     """``"azure"`` or ``"mooncake"`` from the first non-empty line, else ``TraceError``."""
     line = first_line.strip()
     if line.startswith("{"):
@@ -181,8 +185,14 @@ def load_trace(
     for arr in (t, prompt, output):
         arr.flags.writeable = False
     return TraceData(
-        path=str(p), fmt=kind, arrival_s=t, prompt_tokens=prompt, output_tokens=output,
-        hash_ids=hashes, skipped_rows=rows.skipped, skip_reasons=tuple(rows.reasons),
+        path=str(p),
+        fmt=kind,
+        arrival_s=t,
+        prompt_tokens=prompt,
+        output_tokens=output,
+        hash_ids=hashes,
+        skipped_rows=rows.skipped,
+        skip_reasons=tuple(rows.reasons),
     )
 
 
@@ -242,27 +252,42 @@ def _parse_azure(lines: list[str], header_idx: int, rows: _Rows) -> None:
             continue
         parts = line.split(",")
         if len(parts) != n_cols:
-            rows.bad(no, f"expected {n_cols} fields like the header (got {len(parts)}: "
-                         f"{_fmt_value(line.strip())})")
+            rows.bad(
+                no,
+                f"expected {n_cols} fields like the header (got {len(parts)}: "
+                f"{_fmt_value(line.strip())})",
+            )
             continue
         ns = _azure_ns(parts[i_ts], days)
         if ns is None:
-            rows.bad(no, f"column 'TIMESTAMP': expected a time like '{_AZURE_TS_EXAMPLE}' "
-                         f"(got {_fmt_value(parts[i_ts].strip())})")
+            rows.bad(
+                no,
+                f"column 'TIMESTAMP': expected a time like '{_AZURE_TS_EXAMPLE}' "
+                f"(got {_fmt_value(parts[i_ts].strip())})",
+            )
             continue
         prompt = _positive_int(parts[i_p])
         if prompt is None:
-            rows.bad(no, f"column 'ContextTokens': expected a positive integer "
-                         f"(got {_fmt_value(parts[i_p].strip())})")
+            rows.bad(
+                no,
+                f"column 'ContextTokens': expected a positive integer "
+                f"(got {_fmt_value(parts[i_p].strip())})",
+            )
             continue
         output = _positive_int(parts[i_o])
         if output is None:
-            rows.bad(no, f"column 'GeneratedTokens': expected a positive integer "
-                         f"(got {_fmt_value(parts[i_o].strip())})")
+            rows.bad(
+                no,
+                f"column 'GeneratedTokens': expected a positive integer "
+                f"(got {_fmt_value(parts[i_o].strip())})",
+            )
             continue
         if ns < prev_ns:
-            rows.bad(no, f"column 'TIMESTAMP': timestamp '{parts[i_ts].strip()}' is earlier than "
-                         f"the previous row's '{prev_text}'")
+            rows.bad(
+                no,
+                f"column 'TIMESTAMP': timestamp '{parts[i_ts].strip()}' is earlier than "
+                f"the previous row's '{prev_text}'",
+            )
             continue
         if t0 is None:
             t0 = ns
@@ -286,8 +311,10 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
         try:
             obj = loads(line)
         except json.JSONDecodeError as exc:
-            rows.bad(no, f"invalid JSON: {exc.msg} at column {exc.colno} "
-                         f"(got {_fmt_value(line.strip())})")
+            rows.bad(
+                no,
+                f"invalid JSON: {exc.msg} at column {exc.colno} (got {_fmt_value(line.strip())})",
+            )
             continue
         if not isinstance(obj, dict):
             rows.bad(no, f"expected a JSON object (got {_fmt_value(obj)})")
@@ -297,30 +324,51 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
             rows.bad(no, f"missing field '{missing[0]}' (got fields: {', '.join(map(str, obj))})")
             continue
         raw_ts = obj["timestamp"]
-        if (isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float))
-                or not math.isfinite(raw_ts) or raw_ts < 0):
-            rows.bad(no, f"field 'timestamp': expected a non-negative number of milliseconds "
-                         f"(got {_fmt_value(raw_ts)})")
+        if (
+            isinstance(raw_ts, bool)
+            or not isinstance(raw_ts, (int, float))
+            or not math.isfinite(raw_ts)
+            or raw_ts < 0
+        ):
+            rows.bad(
+                no,
+                f"field 'timestamp': expected a non-negative number of milliseconds "
+                f"(got {_fmt_value(raw_ts)})",
+            )
             continue
-        prompt = None if isinstance(obj["input_length"], str) else _positive_int(obj["input_length"])
+        prompt = (
+            None if isinstance(obj["input_length"], str) else _positive_int(obj["input_length"])
+        )
         if prompt is None:
-            rows.bad(no, f"field 'input_length': expected a positive integer "
-                         f"(got {_fmt_value(obj['input_length'])})")
+            rows.bad(
+                no,
+                f"field 'input_length': expected a positive integer "
+                f"(got {_fmt_value(obj['input_length'])})",
+            )
             continue
-        output = None if isinstance(obj["output_length"], str) else _positive_int(obj["output_length"])
+        output = (
+            None if isinstance(obj["output_length"], str) else _positive_int(obj["output_length"])
+        )
         if output is None:
-            rows.bad(no, f"field 'output_length': expected a positive integer "
-                         f"(got {_fmt_value(obj['output_length'])})")
+            rows.bad(
+                no,
+                f"field 'output_length': expected a positive integer "
+                f"(got {_fmt_value(obj['output_length'])})",
+            )
             continue
         hid = obj.get("hash_ids")
-        if hid is not None and (not isinstance(hid, list) or not all(
-                type(h) is int for h in hid)):  # noqa: E721 (bool is not a hash id)
+        if hid is not None and (
+            not isinstance(hid, list) or not all(type(h) is int for h in hid)
+        ):  # type(), not isinstance: bool is no hash id
             rows.bad(no, f"field 'hash_ids': expected a list of integers (got {_fmt_value(hid)})")
             continue
         ts = float(raw_ts)
         if prev is not None and ts < prev:
-            rows.bad(no, f"field 'timestamp': timestamp {raw_ts!r} is earlier than the previous "
-                         f"row's {prev_raw!r}")
+            rows.bad(
+                no,
+                f"field 'timestamp': timestamp {raw_ts!r} is earlier than the previous "
+                f"row's {prev_raw!r}",
+            )
             continue
         if t0 is None:
             t0 = ts

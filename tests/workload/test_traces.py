@@ -48,8 +48,13 @@ def error(path: Path, **kw: object) -> str:
 
 # ------------------------------------------------------------------------------ good input
 def test_azure_rows_parse_exactly(tmp_path: Path) -> None:
-    p = azure(tmp_path, f"{T0},374,44", "2023-11-16 18:15:50.9951690,396,109",
-              "2023-11-16 18:15:50.9951690,5,1", "2023-11-17 00:00:00,7,2")
+    p = azure(
+        tmp_path,
+        f"{T0},374,44",
+        "2023-11-16 18:15:50.9951690,396,109",
+        "2023-11-16 18:15:50.9951690,5,1",
+        "2023-11-17 00:00:00,7,2",
+    )
     tr = load_trace(p)
     assert tr.fmt == "azure" and len(tr) == 4 and tr.hash_ids is None and tr.skipped_rows == 0
     np.testing.assert_allclose(tr.arrival_s[:3], [0.0, 4.314579, 4.314579], atol=1e-9)
@@ -67,8 +72,12 @@ def test_azure_column_order_extra_columns_crlf_bom_and_blank_lines(tmp_path: Pat
 
 
 def test_mooncake_rows_parse_with_hash_ids(tmp_path: Path) -> None:
-    p = mooncake(tmp_path, mc(1000, 600, 7, hash_ids=[0, 1]), mc(1000, 20, 1, hash_ids=[0]),
-                 mc(2500.5, 30, 2))
+    p = mooncake(
+        tmp_path,
+        mc(1000, 600, 7, hash_ids=[0, 1]),
+        mc(1000, 20, 1, hash_ids=[0]),
+        mc(2500.5, 30, 2),
+    )
     tr = load_trace(p)
     assert tr.fmt == "mooncake" and len(tr) == 3
     np.testing.assert_allclose(tr.arrival_s, [0.0, 0.0, 1.5005])
@@ -113,46 +122,77 @@ def test_unknown_format(tmp_path: Path) -> None:
 
 def test_bad_arguments(tmp_path: Path) -> None:
     p = azure(tmp_path, f"{T0},1,1")
-    assert error(p, fmt="csv") == f"{p}: trace format must be 'auto', 'azure' or 'mooncake' (got 'csv')"
-    assert error(p, on_bad_row="ignore") == f"{p}: on_bad_row must be 'fail' or 'skip' (got 'ignore')"
+    assert (
+        error(p, fmt="csv")
+        == f"{p}: trace format must be 'auto', 'azure' or 'mooncake' (got 'csv')"
+    )
+    assert (
+        error(p, on_bad_row="ignore") == f"{p}: on_bad_row must be 'fail' or 'skip' (got 'ignore')"
+    )
 
 
 def test_header_lacks_a_column(tmp_path: Path) -> None:
     p = azure(tmp_path, f"{T0},374", header="TIMESTAMP,ContextTokens")
-    assert error(p) == f"{p}:1: header lacks column 'GeneratedTokens' (got header 'TIMESTAMP,ContextTokens')"
+    assert (
+        error(p)
+        == f"{p}:1: header lacks column 'GeneratedTokens' (got header 'TIMESTAMP,ContextTokens')"
+    )
 
 
 def test_explicit_format_that_does_not_match(tmp_path: Path) -> None:
     p = mooncake(tmp_path, mc())
     assert error(p, fmt="azure") == (
         f"{p}:1: header lacks column 'TIMESTAMP' (got header "
-        "'{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 5}')"
+        '\'{"timestamp": 0, "input_length": 10, "output_length": 5}\')'
     )
 
 
 # ------------------------------------------------------------------------ Azure bad rows
-@pytest.mark.parametrize(("row", "problem"), [
-    (f"{T0},374", "expected 3 fields like the header (got 2: '2023-11-16 18:15:46.6805900,374')"),
-    (f"{T0},374,44,9", "expected 3 fields like the header (got 4: '2023-11-16 18:15:46.6805900,374,44,9')"),
-    (f"{T0},abc,44", "column 'ContextTokens': expected a positive integer (got 'abc')"),
-    (f"{T0},-5,44", "column 'ContextTokens': expected a positive integer (got '-5')"),
-    (f"{T0},0,44", "column 'ContextTokens': expected a positive integer (got '0')"),
-    (f"{T0},3.5,44", "column 'ContextTokens': expected a positive integer (got '3.5')"),
-    (f"{T0},374,", "column 'GeneratedTokens': expected a positive integer (got '')"),
-    (f"{T0},374,0", "column 'GeneratedTokens': expected a positive integer (got '0')"),
-    ("2023-11-16 25:15:46.6805900,374,44",
-     "column 'TIMESTAMP': expected a time like '2023-11-16 18:15:46.6805900' (got '2023-11-16 25:15:46.6805900')"),
-    ("2023-02-30 18:15:46,374,44",
-     "column 'TIMESTAMP': expected a time like '2023-11-16 18:15:46.6805900' (got '2023-02-30 18:15:46')"),
-    ("1700150146.68,374,44",
-     "column 'TIMESTAMP': expected a time like '2023-11-16 18:15:46.6805900' (got '1700150146.68')"),
-    ("2023-11-16 18:15:46.,374,44",
-     "column 'TIMESTAMP': expected a time like '2023-11-16 18:15:46.6805900' (got '2023-11-16 18:15:46.')"),
-    ("2023-11-16 18:15:45.0000000,374,44",
-     "column 'TIMESTAMP': timestamp '2023-11-16 18:15:45.0000000' is earlier than the previous "
-     "row's '2023-11-16 18:15:46.6805900'"),
-])
-def test_azure_bad_row_fails_with_line_column_and_value(tmp_path: Path, row: str, problem: str) -> None:
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (
+            f"{T0},374",
+            "expected 3 fields like the header (got 2: '2023-11-16 18:15:46.6805900,374')",
+        ),
+        (
+            f"{T0},374,44,9",
+            "expected 3 fields like the header (got 4: '2023-11-16 18:15:46.6805900,374,44,9')",
+        ),
+        (f"{T0},abc,44", "column 'ContextTokens': expected a positive integer (got 'abc')"),
+        (f"{T0},-5,44", "column 'ContextTokens': expected a positive integer (got '-5')"),
+        (f"{T0},0,44", "column 'ContextTokens': expected a positive integer (got '0')"),
+        (f"{T0},3.5,44", "column 'ContextTokens': expected a positive integer (got '3.5')"),
+        (f"{T0},374,", "column 'GeneratedTokens': expected a positive integer (got '')"),
+        (f"{T0},374,0", "column 'GeneratedTokens': expected a positive integer (got '0')"),
+        (
+            "2023-11-16 25:15:46.6805900,374,44",
+            "column 'TIMESTAMP': expected a time like '2023-11-16 18:15:46.6805900' (got '2023-11-16 25:15:46.6805900')",
+        ),
+        (
+            "2023-02-30 18:15:46,374,44",
+            "column 'TIMESTAMP': expected a time like '2023-11-16 18:15:46.6805900' (got '2023-02-30 18:15:46')",
+        ),
+        (
+            "1700150146.68,374,44",
+            "column 'TIMESTAMP': expected a time like '2023-11-16 18:15:46.6805900' (got '1700150146.68')",
+        ),
+        (
+            "2023-11-16 18:15:46.,374,44",
+            "column 'TIMESTAMP': expected a time like '2023-11-16 18:15:46.6805900' (got '2023-11-16 18:15:46.')",
+        ),
+        (
+            "2023-11-16 18:15:45.0000000,374,44",
+            (
+                "column 'TIMESTAMP': timestamp '2023-11-16 18:15:45.0000000' is earlier than the previous "
+                "row's '2023-11-16 18:15:46.6805900'"
+            ),
+        ),
+    ],
+)
+def test_azure_bad_row_fails_with_line_column_and_value(
+    tmp_path: Path, row: str, problem: str
+) -> None:
     p = azure(tmp_path, f"{T0},10,10", row, f"{T0},11,11")
     assert error(p) == f"{p}:3: {problem}"
     tr = load_trace(p, on_bad_row="skip")
@@ -161,24 +201,39 @@ def test_azure_bad_row_fails_with_line_column_and_value(tmp_path: Path, row: str
 
 
 # --------------------------------------------------------------------- Mooncake bad rows
-@pytest.mark.parametrize(("row", "problem"), [
-    ('{"timestamp": 0 "input_length": 3}',
-     "invalid JSON: Expecting ',' delimiter at column 17 (got '{\"timestamp\": 0 \"input_length\": 3}')"),
-    ("[1, 2]", "expected a JSON object (got [1, 2])"),
-    ({"timestamp": 5, "input_length": 3},
-     "missing field 'output_length' (got fields: timestamp, input_length)"),
-    (mc(ts="soon"), "field 'timestamp': expected a non-negative number of milliseconds (got 'soon')"),
-    (mc(ts=-1), "field 'timestamp': expected a non-negative number of milliseconds (got -1)"),
-    (mc(ts=True), "field 'timestamp': expected a non-negative number of milliseconds (got True)"),
-    (mc(inp=0), "field 'input_length': expected a positive integer (got 0)"),
-    (mc(inp="12"), "field 'input_length': expected a positive integer (got '12')"),
-    (mc(inp=2.5), "field 'input_length': expected a positive integer (got 2.5)"),
-    (mc(out=-3), "field 'output_length': expected a positive integer (got -3)"),
-    (mc(out=None), "field 'output_length': expected a positive integer (got None)"),
-    (mc(hash_ids=[1, "a"]), "field 'hash_ids': expected a list of integers (got [1, 'a'])"),
-    (mc(hash_ids=7), "field 'hash_ids': expected a list of integers (got 7)"),
-])
-def test_mooncake_bad_row_fails_with_line_field_and_value(tmp_path: Path, row: object, problem: str) -> None:
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (
+            '{"timestamp": 0 "input_length": 3}',
+            "invalid JSON: Expecting ',' delimiter at column 17 (got '{\"timestamp\": 0 \"input_length\": 3}')",
+        ),
+        ("[1, 2]", "expected a JSON object (got [1, 2])"),
+        (
+            {"timestamp": 5, "input_length": 3},
+            "missing field 'output_length' (got fields: timestamp, input_length)",
+        ),
+        (
+            mc(ts="soon"),
+            "field 'timestamp': expected a non-negative number of milliseconds (got 'soon')",
+        ),
+        (mc(ts=-1), "field 'timestamp': expected a non-negative number of milliseconds (got -1)"),
+        (
+            mc(ts=True),
+            "field 'timestamp': expected a non-negative number of milliseconds (got True)",
+        ),
+        (mc(inp=0), "field 'input_length': expected a positive integer (got 0)"),
+        (mc(inp="12"), "field 'input_length': expected a positive integer (got '12')"),
+        (mc(inp=2.5), "field 'input_length': expected a positive integer (got 2.5)"),
+        (mc(out=-3), "field 'output_length': expected a positive integer (got -3)"),
+        (mc(out=None), "field 'output_length': expected a positive integer (got None)"),
+        (mc(hash_ids=[1, "a"]), "field 'hash_ids': expected a list of integers (got [1, 'a'])"),
+        (mc(hash_ids=7), "field 'hash_ids': expected a list of integers (got 7)"),
+    ],
+)
+def test_mooncake_bad_row_fails_with_line_field_and_value(
+    tmp_path: Path, row: object, problem: str
+) -> None:
     p = mooncake(tmp_path, mc(0), row, mc(10))
     assert error(p) == f"{p}:2: {problem}"
     tr = load_trace(p, on_bad_row="skip")
@@ -187,7 +242,10 @@ def test_mooncake_bad_row_fails_with_line_field_and_value(tmp_path: Path, row: o
 
 def test_mooncake_timestamp_out_of_order(tmp_path: Path) -> None:
     p = mooncake(tmp_path, mc(13.0), mc(12.5), mc(14))
-    assert error(p) == f"{p}:2: field 'timestamp': timestamp 12.5 is earlier than the previous row's 13.0"
+    assert (
+        error(p)
+        == f"{p}:2: field 'timestamp': timestamp 12.5 is earlier than the previous row's 13.0"
+    )
     tr = load_trace(p, on_bad_row="skip")
     np.testing.assert_allclose(tr.arrival_s, [0.0, 0.001])
 
@@ -197,7 +255,10 @@ def test_skip_mode_counts_all_and_keeps_the_first_five_reasons(tmp_path: Path) -
     p = azure(tmp_path, *rows)
     tr = load_trace(p, on_bad_row="skip")
     assert len(tr) == 2 and tr.skipped_rows == 8 and len(tr.skip_reasons) == 5
-    assert tr.skip_reasons[0] == f"{p}:3: column 'ContextTokens': expected a positive integer (got 'x0')"
+    assert (
+        tr.skip_reasons[0]
+        == f"{p}:3: column 'ContextTokens': expected a positive integer (got 'x0')"
+    )
 
 
 def test_skip_mode_with_no_valid_row(tmp_path: Path) -> None:
@@ -214,7 +275,9 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------- replay
-def replay(path: Path, seed: int = 0, build: dict | None = None, **kw: object) -> list[ArrivalChunk]:
+def replay(
+    path: Path, seed: int = 0, build: dict | None = None, **kw: object
+) -> list[ArrivalChunk]:
     c = from_dict(WorkloadConfig, {"kind": "trace", "trace_path": str(path), **kw})
     src = c.build(RngStreams(seed), **(build or {}))
     out = []
@@ -230,7 +293,9 @@ def times(chunks: list[ArrivalChunk]) -> np.ndarray:
 @pytest.fixture
 def ten_rows(tmp_path: Path) -> Path:
     # One row per second, prompt = 100 * (i + 1), with hash ids.
-    return mooncake(tmp_path, *[mc(1000 * i, 100 * (i + 1), i + 1, hash_ids=[0, i]) for i in range(10)])
+    return mooncake(
+        tmp_path, *[mc(1000 * i, 100 * (i + 1), i + 1, hash_ids=[0, i]) for i in range(10)]
+    )
 
 
 def test_replay_keeps_rows_hashes_and_slos(ten_rows: Path) -> None:
@@ -248,11 +313,14 @@ def test_rate_scale_divides_timestamps(ten_rows: Path) -> None:
 
 
 def test_window_selects_rows_and_rebases_to_start(ten_rows: Path) -> None:
-    (ch,) = replay(ten_rows, window_start_s=2.5, window_end_s=6.0, rate_scale=2.0,
-                   build={"start_s": 100.0})
+    (ch,) = replay(
+        ten_rows, window_start_s=2.5, window_end_s=6.0, rate_scale=2.0, build={"start_s": 100.0}
+    )
     np.testing.assert_allclose(ch.arrival_s, 100.0 + (np.array([3.0, 4.0, 5.0]) - 2.5) / 2)
     assert ch.prompt_tokens.tolist() == [400, 500, 600]
-    with pytest.raises(ValueError, match=r"window \[20, 30\) s selects no rows \(the trace spans 0 to 9 s\)"):
+    with pytest.raises(
+        ValueError, match=r"window \[20, 30\) s selects no rows \(the trace spans 0 to 9 s\)"
+    ):
         replay(ten_rows, window_start_s=20, window_end_s=30)
 
 
@@ -266,7 +334,9 @@ def test_horizon_max_requests_and_caps(ten_rows: Path) -> None:
 def test_loop_repeats_the_window(ten_rows: Path) -> None:
     t = times(replay(ten_rows, loop=True, build={"horizon_s": 25.0}))
     np.testing.assert_allclose(t, np.arange(25.0))  # period = span 9 s + one mean gap 1 s
-    t = times(replay(ten_rows, loop=True, window_end_s=4.0, rate_scale=2.0, build={"max_requests": 9}))
+    t = times(
+        replay(ten_rows, loop=True, window_end_s=4.0, rate_scale=2.0, build={"max_requests": 9})
+    )
     np.testing.assert_allclose(t, [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4])
     with pytest.raises(ValueError, match="loop: true replays forever"):
         replay(ten_rows, loop=True)
@@ -274,7 +344,10 @@ def test_loop_repeats_the_window(ten_rows: Path) -> None:
 
 def test_replay_chunks_are_bounded_and_sorted(tmp_path: Path) -> None:
     n = 2 * CHUNK_SIZE + 100
-    rows = [f"2023-11-16 {10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.5,{i + 1},1" for i in range(n)]
+    rows = [
+        f"2023-11-16 {10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.5,{i + 1},1"
+        for i in range(n)
+    ]
     p = azure(tmp_path, *rows)
     chunks = replay(p)
     assert [len(c.arrival_s) for c in chunks] == [CHUNK_SIZE, CHUNK_SIZE, 100]
@@ -295,13 +368,17 @@ needs_shared = pytest.mark.skipif(
 
 
 @needs_shared
-@pytest.mark.parametrize(("name", "rows", "mean_prompt", "mean_output", "span_s"), [
-    ("AzureLLMInferenceTrace_conv.csv", 19_366, 1154.7, 211.1, 3501.7),
-    ("mooncake_conversation_trace.jsonl", 12_031, 12_035.1, 342.6, 3537.0),
-    ("mooncake_synthetic_trace.jsonl", 3_993, 15_325.5, 149.1, 1022.0),
-])
-def test_real_traces_match_the_readme(name: str, rows: int, mean_prompt: float,
-                                      mean_output: float, span_s: float) -> None:
+@pytest.mark.parametrize(
+    ("name", "rows", "mean_prompt", "mean_output", "span_s"),
+    [
+        ("AzureLLMInferenceTrace_conv.csv", 19_366, 1154.7, 211.1, 3501.7),
+        ("mooncake_conversation_trace.jsonl", 12_031, 12_035.1, 342.6, 3537.0),
+        ("mooncake_synthetic_trace.jsonl", 3_993, 15_325.5, 149.1, 1022.0),
+    ],
+)
+def test_real_traces_match_the_readme(
+    name: str, rows: int, mean_prompt: float, mean_output: float, span_s: float
+) -> None:
     start = time.perf_counter()
     tr = load_trace(TRACES / name)
     elapsed = time.perf_counter() - start
@@ -317,8 +394,9 @@ def test_real_traces_match_the_readme(name: str, rows: int, mean_prompt: float,
 
 @needs_shared
 def test_real_trace_replay_at_double_rate() -> None:
-    chunks = replay(TRACES / "AzureLLMInferenceTrace_conv.csv", rate_scale=2.0,
-                    build={"horizon_s": 600.0})
+    chunks = replay(
+        TRACES / "AzureLLMInferenceTrace_conv.csv", rate_scale=2.0, build={"horizon_s": 600.0}
+    )
     t = times(chunks)
     full = load_trace(TRACES / "AzureLLMInferenceTrace_conv.csv").arrival_s
     assert t.size == int((full < 1200.0).sum())
