@@ -299,10 +299,24 @@ def _add_bench(sp: argparse.ArgumentParser) -> None:
     add_bench_args(sp)
 
 
+def _add_train(sp: argparse.ArgumentParser) -> None:
+    from agents.cli import add_train_args
+
+    add_train_args(sp)
+
+
+def _add_evaluate(sp: argparse.ArgumentParser) -> None:
+    from agents.cli import add_evaluate_args
+
+    add_evaluate_args(sp)
+
+
 # Commands implemented elsewhere: (name, module, function, help, argument adder).
 _EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("list", "disagg_gym.commands", "cmd_list", "list registered env ids (and policies)", _add_list),
     ("bench", "disagg_gym.bench", "cmd_bench", "measure env and simulator speed", _add_bench),
+    ("train", "agents.cli", "cmd_train", "train PPO / MaskablePPO on a registered env", _add_train),
+    ("evaluate", "agents.cli", "cmd_evaluate", "evaluate a heuristic or SB3 policy, per-episode KPIs to CSV", _add_evaluate),
 ]
 
 
