@@ -404,7 +404,7 @@ class WorkloadConfig:
         if self.kind == "trace":
             data = load_trace(self.trace_path or "", self.trace_format, self.on_bad_row)
             return TraceReplaySource(self, data, horizon_s, max_requests, start_s)
-        if horizon_s is None and max_requests is None:
+        if (horizon_s is None or math.isinf(horizon_s)) and max_requests is None:
             raise ValueError(
                 f"a {self.kind!r} workload is endless: pass horizon_s or max_requests (got neither)"
             )
@@ -421,10 +421,8 @@ class WorkloadConfig:
 
 
 def _check_limits(horizon_s: float | None, max_requests: int | None, start_s: float) -> None:
-    if horizon_s is not None and not (horizon_s > 0 and math.isfinite(horizon_s)):
-        raise ValueError(
-            f"horizon_s must be a positive finite number of seconds (got {horizon_s!r})"
-        )
+    if horizon_s is not None and not horizon_s > 0:  # inf is allowed: no time limit
+        raise ValueError(f"horizon_s must be a positive number of seconds (got {horizon_s!r})")
     if max_requests is not None and (isinstance(max_requests, bool) or max_requests < 0):
         raise ValueError(f"max_requests must be a non-negative integer (got {max_requests!r})")
     if not math.isfinite(start_s):

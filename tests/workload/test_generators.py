@@ -394,8 +394,13 @@ def test_build_needs_a_limit_for_endless_workloads() -> None:
         ),
     ):
         cfg(kind="poisson").build(RngStreams(0))
-    with pytest.raises(ValueError, match=re.escape("horizon_s must be a positive finite number")):
+    with pytest.raises(
+        ValueError, match=re.escape("horizon_s must be a positive number of seconds (got -1.0)")
+    ):
         cfg(kind="poisson").build(RngStreams(0), horizon_s=-1.0)
+    with pytest.raises(ValueError, match="workload is endless"):
+        cfg(kind="gamma").build(RngStreams(0), horizon_s=math.inf)
+    assert arrivals(cfg(kind="gamma"), horizon_s=math.inf, max_requests=30).size == 30
 
 
 def test_switching_kind_alone_keeps_a_config_valid() -> None:
