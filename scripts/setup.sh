@@ -7,6 +7,9 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q ".[test]"
+# pip's notes about this machine's unused local package folders are noise: filter them out.
+quiet() { "$@" 2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2); }
+quiet .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+quiet .venv/bin/python -m pip install -q "torch==2.13.0"
+quiet .venv/bin/python -m pip install -q ".[test]"
+echo "disagg-gym installed in .venv ($(.venv/bin/python -c 'import disagg_gym; print(disagg_gym.__version__)'))"
