@@ -1,0 +1,87 @@
+"""Trains the PPO checkpoints the leaderboard scores: MaskablePPO, every config x training seed.
+
+Reads top to bottom: for each standard config and each training seed, train MaskablePPO with
+the shipped hyperparameters (``agents/hyperparams/maskable_ppo.yml``) for a capped number of
+timesteps, then copy ``model.zip`` and ``config.json`` into
+``leaderboard/checkpoints/<EnvName>/seed<k>/``. Finished cells (a ``model.zip`` already in the
+destination) are skipped, so an interrupted run resumes where it stopped; an interrupted
+training run itself resumes from its latest checkpoint in ``runs/leaderboard/``.
+
+One process, one torch thread: the leaderboard is built on a shared 2-core machine.
+
+Usage::
+
+    python scripts/train_leaderboard.py --seeds 0 1 2 3 4 \
+        --timesteps disagg/SmallRoute-v0=20000 --default-timesteps 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+import torch  # noqa: E402
+
+from agents.cli import TrainArgs  # noqa: E402
+from agents.ppo import train  # noqa: E402
+from disagg_gym.env.registration import registered_ids  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+p.add_argument("--configs", nargs="*", default=None, help="env ids (default: every standard id)")
+p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4], help="training seeds")
+p.add_argument("--default-timesteps", type=int, default=20_000, help="timesteps per run")
+p.add_argument(
+    "--timesteps", nargs="*", default=[], metavar="ID=N", help="per-config timestep caps"
+)
+p.add_argument("--dest", type=Path, default=ROOT / "leaderboard" / "checkpoints")
+p.add_argument("--work", type=Path, default=ROOT / "runs" / "leaderboard")
+p.add_argument("--log", type=Path, default=None, help="JSON lines of per-run timings")
+args = p.parse_args()
+
+torch.set_num_threads(1)
+caps = {k: int(v) for k, v in (s.split("=", 1) for s in args.timesteps)}
+configs = args.configs or registered_ids()
+for env_id in configs:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id.split("/")[-1])
+    for seed in args.seeds:
+        dest = args.dest / name / f"seed{seed}"
+        if (dest / "model.zip").is_file():
+            print(f"skip {env_id} seed {seed}: {dest / 'model.zip'} exists", flush=True)
+            continue
+        work = args.work / name / f"seed{seed}"
+        steps = caps.get(env_id, args.default_timesteps)
+        targs = TrainArgs(
+            env=env_id,
+            algo="maskable_ppo",
+            timesteps=steps,
+            seed=seed,
+            out=str(work),
+            eval_freq=0,  # no in-training evaluation: the leaderboard evaluates afterwards
+            checkpoint_freq=max(steps // 4, 1),
+            keep_checkpoints=1,
+            resume=(work / "checkpoints").is_dir() and any((work / "checkpoints").glob("*.zip")),
+            progress_bar=False,
+            threads=1,
+        )
+        t0 = time.perf_counter()
+        print(f"train {env_id} seed {seed}: {steps} timesteps -> {work}", flush=True)
+        model = train(targs)
+        wall = time.perf_counter() - t0
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work / "config.json", dest / "config.json")
+        shutil.copy2(model, dest / "model.zip.tmp")
+        (dest / "model.zip.tmp").replace(dest / "model.zip")
+        print(f"done  {env_id} seed {seed}: {wall:.1f} s ({steps / wall:.0f} steps/s)", flush=True)
+        if args.log is not None:
+            with args.log.open("a") as fh:
+                fh.write(json.dumps({"env": env_id, "seed": seed, "timesteps": steps, "wall_s": wall}) + "\n")

@@ -1,0 +1,173 @@
+"""Tests of the leaderboard: benchmark, resume, validate (and tampering), IQM and bootstrap CIs."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents import leaderboard as lb
+
+ENV = "disagg/SmallRoute-v0"
+SHORT = {"horizon_s": 4}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lb")
+    return lb.benchmark(
+        out, [ENV], ["jsq", "round_robin"], episodes=1, overrides=SHORT, progress=False
+    )
+
+
+# ---------------------------------------------------------------- benchmark
+def test_benchmark_writes_rows_report_and_plots(results: Path) -> None:
+    rows = _rows(results)
+    assert [(r["config"], r["agent"]) for r in rows] == [(ENV, "jsq"), (ENV, "round_robin")]
+    for col in ("config", "agent", "train_seed", "eval_seed", "score", "policy", "env_version",
+                "package_version", "overrides", "goodput_rps", "ttft_p99_s"):
+        assert col in rows[0]
+    r = rows[0]
+    assert r["eval_seed"] == str(lb.EVAL_SEED_OFFSET) and r["train_seed"] == ""
+    assert float(r["score"]) == float(r["goodput_rps"])  # goodput: score is the metric itself
+    md = (results.parent / "LEADERBOARD.md").read_text()
+    assert f"## {ENV}" in md and "1.000 [1.000, 1.000]" in md
+    plots = results.parent / "plots"
+    assert (plots / "scores.png").is_file()
+    assert (plots / "SmallRoute-v0_latency_cdf.png").is_file()
+    assert (plots / "SmallRoute-v0_timeline.png").is_file()
+
+
+def test_resume_skips_finished_cells(
+    results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "results.csv"
+    copy.write_text(results.read_text())
+    ran: list[tuple[str, list[int]]] = []
+    real = lb.run_cell
+
+    def spy(cell: lb.Cell, seeds: list[int], overrides: dict) -> list[dict]:
+        ran.append((cell.agent, list(seeds)))
+        return real(cell, seeds, overrides)
+
+    monkeypatch.setattr(lb, "run_cell", spy)
+    lb.benchmark(tmp_path, [ENV], ["jsq", "round_robin", "p2c"], episodes=2, overrides=SHORT,
+                 plots=False, progress=False)
+    s1 = lb.EVAL_SEED_OFFSET + 1
+    assert ran == [("jsq", [s1]), ("round_robin", [s1]), ("p2c", [lb.EVAL_SEED_OFFSET, s1])]
+    assert len(_rows(copy)) == 6
+    ran.clear()
+    lb.benchmark(tmp_path, [ENV], ["jsq", "round_robin", "p2c"], episodes=2, overrides=SHORT,
+                 plots=False, progress=False)
+    assert ran == []  # everything done: nothing re-run
+    assert len(_rows(copy)) == 6
+
+
+def test_inapplicable_heuristic_is_skipped() -> None:
+    cells = lb.plan_cells([ENV], ["static_ratio", "heuristics"])
+    names = [c.agent for c in cells]
+    assert "static_ratio" not in names and "clairvoyant" in names
+    assert [c.upper_bound for c in cells if c.agent == "clairvoyant"] == [True]
+    with pytest.raises(ValueError):
+        lb.plan_cells([ENV], ["no_such_heuristic"])
+
+
+# ---------------------------------------------------------------- validate
+def test_validate_passes(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert lb.validate(results, progress=False) == []
+    ns = argparse.Namespace(results=str(results), configs=None, agents=None, no_progress=True)
+    assert lb.cmd_validate(ns) == 0
+    assert "OK, 2 row(s)" in capsys.readouterr().out
+
+
+def test_tampered_row_fails_naming_row_and_kpi(
+    results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = _rows(results)
+    rows[1]["ttft_p99_s"] = repr(float(rows[1]["ttft_p99_s"]) * (1 + 1e-6))
+    bad = tmp_path / "results.csv"
+    with bad.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    errors = lb.validate(bad, progress=False)
+    assert len(errors) == 1
+    assert f"{bad}:3 " in errors[0] and "agent=round_robin" in errors[0]
+    assert "KPI ttft_p99_s recorded" in errors[0]
+    ns = argparse.Namespace(results=str(bad), configs=None, agents=None, no_progress=True)
+    assert lb.cmd_validate(ns) == 1
+    assert "ttft_p99_s" in capsys.readouterr().err
+
+
+def test_validate_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not found"):
+        lb.validate(tmp_path / "nope.csv")
+
+
+# ---------------------------------------------------------------- statistics
+def test_iqm_hand_computed() -> None:
+    assert lb.iqm([1, 2, 3, 4, 100]) == 3.0  # int(1.25) = 1 cut per side: mean(2, 3, 4)
+    assert lb.iqm([8, 1, 7, 2, 6, 3, 5, 4]) == 4.5  # 2 cut per side: mean(3, 4, 5, 6)
+    assert lb.iqm([[1.0, 2.0], [3.0, 10.0]]) == 2.5  # n = 4: 1 cut per side: mean(2, 3)
+    with pytest.raises(ValueError):
+        lb.iqm([])
+
+
+def test_stratified_bootstrap_ci_hand_computed() -> None:
+    # Two runs scoring 0 and 1 on one task: resamples give IQM 0, 0.5, 1 with probability
+    # 1/4, 1/2, 1/4, so the 95% percentile interval is [0, 1].
+    lo, hi = lb.stratified_bootstrap_ci(np.array([[0.0], [1.0]]))
+    assert (lo, hi) == (0.0, 1.0)
+    # One run (a heuristic): zero width, at the IQM.
+    assert lb.stratified_bootstrap_ci(np.array([[0.9, 1.1, 1.0]])) == (1.0, 1.0)
+    # Strata: runs are resampled within a task, so a constant column stays constant.
+    m = np.array([[2.0, 5.0], [2.0, 5.0], [2.0, 5.0]])
+    assert lb.stratified_bootstrap_ci(m) == (3.5, 3.5)
+
+
+def test_score_is_higher_is_better() -> None:
+    assert lb.score_of("goodput_rps", "12.5") == 12.5
+    assert lb.score_of("energy_per_good_request_j", 50.0) == 0.02
+    assert lb.score_of("cost_per_1m_good_tokens_usd", None) == 0.0  # no good tokens
+
+
+# ---------------------------------------------------------------- learned agents
+def test_greedy_policy_matches_sb3_predict(tmp_path: Path) -> None:
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents.base import make_env
+    from agents.registry import make_policy
+
+    env = make_env(ENV, SHORT)
+    model = MaskablePPO("MlpPolicy", DummyVecEnv([lambda: make_env(ENV, SHORT)]), seed=3,
+                        policy_kwargs={"net_arch": [16]}, device="cpu")
+    model.save(tmp_path / "model.zip")
+    inner = make_policy(f"sb3:{tmp_path / 'model.zip'}", env)
+    greedy = lb.GreedyPolicy(inner)
+    obs, _ = env.reset(seed=lb.EVAL_SEED_OFFSET, options={"workload_seed": lb.EVAL_SEED_OFFSET})
+    for _ in range(100):
+        a, _ = inner.predict(obs, deterministic=True)
+        b, _ = greedy.predict(obs)
+        assert np.array_equal(np.asarray(a), b)
+        obs, _, term, trunc, _ = env.step(b)
+        if term or trunc:
+            break
+
+
+def test_cli_arguments_parse() -> None:
+    p = argparse.ArgumentParser()
+    lb.add_benchmark_args(p)
+    ns = p.parse_args(["--configs", ENV, "--agents", "jsq", "--episodes", "2", "--out", "x"])
+    assert ns.configs == [ENV] and ns.episodes == 2 and ns.set == []
+    v = argparse.ArgumentParser()
+    lb.add_validate_args(v)
+    assert v.parse_args([]).results is None
