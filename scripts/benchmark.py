@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from agents.leaderboard import add_benchmark_args, cmd_benchmark  # noqa: E402
+from agents.leaderboard import add_benchmark_args, cmd_benchmark
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n")[0])

@@ -21,18 +21,17 @@ import argparse
 import json
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
-import sys
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-import torch  # noqa: E402
+import torch
 
-from agents.cli import TrainArgs  # noqa: E402
-from agents.ppo import train  # noqa: E402
-from disagg_gym.env.registration import registered_ids  # noqa: E402
+from agents.cli import TrainArgs
+from agents.ppo import train
+from disagg_gym.env.registration import registered_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -171,3 +171,24 @@ def test_cli_arguments_parse() -> None:
     v = argparse.ArgumentParser()
     lb.add_validate_args(v)
     assert v.parse_args([]).results is None
+
+
+def test_cli_wiring(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `_EXTRA_COMMANDS` tuples proposed for disagg_gym/cli.py route to this module."""
+    from disagg_gym import cli
+
+    def add_benchmark(sp: argparse.ArgumentParser) -> None:
+        lb.add_benchmark_args(sp)
+
+    def add_validate(sp: argparse.ArgumentParser) -> None:
+        lb.add_validate_args(sp)
+
+    extra = [
+        ("benchmark", "agents.leaderboard", "cmd_benchmark", "leaderboard run", add_benchmark),
+        ("validate", "agents.leaderboard", "cmd_validate", "replay results", add_validate),
+    ]
+    names = {t[0] for t in cli._EXTRA_COMMANDS}
+    monkeypatch.setattr(cli, "_EXTRA_COMMANDS", [*cli._EXTRA_COMMANDS,
+                                                 *[t for t in extra if t[0] not in names]])
+    assert cli.main(["validate", str(results), "--no-progress"]) == 0
+    assert cli.main(["benchmark", "--configs", "disagg/NoSuch-v0", "--out", str(results.parent)]) == 2
