@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
@@ -100,8 +99,10 @@ class Simulation:
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
-        """KPIs so far, charged over max(horizon, last finish)."""
-        dur = max(self.scenario.horizon_s, self.recorder.last_finish_s) if math.isfinite(self.engine.now) else None
+        """KPIs so far, charged over max(min(horizon, now), last finish)."""
+        # Charged span: the arrival horizon (capped at the clock, for traces shorter than it)
+        # or the last completion, whichever is later.
+        dur = max(min(self.scenario.horizon_s, self.engine.now), self.recorder.last_finish_s)
         out = summarize(self.recorder, self.cluster, dur)
         out["scenario"] = self.scenario.name
         out["seed"] = self.seed
