@@ -96,3 +96,17 @@ def test_model_that_does_not_fit_is_a_config_error(capsys: pytest.CaptureFixture
     rc, _, err = run(capsys, "simulate", "--config", str(bad))
     assert rc == 2
     assert err.strip().startswith(f"disagg-gym: error: {bad}: key 'cluster.groups[0]': model llama-2-70b does not fit on l40s at tp=1")
+
+
+def test_simulate_trace_replay_charges_the_trace_span(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    for i in range(200):
+        rows.append(f"2023-11-16 18:{15 + i // 60:02d}:{i % 60:02d}.0000000,{500 + i},{20 + i % 7}")
+    trace = tmp_path / "t.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    rc, out, _ = run(capsys, "simulate", "--trace", str(trace), "--json", "--rate-scale", "2")
+    s = json.loads(out)
+    assert rc == 0 and s["requests_total"] == 200 and s["requests_completed"] == 200
+    # 200 rows one second apart, replayed twice as fast: ~100 s of traffic.
+    assert 99.0 < s["duration_s"] < 105.0
+    assert s["goodput_rps"] == pytest.approx(200 / s["duration_s"], rel=1e-6)
