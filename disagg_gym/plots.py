@@ -24,6 +24,7 @@ def latency_cdf(series: Mapping[str, Mapping[str, Sequence[float]]], path: Path,
     Args:
         series: ``{label: {"ttft": [...], "tpot": [...], "e2e": [...]}}`` in seconds.
         path: Output PNG path.
+        title: Figure title.
     """
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))

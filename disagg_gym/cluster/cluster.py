@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from disagg_gym.cluster.config import ClusterConfig
@@ -237,7 +237,7 @@ class Cluster:
 
     def links(self) -> list[LinkState]:
         """Every link created so far."""
-        out = [l for inst in self.instances for l in inst.egress.values()]
+        out = [link for inst in self.instances for link in inst.egress.values()]
         out.extend(self._wan.values())
         return out
 
@@ -766,7 +766,8 @@ class Cluster:
     # ================================================================ status
     def cost_usd(self, now: float) -> float:
         """GPU cost so far: reserved instances for the whole time, on-demand ones while busy
-        (busy time is booked when a prefill starts and at decode iteration boundaries)."""
+        (busy time is booked when a prefill starts and at decode iteration boundaries).
+        """
         return self.reserved_usd_per_s * now + self.on_demand_usd
 
     def energy_j(self, now: float) -> float:
@@ -794,7 +795,8 @@ class Cluster:
 
     def pools(self) -> tuple[list[Instance], list[Instance]]:
         """(accepting prefill-or-colocated instances, accepting decode instances); cached
-        until a role or state changes. Callers must not mutate the lists."""
+        until a role or state changes. Callers must not mutate the lists.
+        """
         pools = self._pools
         if pools is None:
             ps = [i for i in self.instances if i.state == "active" and i.role is not Role.DECODE]

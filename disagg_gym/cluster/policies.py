@@ -144,7 +144,8 @@ class PowerOfTwoRouter(_Base):
 class LeastFinishTimeRouter(_Base):
     """Prefill instance with the earliest predicted first token (queue + own prefill via the
     cost model, so faster GPUs win ties); decode instance with the fastest predicted
-    iteration after joining."""
+    iteration after joining.
+    """
 
     def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
         ps, ds = self.candidates(cluster, req)
@@ -171,7 +172,8 @@ class LeastFinishTimeRouter(_Base):
 @ROUTERS.register("kv_aware")
 class KVTransferAwareRouter(_Base):
     """Scores (prefill, decode) pairs by predicted TTFT + KV-transfer time over their tier
-    + a decode-load penalty, in the style of llm-d's endpoint picker / Dynamo's KV router."""
+    + a decode-load penalty, in the style of llm-d's endpoint picker / Dynamo's KV router.
+    """
 
     def __init__(self, load_weight_s: float = 0.05) -> None:
         self.load_weight_s = load_weight_s
@@ -204,7 +206,8 @@ class KVTransferAwareRouter(_Base):
 class ClairvoyantRouter(KVTransferAwareRouter):
     """Upper-bound reference: knows each request's true output length and sends long
     generations to the least-loaded decode instance by predicted remaining decode tokens.
-    Not implementable in practice (output lengths are unknown at arrival)."""
+    Not implementable in practice (output lengths are unknown at arrival).
+    """
 
     def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
         ps, ds = self.candidates(cluster, req)

@@ -235,7 +235,6 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         cl = self.cluster
         if cl is None:
             raise gym.error.ResetNeeded("call reset() before action_masks()")
-        parts: list[np.ndarray] = []
         kind = self._kind
         flat: list[bool] = []
         if self.task in ("route", "joint"):

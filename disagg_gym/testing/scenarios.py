@@ -55,7 +55,7 @@ class LinearCost:
         return self.decode_a_s, self.decode_b_s
 
     def decode_s(self, context_lens: Sequence[int]) -> float:
-        """a + b * total context."""
+        """A + b * total context."""
         return self.decode_a_s + self.decode_b_s * sum(context_lens)
 
 
