@@ -379,7 +379,13 @@ class Cluster:
         slots = inst.max_batch - inst.B - len(inst.joiners) if colocated else len(pq)
         while pq and len(batch) < slots:
             req = pq[0]
-            need = blocks(req.prompt_tokens + req.output_tokens) if colocated else blocks(req.prompt_tokens)
+            need = blocks(req.prompt_tokens + req.output_tokens) if colocated else blocks(req.prefill_tokens)
+            if need > inst.kv_cap:  # a preempted request whose recompute no longer fits
+                pq.popleft()
+                inst.pq_tokens -= req.prefill_tokens
+                self.instances[req.decode_inst].owed -= 1
+                self.reject(req, "too_large")
+                continue
             if need > free or (batch and tokens + req.prefill_tokens > budget):
                 break
             pq.popleft()
@@ -418,8 +424,10 @@ class Cluster:
         kvb = self.kv_bytes_per_token
         touched: list[Instance] = []
         for req in batch:
-            req.first_token_s = now
-            self.observer.on_first_token(req)
+            if req.first_token_s is None:
+                req.first_token_s = now
+                req.generated = 1
+                self.observer.on_first_token(req)
             if req.output_tokens <= 1 or colocated:
                 d = self.instances[req.decode_inst]
                 d.owed -= 1
@@ -438,7 +446,7 @@ class Cluster:
                 inst.joiners.append(req)
             else:
                 req.state = RequestState.WAITING_DECODE
-                req.kv_bytes = float(req.prompt_tokens * kvb)
+                req.kv_bytes = float(req.prefill_tokens * kvb)
                 d = self.instances[req.decode_inst]
                 d.dq.append(req)
                 d.dirty = True
@@ -460,14 +468,17 @@ class Cluster:
         while dq:
             req = dq[0]
             need = self.blocks(req.prompt_tokens + req.output_tokens)
-            if d.B + len(d.joiners) + d.incoming >= d.max_batch or need > d.kv_cap - d.kv_used:
+            slots_full = d.B + len(d.joiners) + d.incoming >= d.max_batch
+            if slots_full or need > d.kv_cap - d.kv_used:
+                if self.on_kv_full == "preempt" and not slots_full and self._preempt_for(d, req, need):
+                    continue
                 if self.on_kv_full == "reject":
                     dq.popleft()
                     d.owed -= 1
                     d.dirty = True
                     p = self.instances[req.prefill_inst]
                     p.dirty = True
-                    p.kv_used -= self.blocks(req.prompt_tokens)
+                    p.kv_used -= self.blocks(req.prefill_tokens)
                     self.reject(req, "kv_full")
                     self._try_prefill(p)
                     self._maybe_switch(p)
@@ -497,7 +508,7 @@ class Cluster:
         req.transfer_end_s = now
         p = self.instances[req.prefill_inst]
         d = self.instances[req.decode_inst]
-        p.kv_used -= self.blocks(req.prompt_tokens)
+        p.kv_used -= self.blocks(req.prefill_tokens)
         d.incoming -= 1
         p.dirty = d.dirty = True
         req.state = RequestState.DECODING
@@ -522,32 +533,96 @@ class Cluster:
         if d.paused:  # colocated instances never receive transfers; kept for safety
             d.joiners.append(req)
             return
-        now = self.engine.now
-        if now > d.epoch_s:
-            n = d.iterations_done(now - d.epoch_s) + 1
-            if d.next_ev is not None and d.next_n <= n:
-                # A tick is already due at that very boundary; it absorbs the joiner.
-                d.joiners.append(req)
-                return
-            busy = d.decode_time(n)
-            d.counter += n
-            d.S += d.B * n
-            d.decode_tokens += d.B * n
-            d.busy_decode_s += busy
-            self.extra_energy_j += busy * (d.cost.decode_power_w - d.cost.idle_power_w)
-            if d.on_demand:
-                self.on_demand_usd += busy * d.price_per_s
-            d.epoch_s += busy
+        if not self._settle_to_boundary(d):
+            # A tick is already due at that very boundary; it absorbs the joiner.
+            d.joiners.append(req)
+            return
         req.decode_start_s = d.epoch_s
-        heapq.heappush(d.members, (d.counter + req.output_tokens - 1, req.rid, req))
+        heapq.heappush(d.members, (d.counter + req.output_tokens - req.generated, req.rid, req))
         d.B += 1
-        d.S += req.prompt_tokens + 1
+        d.S += req.prompt_tokens + req.generated
         d.a, d.b = d.coeffs(d.B)
         if d.next_ev is not None:
             d.next_ev.cancelled = True
         n = d.members[0][0] - d.counter
         d.next_n = n
         d.next_ev = self.engine.schedule(d.epoch_s + d.decode_time(n), self._cb_decode_tick, d, PRIO_DECODE)
+
+    def _settle_to_boundary(self, d: Instance) -> bool:
+        """Advances ``d``'s batch state to the end of its current iteration (possibly in the
+        future). Returns ``False`` if a tick is already scheduled at exactly that boundary."""
+        now = self.engine.now
+        if now <= d.epoch_s:
+            return True  # already at (or settled to) a boundary
+        n = d.iterations_done(now - d.epoch_s) + 1
+        if d.next_ev is not None and d.next_n <= n:
+            return False
+        busy = d.decode_time(n)
+        d.counter += n
+        d.S += d.B * n
+        d.decode_tokens += d.B * n
+        d.busy_decode_s += busy
+        self.extra_energy_j += busy * (d.cost.decode_power_w - d.cost.idle_power_w)
+        if d.on_demand:
+            self.on_demand_usd += busy * d.price_per_s
+        d.epoch_s += busy
+        if d.next_ev is not None:
+            d.next_n -= n
+        return True
+
+    def _preempt_for(self, d: Instance, req: Request, need: int) -> bool:
+        """Evicts running requests younger than ``req`` (youngest first) until ``req``'s KV fits.
+
+        Victims lose their decode KV and go back to the front of their prefill instance's queue
+        to recompute prompt + generated tokens (vLLM's recompute preemption). Only younger
+        requests are evicted, so there is a strict priority order and no ping-pong.
+
+        Returns:
+            ``True`` if room was made (the caller admits ``req``), else ``False``.
+        """
+        if d.paused or d.B == 0:
+            return False
+        younger = sorted((m for m in d.members if m[2].arrival_s > req.arrival_s), key=lambda m: (-m[2].arrival_s, -m[1]))
+        free = d.kv_cap - d.kv_used
+        victims = []
+        for m in younger:
+            if free >= need:
+                break
+            victims.append(m)
+            free += self.blocks(m[2].prompt_tokens + m[2].output_tokens)
+        if free < need or not victims:
+            return False
+        if not self._settle_to_boundary(d):
+            # A tick is due at this very boundary: process it first, retry then.
+            return False
+        gone = {id(m[2]) for m in victims}
+        d.members = [m for m in d.members if id(m[2]) not in gone]
+        heapq.heapify(d.members)
+        for done, _, v in victims:
+            v.generated = v.output_tokens - (done - d.counter)
+            d.B -= 1
+            d.S -= v.prompt_tokens + v.generated
+            d.kv_used -= self.blocks(v.prompt_tokens + v.output_tokens)
+            v.preemptions += 1
+            v.prefill_tokens = v.prompt_tokens + v.generated
+            v.state = RequestState.PREFILL_QUEUED
+            p = self.instances[v.prefill_inst]
+            p.pq.appendleft(v)
+            p.pq_tokens += v.prefill_tokens
+            p.dirty = True
+            d.owed += 1
+        d.dirty = True
+        if d.next_ev is not None:
+            d.next_ev.cancelled = True
+            d.next_ev = None
+        if d.B:
+            d.a, d.b = d.coeffs(d.B)
+            n = d.members[0][0] - d.counter
+            d.next_n = n
+            d.next_ev = self.engine.schedule(d.epoch_s + d.decode_time(n), self._cb_decode_tick, d, PRIO_DECODE)
+        for _, _, v in victims:
+            self._try_prefill(self.instances[v.prefill_inst])
+        return True
 
     # ================================================================ decode
     def _request_boundary(self, inst: Instance) -> None:
@@ -610,10 +685,10 @@ class Cluster:
             counter = inst.counter
             for req in inst.joiners:
                 req.decode_start_s = now
-                done = counter + req.output_tokens - 1
+                done = counter + req.output_tokens - req.generated
                 heapq.heappush(inst.members, (done, req.rid, req))
                 inst.B += 1
-                inst.S += req.prompt_tokens + 1
+                inst.S += req.prompt_tokens + req.generated
             inst.joiners.clear()
         if inst.next_ev is not None:
             inst.next_ev.cancelled = True

@@ -57,9 +57,12 @@ class ClusterConfig:
         default=0.1, metadata=spec("fraction of free HBM kept out of the KV pool", ge=0, lt=1)
     )
     block_size_tokens: int = field(default=16, metadata=spec("paged-KV block size in tokens", ge=1))
-    on_kv_full: Literal["queue", "reject"] = field(
+    on_kv_full: Literal["queue", "reject", "preempt"] = field(
         default="queue",
-        metadata=spec("when a decode instance has no KV room: wait (backpressure) or reject"),
+        metadata=spec(
+            "when a decode instance has no KV room: wait (backpressure), reject, or preempt younger "
+            "running requests (recomputed later, vLLM-style)"
+        ),
     )
     max_queue_tokens: int = field(
         default=0,

@@ -38,7 +38,7 @@ def clusters(draw: st.DrawFn) -> ClusterConfig:
             inter_node=draw(st.sampled_from(["rdma", "ethernet"])),
         ),
         kv_reserve_frac=draw(st.sampled_from([0.1, 0.9, 0.99])),
-        on_kv_full=draw(st.sampled_from(["queue", "reject"])),
+        on_kv_full=draw(st.sampled_from(["queue", "reject", "preempt"])),
         max_queue_tokens=draw(st.sampled_from([0, 2000])),
         layerwise_overlap=draw(st.booleans()),
         switch_delay_s=draw(st.sampled_from([0.0, 1.0])),

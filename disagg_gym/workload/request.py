@@ -17,7 +17,7 @@ class Request:
         "hash_ids", "state", "prefill_inst", "decode_inst", "tier", "kv_bytes",
         "prefill_start_s", "first_token_s", "transfer_start_s", "transfer_end_s",
         "decode_start_s", "completion_s", "reject_reason", "done_counter", "preemptions",
-        "prefill_tokens",
+        "prefill_tokens", "generated",
     )
 
     def __init__(
@@ -52,6 +52,7 @@ class Request:
         self.done_counter = 0.0  # decode-instance iteration counter value at which it finishes
         self.preemptions = 0
         self.prefill_tokens = prompt_tokens  # tokens to (re)compute at prefill
+        self.generated = 0  # output tokens produced so far (the first comes from the prefill)
 
     @property
     def ttft_s(self) -> float | None:

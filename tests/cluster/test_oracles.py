@@ -114,3 +114,43 @@ def test_colocated_prefill_pauses_decode() -> None:
     assert a.first_token_s == pytest.approx(0.01)
     assert a.completion_s == pytest.approx(0.01 + 49 * 0.01 + 0.1, rel=1e-9)
     assert b.tier == "local" and b.kv_bytes == 0.0
+
+
+def test_preempt_evicts_younger_requests_and_recomputes() -> None:
+    # Request 0 (old, long prompt) prefills slowly on instance 0 while younger small requests
+    # prefill on instance 1 and fill the decode memory. When 0 is ready, it preempts them.
+    cost = LinearCost(kv_capacity=30000, decode_a_s=0.01, prefill_per_token_s=1e-5)
+    n = 9
+    t = [0.0] + [0.001 * i for i in range(1, n)]
+    prompts = [20000] + [2000] * (n - 1)
+    outs = [100] + [500] * (n - 1)
+    cfg = toy_cluster_config(n_prefill=2, n_decode=1, on_kv_full="preempt")
+
+    class Split:
+        def route(self, cluster, req):  # noqa: ANN001, ANN201
+            return (0 if req.rid == 0 else 1), 2
+
+    eng = Engine()
+    rec = Recorder(keep_records=True, keep_requests=True)
+    cl = Cluster(cfg, eng, ArraySource(t, prompts, outs), observer=rec, router=Split(), cost_factory=lambda g, tp: cost)
+    cl.start()
+    eng.run_until(lambda: cl.drained())
+    check_sim_invariants(cl, rec)
+    assert rec.completed == n
+    by_id = {r.rid: r for r in rec.requests}
+    assert by_id[0].preemptions == 0
+    victims = [r for r in rec.requests if r.preemptions]
+    assert victims, "the old request should have preempted younger ones"
+    for v in victims:
+        assert v.arrival_s > by_id[0].arrival_s
+        assert v.completion_s > by_id[0].decode_start_s
+
+
+def test_preempt_policy_keeps_invariants_under_pressure() -> None:
+    cost = LinearCost(kv_capacity=6000, decode_a_s=0.005)
+    rng = np.random.default_rng(3)
+    n = 300
+    t = np.sort(rng.uniform(0, 2.0, n))
+    src = ArraySource(t, rng.integers(50, 1500, n), rng.integers(2, 800, n))
+    cl, rec = run_toy(src, cost, toy_cluster_config(n_prefill=2, n_decode=2, on_kv_full="preempt"))
+    assert rec.completed + rec.rejected == n
