@@ -6,6 +6,7 @@ import io
 import math
 import pickle
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,34 @@ def record_kpis(logger: Logger, kpis: dict[str, Any], prefix: str) -> None:
         v = kpis.get(k)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             logger.record_mean(prefix + k, float(v))
+
+
+class WallClockBudget(BaseCallback):
+    """Stops training once ``max_wall_s`` seconds have passed since training started.
+
+    Training then ends normally (final checkpoint and ``model.zip`` are written), so a run can
+    be given a fixed time budget instead of a timestep count.
+
+    Args:
+        max_wall_s: Wall-clock budget in seconds (> 0).
+    """
+
+    def __init__(self, max_wall_s: float, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if not max_wall_s > 0:
+            raise ValueError(f"max_wall_s must be > 0 (got {max_wall_s!r})")
+        self.max_wall_s = float(max_wall_s)
+        self._t0 = 0.0
+        self.stopped = False
+
+    def _on_training_start(self) -> None:
+        self._t0 = time.monotonic()
+
+    def _on_step(self) -> bool:
+        if time.monotonic() - self._t0 >= self.max_wall_s:
+            self.stopped = True
+            return False
+        return True
 
 
 class KPILogger(BaseCallback):

@@ -42,6 +42,17 @@ def nonneg_int(text: str) -> int:
     return v
 
 
+def positive_float(text: str) -> float:
+    """Argparse type: a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (got {text!r})") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number (got {text!r})")
+    return v
+
+
 def arg_meta(help: str, **kw: Any) -> dict[str, Any]:
     """Field metadata for ``add_dataclass_args``: help text plus optional ``choices`` / ``type``."""
     return {"help": help, **kw}
@@ -110,6 +121,12 @@ class TrainArgs:
     )
     progress_bar: bool = field(default=True, metadata=arg_meta("show a progress bar"))
     threads: int = field(default=1, metadata=arg_meta("torch threads", type=positive_int))
+    max_wall_s: float | None = field(
+        default=None,
+        metadata=arg_meta(
+            "stop training after this many wall-clock seconds (then save)", type=positive_float
+        ),
+    )
     verbose: int = field(default=0, metadata=arg_meta("SB3 verbosity (0, 1, 2)", type=nonneg_int))
 
 

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -41,6 +41,7 @@ from agents.callbacks import (
     KPIEvalCallback,
     KPILogger,
     MaskableKPIEvalCallback,
+    WallClockBudget,
     latest_checkpoint,
     save_model_atomic,
     vecnormalize_path,
@@ -51,7 +52,7 @@ from disagg_gym.io import atomic_write_json
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO}
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
-EXTRA_KEYS = ("n_envs", "n_timesteps", "policy", "normalize")
+EXTRA_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "env_wrapper")
 """YAML keys that are not algorithm constructor arguments (RL Zoo conventions)."""
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 VERSION_PACKAGES = ("disagg-gym", "gymnasium", "stable-baselines3", "sb3-contrib", "torch", "numpy")
@@ -191,7 +192,8 @@ def resolve_hyperparams(hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     """Splits the YAML entry into ``(algorithm kwargs, extras)``.
 
     ``extras`` holds ``n_envs`` (default 1), ``n_timesteps`` (default 100k), ``policy``
-    (default ``MlpPolicy``) and ``normalize`` (a VecNormalize kwargs dict, or ``None``).
+    (default ``MlpPolicy``), ``normalize`` (a VecNormalize kwargs dict, or ``None``) and
+    ``env_wrapper`` (``[(wrapper class, kwargs)]``, see ``parse_env_wrappers``).
     """
     kwargs = {k: v for k, v in hp.items() if k not in EXTRA_KEYS}
     if "policy_kwargs" in kwargs:
@@ -224,8 +226,42 @@ def resolve_hyperparams(hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         "n_timesteps": n_ts,
         "policy": str(hp.get("policy", "MlpPolicy")),
         "normalize": norm or None,
+        "env_wrapper": parse_env_wrappers(hp.get("env_wrapper")),
     }
     return kwargs, extras
+
+
+def parse_env_wrappers(spec: Any) -> list[tuple[type[gym.Wrapper], dict[str, Any]]]:
+    """Resolves RL Zoo's ``env_wrapper`` key against ``ENV_WRAPPERS`` (no arbitrary imports).
+
+    Accepts a name, a ``{name: kwargs}`` mapping, or a list of either, e.g.
+    ``[{"agents.ppo.QueueShaping": {"gamma": 0.99}}]``.
+
+    Raises:
+        ValueError: Naming an unknown wrapper or malformed entry.
+    """
+    if spec is None:
+        return []
+    items = spec if isinstance(spec, list) else [spec]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            name, kwargs = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            name, kwargs = next(iter(item.items()))
+            kwargs = dict(kwargs or {})
+        else:
+            raise ValueError(
+                f"hyperparameter 'env_wrapper': expected a name or {{name: kwargs}} (got {item!r})"
+            )
+        cls = ENV_WRAPPERS.get(name)
+        if cls is None:
+            raise ValueError(
+                f"hyperparameter 'env_wrapper': unknown wrapper {name!r}; "
+                f"expected one of: {', '.join(ENV_WRAPPERS)}"
+            )
+        out.append((cls, kwargs))
+    return out
 
 
 # ====================================================================== envs
@@ -290,13 +326,101 @@ class HeldOutWorkloadSeeds(gym.Wrapper):
         return self.env.reset(seed=wseed, options=opts)
 
 
+class QueueShaping(gym.Wrapper):
+    """Potential-based reward shaping on load imbalance (Ng, Harada & Russell, 1999); training only.
+
+    The env rewards a routing decision only when its request finishes, hundreds of decisions
+    later and mixed with everyone else's completions, which leaves PPO almost no signal per
+    decision. This wrapper adds ``F = gamma * phi(s') - phi(s)`` with
+
+        phi(s) = -wait_weight * sum_i wait_i**2 - pressure_weight * sum_j pressure_j**2,
+
+    ``wait_i`` the predicted prefill wait (s) of prefill instance ``i`` and ``pressure_j`` the
+    slot/KV pressure of decode instance ``j`` (``disagg_gym.cluster.policies``). A decision
+    that lengthens an already long queue loses potential at once. Potential-based shaping
+    leaves the optimal policy unchanged; ``gamma`` should equal the algorithm's. KPIs and
+    ``info["reward_terms"]`` are untouched (``info["shaping"]`` holds ``F``); evaluation
+    never uses this wrapper.
+
+    Args:
+        env: A disagg-gym env.
+        gamma: Discount of the shaping term (the algorithm's ``gamma``).
+        wait_weight: Weight of the squared prefill waits (1/s^2).
+        pressure_weight: Weight of the squared decode pressures.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        gamma: float = 0.99,
+        wait_weight: float = 1.0,
+        pressure_weight: float = 1.0,
+    ) -> None:
+        super().__init__(env)
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1] (got {gamma!r})")
+        if wait_weight < 0 or pressure_weight < 0:
+            raise ValueError(f"weights must be >= 0 (got {wait_weight!r}, {pressure_weight!r})")
+        self.gamma = float(gamma)
+        self.wait_weight = float(wait_weight)
+        self.pressure_weight = float(pressure_weight)
+        self._phi = 0.0
+
+    def potential(self) -> float:
+        """``phi`` of the current cluster state."""
+        from disagg_gym.cluster.policies import decode_pressure, prefill_wait_s
+        from disagg_gym.types import Role
+
+        cl = self.env.unwrapped.cluster  # type: ignore[attr-defined]
+        now = cl.engine.now
+        phi = 0.0
+        for inst in cl.instances:
+            if inst.role is Role.DECODE:
+                phi -= self.pressure_weight * decode_pressure(inst) ** 2
+            else:
+                phi -= self.wait_weight * prefill_wait_s(inst, now) ** 2
+        return phi
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Resets and records the initial potential."""
+        out = self.env.reset(seed=seed, options=options)
+        self._phi = self.potential()
+        return out
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Steps and adds the shaping term (potential 0 after a true termination)."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        phi = 0.0 if terminated else self.potential()
+        f = self.gamma * phi - self._phi
+        self._phi = phi
+        info["shaping"] = f
+        return obs, float(reward) + f, terminated, truncated, info
+
+
+ENV_WRAPPERS: dict[str, type[gym.Wrapper]] = {
+    "agents.ppo.QueueShaping": QueueShaping,
+    "QueueShaping": QueueShaping,
+}
+"""Training-env wrappers the YAML's ``env_wrapper`` may name (applied outside ``Monitor``, so
+``rollout/ep_rew_mean`` and ``eval/mean_reward`` stay the env's own reward)."""
+
+
 def _env_factory(
-    env_id: str, overrides: dict[str, Any], seed: int, held_out: int
+    env_id: str,
+    overrides: dict[str, Any],
+    seed: int,
+    held_out: int,
+    wrappers: list[tuple[type[gym.Wrapper], dict[str, Any]]] | None = None,
 ) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         env = make_env(env_id, overrides)
         env = HeldOutWorkloadSeeds(env, held_out) if held_out else TrainingWorkloadSeeds(env, seed)
-        return Monitor(env)
+        env = Monitor(env)
+        for cls, kwargs in wrappers or []:
+            env = cls(env, **kwargs)
+        return env
 
     return make
 
@@ -309,6 +433,7 @@ def make_vec_env(
     seed: int = 0,
     vec_env: str = "dummy",
     held_out: int = 0,
+    wrappers: list[tuple[type[gym.Wrapper], dict[str, Any]]] | None = None,
 ) -> VecEnv:
     """Vectorised, Monitor-wrapped disagg-gym envs.
 
@@ -319,6 +444,7 @@ def make_vec_env(
         seed: Base seed (env ``i`` draws its training workload seeds from ``seed + i``).
         vec_env: ``dummy`` (in process) or ``subproc`` (one process per env).
         held_out: If > 0, envs cycle through that many held-out evaluation seeds instead.
+        wrappers: ``[(wrapper class, kwargs)]`` applied outside ``Monitor`` (``env_wrapper``).
 
     Raises:
         ValueError: Unknown ``vec_env`` or env id.
@@ -326,7 +452,10 @@ def make_vec_env(
     if vec_env not in ("dummy", "subproc"):
         raise ValueError(f"vec_env must be 'dummy' or 'subproc' (got {vec_env!r})")
     check_env_id(env_id)
-    fns = [_env_factory(env_id, dict(overrides or {}), seed + i, held_out) for i in range(n_envs)]
+    fns = [
+        _env_factory(env_id, dict(overrides or {}), seed + i, held_out, wrappers)
+        for i in range(n_envs)
+    ]
     venv: VecEnv = SubprocVecEnv(fns) if vec_env == "subproc" and n_envs > 1 else DummyVecEnv(fns)
     venv.seed(seed)
     return venv
@@ -461,6 +590,8 @@ def _validate(args: TrainArgs) -> None:
         v = getattr(args, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer (got {v!r})")
+    if args.max_wall_s is not None and not 0 < args.max_wall_s < float("inf"):
+        raise ValueError(f"max_wall_s must be a positive number (got {args.max_wall_s!r})")
     for name in ("seed", "eval_freq"):
         v = getattr(args, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -510,7 +641,14 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         raise ValueError(f"{str(out)!r} already holds a run; pass --resume or choose another --out")
 
     cls = algo_class(args.algo)
-    venv = make_vec_env(args.env, overrides, n_envs=n_envs, seed=args.seed, vec_env=args.vec_env)
+    venv = make_vec_env(
+        args.env,
+        overrides,
+        n_envs=n_envs,
+        seed=args.seed,
+        vec_env=args.vec_env,
+        wrappers=extras["env_wrapper"],
+    )
     eval_env: VecEnv | None = None
     if args.eval_freq > 0:
         eval_env = make_vec_env(
@@ -572,6 +710,8 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         ckpt_dir, max(args.checkpoint_freq // n_envs, 1), keep_last=args.keep_checkpoints
     )
     callbacks: list[BaseCallback] = [KPILogger(), checkpointer]
+    if args.max_wall_s is not None:
+        callbacks.append(WallClockBudget(args.max_wall_s))
     if eval_env is not None:
         eval_cls = MaskableKPIEvalCallback if cls is MaskablePPO else KPIEvalCallback
         callbacks.append(

@@ -11,7 +11,12 @@ atomically and `--resume` continues from the latest one. Example (one process, o
 
 from __future__ import annotations
 
-from agents.cli import TrainArgs, cmd_train, run_script
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from agents.cli import TrainArgs, cmd_train, run_script  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(run_script(cmd_train, TrainArgs, "train.py", __doc__ or ""))

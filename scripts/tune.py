@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.cli import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from agents.cli import (  # noqa: E402
     add_dataclass_args,
     arg_meta,
     dataclass_from_namespace,

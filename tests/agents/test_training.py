@@ -293,3 +293,57 @@ def test_evaluate_script_subprocess_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("evaluate.py: error: unknown heuristic 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+# ====================================================================== reward shaping
+def test_queue_shaping_telescopes_and_keeps_kpis() -> None:
+    import gymnasium as gym
+
+    from agents import make_policy
+    from agents.ppo import QueueShaping
+
+    def episode(env: gym.Env) -> tuple[float, float, dict[str, object]]:
+        policy = make_policy("round_robin", env)
+        obs, _ = env.reset(seed=3, options={"workload_seed": 3})
+        total = shaping = 0.0
+        while True:
+            action, _ = policy.predict(obs)
+            obs, r, term, trunc, info = env.step(action)
+            total += float(r)
+            shaping += info.get("shaping", 0.0)
+            if term or trunc:
+                return total, shaping, info["episode_kpis"]
+
+    raw = gym.make(ENV_ID, overrides={"horizon_s": 3})
+    base_total, _, base_kpis = episode(raw)
+    shaped = QueueShaping(gym.make(ENV_ID, overrides={"horizon_s": 3}), gamma=1.0, wait_weight=5.0)
+    phi0 = None
+    shaped.reset(seed=3, options={"workload_seed": 3})
+    phi0 = shaped.potential()
+    total, shaping, kpis = episode(shaped)
+    assert kpis == base_kpis  # shaping changes rewards only
+    assert total == pytest.approx(base_total + shaping)
+    # gamma = 1: the shaping terms telescope to phi(end) - phi(start).
+    assert shaping == pytest.approx(shaped.potential() - phi0, abs=1e-6)
+
+
+def test_env_wrapper_key(tmp_path: Path) -> None:
+    from agents.ppo import QueueShaping, parse_env_wrappers
+
+    spec = [{"agents.ppo.QueueShaping": {"gamma": 0.99}}]
+    assert parse_env_wrappers(spec) == [(QueueShaping, {"gamma": 0.99})]
+    assert parse_env_wrappers("QueueShaping") == [(QueueShaping, {})]
+    with pytest.raises(ValueError, match="os.system"):
+        parse_env_wrappers("os.system")
+
+
+def test_wall_clock_budget_stops_and_saves(tmp_path: Path) -> None:
+    from sb3_contrib import MaskablePPO
+
+    path = train(
+        _args(tmp_path, timesteps=1_000_000, eval_freq=0, progress_bar=False, max_wall_s=2.0)
+    )
+    steps = MaskablePPO.load(str(path)).num_timesteps
+    assert 0 < steps < 1_000_000
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("ckpt_*.zip"))
+    assert ckpts[-1].name == f"ckpt_{steps:012d}.zip"
