@@ -344,7 +344,8 @@ class QueueShaping(gym.Wrapper):
 
     Args:
         env: A disagg-gym env.
-        gamma: Discount of the shaping term (the algorithm's ``gamma``).
+        gamma: Discount of the shaping term; ``train`` fills in the algorithm's ``gamma`` when
+            the YAML leaves it out.
         wait_weight: Weight of the squared prefill waits (1/s^2).
         pressure_weight: Weight of the squared decode pressures.
     """
@@ -641,6 +642,9 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         raise ValueError(f"{str(out)!r} already holds a run; pass --resume or choose another --out")
 
     cls = algo_class(args.algo)
+    for wcls, wkw in extras["env_wrapper"]:
+        if wcls is QueueShaping:  # shaping must discount like the algorithm does
+            wkw.setdefault("gamma", float(algo_kwargs.get("gamma", 0.99)))
     venv = make_vec_env(
         args.env,
         overrides,
@@ -692,6 +696,7 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         ),
         "hyperparams_entry": entry,
         "hyperparams": {**hp, "n_envs": n_envs, "n_timesteps": total},
+        "env_wrappers": [{f"{w.__module__}.{w.__name__}": kw} for w, kw in extras["env_wrapper"]],
         "versions": package_versions(),
         "eval_workload_seeds": [EVAL_SEED_OFFSET + k for k in range(args.eval_episodes)]
         if eval_env

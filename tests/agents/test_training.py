@@ -112,7 +112,7 @@ def test_maskable_ppo_smoke_tensorboard_kpis_and_evaluate(tmp_path: Path) -> Non
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["env_id"] == ENV_ID and cfg["algo"] == "maskable_ppo"
     assert cfg["hyperparams"]["n_steps"] == 256 and cfg["hyperparams"]["n_timesteps"] == 2048
-    assert cfg["overrides"] == {"horizon_s": 3}
+    assert cfg["overrides"] == {"horizon_s": 3} and cfg["env_wrappers"] == []
     assert cfg["args"]["seed"] == 0 and cfg["eval_workload_seeds"] == [10_000]
     for pkg in ("disagg_gym", "gymnasium", "stable_baselines3", "sb3_contrib", "torch", "numpy"):
         assert cfg["versions"][pkg]
