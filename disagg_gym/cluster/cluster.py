@@ -550,7 +550,8 @@ class Cluster:
 
     def _settle_to_boundary(self, d: Instance) -> bool:
         """Advances ``d``'s batch state to the end of its current iteration (possibly in the
-        future). Returns ``False`` if a tick is already scheduled at exactly that boundary."""
+        future). Returns ``False`` if a tick is already scheduled at exactly that boundary.
+        """
         now = self.engine.now
         if now <= d.epoch_s:
             return True  # already at (or settled to) a boundary
