@@ -258,8 +258,18 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         """Kind of the pending decision: ``"route"``, ``"control"`` or ``"end"``."""
         return self._kind
 
+    @property
+    def workload_seed(self) -> int:
+        """Seed of the current episode's exogenous arrivals."""
+        if self.sim is None:
+            raise gym.error.ResetNeeded("call reset() first")
+        return self.sim.seed
+
     def action_for(
-        self, route: tuple[int, int] | None = None, prefill_counts: dict[str, int] | None = None
+        self,
+        route: tuple[int, int] | None = None,
+        prefill_counts: dict[str, int] | None = None,
+        reject: bool = False,
     ) -> np.ndarray:
         """Encodes a decision as an action of this env's space.
 
@@ -270,13 +280,19 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         Args:
             route: ``(prefill_idx, decode_idx)`` for a route step.
             prefill_counts: Prefill instances per switchable GPU type for a control step.
+            reject: Reject the pending request (admission control; needs ``env.allow_reject``).
         """
         cl = self.cluster
         if cl is None:
             raise gym.error.ResetNeeded("call reset() before action_for()")
         out: list[int] = []
         if self.task in ("route", "joint"):
-            out += list(route) if route is not None else [0, 0]
+            if reject:
+                if not self.allow_reject:
+                    raise ValueError("reject=True needs env.allow_reject: true")
+                out += [self.n, 0]
+            else:
+                out += list(route) if route is not None else [0, 0]
         if self.task in ("allocate", "joint"):
             cur = {g: cl.role_counts(g)[0] for g in self.gpus}
             if prefill_counts:

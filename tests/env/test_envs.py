@@ -109,7 +109,8 @@ def test_masks_mark_roles() -> None:
 def test_reject_action_sheds_the_request() -> None:
     env = make("disagg/SmallRoute-v0")
     env.reset(seed=0)
-    _, r, _, _, info = env.step(np.array([4, 2]))
+    assert env.workload_seed == 0
+    _, r, _, _, info = env.step(env.action_for(reject=True))
     assert not info["invalid_action"]
     assert env.recorder.rejected_by_reason == {"policy": 1}
     assert info["reward_terms"]["rejection"] == 1.0 and r < 0
