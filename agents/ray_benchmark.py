@@ -1,0 +1,266 @@
+"""Leaderboard benchmark on Ray: the same cells, run as Ray tasks on one machine or a cluster.
+
+``run_cells_ray`` runs ``agents.leaderboard.run_cell`` for each cell as one Ray task and returns
+the rows in the order of the cells, so they are exactly the rows the local path computes (same
+code, same seeds, ``torch.set_num_threads(1)`` in every task as ``benchmark()`` sets it).
+``benchmark_ray`` adds the leaderboard's resumability on top: cells (and episodes) already in
+``OUT/results.csv`` are skipped, finished cells are appended in plan order as soon as every
+earlier cell is in (so an interrupted run loses only unfinished cells and a complete run writes
+the file byte-for-byte as ``benchmark()`` would), and the report is written by ``benchmark()``
+itself once every cell is in the file.
+
+Needs the ``ray`` extra (``pip install "disagg-gym[ray]"``). Local runs start a private Ray
+instance with ``num_cpus=num_workers``; ``address`` connects to a running cluster
+(``ray start --head`` on one node, ``ray start --address HEAD:6379`` on the others), whose
+nodes must import the same disagg-gym and agents code (install it on each node, or pass
+``runtime_env={"working_dir": "."}``) and, for ``sb3:`` cells, see the same checkpoint paths.
+See ``docs/scale-out.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from agents.evaluation import EVAL_SEED_OFFSET
+from agents.leaderboard import (
+    DEFAULT_EPISODES,
+    DEFAULT_LEARNED,
+    ROOT,
+    Cell,
+    _cell_key,
+    _progress,
+    append_rows,
+    benchmark,
+    env_name,
+    plan_cells,
+    read_results,
+    resolve_path,
+    run_cell,
+)
+
+Rows = list[dict[str, Any]]
+
+
+def init_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
+) -> bool:
+    """Starts (or connects to) Ray unless it is already running; returns whether it did.
+
+    A local instance gets ``num_cpus`` CPUs and puts this checkout first on the workers'
+    ``PYTHONPATH``, so tasks run the same code as the driver even when an older copy of the
+    package is installed in the venv. With ``address`` (``"auto"``, ``"HOST:6379"`` or
+    ``"ray://HOST:10001"``) Ray connects to that cluster and ``num_cpus`` is ignored.
+
+    Raises:
+        ValueError: ``num_cpus`` is not a positive integer.
+    """
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
+        raise ValueError(f"num_workers must be a positive integer (got {num_cpus!r})")
+    if ray.is_initialized():
+        return False
+    env = dict(runtime_env or {})
+    if address is None:
+        env_vars = dict(env.get("env_vars", {}))
+        path = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+        env_vars.setdefault("PYTHONPATH", os.pathsep.join(p for p in path if p))
+        env["env_vars"] = env_vars
+    ray.init(
+        address=address,
+        num_cpus=num_cpus if address is None else None,
+        runtime_env=env or None,
+        include_dashboard=False,
+        logging_level="WARNING",
+    )
+    return True
+
+
+@ray.remote(num_cpus=1)
+def _run_cell_task(cell: Cell, eval_seeds: list[int], overrides: dict[str, Any]) -> Rows:
+    import torch
+
+    torch.set_num_threads(1)  # identical float reductions in benchmark and validate
+    return run_cell(cell, eval_seeds, overrides)
+
+
+def _run_jobs(
+    jobs: Sequence[tuple[Cell, Sequence[int]]],
+    overrides: dict[str, Any] | None,
+    *,
+    address: str | None,
+    num_workers: int | None,
+    progress: bool,
+    runtime_env: dict[str, Any] | None = None,
+    on_done: Callable[[int, Rows], None] | None = None,
+) -> list[Rows]:
+    """Runs ``(cell, seeds)`` jobs as Ray tasks; ``on_done(i, rows)`` is called in job order.
+
+    When a task fails (or on Ctrl-C), the jobs that did finish are still passed to ``on_done``
+    (in job order, skipping the gaps), the rest are cancelled and the error is raised.
+    """
+    ov = dict(overrides or {})
+    started = init_ray(address, num_workers, runtime_env)
+    results: list[Rows | None] = [None] * len(jobs)
+    flushed = 0
+    bar = _progress(sum(len(s) for _, s in jobs), "benchmark (ray)", progress)
+    try:
+        ov_ref = ray.put(ov)
+        refs = [_run_cell_task.remote(c, [int(s) for s in seeds], ov_ref) for c, seeds in jobs]
+        index = {ref: i for i, ref in enumerate(refs)}
+        pending = list(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                i = index[ready[0]]
+                rows = ray.get(ready[0])
+                results[i] = rows
+                c = jobs[i][0]
+                ts = "" if c.train_seed is None else f" seed {c.train_seed}"
+                bar.set_postfix_str(f"{env_name(c.config)} {c.agent}{ts}")
+                bar.update(len(jobs[i][1]))
+                while flushed < len(jobs) and results[flushed] is not None:
+                    if on_done is not None:
+                        on_done(flushed, results[flushed])  # type: ignore[arg-type]
+                    flushed += 1
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref)
+            if on_done is not None:
+                for i in range(flushed, len(jobs)):
+                    if results[i] is not None:
+                        on_done(i, results[i])  # type: ignore[arg-type]
+            raise
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+    return [r if r is not None else [] for r in results]
+
+
+def run_cells_ray(
+    cells: Sequence[Cell],
+    eval_seeds: Sequence[int],
+    overrides: dict[str, Any] | None = None,
+    address: str | None = None,
+    num_workers: int | None = None,
+    progress: bool = True,
+    *,
+    runtime_env: dict[str, Any] | None = None,
+) -> list[Rows]:
+    """``[run_cell(c, eval_seeds, overrides) for c in cells]``, each cell one Ray task.
+
+    Args:
+        cells: Cells from ``agents.leaderboard.plan_cells``.
+        eval_seeds: Workload seeds of every cell (``EVAL_SEED_OFFSET + k`` on the leaderboard).
+        overrides: Env overrides for every cell.
+        address: Ray cluster to connect to (default: start a local instance, unless Ray is
+            already initialised in this process).
+        num_workers: CPUs of a local instance, i.e. cells run at once (default: all cores).
+        progress: Show a tqdm bar (episodes).
+        runtime_env: Ray runtime environment (e.g. ``{"working_dir": "."}`` for a cluster).
+
+    Returns:
+        One list of rows per cell, in the order of ``cells``.
+    """
+    seeds = [int(s) for s in eval_seeds]
+    return _run_jobs(
+        [(c, seeds) for c in cells],
+        overrides,
+        address=address,
+        num_workers=num_workers,
+        progress=progress,
+        runtime_env=runtime_env,
+    )
+
+
+def missing_cells(
+    results: str | Path,
+    cells: Sequence[Cell],
+    eval_seeds: Sequence[int],
+    overrides: dict[str, Any] | None = None,
+) -> list[tuple[Cell, list[int]]]:
+    """``(cell, seeds not yet in results)`` for each cell with work left, as ``benchmark()`` resumes.
+
+    A row counts for a cell when its config, agent, training seed and overrides (as JSON with
+    sorted keys) match; the file's other cells and override sets are left alone.
+    """
+    ov_text = json.dumps(dict(overrides or {}), sort_keys=True)
+    done: dict[tuple[str, str, str, str], set[int]] = {}
+    for r in read_results(results):
+        done.setdefault(_cell_key(r), set()).add(int(r["eval_seed"]))
+    todo = []
+    for c in cells:
+        key = (c.config, c.agent, "" if c.train_seed is None else str(c.train_seed), ov_text)
+        missing = [int(s) for s in eval_seeds if int(s) not in done.get(key, set())]
+        if missing:
+            todo.append((c, missing))
+    return todo
+
+
+def benchmark_ray(
+    out: str | Path,
+    configs: Sequence[str] | None = None,
+    agents: Sequence[str] | None = None,
+    episodes: int = DEFAULT_EPISODES,
+    overrides: dict[str, Any] | None = None,
+    *,
+    address: str | None = None,
+    num_workers: int | None = None,
+    markdown: str | Path | None = None,
+    plots: bool = True,
+    progress: bool = True,
+    runtime_env: dict[str, Any] | None = None,
+) -> Path:
+    """``agents.leaderboard.benchmark`` with the missing cells run on Ray.
+
+    Same arguments, defaults, results file and report as ``benchmark()``, plus ``address``,
+    ``num_workers`` and ``runtime_env`` (see ``run_cells_ray``). Finished cells are appended to
+    ``out/results.csv`` in plan order; the Markdown leaderboard and plots are then written by
+    ``benchmark()``, which finds every cell done (it prints a one-line "resuming" note).
+
+    Returns:
+        The results CSV path.
+
+    Raises:
+        ValueError: Bad arguments (unknown env id or agent, non-positive episodes or workers).
+    """
+    from disagg_gym.env.registration import registered_ids
+
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer (got {episodes!r})")
+    ids = list(configs or registered_ids())
+    for c in ids:
+        if c not in registered_ids():
+            raise ValueError(f"unknown config {c!r}; expected one of: {', '.join(registered_ids())}")
+    specs = list(agents or ["heuristics", DEFAULT_LEARNED])
+    if agents is None and not resolve_path(DEFAULT_LEARNED.split("=", 1)[1]).is_dir():
+        specs = ["heuristics"]
+    results = Path(out) / "results.csv"
+    seeds = [EVAL_SEED_OFFSET + k for k in range(episodes)]
+    ov = dict(overrides or {})
+    cells = plan_cells(ids, specs)
+    todo = missing_cells(results, cells, seeds, ov)
+    if progress:
+        print(f"ray: {len(todo)} of {len(cells)} cells to run ({len(cells) - len(todo)} already "
+              f"in {results})", file=sys.stderr)
+    if todo:
+        _run_jobs(
+            todo,
+            ov,
+            address=address,
+            num_workers=num_workers,
+            progress=progress,
+            runtime_env=runtime_env,
+            on_done=lambda i, rows: append_rows(results, rows),
+        )
+    return benchmark(
+        out, ids, specs, episodes, ov, markdown=markdown, plots=plots, progress=False
+    )
