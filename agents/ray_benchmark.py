@@ -26,8 +26,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import ray
-
 from agents.evaluation import EVAL_SEED_OFFSET
 from agents.leaderboard import (
     DEFAULT_EPISODES,
@@ -46,6 +44,23 @@ from agents.leaderboard import (
 )
 
 Rows = list[dict[str, Any]]
+RAY_MISSING = (
+    "this needs Ray: pip install \"disagg-gym[ray]\" (or scripts/setup_ray.sh, which creates "
+    ".venv-ray); see docs/scale-out.md"
+)
+
+
+def import_ray() -> Any:
+    """The ``ray`` module; a ``ValueError`` saying how to install it when it is missing.
+
+    ``ray`` is imported lazily so that this module (and the CLI that names it) imports without
+    the ``ray`` extra.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(RAY_MISSING) from None
+    return ray
 
 
 def init_ray(
@@ -65,6 +80,7 @@ def init_ray(
     """
     if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
         raise ValueError(f"num_workers must be a positive integer (got {num_cpus!r})")
+    ray = import_ray()
     if ray.is_initialized():
         return False
     env = dict(runtime_env or {})
@@ -83,7 +99,6 @@ def init_ray(
     return True
 
 
-@ray.remote(num_cpus=1)
 def _run_cell_task(cell: Cell, eval_seeds: list[int], overrides: dict[str, Any]) -> Rows:
     import torch
 
@@ -108,12 +123,14 @@ def _run_jobs(
     """
     ov = dict(overrides or {})
     started = init_ray(address, num_workers, runtime_env)
+    ray = import_ray()
+    task = ray.remote(num_cpus=1)(_run_cell_task)
     results: list[Rows | None] = [None] * len(jobs)
     flushed = 0
     bar = _progress(sum(len(s) for _, s in jobs), "benchmark (ray)", progress)
     try:
         ov_ref = ray.put(ov)
-        refs = [_run_cell_task.remote(c, [int(s) for s in seeds], ov_ref) for c, seeds in jobs]
+        refs = [task.remote(c, [int(s) for s in seeds], ov_ref) for c, seeds in jobs]
         index = {ref: i for i, ref in enumerate(refs)}
         pending = list(refs)
         try:

@@ -397,12 +397,13 @@ def train_rllib(args: RLlibTrainArgs) -> Path:
     Raises:
         ValueError: Bad arguments or overrides, or an ``out`` folder that already holds a run.
     """
-    import ray
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
     from agents.base import parse_overrides
-    from agents.ray_benchmark import init_ray
+    from agents.ray_benchmark import import_ray, init_ray
+
+    ray = import_ray()
     from disagg_gym.integrations.rllib import build_ppo_config
     from disagg_gym.io import atomic_write_json
 

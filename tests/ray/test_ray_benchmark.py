@@ -1,0 +1,37 @@
+"""The Ray benchmark gives exactly the local rows, resumes, and writes the same results.csv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+
+from agents.leaderboard import benchmark, plan_cells, read_results, run_cell  # noqa: E402
+from agents.ray_benchmark import benchmark_ray, run_cells_ray  # noqa: E402
+
+OV = {"horizon_s": 4}
+CONFIG = "disagg/SmallRoute-v0"
+
+
+def test_four_cells_on_ray_equal_local_rows(ray_local: None) -> None:
+    cells = plan_cells([CONFIG], ["heuristics"])[:4]
+    assert len(cells) == 4
+    rows = run_cells_ray(cells, [10_000], OV, progress=False)
+    assert rows == [run_cell(c, [10_000], OV) for c in cells]
+
+
+def test_benchmark_ray_resumes_and_matches_local_file(ray_local: None, tmp_path: Path) -> None:
+    agents = ["jsq", "round_robin", "kv_aware"]
+    local = tmp_path / "local"
+    benchmark(local, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False)
+    want = (local / "results.csv").read_text()
+
+    dist = tmp_path / "ray"
+    benchmark(dist, [CONFIG], agents[:1], episodes=1, overrides=OV, plots=False, progress=False)
+    benchmark_ray(dist, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False)
+    assert (dist / "results.csv").read_text() == want
+    assert (dist / "LEADERBOARD.md").is_file()
+    benchmark_ray(dist, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False)
+    assert len(read_results(dist / "results.csv")) == len(agents)
