@@ -216,8 +216,15 @@ def dataclass_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
-    """Options of ``disagg-gym train`` (``TrainArgs``)."""
+    """Options of ``disagg-gym train`` (``TrainArgs``, plus the RLlib backend's options)."""
     add_dataclass_args(parser, TrainArgs)
+    parser.add_argument(
+        "--backend", choices=("sb3", "rllib"), default="sb3",
+        help="trainer: sb3 (PPO/MaskablePPO) or rllib (needs the [ray] extra)",
+    )
+    from agents.rllib_train import add_train_rllib_args
+
+    add_train_rllib_args(parser)
 
 
 def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
@@ -228,6 +235,10 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
 # ====================================================================== commands
 def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
     """Trains PPO / MaskablePPO (see ``agents.ppo.train``) and prints where the model went."""
+    if getattr(args, "backend", "sb3") == "rllib":
+        from agents.rllib_train import cmd_train_rllib
+
+        return cmd_train_rllib(args)
     from agents.ppo import train
 
     targs = args if isinstance(args, TrainArgs) else dataclass_from_namespace(TrainArgs, args)
