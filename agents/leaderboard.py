@@ -825,11 +825,12 @@ def make_plots(
             f"{cs.config}, workload seed {seed}",
         )
         fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
-        for lab, (_, tl) in traces.items():
+        for k, (lab, (_, tl)) in enumerate(traces.items()):
             t = [r["t_s"] for r in tl]
-            axes[0].plot(t, [r["prefill_queue_requests"] for r in tl], label=lab)
-            axes[1].plot(t, [r["n_prefill"] for r in tl], label=f"{lab}: prefill instances")
-            axes[1].plot(t, [r["n_decode"] for r in tl], ls="--", label=f"{lab}: decode instances")
+            c = f"C{k}"  # one colour per policy; line style tells prefill from decode
+            axes[0].plot(t, [r["prefill_queue_requests"] for r in tl], color=c, label=lab)
+            axes[1].plot(t, [r["n_prefill"] for r in tl], color=c, label=f"{lab}: prefill")
+            axes[1].plot(t, [r["n_decode"] for r in tl], color=c, ls="--", label=f"{lab}: decode")
         axes[0].set_ylabel("prefill queue (requests)")
         axes[1].set_ylabel("pool size (instances)")
         axes[1].set_xlabel("simulated time (s)")
