@@ -955,6 +955,10 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="env override for every config (recorded per row), repeatable")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="run cells in this process, or as Ray tasks (needs the [ray] extra)")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: a local Ray instance)")
+    p.add_argument("--num-workers", type=int, metavar="N", help="CPUs of a local Ray instance (default: all)")
 
 
 def add_validate_args(p: argparse.ArgumentParser) -> None:
@@ -970,7 +974,16 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     """``disagg-gym benchmark``: run the missing cells, write results, leaderboard and plots."""
     from agents.base import parse_overrides
 
-    results = benchmark(
+    run: Any = benchmark
+    extra: dict[str, Any] = {}
+    if getattr(args, "backend", "local") == "ray":
+        from agents.ray_benchmark import benchmark_ray
+
+        run = benchmark_ray
+        extra = {"address": args.address, "num_workers": args.num_workers}
+    elif getattr(args, "address", None):
+        raise ValueError(f"--address needs --backend ray (got --address {args.address})")
+    results = run(
         args.out,
         configs=args.configs,
         agents=args.agents,
@@ -979,6 +992,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         markdown=args.markdown,
         plots=not args.no_plots,
         progress=not args.no_progress,
+        **extra,
     )
     md = args.markdown or str(Path(args.out) / "LEADERBOARD.md")
     print(f"results: {results}\nleaderboard: {md}")
