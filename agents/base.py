@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -124,3 +125,23 @@ class Policy:
     def describe(self) -> str:
         """Short label for tables and CSV rows."""
         return f"{self.name} (upper bound)" if self.upper_bound else self.name
+
+
+def package_versions(packages: Sequence[str]) -> dict[str, str]:
+    """Installed versions of ``packages`` (``not installed`` if absent), plus Python and disagg_gym.
+
+    Saved next to every trained model and result so runs can be reproduced.
+    """
+    import importlib.metadata
+    import platform
+
+    import disagg_gym
+
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name.replace("-", "_")] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name.replace("-", "_")] = "not installed"
+    out["disagg_gym"] = disagg_gym.__version__
+    return out

@@ -18,41 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from agents.evaluation import EVAL_SEED_OFFSET
+from disagg_gym.cli import nonneg_int, positive_float, positive_int  # noqa: F401  (shared argparse types)
 
 T = TypeVar("T")
 
 
 # ====================================================================== value types
-def positive_int(text: str) -> int:
-    """Argparse type: an integer >= 1."""
-    v = nonneg_int(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (got {text!r})")
-    return v
-
-
-def nonneg_int(text: str) -> int:
-    """Argparse type: an integer >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer (got {text!r})") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer (got {text!r})")
-    return v
-
-
-def positive_float(text: str) -> float:
-    """Argparse type: a finite number > 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number (got {text!r})") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number (got {text!r})")
-    return v
-
-
 def arg_meta(help: str, **kw: Any) -> dict[str, Any]:
     """Field metadata for ``add_dataclass_args``: help text plus optional ``choices`` / ``type``."""
     return {"help": help, **kw}

@@ -13,7 +13,6 @@ Workload seeds: training envs draw each episode's workload seed from
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 import inspect
 import re
 import time
@@ -560,18 +559,9 @@ class SB3Policy(Policy):
 # ====================================================================== training
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages a run depends on (plus Python)."""
-    import platform
+    from agents.base import package_versions as versions
 
-    out = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        try:
-            out[name.replace("-", "_")] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name.replace("-", "_")] = "not installed"
-    import disagg_gym
-
-    out["disagg_gym"] = disagg_gym.__version__
-    return out
+    return versions(VERSION_PACKAGES)
 
 
 def default_out(args: TrainArgs) -> Path:

@@ -22,10 +22,8 @@ Needs the ``ray`` extra (``pip install "disagg-gym[ray]"``, see ``docs/scale-out
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import math
-import platform
 import re
 import sys
 import time
@@ -309,16 +307,9 @@ class RLlibPolicy:
 # ====================================================================== training
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages a run depends on (plus Python)."""
-    out = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        try:
-            out[name.replace("-", "_")] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name.replace("-", "_")] = "not installed"
-    import disagg_gym
+    from agents.base import package_versions as versions
 
-    out["disagg_gym"] = disagg_gym.__version__
-    return out
+    return versions(VERSION_PACKAGES)
 
 
 def default_out(args: RLlibTrainArgs) -> Path:

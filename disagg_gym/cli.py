@@ -27,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """Argparse type: a finite number > 0."""
     try:
         v = float(text)
     except ValueError:
@@ -37,7 +38,8 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def _nonneg_int(text: str) -> int:
+def nonneg_int(text: str) -> int:
+    """Argparse type: an integer >= 0."""
     try:
         v = int(text)
     except ValueError:
@@ -47,8 +49,9 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
-def _positive_int(text: str) -> int:
-    v = _nonneg_int(text)
+def positive_int(text: str) -> int:
+    """Argparse type: an integer >= 1."""
+    v = nonneg_int(text)
     if v == 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer (got {text!r})")
     return v
@@ -258,10 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run one simulation and print its KPIs")
     s.add_argument("--config", default="small-route", help="standard config name or YAML path (default: small-route)")
     s.add_argument("--trace", type=Path, help="replay an Azure CSV or Mooncake JSONL trace (format detected)")
-    s.add_argument("--rate-scale", type=_positive_float, help="multiply the arrival rate (or trace rate) by X")
+    s.add_argument("--rate-scale", type=positive_float, help="multiply the arrival rate (or trace rate) by X")
     s.add_argument("--policy", help="built-in router (default: the config's); see `disagg-gym list --policies`")
-    s.add_argument("--seed", type=_nonneg_int, help="workload/policy seed (default: the config's)")
-    s.add_argument("--horizon", type=_positive_float, help="simulated seconds of arrivals")
+    s.add_argument("--seed", type=nonneg_int, help="workload/policy seed (default: the config's)")
+    s.add_argument("--horizon", type=positive_float, help="simulated seconds of arrivals")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--plots", type=Path, metavar="DIR", help="write latency_cdf.png and timeline.png here")
     s.add_argument("--records", type=Path, metavar="CSV", help="write per-request records to this CSV")
@@ -272,11 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--gpu", help="GPU id (h100-sxm, h100-pcie, h200, a100-80gb, b200, l40s, mi300x, gaudi3)")
     q.add_argument("--model", help="model catalog name or YAML path with Hugging Face config keys")
     q.add_argument("--phase", choices=("prefill", "decode", "kv_transfer"))
-    q.add_argument("--batch", type=_positive_int)
-    q.add_argument("--length", type=_positive_int, help="prompt length (prefill) or context length (decode)")
-    q.add_argument("--tp", type=_positive_int, help="tensor-parallel degree (default 1)")
+    q.add_argument("--batch", type=positive_int)
+    q.add_argument("--length", type=positive_int, help="prompt length (prefill) or context length (decode)")
+    q.add_argument("--tp", type=positive_int, help="tensor-parallel degree (default 1)")
     q.add_argument("--link", help="tier: nvlink, pcie, rdma, ethernet (or a finer variant)")
-    q.add_argument("--bytes", type=_nonneg_int)
+    q.add_argument("--bytes", type=nonneg_int)
     q.add_argument("--queries", type=Path, help="JSON lines of queries; prints one JSON result per line")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_predict)
