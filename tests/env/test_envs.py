@@ -242,3 +242,28 @@ def test_incremental_observation_equals_full_rebuild(env_id: str) -> None:
         obs, _, term, trunc, _ = env.step(masked_random(env, rng))
         if term or trunc:
             obs, _ = env.reset()
+
+
+def test_subprocess_vector_env_reproduces_in_process_trajectory() -> None:
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    def make_env() -> gym.Env:
+        import disagg_gym  # noqa: F401  (registers ids in the worker)
+
+        return gym.make("disagg/HeteroRoute-v0", overrides=SHORT)
+
+    local = gym.make("disagg/HeteroRoute-v0", overrides=SHORT)
+    obs_local, _ = local.reset(seed=11)
+    venv = SubprocVecEnv([make_env], start_method="spawn")
+    venv.seed(11)
+    obs_sub = venv.reset()
+    assert np.array_equal(obs_sub[0], obs_local)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        a = masked_random(local.unwrapped, rng)
+        obs_local, r_local, term, trunc, _ = local.step(a)
+        obs_sub, r_sub, _, _ = venv.step(a[None, :])
+        assert r_sub[0] == pytest.approx(r_local, abs=0) and np.array_equal(obs_sub[0], obs_local)
+        if term or trunc:
+            break
+    venv.close()
