@@ -73,13 +73,14 @@ class Cluster:
         config: The cluster config.
         engine: The event engine (owns the clock).
         source: Where arrivals come from.
-        costs: ``(gpu, tp) -> InstanceCost`` factory (defaults to the calibrated roofline).
         observer: Metric hooks.
         router: Routing policy; ``None`` means decisions come from outside (the env): each
             arrival is parked in ``pending`` and the engine's ``run_until`` predicate stops.
         allocator: Optional periodic role allocator.
         external_control_interval_s: If set, a control decision point is raised every interval
             (``control_due``), for an external allocator (the env).
+        cost_factory: ``(gpu, tp) -> InstanceCost`` (defaults to the calibrated roofline;
+            tests pass toy cost models with hand-computable answers).
     """
 
     def __init__(
