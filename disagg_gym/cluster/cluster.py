@@ -729,7 +729,7 @@ class Cluster:
         inst.state = "draining"
         inst.target_role = role
         inst.dirty = True
-        self._pools = None
+        self._invalidate_roles()
         self._maybe_switch(inst)
         return True
 
@@ -740,7 +740,7 @@ class Cluster:
             inst.state = "active"
             inst.target_role = None
             inst.dirty = True
-            self._pools = None
+            self._invalidate_roles()
 
     def _maybe_switch(self, inst: Instance) -> None:
         if inst.state != "draining" or not inst.is_idle():
@@ -758,16 +758,18 @@ class Cluster:
         inst.state = "active"
         inst.switch_ev = None
         inst.dirty = True
+        self._invalidate_roles()
+
+    def _invalidate_roles(self) -> None:
+        """Drops the cached routing pools and role counts (a role or state changed)."""
         self._pools = None
+        self._role_counts.clear()
 
     def role_counts(self, gpu: str) -> tuple[int, int]:
         """(prefill, decode) instances of GPU type ``gpu``, counting targets of switches."""
-        if self._pools is None:
-            self._role_counts.clear()
         hit = self._role_counts.get(gpu)
         if hit is not None:
             return hit
-        self.pools()
         p = d = 0
         for inst in self.instances:
             if inst.gpu != gpu or inst.role is Role.COLOCATED:

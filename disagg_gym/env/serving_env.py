@@ -75,6 +75,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     compared on identical input.
 
     ## Version History
+    * v1 (EnergyAllocate, HeteroAllocate, LargeJoint): repeated allocation actions no longer
+      flip extra instances (a stale role-count cache, refilled by the router between control
+      steps, under-counted prefill instances). Route-only configs are unchanged (v0).
     * v0: initial release.
     """
 

@@ -267,3 +267,18 @@ def test_subprocess_vector_env_reproduces_in_process_trajectory() -> None:
         if term or trunc:
             break
     venv.close()
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_constant_allocation_action_keeps_the_requested_pool_size(k: int) -> None:
+    # Regression: a stale role-count cache (refilled by the router between two control steps)
+    # made repeated identical actions keep flipping instances.
+    env = make("disagg/EnergyAllocate-v0", horizon_s=120.0)
+    env.reset(seed=0)
+    for _ in range(10):
+        _, _, term, trunc, info = env.step(env.action_for(prefill_counts={"h100-sxm": k}))
+        assert not info["invalid_action"]
+        if term or trunc:
+            break
+    roles = [(i.target_role or i.role).value for i in env.cluster.instances]
+    assert roles.count("prefill") == k and roles.count("decode") == 8 - k
