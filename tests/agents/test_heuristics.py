@@ -13,7 +13,7 @@ from agents.evaluation import evaluate, run_episode
 from agents.heuristics import AllocatorHeuristic, ClairvoyantPolicy, RouterHeuristic
 
 ROUTE_ID = "disagg/SmallRoute-v0"
-ALLOC_ID = "disagg/EnergyAllocate-v0"
+ALLOC_ID = "disagg/EnergyAllocate-v1"
 SHORT = {"horizon_s": 8.0}
 EXPECTED = {
     "random",
