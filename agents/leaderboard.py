@@ -457,6 +457,63 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="ep", disable=not enabled, file=sys.stderr)
 
 
+def missing_cells(
+    results: str | Path,
+    cells: Sequence[Cell],
+    eval_seeds: Sequence[int],
+    overrides: dict[str, Any] | None = None,
+) -> list[tuple[Cell, list[int]]]:
+    """``(cell, seeds not yet in results)`` for each cell with work left (what a re-run resumes).
+
+    A row counts for a cell when its config, agent, training seed and overrides (as JSON with
+    sorted keys) match; the file's other cells and override sets are left alone.
+    """
+    ov_text = json.dumps(dict(overrides or {}), sort_keys=True)
+    done: dict[tuple[str, str, str, str], set[int]] = {}
+    for r in read_results(results):
+        done.setdefault(_cell_key(r), set()).add(int(r["eval_seed"]))
+    todo = []
+    for c in cells:
+        key = (c.config, c.agent, "" if c.train_seed is None else str(c.train_seed), ov_text)
+        missing = [int(s) for s in eval_seeds if int(s) not in done.get(key, set())]
+        if missing:
+            todo.append((c, missing))
+    return todo
+
+
+def plan_benchmark(
+    out: str | Path,
+    configs: Sequence[str] | None,
+    agents: Sequence[str] | None,
+    episodes: int,
+    overrides: dict[str, Any] | None,
+) -> tuple[Path, list[int], dict[str, Any], list[Cell], list[tuple[Cell, list[int]]]]:
+    """Validates the arguments shared by the local and Ray benchmarks and plans the work.
+
+    Returns:
+        ``(results_csv, eval_seeds, overrides, cells, missing_cells)``.
+
+    Raises:
+        ValueError: Unknown env id or agent, non-positive episodes.
+    """
+    from disagg_gym.env.registration import registered_ids
+
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer (got {episodes!r})")
+    ids = list(configs or registered_ids())
+    for c in ids:
+        if c not in registered_ids():
+            raise ValueError(f"unknown config {c!r}; expected one of: {', '.join(registered_ids())}")
+    specs = list(agents or ["heuristics", DEFAULT_LEARNED])
+    if agents is None and not resolve_path(DEFAULT_LEARNED.split("=", 1)[1]).is_dir():
+        specs = ["heuristics"]
+    results = Path(out) / "results.csv"
+    seeds = [EVAL_SEED_OFFSET + k for k in range(episodes)]
+    ov = dict(overrides or {})
+    cells = plan_cells(ids, specs)
+    return results, seeds, ov, cells, missing_cells(results, cells, seeds, ov)
+
+
 def benchmark(
     out: str | Path,
     configs: Sequence[str] | None = None,
@@ -491,33 +548,10 @@ def benchmark(
     """
     import torch
 
-    from disagg_gym.env.registration import registered_ids
-
     torch.set_num_threads(1)  # identical float reductions in benchmark and validate
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer (got {episodes!r})")
-    ids = list(configs or registered_ids())
-    for c in ids:
-        if c not in registered_ids():
-            raise ValueError(f"unknown config {c!r}; expected one of: {', '.join(registered_ids())}")
-    specs = list(agents or ["heuristics", DEFAULT_LEARNED])
-    if agents is None and not resolve_path(DEFAULT_LEARNED.split("=", 1)[1]).is_dir():
-        specs = ["heuristics"]
+    results, seeds, ov, cells, todo = plan_benchmark(out, configs, agents, episodes, overrides)
     out = Path(out)
-    results = out / "results.csv"
-    seeds = [EVAL_SEED_OFFSET + k for k in range(episodes)]
-    ov = dict(overrides or {})
     ov_text = json.dumps(ov, sort_keys=True)
-    done: dict[tuple[str, str, str, str], set[int]] = {}
-    for r in read_results(results):
-        done.setdefault(_cell_key(r), set()).add(int(r["eval_seed"]))
-    cells = plan_cells(ids, specs)
-    todo = []
-    for c in cells:
-        key = (c.config, c.agent, "" if c.train_seed is None else str(c.train_seed), ov_text)
-        missing = [s for s in seeds if s not in done.get(key, set())]
-        if missing:
-            todo.append((c, missing))
     skipped = len(cells) - len(todo)
     bar = _progress(sum(len(m) for _, m in todo), "benchmark", progress)
     if skipped:

@@ -19,27 +19,22 @@ See ``docs/scale-out.md``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.evaluation import EVAL_SEED_OFFSET
 from agents.leaderboard import (
     DEFAULT_EPISODES,
-    DEFAULT_LEARNED,
     ROOT,
     Cell,
-    _cell_key,
     _progress,
     append_rows,
     benchmark,
     env_name,
-    plan_cells,
-    read_results,
-    resolve_path,
+    missing_cells,  # noqa: F401  (re-exported: the Ray path resumes exactly like the local one)
+    plan_benchmark,
     run_cell,
 )
 
@@ -198,30 +193,6 @@ def run_cells_ray(
     )
 
 
-def missing_cells(
-    results: str | Path,
-    cells: Sequence[Cell],
-    eval_seeds: Sequence[int],
-    overrides: dict[str, Any] | None = None,
-) -> list[tuple[Cell, list[int]]]:
-    """``(cell, seeds not yet in results)`` for each cell with work left, as ``benchmark()`` resumes.
-
-    A row counts for a cell when its config, agent, training seed and overrides (as JSON with
-    sorted keys) match; the file's other cells and override sets are left alone.
-    """
-    ov_text = json.dumps(dict(overrides or {}), sort_keys=True)
-    done: dict[tuple[str, str, str, str], set[int]] = {}
-    for r in read_results(results):
-        done.setdefault(_cell_key(r), set()).add(int(r["eval_seed"]))
-    todo = []
-    for c in cells:
-        key = (c.config, c.agent, "" if c.train_seed is None else str(c.train_seed), ov_text)
-        missing = [int(s) for s in eval_seeds if int(s) not in done.get(key, set())]
-        if missing:
-            todo.append((c, missing))
-    return todo
-
-
 def benchmark_ray(
     out: str | Path,
     configs: Sequence[str] | None = None,
@@ -249,22 +220,7 @@ def benchmark_ray(
     Raises:
         ValueError: Bad arguments (unknown env id or agent, non-positive episodes or workers).
     """
-    from disagg_gym.env.registration import registered_ids
-
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer (got {episodes!r})")
-    ids = list(configs or registered_ids())
-    for c in ids:
-        if c not in registered_ids():
-            raise ValueError(f"unknown config {c!r}; expected one of: {', '.join(registered_ids())}")
-    specs = list(agents or ["heuristics", DEFAULT_LEARNED])
-    if agents is None and not resolve_path(DEFAULT_LEARNED.split("=", 1)[1]).is_dir():
-        specs = ["heuristics"]
-    results = Path(out) / "results.csv"
-    seeds = [EVAL_SEED_OFFSET + k for k in range(episodes)]
-    ov = dict(overrides or {})
-    cells = plan_cells(ids, specs)
-    todo = missing_cells(results, cells, seeds, ov)
+    results, seeds, ov, cells, todo = plan_benchmark(out, configs, agents, episodes, overrides)
     if progress:
         print(f"ray: {len(todo)} of {len(cells)} cells to run ({len(cells) - len(todo)} already "
               f"in {results})", file=sys.stderr)
@@ -279,5 +235,5 @@ def benchmark_ray(
             on_done=lambda i, rows: append_rows(results, rows),
         )
     return benchmark(
-        out, ids, specs, episodes, ov, markdown=markdown, plots=plots, progress=False
+        out, configs, agents, episodes, ov, markdown=markdown, plots=plots, progress=False
     )
