@@ -77,7 +77,8 @@ def fmt_summary(s: dict[str, Any]) -> str:
         f"end-to-end    p50 {f('e2e_p50_s', 1, ' s', 2)}  p99 {f('e2e_p99_s', 1, ' s', 2)}",
         f"SLO           attainment {f('slo_attainment', 100, ' %', 1)}  (TTFT {f('ttft_slo_attainment', 100, ' %', 1)}, "
         f"TPOT {f('tpot_slo_attainment', 100, ' %', 1)})  goodput {f('goodput_rps', 1, ' req/s', 2)}",
-        f"throughput    {f('output_tokens_per_s', 1, ' out tok/s', 0)}  utilisation {s.get('utilisation')}",
+        f"throughput    {f('output_tokens_per_s', 1, ' out tok/s', 0)}  utilisation "
+        + ", ".join(f"{role} {100 * u:.1f} %" for role, u in (s.get("utilisation") or {}).items() if u is not None),
         f"energy        {f('energy_per_request_j', 1, ' J/request', 1)}   cost {f('cost_per_1m_tokens_usd', 1, ' $/1M tokens', 3)}",
         f"KV bytes      {', '.join(f'{k}: {v / 1e9:.2f} GB' for k, v in s['kv_bytes_by_tier'].items()) or 'none'}",
         f"simulated     {s['simulated_s']:.1f} s in {s.get('wall_s', 0):.2f} s wall "
