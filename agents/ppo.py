@@ -47,6 +47,7 @@ from agents.callbacks import (
 )
 from agents.cli import TrainArgs
 from agents.evaluation import EVAL_SEED_OFFSET, TRAIN_SEED_LOW
+from agents.policies import layout_of, resolve_policy
 from disagg_gym.io import atomic_write_json
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO}
@@ -665,8 +666,15 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         )
         model.set_random_seed(args.seed + model.num_timesteps)
     else:
+        policy = resolve_policy(extras["policy"], maskable=cls is MaskablePPO)
+        if not isinstance(policy, str):  # instance policies need the env's layout
+            probe = make_env(args.env, overrides)
+            pk = dict(algo_kwargs.get("policy_kwargs") or {})
+            pk["layout"] = layout_of(probe)
+            algo_kwargs["policy_kwargs"] = pk
+            probe.close()
         model = cls(
-            extras["policy"],
+            policy,
             venv,
             seed=args.seed,
             verbose=args.verbose,

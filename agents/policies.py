@@ -1,0 +1,246 @@
+"""Instance-scoring actor-critic policies for SB3 PPO / sb3-contrib MaskablePPO.
+
+A flat MLP over the whole observation has to *learn* that instance 3's queue belongs to
+action 3, separately for every instance, and an untrained one routes uniformly at random. The
+policies here score each instance with one shared network instead (a permutation-equivariant
+"pointer" head, as in Decima, Mao et al. 2019), so "prefer the instance with the shorter
+predicted wait" is a single weight, and the same weights serve 4 or 64 instances:
+
+* every instance row ``x_i`` (the env's ``N x 10`` features) is embedded together with the
+  request/decision/global context ``c``: ``h_i = MLP([x_i, c])``;
+* prefill and decode logits are ``w_p . [h_i, pool(h)] + b_p[i]`` and ``w_d . [h_i, pool(h)]
+  + b_d[i]``, ``pool`` = mean and max over instances, ``b`` learned per-instance offsets
+  (started at 0) for what the features do not show (site, price, place in the topology);
+* the admission-control (reject) logit comes from ``MLP([pool(h), c])``, with its bias started
+  at ``reject_bias`` (default -4) so that an untrained policy serves nearly every request;
+* allocation logits per GPU type come from ``MLP([pool(h), c])`` minus ``stay_cost x
+  |count - current count|`` (learned, started at 1), so an untrained policy mostly keeps
+  the current pool sizes instead of flipping roles at random;
+* the value is ``MLP([pool(h), c])``.
+
+The layout (task, instances, reject value, GPU type sizes) comes from the env and is stored
+with the model (``policy_kwargs["layout"]``); ``layout_of(env)`` builds it. Works with the
+env's flat ``Box`` observation (``obs_mode: box``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+from disagg_gym.env.observation import (
+    DECISION_FEATURES,
+    GLOBAL_FEATURES,
+    INSTANCE_FEATURES,
+    REQUEST_FEATURES,
+)
+
+NF = len(INSTANCE_FEATURES)
+N_CTX_FIXED = len(REQUEST_FEATURES) + len(DECISION_FEATURES) + len(GLOBAL_FEATURES)
+
+
+def layout_of(env: gym.Env) -> dict[str, Any]:
+    """The ``layout`` policy kwarg of a disagg-gym env (task, instances, reject, GPU sizes)."""
+    base = env.unwrapped
+    for name in ("task", "n", "allow_reject", "gpu_sizes"):
+        if not hasattr(base, name):
+            raise ValueError(f"{type(base).__name__} is not a disagg-gym env (no {name!r})")
+    if getattr(base.cfg, "obs_mode", "box") != "box":
+        raise ValueError("instance policies need env.obs_mode: box")
+    return {
+        "task": str(base.task),
+        "n": int(base.n),
+        "allow_reject": bool(base.allow_reject),
+        "gpu_sizes": [int(c) for c in base.gpu_sizes],
+    }
+
+
+def _mlp(sizes: list[int], act: type[nn.Module]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), act()]
+    return nn.Sequential(*layers)
+
+
+class InstanceScorer(nn.Module):
+    """The SB3 ``mlp_extractor`` of the instance policies: ``forward_actor`` returns logits.
+
+    Args:
+        obs_dim: Length of the flat observation.
+        layout: ``layout_of(env)``.
+        hidden: Width of the instance embedding and the heads.
+        act: Activation class.
+        reject_bias: Initial bias of the reject logit.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        layout: dict[str, Any],
+        hidden: int = 64,
+        act: type[nn.Module] = nn.Tanh,
+        reject_bias: float = -4.0,
+    ) -> None:
+        super().__init__()
+        self.task = layout["task"]
+        if self.task not in ("route", "allocate", "joint"):
+            raise ValueError(f"layout task must be route, allocate or joint (got {self.task!r})")
+        self.n = int(layout["n"])
+        self.reject = bool(layout["allow_reject"])
+        self.sizes = [int(c) for c in layout["gpu_sizes"]]
+        self.n_ctx = N_CTX_FIXED + len(self.sizes)
+        expect = self.n * NF + self.n_ctx
+        if obs_dim != expect:
+            raise ValueError(
+                f"observation length {obs_dim} does not match the layout "
+                f"({self.n} instances x {NF} + {self.n_ctx} = {expect})"
+            )
+        self.route = self.task in ("route", "joint")
+        self.alloc = self.task in ("allocate", "joint")
+        h = hidden
+        self.embed = _mlp([NF + self.n_ctx, h, h], act)
+        self.pool_ctx = _mlp([2 * h + self.n_ctx, h], act)
+        self.value = _mlp([2 * h + self.n_ctx, h, h], act)
+        if self.route:
+            self.prefill_head = nn.Linear(3 * h, 1)
+            self.decode_head = nn.Linear(3 * h, 1)
+            # per-instance offsets (start at 0): what the shared features cannot tell apart,
+            # e.g. an instance's site and price or its place in the topology
+            self.prefill_bias = nn.Parameter(torch.zeros(self.n))
+            self.decode_bias = nn.Parameter(torch.zeros(self.n))
+            if self.reject:
+                self.reject_head = nn.Linear(h, 1)
+        if self.alloc:
+            self.alloc_head = nn.Linear(h, sum(c + 1 for c in self.sizes))
+            self.stay_cost = nn.Parameter(torch.ones(len(self.sizes)))
+            dist = [
+                torch.arange(c + 1, dtype=torch.float32) for c in self.sizes
+            ]  # count values per type
+            self.register_buffer("_counts", torch.cat(dist), persistent=False)
+        self.latent_dim_pi = (
+            (2 * self.n + (1 if self.reject else 0) if self.route else 0)
+            + (sum(c + 1 for c in self.sizes) if self.alloc else 0)
+        )
+        self.latent_dim_vf = h
+        self._reject_bias = float(reject_bias)
+
+    def init_heads(self) -> None:
+        """Small output weights (near-uniform start), reject bias, stay prior (after SB3's init)."""
+        heads = []
+        if self.route:
+            heads += [self.prefill_head, self.decode_head]
+            if self.reject:
+                heads.append(self.reject_head)
+        if self.alloc:
+            heads.append(self.alloc_head)
+        for m in heads:
+            nn.init.orthogonal_(m.weight, gain=0.01)
+            nn.init.zeros_(m.bias)
+        if self.route and self.reject:
+            nn.init.constant_(self.reject_head.bias, self._reject_bias)
+
+    def _split(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self.n * NF
+        return obs[:, :k].reshape(-1, self.n, NF), obs[:, k:]
+
+    def _encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inst, ctx = self._split(obs)
+        b = inst.shape[0]
+        h = self.embed(torch.cat([inst, ctx[:, None, :].expand(b, self.n, self.n_ctx)], dim=-1))
+        pooled = torch.cat([h.mean(dim=1), h.max(dim=1).values], dim=-1)
+        return h, pooled, ctx
+
+    def forward_actor(self, obs: torch.Tensor) -> torch.Tensor:
+        h, pooled, ctx = self._encode(obs)
+        parts: list[torch.Tensor] = []
+        g = self.pool_ctx(torch.cat([pooled, ctx], dim=-1))
+        if self.route:
+            hp = torch.cat([h, pooled[:, None, :].expand(-1, self.n, -1)], dim=-1)
+            parts.append(self.prefill_head(hp).squeeze(-1) + self.prefill_bias)
+            if self.reject:
+                parts.append(self.reject_head(g))
+            parts.append(self.decode_head(hp).squeeze(-1) + self.decode_bias)
+        if self.alloc:
+            logits = self.alloc_head(g)
+            shares = ctx[:, N_CTX_FIXED:]  # prefill share per GPU type
+            cur = torch.cat(
+                [
+                    (shares[:, i : i + 1] * c).round().expand(-1, c + 1)
+                    for i, c in enumerate(self.sizes)
+                ],
+                dim=-1,
+            )
+            cost = torch.cat(
+                [self.stay_cost[i].expand(c + 1) for i, c in enumerate(self.sizes)]
+            )
+            parts.append(logits - cost * (self._counts - cur).abs())
+        return torch.cat(parts, dim=-1)
+
+    def forward_critic(self, obs: torch.Tensor) -> torch.Tensor:
+        _, pooled, ctx = self._encode(obs)
+        return self.value(torch.cat([pooled, ctx], dim=-1))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(obs), self.forward_critic(obs)
+
+
+class _InstanceMixin:
+    """Replaces SB3's MLP extractor + linear action head with an ``InstanceScorer``."""
+
+    def __init__(
+        self,
+        *args: Any,
+        layout: dict[str, Any] | None = None,
+        hidden: int = 64,
+        reject_bias: float = -4.0,
+        **kwargs: Any,
+    ) -> None:
+        if layout is None:
+            raise ValueError("instance policies need policy_kwargs['layout'] (agents.policies.layout_of)")
+        self.layout = dict(layout)
+        self.hidden = int(hidden)
+        self.reject_bias = float(reject_bias)
+        kwargs.pop("net_arch", None)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = InstanceScorer(
+            self.features_dim, self.layout, self.hidden, self.activation_fn, self.reject_bias
+        )
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)  # type: ignore[misc]
+        self.action_net = nn.Identity()  # the scorer already emits the logits
+        self.mlp_extractor.init_heads()
+        self.optimizer = self.optimizer_class(
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()  # type: ignore[misc]
+        data.update(layout=self.layout, hidden=self.hidden, reject_bias=self.reject_bias)
+        return data
+
+
+class InstancePolicy(_InstanceMixin, ActorCriticPolicy):
+    """Instance-scoring policy for SB3 ``PPO`` (see the module docstring)."""
+
+
+class MaskableInstancePolicy(_InstanceMixin, MaskableActorCriticPolicy):
+    """Instance-scoring policy for sb3-contrib ``MaskablePPO`` (see the module docstring)."""
+
+
+POLICY_NAMES = ("InstancePolicy",)
+"""Names the hyperparameter YAML's ``policy`` key may use besides SB3's own (``MlpPolicy``)."""
+
+
+def resolve_policy(name: str, maskable: bool) -> str | type[ActorCriticPolicy]:
+    """``"InstancePolicy"`` -> the class for the algorithm; other names pass through to SB3."""
+    if name == "InstancePolicy":
+        return MaskableInstancePolicy if maskable else InstancePolicy
+    return name
