@@ -136,6 +136,9 @@ class EvalArgs:
         default=False, metadata=arg_meta("sample learned policies' actions instead of argmax")
     )
     json: bool = field(default=False, metadata=arg_meta("print the summary as JSON"))
+    threads: int = field(
+        default=1, metadata=arg_meta("torch threads of learned policies", type=positive_int)
+    )
 
 
 # ====================================================================== dataclass <-> argparse
@@ -229,6 +232,12 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
         raise ValueError(f"episodes must be a positive integer (got {eargs.episodes!r})")
     check_env_id(eargs.env)
     check_policy_spec(eargs.policy)
+    if eargs.policy.startswith("sb3:"):
+        import torch
+
+        # one decision per forward pass: more threads only add synchronisation (and thrash
+        # when other jobs share the cores)
+        torch.set_num_threads(eargs.threads)
     env = make_env(eargs.env, parse_overrides(eargs.overrides))
     try:
         policy = make_policy(eargs.policy, env, seed=eargs.seed)

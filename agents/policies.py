@@ -11,6 +11,12 @@ predicted wait" is a single weight, and the same weights serve 4 or 64 instances
 * prefill and decode logits are ``w_p . [h_i, pool(h)] + b_p[i]`` and ``w_d . [h_i, pool(h)]
   + b_d[i]``, ``pool`` = mean and max over instances, ``b`` learned per-instance offsets
   (started at 0) for what the features do not show (site, price, place in the topology);
+* optionally (``prior_scale > 0``) a load prior is subtracted: ``w_p . [queued, wait]_i``
+  from prefill logits and ``w_d . [batch, kv, backlog]_j`` from decode logits, with the
+  weights learned and started at ``prior_scale``, so the greedy action starts as a
+  join-shortest-queue choice and PPO learns a residual on it (residual policy learning,
+  Silver et al. 2018). Without it, an untrained policy's near-equal logits make the *greedy*
+  action send every request to one instance;
 * the admission-control (reject) logit comes from ``MLP([pool(h), c])``, with its bias started
   at ``reject_bias`` (default -4) so that an untrained policy serves nearly every request;
 * allocation logits per GPU type come from ``MLP([pool(h), c])`` minus ``stay_cost x
@@ -41,6 +47,11 @@ from disagg_gym.env.observation import (
 )
 
 NF = len(INSTANCE_FEATURES)
+_COL = {f[0]: i for i, f in enumerate(INSTANCE_FEATURES)}
+PREFILL_LOAD = [_COL["queued_tokens"], _COL["prefill_wait"]]
+"""Instance feature columns of the prefill load prior."""
+DECODE_LOAD = [_COL["decode_batch"], _COL["kv_used"], _COL["decode_backlog"]]
+"""Instance feature columns of the decode load prior."""
 N_CTX_FIXED = len(REQUEST_FEATURES) + len(DECISION_FEATURES) + len(GLOBAL_FEATURES)
 
 
@@ -85,6 +96,7 @@ class InstanceScorer(nn.Module):
         hidden: int = 64,
         act: type[nn.Module] = nn.Tanh,
         reject_bias: float = -4.0,
+        prior_scale: float = 0.0,
     ) -> None:
         super().__init__()
         self.task = layout["task"]
@@ -113,6 +125,12 @@ class InstanceScorer(nn.Module):
             # e.g. an instance's site and price or its place in the topology
             self.prefill_bias = nn.Parameter(torch.zeros(self.n))
             self.decode_bias = nn.Parameter(torch.zeros(self.n))
+            # load prior (learned weights, started at prior_scale; 0 = off): the logits start
+            # as -w . load, so the greedy action starts as a join-shortest-queue choice
+            self.prior = prior_scale != 0.0
+            if self.prior:
+                self.prefill_prior = nn.Parameter(torch.full((len(PREFILL_LOAD),), float(prior_scale)))
+                self.decode_prior = nn.Parameter(torch.full((len(DECODE_LOAD),), float(prior_scale)))
             if self.reject:
                 self.reject_head = nn.Linear(h, 1)
         if self.alloc:
@@ -161,10 +179,16 @@ class InstanceScorer(nn.Module):
         g = self.pool_ctx(torch.cat([pooled, ctx], dim=-1))
         if self.route:
             hp = torch.cat([h, pooled[:, None, :].expand(-1, self.n, -1)], dim=-1)
-            parts.append(self.prefill_head(hp).squeeze(-1) + self.prefill_bias)
+            lp = self.prefill_head(hp).squeeze(-1) + self.prefill_bias
+            ld = self.decode_head(hp).squeeze(-1) + self.decode_bias
+            if self.prior:
+                inst = obs[:, : self.n * NF].reshape(-1, self.n, NF)
+                lp = lp - inst[:, :, PREFILL_LOAD] @ self.prefill_prior
+                ld = ld - inst[:, :, DECODE_LOAD] @ self.decode_prior
+            parts.append(lp)
             if self.reject:
                 parts.append(self.reject_head(g))
-            parts.append(self.decode_head(hp).squeeze(-1) + self.decode_bias)
+            parts.append(ld)
         if self.alloc:
             logits = self.alloc_head(g)
             shares = ctx[:, N_CTX_FIXED:]  # prefill share per GPU type
@@ -198,6 +222,7 @@ class _InstanceMixin:
         layout: dict[str, Any] | None = None,
         hidden: int = 64,
         reject_bias: float = -4.0,
+        prior_scale: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if layout is None:
@@ -205,12 +230,14 @@ class _InstanceMixin:
         self.layout = dict(layout)
         self.hidden = int(hidden)
         self.reject_bias = float(reject_bias)
+        self.prior_scale = float(prior_scale)
         kwargs.pop("net_arch", None)
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = InstanceScorer(
-            self.features_dim, self.layout, self.hidden, self.activation_fn, self.reject_bias
+            self.features_dim, self.layout, self.hidden, self.activation_fn, self.reject_bias,
+            self.prior_scale,
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -223,7 +250,10 @@ class _InstanceMixin:
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
-        data.update(layout=self.layout, hidden=self.hidden, reject_bias=self.reject_bias)
+        data.update(
+            layout=self.layout, hidden=self.hidden, reject_bias=self.reject_bias,
+            prior_scale=self.prior_scale,
+        )
         return data
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from agents.leaderboard import LOWER_IS_BETTER as LEADERBOARD_LOWER  # noqa: E402
 from agents.cli import (  # noqa: E402
     add_dataclass_args,
     arg_meta,
@@ -48,7 +49,11 @@ SPACE: dict[str, list[Any]] = {
     "ent_coef": [0.0, 0.005, 0.02],
     "n_epochs": [5, 10],
 }
-LOWER_IS_BETTER = ("cost_per_1m_tokens_usd", "energy_per_good_request_j", "energy_per_request_j")
+LOWER_IS_BETTER = (  # the leaderboard's primary metrics that are costs, plus raw cost/energy KPIs
+    *sorted(LEADERBOARD_LOWER),
+    "cost_per_1m_tokens_usd",
+    "energy_per_request_j",
+)
 VALIDATION_SEED_OFFSET = 20_000
 
 
@@ -81,17 +86,58 @@ class Args:
     metric: str | None = field(
         default=None, metadata=arg_meta("KPI to optimise (default: the scenario's primary metric)")
     )
+    max_wall_s: float | None = field(
+        default=None,
+        metadata=arg_meta(
+            "wall-clock cap per trial's training, seconds (trials stop at --timesteps or this)",
+            type=float,
+        ),
+    )
+    space: list[str] = field(
+        default_factory=list,
+        metadata=arg_meta(
+            "replace the searched values of a key, KEY=V1,V2,... (repeatable; keys not named "
+            "keep SPACE's values; KEY=V fixes a key)"
+        ),
+    )
 
 
-def candidates(mode: str, trials: int, seed: int) -> list[dict[str, Any]]:
+def parse_space(items: list[str]) -> dict[str, list[Any]]:
+    """``["gamma=0.95,0.99"]`` -> SPACE with those values (YAML scalars); errors name the item."""
+    import yaml
+
+    space = {k: list(v) for k, v in SPACE.items()}
+    for item in items:
+        key, sep, vals = item.partition("=")
+        if not sep or not key or not vals:
+            raise ValueError(f"--space expects KEY=V1,V2,... (got {item!r})")
+        try:
+            space[key] = [yaml.safe_load(v) for v in vals.split(",")]
+        except yaml.YAMLError:
+            raise ValueError(f"--space {item!r}: values must be YAML scalars") from None
+    return space
+
+
+def candidates(
+    mode: str, trials: int, seed: int, space: dict[str, list[Any]] | None = None
+) -> list[dict[str, Any]]:
     """The trial configurations: grid order or seeded random samples (no duplicates)."""
-    keys = list(SPACE)
-    grid = [dict(zip(keys, vals)) for vals in itertools.product(*(SPACE[k] for k in keys))]
+    space = SPACE if space is None else space
+    keys = list(space)
+    grid = [dict(zip(keys, vals)) for vals in itertools.product(*(space[k] for k in keys))]
     if mode == "grid":
         return grid[:trials]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(grid))[: min(trials, len(grid))]
     return [grid[int(i)] for i in order]
+
+
+def _timesteps(model_path: Path) -> int:
+    """Timesteps a saved SB3 model was trained for."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    data, _, _ = load_from_zip_file(str(model_path), load_data=True, device="cpu")
+    return int((data or {}).get("num_timesteps", 0))
 
 
 def main(ns: argparse.Namespace) -> int:
@@ -118,10 +164,13 @@ def main(ns: argparse.Namespace) -> int:
 
     rows: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
-    for k, cand in enumerate(candidates(args.mode, args.trials, args.seed)):
+    space = parse_space(args.space)
+    if args.max_wall_s is not None and not 0 < args.max_wall_s < float("inf"):
+        raise ValueError(f"--max-wall-s must be a positive number (got {args.max_wall_s!r})")
+    for k, cand in enumerate(candidates(args.mode, args.trials, args.seed, space)):
         hp = {**base_hp, **cand}
         # n_steps must stay a multiple of batch_size for full minibatches.
-        hp["batch_size"] = min(int(hp.get("batch_size", 64)), int(hp["n_steps"]))
+        hp["batch_size"] = min(int(hp.get("batch_size", 64)), int(hp.get("n_steps", 2048)))
         tdir = out / f"trial_{k}"
         atomic_write_text(tdir / "hyperparams.yml", dump_hyperparams_yaml({args.env: hp}))
         t0 = time.perf_counter()
@@ -138,6 +187,7 @@ def main(ns: argparse.Namespace) -> int:
                 checkpoint_freq=max(args.timesteps, 1),
                 keep_checkpoints=1,
                 progress_bar=False,
+                max_wall_s=args.max_wall_s,
             )
         )
         train_s = time.perf_counter() - t0
@@ -156,6 +206,7 @@ def main(ns: argparse.Namespace) -> int:
             "score": score,
             "metric": metric,
             "train_wall_s": round(train_s, 1),
+            "train_timesteps": _timesteps(model_path),
             **{f"{key}_mean": s["mean"] for key, s in stats.items()},
         }
         rows.append(row)

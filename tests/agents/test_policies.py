@@ -136,3 +136,24 @@ def test_train_save_load_predicts_identically(tmp_path: Path) -> None:
     )
     model = PPO.load(str(train(args)), device="cpu")
     assert type(model.policy).__name__ == "InstancePolicy"
+
+
+def test_load_prior_makes_the_untrained_greedy_route_join_the_shortest_queue() -> None:
+    from agents.policies import DECODE_LOAD, PREFILL_LOAD
+
+    sc, env = _scorer(ROUTE, prior_scale=30.0)
+    env.reset(seed=0)  # type: ignore[attr-defined]
+    for a in ([0, 2], [0, 2], [0, 3], [1, 2]):  # unequal load
+        obs, *_ = env.step(np.array(a))  # type: ignore[attr-defined]
+    n = sc.n
+    inst = obs[: n * NF].reshape(n, NF)
+    masks = env.unwrapped.action_masks()  # type: ignore[attr-defined]
+    with torch.no_grad():
+        logits = sc.forward_actor(torch.as_tensor(obs[None]))[0].numpy()
+    lp = np.where(masks[:n], logits[:n], -np.inf)
+    ld = np.where(masks[n + 1 :], logits[n + 1 :], -np.inf)
+    load_p = np.where(masks[:n], inst[:, PREFILL_LOAD].sum(1), np.inf)
+    load_d = np.where(masks[n + 1 :], inst[:, DECODE_LOAD].sum(1), np.inf)
+    assert load_p.min() < load_p[masks[:n]].max() or load_d.min() < load_d[masks[n + 1 :]].max()
+    assert int(np.argmax(lp)) == int(np.argmin(load_p))
+    assert int(np.argmax(ld)) == int(np.argmin(load_d))
