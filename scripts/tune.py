@@ -93,20 +93,27 @@ class Args:
             type=float,
         ),
     )
+    only_space: bool = field(
+        default=False, metadata=arg_meta("search only the keys given with --space")
+    )
     space: list[str] = field(
         default_factory=list,
         metadata=arg_meta(
             "replace the searched values of a key, KEY=V1,V2,... (repeatable; keys not named "
-            "keep SPACE's values; KEY=V fixes a key)"
+            "keep SPACE's values; KEY=V fixes a key; policy_kwargs.X=... searches X inside "
+            "policy_kwargs, e.g. policy_kwargs.prior_scale=0,20)"
         ),
     )
 
 
-def parse_space(items: list[str]) -> dict[str, list[Any]]:
-    """``["gamma=0.95,0.99"]`` -> SPACE with those values (YAML scalars); errors name the item."""
+def parse_space(items: list[str], only: bool = False) -> dict[str, list[Any]]:
+    """``["gamma=0.95,0.99"]`` -> SPACE with those values (YAML scalars); errors name the item.
+
+    ``only``: search just the keys in ``items`` (the others keep the YAML entry's values).
+    """
     import yaml
 
-    space = {k: list(v) for k, v in SPACE.items()}
+    space = {} if only else {k: list(v) for k, v in SPACE.items()}
     for item in items:
         key, sep, vals = item.partition("=")
         if not sep or not key or not vals:
@@ -130,6 +137,37 @@ def candidates(
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(grid))[: min(trials, len(grid))]
     return [grid[int(i)] for i in order]
+
+
+def _kwargs_text(kwargs: dict[str, Any]) -> str:
+    """policy_kwargs dict -> RL Zoo's string form (torch classes as ``nn.Name``)."""
+
+    def lit(v: Any) -> str:
+        if isinstance(v, type):
+            return f"nn.{v.__name__}"
+        if isinstance(v, dict):
+            return "dict(" + ", ".join(f"{k}={lit(x)}" for k, x in v.items()) + ")"
+        if isinstance(v, (list, tuple)):
+            inner = ", ".join(lit(x) for x in v)
+            return f"[{inner}]" if isinstance(v, list) else f"({inner},)"
+        return repr(v)
+
+    return lit(kwargs)
+
+
+def apply_candidate(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
+    """The YAML entry with ``cand``'s values; ``policy_kwargs.X`` keys set X inside policy_kwargs."""
+    from agents.ppo import parse_policy_kwargs
+
+    hp = dict(base)
+    for key, value in cand.items():
+        if key.startswith("policy_kwargs."):
+            pk = parse_policy_kwargs(hp.get("policy_kwargs"))
+            pk[key.split(".", 1)[1]] = value
+            hp["policy_kwargs"] = _kwargs_text(pk)
+        else:
+            hp[key] = value
+    return hp
 
 
 def _timesteps(model_path: Path) -> int:
@@ -164,11 +202,13 @@ def main(ns: argparse.Namespace) -> int:
 
     rows: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
-    space = parse_space(args.space)
+    space = parse_space(args.space, args.only_space)
+    if not space:
+        raise ValueError("--only-space needs at least one --space KEY=V1,V2,...")
     if args.max_wall_s is not None and not 0 < args.max_wall_s < float("inf"):
         raise ValueError(f"--max-wall-s must be a positive number (got {args.max_wall_s!r})")
     for k, cand in enumerate(candidates(args.mode, args.trials, args.seed, space)):
-        hp = {**base_hp, **cand}
+        hp = apply_candidate(base_hp, cand)
         # n_steps must stay a multiple of batch_size for full minibatches.
         hp["batch_size"] = min(int(hp.get("batch_size", 64)), int(hp.get("n_steps", 2048)))
         tdir = out / f"trial_{k}"

@@ -80,8 +80,15 @@ def test_hyperparams_default_fallback_and_policy_kwargs() -> None:
     hp2, entry2 = load_hyperparams("ppo", "disagg/NotInTheFile-v0")
     assert entry2 == "default" and "n_steps" in hp2
     kwargs, extras = resolve_hyperparams(hp)
-    assert extras["policy"] == "MlpPolicy" and extras["n_envs"] >= 1
-    assert kwargs["policy_kwargs"]["activation_fn"] is torch.nn.Tanh
+    assert extras["policy"] == "InstancePolicy" and extras["n_envs"] >= 1
+    assert kwargs["policy_kwargs"]["prior_scale"] > 0
+    # every standard id has its own (tuned) entry in both shipped files
+    from disagg_gym.env.registration import registered_ids
+
+    for algo in ("maskable_ppo", "ppo"):
+        for env_id in registered_ids():
+            assert load_hyperparams(algo, env_id)[1] == env_id
+    assert parse_policy_kwargs("dict(activation_fn=nn.Tanh)")["activation_fn"] is torch.nn.Tanh
     assert parse_policy_kwargs("dict(net_arch=dict(pi=[64, 64], vf=[32]), ortho_init=False)") == {
         "net_arch": {"pi": [64, 64], "vf": [32]},
         "ortho_init": False,
