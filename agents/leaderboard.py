@@ -294,7 +294,8 @@ class GreedyPolicy:
     SB3's distribution objects, which cost ~18x the network's forward pass per step (4.2 ms
     vs 0.23 ms measured on ColocatedBaseline), and, for the usual ``FlattenExtractor`` +
     Linear/Tanh/ReLU MLP, evaluates the actor in float32 numpy with the model's weights
-    (another ~4x: long episodes have 10k-45k decisions). Actions equal SB3's except where two
+    (another ~4x: long episodes have 10k-45k decisions; other policies, e.g. ``InstancePolicy``,
+    run their torch forward pass without gradients). Actions equal SB3's except where two
     valid logits agree to ~1e-7 (a test checks the equality along an episode); ``validate``
     replays through this class too, so the leaderboard is exactly reproducible either way.
 
@@ -312,8 +313,9 @@ class GreedyPolicy:
         self.splits = np.cumsum(self.nvec)[:-1]
         layers: list[tuple[str, Any, Any]] = []
         acts = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
-        modules = [*pol.mlp_extractor.policy_net, pol.action_net]
-        ok = type(pol.pi_features_extractor).__name__ == "FlattenExtractor"
+        policy_net = getattr(pol.mlp_extractor, "policy_net", None)  # None: InstancePolicy
+        modules = [*policy_net, pol.action_net] if policy_net is not None else []
+        ok = policy_net is not None and type(pol.pi_features_extractor).__name__ == "FlattenExtractor"
         for mod in modules:
             if isinstance(mod, torch.nn.Linear):
                 w = mod.weight.detach().numpy().astype(np.float32).T.copy()

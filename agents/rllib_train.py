@@ -45,8 +45,7 @@ from agents.cli import (
 )
 
 DEFAULT_TIMESTEPS = 200_000
-"""Env steps of a run when neither ``timesteps`` nor ``iterations`` is given (the
-``default`` entry of ``agents/hyperparams/maskable_ppo.yml``)."""
+"""Env steps of a run when neither ``timesteps`` nor ``iterations`` is given."""
 TB_RUN = "rllib_ppo"
 VERSION_PACKAGES = ("disagg-gym", "ray", "gymnasium", "torch", "numpy")
 KPI_KEYS = (

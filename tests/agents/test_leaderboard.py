@@ -140,16 +140,24 @@ def test_score_is_higher_is_better() -> None:
 
 
 # ---------------------------------------------------------------- learned agents
-def test_greedy_policy_matches_sb3_predict(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["MlpPolicy", "InstancePolicy"])
+def test_greedy_policy_matches_sb3_predict(tmp_path: Path, policy: str) -> None:
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from agents.base import make_env
+    from agents.policies import MaskableInstancePolicy, layout_of
     from agents.registry import make_policy
 
     env = make_env(ENV, SHORT)
-    model = MaskablePPO("MlpPolicy", DummyVecEnv([lambda: make_env(ENV, SHORT)]), seed=3,
-                        policy_kwargs={"net_arch": [16]}, device="cpu")
+    if policy == "MlpPolicy":
+        cls: object = "MlpPolicy"
+        kwargs: dict[str, object] = {"net_arch": [16]}
+    else:
+        cls = MaskableInstancePolicy
+        kwargs = {"layout": layout_of(env), "hidden": 16, "prior_scale": 20.0}
+    model = MaskablePPO(cls, DummyVecEnv([lambda: make_env(ENV, SHORT)]), seed=3,
+                        policy_kwargs=kwargs, device="cpu")
     model.save(tmp_path / "model.zip")
     inner = make_policy(f"sb3:{tmp_path / 'model.zip'}", env)
     greedy = lb.GreedyPolicy(inner)
