@@ -18,7 +18,10 @@ predicted wait" is a single weight, and the same weights serve 4 or 64 instances
   Silver et al. 2018). Without it, an untrained policy's near-equal logits make the *greedy*
   action send every request to one instance;
 * the admission-control (reject) logit comes from ``MLP([pool(h), c])``, with its bias started
-  at ``reject_bias`` (default -4) so that an untrained policy serves nearly every request;
+  at ``reject_bias`` (default -4) so that an untrained policy serves nearly every request; with
+  ``relative_reject`` the reject logit is added to the best valid prefill logit, so that start
+  holds however loaded the cluster is (with the load prior, absolute prefill logits fall as
+  load rises, which would make rejecting look ever cheaper);
 * allocation logits per GPU type come from ``MLP([pool(h), c])`` minus ``stay_cost x
   |count - current count|`` (learned, started at 1), so an untrained policy mostly keeps
   the current pool sizes instead of flipping roles at random;
@@ -97,8 +100,10 @@ class InstanceScorer(nn.Module):
         act: type[nn.Module] = nn.Tanh,
         reject_bias: float = -4.0,
         prior_scale: float = 0.0,
+        relative_reject: bool = False,
     ) -> None:
         super().__init__()
+        self.relative_reject = bool(relative_reject)
         self.task = layout["task"]
         if self.task not in ("route", "allocate", "joint"):
             raise ValueError(f"layout task must be route, allocate or joint (got {self.task!r})")
@@ -187,7 +192,13 @@ class InstanceScorer(nn.Module):
                 ld = ld - inst[:, :, DECODE_LOAD] @ self.decode_prior
             parts.append(lp)
             if self.reject:
-                parts.append(self.reject_head(g))
+                rej = self.reject_head(g)
+                if self.relative_reject:  # relative to the best prefill instance's logit
+                    inst = obs[:, : self.n * NF].reshape(-1, self.n, NF)
+                    ok = (inst[:, :, _COL["serves_prefill"]] > 0.5) & (inst[:, :, _COL["accepting"]] > 0.5)
+                    best = torch.where(ok, lp, torch.full_like(lp, -1e9)).max(dim=1, keepdim=True).values
+                    rej = rej + torch.where(ok.any(dim=1, keepdim=True), best, torch.zeros_like(best))
+                parts.append(rej)
             parts.append(ld)
         if self.alloc:
             logits = self.alloc_head(g)
@@ -223,6 +234,7 @@ class _InstanceMixin:
         hidden: int = 64,
         reject_bias: float = -4.0,
         prior_scale: float = 0.0,
+        relative_reject: bool = False,
         **kwargs: Any,
     ) -> None:
         if layout is None:
@@ -231,13 +243,14 @@ class _InstanceMixin:
         self.hidden = int(hidden)
         self.reject_bias = float(reject_bias)
         self.prior_scale = float(prior_scale)
+        self.relative_reject = bool(relative_reject)
         kwargs.pop("net_arch", None)
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = InstanceScorer(
             self.features_dim, self.layout, self.hidden, self.activation_fn, self.reject_bias,
-            self.prior_scale,
+            self.prior_scale, self.relative_reject,
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -252,7 +265,7 @@ class _InstanceMixin:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
         data.update(
             layout=self.layout, hidden=self.hidden, reject_bias=self.reject_bias,
-            prior_scale=self.prior_scale,
+            prior_scale=self.prior_scale, relative_reject=self.relative_reject,
         )
         return data
 

@@ -157,3 +157,22 @@ def test_load_prior_makes_the_untrained_greedy_route_join_the_shortest_queue() -
     assert load_p.min() < load_p[masks[:n]].max() or load_d.min() < load_d[masks[n + 1 :]].max()
     assert int(np.argmax(lp)) == int(np.argmin(load_p))
     assert int(np.argmax(ld)) == int(np.argmin(load_d))
+
+
+def test_relative_reject_keeps_rejection_rare_under_load() -> None:
+    env = make_env(ROUTE, {"horizon_s": 30, "workload.rate_per_s": 200})
+    env.reset(seed=0)
+    for i in range(400):  # pile work onto both prefill instances
+        obs, *_ = env.step(np.array([i % 2, 2 + i % 2]))
+    n = 4
+    masks = torch.as_tensor(env.unwrapped.action_masks()[: n + 1])  # type: ignore[attr-defined]
+    p = {}
+    for rel in (False, True):
+        torch.manual_seed(0)
+        sc = InstanceScorer(env.observation_space.shape[0], layout_of(env), prior_scale=20.0,  # type: ignore[index]
+                            relative_reject=rel)
+        sc.init_heads()
+        with torch.no_grad():
+            logits = sc.forward_actor(torch.as_tensor(obs[None]))[0][: n + 1]
+        p[rel] = float(torch.softmax(logits.masked_fill(~masks, -1e9), 0)[n])
+    assert p[True] < 0.02 < p[False]  # the absolute logit makes shedding look cheap under load
