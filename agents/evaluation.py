@@ -31,6 +31,7 @@ KPI_SUMMARY_KEYS = (
     "ttft_p99_s",
     "tpot_p99_s",
     "cost_per_1m_tokens_usd",
+    "cost_per_1m_good_tokens_usd",
     "energy_per_request_j",
     "energy_per_good_request_j",
     "requests_total",

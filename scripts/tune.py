@@ -10,6 +10,9 @@ the training seeds >= 1e6) by the scenario's primary metric. Writes, atomically:
     OUT/best.json     the same plus its score and trial number
     OUT/trial_<k>/    each trial's run folder (config.json, model, TensorBoard)
 
+Re-running with the same OUT scores trials that already finished with the same entry and
+budget instead of training them again (an interrupted search resumes).
+
 The search space (`SPACE` below) is deliberately small; `--mode grid` walks it in order and
 stops after `--trials`, `--mode random` samples it with a seeded generator. Example:
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 import json
 import sys
 import time
@@ -182,7 +186,7 @@ def main(ns: argparse.Namespace) -> int:
     """Runs the search."""
     from agents.base import make_env, parse_overrides
     from agents.cli import TrainArgs
-    from agents.evaluation import evaluate, rows_to_csv, summarize
+    from agents.evaluation import KPI_SUMMARY_KEYS, evaluate, rows_to_csv, summarize
     from agents.ppo import dump_hyperparams_yaml, load_hyperparams, train
     from agents.registry import make_policy
     from disagg_gym.io import atomic_write_json, atomic_write_text
@@ -207,37 +211,62 @@ def main(ns: argparse.Namespace) -> int:
         raise ValueError("--only-space needs at least one --space KEY=V1,V2,...")
     if args.max_wall_s is not None and not 0 < args.max_wall_s < float("inf"):
         raise ValueError(f"--max-wall-s must be a positive number (got {args.max_wall_s!r})")
+    prev_wall: dict[int, float] = {}  # training wall time of trials finished by an earlier run
+    if (out / "trials.csv").is_file():
+        import csv
+
+        with (out / "trials.csv").open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                try:
+                    prev_wall[int(r["trial"])] = float(r["train_wall_s"])
+                except (KeyError, ValueError):
+                    pass
     for k, cand in enumerate(candidates(args.mode, args.trials, args.seed, space)):
         hp = apply_candidate(base_hp, cand)
         # n_steps must stay a multiple of batch_size for full minibatches.
         hp["batch_size"] = min(int(hp.get("batch_size", 64)), int(hp.get("n_steps", 2048)))
         tdir = out / f"trial_{k}"
-        atomic_write_text(tdir / "hyperparams.yml", dump_hyperparams_yaml({args.env: hp}))
+        hp_text = dump_hyperparams_yaml({args.env: hp})
+        done = tdir / "run" / "model.zip"
         t0 = time.perf_counter()
-        model_path = train(
-            TrainArgs(
-                env=args.env,
-                algo=args.algo,
-                timesteps=args.timesteps,
-                seed=args.seed,
-                out=str(tdir / "run"),
-                overrides=list(args.overrides),
-                hyperparams=str(tdir / "hyperparams.yml"),
-                eval_freq=0,
-                checkpoint_freq=max(args.timesteps, 1),
-                keep_checkpoints=1,
-                progress_bar=False,
-                max_wall_s=args.max_wall_s,
+        if (
+            done.is_file()
+            and (tdir / "hyperparams.yml").is_file()
+            and (tdir / "hyperparams.yml").read_text() == hp_text
+            and _timesteps(done) >= args.timesteps
+        ):  # finished earlier with the same entry: score it, don't retrain
+            model_path = done
+            print(f"trial {k}: reusing {done}")
+        else:
+            if (tdir / "run").exists():
+                shutil.rmtree(tdir / "run")  # an unfinished or different earlier trial
+            atomic_write_text(tdir / "hyperparams.yml", hp_text)
+            model_path = train(
+                TrainArgs(
+                    env=args.env,
+                    algo=args.algo,
+                    timesteps=args.timesteps,
+                    seed=args.seed,
+                    out=str(tdir / "run"),
+                    overrides=list(args.overrides),
+                    hyperparams=str(tdir / "hyperparams.yml"),
+                    eval_freq=0,
+                    checkpoint_freq=max(args.timesteps, 1),
+                    keep_checkpoints=1,
+                    progress_bar=False,
+                    max_wall_s=args.max_wall_s,
+                )
             )
-        )
         train_s = time.perf_counter() - t0
+        if model_path == done:
+            train_s = prev_wall.get(k, train_s)
         env = make_env(args.env, overrides)
         try:
             policy = make_policy(f"sb3:{model_path}", env)
             ep_rows = evaluate(policy, env, args.eval_episodes, VALIDATION_SEED_OFFSET)
         finally:
             env.close()
-        stats = summarize(ep_rows)
+        stats = summarize(ep_rows, tuple(dict.fromkeys([metric, *KPI_SUMMARY_KEYS])))
         score = stats.get(metric, {}).get("mean", float("nan"))
         row = {
             "trial": k,
