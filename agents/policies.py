@@ -171,15 +171,22 @@ class InstanceScorer(nn.Module):
         k = self.n * NF
         return obs[:, :k].reshape(-1, self.n, NF), obs[:, k:]
 
-    def _encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _encode(
+        self, obs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(instance rows, their embeddings, pooled embeddings, context)."""
         inst, ctx = self._split(obs)
         b = inst.shape[0]
         h = self.embed(torch.cat([inst, ctx[:, None, :].expand(b, self.n, self.n_ctx)], dim=-1))
         pooled = torch.cat([h.mean(dim=1), h.max(dim=1).values], dim=-1)
-        return h, pooled, ctx
+        return inst, h, pooled, ctx
 
     def forward_actor(self, obs: torch.Tensor) -> torch.Tensor:
-        h, pooled, ctx = self._encode(obs)
+        return self._logits(*self._encode(obs))
+
+    def _logits(
+        self, inst: torch.Tensor, h: torch.Tensor, pooled: torch.Tensor, ctx: torch.Tensor
+    ) -> torch.Tensor:
         parts: list[torch.Tensor] = []
         g = self.pool_ctx(torch.cat([pooled, ctx], dim=-1))
         if self.route:
@@ -187,14 +194,12 @@ class InstanceScorer(nn.Module):
             lp = self.prefill_head(hp).squeeze(-1) + self.prefill_bias
             ld = self.decode_head(hp).squeeze(-1) + self.decode_bias
             if self.prior:
-                inst = obs[:, : self.n * NF].reshape(-1, self.n, NF)
                 lp = lp - inst[:, :, PREFILL_LOAD] @ self.prefill_prior
                 ld = ld - inst[:, :, DECODE_LOAD] @ self.decode_prior
             parts.append(lp)
             if self.reject:
                 rej = self.reject_head(g)
                 if self.relative_reject:  # relative to the best prefill instance's logit
-                    inst = obs[:, : self.n * NF].reshape(-1, self.n, NF)
                     ok = (inst[:, :, _COL["serves_prefill"]] > 0.5) & (inst[:, :, _COL["accepting"]] > 0.5)
                     best = torch.where(ok, lp, torch.full_like(lp, -1e9)).max(dim=1, keepdim=True).values
                     rej = rej + torch.where(ok.any(dim=1, keepdim=True), best, torch.zeros_like(best))
@@ -217,11 +222,12 @@ class InstanceScorer(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward_critic(self, obs: torch.Tensor) -> torch.Tensor:
-        _, pooled, ctx = self._encode(obs)
+        _, _, pooled, ctx = self._encode(obs)
         return self.value(torch.cat([pooled, ctx], dim=-1))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_actor(obs), self.forward_critic(obs)
+        inst, h, pooled, ctx = self._encode(obs)  # once for both heads
+        return self._logits(inst, h, pooled, ctx), self.value(torch.cat([pooled, ctx], dim=-1))
 
 
 class _InstanceMixin:

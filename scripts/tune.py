@@ -38,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from agents.leaderboard import LOWER_IS_BETTER as LEADERBOARD_LOWER  # noqa: E402
 from agents.cli import (  # noqa: E402
-    add_dataclass_args,
     arg_meta,
     dataclass_from_namespace,
     nonneg_int,
     positive_int,
+    run_script,
 )
 
 # Values tried per key; everything else comes from the env's YAML entry.
@@ -293,10 +293,4 @@ def main(ns: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="tune.py", description=__doc__)
-    add_dataclass_args(parser, Args)
-    try:
-        raise SystemExit(main(parser.parse_args()))
-    except ValueError as exc:
-        print(f"tune.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    raise SystemExit(run_script(main, Args, "tune.py", __doc__ or ""))

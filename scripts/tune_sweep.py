@@ -35,10 +35,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from agents.cli import (  # noqa: E402
-    add_dataclass_args,
     arg_meta,
     dataclass_from_namespace,
     positive_int,
+    run_script,
 )
 
 VALIDATION_SEED_OFFSET = 20_000  # the validation seeds of scripts/tune.py
@@ -228,10 +228,4 @@ def main(ns: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="tune_sweep.py", description=__doc__)
-    add_dataclass_args(parser, Args)
-    try:
-        raise SystemExit(main(parser.parse_args()))
-    except ValueError as exc:
-        print(f"tune_sweep.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    raise SystemExit(run_script(main, Args, "tune_sweep.py", __doc__ or ""))

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from agents.cli import add_dataclass_args
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -59,7 +61,7 @@ def test_search_scores_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture
     t = _tune()
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser()
-    t.add_dataclass_args(parser, t.Args)
+    add_dataclass_args(parser, t.Args)
     argv = [
         "--env", "disagg/HybridCostRoute-v0", "--mode", "grid", "--trials", "1", "--only-space",
         "--space", "learning_rate=3.0e-4", "--timesteps", "64", "--eval-episodes", "1",
