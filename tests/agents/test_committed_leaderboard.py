@@ -24,3 +24,23 @@ def test_committed_rows_replay_exactly() -> None:
         progress=False,
     )
     assert problems == []
+
+
+CHECKPOINTS = RESULTS.parent / "checkpoints"
+
+
+@pytest.mark.skipif(not CHECKPOINTS.is_dir(), reason="no committed leaderboard/checkpoints")
+def test_committed_checkpoints_are_slim_and_have_their_run_config() -> None:
+    """Every committed model.zip has its config.json and no Adam moments (train_leaderboard's slim)."""
+    import io
+    import zipfile
+
+    import torch
+
+    zips = sorted(CHECKPOINTS.glob("*/seed*/model.zip"))
+    assert zips, f"no model.zip under {CHECKPOINTS}"
+    for path in zips:
+        assert (path.parent / "config.json").is_file(), f"{path}: config.json missing beside it"
+        with zipfile.ZipFile(path) as zf:
+            opt = torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), map_location="cpu")
+        assert not opt.get("state"), f"{path}: optimizer moments not slimmed"
