@@ -9,9 +9,9 @@ training run itself resumes from its latest checkpoint in ``runs/leaderboard/``.
 
 One process, one torch thread: the leaderboard is built on a shared 2-core machine.
 
-The committed copies are *slimmed*: the Adam moments in ``policy.optimizer.pth`` are dropped
+The committed copies are *slimmed* (``agents.callbacks.slim_checkpoint``): the Adam moments in ``policy.optimizer.pth`` are dropped
 (state emptied, parameter groups kept) and the zip is deflated, which cuts LargeJoint's
-6 MB zips to ~2 MB. The policy weights are untouched, so evaluation is unaffected; to continue
+InstancePolicy zips from 464 KB to 132 KB. The policy weights are untouched, so evaluation is unaffected; to continue
 training, resume from ``runs/leaderboard/`` instead (optimizer moments restart otherwise).
 
 Usage (the committed checkpoints: the shipped budgets, seeds 0-2)::
@@ -22,19 +22,18 @@ Usage (the committed checkpoints: the shipped budgets, seeds 0-2)::
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
 import shutil
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import torch
 
+from agents.callbacks import slim_checkpoint
 from agents.cli import TrainArgs
 from agents.ppo import load_hyperparams, train
 from disagg_gym.env.registration import registered_ids
@@ -57,24 +56,6 @@ p.add_argument("--dest", type=Path, default=ROOT / "leaderboard" / "checkpoints"
 p.add_argument("--work", type=Path, default=ROOT / "runs" / "leaderboard")
 p.add_argument("--log", type=Path, default=None, help="JSON lines of per-run timings")
 args = p.parse_args()
-
-
-def slim(path: Path) -> None:
-    """Empties the optimizer state in an SB3 zip and deflates it, in place (idempotent)."""
-    with zipfile.ZipFile(path) as zin:
-        items = {name: zin.read(name) for name in zin.namelist()}
-    opt = torch.load(io.BytesIO(items["policy.optimizer.pth"]), map_location="cpu")
-    if not opt.get("state"):
-        return
-    opt["state"] = {}
-    buf = io.BytesIO()
-    torch.save(opt, buf)
-    items["policy.optimizer.pth"] = buf.getvalue()
-    tmp = path.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zout:
-        for name, data in items.items():
-            zout.writestr(name, data)
-    tmp.replace(path)
 
 
 torch.set_num_threads(1)
@@ -111,7 +92,7 @@ for env_id in configs:
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(work / "config.json", dest / "config.json")
         shutil.copy2(model, dest / "model.zip.tmp")
-        slim(dest / "model.zip.tmp")
+        slim_checkpoint(dest / "model.zip.tmp")
         (dest / "model.zip.tmp").replace(dest / "model.zip")
         print(f"done  {env_id} seed {seed}: {wall:.1f} s ({steps / wall:.0f} steps/s)", flush=True)
         if args.log is not None:
@@ -120,4 +101,4 @@ for env_id in configs:
 
 # Checkpoints copied before slimming existed (or by hand) are slimmed too.
 for zp in sorted(args.dest.glob("*/seed*/model.zip")):
-    slim(zp)
+    slim_checkpoint(zp)

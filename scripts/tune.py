@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import shutil
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from agents.leaderboard import LOWER_IS_BETTER as LEADERBOARD_LOWER  # noqa: E402
+from agents.leaderboard import read_results  # noqa: E402
 from agents.cli import (  # noqa: E402
     arg_meta,
     dataclass_from_namespace,
@@ -182,6 +183,30 @@ def _timesteps(model_path: Path) -> int:
     return int((data or {}).get("num_timesteps", 0))
 
 
+def _finished_trial(tdir: Path, hp_text: str, timesteps: int) -> Path | None:
+    """The trial's model if an earlier run finished it with the same entry and budget."""
+    model, hp_file = tdir / "run" / "model.zip", tdir / "hyperparams.yml"
+    if (
+        model.is_file()
+        and hp_file.is_file()
+        and hp_file.read_text() == hp_text
+        and _timesteps(model) >= timesteps
+    ):
+        return model
+    return None
+
+
+def _previous_train_walls(trials_csv: Path) -> dict[int, float]:
+    """Training wall time per trial recorded by an earlier run (``{}`` without one)."""
+    walls: dict[int, float] = {}
+    for r in read_results(trials_csv):
+        try:
+            walls[int(r["trial"])] = float(r["train_wall_s"])
+        except (KeyError, ValueError):
+            pass
+    return walls
+
+
 def main(ns: argparse.Namespace) -> int:
     """Runs the search."""
     from agents.base import make_env, parse_overrides
@@ -211,32 +236,18 @@ def main(ns: argparse.Namespace) -> int:
         raise ValueError("--only-space needs at least one --space KEY=V1,V2,...")
     if args.max_wall_s is not None and not 0 < args.max_wall_s < float("inf"):
         raise ValueError(f"--max-wall-s must be a positive number (got {args.max_wall_s!r})")
-    prev_wall: dict[int, float] = {}  # training wall time of trials finished by an earlier run
-    if (out / "trials.csv").is_file():
-        import csv
-
-        with (out / "trials.csv").open(newline="") as fh:
-            for r in csv.DictReader(fh):
-                try:
-                    prev_wall[int(r["trial"])] = float(r["train_wall_s"])
-                except (KeyError, ValueError):
-                    pass
+    prev_wall = _previous_train_walls(out / "trials.csv")
     for k, cand in enumerate(candidates(args.mode, args.trials, args.seed, space)):
         hp = apply_candidate(base_hp, cand)
         # n_steps must stay a multiple of batch_size for full minibatches.
         hp["batch_size"] = min(int(hp.get("batch_size", 64)), int(hp.get("n_steps", 2048)))
         tdir = out / f"trial_{k}"
         hp_text = dump_hyperparams_yaml({args.env: hp})
-        done = tdir / "run" / "model.zip"
         t0 = time.perf_counter()
-        if (
-            done.is_file()
-            and (tdir / "hyperparams.yml").is_file()
-            and (tdir / "hyperparams.yml").read_text() == hp_text
-            and _timesteps(done) >= args.timesteps
-        ):  # finished earlier with the same entry: score it, don't retrain
-            model_path = done
-            print(f"trial {k}: reusing {done}")
+        reused = _finished_trial(tdir, hp_text, args.timesteps)
+        if reused is not None:  # score it, don't retrain
+            model_path = reused
+            print(f"trial {k}: reusing {reused}")
         else:
             if (tdir / "run").exists():
                 shutil.rmtree(tdir / "run")  # an unfinished or different earlier trial
@@ -258,7 +269,7 @@ def main(ns: argparse.Namespace) -> int:
                 )
             )
         train_s = time.perf_counter() - t0
-        if model_path == done:
+        if reused is not None:  # report the training time, not the reuse check
             train_s = prev_wall.get(k, train_s)
         env = make_env(args.env, overrides)
         try:

@@ -6,9 +6,12 @@ silently invalidates LEADERBOARD.md without bumping the env version.
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from agents.leaderboard import validate
 
@@ -32,11 +35,6 @@ CHECKPOINTS = RESULTS.parent / "checkpoints"
 @pytest.mark.skipif(not CHECKPOINTS.is_dir(), reason="no committed leaderboard/checkpoints")
 def test_committed_checkpoints_are_slim_and_have_their_run_config() -> None:
     """Every committed model.zip has its config.json and no Adam moments (train_leaderboard's slim)."""
-    import io
-    import zipfile
-
-    import torch
-
     zips = sorted(CHECKPOINTS.glob("*/seed*/model.zip"))
     assert zips, f"no model.zip under {CHECKPOINTS}"
     for path in zips:

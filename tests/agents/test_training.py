@@ -172,6 +172,28 @@ def test_ppo_smoke(tmp_path: Path) -> None:
     assert len(list(csv.DictReader(out_csv.open()))) == 1
 
 
+def test_slim_checkpoint_drops_optimizer_moments_only(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from agents.callbacks import slim_checkpoint
+
+    path = train(_args(tmp_path, timesteps=256, eval_freq=0, progress_bar=False))
+
+    def parts(p: Path) -> tuple[bytes, dict]:
+        with zipfile.ZipFile(p) as zf:
+            opt = torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), map_location="cpu")
+            return zf.read("policy.pth"), opt
+
+    weights, opt = parts(path)
+    assert opt["state"]
+    assert slim_checkpoint(path) is True
+    weights_after, opt_after = parts(path)
+    assert weights_after == weights and opt_after["state"] == {}
+    assert len(opt_after["param_groups"]) == len(opt["param_groups"])
+    assert slim_checkpoint(path) is False  # idempotent
+
+
 def test_resume_continues_from_latest_checkpoint(tmp_path: Path) -> None:
     from sb3_contrib import MaskablePPO
 
