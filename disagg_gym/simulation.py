@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from disagg_gym.cluster.cluster import Cluster, Router
+from disagg_gym.cluster.cluster import Cluster, ClusterObserver, FanOut, Router
 from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
 from disagg_gym.metrics.recorder import Recorder
 from disagg_gym.metrics.summary import summarize
@@ -43,6 +43,8 @@ class Simulation:
         keep_requests: Keep ``Request`` objects (for invariant checks).
         external: Leave routing to the caller (the env): arrivals park in ``cluster.pending``.
         control_interval_s: External allocation decision interval (the env's allocate task).
+        timeline: Optional timeline observer (``disagg_gym.metrics.chrome_trace.ChromeTrace``).
+        extra_observer: Another observer of request outcomes (the env's reward window).
     """
 
     def __init__(
@@ -57,6 +59,8 @@ class Simulation:
         control_interval_s: float | None = None,
         use_allocator: bool = True,
         workload_window: tuple[float, float | None] | None = None,
+        timeline: Any = None,
+        extra_observer: ClusterObserver | None = None,
     ) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
@@ -73,8 +77,9 @@ class Simulation:
             rt = make_router(router or scenario.router, self.streams)
         else:
             rt = router
+        observer: ClusterObserver = self.recorder if extra_observer is None else FanOut(self.recorder, extra_observer)
         self.cluster = Cluster(
-            scenario.cluster, self.engine, self.source, observer=self.recorder, router=rt,
+            scenario.cluster, self.engine, self.source, observer=observer, router=rt, timeline=timeline,
             allocator=make_allocator(scenario.allocator) if use_allocator else None,
             external_control_interval_s=control_interval_s,
         )

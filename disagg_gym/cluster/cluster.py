@@ -1,35 +1,43 @@
-"""The serving cluster: wires instances and links, applies routing/allocation, emits events.
+"""The serving cluster: wires instances, their components and the transfer manager; applies
+routing and role decisions; runs prefill, KV transfer and decode as events.
 
 Request flow (disaggregated): arrival -> routed to a prefill instance P and a decode instance D
--> P's FIFO queue -> prefill batch (token budget, KV room) -> first token -> wait for D's KV
-room and batch slot (``on_kv_full: queue``) -> KV transfer P->D over the tier the topology
-gives -> join D's decode batch at its next iteration boundary -> completion. Colocated
-instances (the non-disaggregated baseline) prefill and decode on one instance: a prefill batch
-pauses decode at an iteration boundary, as vLLM's default scheduler does.
+-> P's prefill queue -> prefill (whole prompts batched under a token budget, or chunks of at
+most ``prefill_chunk_tokens`` per iteration) -> first token -> wait for D's admission (a batch
+slot and KV for the tokens held so far) -> KV transfer P->D over the tier the topology gives,
+max-min fair with every other transfer on the ports it crosses -> join D's decode batch at its
+next iteration boundary -> KV grows block by block -> completion. Colocated instances prefill
+and decode on one instance: a prefill pauses decode at an iteration boundary (vLLM's default
+scheduler), or, with chunking, prefill chunks ride along decode iterations under one token
+budget (Sarathi-Serve).
 
-Every request ends completed or rejected with a reason; ``disagg_gym.testing.checks`` proves it.
+When a decode batch needs a block that is not free, the youngest running requests are
+preempted: ``preemption: recompute`` drops their KV and sends them back to prefill;
+``swap`` copies their KV to host memory over the instance's PCIe link and swaps it back when
+memory frees. Every request ends completed or rejected with a reason.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from disagg_gym.cluster.accounting import Meter
 from disagg_gym.cluster.config import ClusterConfig
 from disagg_gym.cluster.instance import Instance
-from disagg_gym.interconnect.kv_transfer import LinkState
+from disagg_gym.cluster.state import InstanceState
+from disagg_gym.interconnect.kv_transfer import Port, TransferManager
 from disagg_gym.sim.engine import Engine
+from disagg_gym.sim.events import Priority
 from disagg_gym.types import RequestState, Role
 from disagg_gym.workload.request import Request
 from disagg_gym.workload.source import ArrivalSource
 
-PRIO_ARRIVAL = 5
-PRIO_PREFILL = 1
-PRIO_DECODE = 0
-PRIO_CONTROL = 9
+if TYPE_CHECKING:
+    from disagg_gym.metrics.chrome_trace import TimelineObserver
 
+ACTIVE, DRAINING, SWITCHING = InstanceState.ACTIVE, InstanceState.DRAINING, InstanceState.SWITCHING
 REJECT_REASONS = ("too_large", "queue_full", "kv_full", "no_instance", "policy", "invalid_route")
 
 
@@ -66,6 +74,33 @@ class NullObserver:
     on_first_token = on_kv_transfer_done = on_completion = on_reject = on_arrival
 
 
+class FanOut:
+    """Calls several observers in order."""
+
+    def __init__(self, *observers: ClusterObserver) -> None:
+        self.observers = observers
+
+    def on_arrival(self, req: Request) -> None:  # noqa: D102
+        for o in self.observers:
+            o.on_arrival(req)
+
+    def on_first_token(self, req: Request) -> None:  # noqa: D102
+        for o in self.observers:
+            o.on_first_token(req)
+
+    def on_kv_transfer_done(self, req: Request) -> None:  # noqa: D102
+        for o in self.observers:
+            o.on_kv_transfer_done(req)
+
+    def on_completion(self, req: Request) -> None:  # noqa: D102
+        for o in self.observers:
+            o.on_completion(req)
+
+    def on_reject(self, req: Request) -> None:  # noqa: D102
+        for o in self.observers:
+            o.on_reject(req)
+
+
 class Cluster:
     """A simulated serving cluster driven by an ``Engine``.
 
@@ -81,6 +116,9 @@ class Cluster:
             (``control_due``), for an external allocator (the env).
         cost_factory: ``(gpu, tp) -> InstanceCost`` (defaults to the calibrated roofline;
             tests pass toy cost models with hand-computable answers).
+        timeline: Optional timeline observer (``disagg-gym simulate --chrome-trace``).
+        changed: Optional set the cluster adds the index of every instance whose observable
+            state changed to (owned and cleared by its reader, the env's observation builder).
     """
 
     def __init__(
@@ -94,6 +132,8 @@ class Cluster:
         allocator: Allocator | None = None,
         external_control_interval_s: float | None = None,
         cost_factory: Callable[[str, int], Any] | None = None,
+        timeline: TimelineObserver | None = None,
+        changed: set[int] | None = None,
     ) -> None:
         from disagg_gym.hardware import build_instance_cost, get_gpu, load_model
         from disagg_gym.interconnect.links import get_link, link_for_gpu
@@ -104,24 +144,27 @@ class Cluster:
         self.observer: ClusterObserver = observer or NullObserver()
         self.router = router
         self.allocator = allocator
+        self.timeline = timeline
+        self.changed = changed if changed is not None else set()
         self.model = load_model(config.model)
         self._rid = itertools.count()
         self.block = config.block_size_tokens
         self.on_kv_full = config.on_kv_full
+        self.preemption = config.preemption
         self.max_queue_tokens = config.max_queue_tokens
 
         # ---- instances and placement
         self.instances: list[Instance] = []
         node = -1
         used_node: tuple[int, int] | None = None
-        self._costs: dict[tuple[str, int], Any] = {}
+        costs: dict[tuple[str, int], Any] = {}
         for g_idx, g in enumerate(config.groups):
             gpu = get_gpu(g.gpu)
             key = (g.gpu, g.tp)
-            cost = self._costs.get(key)
+            cost = costs.get(key)
             if cost is None:
                 cost = cost_factory(g.gpu, g.tp) if cost_factory else build_instance_cost(gpu, self.model, g.tp)
-                self._costs[key] = cost
+                costs[key] = cost
             kv_cap = cost.kv_capacity_tokens(config.kv_reserve_frac)
             if kv_cap < self.block:
                 raise ValueError(
@@ -147,33 +190,31 @@ class Cluster:
                 inst = Instance(
                     idx=len(self.instances), group=g_idx, gpu=g.gpu, tp=g.tp, role=Role(g.role),
                     site=g.site, node=used_node[0], cost=cost, kv_cap_tokens=kv_cap,
-                    max_batch=g.max_batch, token_budget=g.prefill_token_budget,
-                    price_per_s=price * g.tp / 3600.0,
+                    block_tokens=self.block, max_batch=g.max_batch,
+                    token_budget=g.prefill_token_budget, chunk_tokens=g.prefill_chunk_tokens,
+                    price_per_s=price * g.tp / 3600.0, on_demand=g.billing == "on_demand",
                 )
-                inst.on_demand = g.billing == "on_demand"
                 used_node = (used_node[0], used_node[1] + g.tp)
                 self.instances.append(inst)
         self.n = len(self.instances)
         self.sites = sorted({i.site for i in self.instances})
-        # Incremental energy/cost: energy(t) = idle_w * t + extra_energy_j; cost likewise.
-        self.idle_w = sum(i.cost.idle_power_w for i in self.instances)
-        self.extra_energy_j = 0.0
-        self.reserved_usd_per_s = sum(i.price_per_s for i in self.instances if not i.on_demand)
-        self.on_demand_usd = 0.0
+        self.meter = Meter(self.instances, config.idle_power)
         self._role_counts: dict[str, tuple[int, int]] = {}
         self.kv_bytes_per_token = self.instances[0].cost.kv_bytes_per_token
 
-        # ---- tiers and links
+        # ---- tiers, ports and transfers
         topo = config.topology
         self._link_for_gpu = link_for_gpu
-        self._get_link = get_link
+        self._get_gpu = get_gpu
         for name in (topo.intra_node, topo.inter_node, topo.inter_site):
             get_link(name)  # validates the tier name
-        self._wan: dict[tuple[str, str], LinkState] = {}
-        self._tier_cache: dict[tuple[int, int], tuple[str, LinkState]] = {}
+        self._get_link = get_link
+        self.transfers = TransferManager(engine)
+        self._routes: dict[tuple[int, int], tuple[str, tuple[Port, ...], float, float]] = {}
 
         # ---- decision plumbing
         self.pending: Request | None = None
+        self._parked: list[Request] = []  # re-routed work waiting for an instance in service
         self._pools: tuple[list[Instance], list[Instance]] | None = None
         self.control_due = False
         self.control_interval_s = external_control_interval_s
@@ -183,64 +224,83 @@ class Cluster:
         self.finished = 0
         self._chunk: tuple[list[float], list[int], list[int], list[float], list[float], list | None] | None = None
         self._chunk_pos = 0
-        self._cb_prefill_done = self._prefill_done
-        self._cb_decode_tick = self._decode_tick
-        self._cb_transfer_done = self._transfer_done
 
     # ================================================================ start-up
     def start(self) -> None:
         """Schedules the first arrival and control ticks. Call once, before running."""
+        if self.timeline is not None:
+            for inst in self.instances:
+                self.timeline.on_instance(inst.idx, inst.gpu, inst.tp, inst.role.value)
         self._schedule_next_arrival()
         if self.allocator is not None:
-            self.engine.schedule(self.engine.now + self.allocator.interval_s, self._alloc_tick, None, PRIO_CONTROL)
+            self.engine.schedule(self.engine.now + self.allocator.interval_s, self._alloc_tick, None, Priority.CONTROL)
         if self.control_interval_s:
-            self.engine.schedule(self.engine.now + self.control_interval_s, self._control_tick, None, PRIO_CONTROL)
+            self.engine.schedule(self.engine.now + self.control_interval_s, self._control_tick, None, Priority.CONTROL)
 
     # ================================================================ topology
-    def tier_between(self, p: int, d: int) -> str:
-        """Interconnect tier name joining instances ``p`` and ``d``."""
-        return self._link(p, d)[0]
+    def route_of(self, p: int, d: int) -> tuple[str, tuple[Port, ...], float, float]:
+        """``(tier, ports, per-transfer cap in B/s, latency_s)`` of a KV transfer ``p -> d``.
 
-    def _link(self, p: int, d: int) -> tuple[str, LinkState]:
+        Ports are properties of the instances (egress of ``p`` and ingress of ``d`` on the
+        tier, ``tp`` x the per-GPU bandwidth; plus the shared WAN between sites); the pair's
+        ``min(tp)`` GPU-to-GPU lanes cap each transfer's rate.
+        """
         key = (p, d)
-        hit = self._tier_cache.get(key)
+        hit = self._routes.get(key)
         if hit is not None:
             return hit
         src, dst = self.instances[p], self.instances[d]
         topo = self.config.topology
-        from disagg_gym.hardware import get_gpu
-
+        g1, g2 = self._get_gpu(src.gpu), self._get_gpu(dst.gpu)
         if src.site != dst.site:
             tier = topo.inter_site
-            pair = (min(src.site, dst.site), max(src.site, dst.site))
-            link = self._wan.get(pair)
-            if link is None:
-                spec = self._get_link(tier)
-                bw = (topo.inter_site_bandwidth_gbps or spec.bandwidth_gbps) * 1e9
-                link = LinkState(self.engine, ("wan",) + pair, tier, bw, spec.latency_s)
-                self._wan[pair] = link
         else:
             tier = topo.intra_node if src.node == dst.node else topo.inter_node
-            if tier == "nvlink":
-                g1, g2 = get_gpu(src.gpu), get_gpu(dst.gpu)
-                if g1.nvlink_gbps_per_dir <= 0 or g2.nvlink_gbps_per_dir <= 0:
-                    tier = "pcie"
-            link = src.egress.get(tier)
-            if link is None:
-                spec = self._link_for_gpu(tier, get_gpu(src.gpu))
-                # KV is sharded over TP ranks, each with its own port.
-                bw = spec.bandwidth_gbps * 1e9 * min(src.tp, dst.tp)
-                link = LinkState(self.engine, ("egress", src.idx, tier), tier, bw, spec.latency_s)
-                src.egress[tier] = link
-        res = (tier, link)
-        self._tier_cache[key] = res
+            if tier == "nvlink" and (g1.nvlink_gbps_per_dir <= 0 or g2.nvlink_gbps_per_dir <= 0):
+                tier = "pcie"
+        s1, s2 = self._link_for_gpu(tier, g1), self._link_for_gpu(tier, g2)
+        bw1, bw2 = s1.bandwidth_gbps * 1e9, s2.bandwidth_gbps * 1e9
+        tm = self.transfers
+        ports = [
+            tm.port(("out", p, tier), tier, bw1 * src.tp),
+            tm.port(("in", d, tier), tier, bw2 * dst.tp),
+        ]
+        if src.site != dst.site:
+            pair = (min(src.site, dst.site), max(src.site, dst.site))
+            spec = self._get_link(tier)
+            wan_bw = (topo.inter_site_bandwidth_gbps or spec.bandwidth_gbps) * 1e9
+            ports.append(tm.port(("wan",) + pair, tier, wan_bw))
+        cap = min(src.tp, dst.tp) * min(bw1, bw2)
+        res = (tier, tuple(ports), cap, max(s1.latency_s, s2.latency_s))
+        self._routes[key] = res
         return res
 
-    def links(self) -> list[LinkState]:
-        """Every link created so far."""
-        out = [link for inst in self.instances for link in inst.egress.values()]
-        out.extend(self._wan.values())
-        return out
+    def host_route(self, idx: int, out: bool) -> tuple[tuple[Port, ...], float, float]:
+        """``(ports, cap, latency)`` of a swap between instance ``idx`` and host memory."""
+        key = (idx, -1 if out else -2)
+        hit = self._routes.get(key)
+        if hit is not None:
+            return hit[1], hit[2], hit[3]
+        inst = self.instances[idx]
+        spec = self._link_for_gpu("pcie", self._get_gpu(inst.gpu))
+        bw = spec.bandwidth_gbps * 1e9 * inst.tp
+        port = self.transfers.port(("host_out" if out else "host_in", idx), "pcie", bw)
+        self._routes[key] = ("pcie", (port,), bw, spec.latency_s)
+        return (port,), bw, spec.latency_s
+
+    def transfer_estimate_s(self, p: int, d: int, nbytes: float) -> float:
+        """Predicted time of a ``p -> d`` transfer of ``nbytes`` if it started now (fair share)."""
+        _, ports, cap, lat = self.route_of(p, d)
+        bw = cap
+        for port in ports:
+            share = port.bandwidth_Bps / (1 + port.in_flight)
+            if share < bw:
+                bw = share
+        return lat + nbytes / bw
+
+    def links(self) -> list[Port]:
+        """Every port created so far."""
+        return list(self.transfers.ports.values())
 
     # ================================================================ arrivals
     def _schedule_next_arrival(self) -> None:
@@ -260,7 +320,7 @@ class Cluster:
         t = ch[0][i]
         if t < self.engine.now:
             t = self.engine.now
-        self.engine.schedule(t, self._arrive, i, PRIO_ARRIVAL)
+        self.engine.schedule(t, self._arrive, i, Priority.ARRIVAL)
 
     def _arrive(self, i: int) -> None:
         ch = self._chunk
@@ -284,41 +344,26 @@ class Cluster:
         else:
             self.dispatch(req, choice[0], choice[1])
 
-    def inject(self, req: Request) -> None:
-        """Adds an externally built request arriving now (tests, custom workloads)."""
-        self.arrived += 1
-        self.in_system += 1
-        self.observer.on_arrival(req)
-        if self.router is None:
-            self.pending = req
-        else:
-            choice = self.router.route(self, req)
-            if choice is None:
-                self.reject(req, "policy")
-            else:
-                self.dispatch(req, *choice)
-
-    def new_rid(self) -> int:
-        """A fresh request id from this cluster's counter."""
-        return next(self._rid)
-
     # ================================================================ routing
     def valid_route(self, req: Request, p: int, d: int) -> str | None:
-        """Why ``(p, d)`` cannot take ``req`` right now, or ``None`` if it can."""
+        """Why ``(p, d)`` cannot take ``req`` right now, or ``None`` if it can.
+
+        Only what is known at arrival is used: the prompt must fit (with the block of its
+        first output token) in both instances' KV memory. Output lengths are unknown.
+        """
         n = self.n
         if not (0 <= p < n and 0 <= d < n):
             return "invalid_route"
         pi, di = self.instances[p], self.instances[d]
-        if not pi.accepting or not di.accepting:
+        if pi.state is not ACTIVE or di.state is not ACTIVE:
             return "no_instance"
         if pi.role is Role.COLOCATED or di.role is Role.COLOCATED:
             if p != d or pi.role is not Role.COLOCATED:
                 return "invalid_route"
         elif pi.role is not Role.PREFILL or di.role is not Role.DECODE:
             return "invalid_route"
-        if self.blocks(req.prompt_tokens) > pi.kv_cap:
-            return "too_large"
-        if self.blocks(req.prompt_tokens + req.output_tokens) > di.kv_cap:
+        need = self.blocks(req.prompt_tokens + 1)
+        if need > pi.kv.capacity or need > di.kv.capacity:
             return "too_large"
         return None
 
@@ -336,15 +381,14 @@ class Cluster:
             self.reject(req, why)
             return
         pi = self.instances[p]
-        if self.max_queue_tokens and pi.pq_tokens + req.prompt_tokens > self.max_queue_tokens and pi.pq:
+        if self.max_queue_tokens and pi.pq.tokens + req.prompt_tokens > self.max_queue_tokens and pi.pq:
             self.reject(req, "queue_full")
             return
         req.prefill_inst = p
         req.decode_inst = d
         req.state = RequestState.PREFILL_QUEUED
-        pi.pq.append(req)
-        pi.pq_tokens += req.prefill_tokens
-        pi.dirty = True
+        pi.pq.push(req)
+        self.changed.add(p)
         self.instances[d].owed += 1
         self._try_prefill(pi)
 
@@ -359,98 +403,203 @@ class Cluster:
         self.finished += 1
         self.observer.on_reject(req)
 
+    def _best_prefill(self, exclude: Instance | None = None) -> Instance | None:
+        """The active disaggregated prefill instance with the least queued work."""
+        best = None
+        for i in self.instances:
+            if i is exclude or i.state is not ACTIVE or i.role is not Role.PREFILL:
+                continue
+            if best is None or i.pq.tokens < best.pq.tokens:
+                best = i
+        return best
+
+    def _best_decode(self, exclude: Instance | None = None) -> Instance | None:
+        """The active decode instance with the least decode load."""
+        best = None
+        for i in self.instances:
+            if i is exclude or i.state is not ACTIVE or i.role is not Role.DECODE:
+                continue
+            if best is None or i.decode_load < best.decode_load:
+                best = i
+        return best
+
+    def _requeue(self, req: Request, front: bool) -> None:
+        """Puts ``req`` back in a prefill queue (a preempted or re-routed request).
+
+        Its instances are kept while they are in service; otherwise the work goes back to the
+        cluster's re-router: the least-loaded active instance of the needed role.
+        """
+        p = self.instances[req.prefill_inst]
+        d = self.instances[req.decode_inst]
+        if p.role is not Role.COLOCATED:
+            if p.state is not ACTIVE:
+                p = self._best_prefill() or p
+            if d.state is not ACTIVE:
+                d = self._best_decode() or d
+            if p.state is not ACTIVE or d.state is not ACTIVE:
+                # No instance of a role is in service (all switching): wait for one.
+                req.state = RequestState.PREFILL_QUEUED
+                self._parked.append(req)
+                return
+        req.prefill_inst, req.decode_inst = p.idx, d.idx
+        req.state = RequestState.PREFILL_QUEUED
+        if front:
+            p.pq.push_front(req)
+        else:
+            p.pq.push(req)
+        d.owed += 1
+        self.changed.add(p.idx)
+        self.changed.add(d.idx)
+
     # ================================================================ prefill
     def _try_prefill(self, inst: Instance, at_boundary: bool = False) -> None:
-        if inst.prefill_busy or not inst.pq or inst.paused:
+        """Starts a prefill iteration on ``inst`` if it may run one."""
+        if inst.prefill_busy or not inst.pq or inst.paused or inst.state is SWITCHING:
             return
+        if inst.state is DRAINING and inst.pq[0].prefilled == 0:
+            return  # draining: finishes running (chunked) prefills only
         colocated = inst.role is Role.COLOCATED
-        if colocated and inst.B > 0 and not at_boundary:
+        batch = inst.batch
+        if colocated and (batch.B > 0 or batch.next_ev is not None) and not at_boundary:
             # Wait for the decode batch's next iteration boundary.
             if not inst.want_prefill:
                 inst.want_prefill = True
                 self._request_boundary(inst)
             return
-        budget = inst.token_budget
-        batch: list[Request] = []
-        tokens = 0
-        free = inst.kv_cap - inst.kv_used
+        chunk = inst.chunk_tokens
+        mixed = colocated and chunk > 0 and batch.B > 0
+        if mixed:
+            self._make_room(inst, 1)  # the decode step of this iteration may need new blocks
+            mixed = batch.B > 0
+        if chunk:
+            budget = chunk - batch.B if colocated else chunk
+            if budget <= 0:
+                return  # decode fills the iteration budget; prefill waits (decode-first)
+        else:
+            budget = inst.token_budget
+        kv = inst.kv
         pq = inst.pq
-        blocks = self.blocks
+        # Mixed iterations keep the blocks the decode step needs.
+        reserve = batch.new_blocks(1) * kv.block if mixed else 0
         # Colocated: prefilled requests join this instance's decode batch, so respect its size.
-        slots = inst.max_batch - inst.B - len(inst.joiners) if colocated else len(pq)
-        while pq and len(batch) < slots:
-            req = pq[0]
-            need = blocks(req.prompt_tokens + req.output_tokens) if colocated else blocks(req.prefill_tokens)
-            if need > inst.kv_cap:  # a preempted request whose recompute no longer fits
-                pq.popleft()
-                inst.pq_tokens -= req.prefill_tokens
-                self.instances[req.decode_inst].owed -= 1
-                self.reject(req, "too_large")
-                continue
-            if need > free or (batch and tokens + req.prefill_tokens > budget):
-                break
-            pq.popleft()
-            free -= need
-            tokens += req.prefill_tokens
-            batch.append(req)
-        if not batch:
+        slots = inst.max_batch - batch.B - len(batch.joiners) if colocated else len(pq)
+        items: list[tuple[Request, int, int]] = []
+        tokens = 0
+        i = 0
+        while i < len(pq) and len(items) < slots and tokens < budget:
+            req = pq[i]
+            left = req.prefill_tokens - req.prefilled
+            if req.prefilled == 0:  # a new run: take the memory for the whole prompt now
+                if inst.state is DRAINING:
+                    break
+                need = self.blocks(req.held_tokens)
+                if need > kv.capacity:  # a preempted request whose recompute no longer fits
+                    pq.pop()
+                    self.instances[req.decode_inst].owed -= 1
+                    self.reject(req, "too_large")
+                    continue
+                if not kv.fits(need + reserve):
+                    break
+                if not chunk and items and tokens + left > budget:
+                    break
+                kv.take(need)
+            n = min(left, budget - tokens) if chunk else left
+            items.append((req, n, req.prefilled))
+            tokens += n
+            i += 1
+        if not items:
             return
-        inst.kv_used = inst.kv_cap - free
-        inst.pq_tokens -= tokens
-        inst.dirty = True
         now = self.engine.now
-        for req in batch:
-            req.state = RequestState.PREFILLING
-            if req.prefill_start_s is None:
-                req.prefill_start_s = now
-        dur = inst.cost.prefill_s([r.prefill_tokens for r in batch])
+        for req, _, done_before in items:
+            if done_before == 0:
+                req.state = RequestState.PREFILLING
+                req.run_start_s = now
+                if req.prefill_start_s is None:
+                    req.prefill_start_s = now
+        dur = inst.cost.prefill_s([n for _, n, _ in items], [c for _, _, c in items])
         inst.prefill_busy = True
         inst.paused = colocated
-        inst.prefill_batch = batch
+        inst.prefill_batch = items
+        inst.prefill_start_s = now
+        if mixed:
+            # Mixed iteration (Sarathi-Serve): it also decodes one token of every running request.
+            if batch.next_ev is not None:
+                batch.next_ev.cancelled = True
+                batch.next_ev = None
+            batch.refresh_coeffs()
+            dec = batch.a + batch.b * batch.S
+            batch.next_n = 1
+            self.meter.book(inst, dur, "prefill")
+            self.meter.book(inst, dec, "decode")
+            dur += dec
+        else:
+            batch.next_n = 0
+            self.meter.book(inst, dur, "prefill")
         inst.prefill_end_s = now + dur
-        inst.busy_prefill_s += dur
-        self.extra_energy_j += dur * (inst.cost.prefill_power_w - inst.cost.idle_power_w)
-        if inst.on_demand:
-            self.on_demand_usd += dur * inst.price_per_s
         inst.prefill_tokens += tokens
-        self.engine.schedule(now + dur, self._cb_prefill_done, inst, PRIO_PREFILL)
+        self.changed.add(inst.idx)
+        self.engine.schedule(now + dur, self._prefill_done, inst, Priority.PREFILL)
 
     def _prefill_done(self, inst: Instance) -> None:
         now = self.engine.now
-        batch = inst.prefill_batch
+        items = inst.prefill_batch
         inst.prefill_batch = []
         inst.prefill_busy = False
-        inst.dirty = True
+        self.changed.add(inst.idx)
         colocated = inst.role is Role.COLOCATED
-        kvb = self.kv_bytes_per_token
+        batch = inst.batch
+        if self.timeline is not None:
+            self.timeline.on_span(inst.idx, "prefill", inst.prefill_start_s, now, {
+                "rids": [r.rid for r, _, _ in items], "tokens": sum(n for _, n, _ in items)})
+        if colocated and batch.next_n == 1 and batch.B:
+            # The mixed iteration's decode step.
+            start = batch.epoch_s
+            batch.advance(1)  # busy time was booked when the iteration started
+            batch.epoch_s = now
+            inst.decode_tokens += batch.B
+            if self.timeline is not None:
+                self.timeline.on_span(inst.idx, "decode", start, now, {
+                    "rids": [m[1] for m in batch.members], "tokens": batch.B})
+            for req in batch.pop_done():
+                self._complete(req, inst)
+        batch.next_n = 0
         touched: list[Instance] = []
-        for req in batch:
+        pq = inst.pq
+        for req, n, _ in items:
+            req.prefilled += n
+            pq.progress(n)
+            if req.prefilled < req.prefill_tokens:
+                continue  # chunked: the rest of its prompt runs in later iterations
+            # Finished: it is at the head of the queue (FIFO); take it out.
+            head = pq.pop() if pq and pq[0] is req else self._remove_from_queue(pq, req)
+            assert head is req
+            req.prefilled = 0
+            req.run_end_s = now
             if req.first_token_s is None:
                 req.first_token_s = now
                 req.generated = 1
                 self.observer.on_first_token(req)
-            if req.output_tokens <= 1 or colocated:
-                d = self.instances[req.decode_inst]
+            d = self.instances[req.decode_inst]
+            if req.output_tokens <= req.generated:
                 d.owed -= 1
-                if d is not inst and d not in touched:
-                    touched.append(d)
-            if req.output_tokens <= 1:
-                inst.kv_used -= self.blocks(req.prompt_tokens + req.output_tokens) if colocated else self.blocks(req.prompt_tokens)
+                inst.kv.give(self.blocks(req.held_tokens))
                 req.kv_bytes = 0.0
                 req.tier = "local" if colocated else ""
-                self._complete(req)
+                self._complete(req, inst)
+                if d is not inst and d not in touched:
+                    touched.append(d)
                 continue
             if colocated:
+                d.owed -= 1
                 req.tier = "local"
                 req.kv_bytes = 0.0
                 req.state = RequestState.DECODING
-                inst.joiners.append(req)
+                batch.joiners.append(req)
             else:
                 req.state = RequestState.WAITING_DECODE
-                req.kv_bytes = float(req.prefill_tokens * kvb)
-                d = self.instances[req.decode_inst]
+                req.kv_bytes = float(req.prefill_tokens * self.kv_bytes_per_token)
                 d.dq.append(req)
-                d.dirty = True
+                self.changed.add(d.idx)
                 if d not in touched:
                     touched.append(d)
         if colocated:
@@ -463,23 +612,67 @@ class Cluster:
         self._try_prefill(inst)
         self._maybe_switch(inst)
 
+    @staticmethod
+    def _remove_from_queue(pq: Any, req: Request) -> Request:
+        """Removes a finished request from inside the queue (only when it is not the head)."""
+        rest = []
+        found = None
+        while pq:
+            r = pq.pop()
+            if r is req:
+                found = r
+                break
+            rest.append(r)
+        for r in reversed(rest):
+            pq.push_front(r)
+        assert found is not None
+        return found
+
     # ================================================================ KV transfer
     def _try_admit(self, d: Instance) -> None:
+        """Admits waiting requests to ``d``'s decode batch: swapped-out ones first, then new."""
+        if d.state is SWITCHING:
+            return
+        kv = d.kv
+        batch = d.batch
+        # Blocks the running batch may take before its scheduled stop stay free.
+        growth = batch.new_blocks(batch.next_n) * kv.block if batch.next_ev is not None else 0
+        while d.swapped:
+            req = d.swapped[0]
+            need = self.blocks(req.held_tokens) + growth
+            room = need + kv.block * (batch.B + len(batch.joiners) + d.incoming)  # a block each to grow
+            if batch.B + len(batch.joiners) + d.incoming >= d.max_batch or not kv.fits(room):
+                return  # swapped requests keep priority over new ones
+            d.swapped.popleft()
+            need -= growth
+            kv.take(need)
+            d.incoming += 1
+            ports, cap, lat = self.host_route(d.idx, out=False)
+            req.state = RequestState.TRANSFERRING
+            nbytes = req.held_tokens * self.kv_bytes_per_token
+            self.transfers.start((req, d, self.engine.now), nbytes, ports, cap, lat, self._swap_in_done)
         dq = d.dq
+        if d.state is DRAINING:
+            if dq and self._best_decode() is not None:
+                self._hand_back_queues(d)
+            return  # draining: admits only its own swapped-out requests
         while dq:
             req = dq[0]
-            need = self.blocks(req.prompt_tokens + req.output_tokens)
-            slots_full = d.B + len(d.joiners) + d.incoming >= d.max_batch
-            if slots_full or need > d.kv_cap - d.kv_used:
-                if self.on_kv_full == "preempt" and not slots_full and self._preempt_for(d, req, need):
+            need = self.blocks(req.held_tokens)
+            slots_full = batch.B + len(batch.joiners) + d.incoming >= d.max_batch
+            # Admit with headroom for one more block per running sequence (vLLM's watermark
+            # idea), so that an admission does not force a preemption at the next boundary.
+            room = need + growth + kv.block * (batch.B + len(batch.joiners) + d.incoming)
+            if slots_full or not (kv.fits(room) or (batch.B == 0 and d.incoming == 0 and kv.fits(need))):
+                if self.on_kv_full == "preempt" and not slots_full and self._preempt_for(d, req, room):
                     continue
                 if self.on_kv_full == "reject":
                     dq.popleft()
                     d.owed -= 1
-                    d.dirty = True
+                    self.changed.add(d.idx)
                     p = self.instances[req.prefill_inst]
-                    p.dirty = True
-                    p.kv_used -= self.blocks(req.prefill_tokens)
+                    self.changed.add(p.idx)
+                    p.kv.give(self.blocks(req.held_tokens))
                     self.reject(req, "kv_full")
                     self._try_prefill(p)
                     self._maybe_switch(p)
@@ -487,232 +680,290 @@ class Cluster:
                 return
             dq.popleft()
             d.owed -= 1
-            d.kv_used += need
+            kv.take(need)
             d.incoming += 1
-            d.dirty = True
-            self.instances[req.prefill_inst].dirty = True  # its egress link is busier
-            tier, link = self._link(req.prefill_inst, d.idx)
+            self.changed.add(d.idx)
+            p = self.instances[req.prefill_inst]
+            p.sending += 1
+            self.changed.add(p.idx)
+            tier, ports, cap, lat = self.route_of(p.idx, d.idx)
             req.tier = tier
             req.state = RequestState.TRANSFERRING
-            req.transfer_start_s = self.engine.now
+            now = self.engine.now
+            req.transfer_start_s = now
             nbytes = req.kv_bytes
-            if self.config.layerwise_overlap:
-                # Layer-wise streaming overlaps all but the last layer with the prefill compute.
-                p = self.instances[req.prefill_inst]
-                overlap_s = max(0.0, p.prefill_end_s - (req.prefill_start_s or p.prefill_end_s))
+            if self.config.layerwise_overlap and req.run_end_s == now and req.run_start_s is not None:
+                # Layer-wise streaming: layer l's KV leaves while layer l+1 computes, so the
+                # prefill's own duration hides transfer time, but the last layer is always paid.
+                # Only when the transfer starts the instant its own prefill ends.
+                overlap_s = now - req.run_start_s
                 layers = self.model.num_hidden_layers
-                nbytes = max(nbytes / layers, nbytes - overlap_s * link.bandwidth_Bps)
-            link.start(req, nbytes, self._cb_transfer_done)
+                nbytes = max(nbytes / layers, nbytes - overlap_s * cap)
+            self.transfers.start(req, nbytes, ports, cap, lat, self._transfer_done)
 
     def _transfer_done(self, req: Request) -> None:
         now = self.engine.now
         req.transfer_end_s = now
         p = self.instances[req.prefill_inst]
         d = self.instances[req.decode_inst]
-        p.kv_used -= self.blocks(req.prefill_tokens)
+        p.kv.give(self.blocks(req.held_tokens))
+        p.sending -= 1
         d.incoming -= 1
-        p.dirty = d.dirty = True
+        self.changed.add(p.idx)
+        self.changed.add(d.idx)
         req.state = RequestState.DECODING
+        if self.timeline is not None:
+            self.timeline.on_span(p.idx, "transfer", req.transfer_start_s, now, {
+                "rids": [req.rid], "tokens": req.prefill_tokens, "to": d.idx, "tier": req.tier})
         self.observer.on_kv_transfer_done(req)
         self._join(d, req)
         if p.pq:
             self._try_prefill(p)
-        if p.state == "draining":
-            self._maybe_switch(p)
+        self._maybe_switch(p)
 
     def _join(self, d: Instance, req: Request) -> None:
-        """Adds a transferred request to ``d``'s decode batch at its next iteration boundary.
+        """Adds a request whose KV is here to ``d``'s decode batch at its next iteration boundary.
 
         Instead of an event at that boundary, the batch is settled up to it right away (the
         boundary may lie in the future: ``epoch_s`` then runs ahead of the clock) and the next
-        completion is rescheduled from there, saving two heap operations per request.
+        stop is rescheduled from there, saving two heap operations per request.
         """
-        if d.B == 0 and not d.paused:
-            d.joiners.append(req)
+        batch = d.batch
+        if d.paused or batch.next_n == 0 and batch.next_ev is not None:
+            batch.joiners.append(req)  # absorbed when the prefill (or pending stop) ends
+            return
+        if batch.B == 0:
+            batch.joiners.append(req)
             self._absorb(d)
             return
-        if d.paused:  # colocated instances never receive transfers; kept for safety
-            d.joiners.append(req)
-            return
         if not self._settle_to_boundary(d):
-            # A tick is already due at that very boundary; it absorbs the joiner.
-            d.joiners.append(req)
+            batch.joiners.append(req)  # a stop is due at that very boundary; it absorbs it
             return
-        req.decode_start_s = d.epoch_s
-        heapq.heappush(d.members, (d.counter + req.output_tokens - req.generated, req.rid, req))
-        d.B += 1
-        d.S += req.prompt_tokens + req.generated
-        d.a, d.b = d.coeffs(d.B)
-        if d.next_ev is not None:
-            d.next_ev.cancelled = True
-        n = d.members[0][0] - d.counter
-        d.next_n = n
-        d.next_ev = self.engine.schedule(d.epoch_s + d.decode_time(n), self._cb_decode_tick, d, PRIO_DECODE)
+        req.decode_start_s = batch.epoch_s
+        batch.add(req)
+        batch.refresh_coeffs()
+        self._schedule_decode(d)
 
-    def _settle_to_boundary(self, d: Instance) -> bool:
-        """Advances ``d``'s batch state to the end of its current iteration (possibly in the
-        future). Returns ``False`` if a tick is already scheduled at exactly that boundary.
-        """
-        now = self.engine.now
-        if now <= d.epoch_s:
-            return True  # already at (or settled to) a boundary
-        n = d.iterations_done(now - d.epoch_s) + 1
-        if d.next_ev is not None and d.next_n <= n:
-            return False
-        busy = d.decode_time(n)
-        d.counter += n
-        d.S += d.B * n
-        d.decode_tokens += d.B * n
-        d.busy_decode_s += busy
-        self.extra_energy_j += busy * (d.cost.decode_power_w - d.cost.idle_power_w)
-        if d.on_demand:
-            self.on_demand_usd += busy * d.price_per_s
-        d.epoch_s += busy
-        if d.next_ev is not None:
-            d.next_n -= n
-        return True
+    def _swap_in_done(self, item: tuple[Request, Instance, float]) -> None:
+        req, d, start = item
+        d.incoming -= 1
+        req.state = RequestState.DECODING
+        if self.timeline is not None:
+            self.timeline.on_span(d.idx, "swap", start, self.engine.now, {
+                "rids": [req.rid], "tokens": req.held_tokens, "direction": "in"})
+        self._join(d, req)
+        self._maybe_switch(d)
 
-    def _preempt_for(self, d: Instance, req: Request, need: int) -> bool:
-        """Evicts running requests younger than ``req`` (youngest first) until ``req``'s KV fits.
-
-        Victims lose their decode KV and go back to the front of their prefill instance's queue
-        to recompute prompt + generated tokens (vLLM's recompute preemption). Only younger
-        requests are evicted, so there is a strict priority order and no ping-pong.
-
-        Returns:
-            ``True`` if room was made (the caller admits ``req``), else ``False``.
-        """
-        if d.paused or d.B == 0:
-            return False
-        younger = sorted((m for m in d.members if m[2].arrival_s > req.arrival_s), key=lambda m: (-m[2].arrival_s, -m[1]))
-        free = d.kv_cap - d.kv_used
-        victims = []
-        for m in younger:
-            if free >= need:
-                break
-            victims.append(m)
-            free += self.blocks(m[2].prompt_tokens + m[2].output_tokens)
-        if free < need or not victims:
-            return False
-        if not self._settle_to_boundary(d):
-            # A tick is due at this very boundary: process it first, retry then.
-            return False
-        gone = {id(m[2]) for m in victims}
-        d.members = [m for m in d.members if id(m[2]) not in gone]
-        heapq.heapify(d.members)
-        for done, _, v in victims:
-            v.generated = v.output_tokens - (done - d.counter)
-            d.B -= 1
-            d.S -= v.prompt_tokens + v.generated
-            d.kv_used -= self.blocks(v.prompt_tokens + v.output_tokens)
-            v.preemptions += 1
-            v.prefill_tokens = v.prompt_tokens + v.generated
-            v.state = RequestState.PREFILL_QUEUED
-            p = self.instances[v.prefill_inst]
-            p.pq.appendleft(v)
-            p.pq_tokens += v.prefill_tokens
-            p.dirty = True
-            d.owed += 1
-        d.dirty = True
-        if d.next_ev is not None:
-            d.next_ev.cancelled = True
-            d.next_ev = None
-        if d.B:
-            d.a, d.b = d.coeffs(d.B)
-            n = d.members[0][0] - d.counter
-            d.next_n = n
-            d.next_ev = self.engine.schedule(d.epoch_s + d.decode_time(n), self._cb_decode_tick, d, PRIO_DECODE)
-        for _, _, v in victims:
-            self._try_prefill(self.instances[v.prefill_inst])
-        return True
+    def _swap_out_done(self, item: tuple[Request, Instance, float]) -> None:
+        req, d, start = item
+        d.swapping -= 1
+        d.kv.give(self.blocks(req.held_tokens))
+        d.swapped.append(req)
+        self.changed.add(d.idx)
+        if self.timeline is not None:
+            self.timeline.on_span(d.idx, "swap", start, self.engine.now, {
+                "rids": [req.rid], "tokens": req.held_tokens, "direction": "out"})
+        self._try_admit(d)
 
     # ================================================================ decode
+    def _settle_to_boundary(self, d: Instance) -> bool:
+        """Advances ``d``'s batch to the end of its current iteration (possibly in the future).
+
+        Returns ``False`` if a stop is already scheduled at exactly that boundary.
+        """
+        batch = d.batch
+        now = self.engine.now
+        if now <= batch.epoch_s:
+            return True  # already at (or settled to) a boundary
+        n = batch.iterations_done(now - batch.epoch_s) + 1
+        if batch.next_ev is not None and batch.next_n <= n:
+            return False
+        self._advance(d, n)
+        if batch.next_ev is not None:
+            batch.next_n -= n
+        return True
+
+    def _advance(self, d: Instance, n: int) -> None:
+        """Books ``n`` closed-form iterations of ``d``'s batch (time, energy, tokens, timeline)."""
+        batch = d.batch
+        start = batch.epoch_s
+        d.decode_tokens += batch.B * n
+        busy = batch.advance(n)
+        self.meter.book(d, busy, "decode")
+        if self.timeline is not None and n:
+            self.timeline.on_span(d.idx, "decode", start, start + busy, {
+                "rids": [m[1] for m in batch.members], "tokens": batch.B * n})
+
+    def _schedule_decode(self, d: Instance) -> None:
+        """(Re)schedules ``d``'s next stop: the first completion, or the boundary before the
+        first iteration that needs a KV block that is not free (a zero-length stop, handled
+        by :meth:`_decode_tick`, when that is the very next iteration).
+        """
+        batch = d.batch
+        if batch.next_ev is not None:
+            batch.next_ev.cancelled = True
+            batch.next_ev = None
+        if batch.B == 0:
+            return
+        n_done = batch.members[0][0] - batch.counter
+        n_short = batch.iterations_until_short(d.kv.free)
+        n = n_done if n_done < n_short else n_short - 1
+        batch.next_n = n
+        batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(n), self._decode_tick, d, Priority.DECODE)
+
     def _request_boundary(self, inst: Instance) -> None:
         """Makes the decode batch stop at the end of its current iteration."""
-        if inst.B == 0 or inst.paused:
+        batch = inst.batch
+        if batch.B == 0 or inst.paused:
             return
-        k = inst.iterations_done(self.engine.now - inst.epoch_s)
-        n = k + 1
-        if inst.next_ev is not None and inst.next_n <= n:
+        n = batch.iterations_done(self.engine.now - batch.epoch_s) + 1
+        if batch.next_ev is not None and batch.next_n <= n:
             return
-        if inst.next_ev is not None:
-            inst.next_ev.cancelled = True
-        inst.next_n = n
-        inst.next_ev = self.engine.schedule(inst.epoch_s + inst.decode_time(n), self._cb_decode_tick, inst, PRIO_DECODE)
+        if batch.next_ev is not None:
+            batch.next_ev.cancelled = True
+        batch.next_n = n
+        batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(n), self._decode_tick, inst, Priority.DECODE)
 
     def _decode_tick(self, inst: Instance) -> None:
-        now = self.engine.now
-        n = inst.next_n
-        inst.next_ev = None
-        inst.dirty = True
-        inst.counter += n
-        inst.S += inst.B * n
-        inst.decode_tokens += inst.B * n
-        busy = now - inst.epoch_s
-        inst.busy_decode_s += busy
-        self.extra_energy_j += busy * (inst.cost.decode_power_w - inst.cost.idle_power_w)
-        if inst.on_demand:
-            self.on_demand_usd += busy * inst.price_per_s
-        inst.epoch_s = now
-        members = inst.members
-        counter = inst.counter
-        freed = False
-        while members and members[0][0] <= counter:
-            _, _, req = heapq.heappop(members)
-            inst.B -= 1
-            inst.S -= req.prompt_tokens + req.output_tokens
-            inst.kv_used -= self.blocks(req.prompt_tokens + req.output_tokens)
-            freed = True
-            self._complete(req)
+        batch = inst.batch
+        n = batch.next_n
+        batch.next_ev = None
+        self.changed.add(inst.idx)
+        self._advance(inst, n)
+        batch.epoch_s = self.engine.now
+        done = batch.pop_done()
+        for req in done:
+            self._complete(req, inst)
+        if done and inst.swapped:
+            self._try_admit(inst)
         if inst.want_prefill and inst.pq:
-            # Colocated: run the waiting prefill batch now, decode resumes after it.
+            # Colocated: run the waiting prefill now; decode resumes after it.
             inst.want_prefill = False
             self._try_prefill(inst, at_boundary=True)
             if inst.prefill_busy:
                 return
         self._absorb(inst)
-        if freed:
-            if inst.role is Role.COLOCATED:
-                self._try_prefill(inst)
-            else:
-                self._try_admit(inst)
-            self._maybe_switch(inst)
+        # Completions (or preemptions at this boundary) may have freed slots and memory.
+        if inst.role is Role.COLOCATED:
+            self._try_prefill(inst)
+        elif inst.dq or inst.swapped:
+            self._try_admit(inst)
+        self._maybe_switch(inst)
 
     def _absorb(self, inst: Instance) -> None:
-        """Adds waiting joiners to the batch (at a boundary) and schedules the next tick."""
+        """At an iteration boundary: adds waiting joiners, makes room for the next iteration's
+        new blocks, and schedules the next stop.
+        """
+        batch = inst.batch
         now = self.engine.now
-        inst.dirty = True
-        inst.epoch_s = now  # only called at iteration boundaries (or on resume after a pause)
-        if inst.joiners:
-            counter = inst.counter
-            for req in inst.joiners:
-                req.decode_start_s = now
-                done = counter + req.output_tokens - req.generated
-                heapq.heappush(inst.members, (done, req.rid, req))
-                inst.B += 1
-                inst.S += req.prompt_tokens + req.generated
-            inst.joiners.clear()
-        if inst.next_ev is not None:
-            inst.next_ev.cancelled = True
-            inst.next_ev = None
-        if inst.B == 0:
+        self.changed.add(inst.idx)
+        if batch.epoch_s < now:
+            batch.epoch_s = now  # only called at boundaries (or on resume after a pause)
+        if batch.joiners:
+            for req in batch.joiners:
+                req.decode_start_s = batch.epoch_s
+                batch.add(req)
+            batch.joiners.clear()
+        if batch.next_ev is not None:
+            batch.next_ev.cancelled = True
+            batch.next_ev = None
+        if batch.B == 0:
             return
-        inst.a, inst.b = inst.coeffs(inst.B)
-        n = inst.members[0][0] - inst.counter
-        inst.next_n = n
-        inst.next_ev = self.engine.schedule(now + inst.decode_time(n), self._cb_decode_tick, inst, PRIO_DECODE)
+        self._make_room(inst, 1)
+        batch.refresh_coeffs()
+        self._schedule_decode(inst)
 
-    def _complete(self, req: Request) -> None:
+    def _make_room(self, inst: Instance, iterations: int) -> None:
+        """Preempts the youngest running requests until the next ``iterations`` fit in memory."""
+        batch = inst.batch
+        kv = inst.kv
+        if batch.new_blocks(iterations) * kv.block <= kv.free:
+            return
+        order = sorted(batch.members, key=lambda m: (-m[2].arrival_s, -m[1]))
+        victims = []
+        for m in order:
+            victims.append(m)
+            batch.remove([m])
+            if batch.new_blocks(iterations) * kv.block <= kv.free:
+                break
+        self._evict(inst, victims)
+
+    def _evict(self, inst: Instance, victims: list) -> None:
+        """Handles members just removed from ``inst``'s batch (their blocks already freed)."""
+        colocated = inst.role is Role.COLOCATED
+        for m in victims:
+            v = m[2]
+            if self.blocks(v.held_tokens + 1) > inst.kv.capacity:
+                # It alone outgrew the instance: nothing can hold its next token.
+                self.reject(v, "too_large")
+                continue
+            if self.preemption == "swap":
+                v.swaps += 1
+                need = self.blocks(v.held_tokens)
+                inst.kv.take(need)  # held until the copy to host memory lands
+                inst.swapping += 1
+                v.state = RequestState.WAITING_DECODE
+                ports, cap, lat = self.host_route(inst.idx, out=True)
+                nbytes = v.held_tokens * self.kv_bytes_per_token
+                self.transfers.start((v, inst, self.engine.now), nbytes, ports, cap, lat, self._swap_out_done)
+                continue
+            v.preemptions += 1
+            v.prefill_tokens = v.prompt_tokens + v.generated
+            v.prefilled = 0
+            if colocated:
+                v.prefill_inst = v.decode_inst = inst.idx
+            self._requeue(v, front=True)
+        self.changed.add(inst.idx)
+        if self.preemption != "swap":
+            for m in victims:
+                v = m[2]
+                if v.state is RequestState.PREFILL_QUEUED:
+                    p = self.instances[v.prefill_inst]
+                    if p is not inst:
+                        self._try_prefill(p)
+
+    def _preempt_for(self, d: Instance, req: Request, need: int) -> bool:
+        """Admission under ``on_kv_full: preempt``: evicts running requests younger than
+        ``req`` (youngest first) until ``req``'s KV fits. Only younger requests are evicted, so
+        there is a strict priority order and no ping-pong.
+
+        Returns:
+            ``True`` if room was made (the caller admits ``req``), else ``False``.
+        """
+        batch = d.batch
+        if d.paused or batch.B == 0:
+            return False
+        younger = sorted((m for m in batch.members if m[2].arrival_s > req.arrival_s), key=lambda m: (-m[2].arrival_s, -m[1]))
+        free = d.kv.free
+        victims = []
+        for m in younger:
+            if free >= need:
+                break
+            victims.append(m)
+            free += self.blocks(m[3] + batch.counter)
+        if free < need or not victims:
+            return False
+        if not self._settle_to_boundary(d):
+            return False  # a stop is due at this very boundary: retried then
+        batch.remove(victims)
+        self._evict(d, victims)
+        batch.refresh_coeffs()
+        self._schedule_decode(d)
+        return True
+
+    def _complete(self, req: Request, inst: Instance) -> None:
         req.completion_s = self.engine.now
         req.state = RequestState.COMPLETED
         self.in_system -= 1
         self.finished += 1
-        self.instances[req.decode_inst].served += 1
+        inst.served += 1
         self.observer.on_completion(req)
 
     # ================================================================ roles
     def set_role(self, idx: int, role: Role) -> bool:
-        """Starts switching instance ``idx`` to ``role`` (drain, then switch delay).
+        """Starts switching instance ``idx`` to ``role``: it drains (finishes what is running;
+        its queued work goes back to the router), then is out of service for
+        ``switch_delay_s``.
 
         Returns:
             ``True`` if a switch started or is already under way to that role.
@@ -720,45 +971,109 @@ class Cluster:
         inst = self.instances[idx]
         if inst.role is Role.COLOCATED or role is Role.COLOCATED:
             return False
-        if inst.state == "active" and inst.role is role:
+        if inst.state is ACTIVE and inst.role is role:
             return False
         if inst.target_role is role:
             return True
-        if inst.state == "switching":
+        if inst.state is SWITCHING:
             return False
-        inst.state = "draining"
+        inst.set_state(DRAINING)
+        inst.drain_start_s = self.engine.now
         inst.target_role = role
-        inst.dirty = True
+        self.changed.add(idx)
         self._invalidate_roles()
+        self._hand_back_queues(inst)
         self._maybe_switch(inst)
         return True
+
+    def _hand_back_queues(self, inst: Instance) -> None:
+        """Draining: queued prompts and decode admissions go to other instances of the role."""
+        if inst.pq and self._best_prefill(exclude=inst) is not None:
+            moved = []
+            running = {id(r) for r, _, _ in inst.prefill_batch}
+            items = inst.pq.take_all()
+            for req in items:
+                if id(req) in running or req.prefilled > 0:  # running: finishes here
+                    inst.pq.push(req)
+                    continue
+                self.instances[req.decode_inst].owed -= 1
+                self._requeue(req, front=False)
+                moved.append(self.instances[req.prefill_inst])
+            for p in dict.fromkeys(moved):
+                self._try_prefill(p)
+        if inst.dq and self._best_decode(exclude=inst) is not None:
+            targets = []
+            while inst.dq:
+                req = inst.dq.popleft()
+                inst.owed -= 1
+                d = self._best_decode(exclude=inst)
+                assert d is not None
+                req.decode_inst = d.idx
+                d.owed += 1
+                d.dq.append(req)
+                targets.append(d)
+            for d in dict.fromkeys(targets):
+                self._try_admit(d)
+        if inst.owed:
+            # Requests still queued for prefill elsewhere that were to decode here.
+            d_new = self._best_decode(exclude=inst)
+            if d_new is not None:
+                for other in self.instances:
+                    for req in other.pq:
+                        if req.decode_inst == inst.idx:
+                            req.decode_inst = d_new.idx
+                            inst.owed -= 1
+                            d_new.owed += 1
+        self.changed.add(inst.idx)
+
+    def _rehome_waiting(self) -> None:
+        """An instance came into service: parked work and draining instances' queues move."""
+        parked, self._parked = self._parked, []
+        for req in parked:
+            self._requeue(req, front=False)
+        for req in parked:
+            if req.state is RequestState.PREFILL_QUEUED and req not in self._parked:
+                self._try_prefill(self.instances[req.prefill_inst])
+        for inst in self.instances:
+            if inst.state is DRAINING and (inst.pq or inst.dq or inst.owed):
+                self._hand_back_queues(inst)
 
     def cancel_switch(self, idx: int) -> None:
         """Returns a draining instance to service in its current role."""
         inst = self.instances[idx]
-        if inst.state == "draining":
-            inst.state = "active"
+        if inst.state is DRAINING:
+            inst.set_state(ACTIVE)
             inst.target_role = None
-            inst.dirty = True
+            self.changed.add(idx)
             self._invalidate_roles()
+            if self.timeline is not None:
+                self.timeline.on_span(idx, "drain", inst.drain_start_s, self.engine.now, {"rids": [], "tokens": 0, "cancelled": True})
+            self._rehome_waiting()
 
     def _maybe_switch(self, inst: Instance) -> None:
-        if inst.state != "draining" or not inst.is_idle():
+        if inst.state is not DRAINING or not inst.is_idle():
             return
-        inst.state = "switching"
-        inst.dirty = True
-        inst.switch_ev = self.engine.schedule(
-            self.engine.now + self.config.switch_delay_s, self._switch_done, inst, PRIO_CONTROL
-        )
+        inst.set_state(SWITCHING)
+        self.changed.add(inst.idx)
+        now = self.engine.now
+        if self.timeline is not None:
+            self.timeline.on_span(inst.idx, "drain", inst.drain_start_s, now, {"rids": [], "tokens": 0})
+        inst.switch_ev = self.engine.schedule(now + self.config.switch_delay_s, self._switch_done, inst, Priority.SWITCH)
 
     def _switch_done(self, inst: Instance) -> None:
         assert inst.target_role is not None
+        old = inst.role
         inst.role = inst.target_role
         inst.target_role = None
-        inst.state = "active"
+        inst.set_state(ACTIVE)
         inst.switch_ev = None
-        inst.dirty = True
+        self.changed.add(inst.idx)
         self._invalidate_roles()
+        self._rehome_waiting()
+        if self.timeline is not None:
+            now = self.engine.now
+            self.timeline.on_span(inst.idx, "switch", now - self.config.switch_delay_s, now, {"rids": [], "tokens": 0})
+            self.timeline.on_instant(inst.idx, "role", now, {"from": old.value, "to": inst.role.value})
 
     def _invalidate_roles(self) -> None:
         """Drops the cached routing pools and role counts (a role or state changed)."""
@@ -790,87 +1105,83 @@ class Cluster:
                 out.append(inst.gpu)
         return out
 
+    def prefill_count_range(self, gpu: str) -> tuple[int, int]:
+        """The prefill counts of ``gpu`` that :meth:`set_prefill_count` applies exactly.
+
+        Every disaggregated cluster keeps at least one prefill and one decode instance (by
+        target role); the bounds follow from the other GPU types' current targets.
+        """
+        total = sum(1 for i in self.instances if i.gpu == gpu and i.role is not Role.COLOCATED)
+        other_p = other_d = 0
+        colocated = False
+        for g in self.flexible_gpus():
+            if g != gpu:
+                p, d = self.role_counts(g)
+                other_p += p
+                other_d += d
+        for i in self.instances:
+            if i.role is Role.COLOCATED:
+                colocated = True
+        if colocated:
+            return 0, total
+        lo = 0 if other_p >= 1 else 1
+        hi = total if other_d >= 1 else total - 1
+        return lo, hi
+
     def set_prefill_count(self, gpu: str, n_prefill: int) -> int:
         """Flips instances of ``gpu`` so that ``n_prefill`` of them serve prefill.
 
-        At least one prefill and one decode instance stay in the cluster. The least-loaded
-        instances are flipped. Returns the number of role changes started.
+        ``n_prefill`` is clamped to :meth:`prefill_count_range` (at least one prefill and one
+        decode instance stay in the cluster); inside that range it is applied exactly. The
+        least-loaded instances are flipped. Returns the number of role changes started.
         """
         insts = [i for i in self.instances if i.gpu == gpu and i.role is not Role.COLOCATED]
-        total = len(insts)
-        n_prefill = max(0, min(total, int(n_prefill)))
+        lo, hi = self.prefill_count_range(gpu)
+        n_prefill = max(lo, min(hi, int(n_prefill)))
         cur_p, _ = self.role_counts(gpu)
         changes = 0
         if n_prefill > cur_p:
             cands = [i for i in insts if (i.target_role or i.role) is Role.DECODE]
-            cands.sort(key=lambda i: (i.decode_load, i.idx))
+            cands.sort(key=lambda i: (i.state is not DRAINING, i.decode_load, i.idx))
             for inst in cands[: n_prefill - cur_p]:
-                if self._keeps_both_roles(inst):
-                    changes += self._flip(inst, Role.PREFILL)
+                changes += self._flip(inst, Role.PREFILL)
         elif n_prefill < cur_p:
             cands = [i for i in insts if (i.target_role or i.role) is Role.PREFILL]
-            cands.sort(key=lambda i: (i.pq_tokens + (1 if i.prefill_busy else 0), i.idx))
+            # Undo a switch towards prefill first (it keeps an active instance in each role).
+            cands.sort(key=lambda i: (i.state is not DRAINING, i.pq.tokens + (1 if i.prefill_busy else 0), i.idx))
             for inst in cands[: cur_p - n_prefill]:
-                if self._keeps_both_roles(inst):
-                    changes += self._flip(inst, Role.DECODE)
+                changes += self._flip(inst, Role.DECODE)
         return changes
 
     def _flip(self, inst: Instance, role: Role) -> int:
-        if inst.target_role is not None and inst.state == "draining" and inst.role is role:
+        if inst.target_role is not None and inst.state is DRAINING and inst.role is role:
             self.cancel_switch(inst.idx)
             return 1
         return 1 if self.set_role(inst.idx, role) else 0
-
-    def _keeps_both_roles(self, inst: Instance) -> bool:
-        """True if flipping ``inst`` still leaves an accepting prefill and decode instance."""
-        role = inst.target_role or inst.role
-        for other in self.instances:
-            if other is inst or other.state != "active" or other.target_role is not None:
-                continue
-            if other.role is Role.COLOCATED or other.role is role:
-                return True
-        return False
 
     def _alloc_tick(self, _: Any) -> None:
         assert self.allocator is not None
         self.allocator.allocate(self)
         if not self.drained():
-            self.engine.schedule(self.engine.now + self.allocator.interval_s, self._alloc_tick, None, PRIO_CONTROL)
+            self.engine.schedule(self.engine.now + self.allocator.interval_s, self._alloc_tick, None, Priority.CONTROL)
 
     def _control_tick(self, _: Any) -> None:
         self.control_due = True
         if self.control_interval_s and not self.drained():
-            self.engine.schedule(self.engine.now + self.control_interval_s, self._control_tick, None, PRIO_CONTROL)
+            self.engine.schedule(self.engine.now + self.control_interval_s, self._control_tick, None, Priority.CONTROL)
 
     # ================================================================ status
     def cost_usd(self, now: float) -> float:
-        """GPU cost so far: reserved instances for the whole time, on-demand ones while busy
-        (busy time is booked when a prefill starts and at decode iteration boundaries).
-        """
-        return self.reserved_usd_per_s * now + self.on_demand_usd
+        """GPU cost over ``[0, now]`` (see :class:`~disagg_gym.cluster.accounting.Meter`)."""
+        return self.meter.cost_usd(now)
 
     def energy_j(self, now: float) -> float:
-        """GPU energy so far: idle power for every GPU plus the busy surplus booked so far."""
-        return self.idle_w * now + self.extra_energy_j
+        """GPU energy over ``[0, now]`` (see :class:`~disagg_gym.cluster.accounting.Meter`)."""
+        return self.meter.energy_j(now)
 
     def drained(self) -> bool:
         """No more arrivals and every request has finished."""
         return self.arrivals_done and self.in_system == 0 and self.pending is None
-
-    def routable(self, req: Request) -> list[tuple[int, int]]:
-        """Every valid ``(p, d)`` pair for ``req`` right now."""
-        out = []
-        for p in self.instances:
-            if not p.accepting or p.role is Role.DECODE:
-                continue
-            if p.role is Role.COLOCATED:
-                if self.valid_route(req, p.idx, p.idx) is None:
-                    out.append((p.idx, p.idx))
-                continue
-            for d in self.instances:
-                if d.role is Role.DECODE and self.valid_route(req, p.idx, d.idx) is None:
-                    out.append((p.idx, d.idx))
-        return out
 
     def pools(self) -> tuple[list[Instance], list[Instance]]:
         """(accepting prefill-or-colocated instances, accepting decode instances); cached
@@ -878,7 +1189,7 @@ class Cluster:
         """
         pools = self._pools
         if pools is None:
-            ps = [i for i in self.instances if i.state == "active" and i.role is not Role.DECODE]
-            ds = [i for i in self.instances if i.state == "active" and i.role is Role.DECODE]
+            ps = [i for i in self.instances if i.state is ACTIVE and i.role is not Role.DECODE]
+            ds = [i for i in self.instances if i.state is ACTIVE and i.role is Role.DECODE]
             pools = self._pools = (ps, ds)
         return pools

@@ -23,6 +23,14 @@ class InstanceGroupConfig:
     prefill_token_budget: int = field(
         default=8192, metadata=spec("max prompt tokens in one prefill batch", ge=1)
     )
+    prefill_chunk_tokens: int = field(
+        default=0,
+        metadata=spec(
+            "chunked prefill: max tokens per iteration (prompts split into chunks; on colocated "
+            "instances decode tokens share the budget, Sarathi-Serve); 0 = whole prompts",
+            ge=0,
+        ),
+    )
     price_usd_per_gpu_hour: float | None = field(
         default=None, metadata=spec("override of the catalog price (e.g. cloud vs on-prem)", ge=0)
     )
@@ -62,6 +70,14 @@ class ClusterConfig:
         metadata=spec(
             "when a decode instance has no KV room: wait (backpressure), reject, or preempt younger "
             "running requests (recomputed later, vLLM-style)"
+        ),
+    )
+    preemption: Literal["recompute", "swap"] = field(
+        default="recompute",
+        metadata=spec(
+            "when a running decode batch needs a KV block and none is free, the youngest requests "
+            "are preempted: recompute (drop KV, prefill again) or swap (copy KV to host memory over "
+            "PCIe and back)"
         ),
     )
     max_queue_tokens: int = field(

@@ -1,57 +1,97 @@
-"""One serving instance: its queues, KV memory, prefill batch and closed-form decode batch.
+"""One serving instance: identity, role and state, and the components that own its work.
 
-Decode is simulated by batch-composition changes, not by iterations (issue #6): while a
-decode batch of ``B`` sequences with total context ``S`` is unchanged, iteration ``k`` (from the
-last change, ``k = 0, 1, ...``) takes ``a + b * (S + k * B)`` seconds, so ``n`` iterations take
-``T(n) = n * a + b * (n * S + B * n * (n - 1) / 2)``. The instance keeps an iteration counter;
-each member finishes when the counter reaches its ``done_counter``.
+* ``kv`` (:class:`KVPool`) owns the KV memory count;
+* ``pq`` (:class:`PrefillQueue`) owns the queued prompts and their token sum;
+* ``batch`` (:class:`DecodeBatch`) owns the running decode sequences (closed form).
+
+The cluster drives them; nothing else writes their fields. The read-only properties below
+(``kv_used``, ``B``, ``pq_tokens``, ...) are what routers, observations and plots read.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from disagg_gym.cluster.decode_batch import DecodeBatch
+from disagg_gym.cluster.kv_pool import KVPool
+from disagg_gym.cluster.state import InstanceState, check_transition
 from disagg_gym.types import Role
 
 if TYPE_CHECKING:
     from disagg_gym.hardware.cost import InstanceCost
-    from disagg_gym.interconnect.kv_transfer import LinkState
     from disagg_gym.sim.engine import Event
     from disagg_gym.workload.request import Request
 
 
+class PrefillQueue:
+    """FIFO of requests waiting for (or part-way through, when chunking) their prefill.
+
+    ``tokens`` is the number of prompt tokens still to compute over the queue.
+    """
+
+    __slots__ = ("_q", "tokens")
+
+    def __init__(self) -> None:
+        self._q: deque[Request] = deque()
+        self.tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __bool__(self) -> bool:
+        return bool(self._q)
+
+    def __iter__(self) -> Iterator[Request]:
+        return iter(self._q)
+
+    def __getitem__(self, i: int) -> Request:
+        return self._q[i]
+
+    def push(self, req: Request) -> None:
+        """Appends ``req`` (a new or re-routed request)."""
+        self._q.append(req)
+        self.tokens += req.prefill_tokens - req.prefilled
+
+    def push_front(self, req: Request) -> None:
+        """Puts ``req`` at the head (a preempted request recomputes first)."""
+        self._q.appendleft(req)
+        self.tokens += req.prefill_tokens - req.prefilled
+
+    def pop(self) -> Request:
+        """Removes the head."""
+        req = self._q.popleft()
+        self.tokens -= req.prefill_tokens - req.prefilled
+        return req
+
+    def progress(self, tokens: int) -> None:
+        """Records ``tokens`` of the head's prompt computed (chunked prefill)."""
+        self.tokens -= tokens
+
+    def take_all(self) -> list[Request]:
+        """Empties the queue (drain: the work goes back to the router)."""
+        out = list(self._q)
+        self._q.clear()
+        self.tokens = 0
+        return out
+
+
 class Instance:
-    """State of one instance. Aggregates (queued tokens, batch size, context) are incremental."""
+    """One model replica on ``tp`` GPUs of one type."""
 
     __slots__ = (
-        "idx", "group", "gpu", "tp", "role", "site", "node", "cost", "kv_cap", "kv_used",
-        "max_batch", "token_budget", "price_per_s", "state", "target_role", "switch_ev",
-        # prefill side
-        "pq", "pq_tokens", "prefill_busy", "prefill_batch", "prefill_end_s", "want_prefill",
-        # decode side
-        "members", "B", "S", "counter", "epoch_s", "a", "b", "next_ev", "next_n", "joiners",
-        "dq", "incoming", "paused",
-        # links and accounting
-        "egress", "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens",
-        "served", "owed", "on_demand", "dirty", "_coeffs",
+        "idx", "group", "gpu", "tp", "role", "site", "node", "cost", "max_batch", "token_budget",
+        "chunk_tokens", "price_per_s", "on_demand", "state", "target_role", "switch_ev", "drain_start_s",
+        "kv", "pq", "batch", "prefill_busy", "prefill_batch", "prefill_start_s", "prefill_end_s",
+        "want_prefill", "paused", "dq", "incoming", "owed", "swapped", "swapping", "sending",
+        "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens", "served", "_coeffs",
     )
 
     def __init__(
-        self,
-        idx: int,
-        group: int,
-        gpu: str,
-        tp: int,
-        role: Role,
-        site: str,
-        node: int,
-        cost: InstanceCost,
-        kv_cap_tokens: int,
-        max_batch: int,
-        token_budget: int,
-        price_per_s: float,
+        self, idx: int, group: int, gpu: str, tp: int, role: Role, site: str, node: int,
+        cost: InstanceCost, kv_cap_tokens: int, block_tokens: int, max_batch: int,
+        token_budget: int, chunk_tokens: int, price_per_s: float, on_demand: bool,
     ) -> None:
         self.idx = idx
         self.group = group
@@ -61,49 +101,47 @@ class Instance:
         self.site = site
         self.node = node
         self.cost = cost
-        self.kv_cap = kv_cap_tokens
-        self.kv_used = 0
         self.max_batch = max_batch
         self.token_budget = token_budget
+        self.chunk_tokens = chunk_tokens  # 0: whole prompts; else per-iteration token budget
         self.price_per_s = price_per_s
-        self.state = "active"  # active | draining | switching
+        self.on_demand = on_demand  # billed only for busy time
+        self.state = InstanceState.ACTIVE
         self.target_role: Role | None = None
         self.switch_ev: Event | None = None
-        self.pq: deque[Request] = deque()
-        self.pq_tokens = 0
+        self.drain_start_s = 0.0
+        self._coeffs: dict[int, tuple[float, float]] = {}
+        self.kv = KVPool(kv_cap_tokens, block_tokens)
+        self.pq = PrefillQueue()
+        self.batch = DecodeBatch(self.kv, self.coeffs)
         self.prefill_busy = False
-        self.prefill_batch: list[Request] = []
+        self.prefill_batch: list[tuple[Request, int, int]] = []  # (req, chunk tokens, cached before)
+        self.prefill_start_s = 0.0
         self.prefill_end_s = 0.0
-        self.want_prefill = False
-        self.members: list[tuple[int, int, Request]] = []  # heap of (done_counter, rid, req)
-        self.B = 0
-        self.S = 0
-        self.counter = 0
-        self.epoch_s = 0.0
-        self.a = 0.0
-        self.b = 0.0
-        self.next_ev: Event | None = None
-        self.next_n = 0
-        self.joiners: list[Request] = []
-        self.dq: deque[Request] = deque()  # prefilled requests waiting for decode admission
-        self.incoming = 0  # transfers in flight towards this instance
+        self.want_prefill = False  # colocated: a prefill waits for the decode iteration boundary
         self.paused = False  # colocated: decode paused while a prefill batch runs
-        self.egress: dict[str, LinkState] = {}
+        self.dq: deque[Request] = deque()  # prefilled, waiting for decode admission here
+        self.incoming = 0  # transfers (or swap-ins) in flight towards this instance's batch
+        self.owed = 0  # requests routed here for decode and not yet admitted
+        self.swapped: deque[Request] = deque()  # preempted to host memory, waiting to swap in
+        self.swapping = 0  # swap-outs in flight
+        self.sending = 0  # KV transfers in flight from this instance
         self.busy_prefill_s = 0.0
         self.busy_decode_s = 0.0
         self.decode_tokens = 0
         self.prefill_tokens = 0
         self.served = 0
-        self.owed = 0  # requests routed here for decode and not yet admitted
-        self.on_demand = False  # billed only for busy time
-        self.dirty = True  # observation features changed since the env last read them
-        self._coeffs: dict[int, tuple[float, float]] = {}
 
-    # ----------------------------------------------------------------- queries
+    # ----------------------------------------------------------------- state
+    def set_state(self, new: InstanceState) -> None:
+        """Moves to ``new``, asserting the transition is legal."""
+        check_transition(self.state, new)
+        self.state = new
+
     @property
     def accepting(self) -> bool:
         """Whether new requests may be routed here."""
-        return self.state == "active"
+        return self.state is InstanceState.ACTIVE
 
     @property
     def serves_prefill(self) -> bool:
@@ -115,24 +153,63 @@ class Instance:
         """Decode or colocated role."""
         return self.role is not Role.PREFILL
 
+    # ----------------------------------------------------------------- read-only views
     @property
-    def kv_free(self) -> int:
-        """Free KV tokens."""
-        return self.kv_cap - self.kv_used
+    def kv_used(self) -> int:
+        """KV tokens held (whole blocks)."""
+        return self.kv.used
+
+    @property
+    def kv_cap(self) -> int:
+        """KV capacity in tokens."""
+        return self.kv.capacity
+
+    @property
+    def pq_tokens(self) -> int:
+        """Prompt tokens still to compute in the prefill queue."""
+        return self.pq.tokens
+
+    @property
+    def B(self) -> int:  # noqa: N802
+        """Sequences in the decode batch."""
+        return self.batch.B
+
+    @property
+    def S(self) -> int:  # noqa: N802
+        """Total context tokens of the decode batch (as of its epoch)."""
+        return self.batch.S
+
+    @property
+    def members(self) -> list:
+        """Decode batch members ``(done_counter, rid, request, offset)`` (a heap)."""
+        return self.batch.members
+
+    @property
+    def joiners(self) -> list[Request]:
+        """Requests joining the batch at its next iteration boundary."""
+        return self.batch.joiners
+
+    @property
+    def counter(self) -> int:
+        """The decode batch's iteration counter."""
+        return self.batch.counter
 
     @property
     def decode_load(self) -> int:
-        """Sequences running, joining, arriving or waiting for admission."""
-        return self.B + len(self.joiners) + self.incoming + len(self.dq)
+        """Sequences running, joining, arriving, swapped out or waiting for admission."""
+        b = self.batch
+        return b.B + len(b.joiners) + self.incoming + len(self.dq) + len(self.swapped) + self.swapping
 
     def is_idle(self) -> bool:
         """No work and no memory held: safe to change role."""
+        b = self.batch
         return (
-            not self.pq and not self.prefill_busy and self.B == 0 and not self.joiners
-            and not self.dq and self.incoming == 0 and self.kv_used == 0 and self.owed == 0
+            not self.pq and not self.prefill_busy and b.B == 0 and not b.joiners and not self.dq
+            and self.incoming == 0 and self.kv.used == 0 and self.owed == 0 and not self.swapped
+            and self.swapping == 0 and self.sending == 0
         )
 
-    def coeffs(self, batch: int) -> tuple[float, float]:
+    def coeffs(self, batch: int, context_tokens: int = 0) -> tuple[float, float]:
         """Decode iteration coefficients ``(a, b)`` for ``batch`` sequences (cached)."""
         c = self._coeffs.get(batch)
         if c is None:
@@ -140,27 +217,5 @@ class Instance:
             self._coeffs[batch] = c
         return c
 
-    # ------------------------------------------------------ decode closed form
-    def decode_time(self, n: int) -> float:
-        """Seconds for ``n`` iterations of the current batch from the epoch."""
-        return n * self.a + self.b * (n * self.S + self.B * n * (n - 1) * 0.5)
-
-    def iterations_done(self, elapsed_s: float) -> int:
-        """Complete iterations of the current batch within ``elapsed_s`` since the epoch."""
-        if self.B == 0 or elapsed_s <= 0:
-            return 0
-        c2 = 0.5 * self.b * self.B
-        c1 = self.a + self.b * self.S - c2
-        if c2 <= 0:
-            k = int(elapsed_s / c1) if c1 > 0 else 0
-        else:
-            k = int((-c1 + math.sqrt(c1 * c1 + 4.0 * c2 * elapsed_s)) / (2.0 * c2))
-        # Guard against round-off at the boundaries.
-        while k > 0 and self.decode_time(k) > elapsed_s + 1e-12:
-            k -= 1
-        while self.decode_time(k + 1) <= elapsed_s - 1e-12:
-            k += 1
-        return k
-
     def __repr__(self) -> str:
-        return f"Instance({self.idx}, {self.gpu}x{self.tp}, {self.role.value}, {self.state})"
+        return f"Instance({self.idx}, {self.gpu}x{self.tp}, {self.role.value}, {self.state.value})"

@@ -162,7 +162,7 @@ class LeastFinishTimeRouter(_Base):
             def tpot(i: Instance) -> float:
                 b = min(i.decode_load + 1, i.max_batch)
                 a, c = i.coeffs(b)
-                mem_pen = 1.0 if i.kv_used + req.prompt_tokens + req.output_tokens <= i.kv_cap else 10.0
+                mem_pen = 1.0 if i.kv_used + req.prompt_tokens <= i.kv_cap else 10.0
                 return (a + c * (i.S + req.prompt_tokens + b * 256)) * mem_pen * max(1.0, i.decode_load / i.max_batch)
 
             d = min(ds, key=lambda i: (tpot(i), i.idx))
@@ -194,8 +194,7 @@ class KVTransferAwareRouter(_Base):
                     best, best_score = (p.idx, p.idx), score
                 continue
             for d in ds:
-                _, link = cluster._link(p.idx, d.idx)
-                xfer = link.idle_time_s(nbytes) * (1 + link.in_flight)
+                xfer = cluster.transfer_estimate_s(p.idx, d.idx, nbytes)
                 score = base + xfer + self.load_weight_s * decode_pressure(d) * 10
                 if score < best_score:
                     best, best_score = (p.idx, d.idx), score
@@ -220,7 +219,7 @@ class ClairvoyantRouter(KVTransferAwareRouter):
 
         def remaining_work(d: Instance) -> float:
             # Tokens still to generate on d (clairvoyant), plus this request's memory need.
-            rem = sum(done - d.counter for done, _, _ in d.members)
+            rem = sum(m[0] - d.counter for m in d.members)
             rem += sum(r.output_tokens for r in d.joiners) + sum(r.output_tokens for r in d.dq)
             fits = d.kv_used + req.prompt_tokens + req.output_tokens <= d.kv_cap
             return rem * (1.0 if fits else 4.0) + 1e-3 * d.idx
@@ -273,8 +272,8 @@ class ThresholdAllocator:
         now = cluster.engine.now
         for gpu in cluster.flexible_gpus():
             insts = [i for i in cluster.instances if i.gpu == gpu and i.role is not Role.COLOCATED]
-            pre = [i for i in insts if i.role is Role.PREFILL and i.state == "active"]
-            dec = [i for i in insts if i.role is Role.DECODE and i.state == "active"]
+            pre = [i for i in insts if i.role is Role.PREFILL and i.accepting]
+            dec = [i for i in insts if i.role is Role.DECODE and i.accepting]
             if not pre or not dec:
                 continue
             wait = sum(prefill_wait_s(i, now) for i in pre) / len(pre)

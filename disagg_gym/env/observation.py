@@ -80,8 +80,8 @@ class ObservationBuilder:
         self._end = np.full(self.n, -np.inf)
         self._qwait = np.zeros(self.n)
         self._rows: list[list[float] | None] = [None] * self.n
-        for inst in cluster.instances:
-            inst.dirty = True
+        self._changed = cluster.changed  # the cluster adds an instance's index when it changes
+        self._fresh = True  # no row computed yet
 
     @staticmethod
     def bounds(n: int, n_gpus: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,14 +96,12 @@ class ObservationBuilder:
         role = inst.role
         inv_mb = 1.0 / inst.max_batch
         q = inst.pq_tokens * self._inv_q
-        backlog = (len(inst.dq) + inst.incoming + len(inst.joiners)) * inv_mb
-        in_flight = 0
-        for link in inst.egress.values():
-            in_flight += len(link.active)
+        backlog = (len(inst.dq) + inst.incoming + len(inst.joiners) + len(inst.swapped)) * inv_mb
+        in_flight = inst.sending
         return (
             0.0 if role is Role.DECODE else 1.0,
             0.0 if role is Role.PREFILL else 1.0,
-            1.0 if inst.state == "active" else 0.0,
+            1.0 if inst.accepting else 0.0,
             q if q < 1.0 else 1.0,
             0.0,
             inst.B * inv_mb,
@@ -119,7 +117,7 @@ class ObservationBuilder:
     ) -> np.ndarray:
         """Returns a fresh observation vector.
 
-        Rows are recomputed only for instances the cluster marked ``dirty`` since the last
+        Rows are recomputed only for instances the cluster reported changed since the last
         call (``full=True`` recomputes all; a test checks both agree). The prefill-wait
         column depends on the clock and is recomputed for every instance, vectorised.
         """
@@ -130,9 +128,11 @@ class ObservationBuilder:
         feat = self._feat
         ends = self._end
         qwait = self._qwait
+        changed = self._changed
+        first = self._fresh
+        self._fresh = False
         for i, (inst, speed) in enumerate(zip(cl.instances, self.speed)):
-            if inst.dirty or full:
-                inst.dirty = False
+            if i in changed or full or first:
                 feat[i] = self._row(inst, speed)
                 if inst.role is Role.DECODE:
                     ends[i] = -np.inf
@@ -140,6 +140,7 @@ class ObservationBuilder:
                 else:
                     ends[i] = inst.prefill_end_s if inst.prefill_busy else -np.inf
                     qwait[i] = inst.pq_tokens * _s_per_prefill_token(inst) if inst.pq_tokens else 0.0
+        changed.clear()
         wait = np.maximum(ends - now, 0.0)
         wait += qwait
         wait *= self._inv_w
@@ -159,11 +160,11 @@ class ObservationBuilder:
         now = cl.engine.now
         rows = self._rows
         inv_w = self._inv_w
+        changed = self._changed
         vals: list[float] = []
         for i, inst in enumerate(cl.instances):
             row = rows[i]
-            if inst.dirty or full or row is None:
-                inst.dirty = False
+            if full or row is None or i in changed:
                 row = rows[i] = list(self._row(inst, self.speed[i]))
             if inst.role is not Role.DECODE:
                 w = inst.prefill_end_s - now if inst.prefill_busy else 0.0
@@ -174,6 +175,7 @@ class ObservationBuilder:
                 w *= inv_w
                 row[4] = w if w < 1.0 else 1.0
             vals += row
+        changed.clear()
         vals += self._tail(req, is_route, is_control, slo_ema, rej_ema, rate_ema)
         return np.array(vals, dtype=np.float32)
 

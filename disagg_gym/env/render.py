@@ -25,7 +25,7 @@ def render_ansi(env: DisaggServingEnv) -> str:
     for inst in cl.instances:
         kv = inst.kv_used / inst.kv_cap if inst.kv_cap else 0.0
         bar = "#" * int(round(kv * 20))
-        links = sum(link.in_flight for link in inst.egress.values())
+        links = inst.sending
         lines.append(
             f"{inst.idx:3d} {inst.gpu:>9s}x{inst.tp} {inst.role.value:9s} {inst.state:9s} "
             f"q={inst.pq_tokens:7d}tok batch={inst.B:4d}/{inst.max_batch:<4d} kv[{bar:<20s}] xfer={links}"

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from disagg_gym.cluster.cluster import Cluster
 from disagg_gym.cluster.policies import ROUTERS
+from disagg_gym.env.reward_window import RewardWindow
 from disagg_gym.config import from_dict
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
 from disagg_gym.env.observation import ObservationBuilder
@@ -145,9 +146,11 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             scen = replace(scen, max_requests=self.cfg.max_episode_requests)
         external = self.task in ("route", "joint")
         control = self.cfg.control_interval_s if self.task in ("allocate", "joint") else None
+        self.window = RewardWindow()
         self.sim = Simulation(
             scen, seed=int(wseed), keep_records=False, external=external, control_interval_s=control,
             use_allocator=self.task == "route", workload_window=tuple(window) if window is not None else None,
+            extra_observer=self.window,
         )
         self.cluster = self.sim.cluster
         self.engine = self.sim.engine
@@ -169,7 +172,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._steps = 0
         self._done = False
         self._kind = self._advance()
-        self.recorder.drain_window()
+        self.window.drain()
         obs = self._obs()
         return obs, {"decision": self._kind, "sim_time_s": self.engine.now}
 
@@ -430,10 +433,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         return self.cluster.energy_j(self.engine.now)
 
     def _reward_terms(self, invalid: bool) -> dict[str, float]:
-        rec = self.recorder
-        win = {"completed": rec.win_completed, "met_slo": rec.win_met, "rejected": rec.win_rejected,
-               "violations": rec.win_violations}
-        rec.win_completed = rec.win_met = rec.win_rejected = rec.win_violations = rec.win_output_tokens = 0
+        win = self.window.drain()
         now = self.engine.now
         dt = now - self._last_t
         self._last_t = now

@@ -321,27 +321,45 @@ class InstanceCost:
     def _allreduce_s(self, tokens: int) -> float:
         return self._allreduce_fixed_s + tokens * self._allreduce_bytes_per_token
 
-    def prefill_s(self, prompt_lens: Sequence[int]) -> float:
-        """Duration of one prefill iteration over these prompts.
+    def prefill_s(self, prompt_lens: Sequence[int], cached_lens: Sequence[int] | None = None) -> float:
+        """Duration of one prefill iteration over these prompts (or prompt chunks).
+
+        A chunk of ``l`` new tokens after ``c`` tokens already in the KV cache (chunked
+        prefill, prefix reuse) computes ``l`` tokens; its causal attention covers
+        ``l * c + l * (l + 1) / 2`` query-key pairs and it reads the ``c`` cached tokens' KV.
 
         Args:
-            prompt_lens: Tokens of each prompt in the batch (each >= 1, at least one prompt).
+            prompt_lens: New tokens of each prompt or chunk in the batch (each >= 1, at least one).
+            cached_lens: Tokens already cached before each chunk (default: none).
 
         Returns:
             Seconds.
 
         Raises:
-            ValueError: On an empty batch or a prompt length < 1.
+            ValueError: On an empty batch, a length < 1 or a negative cached length.
         """
         if len(prompt_lens) == 0:
             raise ValueError(f"prefill needs at least one prompt (got {list(prompt_lens)!r})")
         tokens = 0
         pairs = 0
-        for length in prompt_lens:
-            if length < 1:
-                raise ValueError(f"prompt lengths must be >= 1 (got {length!r})")
-            tokens += length
-            pairs += length * (length + 1)
+        cached_read = 0
+        if cached_lens is None:
+            for length in prompt_lens:
+                if length < 1:
+                    raise ValueError(f"prompt lengths must be >= 1 (got {length!r})")
+                tokens += length
+                pairs += length * (length + 1)
+        else:
+            if len(cached_lens) != len(prompt_lens):
+                raise ValueError(
+                    f"cached_lens must match prompt_lens in length (got {len(cached_lens)} vs {len(prompt_lens)})"
+                )
+            for length, cached in zip(prompt_lens, cached_lens):
+                if length < 1 or cached < 0:
+                    raise ValueError(f"chunk lengths must be >= 1 and cached >= 0 (got {length!r}, {cached!r})")
+                tokens += length
+                pairs += length * (length + 1) + 2 * length * cached
+                cached_read += cached
         p = self.params
         gemm_s = (
             tokens * self._gemm_flops_per_token + len(prompt_lens) * self._lm_flops_per_seq
@@ -349,7 +367,7 @@ class InstanceCost:
         mem_s = (
             self._dense_read_bytes
             + self._experts_read_bytes(tokens)
-            + tokens * self._kv_bytes_per_token_gpu
+            + (tokens + cached_read) * self._kv_bytes_per_token_gpu
         ) / self._bw_eff
         attn_s = pairs * self._attn_flops_coef / self._attn_flops_eff
         act_s = tokens * self._act_bytes_per_token / self._bw_eff

@@ -1,121 +1,210 @@
-"""KV-cache transfers over shared links: latency + bytes / fair-share bandwidth.
+"""KV transfers over shared ports with max-min fair sharing.
 
-Each ``LinkState`` is one shared bottleneck (an instance's egress port on a tier, or a WAN link
-between two sites). Concurrent transfers on it share its bandwidth equally; shares are
-recomputed whenever a transfer starts or ends, so a lone transfer takes exactly
-``latency_s + bytes / bandwidth``. The fixed latency is modelled as ``latency_s * bandwidth``
-extra bytes on the link (one event per transfer instead of two); under contention this
-stretches the latency by the same share as the data, a small, documented approximation.
+A ``Port`` is one shared bottleneck with a capacity: an instance's egress or ingress on a tier
+(``tp`` GPUs each with their own port, so ``tp * per-GPU bandwidth``), a site-to-site WAN link,
+an instance's PCIe link to host memory. A ``Flow`` crosses one or more ports and may carry its
+own rate cap (a tp=2 sender talking to a tp=1 receiver moves data over ``min(tp)`` GPU pairs).
+Rates are max-min fair over every port a flow crosses (progressive filling), recomputed for
+the connected component of flows whenever a flow starts or ends. A flow first waits its fixed
+latency (it occupies no bandwidth meanwhile), then moves its bytes: a lone transfer takes
+exactly ``latency_s + bytes / min(port capacities, cap)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from disagg_gym.sim.engine import Engine, Event
-
-PRIO_TRANSFER = 2
-
-
-class Transfer:
-    """One KV transfer in flight."""
-
-    __slots__ = ("payload", "nbytes", "remaining", "on_done")
-
-    def __init__(self, payload: Any, nbytes: float, on_done: Callable[[Any], None]) -> None:
-        self.payload = payload
-        self.nbytes = nbytes
-        self.remaining = nbytes
-        self.on_done = on_done
+from disagg_gym.sim.events import Priority
 
 
-class LinkState:
-    """A shared link with equal (max-min fair) sharing among its active transfers.
+class Port:
+    """A shared bottleneck: capacity and the flows crossing it."""
 
-    Args:
-        engine: The simulation engine.
-        key: Hashable identity (for records and plots).
-        tier: Tier name (``nvlink``, ``pcie``, ``rdma``, ``ethernet``, ...).
-        bandwidth_Bps: Capacity in bytes per second.
-        latency_s: Per-transfer fixed latency.
-    """
+    __slots__ = ("key", "tier", "bandwidth_Bps", "flows", "bytes_done", "busy_s", "_since")
 
-    __slots__ = (
-        "engine", "key", "tier", "bandwidth_Bps", "latency_s", "active", "last_s", "next_ev",
-        "bytes_done", "busy_s", "transfers_done",
-    )
-
-    def __init__(self, engine: Engine, key: Any, tier: str, bandwidth_Bps: float, latency_s: float) -> None:
+    def __init__(self, key: Any, tier: str, bandwidth_Bps: float) -> None:
         if not bandwidth_Bps > 0:
-            raise ValueError(f"link {key!r}: bandwidth must be > 0 (got {bandwidth_Bps!r})")
-        self.engine = engine
+            raise ValueError(f"port {key!r}: bandwidth must be > 0 (got {bandwidth_Bps!r})")
         self.key = key
         self.tier = tier
         self.bandwidth_Bps = bandwidth_Bps
-        self.latency_s = latency_s
-        self.active: list[Transfer] = []
-        self.last_s = engine.now
-        self.next_ev: Event | None = None
+        self.flows: list[Flow] = []
         self.bytes_done = 0.0
         self.busy_s = 0.0
-        self.transfers_done = 0
+        self._since = 0.0
 
     @property
     def in_flight(self) -> int:
-        """Transfers started and not yet landed."""
-        return len(self.active)
+        """Flows moving data through this port now."""
+        return len(self.flows)
 
-    def idle_time_s(self, nbytes: float) -> float:
-        """Duration of a transfer of ``nbytes`` on this link if it were alone."""
-        return self.latency_s + nbytes / self.bandwidth_Bps
+    @property
+    def load_Bps(self) -> float:
+        """Sum of the rates of the flows crossing this port."""
+        return sum(f.rate for f in self.flows)
 
-    def start(self, payload: Any, nbytes: float, on_done: Callable[[Any], None]) -> None:
+
+class Flow:
+    """One transfer: bytes left, current rate, the ports it crosses."""
+
+    __slots__ = ("payload", "nbytes", "remaining", "rate", "cap_Bps", "ports", "on_done", "last_s", "ev", "start_s")
+
+    def __init__(self, payload: Any, nbytes: float, ports: tuple[Port, ...], cap_Bps: float,
+                 on_done: Callable[[Any], None]) -> None:
+        self.payload = payload
+        self.nbytes = nbytes
+        self.remaining = nbytes
+        self.rate = 0.0
+        self.cap_Bps = cap_Bps
+        self.ports = ports
+        self.on_done = on_done
+        self.last_s = 0.0
+        self.ev: Event | None = None
+        self.start_s = 0.0
+
+
+class TransferManager:
+    """Owns every port and flow of one cluster; the only writer of their state.
+
+    Args:
+        engine: The simulation engine.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.ports: dict[Any, Port] = {}
+        self.active = 0
+        self.bytes_by_tier: dict[str, float] = {}
+
+    def port(self, key: Any, tier: str, bandwidth_Bps: float) -> Port:
+        """The port ``key`` (created with ``bandwidth_Bps`` on first use)."""
+        p = self.ports.get(key)
+        if p is None:
+            p = self.ports[key] = Port(key, tier, bandwidth_Bps)
+        return p
+
+    def start(self, payload: Any, nbytes: float, ports: Sequence[Port], cap_Bps: float,
+              latency_s: float, on_done: Callable[[Any], None]) -> None:
         """Starts a transfer; ``on_done(payload)`` fires when its last byte lands."""
-        tr = Transfer(payload, nbytes + self.latency_s * self.bandwidth_Bps, on_done)
-        self._admit(tr)
+        flow = Flow(payload, float(nbytes), tuple(ports), cap_Bps, on_done)
+        self.active += 1
+        if latency_s > 0:
+            self.engine.schedule(self.engine.now + latency_s, self._activate, flow, Priority.TRANSFER_START)
+        else:
+            self._activate(flow)
 
-    def _progress(self) -> None:
+    @staticmethod
+    def lone_time_s(nbytes: float, ports: Sequence[Port], cap_Bps: float, latency_s: float) -> float:
+        """Duration of a transfer if nothing else were moving."""
+        bw = min([cap_Bps] + [p.bandwidth_Bps for p in ports])
+        return latency_s + nbytes / bw
+
+    # ------------------------------------------------------------------ internals
+    def _activate(self, flow: Flow) -> None:
         now = self.engine.now
-        n = len(self.active)
-        dt = now - self.last_s
-        if n and dt > 0:
-            per = dt * self.bandwidth_Bps / n
-            for tr in self.active:
-                tr.remaining -= per
-            self.busy_s += dt
-            self.bytes_done += dt * self.bandwidth_Bps
-        self.last_s = now
-
-    def _reschedule(self) -> None:
-        if self.next_ev is not None:
-            self.next_ev.cancelled = True
-            self.next_ev = None
-        if self.active:
-            rem = min(tr.remaining for tr in self.active)
-            dt = (rem if rem > 0 else 0.0) * len(self.active) / self.bandwidth_Bps
-            self.next_ev = self.engine.schedule(self.engine.now + dt, self._finish, None, PRIO_TRANSFER)
-
-    def _admit(self, tr: Transfer) -> None:
-        if tr.nbytes <= 0:
-            self.transfers_done += 1
-            tr.on_done(tr.payload)
+        flow.start_s = now
+        if flow.nbytes <= 0:
+            self._land(flow)
             return
-        self._progress()
-        self.active.append(tr)
-        self._reschedule()
+        flow.last_s = now
+        for p in flow.ports:
+            if not p.flows:
+                p._since = now
+            p.flows.append(flow)
+        self._rebalance(flow)
 
-    def _finish(self, _: Any) -> None:
-        self.next_ev = None
-        self._progress()
-        # Transfers within round-off of done land now; at least the smallest one does.
-        eps = 1e-6 + 1e-12 * self.bandwidth_Bps
-        done = [tr for tr in self.active if tr.remaining <= eps]
-        if not done:
-            done = [min(self.active, key=lambda t: t.remaining)]
-        for tr in done:
-            self.active.remove(tr)
-        self._reschedule()
-        for tr in done:
-            self.transfers_done += 1
-            tr.on_done(tr.payload)
+    def _component(self, seed: Flow) -> list[Flow]:
+        seen = {id(seed)}
+        out = [seed]
+        i = 0
+        while i < len(out):
+            for p in out[i].ports:
+                for f in p.flows:
+                    if id(f) not in seen:
+                        seen.add(id(f))
+                        out.append(f)
+            i += 1
+        return out
+
+    def _rebalance(self, seed: Flow, extra: Sequence[Flow] = ()) -> None:
+        """Recomputes max-min fair rates for the flows connected to ``seed`` (and ``extra``)."""
+        now = self.engine.now
+        flows: list[Flow] = []
+        seen: set[int] = set()
+        for s in (seed, *extra):
+            if id(s) in seen or not s.ports or s not in s.ports[0].flows:
+                continue
+            for f in self._component(s):
+                if id(f) not in seen:
+                    seen.add(id(f))
+                    flows.append(f)
+        if not flows:
+            return
+        for f in flows:  # bring every affected flow up to now at its old rate
+            if f.rate > 0:
+                f.remaining -= f.rate * (now - f.last_s)
+            f.last_s = now
+        # Progressive filling: raise every unfrozen flow's rate together until a port saturates
+        # or a flow hits its own cap; freeze those; repeat.
+        cap_left: dict[int, float] = {}
+        n_open: dict[int, int] = {}
+        ports: dict[int, Port] = {}
+        for f in flows:
+            for p in f.ports:
+                k = id(p)
+                if k not in ports:
+                    ports[k] = p
+                    cap_left[k] = p.bandwidth_Bps
+                    n_open[k] = 0
+                n_open[k] += 1
+        open_flows = list(flows)
+        rate: dict[int, float] = {}
+        while open_flows:
+            level = min(f.cap_Bps for f in open_flows)
+            for k, n in n_open.items():
+                if n:
+                    share = cap_left[k] / n
+                    if share < level:
+                        level = share
+            tight = {k for k, n in n_open.items() if n and cap_left[k] / n <= level * (1 + 1e-12)}
+            still = []
+            for f in open_flows:
+                if f.cap_Bps <= level * (1 + 1e-12) or any(id(p) in tight for p in f.ports):
+                    rate[id(f)] = level
+                    for p in f.ports:
+                        cap_left[id(p)] -= level
+                        n_open[id(p)] -= 1
+                else:
+                    still.append(f)
+            open_flows = still
+        for f in flows:
+            r = rate[id(f)]
+            if r == f.rate and f.ev is not None:
+                continue
+            f.rate = r
+            if f.ev is not None:
+                f.ev.cancelled = True
+            rem = f.remaining if f.remaining > 0 else 0.0
+            f.ev = self.engine.schedule(now + rem / r, self._finish, f, Priority.TRANSFER)
+
+    def _finish(self, flow: Flow) -> None:
+        now = self.engine.now
+        flow.ev = None
+        flow.remaining = 0.0
+        others: list[Flow] = []
+        for p in flow.ports:
+            p.flows.remove(flow)
+            p.bytes_done += flow.nbytes
+            if not p.flows:
+                p.busy_s += now - p._since
+            else:
+                others.extend(p.flows)
+        if others:
+            self._rebalance(others[0], others[1:])
+        self._land(flow)
+
+    def _land(self, flow: Flow) -> None:
+        self.active -= 1
+        flow.on_done(flow.payload)

@@ -124,12 +124,6 @@ class Recorder:
         self.rejected_by_reason: dict[str, int] = {}
         self.last_finish_s = 0.0
         self.records: list[tuple[Any, ...]] = []
-        # Counters since the last drain_window() call (rewards, recent SLO attainment).
-        self.win_completed = 0
-        self.win_met = 0
-        self.win_rejected = 0
-        self.win_violations = 0
-        self.win_output_tokens = 0
 
     # ---------------------------------------------------------------- hooks
     def on_arrival(self, req: Request) -> None:
@@ -159,10 +153,6 @@ class Recorder:
         self.met_slo += met
         if met:
             self.good_tokens += req.prompt_tokens + out
-        self.win_completed += 1
-        self.win_met += met
-        self.win_violations += not met
-        self.win_output_tokens += out
         self.prompt_tokens_done += req.prompt_tokens
         self.output_tokens_done += out
         self.last_finish_s = req.completion_s  # type: ignore[assignment]
@@ -181,7 +171,6 @@ class Recorder:
     def on_reject(self, req: Request) -> None:
         """Records a rejected request and its reason."""
         self.rejected += 1
-        self.win_rejected += 1
         r = req.reject_reason or "unknown"
         self.rejected_by_reason[r] = self.rejected_by_reason.get(r, 0) + 1
         if self.keep_records:
@@ -203,13 +192,3 @@ class Recorder:
         """Per-request records as dicts (``RECORD_FIELDS`` keys), in finishing order."""
         for row in self.records:
             yield dict(zip(RECORD_FIELDS, row))
-
-    def drain_window(self) -> dict[str, int]:
-        """Returns and resets the counters accumulated since the previous call."""
-        out = {
-            "completed": self.win_completed, "met_slo": self.win_met, "rejected": self.win_rejected,
-            "violations": self.win_violations, "output_tokens": self.win_output_tokens,
-        }
-        self.win_completed = self.win_met = self.win_rejected = 0
-        self.win_violations = self.win_output_tokens = 0
-        return out

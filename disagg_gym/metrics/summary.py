@@ -36,10 +36,11 @@ def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) 
         cluster: The cluster (for busy times, power and prices).
         duration_s: Wall span the costs are charged over; defaults to the engine's clock.
 
-    Energy counts every provisioned GPU: busy prefill/decode time at the cost model's power,
-    the rest at idle power. Cost is GPU-hours times the per-GPU price over the same span
-    (on-demand instances: busy time only), per million tokens processed (prompt + output), and
-    per million tokens of requests that met both SLOs (``cost_per_1m_good_tokens_usd``).
+    Energy and cost are the cluster meter's (``disagg_gym.cluster.accounting.Meter``): busy
+    prefill/decode time at the cost model's power plus idle power of every provisioned GPU;
+    GPU-hours times the per-GPU price (on-demand instances: busy time only). Cost is also given
+    per million tokens processed (prompt + output) and per million tokens of requests that
+    met both SLOs (``cost_per_1m_good_tokens_usd``).
     """
     dur = float(duration_s if duration_s is not None else cluster.engine.now)
     dur = max(dur, 1e-9)
@@ -47,20 +48,14 @@ def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) 
     t50, t90, t99, tmean = _pcts(rec.ttft, rec.h_ttft)
     o50, o90, o99, omean = _pcts(rec.tpot, rec.h_tpot)
     e50, e90, e99, emean = _pcts(rec.e2e, rec.h_e2e)
-    energy = 0.0
-    cost = 0.0
+    # Energy and cost come from the cluster's meter: the same numbers the env's reward uses.
+    energy = cluster.energy_j(dur)
+    cost = cluster.cost_usd(dur)
     util: dict[str, list[float]] = {}
     for inst in cluster.instances:
-        c = inst.cost
-        busy_p = min(inst.busy_prefill_s, dur)
-        busy_d = min(inst.busy_decode_s, dur - busy_p)
-        idle = max(0.0, dur - busy_p - busy_d)
-        energy += busy_p * c.prefill_power_w + busy_d * c.decode_power_w
-        if cluster.config.idle_power:
-            energy += idle * c.idle_power_w
-        cost += inst.price_per_s * ((busy_p + busy_d) if inst.on_demand else dur)
+        busy = min(inst.busy_prefill_s + inst.busy_decode_s, dur)
         key = inst.role.value if inst.role is not Role.COLOCATED else "colocated"
-        util.setdefault(key, []).append((busy_p + busy_d) / dur)
+        util.setdefault(key, []).append(busy / dur)
     tokens = rec.prompt_tokens_done + rec.output_tokens_done
     out: dict[str, Any] = {
         "requests_total": rec.arrived,

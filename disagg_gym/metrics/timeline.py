@@ -53,7 +53,7 @@ class TimelineSampler:
             "decode_waiting": waiting,
             "kv_used_frac_prefill": kv_p / cap_p if cap_p else 0.0,
             "kv_used_frac_decode": kv_d / cap_d if cap_d else 0.0,
-            "transfers_in_flight": sum(link.in_flight for link in cl.links()),
+            "transfers_in_flight": cl.transfers.active,
             "n_prefill": n_p,
             "n_decode": n_d,
         })

@@ -42,23 +42,36 @@ def check_request(req: Request) -> None:
 
 
 def check_cluster_state(cluster: Cluster) -> None:
-    """Instantaneous limits: KV memory, batch sizes, aggregates never negative or over capacity."""
+    """Instantaneous limits: KV memory within capacity, batch sizes, queue sums, no work on an
+    instance that is switching roles, ports never carrying more than their capacity.
+    """
+    from disagg_gym.cluster.state import InstanceState
+
     for inst in cluster.instances:
-        if inst.kv_used < 0 or inst.kv_used > inst.kv_cap:
-            raise InvariantError(f"instance {inst.idx}: kv_used {inst.kv_used} outside [0, {inst.kv_cap}]")
-        if inst.B < 0 or inst.B > inst.max_batch:
-            raise InvariantError(f"instance {inst.idx}: batch {inst.B} outside [0, {inst.max_batch}]")
-        if inst.B != len(inst.members):
-            raise InvariantError(f"instance {inst.idx}: batch {inst.B} != members {len(inst.members)}")
-        if inst.pq_tokens < 0 or inst.incoming < 0 or inst.owed < 0:
-            raise InvariantError(f"instance {inst.idx}: negative queue/incoming")
-        if inst.pq_tokens != sum(r.prefill_tokens for r in inst.pq):
-            raise InvariantError(f"instance {inst.idx}: queued tokens {inst.pq_tokens} != queue contents")
-    for link in cluster.links():
-        if len(link.active) and any(tr.remaining < -1e-3 * max(1.0, tr.nbytes) for tr in link.active):
-            raise InvariantError(f"link {link.key}: transfer overshot its bytes")
-        if link.bytes_done > link.busy_s * link.bandwidth_Bps * (1 + 1e-9) + 1:
-            raise InvariantError(f"link {link.key}: carried more than its bandwidth allows")
+        kv, batch = inst.kv, inst.batch
+        if kv.used < 0 or kv.used > kv.capacity:
+            raise InvariantError(f"instance {inst.idx}: kv_used {kv.used} outside [0, {kv.capacity}]")
+        if batch.held > kv.used:
+            raise InvariantError(f"instance {inst.idx}: decode batch holds {batch.held} > pool used {kv.used}")
+        if batch.B < 0 or batch.B > inst.max_batch:
+            raise InvariantError(f"instance {inst.idx}: batch {batch.B} outside [0, {inst.max_batch}]")
+        if batch.B != len(batch.members):
+            raise InvariantError(f"instance {inst.idx}: batch {batch.B} != members {len(batch.members)}")
+        if inst.pq.tokens < 0 or inst.incoming < 0 or inst.owed < 0 or inst.sending < 0 or inst.swapping < 0:
+            raise InvariantError(f"instance {inst.idx}: negative queue/incoming/owed/sending/swapping")
+        if inst.pq.tokens != sum(r.prefill_tokens - r.prefilled for r in inst.pq):
+            raise InvariantError(f"instance {inst.idx}: queued tokens {inst.pq.tokens} != queue contents")
+        if inst.state is InstanceState.SWITCHING and (
+            inst.prefill_busy or batch.B or batch.joiners or inst.incoming or inst.sending or kv.used
+        ):
+            raise InvariantError(f"instance {inst.idx}: works while switching roles")
+        if inst.state is not InstanceState.ACTIVE and inst.prefill_busy:
+            for req, _, done_before in inst.prefill_batch:
+                if done_before == 0 and req.run_start_s is not None and req.run_start_s > inst.drain_start_s:
+                    raise InvariantError(f"instance {inst.idx}: started a prefill while {inst.state.value}")
+    for port in cluster.links():
+        if port.load_Bps > port.bandwidth_Bps * (1 + 1e-9):
+            raise InvariantError(f"port {port.key}: carries {port.load_Bps:.4g} B/s > {port.bandwidth_Bps:.4g}")
 
 
 def check_sim_invariants(cluster: Cluster, recorder: Recorder, drained: bool = True) -> None:
@@ -89,5 +102,5 @@ def check_sim_invariants(cluster: Cluster, recorder: Recorder, drained: bool = T
         if cluster.in_system != 0:
             raise InvariantError(f"{cluster.in_system} requests still in the system after draining")
         for inst in cluster.instances:
-            if inst.kv_used != 0 or inst.B != 0 or inst.pq or inst.dq or inst.joiners or inst.incoming:
+            if inst.kv_used != 0 or inst.B != 0 or inst.pq or inst.dq or inst.joiners or inst.incoming or inst.swapped:
                 raise InvariantError(f"instance {inst.idx} not empty after draining: kv_used={inst.kv_used}, B={inst.B}")

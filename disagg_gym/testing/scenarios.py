@@ -46,11 +46,11 @@ class LinearCost:
         """Fixed capacity (the reserve is ignored)."""
         return self.kv_capacity
 
-    def prefill_s(self, prompt_lens: Sequence[int]) -> float:
-        """c0 + c1 * total tokens."""
+    def prefill_s(self, prompt_lens: Sequence[int], cached_lens: Sequence[int] | None = None) -> float:
+        """c0 + c1 * total new tokens (cached context is free in this toy)."""
         return self.prefill_fixed_s + self.prefill_per_token_s * sum(prompt_lens)
 
-    def decode_coeffs(self, batch: int) -> tuple[float, float]:
+    def decode_coeffs(self, batch: int, context_tokens: int = 0) -> tuple[float, float]:
         """(a, b), independent of the batch size."""
         return self.decode_a_s, self.decode_b_s
 

@@ -16,8 +16,8 @@ class Request:
         "rid", "arrival_s", "prompt_tokens", "output_tokens", "slo_ttft_s", "slo_tpot_s",
         "hash_ids", "state", "prefill_inst", "decode_inst", "tier", "kv_bytes",
         "prefill_start_s", "first_token_s", "transfer_start_s", "transfer_end_s",
-        "decode_start_s", "completion_s", "reject_reason", "done_counter", "preemptions",
-        "prefill_tokens", "generated",
+        "decode_start_s", "completion_s", "reject_reason", "preemptions", "swaps",
+        "prefill_tokens", "prefilled", "generated", "run_start_s", "run_end_s",
     )
 
     def __init__(
@@ -49,10 +49,18 @@ class Request:
         self.decode_start_s: float | None = None
         self.completion_s: float | None = None
         self.reject_reason: str | None = None
-        self.done_counter = 0.0  # decode-instance iteration counter value at which it finishes
-        self.preemptions = 0
+        self.preemptions = 0  # times its KV was dropped and recomputed
+        self.swaps = 0  # times its KV was swapped out to host memory
         self.prefill_tokens = prompt_tokens  # tokens to (re)compute at prefill
+        self.prefilled = 0  # of those, computed so far in the current prefill run (chunking)
         self.generated = 0  # output tokens produced so far (the first comes from the prefill)
+        self.run_start_s: float | None = None  # start of its latest prefill run
+        self.run_end_s: float | None = None  # end of its latest prefill run
+
+    @property
+    def held_tokens(self) -> int:
+        """KV tokens the request holds once prefilled: prompt + tokens generated so far."""
+        return self.prompt_tokens + (self.generated if self.generated > 0 else 1)
 
     @property
     def ttft_s(self) -> float | None:

@@ -7,6 +7,8 @@ import pytest
 
 from disagg_gym.cluster.cluster import Cluster
 from disagg_gym.cluster.policies import ROUTERS
+from disagg_gym.hardware import get_gpu
+from disagg_gym.interconnect.links import link_for_gpu
 from disagg_gym.metrics.recorder import Recorder
 from disagg_gym.sim.engine import Engine
 from disagg_gym.testing.checks import check_sim_invariants
@@ -32,8 +34,8 @@ def test_lone_request_ttft_tpot_exact() -> None:
     req = rec.requests[0]
     ttft = 0.002 + 5e-5 * prompt
     assert req.first_token_s == pytest.approx(1.0 + ttft, abs=1e-12)
-    link = cl.links()[0]
-    xfer = link.latency_s + prompt * cost.kv_bytes_per_token / link.bandwidth_Bps
+    spec = link_for_gpu("nvlink", get_gpu("h100-sxm"))  # the toy cluster: tp=1 H100s on one node
+    xfer = spec.latency_s + prompt * cost.kv_bytes_per_token / (spec.bandwidth_gbps * 1e9)
     assert req.transfer_end_s - req.transfer_start_s == pytest.approx(xfer, rel=1e-9)
     # out - 1 decode iterations; iteration k sees context prompt + 1 + k.
     decode = sum(0.008 + 2e-7 * (prompt + 1 + k) for k in range(out - 1))
