@@ -413,11 +413,12 @@ class Cluster:
                 best = i
         return best
 
-    def _best_decode(self, exclude: Instance | None = None) -> Instance | None:
-        """The active decode instance with the least decode load."""
+    def _best_decode(self, exclude: Instance | None = None, req: Request | None = None) -> Instance | None:
+        """The active decode instance with the least decode load (that can hold ``req``)."""
         best = None
+        need = self.blocks(req.held_tokens + 1) if req is not None else 0
         for i in self.instances:
-            if i is exclude or i.state is not ACTIVE or i.role is not Role.DECODE:
+            if i is exclude or i.state is not ACTIVE or i.role is not Role.DECODE or need > i.kv.capacity:
                 continue
             if best is None or i.decode_load < best.decode_load:
                 best = i
@@ -435,7 +436,7 @@ class Cluster:
             if p.state is not ACTIVE:
                 p = self._best_prefill() or p
             if d.state is not ACTIVE:
-                d = self._best_decode() or d
+                d = self._best_decode(req=req) or d
             if p.state is not ACTIVE or d.state is not ACTIVE:
                 # No instance of a role is in service (all switching): wait for one.
                 req.state = RequestState.PREFILL_QUEUED
@@ -606,6 +607,8 @@ class Cluster:
             inst.paused = False
             inst.want_prefill = False
             self._absorb(inst)
+            if inst.chunk_tokens and inst.pq:
+                self._try_prefill(inst, at_boundary=True)  # the next mixed iteration, at once
         for d in touched:
             self._try_admit(d)
             self._maybe_switch(d)
@@ -635,35 +638,48 @@ class Cluster:
             return
         kv = d.kv
         batch = d.batch
-        # Blocks the running batch may take before its scheduled stop stay free.
-        growth = batch.new_blocks(batch.next_n) * kv.block if batch.next_ev is not None else 0
+        # Blocks the running batch takes until its current iteration ends stay free.
+        growth = self._growth_to_boundary(d)
+        watermark = self.blocks(kv.capacity // 100) if batch.B else 0  # vLLM's 1% watermark
         while d.swapped:
             req = d.swapped[0]
-            need = self.blocks(req.held_tokens) + growth
-            room = need + kv.block * (batch.B + len(batch.joiners) + d.incoming)  # a block each to grow
-            if batch.B + len(batch.joiners) + d.incoming >= d.max_batch or not kv.fits(room):
+            need = self.blocks(req.held_tokens)
+            seqs = batch.B + len(batch.joiners) + d.incoming
+            if seqs >= d.max_batch or not kv.fits(need + growth + watermark + kv.block * (seqs + 1)):
                 return  # swapped requests keep priority over new ones
             d.swapped.popleft()
-            need -= growth
             kv.take(need)
+            self._tighten_stop(d)
             d.incoming += 1
             ports, cap, lat = self.host_route(d.idx, out=False)
             req.state = RequestState.TRANSFERRING
             nbytes = req.held_tokens * self.kv_bytes_per_token
             self.transfers.start((req, d, self.engine.now), nbytes, ports, cap, lat, self._swap_in_done)
         dq = d.dq
-        if d.state is DRAINING:
-            if dq and self._best_decode() is not None:
+        if d.state is DRAINING and dq:
+            if self._best_decode(exclude=d) is not None:
                 self._hand_back_queues(d)
-            return  # draining: admits only its own swapped-out requests
+                return  # draining: the router's instances take its queue
+            # No decode instance in service: finishing the queue here is the only way forward
+            # (its prefill instances hold the KV and may themselves be waiting to drain).
         while dq:
             req = dq[0]
             need = self.blocks(req.held_tokens)
+            if need + kv.block > kv.capacity:  # re-routed here and can never fit
+                dq.popleft()
+                d.owed -= 1
+                p = self.instances[req.prefill_inst]
+                p.kv.give(need)
+                self.reject(req, "too_large")
+                self._try_prefill(p)
+                self._maybe_switch(p)
+                continue
             slots_full = batch.B + len(batch.joiners) + d.incoming >= d.max_batch
-            # Admit with headroom for one more block per running sequence (vLLM's watermark
-            # idea), so that an admission does not force a preemption at the next boundary.
-            room = need + growth + kv.block * (batch.B + len(batch.joiners) + d.incoming)
-            if slots_full or not (kv.fits(room) or (batch.B == 0 and d.incoming == 0 and kv.fits(need))):
+            # Room for its KV, for the batch to finish its current iteration, vLLM's 1% watermark,
+            # and one block of growth for every sequence (else it would be preempted at once).
+            seqs = batch.B + len(batch.joiners) + d.incoming
+            room = need + growth + watermark + kv.block * (seqs + 1)
+            if slots_full or not kv.fits(room):
                 if self.on_kv_full == "preempt" and not slots_full and self._preempt_for(d, req, room):
                     continue
                 if self.on_kv_full == "reject":
@@ -681,6 +697,7 @@ class Cluster:
             dq.popleft()
             d.owed -= 1
             kv.take(need)
+            self._tighten_stop(d)
             d.incoming += 1
             self.changed.add(d.idx)
             p = self.instances[req.prefill_inst]
@@ -700,6 +717,29 @@ class Cluster:
                 layers = self.model.num_hidden_layers
                 nbytes = max(nbytes / layers, nbytes - overlap_s * cap)
             self.transfers.start(req, nbytes, ports, cap, lat, self._transfer_done)
+
+    def _growth_to_boundary(self, d: Instance) -> int:
+        """KV tokens ``d``'s running batch takes until the end of its current iteration."""
+        batch = d.batch
+        if batch.B == 0 or batch.next_ev is None:
+            return 0
+        now = self.engine.now
+        n = batch.iterations_done(now - batch.epoch_s) + 1 if now > batch.epoch_s else 0
+        return batch.new_blocks(n) * d.kv.block
+
+    def _tighten_stop(self, d: Instance) -> None:
+        """Memory was just taken on ``d``: move its next stop earlier if the batch would now run
+        short before it (never before the end of the current iteration: admissions leave that
+        much free).
+        """
+        batch = d.batch
+        if batch.B == 0 or batch.next_ev is None or batch.next_n == 0:
+            return
+        n_short = batch.iterations_until_short(d.kv.free)
+        if batch.next_n > n_short - 1:
+            batch.next_ev.cancelled = True
+            batch.next_n = n_short - 1
+            batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(batch.next_n), self._decode_tick, d, Priority.DECODE)
 
     def _transfer_done(self, req: Request) -> None:
         now = self.engine.now
@@ -732,7 +772,7 @@ class Cluster:
         if d.paused or batch.next_n == 0 and batch.next_ev is not None:
             batch.joiners.append(req)  # absorbed when the prefill (or pending stop) ends
             return
-        if batch.B == 0:
+        if batch.B == 0 or batch.next_ev is None:  # empty or stalled: not mid-iteration
             batch.joiners.append(req)
             self._absorb(d)
             return
@@ -757,9 +797,14 @@ class Cluster:
     def _swap_out_done(self, item: tuple[Request, Instance, float]) -> None:
         req, d, start = item
         d.swapping -= 1
-        d.kv.give(self.blocks(req.held_tokens))
+        blocks = self.blocks(req.held_tokens)
+        d.swap_out_tokens -= blocks
+        d.kv.give(blocks)
         d.swapped.append(req)
         self.changed.add(d.idx)
+        batch = d.batch
+        if batch.B and batch.next_ev is None and not d.paused and not d.prefill_busy:
+            self._absorb(d)  # the batch was stalled waiting for this memory
         if self.timeline is not None:
             self.timeline.on_span(d.idx, "swap", start, self.engine.now, {
                 "rids": [req.rid], "tokens": req.held_tokens, "direction": "out"})
@@ -775,6 +820,9 @@ class Cluster:
         now = self.engine.now
         if now <= batch.epoch_s:
             return True  # already at (or settled to) a boundary
+        if batch.next_ev is None:  # stalled (or paused): no iteration is running
+            batch.epoch_s = now
+            return True
         n = batch.iterations_done(now - batch.epoch_s) + 1
         if batch.next_ev is not None and batch.next_n <= n:
             return False
@@ -807,6 +855,8 @@ class Cluster:
             return
         n_done = batch.members[0][0] - batch.counter
         n_short = batch.iterations_until_short(d.kv.free)
+        if n_short == 1 and d.swap_out_tokens:
+            return  # stalled until a swap-out lands and frees its blocks (_swap_out_done)
         n = n_done if n_done < n_short else n_short - 1
         batch.next_n = n
         batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(n), self._decode_tick, d, Priority.DECODE)
@@ -877,14 +927,18 @@ class Cluster:
         """Preempts the youngest running requests until the next ``iterations`` fit in memory."""
         batch = inst.batch
         kv = inst.kv
-        if batch.new_blocks(iterations) * kv.block <= kv.free:
+        # KV being swapped out is as good as free: the batch waits for those copies instead
+        # of preempting more (see _schedule_decode).
+        soon = self.preemption == "swap"
+        if batch.new_blocks(iterations) * kv.block <= kv.free + inst.swap_out_tokens:
             return
         order = sorted(batch.members, key=lambda m: (-m[2].arrival_s, -m[1]))
         victims = []
         for m in order:
             victims.append(m)
+            blocks = self.blocks(m[3] + batch.counter)
             batch.remove([m])
-            if batch.new_blocks(iterations) * kv.block <= kv.free:
+            if batch.new_blocks(iterations) * kv.block <= kv.free + (blocks if soon else 0) + inst.swap_out_tokens:
                 break
         self._evict(inst, victims)
 
@@ -902,6 +956,7 @@ class Cluster:
                 need = self.blocks(v.held_tokens)
                 inst.kv.take(need)  # held until the copy to host memory lands
                 inst.swapping += 1
+                inst.swap_out_tokens += need
                 v.state = RequestState.WAITING_DECODE
                 ports, cap, lat = self.host_route(inst.idx, out=True)
                 nbytes = v.held_tokens * self.kv_bytes_per_token
@@ -1006,8 +1061,12 @@ class Cluster:
             while inst.dq:
                 req = inst.dq.popleft()
                 inst.owed -= 1
-                d = self._best_decode(exclude=inst)
-                assert d is not None
+                d = self._best_decode(exclude=inst, req=req)
+                if d is None:  # no decode instance in service can hold it
+                    self.instances[req.prefill_inst].kv.give(self.blocks(req.held_tokens))
+                    self._try_prefill(self.instances[req.prefill_inst])
+                    self.reject(req, "too_large")
+                    continue
                 req.decode_inst = d.idx
                 d.owed += 1
                 d.dq.append(req)

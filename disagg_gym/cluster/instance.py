@@ -84,7 +84,7 @@ class Instance:
         "idx", "group", "gpu", "tp", "role", "site", "node", "cost", "max_batch", "token_budget",
         "chunk_tokens", "price_per_s", "on_demand", "state", "target_role", "switch_ev", "drain_start_s",
         "kv", "pq", "batch", "prefill_busy", "prefill_batch", "prefill_start_s", "prefill_end_s",
-        "want_prefill", "paused", "dq", "incoming", "owed", "swapped", "swapping", "sending",
+        "want_prefill", "paused", "dq", "incoming", "owed", "swapped", "swapping", "swap_out_tokens", "sending",
         "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens", "served", "_coeffs",
     )
 
@@ -125,6 +125,7 @@ class Instance:
         self.owed = 0  # requests routed here for decode and not yet admitted
         self.swapped: deque[Request] = deque()  # preempted to host memory, waiting to swap in
         self.swapping = 0  # swap-outs in flight
+        self.swap_out_tokens = 0  # KV they hold until their copies land
         self.sending = 0  # KV transfers in flight from this instance
         self.busy_prefill_s = 0.0
         self.busy_decode_s = 0.0

@@ -22,6 +22,7 @@ def clusters(draw: st.DrawFn) -> ClusterConfig:
         groups.append(InstanceGroupConfig(
             gpu=draw(st.sampled_from(GPUS)), count=draw(st.integers(1, 3)), role="colocated",
             max_batch=draw(st.integers(1, 64)), prefill_token_budget=draw(st.integers(1, 16384)),
+            prefill_chunk_tokens=draw(st.sampled_from([0, 0, 256, 2048])),
         ))
     else:
         for role in ("prefill", "decode"):
@@ -30,6 +31,7 @@ def clusters(draw: st.DrawFn) -> ClusterConfig:
                     gpu=draw(st.sampled_from(GPUS)), count=draw(st.integers(1, 3)), role=role,
                     tp=draw(st.sampled_from([1, 1, 2])), site=draw(st.sampled_from(["a", "b"])),
                     max_batch=draw(st.integers(1, 64)), prefill_token_budget=draw(st.integers(1, 16384)),
+                    prefill_chunk_tokens=draw(st.sampled_from([0, 0, 256, 2048])),
                 ))
     return ClusterConfig(
         groups=tuple(groups),
@@ -39,6 +41,7 @@ def clusters(draw: st.DrawFn) -> ClusterConfig:
         ),
         kv_reserve_frac=draw(st.sampled_from([0.1, 0.9, 0.99])),
         on_kv_full=draw(st.sampled_from(["queue", "reject", "preempt"])),
+        preemption=draw(st.sampled_from(["recompute", "swap"])),
         max_queue_tokens=draw(st.sampled_from([0, 2000])),
         layerwise_overlap=draw(st.booleans()),
         switch_delay_s=draw(st.sampled_from([0.0, 1.0])),
