@@ -483,7 +483,8 @@ class Cluster:
         # Mixed iterations keep the blocks the decode step needs.
         reserve = batch.new_blocks(1) * kv.block if mixed else 0
         # Colocated: prefilled requests join this instance's decode batch, so respect its size.
-        slots = inst.max_batch - batch.B - len(batch.joiners) if colocated else len(pq)
+        slots = (inst.max_batch - batch.B - len(batch.joiners) - inst.incoming - len(inst.swapped) - inst.swapping
+                 if colocated else len(pq))
         items: list[tuple[Request, int, int]] = []
         tokens = 0
         i = 0
@@ -644,7 +645,7 @@ class Cluster:
         while d.swapped:
             req = d.swapped[0]
             need = self.blocks(req.held_tokens)
-            seqs = batch.B + len(batch.joiners) + d.incoming
+            seqs = batch.B + len(batch.joiners) + d.incoming + len(d.prefill_batch)
             if seqs >= d.max_batch or not kv.fits(need + growth + watermark + kv.block * (seqs + 1)):
                 return  # swapped requests keep priority over new ones
             d.swapped.popleft()
