@@ -20,6 +20,7 @@ checking data, never fitted. ``--check`` reports the TP errors per (model, tp) a
 usage:
     python scripts/calibrate.py                 # fit, write calibration.json and the plot
     python scripts/calibrate.py --check         # recompute the committed file's errors only
+    python scripts/calibrate.py --check --tp-plot docs/img/calibration_tp.png   # + TP plot
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class Args:
     """Recompute the committed file's errors, exit 1 if a target is missed; write nothing."""
     act_passes: float
     """Activation-traffic multiplier held fixed during the fit (1.0 = the counted traffic)."""
+    tp_plot: Path | None
+    """Also draw predicted vs measured for the TP files (docs/data/tp) to this PNG."""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -135,8 +138,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
     )
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--act-passes", type=float, default=1.0)
+    parser.add_argument("--tp-plot", type=Path, default=None)
     ns = parser.parse_args(argv)
-    return Args(profiles=ns.profiles.resolve(), check=ns.check, act_passes=ns.act_passes)
+    return Args(
+        profiles=ns.profiles.resolve(),
+        check=ns.check,
+        act_passes=ns.act_passes,
+        tp_plot=ns.tp_plot,
+    )
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -511,6 +520,10 @@ def report_tp(rows: list[dict[str, Any]], params: CalibParams) -> dict[str, dict
     cache: dict[tuple[str, str, int], InstanceCost] = {}
     groups: dict[str, list[float]] = {}
     table = []
+    order = {"tp1": 0, "tp1_collectives": 1, "shard": 2, "tp": 3}
+    it_rows = sorted(
+        it_rows, key=lambda r: (order[tp_class(r)], r["model"], row_tp(r), r["kind"] == "decode")
+    )
     for r in it_rows:
         cls = tp_class(r)
         pred = tp_predict_ms(r, params, cache)
@@ -585,6 +598,47 @@ def report_tp(rows: list[dict[str, Any]], params: CalibParams) -> dict[str, dict
                 f"{row_len(r)} | {r['ms']:.3f} | {pred:.3f} | {err:+.1f} | {r['file']} |"
             )
     return {k: summary(np.array(v)) for k, v in groups.items()}
+
+
+def plot_tp(rows: list[dict[str, Any]], params: CalibParams, path: Path) -> None:
+    """Predicted vs measured for every TP prefill/decode row, one marker per (what, model, tp)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    it_rows = [r for r in rows if r["kind"] in ("prefill", "decode")]
+    names = {"tp": "TP=", "shard": "one rank of TP=", "tp1": "TP=", "tp1_collectives": "1-rank NCCL, TP="}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    cache: dict[tuple[str, str, int], InstanceCost] = {}
+    for ax, kind in zip(axes, ("prefill", "decode")):
+        sets: dict[str, tuple[list[float], list[float]]] = {}
+        for r in it_rows:
+            if r["kind"] != kind:
+                continue
+            label = f"{r['model']} {names[tp_class(r)]}{row_tp(r)} ({GPU_IDS[r['gpu']]})"
+            meas, pred = sets.setdefault(label, ([], []))
+            meas.append(r["ms"])
+            pred.append(tp_predict_ms(r, params, cache))
+        lo, hi = np.inf, 0.0
+        for label, (meas, pred) in sorted(sets.items()):
+            ax.scatter(meas, pred, s=16, label=label, alpha=0.8)
+            lo, hi = min(lo, *meas, *pred), max(hi, *meas, *pred)
+        if sets:
+            xs = np.array([lo * 0.9, hi * 1.1])
+            ax.plot(xs, xs, "k-", lw=0.8)
+            ax.plot(xs, xs * 1.15, "k:", lw=0.8)
+            ax.plot(xs, xs / 1.15, "k:", lw=0.8, label="±15%")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("measured ms")
+        ax.set_ylabel("predicted ms (shards: without all-reduce)")
+        ax.set_title(f"{kind}: TP checking data (docs/data/tp), not fitted")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -707,6 +761,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     tp_errors = report_tp(tp_rows, params)
+    if args.tp_plot is not None:
+        plot_tp(tp_rows, params, args.tp_plot)
+        print(f"\nwrote {args.tp_plot}")
     # Issue #19's target applies to TP>1 grids of models the all-reduce fit did not see.
     held_tp = {
         k: v for k, v in tp_errors.items() if " tp=" in k and "one rank" not in k
