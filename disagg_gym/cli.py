@@ -164,7 +164,7 @@ _PREDICT_FIELDS = ("gpu", "model", "phase", "batch", "length", "link", "bytes", 
 
 
 def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
-    from disagg_gym.hardware import build_instance_cost
+    from disagg_gym.hardware import build_instance_cost, get_gpu, load_model
     from disagg_gym.interconnect.links import get_link
 
     unknown = [k for k in q if k not in _PREDICT_FIELDS]
@@ -195,9 +195,17 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
     if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
         raise UserError(f"{where}'tp' must be a positive integer (got {tp!r})")
     try:
-        cost = build_instance_cost(str(q["gpu"]), str(q["model"]), tp)
+        gpu = get_gpu(str(q["gpu"]))
+        model = load_model(str(q["model"]))
     except (ValueError, OSError) as exc:
         raise UserError(f"{where}{exc}") from None
+    heads = model.num_attention_heads
+    if heads % tp:
+        valid = ", ".join(str(d) for d in range(1, heads + 1) if heads % d == 0)
+        raise UserError(
+            f"{where}{'tp' if where else '--tp'} {tp} must divide the {heads} attention heads of {model.name} (valid: {valid})"
+        )
+    cost = build_instance_cost(gpu, model, tp)
     if cost.kv_capacity_tokens(0.0) <= 0:
         raise UserError(
             f"{where}model {cost.model.name} ({cost.weight_bytes_per_gpu * tp / 1e9:.1f} GB of weights) does not fit "
@@ -206,10 +214,16 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
     b, n = q["batch"], q["length"]
     if phase == "prefill":
         s = cost.prefill_s([n] * b)
+        reduced = b * n  # every prompt token's hidden state is all-reduced
     else:
         a, c = cost.decode_coeffs(b)
         s = a + c * b * n
-    return {"ms": s * 1e3}
+        reduced = b  # one new token per sequence
+    out = {"ms": s * 1e3}
+    if tp > 1:
+        # Share of the iteration spent in the tensor-parallel all-reduces (already in "ms").
+        out["allreduce_ms"] = cost.allreduce_s(reduced) * 1e3
+    return out
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -110,3 +110,17 @@ def test_simulate_trace_replay_charges_the_trace_span(capsys: pytest.CaptureFixt
     # 200 rows one second apart, replayed twice as fast: ~100 s of traffic.
     assert 99.0 < s["duration_s"] < 105.0
     assert s["goodput_rps"] == pytest.approx(200 / s["duration_s"], rel=1e-6)
+
+
+def test_predict_tp_must_divide_heads_and_reports_allreduce(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["predict", "--gpu", "h200", "--model", "llama-3.1-8b", "--phase", "decode", "--batch", "8", "--length", "1024"]
+    rc, _, err = run(capsys, *base, "--tp", "3")
+    assert rc == 2
+    assert err.strip() == (
+        "disagg-gym: error: --tp 3 must divide the 32 attention heads of llama-3.1-8b (valid: 1, 2, 4, 8, 16, 32)"
+    )
+    rc, out, _ = run(capsys, *base, "--tp", "2", "--json")
+    res = json.loads(out)
+    assert rc == 0 and 0 < res["allreduce_ms"] < res["ms"]
+    rc, out, _ = run(capsys, *base, "--json")
+    assert rc == 0 and "allreduce_ms" not in json.loads(out)

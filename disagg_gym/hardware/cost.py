@@ -67,9 +67,16 @@ class CalibParams:
         act_passes: Multiplier on the counted activation traffic of non-GEMM kernels (norms,
             residual adds, RoPE, activation function): ``10*H + 2*(q+2*kv) + 3*I`` elements per
             token per layer. Held at 1.0 (the count) unless the calibration says otherwise.
-        allreduce_latency_s: Fixed latency of one tensor-parallel all-reduce (not fitted: no
-            multi-GPU iteration data; ~5 us NCCL send/recv on H100 per Vidur's profiles plus a
-            reduction kernel).
+        allreduce_latency_s: Fixed latency of one tensor-parallel all-reduce, independent of
+            ``tp`` and size (launch and synchronisation), in seconds. Assumed (~5 us NCCL
+            send/recv on H100 per Vidur's profiles plus a reduction kernel) until
+            ``scripts/calibrate.py`` fits it on multi-GPU TP measurements.
+        allreduce_alpha_s: Latency of one step of a ring all-reduce, in seconds; a ring over
+            ``tp`` GPUs takes ``2*(tp-1)`` steps. Assumed 0.5 us (the order of NCCL's own
+            tuning table for ring/LL steps over NVLink) until fitted on TP measurements.
+        allreduce_bw_eff: Ring all-reduce bandwidth as a fraction of a point-to-point copy on
+            the same link (the link's spec rate times ``nvlink_eff`` or ``pcie_eff``). 1.0
+            (assumed) until fitted on TP measurements.
         nvlink_eff: Achieved fraction of the spec NVLink (scale-up) bandwidth, from the
             transfer calibration.
         pcie_eff: Achieved fraction of the spec PCIe bandwidth, from the transfer calibration.
@@ -86,6 +93,8 @@ class CalibParams:
     layer_overhead_s: float
     act_passes: float = 1.0
     allreduce_latency_s: float = 8e-6
+    allreduce_alpha_s: float = 5e-7
+    allreduce_bw_eff: float = 1.0
     nvlink_eff: float = 0.88
     pcie_eff: float = 0.86
     prefill_power_frac: float = 0.9
@@ -93,7 +102,14 @@ class CalibParams:
 
     def __post_init__(self) -> None:
         """Rejects values outside their physical range."""
-        for key in ("compute_eff", "attn_compute_eff", "mem_eff", "nvlink_eff", "pcie_eff"):
+        for key in (
+            "compute_eff",
+            "attn_compute_eff",
+            "mem_eff",
+            "nvlink_eff",
+            "pcie_eff",
+            "allreduce_bw_eff",
+        ):
             value = getattr(self, key)
             if not 0 < value <= 1.5:
                 raise ValueError(f"CalibParams: {key} must be in (0, 1.5] (got {value!r})")
@@ -101,7 +117,7 @@ class CalibParams:
             value = getattr(self, key)
             if not value >= 1:
                 raise ValueError(f"CalibParams: {key} must be >= 1 (got {value!r})")
-        for key in ("layer_overhead_s", "act_passes", "allreduce_latency_s"):
+        for key in ("layer_overhead_s", "act_passes", "allreduce_latency_s", "allreduce_alpha_s"):
             value = getattr(self, key)
             if not value >= 0:
                 raise ValueError(f"CalibParams: {key} must be >= 0 (got {value!r})")
@@ -265,10 +281,17 @@ class InstanceCost:
                 link_bps = gpu.nvlink_gbps_per_dir * 1e9 * p.nvlink_eff
             else:
                 link_bps = gpu.pcie_gbps_per_dir * 1e9 * p.pcie_eff
-            # Two ring all-reduces per layer; each moves 2*(tp-1)/tp of the activations.
-            self._allreduce_fixed_s = 2 * layers * p.allreduce_latency_s
+            # Two ring all-reduces per layer (after attention's O and the MLP's down
+            # projection). A ring over tp GPUs runs 2*(tp-1) steps (reduce-scatter, then
+            # all-gather), each paying allreduce_alpha_s and moving 1/tp of the message, so a
+            # GPU sends 2*(tp-1)/tp of the hidden-state bytes at the ring's bandwidth.
+            steps = 2 * (tp - 1)
+            self._allreduce_fixed_s = (
+                2 * layers * (p.allreduce_latency_s + steps * p.allreduce_alpha_s)
+            )
+            # Seconds per token (the name predates the split into named terms).
             self._allreduce_bytes_per_token = (
-                2 * layers * 2 * (tp - 1) / tp * hidden * dtype / link_bps
+                2 * layers * steps / tp * hidden * dtype / (link_bps * p.allreduce_bw_eff)
             )
         else:
             self._allreduce_fixed_s = 0.0
@@ -320,6 +343,23 @@ class InstanceCost:
 
     def _allreduce_s(self, tokens: int) -> float:
         return self._allreduce_fixed_s + tokens * self._allreduce_bytes_per_token
+
+    def allreduce_s(self, tokens: int) -> float:
+        """Time of one iteration's tensor-parallel all-reduces (0 at ``tp == 1``).
+
+        ``2*L*(allreduce_latency_s + 2*(tp-1)*allreduce_alpha_s
+        + 2*(tp-1)/tp * tokens*H*dtype / (link_bw*link_eff*allreduce_bw_eff))``: two ring
+        all-reduces per layer of the ``tokens`` hidden states. Already included in
+        :meth:`prefill_s` and :meth:`decode_coeffs`; exposed for calibration and reports.
+
+        Args:
+            tokens: Token positions whose activations are reduced (prompt tokens for prefill,
+                sequences for decode).
+
+        Returns:
+            Seconds.
+        """
+        return self._allreduce_s(tokens)
 
     def prefill_s(self, prompt_lens: Sequence[int], cached_lens: Sequence[int] | None = None) -> float:
         """Duration of one prefill iteration over these prompts (or prompt chunks).
