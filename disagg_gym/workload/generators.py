@@ -341,8 +341,15 @@ class WorkloadConfig:
         default=0.0,
         metadata=spec("prefix: log-std of system-prompt lengths across tenants (0 = equal)", ge=0),
     )
+    user_tokens: float = field(
+        default=4752.0,
+        metadata=spec("prefix: median user text (first turn, message, question), tokens", gt=0),
+    )
+    user_sigma: float = field(
+        default=1.30, metadata=spec("prefix: log-std of the user text length", ge=0)
+    )
     turns_mean: float = field(
-        default=1.47, metadata=spec("multi_turn: mean turns per conversation (geometric)", ge=1)
+        default=1.7, metadata=spec("multi_turn: mean turns per conversation (geometric)", ge=1)
     )
     think_time_s: float = field(
         default=246.0,
@@ -352,7 +359,7 @@ class WorkloadConfig:
         default=55.0, metadata=spec("multi_turn: median new user text per later turn, tokens", gt=0)
     )
     turn_sigma: float = field(
-        default=3.33, metadata=spec("multi_turn: log-std of the new user text per turn", ge=0)
+        default=3.40, metadata=spec("multi_turn: log-std of the new user text per turn", ge=0)
     )
     num_documents: int = field(
         default=2211, metadata=spec("rag: documents in the catalog", ge=1)

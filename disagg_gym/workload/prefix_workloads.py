@@ -22,9 +22,10 @@ Kinds (``WorkloadConfig.kind``, registered in ``PREFIX_WORKLOADS``):
   popularity (``P(doc i) = i**-s / H(N, s)``, ``i = 1..num_documents``,
   ``s = document_zipf_s``) + a question.
 
-User text (turn 1, tenants' message, RAG question) and output lengths come from the ``lengths``
-preset (or ``fixed``), one (prompt, output) pair per request from the ``lengths`` stream.
-Catalog lengths (each tenant's system prompt, each document) are lognormal with median
+User text (turn 1's message, a tenant user's message, a RAG question) is lognormal with median
+``user_tokens`` and log-std ``user_sigma``. Output lengths are the output marginal of the
+``lengths`` preset (or ``output_tokens`` with ``fixed``), one (prompt, output) pair per
+request from the ``lengths`` stream, its prompt unused. Catalog lengths (each tenant's system prompt, each document) are lognormal with median
 ``*_tokens`` and log-std ``*_sigma``, drawn once from the ``prefix_catalog`` stream; arrival
 times and think times come from ``arrivals``; tenant, document, turn count and later-turn text
 from ``prefix``. Every drawn length is rounded and clipped to ``[1, MAX_SEGMENT_TOKENS]``.
@@ -154,7 +155,7 @@ class PrefixSource:
     Args:
         model: The kind's session model.
         cfg: Supplies the keys listed in the module docstring, caps and SLOs.
-        lengths: Draws (user text, output) lengths.
+        lengths: Draws output lengths (the prompt half of each pair is unused).
         streams: ``arrivals``, ``lengths``, ``prefix`` and ``prefix_catalog`` are used.
         horizon_s: Arrivals end before ``start_s + horizon_s``; ``None`` for no limit.
         max_requests: Arrival count limit; ``None`` for no limit.
@@ -216,13 +217,13 @@ class PrefixSource:
         self._next_start_s = float(self._arr.exponential(self._session_gap_s))
         self._ready = True
 
-    def _draw_lengths(self) -> tuple[int, int]:
+    def _draw_output(self) -> int:
         if self._buf_pos >= self._buf[0].size:
             self._buf = self._lengths.sample(self._len, _LENGTH_BATCH)
             self._buf_pos = 0
         i = self._buf_pos
         self._buf_pos += 1
-        return int(self._buf[0][i]), int(self._buf[1][i])
+        return int(self._buf[1][i])
 
     def _new_session(self, t_s: float) -> None:
         sid = self._sessions
@@ -260,13 +261,12 @@ class PrefixSource:
         if t_s >= self._end_s:
             return None
         cfg = self._cfg
+        output = self._draw_output()
         if sess.turn == 1:
-            user, output = self._draw_lengths()
+            user = int(_lognormal_tokens(self._rng, cfg.user_tokens, cfg.user_sigma))
             uid, utok = self._user_segment(user)
             sess.seg_ids.append(uid)
             sess.seg_tokens.append(utok)
-        else:
-            _, output = self._draw_lengths()
         ids, toks = list(sess.seg_ids), list(sess.seg_tokens)
         if cfg.max_output_tokens is not None:
             output = min(output, cfg.max_output_tokens)
