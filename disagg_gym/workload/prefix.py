@@ -142,6 +142,115 @@ def cache_block_hashes(
     return tuple(chain[per_cache - 1 :: per_cache].tolist())
 
 
+def cache_block_hashes_many(
+    hash_ids: Sequence[Sequence[int] | None],
+    trace_block_tokens: int,
+    prompt_tokens: Sequence[int] | np.ndarray,
+    cache_block_tokens: int = DEFAULT_CACHE_BLOCK_TOKENS,
+) -> list[tuple[int, ...]]:
+    """``[cache_block_hashes(h, trace_block_tokens, p, cache_block_tokens) for h, p in ...]``.
+
+    One vectorised pass over all requests (e.g. an ``ArrivalChunk``'s ``hash_ids`` and
+    ``prompt_tokens``), several times faster than calling ``cache_block_hashes`` per request.
+    Each request's chain starts at ``ROOT``: ``s_i = A^(i-o+1) ROOT + A^i (G_i - G_(o-1))``
+    with ``o`` the request's first grain and ``G`` the running sum of ``A^-t f_t`` over the
+    batch. Requests of more than ``_TABLE_GRAINS / 16`` grains go one by one through
+    ``cache_block_hashes`` (their arrays are long enough; batching would only add gathers).
+
+    Raises:
+        ValueError: as ``cache_block_hashes`` (the message names the request's index), or
+            ``hash_ids`` and ``prompt_tokens`` differ in length.
+    """
+    b_tok = _positive_int("trace_block_tokens", trace_block_tokens)
+    c_tok = _positive_int("cache_block_tokens", cache_block_tokens)
+    prompts = np.asarray(prompt_tokens).tolist()
+    if len(prompts) != len(hash_ids):
+        raise ValueError(
+            f"{len(hash_ids)} hash_ids lists but {len(prompts)} prompt_tokens values"
+        )
+    g = math.gcd(b_tok, c_tok)
+    per_id, per_cache = b_tok // g, c_tok // g
+    n_cache: list[int] = []
+    n_ids: list[int] = []
+    for r, (ids, p) in enumerate(zip(hash_ids, prompts)):
+        if isinstance(p, bool) or not isinstance(p, int) or p < 0:
+            raise ValueError(f"request {r}: prompt_tokens must be a non-negative integer (got {p!r})")
+        if not ids:
+            n_cache.append(0)
+            n_ids.append(0)
+            continue
+        if len(ids) * b_tok < p:
+            raise ValueError(
+                f"request {r}: hash_ids cover {len(ids) * b_tok} tokens ({len(ids)} blocks of "
+                f"{b_tok}) but the prompt has {p}; is trace_block_tokens right?"
+            )
+        k = p // c_tok
+        n_cache.append(k)
+        n_ids.append(-(-(k * per_cache) // per_id))
+    # Batches of about _TABLE_GRAINS grains keep the arrays in cache and use the power tables.
+    out: list[tuple[int, ...]] = []
+    lo = 0
+    big = _TABLE_GRAINS // 16
+    while lo < len(n_cache):
+        if n_cache[lo] * per_cache > big:
+            out.append(cache_block_hashes(hash_ids[lo], b_tok, prompts[lo], c_tok))
+            lo += 1
+            continue
+        hi, grains = lo, 0
+        while hi < len(n_cache) and n_cache[hi] * per_cache <= big and (
+            grains + n_cache[hi] * per_cache <= _TABLE_GRAINS
+        ):
+            grains += n_cache[hi] * per_cache
+            hi += 1
+        out.extend(_hash_batch(hash_ids[lo:hi], n_cache[lo:hi], n_ids[lo:hi], per_id, per_cache))
+        lo = hi
+    return out
+
+
+def _hash_batch(
+    hash_ids: Sequence[Sequence[int] | None],
+    n_cache: list[int],
+    n_ids: list[int],
+    per_id: int,
+    per_cache: int,
+) -> list[tuple[int, ...]]:
+    """The vectorised scan of ``cache_block_hashes_many`` for one batch of requests."""
+    grains = np.asarray(n_cache, dtype=np.int64) * per_cache
+    total = int(grains.sum())
+    if total == 0:
+        return [() for _ in n_cache]
+    all_ids = np.fromiter(
+        (int(h) & _M64 for ids, k in zip(hash_ids, n_ids) if k and ids for h in ids[:k]),
+        dtype=np.uint64,
+        count=int(sum(n_ids)),
+    )
+    req = np.repeat(np.arange(len(n_cache)), grains)
+    start = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(grains)[:-1]))
+    id_start = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(n_ids)[:-1]))
+    local = np.arange(total, dtype=np.int64) - start[req]
+    keys = mix64(
+        mix64(all_ids)[id_start[req] + local // per_id]
+        + (local % per_id + 1).astype(np.uint64) * _U(GOLDEN)
+    )
+    if total <= _TABLE_GRAINS:
+        pow_a, pow_inv = _POW_A[:total], _POW_INV[:total]
+    else:
+        pow_a, pow_inv = _powers(CHAIN_MULT, total), _powers(_CHAIN_INV, total)
+    run = np.cumsum(pow_inv * keys, dtype=np.uint64)
+    before = np.concatenate((np.zeros(1, dtype=np.uint64), run))[start]  # G_(o-1), 0 at o = 0
+    # A^(i-o+1) ROOT = A^i * (A^-o * A ROOT): one per-request constant K = G_(o-1) - A^-o A ROOT.
+    # (A request without grains may start at ``total``; its K is never used.)
+    k_req = before - pow_inv[np.minimum(start, total - 1)] * _U(CHAIN_MULT * ROOT & _M64)
+    chain = pow_a * (run - k_req[req])
+    flat = chain[local % per_cache == per_cache - 1].tolist()
+    out: list[tuple[int, ...]] = []
+    pos = 0
+    for k in n_cache:
+        out.append(tuple(flat[pos : pos + k]))
+        pos += k
+    return out
+
+
 # ---------------------------------------------------------------------------------- statistics
 @dataclass(frozen=True, slots=True)
 class PrefixStats:

@@ -16,6 +16,7 @@ from disagg_gym.workload.prefix import (
     GOLDEN,
     ROOT,
     cache_block_hashes,
+    cache_block_hashes_many,
     mix64,
     prefix_stats,
 )
@@ -109,6 +110,34 @@ def test_ids_beyond_a_clipped_prompt_are_ignored_and_ints_taken_mod_2_64() -> No
 def test_vectorised_scan_equals_the_definition(ids: list[int], b: int, c: int, frac: float) -> None:
     prompt = int(frac * len(ids) * b)
     assert cache_block_hashes(tuple(ids), b, prompt, c) == reference(tuple(ids), b, prompt, c)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    reqs=st.lists(
+        st.tuples(st.lists(st.integers(0, 2**64 - 1), max_size=5), st.floats(0, 1)), max_size=12
+    ),
+    b=st.sampled_from([16, 48, 512]),
+    c=st.sampled_from([1, 16, 64]),
+)
+def test_many_equals_one_by_one(reqs: list[tuple[list[int], float]], b: int, c: int) -> None:
+    ids = [tuple(h) for h, _ in reqs]
+    prompts = [int(f * len(h) * b) for h, f in reqs]
+    assert cache_block_hashes_many(ids, b, prompts, c) == [
+        cache_block_hashes(h, b, p, c) for h, p in zip(ids, prompts)
+    ]
+
+
+def test_many_batches_long_and_short_requests_like_one_by_one() -> None:
+    ids = [tuple(range(i, i + 300)) for i in range(30)] + [(1, 2)] * 20 + [()]
+    prompts = [300 * 512 - 7 * i for i in range(30)] + [1000] * 20 + [0]
+    assert cache_block_hashes_many(ids, 512, np.asarray(prompts), 16) == [
+        cache_block_hashes(h, 512, p, 16) for h, p in zip(ids, prompts)
+    ]
+    with pytest.raises(ValueError, match=r"^request 1: hash_ids cover 512 tokens"):
+        cache_block_hashes_many([(1,), (2,)], 512, [512, 513], 16)
+    with pytest.raises(ValueError, match="2 hash_ids lists but 1 prompt_tokens values"):
+        cache_block_hashes_many([(1,), (2,)], 512, [512], 16)
 
 
 def test_long_prompts_beyond_the_power_table_match_the_definition() -> None:
