@@ -17,7 +17,7 @@ import numpy as np
 from disagg_gym.workload.prefix import (
     MOONCAKE_BLOCK_TOKENS,
     PrefixStats,
-    cache_block_hashes,
+    cache_block_hashes_many,
     prefix_stats,
 )
 from disagg_gym.workload.source import ArrivalSource
@@ -43,10 +43,7 @@ def stream_stats(source: ArrivalSource, block_tokens: int) -> PrefixStats:
         if ch.hash_ids is None or ch.hash_block_tokens is None:
             hashes.extend(() for _ in p)
             continue
-        hashes.extend(
-            cache_block_hashes(h, ch.hash_block_tokens, n, block_tokens)
-            for h, n in zip(ch.hash_ids, p)
-        )
+        hashes.extend(cache_block_hashes_many(ch.hash_ids, ch.hash_block_tokens, p, block_tokens))
     return prefix_stats(hashes, prompts, block_tokens)
 
 
