@@ -154,7 +154,7 @@ def cache_block_hashes_many(
     ``prompt_tokens``), several times faster than calling ``cache_block_hashes`` per request.
     Each request's chain starts at ``ROOT``: ``s_i = A^(i-o+1) ROOT + A^i (G_i - G_(o-1))``
     with ``o`` the request's first grain and ``G`` the running sum of ``A^-t f_t`` over the
-    batch. Requests of more than ``_TABLE_GRAINS / 16`` grains go one by one through
+    batch. Requests of more than ``_TABLE_GRAINS / 64`` (256) grains go one by one through
     ``cache_block_hashes`` (their arrays are long enough; batching would only add gathers).
 
     Raises:
@@ -187,44 +187,48 @@ def cache_block_hashes_many(
         k = p // c_tok
         n_cache.append(k)
         n_ids.append(-(-(k * per_cache) // per_id))
-    # Batches of about _TABLE_GRAINS grains keep the arrays in cache and use the power tables.
-    out: list[tuple[int, ...]] = []
-    lo = 0
-    big = _TABLE_GRAINS // 16
-    while lo < len(n_cache):
-        if n_cache[lo] * per_cache > big:
-            out.append(cache_block_hashes(hash_ids[lo], b_tok, prompts[lo], c_tok))
-            lo += 1
+    # Short requests are hashed in batches of about _TABLE_GRAINS grains (arrays stay in cache
+    # and use the power tables); long ones one by one.
+    out: list[tuple[int, ...]] = [()] * len(n_cache)
+    big = _TABLE_GRAINS // 64
+    batch: list[int] = []
+    grains = 0
+    for r, k in enumerate(n_cache):
+        if k == 0:
             continue
-        hi, grains = lo, 0
-        while hi < len(n_cache) and n_cache[hi] * per_cache <= big and (
-            grains + n_cache[hi] * per_cache <= _TABLE_GRAINS
-        ):
-            grains += n_cache[hi] * per_cache
-            hi += 1
-        out.extend(_hash_batch(hash_ids[lo:hi], n_cache[lo:hi], n_ids[lo:hi], per_id, per_cache))
-        lo = hi
+        if k * per_cache > big:
+            out[r] = cache_block_hashes(hash_ids[r], b_tok, prompts[r], c_tok)
+            continue
+        if grains + k * per_cache > _TABLE_GRAINS:
+            _hash_batch(hash_ids, batch, n_cache, n_ids, per_id, per_cache, out)
+            batch, grains = [], 0
+        batch.append(r)
+        grains += k * per_cache
+    if batch:
+        _hash_batch(hash_ids, batch, n_cache, n_ids, per_id, per_cache, out)
     return out
 
 
 def _hash_batch(
     hash_ids: Sequence[Sequence[int] | None],
-    n_cache: list[int],
-    n_ids: list[int],
+    batch: list[int],
+    n_cache_all: list[int],
+    n_ids_all: list[int],
     per_id: int,
     per_cache: int,
-) -> list[tuple[int, ...]]:
-    """The vectorised scan of ``cache_block_hashes_many`` for one batch of requests."""
+    out: list[tuple[int, ...]],
+) -> None:
+    """The vectorised scan of ``cache_block_hashes_many`` for requests ``batch`` (into ``out``)."""
+    n_cache = [n_cache_all[r] for r in batch]
+    n_ids = [n_ids_all[r] for r in batch]
     grains = np.asarray(n_cache, dtype=np.int64) * per_cache
     total = int(grains.sum())
-    if total == 0:
-        return [() for _ in n_cache]
     all_ids = np.fromiter(
-        (int(h) & _M64 for ids, k in zip(hash_ids, n_ids) if k and ids for h in ids[:k]),
+        (int(h) & _M64 for r, k in zip(batch, n_ids) for h in hash_ids[r][:k]),  # type: ignore[index]
         dtype=np.uint64,
         count=int(sum(n_ids)),
     )
-    req = np.repeat(np.arange(len(n_cache)), grains)
+    req = np.repeat(np.arange(len(batch)), grains)
     start = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(grains)[:-1]))
     id_start = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(n_ids)[:-1]))
     local = np.arange(total, dtype=np.int64) - start[req]
@@ -232,23 +236,17 @@ def _hash_batch(
         mix64(all_ids)[id_start[req] + local // per_id]
         + (local % per_id + 1).astype(np.uint64) * _U(GOLDEN)
     )
-    if total <= _TABLE_GRAINS:
-        pow_a, pow_inv = _POW_A[:total], _POW_INV[:total]
-    else:
-        pow_a, pow_inv = _powers(CHAIN_MULT, total), _powers(_CHAIN_INV, total)
+    pow_a, pow_inv = _POW_A[:total], _POW_INV[:total]  # total <= _TABLE_GRAINS by construction
     run = np.cumsum(pow_inv * keys, dtype=np.uint64)
     before = np.concatenate((np.zeros(1, dtype=np.uint64), run))[start]  # G_(o-1), 0 at o = 0
     # A^(i-o+1) ROOT = A^i * (A^-o * A ROOT): one per-request constant K = G_(o-1) - A^-o A ROOT.
-    # (A request without grains may start at ``total``; its K is never used.)
-    k_req = before - pow_inv[np.minimum(start, total - 1)] * _U(CHAIN_MULT * ROOT & _M64)
+    k_req = before - pow_inv[start] * _U(CHAIN_MULT * ROOT & _M64)
     chain = pow_a * (run - k_req[req])
     flat = chain[local % per_cache == per_cache - 1].tolist()
-    out: list[tuple[int, ...]] = []
     pos = 0
-    for k in n_cache:
-        out.append(tuple(flat[pos : pos + k]))
+    for r, k in zip(batch, n_cache):
+        out[r] = tuple(flat[pos : pos + k])
         pos += k
-    return out
 
 
 # ---------------------------------------------------------------------------------- statistics

@@ -93,6 +93,9 @@ class ConversationFit:
     shared_first_blocks: int = field(
         metadata={"help": "distinct first block ids (1 = one system prompt for all)"}
     )
+    ids_at_several_positions: int = field(
+        metadata={"help": "ids found at more than one block position (0: ids are chained)"}
+    )
 
 
 def fit_conversation(
@@ -140,7 +143,18 @@ def fit_conversation(
         new_text_sigma=sigma,
         first_turn_quantiles_tokens=tuple(float(x) for x in np.percentile(first, [10, 50, 90])),
         shared_first_blocks=len({h[0] for h in data.hash_ids if h}),
+        ids_at_several_positions=_ids_at_several_positions(data.hash_ids),
     )
+
+
+def _ids_at_several_positions(hash_ids: tuple[tuple[int, ...], ...]) -> int:
+    pos: dict[int, int] = {}
+    bad: set[int] = set()
+    for h in hash_ids:
+        for i, x in enumerate(h):
+            if pos.setdefault(x, i) != i:
+                bad.add(x)
+    return len(bad)
 
 
 def zipf_mle(counts: np.ndarray) -> float:

@@ -244,7 +244,7 @@ def test_stream_stats_and_fits_on_a_hand_made_trace(tmp_path: Path) -> None:
     assert fit.turns_mean == pytest.approx(1.5)
     assert fit.think_time_mean_s == pytest.approx(10.0)
     assert fit.new_text_median_tokens == pytest.approx(200.0)
-    assert fit.shared_first_blocks == 1
+    assert fit.shared_first_blocks == 1 and fit.ids_at_several_positions == 0
     docs = fit_documents(load_trace(path))
     assert docs.documents == 1 and docs.shared_prefix_median_tokens == pytest.approx(512.0)
 
