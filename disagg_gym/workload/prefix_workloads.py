@@ -102,7 +102,10 @@ def segment_block_ids(
     return tuple(ids.tolist())
 
 
-def _lognormal_tokens(rng: np.random.Generator, median: float, sigma: float, n: int | None = None):  # noqa: ANN202
+def _lognormal_tokens(
+    rng: np.random.Generator, median: float, sigma: float, n: int | None = None
+) -> np.ndarray:
+    """``n`` (or one, as a 0-d array) lengths ``round(median * exp(sigma * Z))``, clipped."""
     x = median * np.exp(sigma * rng.standard_normal(n))
     return np.clip(np.rint(x), 1, MAX_SEGMENT_TOKENS).astype(np.int64)
 
