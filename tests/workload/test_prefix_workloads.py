@@ -254,3 +254,16 @@ def test_zipf_mle_recovers_the_exponent_from_expected_counts() -> None:
     counts = np.rint(1e6 * ranks**-0.8 / (ranks**-0.8).sum())
     assert zipf_mle(counts) == pytest.approx(0.8, abs=2e-3)
     assert zipf_mle(np.full(50, 7)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["multi-turn-chat.yaml", "tenant-prompts.yaml", "rag-documents.yaml"]
+)
+def test_example_workload_configs_load_and_generate(name: str) -> None:
+    from disagg_gym.scenario import load_scenario
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "workloads" / name
+    scen = load_scenario(str(path))
+    assert scen.workload.kind in ("multi_turn", "tenants", "rag")
+    reqs = rows(scen.workload, max_requests=30)
+    assert len(reqs) == 30 and all(len(r["ids"]) == -(-r["prompt"] // 16) for r in reqs)
