@@ -92,7 +92,6 @@ def test_turn_k_prompt_is_turn_k_minus_1_prompt_answer_and_new_text() -> None:
         for prev, cur in zip(turns, turns[1:]):
             assert cur["t"] > prev["t"]
             assert cur["prompt"] > prev["prompt"] + prev["output"]  # + new text >= 1 token
-            full = (prev["prompt"] + prev["output"]) // 16
             assert cur["ids"][: prev["prompt"] // 16] == prev["ids"][: prev["prompt"] // 16]
             prev_hashes = cache_block_hashes(prev["ids"], 16, prev["prompt"], 16)
             cur_hashes = cache_block_hashes(cur["ids"], 16, cur["prompt"], 16)
@@ -267,3 +266,29 @@ def test_example_workload_configs_load_and_generate(name: str) -> None:
     assert scen.workload.kind in ("multi_turn", "tenants", "rag")
     reqs = rows(scen.workload, max_requests=30)
     assert len(reqs) == 30 and all(len(r["ids"]) == -(-r["prompt"] // 16) for r in reqs)
+
+
+TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "traces"
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason=f"shared traces not found at {TRACES}")
+@pytest.mark.parametrize(
+    ("name", "readme_hit_fraction", "reuse_512", "continuations"),
+    [
+        ("mooncake_conversation_trace.jsonl", 0.374, 0.3819, 0.3210),
+        ("mooncake_synthetic_trace.jsonl", 0.651, 0.6594, 0.3135),
+    ],
+)
+def test_real_trace_statistics_agree_with_the_readme_and_docs(
+    name: str, readme_hit_fraction: float, reuse_512: float, continuations: float
+) -> None:
+    c = cfg(kind="trace", trace_path=str(TRACES / name))
+    # The traces README's "ideal prefix-cache hit fraction" (computed there, independently,
+    # from 512-token ids capped at input_length) vs ours at 16-token cache blocks.
+    fine = stream_stats(c.build(RngStreams(0)), 16)
+    assert fine.hit_token_fraction == pytest.approx(readme_hit_fraction, abs=0.001)
+    # The figures docs/workloads.md records.
+    assert stream_stats(c.build(RngStreams(0)), 512).reuse_ratio == pytest.approx(reuse_512, abs=5e-5)
+    fit = fit_conversation(load_trace(TRACES / name))
+    assert fit.continuation_fraction == pytest.approx(continuations, abs=5e-5)
+    assert fit.ids_at_several_positions == 0
