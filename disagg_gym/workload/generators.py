@@ -371,7 +371,7 @@ class WorkloadConfig:
         default=18944.0, metadata=spec("rag: median document length, tokens", gt=0)
     )
     document_sigma: float = field(
-        default=1.23, metadata=spec("rag: log-std of document lengths", ge=0)
+        default=0.63, metadata=spec("rag: log-std of document lengths", ge=0)
     )
     slo_ttft_s: float = field(default=1.0, metadata=spec("TTFT SLO base, seconds", gt=0))
     slo_ttft_per_1k_prompt_s: float = field(
