@@ -222,7 +222,7 @@ class Cluster:
         self.in_system = 0
         self.arrived = 0
         self.finished = 0
-        self._chunk: tuple[list[float], list[int], list[int], list[float], list[float], list | None] | None = None
+        self._chunk: tuple[Any, ...] | None = None
         self._chunk_pos = 0
 
     # ================================================================ start-up
@@ -314,6 +314,7 @@ class Cluster:
             ch = self._chunk = (
                 nxt.arrival_s.tolist(), nxt.prompt_tokens.tolist(), nxt.output_tokens.tolist(),
                 nxt.slo_ttft_s.tolist(), nxt.slo_tpot_s.tolist(), nxt.hash_ids,
+                nxt.hash_block_tokens, nxt.session_ids.tolist() if nxt.session_ids is not None else None,
             )
             self._chunk_pos = 0
         i = self._chunk_pos
@@ -326,9 +327,11 @@ class Cluster:
         ch = self._chunk
         assert ch is not None
         hashes = ch[5]
+        sessions = ch[7]
         req = Request(
             next(self._rid), self.engine.now, ch[1][i], ch[2][i], ch[3][i], ch[4][i],
             tuple(hashes[i]) if hashes is not None else None,
+            hash_block_tokens=ch[6], session_id=sessions[i] if sessions is not None else -1,
         )
         self._chunk_pos = i + 1
         self.arrived += 1

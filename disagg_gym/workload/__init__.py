@@ -1,4 +1,4 @@
-"""Workloads: requests, arrival generators, length presets and trace replay (no gymnasium)."""
+"""Workloads: requests, arrival generators, length presets, trace replay, prefix structure."""
 
 from disagg_gym.workload.generators import (
     ARRIVAL_PROCESSES,
@@ -12,6 +12,14 @@ from disagg_gym.workload.generators import (
     TraceReplaySource,
     WorkloadConfig,
 )
+from disagg_gym.workload.prefix import (
+    DEFAULT_CACHE_BLOCK_TOKENS,
+    MOONCAKE_BLOCK_TOKENS,
+    PrefixStats,
+    cache_block_hashes,
+    prefix_stats,
+)
+from disagg_gym.workload.prefix_workloads import PREFIX_WORKLOADS, PrefixSource
 from disagg_gym.workload.presets import (
     LENGTH_PRESETS,
     LengthPreset,
@@ -28,7 +36,10 @@ from disagg_gym.workload.traces import TraceData, TraceError, load_trace
 __all__ = [
     "ARRIVAL_PROCESSES",
     "CHUNK_SIZE",
+    "DEFAULT_CACHE_BLOCK_TOKENS",
     "LENGTH_PRESETS",
+    "MOONCAKE_BLOCK_TOKENS",
+    "PREFIX_WORKLOADS",
     "RATE_PROFILES",
     "ArrivalChunk",
     "ArrivalSource",
@@ -38,6 +49,8 @@ __all__ = [
     "LengthSampler",
     "LognormalMixture",
     "PoissonProcess",
+    "PrefixSource",
+    "PrefixStats",
     "Request",
     "SyntheticSource",
     "ThinnedPoissonProcess",
@@ -46,7 +59,9 @@ __all__ = [
     "TraceError",
     "TraceReplaySource",
     "WorkloadConfig",
+    "cache_block_hashes",
     "get_preset",
     "load_trace",
+    "prefix_stats",
     "preset_names",
 ]

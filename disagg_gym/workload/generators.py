@@ -23,6 +23,8 @@ import numpy as np
 from disagg_gym.config import spec
 from disagg_gym.registry import Registry
 from disagg_gym.rng import RngStreams
+from disagg_gym.workload.prefix import MOONCAKE_BLOCK_TOKENS
+from disagg_gym.workload.prefix_workloads import PREFIX_WORKLOADS, PrefixSource
 from disagg_gym.workload.presets import LENGTH_PRESETS, preset_names
 from disagg_gym.workload.source import ArrivalChunk, ArrivalSource
 from disagg_gym.workload.traces import TraceData, load_trace
@@ -237,14 +239,20 @@ class FixedLengths:
 class WorkloadConfig:
     """The request stream: arrival process, request lengths and per-request SLOs.
 
-    Fields marked ``gamma:``, ``time_varying:``, ``fixed:`` or ``trace:`` are used only with
-    that ``kind`` (or ``lengths``) and are ignored otherwise, so a config can switch kinds by
-    overriding ``kind`` alone. ``docs/workloads.md`` documents every key.
+    Fields marked ``gamma:``, ``time_varying:``, ``fixed:``, ``trace:`` or ``prefix:`` (the
+    kinds multi_turn, tenants and rag) are used only with that ``kind`` (or ``lengths``) and
+    are ignored otherwise, so a config can switch kinds by overriding ``kind`` alone.
+    ``docs/workloads.md`` documents every key.
     """
 
-    kind: Literal["poisson", "gamma", "time_varying", "trace"] = field(
-        default="poisson",
-        metadata=spec("arrival process: poisson, gamma (bursty), time_varying, or trace replay"),
+    kind: Literal["poisson", "gamma", "time_varying", "trace", "multi_turn", "tenants", "rag"] = (
+        field(
+            default="poisson",
+            metadata=spec(
+                "arrival process: poisson, gamma (bursty), time_varying, trace replay, or a "
+                "prefix workload: multi_turn, tenants, rag"
+            ),
+        )
     )
     rate_per_s: float = field(
         default=10.0,
@@ -312,6 +320,59 @@ class WorkloadConfig:
     loop: bool = field(
         default=False, metadata=spec("trace: replay the (windowed) trace again and again")
     )
+    trace_block_tokens: int = field(
+        default=MOONCAKE_BLOCK_TOKENS,
+        metadata=spec("trace: tokens per block of the trace's hash_ids (Mooncake: 512)", ge=1),
+    )
+    prefix_block_tokens: int = field(
+        default=16, metadata=spec("prefix: tokens per generated prefix-block id", ge=1)
+    )
+    num_tenants: int = field(
+        default=1, metadata=spec("prefix: tenants, each with its own system prompt", ge=1)
+    )
+    tenant_zipf_s: float = field(
+        default=0.0, metadata=spec("prefix: Zipf exponent of tenant popularity (0 = uniform)", ge=0)
+    )
+    system_prompt_tokens: int = field(
+        default=0,
+        metadata=spec("prefix: median system-prompt length, tokens (0 = no system prompt)", ge=0),
+    )
+    system_prompt_sigma: float = field(
+        default=0.0,
+        metadata=spec("prefix: log-std of system-prompt lengths across tenants (0 = equal)", ge=0),
+    )
+    user_tokens: float = field(
+        default=4752.0,
+        metadata=spec("prefix: median user text (first turn, message, question), tokens", gt=0),
+    )
+    user_sigma: float = field(
+        default=1.30, metadata=spec("prefix: log-std of the user text length", ge=0)
+    )
+    turns_mean: float = field(
+        default=1.7, metadata=spec("multi_turn: mean turns per conversation (geometric)", ge=1)
+    )
+    think_time_s: float = field(
+        default=246.0,
+        metadata=spec("multi_turn: mean gap between a conversation's turns, seconds", gt=0),
+    )
+    turn_tokens: float = field(
+        default=55.0, metadata=spec("multi_turn: median new user text per later turn, tokens", gt=0)
+    )
+    turn_sigma: float = field(
+        default=3.40, metadata=spec("multi_turn: log-std of the new user text per turn", ge=0)
+    )
+    num_documents: int = field(
+        default=2211, metadata=spec("rag: documents in the catalog", ge=1)
+    )
+    document_zipf_s: float = field(
+        default=0.571, metadata=spec("rag: Zipf exponent of document popularity (0 = uniform)", ge=0)
+    )
+    document_tokens: float = field(
+        default=18944.0, metadata=spec("rag: median document length, tokens", gt=0)
+    )
+    document_sigma: float = field(
+        default=0.63, metadata=spec("rag: log-std of document lengths", ge=0)
+    )
     slo_ttft_s: float = field(default=1.0, metadata=spec("TTFT SLO base, seconds", gt=0))
     slo_ttft_per_1k_prompt_s: float = field(
         default=0.0, metadata=spec("TTFT SLO added per 1,000 prompt tokens, seconds", ge=0)
@@ -335,6 +396,11 @@ class WorkloadConfig:
             raise ValueError(
                 f"key 'trace_path': only used when kind is 'trace'; set kind: trace to replay it "
                 f"(got {self.trace_path!r} with kind {self.kind!r})"
+            )
+        if self.kind == "tenants" and self.system_prompt_tokens == 0:
+            raise ValueError(
+                "key 'system_prompt_tokens': kind 'tenants' shares system prompts, so it needs "
+                "a positive length (got 0)"
             )
         if self.window_end_s is not None and self.window_end_s <= self.window_start_s:
             raise ValueError(
@@ -392,7 +458,8 @@ class WorkloadConfig:
             start_s: Absolute simulated time at which the workload starts.
 
         Returns:
-            A ``SyntheticSource`` or (kind ``trace``) a ``TraceReplaySource``.
+            A ``SyntheticSource``, a ``TraceReplaySource`` (kind ``trace``) or a
+            ``PrefixSource`` (kinds ``multi_turn``, ``tenants``, ``rag``).
 
         Raises:
             ValueError: a synthetic or looping workload without ``horizon_s`` or
@@ -407,6 +474,17 @@ class WorkloadConfig:
         if (horizon_s is None or math.isinf(horizon_s)) and max_requests is None:
             raise ValueError(
                 f"a {self.kind!r} workload is endless: pass horizon_s or max_requests (got neither)"
+            )
+        if self.kind in PREFIX_WORKLOADS:
+            return PrefixSource(
+                PREFIX_WORKLOADS.get(self.kind)(self),
+                self,
+                self.length_model(),
+                streams,
+                horizon_s,
+                max_requests,
+                start_s,
+                CHUNK_SIZE,
             )
         return SyntheticSource(
             ARRIVAL_PROCESSES.get(self.kind)(self),
@@ -537,6 +615,8 @@ class TraceReplaySource:
                 f"{data.path}: window [{lo:g}, {hi:g}) s selects no rows "
                 f"(the trace spans 0 to {data.span_s:g} s)"
             )
+        if data.hash_ids is not None:
+            _check_hash_coverage(data, idx, cfg.trace_block_tokens)
         self._cfg = cfg
         self._data = data
         self._idx = idx
@@ -606,9 +686,25 @@ class TraceReplaySource:
             ttft,
             tpot,
             [hashes[r] for r in rows.tolist()] if hashes is not None else None,
+            self._cfg.trace_block_tokens if hashes is not None else None,
         )
 
     def __iter__(self) -> Iterator[ArrivalChunk]:
         """Iterates the remaining chunks."""
         while (chunk := self.next_chunk()) is not None:
             yield chunk
+
+
+def _check_hash_coverage(data: TraceData, idx: np.ndarray, block_tokens: int) -> None:
+    """Every replayed row with hash ids must cover its prompt (``prefix.cache_block_hashes``)."""
+    hashes = data.hash_ids
+    assert hashes is not None
+    n = np.fromiter((len(hashes[i]) for i in idx.tolist()), dtype=np.int64, count=idx.size)
+    bad = np.flatnonzero((n > 0) & (n * block_tokens < data.prompt_tokens[idx]))
+    if bad.size:
+        i = int(idx[bad[0]])
+        raise ValueError(
+            f"{data.path}: row {i + 1} has {int(n[bad[0]])} hash_ids of {block_tokens} tokens, "
+            f"too few for its {int(data.prompt_tokens[i])} prompt tokens "
+            f"({bad.size} such rows); set trace_block_tokens to the trace's block size"
+        )

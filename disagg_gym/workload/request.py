@@ -18,6 +18,7 @@ class Request:
         "prefill_start_s", "first_token_s", "transfer_start_s", "transfer_end_s",
         "decode_start_s", "completion_s", "reject_reason", "preemptions", "swaps",
         "prefill_tokens", "prefilled", "generated", "run_start_s", "run_end_s",
+        "hash_block_tokens", "session_id",
     )
 
     def __init__(
@@ -29,6 +30,8 @@ class Request:
         slo_ttft_s: float,
         slo_tpot_s: float,
         hash_ids: tuple[int, ...] | None = None,
+        hash_block_tokens: int | None = None,
+        session_id: int = -1,
     ) -> None:
         self.rid = rid
         self.arrival_s = arrival_s
@@ -36,7 +39,9 @@ class Request:
         self.output_tokens = output_tokens
         self.slo_ttft_s = slo_ttft_s
         self.slo_tpot_s = slo_tpot_s
-        self.hash_ids = hash_ids
+        self.hash_ids = hash_ids  # prefix-block ids (see workload.prefix), or None
+        self.hash_block_tokens = hash_block_tokens  # tokens per hash_ids block, or None
+        self.session_id = session_id  # conversation of a multi_turn request; -1 if none
         self.state = RequestState.ARRIVED
         self.prefill_inst = -1
         self.decode_inst = -1

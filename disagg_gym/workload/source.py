@@ -15,7 +15,9 @@ class ArrivalChunk(NamedTuple):
     output_tokens: np.ndarray  # int64 >= 1
     slo_ttft_s: np.ndarray  # float64 > 0
     slo_tpot_s: np.ndarray  # float64 > 0
-    hash_ids: list[tuple[int, ...]] | None = None  # prefix-block hashes per request, if known
+    hash_ids: list[tuple[int, ...]] | None = None  # prefix-block ids per request, if known
+    hash_block_tokens: int | None = None  # tokens per hash_ids block (Mooncake 512); None if no ids
+    session_ids: np.ndarray | None = None  # int64 conversation id per request (multi_turn), if any
 
 
 class ArrivalSource(Protocol):

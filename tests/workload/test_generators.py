@@ -375,7 +375,8 @@ def test_lognormal_mixture_rejects_bad_parameters() -> None:
         ({"amplitude": 1.5}, "key 'amplitude': expected a value <= 1 (got 1.5)"),
         (
             {"kind": "weibull"},
-            "key 'kind': expected one of 'poisson', 'gamma', 'time_varying', 'trace' (got 'weibull')",
+            "key 'kind': expected one of 'poisson', 'gamma', 'time_varying', 'trace', "
+            "'multi_turn', 'tenants', 'rag' (got 'weibull')",
         ),
         ({"rate_scale": -2}, "key 'rate_scale': expected a value > 0 (got -2.0)"),
     ],
