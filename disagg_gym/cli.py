@@ -113,6 +113,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.horizon is not None:
         overrides["horizon_s"] = args.horizon
     scen = load_scenario(args.config, overrides)
+    if args.cost_model:
+        scen = _with_cost_model(scen, args.cost_model)
     t0 = time.perf_counter()
     sim = Simulation(scen, seed=args.seed, router=args.policy, keep_records=bool(args.plots or args.records))
     sampler = None
@@ -144,6 +146,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_cost_model(scen: Any, cost_model: str) -> Any:
+    """The scenario with every instance group's ``cost_model`` set (validated)."""
+    from dataclasses import replace
+
+    groups = tuple(replace(g, cost_model=cost_model) for g in scen.cluster.groups)
+    cluster = replace(scen.cluster, groups=groups)
+    try:
+        cluster.validate()
+    except ValueError as exc:
+        raise UserError(f"--cost-model: {exc}") from None
+    return replace(scen, cluster=cluster)
+
+
 def _write_records(sim: Any, path: Path) -> None:
     import csv
 
@@ -160,17 +175,31 @@ def _write_records(sim: Any, path: Path) -> None:
 
 
 # ====================================================================== predict
-_PREDICT_FIELDS = ("gpu", "model", "phase", "batch", "length", "link", "bytes", "tp")
+_PREDICT_FIELDS = ("gpu", "model", "phase", "batch", "length", "link", "bytes", "tp", "cost_model")
 
 
 def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
-    from disagg_gym.hardware import build_instance_cost
+    from disagg_gym.hardware import build_cost
     from disagg_gym.interconnect.links import get_link
 
     unknown = [k for k in q if k not in _PREDICT_FIELDS]
     if unknown:
         raise UserError(f"{where}unknown field {unknown[0]!r}; expected: {', '.join(_PREDICT_FIELDS)}")
     phase = q.get("phase")
+    cost_model = str(q.get("cost_model") or "roofline")
+    if phase == "kv_transfer" and cost_model != "roofline" and q.get("bytes") is not None:
+        # A table with kv_transfer rows answers directly (it needs the instance it describes).
+        if q.get("gpu") is None or q.get("model") is None:
+            raise UserError(f"{where}phase kv_transfer with cost model {cost_model!r} needs 'gpu' and 'model'")
+        try:
+            table_cost = build_cost(str(q["gpu"]), str(q["model"]), int(q.get("tp", 1)), cost_model)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{where}{exc}") from None
+        secs = table_cost.kv_transfer_s(float(q["bytes"]))
+        if secs is not None:
+            return {"ms": secs * 1e3}
+        if q.get("link") is None:
+            raise UserError(f"{where}{cost_model}: the table has no kv_transfer rows; pass 'link' to use a tier")
     if phase == "kv_transfer":
         link, nbytes = q.get("link"), q.get("bytes")
         if link is None or nbytes is None:
@@ -195,7 +224,7 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
     if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
         raise UserError(f"{where}'tp' must be a positive integer (got {tp!r})")
     try:
-        cost = build_instance_cost(str(q["gpu"]), str(q["model"]), tp)
+        cost = build_cost(str(q["gpu"]), str(q["model"]), tp, cost_model)
     except (ValueError, OSError) as exc:
         raise UserError(f"{where}{exc}") from None
     if cost.kv_capacity_tokens(0.0) <= 0:
@@ -207,8 +236,7 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
     if phase == "prefill":
         s = cost.prefill_s([n] * b)
     else:
-        a, c = cost.decode_coeffs(b)
-        s = a + c * b * n
+        s = cost.decode_s([n] * b)
     return {"ms": s * 1e3}
 
 
@@ -270,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plots", type=Path, metavar="DIR", help="write latency_cdf.png and timeline.png here")
     s.add_argument("--records", type=Path, metavar="CSV", help="write per-request records to this CSV")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
+    s.add_argument("--cost-model", metavar="MODEL", help="cost model of every instance group: roofline or table:PATH")
     s.set_defaults(func=cmd_simulate)
 
     q = sub.add_parser("predict", help="predict one iteration or KV-transfer time from the cost model")
@@ -282,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--link", help="tier: nvlink, pcie, rdma, ethernet (or a finer variant)")
     q.add_argument("--bytes", type=nonneg_int)
     q.add_argument("--queries", type=Path, help="JSON lines of queries; prints one JSON result per line")
+    q.add_argument("--cost-model", metavar="MODEL", help="roofline (default) or table:PATH (a measured latency table)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_predict)
 
@@ -342,8 +372,12 @@ _EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParse
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``disagg-gym`` console script."""
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Library warnings (e.g. a table extrapolated beyond its grid) as one line each.
+    warnings.formatwarning = lambda message, *_a, **_k: f"disagg-gym: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
     except (UserError, ConfigError) as exc:

@@ -321,27 +321,41 @@ class InstanceCost:
     def _allreduce_s(self, tokens: int) -> float:
         return self._allreduce_fixed_s + tokens * self._allreduce_bytes_per_token
 
-    def prefill_s(self, prompt_lens: Sequence[int]) -> float:
-        """Duration of one prefill iteration over these prompts.
+    def prefill_s(
+        self, prompt_lens: Sequence[float], cached_lens: Sequence[float] | None = None
+    ) -> float:
+        """Duration of one prefill iteration over these prompts (or chunks).
 
         Args:
-            prompt_lens: Tokens of each prompt in the batch (each >= 1, at least one prompt).
+            prompt_lens: New tokens of each prompt in the batch (each >= 1, at least one prompt).
+            cached_lens: Tokens of context already in KV before each chunk (default none);
+                the chunk's causal attention then also covers them (``2*l*c`` more pairs).
 
         Returns:
             Seconds.
 
         Raises:
-            ValueError: On an empty batch or a prompt length < 1.
+            ValueError: On an empty batch, a prompt length < 1 or a negative cached length.
         """
         if len(prompt_lens) == 0:
             raise ValueError(f"prefill needs at least one prompt (got {list(prompt_lens)!r})")
+        if cached_lens is not None and len(cached_lens) != len(prompt_lens):
+            raise ValueError(
+                f"cached_lens must match prompt_lens in length (got {len(cached_lens)} and "
+                f"{len(prompt_lens)})"
+            )
         tokens = 0
         pairs = 0
-        for length in prompt_lens:
+        for i, length in enumerate(prompt_lens):
             if length < 1:
                 raise ValueError(f"prompt lengths must be >= 1 (got {length!r})")
             tokens += length
             pairs += length * (length + 1)
+            if cached_lens is not None:
+                cached = cached_lens[i]
+                if cached < 0:
+                    raise ValueError(f"cached lengths must be >= 0 (got {cached!r})")
+                pairs += 2 * length * cached
         p = self.params
         gemm_s = (
             tokens * self._gemm_flops_per_token + len(prompt_lens) * self._lm_flops_per_seq
@@ -361,14 +375,17 @@ class InstanceCost:
             + self._allreduce_s(tokens)
         )
 
-    def decode_coeffs(self, batch: int) -> tuple[float, float]:
+    def decode_coeffs(self, batch: int, context_tokens: float | None = None) -> tuple[float, float]:
         """Affine cost of one decode iteration of ``batch`` sequences.
 
         The iteration takes ``a_s + b_s * S`` seconds when the sequences' contexts total ``S``
-        tokens: exactly linear in ``S`` for a fixed batch. Cached per batch.
+        tokens: exactly linear in ``S`` for a fixed batch, so the segment is global and
+        ``context_tokens`` is ignored (table models return the local segment around it).
+        Cached per batch.
 
         Args:
             batch: Sequences in the iteration (>= 1).
+            context_tokens: Total context ``S`` the segment should hold around (ignored).
 
         Returns:
             ``(a_s, b_s)``: fixed seconds and seconds per context token.
