@@ -377,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Library warnings (e.g. a table extrapolated beyond its grid) as one line each.
+    formatwarning = warnings.formatwarning
     warnings.formatwarning = lambda message, *_a, **_k: f"disagg-gym: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
@@ -389,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("disagg-gym: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":
