@@ -32,7 +32,7 @@ class InstanceGroupConfig:
     )
     cost_model: str = field(
         default="roofline",
-        metadata=spec("iteration latencies: roofline (calibrated) or table:PATH (measured table)"),
+        metadata=spec("iteration latencies: roofline, roofline:CALIB.json or table:PATH (measured table)"),
     )
 
 

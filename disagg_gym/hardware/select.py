@@ -1,11 +1,13 @@
-"""Choosing an instance's cost model by name: ``roofline`` or ``table:PATH`` (one registry)."""
+"""Choosing an instance's cost model by name: ``roofline[:FILE]`` or ``table:PATH`` (one registry)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from disagg_gym.hardware.cost import InstanceCost, build_instance_cost
+from disagg_gym.hardware.cost import CalibParams, InstanceCost, build_instance_cost, default_params
 from disagg_gym.hardware.gpu import GPUSpec
 from disagg_gym.hardware.model import ModelSpec
 from disagg_gym.registry import Registry
@@ -20,9 +22,27 @@ COST_MODELS: Registry[Callable[[InstanceCost, str], Any]] = Registry("cost model
 
 @COST_MODELS.register("roofline")
 def _roofline(roofline: InstanceCost, arg: str) -> InstanceCost:
-    if arg:
-        raise ValueError(f"cost model 'roofline' takes no argument (got 'roofline:{arg}')")
-    return roofline
+    """The committed calibration, or ``roofline:FILE``: efficiencies from a calibration file.
+
+    ``FILE`` is JSON with a ``cost`` mapping of :class:`CalibParams` fields, as written by
+    ``scripts/calibrate.py --table ... --out FILE`` (or the committed ``calibration.json``);
+    fields it leaves out keep the committed values.
+    """
+    if not arg:
+        return roofline
+    try:
+        data = json.loads(Path(arg).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{arg}: calibration file not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{arg}: cannot read a calibration file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cost"), dict):
+        raise ValueError(f"{arg}: expected a JSON object with a 'cost' mapping of CalibParams")
+    try:
+        params = CalibParams.from_dict({**default_params().to_dict(), **data["cost"]})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{arg}: {exc}") from None
+    return InstanceCost(roofline.gpu, roofline.model, roofline.tp, params)
 
 
 @COST_MODELS.register("table")
@@ -61,8 +81,10 @@ def build_cost(
         gpu: A :class:`GPUSpec` or catalog id.
         model: A :class:`ModelSpec`, catalog id or YAML path.
         tp: Tensor-parallel degree.
-        cost_model: ``roofline`` (the calibrated model) or ``table:PATH`` (a measured table in
-            one of :data:`disagg_gym.hardware.table_cost.TABLE_FORMATS`).
+        cost_model: ``roofline`` (the committed calibration), ``roofline:FILE`` (efficiencies
+            from a calibration file, e.g. fitted by ``scripts/calibrate.py --table``) or
+            ``table:PATH`` (a measured table in one of
+            :data:`disagg_gym.hardware.table_cost.TABLE_FORMATS`).
 
     Returns:
         An object with :class:`~disagg_gym.hardware.cost.InstanceCost`'s interface.
