@@ -490,6 +490,18 @@ class _Surface:
         w = (key - c0.key) / (c1.key - c0.key)
         return (1.0 - w) * self._curve_at(c0, x, key) + w * self._curve_at(c1, x, key)
 
+    def common_range(self, key: float) -> tuple[float, float]:
+        """The ``x`` range where every curve that ``value(., key)`` combines has data."""
+        keys = self._keys
+        j = bisect.bisect_left(keys, key)
+        used = (
+            [self.curves[j]]
+            if j < len(keys) and keys[j] == key
+            else self.curves[max(j - 1, 0) : j + 1]
+        )
+        lo, hi = max(c.xs[0] for c in used), min(c.xs[-1] for c in used)
+        return (lo, hi) if lo <= hi else (min(lo, hi), max(lo, hi))
+
     def knots(self, key: float) -> list[float]:
         """Breakpoints in ``x`` of the curves that ``value(., key)`` combines."""
         keys = self._keys
@@ -660,7 +672,8 @@ class TableCost:
         ``a + b*S`` equals the table's time at ``S = context_tokens`` and follows the
         piecewise-linear segment containing it (the segment to the right at a breakpoint).
         Without ``context_tokens`` (a core that does not track it) the segment is the
-        least-squares line through the table's breakpoints for this batch.
+        least-squares line through the table's breakpoints for this batch, over the context
+        range where the neighbouring tabulated batches both have data.
 
         Args:
             batch: Sequences in the iteration (>= 1).
@@ -677,7 +690,10 @@ class TableCost:
         surf = self._decode
         knots = surf.knots(float(batch))
         if context_tokens is None:
-            xs = knots if len(knots) > 1 else [knots[0], 2 * knots[0]]
+            lo, hi = surf.common_range(float(batch))
+            xs = [x for x in knots if lo <= x <= hi]
+            if len(xs) < 2:
+                xs = [lo, hi] if hi > lo else [lo, 2 * lo]
             ts = [surf.value(x, float(batch)) for x in xs]
             mx, mt = sum(xs) / len(xs), sum(ts) / len(ts)
             var = sum((x - mx) ** 2 for x in xs)
