@@ -13,7 +13,8 @@ round-robin routing, and prints their KPIs side by side. disagg-gym runs with sp
   prompt tokens; per-token decode time as ``interp1d`` over ``prompt_size*batch_size`` queried with
   the number of sequences), so that only the simulators' queueing machinery differs;
 
-and once with its default ``roofline`` for reference. Both simulators' KPIs are computed here
+once more with splitwise-sim's lookup and its KV-transfer sizing (MHA-sized KV over a
+200 GB/s link), and once with its default ``roofline`` for reference. Both simulators' KPIs are computed here
 from their per-request outputs with splitwise-sim's definitions: TTFT = end of prefill -
 arrival (the prompt phase produces the first token), TBT = (response time - TTFT) / output
 tokens, E2E = response time.
@@ -231,7 +232,22 @@ def sws_lookup_table(perf_model: Path, dst: Path, max_tokens: int) -> None:
 
 
 # ---- disagg-gym ------------------------------------------------------------------------------
-def run_ours(trace: Path, cost_model: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+# splitwise-sim sizes KV as 2 * hidden * layers * dtype per token (all 64 heads: 2.6 MB for
+# Llama-2-70B, 8x its grouped-query KV) and ships it over a 200 GiB/s link; the nearest
+# disagg-gym setting is that MHA shape over InfiniBand HDR (25 GB/s per GPU x 8 = 200 GB/s).
+SWS_KV_MODEL = """name: llama-2-70b
+num_hidden_layers: 80
+hidden_size: 8192
+num_attention_heads: 64
+num_key_value_heads: 64
+intermediate_size: 28672
+vocab_size: 32000
+"""
+
+
+def run_ours(
+    trace: Path, cost_model: str, model: str = "llama-2-70b", inter_node: str = "rdma"
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Runs disagg-gym on the cross-check cluster; per-request arrays and the summary."""
     group = {"gpu": "h100-sxm", "count": 2, "tp": TP, "max_batch": 512, "cost_model": cost_model}
     scen = load_scenario(
@@ -240,7 +256,8 @@ def run_ours(trace: Path, cost_model: str) -> tuple[dict[str, np.ndarray], dict[
             "name": "splitwise-crosscheck",
             "horizon_s": 1e7,
             "router": "round_robin",
-            "cluster.model": "llama-2-70b",
+            "cluster.model": model,
+            "cluster.topology.inter_node": inter_node,
             "cluster.groups": [
                 {**group, "role": "prefill", "prefill_token_budget": 2048},
                 {**group, "role": "decode"},
@@ -297,13 +314,17 @@ def main(argv: list[str] | None = None) -> int:
 
     columns = {"splitwise-sim": kpis(sws)}
     extra: dict[str, dict[str, Any]] = {}
-    for label, model in (
-        ("disagg-gym table (sws lookup)", f"table:{lookup}"),
-        ("disagg-gym table", f"table:{perf_model}"),
-        ("disagg-gym roofline", "roofline"),
+    kv_model = args.work / "llama-2-70b-sws-kv.yaml"
+    kv_model.write_text(SWS_KV_MODEL)
+    for label, cost_model, extra_kw in (
+        ("disagg-gym table (sws lookup)", f"table:{lookup}", {}),
+        ("disagg-gym table (sws lookup + sws KV size, 200 GB/s)", f"table:{lookup}",
+         {"model": str(kv_model), "inter_node": "rdma_ib_hdr"}),
+        ("disagg-gym table", f"table:{perf_model}", {}),
+        ("disagg-gym roofline", "roofline", {}),
     ):
         t0 = time.perf_counter()
-        rec, summary = run_ours(args.trace, model)
+        rec, summary = run_ours(args.trace, cost_model, **extra_kw)
         columns[label] = kpis(rec)
         extra[label] = {"wall_s": round(time.perf_counter() - t0, 1),
                         "utilisation": summary.get("utilisation"),
