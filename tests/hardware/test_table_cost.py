@@ -217,6 +217,8 @@ def test_profile_reader_ignores_model_records() -> None:
         (PLAIN.replace("decode,4,200,14", "decode,4,200,-14"), "decode time must be positive (got -14 ms)"),
         (PLAIN.replace("decode,4,200,14", "decode,4,200,8"),
          "decode time is not monotone: it falls from 10 ms to 8 ms between context tokens 400 and 800 at batch 4"),
+        (PLAIN.replace("prefill,4,100,30", "prefill,4,100,5"),
+         "prefill time is not monotone: it falls from 10 ms to 5 ms between batch tokens 100 and 400 at prompt length 100"),
         ("phase,batch,length,ms\nprefill,1,100,5\nprefill,1,200,9\ndecode,1,100,5\n",
          "too few decode points: need at least 2"),
         ("phase,batch,length,ms\nprefill,1,100,5\nprefill,1,200,abc\n", "line 3: column 'ms' is not a number"),
