@@ -258,6 +258,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 raise UserError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
             if not isinstance(q, dict):
                 raise UserError(f"{path}:{no}: expected a JSON object (got {line.strip()[:40]!r})")
+            if args.cost_model and "cost_model" not in q:
+                q["cost_model"] = args.cost_model
             out.append(json.dumps(_predict_one(q, f"{path}:{no}: ")))
         print("\n".join(out))
         return 0

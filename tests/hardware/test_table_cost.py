@@ -290,6 +290,21 @@ def test_predict_with_each_format(capsys: pytest.CaptureFixture[str], tmp_path: 
         assert rc == 0 and json.loads(out)["ms"] == pytest.approx(ms)
 
 
+def test_predict_queries_take_the_flag_unless_they_say_otherwise(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text(PLAIN)
+    q = tmp_path / "q.jsonl"
+    q.write_text(
+        '{"gpu": "h100-sxm", "model": "llama-3.1-8b", "phase": "decode", "batch": 4, "length": 150}\n'
+        '{"gpu": "h100-sxm", "model": "llama-3.1-8b", "phase": "decode", "batch": 4, "length": 150, '
+        '"cost_model": "roofline"}\n'
+    )
+    rc, out, _ = run(capsys, "predict", "--queries", str(q), "--cost-model", f"table:{tmp_path / 't.csv'}")
+    table_ms, roof_ms = (json.loads(x)["ms"] for x in out.splitlines())
+    roof = build_instance_cost("h100-sxm", "llama-3.1-8b", 1)
+    assert rc == 0 and table_ms == pytest.approx(12.0)
+    assert roof_ms == pytest.approx(roof.decode_s([150] * 4) * 1e3)
+
+
 def test_simulate_with_table_and_bad_table(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text(PLAIN)
     rc, out, err = run(capsys, "simulate", "--json", "--horizon", "5", "--cost-model", f"table:{tmp_path / 't.csv'}")

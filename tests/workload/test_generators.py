@@ -361,7 +361,8 @@ def test_lognormal_mixture_rejects_bad_parameters() -> None:
             {"lengths": "sharegpt"},
             (
                 "key 'lengths': unknown length preset; expected one of azure_code, azure_conv, "
-                "mooncake_conv, mooncake_synthetic, fixed (got 'sharegpt')"
+                "distserve_humaneval, distserve_longbench, distserve_sharegpt, mooncake_conv, "
+                "mooncake_synthetic, fixed (got 'sharegpt')"
             ),
         ),
         (
