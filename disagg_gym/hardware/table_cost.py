@@ -137,7 +137,8 @@ def _csv_rows(path: Path, text: str, required: Sequence[str]) -> list[tuple[int,
     if missing:
         raise _fail(
             path,
-            f"missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
+            f"missing column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} "
             f"(header has: {', '.join(header) or 'nothing'})",
         )
     out = []
@@ -157,7 +158,10 @@ def _first_line(text: str) -> str:
 
 
 # ---- format: the project's profile JSON lines ----------------------------------------------
-PROFILE_REQUIRED = {"prefill": ("batch", "prompt_len", "ms"), "decode": ("batch", "context_len", "ms")}
+PROFILE_REQUIRED = {
+    "prefill": ("batch", "prompt_len", "ms"),
+    "decode": ("batch", "context_len", "ms"),
+}
 
 
 def _sniff_profile(path: Path, text: str) -> bool:
@@ -239,7 +243,9 @@ def _read_splitwise(path: Path, text: str) -> list[TableRow]:
         batch = int(_num(path, no, "batch_size", rec["batch_size"], integer=True))
         tokens = _num(path, no, "token_size", rec["token_size"], integer=True)
         tp = int(_num(path, no, "tensor_parallel", rec["tensor_parallel"], integer=True))
-        common = {"gpu": rec["hardware"], "model": rec["model"], "tp": tp, "line": no, "batch": batch}
+        common = {
+            "gpu": rec["hardware"], "model": rec["model"], "tp": tp, "line": no, "batch": batch
+        }
         rows.append(
             TableRow(
                 phase="prefill",
@@ -286,7 +292,9 @@ def _read_plain(path: Path, text: str) -> list[TableRow]:
     for no, rec in _csv_rows(path, text, PLAIN_REQUIRED):
         phase = rec["phase"].lower()
         if phase not in PHASES:
-            raise _fail(path, f"line {no}: phase must be one of {', '.join(PHASES)} (got {rec['phase']!r})")
+            raise _fail(
+                path, f"line {no}: phase must be one of {', '.join(PHASES)} (got {rec['phase']!r})"
+            )
         batch = rec["batch"] or "1"
         tp = rec.get("tp") or None
         rows.append(
@@ -589,8 +597,14 @@ class TableCost:
                     f"line {r.line}: {r.phase} batch and length must be positive "
                     f"(got batch {r.batch}, length {r.length:g})",
                 )
-        pre = [(r.batch * r.length, r.length, r.seconds, r.line) for r in rows if r.phase == "prefill"]
-        dec = [(float(r.batch), r.batch * r.length, r.seconds, r.line) for r in rows if r.phase == "decode"]
+        pre = [
+            (r.batch * r.length, r.length, r.seconds, r.line) for r in rows if r.phase == "prefill"
+        ]
+        dec = [
+            (float(r.batch), r.batch * r.length, r.seconds, r.line)
+            for r in rows
+            if r.phase == "decode"
+        ]
         self._prefill = _Surface(
             # More batch tokens at one prompt length is more work. At fixed batch tokens, time
             # may fall with prompt length in real stacks (splitwise-sim's A100 tp8 rows: 8 x 512
