@@ -1,4 +1,4 @@
-"""Choosing an instance's cost model by name: ``roofline[:FILE]`` or ``table:PATH`` (one registry)."""
+"""Choosing an instance's cost model by name: ``roofline[:FILE]`` or ``table:PATH``."""
 
 from __future__ import annotations
 
