@@ -113,6 +113,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.horizon is not None:
         overrides["horizon_s"] = args.horizon
     scen = load_scenario(args.config, overrides)
+    if args.cost_model:
+        scen = _with_cost_model(scen, args.cost_model)
     t0 = time.perf_counter()
     sim = Simulation(scen, seed=args.seed, router=args.policy, keep_records=bool(args.plots or args.records))
     sampler = None
@@ -144,6 +146,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_cost_model(scen: Any, cost_model: str) -> Any:
+    """The scenario with every instance group's ``cost_model`` set (validated)."""
+    from dataclasses import replace
+
+    groups = tuple(replace(g, cost_model=cost_model) for g in scen.cluster.groups)
+    cluster = replace(scen.cluster, groups=groups)
+    try:
+        cluster.validate()
+    except ValueError as exc:
+        raise UserError(f"--cost-model: {exc}") from None
+    return replace(scen, cluster=cluster)
+
+
 def _write_records(sim: Any, path: Path) -> None:
     import csv
 
@@ -160,17 +175,31 @@ def _write_records(sim: Any, path: Path) -> None:
 
 
 # ====================================================================== predict
-_PREDICT_FIELDS = ("gpu", "model", "phase", "batch", "length", "link", "bytes", "tp")
+_PREDICT_FIELDS = ("gpu", "model", "phase", "batch", "length", "link", "bytes", "tp", "cost_model")
 
 
 def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
-    from disagg_gym.hardware import build_instance_cost, get_gpu, load_model
+    from disagg_gym.hardware import build_cost, get_gpu, load_model
     from disagg_gym.interconnect.links import get_link
 
     unknown = [k for k in q if k not in _PREDICT_FIELDS]
     if unknown:
         raise UserError(f"{where}unknown field {unknown[0]!r}; expected: {', '.join(_PREDICT_FIELDS)}")
     phase = q.get("phase")
+    cost_model = str(q.get("cost_model") or "roofline")
+    if phase == "kv_transfer" and cost_model != "roofline" and q.get("bytes") is not None:
+        # A table with kv_transfer rows answers directly (it needs the instance it describes).
+        if q.get("gpu") is None or q.get("model") is None:
+            raise UserError(f"{where}phase kv_transfer with cost model {cost_model!r} needs 'gpu' and 'model'")
+        try:
+            table_cost = build_cost(str(q["gpu"]), str(q["model"]), int(q.get("tp", 1)), cost_model)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{where}{exc}") from None
+        secs = table_cost.kv_transfer_s(float(q["bytes"]))
+        if secs is not None:
+            return {"ms": secs * 1e3}
+        if q.get("link") is None:
+            raise UserError(f"{where}{cost_model}: the table has no kv_transfer rows; pass 'link' to use a tier")
     if phase == "kv_transfer":
         link, nbytes = q.get("link"), q.get("bytes")
         if link is None or nbytes is None:
@@ -205,7 +234,10 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
         raise UserError(
             f"{where}{'tp' if where else '--tp'} {tp} must divide the {heads} attention heads of {model.name} (valid: {valid})"
         )
-    cost = build_instance_cost(gpu, model, tp)
+    try:
+        cost = build_cost(gpu, model, tp, cost_model)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{where}{exc}") from None
     if cost.kv_capacity_tokens(0.0) <= 0:
         raise UserError(
             f"{where}model {cost.model.name} ({cost.weight_bytes_per_gpu * tp / 1e9:.1f} GB of weights) does not fit "
@@ -220,7 +252,7 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
         s = a + c * b * n
         reduced = b  # one new token per sequence
     out = {"ms": s * 1e3}
-    if tp > 1:
+    if tp > 1 and hasattr(cost, "allreduce_s"):
         # Share of the iteration spent in the tensor-parallel all-reduces (already in "ms").
         out["allreduce_ms"] = cost.allreduce_s(reduced) * 1e3
     return out
@@ -244,6 +276,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 raise UserError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
             if not isinstance(q, dict):
                 raise UserError(f"{path}:{no}: expected a JSON object (got {line.strip()[:40]!r})")
+            if args.cost_model and "cost_model" not in q:
+                q["cost_model"] = args.cost_model
             out.append(json.dumps(_predict_one(q, f"{path}:{no}: ")))
         print("\n".join(out))
         return 0
@@ -284,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plots", type=Path, metavar="DIR", help="write latency_cdf.png and timeline.png here")
     s.add_argument("--records", type=Path, metavar="CSV", help="write per-request records to this CSV")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
+    s.add_argument("--cost-model", metavar="MODEL", help="cost model of every instance group: roofline or table:PATH")
     s.set_defaults(func=cmd_simulate)
 
     q = sub.add_parser("predict", help="predict one iteration or KV-transfer time from the cost model")
@@ -296,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--link", help="tier: nvlink, pcie, rdma, ethernet (or a finer variant)")
     q.add_argument("--bytes", type=nonneg_int)
     q.add_argument("--queries", type=Path, help="JSON lines of queries; prints one JSON result per line")
+    q.add_argument("--cost-model", metavar="MODEL", help="roofline (default) or table:PATH (a measured latency table)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_predict)
 
@@ -356,8 +392,13 @@ _EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParse
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``disagg-gym`` console script."""
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Library warnings (e.g. a table extrapolated beyond its grid) as one line each.
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_a, **_k: f"disagg-gym: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
     except (UserError, ConfigError) as exc:
@@ -369,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("disagg-gym: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

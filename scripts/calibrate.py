@@ -16,11 +16,19 @@ H100 value; when none exist the terms keep their assumed defaults. Everything el
 folder (single-GPU H200 TP=1 runs, ``shard_of_tp`` runs of one rank's shard, other models) is
 checking data, never fitted. ``--check`` reports the TP errors per (model, tp) and names the
 (model, tp) grids and all-reduce sweeps that have not been measured.
+With ``--table PATH --gpu ID --model NAME [--tp N]`` it instead fits the same efficiencies to
+any latency table that ``--cost-model table:PATH`` reads (profile JSON lines, splitwise-sim
+``perf_model.csv``, plain CSV), so a profile of another GPU calibrates the roofline too. It
+prints the same error tables and, with ``--out FILE``, writes the parameters as a calibration
+file that ``cost_model: roofline:FILE`` (or ``--cost-model roofline:FILE``) uses; the committed
+``calibration.json`` is never touched in this mode.
 
 usage:
     python scripts/calibrate.py                 # fit, write calibration.json and the plot
     python scripts/calibrate.py --check         # recompute the committed file's errors only
     python scripts/calibrate.py --check --tp-plot docs/img/calibration_tp.png   # + TP plot
+    python scripts/calibrate.py --table perf_model.csv --gpu h100-sxm --model llama-2-70b --tp 8 \
+        --out my_h100.json                      # fit to a table (any supported format)
 """
 
 from __future__ import annotations
@@ -128,6 +136,16 @@ class Args:
     """Activation-traffic multiplier held fixed during the fit (1.0 = the counted traffic)."""
     tp_plot: Path | None
     """Also draw predicted vs measured for the TP files (docs/data/tp) to this PNG."""
+    table: Path | None = None
+    """Fit to this latency table (any format ``table:PATH`` reads) instead of the profiles."""
+    gpu: str | None = None
+    """Catalog GPU id the table was measured on (``--table`` mode)."""
+    model: str | None = None
+    """Model catalog name or YAML path of the table's rows (``--table`` mode)."""
+    tp: int = 1
+    """Tensor-parallel degree of the table's rows (``--table`` mode)."""
+    out: Path | None = None
+    """Where ``--table`` mode writes the fitted parameters (a calibration JSON file)."""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -139,12 +157,26 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--act-passes", type=float, default=1.0)
     parser.add_argument("--tp-plot", type=Path, default=None)
+    parser.add_argument("--table", type=Path, help="fit to this latency table instead")
+    parser.add_argument("--gpu", help="--table mode: catalog GPU id of the table")
+    parser.add_argument("--model", help="--table mode: model name or YAML path of the table")
+    parser.add_argument("--tp", type=int, default=1, help="--table mode: tensor-parallel degree")
+    parser.add_argument("--out", type=Path, help="--table mode: write the fitted parameters here")
     ns = parser.parse_args(argv)
+    if ns.table is not None and (ns.gpu is None or ns.model is None):
+        parser.error("--table needs --gpu and --model")
+    if ns.table is None and (ns.out is not None or ns.gpu or ns.model):
+        parser.error("--gpu, --model and --out belong to --table mode")
     return Args(
         profiles=ns.profiles.resolve(),
         check=ns.check,
         act_passes=ns.act_passes,
         tp_plot=ns.tp_plot,
+        table=ns.table,
+        gpu=ns.gpu,
+        model=ns.model,
+        tp=ns.tp,
+        out=ns.out,
     )
 
 
@@ -174,12 +206,15 @@ def reduced_tokens(row: dict[str, Any]) -> int:
 
 
 def make_costs(rows: list[dict[str, Any]], params: CalibParams) -> dict[str, InstanceCost]:
-    """One instance cost per (model) appearing in the rows, on the rows' GPU, tp=1."""
+    """One instance cost per (model) appearing in the rows, on the rows' GPU and tp (default 1)."""
     costs = {}
     for row in rows:
         if row["model"] not in costs:
             costs[row["model"]] = build_instance_cost(
-                get_gpu(GPU_IDS[row["gpu"]]), load_model(row["model"]), 1, params
+                get_gpu(GPU_IDS.get(row["gpu"], row["gpu"])),
+                load_model(row["model"]),
+                int(row.get("tp", 1)),
+                params,
             )
     return costs
 
@@ -653,9 +688,85 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def table_rows(args: Args) -> list[dict[str, Any]]:
+    """The table's prefill/decode rows for the instance, one per grid point (median of repeats).
+
+    Rows come out in the profile's shape (``kind``, ``batch``, ``prompt_len``/``context_len``,
+    ``ms``) so the fit and the reports below treat them like the committed profile.
+    """
+    import statistics
+
+    from disagg_gym.hardware.table_cost import read_table, select_rows
+
+    model = load_model(args.model)
+    gpu = get_gpu(args.gpu)
+    rows = select_rows(read_table(args.table), gpu.name, model.name, args.tp)
+    points: dict[tuple[str, int, float], list[float]] = {}
+    for r in rows:
+        if r.phase in ("prefill", "decode"):
+            points.setdefault((r.phase, r.batch, r.length), []).append(r.seconds * 1e3)
+    out = []
+    for (kind, batch, length), ms in sorted(points.items()):
+        key = "prompt_len" if kind == "prefill" else "context_len"
+        out.append(
+            {"kind": kind, "batch": batch, key: length, "ms": statistics.median(ms),
+             "model": args.model, "gpu": args.gpu, "tp": args.tp}
+        )
+    return out
+
+
+def main_table(args: Args) -> int:
+    """``--table`` mode: fit the efficiencies to one table, report errors, optionally write them."""
+    from disagg_gym.hardware.table_cost import TableError
+
+    try:
+        rows = table_rows(args)
+    except (TableError, ValueError) as exc:
+        print(f"calibrate: {exc}", file=sys.stderr)
+        return 2
+    kinds = np.array([r["kind"] for r in rows])
+    for k in ("prefill", "decode"):
+        if (kinds == k).sum() < 2:
+            print(f"calibrate: {args.table}: need at least 2 {k} points to fit (got "
+                  f"{int((kinds == k).sum())})", file=sys.stderr)
+            return 2
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        print("calibrate: the fit needs scipy (pip install scipy)", file=sys.stderr)
+        return 2
+    committed = CalibParams.from_dict(json.loads(CALIB_PATH.read_text())["cost"])
+    before = rel_errors_pct(rows, committed)
+    params = fit_cost(rows, args.act_passes, committed)
+    err = rel_errors_pct(rows, params)
+    label = f"{args.model} on {args.gpu} tp{args.tp}"
+    print(f"## Fitted cost parameters ({label}, {args.table})\n")
+    for f in fields(CalibParams):
+        mark = "  (fitted)" if f.name in FITTED else ""
+        print(f"- {f.name} = {getattr(params, f.name):.6g} (committed {getattr(committed, f.name):.6g}){mark}")
+    groups = {f"{label} {k} (committed calibration)": before[kinds == k] for k in ("prefill", "decode")}
+    groups |= {f"{label} {k} (fitted to the table)": err[kinds == k] for k in ("prefill", "decode")}
+    print("\n## Iteration latency: absolute percentage error\n")
+    print_summary(groups)
+    print_rows(f"Table rows ({label})", rows, err)
+    if args.out is not None:
+        out = {
+            "cost": params.to_dict(),
+            "fitted": list(FITTED),
+            "source": {"table": str(args.table), "table_sha256": sha256(args.table), "gpu": args.gpu,
+                       "model": args.model, "tp": args.tp, "script": "scripts/calibrate.py --table"},
+            "errors": {name: summary(e) for name, e in groups.items()},
+        }
+        write_atomic(args.out, json.dumps(out, indent=2) + "\n")
+        print(f"\nwrote {args.out} (use it with --cost-model roofline:{args.out})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the calibration (or the check) and returns the exit status."""
     args = parse_args(argv)
+    if args.table is not None:
+        return main_table(args)
     latency_path = args.profiles / LATENCY_FILE
     transfer_path = args.profiles / TRANSFER_FILE
     for p in (latency_path, transfer_path):

@@ -135,7 +135,7 @@ class Cluster:
         timeline: TimelineObserver | None = None,
         changed: set[int] | None = None,
     ) -> None:
-        from disagg_gym.hardware import build_instance_cost, get_gpu, load_model
+        from disagg_gym.hardware import build_cost, get_gpu, load_model
         from disagg_gym.interconnect.links import get_link, link_for_gpu
 
         self.config = config
@@ -157,14 +157,14 @@ class Cluster:
         self.instances: list[Instance] = []
         node = -1
         used_node: tuple[int, int] | None = None
-        costs: dict[tuple[str, int], Any] = {}
+        self._costs: dict[tuple[str, int, str], Any] = {}
         for g_idx, g in enumerate(config.groups):
             gpu = get_gpu(g.gpu)
-            key = (g.gpu, g.tp)
-            cost = costs.get(key)
+            key = (g.gpu, g.tp, g.cost_model)
+            cost = self._costs.get(key)
             if cost is None:
-                cost = cost_factory(g.gpu, g.tp) if cost_factory else build_instance_cost(gpu, self.model, g.tp)
-                costs[key] = cost
+                cost = cost_factory(g.gpu, g.tp) if cost_factory else build_cost(gpu, self.model, g.tp, g.cost_model)
+                self._costs[key] = cost
             kv_cap = cost.kv_capacity_tokens(config.kv_reserve_frac)
             if kv_cap < self.block:
                 raise ValueError(

@@ -38,6 +38,10 @@ class InstanceGroupConfig:
         default="reserved",
         metadata=spec("reserved: paid for the whole run; on_demand: paid only while busy (cloud burst)"),
     )
+    cost_model: str = field(
+        default="roofline",
+        metadata=spec("iteration latencies: roofline, roofline:CALIB.json or table:PATH (measured table)"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +98,7 @@ class ClusterConfig:
 
     def validate(self) -> None:
         """Cross-field checks: known GPUs, model and tiers; the model fits; both roles present."""
-        from disagg_gym.hardware import build_instance_cost, get_gpu, load_model
+        from disagg_gym.hardware import build_cost, get_gpu, load_model
         from disagg_gym.interconnect.links import get_link
 
         try:
@@ -117,9 +121,14 @@ class ClusterConfig:
                     f"key 'groups[{i}].tp': exceeds topology.gpus_per_node ({self.topology.gpus_per_node}) (got {g.tp})"
                 )
             try:
-                cost = build_instance_cost(gpu, model, g.tp)
+                cost = build_cost(gpu, model, g.tp)
             except ValueError as exc:
                 raise ValueError(f"key 'groups[{i}].tp': {exc}") from None
+            if g.cost_model != "roofline":
+                try:
+                    build_cost(gpu, model, g.tp, g.cost_model)
+                except ValueError as exc:
+                    raise ValueError(f"key 'groups[{i}].cost_model': {exc}") from None
             cap = cost.kv_capacity_tokens(self.kv_reserve_frac)
             if cap < self.block_size_tokens:
                 raise ValueError(

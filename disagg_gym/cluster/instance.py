@@ -85,7 +85,7 @@ class Instance:
         "chunk_tokens", "price_per_s", "on_demand", "state", "target_role", "switch_ev", "drain_start_s",
         "kv", "pq", "batch", "prefill_busy", "prefill_batch", "prefill_start_s", "prefill_end_s",
         "want_prefill", "paused", "dq", "incoming", "owed", "swapped", "swapping", "swap_out_tokens", "sending",
-        "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens", "served", "_coeffs",
+        "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens", "served", "_coeffs", "_table",
     )
 
     def __init__(
@@ -111,6 +111,7 @@ class Instance:
         self.switch_ev: Event | None = None
         self.drain_start_s = 0.0
         self._coeffs: dict[int, tuple[float, float]] = {}
+        self._table = bool(getattr(cost, "context_dependent", False))
         self.kv = KVPool(kv_cap_tokens, block_tokens)
         self.pq = PrefillQueue()
         self.batch = DecodeBatch(self.kv, self.coeffs)
@@ -212,6 +213,8 @@ class Instance:
 
     def coeffs(self, batch: int, context_tokens: int = 0) -> tuple[float, float]:
         """Decode iteration coefficients ``(a, b)`` for ``batch`` sequences (cached)."""
+        if self._table:
+            return self.cost.decode_coeffs(batch, context_tokens)  # the local segment around S
         c = self._coeffs.get(batch)
         if c is None:
             c = self.cost.decode_coeffs(batch)

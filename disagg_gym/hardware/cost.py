@@ -380,6 +380,11 @@ class InstanceCost:
         """
         if len(prompt_lens) == 0:
             raise ValueError(f"prefill needs at least one prompt (got {list(prompt_lens)!r})")
+        if cached_lens is not None and len(cached_lens) != len(prompt_lens):
+            raise ValueError(
+                f"cached_lens must match prompt_lens in length (got {len(cached_lens)} and "
+                f"{len(prompt_lens)})"
+            )
         tokens = 0
         pairs = 0
         cached_read = 0
@@ -419,14 +424,17 @@ class InstanceCost:
             + self._allreduce_s(tokens)
         )
 
-    def decode_coeffs(self, batch: int) -> tuple[float, float]:
+    def decode_coeffs(self, batch: int, context_tokens: float | None = None) -> tuple[float, float]:
         """Affine cost of one decode iteration of ``batch`` sequences.
 
         The iteration takes ``a_s + b_s * S`` seconds when the sequences' contexts total ``S``
-        tokens: exactly linear in ``S`` for a fixed batch. Cached per batch.
+        tokens: exactly linear in ``S`` for a fixed batch, so the segment is global and
+        ``context_tokens`` is ignored (table models return the local segment around it).
+        Cached per batch.
 
         Args:
             batch: Sequences in the iteration (>= 1).
+            context_tokens: Total context ``S`` the segment should hold around (ignored).
 
         Returns:
             ``(a_s, b_s)``: fixed seconds and seconds per context token.

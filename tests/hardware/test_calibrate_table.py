@@ -1,0 +1,81 @@
+"""scripts/calibrate.py --table: recovers known efficiencies from a synthetic table; roofline:FILE."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from disagg_gym.hardware import build_cost, default_params
+from disagg_gym.hardware.cost import InstanceCost
+from disagg_gym.hardware.gpu import get_gpu
+from disagg_gym.hardware.model import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("calibrate_script", ROOT / "scripts" / "calibrate.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["calibrate_script"] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# Ground truth: a GPU that reaches different efficiencies than the committed H100 fit.
+TRUTH = replace(
+    default_params(), compute_eff=0.45, attn_compute_eff=0.35, mem_eff=0.7,
+    attn_parallel_units=80.0, smoothmax_exp=4.0, layer_overhead_s=6e-5,
+)
+
+
+def synthetic_table(path: Path) -> None:
+    cost = InstanceCost(get_gpu("a100-80gb"), load_model("llama-2-13b"), 1, TRUTH)
+    lines = ["phase,batch,length,ms"]
+    for b in (1, 2, 4, 8):
+        for n in (128, 512, 1024, 2048):
+            lines.append(f"prefill,{b},{n},{cost.prefill_s([n] * b) * 1e3!r}")
+    for b in (1, 2, 4, 8, 16, 32, 64, 128):
+        for n in (128, 512, 1024, 2048):
+            lines.append(f"decode,{b},{n},{cost.decode_s([n] * b) * 1e3!r}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_table_fit_recovers_known_efficiencies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("scipy")
+    table, out = tmp_path / "a100.csv", tmp_path / "fit.json"
+    synthetic_table(table)
+    rc = load_script().main(
+        ["--table", str(table), "--gpu", "a100-80gb", "--model", "llama-2-13b", "--out", str(out)]
+    )
+    assert rc == 0
+    fitted = json.loads(out.read_text())["cost"]
+    for key in ("compute_eff", "attn_compute_eff", "mem_eff", "layer_overhead_s"):
+        assert fitted[key] == pytest.approx(getattr(TRUTH, key), rel=0.02), key
+    assert "fitted to the table" in capsys.readouterr().out
+    # roofline:FILE uses the fitted efficiencies: predictions match the table's truth.
+    cost = build_cost("a100-80gb", "llama-2-13b", 1, f"roofline:{out}")
+    truth = InstanceCost(get_gpu("a100-80gb"), load_model("llama-2-13b"), 1, TRUTH)
+    assert cost.prefill_s([700]) == pytest.approx(truth.prefill_s([700]), rel=0.01)
+    assert cost.decode_s([900] * 24) == pytest.approx(truth.decode_s([900] * 24), rel=0.01)
+
+
+def test_table_mode_bad_table_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("phase,batch,ms\nprefill,1,3\n")
+    rc = load_script().main(["--table", str(bad), "--gpu", "h100-sxm", "--model", "llama-3.1-8b"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == f"calibrate: {bad}: missing column 'length' (header has: phase, batch, ms)"
+
+
+def test_roofline_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"nope\.json: calibration file not found"):
+        build_cost("h100-sxm", "llama-3.1-8b", 1, f"roofline:{tmp_path / 'nope.json'}")
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"cost": {"mem_eff": 7}}))
+    with pytest.raises(ValueError, match=r"c\.json: CalibParams: mem_eff must be in \(0, 1\.5\]"):
+        build_cost("h100-sxm", "llama-3.1-8b", 1, f"roofline:{bad}")
