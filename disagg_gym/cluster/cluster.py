@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from disagg_gym.cluster.config import ClusterConfig
 from disagg_gym.cluster.instance import Instance
@@ -24,6 +24,9 @@ from disagg_gym.sim.engine import Engine
 from disagg_gym.types import RequestState, Role
 from disagg_gym.workload.request import Request
 from disagg_gym.workload.source import ArrivalSource
+
+if TYPE_CHECKING:
+    from disagg_gym.metrics.chrome_trace import TimelineObserver
 
 PRIO_ARRIVAL = 5
 PRIO_PREFILL = 1
@@ -81,6 +84,8 @@ class Cluster:
             (``control_due``), for an external allocator (the env).
         cost_factory: ``(gpu, tp) -> InstanceCost`` (defaults to the calibrated roofline;
             tests pass toy cost models with hand-computable answers).
+        timeline: Optional timeline hooks (``disagg_gym.metrics.chrome_trace.ChromeTrace``):
+            prefill/decode/transfer/drain/switch spans and role changes per instance.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class Cluster:
         allocator: Allocator | None = None,
         external_control_interval_s: float | None = None,
         cost_factory: Callable[[str, int], Any] | None = None,
+        timeline: TimelineObserver | None = None,
     ) -> None:
         from disagg_gym.hardware import build_instance_cost, get_gpu, load_model
         from disagg_gym.interconnect.links import get_link, link_for_gpu
@@ -104,6 +110,8 @@ class Cluster:
         self.observer: ClusterObserver = observer or NullObserver()
         self.router = router
         self.allocator = allocator
+        self.timeline = timeline
+        self._drain_start_s: dict[int, float] = {}  # timeline only: when each drain began
         self.model = load_model(config.model)
         self._rid = itertools.count()
         self.block = config.block_size_tokens
@@ -154,6 +162,9 @@ class Cluster:
                 used_node = (used_node[0], used_node[1] + g.tp)
                 self.instances.append(inst)
         self.n = len(self.instances)
+        if timeline is not None:  # timeline (#13)
+            for inst in self.instances:
+                timeline.on_instance(inst.idx, inst.gpu, inst.tp, inst.role.value)
         self.sites = sorted({i.site for i in self.instances})
         # Incremental energy/cost: energy(t) = idle_w * t + extra_energy_j; cost likewise.
         self.idle_w = sum(i.cost.idle_power_w for i in self.instances)
@@ -413,6 +424,8 @@ class Cluster:
         if inst.on_demand:
             self.on_demand_usd += dur * inst.price_per_s
         inst.prefill_tokens += tokens
+        if self.timeline is not None:  # timeline (#13)
+            self.timeline.on_span(inst.idx, "prefill", now, now + dur, {"rids": [r.rid for r in batch], "tokens": tokens})
         self.engine.schedule(now + dur, self._cb_prefill_done, inst, PRIO_PREFILL)
 
     def _prefill_done(self, inst: Instance) -> None:
@@ -514,6 +527,10 @@ class Cluster:
         p.dirty = d.dirty = True
         req.state = RequestState.DECODING
         self.observer.on_kv_transfer_done(req)
+        if self.timeline is not None:  # timeline (#13): on the sender, which holds the KV until done
+            start = req.transfer_start_s if req.transfer_start_s is not None else now
+            self.timeline.on_span(p.idx, "transfer", start, now, {
+                "rids": [req.rid], "tokens": req.prefill_tokens, "to": d.idx, "tier": req.tier, "bytes": req.kv_bytes})
         self._join(d, req)
         if p.pq:
             self._try_prefill(p)
@@ -560,6 +577,9 @@ class Cluster:
         if d.next_ev is not None and d.next_n <= n:
             return False
         busy = d.decode_time(n)
+        if self.timeline is not None:  # timeline (#13): the segment settled ahead of a join
+            self.timeline.on_span(d.idx, "decode", d.epoch_s, d.epoch_s + busy, {
+                "rids": sorted(m[1] for m in d.members), "tokens": d.B * n, "iterations": n})
         d.counter += n
         d.S += d.B * n
         d.decode_tokens += d.B * n
@@ -643,6 +663,9 @@ class Cluster:
     def _decode_tick(self, inst: Instance) -> None:
         now = self.engine.now
         n = inst.next_n
+        if self.timeline is not None:  # timeline (#13): the segment [epoch, now] just finished
+            self.timeline.on_span(inst.idx, "decode", inst.epoch_s, now, {
+                "rids": sorted(m[1] for m in inst.members), "tokens": inst.B * n, "iterations": n})
         inst.next_ev = None
         inst.dirty = True
         inst.counter += n
@@ -729,6 +752,7 @@ class Cluster:
         inst.state = "draining"
         inst.target_role = role
         inst.dirty = True
+        self._drain_start_s.setdefault(idx, self.engine.now)  # timeline (#13)
         self._invalidate_roles()
         self._maybe_switch(inst)
         return True
@@ -737,6 +761,11 @@ class Cluster:
         """Returns a draining instance to service in its current role."""
         inst = self.instances[idx]
         if inst.state == "draining":
+            if self.timeline is not None:  # timeline (#13): a drain that ended without a switch
+                self.timeline.on_span(idx, "drain", self._drain_start_s.get(idx, self.engine.now), self.engine.now, {
+                    "rids": [], "tokens": 0, "from": inst.role.value, "to": inst.target_role.value if inst.target_role else None,
+                    "cancelled": True})
+            self._drain_start_s.pop(idx, None)
             inst.state = "active"
             inst.target_role = None
             inst.dirty = True
@@ -747,12 +776,21 @@ class Cluster:
             return
         inst.state = "switching"
         inst.dirty = True
+        start = self._drain_start_s.pop(inst.idx, self.engine.now)
+        if self.timeline is not None and inst.target_role is not None:  # timeline (#13)
+            self.timeline.on_span(inst.idx, "drain", start, self.engine.now, {
+                "rids": [], "tokens": 0, "from": inst.role.value, "to": inst.target_role.value})
         inst.switch_ev = self.engine.schedule(
             self.engine.now + self.config.switch_delay_s, self._switch_done, inst, PRIO_CONTROL
         )
 
     def _switch_done(self, inst: Instance) -> None:
         assert inst.target_role is not None
+        if self.timeline is not None:  # timeline (#13)
+            now, old, new = self.engine.now, inst.role.value, inst.target_role.value
+            self.timeline.on_span(inst.idx, "switch", now - self.config.switch_delay_s, now, {
+                "rids": [], "tokens": 0, "from": old, "to": new})
+            self.timeline.on_instant(inst.idx, "role", now, {"from": old, "to": new})
         inst.role = inst.target_role
         inst.target_role = None
         inst.state = "active"
