@@ -28,11 +28,12 @@ from typing import Any, Protocol
 
 from disagg_gym.io import atomic_write_text
 
-#: Lane (``tid``) of each span name; names not listed share ``OTHER_LANE``.
-LANES: dict[str, int] = {"prefill": 0, "decode": 1, "transfer": 2, "swap": 3, "drain": 4, "switch": 4, "role": 4}
-OTHER_LANE = 5
+#: Lane (``tid``) of each span name; names not listed share ``OTHER_LANE``. Lanes start at 1:
+#: Perfetto treats tid 0 (and pid 0) as Linux's idle task.
+LANES: dict[str, int] = {"prefill": 1, "decode": 2, "transfer": 3, "swap": 4, "drain": 5, "switch": 5, "role": 5}
+OTHER_LANE = 6
 #: Label of each base lane (thread name in the viewer).
-LANE_NAMES: dict[int, str] = {0: "prefill", 1: "decode", 2: "transfer", 3: "swap", 4: "drain/switch", 5: "other"}
+LANE_NAMES: dict[int, str] = {1: "prefill", 2: "decode", 3: "transfer", 4: "swap", 5: "drain/switch", 6: "other"}
 #: Extra lane ``j`` (1, 2, ...) of base lane ``b`` gets ``tid = b + LANE_STRIDE * j``.
 LANE_STRIDE = 10
 #: Span names the simulator emits.

@@ -50,17 +50,17 @@ def test_hook_calls_give_exact_json() -> None:
     observer.on_span(1, "drain", 1.25, 1.5, {"rids": [], "tokens": 0})
     observer.on_span(1, "switch", 1.5, 6.5, {"rids": [], "tokens": 0})
     observer.on_instant(1, "role", 6.5, {"from": "decode", "to": "prefill"})
-    p0, t0 = _meta(0, "#0 h100-sxm tp=2 prefill", "prefill", {0: ("prefill", 0), 2: ("transfer", 2000), 12: ("transfer 2", 2001)})
-    p1, t1 = _meta(1, "#1 a100-80gb tp=1 decode", "prefill", {1: ("decode", 1000), 4: ("drain/switch", 4000)})
+    p0, t0 = _meta(0, "#0 h100-sxm tp=2 prefill", "prefill", {1: ("prefill", 1000), 3: ("transfer", 3000), 13: ("transfer 2", 3001)})
+    p1, t1 = _meta(1, "#1 a100-80gb tp=1 decode", "prefill", {2: ("decode", 2000), 5: ("drain/switch", 5000)})
     assert tr.to_json() == {
         "traceEvents": p0 + p1 + t0 + t1 + [
-            {"name": "prefill", "ph": "X", "ts": 500000.0, "dur": 250000.0, "pid": 0, "tid": 0, "args": {"rids": [0, 1], "tokens": 300}},
-            {"name": "transfer", "ph": "X", "ts": 750000.0, "dur": 125000.0, "pid": 0, "tid": 2, "args": {"rids": [0], "tokens": 100}},
-            {"name": "transfer", "ph": "X", "ts": 750000.0, "dur": 250000.0, "pid": 0, "tid": 12, "args": {"rids": [1], "tokens": 200}},
-            {"name": "decode", "ph": "X", "ts": 1000000.0, "dur": 250000.0, "pid": 1, "tid": 1, "args": {"rids": [0, 1], "tokens": 40}},
-            {"name": "drain", "ph": "X", "ts": 1250000.0, "dur": 250000.0, "pid": 1, "tid": 4, "args": {"rids": [], "tokens": 0}},
-            {"name": "switch", "ph": "X", "ts": 1500000.0, "dur": 5000000.0, "pid": 1, "tid": 4, "args": {"rids": [], "tokens": 0}},
-            {"name": "role", "ph": "i", "s": "p", "ts": 6500000.0, "pid": 1, "tid": 4, "args": {"from": "decode", "to": "prefill"}},
+            {"name": "prefill", "ph": "X", "ts": 500000.0, "dur": 250000.0, "pid": 0, "tid": 1, "args": {"rids": [0, 1], "tokens": 300}},
+            {"name": "transfer", "ph": "X", "ts": 750000.0, "dur": 125000.0, "pid": 0, "tid": 3, "args": {"rids": [0], "tokens": 100}},
+            {"name": "transfer", "ph": "X", "ts": 750000.0, "dur": 250000.0, "pid": 0, "tid": 13, "args": {"rids": [1], "tokens": 200}},
+            {"name": "decode", "ph": "X", "ts": 1000000.0, "dur": 250000.0, "pid": 1, "tid": 2, "args": {"rids": [0, 1], "tokens": 40}},
+            {"name": "drain", "ph": "X", "ts": 1250000.0, "dur": 250000.0, "pid": 1, "tid": 5, "args": {"rids": [], "tokens": 0}},
+            {"name": "switch", "ph": "X", "ts": 1500000.0, "dur": 5000000.0, "pid": 1, "tid": 5, "args": {"rids": [], "tokens": 0}},
+            {"name": "role", "ph": "i", "s": "p", "ts": 6500000.0, "pid": 1, "tid": 5, "args": {"from": "decode", "to": "prefill"}},
         ],
         "displayTimeUnit": "ms",
         "otherData": {"dropped_events": 0, "max_events": 200000},
@@ -83,7 +83,7 @@ def test_disjoint_spans_reuse_the_first_lane() -> None:
         tr.on_span(0, "transfer", start, end, {"rids": [], "tokens": 0})
     ev = [e for e in tr.to_json()["traceEvents"] if e["ph"] == "X"]
     # Sorted by start: [0,3]->lane 0, [1,2]->1, [2,4]->1 (free at 2), [2.5,2.75]->2, [3,5]->0.
-    assert [e["tid"] for e in ev] == [2, 12, 12, 2, 22]
+    assert [e["tid"] for e in ev] == [3, 13, 13, 3, 23]
 
 
 def test_max_events_keeps_the_first_and_counts_the_rest() -> None:
