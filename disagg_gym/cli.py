@@ -88,6 +88,28 @@ def fmt_summary(s: dict[str, Any]) -> str:
 
 
 # ====================================================================== simulate
+def check_output_file(path: Path, what: str) -> None:
+    """Fails early (before a long run) if ``path`` cannot be written as a file.
+
+    Raises:
+        UserError: The parent folder is missing or not a folder, ``path`` is a folder, or
+            either is not writable.
+    """
+    import os
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise UserError(f"{what} {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise UserError(f"{what} {path}: {parent} is not a folder")
+    if path.is_dir():
+        raise UserError(f"{what} {path}: is a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{what} {path}: file is not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: folder {parent} is not writable")
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Runs one simulation and prints its summary."""
     import time
@@ -115,8 +137,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     scen = load_scenario(args.config, overrides)
     if args.cost_model:
         scen = _with_cost_model(scen, args.cost_model)
+    trace = None
+    if args.chrome_trace is not None:
+        from disagg_gym.metrics.chrome_trace import ChromeTrace
+
+        check_output_file(args.chrome_trace, "--chrome-trace")
+        trace = ChromeTrace(max_events=args.chrome_trace_max_events)
     t0 = time.perf_counter()
-    sim = Simulation(scen, seed=args.seed, router=args.policy, keep_records=bool(args.plots or args.records))
+    sim = Simulation(scen, seed=args.seed, router=args.policy, keep_records=bool(args.plots or args.records), timeline=trace)
     sampler = None
     if args.plots:
         from disagg_gym.metrics.timeline import TimelineSampler
@@ -137,12 +165,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             plots.timeline(sampler.rows if sampler else [], out / "timeline.png", scen.name),
         ]
         summary["plots"] = [str(p) for p in files]
+    if trace is not None:
+        try:
+            summary["chrome_trace"] = str(trace.write(args.chrome_trace))
+        except OSError as exc:
+            raise UserError(f"--chrome-trace {args.chrome_trace}: cannot write ({exc.strerror or exc})") from None
+        if trace.dropped:
+            summary["chrome_trace_dropped_events"] = trace.dropped
+    dropped_line = (
+        f"chrome trace kept the first {trace.max_events} events and dropped {trace.dropped} "
+        "(raise --chrome-trace-max-events to keep more)"
+        if trace is not None and trace.dropped else ""
+    )
     if args.json:
         print(json.dumps(summary, sort_keys=True))
+        if dropped_line:
+            print(f"disagg-gym: {dropped_line}", file=sys.stderr)  # stdout stays one JSON object
     else:
         print(fmt_summary(summary))
         if args.plots:
             print(f"plots         {', '.join(summary['plots'])}")
+        if trace is not None:
+            print(f"chrome trace  {summary['chrome_trace']} (open in https://ui.perfetto.dev or chrome://tracing)")
+        if dropped_line:
+            print(dropped_line)
     return 0
 
 
@@ -317,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--plots", type=Path, metavar="DIR", help="write latency_cdf.png and timeline.png here")
     s.add_argument("--records", type=Path, metavar="CSV", help="write per-request records to this CSV")
+    s.add_argument("--chrome-trace", type=Path, metavar="PATH",
+                   help="write the run's timeline as Chrome Trace Event JSON (open in ui.perfetto.dev or chrome://tracing)")
+    s.add_argument("--chrome-trace-max-events", type=positive_int, default=200_000, metavar="N",
+                   help="keep the first N timeline events (default 200000); the rest are counted as dropped")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
     s.add_argument("--cost-model", metavar="MODEL", help="cost model of every instance group: roofline or table:PATH")
     s.set_defaults(func=cmd_simulate)

@@ -1,4 +1,8 @@
-"""Atomic file writes (temp file in the same folder + fsync + rename): no torn results."""
+"""Atomic file writes (temp file in the same folder + fsync + rename): no torn results.
+
+Files get the permissions a plain ``open(path, "w")`` would give (``0o666`` less the umask),
+not ``tempfile.mkstemp``'s private ``0o600``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Writes ``data`` to ``path`` atomically; readers see the old or the new file, never half."""
     p = Path(path)
@@ -16,6 +27,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from disagg_gym.cluster.cluster import Cluster, ClusterObserver, FanOut, Router
 from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
@@ -12,6 +12,9 @@ from disagg_gym.metrics.summary import summarize
 from disagg_gym.rng import RngStreams
 from disagg_gym.scenario import AllocatorConfig, ScenarioConfig
 from disagg_gym.sim.engine import Engine
+
+if TYPE_CHECKING:
+    from disagg_gym.metrics.chrome_trace import TimelineObserver
 
 
 def make_router(name: str, streams: RngStreams) -> Router:
@@ -43,7 +46,10 @@ class Simulation:
         keep_requests: Keep ``Request`` objects (for invariant checks).
         external: Leave routing to the caller (the env): arrivals park in ``cluster.pending``.
         control_interval_s: External allocation decision interval (the env's allocate task).
-        timeline: Optional timeline observer (``disagg_gym.metrics.chrome_trace.ChromeTrace``).
+        use_allocator: Build the scenario's allocator (off when the caller allocates).
+        workload_window: ``(start_s, end_s)`` slice of the workload to replay.
+        timeline: Optional timeline hooks passed to the cluster (e.g.
+            ``disagg_gym.metrics.chrome_trace.ChromeTrace``).
         extra_observer: Another observer of request outcomes (the env's reward window).
     """
 
@@ -59,7 +65,7 @@ class Simulation:
         control_interval_s: float | None = None,
         use_allocator: bool = True,
         workload_window: tuple[float, float | None] | None = None,
-        timeline: Any = None,
+        timeline: TimelineObserver | None = None,
         extra_observer: ClusterObserver | None = None,
     ) -> None:
         self.scenario = scenario

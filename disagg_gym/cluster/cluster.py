@@ -197,6 +197,9 @@ class Cluster:
                 used_node = (used_node[0], used_node[1] + g.tp)
                 self.instances.append(inst)
         self.n = len(self.instances)
+        if timeline is not None:  # timeline (#13)
+            for inst in self.instances:
+                timeline.on_instance(inst.idx, inst.gpu, inst.tp, inst.role.value)
         self.sites = sorted({i.site for i in self.instances})
         self.meter = Meter(self.instances, config.idle_power)
         self._role_counts: dict[str, tuple[int, int]] = {}
@@ -760,6 +763,10 @@ class Cluster:
             self.timeline.on_span(p.idx, "transfer", req.transfer_start_s, now, {
                 "rids": [req.rid], "tokens": req.prefill_tokens, "to": d.idx, "tier": req.tier})
         self.observer.on_kv_transfer_done(req)
+        if self.timeline is not None:  # timeline (#13): on the sender, which holds the KV until done
+            start = req.transfer_start_s if req.transfer_start_s is not None else now
+            self.timeline.on_span(p.idx, "transfer", start, now, {
+                "rids": [req.rid], "tokens": req.prefill_tokens, "to": d.idx, "tier": req.tier, "bytes": req.kv_bytes})
         self._join(d, req)
         if p.pq:
             self._try_prefill(p)
