@@ -62,7 +62,7 @@ def slim_checkpoint(path: str | Path) -> bool:
     The state of ``policy.optimizer.pth`` is emptied (its parameter groups are kept); the
     policy weights are untouched, so evaluation is unaffected, but training resumed from a
     slimmed zip restarts the optimizer moments. Used for the committed leaderboard
-    checkpoints (LargeJoint-v1: 464 KB -> 132 KB). Returns whether the file changed.
+    checkpoints (LargeJoint-v2: 464 KB -> 132 KB). Returns whether the file changed.
     """
     p = Path(path)
     with zipfile.ZipFile(p) as zin:

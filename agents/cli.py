@@ -35,7 +35,7 @@ class TrainArgs:
     """Arguments of ``disagg-gym train`` / ``scripts/train.py``."""
 
     env: str = field(
-        default="disagg/SmallRoute-v0",
+        default="disagg/SmallRoute-v1",
         metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"),
     )
     algo: str = field(
@@ -106,7 +106,7 @@ class EvalArgs:
     """Arguments of ``disagg-gym evaluate`` / ``scripts/evaluate.py``."""
 
     env: str = field(
-        default="disagg/SmallRoute-v0",
+        default="disagg/SmallRoute-v1",
         metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"),
     )
     policy: str = field(

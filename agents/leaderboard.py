@@ -173,7 +173,7 @@ class Cell:
 
 
 def env_name(env_id: str) -> str:
-    """``disagg/SmallRoute-v0`` -> ``SmallRoute-v0`` (checkpoint folder and plot names)."""
+    """``disagg/SmallRoute-v1`` -> ``SmallRoute-v1`` (checkpoint folder and plot names)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id.split("/")[-1])
 
 

@@ -80,7 +80,7 @@ class RLlibTrainArgs:
     """
 
     env: str = field(
-        default="disagg/SmallRoute-v0",
+        default="disagg/SmallRoute-v1",
         metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"),
     )
     timesteps: int | None = field(

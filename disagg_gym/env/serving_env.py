@@ -76,6 +76,14 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     compared on identical input.
 
     ## Version History
+    * core v2 (every config: v1 for route configs, v2 for EnergyAllocate, HeteroAllocate,
+      LargeJoint; issue #13): KV transfers are max-min fair over sender egress, receiver ingress
+      and WAN ports with a per-transfer ``min(tp)`` cap; KV memory grows block by block during
+      decode (admission uses the prompt only; a full pool preempts the youngest requests);
+      draining instances hand queued work back; layer-wise overlap only when the transfer starts
+      at the request's own prefill end; one energy/cost meter for rewards and KPIs; allocation
+      actions inside the mask are applied exactly. Old ids raise gymnasium's ``DeprecatedEnv``
+      naming the new id.
     * v1 (EnergyAllocate, HeteroAllocate, LargeJoint): repeated allocation actions no longer
       flip extra instances (a stale role-count cache, refilled by the router between control
       steps, under-counted prefill instances). Route-only configs are unchanged (v0).
@@ -397,17 +405,24 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         tot = sum(p + d for p, d in counts)
         n_coloc = sum(1 for i in cl.instances if i.role is Role.COLOCATED)
         out = []
+        # Masks are per GPU type (MultiDiscrete), so every combination they allow must be valid
+        # as a whole and applied exactly (issue #17): a type with >= 2 instances keeps at least
+        # one in each role; then single-instance types are free.
+        sure = n_coloc > 0 or any(size >= 2 for size in self.gpu_sizes)
         for (p, d), size in zip(counts, self.gpu_sizes):
             m = np.zeros(size + 1, dtype=bool)
             if not active:
                 m[p] = True
+            elif sure:
+                if size >= 2 and n_coloc == 0:
+                    m[1:size] = True
+                else:
+                    m[:] = True
             else:
                 others_p = tot_p - p
                 others_d = (tot - tot_p) - d
                 for v in range(size + 1):
-                    ok_p = others_p + v >= 1 or n_coloc > 0
-                    ok_d = others_d + (size - v) >= 1 or n_coloc > 0
-                    m[v] = ok_p and ok_d
+                    m[v] = others_p + v >= 1 and others_d + (size - v) >= 1
                 if not m.any():
                     m[p] = True
             out.append(m)

@@ -22,7 +22,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "leaderboard" / "results.csv"
 def test_committed_rows_replay_exactly() -> None:
     problems = validate(
         RESULTS,
-        configs=["disagg/SmallRoute-v0", "disagg/HeteroRoute-v0"],
+        configs=["disagg/SmallRoute-v1", "disagg/HeteroRoute-v1"],
         agents=["jsq", "kv_aware", "round_robin"],
         progress=False,
     )

@@ -12,8 +12,8 @@ from agents.base import Policy
 from agents.evaluation import evaluate, run_episode
 from agents.heuristics import AllocatorHeuristic, ClairvoyantPolicy, RouterHeuristic
 
-ROUTE_ID = "disagg/SmallRoute-v0"
-ALLOC_ID = "disagg/EnergyAllocate-v1"
+ROUTE_ID = "disagg/SmallRoute-v1"
+ALLOC_ID = "disagg/EnergyAllocate-v2"
 SHORT = {"horizon_s": 8.0}
 EXPECTED = {
     "random",

@@ -21,9 +21,9 @@ from agents.policies import (
 )
 from agents.ppo import SB3Policy, train
 
-ROUTE = "disagg/SmallRoute-v0"
-ALLOC = "disagg/EnergyAllocate-v1"
-JOINT = "disagg/LargeJoint-v1"
+ROUTE = "disagg/SmallRoute-v1"
+ALLOC = "disagg/EnergyAllocate-v2"
+JOINT = "disagg/LargeJoint-v2"
 
 
 @pytest.fixture(autouse=True)

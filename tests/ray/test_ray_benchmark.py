@@ -12,7 +12,7 @@ from agents.leaderboard import benchmark, plan_cells, read_results, run_cell  # 
 from agents.ray_benchmark import benchmark_ray, run_cells_ray  # noqa: E402
 
 OV = {"horizon_s": 4}
-CONFIG = "disagg/SmallRoute-v0"
+CONFIG = "disagg/SmallRoute-v1"
 
 
 def test_four_cells_on_ray_equal_local_rows(ray_local: None) -> None:
