@@ -294,8 +294,7 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
         s = cost.prefill_s([n] * b)
         reduced = b * n  # every prompt token's hidden state is all-reduced
     else:
-        a, c = cost.decode_coeffs(b)
-        s = a + c * b * n
+        s = cost.decode_s([n] * b)
         reduced = b  # one new token per sequence
     out = {"ms": s * 1e3}
     if tp > 1 and hasattr(cost, "allreduce_s"):
