@@ -547,7 +547,7 @@ class TraceReplaySource:
         rel = data.arrival_s
         idx = np.flatnonzero((rel >= lo) & (rel < hi))
         if idx.size == 0:
-            raise ValueError(
+            raise UserError(
                 f"{data.path}: window [{lo:g}, {hi:g}) s selects no rows "
                 f"(the trace spans 0 to {data.span_s:g} s)"
             )
@@ -557,18 +557,18 @@ class TraceReplaySource:
         self._t = (rel[idx] - lo) / cfg.rate_scale  # relative to start_s, one pass
         if cfg.loop:
             if horizon_s is None and max_requests is None:
-                raise ValueError("loop: true replays forever: pass horizon_s or max_requests")
+                raise UserError("loop: true replays forever: pass horizon_s or max_requests")
             if cfg.window_end_s is not None:
                 period = (cfg.window_end_s - lo) / cfg.rate_scale
             elif idx.size >= 2:
                 span = float(self._t[-1] - self._t[0])
                 period = float(self._t[-1]) + span / (idx.size - 1)
             else:
-                raise ValueError(
+                raise UserError(
                     f"{data.path}: loop needs window_end_s when the window holds one row"
                 )
             if period <= 0:
-                raise ValueError(f"{data.path}: loop period is zero (all rows share one timestamp)")
+                raise UserError(f"{data.path}: loop period is zero (all rows share one timestamp)")
             if max_requests is None and horizon_s is not None:
                 expected = idx.size * (horizon_s / period + 1)
                 if not expected <= MAX_EXPECTED_ARRIVALS:
