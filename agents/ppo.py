@@ -767,18 +767,19 @@ HISTORY_KEYS = ("started_at", "start_timesteps", "resumed_from", "args", "hyperp
 
 
 def run_record(prev: dict[str, Any] | None, now: dict[str, Any]) -> dict[str, Any]:
-    """The ``config.json`` of a run: the first invocation's record plus a ``history`` list.
+    """The ``config.json`` of a run: the latest invocation's record plus a ``history`` list.
 
-    A fresh run's record is ``now`` with ``history = [its entry]``. A resume keeps ``prev``
-    unchanged (original overrides, arguments and start time) and appends the resume's entry
-    (``HISTORY_KEYS``) to ``history``, so no invocation is lost (issue #17). A ``prev`` written
-    before histories existed gets its own entry first.
+    The top level describes the latest invocation (``resumed_from``, ``start_timesteps``, its
+    arguments); ``history`` holds one entry (``HISTORY_KEYS``) per invocation, the first run's
+    first, so a resume never loses the original start time or arguments (issue #17). A
+    ``prev`` written before histories existed becomes the first entry. Overrides cannot differ
+    between entries: a resume with other overrides is refused.
     """
     entry = {k: now.get(k) for k in HISTORY_KEYS}
     if prev is None:
         return {**now, "history": [entry]}
     history = list(prev.get("history") or [{k: prev.get(k) for k in HISTORY_KEYS}])
-    return {**prev, "history": [*history, entry]}
+    return {**now, "history": [*history, entry]}
 
 
 def readable_checkpoint(folder: Path) -> Path | None:
