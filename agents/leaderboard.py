@@ -472,7 +472,9 @@ def parse_results(
     rows: list[dict[str, str]] = []
     lines: list[int] = []
     torn = 0
+    last_kept = False  # whether the file's last record became a row
     for rec in reader:
+        last_kept = False
         if not header:
             if not rec:
                 continue
@@ -493,7 +495,8 @@ def parse_results(
             continue
         rows.append(dict(zip(header, rec)))
         lines.append(reader.line_num)
-    if rows and not complete:
+        last_kept = True
+    if last_kept and not complete:
         rows.pop()
         lines.pop()
         torn += 1
