@@ -97,10 +97,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Runs one simulation and prints its summary."""
     import time
 
+    from disagg_gym.io import check_output_dir, check_output_file
     from disagg_gym.scenario import load_scenario
     from disagg_gym.simulation import Simulation
-
-    from disagg_gym.io import check_output_dir, check_output_file
 
     if args.policy is not None and not args.policy.strip():
         raise UserError("argument --policy: expected a router name (got '')")
@@ -265,6 +264,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 q = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise UserError(f"{path}:{no}: invalid JSON (nested too deeply)") from None
+            except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+                raise UserError(f"{path}:{no}: invalid JSON ({exc})") from None
             if not isinstance(q, dict):
                 raise UserError(f"{path}:{no}: expected a JSON object (got {line.strip()[:40]!r})")
             out.append(json.dumps(_predict_one(q, f"{path}:{no}: "), allow_nan=False))

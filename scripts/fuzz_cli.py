@@ -96,6 +96,8 @@ def make_files(root: Path) -> dict[str, str]:
     f["Q_BIG"] = put("qbig.jsonl", '{"gpu": "h100-sxm", "model": "llama-3.1-8b", "phase": "prefill", '
                      '"batch": 1000000000, "length": 100000000000000000000000000000}\n')
     f["Q_BAD"] = put("qbad.jsonl", b"\xff\n")
+    f["Q_NEST"] = put("qnest.jsonl", '{"phase": "kv_transfer", "link": "pcie", "bytes": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    f["Q_HUGEINT"] = put("qhugeint.jsonl", '{"phase": "kv_transfer", "link": "pcie", "bytes": ' + "1" * 5000 + "}\n")
     meta = "config,env_version,agent,agent_kind,upper_bound,train_seed,eval_seed,episode,primary_metric,score,policy\n"
     row = "disagg/SmallRoute-v0,0,jsq,heuristic,False,,10000,0,goodput_rps,1.0,heuristic:jsq\n"
     nocfg = root.parent / "out" / "nocfg"  # also the benchmark --out OUT:nocfg
@@ -166,7 +168,7 @@ def cases() -> st.SearchStrategy[list[str]]:
              [["--batch", b, "--length", n] for b in [*BAD, "1000000000", "65537"] for n in [*BAD, "131073", "1" * 30]]),
         opt("--tp", ["1", "2", "8"]), pick([["--link", "nvlink", "--bytes", "1024"], ["--link", "pcie", "--bytes", "0"]],
                                           [["--link", k, "--bytes", b] for k in LINKS for b in BAD]),
-        opt("--queries", ["Q_OK"], ["Q_INF", "Q_BIG", "Q_BAD", "DIR", "MISSING.zip", "DEVNULL"]),
+        opt("--queries", ["Q_OK"], ["Q_INF", "Q_BIG", "Q_BAD", "Q_NEST", "Q_HUGEINT", "DIR", "MISSING.zip", "DEVNULL"]),
         st.sampled_from([[], ["--json"]]),
     )
     evaluate = st.tuples(

@@ -203,6 +203,12 @@ def test_predict_queries_reject_non_finite_bytes_and_non_utf8(
     rc, _, err = run(capsys, "predict", "--queries", str(q))
     bad = data.index(b"\xff")
     assert rc == 2 and err.strip() == f"disagg-gym: error: {q}: not a text file (invalid UTF-8 at byte {bad})"
+    q.write_text('{"phase": "kv_transfer", "link": "pcie", "bytes": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    rc, _, err = run(capsys, "predict", "--queries", str(q))
+    assert rc == 2 and err.strip() == f"disagg-gym: error: {q}:1: invalid JSON (nested too deeply)"
+    q.write_text('{"phase": "kv_transfer", "link": "pcie", "bytes": ' + "1" * 5000 + "}\n")
+    rc, _, err = run(capsys, "predict", "--queries", str(q))
+    assert rc == 2 and err.strip().startswith(f"disagg-gym: error: {q}:1: invalid JSON (Exceeds the limit")
 
 
 def test_trace_rows_years_apart_are_all_replayed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
