@@ -9,6 +9,7 @@ be ``0o600`` and shared results unreadable to other users (issue #17).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -45,9 +46,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Writes ``data`` to ``path`` atomically; readers see the old or the new file, never half.
 
     A new file gets ``0o666`` minus the umask (like ``open(path, "w")``); an existing one keeps
-    its permissions.
+    its permissions. An existing path that is not a regular file (``/dev/null``, a pipe) is
+    written through, never replaced: renaming a temp file onto ``/dev/null`` as root would
+    turn the system's null device into a regular file (issue #17, found by the CLI fuzz
+    campaign).
     """
     p = Path(path)
+    try:
+        st = os.stat(p)  # follows symlinks: a link to /dev/null is a device too
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(p))
+        with open(p, "wb") as fh:
+            fh.write(data)
+        return p
     p.parent.mkdir(parents=True, exist_ok=True)
     mode = _target_mode(p)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)

@@ -23,6 +23,7 @@ import io
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -68,7 +69,9 @@ def make_files(root: Path) -> dict[str, str]:
     f["MISSING.zip"] = str(root / "missing.zip")
     f["NOTZIP.zip"] = put("notzip.zip", "not a zip")
     f["MODEL_ZIP"] = str(Path(__file__).resolve().parents[1] / "leaderboard" / "checkpoints" / "SmallRoute-v0" / "seed0" / "model.zip")
-    f["DEVNULL"] = "/dev/null"
+    f["DEVNULL"] = "/dev/null"  # read-only uses; outputs go through NULL_LINK (below)
+    (root / "null").symlink_to("/dev/null")
+    f["NULL_LINK"] = str(root / "null")
     f["NONUTF8"] = put("bad.yaml", b"\xff\xfe\x00rate: 1\n")
     f["EMPTY"] = put("empty.yaml", "")
     small = (Path(__file__).resolve().parents[1] / "configs" / "small-route.yaml").read_text()
@@ -121,7 +124,9 @@ def _sub(v: str, files: dict[str, str], root: Path) -> str:
     return v
 
 
-PATHS_OUT = ["OUT:a.csv", "OUT:d/e/f.csv", "DIR", "UNDER_FILE", "FILE_TXT", "DEVNULL", "OUT:p"]
+# Outputs never name /dev/null itself: a writer that replaced it (as the atomic writes did, as
+# root) would break the machine's null device; a link to it tests the same code path safely.
+PATHS_OUT = ["OUT:a.csv", "OUT:d/e/f.csv", "DIR", "UNDER_FILE", "FILE_TXT", "NULL_LINK", "OUT:p"]
 GOOD_OUT = ["OUT:a.csv", "OUT:d/e/f.csv", "OUT:p"]
 BAD = ["0", "-1", "1e300", "nan", "inf", "abc", "", "1" * 40, "1e3"]
 
@@ -188,7 +193,7 @@ def cases() -> st.SearchStrategy[list[str]]:
         pick([["--agents", "jsq"], ["--agents", "heuristic:round_robin"]], [["--agents", "nope"], ["--agents", "sb3:x=DIR"], ["--agents", "sb3:bad"]]),
         pick([["--episodes", "1"]], [["--episodes", "0"], ["--episodes", "x"]]),
         pick([["--out", "OUT:lb"], ["--out", "OUT:lb2"]],
-             [["--out", "FILE_TXT"], ["--out", "UNDER_FILE"], ["--out", "DEVNULL"], ["--out", "OUT:nocfg"]]),
+             [["--out", "FILE_TXT"], ["--out", "UNDER_FILE"], ["--out", "NULL_LINK"], ["--out", "OUT:nocfg"]]),
         opt("--markdown", GOOD_OUT, PATHS_OUT),
         st.sampled_from([[]] * 7 + [["--address", "x"]]),
     )
@@ -203,7 +208,7 @@ def cases() -> st.SearchStrategy[list[str]]:
         st.just(["train", "--timesteps", "64", "--n-envs", "1", "--eval-freq", "0", "--no-progress-bar",
                  "--checkpoint-freq", "64", "--overrides", "horizon_s=2"]),
         opt("--env", ["disagg/SmallRoute-v0"], ["disagg/Nope-v0", ""]), opt("--algo", ["ppo", "maskable_ppo"], ["dqn"]),
-        pick([["--out", "OUT:run"], ["--out", "OUT:run2"]], [["--out", "FILE_TXT"], ["--out", "UNDER_FILE"], ["--out", "DEVNULL"]]),
+        pick([["--out", "OUT:run"], ["--out", "OUT:run2"]], [["--out", "FILE_TXT"], ["--out", "UNDER_FILE"], ["--out", "NULL_LINK"]]),
         st.sampled_from([[], ["--resume"]]),
         opt("--overrides", ["horizon_s=3"], ["nokey=1"]),
     )
@@ -244,6 +249,8 @@ def run_case(argv: list[str], root: Path, files: dict[str, str], timeout_s: int)
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
     e = err.getvalue()
+    link = files["NULL_LINK"]
+    assert os.path.islink(link) and stat.S_ISCHR(os.stat(link).st_mode), f"replaced the /dev/null link: {args}"
     allowed = {0, 2} | ({1} if args[0] == "validate" else set())
     assert rc in allowed, f"exit status {rc}: {args}\n{e[-2000:]}"
     if rc == 2:

@@ -118,3 +118,16 @@ def test_exclusive_lock_serialises_holders(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert overlap == []
+
+
+def test_a_device_is_written_through_never_replaced(tmp_path: Path) -> None:
+    # renaming the temp file onto /dev/null (as root) turned the null device into a regular
+    # file; a link in tmp_path keeps a regression from touching the real /dev/null
+    link = tmp_path / "null"
+    link.symlink_to("/dev/null")
+    atomic_write_text(link, "discarded")
+    assert link.is_symlink() and stat.S_ISCHR(os.stat(link).st_mode)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["null"]  # no temp file left either
+    with pytest.raises(IsADirectoryError):
+        atomic_write_text(tmp_path, "x")
