@@ -2,7 +2,8 @@
 
 ``disagg-gym benchmark`` runs each (config, agent, training seed) *cell* on the held-out
 evaluation workload seeds ``EVAL_SEED_OFFSET + k`` and appends one CSV row per episode
-(every KPI plus what replaying it needs) atomically per cell, so an interrupted run resumes
+(every KPI plus what replaying it needs) per cell through ``ResultsWriter`` (a locked,
+append-only write: concurrent runs on one folder lose no row), so an interrupted run resumes
 without redoing finished cells. It then writes a Markdown leaderboard (agents ranked by the
 config's primary metric, normalised to the best heuristic, IQM and 95% stratified-bootstrap
 CIs over training seeds as in rliable) and plots. ``disagg-gym validate`` replays rows and fails
