@@ -586,12 +586,18 @@ class ResultsWriter:
             self._reset()
             return
         fid = (st.st_dev, st.st_ino)
-        if fid != self._file_id or st.st_size < self._offset:
-            self._reset()  # replaced (a column rewrite) or truncated: read it all again
-            self._file_id = fid
-        if st.st_size == self._offset:
-            return
         with self.path.open("rb") as fh:
+            # An inode number alone does not identify the file: a rewrite frees it and a later
+            # rewrite may get it back. Rewrites always change the header, so compare it too.
+            same = fid == self._file_id and st.st_size >= self._offset
+            if same and self._header:
+                want = _csv_line(self._header).encode()
+                same = fh.read(len(want)) == want
+            if not same:
+                self._reset()  # replaced (a column rewrite) or truncated: read it all again
+                self._file_id = fid
+            if st.st_size == self._offset:
+                return
             fh.seek(self._offset)
             chunk = fh.read()
         cut = chunk.rfind(b"\n") + 1
