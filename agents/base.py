@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from disagg_gym.errors import UserError
+
 TASKS = ("route", "allocate", "joint")
 
 
@@ -29,7 +31,7 @@ def check_env_id(env_id: str) -> None:
     if env_id not in gym.registry:
         from disagg_gym.env.registration import registered_ids
 
-        raise ValueError(
+        raise UserError(
             f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}"
         )
 
@@ -87,11 +89,11 @@ class Policy:
     def __init__(self, env: gym.Env) -> None:
         base = env.unwrapped
         if not hasattr(base, "action_for") or not hasattr(base, "task"):
-            raise ValueError(
+            raise UserError(
                 f"policies need a disagg-gym DisaggServingEnv (got {type(base).__name__})"
             )
         if base.task not in self.tasks:
-            raise ValueError(
+            raise UserError(
                 f"policy {self.name!r} does not apply to task {base.task!r} "
                 f"(applies to: {', '.join(self.tasks)})"
             )

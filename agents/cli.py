@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from agents.evaluation import EVAL_SEED_OFFSET
 from disagg_gym.cli import nonneg_int, positive_float, positive_int  # noqa: F401  (shared argparse types)
+from disagg_gym.errors import UserError
 
 T = TypeVar("T")
 
@@ -229,9 +230,13 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
 
     eargs = args if isinstance(args, EvalArgs) else dataclass_from_namespace(EvalArgs, args)
     if eargs.episodes < 1:
-        raise ValueError(f"episodes must be a positive integer (got {eargs.episodes!r})")
+        raise UserError(f"episodes must be a positive integer (got {eargs.episodes!r})")
     check_env_id(eargs.env)
     check_policy_spec(eargs.policy)
+    if eargs.out:
+        from disagg_gym.io import check_output_file
+
+        check_output_file(eargs.out, "--out")  # before the episodes, not after
     if eargs.policy.startswith("sb3:"):
         import torch
 
@@ -266,7 +271,15 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
         for r in rows
     ]
     if eargs.out:
-        write_csv(rows, eargs.out)
+        try:
+            write_csv(rows, eargs.out)
+        except OSError as exc:  # the path went bad while the episodes ran: keep the rows
+            kept = _salvage_rows(rows)
+            from disagg_gym.io import describe_os_error
+
+            raise UserError(
+                f"--out: {describe_os_error(exc)}; the {len(rows)} episode rows were written to {kept}"
+            ) from None
     stats = summarize(rows)
     if eargs.json:
         print(
@@ -287,6 +300,18 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
     return 0
 
 
+def _salvage_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """Writes evaluation rows to a fresh file in the temp folder; returns its path."""
+    import tempfile
+
+    from agents.evaluation import rows_to_csv
+
+    fd, path = tempfile.mkstemp(prefix="disagg-gym-evaluate-", suffix=".csv")
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(rows_to_csv(rows))
+    return path
+
+
 def run_script(
     cmd: Callable[[argparse.Namespace], int],
     cls: type,
@@ -300,10 +325,13 @@ def run_script(
     ns = parser.parse_args(argv)
     try:
         return int(cmd(ns) or 0)
-    except (
-        ValueError
-    ) as exc:  # ConfigError is a ValueError: bad ids, paths, overrides, hyperparameters
+    except UserError as exc:  # bad ids, paths, overrides, hyperparameters (ConfigError too)
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from disagg_gym.io import describe_os_error
+
+        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

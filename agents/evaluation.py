@@ -19,6 +19,7 @@ import numpy as np
 
 from agents.base import PredictsActions
 from disagg_gym.io import atomic_write_text
+from disagg_gym.errors import UserError
 
 EVAL_SEED_OFFSET = 10_000
 """First held-out workload seed (evaluation uses ``EVAL_SEED_OFFSET + k``)."""
@@ -133,13 +134,13 @@ def evaluate(
         ValueError: Non-positive ``episodes`` or negative ``seed_offset``.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer (got {episodes!r})")
+        raise UserError(f"episodes must be a positive integer (got {episodes!r})")
     if (
         isinstance(seed_offset, bool)
         or not isinstance(seed_offset, (int, np.integer))
         or seed_offset < 0
     ):
-        raise ValueError(f"seed_offset must be a non-negative integer (got {seed_offset!r})")
+        raise UserError(f"seed_offset must be a non-negative integer (got {seed_offset!r})")
     rows = []
     for k in range(int(episodes)):
         row = {

@@ -2,7 +2,8 @@
 
 ``disagg-gym benchmark`` runs each (config, agent, training seed) *cell* on the held-out
 evaluation workload seeds ``EVAL_SEED_OFFSET + k`` and appends one CSV row per episode
-(every KPI plus what replaying it needs) atomically per cell, so an interrupted run resumes
+(every KPI plus what replaying it needs) per cell through ``ResultsWriter`` (a locked,
+append-only write: concurrent runs on one folder lose no row), so an interrupted run resumes
 without redoing finished cells. It then writes a Markdown leaderboard (agents ranked by the
 config's primary metric, normalised to the best heuristic, IQM and 95% stratified-bootstrap
 CIs over training seeds as in rliable) and plots. ``disagg-gym validate`` replays rows and fails
@@ -42,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from agents.evaluation import EVAL_SEED_OFFSET
-from disagg_gym.io import atomic_write_text
+from disagg_gym.errors import UserError
+from disagg_gym.io import atomic_write_text, exclusive_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 """Repository root: relative policy paths and the default results resolve against it."""
@@ -106,7 +108,7 @@ def iqm(scores: np.ndarray | Sequence[float]) -> float:
     """
     x = np.sort(np.asarray(scores, dtype=float).ravel())
     if x.size == 0:
-        raise ValueError("iqm of an empty score set")
+        raise UserError("iqm of an empty score set")
     cut = int(0.25 * x.size)
     return float(x[cut : x.size - cut].mean())
 
@@ -128,9 +130,9 @@ def stratified_bootstrap_ci(
     """
     m = np.asarray(matrix, dtype=float)
     if m.ndim != 2 or m.size == 0:
-        raise ValueError(f"expected a non-empty (runs, tasks) matrix (got shape {m.shape})")
+        raise UserError(f"expected a non-empty (runs, tasks) matrix (got shape {m.shape})")
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1) (got {confidence!r})")
+        raise UserError(f"confidence must be in (0, 1) (got {confidence!r})")
     runs, tasks = m.shape
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, runs, size=(reps, runs, tasks))
@@ -240,10 +242,10 @@ def plan_cells(configs: Sequence[str], agents: Sequence[str]) -> list[Cell]:
             elif spec.startswith("sb3:"):
                 name, sep, folder = spec[4:].partition("=")
                 if not sep or not name or not folder:
-                    raise ValueError(f"agent {spec!r}: expected sb3:NAME=DIR")
+                    raise UserError(f"agent {spec!r}: expected sb3:NAME=DIR")
                 base = resolve_path(folder)
                 if not base.is_dir():
-                    raise ValueError(f"agent {spec!r}: no checkpoint folder {str(base)!r}")
+                    raise UserError(f"agent {spec!r}: no checkpoint folder {str(base)!r}")
                 sub = base / env_name(env_id)
                 seeds = sorted(
                     (int(m.group(1)), d / "model.zip")
@@ -418,13 +420,114 @@ def run_cell(
 
 
 # ====================================================================== results file
-def read_results(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a results CSV as ``{column: text}`` (missing file: no rows)."""
+REQUIRED_COLUMNS = (
+    "config",
+    "env_version",
+    "agent",
+    "agent_kind",
+    "train_seed",
+    "eval_seed",
+    "primary_metric",
+    "score",
+    "policy",
+)
+"""Columns a leaderboard results CSV must have (``benchmark`` resumes and ``validate`` replays
+from them); a file without one is rejected with one line naming the column."""
+
+
+def _decode(p: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{p}: not a text file (invalid UTF-8 at byte {exc.start})") from None
+
+
+def _read_bytes(p: Path) -> bytes | None:
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise UserError(f"{p}: is a directory, expected a results CSV") from None
+    except OSError as exc:
+        raise UserError(f"{p}: cannot read ({exc.strerror})") from None
+
+
+def parse_results(
+    path: str | Path, text: str, required: Sequence[str] = REQUIRED_COLUMNS
+) -> tuple[list[str], list[dict[str, str]], int]:
+    """``(header, rows, torn)`` of a results CSV's text.
+
+    A row that is not complete is *torn* (a writer died mid-row: the file's last line without
+    its newline, or a line whose field count differs from the header's); torn rows are dropped
+    and counted, so they never count as finished work nor reach a leaderboard.
+
+    Raises:
+        UserError: The header lacks a ``required`` column, or a row's ``eval_seed`` is not an
+            integer or its ``score`` not a number (naming the file, line and value).
+    """
     p = Path(path)
-    if not p.is_file():
+    complete = text.endswith("\n")
+    reader = csv.reader(io.StringIO(text))
+    header: list[str] = []
+    rows: list[dict[str, str]] = []
+    lines: list[int] = []
+    torn = 0
+    last_kept = False  # whether the file's last record became a row
+    for rec in reader:
+        last_kept = False
+        if not header:
+            if not rec:
+                continue
+            if not complete and reader.line_num == text.count("\n") + 1:
+                return [], [], 1  # only a torn header: the first writer died
+            header = rec
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise UserError(
+                    f"{p}:1: not a results file: header lacks column '{missing[0]}' "
+                    f"(got header {','.join(header)[:120]!r})"
+                )
+            continue
+        if not rec:
+            continue
+        if len(rec) != len(header):
+            torn += 1
+            continue
+        rows.append(dict(zip(header, rec)))
+        lines.append(reader.line_num)
+        last_kept = True
+    if last_kept and not complete:
+        rows.pop()
+        lines.pop()
+        torn += 1
+    if "eval_seed" in required or "score" in required:
+        for no, r in zip(lines, rows):
+            for col, conv, what in (("eval_seed", int, "an integer"), ("score", float, "a number")):
+                if col in required:
+                    try:
+                        conv(r[col])
+                    except ValueError:
+                        raise UserError(
+                            f"{p}:{no}: column '{col}': expected {what} (got {r[col]!r})"
+                        ) from None
+    return header, rows, torn
+
+
+def read_results(
+    path: str | Path, *, required: Sequence[str] = REQUIRED_COLUMNS
+) -> list[dict[str, str]]:
+    """Complete rows of a results CSV as ``{column: text}`` (missing file: no rows; torn rows
+    dropped, see ``parse_results``).
+
+    Raises:
+        UserError: Unreadable or non-UTF-8 file, a missing required column, a bad row.
+    """
+    p = Path(path)
+    raw = _read_bytes(p)
+    if raw is None:
         return []
-    with p.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+    return parse_results(p, _decode(p, raw), required)[1]
 
 
 def _cell_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -437,20 +540,138 @@ def _cell_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
-def append_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Appends ``rows`` to the CSV atomically (rewrites it with the union of columns)."""
-    old = read_results(path)
-    cols = list(META_COLUMNS)
-    for r in [*old, *rows]:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
+def _row_key(row: dict[str, Any]) -> tuple[str, str, str, str, int]:
+    return (*_cell_key(row), int(row["eval_seed"]))
+
+
+def _csv_line(values: Sequence[Any]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for r in [*old, *rows]:
-        w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
-    atomic_write_text(path, buf.getvalue())
+    csv.writer(buf, lineterminator="\n").writerow(["" if v is None else v for v in values])
+    return buf.getvalue()
+
+
+class ResultsWriter:
+    """Appends rows to a results CSV that other processes may be appending to at the same time.
+
+    Each append holds an exclusive lock (``.<name>.lock`` beside the file) while it reads only
+    the bytes other writers added since its last look, drops rows that are already there (same
+    config, agent, training seed, overrides and eval seed: another process ran that episode),
+    and appends the rest with one write + fsync. The cost of an append is its own rows plus the
+    rows others added, never the whole file, and no row is lost whatever runs concurrently
+    (issue #17). The whole file is rewritten (atomically, still under the lock) only when a row
+    brings a column the header lacks. A torn last line left by a writer that died mid-row is cut
+    off before appending; readers drop it too (``parse_results``).
+
+    Args:
+        path: The results CSV (created with its header on the first append).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self._done: dict[tuple[str, str, str, str], set[int]] = {}
+        self._header: list[str] = []
+        self._file_id: tuple[int, int] | None = None
+        self._offset = 0
+
+    # -------------------------------------------------------------- reading (under the lock)
+    def _reset(self) -> None:
+        self._done, self._header, self._file_id, self._offset = {}, [], None, 0
+
+    def _sync(self) -> None:
+        """Catches up with what other writers appended; cuts a torn tail (we hold the lock)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._reset()
+            return
+        fid = (st.st_dev, st.st_ino)
+        with self.path.open("rb") as fh:
+            # An inode number alone does not identify the file: a rewrite frees it and a later
+            # rewrite may get it back. Rewrites always change the header, so compare it too.
+            same = fid == self._file_id and st.st_size >= self._offset
+            if same and self._header:
+                want = _csv_line(self._header).encode()
+                same = fh.read(len(want)) == want
+            if not same:
+                self._reset()  # replaced (a column rewrite) or truncated: read it all again
+                self._file_id = fid
+            if st.st_size == self._offset:
+                return
+            fh.seek(self._offset)
+            chunk = fh.read()
+        cut = chunk.rfind(b"\n") + 1
+        if cut < len(chunk):  # a torn last line: its writer died before the newline
+            os.truncate(self.path, self._offset + cut)
+            chunk = chunk[:cut]
+        if not chunk:
+            return
+        text = _decode(self.path, chunk)
+        if not self._header:
+            header, rows, _ = parse_results(self.path, text)
+            self._header = header
+        else:
+            _, rows, _ = parse_results(self.path, ",".join(self._header) + "\n" + text)
+        for r in rows:
+            self._done.setdefault(_cell_key(r), set()).add(int(r["eval_seed"]))
+        self._offset += cut
+
+    def done(self, key: tuple[str, str, str, str]) -> set[int]:
+        """Eval seeds already in the file for a cell key (reads what others appended)."""
+        with exclusive_lock(self.lock_path):
+            self._sync()
+            return set(self._done.get(key, set()))
+
+    # ---------------------------------------------------------------------------- appending
+    def append(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Appends the rows not yet in the file; returns how many were written."""
+        with exclusive_lock(self.lock_path):
+            self._sync()
+            new, seen = [], set()
+            for r in rows:
+                k = _row_key(r)
+                if k[-1] in self._done.get(k[:-1], set()) or k in seen:
+                    continue
+                seen.add(k)
+                new.append(r)
+            if not new:
+                return 0
+            cols = list(self._header)
+            extra = [c for c in META_COLUMNS if c not in cols] if not cols else []
+            cols += extra
+            for r in new:
+                cols += [c for c in r if c not in cols]
+            if self._header and cols != self._header:
+                self._rewrite(cols, new)
+            else:
+                text = "".join(_csv_line([r.get(c) for c in cols]) for r in new)
+                if not self._header:
+                    text = _csv_line(cols) + text
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                fd = os.open(self.path, flags, 0o666)  # the umask applies, as for open()
+                try:
+                    data = text.encode()
+                    while data:
+                        data = data[os.write(fd, data):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._sync()
+            return len(new)
+
+    def _rewrite(self, cols: list[str], new: Sequence[dict[str, Any]]) -> None:
+        old = read_results(self.path)
+        text = _csv_line(cols) + "".join(_csv_line([r.get(c) for c in cols]) for r in [*old, *new])
+        atomic_write_text(self.path, text)
+
+
+def append_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> int:
+    """Appends ``rows`` to a results CSV (safe with concurrent writers; see ``ResultsWriter``).
+
+    Returns:
+        How many rows were written (rows already in the file are skipped).
+    """
+    return ResultsWriter(path).append(rows)
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -501,11 +722,11 @@ def plan_benchmark(
     from disagg_gym.env.registration import registered_ids
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer (got {episodes!r})")
+        raise UserError(f"episodes must be a positive integer (got {episodes!r})")
     ids = list(configs or registered_ids())
     for c in ids:
         if c not in registered_ids():
-            raise ValueError(f"unknown config {c!r}; expected one of: {', '.join(registered_ids())}")
+            raise UserError(f"unknown config {c!r}; expected one of: {', '.join(registered_ids())}")
     specs = list(agents or ["heuristics", DEFAULT_LEARNED])
     if agents is None and not resolve_path(DEFAULT_LEARNED.split("=", 1)[1]).is_dir():
         specs = ["heuristics"]
@@ -558,12 +779,20 @@ def benchmark(
     bar = _progress(sum(len(m) for _, m in todo), "benchmark", progress)
     if skipped:
         bar.write(f"resuming: {skipped} of {len(cells)} cells already in {results}")
+    writer = ResultsWriter(results)
     for c, missing in todo:
         ts = "" if c.train_seed is None else f" seed {c.train_seed}"
+        key = (c.config, c.agent, "" if c.train_seed is None else str(c.train_seed), ov_text)
+        done = writer.done(key)  # another process sharing --out may have run it meanwhile
+        left = [s for s in missing if s not in done]
+        if not left:
+            bar.update(len(missing))
+            bar.write(f"{c.config} {c.agent}{ts}: already in {results} (another run)")
+            continue
         bar.set_postfix_str(f"{env_name(c.config)} {c.agent}{ts}")
         t0 = time.perf_counter()
-        rows = run_cell(c, missing, ov)
-        append_rows(results, rows)
+        rows = run_cell(c, left, ov)
+        writer.append(rows)
         bar.update(len(missing))
         bar.write(f"{c.config} {c.agent}{ts}: {len(rows)} ep in {time.perf_counter() - t0:.1f} s")
     bar.close()
@@ -914,15 +1143,27 @@ def validate(
 
     torch.set_num_threads(1)
     p = Path(path)
+    if not p.exists():
+        raise UserError(f"results file not found: {str(p)!r}")
     if not p.is_file():
-        raise ValueError(f"results file not found: {str(p)!r}")
+        raise UserError(f"{str(p)!r} is not a regular file, expected a results CSV")
     rows = read_results(p)
     if not rows:
-        raise ValueError(f"{p}: no result rows")
+        raise UserError(f"{p}: no result rows")
+    for flag, wanted, col in (("--configs", configs, "config"), ("--agents", agents, "agent")):
+        have = sorted({r[col] for r in rows})
+        for w in wanted or ():
+            if w not in have:
+                raise UserError(f"{flag}: no rows with {col} {w!r} in {p} (it has: {', '.join(have)})")
     numbered = [
         (i, r) for i, r in enumerate(rows, start=2)  # line number in the file (header = 1)
         if (not configs or r["config"] in configs) and (not agents or r["agent"] in agents)
     ]
+    if not numbered:
+        raise UserError(
+            f"{p}: no row has one of the configs {list(configs or [])} and one of the agents "
+            f"{list(agents or [])}: nothing to validate"
+        )
     groups: dict[tuple[str, ...], list[tuple[int, dict[str, str]]]] = {}
     for i, r in numbered:
         key = (r["config"], r["agent"], r["agent_kind"], r["policy"], r["train_seed"],
@@ -1018,7 +1259,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         run = benchmark_ray
         extra = {"address": args.address, "num_workers": args.num_workers}
     elif getattr(args, "address", None):
-        raise ValueError(f"--address needs --backend ray (got --address {args.address})")
+        raise UserError(f"--address needs --backend ray (got --address {args.address})")
+    from disagg_gym.io import check_output_dir, check_output_file
+
+    check_output_dir(args.out, "--out")  # before any cell runs (issue #17)
+    check_output_file(Path(args.out) / "results.csv", "--out")
+    check_output_file(args.markdown or Path(args.out) / "LEADERBOARD.md", "--markdown" if args.markdown else "--out")
     results = run(
         args.out,
         configs=args.configs,
@@ -1043,8 +1289,14 @@ def default_results_path() -> Path:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``disagg-gym validate``: exit 0 if every row replays, 1 naming each mismatch."""
-    path = Path(args.results) if args.results else default_results_path()
-    errors = validate(path, args.configs, args.agents, progress=not args.no_progress)
+    results = args.results
+    configs, agents = list(args.configs or []), list(args.agents or [])
+    for items in (configs, agents):
+        # ``--configs A B results.csv``: nargs="+" takes the positional path too (issue #17)
+        if results is None and items and (items[-1].endswith(".csv") or Path(items[-1]).is_file()):
+            results = items.pop()
+    path = Path(results) if results else default_results_path()
+    errors = validate(path, configs or None, agents or None, progress=not args.no_progress)
     if errors:
         for e in errors[:50]:
             print(f"MISMATCH {e}", file=sys.stderr)
@@ -1054,8 +1306,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     n = sum(
         1 for r in read_results(path)
-        if (not args.configs or r["config"] in args.configs)
-        and (not args.agents or r["agent"] in args.agents)
+        if (not configs or r["config"] in configs) and (not agents or r["agent"] in agents)
     )
     print(f"validate: OK, {n} row(s) of {path} replayed exactly")
     return 0

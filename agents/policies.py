@@ -43,11 +43,13 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from disagg_gym.env.observation import (
+
     DECISION_FEATURES,
     GLOBAL_FEATURES,
     INSTANCE_FEATURES,
     REQUEST_FEATURES,
 )
+from disagg_gym.errors import UserError
 
 NF = len(INSTANCE_FEATURES)
 _COL = {f[0]: i for i, f in enumerate(INSTANCE_FEATURES)}
@@ -65,7 +67,7 @@ def layout_of(env: gym.Env) -> dict[str, Any]:
         if not hasattr(base, name):
             raise ValueError(f"{type(base).__name__} is not a disagg-gym env (no {name!r})")
     if getattr(base.cfg, "obs_mode", "box") != "box":
-        raise ValueError("instance policies need env.obs_mode: box")
+        raise UserError("instance policies need env.obs_mode: box")
     return {
         "task": str(base.task),
         "n": int(base.n),
@@ -113,7 +115,7 @@ class InstanceScorer(nn.Module):
         self.n_ctx = N_CTX_FIXED + len(self.sizes)
         expect = self.n * NF + self.n_ctx
         if obs_dim != expect:
-            raise ValueError(
+            raise UserError(
                 f"observation length {obs_dim} does not match the layout "
                 f"({self.n} instances x {NF} + {self.n_ctx} = {expect})"
             )

@@ -49,6 +49,7 @@ from agents.cli import TrainArgs
 from agents.evaluation import EVAL_SEED_OFFSET, TRAIN_SEED_LOW
 from agents.policies import layout_of, resolve_policy
 from disagg_gym.io import atomic_write_json
+from disagg_gym.errors import UserError
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO}
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
@@ -64,7 +65,7 @@ def algo_class(algo: str) -> type[BaseAlgorithm]:
     try:
         return ALGOS[algo]
     except KeyError:
-        raise ValueError(f"unknown algo {algo!r}; expected one of: {', '.join(ALGOS)}") from None
+        raise UserError(f"unknown algo {algo!r}; expected one of: {', '.join(ALGOS)}") from None
 
 
 def hyperparams_file(algo: str) -> Path:
@@ -93,20 +94,20 @@ def load_hyperparams(
 
     p = Path(path) if path is not None else hyperparams_file(algo)
     if not p.is_file():
-        raise ValueError(f"hyperparameter file not found: {str(p)!r}")
+        raise UserError(f"hyperparameter file not found: {str(p)!r}")
     data = read_yaml(p) or {}
     if not isinstance(data, dict):
-        raise ValueError(
+        raise UserError(
             f"{p}: expected a mapping of env ids to hyperparameters (got {type(data).__name__})"
         )
     entry = env_id if env_id in data else "default"
     if entry not in data:
-        raise ValueError(f"{p}: no entry for {env_id!r} and no 'default' entry")
+        raise UserError(f"{p}: no entry for {env_id!r} and no 'default' entry")
     hp = dict(data[entry] or {})
     allowed = set(inspect.signature(algo_class(algo).__init__).parameters) - {"self", "env"}
     for k in hp:
         if k not in allowed and k not in EXTRA_KEYS:
-            raise ValueError(f"{p}: entry {entry!r}: unknown hyperparameter {k!r} for {algo}")
+            raise UserError(f"{p}: entry {entry!r}: unknown hyperparameter {k!r} for {algo}")
     return hp, entry
 
 
@@ -125,7 +126,7 @@ def _dotted(node: ast.AST) -> str:
         return node.id
     if isinstance(node, ast.Attribute):
         return f"{_dotted(node.value)}.{node.attr}"
-    raise ValueError(f"unsupported expression {ast.unparse(node)!r}")
+    raise UserError(f"unsupported expression {ast.unparse(node)!r}")
 
 
 def _literal(node: ast.AST) -> Any:
@@ -151,7 +152,7 @@ def _literal(node: ast.AST) -> Any:
         obj = getattr(module, name, None) if module is not None else None
         if isinstance(obj, type):
             return obj
-    raise ValueError(f"unsupported expression {ast.unparse(node)!r}")
+    raise UserError(f"unsupported expression {ast.unparse(node)!r}")
 
 
 def parse_policy_kwargs(text: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -171,9 +172,9 @@ def parse_policy_kwargs(text: str | dict[str, Any] | None) -> dict[str, Any]:
         tree = ast.parse(str(text), mode="eval")
         out = _literal(tree.body)
     except (SyntaxError, ValueError) as exc:
-        raise ValueError(f"policy_kwargs {text!r}: {exc}") from None
+        raise UserError(f"policy_kwargs {text!r}: {exc}") from None
     if not isinstance(out, dict):
-        raise ValueError(f"policy_kwargs must be a dict (got {text!r})")
+        raise UserError(f"policy_kwargs must be a dict (got {text!r})")
     return out
 
 
@@ -183,7 +184,7 @@ def _schedule(key: str, value: Any) -> Any:
         try:
             start = float(value[4:])
         except ValueError:
-            raise ValueError(f"hyperparameter {key!r}: bad schedule {value!r}") from None
+            raise UserError(f"hyperparameter {key!r}: bad schedule {value!r}") from None
         return LinearSchedule(start, 0.0, 1.0)
     return value
 
@@ -206,21 +207,21 @@ def resolve_hyperparams(hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         try:
             norm = ast.literal_eval(norm)
         except (SyntaxError, ValueError):
-            raise ValueError(
+            raise UserError(
                 f"hyperparameter 'normalize': expected a bool or a dict (got {norm!r})"
             ) from None
     if norm is True:
         norm = {"norm_obs": True, "norm_reward": True}
     if norm is not False and norm is not None and not isinstance(norm, dict):
-        raise ValueError(f"hyperparameter 'normalize': expected a bool or a dict (got {norm!r})")
+        raise UserError(f"hyperparameter 'normalize': expected a bool or a dict (got {norm!r})")
     n_envs = hp.get("n_envs", 1)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-        raise ValueError(f"hyperparameter 'n_envs' must be a positive integer (got {n_envs!r})")
+        raise UserError(f"hyperparameter 'n_envs' must be a positive integer (got {n_envs!r})")
     n_ts = hp.get("n_timesteps", 100_000)
     if isinstance(n_ts, float) and n_ts.is_integer():
         n_ts = int(n_ts)
     if isinstance(n_ts, bool) or not isinstance(n_ts, int) or n_ts < 1:
-        raise ValueError(f"hyperparameter 'n_timesteps' must be a positive integer (got {n_ts!r})")
+        raise UserError(f"hyperparameter 'n_timesteps' must be a positive integer (got {n_ts!r})")
     extras = {
         "n_envs": n_envs,
         "n_timesteps": n_ts,
@@ -251,12 +252,12 @@ def parse_env_wrappers(spec: Any) -> list[tuple[type[gym.Wrapper], dict[str, Any
             name, kwargs = next(iter(item.items()))
             kwargs = dict(kwargs or {})
         else:
-            raise ValueError(
+            raise UserError(
                 f"hyperparameter 'env_wrapper': expected a name or {{name: kwargs}} (got {item!r})"
             )
         cls = ENV_WRAPPERS.get(name)
         if cls is None:
-            raise ValueError(
+            raise UserError(
                 f"hyperparameter 'env_wrapper': unknown wrapper {name!r}; "
                 f"expected one of: {', '.join(ENV_WRAPPERS)}"
             )
@@ -307,7 +308,7 @@ class HeldOutWorkloadSeeds(gym.Wrapper):
     def __init__(self, env: gym.Env, n: int, offset: int = EVAL_SEED_OFFSET) -> None:
         super().__init__(env)
         if n < 1:
-            raise ValueError(f"n must be >= 1 (got {n!r})")
+            raise UserError(f"n must be >= 1 (got {n!r})")
         self.n = int(n)
         self.offset = int(offset)
         self._k = 0
@@ -359,9 +360,9 @@ class QueueShaping(gym.Wrapper):
     ) -> None:
         super().__init__(env)
         if not 0.0 < gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1] (got {gamma!r})")
+            raise UserError(f"gamma must be in (0, 1] (got {gamma!r})")
         if wait_weight < 0 or pressure_weight < 0:
-            raise ValueError(f"weights must be >= 0 (got {wait_weight!r}, {pressure_weight!r})")
+            raise UserError(f"weights must be >= 0 (got {wait_weight!r}, {pressure_weight!r})")
         self.gamma = float(gamma)
         self.wait_weight = float(wait_weight)
         self.pressure_weight = float(pressure_weight)
@@ -451,7 +452,7 @@ def make_vec_env(
         ValueError: Unknown ``vec_env`` or env id.
     """
     if vec_env not in ("dummy", "subproc"):
-        raise ValueError(f"vec_env must be 'dummy' or 'subproc' (got {vec_env!r})")
+        raise UserError(f"vec_env must be 'dummy' or 'subproc' (got {vec_env!r})")
     check_env_id(env_id)
     fns = [
         _env_factory(env_id, dict(overrides or {}), seed + i, held_out, wrappers)
@@ -492,13 +493,13 @@ class SB3Policy(Policy):
     ) -> None:
         super().__init__(env)
         if model.observation_space.shape != env.observation_space.shape:
-            raise ValueError(
+            raise UserError(
                 f"{label}: model observation shape {model.observation_space.shape} does not "
                 f"match the env's "
                 f"{env.observation_space.shape} (trained on another env?)"
             )
         if tuple(np.asarray(model.action_space.nvec)) != tuple(np.asarray(env.action_space.nvec)):  # type: ignore[attr-defined]
-            raise ValueError(
+            raise UserError(
                 f"{label}: model action space {model.action_space} does not match "
                 f"the env's {env.action_space}"
             )
@@ -514,9 +515,10 @@ class SB3Policy(Policy):
         Raises:
             ValueError: Missing file or a model for another env.
         """
+        from agents.registry import check_model_path
+
         p = Path(path)
-        if not p.is_file():
-            raise ValueError(f"model file not found: {str(path)!r}")
+        check_model_path(p)
         algo = MaskablePPO if is_maskable_zip(p) else PPO
         model = algo.load(str(p), device=device)
         norm = None
@@ -577,17 +579,17 @@ def _validate(args: TrainArgs) -> None:
     for name in ("timesteps", "n_envs"):
         v = getattr(args, name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be a positive integer (got {v!r})")
+            raise UserError(f"{name} must be a positive integer (got {v!r})")
     for name in ("eval_episodes", "checkpoint_freq", "keep_checkpoints", "threads"):
         v = getattr(args, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer (got {v!r})")
+            raise UserError(f"{name} must be a positive integer (got {v!r})")
     if args.max_wall_s is not None and not 0 < args.max_wall_s < float("inf"):
-        raise ValueError(f"max_wall_s must be a positive number (got {args.max_wall_s!r})")
+        raise UserError(f"max_wall_s must be a positive number (got {args.max_wall_s!r})")
     for name in ("seed", "eval_freq"):
         v = getattr(args, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer (got {v!r})")
+            raise UserError(f"{name} must be a non-negative integer (got {v!r})")
 
 
 def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) -> Path:
@@ -608,9 +610,12 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
             checkpoint; a fresh run into a folder that already holds one; a resume whose env or
             algorithm differs from the run's ``config.json``.
     """
+    from disagg_gym.io import check_output_dir
+
     _validate(args)
     torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else default_out(args)
+    check_output_dir(out, "--out")  # before any work (issue #17)
     ckpt_dir = out / "checkpoints"
     overrides = parse_overrides(args.overrides)
     hp, entry = load_hyperparams(args.algo, args.env, args.hyperparams)
@@ -620,17 +625,21 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
     norm = extras["normalize"]
 
     ckpt = latest_checkpoint(ckpt_dir) if args.resume else None
+    prev: dict[str, Any] | None = None
     if args.resume:
         if ckpt is None:
-            raise ValueError(f"--resume: no checkpoint in {str(ckpt_dir)!r}")
+            raise UserError(f"--resume: no checkpoint in {str(ckpt_dir)!r}")
         prev = _read_config(out / "config.json")
-        for key, now in (("env_id", args.env), ("algo", args.algo)):
+        for key, now in (("env_id", args.env), ("algo", args.algo), ("overrides", overrides)):
             if prev and prev.get(key) not in (None, now):
-                raise ValueError(
-                    f"--resume: {out} was trained with {key} {prev.get(key)!r} (got {now!r})"
+                flag = "--overrides" if key == "overrides" else key
+                raise UserError(
+                    f"--resume: {out} was trained with {key} {prev.get(key)!r} (got {now!r}); "
+                    f"resume with the same {flag} or train into another --out"
                 )
+        ckpt = readable_checkpoint(ckpt_dir)
     elif (out / "config.json").exists() or latest_checkpoint(ckpt_dir) is not None:
-        raise ValueError(f"{str(out)!r} already holds a run; pass --resume or choose another --out")
+        raise UserError(f"{str(out)!r} already holds a run; pass --resume or choose another --out")
 
     cls = algo_class(args.algo)
     for wcls, wkw in extras["env_wrapper"]:
@@ -707,7 +716,7 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         "start_timesteps": start_steps,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_json(out / "config.json", config)
+    atomic_write_json(out / "config.json", run_record(prev, config))
 
     checkpointer = AtomicCheckpoint(
         ckpt_dir, max(args.checkpoint_freq // n_envs, 1), keep_last=args.keep_checkpoints
@@ -751,6 +760,50 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
     checkpointer.model = model
     checkpointer.save()
     return save_model_atomic(model, out / "model.zip")
+
+
+HISTORY_KEYS = ("started_at", "start_timesteps", "resumed_from", "args", "hyperparams", "versions")
+"""What ``config.json``'s ``history`` keeps of each invocation (first run, then each resume)."""
+
+
+def run_record(prev: dict[str, Any] | None, now: dict[str, Any]) -> dict[str, Any]:
+    """The ``config.json`` of a run: the latest invocation's record plus a ``history`` list.
+
+    The top level describes the latest invocation (``resumed_from``, ``start_timesteps``, its
+    arguments); ``history`` holds one entry (``HISTORY_KEYS``) per invocation, the first run's
+    first, so a resume never loses the original start time or arguments (issue #17). A
+    ``prev`` written before histories existed becomes the first entry. Overrides cannot differ
+    between entries: a resume with other overrides is refused.
+    """
+    entry = {k: now.get(k) for k in HISTORY_KEYS}
+    if prev is None:
+        return {**now, "history": [entry]}
+    history = list(prev.get("history") or [{k: prev.get(k) for k in HISTORY_KEYS}])
+    return {**now, "history": [*history, entry]}
+
+
+def readable_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint in ``folder`` that loads; says on stderr which ones it skipped."""
+    import sys
+
+    from agents.callbacks import list_checkpoints
+
+    skipped = 0
+    for _, path in reversed(list_checkpoints(folder)):
+        try:
+            load_from_zip_file(str(path), load_data=True, device="cpu")
+        except Exception as exc:  # noqa: BLE001 - any failure to read means "corrupt, skip it"
+            print(
+                f"disagg-gym: warning: checkpoint {path} is unreadable "
+                f"({type(exc).__name__}: {str(exc)[:80]}); trying an older one",
+                file=sys.stderr,
+            )
+            skipped += 1
+            continue
+        if skipped:
+            print(f"disagg-gym: warning: resuming from {path}", file=sys.stderr)
+        return path
+    raise UserError(f"--resume: no readable checkpoint in {str(folder)!r}")
 
 
 def _read_config(path: Path) -> dict[str, Any] | None:

@@ -29,14 +29,15 @@ from agents.leaderboard import (
     DEFAULT_EPISODES,
     ROOT,
     Cell,
+    ResultsWriter,
     _progress,
-    append_rows,
     benchmark,
     env_name,
     missing_cells,  # noqa: F401  (re-exported: the Ray path resumes exactly like the local one)
     plan_benchmark,
     run_cell,
 )
+from disagg_gym.errors import UserError
 
 Rows = list[dict[str, Any]]
 RAY_MISSING = (
@@ -54,7 +55,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ValueError(RAY_MISSING) from None
+        raise UserError(RAY_MISSING) from None
     return ray
 
 
@@ -74,7 +75,7 @@ def init_ray(
         ValueError: ``num_cpus`` is not a positive integer.
     """
     if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
-        raise ValueError(f"num_workers must be a positive integer (got {num_cpus!r})")
+        raise UserError(f"num_workers must be a positive integer (got {num_cpus!r})")
     ray = import_ray()
     if ray.is_initialized():
         return False
@@ -225,6 +226,7 @@ def benchmark_ray(
         print(f"ray: {len(todo)} of {len(cells)} cells to run ({len(cells) - len(todo)} already "
               f"in {results})", file=sys.stderr)
     if todo:
+        writer = ResultsWriter(results)  # one writer: each append reads only what is new
         _run_jobs(
             todo,
             ov,
@@ -232,7 +234,7 @@ def benchmark_ray(
             num_workers=num_workers,
             progress=progress,
             runtime_env=runtime_env,
-            on_done=lambda i, rows: append_rows(results, rows),
+            on_done=lambda i, rows: writer.append(rows),
         )
     return benchmark(
         out, configs, agents, episodes, ov, markdown=markdown, plots=plots, progress=False

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from disagg_gym.registry import Registry
+from disagg_gym.errors import UserError
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -28,11 +29,11 @@ def parse_policy_spec(spec: str) -> tuple[str, str]:
     if not sep:
         kind, value = "heuristic", spec
     if kind not in ("heuristic", "sb3"):
-        raise ValueError(
+        raise UserError(
             f"policy {spec!r}: expected heuristic:NAME or sb3:PATH (got kind {kind!r})"
         )
     if not value:
-        raise ValueError(f"policy {spec!r}: missing the name or path after {kind!r}")
+        raise UserError(f"policy {spec!r}: missing the name or path after {kind!r}")
     return kind, value
 
 
@@ -45,8 +46,22 @@ def check_policy_spec(spec: str) -> None:
     kind, value = parse_policy_spec(spec)
     if kind == "heuristic":
         POLICIES.get(value)
-    elif not Path(value).is_file():
-        raise ValueError(f"model file not found: {value!r}")
+    else:
+        check_model_path(value)
+
+
+def check_model_path(value: str | Path) -> None:
+    """Raises ``UserError`` saying what is wrong with a model path (missing, a folder, not a zip)."""
+    import zipfile
+
+    p = Path(value)
+    if p.is_dir():
+        hint = f"; did you mean sb3:{p / 'model.zip'}?" if (p / "model.zip").is_file() else ""
+        raise UserError(f"model path {str(value)!r} is a folder, expected a model .zip file{hint}")
+    if not p.is_file():
+        raise UserError(f"model file not found: {str(value)!r}")
+    if not zipfile.is_zipfile(p):
+        raise UserError(f"model file {str(value)!r} is not a model zip saved by SB3")
 
 
 def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Policy:

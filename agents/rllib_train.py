@@ -43,6 +43,7 @@ from agents.cli import (
     positive_float,
     positive_int,
 )
+from disagg_gym.errors import UserError
 
 DEFAULT_TIMESTEPS = 200_000
 """Env steps of a run when neither ``timesteps`` nor ``iterations`` is given."""
@@ -267,7 +268,7 @@ class RLlibPolicy:
 
         p = Path(checkpoint) / "learner_group" / "learner" / "rl_module" / "default_policy"
         if not p.is_dir():
-            raise ValueError(f"no RLlib module checkpoint at {str(p)!r}")
+            raise UserError(f"no RLlib module checkpoint at {str(p)!r}")
         return cls(RLModule.from_checkpoint(str(p)), env, seed)
 
     def predict(
@@ -360,19 +361,19 @@ def _validate(args: RLlibTrainArgs) -> None:
                  "checkpoint_freq", "threads"):
         v = getattr(args, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer (got {v!r})")
+            raise UserError(f"{name} must be a positive integer (got {v!r})")
     for name in ("timesteps", "iterations", "num_cpus"):
         v = getattr(args, name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be a positive integer (got {v!r})")
+            raise UserError(f"{name} must be a positive integer (got {v!r})")
     for name in ("seed", "num_env_runners", "verbose"):
         v = getattr(args, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer (got {v!r})")
+            raise UserError(f"{name} must be a non-negative integer (got {v!r})")
     if not 0 < args.lr < math.inf or not 0 < args.gamma <= 1:
-        raise ValueError(f"lr must be > 0 and gamma in (0, 1] (got {args.lr!r}, {args.gamma!r})")
+        raise UserError(f"lr must be > 0 and gamma in (0, 1] (got {args.lr!r}, {args.gamma!r})")
     if args.max_wall_s is not None and not 0 < args.max_wall_s < math.inf:
-        raise ValueError(f"max_wall_s must be a positive number (got {args.max_wall_s!r})")
+        raise UserError(f"max_wall_s must be a positive number (got {args.max_wall_s!r})")
 
 
 def train_rllib(args: RLlibTrainArgs) -> Path:
@@ -401,7 +402,7 @@ def train_rllib(args: RLlibTrainArgs) -> Path:
     overrides = parse_overrides(args.overrides)
     out = Path(args.out) if args.out else default_out(args)
     if (out / "config.json").exists():
-        raise ValueError(f"{str(out)!r} already holds a run; choose another --out")
+        raise UserError(f"{str(out)!r} already holds a run; choose another --out")
     timesteps = args.timesteps or (None if args.iterations else DEFAULT_TIMESTEPS)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

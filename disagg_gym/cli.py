@@ -1,23 +1,28 @@
 """The ``disagg-gym`` command line: simulate, predict, list, bench, train, evaluate, benchmark, validate.
 
-User errors (bad configs, traces, flags) print one line ``disagg-gym: error: ...`` and exit 2;
-a Python traceback means a bug in disagg-gym.
+User errors (bad configs, traces, flags, unwritable output paths) print one line
+``disagg-gym: error: ...`` and exit 2: ``disagg_gym.errors.UserError`` (``ConfigError`` and
+``TraceError`` are kinds of it) and ``OSError``. Any other exception, an internal
+``ValueError`` included, keeps its traceback: a traceback means a bug in disagg-gym.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from disagg_gym.config import ConfigError, parse_override
+from disagg_gym.config import parse_override
+from disagg_gym.errors import UserError
 
+__all__ = ["UserError", "build_parser", "main"]  # UserError re-exported (it used to live here)
 
-class UserError(Exception):
-    """An error caused by user input; reported as one line."""
+PREDICT_MAX_BATCH = 65_536
+"""Largest ``predict`` batch: far above any serving batch, small enough to answer at once."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,40 +93,34 @@ def fmt_summary(s: dict[str, Any]) -> str:
 
 
 # ====================================================================== simulate
-def check_output_file(path: Path, what: str) -> None:
-    """Fails early (before a long run) if ``path`` cannot be written as a file.
-
-    Raises:
-        UserError: The parent folder is missing or not a folder, ``path`` is a folder, or
-            either is not writable.
-    """
-    import os
-
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise UserError(f"{what} {path}: folder {parent} does not exist")
-    if not parent.is_dir():
-        raise UserError(f"{what} {path}: {parent} is not a folder")
-    if path.is_dir():
-        raise UserError(f"{what} {path}: is a folder")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"{what} {path}: file is not writable")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path}: folder {parent} is not writable")
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Runs one simulation and prints its summary."""
     import time
 
+    from disagg_gym.io import check_output_dir, check_output_file
     from disagg_gym.scenario import load_scenario
     from disagg_gym.simulation import Simulation
 
+    if args.policy is not None and not args.policy.strip():
+        raise UserError("argument --policy: expected a router name (got '')")
+    if args.records:
+        check_output_file(args.records, "--records")
+    if args.plots:
+        check_output_dir(args.plots, "--plots")
     overrides = _overrides(args.set)
     if args.trace:
+        kind = overrides.get("workload.kind", "trace")
+        if kind != "trace":
+            raise UserError(f"--trace replays a trace but --set workload.kind={kind} asks for another workload; drop one")
+        tp = overrides.get("workload.trace_path")
+        if tp is not None and str(tp) != str(args.trace):
+            raise UserError(f"--trace {str(args.trace)!r} conflicts with --set workload.trace_path={tp}; drop one")
         overrides["workload.kind"] = "trace"
         overrides["workload.trace_path"] = str(args.trace)
-        overrides.setdefault("horizon_s", 1e7)
+        # --trace replays the whole trace unless --horizon (or horizon_s) cuts it: the
+        # largest float is a horizon no timestamp reaches (issue #17: rows dated years
+        # apart were dropped after a default 1e7 s)
+        overrides.setdefault("horizon_s", sys.float_info.max)
     if args.rate_scale is not None:
         key = "workload.rate_scale" if args.trace or overrides.get("workload.kind") == "trace" else None
         if key is None:
@@ -153,6 +152,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary = sim.run()
     summary["wall_s"] = round(time.perf_counter() - t0, 4)
     summary["policy"] = args.policy or scen.router
+    rows = len(sim.source) if scen.workload.kind == "trace" and not scen.workload.loop else None
+    if rows is not None and summary["requests_total"] < rows:
+        print(
+            f"disagg-gym: warning: replayed {summary['requests_total']} of {rows} trace rows: "
+            f"horizon_s={scen.horizon_s:g} s or max_requests={scen.max_requests} ended the replay",
+            file=sys.stderr,
+        )
     if args.records:
         _write_records(sim, Path(args.records))
     if args.plots:
@@ -207,11 +213,10 @@ def _with_cost_model(scen: Any, cost_model: str) -> Any:
 
 def _write_records(sim: Any, path: Path) -> None:
     import csv
+    import io
 
     from disagg_gym.io import atomic_write_text
     from disagg_gym.metrics.recorder import RECORD_FIELDS
-
-    import io
 
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -250,8 +255,13 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
         link, nbytes = q.get("link"), q.get("bytes")
         if link is None or nbytes is None:
             raise UserError(f"{where}phase kv_transfer needs 'link' and 'bytes' (got link={link!r}, bytes={nbytes!r})")
-        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, float)) or not nbytes >= 0:
-            raise UserError(f"{where}'bytes' must be a non-negative number (got {nbytes!r})")
+        if (
+            isinstance(nbytes, bool)
+            or not isinstance(nbytes, (int, float))
+            or not nbytes >= 0
+            or not math.isfinite(nbytes)
+        ):
+            raise UserError(f"{where}'bytes' must be a non-negative finite number (got {nbytes!r})")
         try:
             spec = get_link(str(link))
         except ValueError as exc:
@@ -266,6 +276,8 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
         v = q[k]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UserError(f"{where}'{k}' must be a positive integer (got {v!r})")
+    if q["batch"] > PREDICT_MAX_BATCH:
+        raise UserError(f"{where}'batch' must be at most {PREDICT_MAX_BATCH:,} (got {q['batch']!r})")
     tp = q.get("tp", 1)
     if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
         raise UserError(f"{where}'tp' must be a positive integer (got {tp!r})")
@@ -290,6 +302,9 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
             f"on {cost.gpu.name} at tp={tp} ({cost.gpu.hbm_gb:g} GB per GPU); use a larger --tp"
         )
     b, n = q["batch"], q["length"]
+    ctx = cost.model.max_position_embeddings
+    if ctx is not None and n > ctx:
+        raise UserError(f"{where}'length' {n} exceeds the context length of {cost.model.name} ({ctx:,} tokens)")
     if phase == "prefill":
         s = cost.prefill_s([n] * b)
         reduced = b * n  # every prompt token's hidden state is all-reduced
@@ -307,10 +322,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predicts one iteration or transfer time, or a file of queries."""
     if args.queries:
         path = Path(args.queries)
-        try:
-            lines = path.read_text().splitlines()
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+        from disagg_gym.config import read_text_file
+
+        lines = read_text_file(path).splitlines()  # names the file: missing, unreadable, not UTF-8
         out = []
         for no, line in enumerate(lines, 1):
             if not line.strip():
@@ -319,18 +333,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 q = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise UserError(f"{path}:{no}: invalid JSON (nested too deeply)") from None
+            except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+                raise UserError(f"{path}:{no}: invalid JSON ({exc})") from None
             if not isinstance(q, dict):
                 raise UserError(f"{path}:{no}: expected a JSON object (got {line.strip()[:40]!r})")
             if args.cost_model and "cost_model" not in q:
                 q["cost_model"] = args.cost_model
-            out.append(json.dumps(_predict_one(q, f"{path}:{no}: ")))
+            out.append(json.dumps(_predict_one(q, f"{path}:{no}: "), allow_nan=False))
         print("\n".join(out))
         return 0
     q = {k: getattr(args, k) for k in _PREDICT_FIELDS if getattr(args, k, None) is not None}
     if args.phase is None:
         raise UserError("predict needs --phase (prefill, decode or kv_transfer) or --queries FILE")
     res = _predict_one(q)
-    print(json.dumps(res) if args.json else f"{res['ms']:.4f} ms")
+    print(json.dumps(res, allow_nan=False) if args.json else f"{res['ms']:.4f} ms")
     return 0
 
 
@@ -450,11 +468,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_a, **_k: f"disagg-gym: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
-    except (UserError, ConfigError) as exc:
+    except UserError as exc:  # ConfigError, TraceError and every input check
         print(f"disagg-gym: error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # validation errors raised by library code on user input
-        print(f"disagg-gym: error: {exc}", file=sys.stderr)
+    except OSError as exc:  # an output path that went bad after the checks, a full disk
+        from disagg_gym.io import describe_os_error
+
+        print(f"disagg-gym: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("disagg-gym: interrupted", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -20,10 +21,12 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from disagg_gym.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A user configuration problem; ``str(err)`` is one line fit for a CLI."""
 
 
@@ -249,8 +252,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"override {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+        value = load_yaml_text(raw)
+    except (yaml.YAMLError, ConfigError):
         value = raw
     return key, value
 
@@ -274,17 +277,85 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
     return out
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Reads a YAML file, turning I/O and syntax problems into one-line ``ConfigError``s."""
+# YAML 1.1 (PyYAML) reads ``1e3`` and ``2.5e-3`` as strings: its float pattern needs a dot
+# and a signed exponent. Configs write rates and byte counts that way, so exponent notation
+# (with or without a dot or an exponent sign) resolves to a float here (issue #17).
+_EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` plus exponent floats (``1e3``); duplicate keys are checked on the node tree."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789."))
+
+
+def _check_duplicate_keys(node: yaml.Node, path: str, source: str) -> None:
+    """Raises ``ConfigError`` at the first mapping key that appears twice (YAML would keep the last)."""
+    stack = [(node, path)]
+    while stack:
+        n, where = stack.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    name = str(k.value)
+                    dotted = f"{where}.{name}" if where else name
+                    if name in seen:
+                        src = f"{source}: " if source else ""
+                        raise ConfigError(
+                            f"{src}line {k.start_mark.line + 1}: duplicate key '{dotted}' "
+                            f"(first at line {seen[name]})"
+                        )
+                    seen[name] = k.start_mark.line + 1
+                    stack.append((v, dotted))
+                else:
+                    stack.append((v, where))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(n.value))
+
+
+def load_yaml_text(text: str, source: str = "") -> Any:
+    """Parses one YAML document: safe tags only, exponent floats, duplicate keys rejected.
+
+    Raises:
+        yaml.YAMLError: Invalid YAML.
+        ConfigError: A mapping with a duplicate key (naming ``source``, the line and the key).
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicate_keys(node, "", source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def read_text_file(path: str | Path) -> str:
+    """Reads a UTF-8 text file; missing, unreadable or non-UTF-8 files are a ``ConfigError`` naming it."""
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, not a file") from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not a text file (invalid UTF-8 at byte {exc.start})") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Reads a YAML file, turning I/O and syntax problems (and duplicate keys) into one-line ``ConfigError``s."""
+    p = Path(path)
+    text = read_text_file(p)
+    try:
+        return load_yaml_text(text, str(p))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

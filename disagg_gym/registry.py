@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from disagg_gym.errors import UserError
+
 T = TypeVar("T")
 
 
@@ -31,11 +33,11 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
-        """Returns the entry for ``name`` or raises ``ValueError`` listing the valid names."""
+        """Returns the entry for ``name`` or raises ``UserError`` listing the valid names."""
         try:
             return self._items[name]
         except KeyError:
-            raise ValueError(
+            raise UserError(
                 f"unknown {self.kind} {name!r}; expected one of: {', '.join(sorted(self._items))}"
             ) from None
 

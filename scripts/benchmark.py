@@ -1,7 +1,8 @@
 """Leaderboard benchmark (`disagg-gym benchmark`): every heuristic and trained agent, every config.
 
 Runs each (config, agent, training seed) cell on the held-out workload seeds 10000, 10001, ...,
-appends its rows to DIR/results.csv atomically (a rerun skips finished cells), then writes the
+appends its rows to DIR/results.csv (locked appends: several runs may share DIR; a rerun skips
+finished cells), then writes the
 Markdown leaderboard and plots. The committed leaderboard was made with:
 
     .venv/bin/python scripts/benchmark.py --out leaderboard --markdown LEADERBOARD.md
@@ -17,13 +18,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from agents.leaderboard import add_benchmark_args, cmd_benchmark
+from agents.leaderboard import add_benchmark_args, cmd_benchmark  # noqa: E402
+from disagg_gym.errors import UserError  # noqa: E402
+from disagg_gym.io import describe_os_error  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n")[0])
     add_benchmark_args(parser)
     try:
         raise SystemExit(cmd_benchmark(parser.parse_args()))
-    except ValueError as exc:
+    except UserError as exc:  # an internal ValueError keeps its traceback: it is a bug
         print(f"benchmark.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"benchmark.py: error: {describe_os_error(exc)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,8 +1,10 @@
-"""Larger fuzz campaign over the simulator invariants (the CI test runs a bounded version).
+"""Larger fuzz campaigns: simulator invariants (default) or the command line (``--target cli``).
 
 Usage: python scripts/fuzz.py [--examples 5000] [--seed 0]
-Prints how many cases were tried and whether all passed. Uses the same strategies as
-tests/cluster/test_properties.py (disagg_gym.testing.strategies).
+       python scripts/fuzz.py --target cli [--examples 300] [--seed 0] [--log cases.jsonl]
+Prints how many cases were tried and whether all passed. The simulator campaign uses the same
+strategies as tests/cluster/test_properties.py (disagg_gym.testing.strategies); the CLI
+campaign is scripts/fuzz_cli.py (see its docstring for the contract it checks).
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ from disagg_gym.testing.strategies import clusters, workloads  # noqa: E402
 
 
 def main() -> None:
+    if "--target" in sys.argv:
+        i = sys.argv.index("--target")
+        target = sys.argv[i + 1] if i + 1 < len(sys.argv) else ""
+        del sys.argv[i : i + 2]
+        if target == "cli":
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from fuzz_cli import main as cli_main
+
+            cli_main()
+            return
+        if target != "sim":
+            raise SystemExit(f"fuzz.py: --target must be sim or cli (got {target!r})")
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--examples", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)

@@ -199,7 +199,7 @@ def _finished_trial(tdir: Path, hp_text: str, timesteps: int) -> Path | None:
 def _previous_train_walls(trials_csv: Path) -> dict[int, float]:
     """Training wall time per trial recorded by an earlier run (``{}`` without one)."""
     walls: dict[int, float] = {}
-    for r in read_results(trials_csv):
+    for r in read_results(trials_csv, required=()):
         try:
             walls[int(r["trial"])] = float(r["train_wall_s"])
         except (KeyError, ValueError):

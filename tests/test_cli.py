@@ -124,3 +124,129 @@ def test_predict_tp_must_divide_heads_and_reports_allreduce(capsys: pytest.Captu
     assert rc == 0 and 0 < res["allreduce_ms"] < res["ms"]
     rc, out, _ = run(capsys, *base, "--json")
     assert rc == 0 and "allreduce_ms" not in json.loads(out)
+# ---------------------------------------------------------------- issue #17
+def test_bad_output_paths_fail_before_the_simulation(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import disagg_gym.simulation
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("the simulation ran before the output paths were checked")
+
+    monkeypatch.setattr(disagg_gym.simulation.Simulation, "__init__", boom)
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    cases = [
+        (["--records", str(tmp_path / "d")], f"--records {str(tmp_path / 'd')!r}: is a directory, expected a file path"),
+        (["--records", str(tmp_path / "f" / "r.csv")],
+         f"--records {str(tmp_path / 'f' / 'r.csv')!r}: {str(tmp_path / 'f')!r} is a file, not a folder"),
+        (["--plots", str(tmp_path / "f")], f"--plots {str(tmp_path / 'f')!r}: is a file, expected a folder"),
+    ]
+    for extra, message in cases:
+        rc, _, err = run(capsys, "simulate", "--horizon", "2", *extra)
+        assert rc == 2 and err.strip().splitlines()[-1] == f"disagg-gym: error: {message}"
+        assert "Traceback" not in err
+
+
+def test_oserror_while_writing_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import disagg_gym.io
+
+    def full(path: object, text: str) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(disagg_gym.io, "atomic_write_text", full)
+    out = tmp_path / "r.csv"
+    rc, _, err = run(capsys, "simulate", "--horizon", "2", "--records", str(out))
+    assert rc == 2
+    assert err.strip() == f"disagg-gym: error: {str(out)!r}: No space left on device"
+
+
+def test_internal_value_error_is_not_reported_as_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a traceback must mean a bug: only UserError (and OSError) become one-line errors
+    import disagg_gym.simulation
+
+    def bug(self: object, *a: object, **k: object) -> None:
+        raise ValueError("internal invariant broken")
+
+    monkeypatch.setattr(disagg_gym.simulation.Simulation, "run", bug)
+    with pytest.raises(ValueError, match="internal invariant broken"):
+        main(["simulate", "--horizon", "2"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--phase", "prefill", "--batch", "1000000000", "--length", "8"],
+         "disagg-gym: error: 'batch' must be at most 65,536 (got 1000000000)"),
+        (["predict", "--gpu", "h100-sxm", "--model", "llama-2-7b", "--phase", "decode", "--batch", "1", "--length", "4097"],
+         "disagg-gym: error: 'length' 4097 exceeds the context length of llama-2-7b (4,096 tokens)"),
+        (["predict", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--phase", "prefill", "--batch", "1", "--length", "1" * 30],
+         f"disagg-gym: error: 'length' {'1' * 30} exceeds the context length of llama-3.1-8b (131,072 tokens)"),
+        (["simulate", "--rate-scale", "1e300", "--horizon", "1"],
+         "disagg-gym: error: workload: about 5.5e+301 arrivals expected (rate 5.5e+301/s x horizon 1 s), more than "
+         "the sanity cap of 1e+09; lower the rate (or --rate-scale) or the horizon, or set max_requests"),
+        (["simulate", "--policy", ""], "disagg-gym: error: argument --policy: expected a router name (got '')"),
+    ],
+)
+def test_issue17_one_line_errors(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and out == ""
+    assert err.strip().splitlines()[-1] == message
+
+
+def test_predict_at_the_limits_still_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "predict", "--gpu", "h100-sxm", "--model", "llama-2-7b", "--phase", "decode",
+                     "--batch", "65536", "--length", "4096", "--json")
+    assert rc == 0 and json.loads(out)["ms"] > 0
+
+
+def test_predict_queries_reject_non_finite_bytes_and_non_utf8(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"phase": "kv_transfer", "link": "pcie", "bytes": Infinity}\n')
+    rc, out, err = run(capsys, "predict", "--queries", str(q))
+    assert rc == 2 and out == ""
+    assert err.strip() == f"disagg-gym: error: {q}:1: 'bytes' must be a non-negative finite number (got inf)"
+    data = b'{"phase": "kv_transfer", "link": "pcie", "bytes": 1}\n\xff\n'
+    q.write_bytes(data)
+    rc, _, err = run(capsys, "predict", "--queries", str(q))
+    bad = data.index(b"\xff")
+    assert rc == 2 and err.strip() == f"disagg-gym: error: {q}: not a text file (invalid UTF-8 at byte {bad})"
+    q.write_text('{"phase": "kv_transfer", "link": "pcie", "bytes": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    rc, _, err = run(capsys, "predict", "--queries", str(q))
+    assert rc == 2 and err.strip() == f"disagg-gym: error: {q}:1: invalid JSON (nested too deeply)"
+    q.write_text('{"phase": "kv_transfer", "link": "pcie", "bytes": ' + "1" * 5000 + "}\n")
+    rc, _, err = run(capsys, "predict", "--queries", str(q))
+    assert rc == 2 and err.strip().startswith(f"disagg-gym: error: {q}:1: invalid JSON (Exceeds the limit")
+
+
+def test_trace_rows_years_apart_are_all_replayed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # the default 1e7 s horizon silently dropped the later rows
+    trace = tmp_path / "t.jsonl"
+    rows = [(0, 100, 5), (1000, 120, 5), (3.2e11, 90, 5), (1e308, 80, 5)]  # ms: 0 s, 1 s, ~10 years, 1e305 s
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": i, "output_length": o}) + "\n" for t, i, o in rows))
+    rc, out, err = run(capsys, "simulate", "--trace", str(trace), "--json")
+    s = json.loads(out)
+    assert rc == 0 and s["requests_total"] == 4 and s["requests_completed"] == 4
+    assert "warning" not in err
+    rc, out, err = run(capsys, "simulate", "--trace", str(trace), "--json", "--horizon", "10")
+    assert rc == 0 and json.loads(out)["requests_total"] == 2
+    assert err.strip() == (
+        "disagg-gym: warning: replayed 2 of 4 trace rows: horizon_s=10 s or max_requests=None ended the replay"
+    )
+
+
+def test_trace_conflicting_with_workload_kind_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5}\n')
+    rc, _, err = run(capsys, "simulate", "--trace", str(trace), "--set", "workload.kind=poisson")
+    assert rc == 2 and err.strip() == (
+        "disagg-gym: error: --trace replays a trace but --set workload.kind=poisson asks for another workload; drop one"
+    )
+    rc, _, err = run(capsys, "simulate", "--trace", str(trace), "--set", "workload.trace_path=other.csv")
+    assert rc == 2 and err.strip() == (
+        f"disagg-gym: error: --trace {str(trace)!r} conflicts with --set workload.trace_path=other.csv; drop one"
+    )

@@ -70,3 +70,63 @@ def test_scenario_errors_name_file_and_key(tmp_path: Path) -> None:
     broken.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match=r"broken.yaml: line \d+: invalid YAML"):
         load_scenario(str(broken))
+
+
+# ---------------------------------------------------------------- issue #17: YAML strictness
+def test_duplicate_key_is_rejected_with_file_line_and_key(tmp_path: Path) -> None:
+    # YAML keeps the last of two equal keys: this config ran 0 requests and exited 0
+    bad = tmp_path / "dup.yaml"
+    bad.write_text(
+        "cluster:\n  groups:\n    - {gpu: h100-sxm, count: 1, role: prefill}\n"
+        "    - {gpu: h100-sxm, count: 1, role: decode}\n"
+        "workload:\n  kind: poisson\n  rate_per_s: 55\n  lengths: azure_conv\n  rate_per_s: 0.001\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_scenario(str(bad))
+    assert str(exc.value) == f"{bad}: line 9: duplicate key 'workload.rate_per_s' (first at line 7)"
+
+
+def test_duplicate_key_in_a_list_item_names_the_index(tmp_path: Path) -> None:
+    bad = tmp_path / "dup.yaml"
+    bad.write_text("cluster:\n  groups:\n    - {gpu: h100-sxm, count: 1, count: 2, role: prefill}\n")
+    with pytest.raises(ConfigError, match=r"line 3: duplicate key 'cluster.groups\[0\].count' \(first at line 3\)"):
+        load_scenario(str(bad))
+
+
+@pytest.mark.parametrize(("text", "value"), [("1e3", 1000.0), ("2.5e-3", 0.0025), ("-1E+2", -100.0), (".5e1", 5.0)])
+def test_exponent_floats_are_numbers(tmp_path: Path, text: str, value: float) -> None:
+    # YAML 1.1 (PyYAML) reads 1e3 as the string '1e3'
+    from disagg_gym.config import read_yaml
+
+    p = tmp_path / "x.yaml"
+    p.write_text(f"a: {text}\nb: '1e3'\nc: 1e3x\n")
+    data = read_yaml(p)
+    assert data["a"] == value and isinstance(data["a"], float)
+    assert data["b"] == "1e3" and data["c"] == "1e3x"  # quoted and non-numbers stay strings
+    assert parse_override(f"workload.rate_per_s={text}") == ("workload.rate_per_s", value)
+
+
+def test_exponent_rate_in_a_scenario(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text(
+        "cluster:\n  groups:\n    - {gpu: h100-sxm, count: 1, role: prefill}\n"
+        "    - {gpu: h100-sxm, count: 1, role: decode}\n"
+        "workload: {kind: poisson, rate_per_s: 5e1, lengths: azure_conv}\n"
+    )
+    assert load_scenario(str(p)).workload.rate_per_s == 50.0
+
+
+def test_non_utf8_config_names_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as exc:
+        load_scenario(str(p))
+    assert str(exc.value) == f"{p}: not a text file (invalid UTF-8 at byte 9)"
+
+
+def test_config_errors_are_user_errors() -> None:
+    from disagg_gym.errors import UserError
+    from disagg_gym.workload import TraceError
+
+    assert issubclass(ConfigError, UserError) and issubclass(TraceError, UserError)
+    assert issubclass(UserError, ValueError)  # library callers catching ValueError keep working

@@ -439,11 +439,13 @@ class Cluster:
         p = self.instances[req.prefill_inst]
         d = self.instances[req.decode_inst]
         if p.role is not Role.COLOCATED:
-            if p.state is not ACTIVE:
+            # An instance may have changed role since the request was placed.
+            if p.state is not ACTIVE or p.role is not Role.PREFILL:
                 p = self._best_prefill() or p
-            if d.state is not ACTIVE:
+            if d.state is not ACTIVE or d.role is not Role.DECODE:
                 d = self._best_decode(req=req) or d
-            if p.state is not ACTIVE or d.state is not ACTIVE:
+            if (p.state is not ACTIVE or d.state is not ACTIVE or p.role is not Role.PREFILL
+                    or d.role is not Role.DECODE):
                 # No instance of a role is in service (all switching): wait for one.
                 req.state = RequestState.PREFILL_QUEUED
                 self._parked.append(req)
@@ -467,7 +469,9 @@ class Cluster:
             return  # draining: finishes running (chunked) prefills only
         colocated = inst.role is Role.COLOCATED
         batch = inst.batch
-        if colocated and (batch.B > 0 or batch.next_ev is not None) and not at_boundary:
+        # A running decode batch is interrupted only at an iteration boundary; an empty or
+        # stalled one (waiting for a swap-out to free memory) is at one already.
+        if colocated and batch.next_ev is not None and not at_boundary:
             # Wait for the decode batch's next iteration boundary.
             if not inst.want_prefill:
                 inst.want_prefill = True
@@ -494,22 +498,28 @@ class Cluster:
         items: list[tuple[Request, int, int]] = []
         tokens = 0
         i = 0
+        blocked = False  # a new prompt did not fit: later new prompts may not overtake it
         while i < len(pq) and len(items) < slots and tokens < budget:
             req = pq[i]
             left = req.prefill_tokens - req.prefilled
             if req.prefilled == 0:  # a new run: take the memory for the whole prompt now
-                if inst.state is DRAINING:
-                    break
                 need = self.blocks(req.held_tokens)
                 if need > kv.capacity:  # a preempted request whose recompute no longer fits
-                    pq.pop()
+                    if i == 0:
+                        pq.pop()
+                    else:
+                        self._remove_from_queue(pq, req)
                     self.instances[req.decode_inst].owed -= 1
                     self.reject(req, "too_large")
                     continue
-                if not kv.fits(need + reserve):
-                    break
-                if not chunk and items and tokens + left > budget:
-                    break
+                if (blocked or inst.state is DRAINING or not kv.fits(need + reserve)
+                        or (not chunk and items and tokens + left > budget)):
+                    # Chunked prompts part-way through (they hold their memory) still run.
+                    blocked = True
+                    i += 1
+                    if not chunk:
+                        break
+                    continue
                 kv.take(need)
             n = min(left, budget - tokens) if chunk else left
             items.append((req, n, req.prefilled))
@@ -905,10 +915,10 @@ class Cluster:
                 return
         self._absorb(inst)
         # Completions (or preemptions at this boundary) may have freed slots and memory.
+        if inst.dq or inst.swapped:
+            self._try_admit(inst)
         if inst.role is Role.COLOCATED:
             self._try_prefill(inst)
-        elif inst.dq or inst.swapped:
-            self._try_admit(inst)
         self._maybe_switch(inst)
 
     def _absorb(self, inst: Instance) -> None:
@@ -1095,6 +1105,7 @@ class Cluster:
                             inst.owed -= 1
                             d_new.owed += 1
         self.changed.add(inst.idx)
+        self._maybe_switch(inst)  # handing work back may have left it idle
 
     def _rehome_waiting(self) -> None:
         """An instance came into service: parked work and draining instances' queues move."""
@@ -1107,6 +1118,12 @@ class Cluster:
         for inst in self.instances:
             if inst.state is DRAINING and (inst.pq or inst.dq or inst.owed):
                 self._hand_back_queues(inst)
+        for inst in self.instances:  # work kept while no instance of its role was in service
+            if inst.state is ACTIVE:
+                if inst.dq or inst.swapped:
+                    self._try_admit(inst)
+                if inst.pq and not inst.prefill_busy:
+                    self._try_prefill(inst)
 
     def cancel_switch(self, idx: int) -> None:
         """Returns a draining instance to service in its current role."""

@@ -16,6 +16,7 @@ from disagg_gym.env.reward_window import RewardWindow
 from disagg_gym.config import from_dict
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
 from disagg_gym.env.observation import ObservationBuilder
+from disagg_gym.env.options import check_reset_options
 from disagg_gym.scenario import ScenarioConfig, load_scenario
 from disagg_gym.simulation import Simulation, make_router
 from disagg_gym.types import Role
@@ -139,16 +140,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"workload_seed", "trace_window"}
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; expected workload_seed, trace_window")
-        wseed = options.get("workload_seed")
+        wseed, window = check_reset_options(options, self.scenario.workload.kind)  # issue #17
         if wseed is None:
             wseed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
-        if isinstance(wseed, bool) or not isinstance(wseed, (int, np.integer)) or wseed < 0:
-            raise ValueError(f"workload_seed must be a non-negative int (got {wseed!r})")
-        window = options.get("trace_window")
         scen = self.scenario
         if self.cfg.max_episode_requests is not None:
             scen = replace(scen, max_requests=self.cfg.max_episode_requests)

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from disagg_gym.errors import UserError
+
 __all__ = ["GPUS", "GPUSpec", "get_gpu"]
 
 
@@ -236,4 +238,4 @@ def get_gpu(name: str) -> GPUSpec:
     try:
         return GPUS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown GPU {name!r}; valid ids: {', '.join(GPUS)}") from None
+        raise UserError(f"unknown GPU {name!r}; valid ids: {', '.join(GPUS)}") from None

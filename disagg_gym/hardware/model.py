@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
+from disagg_gym.errors import UserError
 
 __all__ = ["MODELS", "ModelSpec", "load_model"]
 
@@ -40,6 +40,8 @@ class ModelSpec:
         dtype_bytes: Bytes per weight and per KV element (2 for bf16/fp16).
         gated_mlp: Whether the MLP has three matrices (gate, up, down: Llama/Qwen/Mistral) or
             two (up, down: OPT). Not a Hugging Face key; defaults to gated.
+        max_position_embeddings: Longest context in tokens (Hugging Face key); ``None`` if
+            unknown. ``predict`` rejects longer lengths; the simulator does not read it.
     """
 
     name: str
@@ -55,6 +57,7 @@ class ModelSpec:
     tie_word_embeddings: bool = False
     dtype_bytes: int = 2
     gated_mlp: bool = True
+    max_position_embeddings: int | None = None
 
     def __post_init__(self) -> None:
         """Rejects non-positive sizes and inconsistent head or expert counts."""
@@ -73,6 +76,12 @@ class ModelSpec:
                 raise ValueError(
                     f"ModelSpec {self.name!r}: {key} must be a positive int (got {value!r})"
                 )
+        ctx = self.max_position_embeddings
+        if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, int) or ctx <= 0):
+            raise ValueError(
+                f"ModelSpec {self.name!r}: max_position_embeddings must be a positive int or None "
+                f"(got {ctx!r})"
+            )
         for key in ("num_local_experts", "num_experts_per_tok"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -191,8 +200,11 @@ def _m(
     kv_heads: int,
     intermediate: int,
     vocab: int,
+    ctx: int | None = None,
     **extra: Any,
 ) -> ModelSpec:
+    # ctx: max_position_embeddings from ../shared/data/models.yaml (the HF configs); qwen2.5-14b
+    # is not listed there and takes the Qwen2.5 base models' 131072 of its 7B/32B/72B siblings
     return ModelSpec(
         name=name,
         num_hidden_layers=layers,
@@ -202,6 +214,7 @@ def _m(
         head_dim=extra.pop("head_dim", hidden // heads),
         intermediate_size=intermediate,
         vocab_size=vocab,
+        max_position_embeddings=ctx,
         **extra,
     )
 
@@ -210,12 +223,12 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
     {
         m.name: m
         for m in (
-            _m("llama-2-7b", 32, 4096, 32, 32, 11008, 32000),
-            _m("llama-2-13b", 40, 5120, 40, 40, 13824, 32000),
-            _m("llama-2-70b", 80, 8192, 64, 8, 28672, 32000),
-            _m("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256),
-            _m("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256),
-            _m("mistral-7b-v0.1", 32, 4096, 32, 8, 14336, 32000),
+            _m("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, ctx=4096),
+            _m("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, ctx=4096),
+            _m("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, ctx=4096),
+            _m("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256, ctx=131072),
+            _m("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, ctx=131072),
+            _m("mistral-7b-v0.1", 32, 4096, 32, 8, 14336, 32000, ctx=32768),
             _m(
                 "mixtral-8x7b",
                 32,
@@ -226,16 +239,17 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
                 32000,
                 num_local_experts=8,
                 num_experts_per_tok=2,
+                ctx=32768,
             ),
-            _m("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064),
-            _m("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064),
-            _m("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064),
-            _m("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064),
+            _m("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, ctx=131072),
+            _m("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064, ctx=131072),
+            _m("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064, ctx=131072),
+            _m("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, ctx=131072),
             _m(
-                "opt-13b", 40, 5120, 40, 40, 20480, 50272, tie_word_embeddings=True, gated_mlp=False
+                "opt-13b", 40, 5120, 40, 40, 20480, 50272, tie_word_embeddings=True, gated_mlp=False, ctx=2048
             ),
             _m(
-                "opt-66b", 64, 9216, 72, 72, 36864, 50272, tie_word_embeddings=True, gated_mlp=False
+                "opt-66b", 64, 9216, 72, 72, 36864, 50272, tie_word_embeddings=True, gated_mlp=False, ctx=2048
             ),
             _m(
                 "opt-175b",
@@ -247,6 +261,7 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
                 50272,
                 tie_word_embeddings=True,
                 gated_mlp=False,
+                ctx=2048,
             ),
         )
     }
@@ -265,24 +280,24 @@ _INT_KEYS = _REQUIRED + (
     "num_local_experts",
     "num_experts_per_tok",
     "dtype_bytes",
+    "max_position_embeddings",
 )
 _BOOL_KEYS = ("tie_word_embeddings", "gated_mlp")
 _KNOWN = frozenset(f.name for f in fields(ModelSpec))
 
 
 def _load_yaml_model(path: Path) -> ModelSpec:
+    from disagg_gym.config import read_yaml
+
     where = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{where}: not valid YAML ({exc})") from None
+    raw = read_yaml(path)  # ConfigError: unreadable, not UTF-8, invalid YAML, duplicate key
     if not isinstance(raw, dict):
-        raise ValueError(  # noqa: TRY004 - STYLE: bad input is a ValueError
+        raise UserError(  # noqa: TRY004 - STYLE: bad input is a ValueError
             f"{where}: key '<root>': expected a mapping of Hugging Face keys (got {raw!r})"
         )
 
     def bad(key: str, problem: str, value: Any) -> ValueError:
-        return ValueError(f"{where}: key '{key}': {problem} (got {value!r})")
+        return UserError(f"{where}: key '{key}': {problem} (got {value!r})")
 
     for key, value in raw.items():
         if key not in _KNOWN:
@@ -324,7 +339,10 @@ def _load_yaml_model(path: Path) -> ModelSpec:
     values.setdefault("name", path.stem)
     values["num_key_value_heads"] = kv_heads
     values.setdefault("head_dim", raw["hidden_size"] // heads)
-    return ModelSpec(**values)
+    try:
+        return ModelSpec(**values)
+    except ValueError as exc:  # a cross-field check the key checks above do not cover
+        raise UserError(f"{where}: {exc}") from None
 
 
 def load_model(name_or_path: str | Path) -> ModelSpec:
@@ -334,7 +352,7 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
     ``hidden_size``, ``num_attention_heads``, ``num_key_value_heads`` (default: MHA),
     ``head_dim`` (default ``hidden_size // num_attention_heads``), ``intermediate_size``,
     ``vocab_size``, ``num_local_experts``, ``num_experts_per_tok``, ``tie_word_embeddings``,
-    ``dtype_bytes`` and ``gated_mlp``; nothing else.
+    ``dtype_bytes``, ``gated_mlp`` and ``max_position_embeddings``; nothing else.
 
     Args:
         name_or_path: A key of :data:`MODELS`, or a path to a ``.yaml``/``.yml`` file.
@@ -351,8 +369,8 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
-            raise ValueError(f"{path}: model file not found (got {str(name_or_path)!r})")
+            raise UserError(f"{path}: model file not found (got {str(name_or_path)!r})")
         return _load_yaml_model(path)
-    raise ValueError(
+    raise UserError(
         f"unknown model {name_or_path!r}; catalog ids: {', '.join(MODELS)}, or a YAML file path"
     )

@@ -28,6 +28,7 @@ from ray.tune.registry import register_env
 
 import disagg_gym  # noqa: F401 - registers the Gymnasium ids
 from disagg_gym.env.registration import register_all, registered_ids
+from disagg_gym.errors import UserError
 from disagg_gym.wrappers import ActionMaskDict
 
 EnvWrap = Callable[[gym.Env, Mapping[str, Any]], gym.Env]
@@ -49,7 +50,7 @@ def env_creator(env_id: str, wrap: EnvWrap | None = None) -> Callable[[Mapping[s
         ValueError: ``env_id`` is not a registered disagg-gym id.
     """
     if env_id not in registered_ids():
-        raise ValueError(f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}")
+        raise UserError(f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}")
 
     def create(config: Mapping[str, Any]) -> gym.Env:
         register_all()  # a fresh Ray worker process may not have imported disagg_gym yet
@@ -136,13 +137,13 @@ def build_ppo_config(
     for name, v in (("train_batch_size", train_batch_size), ("minibatch_size", minibatch_size),
                     ("num_epochs", num_epochs), ("num_envs_per_env_runner", num_envs_per_env_runner)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer (got {v!r})")
+            raise UserError(f"{name} must be a positive integer (got {v!r})")
     if isinstance(num_env_runners, bool) or not isinstance(num_env_runners, int) or num_env_runners < 0:
-        raise ValueError(f"num_env_runners must be a non-negative integer (got {num_env_runners!r})")
+        raise UserError(f"num_env_runners must be a non-negative integer (got {num_env_runners!r})")
     if rllib_env is None:
         register_rllib_envs([env_id])
     elif env_id not in registered_ids():
-        raise ValueError(f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}")
+        raise UserError(f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}")
     config = (
         PPOConfig()
         .environment(env=rllib_env or env_id, env_config=dict(env_config or {}))

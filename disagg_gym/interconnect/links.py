@@ -28,6 +28,7 @@ from types import MappingProxyType
 
 from disagg_gym.hardware.cost import calibration_data
 from disagg_gym.hardware.gpu import GPUSpec
+from disagg_gym.errors import UserError
 
 __all__ = ["LINKS", "NETWORK_EFF", "TIERS", "LinkSpec", "get_link", "link_for_gpu"]
 
@@ -159,7 +160,7 @@ def get_link(name: str) -> LinkSpec:
     try:
         return table[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown link tier {name!r}; valid tiers: {', '.join(table)}") from None
+        raise UserError(f"unknown link tier {name!r}; valid tiers: {', '.join(table)}") from None
 
 
 def link_efficiency(tier: str) -> float:

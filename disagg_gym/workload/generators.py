@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from disagg_gym.config import spec
+from disagg_gym.errors import UserError
 from disagg_gym.registry import Registry
 from disagg_gym.rng import RngStreams
 from disagg_gym.workload.prefix import MOONCAKE_BLOCK_TOKENS
@@ -34,6 +35,10 @@ CHUNK_SIZE = 4096
 CHUNK = CHUNK_SIZE  # backwards-compatible alias
 #: Inter-arrival draws per batch (fixed, so the arrival sequence never depends on limits).
 DRAW_BATCH = 1024
+#: Sanity cap on the expected arrivals of one run (rate x horizon, or trace passes x rows):
+#: above it a run would take days and the cause is a typo (``--rate-scale 1e300``), so it is
+#: an error before any work (issue #17). ``max_requests`` bounds a run and lifts the cap.
+MAX_EXPECTED_ARRIVALS = 1e9
 
 
 # ------------------------------------------------------------------------------- rate profiles
@@ -475,6 +480,15 @@ class WorkloadConfig:
             raise ValueError(
                 f"a {self.kind!r} workload is endless: pass horizon_s or max_requests (got neither)"
             )
+        if max_requests is None and horizon_s is not None:
+            rate = self.max_rate()
+            expected = rate * horizon_s
+            if not expected <= MAX_EXPECTED_ARRIVALS:
+                raise UserError(
+                    f"workload: about {expected:.3g} arrivals expected (rate {rate:.3g}/s x horizon "
+                    f"{horizon_s:.3g} s), more than the sanity cap of {MAX_EXPECTED_ARRIVALS:.0e}; "
+                    "lower the rate (or --rate-scale) or the horizon, or set max_requests"
+                )
         if self.kind in PREFIX_WORKLOADS:
             return PrefixSource(
                 PREFIX_WORKLOADS.get(self.kind)(self),
@@ -611,7 +625,7 @@ class TraceReplaySource:
         rel = data.arrival_s
         idx = np.flatnonzero((rel >= lo) & (rel < hi))
         if idx.size == 0:
-            raise ValueError(
+            raise UserError(
                 f"{data.path}: window [{lo:g}, {hi:g}) s selects no rows "
                 f"(the trace spans 0 to {data.span_s:g} s)"
             )
@@ -623,18 +637,27 @@ class TraceReplaySource:
         self._t = (rel[idx] - lo) / cfg.rate_scale  # relative to start_s, one pass
         if cfg.loop:
             if horizon_s is None and max_requests is None:
-                raise ValueError("loop: true replays forever: pass horizon_s or max_requests")
+                raise UserError("loop: true replays forever: pass horizon_s or max_requests")
             if cfg.window_end_s is not None:
                 period = (cfg.window_end_s - lo) / cfg.rate_scale
             elif idx.size >= 2:
                 span = float(self._t[-1] - self._t[0])
                 period = float(self._t[-1]) + span / (idx.size - 1)
             else:
-                raise ValueError(
+                raise UserError(
                     f"{data.path}: loop needs window_end_s when the window holds one row"
                 )
             if period <= 0:
-                raise ValueError(f"{data.path}: loop period is zero (all rows share one timestamp)")
+                raise UserError(f"{data.path}: loop period is zero (all rows share one timestamp)")
+            if max_requests is None and horizon_s is not None:
+                expected = idx.size * (horizon_s / period + 1)
+                if not expected <= MAX_EXPECTED_ARRIVALS:
+                    raise UserError(
+                        f"{data.path}: looping {idx.size} rows every {period:.3g} s over a horizon "
+                        f"of {horizon_s:.3g} s is about {expected:.3g} arrivals, more than the "
+                        f"sanity cap of {MAX_EXPECTED_ARRIVALS:.0e}; lower rate_scale or the "
+                        "horizon, or set max_requests"
+                    )
             self._period_s: float | None = period
         else:
             self._period_s = None

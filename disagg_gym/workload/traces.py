@@ -25,14 +25,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+from disagg_gym.errors import UserError
+
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
 #: How many skip reasons ``TraceData.skip_reasons`` keeps.
 MAX_SKIP_REASONS = 5
+#: Largest token count a row may hold (2**31 - 1): far above any context length, and it keeps
+#: the int64 arrays and token arithmetic exact (a value of 10**23 overflowed numpy, issue #17).
+MAX_TOKENS = 2**31 - 1
 _AZURE_TS_EXAMPLE = "2023-11-16 18:15:46.6805900"
 
 
-class TraceError(ValueError):
+class TraceError(UserError):
     """A missing or malformed trace; ``str(err)`` is one line naming file, line and value."""
 
 
@@ -67,23 +72,55 @@ class TraceData:
         return float(self.arrival_s[-1]) if self.arrival_s.size else 0.0
 
 
+_MAX_FLOAT = 1.7976931348623157e308
+
+
 def _fmt_value(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    if isinstance(value, (list, dict)) and not _depth_ok(value):  # repr() would recurse
+        return f"<deeply nested {type(value).__name__}>"
+    try:
+        text = repr(value)
+    except ValueError:  # an int over Python's str-conversion digit limit
+        text = "<huge integer>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _positive_int(value: Any) -> int | None:
-    """``value`` as a positive int (digit strings, JSON ints, integral floats), else None."""
+def _token_count(value: Any) -> int | str:
+    """``value`` as a token count in ``[1, MAX_TOKENS]`` (digit strings, JSON ints, integral
+    floats), else the problem (``"expected a positive integer"`` or the upper bound).
+    """
     if isinstance(value, str):
         s = value.strip()
-        return int(s) if s.isascii() and s.isdigit() and int(s) > 0 else None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value > 0 else None
-    if isinstance(value, float) and value.is_integer() and value > 0:
-        return int(value)
-    return None
+        if not (s.isascii() and s.isdigit()):
+            return "expected a positive integer"
+        v = int(s) if len(s) <= 12 else MAX_TOKENS + 1  # 12 digits: no int() of a huge string
+    elif isinstance(value, bool):
+        return "expected a positive integer"
+    elif isinstance(value, int):
+        v = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        v = MAX_TOKENS + 1 if value > MAX_TOKENS else int(value)
+    else:
+        return "expected a positive integer"
+    if v < 1:
+        return "expected a positive integer"
+    if v > MAX_TOKENS:
+        return f"expected at most {MAX_TOKENS} tokens"
+    return v
+
+
+def _depth_ok(value: Any, limit: int = 50) -> bool:
+    """Whether ``value`` nests lists/dicts at most ``limit`` deep (iterative: no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if d > limit:
+            return False
+        if isinstance(v, list):
+            stack.extend((x, d + 1) for x in v[:100])
+        elif isinstance(v, dict):
+            stack.extend((x, d + 1) for x in list(v.values())[:100])
+    return True
 
 
 class _Rows:
@@ -266,21 +303,13 @@ def _parse_azure(lines: list[str], header_idx: int, rows: _Rows) -> None:
                 f"(got {_fmt_value(parts[i_ts].strip())})",
             )
             continue
-        prompt = _positive_int(parts[i_p])
-        if prompt is None:
-            rows.bad(
-                no,
-                f"column 'ContextTokens': expected a positive integer "
-                f"(got {_fmt_value(parts[i_p].strip())})",
-            )
+        prompt = _token_count(parts[i_p])
+        if isinstance(prompt, str):
+            rows.bad(no, f"column 'ContextTokens': {prompt} (got {_fmt_value(parts[i_p].strip())})")
             continue
-        output = _positive_int(parts[i_o])
-        if output is None:
-            rows.bad(
-                no,
-                f"column 'GeneratedTokens': expected a positive integer "
-                f"(got {_fmt_value(parts[i_o].strip())})",
-            )
+        output = _token_count(parts[i_o])
+        if isinstance(output, str):
+            rows.bad(no, f"column 'GeneratedTokens': {output} (got {_fmt_value(parts[i_o].strip())})")
             continue
         if ns < prev_ns:
             rows.bad(
@@ -316,6 +345,12 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
                 f"invalid JSON: {exc.msg} at column {exc.colno} (got {_fmt_value(line.strip())})",
             )
             continue
+        except RecursionError:  # json's C decoder recurses once per nesting level
+            rows.bad(no, f"invalid JSON: nested too deeply (got {_fmt_value(line.strip())})")
+            continue
+        except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+            rows.bad(no, f"invalid JSON: {exc} (got {_fmt_value(line.strip())})")
+            continue
         if not isinstance(obj, dict):
             rows.bad(no, f"expected a JSON object (got {_fmt_value(obj)})")
             continue
@@ -327,8 +362,7 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
         if (
             isinstance(raw_ts, bool)
             or not isinstance(raw_ts, (int, float))
-            or not math.isfinite(raw_ts)
-            or raw_ts < 0
+            or not 0 <= raw_ts <= _MAX_FLOAT  # not isfinite(): an int like 10**400 overflows it
         ):
             rows.bad(
                 no,
@@ -337,24 +371,20 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
             )
             continue
         prompt = (
-            None if isinstance(obj["input_length"], str) else _positive_int(obj["input_length"])
+            "expected a positive integer"
+            if isinstance(obj["input_length"], str)
+            else _token_count(obj["input_length"])
         )
-        if prompt is None:
-            rows.bad(
-                no,
-                f"field 'input_length': expected a positive integer "
-                f"(got {_fmt_value(obj['input_length'])})",
-            )
+        if isinstance(prompt, str):
+            rows.bad(no, f"field 'input_length': {prompt} (got {_fmt_value(obj['input_length'])})")
             continue
         output = (
-            None if isinstance(obj["output_length"], str) else _positive_int(obj["output_length"])
+            "expected a positive integer"
+            if isinstance(obj["output_length"], str)
+            else _token_count(obj["output_length"])
         )
-        if output is None:
-            rows.bad(
-                no,
-                f"field 'output_length': expected a positive integer "
-                f"(got {_fmt_value(obj['output_length'])})",
-            )
+        if isinstance(output, str):
+            rows.bad(no, f"field 'output_length': {output} (got {_fmt_value(obj['output_length'])})")
             continue
         hid = obj.get("hash_ids")
         if hid is not None and (

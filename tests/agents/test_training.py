@@ -376,3 +376,100 @@ def test_wall_clock_budget_stops_and_saves(tmp_path: Path) -> None:
     assert 0 < steps < 1_000_000
     ckpts = sorted((tmp_path / "run" / "checkpoints").glob("ckpt_*.zip"))
     assert ckpts[-1].name == f"ckpt_{steps:012d}.zip"
+
+
+# ====================================================================== issue #17
+def test_resume_refuses_other_overrides_and_keeps_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from disagg_gym.errors import UserError
+
+    quick = dict(eval_freq=0, checkpoint_freq=128, progress_bar=False)
+    train(_args(tmp_path, timesteps=256, **quick))
+    run = tmp_path / "run"
+    first = json.loads((run / "config.json").read_text())
+    assert [h["start_timesteps"] for h in first["history"]] == [0]
+    # a changed env configuration is refused; config.json is left as it was
+    with pytest.raises(UserError) as exc:
+        train(_args(tmp_path, timesteps=512, resume=True, overrides=["horizon_s=4"], **quick))
+    assert str(exc.value) == (
+        f"--resume: {run} was trained with overrides {{'horizon_s': 3}} (got {{'horizon_s': 4}}); "
+        "resume with the same --overrides or train into another --out"
+    )
+    assert json.loads((run / "config.json").read_text()) == first
+    # the newest checkpoint is corrupt: resume says so and uses the newest readable one
+    ckpts = sorted((run / "checkpoints").glob("ckpt_*.zip"))
+    ckpts[-1].write_bytes(b"torn")
+    train(_args(tmp_path, timesteps=512, resume=True, **quick))
+    err = capsys.readouterr().err
+    assert f"disagg-gym: warning: checkpoint {ckpts[-1]} is unreadable" in err
+    assert f"disagg-gym: warning: resuming from {ckpts[-2]}" in err
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["resumed_from"] == str(ckpts[-2]) and cfg["start_timesteps"] == 128
+    assert [h["start_timesteps"] for h in cfg["history"]] == [0, 128]
+    assert cfg["history"][0] == first["history"][0]  # the original start time and arguments
+    assert cfg["overrides"] == first["overrides"] == {"horizon_s": 3}
+
+
+def test_train_bad_out_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.cli import cmd_train
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    rc = run_script(cmd_train, TrainArgs, "train.py", "", ["--out", str(f / "run"), "--timesteps", "64"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == f"train.py: error: --out {str(f / 'run')!r}: {str(f)!r} is a file, not a folder"
+
+
+def test_evaluate_bad_out_fails_before_the_episodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agents.evaluation
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("episodes ran before --out was checked")
+
+    monkeypatch.setattr(agents.evaluation, "evaluate", boom)
+    rc = run_script(cmd_evaluate, EvalArgs, "evaluate.py", "", ["--out", str(tmp_path)])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        f"evaluate.py: error: --out {str(tmp_path)!r}: is a directory, expected a file path"
+    )
+
+
+def test_evaluate_keeps_its_rows_when_the_write_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `evaluate --out` lost every episode it ran when the write failed
+    import agents.evaluation
+
+    def denied(rows: object, path: object, leading: object = ()) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(agents.evaluation, "write_csv", denied)
+    out = tmp_path / "e.csv"
+    rc = run_script(cmd_evaluate, EvalArgs, "evaluate.py", "",
+                    ["--episodes", "2", "--overrides", "horizon_s=2", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    prefix = f"evaluate.py: error: --out: {str(out)!r}: Permission denied; the 2 episode rows were written to "
+    assert err.startswith(prefix)
+    kept = Path(err[len(prefix):])
+    rows = list(csv.DictReader(kept.open()))
+    kept.unlink()
+    assert [r["workload_seed"] for r in rows] == ["10000", "10001"]
+
+
+def test_sb3_spec_of_a_folder_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "model.zip").write_bytes(b"x")
+    rc = run_script(cmd_evaluate, EvalArgs, "evaluate.py", "", ["--policy", f"sb3:{tmp_path}"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        f"evaluate.py: error: model path {str(tmp_path)!r} is a folder, expected a model .zip file; "
+        f"did you mean sb3:{tmp_path / 'model.zip'}?"
+    )
+    rc = run_script(cmd_evaluate, EvalArgs, "evaluate.py", "", ["--policy", f"sb3:{tmp_path / 'model.zip'}"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        f"evaluate.py: error: model file {str(tmp_path / 'model.zip')!r} is not a model zip saved by SB3"
+    )

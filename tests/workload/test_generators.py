@@ -497,3 +497,26 @@ def test_workload_package_uses_no_global_rng_and_no_gym() -> None:
         assert not re.search(r"^\s*(import|from)\s+(gymnasium|torch)\b", text, re.MULTILINE), (
             path.name
         )
+
+
+# ---------------------------------------------------------------- issue #17: arrivals sanity cap
+def test_absurd_expected_arrivals_fail_before_any_work() -> None:
+    # `simulate --rate-scale 1e300 --horizon 1` drew arrivals forever
+    from disagg_gym.errors import UserError
+    from disagg_gym.workload.generators import MAX_EXPECTED_ARRIVALS
+
+    t0 = time.perf_counter()
+    with pytest.raises(UserError) as exc:
+        cfg(kind="poisson", rate_per_s=5.5e301).build(RngStreams(0), horizon_s=1.0)
+    assert str(exc.value) == (
+        "workload: about 5.5e+301 arrivals expected (rate 5.5e+301/s x horizon 1 s), more than the "
+        "sanity cap of 1e+09; lower the rate (or --rate-scale) or the horizon, or set max_requests"
+    )
+    assert time.perf_counter() - t0 < 1.0
+    # just under the cap builds (lazily: nothing is drawn yet); max_requests lifts the cap
+    cfg(kind="poisson", rate_per_s=MAX_EXPECTED_ARRIVALS / 10).build(RngStreams(0), horizon_s=10.0)
+    assert arrivals(cfg(kind="poisson", rate_per_s=1e300), horizon_s=1.0, max_requests=5).size == 5
+    with pytest.raises(UserError, match="more than the sanity cap"):  # the peak rate counts
+        cfg(kind="time_varying", rate_profile="spike", rate_per_s=1e8, spike_factor=100.0).build(
+            RngStreams(0), horizon_s=1.0
+        )

@@ -401,3 +401,51 @@ def test_real_trace_replay_at_double_rate() -> None:
     full = load_trace(TRACES / "AzureLLMInferenceTrace_conv.csv").arrival_s
     assert t.size == int((full < 1200.0).sum())
     assert t.max() < 600.0
+
+
+# ---------------------------------------------------------------- issue #17: hostile values
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (f"{T0},{10**23},44", f"column 'ContextTokens': expected at most 2147483647 tokens (got '{10**23}')"),
+        (f"{T0},374,{10**23}", f"column 'GeneratedTokens': expected at most 2147483647 tokens (got '{10**23}')"),
+        (f"{T0},{'9' * 5000},44", "column 'ContextTokens': expected at most 2147483647 tokens (got '9999"),
+    ],
+)
+def test_azure_huge_token_counts_are_bad_rows(tmp_path: Path, row: str, problem: str) -> None:
+    # 10**23 raised OverflowError from numpy, past the row checks
+    p = azure(tmp_path, f"{T0},1,1", row, f"{T0},2,2")
+    with pytest.raises(TraceError) as exc:
+        load_trace(p)
+    assert str(exc.value).startswith(f"{p}:3: {problem}")
+    data = load_trace(p, on_bad_row="skip")
+    assert len(data) == 2 and data.skipped_rows == 1
+    assert data.prompt_tokens.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (mc(1, 10**23, 5), f"field 'input_length': expected at most 2147483647 tokens (got {10**23})"),
+        (mc(1, 1e23, 5), "field 'input_length': expected at most 2147483647 tokens (got 1e+23)"),
+        (mc(1, 10, 2**31), "field 'output_length': expected at most 2147483647 tokens (got 2147483648)"),
+        ('{"timestamp": 1' + "0" * 400 + ', "input_length": 10, "output_length": 5}',
+         "field 'timestamp': expected a non-negative number of milliseconds (got 10000000000"),
+        ('{"timestamp": 1, "input_length": 10, "output_length": 5, "hash_ids": ' + "[" * 100_000 + "]" * 100_000 + "}",
+         "invalid JSON: nested too deeply (got '{\"timestamp\": 1, \"input_length\": 10, "),
+    ],
+)
+def test_mooncake_overflow_and_deep_nesting_are_bad_rows(tmp_path: Path, row: object, problem: str) -> None:
+    # issue #17: OverflowError and RecursionError escaped the row checks, so skip mode failed too
+    p = mooncake(tmp_path, mc(0), row, mc(10))
+    with pytest.raises(TraceError) as exc:
+        load_trace(p)
+    assert str(exc.value).startswith(f"{p}:2: {problem}")
+    assert "\n" not in str(exc.value) and len(str(exc.value)) < 400
+    data = load_trace(p, on_bad_row="skip")
+    assert len(data) == 2 and data.skipped_rows == 1
+
+
+def test_largest_token_count_is_accepted(tmp_path: Path) -> None:
+    p = mooncake(tmp_path, mc(0, 2**31 - 1, 1))
+    assert load_trace(p).prompt_tokens.tolist() == [2**31 - 1]

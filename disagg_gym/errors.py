@@ -1,0 +1,14 @@
+"""The exception that marks a problem with user input (flags, configs, traces, result files).
+
+``disagg-gym`` reports a ``UserError`` (and an ``OSError`` such as an unwritable output path)
+as one line ``disagg-gym: error: ...`` with exit status 2. Any other exception is a bug in
+disagg-gym and keeps its traceback, so an internal ``ValueError`` is never mistaken for bad
+input. ``UserError`` subclasses ``ValueError`` so library callers that catch ``ValueError``
+around validation keep working (STYLE.md: bad input raises ``ValueError``).
+"""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """A problem with user input; ``str(err)`` is one line naming the bad value."""
