@@ -197,9 +197,6 @@ class Cluster:
                 used_node = (used_node[0], used_node[1] + g.tp)
                 self.instances.append(inst)
         self.n = len(self.instances)
-        if timeline is not None:  # timeline (#13)
-            for inst in self.instances:
-                timeline.on_instance(inst.idx, inst.gpu, inst.tp, inst.role.value)
         self.sites = sorted({i.site for i in self.instances})
         self.meter = Meter(self.instances, config.idle_power)
         self._role_counts: dict[str, tuple[int, int]] = {}
@@ -453,7 +450,7 @@ class Cluster:
         req.prefill_inst, req.decode_inst = p.idx, d.idx
         req.state = RequestState.PREFILL_QUEUED
         if front:
-            p.pq.push_front(req)
+            p.pq.push_front_after_running(req)
         else:
             p.pq.push(req)
         d.owed += 1
@@ -490,8 +487,11 @@ class Cluster:
             budget = inst.token_budget
         kv = inst.kv
         pq = inst.pq
-        # Mixed iterations keep the blocks the decode step needs.
-        reserve = batch.new_blocks(1) * kv.block if mixed else 0
+        # Colocated: a new prompt must leave the decode step's new blocks and one block of
+        # growth per running sequence (and its own), else it would only force a preemption.
+        reserve = 0
+        if colocated and (batch.B or batch.joiners):
+            reserve = batch.new_blocks(1) * kv.block + kv.block * (batch.B + len(batch.joiners) + 1)
         # Colocated: prefilled requests join this instance's decode batch, so respect its size.
         slots = (inst.max_batch - batch.B - len(batch.joiners) - inst.incoming - len(inst.swapped) - inst.swapping
                  if colocated else len(pq))
@@ -629,6 +629,8 @@ class Cluster:
         for d in touched:
             self._try_admit(d)
             self._maybe_switch(d)
+        if (inst.swapped or inst.dq) and not inst.prefill_busy:
+            self._try_admit(inst)  # memory freed by this iteration's completions
         self._try_prefill(inst)
         self._maybe_switch(inst)
 
@@ -769,11 +771,8 @@ class Cluster:
         self.changed.add(p.idx)
         self.changed.add(d.idx)
         req.state = RequestState.DECODING
-        if self.timeline is not None:
-            self.timeline.on_span(p.idx, "transfer", req.transfer_start_s, now, {
-                "rids": [req.rid], "tokens": req.prefill_tokens, "to": d.idx, "tier": req.tier})
         self.observer.on_kv_transfer_done(req)
-        if self.timeline is not None:  # timeline (#13): on the sender, which holds the KV until done
+        if self.timeline is not None:  # on the sender, which holds the KV until it lands
             start = req.transfer_start_s if req.transfer_start_s is not None else now
             self.timeline.on_span(p.idx, "transfer", start, now, {
                 "rids": [req.rid], "tokens": req.prefill_tokens, "to": d.idx, "tier": req.tier, "bytes": req.kv_bytes})

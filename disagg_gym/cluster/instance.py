@@ -59,6 +59,18 @@ class PrefillQueue:
         self._q.appendleft(req)
         self.tokens += req.prefill_tokens - req.prefilled
 
+    def push_front_after_running(self, req: Request) -> None:
+        """Puts ``req`` first among the prompts not yet started (a preempted request recomputes
+        before new work, but never ahead of a prompt part-way through chunked prefill, which
+        holds its memory: overtaking it could starve it).
+        """
+        q = self._q
+        i = 0
+        while i < len(q) and q[i].prefilled > 0:
+            i += 1
+        q.insert(i, req)
+        self.tokens += req.prefill_tokens - req.prefilled
+
     def pop(self) -> Request:
         """Removes the head."""
         req = self._q.popleft()

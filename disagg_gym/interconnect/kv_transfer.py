@@ -22,7 +22,7 @@ from disagg_gym.sim.events import Priority
 class Port:
     """A shared bottleneck: capacity and the flows crossing it."""
 
-    __slots__ = ("key", "tier", "bandwidth_Bps", "flows", "bytes_done", "busy_s", "_since")
+    __slots__ = ("key", "tier", "bandwidth_Bps", "flows", "bytes_done", "busy_s", "_since", "_mark", "_left", "_n")
 
     def __init__(self, key: Any, tier: str, bandwidth_Bps: float) -> None:
         if not bandwidth_Bps > 0:
@@ -34,6 +34,9 @@ class Port:
         self.bytes_done = 0.0
         self.busy_s = 0.0
         self._since = 0.0
+        self._mark = 0  # scratch of TransferManager._rebalance
+        self._left = 0.0
+        self._n = 0
 
     @property
     def in_flight(self) -> int:
@@ -49,7 +52,8 @@ class Port:
 class Flow:
     """One transfer: bytes left, current rate, the ports it crosses."""
 
-    __slots__ = ("payload", "nbytes", "remaining", "rate", "cap_Bps", "ports", "on_done", "last_s", "ev", "start_s")
+    __slots__ = ("payload", "nbytes", "remaining", "rate", "cap_Bps", "ports", "on_done", "last_s", "ev", "start_s",
+                 "active", "_mark", "_open")
 
     def __init__(self, payload: Any, nbytes: float, ports: tuple[Port, ...], cap_Bps: float,
                  on_done: Callable[[Any], None]) -> None:
@@ -63,6 +67,9 @@ class Flow:
         self.last_s = 0.0
         self.ev: Event | None = None
         self.start_s = 0.0
+        self.active = False  # moving data (its latency has passed)
+        self._mark = 0  # scratch of TransferManager._rebalance
+        self._open = False
 
 
 class TransferManager:
@@ -77,6 +84,7 @@ class TransferManager:
         self.ports: dict[Any, Port] = {}
         self.active = 0
         self.bytes_by_tier: dict[str, float] = {}
+        self._mark = 0
 
     def port(self, key: Any, tier: str, bandwidth_Bps: float) -> Port:
         """The port ``key`` (created with ``bandwidth_Bps`` on first use)."""
@@ -109,90 +117,98 @@ class TransferManager:
             self._land(flow)
             return
         flow.last_s = now
+        flow.active = True
         for p in flow.ports:
             if not p.flows:
                 p._since = now
             p.flows.append(flow)
-        self._rebalance(flow)
+        self._rebalance((flow,))
 
-    def _component(self, seed: Flow) -> list[Flow]:
-        seen = {id(seed)}
-        out = [seed]
-        i = 0
-        while i < len(out):
-            for p in out[i].ports:
-                for f in p.flows:
-                    if id(f) not in seen:
-                        seen.add(id(f))
-                        out.append(f)
-            i += 1
-        return out
-
-    def _rebalance(self, seed: Flow, extra: Sequence[Flow] = ()) -> None:
-        """Recomputes max-min fair rates for the flows connected to ``seed`` (and ``extra``)."""
+    def _rebalance(self, seeds: Sequence[Flow]) -> None:
+        """Recomputes max-min fair rates for the flows connected to ``seeds`` through ports."""
         now = self.engine.now
+        self._mark += 1
+        mark = self._mark
         flows: list[Flow] = []
-        seen: set[int] = set()
-        for s in (seed, *extra):
-            if id(s) in seen or not s.ports or s not in s.ports[0].flows:
-                continue
-            for f in self._component(s):
-                if id(f) not in seen:
-                    seen.add(id(f))
-                    flows.append(f)
+        for f in seeds:  # seeds may repeat a flow (once per shared port): mark as we go
+            if f.active and f._mark != mark:
+                f._mark = mark
+                flows.append(f)
+        ports: list[Port] = []
+        i = 0
+        while i < len(flows):  # the connected component (every flow on a reached port)
+            for p in flows[i].ports:
+                if p._mark != mark:
+                    p._mark = mark
+                    ports.append(p)
+                    for g in p.flows:
+                        if g._mark != mark:
+                            g._mark = mark
+                            flows.append(g)
+            i += 1
         if not flows:
             return
-        for f in flows:  # bring every affected flow up to now at its old rate
-            if f.rate > 0:
-                f.remaining -= f.rate * (now - f.last_s)
-            f.last_s = now
-        # Progressive filling: raise every unfrozen flow's rate together until a port saturates
-        # or a flow hits its own cap; freeze those; repeat.
-        cap_left: dict[int, float] = {}
-        n_open: dict[int, int] = {}
-        ports: dict[int, Port] = {}
-        for f in flows:
+        if len(flows) == 1:  # alone on its ports: the slowest of them, or its own cap
+            f = flows[0]
+            r = f.cap_Bps
             for p in f.ports:
-                k = id(p)
-                if k not in ports:
-                    ports[k] = p
-                    cap_left[k] = p.bandwidth_Bps
-                    n_open[k] = 0
-                n_open[k] += 1
-        open_flows = list(flows)
-        rate: dict[int, float] = {}
-        while open_flows:
-            level = min(f.cap_Bps for f in open_flows)
-            for k, n in n_open.items():
-                if n:
-                    share = cap_left[k] / n
-                    if share < level:
-                        level = share
-            tight = {k for k, n in n_open.items() if n and cap_left[k] / n <= level * (1 + 1e-12)}
-            still = []
-            for f in open_flows:
-                if f.cap_Bps <= level * (1 + 1e-12) or any(id(p) in tight for p in f.ports):
-                    rate[id(f)] = level
-                    for p in f.ports:
-                        cap_left[id(p)] -= level
-                        n_open[id(p)] -= 1
-                else:
-                    still.append(f)
-            open_flows = still
+                if p.bandwidth_Bps < r:
+                    r = p.bandwidth_Bps
+            self._set_rate(f, r, now)
+            return
+        # Progressive filling: raise every open flow's rate together until a port saturates or
+        # a flow reaches its own cap; freeze those; repeat.
+        for p in ports:
+            p._left = p.bandwidth_Bps
+            p._n = len(p.flows)
         for f in flows:
-            r = rate[id(f)]
-            if r == f.rate and f.ev is not None:
-                continue
-            f.rate = r
-            if f.ev is not None:
-                f.ev.cancelled = True
-            rem = f.remaining if f.remaining > 0 else 0.0
-            f.ev = self.engine.schedule(now + rem / r, self._finish, f, Priority.TRANSFER)
+            f._open = True
+        rates: dict[int, float] = {}
+        n_open = len(flows)
+        while n_open:
+            level = min(f.cap_Bps for f in flows if f._open)
+            for p in ports:
+                if p._n and p._left / p._n < level:
+                    level = p._left / p._n
+            if level < 0.0:
+                level = 0.0  # round-off on a saturated port
+            tol = level * (1 + 1e-12) + 1e-9
+            frozen = []
+            for f in flows:
+                if not f._open:
+                    continue
+                if f.cap_Bps <= tol or any(p._n and p._left / p._n <= tol for p in f.ports):
+                    frozen.append(f)
+            if not frozen:  # cannot happen in exact arithmetic; never loop on round-off
+                frozen = [f for f in flows if f._open]
+            for f in frozen:
+                f._open = False
+                rates[id(f)] = level
+                for p in f.ports:
+                    p._left -= level
+                    p._n -= 1
+            n_open -= len(frozen)
+        for f in flows:
+            self._set_rate(f, rates[id(f)], now)
+
+    def _set_rate(self, f: Flow, r: float, now: float) -> None:
+        """Brings ``f`` up to ``now`` at its old rate, then (re)schedules its end at rate ``r``."""
+        if f.rate > 0:
+            f.remaining -= f.rate * (now - f.last_s)
+        f.last_s = now
+        if r == f.rate and f.ev is not None:
+            return
+        f.rate = r
+        if f.ev is not None:
+            f.ev.cancelled = True
+        rem = f.remaining if f.remaining > 0 else 0.0
+        f.ev = self.engine.schedule(now + (rem / r if r > 0 else 0.0), self._finish, f, Priority.TRANSFER)
 
     def _finish(self, flow: Flow) -> None:
         now = self.engine.now
         flow.ev = None
         flow.remaining = 0.0
+        flow.active = False
         others: list[Flow] = []
         for p in flow.ports:
             p.flows.remove(flow)
@@ -202,7 +218,7 @@ class TransferManager:
             else:
                 others.extend(p.flows)
         if others:
-            self._rebalance(others[0], others[1:])
+            self._rebalance(others)
         self._land(flow)
 
     def _land(self, flow: Flow) -> None:
