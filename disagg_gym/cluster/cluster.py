@@ -577,7 +577,7 @@ class Cluster:
             inst.decode_tokens += batch.B
             if self.timeline is not None:
                 self.timeline.on_span(inst.idx, "decode", start, now, {
-                    "rids": [m[1] for m in batch.members], "tokens": batch.B})
+                    "rids": sorted(m[1] for m in batch.members), "tokens": batch.B})
             for req in batch.pop_done():
                 self._complete(req, inst)
         batch.next_n = 0
@@ -860,7 +860,7 @@ class Cluster:
         self.meter.book(d, busy, "decode")
         if self.timeline is not None and n:
             self.timeline.on_span(d.idx, "decode", start, start + busy, {
-                "rids": [m[1] for m in batch.members], "tokens": batch.B * n})
+                "rids": sorted(m[1] for m in batch.members), "tokens": batch.B * n})
 
     def _schedule_decode(self, d: Instance) -> None:
         """(Re)schedules ``d``'s next stop: the first completion, or the boundary before the
@@ -1133,7 +1133,8 @@ class Cluster:
             self.changed.add(idx)
             self._invalidate_roles()
             if self.timeline is not None:
-                self.timeline.on_span(idx, "drain", inst.drain_start_s, self.engine.now, {"rids": [], "tokens": 0, "cancelled": True})
+                self.timeline.on_span(idx, "drain", inst.drain_start_s, self.engine.now, {
+                    "rids": [], "tokens": 0, "from": inst.role.value, "to": inst.role.value, "cancelled": True})
             self._rehome_waiting()
 
     def _maybe_switch(self, inst: Instance) -> None:
@@ -1143,7 +1144,9 @@ class Cluster:
         self.changed.add(inst.idx)
         now = self.engine.now
         if self.timeline is not None:
-            self.timeline.on_span(inst.idx, "drain", inst.drain_start_s, now, {"rids": [], "tokens": 0})
+            target = inst.target_role.value if inst.target_role is not None else inst.role.value
+            self.timeline.on_span(inst.idx, "drain", inst.drain_start_s, now, {
+                "rids": [], "tokens": 0, "from": inst.role.value, "to": target})
         inst.switch_ev = self.engine.schedule(now + self.config.switch_delay_s, self._switch_done, inst, Priority.SWITCH)
 
     def _switch_done(self, inst: Instance) -> None:
@@ -1158,7 +1161,8 @@ class Cluster:
         self._rehome_waiting()
         if self.timeline is not None:
             now = self.engine.now
-            self.timeline.on_span(inst.idx, "switch", now - self.config.switch_delay_s, now, {"rids": [], "tokens": 0})
+            self.timeline.on_span(inst.idx, "switch", now - self.config.switch_delay_s, now, {
+                "rids": [], "tokens": 0, "from": old.value, "to": inst.role.value})
             self.timeline.on_instant(inst.idx, "role", now, {"from": old.value, "to": inst.role.value})
 
     def _invalidate_roles(self) -> None:

@@ -149,7 +149,6 @@ def _spans(tr: ChromeTrace, name: str, pid: int | None = None) -> list[dict]:
     return [e for e in tr.to_json()["traceEvents"] if e["name"] == name and e["ph"] != "M" and pid in (None, e["pid"])]
 
 
-@pytest.mark.xfail(reason="written against the pre-v2 core's hook points; core v2 emits spans elsewhere (issue #13 follow-up)", strict=False)
 def test_lone_request_spans_match_its_lifecycle() -> None:
     cost = LinearCost(prefill_fixed_s=0.002, prefill_per_token_s=5e-5, decode_a_s=0.008, decode_b_s=2e-7)
     prompt, out = 1000, 50
@@ -172,7 +171,6 @@ def test_lone_request_spans_match_its_lifecycle() -> None:
     assert sum(e["args"]["tokens"] for e in dec) == out - 1  # the first token came from prefill
 
 
-@pytest.mark.xfail(reason="written against the pre-v2 core's hook points; core v2 emits spans elsewhere (issue #13 follow-up)", strict=False)
 def test_decode_spans_cover_every_token_with_joiners() -> None:
     cost = LinearCost(prefill_fixed_s=0.0, prefill_per_token_s=1e-6, decode_a_s=0.01, decode_b_s=0.0)
     cl, rec, tr, eng = _toy(ArraySource([0.0, 0.0155], [10, 10], [100, 3]), cost)
@@ -184,7 +182,6 @@ def test_decode_spans_cover_every_token_with_joiners() -> None:
     assert any(e["args"]["rids"] == [0, 1] for e in dec)
 
 
-@pytest.mark.xfail(reason="written against the pre-v2 core's hook points; core v2 emits spans elsewhere (issue #13 follow-up)", strict=False)
 def test_role_flip_gives_drain_switch_and_role_instant() -> None:
     cost = LinearCost(prefill_fixed_s=0.0, prefill_per_token_s=1e-6, decode_a_s=0.01, decode_b_s=0.0)
     # Round robin sends the lone request to decode instance 1; instance 2 stays idle.
