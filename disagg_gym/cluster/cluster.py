@@ -1218,28 +1218,43 @@ class Cluster:
         hi = total if other_d >= 1 else total - 1
         return lo, hi
 
+    def prefill_count_reachable(self, gpu: str) -> tuple[int, int]:
+        """The prefill counts of ``gpu`` reachable now: instances already switching (out of
+        service for ``switch_delay_s``) cannot be re-targeted until they are active again.
+        """
+        insts = [i for i in self.instances if i.gpu == gpu and i.role is not Role.COLOCATED]
+        stuck_p = sum(1 for i in insts if i.state is SWITCHING and i.target_role is Role.PREFILL)
+        stuck_d = sum(1 for i in insts if i.state is SWITCHING and i.target_role is Role.DECODE)
+        return stuck_p, len(insts) - stuck_d
+
     def set_prefill_count(self, gpu: str, n_prefill: int) -> int:
-        """Flips instances of ``gpu`` so that ``n_prefill`` of them serve prefill.
+        """Flips instances of ``gpu`` so that ``n_prefill`` of them serve prefill (by target role).
 
         ``n_prefill`` is clamped to :meth:`prefill_count_range` (at least one prefill and one
-        decode instance stay in the cluster); inside that range it is applied exactly. The
-        least-loaded instances are flipped. Returns the number of role changes started.
+        decode instance stay in the cluster) and :meth:`prefill_count_reachable`; inside both it
+        is applied exactly. Draining switches are undone first, then the least-loaded active
+        instances are flipped. Returns the number of role changes started or undone.
         """
         insts = [i for i in self.instances if i.gpu == gpu and i.role is not Role.COLOCATED]
         lo, hi = self.prefill_count_range(gpu)
-        n_prefill = max(lo, min(hi, int(n_prefill)))
+        rlo, rhi = self.prefill_count_reachable(gpu)
+        n_prefill = max(lo, rlo, min(hi, rhi, int(n_prefill)))
         cur_p, _ = self.role_counts(gpu)
         changes = 0
         if n_prefill > cur_p:
-            cands = [i for i in insts if (i.target_role or i.role) is Role.DECODE]
+            cands = [i for i in insts if (i.target_role or i.role) is Role.DECODE and i.state is not SWITCHING]
             cands.sort(key=lambda i: (i.state is not DRAINING, i.decode_load, i.idx))
-            for inst in cands[: n_prefill - cur_p]:
+            for inst in cands:
+                if changes >= n_prefill - cur_p:
+                    break
                 changes += self._flip(inst, Role.PREFILL)
         elif n_prefill < cur_p:
-            cands = [i for i in insts if (i.target_role or i.role) is Role.PREFILL]
+            cands = [i for i in insts if (i.target_role or i.role) is Role.PREFILL and i.state is not SWITCHING]
             # Undo a switch towards prefill first (it keeps an active instance in each role).
             cands.sort(key=lambda i: (i.state is not DRAINING, i.pq.tokens + (1 if i.prefill_busy else 0), i.idx))
-            for inst in cands[: cur_p - n_prefill]:
+            for inst in cands:
+                if changes >= cur_p - n_prefill:
+                    break
                 changes += self._flip(inst, Role.DECODE)
         return changes
 

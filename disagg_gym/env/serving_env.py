@@ -403,7 +403,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         # as a whole and applied exactly (issue #17): a type with >= 2 instances keeps at least
         # one in each role; then single-instance types are free.
         sure = n_coloc > 0 or any(size >= 2 for size in self.gpu_sizes)
-        for (p, d), size in zip(counts, self.gpu_sizes):
+        for g, (p, d), size in zip(self.gpus, counts, self.gpu_sizes):
             m = np.zeros(size + 1, dtype=bool)
             if not active:
                 m[p] = True
@@ -412,6 +412,11 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                     m[1:size] = True
                 else:
                     m[:] = True
+                lo, hi = cl.prefill_count_reachable(g)  # instances mid-switch cannot be re-targeted
+                m[:lo] = False
+                m[hi + 1:] = False
+                if not m.any():
+                    m[p] = True
             else:
                 others_p = tot_p - p
                 others_d = (tot - tot_p) - d
