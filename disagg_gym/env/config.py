@@ -17,7 +17,8 @@ class RewardWeights:
     Terms per step: ``slo_goodput`` requests completed within both SLOs; ``slo_violation``
     requests completed outside an SLO; ``rejection`` requests rejected; ``gpu_cost_usd`` dollars of
     GPU time elapsed; ``energy_kj`` kilojoules drawn by the GPUs; ``invalid_action`` 1 if the
-    action was invalid (fallback used).
+    action was invalid (fallback used). The ``invalid_action`` weight applies only under
+    ``env.invalid_action: penalize`` (the default).
     """
 
     slo_goodput: float = field(default=1.0, metadata=spec("per request meeting both SLOs"))
@@ -25,7 +26,9 @@ class RewardWeights:
     rejection: float = field(default=-1.0, metadata=spec("per rejected request"))
     gpu_cost_usd: float = field(default=0.0, metadata=spec("per dollar of GPU time"))
     energy_kj: float = field(default=0.0, metadata=spec("per kJ of GPU energy"))
-    invalid_action: float = field(default=0.0, metadata=spec("per invalid action"))
+    invalid_action: float = field(
+        default=-1.0, metadata=spec("per invalid action, applied with env.invalid_action: penalize (negative: a penalty)")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,13 @@ class EnvConfig:
     reward_scale: float = field(default=1.0, metadata=spec("multiplies the reward", gt=0))
     control_interval_s: float = field(default=10.0, metadata=spec("allocate/joint decision interval", gt=0))
     fallback_router: str = field(default="jsq", metadata=spec("router used for invalid route actions"))
+    invalid_action: Literal["penalize", "fallback", "raise"] = field(
+        default="penalize",
+        metadata=spec(
+            "an action the masks do not allow: penalize (the fallback keeps the simulation going "
+            "and the step's reward gets reward.invalid_action), fallback (no penalty), raise (ValueError)"
+        ),
+    )
     allow_reject: bool = field(
         default=True, metadata=spec("route action has an extra value that rejects the request (admission control)")
     )

@@ -48,7 +48,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     concatenated per-dimension boolean masks (sb3-contrib's contract). Dimensions that do not
     apply to the current step have exactly one valid value (a no-op). An invalid action (masked
     value, out of range, wrong shape, NaN) is replaced by the fallback router's choice (route)
-    or the current pool sizes (allocate) and ``info["invalid_action"] = True``.
+    or the current pool sizes (allocate) and ``info["invalid_action"] = True``; with
+    ``env.invalid_action: penalize`` (default) the step's reward also gets
+    ``env.reward.invalid_action`` (default -1), ``fallback`` adds no penalty, ``raise`` raises
+    ``ValueError`` before changing anything. ``episode_kpis["invalid_actions"]`` counts them.
 
     ## Observation Space
     ``Box(float32)`` with finite bounds documented in ``disagg_gym.env.observation`` and
@@ -77,6 +80,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     compared on identical input.
 
     ## Version History
+    * core v2 also makes invalid actions visible (issue #16): penalized by default.
     * core v2 (every config: v1 for route configs, v2 for EnergyAllocate, HeteroAllocate,
       LargeJoint; issue #13): KV transfers are max-min fair over sender egress, receiver ingress
       and WAN ports with a per-transfer ``min(tp)`` cap; KV memory grows block by block during
@@ -172,6 +176,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._energy = self._energy_j()
         self._cost = self.cluster.cost_usd(self.engine.now)
         self._steps = 0
+        self._invalid_count = 0
         self._done = False
         self._kind = self._advance()
         self.window.drain()
@@ -190,6 +195,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if vec is None:
             invalid = True
         kind = self._kind
+        if self.cfg.invalid_action == "raise" and self._would_be_invalid(vec, kind):
+            raise ValueError(
+                f"invalid action {action!r} at a {kind} decision (masked out; env.invalid_action: raise)"
+            )
         if kind == "route":
             req = cl.pending
             assert req is not None
@@ -216,11 +225,13 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._steps += 1
         self._kind = self._advance()
         terms = self._reward_terms(invalid)
+        self._invalid_count += invalid
         w = self.cfg.reward
+        w_invalid = w.invalid_action if self.cfg.invalid_action == "penalize" else 0.0
         reward = self.cfg.reward_scale * (
             w.slo_goodput * terms["slo_goodput"] + w.slo_violation * terms["slo_violation"]
             + w.rejection * terms["rejection"] + w.gpu_cost_usd * terms["gpu_cost_usd"]
-            + w.energy_kj * terms["energy_kj"] + w.invalid_action * terms["invalid_action"]
+            + w.energy_kj * terms["energy_kj"] + w_invalid * terms["invalid_action"]
         )
         terminated = truncated = False
         info: dict[str, Any] = {
@@ -235,6 +246,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             else:
                 truncated = True
             info["episode_kpis"] = self.sim.summary()
+            info["episode_kpis"]["invalid_actions"] = self._invalid_count
         obs = self._obs()
         return obs, float(reward), terminated, truncated, info
 
@@ -426,6 +438,22 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                     m[p] = True
             out.append(m)
         return out
+
+    def _would_be_invalid(self, vec: list[int] | None, kind: str) -> bool:
+        """Whether ``vec`` is masked out at this decision (checked without changing anything)."""
+        if vec is None:
+            return True
+        cl = self.cluster
+        if kind == "route":
+            req = cl.pending
+            if not (self.allow_reject and vec[0] == self.n) and self._decode_route(req, vec) is None:
+                return True
+            return self.task == "joint" and not self._alloc_is_noop(vec[2:])
+        if kind == "control":
+            off = 2 if self.task == "joint" else 0
+            masks = self._alloc_masks(True)
+            return any(not (0 <= v < len(m)) or not m[v] for v, m in zip(vec[off:], masks))
+        return False
 
     def _alloc_is_noop(self, vals: list[int]) -> bool:
         cl = self.cluster

@@ -1,0 +1,65 @@
+"""Issue #16 item 1: invalid actions are visible (penalize by default, fallback, raise)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import disagg_gym  # noqa: F401
+from disagg_gym.types import Role
+
+ENV = "disagg/SmallRoute-v1"
+
+
+def _invalid_action(u) -> np.ndarray:
+    """A route action inside the action space but masked out: a decode instance as prefill."""
+    dec = next(i.idx for i in u.cluster.instances if i.role is Role.DECODE)
+    return np.array([dec, dec])
+
+
+def _episode(mode: str, policy: str) -> tuple[float, dict]:
+    env = gym.make(ENV, overrides={"horizon_s": 15.0, "env.invalid_action": mode})
+    env.reset(seed=0)
+    u = env.unwrapped
+    total = 0.0
+    while True:
+        if policy == "invalid":
+            action = _invalid_action(u)
+        else:  # the fallback router's own choice, as a valid action
+            p, d = u._fallback_route(u.cluster.pending)
+            action = np.array([p, d])
+        _, r, term, trunc, info = env.step(action)
+        total += r
+        if term or trunc:
+            return total, info
+
+
+def test_all_invalid_policy_scores_worse_than_the_fallback_router() -> None:
+    bad, info_bad = _episode("penalize", "invalid")
+    good, info_good = _episode("penalize", "fallback")
+    steps = info_bad["episode_kpis"]["invalid_actions"]
+    assert steps > 100 and info_good["episode_kpis"]["invalid_actions"] == 0
+    # Same simulation (the fallback keeps it going), minus 1 per step.
+    assert info_bad["episode_kpis"]["goodput_rps"] == pytest.approx(info_good["episode_kpis"]["goodput_rps"])
+    assert bad == pytest.approx(good - steps)
+
+
+def test_fallback_mode_gives_the_fallback_routers_return_and_flags_the_step() -> None:
+    bad, info = _episode("fallback", "invalid")
+    good, _ = _episode("fallback", "fallback")
+    assert bad == pytest.approx(good)
+    assert info["episode_kpis"]["invalid_actions"] > 100
+
+
+def test_raise_mode_raises_before_changing_anything() -> None:
+    env = gym.make(ENV, overrides={"horizon_s": 15.0, "env.invalid_action": "raise"})
+    env.reset(seed=0)
+    u = env.unwrapped
+    pending = u.cluster.pending
+    with pytest.raises(ValueError, match="invalid action .* at a route decision"):
+        env.step(_invalid_action(u))
+    assert u.cluster.pending is pending and pending.prefill_inst == -1
+    mask = u.action_masks()
+    parts = np.split(mask, np.cumsum(env.action_space.nvec)[:-1])
+    env.step(np.array([int(np.flatnonzero(p)[0]) for p in parts]))  # a valid action still works
