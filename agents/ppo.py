@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, SupportsFloat
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +33,8 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+
+from disagg_gym.wrappers.shaping import QueueShaping  # re-exported: YAML names agents.ppo.QueueShaping
 
 from agents.base import Policy, check_env_id, make_env, parse_overrides
 from agents.callbacks import (
@@ -325,80 +327,6 @@ class HeldOutWorkloadSeeds(gym.Wrapper):
         self._k += 1
         opts = {**(options or {}), "workload_seed": wseed}
         return self.env.reset(seed=wseed, options=opts)
-
-
-class QueueShaping(gym.Wrapper):
-    """Potential-based reward shaping on load imbalance (Ng, Harada & Russell, 1999); training only.
-
-    The env rewards a routing decision only when its request finishes, hundreds of decisions
-    later and mixed with everyone else's completions, which leaves PPO almost no signal per
-    decision. This wrapper adds ``F = gamma * phi(s') - phi(s)`` with
-
-        phi(s) = -wait_weight * sum_i wait_i**2 - pressure_weight * sum_j pressure_j**2,
-
-    ``wait_i`` the predicted prefill wait (s) of prefill instance ``i`` and ``pressure_j`` the
-    slot/KV pressure of decode instance ``j`` (``disagg_gym.cluster.policies``). A decision
-    that lengthens an already long queue loses potential at once. Potential-based shaping
-    leaves the optimal policy unchanged; ``gamma`` should equal the algorithm's. KPIs and
-    ``info["reward_terms"]`` are untouched (``info["shaping"]`` holds ``F``); evaluation
-    never uses this wrapper.
-
-    Args:
-        env: A disagg-gym env.
-        gamma: Discount of the shaping term; ``train`` fills in the algorithm's ``gamma`` when
-            the YAML leaves it out.
-        wait_weight: Weight of the squared prefill waits (1/s^2).
-        pressure_weight: Weight of the squared decode pressures.
-    """
-
-    def __init__(
-        self,
-        env: gym.Env,
-        gamma: float = 0.99,
-        wait_weight: float = 1.0,
-        pressure_weight: float = 1.0,
-    ) -> None:
-        super().__init__(env)
-        if not 0.0 < gamma <= 1.0:
-            raise UserError(f"gamma must be in (0, 1] (got {gamma!r})")
-        if wait_weight < 0 or pressure_weight < 0:
-            raise UserError(f"weights must be >= 0 (got {wait_weight!r}, {pressure_weight!r})")
-        self.gamma = float(gamma)
-        self.wait_weight = float(wait_weight)
-        self.pressure_weight = float(pressure_weight)
-        self._phi = 0.0
-
-    def potential(self) -> float:
-        """``phi`` of the current cluster state."""
-        from disagg_gym.cluster.policies import decode_pressure, prefill_wait_s
-        from disagg_gym.types import Role
-
-        cl = self.env.unwrapped.cluster  # type: ignore[attr-defined]
-        now = cl.engine.now
-        phi = 0.0
-        for inst in cl.instances:
-            if inst.role is Role.DECODE:
-                phi -= self.pressure_weight * decode_pressure(inst) ** 2
-            else:
-                phi -= self.wait_weight * prefill_wait_s(inst, now) ** 2
-        return phi
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
-        """Resets and records the initial potential."""
-        out = self.env.reset(seed=seed, options=options)
-        self._phi = self.potential()
-        return out
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Steps and adds the shaping term (potential 0 after a true termination)."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        phi = 0.0 if terminated else self.potential()
-        f = self.gamma * phi - self._phi
-        self._phi = phi
-        info["shaping"] = f
-        return obs, float(reward) + f, terminated, truncated, info
 
 
 ENV_WRAPPERS: dict[str, type[gym.Wrapper]] = {

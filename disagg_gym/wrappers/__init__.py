@@ -1,5 +1,7 @@
 """Small ``gym.Wrapper`` subclasses, one concern each."""
 
 from disagg_gym.wrappers.action_mask import ActionMaskDict
+from disagg_gym.wrappers.shaping import QueueShaping
+from disagg_gym.wrappers.telemetry import ObservationNoise, StaleObservation
 
-__all__ = ["ActionMaskDict"]
+__all__ = ["ActionMaskDict", "ObservationNoise", "QueueShaping", "StaleObservation"]
