@@ -664,7 +664,8 @@ class Cluster:
             req = d.swapped[0]
             need = self.blocks(req.held_tokens)
             seqs = batch.B + len(batch.joiners) + d.incoming + len(d.prefill_batch)
-            if seqs >= d.max_batch or not kv.fits(need + growth + watermark + kv.block * (seqs + 1)):
+            alone = seqs == 0 and kv.fits(need)  # nothing else here: headroom is moot
+            if seqs >= d.max_batch or not (alone or kv.fits(need + growth + watermark + kv.block * (seqs + 1))):
                 return  # swapped requests keep priority over new ones
             d.swapped.popleft()
             kv.take(need)
@@ -698,7 +699,7 @@ class Cluster:
             # and one block of growth for every sequence (else it would be preempted at once).
             seqs = batch.B + len(batch.joiners) + d.incoming
             room = need + growth + watermark + kv.block * (seqs + 1)
-            if slots_full or not kv.fits(room):
+            if slots_full or not (kv.fits(room) or (seqs == 0 and not d.swapped and kv.fits(need))):
                 if self.on_kv_full == "preempt" and not slots_full and self._preempt_for(d, req, room):
                     continue
                 if self.on_kv_full == "reject":
@@ -952,6 +953,17 @@ class Cluster:
         soon = self.preemption == "swap"
         if batch.new_blocks(iterations) * kv.block <= kv.free + inst.swap_out_tokens:
             return
+        if not inst.prefill_busy:
+            # Prompts part-way through chunked prefill hold their memory but have produced
+            # nothing: they give it back (and start over later) before any running request is
+            # preempted; otherwise two requests can evict each other forever.
+            for req in reversed(list(inst.pq)):
+                if req.prefilled > 0:
+                    inst.pq.progress(-req.prefilled)
+                    req.prefilled = 0
+                    kv.give(self.blocks(req.held_tokens))
+                    if batch.new_blocks(iterations) * kv.block <= kv.free + inst.swap_out_tokens:
+                        return
         order = sorted(batch.members, key=lambda m: (-m[2].arrival_s, -m[1]))
         victims = []
         for m in order:
