@@ -462,8 +462,6 @@ class Cluster:
         """Starts a prefill iteration on ``inst`` if it may run one."""
         if inst.prefill_busy or not inst.pq or inst.paused or inst.state is SWITCHING:
             return
-        if inst.state is DRAINING and inst.pq[0].prefilled == 0:
-            return  # draining: finishes running (chunked) prefills only
         colocated = inst.role is Role.COLOCATED
         batch = inst.batch
         # A running decode batch is interrupted only at an iteration boundary; an empty or
@@ -505,10 +503,7 @@ class Cluster:
             if req.prefilled == 0:  # a new run: take the memory for the whole prompt now
                 need = self.blocks(req.held_tokens)
                 if need > kv.capacity:  # a preempted request whose recompute no longer fits
-                    if i == 0:
-                        pq.pop()
-                    else:
-                        self._remove_from_queue(pq, req)
+                    pq.remove(req)
                     self.instances[req.decode_inst].owed -= 1
                     self.reject(req, "too_large")
                     continue
@@ -588,9 +583,8 @@ class Cluster:
             pq.progress(n)
             if req.prefilled < req.prefill_tokens:
                 continue  # chunked: the rest of its prompt runs in later iterations
-            # Finished: it is at the head of the queue (FIFO); take it out.
-            head = pq.pop() if pq and pq[0] is req else self._remove_from_queue(pq, req)
-            assert head is req
+            # Finished: out of the queue (the head, unless a recompute was queued before it).
+            pq.remove(req)
             req.prefilled = 0
             req.run_end_s = now
             if req.first_token_s is None:
@@ -634,26 +628,10 @@ class Cluster:
         self._try_prefill(inst)
         self._maybe_switch(inst)
 
-    @staticmethod
-    def _remove_from_queue(pq: Any, req: Request) -> Request:
-        """Removes a finished request from inside the queue (only when it is not the head)."""
-        rest = []
-        found = None
-        while pq:
-            r = pq.pop()
-            if r is req:
-                found = r
-                break
-            rest.append(r)
-        for r in reversed(rest):
-            pq.push_front(r)
-        assert found is not None
-        return found
-
     # ================================================================ KV transfer
     def _try_admit(self, d: Instance) -> None:
         """Admits waiting requests to ``d``'s decode batch: swapped-out ones first, then new."""
-        if d.state is SWITCHING:
+        if d.state is SWITCHING or not (d.swapped or d.dq):
             return
         kv = d.kv
         batch = d.batch

@@ -77,6 +77,14 @@ class PrefillQueue:
         self.tokens -= req.prefill_tokens - req.prefilled
         return req
 
+    def remove(self, req: Request) -> None:
+        """Removes ``req`` wherever it is (finished, or rejected, possibly behind the head)."""
+        if self._q and self._q[0] is req:
+            self._q.popleft()
+        else:
+            self._q.remove(req)
+        self.tokens -= req.prefill_tokens - req.prefilled
+
     def progress(self, tokens: int) -> None:
         """Records ``tokens`` of the head's prompt computed (chunked prefill)."""
         self.tokens -= tokens

@@ -177,6 +177,34 @@ def _smoothmax(x: float, y: float, n: float) -> float:
     return m * ((x / m) ** n + (y / m) ** n) ** (1.0 / n)
 
 
+def prefill_totals(
+    prompt_lens: Sequence[float], cached_lens: Sequence[float] | None = None
+) -> tuple[float, float, float]:
+    """Validated totals of one prefill iteration: ``(new tokens, attention pairs, cached tokens)``.
+
+    A chunk of ``l`` new tokens after ``c`` cached ones counts ``l*(l+1) + 2*l*c`` pairs (two
+    per causal query-key product), the convention of :meth:`InstanceCost.prefill_s`.
+
+    Raises:
+        ValueError: On an empty batch, a length < 1, a negative cached length or mismatched lists.
+    """
+    if len(prompt_lens) == 0:
+        raise ValueError(f"prefill needs at least one prompt (got {list(prompt_lens)!r})")
+    if cached_lens is not None and len(cached_lens) != len(prompt_lens):
+        raise ValueError(
+            f"cached_lens must match prompt_lens in length (got {len(cached_lens)} and {len(prompt_lens)})"
+        )
+    tokens = pairs = cached_read = 0
+    for i, length in enumerate(prompt_lens):
+        cached = 0 if cached_lens is None else cached_lens[i]
+        if length < 1 or cached < 0:
+            raise ValueError(f"chunk lengths must be >= 1 and cached >= 0 (got {length!r}, {cached!r})")
+        tokens += length
+        pairs += length * (length + 1) + 2 * length * cached
+        cached_read += cached
+    return tokens, pairs, cached_read
+
+
 class InstanceCost:
     """Latency, KV capacity and power of one model replica on ``tp`` GPUs of one type.
 
@@ -378,33 +406,7 @@ class InstanceCost:
         Raises:
             ValueError: On an empty batch, a length < 1 or a negative cached length.
         """
-        if len(prompt_lens) == 0:
-            raise ValueError(f"prefill needs at least one prompt (got {list(prompt_lens)!r})")
-        if cached_lens is not None and len(cached_lens) != len(prompt_lens):
-            raise ValueError(
-                f"cached_lens must match prompt_lens in length (got {len(cached_lens)} and "
-                f"{len(prompt_lens)})"
-            )
-        tokens = 0
-        pairs = 0
-        cached_read = 0
-        if cached_lens is None:
-            for length in prompt_lens:
-                if length < 1:
-                    raise ValueError(f"prompt lengths must be >= 1 (got {length!r})")
-                tokens += length
-                pairs += length * (length + 1)
-        else:
-            if len(cached_lens) != len(prompt_lens):
-                raise ValueError(
-                    f"cached_lens must match prompt_lens in length (got {len(cached_lens)} vs {len(prompt_lens)})"
-                )
-            for length, cached in zip(prompt_lens, cached_lens):
-                if length < 1 or cached < 0:
-                    raise ValueError(f"chunk lengths must be >= 1 and cached >= 0 (got {length!r}, {cached!r})")
-                tokens += length
-                pairs += length * (length + 1) + 2 * length * cached
-                cached_read += cached
+        tokens, pairs, cached_read = prefill_totals(prompt_lens, cached_lens)
         p = self.params
         gemm_s = (
             tokens * self._gemm_flops_per_token + len(prompt_lens) * self._lm_flops_per_seq

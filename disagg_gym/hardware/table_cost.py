@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from disagg_gym.hardware.cost import InstanceCost
+from disagg_gym.hardware.cost import InstanceCost, prefill_totals
 from disagg_gym.registry import Registry
 
 __all__ = [
@@ -692,23 +692,8 @@ class TableCost:
         Raises:
             ValueError: On an empty batch, a length < 1 or a negative cached length.
         """
-        if len(prompt_lens) == 0:
-            raise ValueError(f"prefill needs at least one prompt (got {list(prompt_lens)!r})")
-        if cached_lens is not None and len(cached_lens) != len(prompt_lens):
-            raise ValueError(
-                f"cached_lens must match prompt_lens in length (got {len(cached_lens)} and "
-                f"{len(prompt_lens)})"
-            )
-        tokens = 0.0
-        work = 0.0
-        for i, length in enumerate(prompt_lens):
-            if length < 1:
-                raise ValueError(f"prompt lengths must be >= 1 (got {length!r})")
-            c = 0.0 if cached_lens is None else cached_lens[i]
-            if c < 0:
-                raise ValueError(f"cached lengths must be >= 0 (got {c!r})")
-            tokens += length
-            work += length * (length + 2.0 * c)
+        tokens, pairs, _ = prefill_totals(prompt_lens, cached_lens)
+        work = pairs - tokens  # sum of l * (l + 2c)
         return self._prefill.value(work / tokens, tokens)
 
     def decode_coeffs(self, batch: int, context_tokens: float | None = None) -> tuple[float, float]:
