@@ -421,25 +421,25 @@ def _add_bench(sp: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sp: argparse.ArgumentParser) -> None:
-    from agents.cli import add_train_args
+    from disagg_gym_agents.cli import add_train_args
 
     add_train_args(sp)
 
 
 def _add_evaluate(sp: argparse.ArgumentParser) -> None:
-    from agents.cli import add_evaluate_args
+    from disagg_gym_agents.cli import add_evaluate_args
 
     add_evaluate_args(sp)
 
 
 def _add_benchmark(sp: argparse.ArgumentParser) -> None:
-    from agents.leaderboard import add_benchmark_args
+    from disagg_gym_agents.leaderboard import add_benchmark_args
 
     add_benchmark_args(sp)
 
 
 def _add_validate(sp: argparse.ArgumentParser) -> None:
-    from agents.leaderboard import add_validate_args
+    from disagg_gym_agents.leaderboard import add_validate_args
 
     add_validate_args(sp)
 
@@ -448,11 +448,11 @@ def _add_validate(sp: argparse.ArgumentParser) -> None:
 _EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("list", "disagg_gym.commands", "cmd_list", "list registered env ids (and policies)", _add_list),
     ("bench", "disagg_gym.bench", "cmd_bench", "measure env and simulator speed", _add_bench),
-    ("train", "agents.cli", "cmd_train", "train PPO / MaskablePPO on a registered env", _add_train),
-    ("evaluate", "agents.cli", "cmd_evaluate", "evaluate a heuristic or SB3 policy, per-episode KPIs to CSV", _add_evaluate),
-    ("benchmark", "agents.leaderboard", "cmd_benchmark",
+    ("train", "disagg_gym_agents.cli", "cmd_train", "train PPO / MaskablePPO on a registered env", _add_train),
+    ("evaluate", "disagg_gym_agents.cli", "cmd_evaluate", "evaluate a heuristic or SB3 policy, per-episode KPIs to CSV", _add_evaluate),
+    ("benchmark", "disagg_gym_agents.leaderboard", "cmd_benchmark",
      "run every heuristic and trained agent on every config; write results.csv, leaderboard, plots", _add_benchmark),
-    ("validate", "agents.leaderboard", "cmd_validate",
+    ("validate", "disagg_gym_agents.leaderboard", "cmd_validate",
      "replay leaderboard results; exit 1 naming any row/KPI that differs", _add_validate),
 ]
 

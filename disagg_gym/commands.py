@@ -13,7 +13,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         data = {"routers": ROUTERS.names(), "allocators": ALLOCATORS.names()}
         try:
-            from agents.registry import POLICIES
+            from disagg_gym_agents.registry import POLICIES
 
             data["agents"] = POLICIES.names()
         except ImportError:

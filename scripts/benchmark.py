@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from agents.leaderboard import add_benchmark_args, cmd_benchmark  # noqa: E402
+from disagg_gym_agents.leaderboard import add_benchmark_args, cmd_benchmark  # noqa: E402
 from disagg_gym.errors import UserError  # noqa: E402
 from disagg_gym.io import describe_os_error  # noqa: E402
 

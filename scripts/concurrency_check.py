@@ -9,11 +9,11 @@ Two modes, both printing one JSON object (expected rows, rows found, lost, dupli
   cells, left alone by the runs) so that a read-modify-rewrite writer has a large file to
   race on, as in issue #17 (an 11 MB file kept 21 of 42 new rows).
 * ``--mode append`` starts ``--procs`` processes that each call
-  ``agents.leaderboard.append_rows`` ``--appends`` times with one new row (issue #17: two
+  ``disagg_gym_agents.leaderboard.append_rows`` ``--appends`` times with one new row (issue #17: two
   processes x 200 appends kept 204 of 400 rows).
 
 Usage: python scripts/concurrency_check.py --mode benchmark --procs 4 --episodes 3 --out DIR
-The code under test is whatever ``agents`` / ``disagg_gym`` import (``PYTHONPATH`` picks it).
+The code under test is whatever ``disagg_gym_agents`` / ``disagg_gym`` import (``PYTHONPATH`` picks it).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _append_worker(path: str, tag: str, n: int) -> None:
-    from agents.leaderboard import append_rows
+    from disagg_gym_agents.leaderboard import append_rows
 
     for k in range(n):
         append_rows(path, [{

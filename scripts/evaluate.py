@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from agents.cli import EvalArgs, cmd_evaluate, run_script  # noqa: E402
+from disagg_gym_agents.cli import EvalArgs, cmd_evaluate, run_script  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(run_script(cmd_evaluate, EvalArgs, "evaluate.py", __doc__ or ""))

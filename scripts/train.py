@@ -1,6 +1,6 @@
 """Train SB3 PPO or sb3-contrib MaskablePPO on a disagg-gym env (same as `disagg-gym train`).
 
-Hyperparameters come from agents/hyperparams/<algo>.yml (RL Zoo format, `default` fallback).
+Hyperparameters come from disagg_gym_agents/hyperparams/<algo>.yml (RL Zoo format, `default` fallback).
 Evaluation runs periodically on held-out workload seeds 10000 + k; checkpoints are written
 atomically and `--resume` continues from the latest one. Example (one process, one thread):
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from agents.cli import TrainArgs, cmd_train, run_script  # noqa: E402
+from disagg_gym_agents.cli import TrainArgs, cmd_train, run_script  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(run_script(cmd_train, TrainArgs, "train.py", __doc__ or ""))

@@ -1,7 +1,7 @@
 """Trains the PPO checkpoints the leaderboard scores: MaskablePPO, every config x training seed.
 
 Reads top to bottom: for each standard config and each training seed, train MaskablePPO with
-the shipped hyperparameters (``agents/hyperparams/maskable_ppo.yml``) for the entry's
+the shipped hyperparameters (``disagg_gym_agents/hyperparams/maskable_ppo.yml``) for the entry's
 timesteps, then copy ``model.zip`` and ``config.json`` into
 ``leaderboard/checkpoints/<EnvName>/seed<k>/``. Finished cells (a ``model.zip`` already in the
 destination) are skipped, so an interrupted run resumes where it stopped; an interrupted
@@ -9,7 +9,7 @@ training run itself resumes from its latest checkpoint in ``runs/leaderboard/``.
 
 One process, one torch thread: the leaderboard is built on a shared 2-core machine.
 
-The committed copies are *slimmed* (``agents.callbacks.slim_checkpoint``): the Adam moments in ``policy.optimizer.pth`` are dropped
+The committed copies are *slimmed* (``disagg_gym_agents.callbacks.slim_checkpoint``): the Adam moments in ``policy.optimizer.pth`` are dropped
 (state emptied, parameter groups kept) and the zip is deflated, which cuts LargeJoint's
 InstancePolicy zips from 464 KB to 132 KB. The policy weights are untouched, so evaluation is unaffected; to continue
 training, resume from ``runs/leaderboard/`` instead (optimizer moments restart otherwise).
@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch
 
-from agents.callbacks import slim_checkpoint
-from agents.cli import TrainArgs
-from agents.ppo import load_hyperparams, train
+from disagg_gym_agents.callbacks import slim_checkpoint
+from disagg_gym_agents.cli import TrainArgs
+from disagg_gym_agents.ppo import load_hyperparams, train
 from disagg_gym.env.registration import registered_ids
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from agents.cli import run_script  # noqa: E402
-from agents.rllib_train import RLlibTrainArgs, cmd_train_rllib  # noqa: E402
+from disagg_gym_agents.cli import run_script  # noqa: E402
+from disagg_gym_agents.rllib_train import RLlibTrainArgs, cmd_train_rllib  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(run_script(cmd_train_rllib, RLlibTrainArgs, "train_rllib.py", __doc__ or ""))

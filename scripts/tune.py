@@ -36,9 +36,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from agents.leaderboard import LOWER_IS_BETTER as LEADERBOARD_LOWER  # noqa: E402
-from agents.leaderboard import read_results  # noqa: E402
-from agents.cli import (  # noqa: E402
+from disagg_gym_agents.leaderboard import LOWER_IS_BETTER as LEADERBOARD_LOWER  # noqa: E402
+from disagg_gym_agents.leaderboard import read_results  # noqa: E402
+from disagg_gym_agents.cli import (  # noqa: E402
     arg_meta,
     dataclass_from_namespace,
     nonneg_int,
@@ -162,7 +162,7 @@ def _kwargs_text(kwargs: dict[str, Any]) -> str:
 
 def apply_candidate(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
     """The YAML entry with ``cand``'s values; ``policy_kwargs.X`` keys set X inside policy_kwargs."""
-    from agents.ppo import parse_policy_kwargs
+    from disagg_gym_agents.ppo import parse_policy_kwargs
 
     hp = dict(base)
     for key, value in cand.items():
@@ -209,11 +209,11 @@ def _previous_train_walls(trials_csv: Path) -> dict[int, float]:
 
 def main(ns: argparse.Namespace) -> int:
     """Runs the search."""
-    from agents.base import make_env, parse_overrides
-    from agents.cli import TrainArgs
-    from agents.evaluation import KPI_SUMMARY_KEYS, evaluate, rows_to_csv, summarize
-    from agents.ppo import dump_hyperparams_yaml, load_hyperparams, train
-    from agents.registry import make_policy
+    from disagg_gym_agents.base import make_env, parse_overrides
+    from disagg_gym_agents.cli import TrainArgs
+    from disagg_gym_agents.evaluation import KPI_SUMMARY_KEYS, evaluate, rows_to_csv, summarize
+    from disagg_gym_agents.ppo import dump_hyperparams_yaml, load_hyperparams, train
+    from disagg_gym_agents.registry import make_policy
     from disagg_gym.io import atomic_write_json, atomic_write_text
 
     args: Args = dataclass_from_namespace(Args, ns)

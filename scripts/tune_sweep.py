@@ -1,7 +1,7 @@
 """Ray Tune sweep over a few PPO hyperparameters and training seeds, SB3 or RLlib trainer.
 
-Each trial trains one agent, SB3 (`agents.ppo.train`, the env's YAML entry with the swept keys
-replaced, as scripts/tune.py does) or RLlib (`agents.rllib_train.train_rllib`, sampling in the
+Each trial trains one agent, SB3 (`disagg_gym_agents.ppo.train`, the env's YAML entry with the swept keys
+replaced, as scripts/tune.py does) or RLlib (`disagg_gym_agents.rllib_train.train_rllib`, sampling in the
 trial's own process), then scores the final policy greedily on VALIDATION workload seeds
 20000 + k (disjoint from the held-out evaluation seeds 10000 + k and from the training seeds
 >= 1e6). Trials run in parallel as Ray Tune trials, one CPU each. Writes:
@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from agents.cli import (  # noqa: E402
+from disagg_gym_agents.cli import (  # noqa: E402
     arg_meta,
     dataclass_from_namespace,
     positive_int,
@@ -106,9 +106,9 @@ def trial(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from agents.base import make_env, parse_overrides
-    from agents.evaluation import evaluate, summarize
-    from agents.leaderboard import score_of
+    from disagg_gym_agents.base import make_env, parse_overrides
+    from disagg_gym_agents.evaluation import evaluate, summarize
+    from disagg_gym_agents.leaderboard import score_of
 
     torch.set_num_threads(1)
     a = config["args"]
@@ -121,9 +121,9 @@ def trial(config: dict[str, Any]) -> None:
     env = make_env(a["env"], overrides)
     try:
         if a["backend"] == "sb3":
-            from agents.cli import TrainArgs
-            from agents.ppo import dump_hyperparams_yaml, load_hyperparams, train
-            from agents.registry import make_policy
+            from disagg_gym_agents.cli import TrainArgs
+            from disagg_gym_agents.ppo import dump_hyperparams_yaml, load_hyperparams, train
+            from disagg_gym_agents.registry import make_policy
             from disagg_gym.io import atomic_write_text
 
             base, _ = load_hyperparams(a["algo"], a["env"])
@@ -139,7 +139,7 @@ def trial(config: dict[str, Any]) -> None:
             ))
             policy: Any = make_policy(f"sb3:{model}", env)
         else:
-            from agents.rllib_train import RLlibPolicy, RLlibTrainArgs, train_rllib
+            from disagg_gym_agents.rllib_train import RLlibPolicy, RLlibTrainArgs, train_rllib
 
             kw = {RLLIB_KEYS[k]: v for k, v in hp.items()}
             kw.setdefault("train_batch_size", min(2048, a["timesteps"]))
@@ -168,9 +168,9 @@ def main(ns: argparse.Namespace) -> int:
     """Runs the sweep and writes OUT/trials.csv and OUT/best.json."""
     from ray import tune
 
-    from agents.base import check_env_id, parse_overrides
-    from agents.evaluation import rows_to_csv
-    from agents.ray_benchmark import init_ray
+    from disagg_gym_agents.base import check_env_id, parse_overrides
+    from disagg_gym_agents.evaluation import rows_to_csv
+    from disagg_gym_agents.ray_benchmark import init_ray
     from disagg_gym.io import atomic_write_json, atomic_write_text
 
     args: Args = dataclass_from_namespace(Args, ns)

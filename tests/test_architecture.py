@@ -29,19 +29,19 @@ def _imports(path: Path) -> set[str]:
 @pytest.mark.parametrize("pkg", SIM_PACKAGES)
 def test_simulator_never_imports_gymnasium_torch_or_sb3(pkg: str) -> None:
     for path in sorted((ROOT / "disagg_gym" / pkg).rglob("*.py")):
-        bad = _imports(path) & {"gymnasium", "torch", "stable_baselines3", "sb3_contrib", "agents"}
+        bad = _imports(path) & {"gymnasium", "torch", "stable_baselines3", "sb3_contrib", "disagg_gym_agents"}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
 def test_env_never_imports_agents() -> None:
     for path in sorted((ROOT / "disagg_gym").rglob("*.py")):
-        assert "agents" not in _imports(path) or path.name in ("commands.py", "cli.py"), path
+        assert "disagg_gym_agents" not in _imports(path) or path.name in ("commands.py", "cli.py"), path
 
 
 def test_no_global_random_state() -> None:
     pattern = re.compile(r"\bnp\.random\.(?!Generator|SeedSequence|PCG64|default_rng)[a-z_]+\(|\brandom\.(random|randint|choice|shuffle|seed|uniform)\(")
     offenders = []
-    for folder in ("disagg_gym", "agents", "scripts"):
+    for folder in ("disagg_gym", "disagg_gym_agents", "scripts"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             for no, line in enumerate(path.read_text().splitlines(), 1):
                 if pattern.search(line) and not line.lstrip().startswith("#"):
@@ -55,5 +55,5 @@ def test_ruff_clean() -> None:
         ruff = shutil.which("ruff") or ""
     if not ruff:
         pytest.skip("ruff is not installed (pip install '.[test]')")
-    res = subprocess.run([ruff, "check", "disagg_gym", "agents", "scripts", "tests"], cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run([ruff, "check", "disagg_gym", "disagg_gym_agents", "scripts", "tests"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

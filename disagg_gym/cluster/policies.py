@@ -1,7 +1,7 @@
 """Built-in routing and allocation heuristics that act on the cluster directly.
 
 They serve ``disagg-gym simulate --policy NAME``, the in-env routing of the Allocate task,
-and the heuristic agents in ``agents/``. Each is one class registered by name.
+and the heuristic agents in ``disagg_gym_agents/``. Each is one class registered by name.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def build_ppo_config(
 ) -> PPOConfig:
     """RLlib PPO (new API stack) on ``env_id`` with per-dimension action masking.
 
-    Defaults mirror the ``default`` entry of ``agents/hyperparams/maskable_ppo.yml`` (separate
+    Defaults mirror the ``default`` entry of ``disagg_gym_agents/hyperparams/maskable_ppo.yml`` (separate
     64x64 tanh policy and value networks, gamma 0.995, 5 epochs of minibatch 128).
 
     Args:
@@ -129,7 +129,7 @@ def build_ppo_config(
         grad_clip: Global gradient-norm clip.
         hidden_sizes: Hidden layers of the policy and of the (separate) value network.
         activation: Hidden activation (``tanh``, ``relu``, ...).
-        callbacks: An ``RLlibCallback`` subclass (e.g. ``agents.rllib_train.KPICallback``).
+        callbacks: An ``RLlibCallback`` subclass (e.g. ``disagg_gym_agents.rllib_train.KPICallback``).
 
     Raises:
         ValueError: An unknown env id or a non-positive size.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.leaderboard import validate
+from disagg_gym_agents.leaderboard import validate
 
 RESULTS = Path(__file__).resolve().parents[2] / "leaderboard" / "results.csv"
 

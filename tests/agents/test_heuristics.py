@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import disagg_gym  # noqa: F401  (registers the env ids)
-from agents import POLICIES, make_policy
-from agents.base import Policy
-from agents.evaluation import evaluate, run_episode
-from agents.heuristics import AllocatorHeuristic, ClairvoyantPolicy, RouterHeuristic
+from disagg_gym_agents import POLICIES, make_policy
+from disagg_gym_agents.base import Policy
+from disagg_gym_agents.evaluation import evaluate, run_episode
+from disagg_gym_agents.heuristics import AllocatorHeuristic, ClairvoyantPolicy, RouterHeuristic
 
 ROUTE_ID = "disagg/SmallRoute-v1"
 ALLOC_ID = "disagg/EnergyAllocate-v2"

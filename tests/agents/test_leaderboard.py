@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents import leaderboard as lb
+from disagg_gym_agents import leaderboard as lb
 
 ENV = "disagg/SmallRoute-v1"
 SHORT = {"horizon_s": 4}
@@ -145,9 +145,9 @@ def test_greedy_policy_matches_sb3_predict(tmp_path: Path, policy: str) -> None:
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from agents.base import make_env
-    from agents.policies import MaskableInstancePolicy, layout_of
-    from agents.registry import make_policy
+    from disagg_gym_agents.base import make_env
+    from disagg_gym_agents.policies import MaskableInstancePolicy, layout_of
+    from disagg_gym_agents.registry import make_policy
 
     env = make_env(ENV, SHORT)
     if policy == "MlpPolicy":
@@ -192,8 +192,8 @@ def test_cli_wiring(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         lb.add_validate_args(sp)
 
     extra = [
-        ("benchmark", "agents.leaderboard", "cmd_benchmark", "leaderboard run", add_benchmark),
-        ("validate", "agents.leaderboard", "cmd_validate", "replay results", add_validate),
+        ("benchmark", "disagg_gym_agents.leaderboard", "cmd_benchmark", "leaderboard run", add_benchmark),
+        ("validate", "disagg_gym_agents.leaderboard", "cmd_validate", "replay results", add_validate),
     ]
     names = {t[0] for t in cli._EXTRA_COMMANDS}
     monkeypatch.setattr(cli, "_EXTRA_COMMANDS", [*cli._EXTRA_COMMANDS,

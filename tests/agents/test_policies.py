@@ -10,16 +10,16 @@ import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 
-from agents.base import make_env
-from agents.cli import TrainArgs
-from agents.policies import (
+from disagg_gym_agents.base import make_env
+from disagg_gym_agents.cli import TrainArgs
+from disagg_gym_agents.policies import (
     NF,
     InstanceScorer,
     MaskableInstancePolicy,
     layout_of,
     resolve_policy,
 )
-from agents.ppo import SB3Policy, train
+from disagg_gym_agents.ppo import SB3Policy, train
 
 ROUTE = "disagg/SmallRoute-v1"
 ALLOC = "disagg/EnergyAllocate-v2"
@@ -139,7 +139,7 @@ def test_train_save_load_predicts_identically(tmp_path: Path) -> None:
 
 
 def test_load_prior_makes_the_untrained_greedy_route_join_the_shortest_queue() -> None:
-    from agents.policies import DECODE_LOAD, PREFILL_LOAD
+    from disagg_gym_agents.policies import DECODE_LOAD, PREFILL_LOAD
 
     sc, env = _scorer(ROUTE, prior_scale=30.0)
     env.reset(seed=0)  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import leaderboard as lb
+from disagg_gym_agents import leaderboard as lb
 from disagg_gym.cli import main
 from disagg_gym.errors import UserError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.cli import EvalArgs, TrainArgs, cmd_evaluate, run_script
-from agents.ppo import load_hyperparams, parse_policy_kwargs, resolve_hyperparams, train
+from disagg_gym_agents.cli import EvalArgs, TrainArgs, cmd_evaluate, run_script
+from disagg_gym_agents.ppo import load_hyperparams, parse_policy_kwargs, resolve_hyperparams, train
 
 ENV_ID = "disagg/SmallRoute-v1"
 # ~120 route steps per episode: several episodes finish inside a 2k-step smoke run.
@@ -176,7 +176,7 @@ def test_slim_checkpoint_drops_optimizer_moments_only(tmp_path: Path) -> None:
     import io
     import zipfile
 
-    from agents.callbacks import slim_checkpoint
+    from disagg_gym_agents.callbacks import slim_checkpoint
 
     path = train(_args(tmp_path, timesteps=256, eval_freq=0, progress_bar=False))
 
@@ -298,7 +298,7 @@ def test_evaluate_non_positive_episodes(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_train_bad_flags_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from agents.cli import cmd_train
+    from disagg_gym_agents.cli import cmd_train
 
     rc = run_script(
         cmd_train, TrainArgs, "train.py", "", ["--env", "disagg/Nope-v0", "--out", str(tmp_path)]
@@ -328,8 +328,8 @@ def test_evaluate_script_subprocess_no_traceback(tmp_path: Path) -> None:
 def test_queue_shaping_telescopes_and_keeps_kpis() -> None:
     import gymnasium as gym
 
-    from agents import make_policy
-    from agents.ppo import QueueShaping
+    from disagg_gym_agents import make_policy
+    from disagg_gym_agents.ppo import QueueShaping
 
     def episode(env: gym.Env) -> tuple[float, float, dict[str, object]]:
         policy = make_policy("round_robin", env)
@@ -357,9 +357,9 @@ def test_queue_shaping_telescopes_and_keeps_kpis() -> None:
 
 
 def test_env_wrapper_key(tmp_path: Path) -> None:
-    from agents.ppo import QueueShaping, parse_env_wrappers
+    from disagg_gym_agents.ppo import QueueShaping, parse_env_wrappers
 
-    spec = [{"agents.ppo.QueueShaping": {"gamma": 0.99}}]
+    spec = [{"disagg_gym_agents.ppo.QueueShaping": {"gamma": 0.99}}]
     assert parse_env_wrappers(spec) == [(QueueShaping, {"gamma": 0.99})]
     assert parse_env_wrappers("QueueShaping") == [(QueueShaping, {})]
     with pytest.raises(ValueError, match="os.system"):
@@ -412,7 +412,7 @@ def test_resume_refuses_other_overrides_and_keeps_history(
 
 
 def test_train_bad_out_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from agents.cli import cmd_train
+    from disagg_gym_agents.cli import cmd_train
 
     f = tmp_path / "f"
     f.write_text("x")
@@ -424,12 +424,12 @@ def test_train_bad_out_fails_before_training(tmp_path: Path, capsys: pytest.Capt
 def test_evaluate_bad_out_fails_before_the_episodes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agents.evaluation
+    import disagg_gym_agents.evaluation
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("episodes ran before --out was checked")
 
-    monkeypatch.setattr(agents.evaluation, "evaluate", boom)
+    monkeypatch.setattr(disagg_gym_agents.evaluation, "evaluate", boom)
     rc = run_script(cmd_evaluate, EvalArgs, "evaluate.py", "", ["--out", str(tmp_path)])
     assert rc == 2
     assert capsys.readouterr().err.strip() == (
@@ -441,12 +441,12 @@ def test_evaluate_keeps_its_rows_when_the_write_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `evaluate --out` lost every episode it ran when the write failed
-    import agents.evaluation
+    import disagg_gym_agents.evaluation
 
     def denied(rows: object, path: object, leading: object = ()) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(agents.evaluation, "write_csv", denied)
+    monkeypatch.setattr(disagg_gym_agents.evaluation, "write_csv", denied)
     out = tmp_path / "e.csv"
     rc = run_script(cmd_evaluate, EvalArgs, "evaluate.py", "",
                     ["--episodes", "2", "--overrides", "horizon_s=2", "--out", str(out)])

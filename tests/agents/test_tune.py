@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.cli import add_dataclass_args
+from disagg_gym_agents.cli import add_dataclass_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def test_space_and_candidates() -> None:
 
 
 def test_policy_kwargs_candidate_round_trips() -> None:
-    from agents.ppo import parse_policy_kwargs
+    from disagg_gym_agents.ppo import parse_policy_kwargs
 
     t = _tune()
     base = {"policy_kwargs": "dict(hidden=64, prior_scale=20.0, net_arch=[8], activation_fn=nn.ReLU)"}

@@ -71,6 +71,6 @@ def test_bad_wrapper_arguments_are_one_line_errors() -> None:
 
 
 def test_queue_shaping_lives_in_disagg_gym_wrappers() -> None:
-    from agents.ppo import QueueShaping as from_agents
+    from disagg_gym_agents.ppo import QueueShaping as from_agents
 
     assert from_agents is QueueShaping

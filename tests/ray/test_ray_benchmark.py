@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("ray")
 
-from agents.leaderboard import benchmark, plan_cells, read_results, run_cell  # noqa: E402
-from agents.ray_benchmark import benchmark_ray, run_cells_ray  # noqa: E402
+from disagg_gym_agents.leaderboard import benchmark, plan_cells, read_results, run_cell  # noqa: E402
+from disagg_gym_agents.ray_benchmark import benchmark_ray, run_cells_ray  # noqa: E402
 
 OV = {"horizon_s": 4}
 CONFIG = "disagg/SmallRoute-v1"

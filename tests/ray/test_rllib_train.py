@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-from agents.rllib_train import (  # noqa: E402
+from disagg_gym_agents.rllib_train import (  # noqa: E402
     RLlibPolicy,
     RLlibTrainArgs,
     add_train_rllib_args,
@@ -20,8 +20,8 @@ from agents.rllib_train import (  # noqa: E402
 def test_tiny_training_run_writes_checkpoint_and_kpi_scalars(ray_local: None, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from agents.base import make_env
-    from agents.evaluation import run_episode
+    from disagg_gym_agents.base import make_env
+    from disagg_gym_agents.evaluation import run_episode
 
     out = tmp_path / "run"
     ckpt = train_rllib(RLlibTrainArgs(
@@ -49,7 +49,7 @@ def test_tiny_training_run_writes_checkpoint_and_kpi_scalars(ray_local: None, tm
 def test_cli_options_extend_the_sb3_train_parser() -> None:
     import argparse
 
-    from agents.cli import add_train_args, dataclass_from_namespace
+    from disagg_gym_agents.cli import add_train_args, dataclass_from_namespace
 
     p = argparse.ArgumentParser()
     add_train_args(p)

@@ -1,6 +1,6 @@
 """Heuristic policies: classic routers and pool-sizing planners behind SB3's ``predict``.
 
-Each heuristic is one class registered in ``agents.registry.POLICIES``. Router heuristics
+Each heuristic is one class registered in ``disagg_gym_agents.registry.POLICIES``. Router heuristics
 (``round_robin``, ``jsq``, ``p2c``, ``least_finish``, ``kv_aware``, ``clairvoyant``) apply to the
 ``route`` and ``joint`` tasks and keep pool sizes unchanged at control steps; allocator
 heuristics (``static_ratio``, ``threshold``) apply to ``allocate`` and ``joint`` and route with
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from agents.base import Policy
-from agents.registry import POLICIES
+from disagg_gym_agents.base import Policy
+from disagg_gym_agents.registry import POLICIES
 from disagg_gym.cluster.policies import ROUTERS, decode_pressure, prefill_wait_s
 from disagg_gym.types import Role
 

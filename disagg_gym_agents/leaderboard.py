@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluation import EVAL_SEED_OFFSET
+from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_text, exclusive_lock
 
@@ -205,7 +205,7 @@ def resolve_path(text: str) -> Path:
 
 def heuristics_for(task: str) -> list[str]:
     """Registered heuristic names that apply to ``task`` (each class declares its ``tasks``)."""
-    from agents.registry import POLICIES
+    from disagg_gym_agents.registry import POLICIES
 
     return [n for n in POLICIES.names() if task in POLICIES.get(n).tasks]
 
@@ -230,7 +230,7 @@ def plan_cells(configs: Sequence[str], agents: Sequence[str]) -> list[Cell]:
     Raises:
         ValueError: An unknown heuristic, a malformed spec or a missing DIR.
     """
-    from agents.registry import POLICIES
+    from disagg_gym_agents.registry import POLICIES
 
     cells: list[Cell] = []
     for env_id in configs:
@@ -302,7 +302,7 @@ class GreedyPolicy:
     replays through this class too, so the leaderboard is exactly reproducible either way.
 
     Args:
-        inner: An ``agents.ppo.SB3Policy`` (PPO or MaskablePPO, MultiDiscrete actions).
+        inner: An ``disagg_gym_agents.ppo.SB3Policy`` (PPO or MaskablePPO, MultiDiscrete actions).
     """
 
     def __init__(self, inner: Any) -> None:
@@ -369,8 +369,8 @@ class GreedyPolicy:
 
 def _bind(cell: Cell, overrides: dict[str, Any]) -> tuple[Any, Any]:
     """(env, policy) of a cell; policies get seed 0 (combined with each workload seed)."""
-    from agents.base import make_env
-    from agents.registry import make_policy
+    from disagg_gym_agents.base import make_env
+    from disagg_gym_agents.registry import make_policy
 
     env = make_env(cell.config, overrides)
     if cell.agent_kind == "sb3":
@@ -383,7 +383,7 @@ def run_cell(
     cell: Cell, eval_seeds: Sequence[int], overrides: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """Runs one cell on ``eval_seeds``; one row per episode (metadata columns, then KPIs)."""
-    from agents.evaluation import run_episode
+    from disagg_gym_agents.evaluation import run_episode
 
     ov = dict(overrides or {})
     env, policy = _bind(cell, ov)
@@ -1006,8 +1006,8 @@ def _trace_episode(
     config: str, policy_spec: str, kind: str, seed: int, overrides: dict[str, Any]
 ) -> tuple[dict[str, list[float]], list[dict[str, Any]]]:
     """Re-runs one episode with per-request records and a timeline sampler (plots only)."""
-    from agents.base import make_env
-    from agents.registry import make_policy
+    from disagg_gym_agents.base import make_env
+    from disagg_gym_agents.registry import make_policy
     from disagg_gym.metrics.timeline import TimelineSampler
 
     env = make_env(config, overrides)
@@ -1249,12 +1249,12 @@ def add_validate_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """``disagg-gym benchmark``: run the missing cells, write results, leaderboard and plots."""
-    from agents.base import parse_overrides
+    from disagg_gym_agents.base import parse_overrides
 
     run: Any = benchmark
     extra: dict[str, Any] = {}
     if getattr(args, "backend", "local") == "ray":
-        from agents.ray_benchmark import benchmark_ray
+        from disagg_gym_agents.ray_benchmark import benchmark_ray
 
         run = benchmark_ray
         extra = {"address": args.address, "num_workers": args.num_workers}

@@ -246,7 +246,7 @@ class _InstanceMixin:
         **kwargs: Any,
     ) -> None:
         if layout is None:
-            raise ValueError("instance policies need policy_kwargs['layout'] (agents.policies.layout_of)")
+            raise ValueError("instance policies need policy_kwargs['layout'] (disagg_gym_agents.policies.layout_of)")
         self.layout = dict(layout)
         self.hidden = int(hidden)
         self.reject_bias = float(reject_bias)

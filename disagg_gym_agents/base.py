@@ -69,7 +69,7 @@ class Policy:
     Subclasses implement ``predict``. A policy may read the env's public API
     (``env.unwrapped.decision``, ``cluster``, ``action_masks()``, ``action_for(...)``) on top of
     the observation, which is what makes heuristics and learned policies interchangeable in
-    ``agents.evaluation``.
+    ``disagg_gym_agents.evaluation``.
 
     Attributes:
         name: Registry name (``"jsq"``) or a description of the learned model.

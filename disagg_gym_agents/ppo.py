@@ -1,6 +1,6 @@
 """SB3 PPO / sb3-contrib MaskablePPO on disagg-gym: hyperparameters, envs, training, loading.
 
-Hyperparameters come from RL Zoo-style YAML files (``agents/hyperparams/<algo>.yml``): top-level
+Hyperparameters come from RL Zoo-style YAML files (``disagg_gym_agents/hyperparams/<algo>.yml``): top-level
 keys are env ids (``default`` is the fallback), values are the algorithm's keyword arguments
 plus ``n_envs``, ``n_timesteps``, ``policy``, ``normalize`` and ``policy_kwargs`` (a string
 such as ``"dict(net_arch=[64, 64], activation_fn=nn.Tanh)"``, parsed without ``eval``).
@@ -34,10 +34,10 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
-from disagg_gym.wrappers.shaping import QueueShaping  # re-exported: YAML names agents.ppo.QueueShaping
+from disagg_gym.wrappers.shaping import QueueShaping  # re-exported: YAML names disagg_gym_agents.ppo.QueueShaping
 
-from agents.base import Policy, check_env_id, make_env, parse_overrides
-from agents.callbacks import (
+from disagg_gym_agents.base import Policy, check_env_id, make_env, parse_overrides
+from disagg_gym_agents.callbacks import (
     AtomicCheckpoint,
     KPIEvalCallback,
     KPILogger,
@@ -47,9 +47,9 @@ from agents.callbacks import (
     save_model_atomic,
     vecnormalize_path,
 )
-from agents.cli import TrainArgs
-from agents.evaluation import EVAL_SEED_OFFSET, TRAIN_SEED_LOW
-from agents.policies import layout_of, resolve_policy
+from disagg_gym_agents.cli import TrainArgs
+from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET, TRAIN_SEED_LOW
+from disagg_gym_agents.policies import layout_of, resolve_policy
 from disagg_gym.io import atomic_write_json
 from disagg_gym.errors import UserError
 
@@ -84,7 +84,7 @@ def load_hyperparams(
     Args:
         algo: ``ppo`` or ``maskable_ppo`` (selects the default file and checks keys).
         env_id: Top-level key to look up.
-        path: YAML file (default: ``agents/hyperparams/<algo>.yml``).
+        path: YAML file (default: ``disagg_gym_agents/hyperparams/<algo>.yml``).
 
     Returns:
         ``(hyperparameters, entry used)``; the dict is a copy, unparsed.
@@ -238,7 +238,7 @@ def parse_env_wrappers(spec: Any) -> list[tuple[type[gym.Wrapper], dict[str, Any
     """Resolves RL Zoo's ``env_wrapper`` key against ``ENV_WRAPPERS`` (no arbitrary imports).
 
     Accepts a name, a ``{name: kwargs}`` mapping, or a list of either, e.g.
-    ``[{"agents.ppo.QueueShaping": {"gamma": 0.99}}]``.
+    ``[{"disagg_gym_agents.ppo.QueueShaping": {"gamma": 0.99}}]``.
 
     Raises:
         ValueError: Naming an unknown wrapper or malformed entry.
@@ -330,7 +330,7 @@ class HeldOutWorkloadSeeds(gym.Wrapper):
 
 
 ENV_WRAPPERS: dict[str, type[gym.Wrapper]] = {
-    "agents.ppo.QueueShaping": QueueShaping,
+    "disagg_gym_agents.ppo.QueueShaping": QueueShaping,
     "QueueShaping": QueueShaping,
 }
 """Training-env wrappers the YAML's ``env_wrapper`` may name (applied outside ``Monitor``, so
@@ -438,12 +438,12 @@ class SB3Policy(Policy):
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env, device: str = "cpu") -> SB3Policy:
-        """Loads a model zip written by ``agents.ppo`` (PPO or MaskablePPO, detected).
+        """Loads a model zip written by ``disagg_gym_agents.ppo`` (PPO or MaskablePPO, detected).
 
         Raises:
             ValueError: Missing file or a model for another env.
         """
-        from agents.registry import check_model_path
+        from disagg_gym_agents.registry import check_model_path
 
         p = Path(path)
         check_model_path(p)
@@ -490,7 +490,7 @@ class SB3Policy(Policy):
 # ====================================================================== training
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages a run depends on (plus Python)."""
-    from agents.base import package_versions as versions
+    from disagg_gym_agents.base import package_versions as versions
 
     return versions(VERSION_PACKAGES)
 
@@ -714,7 +714,7 @@ def readable_checkpoint(folder: Path) -> Path | None:
     """The newest checkpoint in ``folder`` that loads; says on stderr which ones it skipped."""
     import sys
 
-    from agents.callbacks import list_checkpoints
+    from disagg_gym_agents.callbacks import list_checkpoints
 
     skipped = 0
     for _, path in reversed(list_checkpoints(folder)):

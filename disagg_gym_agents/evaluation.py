@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.base import PredictsActions
+from disagg_gym_agents.base import PredictsActions
 from disagg_gym.io import atomic_write_text
 from disagg_gym.errors import UserError
 

@@ -1,6 +1,6 @@
 """Leaderboard benchmark on Ray: the same cells, run as Ray tasks on one machine or a cluster.
 
-``run_cells_ray`` runs ``agents.leaderboard.run_cell`` for each cell as one Ray task and returns
+``run_cells_ray`` runs ``disagg_gym_agents.leaderboard.run_cell`` for each cell as one Ray task and returns
 the rows in the order of the cells, so they are exactly the rows the local path computes (same
 code, same seeds, ``torch.set_num_threads(1)`` in every task as ``benchmark()`` sets it).
 ``benchmark_ray`` adds the leaderboard's resumability on top: cells (and episodes) already in
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.leaderboard import (
+from disagg_gym_agents.leaderboard import (
     DEFAULT_EPISODES,
     ROOT,
     Cell,
@@ -171,7 +171,7 @@ def run_cells_ray(
     """``[run_cell(c, eval_seeds, overrides) for c in cells]``, each cell one Ray task.
 
     Args:
-        cells: Cells from ``agents.leaderboard.plan_cells``.
+        cells: Cells from ``disagg_gym_agents.leaderboard.plan_cells``.
         eval_seeds: Workload seeds of every cell (``EVAL_SEED_OFFSET + k`` on the leaderboard).
         overrides: Env overrides for every cell.
         address: Ray cluster to connect to (default: start a local instance, unless Ray is
@@ -208,7 +208,7 @@ def benchmark_ray(
     progress: bool = True,
     runtime_env: dict[str, Any] | None = None,
 ) -> Path:
-    """``agents.leaderboard.benchmark`` with the missing cells run on Ray.
+    """``disagg_gym_agents.leaderboard.benchmark`` with the missing cells run on Ray.
 
     Same arguments, defaults, results file and report as ``benchmark()``, plus ``address``,
     ``num_workers`` and ``runtime_env`` (see ``run_cells_ray``). Finished cells are appended to

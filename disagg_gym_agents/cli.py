@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from agents.evaluation import EVAL_SEED_OFFSET
+from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET
 from disagg_gym.cli import nonneg_int, positive_float, positive_int  # noqa: F401  (shared argparse types)
 from disagg_gym.errors import UserError
 
@@ -65,7 +65,7 @@ class TrainArgs:
     hyperparams: str | None = field(
         default=None,
         metadata=arg_meta(
-            "RL Zoo-style YAML (default: agents/hyperparams/<algo>.yml)", metavar="YAML"
+            "RL Zoo-style YAML (default: disagg_gym_agents/hyperparams/<algo>.yml)", metavar="YAML"
         ),
     )
     n_envs: int | None = field(
@@ -197,7 +197,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=("sb3", "rllib"), default="sb3",
         help="trainer: sb3 (PPO/MaskablePPO) or rllib (needs the [ray] extra)",
     )
-    from agents.rllib_train import add_train_rllib_args
+    from disagg_gym_agents.rllib_train import add_train_rllib_args
 
     add_train_rllib_args(parser)
 
@@ -209,12 +209,12 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
 
 # ====================================================================== commands
 def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
-    """Trains PPO / MaskablePPO (see ``agents.ppo.train``) and prints where the model went."""
+    """Trains PPO / MaskablePPO (see ``disagg_gym_agents.ppo.train``) and prints where the model went."""
     if getattr(args, "backend", "sb3") == "rllib":
-        from agents.rllib_train import cmd_train_rllib
+        from disagg_gym_agents.rllib_train import cmd_train_rllib
 
         return cmd_train_rllib(args)
-    from agents.ppo import train
+    from disagg_gym_agents.ppo import train
 
     targs = args if isinstance(args, TrainArgs) else dataclass_from_namespace(TrainArgs, args)
     path = train(targs)
@@ -224,9 +224,9 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
 
 def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
     """Evaluates one policy on workload seeds S, S+1, ...; writes the CSV and prints a summary."""
-    from agents.base import check_env_id, make_env, parse_overrides
-    from agents.evaluation import evaluate, format_summary, summarize, write_csv
-    from agents.registry import check_policy_spec, make_policy
+    from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
+    from disagg_gym_agents.evaluation import evaluate, format_summary, summarize, write_csv
+    from disagg_gym_agents.registry import check_policy_spec, make_policy
 
     eargs = args if isinstance(args, EvalArgs) else dataclass_from_namespace(EvalArgs, args)
     if eargs.episodes < 1:
@@ -304,7 +304,7 @@ def _salvage_rows(rows: Sequence[dict[str, Any]]) -> str:
     """Writes evaluation rows to a fresh file in the temp folder; returns its path."""
     import tempfile
 
-    from agents.evaluation import rows_to_csv
+    from disagg_gym_agents.evaluation import rows_to_csv
 
     fd, path = tempfile.mkstemp(prefix="disagg-gym-evaluate-", suffix=".csv")
     with open(fd, "w", encoding="utf-8") as fh:

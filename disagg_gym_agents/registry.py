@@ -11,7 +11,7 @@ from disagg_gym.errors import UserError
 if TYPE_CHECKING:
     import gymnasium as gym
 
-    from agents.base import Policy
+    from disagg_gym_agents.base import Policy
 
 POLICIES: Registry[type] = Registry("heuristic")
 """Heuristic policy classes by name (``@POLICIES.register("jsq")`` next to each class)."""
@@ -69,7 +69,7 @@ def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Pol
 
     Args:
         spec: ``"heuristic:NAME"`` (or just ``NAME``) or ``"sb3:PATH"`` to a model zip saved by
-            ``agents.ppo`` (PPO or MaskablePPO; the algorithm is read from its ``config.json`` or
+            ``disagg_gym_agents.ppo`` (PPO or MaskablePPO; the algorithm is read from its ``config.json`` or
             detected).
         env: A single (non-vectorised) disagg-gym env.
         seed: Seed of the policy's own randomness (random, p2c); combined with each episode's
@@ -84,10 +84,10 @@ def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Pol
     kind, value = parse_policy_spec(spec)
     if kind == "heuristic":
         return POLICIES.get(value)(env, seed=seed, **kwargs)
-    from agents.ppo import SB3Policy
+    from disagg_gym_agents.ppo import SB3Policy
 
     return SB3Policy.load(value, env, **kwargs)
 
 
 # Importing the heuristics module registers the built-in policies.
-from agents import heuristics as _heuristics  # noqa: E402,F401
+from disagg_gym_agents import heuristics as _heuristics  # noqa: E402,F401

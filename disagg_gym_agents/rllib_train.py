@@ -2,7 +2,7 @@
 
 Env runners sample in parallel (Ray actors, one CPU each); one local learner updates the
 masked PPO module of ``disagg_gym.integrations.rllib.build_ppo_config``. The run folder mirrors
-the SB3 path (``agents.ppo.train``):
+the SB3 path (``disagg_gym_agents.ppo.train``):
 
     OUT/config.json                 arguments, resolved RLlib config, package versions
     OUT/checkpoint/                 RLlib checkpoint (``Algorithm.save_to_path``; every
@@ -12,7 +12,7 @@ the SB3 path (``agents.ppo.train``):
                                     episodes), ``train/*`` losses, ``time/*``
 
 Training workload seeds are drawn per episode from ``[TRAIN_SEED_LOW, 2**31 - 1)`` by
-``agents.ppo.TrainingWorkloadSeeds`` (seeded with ``seed + worker index`` + vector index on the
+``disagg_gym_agents.ppo.TrainingWorkloadSeeds`` (seeded with ``seed + worker index`` + vector index on the
 first reset), so training never sees the held-out evaluation seeds ``EVAL_SEED_OFFSET + k``.
 ``RLlibPolicy`` evaluates a trained module greedily behind the agents' ``predict`` interface.
 
@@ -35,7 +35,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.cli import (
+from disagg_gym_agents.cli import (
     add_dataclass_args,
     arg_meta,
     dataclass_from_namespace,
@@ -58,7 +58,7 @@ KPI_KEYS = (
     "energy_per_request_j",
     "energy_per_good_request_j",
 )
-"""Keys of ``info["episode_kpis"]`` logged as ``kpi/<key>`` (``agents.callbacks.KPI_LOG_KEYS``)."""
+"""Keys of ``info["episode_kpis"]`` logged as ``kpi/<key>`` (``disagg_gym_agents.callbacks.KPI_LOG_KEYS``)."""
 LEARNER_SCALARS = {
     "policy_loss": "train/policy_loss",
     "vf_loss": "train/value_loss",
@@ -76,7 +76,7 @@ class RLlibTrainArgs:
     """Arguments of ``disagg-gym train --backend rllib`` / ``scripts/train_rllib.py``.
 
     ``env``, ``timesteps``, ``seed``, ``out``, ``overrides``, ``threads``, ``max_wall_s`` and
-    ``verbose`` mean what they mean in ``agents.cli.TrainArgs`` (the shared options of
+    ``verbose`` mean what they mean in ``disagg_gym_agents.cli.TrainArgs`` (the shared options of
     ``disagg-gym train``).
     """
 
@@ -194,7 +194,7 @@ def training_env_name(env_id: str) -> str:
 
 
 def _training_seeds(env: gym.Env, ctx: Mapping[str, Any]) -> gym.Env:
-    from agents.ppo import TrainingWorkloadSeeds
+    from disagg_gym_agents.ppo import TrainingWorkloadSeeds
 
     # Reseeded by RLlib's first reset (seed + worker index + vector index); this fallback only
     # matters for a config without a seed, and still differs per env.
@@ -248,7 +248,7 @@ class RLlibPolicy:
 
     Args:
         module: The ``default_policy`` RLModule (``algo.get_module()``).
-        env: The (Box-observation) env it acts in, e.g. ``agents.base.make_env(id)``.
+        env: The (Box-observation) env it acts in, e.g. ``disagg_gym_agents.base.make_env(id)``.
         seed: Seed of the sampling when ``deterministic=False``.
     """
 
@@ -307,7 +307,7 @@ class RLlibPolicy:
 # ====================================================================== training
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages a run depends on (plus Python)."""
-    from agents.base import package_versions as versions
+    from disagg_gym_agents.base import package_versions as versions
 
     return versions(VERSION_PACKAGES)
 
@@ -354,7 +354,7 @@ def scalars(result: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _validate(args: RLlibTrainArgs) -> None:
-    from agents.base import check_env_id
+    from disagg_gym_agents.base import check_env_id
 
     check_env_id(args.env)
     for name in ("num_envs_per_env_runner", "train_batch_size", "minibatch_size", "num_epochs",
@@ -391,8 +391,8 @@ def train_rllib(args: RLlibTrainArgs) -> Path:
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from agents.base import parse_overrides
-    from agents.ray_benchmark import import_ray, init_ray
+    from disagg_gym_agents.base import parse_overrides
+    from disagg_gym_agents.ray_benchmark import import_ray, init_ray
 
     ray = import_ray()
     from disagg_gym.integrations.rllib import build_ppo_config
