@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -199,15 +198,11 @@ def test_constant_time_varying_is_poisson_at_the_rate() -> None:
     assert cv == pytest.approx(1.0, abs=0.04)
 
 
-def test_hour_at_20_per_s_is_fast_and_chunked() -> None:
+def test_hour_at_20_per_s_is_chunked() -> None:
     c = cfg(kind="poisson", rate_per_s=20.0)
-    c.build(RngStreams(0), max_requests=1)  # warm the preset's sampling tables
-    start = time.perf_counter()
     chunks = collect(c.build(RngStreams(0), horizon_s=3600.0))
-    elapsed = time.perf_counter() - start
     assert all(len(ch.arrival_s) <= CHUNK_SIZE for ch in chunks)
     assert sum(len(ch.arrival_s) for ch in chunks) > 70_000
-    assert elapsed < 1.0  # typically ~20 ms; generous for loaded CI machines
 
 
 # ------------------------------------------------------------------ limits, chunks and SLOs
@@ -505,14 +500,12 @@ def test_absurd_expected_arrivals_fail_before_any_work() -> None:
     from disagg_gym.errors import UserError
     from disagg_gym.workload.generators import MAX_EXPECTED_ARRIVALS
 
-    t0 = time.perf_counter()
-    with pytest.raises(UserError) as exc:
+    with pytest.raises(UserError) as exc:  # raised before drawing: drawing would never end
         cfg(kind="poisson", rate_per_s=5.5e301).build(RngStreams(0), horizon_s=1.0)
     assert str(exc.value) == (
         "workload: about 5.5e+301 arrivals expected (rate 5.5e+301/s x horizon 1 s), more than the "
         "sanity cap of 1e+09; lower the rate (or --rate-scale) or the horizon, or set max_requests"
     )
-    assert time.perf_counter() - t0 < 1.0
     # just under the cap builds (lazily: nothing is drawn yet); max_requests lifts the cap
     cfg(kind="poisson", rate_per_s=MAX_EXPECTED_ARRIVALS / 10).build(RngStreams(0), horizon_s=10.0)
     assert arrivals(cfg(kind="poisson", rate_per_s=1e300), horizon_s=1.0, max_requests=5).size == 5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -379,10 +378,7 @@ needs_shared = pytest.mark.skipif(
 def test_real_traces_match_the_readme(
     name: str, rows: int, mean_prompt: float, mean_output: float, span_s: float
 ) -> None:
-    start = time.perf_counter()
-    tr = load_trace(TRACES / name)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0
+    tr = load_trace(TRACES / name)  # load speed: `disagg-gym bench`, not a timed test
     assert len(tr) == rows and tr.skipped_rows == 0
     assert tr.prompt_tokens.mean() == pytest.approx(mean_prompt, abs=0.05)
     assert tr.output_tokens.mean() == pytest.approx(mean_output, abs=0.05)
