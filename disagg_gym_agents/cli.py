@@ -15,6 +15,7 @@ import sys
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET
@@ -225,6 +226,11 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
     targs = dataclasses.replace(targs, env=check_env_id(targs.env))  # config names too
     path = train(targs)
     print(f"model: {path}")
+    print(f"tensorboard logs: {Path(path).parent / 'tb'}  (view: tensorboard --logdir {Path(path).parent / 'tb'})")
+    print(
+        f"next: disagg-gym evaluate --env {targs.env} --policy sb3:{path} --episodes 5 "
+        f"--out {Path(path).parent / 'eval.csv'}"
+    )
     return 0
 
 

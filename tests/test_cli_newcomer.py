@@ -290,3 +290,24 @@ def test_rgb_frames_show_time_and_labels_at_a_constant_size() -> None:
     col = first.shape[1] // 4
     crop = first[15:15 + labels.shape[0], col + 2:col + 2 + labels.shape[1]]
     assert ((crop != 255).any(axis=2) == labels).all()
+
+
+def test_train_ends_with_tensorboard_and_next_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ppo = pytest.importorskip("disagg_gym_agents.ppo")
+    seen = []
+
+    def fake_train(targs):
+        seen.append(targs.env)
+        return Path(targs.out) / "model.zip"
+
+    monkeypatch.setattr(ppo, "train", fake_train)
+    out_dir = tmp_path / "run"
+    rc, out, _ = run(capsys, "train", "--env", "small-route", "--out", str(out_dir))
+    assert rc == 0 and seen == [SMALL_ID]
+    lines = out.strip().splitlines()
+    assert lines[0] == f"model: {out_dir / 'model.zip'}"
+    assert lines[1].startswith(f"tensorboard logs: {out_dir / 'tb'}")
+    assert lines[2] == (f"next: disagg-gym evaluate --env {SMALL_ID} --policy sb3:{out_dir / 'model.zip'} "
+                        f"--episodes 5 --out {out_dir / 'eval.csv'}")
