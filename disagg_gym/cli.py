@@ -105,6 +105,8 @@ def workload_label(w: Any) -> str:
         if w.rate_scale != 1:
             text += f" x{w.rate_scale:g}"
         return text + (" (looped)" if w.loop else "")
+    if w.kind in ("multi_turn", "tenants", "rag"):
+        return f"{w.kind} prefix workload, {w.rate_per_s:g} req/s on average"
     lengths = f"{w.prompt_tokens}/{w.output_tokens}-token" if w.lengths == "fixed" else w.lengths
     rate = f"{w.rate_per_s:g} req/s"
     if w.kind == "gamma":
@@ -147,7 +149,7 @@ def fmt_summary(s: dict[str, Any]) -> str:
         f"{title}  (seed {s.get('seed')}, router {s.get('policy', '')})",
         *([f"SLOs          {fmt_slos(s['slo'])}"] if s.get("slo") else []),
         f"requests      total {s['requests_total']}  completed {s['requests_completed']}  "
-        f"rejected {s['requests_rejected']} {s['rejected_by_reason'] or ''}",
+        f"rejected {s['requests_rejected']}" + (f" {s['rejected_by_reason']}" if s["rejected_by_reason"] else ""),
         f"TTFT          p50 {f('ttft_p50_s', 1e3, ' ms', 1)}  p90 {f('ttft_p90_s', 1e3, ' ms', 1)}  p99 {f('ttft_p99_s', 1e3, ' ms', 1)}",
         f"TPOT          p50 {f('tpot_p50_s', 1e3, ' ms', 2)}  p90 {f('tpot_p90_s', 1e3, ' ms', 2)}  p99 {f('tpot_p99_s', 1e3, ' ms', 2)}",
         f"end-to-end    p50 {f('e2e_p50_s', 1, ' s', 2)}  p99 {f('e2e_p99_s', 1, ' s', 2)}",
@@ -539,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_predict)
 
     for name, module, func, helptext, adder in _EXTRA_COMMANDS:
-        sp = sub.add_parser(name, help=helptext)
+        sp = sub.add_parser(name, help=helptext, description=_DESCRIPTIONS.get(name, helptext))
         adder(sp)
         sp.set_defaults(func=_lazy(module, func))
     return p
@@ -583,14 +585,31 @@ def _add_validate(sp: argparse.ArgumentParser) -> None:
 # Commands implemented elsewhere: (name, module, function, help, argument adder).
 _EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("list", "disagg_gym.commands", "cmd_list", "list registered env ids (and policies)", _add_list),
-    ("bench", "disagg_gym.bench", "cmd_bench", "measure env and simulator speed", _add_bench),
+    ("bench", "disagg_gym.bench", "cmd_bench", "measure env and simulator speed (~20 min on 2 shared cores)", _add_bench),
     ("train", "disagg_gym_agents.cli", "cmd_train", "train PPO / MaskablePPO on a registered env", _add_train),
     ("evaluate", "disagg_gym_agents.cli", "cmd_evaluate", "evaluate a heuristic or SB3 policy, per-episode KPIs to CSV", _add_evaluate),
     ("benchmark", "disagg_gym_agents.leaderboard", "cmd_benchmark",
      "run every heuristic and trained agent on every config; write results.csv, leaderboard, plots", _add_benchmark),
     ("validate", "disagg_gym_agents.leaderboard", "cmd_validate",
-     "replay leaderboard results; exit 1 naming any row/KPI that differs", _add_validate),
+     "replay leaderboard results; exit 1 naming any row/KPI that differs (~5 min)", _add_validate),
 ]
+
+
+# Typical durations, measured (issue #20): `disagg-gym bench` and `disagg-gym validate` on the
+# shared 2-core VM at load average 8-14 (other jobs running), 2026-11-29.
+_DESCRIPTIONS = {
+    "bench": (
+        "Measure env decisions/s (every standard id, with CartPole-v1 as the reference in the same "
+        "run) and simulator requests/s (8-128 instances), each in a fresh process pinned to one core. "
+        "Takes a while: 19 minutes measured on a shared 2-core VM at load average ~10 "
+        "(--quick took 18.6 minutes at load average 9-14)."
+    ),
+    "validate": (
+        "Replay every row of a leaderboard results file and exit 1 naming any row/KPI that differs. "
+        "Replaying the committed leaderboard/results.csv (63 heuristic episodes) took 4.3 minutes on "
+        "a shared 2-core VM at load average ~9; --configs and --agents replay a subset."
+    ),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

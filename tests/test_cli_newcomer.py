@@ -311,3 +311,10 @@ def test_train_ends_with_tensorboard_and_next_command(
     assert lines[1].startswith(f"tensorboard logs: {out_dir / 'tb'}")
     assert lines[2] == (f"next: disagg-gym evaluate --env {SMALL_ID} --policy sb3:{out_dir / 'model.zip'} "
                         f"--episodes 5 --out {out_dir / 'eval.csv'}")
+
+
+@pytest.mark.parametrize("command", ["bench", "validate"])
+def test_long_commands_state_their_duration_in_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    rc, out, _ = run(capsys, command, "--help")
+    assert rc == 0
+    assert "minutes" in " ".join(out.split()) and "load average" in " ".join(out.split())
