@@ -66,6 +66,75 @@ def _overrides(items: Sequence[str] | None) -> dict[str, Any]:
     return dict(parse_override(s) for s in items or [])
 
 
+def config_name(text: str) -> str:
+    """A ``--config`` value -> a config name or YAML path: an env id names its standard config.
+
+    ``disagg/SmallRoute-v1`` and ``disagg_gym:disagg/SmallRoute-v1`` -> ``small-route``; names,
+    paths and unknown values pass through (``load_scenario`` reports those). An old version of
+    a standard id is a ``UserError`` naming the current id.
+    """
+    p = Path(text)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return text
+    from disagg_gym.env.registration import standard_env_for
+
+    e = standard_env_for(text)
+    return e["config"] if e else text
+
+
+def canonical_env_ids(items: Sequence[str]) -> list[str]:
+    """``--configs`` values -> current env ids: config names and prefixed ids are mapped.
+
+    Result-file paths (``validate --configs A B results.csv``) and unknown values pass through
+    for the command to report; an old version of a standard id is a ``UserError`` naming the
+    current id.
+    """
+    from disagg_gym.env.registration import standard_env_for
+
+    out = []
+    for item in items:
+        e = None if item.endswith(".csv") or Path(item).is_file() else standard_env_for(item)
+        out.append(e["id"] if e else item)
+    return out
+
+
+def workload_label(w: Any) -> str:
+    """One phrase naming a workload config: ``replaying X.csv x4``, ``poisson 53 req/s, azure_conv lengths``."""
+    if w.kind == "trace":
+        text = f"replaying {Path(str(w.trace_path)).name}"
+        if w.rate_scale != 1:
+            text += f" x{w.rate_scale:g}"
+        return text + (" (looped)" if w.loop else "")
+    if w.kind in ("multi_turn", "tenants", "rag"):
+        return f"{w.kind} prefix workload, {w.rate_per_s:g} req/s on average"
+    lengths = f"{w.prompt_tokens}/{w.output_tokens}-token" if w.lengths == "fixed" else w.lengths
+    rate = f"{w.rate_per_s:g} req/s"
+    if w.kind == "gamma":
+        rate += f" (CV {w.cv:g})"
+    if w.kind == "time_varying":
+        rate = f"{w.rate_profile} around {rate}"
+    return f"{w.kind} {rate}, {lengths} lengths"
+
+
+def slo_targets(w: Any) -> dict[str, float]:
+    """The workload's SLO targets, seconds: ``ttft_s``, ``ttft_per_1k_prompt_s``, ``tpot_s``."""
+    return {"ttft_s": w.slo_ttft_s, "ttft_per_1k_prompt_s": w.slo_ttft_per_1k_prompt_s, "tpot_s": w.slo_tpot_s}
+
+
+def fmt_slos(slo: dict[str, float]) -> str:
+    """``TTFT <= 1 s, TPOT <= 100 ms per output token`` (TTFT grows with the prompt if so set)."""
+    ttft = f"TTFT <= {slo['ttft_s']:g} s"
+    if slo.get("ttft_per_1k_prompt_s"):
+        ttft += f" + {slo['ttft_per_1k_prompt_s']:g} s per 1k prompt tokens"
+    return f"{ttft}, TPOT <= {slo['tpot_s'] * 1e3:g} ms per output token (a request meets its SLO if both hold)"
+
+
+UTILISATION_NOTE = (
+    "utilisation = share of the run each instance spent computing prefill or decode batches, "
+    "averaged over the instances of a role"
+)
+
+
 def fmt_summary(s: dict[str, Any]) -> str:
     """Human-readable summary table of a simulation's KPIs."""
 
@@ -73,17 +142,22 @@ def fmt_summary(s: dict[str, Any]) -> str:
         v = s.get(key)
         return "n/a" if v is None else f"{v * scale:.{nd}f}{unit}"
 
+    title = s.get("scenario")
+    if s.get("workload"):
+        title = f"{title}, {s['workload']}"
     lines = [
-        f"scenario {s.get('scenario')}  seed {s.get('seed')}  policy {s.get('policy', '')}",
+        f"{title}  (seed {s.get('seed')}, router {s.get('policy', '')})",
+        *([f"SLOs          {fmt_slos(s['slo'])}"] if s.get("slo") else []),
         f"requests      total {s['requests_total']}  completed {s['requests_completed']}  "
-        f"rejected {s['requests_rejected']} {s['rejected_by_reason'] or ''}",
+        f"rejected {s['requests_rejected']}" + (f" {s['rejected_by_reason']}" if s["rejected_by_reason"] else ""),
         f"TTFT          p50 {f('ttft_p50_s', 1e3, ' ms', 1)}  p90 {f('ttft_p90_s', 1e3, ' ms', 1)}  p99 {f('ttft_p99_s', 1e3, ' ms', 1)}",
         f"TPOT          p50 {f('tpot_p50_s', 1e3, ' ms', 2)}  p90 {f('tpot_p90_s', 1e3, ' ms', 2)}  p99 {f('tpot_p99_s', 1e3, ' ms', 2)}",
         f"end-to-end    p50 {f('e2e_p50_s', 1, ' s', 2)}  p99 {f('e2e_p99_s', 1, ' s', 2)}",
         f"SLO           attainment {f('slo_attainment', 100, ' %', 1)}  (TTFT {f('ttft_slo_attainment', 100, ' %', 1)}, "
         f"TPOT {f('tpot_slo_attainment', 100, ' %', 1)})  goodput {f('goodput_rps', 1, ' req/s', 2)}",
         f"throughput    {f('output_tokens_per_s', 1, ' out tok/s', 0)}  utilisation "
-        + ", ".join(f"{role} {100 * u:.1f} %" for role, u in (s.get("utilisation") or {}).items() if u is not None),
+        + ", ".join(f"{role} {100 * u:.1f} %" for role, u in (s.get("utilisation") or {}).items() if u is not None)
+        + " (busy share of the run, mean per role)",
         f"energy        {f('energy_per_request_j', 1, ' J/request', 1)}   cost {f('cost_per_1m_tokens_usd', 1, ' $/1M tokens', 3)}",
         f"KV bytes      {', '.join(f'{k}: {v / 1e9:.2f} GB' for k, v in s['kv_bytes_by_tier'].items()) or 'none'}",
         f"simulated     {s['simulated_s']:.1f} s in {s.get('wall_s', 0):.2f} s wall "
@@ -103,6 +177,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.policy is not None and not args.policy.strip():
         raise UserError("argument --policy: expected a router name (got '')")
+    args.config = config_name(args.config)
     if args.records:
         check_output_file(args.records, "--records")
     if args.plots:
@@ -152,6 +227,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary = sim.run()
     summary["wall_s"] = round(time.perf_counter() - t0, 4)
     summary["policy"] = args.policy or scen.router
+    summary["workload"] = workload_label(scen.workload)
+    summary["slo"] = slo_targets(scen.workload)
+    title = f"{scen.name}, {summary['workload']}, router {summary['policy']}"
     rows = len(sim.source) if scen.workload.kind == "trace" and not scen.workload.loop else None
     if rows is not None and summary["requests_total"] < rows:
         print(
@@ -167,8 +245,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         out = Path(args.plots)
         rec = sim.recorder
         files = [
-            plots.latency_cdf({summary["policy"]: {"ttft": rec.ttft, "tpot": rec.tpot, "e2e": rec.e2e}}, out / "latency_cdf.png", scen.name),
-            plots.timeline(sampler.rows if sampler else [], out / "timeline.png", scen.name),
+            plots.latency_cdf(
+                {summary["policy"]: {"ttft": rec.ttft, "tpot": rec.tpot, "e2e": rec.e2e}},
+                out / "latency_cdf.png",
+                title,
+                slo=summary["slo"],
+            ),
+            plots.timeline(sampler.rows if sampler else [], out / "timeline.png", title),
         ]
         summary["plots"] = [str(p) for p in files]
     if trace is not None:
@@ -195,7 +278,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"chrome trace  {summary['chrome_trace']} (open in https://ui.perfetto.dev or chrome://tracing)")
         if dropped_line:
             print(dropped_line)
+        print(_next_steps(args))
     return 0
+
+
+def _next_steps(args: argparse.Namespace) -> str:
+    """The closing 'what next' lines of ``simulate``'s human-readable output."""
+    tips = ["--json (every KPI)"]
+    if not args.plots:
+        tips.append("--plots DIR (latency CDFs, timeline)")
+    if args.chrome_trace is None:
+        tips.append("--chrome-trace FILE (ui.perfetto.dev)")
+    tips.append("--policy NAME (`disagg-gym list --policies`)")
+    return (
+        f"note          {UTILISATION_NOTE}\n"
+        f"next          {', '.join(tips)}; other configs: `disagg-gym list`; "
+        "docs/simulator.md explains every KPI"
+    )
 
 
 def _with_cost_model(scen: Any, cost_model: str) -> Any:
@@ -348,8 +447,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.phase is None:
         raise UserError("predict needs --phase (prefill, decode or kv_transfer) or --queries FILE")
     res = _predict_one(q)
-    print(json.dumps(res, allow_nan=False) if args.json else f"{res['ms']:.4f} ms")
+    inputs = _predict_inputs(q)
+    if args.json:
+        print(json.dumps({**res, "inputs": inputs}, allow_nan=False))
+    else:
+        print(fmt_prediction(inputs, res))
     return 0
+
+
+def _predict_inputs(q: dict[str, Any]) -> dict[str, Any]:
+    """The query as answered: the given fields plus the defaults used (``tp``, ``cost_model``)."""
+    out = {k: q[k] for k in _PREDICT_FIELDS if q.get(k) is not None}
+    if q.get("phase") in ("prefill", "decode"):
+        out.setdefault("tp", 1)
+        out.setdefault("cost_model", "roofline")
+    return out
+
+
+def fmt_prediction(inputs: dict[str, Any], res: dict[str, Any]) -> str:
+    """``predict``'s answer with its inputs: ``decode iteration of llama-3.1-8b on h100-sxm ... -> 12.3 ms``."""
+    phase = inputs.get("phase")
+    if phase == "kv_transfer":
+        via = f"over {inputs['link']}" if inputs.get("link") else f"from {inputs.get('cost_model')}"
+        what = f"KV transfer of {inputs['bytes']:,} bytes {via}"
+    else:
+        shape = (
+            f"batch of {inputs['batch']} prompt(s) x {inputs['length']:,} tokens"
+            if phase == "prefill"
+            else f"batch of {inputs['batch']} sequence(s) at context {inputs['length']:,} tokens"
+        )
+        what = (
+            f"{phase} iteration of {inputs['model']} on {inputs['gpu']} (tp {inputs['tp']}, "
+            f"{inputs['cost_model']} cost model), {shape}"
+        )
+    line = f"{what}: {res['ms']:.4f} ms"
+    if "allreduce_ms" in res:
+        line += f" (of which tensor-parallel all-reduce {res['allreduce_ms']:.4f} ms)"
+    return line
 
 
 # ====================================================================== wiring
@@ -371,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("simulate", help="run one simulation and print its KPIs")
-    s.add_argument("--config", default="small-route", help="standard config name or YAML path (default: small-route)")
+    s.add_argument("--config", default="small-route",
+                   help="standard config name (small-route), env id (disagg/SmallRoute-v1) or YAML path "
+                   "(default: small-route; see `disagg-gym list`)")
     s.add_argument("--trace", type=Path, help="replay an Azure CSV or Mooncake JSONL trace (format detected)")
     s.add_argument("--rate-scale", type=positive_float, help="multiply the arrival rate (or trace rate) by X")
     s.add_argument("--policy", help="built-in router (default: the config's); see `disagg-gym list --policies`")
@@ -391,26 +527,28 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("predict", help="predict one iteration or KV-transfer time from the cost model")
     q.add_argument("--gpu", help="GPU id (h100-sxm, h100-pcie, h200, a100-80gb, b200, l40s, mi300x, gaudi3)")
     q.add_argument("--model", help="model catalog name or YAML path with Hugging Face config keys")
-    q.add_argument("--phase", choices=("prefill", "decode", "kv_transfer"))
-    q.add_argument("--batch", type=positive_int)
+    q.add_argument("--phase", choices=("prefill", "decode", "kv_transfer"),
+                   help="what to time: one prefill iteration, one decode iteration, or one KV transfer")
+    q.add_argument("--batch", type=positive_int,
+                   help="prompts in the prefill batch, or sequences in the decode batch")
     q.add_argument("--length", type=positive_int, help="prompt length (prefill) or context length (decode)")
     q.add_argument("--tp", type=positive_int, help="tensor-parallel degree (default 1)")
     q.add_argument("--link", help="tier: nvlink, pcie, rdma, ethernet (or a finer variant)")
-    q.add_argument("--bytes", type=nonneg_int)
+    q.add_argument("--bytes", type=nonneg_int, help="kv_transfer: bytes of KV cache to move")
     q.add_argument("--queries", type=Path, help="JSON lines of queries; prints one JSON result per line")
     q.add_argument("--cost-model", metavar="MODEL", help="roofline (default) or table:PATH (a measured latency table)")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="print one JSON object: ms (and allreduce_ms) plus the inputs")
     q.set_defaults(func=cmd_predict)
 
     for name, module, func, helptext, adder in _EXTRA_COMMANDS:
-        sp = sub.add_parser(name, help=helptext)
+        sp = sub.add_parser(name, help=helptext, description=_DESCRIPTIONS.get(name, helptext))
         adder(sp)
         sp.set_defaults(func=_lazy(module, func))
     return p
 
 
 def _add_list(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of a table (with --policies too)")
     sp.add_argument("--policies", action="store_true", help="list routers, allocators and agents instead")
 
 
@@ -447,14 +585,31 @@ def _add_validate(sp: argparse.ArgumentParser) -> None:
 # Commands implemented elsewhere: (name, module, function, help, argument adder).
 _EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("list", "disagg_gym.commands", "cmd_list", "list registered env ids (and policies)", _add_list),
-    ("bench", "disagg_gym.bench", "cmd_bench", "measure env and simulator speed", _add_bench),
+    ("bench", "disagg_gym.bench", "cmd_bench", "measure env and simulator speed (~20 min on 2 shared cores)", _add_bench),
     ("train", "disagg_gym_agents.cli", "cmd_train", "train PPO / MaskablePPO on a registered env", _add_train),
     ("evaluate", "disagg_gym_agents.cli", "cmd_evaluate", "evaluate a heuristic or SB3 policy, per-episode KPIs to CSV", _add_evaluate),
     ("benchmark", "disagg_gym_agents.leaderboard", "cmd_benchmark",
      "run every heuristic and trained agent on every config; write results.csv, leaderboard, plots", _add_benchmark),
     ("validate", "disagg_gym_agents.leaderboard", "cmd_validate",
-     "replay leaderboard results; exit 1 naming any row/KPI that differs", _add_validate),
+     "replay leaderboard results; exit 1 naming any row/KPI that differs (~5 min)", _add_validate),
 ]
+
+
+# Typical durations, measured (issue #20): `disagg-gym bench` and `disagg-gym validate` on the
+# shared 2-core VM at load average 8-14 (other jobs running), 2026-11-29.
+_DESCRIPTIONS = {
+    "bench": (
+        "Measure env decisions/s (every standard id, with CartPole-v1 as the reference in the same "
+        "run) and simulator requests/s (8-128 instances), each in a fresh process pinned to one core. "
+        "Takes a while: 19 minutes measured on a shared 2-core VM at load average ~10 "
+        "(--quick took 18.6 minutes at load average 9-14)."
+    ),
+    "validate": (
+        "Replay every row of a leaderboard results file and exit 1 naming any row/KPI that differs. "
+        "Replaying the committed leaderboard/results.csv (63 heuristic episodes) took 4.3 minutes on "
+        "a shared 2-core VM at load average ~9; --configs and --agents replay a subset."
+    ),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -467,6 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     formatwarning = warnings.formatwarning
     warnings.formatwarning = lambda message, *_a, **_k: f"disagg-gym: warning: {message}\n"
     try:
+        if args.command in ("benchmark", "validate") and getattr(args, "configs", None):
+            args.configs = canonical_env_ids(args.configs)  # config names name their ids too
         return int(args.func(args) or 0)
     except UserError as exc:  # ConfigError, TraceError and every input check
         print(f"disagg-gym: error: {exc}", file=sys.stderr)

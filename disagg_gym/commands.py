@@ -4,29 +4,70 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
+
+
+def _one_line(obj: Any, width: int = 90) -> str:
+    """First sentence of ``obj``'s docstring, cut to ``width`` characters."""
+    para = " ".join((obj.__doc__ or "").strip().split("\n\n")[0].split()).replace("``", "")
+    text = para if len(para) <= width else para.split(". ")[0]
+    text = text.rstrip(".")
+    return text if len(text) <= width else text[: width - 3].rsplit(" ", 1)[0] + " ..."
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Prints registered env ids with one-line descriptions (or the built-in policies)."""
     if args.policies:
-        from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
-
-        data = {"routers": ROUTERS.names(), "allocators": ALLOCATORS.names()}
-        try:
-            from disagg_gym_agents.registry import POLICIES
-
-            data["agents"] = POLICIES.names()
-        except ImportError:
-            pass
-        print(json.dumps(data, indent=None if args.json else 2))
-        return 0
+        return _list_policies(args.json)
     from disagg_gym.env.registration import standard_envs
 
     envs = standard_envs()
     if args.json:
         print(json.dumps(envs))
     else:
-        width = max(len(e["id"]) for e in envs)
+        wid = max(len(e["id"]) for e in envs)
+        wcf = max(len(e["config"]) for e in envs)
+        print(f"{'env id':<{wid}}  {'config name':<{wcf}}  {'task':<8s}  description")
         for e in envs:
-            print(f"{e['id']:<{width}}  [{e['task']:8s}] {e['description']}")
+            print(f"{e['id']:<{wid}}  {e['config']:<{wcf}}  {e['task']:<8s}  {e['description']}")
+        print(
+            "\nEvery command takes either name: `disagg-gym simulate --config small-route` or "
+            "`--config disagg/SmallRoute-v1`, `train --env small-route`."
+        )
+    return 0
+
+
+def _list_policies(as_json: bool) -> int:
+    from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
+
+    data: dict[str, list[str]] = {"routers": ROUTERS.names(), "allocators": ALLOCATORS.names()}
+    agents = None
+    try:
+        from disagg_gym_agents.registry import POLICIES
+
+        agents = POLICIES
+        data["agents"] = POLICIES.names()
+    except ImportError:  # the agents package needs the [rl] extra
+        pass
+    if as_json:
+        print(json.dumps(data))
+        return 0
+    sections = [
+        ("routers: `disagg-gym simulate --policy NAME` (the simulator's built-in router)", ROUTERS, None),
+        ("allocators: config key `allocator.name` (`--set allocator.name=NAME`)", ALLOCATORS, None),
+    ]
+    if agents is not None:
+        sections.append(
+            ("agents: `disagg-gym evaluate --policy heuristic:NAME` (or sb3:PATH/model.zip)", agents, "tasks")
+        )
+    width = max(len(n) for _, reg, _ in sections for n in reg.names())
+    out = []
+    for title, reg, tasks in sections:
+        out.append(title)
+        for name in reg.names():
+            obj = reg.get(name)
+            extra = f"[{', '.join(getattr(obj, 'tasks', ()))}] " if tasks else ""
+            out.append(f"  {name:<{width}}  {extra}{_one_line(obj)}")
+        out.append("")
+    print("\n".join(out).rstrip())
     return 0

@@ -77,7 +77,7 @@ def resolve_path(name_or_path: str) -> Path:
         return cand
     raise ConfigError(
         f"unknown config {name_or_path!r}: not a file and not a standard config "
-        f"(expected one of: {', '.join(standard_names())})"
+        f"(expected one of: {', '.join(standard_names())}; or its env id, see `disagg-gym list`)"
     )
 
 

@@ -24,30 +24,37 @@ def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]
     return dict(parse_override(s) for s in items or [])
 
 
-def check_env_id(env_id: str) -> None:
-    """Raises ``ValueError`` naming ``env_id`` if it is not a registered Gymnasium id."""
+def check_env_id(env_id: str) -> str:
+    """The registered Gymnasium id ``env_id`` names; raises ``UserError`` naming it if none.
+
+    Accepts any registered id, and for the standard scenarios also the config name
+    (``small-route``) and the ``disagg_gym:``-prefixed id. An old version of a standard id
+    (``disagg/SmallRoute-v0``) is an error naming the current one.
+    """
     import disagg_gym  # noqa: F401  (registers the ids)
 
-    if env_id not in gym.registry:
-        from disagg_gym.env.registration import registered_ids
+    if env_id in gym.registry:
+        return env_id
+    from disagg_gym.env.registration import resolve_env_id
 
-        raise UserError(
-            f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}"
-        )
+    canonical = resolve_env_id(env_id)  # one line naming env_id if it names nothing
+    if canonical not in gym.registry:  # pragma: no cover - registration is at import
+        raise UserError(f"env id {canonical!r} is not registered (import disagg_gym first)")
+    return canonical
 
 
 def make_env(env_id: str, overrides: dict[str, Any] | None = None) -> gym.Env:
     """``gym.make(env_id, overrides=...)`` after checking the id.
 
     Args:
-        env_id: A registered id such as ``disagg/SmallRoute-v1``.
+        env_id: A registered id such as ``disagg/SmallRoute-v1``, or a standard config name
+            (``small-route``).
         overrides: Dotted-key scenario overrides, e.g. ``{"horizon_s": 30}``.
 
     Raises:
         ValueError: Unknown env id or a bad override (one line naming the value).
     """
-    check_env_id(env_id)
-    return gym.make(env_id, overrides=dict(overrides or {}))
+    return gym.make(check_env_id(env_id), overrides=dict(overrides or {}))
 
 
 @runtime_checkable

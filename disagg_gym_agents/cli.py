@@ -15,6 +15,7 @@ import sys
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET
@@ -37,7 +38,7 @@ class TrainArgs:
 
     env: str = field(
         default="disagg/SmallRoute-v1",
-        metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"),
+        metadata=arg_meta("env id or config name (see `disagg-gym list`)", metavar="ID"),
     )
     algo: str = field(
         default="maskable_ppo", metadata=arg_meta("algorithm", choices=("ppo", "maskable_ppo"))
@@ -108,7 +109,7 @@ class EvalArgs:
 
     env: str = field(
         default="disagg/SmallRoute-v1",
-        metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"),
+        metadata=arg_meta("env id or config name (see `disagg-gym list`)", metavar="ID"),
     )
     policy: str = field(
         default="heuristic:jsq",
@@ -210,15 +211,26 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
 # ====================================================================== commands
 def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
     """Trains PPO / MaskablePPO (see ``disagg_gym_agents.ppo.train``) and prints where the model went."""
+    from disagg_gym_agents.base import check_env_id
+
     if getattr(args, "backend", "sb3") == "rllib":
         from disagg_gym_agents.rllib_train import cmd_train_rllib
+
+        if isinstance(args, argparse.Namespace):
+            args.env = check_env_id(args.env)
 
         return cmd_train_rllib(args)
     from disagg_gym_agents.ppo import train
 
     targs = args if isinstance(args, TrainArgs) else dataclass_from_namespace(TrainArgs, args)
+    targs = dataclasses.replace(targs, env=check_env_id(targs.env))  # config names too
     path = train(targs)
     print(f"model: {path}")
+    print(f"tensorboard logs: {Path(path).parent / 'tb'}  (view: tensorboard --logdir {Path(path).parent / 'tb'})")
+    print(
+        f"next: disagg-gym evaluate --env {targs.env} --policy sb3:{path} --episodes 5 "
+        f"--out {Path(path).parent / 'eval.csv'}"
+    )
     return 0
 
 
@@ -231,7 +243,7 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
     eargs = args if isinstance(args, EvalArgs) else dataclass_from_namespace(EvalArgs, args)
     if eargs.episodes < 1:
         raise UserError(f"episodes must be a positive integer (got {eargs.episodes!r})")
-    check_env_id(eargs.env)
+    eargs = dataclasses.replace(eargs, env=check_env_id(eargs.env))  # config names too
     check_policy_spec(eargs.policy)
     if eargs.out:
         from disagg_gym.io import check_output_file

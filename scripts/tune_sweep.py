@@ -174,7 +174,7 @@ def main(ns: argparse.Namespace) -> int:
     from disagg_gym.io import atomic_write_json, atomic_write_text
 
     args: Args = dataclass_from_namespace(Args, ns)
-    check_env_id(args.env)
+    args.env = check_env_id(args.env)  # a config name names its current env id
     parse_overrides(args.overrides)  # fail early on a bad override
     space = parse_space(args.space)
     out = Path(args.out).resolve()

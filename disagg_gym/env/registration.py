@@ -1,8 +1,16 @@
-"""Registers every standard scenario as a versioned Gymnasium id ``disagg/<Name>-v<N>``."""
+"""Registers every standard scenario as a versioned Gymnasium id ``disagg/<Name>-v<N>``.
+
+Also resolves the two names of a standard scenario: its config name (``small-route``) and its
+env id (``disagg/SmallRoute-v1``, optionally ``disagg_gym:``-prefixed), so every command
+accepts either (issue #20).
+"""
 
 from __future__ import annotations
 
+import re
+
 from disagg_gym.config import read_yaml
+from disagg_gym.errors import UserError
 from disagg_gym.paths import configs_dir
 
 NAMESPACE = "disagg"
@@ -44,3 +52,58 @@ def register_all() -> None:
         if e["id"] in gym.registry:
             continue
         gym.register(id=e["id"], entry_point=ENTRY_POINT, kwargs={"config": e["config"]}, disable_env_checker=False)
+
+
+# gymnasium's id grammar, plus an optional ``module:`` prefix (``disagg_gym:disagg/X-v1``)
+_ENV_ID = re.compile(r"^(?:[A-Za-z_][\w.]*:)?(?:(?P<ns>[\w.-]+)/)?(?P<name>[\w.-]+?)-v(?P<version>\d+)$")
+
+
+def standard_env_for(name_or_id: str) -> dict[str, str] | None:
+    """The ``standard_envs()`` entry a config name or env id names, or ``None`` if none.
+
+    Accepts ``small-route``, ``disagg/SmallRoute-v1`` and ``disagg_gym:disagg/SmallRoute-v1``.
+
+    Raises:
+        UserError: For an older or newer version of a standard id (``disagg/SmallRoute-v0``),
+            naming the current id.
+    """
+    envs = standard_envs()
+    for e in envs:
+        if name_or_id == e["config"]:
+            return e
+    m = _ENV_ID.match(name_or_id.strip())
+    if m is None or m["ns"] not in (None, NAMESPACE):
+        return None
+    for e in envs:
+        cur = _ENV_ID.match(e["id"])
+        assert cur is not None
+        if cur["name"] != m["name"]:
+            continue
+        if m["ns"] is None:
+            raise UserError(f"unknown env id {name_or_id!r}; did you mean {e['id']!r}?")
+        if m["version"] == cur["version"]:
+            return e
+        old = int(m["version"]) < int(cur["version"])
+        raise UserError(
+            f"env id {NAMESPACE}/{m['name']}-v{m['version']} "
+            + ("is deprecated (the simulator changed, docs/envs.md)" if old else "does not exist")
+            + f"; use {e['id']}"
+        )
+    return None
+
+
+def resolve_env_id(name_or_id: str) -> str:
+    """A standard config name or env id -> the current env id (``small-route`` -> ``disagg/SmallRoute-v1``).
+
+    Raises:
+        UserError: One line naming ``name_or_id`` if it names no standard scenario (or an old
+            version of one, naming the current id).
+    """
+    e = standard_env_for(name_or_id)
+    if e is None:
+        envs = standard_envs()
+        raise UserError(
+            f"unknown env id or config {name_or_id!r}; expected one of: {', '.join(x['id'] for x in envs)} "
+            f"(or a config name: {', '.join(x['config'] for x in envs)})"
+        )
+    return e["id"]
