@@ -94,10 +94,13 @@ class DecodeBatch:
         blk = self.pool.block
         q, r = divmod(n, blk)
         out = self.B * q
-        if r:
-            res, k = self._res, self.counter
-            for o in range(1, r + 1):
-                out += res[(k + o) % blk]
+        if r:  # res[(k + o) % blk] for o = 1..r, as at most two slices
+            res = self._res
+            j = (self.counter + 1) % blk
+            if j + r <= blk:
+                out += sum(res[j:j + r])
+            else:
+                out += sum(res[j:]) + sum(res[:j + r - blk])
         return out
 
     def iterations_until_short(self, free_tokens: int) -> int:
@@ -105,12 +108,19 @@ class DecodeBatch:
         if self.B == 0:
             return 1 << 62
         blk = self.pool.block
-        free = free_tokens // blk
-        q, m = divmod(free, self.B)
-        res, k = self._res, self.counter
+        q, m = divmod(free_tokens // blk, self.B)
+        res = self._res
+        j = (self.counter + 1) % blk  # residue of iteration o = 1
         seen = 0
-        for o in range(1, blk + 1):
-            seen += res[(k + o) % blk]
+        o = 0
+        for c in res[j:]:
+            o += 1
+            seen += c
+            if seen > m:
+                return q * blk + o
+        for c in res[:j]:
+            o += 1
+            seen += c
             if seen > m:
                 return q * blk + o
         raise AssertionError("residue counts do not add up to the batch size")

@@ -169,6 +169,23 @@ class TransferManager:
                     r = p.bandwidth_Bps
             set_rate(f, r, now)
             return
+        f0 = flows[0]
+        cap = f0.cap_Bps
+        shared = f0.ports
+        for f in flows:
+            if f.cap_Bps != cap or f.ports != shared:
+                break
+        else:
+            # Every flow crosses the same ports with the same cap (one sender to one receiver):
+            # progressive filling freezes them all in its first round, at this level.
+            level = cap
+            for p in ports:
+                share = p.bandwidth_Bps / len(p.flows)
+                if share < level:
+                    level = share
+            for f in flows:
+                set_rate(f, level, now)
+            return
         # Progressive filling: raise every open flow's rate together until a port saturates or
         # a flow reaches its own cap; freeze those; repeat.
         for p in ports:
