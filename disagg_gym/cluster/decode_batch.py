@@ -103,12 +103,19 @@ class DecodeBatch:
                 out += sum(res[j:]) + sum(res[:j + r - blk])
         return out
 
-    def iterations_until_short(self, free_tokens: int) -> int:
-        """The first iteration (from now) that needs a block beyond ``free_tokens``."""
+    def iterations_until_short(self, free_tokens: int, enough: int = 0) -> int:
+        """The first iteration (from now) that needs a block beyond ``free_tokens``.
+
+        With ``enough > 0`` (for callers that only compare the answer with ``enough``): when
+        the free blocks alone show the answer is above ``enough``, a lower bound that is itself
+        above ``enough`` is returned without scanning the residues.
+        """
         if self.B == 0:
             return 1 << 62
         blk = self.pool.block
         q, m = divmod(free_tokens // blk, self.B)
+        if enough > 0 and q * blk >= enough:
+            return q * blk + 1  # every member has a block of room for q * blk iterations
         res = self._res
         j = (self.counter + 1) % blk  # residue of iteration o = 1
         seen = 0

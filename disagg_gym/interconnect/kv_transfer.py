@@ -132,7 +132,10 @@ class TransferManager:
             for p in flow.ports:
                 if p.bandwidth_Bps < r:
                     r = p.bandwidth_Bps
-            self._set_rate(flow, r, now)
+            # _set_rate of a flow that has not moved yet (rate 0, no end scheduled), inlined
+            flow.rate = r
+            flow.ev = self.engine.schedule(now + (flow.remaining / r if r > 0 else 0.0), self._finish, flow,
+                                           Priority.TRANSFER)
             return
         self._rebalance((flow,))
 

@@ -69,7 +69,7 @@ class Engine:
         ``schedule(time_s, ev.fn, ev.arg, ev.priority)``. Returns the event now scheduled (``ev``
         itself, or a new one when ``time_s`` is before its heap entry).
         """
-        if time_s < ev.heap_s:
+        if time_s < ev.heap_s or ev.cancelled:
             ev.cancelled = True
             return self.schedule(time_s, ev.fn, ev.arg, ev.priority)
         ev.time_s = time_s
