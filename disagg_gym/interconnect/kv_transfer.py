@@ -195,21 +195,21 @@ class TransferManager:
             p._left = p.bandwidth_Bps
             p._n = len(p.flows)
         open_flows = flows
+        live = ports  # ports that still carry open flows (the others neither bind nor freeze)
         while open_flows:
             level = open_flows[0].cap_Bps
             for f in open_flows:
                 if f.cap_Bps < level:
                     level = f.cap_Bps
-            for p in ports:
-                n = p._n
-                if n and p._left / n < level:
-                    level = p._left / n
+            for p in live:
+                share = p._left / p._n
+                if share < level:
+                    level = share
             if level < 0.0:
                 level = 0.0  # round-off on a saturated port
             tol = level * (1 + 1e-12) + 1e-9
-            for p in ports:  # saturated ports (before this round's subtractions)
-                n = p._n
-                p._open = not (n and p._left / n <= tol)
+            for p in live:  # saturated ports (before this round's subtractions)
+                p._open = p._left / p._n > tol
             frozen: list[Flow] = []
             still: list[Flow] = []
             for f in open_flows:
@@ -231,6 +231,8 @@ class TransferManager:
                     p._left -= level
                     p._n -= 1
             open_flows = still
+            if still:
+                live = [p for p in live if p._n]
         for f in flows:
             set_rate(f, f._level, now)
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 Handler = Callable[..., Any]
+_heappush = heapq.heappush
 
 
 class Event:
@@ -57,7 +58,7 @@ class Engine:
             raise ValueError(f"cannot schedule at t={time_s!r} before now={self.now!r}")
         seq = next(self._seq)
         ev = Event(time_s, priority, seq, fn, arg)
-        heapq.heappush(self._heap, (time_s, priority, seq, ev))
+        _heappush(self._heap, (time_s, priority, seq, ev))
         return ev
 
     def schedule_in(self, delay_s: float, fn: Handler, arg: Any = None, priority: int = 0) -> Event:
