@@ -4,7 +4,8 @@ Times ``Simulation(replace(load_scenario(name), horizon_s=H), seed=S, keep_recor
 (construction included) for every standard config, once with a reference version of the code
 and once with this checkout, each measurement in a fresh process with that version first on
 ``PYTHONPATH``. Old and new alternate (the order flips every round), so load on a shared machine
-hits both alike. Prints simulated requests per wall second for both, and new / reference.
+hits both alike. Prints simulated requests per wall second for both (median over rounds), the
+ratio new / reference, and the same ratio on process CPU time (less sensitive to other load).
 
 Usage::
 
@@ -38,10 +39,10 @@ from disagg_gym.scenario import load_scenario
 from disagg_gym.simulation import Simulation
 name, horizon, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 scen = replace(load_scenario(name), horizon_s=horizon)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 out = Simulation(scen, seed=seed, keep_records=False).run()
-wall = time.perf_counter() - t0
-print(json.dumps({"requests": out["requests_total"], "events": out["events"], "wall_s": wall}))
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"requests": out["requests_total"], "events": out["events"], "wall_s": wall, "cpu_s": cpu}))
 """
 
 
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         print(f"reference: {a.ref}  new: {new}  horizon {a.horizon:g} s, seed {a.seed}, {a.rounds} round(s)")
         print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-        print(f"{'config':22s} {'ref req/s':>10s} {'new req/s':>10s} {'new/ref':>8s} {'ref events':>11s} {'new events':>11s}")
+        print(f"{'config':22s} {'ref req/s':>10s} {'new req/s':>10s} {'new/ref':>8s} {'(CPU)':>8s} "
+              f"{'ref events':>11s} {'new events':>11s}")
         for name in names:
             meas: dict[str, list[dict]] = {"ref": [], "new": []}
             for k in range(a.rounds):
@@ -104,13 +106,18 @@ def main(argv: list[str] | None = None) -> int:
                 for tag, src in order:
                     meas[tag].append(_measure(src, name, a.horizon, a.seed, work))
             rate = {t: statistics.median(m["requests"] / m["wall_s"] for m in ms) for t, ms in meas.items()}
+            crate = {t: statistics.median(m["requests"] / m["cpu_s"] for m in ms) for t, ms in meas.items()}
             ratio = rate["new"] / rate["ref"]
+            cratio = crate["new"] / crate["ref"]
             rows.append({"config": name, "ref_req_per_s": rate["ref"], "new_req_per_s": rate["new"], "ratio": ratio,
+                         "ref_req_per_cpu_s": crate["ref"], "new_req_per_cpu_s": crate["new"], "cpu_ratio": cratio,
                          "runs": meas})
-            print(f"{name:22s} {rate['ref']:10,.0f} {rate['new']:10,.0f} {ratio:8.2f} "
+            print(f"{name:22s} {rate['ref']:10,.0f} {rate['new']:10,.0f} {ratio:8.2f} {cratio:8.2f} "
                   f"{meas['ref'][0]['events']:11,d} {meas['new'][0]['events']:11,d}", flush=True)
         ratios = [r["ratio"] for r in rows]
-        print(f"new/ref: min {min(ratios):.2f}, median {statistics.median(ratios):.2f}, max {max(ratios):.2f}")
+        cratios = [r["cpu_ratio"] for r in rows]
+        print(f"new/ref (wall): min {min(ratios):.2f}, median {statistics.median(ratios):.2f}, max {max(ratios):.2f}")
+        print(f"new/ref (CPU):  min {min(cratios):.2f}, median {statistics.median(cratios):.2f}, max {max(cratios):.2f}")
         print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
         if a.json:
             Path(a.json).write_text(json.dumps({"ref": a.ref, "new": str(new), "horizon_s": a.horizon, "seed": a.seed,
