@@ -60,8 +60,10 @@ def _least_pressure(ds: list[Instance]) -> Instance:
     first = True
     for i in ds:
         b = i.batch
-        kv = i.kv
         slots = (b.B + len(b.joiners) + i.incoming + len(i.dq) + len(i.swapped) + i.swapping) / i.max_batch
+        if slots > bp and not first:
+            continue  # its pressure is at least ``slots``: cannot beat the best
+        kv = i.kv
         cap = kv.capacity
         mem = kv.used / cap if cap else 1.0
         p = mem if mem > slots else slots
