@@ -60,6 +60,7 @@ def _export(rev: str, dest: Path) -> Path:
     except subprocess.CalledProcessError as e:
         raise SystemExit(f"bench_cores: --ref {rev!r} is neither a folder nor a git revision of {ROOT} "
                          f"({e.stderr.decode().strip()})") from None
+    dest.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
     return dest
 
