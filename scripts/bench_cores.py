@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.rounds < 1:
         raise SystemExit(f"bench_cores: --rounds must be >= 1 (got {a.rounds})")
     names = a.configs or _standard_names()
+    unknown = [n for n in names if n not in _standard_names()]
+    if unknown:
+        raise SystemExit(f"bench_cores: unknown config {unknown[0]!r} (expected one of: {', '.join(_standard_names())})")
     new = Path(a.new).resolve()
     with tempfile.TemporaryDirectory(prefix="bench_cores_") as tmp:
         ref_path = Path(a.ref)
