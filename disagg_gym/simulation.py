@@ -104,7 +104,9 @@ class Simulation:
         cl = self.cluster
         limit = max_time_s if max_time_s is not None else (self.scenario.horizon_s * 10 if drain else self.scenario.horizon_s)
         if drain:
-            self.engine.run_until(lambda: cl.drained() or self.engine.now > limit)
+            eng = self.engine
+            drained = cl.drained  # checked after every event: bound once
+            eng.run_until(lambda: drained() or eng.now > limit)
         else:
             self.engine.run_until(limit)
         return self.summary()

@@ -733,7 +733,7 @@ class Cluster:
         batch = d.batch
         if batch.B == 0 or batch.next_ev is None or batch.next_n == 0:
             return
-        n_short = batch.iterations_until_short(d.kv.free)
+        n_short = batch.iterations_until_short(d.kv.free, batch.next_n)
         if batch.next_n > n_short - 1:
             batch.next_ev.cancelled = True
             batch.next_n = n_short - 1
@@ -847,18 +847,26 @@ class Cluster:
         by :meth:`_decode_tick`, when that is the very next iteration).
         """
         batch = d.batch
-        if batch.next_ev is not None:
-            batch.next_ev.cancelled = True
+        old = batch.next_ev
+        if old is not None:
             batch.next_ev = None
         if batch.B == 0:
+            if old is not None:
+                old.cancelled = True
             return
         n_done = batch.members[0][0] - batch.counter
-        n_short = batch.iterations_until_short(d.kv.free)
+        n_short = batch.iterations_until_short(d.kv.free, n_done)
         if n_short == 1 and d.swap_out_tokens:
+            if old is not None:
+                old.cancelled = True
             return  # stalled until a swap-out lands and frees its blocks (_swap_out_done)
         n = n_done if n_done < n_short else n_short - 1
         batch.next_n = n
-        batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(n), self._decode_tick, d, Priority.DECODE)
+        t = batch.epoch_s + batch.decode_time(n)
+        if old is not None:  # same firing order as cancel + schedule (Engine.postpone)
+            batch.next_ev = self.engine.postpone(old, t)
+        else:
+            batch.next_ev = self.engine.schedule(t, self._decode_tick, d, Priority.DECODE)
 
     def _request_boundary(self, inst: Instance) -> None:
         """Makes the decode batch stop at the end of its current iteration."""

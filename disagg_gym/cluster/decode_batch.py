@@ -94,23 +94,40 @@ class DecodeBatch:
         blk = self.pool.block
         q, r = divmod(n, blk)
         out = self.B * q
-        if r:
-            res, k = self._res, self.counter
-            for o in range(1, r + 1):
-                out += res[(k + o) % blk]
+        if r:  # res[(k + o) % blk] for o = 1..r, as at most two slices
+            res = self._res
+            j = (self.counter + 1) % blk
+            if j + r <= blk:
+                out += sum(res[j:j + r])
+            else:
+                out += sum(res[j:]) + sum(res[:j + r - blk])
         return out
 
-    def iterations_until_short(self, free_tokens: int) -> int:
-        """The first iteration (from now) that needs a block beyond ``free_tokens``."""
+    def iterations_until_short(self, free_tokens: int, enough: int = 0) -> int:
+        """The first iteration (from now) that needs a block beyond ``free_tokens``.
+
+        With ``enough > 0`` (for callers that only compare the answer with ``enough``): when
+        the free blocks alone show the answer is above ``enough``, a lower bound that is itself
+        above ``enough`` is returned without scanning the residues.
+        """
         if self.B == 0:
             return 1 << 62
         blk = self.pool.block
-        free = free_tokens // blk
-        q, m = divmod(free, self.B)
-        res, k = self._res, self.counter
+        q, m = divmod(free_tokens // blk, self.B)
+        if enough > 0 and q * blk >= enough:
+            return q * blk + 1  # every member has a block of room for q * blk iterations
+        res = self._res
+        j = (self.counter + 1) % blk  # residue of iteration o = 1
         seen = 0
-        for o in range(1, blk + 1):
-            seen += res[(k + o) % blk]
+        o = 0
+        for c in res[j:]:
+            o += 1
+            seen += c
+            if seen > m:
+                return q * blk + o
+        for c in res[:j]:
+            o += 1
+            seen += c
             if seen > m:
                 return q * blk + o
         raise AssertionError("residue counts do not add up to the batch size")

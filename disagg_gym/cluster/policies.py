@@ -53,6 +53,37 @@ def decode_pressure(inst: Instance) -> float:
     return max(slots, mem)
 
 
+def _least_pressure(ds: list[Instance]) -> Instance:
+    """``min(ds, key=lambda i: (decode_pressure(i), i.idx))``, inlined (the routers' hot loop)."""
+    best = ds[0]
+    bp = bi = 0.0
+    first = True
+    for i in ds:
+        b = i.batch
+        slots = (b.B + len(b.joiners) + i.incoming + len(i.dq) + len(i.swapped) + i.swapping) / i.max_batch
+        if slots > bp and not first:
+            continue  # its pressure is at least ``slots``: cannot beat the best
+        kv = i.kv
+        cap = kv.capacity
+        mem = kv.used / cap if cap else 1.0
+        p = mem if mem > slots else slots
+        if first or p < bp or (p == bp and i.idx < bi):
+            best, bp, bi, first = i, p, i.idx, False
+    return best
+
+
+def _least_queued(ps: list[Instance]) -> Instance:
+    """``min(ps, key=lambda i: (queued prompt tokens + a busy batch's budget, i.idx))``, inlined."""
+    best = ps[0]
+    bk = bi = 0
+    first = True
+    for i in ps:
+        k = i.pq.tokens + (i.token_budget if i.prefill_busy else 0)
+        if first or k < bk or (k == bk and i.idx < bi):
+            best, bk, bi, first = i, k, i.idx, False
+    return best
+
+
 class _Base:
     """Shared helpers: candidate lists and colocated handling."""
 
@@ -113,8 +144,8 @@ class JoinShortestQueueRouter(_Base):
         ps, ds = self.candidates(cluster, req)
         if not ps:
             return None
-        p = min(ps, key=lambda i: (i.pq_tokens + (i.token_budget if i.prefill_busy else 0), i.idx))
-        d = min(ds, key=lambda i: (decode_pressure(i), i.idx)) if ds else None
+        p = _least_queued(ps)
+        d = _least_pressure(ds) if ds else None
         return self.pair(p, ds, d)
 
 
@@ -135,8 +166,8 @@ class PowerOfTwoRouter(_Base):
         ps, ds = self.candidates(cluster, req)
         if not ps:
             return None
-        p = min(self._two(ps), key=lambda i: (i.pq_tokens + (i.token_budget if i.prefill_busy else 0), i.idx))
-        d = min(self._two(ds), key=lambda i: (decode_pressure(i), i.idx)) if ds else None
+        p = _least_queued(self._two(ps))
+        d = _least_pressure(self._two(ds)) if ds else None
         return self.pair(p, ds, d)
 
 

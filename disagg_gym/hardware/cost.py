@@ -195,8 +195,14 @@ def prefill_totals(
             f"cached_lens must match prompt_lens in length (got {len(cached_lens)} and {len(prompt_lens)})"
         )
     tokens = pairs = cached_read = 0
-    for i, length in enumerate(prompt_lens):
-        cached = 0 if cached_lens is None else cached_lens[i]
+    if cached_lens is None:
+        for length in prompt_lens:
+            if length < 1:
+                raise ValueError(f"chunk lengths must be >= 1 and cached >= 0 (got {length!r}, 0)")
+            tokens += length
+            pairs += length * (length + 1)
+        return tokens, pairs, cached_read
+    for length, cached in zip(prompt_lens, cached_lens):
         if length < 1 or cached < 0:
             raise ValueError(f"chunk lengths must be >= 1 and cached >= 0 (got {length!r}, {cached!r})")
         tokens += length

@@ -22,7 +22,8 @@ from disagg_gym.sim.events import Priority
 class Port:
     """A shared bottleneck: capacity and the flows crossing it."""
 
-    __slots__ = ("key", "tier", "bandwidth_Bps", "flows", "bytes_done", "busy_s", "_since", "_mark", "_left", "_n")
+    __slots__ = ("key", "tier", "bandwidth_Bps", "flows", "bytes_done", "busy_s", "_since", "_mark", "_left", "_n",
+                 "_open")
 
     def __init__(self, key: Any, tier: str, bandwidth_Bps: float) -> None:
         if not bandwidth_Bps > 0:
@@ -37,6 +38,7 @@ class Port:
         self._mark = 0  # scratch of TransferManager._rebalance
         self._left = 0.0
         self._n = 0
+        self._open = True
 
     @property
     def in_flight(self) -> int:
@@ -53,7 +55,7 @@ class Flow:
     """One transfer: bytes left, current rate, the ports it crosses."""
 
     __slots__ = ("payload", "nbytes", "remaining", "rate", "cap_Bps", "ports", "on_done", "last_s", "ev", "start_s",
-                 "active", "_mark", "_open")
+                 "active", "_mark", "_level")
 
     def __init__(self, payload: Any, nbytes: float, ports: tuple[Port, ...], cap_Bps: float,
                  on_done: Callable[[Any], None]) -> None:
@@ -69,7 +71,7 @@ class Flow:
         self.start_s = 0.0
         self.active = False  # moving data (its latency has passed)
         self._mark = 0  # scratch of TransferManager._rebalance
-        self._open = False
+        self._level = 0.0
 
 
 class TransferManager:
@@ -118,10 +120,23 @@ class TransferManager:
             return
         flow.last_s = now
         flow.active = True
+        alone = True
         for p in flow.ports:
-            if not p.flows:
+            if p.flows:
+                alone = False
+            else:
                 p._since = now
             p.flows.append(flow)
+        if alone:  # nothing else on its ports: the slowest of them, or its own cap
+            r = flow.cap_Bps
+            for p in flow.ports:
+                if p.bandwidth_Bps < r:
+                    r = p.bandwidth_Bps
+            # _set_rate of a flow that has not moved yet (rate 0, no end scheduled), inlined
+            flow.rate = r
+            flow.ev = self.engine.schedule(now + (flow.remaining / r if r > 0 else 0.0), self._finish, flow,
+                                           Priority.TRANSFER)
+            return
         self._rebalance((flow,))
 
     def _rebalance(self, seeds: Sequence[Flow]) -> None:
@@ -148,61 +163,94 @@ class TransferManager:
             i += 1
         if not flows:
             return
+        set_rate = self._set_rate
         if len(flows) == 1:  # alone on its ports: the slowest of them, or its own cap
             f = flows[0]
             r = f.cap_Bps
             for p in f.ports:
                 if p.bandwidth_Bps < r:
                     r = p.bandwidth_Bps
-            self._set_rate(f, r, now)
+            set_rate(f, r, now)
+            return
+        f0 = flows[0]
+        cap = f0.cap_Bps
+        shared = f0.ports
+        for f in flows:
+            if f.cap_Bps != cap or f.ports != shared:
+                break
+        else:
+            # Every flow crosses the same ports with the same cap (one sender to one receiver):
+            # progressive filling freezes them all in its first round, at this level.
+            level = cap
+            for p in ports:
+                share = p.bandwidth_Bps / len(p.flows)
+                if share < level:
+                    level = share
+            for f in flows:
+                set_rate(f, level, now)
             return
         # Progressive filling: raise every open flow's rate together until a port saturates or
         # a flow reaches its own cap; freeze those; repeat.
         for p in ports:
             p._left = p.bandwidth_Bps
             p._n = len(p.flows)
-        for f in flows:
-            f._open = True
-        rates: dict[int, float] = {}
-        n_open = len(flows)
-        while n_open:
-            level = min(f.cap_Bps for f in flows if f._open)
-            for p in ports:
-                if p._n and p._left / p._n < level:
-                    level = p._left / p._n
+        open_flows = flows
+        live = ports  # ports that still carry open flows (the others neither bind nor freeze)
+        while open_flows:
+            level = open_flows[0].cap_Bps
+            for f in open_flows:
+                if f.cap_Bps < level:
+                    level = f.cap_Bps
+            for p in live:
+                share = p._left / p._n
+                if share < level:
+                    level = share
             if level < 0.0:
                 level = 0.0  # round-off on a saturated port
             tol = level * (1 + 1e-12) + 1e-9
-            frozen = []
-            for f in flows:
-                if not f._open:
-                    continue
-                if f.cap_Bps <= tol or any(p._n and p._left / p._n <= tol for p in f.ports):
+            for p in live:  # saturated ports (before this round's subtractions)
+                p._open = p._left / p._n > tol
+            frozen: list[Flow] = []
+            still: list[Flow] = []
+            for f in open_flows:
+                if f.cap_Bps <= tol:
                     frozen.append(f)
+                    continue
+                for p in f.ports:
+                    if not p._open:
+                        frozen.append(f)
+                        break
+                else:
+                    still.append(f)
             if not frozen:  # cannot happen in exact arithmetic; never loop on round-off
-                frozen = [f for f in flows if f._open]
+                frozen = open_flows
+                still = []
             for f in frozen:
-                f._open = False
-                rates[id(f)] = level
+                f._level = level
                 for p in f.ports:
                     p._left -= level
                     p._n -= 1
-            n_open -= len(frozen)
+            open_flows = still
+            if still:
+                live = [p for p in live if p._n]
         for f in flows:
-            self._set_rate(f, rates[id(f)], now)
+            set_rate(f, f._level, now)
 
     def _set_rate(self, f: Flow, r: float, now: float) -> None:
         """Brings ``f`` up to ``now`` at its old rate, then (re)schedules its end at rate ``r``."""
         if f.rate > 0:
             f.remaining -= f.rate * (now - f.last_s)
         f.last_s = now
-        if r == f.rate and f.ev is not None:
+        ev = f.ev
+        if r == f.rate and ev is not None:
             return
         f.rate = r
-        if f.ev is not None:
-            f.ev.cancelled = True
         rem = f.remaining if f.remaining > 0 else 0.0
-        f.ev = self.engine.schedule(now + (rem / r if r > 0 else 0.0), self._finish, f, Priority.TRANSFER)
+        t = now + (rem / r if r > 0 else 0.0)
+        if ev is None:
+            f.ev = self.engine.schedule(t, self._finish, f, Priority.TRANSFER)
+        else:  # same firing order as cancel + schedule, fewer heap operations
+            f.ev = self.engine.postpone(ev, t)
 
     def _finish(self, flow: Flow) -> None:
         now = self.engine.now

@@ -3,6 +3,10 @@
 Heap entries are ``(time_s, priority, seq, event)`` with ``seq`` from a per-engine counter, so
 simultaneous events fire in (priority, scheduling order) and runs are bit-for-bit repeatable.
 Cancellation sets a tombstone flag; cancelled entries are dropped when they reach the top.
+``postpone`` moves an event later without touching the heap: the event takes a fresh ``seq``
+(exactly as a cancel + new ``schedule`` would) and its old entry, when it reaches the top, is
+pushed again at the new ``(time_s, seq)``. Firing order is therefore identical to cancelling
+and rescheduling, with fewer heap operations when an event moves several times.
 Anchor: SimPy ``Environment.schedule``/``peek``/``run(until=...)``.
 """
 
@@ -15,12 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 Handler = Callable[..., Any]
+_heappush = heapq.heappush
 
 
 class Event:
     """A scheduled callback. ``cancelled`` is the tombstone flag."""
 
-    __slots__ = ("time_s", "priority", "seq", "fn", "arg", "cancelled")
+    __slots__ = ("time_s", "priority", "seq", "fn", "arg", "cancelled", "heap_s")
 
     def __init__(self, time_s: float, priority: int, seq: int, fn: Handler, arg: Any) -> None:
         self.time_s = time_s
@@ -29,6 +34,7 @@ class Event:
         self.fn = fn
         self.arg = arg
         self.cancelled = False
+        self.heap_s = time_s  # time of its heap entry (earlier than time_s after a postpone)
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__qualname__", repr(self.fn))
@@ -52,12 +58,28 @@ class Engine:
             raise ValueError(f"cannot schedule at t={time_s!r} before now={self.now!r}")
         seq = next(self._seq)
         ev = Event(time_s, priority, seq, fn, arg)
-        heapq.heappush(self._heap, (time_s, priority, seq, ev))
+        _heappush(self._heap, (time_s, priority, seq, ev))
         return ev
 
     def schedule_in(self, delay_s: float, fn: Handler, arg: Any = None, priority: int = 0) -> Event:
         """Schedules ``fn(arg)`` after ``delay_s`` seconds."""
         return self.schedule(self.now + delay_s, fn, arg, priority)
+
+    def postpone(self, ev: Event, time_s: float) -> Event:
+        """Moves live event ``ev`` to ``time_s``; same firing order as ``cancel(ev)`` followed by
+        ``schedule(time_s, ev.fn, ev.arg, ev.priority)``. Returns the event now scheduled (``ev``
+        itself, or a new one when ``time_s`` is before its heap entry).
+        """
+        if time_s < ev.heap_s or ev.cancelled:
+            ev.cancelled = True
+            return self.schedule(time_s, ev.fn, ev.arg, ev.priority)
+        ev.time_s = time_s
+        ev.seq = next(self._seq)  # its entry is re-pushed at (time_s, seq) when it surfaces
+        return ev
+
+    def _repush(self, ev: Event) -> None:
+        ev.heap_s = ev.time_s
+        heapq.heappush(self._heap, (ev.time_s, ev.priority, ev.seq, ev))
 
     @staticmethod
     def cancel(ev: Event | None) -> None:
@@ -68,16 +90,27 @@ class Engine:
     def peek(self) -> float:
         """Time of the next live event, or ``inf`` when none is left."""
         heap = self._heap
-        while heap and heap[0][3].cancelled:
-            heapq.heappop(heap)
+        while heap:
+            top = heap[0]
+            ev = top[3]
+            if ev.cancelled:
+                heapq.heappop(heap)
+            elif top[2] != ev.seq:  # postponed
+                heapq.heappop(heap)
+                self._repush(ev)
+            else:
+                break
         return heap[0][0] if heap else math.inf
 
     def step(self) -> bool:
         """Processes one live event; returns ``False`` when the heap is empty."""
         heap = self._heap
         while heap:
-            t, _, _, ev = heapq.heappop(heap)
+            t, _, seq, ev = heapq.heappop(heap)
             if ev.cancelled:
+                continue
+            if seq != ev.seq:  # postponed: its entry goes back at the new time
+                self._repush(ev)
                 continue
             self.now = t
             self.events_processed += 1
@@ -102,8 +135,11 @@ class Engine:
             if pred():
                 return True
             while heap:
-                t, _, _, ev = pop(heap)
+                t, _, seq, ev = pop(heap)
                 if ev.cancelled:
+                    continue
+                if seq != ev.seq:
+                    self._repush(ev)
                     continue
                 self.now = t
                 self.events_processed += 1
@@ -119,6 +155,9 @@ class Engine:
             pop(heap)
             ev = top[3]
             if ev.cancelled:
+                continue
+            if top[2] != ev.seq:
+                self._repush(ev)
                 continue
             self.now = top[0]
             self.events_processed += 1

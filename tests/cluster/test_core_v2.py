@@ -277,6 +277,11 @@ def test_iterations_until_short_matches_brute_force() -> None:
             if need > free:
                 break
         assert n == k, trial
+        # With ``enough``: exact, or a lower bound that still tells "after iteration enough".
+        for enough in (1, 5, 16, 17, int(rng.integers(1, 200))):
+            got = batch.iterations_until_short(free, enough)
+            assert got == k or enough < got <= k, (trial, enough, got, k)
+            assert (got > enough) == (k > enough)
 
 
 @pytest.mark.parametrize("policy", ["recompute", "swap"])

@@ -80,3 +80,48 @@ def test_zero_bytes_completes_after_latency() -> None:
 def test_bad_bandwidth_is_rejected() -> None:
     with pytest.raises(ValueError, match="bandwidth must be > 0"):
         Port("x", "pcie", 0.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rates_are_max_min_fair_on_random_port_graphs(seed: int) -> None:
+    """Oracle: the characterisation of max-min fairness, not the filling algorithm. Rates are
+    feasible (no port over capacity, no flow over its cap) and every flow has a bottleneck: it
+    runs at its cap, or crosses a saturated port on which no flow is faster. Checked after every
+    start and finish, with groups of flows on identical ports (one sender to one receiver) mixed
+    with flows over other port sets."""
+    import random
+
+    rng = random.Random(seed)
+    eng = Engine()
+    tm = TransferManager(eng)
+    names = ["e0", "e1", "e2", "i0", "i1", "w"]
+    bw = {n: rng.choice([25e9, 50e9, 100e9]) for n in names}
+    ports = {n: tm.port(n, "rdma", bw[n]) for n in names}
+    routes = [("e0", "i0"), ("e0", "i0"), ("e0", "i1"), ("e1", "i0"), ("e2", "i1", "w"), ("e1", "i1", "w")]
+    checks = {"n": 0}
+
+    def check(_: object = None) -> None:
+        flows = {id(f): f for p in ports.values() for f in p.flows}.values()
+        for p in ports.values():
+            assert sum(f.rate for f in p.flows) <= p.bandwidth_Bps * (1 + 1e-9)
+        for f in flows:
+            assert f.rate <= f.cap_Bps * (1 + 1e-12)
+            if f.rate >= f.cap_Bps * (1 - 1e-9):
+                continue
+            assert any(
+                sum(g.rate for g in p.flows) >= p.bandwidth_Bps * (1 - 1e-9)
+                and all(g.rate <= f.rate * (1 + 1e-9) for g in p.flows)
+                for p in f.ports
+            ), (f.payload, f.rate)
+        checks["n"] += 1
+
+    def go(k: int) -> None:
+        route = routes[rng.randrange(len(routes))]
+        cap = rng.choice([INF, INF, 30e9, 10e9])
+        tm.start(k, rng.uniform(1e6, 5e8), [ports[n] for n in route], cap, 0.0, check)
+        check()
+
+    for k in range(60):
+        eng.schedule(rng.uniform(0, 0.02), go, k)
+    eng.run_until()
+    assert tm.active == 0 and checks["n"] == 120

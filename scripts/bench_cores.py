@@ -1,0 +1,133 @@
+"""Simulator speed of two versions of the core, side by side in one run.
+
+Times ``Simulation(replace(load_scenario(name), horizon_s=H), seed=S, keep_records=False).run()``
+(construction included) for every standard config, once with a reference version of the code
+and once with this checkout, each measurement in a fresh process with that version first on
+``PYTHONPATH``. Old and new alternate (the order flips every round), so load on a shared machine
+hits both alike. Prints simulated requests per wall second for both (median over rounds), the
+ratio new / reference, and the same ratio on process CPU time (less sensitive to other load).
+
+Usage::
+
+    .venv/bin/python scripts/bench_cores.py                    # reference: c90530e (pre core v2)
+    .venv/bin/python scripts/bench_cores.py --ref main --rounds 3 --configs small-route large-joint
+    .venv/bin/python scripts/bench_cores.py --ref /path/to/other/checkout --json out.json
+
+``--ref`` is a git revision of this repository (exported with ``git archive`` to a temporary
+folder) or a folder holding a ``disagg_gym`` package. Results differ between versions when the
+dynamics differ; the figure compared is simulated requests per wall second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRE_V2 = "c90530e"  # the last commit before the simulator core v2 (issue #13)
+
+CHILD = """
+import json, sys, time
+from dataclasses import replace
+from disagg_gym.scenario import load_scenario
+from disagg_gym.simulation import Simulation
+name, horizon, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+scen = replace(load_scenario(name), horizon_s=horizon)
+t0, c0 = time.perf_counter(), time.process_time()
+out = Simulation(scen, seed=seed, keep_records=False).run()
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"requests": out["requests_total"], "events": out["events"], "wall_s": wall, "cpu_s": cpu}))
+"""
+
+
+def _standard_names() -> list[str]:
+    sys.path.insert(0, str(ROOT))
+    from disagg_gym.scenario import standard_names
+
+    return standard_names()
+
+
+def _export(rev: str, dest: Path) -> Path:
+    """``git archive`` of ``rev`` unpacked into ``dest``."""
+    try:
+        arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"bench_cores: --ref {rev!r} is neither a folder nor a git revision of {ROOT} "
+                         f"({e.stderr.decode().strip()})") from None
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
+    return dest
+
+
+def _measure(src: Path, name: str, horizon: float, seed: int, workdir: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0")
+    r = subprocess.run([sys.executable, "-c", CHILD, name, str(horizon), str(seed)], cwd=workdir, env=env,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"bench_cores: {name} failed with {src} on PYTHONPATH:\n{r.stderr.strip()}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ref", default=PRE_V2, help=f"reference: git revision or folder (default {PRE_V2}, pre core v2)")
+    ap.add_argument("--new", default=str(ROOT), help="folder with the new code (default: this checkout)")
+    ap.add_argument("--configs", nargs="*", default=None, help="config names (default: all standard configs)")
+    ap.add_argument("--horizon", type=float, default=300.0, help="seconds of arrivals (default 300)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=2, help="measurements per version and config (default 2)")
+    ap.add_argument("--json", default=None, help="also write every measurement to this JSON file")
+    a = ap.parse_args(argv)
+    if a.rounds < 1:
+        raise SystemExit(f"bench_cores: --rounds must be >= 1 (got {a.rounds})")
+    names = a.configs or _standard_names()
+    unknown = [n for n in names if n not in _standard_names()]
+    if unknown:
+        raise SystemExit(f"bench_cores: unknown config {unknown[0]!r} (expected one of: {', '.join(_standard_names())})")
+    new = Path(a.new).resolve()
+    with tempfile.TemporaryDirectory(prefix="bench_cores_") as tmp:
+        ref_path = Path(a.ref)
+        if (ref_path / "disagg_gym" / "__init__.py").is_file():
+            ref = ref_path.resolve()
+        else:
+            ref = _export(a.ref, Path(tmp) / "ref")
+        work = str(Path(tmp))  # neither checkout is the working directory (no '' shadowing)
+        rows = []
+        print(f"reference: {a.ref}  new: {new}  horizon {a.horizon:g} s, seed {a.seed}, {a.rounds} round(s)")
+        print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+        print(f"{'config':22s} {'ref req/s':>10s} {'new req/s':>10s} {'new/ref':>8s} {'(CPU)':>8s} "
+              f"{'ref events':>11s} {'new events':>11s}")
+        for name in names:
+            meas: dict[str, list[dict]] = {"ref": [], "new": []}
+            for k in range(a.rounds):
+                order = [("ref", ref), ("new", new)] if k % 2 == 0 else [("new", new), ("ref", ref)]
+                for tag, src in order:
+                    meas[tag].append(_measure(src, name, a.horizon, a.seed, work))
+            rate = {t: statistics.median(m["requests"] / m["wall_s"] for m in ms) for t, ms in meas.items()}
+            crate = {t: statistics.median(m["requests"] / m["cpu_s"] for m in ms) for t, ms in meas.items()}
+            ratio = rate["new"] / rate["ref"]
+            cratio = crate["new"] / crate["ref"]
+            rows.append({"config": name, "ref_req_per_s": rate["ref"], "new_req_per_s": rate["new"], "ratio": ratio,
+                         "ref_req_per_cpu_s": crate["ref"], "new_req_per_cpu_s": crate["new"], "cpu_ratio": cratio,
+                         "runs": meas})
+            print(f"{name:22s} {rate['ref']:10,.0f} {rate['new']:10,.0f} {ratio:8.2f} {cratio:8.2f} "
+                  f"{meas['ref'][0]['events']:11,d} {meas['new'][0]['events']:11,d}", flush=True)
+        ratios = [r["ratio"] for r in rows]
+        cratios = [r["cpu_ratio"] for r in rows]
+        print(f"new/ref (wall): min {min(ratios):.2f}, median {statistics.median(ratios):.2f}, max {max(ratios):.2f}")
+        print(f"new/ref (CPU):  min {min(cratios):.2f}, median {statistics.median(cratios):.2f}, max {max(cratios):.2f}")
+        print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+        if a.json:
+            Path(a.json).write_text(json.dumps({"ref": a.ref, "new": str(new), "horizon_s": a.horizon, "seed": a.seed,
+                                                "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
