@@ -72,6 +72,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Starting State
     An empty cluster at t = 0 with the configured roles; arrivals from the workload seed.
+    With ``env.warm_start_s`` the simulator first runs that long under the fallback router
+    (no decisions; the horizon is extended by it), so step 0 sees a loaded cluster.
 
     ## Episode End
     ``truncated`` when the simulated horizon (or ``max_episode_requests``) is reached;
@@ -79,11 +81,17 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     summary (KPIs) is in ``info["episode_kpis"]`` on the last step.
 
     ## Arguments
-    ``config``: standard config name, YAML path or ``ScenarioConfig``; ``render_mode``:
-    ``"ansi"`` or ``"rgb_array"``; ``overrides``: dotted-key overrides.
+    ``config``: a standard config name, YAML path or ``ScenarioConfig`` (used as given), or a
+    mapping deep-merged over ``base_config`` (what a registered id passes; default
+    ``small-route``); ``variant``: a key of the config's ``variants`` section; ``overrides``:
+    dotted keys and/or nested mappings, deep-merged; flat keys ``horizon_s``, ``rate_per_s``,
+    ``max_episode_requests``, ``obs_mode``, ``control_interval_s``, ``warm_start_s``;
+    ``render_mode``: ``"ansi"`` or ``"rgb_array"``. Values may be distributions, sampled per
+    reset (``disagg_gym.generator``; the draw is in ``info["scenario"]``). A config that differs
+    from ``base_config``'s gets ``spec.id`` ``disagg/<Name>-custom-<hash>-v<N>``.
     ``reset(options={"workload_seed": int, "trace_window": (start_s, end_s)})``: the workload seed
-    fixes the exogenous arrivals (defaults to the reset seed), so different policies can be
-    compared on identical input.
+    fixes the exogenous arrivals and the sampled scenario (defaults to the reset seed), so
+    different policies can be compared on identical input.
 
     ## Version History
     * core v2 also makes invalid actions visible (issue #16): penalized by default.
