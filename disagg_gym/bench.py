@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 #: Control intervals (simulated s) at which the allocate envs are also measured.
-FINE_CONTROL_INTERVALS_S = (1.0, 0.25)
+FINE_CONTROL_INTERVALS_S = (1.0, 0.25, 0.1)
 AZURE_CONV_RATE = 5.53  # req/s of the Azure 2023 conversation trace (shared/data/traces/README.md)
 
 
