@@ -156,6 +156,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             assert isinstance(config, ScenarioConfig)
             data, source = to_dict(config), config.name
             self.generator = ScenarioGenerator(data, partial(_fixed, config), _layout_key, source)
+            if base_config is not None:  # compare resolved configs (a ScenarioConfig has every key)
+                std_data, std_source = scenario_data(None, base_config)
+                if data != to_dict(_build(std_data, std_source)):
+                    self.custom_tag = config_tag(data)
         else:
             data, source = scenario_data(config, base_config, variant, overrides, flat)
             self.generator = ScenarioGenerator(data, partial(_build, source=source), _layout_key, source)

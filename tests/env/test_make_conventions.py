@@ -105,3 +105,14 @@ def test_direct_construction_still_takes_a_name_or_path() -> None:
     env = DisaggServingEnv("hetero-route", horizon_s=10)
     assert env.scenario.name == "hetero-route" and env.scenario.horizon_s == 10
     assert env.spec is None
+
+
+def test_scenario_config_object_under_a_standard_id() -> None:
+    from dataclasses import replace
+
+    from disagg_gym.scenario import load_scenario
+
+    same = gym.make(ENV, config=load_scenario("small-route"))
+    assert same.spec.id == ENV
+    other = gym.make(ENV, config=replace(load_scenario("small-route"), horizon_s=7.0))
+    assert other.spec.id.startswith("disagg/SmallRoute-custom-")
