@@ -16,6 +16,8 @@ import resource
 import time
 from typing import Any
 
+#: Control intervals (simulated s) at which the allocate envs are also measured.
+FINE_CONTROL_INTERVALS_S = (1.0, 0.25, 0.1)
 AZURE_CONV_RATE = 5.53  # req/s of the Azure 2023 conversation trace (shared/data/traces/README.md)
 
 
@@ -82,14 +84,17 @@ def bench_cartpole(seconds: float) -> dict[str, Any]:
     return {"steps_per_s": n / (time.perf_counter() - t0), "steps": n}
 
 
-def bench_env(env_id: str, seconds: float) -> dict[str, Any]:
-    """Decisions/s of a standard env under a uniformly random *masked* policy (masks included)."""
+def bench_env(env_id: str, seconds: float, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Decisions/s of a standard env under a uniformly random *masked* policy (masks included).
+
+    ``kwargs`` go to ``gym.make`` (e.g. ``{"control_interval_s": 1.0}``).
+    """
     import gymnasium as gym
     import numpy as np
 
     import disagg_gym  # noqa: F401
 
-    env = gym.make(env_id).unwrapped
+    env = gym.make(env_id, **(kwargs or {})).unwrapped
     env.reset(seed=0)
     nvec = [int(x) for x in env.action_space.nvec]
     offs = np.cumsum([0] + nvec[:-1]).tolist()
@@ -101,7 +106,7 @@ def bench_env(env_id: str, seconds: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     deadline = t0 + seconds
     while True:
-        for _ in range(200):
+        for _ in range(20):
             mask = env.action_masks().tolist()
             act = []
             for o, k in dims:
@@ -209,6 +214,22 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
         else:
             log(f"{env_id}: {r['error']}")
         envs[env_id] = r
+    # Allocation envs at finer control intervals (issue #16): a step simulates
+    # control_interval_s of traffic, so steps/s scale about inversely with it.
+    from disagg_gym.env.registration import standard_envs
+
+    for e in standard_envs():
+        if e["task"] != "allocate":
+            continue
+        for ci in FINE_CONTROL_INTERVALS_S:
+            key = f"{e['id']} control_interval_s={ci:g}"
+            r = run_isolated("bench_env", env_id=e["id"], seconds=secs, kwargs={"control_interval_s": ci})
+            if "error" not in r:
+                r["ratio_to_cartpole"] = r["decisions_per_s"] / cp["steps_per_s"]
+                log(f"{key}: {r['decisions_per_s']:,.0f} decisions/s")
+            else:
+                log(f"{key}: {r['error']}")
+            envs[key] = r
     out["envs"] = envs
     sims = []
     horizon = 300.0 if quick else 3600.0

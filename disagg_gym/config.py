@@ -258,12 +258,42 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Returns a deep copy of ``data`` with dotted-key overrides applied."""
+def _is_dist(value: Any) -> bool:
+    return isinstance(value, Mapping) and ("dist" in value or "choice" in value)
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """``over`` merged into a deep copy of ``base``: mappings merge key by key, recursively;
+    anything else (scalars, lists, distribution nodes) replaces the value there.
+    """
+    import copy
+
+    if not isinstance(over, Mapping) or not isinstance(base, Mapping) or _is_dist(over) or _is_dist(base):
+        return copy.deepcopy(over)
+    out = {k: copy.deepcopy(v) for k, v in base.items()}
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if k in out else copy.deepcopy(v)
+    return out
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any], *, merge_mappings: bool = False
+) -> dict[str, Any]:
+    """Returns a deep copy of ``data`` with dotted-key overrides applied.
+
+    Args:
+        data: Plain config data.
+        overrides: ``{"dotted.key": value}``.
+        merge_mappings: A mapping value is deep-merged into the mapping already at its key
+            (``{"env": {"reward": {"energy_kj": -0.1}}}`` keeps the other env keys) instead of
+            replacing it.
+    """
     import copy
 
     out = copy.deepcopy(data)
     for dotted, value in overrides.items():
+        if not isinstance(dotted, str) or not dotted:
+            raise ConfigError(f"override key {dotted!r}: expected a non-empty string")
         node = out
         parts = dotted.split(".")
         for part in parts[:-1]:
@@ -273,7 +303,10 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
             if not isinstance(nxt, dict):
                 raise ConfigError(f"override '{dotted}': '{part}' is not a mapping (got {_fmt(nxt)})")
             node = nxt
-        node[parts[-1]] = value
+        if merge_mappings and isinstance(node.get(parts[-1]), Mapping):
+            node[parts[-1]] = deep_merge(node[parts[-1]], value)
+        else:
+            node[parts[-1]] = value
     return out
 
 

@@ -51,6 +51,10 @@ class ScenarioConfig:
     )
     version: int = field(default=0, metadata=spec("env version suffix (-vN)", ge=0))
     env: dict[str, Any] = field(default_factory=dict, metadata=spec("Gymnasium env options"))
+    variants: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=spec("named partial configs merged over this one, registered as disagg/<Name>-<variant>-v<N>"),
+    )
 
     def validate(self) -> None:
         """Cross-field checks."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,8 @@ class Simulation:
         timeline: Optional timeline hooks passed to the cluster (e.g.
             ``disagg_gym.metrics.chrome_trace.ChromeTrace``).
         extra_observer: Another observer of request outcomes (the env's reward window).
+        cost_factory: ``(gpu, tp) -> cost model`` replacing the configured one (the env's
+            domain randomisation); ``None`` uses each group's ``cost_model``.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Simulation:
         workload_window: tuple[float, float | None] | None = None,
         timeline: TimelineObserver | None = None,
         extra_observer: ClusterObserver | None = None,
+        cost_factory: Callable[[str, int], Any] | None = None,
     ) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
@@ -87,7 +91,7 @@ class Simulation:
         self.cluster = Cluster(
             scenario.cluster, self.engine, self.source, observer=observer, router=rt, timeline=timeline,
             allocator=make_allocator(scenario.allocator) if use_allocator else None,
-            external_control_interval_s=control_interval_s,
+            external_control_interval_s=control_interval_s, cost_factory=cost_factory,
         )
         self.cluster.start()
 

@@ -33,3 +33,9 @@ def test_markdown_table() -> None:
     md = bench.to_markdown(res)
     assert "| disagg/SmallRoute-v1 | 4 | 20,000 | 0.200 | 80.0 |" in md
     assert "| 8 | 1 | 20,000 | 2.00 | 10,000 | 1,800 | 100.0 | 90.0 |" in md
+
+
+def test_env_measurement_takes_make_kwargs() -> None:
+    r = bench.bench_env("disagg/EnergyAllocate-v2", seconds=0.2, kwargs={"control_interval_s": 0.25, "horizon_s": 5.0})
+    assert r["decisions"] > 0 and r["instances"] == 8
+    assert bench.FINE_CONTROL_INTERVALS_S and all(0 < ci < 10 for ci in bench.FINE_CONTROL_INTERVALS_S)

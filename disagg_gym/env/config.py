@@ -32,6 +32,24 @@ class RewardWeights:
 
 
 @dataclass(frozen=True, slots=True)
+class CostPerturbation:
+    """Domain randomisation of the cost model: at each reset every GPU type's prefill and
+    decode times are scaled by factors drawn uniformly from ``[1 - frac, 1 + frac]``.
+
+    Off (0) by default. The measured fit errors (docs/calibration.md, llama-3.1-8b) suggest
+    ``prefill_time_frac: 0.046`` and ``decode_time_frac: 0.056`` (p90 errors).
+    """
+
+    prefill_time_frac: float = field(default=0.0, metadata=spec("half-width of the prefill time factor", ge=0, le=0.25))
+    decode_time_frac: float = field(default=0.0, metadata=spec("half-width of the decode time factor", ge=0, le=0.25))
+
+    @property
+    def active(self) -> bool:
+        """Whether any factor is drawn."""
+        return self.prefill_time_frac > 0 or self.decode_time_frac > 0
+
+
+@dataclass(frozen=True, slots=True)
 class EnvConfig:
     """Gymnasium-level options of a scenario."""
 
@@ -58,3 +76,13 @@ class EnvConfig:
     prompt_norm_tokens: float = field(default=16384.0, metadata=spec("prompt length at which the feature saturates", gt=0))
     slo_ema: float = field(default=0.05, metadata=spec("EMA factor of recent SLO attainment", gt=0, le=1))
     day_period_s: float = field(default=3600.0, metadata=spec("period of the time-of-day features", gt=0))
+    warm_start_s: float = field(
+        default=0.0,
+        metadata=spec(
+            "simulated seconds of traffic before the first decision, routed by fallback_router with "
+            "the pools unchanged; the horizon is extended by it (may be a distribution)", ge=0,
+        ),
+    )
+    cost_perturbation: CostPerturbation = field(
+        default_factory=CostPerturbation, metadata=spec("cost-model domain randomisation (off by default)")
+    )

@@ -39,6 +39,21 @@ def standard_envs() -> list[dict[str, str]]:
     return sorted(out, key=lambda d: d["id"])
 
 
+def variant_envs() -> list[dict[str, str]]:
+    """``[{"id", "config", "variant"}]`` for every ``variants:`` entry of a standard config.
+
+    ``small-route`` with variant ``short`` -> ``disagg/SmallRoute-short-v1``.
+    """
+    out = []
+    for path in sorted(configs_dir().glob("*.yaml")):
+        data = read_yaml(path) or {}
+        for variant in data.get("variants") or {}:
+            base = env_id_for(path.stem, int(data.get("version", 0)))
+            head, _, version = base.rpartition("-v")
+            out.append({"id": f"{head}-{variant}-v{version}", "config": path.stem, "variant": str(variant)})
+    return sorted(out, key=lambda d: d["id"])
+
+
 def registered_ids() -> list[str]:
     """The ids ``import disagg_gym`` registers."""
     return [e["id"] for e in standard_envs()]
@@ -48,10 +63,19 @@ def register_all() -> None:
     """Registers the standard envs (idempotent)."""
     import gymnasium as gym
 
+    # ``base_config`` (not ``config``) names the standard config, so ``gym.make(id, config={...})``
+    # merges a mapping over it instead of replacing it (issue #16).
     for e in standard_envs():
         if e["id"] in gym.registry:
             continue
-        gym.register(id=e["id"], entry_point=ENTRY_POINT, kwargs={"config": e["config"]}, disable_env_checker=False)
+        gym.register(id=e["id"], entry_point=ENTRY_POINT, kwargs={"base_config": e["config"]}, disable_env_checker=False)
+    for e in variant_envs():
+        if e["id"] in gym.registry:
+            continue
+        gym.register(
+            id=e["id"], entry_point=ENTRY_POINT, kwargs={"base_config": e["config"], "variant": e["variant"]},
+            disable_env_checker=False,
+        )
 
 
 # gymnasium's id grammar, plus an optional ``module:`` prefix (``disagg_gym:disagg/X-v1``)

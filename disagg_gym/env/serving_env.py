@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from disagg_gym.cluster.cluster import Cluster
 from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.env.reward_window import RewardWindow
-from disagg_gym.config import from_dict
+from disagg_gym.config import from_dict, to_dict
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
 from disagg_gym.env.observation import ObservationBuilder
+from disagg_gym.env.make import config_tag, custom_env_id, scenario_data
 from disagg_gym.env.options import check_reset_options
-from disagg_gym.scenario import ScenarioConfig, load_scenario
+from disagg_gym.generator import ScenarioGenerator
+from disagg_gym.rng import RngStreams
+from disagg_gym.scenario import ScenarioConfig
 from disagg_gym.simulation import Simulation, make_router
 from disagg_gym.types import Role
 
@@ -66,6 +72,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Starting State
     An empty cluster at t = 0 with the configured roles; arrivals from the workload seed.
+    With ``env.warm_start_s`` the simulator first runs that long under the fallback router
+    (no decisions; the horizon is extended by it), so step 0 sees a loaded cluster.
 
     ## Episode End
     ``truncated`` when the simulated horizon (or ``max_episode_requests``) is reached;
@@ -73,11 +81,17 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     summary (KPIs) is in ``info["episode_kpis"]`` on the last step.
 
     ## Arguments
-    ``config``: standard config name, YAML path or ``ScenarioConfig``; ``render_mode``:
-    ``"ansi"`` or ``"rgb_array"``; ``overrides``: dotted-key overrides.
+    ``config``: a standard config name, YAML path or ``ScenarioConfig`` (used as given), or a
+    mapping deep-merged over ``base_config`` (what a registered id passes; default
+    ``small-route``); ``variant``: a key of the config's ``variants`` section; ``overrides``:
+    dotted keys and/or nested mappings, deep-merged; flat keys ``horizon_s``, ``rate_per_s``,
+    ``max_episode_requests``, ``obs_mode``, ``control_interval_s``, ``warm_start_s``;
+    ``render_mode``: ``"ansi"`` or ``"rgb_array"``. Values may be distributions, sampled per
+    reset (``disagg_gym.generator``; the draw is in ``info["scenario"]``). A config that differs
+    from ``base_config``'s gets ``spec.id`` ``disagg/<Name>-custom-<hash>-v<N>``.
     ``reset(options={"workload_seed": int, "trace_window": (start_s, end_s)})``: the workload seed
-    fixes the exogenous arrivals (defaults to the reset seed), so different policies can be
-    compared on identical input.
+    fixes the exogenous arrivals and the sampled scenario (defaults to the reset seed), so
+    different policies can be compared on identical input.
 
     ## Version History
     * core v2 also makes invalid actions visible (issue #16): penalized by default.
@@ -96,17 +110,64 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    _spec: EnvSpec | None = None
+    custom_tag: str | None = None
+
+    @property  # type: ignore[override]
+    def spec(self) -> EnvSpec | None:
+        """The ``EnvSpec`` ``gym.make`` set; a custom config under a standard id gets its own id."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        if value is not None and self.custom_tag is not None:
+            value = replace(value, id=custom_env_id(value.id, self.custom_tag))
+        self._spec = value
 
     def __init__(
         self,
-        config: str | ScenarioConfig = "small-route",
+        config: str | Mapping[str, Any] | ScenarioConfig | None = None,
         render_mode: str | None = None,
-        overrides: dict[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        base_config: str | None = None,
+        variant: str | None = None,
+        horizon_s: float | None = None,
+        rate_per_s: float | None = None,
+        max_episode_requests: int | None = None,
+        obs_mode: str | None = None,
+        control_interval_s: float | None = None,
+        warm_start_s: float | Mapping[str, Any] | None = None,
+        **unknown: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} (got {render_mode!r})")
         self.render_mode = render_mode
-        self.scenario = config if isinstance(config, ScenarioConfig) else load_scenario(config, overrides)
+        flat = {
+            "horizon_s": horizon_s, "rate_per_s": rate_per_s, "max_episode_requests": max_episode_requests,
+            "obs_mode": obs_mode, "control_interval_s": control_interval_s, "warm_start_s": warm_start_s,
+            **unknown,
+        }
+        self.custom_tag: str | None = None
+        simple = isinstance(config, ScenarioConfig) and not overrides and variant is None and all(
+            v is None for v in flat.values()
+        )
+        if simple:
+            assert isinstance(config, ScenarioConfig)
+            data, source = to_dict(config), config.name
+            self.generator = ScenarioGenerator(data, partial(_fixed, config), _layout_key, source)
+            if base_config is not None:  # compare resolved configs (a ScenarioConfig has every key)
+                std_data, std_source = scenario_data(None, base_config)
+                if data != to_dict(_build(std_data, std_source)):
+                    self.custom_tag = config_tag(data)
+        else:
+            data, source = scenario_data(config, base_config, variant, overrides, flat)
+            self.generator = ScenarioGenerator(data, partial(_build, source=source), _layout_key, source)
+            if base_config is not None:  # a standard id: a different config gets its own spec.id
+                standard, _ = scenario_data(None, base_config, variant)
+                if data != standard:
+                    self.custom_tag = config_tag(data)
+        self.scenario = self.generator.nominal
         self.cfg: EnvConfig = from_dict(EnvConfig, self.scenario.env, source=self.scenario.name, prefix="env")
         ROUTERS.get(self.cfg.fallback_router)  # fail early, naming the bad router
         self.task = self.scenario.task
@@ -147,16 +208,30 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         wseed, window = check_reset_options(options, self.scenario.workload.kind)  # issue #17
         if wseed is None:
             wseed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
-        scen = self.scenario
+        streams = RngStreams(int(wseed))
+        scen, drawn = self.generator.sample(streams.get("scenario"))
+        if drawn:  # a generator: this episode's scenario and env options
+            self.cfg = from_dict(EnvConfig, scen.env, source=scen.name, prefix="env")
+            self.gpus = [g for g, _ in _static_layout(scen)[1]]  # names may change, sizes do not
+        self.scenario = scen
+        info_scen: dict[str, Any] = {"name": scen.name, "sampled": drawn, "horizon_s": scen.horizon_s}
         if self.cfg.max_episode_requests is not None:
             scen = replace(scen, max_requests=self.cfg.max_episode_requests)
+        warm = self.cfg.warm_start_s
+        if warm > 0:  # the agent still gets horizon_s of decisions after the warm-up
+            scen = replace(scen, horizon_s=scen.horizon_s + warm)
+            info_scen["warm_start_s"] = warm
+        cost_factory = None
+        if self.cfg.cost_perturbation.active:
+            cost_factory, factors = _perturbed_costs(scen, self.cfg, streams.get("cost_perturbation"))
+            info_scen["cost_factors"] = factors
         external = self.task in ("route", "joint")
         control = self.cfg.control_interval_s if self.task in ("allocate", "joint") else None
         self.window = RewardWindow()
         self.sim = Simulation(
             scen, seed=int(wseed), keep_records=False, external=external, control_interval_s=control,
             use_allocator=self.task == "route", workload_window=tuple(window) if window is not None else None,
-            extra_observer=self.window,
+            extra_observer=self.window, cost_factory=cost_factory,
         )
         self.cluster = self.sim.cluster
         self.engine = self.sim.engine
@@ -164,6 +239,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.fallback = make_router(self.cfg.fallback_router, self.sim.streams)
         self.obs_builder = ObservationBuilder(self.cluster, self.cfg, scen.horizon_s, _mean_rate(scen))
         self._horizon_hit = False
+        self._warm_stop = self._warming = False
         self._mask_req: Any = None
         self._mask_cache: tuple[list[bool], list[bool]] = ([], [])
         self.engine.schedule(scen.horizon_s, self._on_horizon, None, PRIO_HORIZON)
@@ -171,17 +247,19 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._slo_ema = 1.0
         self._rej_ema = 0.0
         self._rate_ema = _mean_rate(scen)
-        self._last_arrivals = 0
-        self._last_t = 0.0
-        self._energy = self._energy_j()
-        self._cost = self.cluster.cost_usd(self.engine.now)
         self._steps = 0
         self._invalid_count = 0
         self._done = False
+        if warm > 0:
+            self._warm_up(warm)
+        self._last_arrivals = self.cluster.arrived
+        self._last_t = self.engine.now
+        self._energy = self._energy_j()
+        self._cost = self.cluster.cost_usd(self.engine.now)
         self._kind = self._advance()
         self.window.drain()
         obs = self._obs()
-        return obs, {"decision": self._kind, "sim_time_s": self.engine.now}
+        return obs, {"decision": self._kind, "sim_time_s": self.engine.now, "scenario": info_scen}
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         if self.sim is None:
@@ -336,6 +414,31 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     def _on_horizon(self, _: Any) -> None:
         self._horizon_hit = True
 
+    def _on_warm_end(self, _: Any) -> None:
+        self._warm_stop = self._warming
+
+    def _warm_up(self, until_s: float) -> None:
+        """Runs ``until_s`` simulated seconds with no decisions: the fallback router routes,
+        the pools stay as they are. Its rewards are discarded (the episode starts after it).
+        """
+        self.engine.schedule(until_s, self._on_warm_end, None, PRIO_HORIZON)
+        cl = self.cluster
+        self._warming = True
+        while True:
+            kind = self._advance()
+            if kind == "route":
+                req = cl.pending
+                choice = self._fallback_route(req)
+                if choice is None:
+                    cl.reject(req, "no_instance")
+                else:
+                    cl.dispatch(req, choice[0], choice[1])
+            elif kind != "control":  # 'warm' (done) or 'end'
+                break
+        self._warming = False
+        self._warm_stop = False
+        self.window.drain()
+
     def _advance(self) -> str:
         """Runs the simulator to the next decision point; returns 'route', 'control' or 'end'."""
         cl = self.cluster
@@ -347,12 +450,15 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
 
         def stop() -> bool:
             return (
-                cl.pending is not None or cl.control_due or self._horizon_hit
+                cl.pending is not None or cl.control_due or self._horizon_hit or self._warm_stop
                 or (route_only and cl.arrivals_done) or (finite and cl.drained())
             )
 
         while True:
             eng.run_until(stop)
+            if self._warm_stop:
+                self._warm_stop = False
+                return "warm"
             if cl.pending is not None:
                 req = cl.pending
                 if not any(self._route_masks(req)[0]):
@@ -539,6 +645,48 @@ def _as_int_vector(action: Any, n: int) -> list[int] | None:
 def _mean_rate(scen: ScenarioConfig) -> float:
     wl = scen.workload
     return float(getattr(wl, "rate_per_s", 1.0) or 1.0)
+
+
+def _perturbed_costs(
+    scen: ScenarioConfig, cfg: EnvConfig, rng: np.random.Generator
+) -> tuple[Any, dict[str, dict[str, float]]]:
+    """A ``(gpu, tp) -> cost`` factory with per-GPU-type factors drawn from ``rng``, and the factors."""
+    from disagg_gym.hardware.perturbed import PerturbedCost
+    from disagg_gym.hardware.select import build_cost
+
+    cp = cfg.cost_perturbation
+    cost_models: dict[tuple[str, int], str] = {}
+    for g in scen.cluster.groups:
+        cost_models.setdefault((g.gpu, g.tp), g.cost_model)
+    factors: dict[str, dict[str, float]] = {}
+    for gpu in sorted({g.gpu for g in scen.cluster.groups}):  # sorted: draws independent of order
+        fp = 1.0 + float(rng.uniform(-cp.prefill_time_frac, cp.prefill_time_frac))
+        fd = 1.0 + float(rng.uniform(-cp.decode_time_frac, cp.decode_time_frac))
+        factors[gpu] = {"prefill": fp, "decode": fd}
+    model = scen.cluster.model
+
+    def factory(gpu: str, tp: int) -> Any:
+        f = factors[gpu]
+        return PerturbedCost(build_cost(gpu, model, tp, cost_models[(gpu, tp)]), f["prefill"], f["decode"])
+
+    return factory, factors
+
+
+def _fixed(scen: ScenarioConfig, _: Any) -> ScenarioConfig:
+    return scen
+
+
+def _build(data: Any, source: str) -> ScenarioConfig:
+    """Plain data -> a checked scenario whose ``env`` section is checked too."""
+    scen = from_dict(ScenarioConfig, data, source=source)
+    from_dict(EnvConfig, scen.env, source=source, prefix="env")
+    return scen
+
+
+def _layout_key(scen: ScenarioConfig) -> tuple[int, tuple[int, ...]]:
+    """What fixes the spaces: the instance count and the switchable instances per GPU type."""
+    n, gpus = _static_layout(scen)
+    return n, tuple(c for _, c in gpus)
 
 
 def _static_layout(scen: ScenarioConfig) -> tuple[int, list[tuple[str, int]]]:

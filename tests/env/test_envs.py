@@ -50,7 +50,7 @@ def test_gymnasium_and_sb3_checkers(env_id: str) -> None:
 def _fast(env_id: str) -> dict[str, object]:
     # Allocate steps simulate a whole control interval (hundreds of requests); a 1 s interval
     # keeps the 1,000-step rollout cheap. scripts/rollout_check.py runs the ids unmodified.
-    task = gym.spec(env_id).kwargs["config"]
+    task = gym.spec(env_id).kwargs["base_config"]
     from disagg_gym.scenario import load_scenario
 
     return {"env.control_interval_s": 1.0} if load_scenario(task).task != "route" else {}

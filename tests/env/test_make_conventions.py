@@ -1,0 +1,118 @@
+"""``gym.make`` conventions (issue #16 item 5): config mappings, nested overrides, flat keys, spec ids."""
+
+from __future__ import annotations
+
+import pickle
+
+import gymnasium as gym
+import pytest
+
+import disagg_gym  # noqa: F401
+from disagg_gym.config import ConfigError
+from disagg_gym.env.make import custom_env_id
+
+ENV = "disagg/SmallRoute-v1"
+
+
+def test_plain_make_keeps_the_standard_id_and_config() -> None:
+    env = gym.make(ENV)
+    assert env.spec is not None and env.spec.id == ENV
+    scen = env.unwrapped.scenario
+    # Values written in configs/small-route.yaml.
+    assert scen.horizon_s == 120 and scen.workload.rate_per_s == 55 and scen.cluster.groups[0].count == 2
+
+
+def test_config_mapping_is_deep_merged_over_the_standard_config() -> None:
+    env = gym.make(ENV, config={"workload": {"rate_per_s": 30}, "env": {"reward": {"rejection": -3.0}}})
+    u = env.unwrapped
+    assert u.scenario.workload.rate_per_s == 30
+    assert u.scenario.workload.lengths == "azure_conv"  # siblings kept (merge, not replace)
+    assert u.scenario.workload.slo_tpot_s == 0.04
+    assert u.cfg.reward.rejection == -3.0 and u.cfg.reward.slo_violation == -0.5
+    assert u.scenario.cluster.groups[1].max_batch == 128
+
+
+def test_nested_and_dotted_overrides_agree() -> None:
+    a = gym.make(ENV, overrides={"workload": {"rate_per_s": 20}, "env": {"reward": {"energy_kj": -0.1}}}).unwrapped
+    b = gym.make(ENV, overrides={"workload.rate_per_s": 20, "env.reward.energy_kj": -0.1}).unwrapped
+    assert a.scenario == b.scenario
+    assert a.cfg.reward.energy_kj == -0.1 and a.cfg.reward.slo_goodput == 1.0
+    assert a.spec.id == b.spec.id  # same effective config -> same custom id
+
+
+def test_flat_keys_are_applied_and_recorded_in_spec_kwargs() -> None:
+    env = gym.make(ENV, horizon_s=15, rate_per_s=12.5, max_episode_requests=40, obs_mode="dict")
+    u = env.unwrapped
+    assert u.scenario.horizon_s == 15 and u.scenario.workload.rate_per_s == 12.5
+    assert u.cfg.max_episode_requests == 40 and u.cfg.obs_mode == "dict"
+    assert isinstance(u.observation_space, gym.spaces.Dict)
+    kw = env.spec.kwargs
+    assert kw["horizon_s"] == 15 and kw["rate_per_s"] == 12.5 and kw["max_episode_requests"] == 40
+    assert kw["obs_mode"] == "dict"
+
+
+def test_flat_keys_win_over_config_and_overrides() -> None:
+    u = gym.make(ENV, config={"horizon_s": 50}, overrides={"horizon_s": 40}, horizon_s=30).unwrapped
+    assert u.scenario.horizon_s == 30
+    u = gym.make(ENV, config={"horizon_s": 50}, overrides={"horizon_s": 40}).unwrapped
+    assert u.scenario.horizon_s == 40
+
+
+def test_custom_config_gets_its_own_spec_id_and_remakes_from_the_spec() -> None:
+    env = gym.make(ENV, config={"workload": {"rate_per_s": 30}})
+    sid = env.spec.id
+    assert sid.startswith("disagg/SmallRoute-custom-") and sid.endswith("-v1") and sid != ENV
+    again = gym.make(env.spec)  # the spec alone rebuilds the same env, same id
+    assert again.spec.id == sid and again.unwrapped.scenario == env.unwrapped.scenario
+    with pytest.raises(gym.error.Error):
+        gym.make(sid)  # not a registered id: the custom config is never filed under the standard one
+    clone = pickle.loads(pickle.dumps(env.unwrapped))
+    assert clone.spec.id == sid
+
+
+def test_flat_key_equal_to_the_standard_value_keeps_the_standard_id() -> None:
+    assert gym.make(ENV, horizon_s=120).spec.id == ENV
+    assert gym.make(ENV, horizon_s=60).spec.id != ENV
+
+
+def test_custom_env_id_format() -> None:
+    assert custom_env_id("disagg/SmallRoute-v1", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v1"
+    assert custom_env_id("disagg/SmallRoute-custom-ab12cd34-v1", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v1"
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"config": {"workload": {"rate_per_sec": 3}}}, "'workload.rate_per_sec': unknown key"),
+        ({"config": {"horizonn_s": 3}}, "'horizonn_s': unknown key"),
+        ({"overrides": {"env": {"rewards": {}}}}, "'env.rewards': unknown key"),
+        ({"horizn_s": 3}, "unknown keyword argument 'horizn_s'"),
+        ({"obs_mode": "graph"}, "'env.obs_mode': expected one of 'box', 'dict'"),
+        ({"rate_per_s": -1}, "'workload.rate_per_s'"),
+        ({"variant": "nope"}, "unknown variant 'nope'"),
+    ],
+)
+def test_bad_keys_are_one_clear_error_naming_the_key(kwargs: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        gym.make(ENV, **kwargs)
+    msg = str(err.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_direct_construction_still_takes_a_name_or_path() -> None:
+    from disagg_gym.env.serving_env import DisaggServingEnv
+
+    env = DisaggServingEnv("hetero-route", horizon_s=10)
+    assert env.scenario.name == "hetero-route" and env.scenario.horizon_s == 10
+    assert env.spec is None
+
+
+def test_scenario_config_object_under_a_standard_id() -> None:
+    from dataclasses import replace
+
+    from disagg_gym.scenario import load_scenario
+
+    same = gym.make(ENV, config=load_scenario("small-route"))
+    assert same.spec.id == ENV
+    other = gym.make(ENV, config=replace(load_scenario("small-route"), horizon_s=7.0))
+    assert other.spec.id.startswith("disagg/SmallRoute-custom-")

@@ -1,0 +1,100 @@
+"""Warm-started and short-horizon training variants (issue #16 item 2, second half)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import disagg_gym  # noqa: F401
+from disagg_gym.env.registration import registered_ids, variant_envs
+from disagg_gym.scenario import load_scenario
+
+ENV = "disagg/SmallRoute-v1"
+
+
+def _run_jsq(env: gym.Env) -> tuple[list[float], dict]:
+    u = env.unwrapped
+    times, info = [], {}
+    term = trunc = False
+    while not (term or trunc):
+        req = u.cluster.pending
+        p, d = u.fallback.route(u.cluster, req)
+        _, _, term, trunc, info = u.step(u.action_for(route=(p, d)))
+        times.append(info["sim_time_s"])
+    return times, info
+
+
+def test_cold_start_is_an_empty_cluster() -> None:
+    env = gym.make(ENV, horizon_s=5).unwrapped
+    obs, info = env.reset(seed=0)
+    assert env.cluster.in_system <= 1 and info["sim_time_s"] < 1.0  # just the pending request
+
+
+def test_warm_start_has_requests_in_flight_at_step_zero() -> None:
+    env = gym.make(ENV, horizon_s=5, warm_start_s=20).unwrapped
+    obs, info = env.reset(seed=0)
+    assert info["sim_time_s"] >= 20.0
+    assert info["scenario"]["warm_start_s"] == 20.0
+    # 55 req/s near saturation: after 20 s some of the ~1,100 arrivals are still being served.
+    assert env.cluster.in_system > 10
+    assert env.cluster.arrived > 500
+    n = env.n
+    per_inst = obs[: 10 * n].reshape(n, 10)
+    assert per_inst[:, 5].max() > 0  # some decode batch is non-empty
+    times, info = _run_jsq(env)
+    # The agent still gets horizon_s of decisions after the warm-up: the route episode ends
+    # at the last arrival before 20 + 5 s (gaps ~1/55 s).
+    assert 24.5 < times[-1] <= 25.0 and len(times) > 150
+
+
+def test_warm_up_rewards_are_not_paid_to_the_first_step() -> None:
+    env = gym.make(ENV, horizon_s=5, warm_start_s=20).unwrapped
+    env.reset(seed=0)
+    req = env.cluster.pending
+    p, d = env.fallback.route(env.cluster, req)
+    _, r, _, _, info = env.step(env.action_for(route=(p, d)))
+    # One inter-arrival (~1/55 s) of completions at most a handful, never the warm-up's hundreds.
+    t = info["reward_terms"]
+    assert t["slo_goodput"] + t["slo_violation"] + t["rejection"] < 20
+
+
+def test_warm_start_is_deterministic() -> None:
+    a = gym.make(ENV, horizon_s=3, warm_start_s=10)
+    b = gym.make(ENV, horizon_s=3, warm_start_s=10)
+    oa, _ = a.reset(seed=5)
+    ob, _ = b.reset(seed=5)
+    assert np.array_equal(oa, ob)
+    assert _run_jsq(a)[0] == _run_jsq(b)[0]
+
+
+def test_short_variant_for_every_route_config() -> None:
+    route = [e for e in registered_ids() if load_scenario(gym.spec(e).kwargs["base_config"]).task == "route"]
+    short = {e["id"]: e for e in variant_envs() if e["variant"] == "short"}
+    assert len(route) == 6
+    for env_id in route:
+        head, _, version = env_id.rpartition("-v")
+        sid = f"{head}-short-v{version}"
+        assert sid in short and sid in gym.registry, sid
+
+
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-short-v1", "disagg/MooncakeRdmaRoute-short-v1"])
+def test_short_variant_is_warm_random_start_and_thirty_seconds(env_id: str) -> None:
+    env = gym.make(env_id)
+    assert env.spec.id == env_id  # the variant is standard, not a custom config
+    base = load_scenario(env.spec.kwargs["base_config"])
+    starts = set()
+    for seed in range(3):
+        _, info = env.reset(seed=seed)
+        w = info["scenario"]["warm_start_s"]
+        assert 10.0 <= w <= base.horizon_s - 30.0
+        assert info["scenario"]["horizon_s"] == 30.0
+        assert env.unwrapped.cluster.arrived > 0
+        starts.add(round(w, 6))
+    assert len(starts) == 3
+
+
+def test_short_variant_passes_the_checkers() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(gym.make("disagg/SmallRoute-short-v1", horizon_s=3).unwrapped)
