@@ -227,6 +227,7 @@ class Cluster:
         self._chunk_pos = 0
         # Prefix caching (issue #14): built when the first chunk with block hashes arrives.
         self.cache: CacheHierarchy | None = None
+        self.carries_hashes = False  # a request with prefix-block hashes has arrived
 
     # ================================================================ start-up
     def start(self) -> None:
@@ -314,8 +315,10 @@ class Cluster:
                 self._chunk = None
                 self.arrivals_done = True
                 return
-            if nxt.hash_ids is not None and self.cache is None and self.config.prefix_cache.enabled:
-                self.cache = CacheHierarchy(self, self.config.prefix_cache)
+            if nxt.hash_ids is not None and not self.carries_hashes:
+                self.carries_hashes = True
+                if self.config.prefix_cache.enabled:
+                    self.cache = CacheHierarchy(self, self.config.prefix_cache)
             ch = self._chunk = (
                 nxt.arrival_s.tolist(), nxt.prompt_tokens.tolist(), nxt.output_tokens.tolist(),
                 nxt.slo_ttft_s.tolist(), nxt.slo_tpot_s.tolist(), nxt.hash_ids,

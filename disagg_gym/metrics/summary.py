@@ -29,7 +29,7 @@ def _clean(x: float) -> float | None:
 
 
 def cache_summary(rec: Recorder, cluster: Cluster) -> dict[str, Any]:
-    """Prefix-cache KPIs (issue #14).
+    """Prefix-cache KPIs (issue #14), in the summary of runs whose workload carries block hashes.
 
     ``cache_hit_rate``: prompt tokens of completed requests served from any cache (no compute)
     / their prompt tokens (``prompt_tokens_total``); ``cache_hit_rate_by_tier`` splits the
@@ -112,7 +112,7 @@ def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) 
         "cost_usd": _clean(cost),
         "cost_per_1m_tokens_usd": _clean(cost / tokens * 1e6) if tokens else None,
         "cost_per_1m_good_tokens_usd": _clean(cost / rec.good_tokens * 1e6) if rec.good_tokens else None,
-        **cache_summary(rec, cluster),
+        **(cache_summary(rec, cluster) if cluster.carries_hashes else {}),
         "gpus": sum(i.tp for i in cluster.instances),
         "instances": cluster.n,
     }
