@@ -217,6 +217,8 @@ class CacheHierarchy:
         C = self.block
         P = req.prefill_tokens
         limit = (P - 1) // C  # at least one token is computed (it yields the first token)
+        if limit > len(hs):
+            limit = len(hs)  # a recompute's generated tokens have no hashes
         idx = inst.idx
         cache = self.hbm[idx]
         h = cache.match(hs, limit)
