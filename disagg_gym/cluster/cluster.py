@@ -323,6 +323,7 @@ class Cluster:
                 nxt.arrival_s.tolist(), nxt.prompt_tokens.tolist(), nxt.output_tokens.tolist(),
                 nxt.slo_ttft_s.tolist(), nxt.slo_tpot_s.tolist(), nxt.hash_ids,
                 nxt.hash_block_tokens, nxt.session_ids.tolist() if nxt.session_ids is not None else None,
+                self.cache.chunk_hashes(nxt) if self.cache is not None and nxt.hash_ids is not None else None,
             )
             self._chunk_pos = 0
         i = self._chunk_pos
@@ -341,6 +342,8 @@ class Cluster:
             tuple(hashes[i]) if hashes is not None else None,
             hash_block_tokens=ch[6], session_id=sessions[i] if sessions is not None else -1,
         )
+        if ch[8] is not None:
+            req.block_hashes = ch[8][i]
         self._chunk_pos = i + 1
         self.arrived += 1
         self.in_system += 1

@@ -26,7 +26,8 @@ tier) and is their only writer.
   every block when it is first cached in HBM.
 
 Lower-tier writes are visible at once (a load of a block whose offload is still on the wire is
-not delayed); their bytes still occupy the link. See docs/simulator.md, "Prefix caching".
+not delayed); their bytes still occupy the link: each tier link carries one write at a time,
+and blocks evicted meanwhile are written together by the next one. See docs/simulator.md, "Prefix caching".
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from disagg_gym.cluster.prefix_cache import BlockStore, PrefixCache
-from disagg_gym.workload.prefix import cache_block_hashes
+from disagg_gym.workload.prefix import cache_block_hashes, cache_block_hashes_many
 
 if TYPE_CHECKING:
     from disagg_gym.cluster.cluster import Cluster
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from disagg_gym.cluster.instance import Instance
     from disagg_gym.interconnect.kv_transfer import Port
     from disagg_gym.workload.request import Request
+    from disagg_gym.workload.source import ArrivalChunk
 
 #: Tier names, fastest first (keys of ``cache_hit_rate_by_tier``).
 TIER_NAMES: tuple[str, ...] = ("hbm", "host_dram", "ssd", "remote")
@@ -101,6 +103,7 @@ class CacheHierarchy:
         self._loads: dict[int, int] = {}  # instance -> loads in flight for its running prefill
         self._deferred: dict[int, float] = {}  # instance -> when its compute ended, waiting for loads
         self._where: dict[int, list[int]] = {}  # rid -> instances where it pins blocks
+        self._writing: dict[tuple[int, int], float] = {}  # (instance, tier level) -> bytes queued behind its write
 
     # ================================================================ wiring
     def _blocks_of(self, tier: CacheTierConfig, name: str) -> int:
@@ -146,6 +149,13 @@ class CacheHierarchy:
             wp = (tm.port(("out", inst.idx, "rdma"), "rdma", bw),)
             out.append(TierLink("remote", self.remote, t.policy, rp, wp, cap, lat))
         return out
+
+    def chunk_hashes(self, chunk: ArrivalChunk) -> list[tuple[int, ...]]:
+        """Cache-block hashes of every request of an arrival chunk (hashed together: short
+        prompts share numpy calls, ``workload.prefix.cache_block_hashes_many``).
+        """
+        assert chunk.hash_ids is not None and chunk.hash_block_tokens is not None
+        return cache_block_hashes_many(chunk.hash_ids, chunk.hash_block_tokens, chunk.prompt_tokens, self.block)
 
     def hashes(self, req: Request) -> tuple[int, ...]:
         """The request's chained cache-block hashes (computed once)."""
@@ -384,18 +394,34 @@ class CacheHierarchy:
         if added:
             nbytes = len(added) * self.block_bytes
             self.bytes_offloaded[t.name] += nbytes
-            cl = self.cl
-            cl.transfers.start(("offload", idx, t.name, cl.engine.now, nbytes), nbytes, t.write_ports,
-                               t.cap_Bps, t.latency_s, self._offloaded)
+            key = (idx, level)
+            if key in self._writing:
+                # One write per tier link at a time: later evictions ride the next one.
+                self._writing[key] += nbytes
+            else:
+                self._writing[key] = 0.0
+                self._write(idx, level, nbytes)
         if out and level + 1 < len(chain) and chain[level + 1].policy == "offload":
             self._store(idx, level + 1, out)
 
+    def _write(self, idx: int, level: int, nbytes: float) -> None:
+        t = self.tiers[idx][level]
+        cl = self.cl
+        cl.transfers.start(("offload", idx, level, cl.engine.now, nbytes), nbytes, t.write_ports,
+                           t.cap_Bps, t.latency_s, self._offloaded)
+
     def _offloaded(self, payload: tuple[Any, ...]) -> None:
-        _, idx, tier, start, nbytes = payload
+        _, idx, level, start, nbytes = payload
         cl = self.cl
         if cl.timeline is not None:
             cl.timeline.on_span(idx, "offload", start, cl.engine.now, {
-                "rids": [], "tokens": int(nbytes // cl.kv_bytes_per_token), "tier": tier, "bytes": nbytes})
+                "rids": [], "tokens": int(nbytes // cl.kv_bytes_per_token), "tier": self.tiers[idx][level].name,
+                "bytes": nbytes})
+        key = (idx, level)
+        more = self._writing.pop(key)
+        if more:
+            self._writing[key] = 0.0
+            self._write(idx, level, more)
 
     # ================================================================ summary
     def summary(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.env.reward_window import RewardWindow
 from disagg_gym.config import from_dict
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
-from disagg_gym.env.observation import ObservationBuilder
+from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, ObservationBuilder, cache_features
 from disagg_gym.env.options import check_reset_options
 from disagg_gym.scenario import ScenarioConfig, load_scenario
 from disagg_gym.simulation import Simulation, make_router
@@ -122,18 +122,24 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.task in ("allocate", "joint"):
             dims += [c + 1 for c in self.gpu_sizes]
         self.action_space = spaces.MultiDiscrete(np.asarray(dims, dtype=np.int64))
-        low, high = ObservationBuilder.bounds(n, len(self.gpus))
+        self.cache_obs = cache_features(self.scenario)
+        low, high = ObservationBuilder.bounds(n, len(self.gpus), self.cache_obs)
         box = spaces.Box(low=low, high=high, dtype=np.float32)
         self._box = box
         if self.cfg.obs_mode == "dict":
             nf = 10
             i = n * nf
-            self.observation_space = spaces.Dict({
+            head = i + 6 + len(GLOBAL_FEATURES) + len(self.gpus)
+            parts = {
                 "instances": spaces.Box(low[:i].reshape(n, nf), high[:i].reshape(n, nf), dtype=np.float32),
                 "request": spaces.Box(low[i:i + 4], high[i:i + 4], dtype=np.float32),
                 "decision": spaces.Box(low[i + 4:i + 6], high[i + 4:i + 6], dtype=np.float32),
-                "global": spaces.Box(low[i + 6:], high[i + 6:], dtype=np.float32),
-            })
+                "global": spaces.Box(low[i + 6:head], high[i + 6:head], dtype=np.float32),
+            }
+            if self.cache_obs:
+                nc = len(CACHE_FEATURES)
+                parts["cache"] = spaces.Box(low[head:].reshape(n, nc), high[head:].reshape(n, nc), dtype=np.float32)
+            self.observation_space = spaces.Dict(parts)
         else:
             self.observation_space = box
         self._dims = dims
@@ -162,7 +168,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.engine = self.sim.engine
         self.recorder = self.sim.recorder
         self.fallback = make_router(self.cfg.fallback_router, self.sim.streams)
-        self.obs_builder = ObservationBuilder(self.cluster, self.cfg, scen.horizon_s, _mean_rate(scen))
+        self.obs_builder = ObservationBuilder(self.cluster, self.cfg, scen.horizon_s, _mean_rate(scen), self.cache_obs)
         self._horizon_hit = False
         self._mask_req: Any = None
         self._mask_cache: tuple[list[bool], list[bool]] = ([], [])
