@@ -23,7 +23,8 @@ tier) and is their only writer.
   its memory there is given back; the blocks stay cached (LRU) in free memory.
 * **Eviction**: HBM blocks evicted by memory pressure go to the next tier when its policy is
   ``offload`` (a write over its link), and so on down the chain; ``write_through`` tiers get
-  every block when it is first cached in HBM.
+  every block when it is first cached in HBM. Only instances that prefill write to lower
+  tiers (decode instances never load from them).
 
 Lower-tier writes are visible at once (a load of a block whose offload is still on the wire is
 not delayed); their bytes still occupy the link: each tier link carries one write at a time,
@@ -35,6 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from disagg_gym.cluster.prefix_cache import BlockStore, PrefixCache
+from disagg_gym.types import Role
 from disagg_gym.workload.prefix import cache_block_hashes, cache_block_hashes_many
 
 if TYPE_CHECKING:
@@ -343,11 +345,12 @@ class CacheHierarchy:
 
     def _cache(self, idx: int, rid: int, hs: tuple[int, ...]) -> None:
         cache = self.hbm[idx]
-        if self.write_through:
+        wt = self.write_through and self.cl.instances[idx].role is not Role.DECODE
+        if wt:
             new = [h for h in hs if h not in cache]
         cache.pin(rid, hs)
         self._note(rid, idx)
-        if self.write_through and new:
+        if wt and new:
             for level, t in enumerate(self.tiers[idx]):
                 if t.policy == "write_through":
                     self._store(idx, level, new)
@@ -378,8 +381,14 @@ class CacheHierarchy:
 
     # ================================================================ eviction and offload
     def _evictor(self, idx: int) -> Any:
+        inst = self.cl.instances[idx]
+
         def evicted(hashes: list[int]) -> None:
-            chain = self.tiers[idx] if idx < len(getattr(self, "tiers", ())) else ()
+            # Only instances that prefill load from lower tiers, so only they offload (a
+            # decode instance receives what it lacks from the prefill instance).
+            if inst.role is Role.DECODE:
+                return
+            chain = self.tiers[idx]
             if chain and chain[0].policy == "offload":
                 self._store(idx, 0, hashes)
         return evicted

@@ -131,13 +131,12 @@ class PrefixCache:
         """Evicts least-recently-used unreferenced blocks until they fit in free memory."""
         lru = self.lru
         pool = self.pool
-        room = (pool.capacity - pool.used) // self.block
-        if len(lru) <= room:
+        over = len(lru) - (pool.capacity - pool.used) // self.block
+        if over <= 0:
             return
-        out = []
-        while len(lru) > room:
-            out.append(lru.popitem(last=False)[0])
-        self.evicted += len(out)
+        pop = lru.popitem
+        out = [pop(False)[0] for _ in range(over)]
+        self.evicted += over
         if self.on_evict is not None:
             self.on_evict(out)
 
@@ -196,8 +195,10 @@ class BlockStore:
                 lru[h] = None
                 added.append(h)
         self.inserted += len(added)
-        out = []
-        while len(lru) > self.capacity:
-            out.append(lru.popitem(last=False)[0])
-        self.evicted += len(out)
+        over = len(lru) - self.capacity
+        if over <= 0:
+            return added, []
+        pop = lru.popitem
+        out = [pop(False)[0] for _ in range(over)]
+        self.evicted += over
         return added, out
