@@ -297,3 +297,20 @@ def test_prefix_cache_config_is_strict() -> None:
     with pytest.raises(ConfigError, match="policy"):
         from_dict(ClusterConfig, {**base, "prefix_cache": {"host_dram": {"policy": "lazy"}}})
     assert replace(cfg.prefix_cache, enabled=False).enabled is False
+
+
+def test_chrome_trace_shows_loads_and_offloads() -> None:
+    from disagg_gym.metrics.chrome_trace import LANES, ChromeTrace
+
+    cost = LinearCost(prefill_fixed_s=0.0, prefill_per_token_s=1e-3, kv_capacity=2048)
+    ct = ChromeTrace()
+    a = ids(range(64))
+    run(ArraySource([0.0, 10.0, 20.0], [1024, 2000, 1024], [2, 2, 2], hash_ids=[a, ids(range(5000, 5125)), a]),
+        cost, host_cfg(), timeline=ct)
+    ev = ct.to_json()["traceEvents"]
+    loads = [e for e in ev if e.get("name") == "load" and e["ph"] == "X"]
+    offloads = [e for e in ev if e.get("name") == "offload" and e["ph"] == "X"]
+    assert len(loads) == 1 and loads[0]["tid"] == LANES["load"] and loads[0]["args"]["tier"] == "host_dram"
+    assert offloads and all(e["tid"] % 10 == LANES["offload"] % 10 for e in offloads)
+    names = {e["args"]["name"] for e in ev if e.get("name") == "thread_name"}
+    assert {"cache load", "cache offload"} <= names
