@@ -92,21 +92,22 @@ class PrefixCache:
         """
         held = self.holders.get(rid)
         if held is None:
-            held = self.holders[rid] = {}
+            todo = self.holders[rid] = dict.fromkeys(hashes)
+        else:
+            todo = [h for h in dict.fromkeys(hashes) if h not in held]
+            if not todo:
+                return 0
+            held.update(dict.fromkeys(todo))
         refs, lru = self.refs, self.lru
+        get = refs.get
         new = 0
-        for h in hashes:
-            if h in held:
-                continue
-            held[h] = None
-            c = refs.get(h)
+        for h in todo:
+            c = get(h)
             if c is not None:
                 refs[h] = c + 1
             else:
-                if h in lru:
-                    del lru[h]
-                else:
-                    new += 1
+                if lru.pop(h, 0) is not None:
+                    new += 1  # not cached here before (cached blocks map to None)
                 refs[h] = 1
         self.inserted += new
         return new
@@ -119,10 +120,10 @@ class PrefixCache:
         refs, lru = self.refs, self.lru
         for h in reversed(held):  # tail first: the head of the prefix is evicted last
             c = refs[h] - 1
-            assert c >= 0, "negative reference count"
-            if c:
+            if c > 0:
                 refs[h] = c
             else:
+                assert c == 0, "negative reference count"
                 del refs[h]
                 lru[h] = None
         self.trim()
