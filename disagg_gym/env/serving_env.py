@@ -57,7 +57,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     ``Box(float32)`` with finite bounds documented in ``disagg_gym.env.observation`` and
     ``docs/envs.md``: per-instance queue, predicted wait, batch, KV memory, backlog, speed and
     link load; the pending request; decision flags; recent SLO attainment, rejections, time
-    features, arrival rate; prefill share per GPU type. ``obs_mode: dict`` gives a flat ``Dict``.
+    features, arrival rate; prefill share per GPU type; in scenarios with prefix caching
+    (``observation.cache_features``), per instance the pending request's blocks held in HBM,
+    host DRAM, SSD and the shared pool, and cache occupancy. ``obs_mode: dict`` gives a flat
+    ``Dict``.
 
     ## Rewards
     A weighted sum of named terms accumulated since the previous step (``env.reward`` weights):
@@ -80,6 +83,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     compared on identical input.
 
     ## Version History
+    * issue #14 adds prefix caching: HBM prefix caches by default for workloads with block
+      hashes (no standard config before MooncakeCacheRoute-v0, MultiturnCacheRoute-v0 and
+      RagPoolRoute-v0 has any, so their dynamics and observations are unchanged).
     * core v2 also makes invalid actions visible (issue #16): penalized by default.
     * core v2 (every config: v1 for route configs, v2 for EnergyAllocate, HeteroAllocate,
       LargeJoint; issue #13): KV transfers are max-min fair over sender egress, receiver ingress
