@@ -273,6 +273,38 @@ class ClairvoyantPolicy(RouterHeuristic):
     upper_bound = True
 
 
+@POLICIES.register("prefix_affinity")
+class PrefixAffinityPolicy(RouterHeuristic):
+    """Prefix affinity: the instances holding the most cached blocks of the request."""
+
+    name = "prefix_affinity"
+    router_name = "prefix_affinity"
+
+
+@POLICIES.register("kv_router")
+class KVRouterPolicy(RouterHeuristic):
+    """Dynamo's KV router: weighted blocks to compute plus decode load, lowest cost wins."""
+
+    name = "kv_router"
+    router_name = "kv_router"
+
+
+@POLICIES.register("llmd_scorer")
+class LlmdScorerPolicy(RouterHeuristic):
+    """llm-d's weighted scorers: prefix 3 + KV utilisation 2 + queue 2, highest wins."""
+
+    name = "llmd_scorer"
+    router_name = "llmd_scorer"
+
+
+@POLICIES.register("conductor")
+class ConductorPolicy(RouterHeuristic):
+    """Mooncake's Conductor: least predicted TTFT with cache hits; early rejection on SLOs."""
+
+    name = "conductor"
+    router_name = "conductor"
+
+
 # ====================================================================== allocators
 class AllocatorHeuristic(Heuristic):
     """Sets pool sizes at control steps (``targets``); routes with JSQ at route steps."""

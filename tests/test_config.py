@@ -22,7 +22,8 @@ def test_builds_nested_frozen_dataclasses() -> None:
     ("data", "message"),
     [
         ({**GOOD, "colour": 1}, "c.yaml: key 'colour': unknown key; expected one of: groups, model, topology, "
-         "kv_reserve_frac, block_size_tokens, on_kv_full, preemption, max_queue_tokens, switch_delay_s, layerwise_overlap, idle_power"),
+         "kv_reserve_frac, block_size_tokens, on_kv_full, preemption, max_queue_tokens, switch_delay_s, layerwise_overlap, "
+         "idle_power, prefix_cache"),
         ({"groups": [{"gpu": "h100-sxm", "count": 0, "role": "prefill"}]}, "c.yaml: key 'groups[0].count': expected a value >= 1 (got 0)"),
         ({"groups": [{"gpu": "h100-sxm", "count": "two", "role": "prefill"}]}, "c.yaml: key 'groups[0].count': expected an integer (got 'two')"),
         ({"groups": [{"gpu": "h100-sxm", "count": 1, "role": "both"}]}, "c.yaml: key 'groups[0].role': expected one of 'prefill', 'decode', 'colocated' (got 'both')"),

@@ -34,8 +34,9 @@ def test_same_seed_identical_records_and_invariants(name: str) -> None:
     a = records(name, 3, horizon=8.0)
     b = records(name, 3, horizon=8.0)
     assert a == b and len(a) > 0
-    c = records(name, 4, horizon=8.0)
-    assert digest(a) != digest(c)
+    if load_scenario(name).workload.kind != "trace":  # a trace replays the same rows whatever the seed
+        c = records(name, 4, horizon=8.0)
+        assert digest(a) != digest(c)
 
 
 def test_identical_in_a_fresh_process_with_other_hash_seed() -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from disagg_gym.cluster.accounting import Meter
 from disagg_gym.cluster.config import ClusterConfig
 from disagg_gym.cluster.instance import Instance
+from disagg_gym.cluster.kv_cache import CacheHierarchy
 from disagg_gym.cluster.state import InstanceState
 from disagg_gym.interconnect.kv_transfer import Port, TransferManager
 from disagg_gym.sim.engine import Engine
@@ -224,6 +225,9 @@ class Cluster:
         self.finished = 0
         self._chunk: tuple[Any, ...] | None = None
         self._chunk_pos = 0
+        # Prefix caching (issue #14): built when the first chunk with block hashes arrives.
+        self.cache: CacheHierarchy | None = None
+        self.carries_hashes = False  # a request with prefix-block hashes has arrived
 
     # ================================================================ start-up
     def start(self) -> None:
@@ -311,10 +315,15 @@ class Cluster:
                 self._chunk = None
                 self.arrivals_done = True
                 return
+            if nxt.hash_ids is not None and not self.carries_hashes:
+                self.carries_hashes = True
+                if self.config.prefix_cache.enabled:
+                    self.cache = CacheHierarchy(self, self.config.prefix_cache)
             ch = self._chunk = (
                 nxt.arrival_s.tolist(), nxt.prompt_tokens.tolist(), nxt.output_tokens.tolist(),
                 nxt.slo_ttft_s.tolist(), nxt.slo_tpot_s.tolist(), nxt.hash_ids,
                 nxt.hash_block_tokens, nxt.session_ids.tolist() if nxt.session_ids is not None else None,
+                self.cache.chunk_hashes(nxt) if self.cache is not None and nxt.hash_ids is not None else None,
             )
             self._chunk_pos = 0
         i = self._chunk_pos
@@ -333,6 +342,8 @@ class Cluster:
             tuple(hashes[i]) if hashes is not None else None,
             hash_block_tokens=ch[6], session_id=sessions[i] if sessions is not None else -1,
         )
+        if ch[8] is not None:
+            req.block_hashes = ch[8][i]
         self._chunk_pos = i + 1
         self.arrived += 1
         self.in_system += 1
@@ -399,6 +410,8 @@ class Cluster:
         """Ends ``req`` as rejected with ``reason``."""
         if req is self.pending:
             self.pending = None
+        if self.cache is not None:
+            self.cache.release_all(req)
         req.state = RequestState.REJECTED
         req.reject_reason = reason
         req.completion_s = None
@@ -515,7 +528,18 @@ class Cluster:
                     if not chunk:
                         break
                     continue
+                if self.cache is not None and req.hash_ids:
+                    # Prefix hits (pinned before the memory is taken, so it cannot evict them).
+                    hit = self.cache.start_prefill(inst, req)
+                    if hit:
+                        req.prefilled = hit
+                        pq.progress(hit)
+                        left -= hit
                 kv.take(need)
+                req.state = RequestState.PREFILLING
+                req.run_start_s = self.engine.now
+                if req.prefill_start_s is None:
+                    req.prefill_start_s = self.engine.now
             n = min(left, budget - tokens) if chunk else left
             items.append((req, n, req.prefilled))
             tokens += n
@@ -523,12 +547,6 @@ class Cluster:
         if not items:
             return
         now = self.engine.now
-        for req, _, done_before in items:
-            if done_before == 0:
-                req.state = RequestState.PREFILLING
-                req.run_start_s = now
-                if req.prefill_start_s is None:
-                    req.prefill_start_s = now
         dur = inst.cost.prefill_s([n for _, n, _ in items], [c for _, _, c in items])
         inst.prefill_busy = True
         inst.paused = colocated
@@ -554,6 +572,8 @@ class Cluster:
         self.engine.schedule(now + dur, self._prefill_done, inst, Priority.PREFILL)
 
     def _prefill_done(self, inst: Instance) -> None:
+        if self.cache is not None and self.cache.hold_prefill(inst):
+            return  # lower-tier loads still in flight: the hierarchy calls back when they land
         now = self.engine.now
         items = inst.prefill_batch
         inst.prefill_batch = []
@@ -591,6 +611,8 @@ class Cluster:
                 req.first_token_s = now
                 req.generated = 1
                 self.observer.on_first_token(req)
+            if self.cache is not None:
+                self.cache.prefill_done(inst, req)
             d = self.instances[req.decode_inst]
             if req.output_tokens <= req.generated:
                 d.owed -= 1
@@ -694,6 +716,11 @@ class Cluster:
                 return
             dq.popleft()
             d.owed -= 1
+            if self.cache is not None and req.hash_ids:
+                # Only blocks the decode instance does not hold cross the link.
+                held = self.cache.transfer_start(d, req)
+                if held:
+                    req.kv_bytes = max(0.0, req.kv_bytes - held * self.kv_bytes_per_token)
             kv.take(need)
             self._tighten_stop(d)
             d.incoming += 1
@@ -745,6 +772,9 @@ class Cluster:
         p = self.instances[req.prefill_inst]
         d = self.instances[req.decode_inst]
         p.kv.give(self.blocks(req.held_tokens))
+        if self.cache is not None:
+            self.cache.release(p, req)
+            self.cache.transfer_done(d, req)
         p.sending -= 1
         d.incoming -= 1
         self.changed.add(p.idx)
@@ -948,6 +978,8 @@ class Cluster:
                     inst.pq.progress(-req.prefilled)
                     req.prefilled = 0
                     kv.give(self.blocks(req.held_tokens))
+                    if self.cache is not None:
+                        self.cache.release(inst, req)
                     if batch.new_blocks(iterations) * kv.block <= kv.free + inst.swap_out_tokens:
                         return
         order = sorted(batch.members, key=lambda m: (-m[2].arrival_s, -m[1]))
@@ -965,6 +997,8 @@ class Cluster:
         colocated = inst.role is Role.COLOCATED
         for m in victims:
             v = m[2]
+            if self.cache is not None:
+                self.cache.release(inst, v)  # its KV here is dropped or on its way to host memory
             if self.blocks(v.held_tokens + 1) > inst.kv.capacity:
                 # It alone outgrew the instance: nothing can hold its next token.
                 self.reject(v, "too_large")
@@ -1025,6 +1059,8 @@ class Cluster:
         return True
 
     def _complete(self, req: Request, inst: Instance) -> None:
+        if self.cache is not None:
+            self.cache.release_all(req)
         req.completion_s = self.engine.now
         req.state = RequestState.COMPLETED
         self.in_system -= 1

@@ -59,6 +59,57 @@ class TopologyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheTierConfig:
+    """One lower tier of the KV-cache hierarchy (host DRAM, local SSD or the shared pool)."""
+
+    capacity_gb: float = field(
+        default=0.0, metadata=spec("capacity of the tier per instance (shared pool: in all), GB; 0 = tier off", ge=0)
+    )
+    policy: Literal["offload", "write_through"] = field(
+        default="offload",
+        metadata=spec(
+            "offload: receives the blocks the tier above evicts; write_through: receives every "
+            "block when it is first cached in HBM"
+        ),
+    )
+    bandwidth_gbps: float | None = field(
+        default=None,
+        metadata=spec("link bandwidth per direction, GB/s (default: the link catalog's tier, see docs)", gt=0),
+    )
+    latency_s: float | None = field(
+        default=None, metadata=spec("fixed cost of one load or offload, s (default: the catalog's)", ge=0)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixCacheConfig:
+    """Prefix caching of KV blocks (on by default for requests that carry block hashes)."""
+
+    enabled: bool = field(
+        default=True,
+        metadata=spec("HBM prefix cache in KV memory not held by running requests (needs block hashes)"),
+    )
+    block_tokens: int = field(
+        default=16,
+        metadata=spec(
+            "tokens per cache block (vLLM: 16); a trace's coarser hash blocks map onto it "
+            "(workload.prefix.cache_block_hashes)",
+            ge=1,
+        ),
+    )
+    host_dram: CacheTierConfig = field(
+        default_factory=CacheTierConfig, metadata=spec("per-instance host-DRAM tier (over the GPU's PCIe link)")
+    )
+    ssd: CacheTierConfig = field(
+        default_factory=CacheTierConfig, metadata=spec("per-instance local NVMe SSD tier (NVMe link, then PCIe)")
+    )
+    remote: CacheTierConfig = field(
+        default_factory=CacheTierConfig,
+        metadata=spec("cluster-wide shared pool (Mooncake Store / LMCache style) over the RDMA tier"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """The whole cluster: model, instance groups, topology and memory/queue policies."""
 
@@ -95,6 +146,10 @@ class ClusterConfig:
         default=False, metadata=spec("overlap KV transfer with prefill layer by layer")
     )
     idle_power: bool = field(default=True, metadata=spec("count idle power of provisioned GPUs"))
+    prefix_cache: PrefixCacheConfig = field(
+        default_factory=PrefixCacheConfig,
+        metadata=spec("prefix caching and the KV-cache hierarchy"),
+    )
 
     def validate(self) -> None:
         """Cross-field checks: known GPUs, model and tiers; the model fits; both roles present."""

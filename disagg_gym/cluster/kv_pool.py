@@ -2,7 +2,8 @@
 
 The pool is the only owner of the ``used`` count. Everything that takes memory (a prefill's
 prompt, a decode admission, a decode batch growing by a block, a swap-in) calls ``take``;
-everything that gives it back calls ``give``. Both assert the pool never goes below zero or
+everything that gives it back calls ``give``. A prefix cache, if attached, keeps its
+unreferenced blocks in the free part and evicts them on ``take``. Both assert the pool never goes below zero or
 above its capacity, so a bookkeeping error fails at its source instead of later.
 """
 
@@ -17,12 +18,15 @@ class KVPool:
         block_tokens: Tokens per block (vLLM's ``block_size``).
     """
 
-    __slots__ = ("block", "capacity", "used")
+    __slots__ = ("block", "cache", "capacity", "used")
 
     def __init__(self, capacity_tokens: int, block_tokens: int) -> None:
         self.block = block_tokens
         self.capacity = capacity_tokens // block_tokens * block_tokens
         self.used = 0
+        # The instance's HBM prefix cache (``prefix_cache.PrefixCache``), set when the first
+        # request with block hashes arrives; its unreferenced blocks live in free memory.
+        self.cache = None
 
     def blocks(self, tokens: int) -> int:
         """``tokens`` rounded up to whole blocks (in tokens)."""
@@ -43,6 +47,8 @@ class KVPool:
         used = self.used + tokens
         assert 0 <= used <= self.capacity, f"KV pool over capacity: {used} > {self.capacity}"
         self.used = used
+        if self.cache is not None:
+            self.cache.trim()  # cached blocks give way to memory in use
 
     def give(self, tokens: int) -> None:
         """Frees ``tokens`` (a multiple of the block size)."""

@@ -259,6 +259,193 @@ class ClairvoyantRouter(KVTransferAwareRouter):
         return p.idx, d.idx
 
 
+# ------------------------------------------------------------------ cache-aware routers (issue #14)
+def cached_blocks(cluster: Cluster, inst: Instance, req: Request) -> tuple[int, int, int, int, int]:
+    """``(total, hbm, host_dram, ssd, remote)`` leading blocks of ``req`` instance ``inst`` finds
+    in each cache tier (all zero when nothing is cached or the request carries no hashes).
+    """
+    cache = cluster.cache
+    if cache is None or not req.hash_ids:
+        return 0, 0, 0, 0, 0
+    return cache.prefix_blocks(inst.idx, req)
+
+
+def _queued_tokens(i: Instance) -> int:
+    return i.pq_tokens + (i.token_budget if i.prefill_busy else 0)
+
+
+@ROUTERS.register("prefix_affinity")
+class PrefixAffinityRouter(_Base):
+    """Most cached blocks: the prefill instance holding the longest prefix of the request in
+    its own caches (HBM, then host DRAM and SSD; the shared pool is the same everywhere and
+    does not count), ties broken by fewest queued tokens; the decode instance holding the
+    longest prefix in HBM (fewer bytes to transfer), ties by lowest slot/memory pressure.
+    Without cached blocks it is JSQ.
+    """
+
+    def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
+        ps, ds = self.candidates(cluster, req)
+        if not ps:
+            return None
+
+        def p_key(i: Instance) -> tuple[int, int, int]:
+            _, h, host, ssd, _ = cached_blocks(cluster, i, req)
+            return -(h + host + ssd), _queued_tokens(i), i.idx
+
+        p = min(ps, key=p_key)
+        d = None
+        if ds and p.role is not Role.COLOCATED:
+            d = min(ds, key=lambda i: (-cached_blocks(cluster, i, req)[1], decode_pressure(i), i.idx))
+        return self.pair(p, ds, d)
+
+
+@ROUTERS.register("kv_router")
+class DynamoKVRouter(_Base):
+    """NVIDIA Dynamo's KV router cost: ``overlap_score_weight * prefill_blocks + decode_blocks``,
+    lowest wins (Dynamo docs, "KV Router" / "Routing Concepts": prefill blocks = (prompt
+    tokens - overlap blocks x block size) / block size, plus the worker's active prefill work;
+    decode blocks = the worker's active KV blocks plus the request's; ``overlap_score_weight``
+    defaults to 1.0 (``--kv-overlap-score-weight``)).
+
+    Here, per block of ``prefix_cache.block_tokens`` tokens: for a prefill instance,
+    prefill blocks = (queued prompt tokens + the request's tokens not in its HBM) / block and
+    decode blocks = KV tokens held / block; for a decode instance, prefill blocks = the
+    request's tokens it does not hold (to be transferred) / block and decode blocks = (KV
+    held + the request's prompt) / block.
+    """
+
+    def __init__(self, overlap_score_weight: float = 1.0) -> None:
+        self.w = overlap_score_weight
+
+    def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
+        ps, ds = self.candidates(cluster, req)
+        if not ps:
+            return None
+        blk = cluster.cache.block if cluster.cache is not None else cluster.block
+        w = self.w
+        P = req.prompt_tokens
+
+        def p_cost(i: Instance) -> tuple[float, int]:
+            hit = cached_blocks(cluster, i, req)[1] * blk
+            return w * (_queued_tokens(i) + P - hit) / blk + i.kv_used / blk, i.idx
+
+        p = min(ps, key=p_cost)
+        d = None
+        if ds and p.role is not Role.COLOCATED:
+            def d_cost(i: Instance) -> tuple[float, int]:
+                hit = cached_blocks(cluster, i, req)[1] * blk
+                return w * (P - hit) / blk + (i.kv_used + P) / blk, i.idx
+
+            d = min(ds, key=d_cost)
+        return self.pair(p, ds, d)
+
+
+@ROUTERS.register("llmd_scorer")
+class LlmdScorerRouter(_Base):
+    """llm-d's endpoint picker with weighted scorers, highest total wins (max-score picker).
+
+    The precise-prefix-cache-aware guide of llm-d weights ``precise-prefix-cache-scorer: 3``,
+    ``kv-cache-utilization-scorer: 2`` and ``queue-scorer: 2`` (llm-d
+    ``guides/precise-prefix-cache-aware/gaie-kv-events/values.yaml``). Each scorer gives 0..1:
+    prefix = the fraction of the request's blocks cached in the instance's HBM; KV
+    utilisation = 1 - KV memory in use / capacity; queue = min-max normalised queue length
+    over the candidates (1 for the shortest; all 1 when equal). Prefill instances' queues are
+    queued prompt tokens; decode instances' are sequences waiting or running.
+    """
+
+    def __init__(self, prefix_weight: float = 3.0, kv_weight: float = 2.0, queue_weight: float = 2.0) -> None:
+        self.wp, self.wk, self.wq = prefix_weight, kv_weight, queue_weight
+
+    def _pick(self, cluster: Cluster, req: Request, insts: list[Instance], queue: list[float]) -> Instance:
+        lo, hi = min(queue), max(queue)
+        span = hi - lo
+        best = insts[0]
+        best_s = -math.inf
+        for i, q in zip(insts, queue):
+            total = cached_blocks(cluster, i, req)
+            prefix = total[1] / total[0] if total[0] else 0.0
+            kv = 1.0 - (i.kv_used / i.kv_cap if i.kv_cap else 1.0)
+            qs = (hi - q) / span if span > 0 else 1.0
+            s = self.wp * prefix + self.wk * kv + self.wq * qs
+            if s > best_s:
+                best, best_s = i, s
+        return best
+
+    def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
+        ps, ds = self.candidates(cluster, req)
+        if not ps:
+            return None
+        p = self._pick(cluster, req, ps, [float(_queued_tokens(i)) for i in ps])
+        d = None
+        if ds and p.role is not Role.COLOCATED:
+            d = self._pick(cluster, req, ds, [float(i.decode_load) for i in ds])
+        return self.pair(p, ds, d)
+
+
+@ROUTERS.register("conductor")
+class ConductorRouter(_Base):
+    """Mooncake's Conductor (Qin et al., FAST'25, Sec. 5 "KVCache-centric scheduling"): the
+    prefill instance minimising predicted TTFT = queue wait + compute of the tokens it lacks
+    (cost model, over the cached context) + load time of the blocks it would fetch from lower
+    tiers (bytes / fair-share bandwidth + latency); the decode instance with the lowest
+    predicted TPOT. Rejects at arrival ("early rejection") when the predicted TTFT exceeds the
+    request's TTFT SLO or the predicted TPOT its TPOT SLO, unless ``reject`` is off.
+    """
+
+    def __init__(self, reject: bool = True) -> None:
+        self.reject = reject
+
+    def ttft_s(self, cluster: Cluster, p: Instance, req: Request, now: float) -> float:
+        """Predicted TTFT of ``req`` on prefill instance ``p``."""
+        P = req.prompt_tokens
+        total, h, host, ssd, remote = cached_blocks(cluster, p, req)
+        cache = cluster.cache
+        wait = prefill_wait_s(p, now)
+        if cache is None or not total:
+            return wait + p.cost.prefill_s([P])
+        blk = cache.block
+        limit = (P - 1) // blk
+        h = min(h, limit)
+        best = p.cost.prefill_s([P - h * blk], [h * blk])
+        load = 0.0
+        k = h
+        for tier, n in (("host_dram", host), ("ssd", ssd), ("remote", remote)):
+            n = min(n, limit - k)
+            if n <= 0:
+                continue
+            load += cache.load_estimate_s(p.idx, tier, n)
+            k += n
+            best = min(best, load + p.cost.prefill_s([P - k * blk], [k * blk]))
+        return wait + best
+
+    @staticmethod
+    def tpot_s(d: Instance, req: Request) -> float:
+        """Predicted decode iteration time of ``d`` once ``req`` joins."""
+        b = min(d.decode_load + 1, d.max_batch)
+        a, c = d.coeffs(b)
+        slow = max(1.0, (d.decode_load + 1) / d.max_batch)
+        return (a + c * (d.S + req.prompt_tokens)) * slow
+
+    def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
+        ps, ds = self.candidates(cluster, req)
+        if not ps:
+            return None
+        now = cluster.engine.now
+        p = min(ps, key=lambda i: (self.ttft_s(cluster, i, req, now), i.idx))
+        if self.reject and self.ttft_s(cluster, p, req, now) > req.slo_ttft_s:
+            return None
+        if p.role is Role.COLOCATED:
+            if self.reject and self.tpot_s(p, req) > req.slo_tpot_s:
+                return None
+            return p.idx, p.idx
+        if not ds:
+            return None
+        d = min(ds, key=lambda i: (self.tpot_s(i, req), i.idx))
+        if self.reject and self.tpot_s(d, req) > req.slo_tpot_s:
+            return None
+        return p.idx, d.idx
+
+
 # ------------------------------------------------------------------ allocators
 @dataclass
 class StaticAllocator:

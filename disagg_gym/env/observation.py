@@ -3,6 +3,7 @@
 Layout (``N`` instances, ``G`` switchable GPU types)::
 
     [ N x 10 per-instance features | 4 request features | 2 decision flags | 6 + G global ]
+    + [ N x 5 cache features ]   (only for scenarios with prefix caching, see ``cache_features``)
 
 Every feature is clipped into its bound, so observations are never NaN/inf or out of range.
 """
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from disagg_gym.cluster.cluster import Cluster
     from disagg_gym.cluster.instance import Instance
     from disagg_gym.env.config import EnvConfig
+    from disagg_gym.scenario import ScenarioConfig
     from disagg_gym.workload.request import Request
 
 # name, low, high, meaning
@@ -55,19 +57,49 @@ GLOBAL_FEATURES: tuple[tuple[str, float, float, str], ...] = (
     ("arrival_rate", 0.0, 1.0, "EMA of arrivals per second / (2 x configured mean rate), clipped"),
 )
 # Per switchable GPU type g: ("prefill_share_<g>", 0, 1, "share of g's instances assigned to prefill")
+CACHE_FEATURES: tuple[tuple[str, float, float, str], ...] = (
+    ("cache_hbm", 0.0, 1.0, "fraction of the pending request's cache blocks (its leading prefix) in the instance's HBM"),
+    ("cache_host_dram", 0.0, 1.0, "fraction of its blocks found next (after the HBM prefix) in the instance's host DRAM"),
+    ("cache_ssd", 0.0, 1.0, "fraction found next in the instance's local SSD"),
+    ("cache_remote", 0.0, 1.0, "fraction found next in the cluster-wide shared pool"),
+    ("cache_occupancy", 0.0, 1.0, "cached blocks (in use or not) x block tokens / KV capacity, clipped"),
+)
+#: Workload kinds whose requests carry prefix-block hashes (``trace``: Mooncake JSONL files).
+PREFIX_KINDS = ("multi_turn", "tenants", "rag")
+
+
+def cache_features(scenario: ScenarioConfig) -> bool:
+    """Whether observations of ``scenario`` carry :data:`CACHE_FEATURES`: prefix caching is on
+    and the workload carries block hashes (a prefix kind, or a Mooncake JSONL trace). Decided
+    from the config alone, so an env id's observation shape never depends on the data.
+    """
+    if not scenario.cluster.prefix_cache.enabled:
+        return False
+    wl = scenario.workload
+    if wl.kind in PREFIX_KINDS:
+        return True
+    if wl.kind == "trace":
+        fmt = wl.trace_format
+        return fmt == "mooncake" or (fmt == "auto" and str(wl.trace_path or "").endswith(".jsonl"))
+    return False
 
 
 class ObservationBuilder:
     """Builds observations for one cluster."""
 
-    def __init__(self, cluster: Cluster, cfg: EnvConfig, horizon_s: float, mean_rate: float) -> None:
+    def __init__(self, cluster: Cluster, cfg: EnvConfig, horizon_s: float, mean_rate: float,
+                 cache: bool = False) -> None:
         self.cluster = cluster
+        self.cache = cache
         self.cfg = cfg
         self.horizon_s = horizon_s
         self.n = cluster.n
         self.gpus = cluster.flexible_gpus()
         self.nf = len(INSTANCE_FEATURES)
         self.size = self.n * self.nf + len(REQUEST_FEATURES) + len(DECISION_FEATURES) + len(GLOBAL_FEATURES) + len(self.gpus)
+        self.head = self.size  # end of the layout without cache features
+        if cache:
+            self.size += self.n * len(CACHE_FEATURES)
         ref = [inst.cost.prefill_s([1024]) for inst in cluster.instances]
         fastest = min(ref)
         self.speed = [fastest / r for r in ref]
@@ -84,12 +116,31 @@ class ObservationBuilder:
         self._fresh = True  # no row computed yet
 
     @staticmethod
-    def bounds(n: int, n_gpus: int) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(n: int, n_gpus: int, cache: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) arrays of the flat observation."""
         feats = list(INSTANCE_FEATURES) * n + list(REQUEST_FEATURES) + list(DECISION_FEATURES) + list(GLOBAL_FEATURES)
-        low = [f[1] for f in feats] + [0.0] * n_gpus
-        high = [f[2] for f in feats] + [1.0] * n_gpus
+        tail = list(CACHE_FEATURES) * n if cache else []
+        low = [f[1] for f in feats] + [0.0] * n_gpus + [f[1] for f in tail]
+        high = [f[2] for f in feats] + [1.0] * n_gpus + [f[2] for f in tail]
         return np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
+
+    def _cache_tail(self, req: Request | None) -> list[float]:
+        """Per instance: the pending request's blocks found in each tier, and cache occupancy."""
+        cl = self.cluster
+        cache = cl.cache
+        out: list[float] = []
+        if cache is None:
+            return [0.0] * (self.n * len(CACHE_FEATURES))
+        for i in range(self.n):
+            occ = cache.occupancy(i)
+            if req is not None and req.hash_ids:
+                total, h, host, ssd, remote = cache.prefix_blocks(i, req)
+                if total:
+                    inv = 1.0 / total
+                    out += (h * inv, host * inv, ssd * inv, remote * inv, occ if occ < 1.0 else 1.0)
+                    continue
+            out += (0.0, 0.0, 0.0, 0.0, occ if occ < 1.0 else 1.0)
+        return out
 
     def _row(self, inst: Instance, speed: float) -> tuple[float, ...]:
         """Per-instance features except the time-dependent prefill wait (column 4)."""
@@ -149,7 +200,9 @@ class ObservationBuilder:
         out = np.empty(self.size, dtype=np.float32)
         k = self.n * self.nf
         out[:k] = feat.ravel()
-        out[k:] = self._tail(req, is_route, is_control, slo_ema, rej_ema, rate_ema)
+        out[k:self.head] = self._tail(req, is_route, is_control, slo_ema, rej_ema, rate_ema)
+        if self.cache:
+            out[self.head:] = self._cache_tail(req)
         return out
 
     def _build_small(
@@ -177,6 +230,8 @@ class ObservationBuilder:
             vals += row
         changed.clear()
         vals += self._tail(req, is_route, is_control, slo_ema, rej_ema, rate_ema)
+        if self.cache:
+            vals += self._cache_tail(req)
         return np.array(vals, dtype=np.float32)
 
     def _tail(
@@ -212,9 +267,12 @@ class ObservationBuilder:
         i = self.n * self.nf
         r = i + len(REQUEST_FEATURES)
         d = r + len(DECISION_FEATURES)
-        return {
+        out = {
             "instances": flat[:i].reshape(self.n, self.nf),
             "request": flat[i:r],
             "decision": flat[r:d],
-            "global": flat[d:],
+            "global": flat[d:self.head],
         }
+        if self.cache:
+            out["cache"] = flat[self.head:].reshape(self.n, len(CACHE_FEATURES))
+        return out

@@ -18,8 +18,8 @@ from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.env.reward_window import RewardWindow
 from disagg_gym.config import from_dict, to_dict
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
-from disagg_gym.env.observation import ObservationBuilder
 from disagg_gym.env.make import config_tag, custom_env_id, scenario_data
+from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, ObservationBuilder, cache_features
 from disagg_gym.env.options import check_reset_options
 from disagg_gym.generator import ScenarioGenerator
 from disagg_gym.rng import RngStreams
@@ -63,7 +63,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     ``Box(float32)`` with finite bounds documented in ``disagg_gym.env.observation`` and
     ``docs/envs.md``: per-instance queue, predicted wait, batch, KV memory, backlog, speed and
     link load; the pending request; decision flags; recent SLO attainment, rejections, time
-    features, arrival rate; prefill share per GPU type. ``obs_mode: dict`` gives a flat ``Dict``.
+    features, arrival rate; prefill share per GPU type; in scenarios with prefix caching
+    (``observation.cache_features``), per instance the pending request's blocks held in HBM,
+    host DRAM, SSD and the shared pool, and cache occupancy. ``obs_mode: dict`` gives a flat
+    ``Dict``.
 
     ## Rewards
     A weighted sum of named terms accumulated since the previous step (``env.reward`` weights):
@@ -94,6 +97,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     different policies can be compared on identical input.
 
     ## Version History
+    * issue #14 adds prefix caching: HBM prefix caches by default for workloads with block
+      hashes (no standard config before MooncakeCacheRoute-v0, MultiturnCacheRoute-v0 and
+      RagPoolRoute-v0 has any, so their dynamics and observations are unchanged).
     * core v2 also makes invalid actions visible (issue #16): penalized by default.
     * core v2 (every config: v1 for route configs, v2 for EnergyAllocate, HeteroAllocate,
       LargeJoint; issue #13): KV transfers are max-min fair over sender egress, receiver ingress
@@ -183,18 +189,24 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.task in ("allocate", "joint"):
             dims += [c + 1 for c in self.gpu_sizes]
         self.action_space = spaces.MultiDiscrete(np.asarray(dims, dtype=np.int64))
-        low, high = ObservationBuilder.bounds(n, len(self.gpus))
+        self.cache_obs = cache_features(self.scenario)
+        low, high = ObservationBuilder.bounds(n, len(self.gpus), self.cache_obs)
         box = spaces.Box(low=low, high=high, dtype=np.float32)
         self._box = box
         if self.cfg.obs_mode == "dict":
             nf = 10
             i = n * nf
-            self.observation_space = spaces.Dict({
+            head = i + 6 + len(GLOBAL_FEATURES) + len(self.gpus)
+            parts = {
                 "instances": spaces.Box(low[:i].reshape(n, nf), high[:i].reshape(n, nf), dtype=np.float32),
                 "request": spaces.Box(low[i:i + 4], high[i:i + 4], dtype=np.float32),
                 "decision": spaces.Box(low[i + 4:i + 6], high[i + 4:i + 6], dtype=np.float32),
-                "global": spaces.Box(low[i + 6:], high[i + 6:], dtype=np.float32),
-            })
+                "global": spaces.Box(low[i + 6:head], high[i + 6:head], dtype=np.float32),
+            }
+            if self.cache_obs:
+                nc = len(CACHE_FEATURES)
+                parts["cache"] = spaces.Box(low[head:].reshape(n, nc), high[head:].reshape(n, nc), dtype=np.float32)
+            self.observation_space = spaces.Dict(parts)
         else:
             self.observation_space = box
         self._dims = dims
@@ -237,7 +249,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.engine = self.sim.engine
         self.recorder = self.sim.recorder
         self.fallback = make_router(self.cfg.fallback_router, self.sim.streams)
-        self.obs_builder = ObservationBuilder(self.cluster, self.cfg, scen.horizon_s, _mean_rate(scen))
+        self.obs_builder = ObservationBuilder(self.cluster, self.cfg, scen.horizon_s, _mean_rate(scen), self.cache_obs)
         self._horizon_hit = False
         self._warm_stop = self._warming = False
         self._mask_req: Any = None

@@ -9,7 +9,8 @@ Layout of the trace:
   ``"#<idx> <gpu> tp=<tp> <role>"`` (the role at start), ``process_sort_index`` = index and
   ``process_labels`` ``"role=<role>"`` with the role at the end of the run;
 * complete events (``ph: "X"``, ``ts``/``dur`` in microseconds) named ``prefill``, ``decode``,
-  ``transfer``, ``swap``, ``drain`` and ``switch``, each kind on its own lane (thread) of the
+  ``transfer``, ``swap``, ``drain``, ``switch``, ``load`` (prefix-cache blocks loaded from a
+  lower tier; ``args.tier``, ``args.bytes``) and ``offload`` (blocks written to a lower tier), each kind on its own lane (thread) of the
   instance; spans of one kind that overlap in time (concurrent KV transfers from one sender)
   are spread over extra lanes of that kind so that no two slices of a lane overlap;
 * instant events (``ph: "i"``, ``s: "p"``), e.g. ``role`` with ``{"from": ..., "to": ...}``.
@@ -30,14 +31,16 @@ from disagg_gym.io import atomic_write_text
 
 #: Lane (``tid``) of each span name; names not listed share ``OTHER_LANE``. Lanes start at 1:
 #: Perfetto treats tid 0 (and pid 0) as Linux's idle task.
-LANES: dict[str, int] = {"prefill": 1, "decode": 2, "transfer": 3, "swap": 4, "drain": 5, "switch": 5, "role": 5}
+LANES: dict[str, int] = {"prefill": 1, "decode": 2, "transfer": 3, "swap": 4, "drain": 5, "switch": 5, "role": 5,
+                         "load": 7, "offload": 8}
 OTHER_LANE = 6
 #: Label of each base lane (thread name in the viewer).
-LANE_NAMES: dict[int, str] = {1: "prefill", 2: "decode", 3: "transfer", 4: "swap", 5: "drain/switch", 6: "other"}
+LANE_NAMES: dict[int, str] = {1: "prefill", 2: "decode", 3: "transfer", 4: "swap", 5: "drain/switch", 6: "other",
+                              7: "cache load", 8: "cache offload"}
 #: Extra lane ``j`` (1, 2, ...) of base lane ``b`` gets ``tid = b + LANE_STRIDE * j``.
 LANE_STRIDE = 10
 #: Span names the simulator emits.
-SPAN_NAMES = ("prefill", "decode", "transfer", "drain", "switch", "swap")
+SPAN_NAMES = ("prefill", "decode", "transfer", "drain", "switch", "swap", "load", "offload")
 
 
 class TimelineObserver(Protocol):

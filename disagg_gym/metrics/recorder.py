@@ -14,7 +14,8 @@ RECORD_FIELDS = (
     "rid", "arrival_s", "prompt_tokens", "output_tokens", "slo_ttft_s", "slo_tpot_s", "state",
     "reject_reason", "prefill_inst", "decode_inst", "tier", "kv_bytes", "prefill_start_s",
     "first_token_s", "transfer_start_s", "transfer_end_s", "decode_start_s", "completion_s",
-    "ttft_s", "tpot_s", "e2e_s", "met_slo",
+    "ttft_s", "tpot_s", "e2e_s", "met_slo", "cached_tokens", "cache_tier", "ttft_queue_s", "ttft_load_s",
+    "ttft_compute_s",
 )
 
 
@@ -121,6 +122,7 @@ class Recorder:
         self.output_tokens_done = 0
         self.good_tokens = 0  # prompt + output tokens of requests that met both SLOs
         self.kv_bytes_by_tier: dict[str, float] = {}
+        self.cached_tokens_by_tier = [0, 0, 0, 0]  # completed requests' prompt tokens from hbm, host, ssd, remote
         self.rejected_by_reason: dict[str, int] = {}
         self.last_finish_s = 0.0
         self.records: list[tuple[Any, ...]] = []
@@ -154,6 +156,13 @@ class Recorder:
         if met:
             self.good_tokens += req.prompt_tokens + out
         self.prompt_tokens_done += req.prompt_tokens
+        served = req.cache_served
+        if served is not None:
+            c = self.cached_tokens_by_tier
+            c[0] += served[0]
+            c[1] += served[1]
+            c[2] += served[2]
+            c[3] += served[3]
         self.output_tokens_done += out
         self.last_finish_s = req.completion_s  # type: ignore[assignment]
         if self.keep_records:  # exact percentiles from the lists
@@ -181,11 +190,19 @@ class Recorder:
     # ---------------------------------------------------------------- views
     @staticmethod
     def _row(req: Request, ttft: float | None, tpot: float | None, e2e: float | None, met: bool) -> tuple[Any, ...]:
+        # TTFT = queue (arrival -> first prefill start) + load (waiting for lower-tier loads
+        # after the compute ended) + compute (the rest: prefill iterations, chunk interleaving).
+        queue = load = compute = None
+        if ttft is not None and req.prefill_start_s is not None:
+            queue = req.prefill_start_s - req.arrival_s
+            load = req.ttft_load_s
+            compute = ttft - queue - load
         return (
             req.rid, req.arrival_s, req.prompt_tokens, req.output_tokens, req.slo_ttft_s,
             req.slo_tpot_s, req.state.value, req.reject_reason, req.prefill_inst, req.decode_inst,
             req.tier, req.kv_bytes, req.prefill_start_s, req.first_token_s, req.transfer_start_s,
             req.transfer_end_s, req.decode_start_s, req.completion_s, ttft, tpot, e2e, met,
+            req.cached_tokens, req.cache_tier, queue, load, compute,
         )
 
     def iter_records(self) -> Iterator[dict[str, Any]]:

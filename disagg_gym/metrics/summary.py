@@ -28,6 +28,36 @@ def _clean(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), 9)
 
 
+def cache_summary(rec: Recorder, cluster: Cluster) -> dict[str, Any]:
+    """Prefix-cache KPIs (issue #14), in the summary of runs whose workload carries block hashes.
+
+    ``cache_hit_rate``: prompt tokens of completed requests served from any cache (no compute)
+    / their prompt tokens (``prompt_tokens_total``); ``cache_hit_rate_by_tier`` splits the
+    numerator by the tier that served them (``hbm``, ``host_dram``, ``ssd``, ``remote``).
+    ``prefill_tokens_computed``: tokens every prefill iteration computed (recomputes after
+    preemption included). ``cache_bytes_loaded_by_tier`` / ``cache_bytes_offloaded_by_tier``:
+    bytes moved up from / down to each lower tier; ``kv_transfer_bytes_saved``: PD-transfer
+    bytes not sent because the decode instance held the blocks.
+    """
+    from disagg_gym.cluster.kv_cache import TIER_NAMES
+
+    total = rec.prompt_tokens_done
+    by_tier = rec.cached_tokens_by_tier
+    cache = cluster.cache
+    lower = TIER_NAMES[1:]
+    loaded = cache.bytes_loaded if cache is not None else dict.fromkeys(lower, 0.0)
+    offloaded = cache.bytes_offloaded if cache is not None else dict.fromkeys(lower, 0.0)
+    return {
+        "cache_hit_rate": _clean(sum(by_tier) / total) if total else 0.0,
+        "cache_hit_rate_by_tier": {k: _clean(v / total) if total else 0.0 for k, v in zip(TIER_NAMES, by_tier)},
+        "prefill_tokens_computed": sum(i.prefill_tokens for i in cluster.instances),
+        "prompt_tokens_total": total,
+        "cache_bytes_loaded_by_tier": {k: _clean(loaded[k]) for k in lower},
+        "cache_bytes_offloaded_by_tier": {k: _clean(offloaded[k]) for k in lower},
+        "kv_transfer_bytes_saved": _clean(cache.transfer_bytes_saved if cache is not None else 0.0),
+    }
+
+
 def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) -> dict[str, Any]:
     """Builds the KPI dictionary of a run.
 
@@ -82,6 +112,7 @@ def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) 
         "cost_usd": _clean(cost),
         "cost_per_1m_tokens_usd": _clean(cost / tokens * 1e6) if tokens else None,
         "cost_per_1m_good_tokens_usd": _clean(cost / rec.good_tokens * 1e6) if rec.good_tokens else None,
+        **(cache_summary(rec, cluster) if cluster.carries_hashes else {}),
         "gpus": sum(i.tp for i in cluster.instances),
         "instances": cluster.n,
     }

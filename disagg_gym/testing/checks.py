@@ -69,9 +69,38 @@ def check_cluster_state(cluster: Cluster) -> None:
             for req, _, done_before in inst.prefill_batch:
                 if done_before == 0 and req.run_start_s is not None and req.run_start_s > inst.drain_start_s:
                     raise InvariantError(f"instance {inst.idx}: started a prefill while {inst.state.value}")
+    if cluster.cache is not None:
+        check_cache_state(cluster)
     for port in cluster.links():
         if port.load_Bps > port.bandwidth_Bps * (1 + 1e-9):
             raise InvariantError(f"port {port.key}: carries {port.load_Bps:.4g} B/s > {port.bandwidth_Bps:.4g}")
+
+
+def check_cache_state(cluster: Cluster) -> None:
+    """Prefix caches: unreferenced blocks fit in free KV memory (so cache plus memory in use
+    never exceed capacity), reference counts are positive and equal the number of holders,
+    a referenced block is not on the eviction list, lower tiers within capacity.
+    """
+    cache = cluster.cache
+    assert cache is not None
+    for inst, c in zip(cluster.instances, cache.hbm):
+        if c.evictable_tokens > inst.kv.free:
+            raise InvariantError(
+                f"instance {inst.idx}: cached blocks {c.evictable_tokens} tokens > free KV {inst.kv.free}"
+            )
+        counts: dict[int, int] = {}
+        for held in c.holders.values():
+            for h in held:
+                counts[h] = counts.get(h, 0) + 1
+        if counts != c.refs:
+            raise InvariantError(f"instance {inst.idx}: reference counts disagree with the holders")
+        if any(v < 1 for v in c.refs.values()):
+            raise InvariantError(f"instance {inst.idx}: a reference count below 1")
+        if any(h in c.lru for h in c.refs):
+            raise InvariantError(f"instance {inst.idx}: a block in use is on the eviction list")
+        for t in cache.tiers[inst.idx]:
+            if len(t.store) > t.store.capacity:
+                raise InvariantError(f"instance {inst.idx}: tier {t.name} over capacity")
 
 
 def check_sim_invariants(cluster: Cluster, recorder: Recorder, drained: bool = True) -> None:
@@ -104,3 +133,7 @@ def check_sim_invariants(cluster: Cluster, recorder: Recorder, drained: bool = T
         for inst in cluster.instances:
             if inst.kv_used != 0 or inst.B != 0 or inst.pq or inst.dq or inst.joiners or inst.incoming or inst.swapped:
                 raise InvariantError(f"instance {inst.idx} not empty after draining: kv_used={inst.kv_used}, B={inst.B}")
+        if cluster.cache is not None:
+            for inst, c in zip(cluster.instances, cluster.cache.hbm):
+                if c.refs or c.holders:
+                    raise InvariantError(f"instance {inst.idx}: cache blocks still pinned after draining")

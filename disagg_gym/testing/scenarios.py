@@ -60,7 +60,11 @@ class LinearCost:
 
 
 class ArraySource:
-    """An ``ArrivalSource`` over given arrays (one chunk per ``chunk`` rows)."""
+    """An ``ArrivalSource`` over given arrays (one chunk per ``chunk`` rows).
+
+    ``hash_ids`` (optional): prefix-block ids per request, one per ``hash_block_tokens`` tokens
+    (the last block may be partial), as a trace's ``hash_ids``.
+    """
 
     def __init__(
         self,
@@ -70,7 +74,11 @@ class ArraySource:
         slo_ttft_s: float = 1.0,
         slo_tpot_s: float = 0.1,
         chunk: int = 1024,
+        hash_ids: Sequence[Sequence[int]] | None = None,
+        hash_block_tokens: int = 16,
     ) -> None:
+        self.hash_ids = [tuple(h) for h in hash_ids] if hash_ids is not None else None
+        self.hash_block_tokens = hash_block_tokens
         self.t = np.asarray(arrival_s, dtype=np.float64)
         self.p = np.asarray(prompt_tokens, dtype=np.int64)
         self.o = np.asarray(output_tokens, dtype=np.int64)
@@ -85,8 +93,10 @@ class ArraySource:
         s = slice(self.pos, self.pos + self.chunk)
         self.pos += self.chunk
         n = len(self.t[s])
+        ids = self.hash_ids[s] if self.hash_ids is not None else None
         return ArrivalChunk(
-            self.t[s], self.p[s], self.o[s], np.full(n, self.slo[0]), np.full(n, self.slo[1]), None
+            self.t[s], self.p[s], self.o[s], np.full(n, self.slo[0]), np.full(n, self.slo[1]), ids,
+            self.hash_block_tokens if ids is not None else None,
         )
 
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from disagg_gym.cluster.config import ClusterConfig, InstanceGroupConfig, TopologyConfig
+from disagg_gym.cluster.config import (
+    CacheTierConfig,
+    ClusterConfig,
+    InstanceGroupConfig,
+    PrefixCacheConfig,
+    TopologyConfig,
+)
 from disagg_gym.testing.scenarios import ArraySource
 
 GPUS = ("h100-sxm", "a100-80gb", "l40s", "h200", "h100-pcie", "b200", "mi300x", "gaudi3")
@@ -45,7 +51,18 @@ def clusters(draw: st.DrawFn) -> ClusterConfig:
         max_queue_tokens=draw(st.sampled_from([0, 2000])),
         layerwise_overlap=draw(st.booleans()),
         switch_delay_s=draw(st.sampled_from([0.0, 1.0])),
+        prefix_cache=PrefixCacheConfig(
+            enabled=draw(st.sampled_from([True, True, False])),
+            block_tokens=draw(st.sampled_from([16, 64])),
+            host_dram=_tier(draw), ssd=_tier(draw), remote=_tier(draw),
+        ),
     )
+
+
+def _tier(draw: st.DrawFn) -> CacheTierConfig:
+    cap = draw(st.sampled_from([0.0, 0.0, 0.05, 2.0]))
+    return CacheTierConfig(capacity_gb=cap, policy=draw(st.sampled_from(["offload", "write_through"])),
+                           bandwidth_gbps=draw(st.sampled_from([None, 0.5])))
 
 
 @st.composite
@@ -59,7 +76,18 @@ def workloads(draw: st.DrawFn) -> ArraySource:
         t = np.round(t, 1)  # many simultaneous arrivals
     p = rng.integers(1, draw(st.sampled_from([16, 2000, 60000])), n)
     o = rng.integers(1, draw(st.sampled_from([2, 300, 3000])), n)
-    return ArraySource(np.sort(t), p, o, chunk=draw(st.integers(1, 64)))
+    ids = None
+    block = 16
+    if draw(st.booleans()):  # prefix-block ids from a few shared prefixes (prefix caching on)
+        block = draw(st.sampled_from([16, 64, 512]))
+        roots = int(draw(st.integers(1, 6)))
+        ids = []
+        for i in range(n):
+            k = -(-int(p[i]) // block)
+            root = int(rng.integers(roots))
+            shared = int(rng.integers(0, k + 1))
+            ids.append([root * 100_000 + j for j in range(shared)] + [10**9 + i * 100_000 + j for j in range(k - shared)])
+    return ArraySource(np.sort(t), p, o, chunk=draw(st.integers(1, 64)), hash_ids=ids, hash_block_tokens=block)
 
 
 def raw_actions(n_dims: int) -> st.SearchStrategy:

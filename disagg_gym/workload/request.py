@@ -18,7 +18,8 @@ class Request:
         "prefill_start_s", "first_token_s", "transfer_start_s", "transfer_end_s",
         "decode_start_s", "completion_s", "reject_reason", "preemptions", "swaps",
         "prefill_tokens", "prefilled", "generated", "run_start_s", "run_end_s",
-        "hash_block_tokens", "session_id",
+        "hash_block_tokens", "session_id", "block_hashes", "cached_tokens", "cache_tier", "cache_served",
+        "ttft_load_s",
     )
 
     def __init__(
@@ -61,6 +62,12 @@ class Request:
         self.generated = 0  # output tokens produced so far (the first comes from the prefill)
         self.run_start_s: float | None = None  # start of its latest prefill run
         self.run_end_s: float | None = None  # end of its latest prefill run
+        # Prefix caching (cluster.kv_cache): set by the run that produces the first token.
+        self.block_hashes: tuple[int, ...] | None = None  # chained cache-block hashes, once computed
+        self.cached_tokens = 0  # prompt tokens served from a cache (no compute)
+        self.cache_tier = ""  # deepest tier that served some of them: hbm, host_dram, ssd, remote, or ""
+        self.cache_served: tuple[int, int, int, int] | None = None  # tokens per tier (hbm, host, ssd, remote)
+        self.ttft_load_s = 0.0  # time its first-token prefill waited for lower-tier loads after computing
 
     @property
     def held_tokens(self) -> int:
