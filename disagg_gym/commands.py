@@ -9,9 +9,15 @@ import json
 def cmd_list(args: argparse.Namespace) -> int:
     """Prints registered env ids with one-line descriptions (or the built-in policies)."""
     if args.policies:
+        from disagg_gym.cluster.admission import ADMISSION
         from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
 
-        data = {"routers": ROUTERS.names(), "allocators": ALLOCATORS.names()}
+        data = {
+            "routers": ROUTERS.names(), "allocators": ALLOCATORS.names(),
+            "admission": ADMISSION.names(),
+            # any router (or routing heuristic) composes with any admission controller
+            "composed": "<router>+<admission>, e.g. jsq+ttft_guard",
+        }
         try:
             from disagg_gym_agents.registry import POLICIES
 
