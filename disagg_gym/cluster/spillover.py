@@ -26,8 +26,8 @@ class SpilloverRouter:
     """On-prem first; burst to on-demand instances when on-prem would miss the TTFT SLO.
 
     Within a side, the prefill instance with the lowest predicted TTFT (queue wait + own
-    prefill + KV transfer, :func:`disagg_gym.cluster.admission.predicted_ttft_s`) and the
-    least-pressured decode instance of the same side are chosen. A cluster without on-demand
+    prefill + KV transfer, :func:`disagg_gym.cluster.admission.predicted_ttft_s`) is chosen,
+    each paired with the side's decode instance that is quickest to reach plus a load penalty. A cluster without on-demand
     instances is all "on-prem": the router is then a least-predicted-TTFT router.
 
     Args:
@@ -41,17 +41,19 @@ class SpilloverRouter:
         self.bursts = 0
 
     def _best(self, cluster: Cluster, req: Request, ps: list[Instance], ds: list[Instance]) -> tuple[float, tuple[int, int] | None]:
-        if not ps:
-            return math.inf, None
-        dbest = min(ds, key=lambda i: (decode_pressure(i), i.idx)) if ds else None
+        """The side's pair with the least predicted TTFT; each prefill instance is paired with
+        the decode instance of the side that is cheapest to reach (transfer estimate) plus a
+        load penalty (as ``kv_aware``: 0.5 s per unit of decode pressure)."""
         best, best_t = None, math.inf
+        nbytes = req.prompt_tokens * cluster.kv_bytes_per_token
         for p in ps:
             if p.role is Role.COLOCATED:
                 pair = (p.idx, p.idx)
-            elif dbest is None:
+            elif not ds:
                 continue
             else:
-                pair = (p.idx, dbest.idx)
+                d = min(ds, key=lambda i: (cluster.transfer_estimate_s(p.idx, i.idx, nbytes) + 0.5 * decode_pressure(i), i.idx))
+                pair = (p.idx, d.idx)
             t = _admission.predicted_ttft_s(cluster, req, pair[0], pair[1])
             if t < best_t:
                 best, best_t = pair, t
