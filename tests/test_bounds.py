@@ -68,7 +68,7 @@ def test_no_policy_exceeds_the_bound(name: str, over: dict) -> None:
         for pol in POLICIES:
             sim = Simulation(scen, seed=seed, router=pol)
             s = sim.run()  # drained: the larger of the two horizon policies' scores
-            assert s["slo_tokens_per_s"] <= ub_tok, (pol, seed)
+            assert s["slo_tokens_per_s"] <= ub_tok * (1 + 1e-9), (pol, seed)  # KPIs: 9 decimals
             assert sim.recorder.met_slo / scen.horizon_s <= ub_req, (pol, seed)
             best = max(best, s["slo_tokens_per_s"])
         assert best > 0.5 * ub_tok  # the bound is not vacuous

@@ -135,5 +135,5 @@ def test_allocation_heuristics_stay_under_the_bound() -> None:
     env = gym.make("disagg/EnergyAllocate-v2", overrides=over)
     for name in ("random", "static_ratio", "threshold", "static_split", "sla_planner", "splitwise"):
         row = run_episode(make_policy(name, env), env, 20_000)
-        assert 0 < row["slo_tokens_per_s"] <= ub, name
+        assert 0 < row["slo_tokens_per_s"] <= ub * (1 + 1e-9), name  # KPIs are rounded to 9 decimals
     env.close()
