@@ -158,14 +158,26 @@ def cluster_capacity(scen: ScenarioConfig) -> Capacity:
     return Capacity(np.asarray(pt), np.asarray(dt), np.asarray(cp, bool), np.asarray(cd, bool), lone_prefill, lone_decode)
 
 
-def feasible(wl: Workload, cap: Capacity) -> np.ndarray:
-    """Requests that could meet both SLOs alone on an idle cluster."""
-    ok = cap.lone_prefill(wl.prompt) <= wl.slo_ttft_s
+def feasible(wl: Workload, cap: Capacity, horizon_policy: str = "drain") -> np.ndarray:
+    """Requests that could meet both SLOs alone on an idle cluster.
+
+    With ``horizon_policy="fail"`` a request must also be able to finish by the horizon (its
+    lone prefill plus ``output - 1`` lone decode iterations at its first context), since a
+    request unfinished when the episode stops is a failure.
+    """
+    pre = cap.lone_prefill(wl.prompt)
+    ok = pre <= wl.slo_ttft_s
     multi = wl.output > 1
     tpot_ok = np.ones_like(ok)
+    dec = np.zeros_like(pre)
     if multi.any():
-        tpot_ok[multi] = cap.lone_decode(wl.prompt[multi] + 1) <= wl.slo_tpot_s[multi]
-    return ok & tpot_ok
+        it = cap.lone_decode(wl.prompt[multi] + 1)
+        tpot_ok[multi] = it <= wl.slo_tpot_s[multi]
+        dec[multi] = it * (wl.output[multi] - 1)
+    out = ok & tpot_ok
+    if horizon_policy == "fail":
+        out &= wl.arrival_s + pre + dec <= wl.horizon_s
+    return out
 
 
 def _windows(t_end: float, n: int = 12) -> list[tuple[float, float]]:
@@ -173,11 +185,19 @@ def _windows(t_end: float, n: int = 12) -> list[tuple[float, float]]:
     return [(float(pts[i]), float(pts[j])) for i in range(n) for j in range(i + 1, n + 1)]
 
 
-def constraint_matrix(wl: Workload, cap: Capacity, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, c)``: rows ``A @ x <= c`` of the fluid relaxation (see the module docstring)."""
+def constraint_matrix(
+    wl: Workload, cap: Capacity, ok: np.ndarray, horizon_policy: str = "drain"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, c)``: rows ``A @ x <= c`` of the fluid relaxation (see the module docstring).
+
+    Under ``horizon_policy="fail"`` every deadline is also capped at the horizon.
+    """
     a, p, o = wl.arrival_s, wl.prompt, np.maximum(wl.output - 1, 0)
     ttft_dl = a + wl.slo_ttft_s
     dec_dl = ttft_dl + wl.slo_tpot_s * o
+    if horizon_policy == "fail":
+        ttft_dl = np.minimum(ttft_dl, wl.horizon_s)
+        dec_dl = np.minimum(dec_dl, wl.horizon_s)
     rate_p = float(np.sum(1.0 / cap.prefill_s_per_token[cap.can_prefill])) if cap.can_prefill.any() else 0.0
     rate_d = float(np.sum(1.0 / cap.decode_s_per_token[cap.can_decode])) if cap.can_decode.any() else 0.0
     cp = float(cap.prefill_s_per_token[cap.can_prefill].min()) if cap.can_prefill.any() else math.inf
@@ -248,26 +268,38 @@ def _exact_dual(lam: np.ndarray, vn: np.ndarray, A: np.ndarray, c: np.ndarray) -
     return float(lam.sum() + red[red > 0].sum())
 
 
-def episode_bound(scen: ScenarioConfig, seed: int, metric: str = "slo_tokens_per_s", cap: Capacity | None = None) -> float:
-    """Upper bound on ``metric`` for one workload seed (see the module docstring)."""
+def episode_bound(
+    scen: ScenarioConfig, seed: int, metric: str = "slo_tokens_per_s", cap: Capacity | None = None,
+    horizon_policy: str = "drain",
+) -> float:
+    """Upper bound on ``metric`` for one workload seed (see the module docstring).
+
+    ``horizon_policy="drain"`` bounds drained runs and therefore also runs that stop at the
+    horizon; ``"fail"`` is a tighter bound valid only for runs that stop at the horizon (env
+    episodes under ``horizon_policy: auto``): requests that cannot finish by then count zero.
+    """
     if metric not in METRICS:
         raise UserError(f"no bound for metric {metric!r}; expected one of: {', '.join(METRICS)}")
     wl = episode_workload(scen, seed)
     if wl.arrival_s.size == 0:
         return 0.0
+    if horizon_policy not in ("drain", "fail"):
+        raise UserError(f"horizon_policy must be drain or fail (got {horizon_policy!r})")
     cap = cap or cluster_capacity(scen)
-    ok = feasible(wl, cap)
-    A, c = constraint_matrix(wl, cap, ok)
+    ok = feasible(wl, cap, horizon_policy)
+    A, c = constraint_matrix(wl, cap, ok, horizon_policy)
     vals = (wl.prompt + wl.output) if metric == "slo_tokens_per_s" else np.ones_like(wl.prompt)
     vals = np.where(ok, vals, 0.0)
     return lp_dual_bound(vals, A, c) / wl.horizon_s
 
 
-def config_bound(name: str, metric: str, seeds: list[int], overrides: dict[str, Any] | None = None) -> float:
+def config_bound(
+    name: str, metric: str, seeds: list[int], overrides: dict[str, Any] | None = None, horizon_policy: str = "drain"
+) -> float:
     """Mean over ``seeds`` of the per-seed bounds of config ``name``."""
     scen = load_scenario(name, overrides)
     cap = cluster_capacity(scen)
-    return float(np.mean([episode_bound(scen, s, metric, cap) for s in seeds]))
+    return float(np.mean([episode_bound(scen, s, metric, cap, horizon_policy) for s in seeds]))
 
 
 # ---------------------------------------------------------------------- CLI
@@ -280,6 +312,8 @@ def add_bounds_args(sp: argparse.ArgumentParser) -> None:
                     help="evaluation seeds 10000..10000+N-1 the bound is averaged over (default 10)")
     sp.add_argument("--metric", action="append", choices=METRICS, help="metric (repeatable; default: both)")
     sp.add_argument("--out", type=Path, default=Path("leaderboard/bounds.csv"), help="CSV to write (default leaderboard/bounds.csv)")
+    sp.add_argument("--horizon-policy", choices=("drain", "fail"), default="drain",
+                    help="drain (default): valid for every run; fail: tighter, only for runs that stop at the horizon")
 
 
 def cmd_bounds(args: argparse.Namespace) -> int:
@@ -296,10 +330,10 @@ def cmd_bounds(args: argparse.Namespace) -> int:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["config", "metric", "upper_bound", "method"])
-    method = f"{METHOD}(mean over seeds {seeds[0]}-{seeds[-1]})"
+    method = f"{METHOD}(horizon {args.horizon_policy}; mean over seeds {seeds[0]}-{seeds[-1]})"
     for name in names:
         for m in metrics:
-            ub = config_bound(name, m, seeds)
+            ub = config_bound(name, m, seeds, horizon_policy=args.horizon_policy)
             ub_up = math.ceil(ub * 1e6) / 1e6  # rounded up: the written value is still a bound
             w.writerow([load_scenario(name).name, m, repr(ub_up), method])
             print(f"{name:<22s} {m:<18s} {ub:.6g}", flush=True)

@@ -81,3 +81,15 @@ def test_cli_writes_bounds_csv(tmp_path: Path) -> None:
     assert list(rows[0]) == ["config", "metric", "upper_bound", "method"]
     assert rows[0]["config"] == "small-route" and rows[0]["metric"] == "slo_tokens_per_s"
     assert float(rows[0]["upper_bound"]) > 0 and rows[0]["method"].startswith("fluid_lp_dual")
+
+
+def test_fail_bound_is_tighter_and_holds_for_runs_stopped_at_the_horizon() -> None:
+    scen = load_scenario("small-route", {"horizon_s": 10.0, "horizon_policy": "fail"})
+    cap = cluster_capacity(scen)
+    for seed in (20_000, 20_001):
+        drain_ub = episode_bound(scen, seed, cap=cap)
+        fail_ub = episode_bound(scen, seed, cap=cap, horizon_policy="fail")
+        assert fail_ub < drain_ub  # long generations arriving late cannot finish by 10 s
+        for pol in ("jsq", "least_finish", "jsq+ttft_guard", "length_oracle"):
+            s = Simulation(scen, seed=seed, router=pol).run()  # horizon_policy: fail
+            assert s["unfinished"] > 0 and s["slo_tokens_per_s"] <= fail_ub * (1 + 1e-9), pol

@@ -41,9 +41,12 @@ class SpilloverRouter:
         self.bursts = 0
 
     def _best(self, cluster: Cluster, req: Request, ps: list[Instance], ds: list[Instance]) -> tuple[float, tuple[int, int] | None]:
-        """The side's pair with the least predicted TTFT; each prefill instance is paired with
-        the decode instance of the side that is cheapest to reach (transfer estimate) plus a
-        load penalty (as ``kv_aware``: 0.5 s per unit of decode pressure)."""
+        """The side's pair with the least predicted TTFT.
+
+        Each prefill instance is paired with the decode instance of the side that is cheapest
+        to reach (transfer estimate) plus a load penalty (as ``kv_aware``: 0.5 s per unit of
+        decode pressure).
+        """
         best, best_t = None, math.inf
         nbytes = req.prompt_tokens * cluster.kv_bytes_per_token
         for p in ps:
