@@ -1,4 +1,5 @@
-"""The ``disagg-gym`` command line: simulate, predict, list, bench, train, evaluate, benchmark, validate.
+"""The ``disagg-gym`` command line: simulate, predict, list, bench, train, evaluate, benchmark,
+tune-baselines, bounds, validate.
 
 User errors (bad configs, traces, flags, unwritable output paths) print one line
 ``disagg-gym: error: ...`` and exit 2: ``disagg_gym.errors.UserError`` (``ConfigError`` and
@@ -155,6 +156,9 @@ def fmt_summary(s: dict[str, Any]) -> str:
         f"end-to-end    p50 {f('e2e_p50_s', 1, ' s', 2)}  p99 {f('e2e_p99_s', 1, ' s', 2)}",
         f"SLO           attainment {f('slo_attainment', 100, ' %', 1)}  (TTFT {f('ttft_slo_attainment', 100, ' %', 1)}, "
         f"TPOT {f('tpot_slo_attainment', 100, ' %', 1)})  goodput {f('goodput_rps', 1, ' req/s', 2)}",
+        f"SLO tokens    {f('slo_tokens_per_s', 1, ' tok/s', 0)}  (prompt + output of requests meeting both SLOs; "
+        f"rejection rate {f('rejection_rate', 100, ' %', 1)}, unfinished {s.get('unfinished', 0)}, "
+        f"horizon {s.get('horizon_policy', 'drain')})",
         f"throughput    {f('output_tokens_per_s', 1, ' out tok/s', 0)}  utilisation "
         + ", ".join(f"{role} {100 * u:.1f} %" for role, u in (s.get("utilisation") or {}).items() if u is not None)
         + " (busy share of the run, mean per role)",
@@ -582,6 +586,18 @@ def _add_validate(sp: argparse.ArgumentParser) -> None:
     add_validate_args(sp)
 
 
+def _add_tune_baselines(sp: argparse.ArgumentParser) -> None:
+    from disagg_gym_agents.tuning import add_tune_args
+
+    add_tune_args(sp)
+
+
+def _add_bounds(sp: argparse.ArgumentParser) -> None:
+    from disagg_gym.bounds import add_bounds_args
+
+    add_bounds_args(sp)
+
+
 # Commands implemented elsewhere: (name, module, function, help, argument adder).
 _EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("list", "disagg_gym.commands", "cmd_list", "list registered env ids (and policies)", _add_list),
@@ -590,6 +606,11 @@ _EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParse
     ("evaluate", "disagg_gym_agents.cli", "cmd_evaluate", "evaluate a heuristic or SB3 policy, per-episode KPIs to CSV", _add_evaluate),
     ("benchmark", "disagg_gym_agents.leaderboard", "cmd_benchmark",
      "run every heuristic and trained agent on every config; write results.csv, leaderboard, plots", _add_benchmark),
+    ("tune-baselines", "disagg_gym_agents.tuning", "cmd_tune_baselines",
+     "tune admission thresholds and the static split on validation seeds (20000+); write leaderboard/tuned.yaml",
+     _add_tune_baselines),
+    ("bounds", "disagg_gym.bounds", "cmd_bounds",
+     "upper bounds no policy can exceed (fluid capacity LP); write leaderboard/bounds.csv", _add_bounds),
     ("validate", "disagg_gym_agents.leaderboard", "cmd_validate",
      "replay leaderboard results; exit 1 naming any row/KPI that differs (~5 min)", _add_validate),
 ]

@@ -38,9 +38,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _list_policies(as_json: bool) -> int:
+    from disagg_gym.cluster.admission import ADMISSION
     from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
 
-    data: dict[str, list[str]] = {"routers": ROUTERS.names(), "allocators": ALLOCATORS.names()}
+    data: dict[str, Any] = {
+        "routers": ROUTERS.names(), "allocators": ALLOCATORS.names(), "admission": ADMISSION.names(),
+        # any router (or routing heuristic) composes with any admission controller
+        "composed": "<router>+<admission>, e.g. jsq+ttft_guard",
+    }
     agents = None
     try:
         from disagg_gym_agents.registry import POLICIES
@@ -55,6 +60,7 @@ def _list_policies(as_json: bool) -> int:
     sections = [
         ("routers: `disagg-gym simulate --policy NAME` (the simulator's built-in router)", ROUTERS, None),
         ("allocators: config key `allocator.name` (`--set allocator.name=NAME`)", ALLOCATORS, None),
+        ("admission controllers: compose as `<router>+<admission>`, e.g. `--policy jsq+ttft_guard`", ADMISSION, None),
     ]
     if agents is not None:
         sections.append(

@@ -20,6 +20,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._aliases: dict[str, tuple[str, str]] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; duplicate names are an error."""
@@ -32,8 +33,27 @@ class Registry(Generic[T]):
 
         return deco
 
+    def alias(self, old: str, new: str, message: str) -> None:
+        """Keeps ``old`` as a deprecated name of ``new``: ``get(old)`` warns with ``message``
+        (a ``FutureWarning``, shown to users) and returns ``new``'s entry; ``names()`` omits it.
+        """
+        if old in self._items or old in self._aliases:
+            raise ValueError(f"{self.kind} {old!r} is already registered")
+        self._aliases[old] = (new, message)
+
+    def canonical(self, name: str) -> str:
+        """``name``, or the current name a deprecated alias stands for (no warning)."""
+        hit = self._aliases.get(name)
+        return hit[0] if hit is not None else name
+
     def get(self, name: str) -> T:
         """Returns the entry for ``name`` or raises ``UserError`` listing the valid names."""
+        hit = self._aliases.get(name)
+        if hit is not None:
+            import warnings
+
+            warnings.warn(hit[1], FutureWarning, stacklevel=2)
+            name = hit[0]
         try:
             return self._items[name]
         except KeyError:
@@ -46,7 +66,7 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -45,10 +45,19 @@ class ScenarioConfig:
     router: str = field(default="jsq", metadata=spec("built-in router for simulate / allocate task"))
     allocator: AllocatorConfig = field(default_factory=AllocatorConfig, metadata=spec("built-in allocator"))
     primary_metric: Literal[
-        "goodput_rps", "slo_attainment", "cost_per_1m_good_tokens_usd", "energy_per_good_request_j"
+        "goodput_rps", "slo_attainment", "cost_per_1m_good_tokens_usd", "energy_per_good_request_j",
+        "slo_tokens_per_s",
     ] = field(
         default="goodput_rps", metadata=spec("the leaderboard score")
     )
+    admission: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=spec(
+        "parameters of admission controllers by name, e.g. {ttft_guard: {alpha: 1.2}} "
+        "(used by composed policies <router>+<admission>)"
+    ))
+    horizon_policy: Literal["auto", "drain", "fail"] = field(default="auto", metadata=spec(
+        "requests in flight at the horizon: drain (no new arrivals, run to completion), fail "
+        "(stop at the horizon, count them as failures) or auto (simulate drains, env episodes fail)"
+    ))
     version: int = field(default=0, metadata=spec("env version suffix (-vN)", ge=0))
     env: dict[str, Any] = field(default_factory=dict, metadata=spec("Gymnasium env options"))
     variants: dict[str, Any] = field(
@@ -58,12 +67,34 @@ class ScenarioConfig:
 
     def validate(self) -> None:
         """Cross-field checks."""
+        from disagg_gym.cluster.admission import ADMISSION, make_admission, split_name
         from disagg_gym.cluster.policies import ROUTERS
+        from disagg_gym.errors import UserError
 
-        if self.router not in ROUTERS:
+        try:
+            base, _ = split_name(self.router)
+        except UserError as exc:
+            raise ValueError(f"key 'router': {exc} (got {self.router!r})") from None
+        if base not in ROUTERS:
             raise ValueError(
                 f"key 'router': unknown router; expected one of {', '.join(ROUTERS.names())} (got {self.router!r})"
             )
+        for name, params in self.admission.items():
+            if name not in ADMISSION:
+                raise ValueError(
+                    f"key 'admission.{name}': unknown admission controller; expected one of "
+                    f"{', '.join(ADMISSION.names())}"
+                )
+            if not isinstance(params, dict):
+                raise ValueError(f"key 'admission.{name}': expected a mapping of parameters (got {params!r})")
+            try:
+                make_admission(name, params)
+            except (UserError, TypeError) as exc:
+                raise ValueError(f"key 'admission.{name}': {exc}") from None
+
+    def drains(self, default: bool) -> bool:
+        """Whether in-flight requests run to completion after the horizon (``default`` for auto)."""
+        return default if self.horizon_policy == "auto" else self.horizon_policy == "drain"
 
 
 def standard_names() -> list[str]:

@@ -18,12 +18,23 @@ if TYPE_CHECKING:
     from disagg_gym.metrics.chrome_trace import TimelineObserver
 
 
-def make_router(name: str, streams: RngStreams) -> Router:
-    """Builds a registered router; random ones get the ``router`` stream."""
-    cls = ROUTERS.get(name)
-    if name in ("random", "p2c"):
-        return cls(streams.get("router"))
-    return cls()
+def make_router(
+    name: str, streams: RngStreams, admission: dict[str, dict[str, Any]] | None = None
+) -> Router:
+    """Builds a registered router; random ones get the ``router`` stream.
+
+    A composed name ``<router>+<admission>`` (``jsq+ttft_guard``) wraps the router in an
+    :class:`~disagg_gym.cluster.admission.AdmittedRouter`; the controller's parameters are
+    ``admission[<admission>]`` (the scenario's ``admission`` section).
+    """
+    from disagg_gym.cluster.admission import AdmittedRouter, make_admission, split_name
+
+    base, adm = split_name(name)
+    cls = ROUTERS.get(base)
+    rt = cls(streams.get("router")) if base in ("random", "p2c") else cls()
+    if adm is None:
+        return rt
+    return AdmittedRouter(rt, make_admission(adm, (admission or {}).get(adm)), name=name)
 
 
 def make_allocator(cfg: AllocatorConfig) -> Any | None:
@@ -84,7 +95,7 @@ class Simulation:
         if external:
             rt = None
         elif router is None or isinstance(router, str):
-            rt = make_router(router or scenario.router, self.streams)
+            rt = make_router(router or scenario.router, self.streams, scenario.admission)
         else:
             rt = router
         observer: ClusterObserver = self.recorder if extra_observer is None else FanOut(self.recorder, extra_observer)
@@ -94,18 +105,25 @@ class Simulation:
             external_control_interval_s=control_interval_s, cost_factory=cost_factory,
         )
         self.cluster.start()
+        self.horizon_drained = False  # set by run() / the env: whether in-flight work ran to completion
 
-    def run(self, drain: bool = True, max_time_s: float | None = None) -> dict[str, Any]:
+    def run(self, drain: bool | None = None, max_time_s: float | None = None) -> dict[str, Any]:
         """Runs arrivals to the horizon and (by default) until every request finished.
 
         Args:
-            drain: Keep simulating after the last arrival until the cluster is empty.
+            drain: Keep simulating after the last arrival until the cluster is empty;
+                ``None`` follows the scenario's ``horizon_policy`` (``auto``: drain).
+                Without draining, requests in flight at the horizon are ``unfinished``
+                failures in the summary.
             max_time_s: Hard stop on simulated time (default: 10x the horizon when draining).
 
         Returns:
             The KPI summary (see ``disagg_gym.metrics.summarize``).
         """
         cl = self.cluster
+        if drain is None:
+            drain = self.scenario.drains(True)
+        self.horizon_drained = drain
         limit = max_time_s if max_time_s is not None else (self.scenario.horizon_s * 10 if drain else self.scenario.horizon_s)
         if drain:
             eng = self.engine
@@ -119,8 +137,14 @@ class Simulation:
         """KPIs so far, charged over max(min(horizon, now), last finish)."""
         # Charged span: the arrival horizon (capped at the clock, for traces shorter than it)
         # or the last completion, whichever is later.
-        dur = max(min(self.scenario.horizon_s, self.engine.now), self.recorder.last_finish_s)
-        out = summarize(self.recorder, self.cluster, dur)
+        span = min(self.scenario.horizon_s, self.engine.now)
+        dur = max(span, self.recorder.last_finish_s)
+        # slo_tokens_per_s is per second of the arrival horizon however the run ended (an env
+        # episode ends at its last arrival, a drained run later); a finite trace shorter than
+        # the horizon is charged its own span.
+        per = self.scenario.horizon_s if self.scenario.workload.kind != "trace" else span
+        out = summarize(self.recorder, self.cluster, dur, horizon_s=per)
+        out["horizon_policy"] = "drain" if self.horizon_drained else "fail"
         out["scenario"] = self.scenario.name
         out["seed"] = self.seed
         out["simulated_s"] = round(self.engine.now, 6)

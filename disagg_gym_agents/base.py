@@ -82,7 +82,9 @@ class Policy:
         name: Registry name (``"jsq"``) or a description of the learned model.
         tasks: Env tasks the policy applies to.
         upper_bound: ``True`` for reference policies that use information a real system does
-            not have (the clairvoyant router); reports mark them.
+            not have (the ``length_oracle`` router); reports mark them and exclude them from
+            "best heuristic". Despite the attribute's name they are not bounds (the bounds are
+            ``disagg-gym bounds``).
 
     Args:
         env: The env the policy acts in (wrappers allowed; ``env.unwrapped`` must be a
@@ -133,7 +135,7 @@ class Policy:
 
     def describe(self) -> str:
         """Short label for tables and CSV rows."""
-        return f"{self.name} (upper bound)" if self.upper_bound else self.name
+        return f"{self.name} (oracle)" if self.upper_bound else self.name
 
 
 def package_versions(packages: Sequence[str]) -> dict[str, str]:

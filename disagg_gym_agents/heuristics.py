@@ -1,7 +1,7 @@
 """Heuristic policies: classic routers and pool-sizing planners behind SB3's ``predict``.
 
 Each heuristic is one class registered in ``disagg_gym_agents.registry.POLICIES``. Router heuristics
-(``round_robin``, ``jsq``, ``p2c``, ``least_finish``, ``kv_aware``, ``clairvoyant``) apply to the
+(``round_robin``, ``jsq``, ``p2c``, ``least_finish``, ``kv_aware``, ``length_oracle``) apply to the
 ``route`` and ``joint`` tasks and keep pool sizes unchanged at control steps; allocator
 heuristics (``static_ratio``, ``threshold``) apply to ``allocate`` and ``joint`` and route with
 JSQ at route steps; ``random`` (masked uniform) applies everywhere.
@@ -260,17 +260,28 @@ class KVAwarePolicy(RouterHeuristic):
     router_name = "kv_aware"
 
 
-@POLICIES.register("clairvoyant")
-class ClairvoyantPolicy(RouterHeuristic):
-    """UPPER-BOUND REFERENCE, not a deployable policy: it knows true output lengths.
+@POLICIES.register("length_oracle")
+class LengthOraclePolicy(RouterHeuristic):
+    """OUTPUT-LENGTH ORACLE, not a deployable policy and not a bound: it knows true output
+    lengths.
 
     Balances decode instances by the tokens they still have to generate, which a real
-    system cannot know at arrival; report it as a reference, not as a baseline.
+    system cannot know at arrival; report it as a reference, not as a baseline (it is
+    excluded from "best heuristic"). Other policies can beat it; the real upper bounds come
+    from ``disagg-gym bounds``. Formerly ``clairvoyant`` (a deprecated alias).
     """
 
-    name = "clairvoyant"
-    router_name = "clairvoyant"
-    upper_bound = True
+    name = "length_oracle"
+    router_name = "length_oracle"
+    upper_bound = True  # the reports' "reference" flag: uses information a real system lacks
+
+
+POLICIES.alias(
+    "clairvoyant", "length_oracle",
+    "heuristic 'clairvoyant' is deprecated: it is an output-length oracle, not an upper bound; "
+    "use 'length_oracle' (bounds: disagg-gym bounds)",
+)
+ClairvoyantPolicy = LengthOraclePolicy  # deprecated name of the class
 
 
 @POLICIES.register("prefix_affinity")

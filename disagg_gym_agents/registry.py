@@ -13,8 +13,40 @@ if TYPE_CHECKING:
 
     from disagg_gym_agents.base import Policy
 
-POLICIES: Registry[type] = Registry("heuristic")
-"""Heuristic policy classes by name (``@POLICIES.register("jsq")`` next to each class)."""
+class PolicyRegistry(Registry[type]):
+    """The heuristic registry; also resolves composed names ``<router>+<admission>``.
+
+    ``get("jsq+ttft_guard")`` builds (once) the class that routes with ``jsq`` and admits with
+    controller ``ttft_guard`` (``disagg_gym_agents.admission``); composed names are not listed
+    by ``names()`` (every pair would be), but ``in`` and ``get`` accept them.
+    """
+
+    def get(self, name: str) -> type:  # noqa: D102
+        from disagg_gym.cluster.admission import split_name
+
+        base, adm = split_name(name)
+        if adm is None:
+            return super().get(name)
+        from disagg_gym_agents.admission import composed_class
+
+        base_cls = super().get(base)
+        if not {"route", "joint"} & set(base_cls.tasks):
+            raise UserError(f"policy {name!r}: {base!r} does not route requests, so it cannot compose with an admission controller")
+        return composed_class(f"{self.canonical(base)}+{adm}", base_cls, adm)
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str) and "+" in name:
+            try:
+                self.get(name)
+            except UserError:
+                return False
+            return True
+        return super().__contains__(name)
+
+
+POLICIES: PolicyRegistry = PolicyRegistry("heuristic")
+"""Heuristic policy classes by name (``@POLICIES.register("jsq")`` next to each class);
+composed names ``<router>+<admission>`` resolve without being listed."""
 
 
 def parse_policy_spec(spec: str) -> tuple[str, str]:
@@ -91,3 +123,4 @@ def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Pol
 
 # Importing the heuristics module registers the built-in policies.
 from disagg_gym_agents import heuristics as _heuristics  # noqa: E402,F401
+from disagg_gym_agents import baselines as _baselines  # noqa: E402,F401

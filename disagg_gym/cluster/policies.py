@@ -232,11 +232,13 @@ class KVTransferAwareRouter(_Base):
         return best
 
 
-@ROUTERS.register("clairvoyant")
-class ClairvoyantRouter(KVTransferAwareRouter):
-    """Upper-bound reference: knows each request's true output length and sends long
-    generations to the least-loaded decode instance by predicted remaining decode tokens.
-    Not implementable in practice (output lengths are unknown at arrival).
+@ROUTERS.register("length_oracle")
+class LengthOracleRouter(KVTransferAwareRouter):
+    """Output-length oracle (a reference, not a bound): knows each request's true output
+    length and sends long generations to the least-loaded decode instance by predicted
+    remaining decode tokens. Not implementable in practice (output lengths are unknown at
+    arrival), and not an upper bound either: other policies can beat it (issue #15); the
+    bounds are ``disagg-gym bounds``. Formerly ``clairvoyant`` (a deprecated alias).
     """
 
     def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
@@ -446,6 +448,14 @@ class ConductorRouter(_Base):
         return p.idx, d.idx
 
 
+ROUTERS.alias(
+    "clairvoyant", "length_oracle",
+    "router 'clairvoyant' is deprecated: it is an output-length oracle, not an upper bound; "
+    "use 'length_oracle' (bounds: disagg-gym bounds)",
+)
+ClairvoyantRouter = LengthOracleRouter  # deprecated name of the class
+
+
 # ------------------------------------------------------------------ allocators
 @dataclass
 class StaticAllocator:
@@ -506,3 +516,7 @@ class ThresholdAllocator:
 
 
 ALLOCATORS.register("threshold")(ThresholdAllocator)
+
+
+# Routers defined in their own modules register on import (one module per baseline family).
+from disagg_gym.cluster import spillover as _spillover  # noqa: E402,F401

@@ -81,7 +81,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Episode End
     ``truncated`` when the simulated horizon (or ``max_episode_requests``) is reached;
     ``terminated`` only when a finite trace has been fully replayed and drained. The simulator
-    summary (KPIs) is in ``info["episode_kpis"]`` on the last step.
+    summary (KPIs) is in ``info["episode_kpis"]`` on the last step. Requests in flight at the
+    horizon follow the scenario's ``horizon_policy``: ``fail`` (the env's default, ``auto``)
+    counts them as failures (``episode_kpis["unfinished"]``); ``drain`` runs them to completion
+    before the last step returns (no new arrivals or decisions; their reward is in that step).
 
     ## Arguments
     ``config``: a standard config name, YAML path or ``ScenarioConfig`` (used as given), or a
@@ -314,6 +317,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                     invalid = True
         self._steps += 1
         self._kind = self._advance()
+        if self._kind == "end" and self.scenario.drains(False):
+            self._drain()  # horizon_policy: drain -- in-flight work finishes; its reward lands here
         terms = self._reward_terms(invalid)
         self._invalid_count += invalid
         w = self.cfg.reward
@@ -450,6 +455,27 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._warming = False
         self._warm_stop = False
         self.window.drain()
+
+    def _drain(self) -> None:
+        """No new decisions: runs the simulator until every admitted request finished.
+
+        At most 10x the horizon of simulated time; anything left is ``unfinished`` in the KPIs.
+        """
+        cl, eng = self.cluster, self.engine
+        limit = self.scenario.horizon_s * 10
+        while True:
+            eng.run_until(lambda: cl.drained() or cl.pending is not None or eng.now > limit)
+            req = cl.pending
+            if req is None:
+                break
+            # An arrival stamped at the horizon itself: the fallback router places it.
+            choice = self._fallback_route(req)
+            if choice is None:
+                cl.reject(req, "no_instance")
+            else:
+                cl.dispatch(req, choice[0], choice[1])
+        cl.control_due = False
+        self.sim.horizon_drained = True
 
     def _advance(self) -> str:
         """Runs the simulator to the next decision point; returns 'route', 'control' or 'end'."""

@@ -58,13 +58,22 @@ def cache_summary(rec: Recorder, cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) -> dict[str, Any]:
+def summarize(
+    rec: Recorder, cluster: Cluster, duration_s: float | None = None, horizon_s: float | None = None
+) -> dict[str, Any]:
     """Builds the KPI dictionary of a run.
 
     Args:
         rec: The recorder that observed the run.
         cluster: The cluster (for busy times, power and prices).
         duration_s: Wall span the costs are charged over; defaults to the engine's clock.
+        horizon_s: The arrival horizon ``slo_tokens_per_s`` is divided by; defaults to
+            ``duration_s``.
+
+    The primary metric shedding cannot game (issue #15) is ``slo_tokens_per_s``: prompt +
+    output tokens of the requests that met both SLOs, per second of the horizon. A rejected
+    request or one still unfinished when the run stopped (``unfinished``) contributes nothing:
+    it counts as a failure, never as "not counted". ``rejection_rate`` is rejected / arrived.
 
     Energy and cost are the cluster meter's (``disagg_gym.cluster.accounting.Meter``): busy
     prefill/decode time at the cost model's power plus idle power of every provisioned GPU;
@@ -87,11 +96,16 @@ def summarize(rec: Recorder, cluster: Cluster, duration_s: float | None = None) 
         key = inst.role.value if inst.role is not Role.COLOCATED else "colocated"
         util.setdefault(key, []).append(busy / dur)
     tokens = rec.prompt_tokens_done + rec.output_tokens_done
+    span = max(float(horizon_s if horizon_s is not None else dur), 1e-9)
     out: dict[str, Any] = {
         "requests_total": rec.arrived,
         "requests_completed": rec.completed,
         "requests_rejected": rec.rejected,
         "requests_in_flight": rec.arrived - finished,
+        "unfinished": rec.arrived - finished,
+        "rejection_rate": _clean(rec.rejected / rec.arrived) if rec.arrived else None,
+        "slo_tokens": rec.good_tokens,
+        "slo_tokens_per_s": _clean(rec.good_tokens / span),
         "rejected_by_reason": dict(sorted(rec.rejected_by_reason.items())),
         "duration_s": _clean(dur),
         "ttft_p50_s": _clean(t50), "ttft_p90_s": _clean(t90), "ttft_p99_s": _clean(t99), "ttft_mean_s": _clean(tmean),

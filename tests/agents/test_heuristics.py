@@ -10,7 +10,7 @@ import disagg_gym  # noqa: F401  (registers the env ids)
 from disagg_gym_agents import POLICIES, make_policy
 from disagg_gym_agents.base import Policy
 from disagg_gym_agents.evaluation import evaluate, run_episode
-from disagg_gym_agents.heuristics import AllocatorHeuristic, ClairvoyantPolicy, RouterHeuristic
+from disagg_gym_agents.heuristics import AllocatorHeuristic, LengthOraclePolicy, RouterHeuristic
 
 ROUTE_ID = "disagg/SmallRoute-v1"
 ALLOC_ID = "disagg/EnergyAllocate-v2"
@@ -22,7 +22,7 @@ EXPECTED = {
     "p2c",
     "least_finish",
     "kv_aware",
-    "clairvoyant",
+    "length_oracle",
     "static_ratio",
     "threshold",
 }
@@ -131,17 +131,23 @@ def test_jsq_beats_random_on_goodput() -> None:
     assert goodput["jsq"] > goodput["random"], goodput
 
 
-def test_clairvoyant_is_marked_upper_bound() -> None:
-    assert ClairvoyantPolicy.upper_bound is True
-    assert "UPPER-BOUND" in (ClairvoyantPolicy.__doc__ or "")
+def test_length_oracle_is_marked_reference() -> None:
+    assert LengthOraclePolicy.upper_bound is True  # the reports' reference flag
+    assert "ORACLE" in (LengthOraclePolicy.__doc__ or "")
     env = gym.make(ROUTE_ID, overrides=SHORT)
-    assert make_policy("clairvoyant", env).describe() == "clairvoyant (upper bound)"
-    others = [n for n in EXPECTED if n != "clairvoyant"]
+    assert make_policy("length_oracle", env).describe() == "length_oracle (oracle)"
+    others = [n for n in EXPECTED if n != "length_oracle"]
     assert not any(POLICIES.get(n).upper_bound for n in others)
 
 
+def test_clairvoyant_is_a_deprecated_alias() -> None:
+    assert "clairvoyant" not in POLICIES.names()
+    with pytest.warns(FutureWarning, match="length_oracle"):
+        assert POLICIES.get("clairvoyant") is LengthOraclePolicy
+
+
 def test_heuristic_kinds() -> None:
-    for name in ("round_robin", "jsq", "p2c", "least_finish", "kv_aware", "clairvoyant"):
+    for name in ("round_robin", "jsq", "p2c", "least_finish", "kv_aware", "length_oracle"):
         assert issubclass(POLICIES.get(name), RouterHeuristic)
     for name in ("static_ratio", "threshold"):
         assert issubclass(POLICIES.get(name), AllocatorHeuristic)

@@ -74,8 +74,8 @@ def test_resume_skips_finished_cells(
 def test_inapplicable_heuristic_is_skipped() -> None:
     cells = lb.plan_cells([ENV], ["static_ratio", "heuristics"])
     names = [c.agent for c in cells]
-    assert "static_ratio" not in names and "clairvoyant" in names
-    assert [c.upper_bound for c in cells if c.agent == "clairvoyant"] == [True]
+    assert "static_ratio" not in names and "length_oracle" in names
+    assert [c.upper_bound for c in cells if c.agent == "length_oracle"] == [True]
     with pytest.raises(ValueError):
         lb.plan_cells([ENV], ["no_such_heuristic"])
 

@@ -1,0 +1,342 @@
+"""Upper bounds no policy can exceed (issue #15 item 4): ``disagg-gym bounds``.
+
+For one workload seed the bound is the optimum of a *fluid* relaxation of serving: choose a
+fraction ``x_r`` in [0, 1] of each request to serve within its SLOs, maximising the metric's
+value (``slo_tokens_per_s``: prompt + output tokens; ``goodput_rps``: 1 per request) subject to
+capacity constraints that every real schedule satisfies:
+
+* **feasibility** -- ``x_r = 0`` when the request cannot meet its SLOs even alone on the fastest
+  instance: its prompt's prefill alone exceeds its TTFT SLO, or (two or more output tokens) one
+  decode iteration alone at its context exceeds its TPOT SLO;
+* **prefill capacity** -- in every time window ``[s, t]``, the prompt tokens of requests that
+  arrive at or after ``s`` and must have their first token by ``t`` (arrival + TTFT SLO) fit in
+  ``(t - s)`` x the summed peak prefill rate (tokens/s) of the instances that may prefill;
+* **decode capacity** -- likewise for output tokens (after the first, which prefill makes)
+  with deadline arrival + TTFT SLO + TPOT SLO x (output - 1) and the peak decode rates;
+* **shared time** -- in every window, the instance-seconds of prefill and decode at the
+  fastest rates fit in ``(t - s)`` x the number of instances (instances that switch roles,
+  or colocated ones, share their time between the phases).
+
+Peak rates come from the cost model: the least seconds per token over probe batches (whole
+token budgets of short prompts for prefill; full batches at minimal context for decode), with
+a 2 % margin for probe error. Queueing, KV memory, transfers and batching limits are ignored,
+so the relaxation's optimum is an upper bound on what any policy attains. The LP is bounded
+through its Lagrangian dual: *every* non-negative multiplier vector gives a valid upper bound
+(weak duality), and a projected subgradient search returns the smallest one found.
+
+The metric's value is divided by the horizon, as ``slo_tokens_per_s`` and the leaderboard's
+per-episode scores are. A config's ``upper_bound`` in ``leaderboard/bounds.csv`` is the mean over
+the evaluation seeds of the per-seed bounds, so it bounds any policy's mean score over those
+seeds. Valid while the simulator has no prefix cache (cached prompt tokens would prefill for
+free); revisit when one lands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from disagg_gym.errors import UserError
+from disagg_gym.rng import RngStreams
+from disagg_gym.scenario import ScenarioConfig, load_scenario, standard_names
+
+METRICS = ("slo_tokens_per_s", "goodput_rps")
+"""Metrics bounded (higher is better for both)."""
+METHOD = "fluid_lp_dual"
+MARGIN = 0.98
+"""Peak rates are divided by this (probe error margin): a looser, still valid, bound."""
+EVAL_SEED_OFFSET = 10_000
+"""The leaderboard's held-out evaluation seeds start here (same as the agents' evaluation)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One episode's requests as arrays (what the policy cannot change)."""
+
+    arrival_s: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray
+    slo_ttft_s: np.ndarray
+    slo_tpot_s: np.ndarray
+    horizon_s: float
+
+
+def episode_workload(scen: ScenarioConfig, seed: int) -> Workload:
+    """The arrivals a ``Simulation(scen, seed)`` (or an env episode on ``seed``) replays."""
+    max_req = scen.env.get("max_episode_requests", None) if isinstance(scen.env, dict) else None
+    if max_req is not None:
+        scen = replace(scen, max_requests=int(max_req))
+    src = scen.workload.build(RngStreams(seed), horizon_s=scen.horizon_s, max_requests=scen.max_requests)
+    parts: list[Any] = []
+    while True:
+        ch = src.next_chunk()
+        if ch is None or len(ch.arrival_s) == 0:
+            break
+        if ch.hash_ids is not None:
+            raise UserError(f"{scen.name}: bounds assume no prefix cache; this workload carries prefix ids")
+        parts.append(ch)
+
+    def cat(f: str) -> np.ndarray:
+        return np.concatenate([getattr(c, f) for c in parts]) if parts else np.zeros(0)
+
+    arr = cat("arrival_s").astype(float)
+    span = scen.horizon_s
+    if scen.workload.kind == "trace":
+        span = min(span, float(arr.max()) if arr.size else span)
+    return Workload(arr, cat("prompt_tokens").astype(float), cat("output_tokens").astype(float),
+                    cat("slo_ttft_s").astype(float), cat("slo_tpot_s").astype(float), float(span))
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Per-instance peak rates and which phases each instance may serve."""
+
+    prefill_s_per_token: np.ndarray  # per instance
+    decode_s_per_token: np.ndarray
+    can_prefill: np.ndarray  # bool per instance
+    can_decode: np.ndarray
+    lone_prefill: Any  # (prompt) -> fastest lone prefill seconds over prefill-capable instances
+    lone_decode: Any  # (context) -> fastest lone decode iteration over decode-capable instances
+
+
+def cluster_capacity(scen: ScenarioConfig) -> Capacity:
+    """Peak prefill/decode seconds per token of each instance, from the cost model."""
+    from disagg_gym.hardware import build_cost, get_gpu, load_model
+
+    model = load_model(scen.cluster.model)
+    flexible = scen.task in ("allocate", "joint") or scen.allocator.name != "none"
+    pt, dt, cp, cd, costs_p, costs_d = [], [], [], [], [], []
+    cache: dict[tuple[Any, ...], tuple[float, float]] = {}
+    for g in scen.cluster.groups:
+        cost = build_cost(get_gpu(g.gpu), model, g.tp, g.cost_model)
+        budget = max(g.prefill_token_budget, g.prefill_chunk_tokens or 0, 1)
+        key = (g.gpu, g.tp, g.cost_model, budget, g.max_batch)
+        if key not in cache:
+            best_p = math.inf
+            for length in (16, 32, 64, 128, 256, 512, 1024):
+                for total in (budget, 4 * budget, 64 * budget):
+                    k = max(1, total // length)
+                    best_p = min(best_p, cost.prefill_s([length] * k) / (k * length))
+            best_d = min(cost.decode_s([1] * b) / b for b in range(1, g.max_batch + 1))
+            cache[key] = (best_p * MARGIN, best_d * MARGIN)
+        sp, sd = cache[key]
+        for _ in range(g.count):
+            pt.append(sp)
+            dt.append(sd)
+            cp.append(g.role in ("prefill", "colocated") or flexible)
+            cd.append(g.role in ("decode", "colocated") or flexible)
+        if g.role in ("prefill", "colocated") or flexible:
+            costs_p.append(cost)
+        if g.role in ("decode", "colocated") or flexible:
+            costs_d.append(cost)
+
+    def lone_prefill(prompts: np.ndarray) -> np.ndarray:
+        out = np.full(prompts.shape, math.inf)
+        memo: dict[int, float] = {}
+        for j, p in enumerate(prompts.astype(int).tolist()):
+            v = memo.get(p)
+            if v is None:
+                v = memo[p] = min(c.prefill_s([p]) for c in costs_p)
+            out[j] = v
+        return out * MARGIN
+
+    def lone_decode(ctx: np.ndarray) -> np.ndarray:
+        out = np.full(ctx.shape, math.inf)
+        memo: dict[int, float] = {}
+        for j, c_ in enumerate(ctx.astype(int).tolist()):
+            v = memo.get(c_)
+            if v is None:
+                v = memo[c_] = min(c.decode_s([c_]) for c in costs_d)
+            out[j] = v
+        return out * MARGIN
+
+    return Capacity(np.asarray(pt), np.asarray(dt), np.asarray(cp, bool), np.asarray(cd, bool), lone_prefill, lone_decode)
+
+
+def feasible(wl: Workload, cap: Capacity, horizon_policy: str = "drain") -> np.ndarray:
+    """Requests that could meet both SLOs alone on an idle cluster.
+
+    With ``horizon_policy="fail"`` a request must also be able to finish by the horizon (its
+    lone prefill plus ``output - 1`` lone decode iterations at its first context), since a
+    request unfinished when the episode stops is a failure.
+    """
+    pre = cap.lone_prefill(wl.prompt)
+    ok = pre <= wl.slo_ttft_s
+    multi = wl.output > 1
+    tpot_ok = np.ones_like(ok)
+    dec = np.zeros_like(pre)
+    if multi.any():
+        it = cap.lone_decode(wl.prompt[multi] + 1)
+        tpot_ok[multi] = it <= wl.slo_tpot_s[multi]
+        dec[multi] = it * (wl.output[multi] - 1)
+    out = ok & tpot_ok
+    if horizon_policy == "fail":
+        out &= wl.arrival_s + pre + dec <= wl.horizon_s
+    return out
+
+
+def _windows(t_end: float, n: int = 12) -> list[tuple[float, float]]:
+    pts = np.linspace(0.0, t_end, n + 1)
+    return [(float(pts[i]), float(pts[j])) for i in range(n) for j in range(i + 1, n + 1)]
+
+
+def constraint_matrix(
+    wl: Workload, cap: Capacity, ok: np.ndarray, horizon_policy: str = "drain"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, c)``: rows ``A @ x <= c`` of the fluid relaxation (see the module docstring).
+
+    Under ``horizon_policy="fail"`` every deadline is also capped at the horizon.
+    """
+    a, p, o = wl.arrival_s, wl.prompt, np.maximum(wl.output - 1, 0)
+    ttft_dl = a + wl.slo_ttft_s
+    dec_dl = ttft_dl + wl.slo_tpot_s * o
+    if horizon_policy == "fail":
+        ttft_dl = np.minimum(ttft_dl, wl.horizon_s)
+        dec_dl = np.minimum(dec_dl, wl.horizon_s)
+    rate_p = float(np.sum(1.0 / cap.prefill_s_per_token[cap.can_prefill])) if cap.can_prefill.any() else 0.0
+    rate_d = float(np.sum(1.0 / cap.decode_s_per_token[cap.can_decode])) if cap.can_decode.any() else 0.0
+    cp = float(cap.prefill_s_per_token[cap.can_prefill].min()) if cap.can_prefill.any() else math.inf
+    cd = float(cap.decode_s_per_token[cap.can_decode].min()) if cap.can_decode.any() else math.inf
+    n_inst = len(cap.can_prefill)
+    t_end = float(max(dec_dl[ok].max(), ttft_dl[ok].max())) if ok.any() else 1.0
+    rows, caps = [], []
+    for s, t in _windows(t_end):
+        inside_p = (a >= s) & (ttft_dl <= t) & ok
+        inside_d = (a >= s) & (dec_dl <= t) & ok
+        rows.append(np.where(inside_p, p, 0.0))
+        caps.append((t - s) * rate_p)
+        rows.append(np.where(inside_d, o, 0.0))
+        caps.append((t - s) * rate_d)
+        rows.append(np.where(inside_p, p * cp, 0.0) + np.where(inside_d, o * cd, 0.0))
+        caps.append((t - s) * n_inst)
+    # Whole-episode rows: everything served must be done by its own deadline.
+    rows.append(np.where(ok, p, 0.0))
+    caps.append(float(ttft_dl[ok].max() if ok.any() else 0.0) * rate_p)
+    rows.append(np.where(ok, o, 0.0))
+    caps.append(t_end * rate_d)
+    return np.asarray(rows), np.asarray(caps)
+
+
+def lp_dual_bound(values: np.ndarray, A: np.ndarray, c: np.ndarray, iters: int = 1000) -> float:
+    """Upper bound on ``max v.x s.t. A x <= c, 0 <= x <= 1`` by the Lagrangian dual.
+
+    For any ``lam >= 0``: ``v.x <= lam.c + sum_r max(0, v_r - (lam A)_r)`` for every feasible
+    ``x`` (weak duality). Rows are normalised by ``c`` and values by their sum; a projected
+    subgradient search with diminishing steps keeps the least value seen. Rows with ``c = 0``
+    force their requests out (``x_r = 0`` where the row is positive).
+    """
+    v = values.astype(float).copy()
+    zero = c <= 0
+    if zero.any():
+        v[(A[zero] > 0).any(axis=0)] = 0.0
+        A, c = A[~zero], c[~zero]
+    total = v.sum()
+    if total <= 0:
+        return 0.0
+    if len(c) == 0 or np.all(np.einsum("ij,j->i", A, (v > 0).astype(float)) <= c * (1 + 1e-12)):
+        return float(total)  # serving every request with value fits: the LP optimum is the total
+    # float32 rows in units of their capacity (the value of g is recomputed in float64 below)
+    An = np.ascontiguousarray(A / c[:, None], dtype=np.float32)
+    AnT = np.ascontiguousarray(An.T)
+    vn = v / total
+    lam = np.zeros(len(c))
+    best = 1.0  # lam = 0: every request's value
+    step0 = 0.5
+    for k in range(1, iters + 1):
+        # einsum (no BLAS): BLAS threads oversubscribe small shared machines (10x slower here)
+        red = vn - np.einsum("ij,j->i", AnT, lam.astype(np.float32)).astype(np.float64)
+        act = red > 0
+        g = float(lam.sum() + red[act].sum())
+        if g < best:
+            best = min(best, _exact_dual(lam, vn, A, c))  # float64: the bound reported is exact
+        grad = 1.0 - np.einsum("ij,j->i", An, act.astype(np.float32)).astype(np.float64)
+        norm = float(np.linalg.norm(grad))
+        if norm == 0:
+            break
+        lam = np.maximum(0.0, lam - step0 / math.sqrt(k) * grad / norm)
+    return float(best * total)
+
+
+def _exact_dual(lam: np.ndarray, vn: np.ndarray, A: np.ndarray, c: np.ndarray) -> float:
+    """The dual function at ``lam`` in float64 (rows normalised by ``c``)."""
+    red = vn - np.einsum("i,ij->j", lam / c, A)
+    return float(lam.sum() + red[red > 0].sum())
+
+
+def episode_bound(
+    scen: ScenarioConfig, seed: int, metric: str = "slo_tokens_per_s", cap: Capacity | None = None,
+    horizon_policy: str = "drain",
+) -> float:
+    """Upper bound on ``metric`` for one workload seed (see the module docstring).
+
+    ``horizon_policy="drain"`` bounds drained runs and therefore also runs that stop at the
+    horizon; ``"fail"`` is a tighter bound valid only for runs that stop at the horizon (env
+    episodes under ``horizon_policy: auto``): requests that cannot finish by then count zero.
+    """
+    if metric not in METRICS:
+        raise UserError(f"no bound for metric {metric!r}; expected one of: {', '.join(METRICS)}")
+    wl = episode_workload(scen, seed)
+    if wl.arrival_s.size == 0:
+        return 0.0
+    if horizon_policy not in ("drain", "fail"):
+        raise UserError(f"horizon_policy must be drain or fail (got {horizon_policy!r})")
+    cap = cap or cluster_capacity(scen)
+    ok = feasible(wl, cap, horizon_policy)
+    A, c = constraint_matrix(wl, cap, ok, horizon_policy)
+    vals = (wl.prompt + wl.output) if metric == "slo_tokens_per_s" else np.ones_like(wl.prompt)
+    vals = np.where(ok, vals, 0.0)
+    return lp_dual_bound(vals, A, c) / wl.horizon_s
+
+
+def config_bound(
+    name: str, metric: str, seeds: list[int], overrides: dict[str, Any] | None = None, horizon_policy: str = "drain"
+) -> float:
+    """Mean over ``seeds`` of the per-seed bounds of config ``name``."""
+    scen = load_scenario(name, overrides)
+    cap = cluster_capacity(scen)
+    return float(np.mean([episode_bound(scen, s, metric, cap, horizon_policy) for s in seeds]))
+
+
+# ---------------------------------------------------------------------- CLI
+def add_bounds_args(sp: argparse.ArgumentParser) -> None:
+    """Arguments of ``disagg-gym bounds``."""
+    from disagg_gym.cli import positive_int
+
+    sp.add_argument("--config", action="append", metavar="NAME", help="config (repeatable; default: every standard config)")
+    sp.add_argument("--seeds", type=positive_int, default=10,
+                    help="evaluation seeds 10000..10000+N-1 the bound is averaged over (default 10)")
+    sp.add_argument("--metric", action="append", choices=METRICS, help="metric (repeatable; default: both)")
+    sp.add_argument("--out", type=Path, default=Path("leaderboard/bounds.csv"), help="CSV to write (default leaderboard/bounds.csv)")
+    sp.add_argument("--horizon-policy", choices=("drain", "fail"), default="drain",
+                    help="drain (default): valid for every run; fail: tighter, only for runs that stop at the horizon")
+
+
+def cmd_bounds(args: argparse.Namespace) -> int:
+    """Writes ``config,metric,upper_bound,method`` rows for each config and metric."""
+    import csv
+    import io
+
+    from disagg_gym.io import atomic_write_text, check_output_file
+
+    check_output_file(args.out, "--out")
+    names = args.config or standard_names()
+    metrics = args.metric or list(METRICS)
+    seeds = [EVAL_SEED_OFFSET + k for k in range(args.seeds)]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["config", "metric", "upper_bound", "method"])
+    method = f"{METHOD}(horizon {args.horizon_policy}; mean over seeds {seeds[0]}-{seeds[-1]})"
+    for name in names:
+        for m in metrics:
+            ub = config_bound(name, m, seeds, horizon_policy=args.horizon_policy)
+            ub_up = math.ceil(ub * 1e6) / 1e6  # rounded up: the written value is still a bound
+            w.writerow([load_scenario(name).name, m, repr(ub_up), method])
+            print(f"{name:<22s} {m:<18s} {ub:.6g}", flush=True)
+    atomic_write_text(args.out, buf.getvalue())
+    print(f"wrote {args.out}")
+    return 0

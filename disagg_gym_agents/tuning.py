@@ -1,0 +1,244 @@
+"""``disagg-gym tune-baselines``: tunes baseline parameters on validation seeds only.
+
+Admission thresholds (``<router>+<admission>``: ``alpha`` of ``ttft_guard``, the queue limit
+of ``queue_guard``, Mooncake's two factors) and the DistServe-style static prefill:decode split
+(``static_split``) are chosen by grid search on *validation* workload seeds
+(``VALIDATION_SEED_OFFSET + k``, 20000+), never on the held-out test seeds (10000+) the
+leaderboard reports, and never on training seeds (1000000+). The chosen values, the seeds used,
+the metric and every candidate's score are written to a YAML file (default
+``leaderboard/tuned.yaml``) that leaderboard rows record and ``tuned_params`` reads back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from disagg_gym.errors import UserError
+
+VALIDATION_SEED_OFFSET = 20_000
+"""First validation workload seed: tuning uses ``VALIDATION_SEED_OFFSET + k``."""
+TEST_SEED_RANGE = (10_000, VALIDATION_SEED_OFFSET)
+"""Held-out test seeds (``evaluation.EVAL_SEED_OFFSET + k``): tuning refuses them."""
+TRAIN_SEED_LOW = 1_000_000
+"""Training seeds start here (``evaluation.TRAIN_SEED_LOW``): tuning refuses them too."""
+DEFAULT_TUNED_PATH = Path("leaderboard/tuned.yaml")
+
+LOWER_IS_BETTER = ("cost_per_1m_tokens_usd", "cost_per_1m_good_tokens_usd", "energy_per_request_j",
+                   "energy_per_good_request_j", "ttft_p99_s", "tpot_p99_s", "rejection_rate")
+
+ADMISSION_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "none": {},
+    "ttft_guard": {"alpha": [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0]},
+    "queue_guard": {"max_queued_requests": [2, 4, 8, 16, 32, 64]},
+    "mooncake": {"ttft_alpha": [0.75, 1.0, 1.5, 2.0], "tpot_alpha": [1.0, 1.5, 2.0]},
+}
+"""Default search grids of the admission controllers' parameters."""
+
+
+def validation_seeds(n: int) -> list[int]:
+    """The first ``n`` validation seeds (20000, 20001, ...)."""
+    if n < 1:
+        raise UserError(f"--seeds must be a positive integer (got {n})")
+    return [VALIDATION_SEED_OFFSET + k for k in range(n)]
+
+
+def check_validation_seeds(seeds: Sequence[int]) -> None:
+    """Raises ``UserError`` naming any seed outside the validation range [20000, 1000000)."""
+    for s in seeds:
+        if not VALIDATION_SEED_OFFSET <= int(s) < TRAIN_SEED_LOW:
+            kind = "a test seed" if TEST_SEED_RANGE[0] <= s < TEST_SEED_RANGE[1] else "not a validation seed"
+            raise UserError(
+                f"seed {s} is {kind}: tuning uses validation seeds only "
+                f"({VALIDATION_SEED_OFFSET} <= seed < {TRAIN_SEED_LOW})"
+            )
+
+
+def resolve_config(name: str) -> str:
+    """A standard config name (``small-route``) or env id (``disagg/SmallRoute-v1``) -> config."""
+    if "/" in name and not name.endswith((".yaml", ".yml")):
+        from disagg_gym.env.registration import standard_envs
+
+        for e in standard_envs():
+            if e["id"] == name:
+                return e["config"]
+        raise UserError(f"unknown env id {name!r}; see `disagg-gym list`")
+    return name
+
+
+def policy_grid(config: str, policy: str, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Candidate keyword arguments of ``policy`` on ``config``.
+
+    ``<router>+<admission>``: the product of ``ADMISSION_GRIDS[admission]``; ``static_split``:
+    every per-GPU-type prefill count that keeps a prefill and a decode instance;
+    ``sla_planner`` and ``splitwise``: small grids of their targets; anything else: ``[{}]``.
+    """
+    from disagg_gym.cluster.admission import split_name
+
+    _, adm = split_name(policy)
+    if adm is not None:
+        grid = ADMISSION_GRIDS.get(adm, {})
+        keys = list(grid)
+        return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))] or [{}]
+    if policy == "static_split":
+        from disagg_gym_agents.baselines import static_split_candidates
+        from disagg_gym.scenario import load_scenario
+
+        return [{"prefill_counts": c} for c in static_split_candidates(load_scenario(config, overrides))]
+    if policy == "sla_planner":
+        return [{"headroom": h} for h in (1.0, 1.2, 1.5)]
+    if policy == "splitwise":
+        return [{"max_borrow": b} for b in (1, 2, 4)]
+    return [{}]
+
+
+def score_policy(
+    config: str,
+    policy: str,
+    params: dict[str, Any],
+    seeds: Sequence[int],
+    metric: str,
+    overrides: dict[str, Any] | None = None,
+) -> list[float]:
+    """``metric`` of ``policy(**params)`` on each workload seed (env episodes, as evaluated)."""
+    from disagg_gym.env.serving_env import DisaggServingEnv
+    from disagg_gym_agents.evaluation import run_episode
+    from disagg_gym_agents.registry import make_policy
+
+    env = DisaggServingEnv(config, overrides=overrides)
+    pol = make_policy(policy, env, **params)
+    out = []
+    for s in seeds:
+        row = run_episode(pol, env, int(s))
+        v = row.get(metric)
+        if v is None:
+            raise UserError(f"metric {metric!r} is not in the episode KPIs (e.g. slo_tokens_per_s, goodput_rps)")
+        out.append(float(v))
+    env.close()
+    return out
+
+
+def tune(
+    config: str,
+    policy: str,
+    seeds: Sequence[int],
+    metric: str = "slo_tokens_per_s",
+    grid: list[dict[str, Any]] | None = None,
+    overrides: dict[str, Any] | None = None,
+    on_candidate: Callable[[dict[str, Any], float], None] | None = None,
+) -> dict[str, Any]:
+    """Grid search of ``policy``'s parameters on validation ``seeds``.
+
+    Returns:
+        ``{"params", "score", "metric", "seeds", "candidates": [{"params", "score"}]}``;
+        the score is the mean over seeds; ties keep the earlier (more conservative) candidate.
+
+    Raises:
+        UserError: A seed outside the validation range (test seeds above all).
+    """
+    check_validation_seeds(seeds)
+    config = resolve_config(config)
+    grid = grid if grid is not None else policy_grid(config, policy, overrides)
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    cands = []
+    best: tuple[float, dict[str, Any]] | None = None
+    for params in grid:
+        vals = score_policy(config, policy, params, seeds, metric, overrides)
+        mean = sum(vals) / len(vals)
+        cands.append({"params": params, "score": mean})
+        if on_candidate is not None:
+            on_candidate(params, mean)
+        key = sign * mean if math.isfinite(mean) else -math.inf
+        if best is None or key > best[0]:
+            best = (key, params)
+    assert best is not None
+    return {
+        "params": best[1],
+        "score": sign * best[0],
+        "metric": metric,
+        "seeds": [int(s) for s in seeds],
+        "candidates": cands,
+    }
+
+
+# ---------------------------------------------------------------------- the tuned file
+def read_tuned(path: str | Path = DEFAULT_TUNED_PATH) -> dict[str, Any]:
+    """The tuned file as ``{config: {policy: entry}}`` (empty if missing)."""
+    from disagg_gym.config import read_yaml
+
+    p = Path(path)
+    if not p.exists():
+        return {}
+    data = read_yaml(p) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: expected a mapping of config -> policy -> tuned entry")
+    return data
+
+
+def tuned_params(config: str, policy: str, path: str | Path = DEFAULT_TUNED_PATH) -> dict[str, Any]:
+    """Tuned keyword arguments of ``policy`` on ``config`` (``{}`` when not tuned)."""
+    entry = read_tuned(path).get(resolve_config(config), {}).get(policy)
+    return dict(entry.get("params") or {}) if isinstance(entry, dict) else {}
+
+
+def write_tuned(results: dict[str, dict[str, Any]], path: str | Path = DEFAULT_TUNED_PATH) -> Path:
+    """Merges ``{config: {policy: entry}}`` into the tuned file (atomically) and returns it."""
+    import yaml
+
+    from disagg_gym.io import atomic_write_text
+
+    data = read_tuned(path)
+    for cfg, pols in results.items():
+        data.setdefault(cfg, {}).update(pols)
+    head = (
+        "# Baseline parameters tuned by `disagg-gym tune-baselines` on validation seeds only\n"
+        "# (20000+; never the test seeds 10000+). One entry per config and policy: the chosen\n"
+        "# params, the metric, its mean over the seeds, the seeds and every candidate's score.\n"
+    )
+    return atomic_write_text(Path(path), head + yaml.safe_dump(data, sort_keys=True, default_flow_style=None))
+
+
+# ---------------------------------------------------------------------- CLI
+def add_tune_args(sp: argparse.ArgumentParser) -> None:
+    """Arguments of ``disagg-gym tune-baselines``."""
+    from disagg_gym.cli import positive_int
+
+    sp.add_argument("--config", action="append", required=True, metavar="NAME",
+                    help="standard config or env id (repeatable)")
+    sp.add_argument("--policy", action="append", required=True, metavar="NAME",
+                    help="policy to tune, e.g. jsq+ttft_guard, static_split (repeatable)")
+    sp.add_argument("--seeds", type=positive_int, default=3,
+                    help="validation seeds 20000..20000+N-1 (default 3)")
+    sp.add_argument("--metric", default="slo_tokens_per_s", help="episode KPI to optimise (default slo_tokens_per_s)")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (dotted), repeatable")
+    sp.add_argument("--out", type=Path, default=DEFAULT_TUNED_PATH, help="tuned file (default leaderboard/tuned.yaml)")
+
+
+def cmd_tune_baselines(args: argparse.Namespace) -> int:
+    """Tunes each ``--policy`` on each ``--config`` and merges the results into ``--out``."""
+    from disagg_gym.cli import _overrides
+    from disagg_gym.io import check_output_file
+    from disagg_gym_agents.registry import POLICIES
+
+    check_output_file(args.out, "--out")
+    for p in args.policy:
+        POLICIES.get(p)  # names a bad policy before any run
+    seeds = validation_seeds(args.seeds)
+    over = _overrides(args.set)
+    results: dict[str, dict[str, Any]] = {}
+    for cfg in args.config:
+        name = resolve_config(cfg)
+        for pol in args.policy:
+            res = tune(name, pol, seeds, args.metric, overrides=over or None,
+                       on_candidate=lambda p, s, n=name, q=pol: print(f"{n:<22s} {q:<24s} {p} -> {s:.6g}", flush=True))
+            if over:
+                res["overrides"] = over
+            results.setdefault(name, {})[pol] = res
+            print(f"{name:<22s} {pol:<24s} best {res['params']} ({args.metric} {res['score']:.6g} on seeds {seeds})")
+    path = write_tuned(results, args.out)
+    print(f"wrote {path}")
+    return 0

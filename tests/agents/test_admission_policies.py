@@ -1,0 +1,60 @@
+"""Composed heuristics ``<router>+<admission>`` in the agents registry and the env."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+import disagg_gym  # noqa: F401  (registers the env ids)
+from disagg_gym.errors import UserError
+from disagg_gym.scenario import load_scenario
+from disagg_gym.simulation import Simulation
+from disagg_gym_agents import POLICIES, make_policy
+from disagg_gym_agents.admission import AdmittedPolicy
+from disagg_gym_agents.evaluation import run_episode
+
+ROUTE_ID = "disagg/SmallRoute-v1"
+OVER = {"horizon_s": 6.0, "workload.rate_per_s": 120}
+
+
+def test_composed_names_resolve_without_being_listed() -> None:
+    cls = POLICIES.get("jsq+ttft_guard")
+    assert issubclass(cls, AdmittedPolicy) and cls.name == "jsq+ttft_guard"
+    assert POLICIES.get("jsq+ttft_guard") is cls  # built once
+    assert "least_finish+mooncake" in POLICIES and "jsq+nope" not in POLICIES
+    assert not any("+" in n for n in POLICIES.names())
+    assert POLICIES.get("kv_aware+queue_guard").tasks == ("route", "joint")
+    assert POLICIES.get("static_ratio+ttft_guard").tasks == ("joint",)  # routes on joint only
+    with pytest.raises(UserError, match="unknown heuristic 'nope'"):
+        POLICIES.get("nope+ttft_guard")
+
+
+def test_composed_policy_matches_the_simulator_composition() -> None:
+    # Same router, same controller, same workload: the env-level policy (through the reject
+    # action) and the simulator-level AdmittedRouter take identical decisions.
+    env = gym.make(ROUTE_ID, overrides=OVER)
+    row = run_episode(make_policy("jsq+ttft_guard", env), env, workload_seed=20_001)
+    scen = load_scenario("small-route", OVER)
+    sim = Simulation(scen, seed=20_001, router="jsq+ttft_guard")
+    sim.run(drain=False)
+    kp = sim.summary()
+    assert row["requests_rejected"] == kp["requests_rejected"] > 0
+    assert row["requests_completed"] == kp["requests_completed"]
+    env.close()
+
+
+def test_parameters_from_kwargs_and_the_scenario() -> None:
+    env = gym.make(ROUTE_ID, overrides={**OVER, "admission.ttft_guard.alpha": 1.7})
+    pol = make_policy("jsq+ttft_guard", env)
+    assert pol.controller.alpha == 1.7
+    assert make_policy("jsq+ttft_guard", env, alpha=0.9).controller.alpha == 0.9
+    with pytest.raises(UserError, match="alpha must be a positive"):
+        make_policy("jsq+ttft_guard", env, alpha=-1)
+    env.close()
+
+
+def test_needs_the_reject_action() -> None:
+    env = gym.make(ROUTE_ID, overrides={**OVER, "env.allow_reject": False})
+    with pytest.raises(UserError, match="allow_reject"):
+        make_policy("jsq+ttft_guard", env)
+    env.close()

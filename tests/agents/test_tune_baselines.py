@@ -1,0 +1,54 @@
+"""disagg-gym tune-baselines: validation seeds only, the tuned file, the static-split search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from disagg_gym.cli import main
+from disagg_gym.errors import UserError
+from disagg_gym_agents import evaluation, tuning
+
+OVER = {"horizon_s": 4.0, "workload.rate_per_s": 120}
+
+
+def test_refuses_test_and_training_seeds() -> None:
+    tuning.check_validation_seeds([20_000, 20_005])
+    for bad in (10_000, 10_003, 0, 1_000_000):
+        with pytest.raises(UserError, match=f"seed {bad} is"):
+            tuning.check_validation_seeds([bad])
+    with pytest.raises(UserError, match="a test seed"):
+        tuning.tune("small-route", "jsq+ttft_guard", [10_000])
+
+
+def test_tune_uses_only_validation_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    used: list[int] = []
+    real = evaluation.run_episode
+
+    def spy(policy, env, workload_seed, **kw):  # type: ignore[no-untyped-def]
+        used.append(int(workload_seed))
+        return real(policy, env, workload_seed, **kw)
+
+    monkeypatch.setattr(evaluation, "run_episode", spy)
+    grid = [{"alpha": 0.5}, {"alpha": 4.0}]
+    res = tuning.tune("disagg/SmallRoute-v1", "jsq+ttft_guard", tuning.validation_seeds(2), grid=grid, overrides=OVER)
+    assert sorted(set(used)) == [20_000, 20_001] and len(used) == 4
+    assert res["seeds"] == [20_000, 20_001]
+    assert [c["params"] for c in res["candidates"]] == grid
+    best = max(res["candidates"], key=lambda c: c["score"])
+    assert res["params"] == best["params"] and res["score"] == best["score"]
+
+
+def test_cli_writes_the_tuned_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tuned.yaml"
+    argv = ["tune-baselines", "--config", "small-route", "--policy", "jsq+queue_guard", "--seeds", "1",
+            "--set", "horizon_s=3", "--out", str(out)]
+    assert main(argv) == 0
+    entry = tuning.read_tuned(out)["small-route"]["jsq+queue_guard"]
+    assert entry["seeds"] == [20_000] and entry["metric"] == "slo_tokens_per_s"
+    assert len(entry["candidates"]) == len(tuning.ADMISSION_GRIDS["queue_guard"]["max_queued_requests"])
+    assert tuning.tuned_params("small-route", "jsq+queue_guard", out) == entry["params"]
+    assert tuning.tuned_params("small-route", "jsq+ttft_guard", out) == {}
+    assert main(["tune-baselines", "--config", "small-route", "--policy", "jsq+nope", "--out", str(out)]) == 2
+    assert "unknown admission controller 'nope'" in capsys.readouterr().err
