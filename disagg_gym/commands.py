@@ -12,12 +12,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
 
         data = {"routers": ROUTERS.names(), "allocators": ALLOCATORS.names()}
-        try:
-            from disagg_gym_agents.registry import POLICIES
-
-            data["agents"] = POLICIES.names()
-        except ImportError:
-            pass
+        if getattr(args, "agents", None) is not None:  # set by the agents' `list` (disagg_gym_agents.commands)
+            data["agents"] = list(args.agents)
         print(json.dumps(data, indent=None if args.json else 2))
         return 0
     from disagg_gym.env.registration import standard_envs

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 
+import disagg_gym
+from disagg_gym.config import parse_override
+from disagg_gym.env.registration import registered_ids
 from disagg_gym.errors import UserError
 
 TASKS = ("route", "allocate", "joint")
@@ -19,18 +24,12 @@ def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]
     Raises:
         ValueError: For an item without ``=`` or with an empty key (``ConfigError``).
     """
-    from disagg_gym.config import parse_override
-
     return dict(parse_override(s) for s in items or [])
 
 
 def check_env_id(env_id: str) -> None:
     """Raises ``ValueError`` naming ``env_id`` if it is not a registered Gymnasium id."""
-    import disagg_gym  # noqa: F401  (registers the ids)
-
     if env_id not in gym.registry:
-        from disagg_gym.env.registration import registered_ids
-
         raise UserError(
             f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}"
         )
@@ -134,11 +133,6 @@ def package_versions(packages: Sequence[str]) -> dict[str, str]:
 
     Saved next to every trained model and result so runs can be reproduced.
     """
-    import importlib.metadata
-    import platform
-
-    import disagg_gym
-
     out = {"python": platform.python_version()}
     for name in packages:
         try:

@@ -17,14 +17,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from disagg_gym_agents.base import PredictsActions
-from disagg_gym.io import atomic_write_text
 from disagg_gym.errors import UserError
+from disagg_gym.io import atomic_write_text
+from disagg_gym.wrappers.workload_seeds import EVAL_SEED_OFFSET, TRAIN_SEED_LOW  # noqa: F401 (re-exported)
+from disagg_gym_agents.base import PredictsActions
 
-EVAL_SEED_OFFSET = 10_000
-"""First held-out workload seed (evaluation uses ``EVAL_SEED_OFFSET + k``)."""
-TRAIN_SEED_LOW = 1_000_000
-"""Training workload seeds are drawn from ``[TRAIN_SEED_LOW, 2**31 - 1)``."""
 
 KPI_SUMMARY_KEYS = (
     "goodput_rps",

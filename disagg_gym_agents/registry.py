@@ -1,17 +1,12 @@
-"""Policy registry and ``make_policy``: ``"heuristic:NAME"`` or ``"sb3:PATH"`` -> a bound policy."""
+"""The policy registry and policy specs (``"heuristic:NAME"`` / ``"sb3:PATH"``); ``disagg_gym_agents.factory`` builds them."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from disagg_gym.registry import Registry
 from disagg_gym.errors import UserError
-
-if TYPE_CHECKING:
-    import gymnasium as gym
-
-    from disagg_gym_agents.base import Policy
 
 POLICIES: Registry[type] = Registry("heuristic")
 """Heuristic policy classes by name (``@POLICIES.register("jsq")`` next to each class)."""
@@ -52,8 +47,6 @@ def check_policy_spec(spec: str) -> None:
 
 def check_model_path(value: str | Path) -> None:
     """Raises ``UserError`` saying what is wrong with a model path (missing, a folder, not a zip)."""
-    import zipfile
-
     p = Path(value)
     if p.is_dir():
         hint = f"; did you mean sb3:{p / 'model.zip'}?" if (p / "model.zip").is_file() else ""
@@ -62,32 +55,3 @@ def check_model_path(value: str | Path) -> None:
         raise UserError(f"model file not found: {str(value)!r}")
     if not zipfile.is_zipfile(p):
         raise UserError(f"model file {str(value)!r} is not a model zip saved by SB3")
-
-
-def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Policy:
-    """Builds a policy bound to ``env``.
-
-    Args:
-        spec: ``"heuristic:NAME"`` (or just ``NAME``) or ``"sb3:PATH"`` to a model zip saved by
-            ``disagg_gym_agents.ppo`` (PPO or MaskablePPO; the algorithm is read from its ``config.json`` or
-            detected).
-        env: A single (non-vectorised) disagg-gym env.
-        seed: Seed of the policy's own randomness (random, p2c); combined with each episode's
-            workload seed.
-        **kwargs: Extra constructor arguments of the heuristic (e.g. ``prefill_fraction``).
-
-    Raises:
-        ValueError: Unknown heuristic, missing model file, or a heuristic that does not apply
-            to the env's task.
-    """
-    check_policy_spec(spec)
-    kind, value = parse_policy_spec(spec)
-    if kind == "heuristic":
-        return POLICIES.get(value)(env, seed=seed, **kwargs)
-    from disagg_gym_agents.ppo import SB3Policy
-
-    return SB3Policy.load(value, env, **kwargs)
-
-
-# Importing the heuristics module registers the built-in policies.
-from disagg_gym_agents import heuristics as _heuristics  # noqa: E402,F401

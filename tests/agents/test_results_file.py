@@ -166,7 +166,7 @@ def test_benchmark_bad_out_fails_before_any_cell(
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("a cell ran before the output paths were checked")
 
-    monkeypatch.setattr(lb, "run_cell", boom)
+    monkeypatch.setattr(lb.runner, "run_cell", boom)
     f = tmp_path / "f"
     f.write_text("x")
     rc, _, err = _cli(capsys, "benchmark", "--configs", ENV, "--agents", "jsq", "--out", str(f), "--no-progress")
