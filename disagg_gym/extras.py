@@ -19,12 +19,13 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "ray": ("ray",),
 }
 """Import names each extra provides (what ``require`` checks)."""
+_find_spec = importlib.util.find_spec  # one name to patch in tests
 
 
 def missing(extra: str, *modules: str) -> list[str]:
     """The modules of ``extra`` (or only ``modules``) that cannot be imported here."""
     names = modules or EXTRAS[extra]
-    return [m for m in names if importlib.util.find_spec(m) is None]
+    return [m for m in names if _find_spec(m) is None]
 
 
 def has(extra: str, *modules: str) -> bool:

@@ -30,6 +30,7 @@ def test_simulate_json_default_config(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_simulate_plots_and_records(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")  # the [plots] extra
     rc, out, _ = run(capsys, "simulate", "--horizon", "10", "--plots", str(tmp_path / "p"), "--records", str(tmp_path / "r.csv"))
     assert rc == 0 and "TTFT" in out
     assert (tmp_path / "p" / "latency_cdf.png").stat().st_size > 1000

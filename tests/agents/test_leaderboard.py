@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+pytest.importorskip("matplotlib")  # the [plots] extra
+
 import argparse
 import csv
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from disagg_gym_agents import leaderboard as lb
 

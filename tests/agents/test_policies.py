@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO

@@ -3,6 +3,11 @@ bad files and rows fail with one line, and ``validate`` checks something or fail
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("tqdm")  # the [rl] extra
+
 import argparse
 import csv
 import multiprocessing as mp
@@ -11,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from disagg_gym_agents import leaderboard as lb
 from disagg_gym.cli import main

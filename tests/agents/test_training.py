@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+pytest.importorskip("tensorboard")  # the [rl] extra
+
 import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from disagg_gym_agents.cli import EvalArgs, TrainArgs, cmd_evaluate, run_script

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+
 import argparse
 import csv
 import importlib.util
@@ -9,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from disagg_gym_agents.cli import add_dataclass_args
