@@ -152,12 +152,12 @@ def test_bad_output_paths_fail_before_the_simulation(
 def test_oserror_while_writing_is_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import disagg_gym.io
+    import disagg_gym.cli
 
     def full(path: object, text: str) -> None:
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(disagg_gym.io, "atomic_write_text", full)
+    monkeypatch.setattr(disagg_gym.cli, "atomic_write_text", full)  # what --records writes with
     out = tmp_path / "r.csv"
     rc, _, err = run(capsys, "simulate", "--horizon", "2", "--records", str(out))
     assert rc == 2
