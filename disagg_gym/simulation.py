@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from disagg_gym.cluster.cluster import Cluster, ClusterObserver, FanOut, Router
@@ -18,21 +18,22 @@ if TYPE_CHECKING:
 
 
 def make_router(name: str, streams: RngStreams) -> Router:
-    """Builds a registered router; random ones get the ``router`` stream."""
+    """Builds a registered router; random ones (``uses_rng``) get the ``router`` stream."""
     cls = ROUTERS.get(name)
-    if name in ("random", "p2c"):
-        return cls(streams.get("router"))
-    return cls()
+    return cls(streams.get("router")) if cls.uses_rng else cls()
 
 
 def make_allocator(cfg: AllocatorConfig) -> Any | None:
-    """Builds the configured allocator (``None`` for ``name: none``)."""
+    """Builds the configured allocator (``None`` for ``name: none``).
+
+    An allocator is a dataclass; each of its public fields is read from the allocator config
+    key of the same name (``interval_s``, ``prefill_fraction``, ...), so a new allocator is one
+    registered class plus, for a new parameter, one ``AllocatorConfig`` field.
+    """
     if cfg.name == "none":
         return None
     cls = ALLOCATORS.get(cfg.name)
-    if cfg.name == "static":
-        return cls(prefill_fraction=cfg.prefill_fraction, interval_s=cfg.interval_s)
-    return cls(ttft_target_s=cfg.ttft_target_s, decode_pressure_target=cfg.decode_pressure_target, interval_s=cfg.interval_s)
+    return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if not f.name.startswith("_")})
 
 
 class Simulation:

@@ -224,3 +224,11 @@ def test_ruff_clean() -> None:
         pytest.skip("ruff is not installed (pip install '.[test]')")
     res = subprocess.run([ruff, "check", "disagg_gym", "disagg_gym_agents", "scripts", "tests"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_simulator_packages_type_check_strictly() -> None:
+    """mypy --strict on sim, cluster, interconnect, workload, hardware ([tool.mypy] in pyproject)."""
+    pytest.importorskip("mypy", reason="mypy is not installed (pip install '.[test]')")
+    res = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]

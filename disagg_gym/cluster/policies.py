@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -54,7 +54,16 @@ def decode_pressure(inst: Instance) -> float:
 
 
 class _Base:
-    """Shared helpers: candidate lists and colocated handling."""
+    """Shared helpers: candidate lists and colocated handling.
+
+    A router is built as ``cls(rng)`` when ``uses_rng`` (the simulation's ``router`` stream,
+    or a heuristic agent's per-episode generator), else ``cls()``; ``upper_bound`` marks a
+    reference that uses information a real system lacks. The heuristic agents derive one
+    policy per registered router from these two flags (``disagg_gym_agents.heuristics``).
+    """
+
+    uses_rng: ClassVar[bool] = False
+    upper_bound: ClassVar[bool] = False
 
     def candidates(self, cluster: Cluster, req: Request) -> tuple[list[Instance], list[Instance]]:
         return cluster.pools()
@@ -93,6 +102,8 @@ class RoundRobinRouter(_Base):
 class RandomRouter(_Base):
     """Uniformly random instances (seeded ``np.random.Generator``)."""
 
+    uses_rng = True
+
     def __init__(self, rng: np.random.Generator | None = None) -> None:
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
@@ -121,6 +132,8 @@ class JoinShortestQueueRouter(_Base):
 @ROUTERS.register("p2c")
 class PowerOfTwoRouter(_Base):
     """Power-of-two choices: sample two, take the less loaded (queued tokens / pressure)."""
+
+    uses_rng = True
 
     def __init__(self, rng: np.random.Generator | None = None) -> None:
         self.rng = rng if rng is not None else np.random.default_rng(0)
@@ -207,6 +220,8 @@ class ClairvoyantRouter(KVTransferAwareRouter):
     generations to the least-loaded decode instance by predicted remaining decode tokens.
     Not implementable in practice (output lengths are unknown at arrival).
     """
+
+    upper_bound = True
 
     def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
         ps, ds = self.candidates(cluster, req)

@@ -100,7 +100,8 @@ class LinkSpec:
 
 @functools.cache
 def _calibrated() -> Mapping[str, Mapping[str, float]]:
-    return calibration_data()["links"]
+    links: Mapping[str, Mapping[str, float]] = calibration_data()["links"]
+    return links
 
 
 @functools.cache

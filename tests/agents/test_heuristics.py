@@ -10,7 +10,8 @@ import disagg_gym  # noqa: F401  (registers the env ids)
 from disagg_gym_agents import POLICIES, make_policy
 from disagg_gym_agents.base import Policy
 from disagg_gym_agents.evaluation import evaluate, run_episode
-from disagg_gym_agents.heuristics import AllocatorHeuristic, ClairvoyantPolicy, RouterHeuristic
+from disagg_gym.cluster.policies import ROUTERS
+from disagg_gym_agents.heuristics import AllocatorHeuristic, RouterHeuristic
 
 ROUTE_ID = "disagg/SmallRoute-v1"
 ALLOC_ID = "disagg/EnergyAllocate-v2"
@@ -132,8 +133,8 @@ def test_jsq_beats_random_on_goodput() -> None:
 
 
 def test_clairvoyant_is_marked_upper_bound() -> None:
-    assert ClairvoyantPolicy.upper_bound is True
-    assert "UPPER-BOUND" in (ClairvoyantPolicy.__doc__ or "")
+    assert POLICIES.get("clairvoyant").upper_bound is True
+    assert "UPPER-BOUND" in (POLICIES.get("clairvoyant").__doc__ or "")
     env = gym.make(ROUTE_ID, overrides=SHORT)
     assert make_policy("clairvoyant", env).describe() == "clairvoyant (upper bound)"
     others = [n for n in EXPECTED if n != "clairvoyant"]
@@ -143,6 +144,10 @@ def test_clairvoyant_is_marked_upper_bound() -> None:
 def test_heuristic_kinds() -> None:
     for name in ("round_robin", "jsq", "p2c", "least_finish", "kv_aware", "clairvoyant"):
         assert issubclass(POLICIES.get(name), RouterHeuristic)
+    # every simulator router is a heuristic agent (no list to keep in sync), "random" aside
+    for name in ROUTERS.names():
+        if name != "random":
+            assert POLICIES.get(name).router_name == name
     for name in ("static_ratio", "threshold"):
         assert issubclass(POLICIES.get(name), AllocatorHeuristic)
     assert set(POLICIES.get("random").tasks) == {"route", "allocate", "joint"}
