@@ -23,6 +23,17 @@ from disagg_gym.wrappers.workload_seeds import EVAL_SEED_OFFSET, TRAIN_SEED_LOW 
 from disagg_gym_agents.base import PredictsActions
 
 
+KPI_LOG_KEYS = (
+    "slo_attainment",
+    "goodput_rps",
+    "ttft_p99_s",
+    "tpot_p99_s",
+    "cost_per_1m_tokens_usd",
+    "energy_per_request_j",
+    "energy_per_good_request_j",
+)
+"""Keys of ``info["episode_kpis"]`` logged as ``kpi/<key>`` (SB3 and RLlib training) and ``eval/kpi/<key>``."""
+
 KPI_SUMMARY_KEYS = (
     "goodput_rps",
     "slo_attainment",

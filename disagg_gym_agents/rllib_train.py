@@ -41,6 +41,7 @@ from disagg_gym.wrappers.workload_seeds import TrainingWorkloadSeeds
 from disagg_gym.io import atomic_write_json
 from disagg_gym_agents.args import add_dataclass_args, arg_meta, dataclass_from_namespace
 from disagg_gym_agents.base import check_env_id, parse_overrides
+from disagg_gym_agents.evaluation import KPI_LOG_KEYS
 from disagg_gym_agents.base import package_versions as base_package_versions
 from disagg_gym_agents.ray_setup import import_ray, init_ray
 
@@ -48,16 +49,6 @@ DEFAULT_TIMESTEPS = 200_000
 """Env steps of a run when neither ``timesteps`` nor ``iterations`` is given."""
 TB_RUN = "rllib_ppo"
 VERSION_PACKAGES = ("disagg-gym", "ray", "gymnasium", "torch", "numpy")
-KPI_KEYS = (
-    "slo_attainment",
-    "goodput_rps",
-    "ttft_p99_s",
-    "tpot_p99_s",
-    "cost_per_1m_tokens_usd",
-    "energy_per_request_j",
-    "energy_per_good_request_j",
-)
-"""Keys of ``info["episode_kpis"]`` logged as ``kpi/<key>`` (``disagg_gym_agents.callbacks.KPI_LOG_KEYS``)."""
 LEARNER_SCALARS = {
     "policy_loss": "train/policy_loss",
     "vf_loss": "train/value_loss",
@@ -227,7 +218,7 @@ def _kpi_callback_class() -> type:
             kpis = infos[-1].get("episode_kpis") if len(infos) else None
             if not kpis or metrics_logger is None:
                 return
-            for k in KPI_KEYS:
+            for k in KPI_LOG_KEYS:
                 v = kpis.get(k)
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                     metrics_logger.log_value(("kpi", k), float(v), reduce="mean")
