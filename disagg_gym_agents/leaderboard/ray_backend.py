@@ -26,7 +26,7 @@ from typing import Any
 
 from disagg_gym_agents.leaderboard.cells import DEFAULT_EPISODES, Cell, env_name
 from disagg_gym_agents.leaderboard.results import ResultsWriter
-from disagg_gym_agents.leaderboard.runner import _progress, benchmark, plan_benchmark, run_cell
+from disagg_gym_agents.leaderboard.runner import progress_bar, benchmark, plan_benchmark, run_cell
 from disagg_gym_agents.ray_setup import import_ray, init_ray
 
 Rows = list[dict[str, Any]]
@@ -60,7 +60,7 @@ def _run_jobs(
     task = ray.remote(num_cpus=1)(_run_cell_task)
     results: list[Rows | None] = [None] * len(jobs)
     flushed = 0
-    bar = _progress(sum(len(s) for _, s in jobs), "benchmark (ray)", progress)
+    bar = progress_bar(sum(len(s) for _, s in jobs), "benchmark (ray)", progress)
     try:
         ov_ref = ray.put(ov)
         refs = [task.remote(c, [int(s) for s in seeds], ov_ref) for c, seeds in jobs]

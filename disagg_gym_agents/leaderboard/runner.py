@@ -55,7 +55,8 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file (recorded per row, so validate notices a changed checkpoint)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -75,7 +76,7 @@ def run_cell(
     ov = dict(overrides or {})
     env, policy = _bind(cell, ov)
     metric = env.unwrapped.scenario.primary_metric
-    sha = _sha256(resolve_path(cell.policy[4:])) if cell.agent_kind == "sb3" else ""
+    sha = sha256_of(resolve_path(cell.policy[4:])) if cell.agent_kind == "sb3" else ""
     versions = _versions()
     rows = []
     try:
@@ -107,7 +108,8 @@ def run_cell(
 
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
+def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr counting episodes (tqdm comes with the [rl] extra)."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="ep", disable=not enabled, file=sys.stderr)
@@ -183,7 +185,7 @@ def benchmark(
     out = Path(out)
     ov_text = json.dumps(ov, sort_keys=True)
     skipped = len(cells) - len(todo)
-    bar = _progress(sum(len(m) for _, m in todo), "benchmark", progress)
+    bar = progress_bar(sum(len(m) for _, m in todo), "benchmark", progress)
     if skipped:
         bar.write(f"resuming: {skipped} of {len(cells)} cells already in {results}")
     writer = ResultsWriter(results)

@@ -11,7 +11,7 @@ from typing import Any
 from disagg_gym.errors import UserError
 from disagg_gym_agents.leaderboard.cells import DEFAULT_RESULTS, Cell, env_version, resolve_path
 from disagg_gym_agents.leaderboard.results import META_COLUMNS, NOT_REPLAYED, read_results
-from disagg_gym_agents.leaderboard.runner import _progress, _sha256, run_cell
+from disagg_gym_agents.leaderboard.runner import progress_bar, sha256_of, run_cell
 from disagg_gym_agents.leaderboard.stats import to_float
 
 REL_TOL = 1e-9
@@ -78,7 +78,7 @@ def validate(
                r.get("upper_bound", ""), r.get("overrides") or "{}")
         groups.setdefault(key, []).append((i, r))
     errors: list[str] = []
-    bar = _progress(len(numbered), "validate", progress)
+    bar = progress_bar(len(numbered), "validate", progress)
     def where(i: int, r: dict[str, str]) -> str:
         return (f"{p}:{i} (config={r['config']}, agent={r['agent']}, "
                 f"train_seed={r['train_seed'] or '-'}, eval_seed={r['eval_seed']})")
@@ -93,7 +93,7 @@ def validate(
                 if not mp.is_file():
                     raise ValueError(f"checkpoint {str(mp)!r} not found")
                 want = items[0][1].get("model_sha256", "")
-                if want and _sha256(mp) != want:
+                if want and sha256_of(mp) != want:
                     raise ValueError(f"checkpoint {str(mp)!r} has changed (SHA-256 mismatch)")
             cell = Cell(cfg, agent, kind, policy, int(ts) if ts else None, ub == "True")
             replay = run_cell(cell, [int(r["eval_seed"]) for _, r in items], json.loads(ov))
