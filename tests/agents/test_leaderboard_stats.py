@@ -67,8 +67,11 @@ def test_scores_are_higher_is_better() -> None:
 
 
 def test_against_rliable_when_installed() -> None:
-    rly = pytest.importorskip("rliable.library")
-    metrics = pytest.importorskip("rliable.metrics")
+    try:
+        from rliable import library as rly
+        from rliable import metrics
+    except Exception as exc:  # noqa: BLE001 - absent, or (rliable 1.2.0 + arch 7.2 + pandas 3) broken on import
+        pytest.skip(f"rliable not importable: {type(exc).__name__}: {exc}")
     rng = np.random.default_rng(0)
     m = rng.normal(1.0, 0.2, size=(5, 6))
     assert iqm(m) == pytest.approx(float(metrics.aggregate_iqm(m)), rel=1e-12)
