@@ -89,8 +89,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.records:
         check_output_file(args.records, "--records")
     if args.plots:
-        require("plots")  # before the run, not after it
         check_output_dir(args.plots, "--plots")
+        require("plots")  # before the run, not after it
     overrides = _overrides(args.set)
     if args.trace:
         kind = overrides.get("workload.kind", "trace")
