@@ -1,7 +1,8 @@
 """disagg-gym: a calibrated simulator and Gymnasium environments for disaggregated LLM serving.
 
 ``import disagg_gym`` registers every standard config as a versioned Gymnasium id
-(``disagg_gym/<Name>-v<N>``); ``disagg_gym.envs.registered_ids()`` lists them.
+(``disagg/<Name>-v<N>``) without reading any file (each config loads on ``gym.make``);
+``disagg_gym.env.registration.registered_ids()`` lists them.
 """
 
 from __future__ import annotations

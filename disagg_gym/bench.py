@@ -16,6 +16,10 @@ import resource
 import time
 from typing import Any
 
+from disagg_gym import extras
+
+PPO_SKIPPED = 'not measured: needs the [rl] extra (pip install "disagg-gym[rl]")'
+
 #: Control intervals (simulated s) at which the allocate envs are also measured.
 FINE_CONTROL_INTERVALS_S = (1.0, 0.25, 0.1)
 AZURE_CONV_RATE = 5.53  # req/s of the Azure 2023 conversation trace (shared/data/traces/README.md)
@@ -244,6 +248,11 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
                 log(f"simulate {inst} inst x{mult}: {r['requests']} req in {r['wall_s']:.2f}s = "
                     f"{r['requests_per_wall_s']:,.0f} req/s, {r['x_real_time']:,.0f}x real time, {r['peak_rss_mb']} MB")
     out["simulate"] = sims
+    if not extras.has("rl", "torch", "stable_baselines3"):
+        # PPO speed is measured only when the [rl] extra is installed (the core install has no torch)
+        out["ppo"] = {"skipped": PPO_SKIPPED}
+        log(f"PPO: {PPO_SKIPPED}")
+        return out
     ppo = run_isolated("bench_ppo", env_id="disagg/SmallRoute-v1", timesteps=2048 if quick else 8192)
     out["ppo"] = ppo
     if "error" not in ppo:
@@ -282,6 +291,8 @@ def to_markdown(res: dict[str, Any]) -> str:
                 f"{r['x_real_time']:,.0f} | {r['us_per_request']:.1f} | {r['peak_rss_mb']} |"
             )
     ppo = res.get("ppo", {})
+    if "skipped" in ppo:
+        lines += ["", f"SB3 PPO: {ppo['skipped']}."]
     if "train_steps_per_s" in ppo:
         lines += ["", f"SB3 PPO (MlpPolicy, 1 env, 1 thread) on disagg/SmallRoute-v1: {ppo['train_steps_per_s']:,.0f} steps/s, peak RSS {ppo['peak_rss_mb']} MB."]
     return "\n".join(lines) + "\n"

@@ -305,7 +305,7 @@ def config_bound(
 # ---------------------------------------------------------------------- CLI
 def add_bounds_args(sp: argparse.ArgumentParser) -> None:
     """Arguments of ``disagg-gym bounds``."""
-    from disagg_gym.cli import positive_int
+    from disagg_gym.argtypes import positive_int
 
     sp.add_argument("--config", action="append", metavar="NAME", help="config (repeatable; default: every standard config)")
     sp.add_argument("--seeds", type=positive_int, default=10,

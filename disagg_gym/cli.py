@@ -10,17 +10,36 @@ User errors (bad configs, traces, flags, unwritable output paths) print one line
 from __future__ import annotations
 
 import argparse
+import csv
+import importlib
+import io
 import json
 import math
 import sys
+import time
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from disagg_gym.config import parse_override
+from disagg_gym.argtypes import nonneg_int, positive_float, positive_int
+from disagg_gym import __version__, plots
+from disagg_gym.bench import add_bench_args
+from disagg_gym.config import parse_override, read_text_file
+from disagg_gym.extras import require
+from disagg_gym.hardware import build_cost, get_gpu, load_model
+from disagg_gym.interconnect.links import get_link
+from disagg_gym.io import atomic_write_text, check_output_dir, check_output_file, describe_os_error
+from disagg_gym.metrics.chrome_trace import ChromeTrace
+from disagg_gym.metrics.recorder import RECORD_FIELDS
+from disagg_gym.metrics.timeline import TimelineSampler
+from disagg_gym.scenario import load_scenario
+from disagg_gym.simulation import Simulation
 from disagg_gym.errors import UserError
 
-__all__ = ["UserError", "build_parser", "main"]  # UserError re-exported (it used to live here)
+__all__ = ["UserError", "build_parser", "main", "nonneg_int", "positive_float", "positive_int"]  # UserError re-exported (it used to live here)
 
 PREDICT_MAX_BATCH = 65_536
 """Largest ``predict`` batch: far above any serving batch, small enough to answer at once."""
@@ -31,36 +50,6 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"disagg-gym: error: {message}", file=sys.stderr)
         raise SystemExit(2)
-
-
-def positive_float(text: str) -> float:
-    """Argparse type: a finite number > 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number (got {text!r})") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number (got {text!r})")
-    return v
-
-
-def nonneg_int(text: str) -> int:
-    """Argparse type: an integer >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer (got {text!r})") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer (got {text!r})")
-    return v
-
-
-def positive_int(text: str) -> int:
-    """Argparse type: an integer >= 1."""
-    v = nonneg_int(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (got {text!r})")
-    return v
 
 
 def _overrides(items: Sequence[str] | None) -> dict[str, Any]:
@@ -173,12 +162,6 @@ def fmt_summary(s: dict[str, Any]) -> str:
 # ====================================================================== simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Runs one simulation and prints its summary."""
-    import time
-
-    from disagg_gym.io import check_output_dir, check_output_file
-    from disagg_gym.scenario import load_scenario
-    from disagg_gym.simulation import Simulation
-
     if args.policy is not None and not args.policy.strip():
         raise UserError("argument --policy: expected a router name (got '')")
     args.config = config_name(args.config)
@@ -186,6 +169,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         check_output_file(args.records, "--records")
     if args.plots:
         check_output_dir(args.plots, "--plots")
+        require("plots")  # before the run, not after it
     overrides = _overrides(args.set)
     if args.trace:
         kind = overrides.get("workload.kind", "trace")
@@ -217,16 +201,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         scen = _with_cost_model(scen, args.cost_model)
     trace = None
     if args.chrome_trace is not None:
-        from disagg_gym.metrics.chrome_trace import ChromeTrace
-
         check_output_file(args.chrome_trace, "--chrome-trace")
         trace = ChromeTrace(max_events=args.chrome_trace_max_events)
     t0 = time.perf_counter()
     sim = Simulation(scen, seed=args.seed, router=args.policy, keep_records=bool(args.plots or args.records), timeline=trace)
     sampler = None
     if args.plots:
-        from disagg_gym.metrics.timeline import TimelineSampler
-
         sampler = TimelineSampler(sim.cluster, max(scen.horizon_s / 600, 0.05) if not args.trace else 5.0)
     summary = sim.run()
     summary["wall_s"] = round(time.perf_counter() - t0, 4)
@@ -244,8 +224,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.records:
         _write_records(sim, Path(args.records))
     if args.plots:
-        from disagg_gym import plots
-
         out = Path(args.plots)
         rec = sim.recorder
         files = [
@@ -303,8 +281,6 @@ def _next_steps(args: argparse.Namespace) -> str:
 
 def _with_cost_model(scen: Any, cost_model: str) -> Any:
     """The scenario with every instance group's ``cost_model`` set (validated)."""
-    from dataclasses import replace
-
     groups = tuple(replace(g, cost_model=cost_model) for g in scen.cluster.groups)
     cluster = replace(scen.cluster, groups=groups)
     try:
@@ -315,12 +291,6 @@ def _with_cost_model(scen: Any, cost_model: str) -> Any:
 
 
 def _write_records(sim: Any, path: Path) -> None:
-    import csv
-    import io
-
-    from disagg_gym.io import atomic_write_text
-    from disagg_gym.metrics.recorder import RECORD_FIELDS
-
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(RECORD_FIELDS)
@@ -333,9 +303,6 @@ _PREDICT_FIELDS = ("gpu", "model", "phase", "batch", "length", "link", "bytes", 
 
 
 def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
-    from disagg_gym.hardware import build_cost, get_gpu, load_model
-    from disagg_gym.interconnect.links import get_link
-
     unknown = [k for k in q if k not in _PREDICT_FIELDS]
     if unknown:
         raise UserError(f"{where}unknown field {unknown[0]!r}; expected: {', '.join(_PREDICT_FIELDS)}")
@@ -425,8 +392,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predicts one iteration or transfer time, or a file of queries."""
     if args.queries:
         path = Path(args.queries)
-        from disagg_gym.config import read_text_file
-
         lines = read_text_file(path).splitlines()  # names the file: missing, unreadable, not UTF-8
         out = []
         for no, line in enumerate(lines, 1):
@@ -491,24 +456,47 @@ def fmt_prediction(inputs: dict[str, Any], res: dict[str, Any]) -> str:
 
 
 # ====================================================================== wiring
-def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import importlib
+@dataclass(frozen=True)
+class Command:
+    """One ``disagg-gym`` subcommand: an entry of a command table.
 
-        return importlib.import_module(module).__getattribute__(func)(args)
+    The core table (``CORE_COMMANDS``) holds the simulator's commands; other layers add theirs
+    through the ``disagg_gym.commands`` entry-point group (each entry point names a sequence of
+    ``Command``), so this module never imports them. A later entry replaces an earlier one of
+    the same name.
+
+    Attributes:
+        name: The subcommand.
+        target: ``"module:function"`` run with the parsed arguments (imported only when run).
+        help: One line for ``disagg-gym --help``.
+        add_args: Adds the subcommand's options to its parser.
+        extra: The ``pip install "disagg-gym[EXTRA]"`` extra the command needs, if any
+            (checked before ``target`` is imported; see ``disagg_gym.extras``).
+    """
+
+    name: str
+    target: str
+    help: str
+    add_args: Callable[[argparse.ArgumentParser], None]
+    extra: str | None = None
+
+
+COMMAND_GROUP = "disagg_gym.commands"
+"""Entry-point group of command tables added by other packages (``disagg_gym_agents`` adds
+train, evaluate, benchmark, validate)."""
+
+
+def _run(cmd: Command) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        if cmd.extra is not None:
+            require(cmd.extra)
+        module, _, func = cmd.target.partition(":")
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
 
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for docs and tests)."""
-    p = _Parser(prog="disagg-gym", description="Simulator and Gymnasium envs for disaggregated LLM serving.")
-    from disagg_gym import __version__
-
-    p.add_argument("--version", action="version", version=f"disagg-gym {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    s = sub.add_parser("simulate", help="run one simulation and print its KPIs")
+def _add_simulate(s: argparse.ArgumentParser) -> None:
     s.add_argument("--config", default="small-route",
                    help="standard config name (small-route), env id (disagg/SmallRoute-v1) or YAML path "
                    "(default: small-route; see `disagg-gym list`)")
@@ -518,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=nonneg_int, help="workload/policy seed (default: the config's)")
     s.add_argument("--horizon", type=positive_float, help="simulated seconds of arrivals")
     s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.add_argument("--plots", type=Path, metavar="DIR", help="write latency_cdf.png and timeline.png here")
+    s.add_argument("--plots", type=Path, metavar="DIR", help="write latency_cdf.png and timeline.png here (needs the [plots] extra)")
     s.add_argument("--records", type=Path, metavar="CSV", help="write per-request records to this CSV")
     s.add_argument("--chrome-trace", type=Path, metavar="PATH",
                    help="write the run's timeline as Chrome Trace Event JSON (open in ui.perfetto.dev or chrome://tracing)")
@@ -526,9 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the first N timeline events (default 200000); the rest are counted as dropped")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
     s.add_argument("--cost-model", metavar="MODEL", help="cost model of every instance group: roofline or table:PATH")
-    s.set_defaults(func=cmd_simulate)
 
-    q = sub.add_parser("predict", help="predict one iteration or KV-transfer time from the cost model")
+
+def _add_predict(q: argparse.ArgumentParser) -> None:
     q.add_argument("--gpu", help="GPU id (h100-sxm, h100-pcie, h200, a100-80gb, b200, l40s, mi300x, gaudi3)")
     q.add_argument("--model", help="model catalog name or YAML path with Hugging Face config keys")
     q.add_argument("--phase", choices=("prefill", "decode", "kv_transfer"),
@@ -542,54 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--queries", type=Path, help="JSON lines of queries; prints one JSON result per line")
     q.add_argument("--cost-model", metavar="MODEL", help="roofline (default) or table:PATH (a measured latency table)")
     q.add_argument("--json", action="store_true", help="print one JSON object: ms (and allreduce_ms) plus the inputs")
-    q.set_defaults(func=cmd_predict)
-
-    for name, module, func, helptext, adder in _EXTRA_COMMANDS:
-        sp = sub.add_parser(name, help=helptext, description=_DESCRIPTIONS.get(name, helptext))
-        adder(sp)
-        sp.set_defaults(func=_lazy(module, func))
-    return p
 
 
-def _add_list(sp: argparse.ArgumentParser) -> None:
+def add_list_args(sp: argparse.ArgumentParser) -> None:
+    """Options of ``disagg-gym list``."""
     sp.add_argument("--json", action="store_true", help="print JSON instead of a table (with --policies too)")
     sp.add_argument("--policies", action="store_true", help="list routers, allocators and agents instead")
-
-
-def _add_bench(sp: argparse.ArgumentParser) -> None:
-    from disagg_gym.bench import add_bench_args
-
-    add_bench_args(sp)
-
-
-def _add_train(sp: argparse.ArgumentParser) -> None:
-    from disagg_gym_agents.cli import add_train_args
-
-    add_train_args(sp)
-
-
-def _add_evaluate(sp: argparse.ArgumentParser) -> None:
-    from disagg_gym_agents.cli import add_evaluate_args
-
-    add_evaluate_args(sp)
-
-
-def _add_benchmark(sp: argparse.ArgumentParser) -> None:
-    from disagg_gym_agents.leaderboard import add_benchmark_args
-
-    add_benchmark_args(sp)
-
-
-def _add_validate(sp: argparse.ArgumentParser) -> None:
-    from disagg_gym_agents.leaderboard import add_validate_args
-
-    add_validate_args(sp)
-
-
-def _add_tune_baselines(sp: argparse.ArgumentParser) -> None:
-    from disagg_gym_agents.tuning import add_tune_args
-
-    add_tune_args(sp)
 
 
 def _add_bounds(sp: argparse.ArgumentParser) -> None:
@@ -598,27 +544,9 @@ def _add_bounds(sp: argparse.ArgumentParser) -> None:
     add_bounds_args(sp)
 
 
-# Commands implemented elsewhere: (name, module, function, help, argument adder).
-_EXTRA_COMMANDS: list[tuple[str, str, str, str, Callable[[argparse.ArgumentParser], None]]] = [
-    ("list", "disagg_gym.commands", "cmd_list", "list registered env ids (and policies)", _add_list),
-    ("bench", "disagg_gym.bench", "cmd_bench", "measure env and simulator speed (~20 min on 2 shared cores)", _add_bench),
-    ("train", "disagg_gym_agents.cli", "cmd_train", "train PPO / MaskablePPO on a registered env", _add_train),
-    ("evaluate", "disagg_gym_agents.cli", "cmd_evaluate", "evaluate a heuristic or SB3 policy, per-episode KPIs to CSV", _add_evaluate),
-    ("benchmark", "disagg_gym_agents.leaderboard", "cmd_benchmark",
-     "run every heuristic and trained agent on every config; write results.csv, leaderboard, plots", _add_benchmark),
-    ("tune-baselines", "disagg_gym_agents.tuning", "cmd_tune_baselines",
-     "tune admission thresholds and the static split on validation seeds (20000+); write leaderboard/tuned.yaml",
-     _add_tune_baselines),
-    ("bounds", "disagg_gym.bounds", "cmd_bounds",
-     "upper bounds no policy can exceed (fluid capacity LP); write leaderboard/bounds.csv", _add_bounds),
-    ("validate", "disagg_gym_agents.leaderboard", "cmd_validate",
-     "replay leaderboard results; exit 1 naming any row/KPI that differs (~5 min)", _add_validate),
-]
-
-
 # Typical durations, measured (issue #20): `disagg-gym bench` and `disagg-gym validate` on the
 # shared 2-core VM at load average 8-14 (other jobs running), 2026-11-29.
-_DESCRIPTIONS = {
+DESCRIPTIONS = {
     "bench": (
         "Measure env decisions/s (every standard id, with CartPole-v1 as the reference in the same "
         "run) and simulator requests/s (8-128 instances), each in a fresh process pinned to one core. "
@@ -631,13 +559,48 @@ _DESCRIPTIONS = {
         "a shared 2-core VM at load average ~9; --configs and --agents replay a subset."
     ),
 }
+"""Long ``--help`` descriptions by command name (other layers' commands included)."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``disagg-gym`` console script."""
-    import warnings
+CORE_COMMANDS: tuple[Command, ...] = (
+    Command("simulate", "disagg_gym.cli:cmd_simulate", "run one simulation and print its KPIs", _add_simulate),
+    Command("predict", "disagg_gym.cli:cmd_predict",
+            "predict one iteration or KV-transfer time from the cost model", _add_predict),
+    Command("list", "disagg_gym.commands:cmd_list", "list registered env ids (and policies)", add_list_args),
+    Command("bench", "disagg_gym.bench:cmd_bench", "measure env and simulator speed (~20 min on 2 shared cores)",
+            add_bench_args),
+    Command("bounds", "disagg_gym.bounds:cmd_bounds",
+            "upper bounds no policy can exceed (fluid capacity LP); write leaderboard/bounds.csv", _add_bounds),
+)
+"""The simulator's own commands (the core install: no torch, SB3 or matplotlib)."""
 
-    parser = build_parser()
+
+def installed_commands() -> tuple[Command, ...]:
+    """``CORE_COMMANDS`` plus every table registered in the ``disagg_gym.commands`` group."""
+    table = list(CORE_COMMANDS)
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        table += list(ep.load())
+    return tuple(table)
+
+
+def build_parser(commands: Sequence[Command] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``commands`` (default: ``installed_commands()``)."""
+    p = _Parser(prog="disagg-gym", description="Simulator and Gymnasium envs for disaggregated LLM serving.")
+    p.add_argument("--version", action="version", version=f"disagg-gym {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    table: dict[str, Command] = {}
+    for cmd in commands if commands is not None else installed_commands():
+        table[cmd.name] = cmd  # a later entry replaces an earlier one of the same name
+    for cmd in table.values():
+        sp = sub.add_parser(cmd.name, help=cmd.help, description=DESCRIPTIONS.get(cmd.name, cmd.help))
+        cmd.add_args(sp)
+        sp.set_defaults(func=_run(cmd))
+    return p
+
+
+def main(argv: Sequence[str] | None = None, commands: Sequence[Command] | None = None) -> int:
+    """Entry point of the ``disagg-gym`` console script (``commands``: see ``build_parser``)."""
+    parser = build_parser(commands)
     args = parser.parse_args(argv)
     # Library warnings (e.g. a table extrapolated beyond its grid) as one line each.
     formatwarning = warnings.formatwarning
@@ -650,8 +613,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"disagg-gym: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # an output path that went bad after the checks, a full disk
-        from disagg_gym.io import describe_os_error
-
         print(f"disagg-gym: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ def _one_line(obj: Any, width: int = 90) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """Prints registered env ids with one-line descriptions (or the built-in policies)."""
     if args.policies:
-        return _list_policies(args.json)
+        return _list_policies(args.json, getattr(args, "agents", None))
     from disagg_gym.env.registration import standard_envs
 
     envs = standard_envs()
@@ -37,7 +37,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list_policies(as_json: bool) -> int:
+def _list_policies(as_json: bool, agents: Any = None) -> int:
+    """``agents``: the agents layer's policy registry, set by its ``list`` (``disagg_gym_agents.commands``)."""
     from disagg_gym.cluster.admission import ADMISSION
     from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
 
@@ -46,14 +47,8 @@ def _list_policies(as_json: bool) -> int:
         # any router (or routing heuristic) composes with any admission controller
         "composed": "<router>+<admission>, e.g. jsq+ttft_guard",
     }
-    agents = None
-    try:
-        from disagg_gym_agents.registry import POLICIES
-
-        agents = POLICIES
-        data["agents"] = POLICIES.names()
-    except ImportError:  # the agents package needs the [rl] extra
-        pass
+    if agents is not None:
+        data["agents"] = agents.names()
     if as_json:
         print(json.dumps(data))
         return 0

@@ -23,7 +23,7 @@ DEFAULT_SCENARIO = "small-route"
 class AllocatorConfig:
     """Which allocator runs inside the simulator (route task and ``simulate``)."""
 
-    name: Literal["none", "static", "threshold"] = field(default="none", metadata=spec("allocator name"))
+    name: str = field(default="none", metadata=spec("allocator name: none or one of disagg_gym.cluster.policies.ALLOCATORS"))
     interval_s: float = field(default=10.0, metadata=spec("control interval, simulated seconds", gt=0))
     prefill_fraction: float = field(default=0.5, metadata=spec("static: share of prefill instances", gt=0, lt=1))
     ttft_target_s: float = field(default=1.0, metadata=spec("threshold: prefill wait target", gt=0))
@@ -68,7 +68,7 @@ class ScenarioConfig:
     def validate(self) -> None:
         """Cross-field checks."""
         from disagg_gym.cluster.admission import ADMISSION, make_admission, split_name
-        from disagg_gym.cluster.policies import ROUTERS
+        from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
         from disagg_gym.errors import UserError
 
         try:
@@ -78,6 +78,11 @@ class ScenarioConfig:
         if base not in ROUTERS:
             raise ValueError(
                 f"key 'router': unknown router; expected one of {', '.join(ROUTERS.names())} (got {self.router!r})"
+            )
+        if self.allocator.name != "none" and self.allocator.name not in ALLOCATORS:
+            raise ValueError(
+                f"key 'allocator.name': unknown allocator; expected one of none, "
+                f"{', '.join(ALLOCATORS.names())} (got {self.allocator.name!r})"
             )
         for name, params in self.admission.items():
             if name not in ADMISSION:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from disagg_gym.cluster.cluster import Cluster, ClusterObserver, FanOut, Router
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def make_router(
     name: str, streams: RngStreams, admission: dict[str, dict[str, Any]] | None = None
 ) -> Router:
-    """Builds a registered router; random ones get the ``router`` stream.
+    """Builds a registered router; random ones (``uses_rng``) get the ``router`` stream.
 
     A composed name ``<router>+<admission>`` (``jsq+ttft_guard``) wraps the router in an
     :class:`~disagg_gym.cluster.admission.AdmittedRouter`; the controller's parameters are
@@ -31,20 +31,23 @@ def make_router(
 
     base, adm = split_name(name)
     cls = ROUTERS.get(base)
-    rt = cls(streams.get("router")) if base in ("random", "p2c") else cls()
+    rt = cls(streams.get("router")) if cls.uses_rng else cls()
     if adm is None:
         return rt
     return AdmittedRouter(rt, make_admission(adm, (admission or {}).get(adm)), name=name)
 
 
 def make_allocator(cfg: AllocatorConfig) -> Any | None:
-    """Builds the configured allocator (``None`` for ``name: none``)."""
+    """Builds the configured allocator (``None`` for ``name: none``).
+
+    An allocator is a dataclass; each of its public fields is read from the allocator config
+    key of the same name (``interval_s``, ``prefill_fraction``, ...), so a new allocator is one
+    registered class plus, for a new parameter, one ``AllocatorConfig`` field.
+    """
     if cfg.name == "none":
         return None
     cls = ALLOCATORS.get(cfg.name)
-    if cfg.name == "static":
-        return cls(prefill_fraction=cfg.prefill_fraction, interval_s=cfg.interval_s)
-    return cls(ttft_target_s=cfg.ttft_target_s, decode_pressure_target=cfg.decode_pressure_target, interval_s=cfg.interval_s)
+    return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if not f.name.startswith("_")})
 
 
 class Simulation:

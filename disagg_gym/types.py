@@ -1,12 +1,8 @@
-"""Shared aliases and enums: units, phases, roles and request states."""
+"""Shared enums: instance roles and request states (units live in field names: ``_s``, ``_bytes``)."""
 
 from __future__ import annotations
 
 import enum
-
-Seconds = float
-Bytes = float
-Tokens = int
 
 
 class Role(str, enum.Enum):

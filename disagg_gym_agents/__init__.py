@@ -6,12 +6,14 @@ deterministic) -> (action, state)`` and is built bound to an env by name::
     from disagg_gym_agents import make_policy
     policy = make_policy("heuristic:jsq", env)          # or "sb3:runs/x/model.zip"
 
-``import disagg_gym_agents`` stays light (no torch / SB3); training lives in ``disagg_gym_agents.ppo``.
+``import disagg_gym_agents`` stays light (no torch / SB3); training lives in ``disagg_gym_agents.ppo``
+(the ``[rl]`` extra).
 """
 
 from __future__ import annotations
 
 from disagg_gym_agents.base import Policy
-from disagg_gym_agents.registry import POLICIES, make_policy
+from disagg_gym_agents.factory import make_policy
+from disagg_gym_agents.registry import POLICIES
 
 __all__ = ["POLICIES", "Policy", "make_policy"]

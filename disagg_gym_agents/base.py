@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 
+import disagg_gym
+from disagg_gym.config import parse_override
+from disagg_gym.env.registration import resolve_env_id
 from disagg_gym.errors import UserError
 
 TASKS = ("route", "allocate", "joint")
@@ -19,8 +24,6 @@ def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]
     Raises:
         ValueError: For an item without ``=`` or with an empty key (``ConfigError``).
     """
-    from disagg_gym.config import parse_override
-
     return dict(parse_override(s) for s in items or [])
 
 
@@ -31,12 +34,8 @@ def check_env_id(env_id: str) -> str:
     (``small-route``) and the ``disagg_gym:``-prefixed id. An old version of a standard id
     (``disagg/SmallRoute-v0``) is an error naming the current one.
     """
-    import disagg_gym  # noqa: F401  (registers the ids)
-
     if env_id in gym.registry:
         return env_id
-    from disagg_gym.env.registration import resolve_env_id
-
     canonical = resolve_env_id(env_id)  # one line naming env_id if it names nothing
     if canonical not in gym.registry:  # pragma: no cover - registration is at import
         raise UserError(f"env id {canonical!r} is not registered (import disagg_gym first)")
@@ -143,11 +142,6 @@ def package_versions(packages: Sequence[str]) -> dict[str, str]:
 
     Saved next to every trained model and result so runs can be reproduced.
     """
-    import importlib.metadata
-    import platform
-
-    import disagg_gym
-
     out = {"python": platform.python_version()}
     for name in packages:
         try:

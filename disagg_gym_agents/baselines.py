@@ -2,7 +2,7 @@
 the learned agents' action space.
 
 * ``spillover`` (route): on-prem first, burst to on-demand instances only when the on-prem
-  prediction misses the TTFT SLO (``disagg_gym.cluster.spillover``).
+  prediction misses the TTFT SLO (``disagg_gym.cluster.policies``).
 * ``static_split`` (allocate, joint): a fixed prefill count per GPU type, the best one found
   by search over validation seeds (DistServe-style placement; ``static_split_candidates`` +
   ``disagg-gym tune-baselines --policy static_split``).
@@ -24,40 +24,19 @@ import gymnasium as gym
 import numpy as np
 
 from disagg_gym.cluster.admission import queue_wait_s
-from disagg_gym.cluster.policies import ROUTERS, decode_pressure
+from disagg_gym.cluster.policies import decode_pressure
 from disagg_gym.errors import UserError
 from disagg_gym.types import Role
-from disagg_gym_agents.heuristics import AllocatorHeuristic, RouterHeuristic
+from disagg_gym_agents.heuristics import AllocatorHeuristic
 from disagg_gym_agents.registry import POLICIES
 
 if TYPE_CHECKING:
-    from disagg_gym.cluster.cluster import Cluster, Router
+    from disagg_gym.cluster.cluster import Cluster
     from disagg_gym.scenario import ScenarioConfig
 
 
-# ====================================================================== spillover
-@POLICIES.register("spillover")
-class SpilloverPolicy(RouterHeuristic):
-    """On-prem first; burst to on-demand instances when on-prem would miss the TTFT SLO.
-
-    Args:
-        env: A disagg-gym env with a route step.
-        seed: Unused (deterministic).
-        alpha: Burst when the best on-prem pair's predicted TTFT exceeds ``alpha`` x the SLO.
-    """
-
-    name = "spillover"
-    router_name = "spillover"
-
-    def __init__(self, env: gym.Env, seed: int = 0, alpha: float = 1.0) -> None:
-        super().__init__(env, seed)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-            raise UserError(f"spillover: alpha must be a positive number (got {alpha!r})")
-        self.alpha = float(alpha)
-
-    def make_router(self) -> Router:
-        """``SpilloverRouter(alpha)``."""
-        return ROUTERS.get("spillover")(alpha=self.alpha)
+# spillover: derived from the simulator router ``spillover`` like every router heuristic
+# (disagg_gym_agents.heuristics); ``make_policy("spillover", env, alpha=1.5)`` passes ``alpha``.
 
 
 # ====================================================================== static split

@@ -18,17 +18,8 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.logger import Logger
 
 from disagg_gym.io import atomic_write_bytes
+from disagg_gym_agents.evaluation import KPI_LOG_KEYS
 
-KPI_LOG_KEYS = (
-    "slo_attainment",
-    "goodput_rps",
-    "ttft_p99_s",
-    "tpot_p99_s",
-    "cost_per_1m_tokens_usd",
-    "energy_per_request_j",
-    "energy_per_good_request_j",
-)
-"""Keys of ``info["episode_kpis"]`` logged as ``kpi/<key>`` (training) and ``eval/kpi/<key>``."""
 
 _CKPT = re.compile(r"^ckpt_(\d+)\.zip$")
 

@@ -1,9 +1,7 @@
-"""Command-line surface of the agents: argument dataclasses, parsers, ``train`` and ``evaluate``.
+"""``disagg-gym train`` and ``disagg-gym evaluate``: their options and command functions.
 
-The argument dataclasses are the single source of truth for ``disagg-gym train|evaluate``
-and ``scripts/train.py|evaluate.py``: ``add_dataclass_args`` turns their fields (with
-``metadata["help"]``) into argparse options. This module imports no torch / SB3 at import
-time, so building the ``disagg-gym`` parser stays fast.
+This module imports no torch / SB3 at import time (the trainers do), so building the
+``disagg-gym`` parser stays fast and works without the ``[rl]`` extra.
 """
 
 from __future__ import annotations
@@ -12,183 +10,26 @@ import argparse
 import dataclasses
 import json
 import sys
-import typing
+import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET
-from disagg_gym.cli import nonneg_int, positive_float, positive_int  # noqa: F401  (shared argparse types)
 from disagg_gym.errors import UserError
-
-T = TypeVar("T")
-
-
-# ====================================================================== value types
-def arg_meta(help: str, **kw: Any) -> dict[str, Any]:
-    """Field metadata for ``add_dataclass_args``: help text plus optional ``choices`` / ``type``."""
-    return {"help": help, **kw}
-
-
-# ====================================================================== argument dataclasses
-@dataclass
-class TrainArgs:
-    """Arguments of ``disagg-gym train`` / ``scripts/train.py``."""
-
-    env: str = field(
-        default="disagg/SmallRoute-v1",
-        metadata=arg_meta("env id or config name (see `disagg-gym list`)", metavar="ID"),
-    )
-    algo: str = field(
-        default="maskable_ppo", metadata=arg_meta("algorithm", choices=("ppo", "maskable_ppo"))
-    )
-    timesteps: int | None = field(
-        default=None,
-        metadata=arg_meta("total timesteps (default: the YAML's n_timesteps)", type=positive_int),
-    )
-    seed: int = field(
-        default=0,
-        metadata=arg_meta(
-            "seed of torch, the policy and the training workload seeds", type=nonneg_int
-        ),
-    )
-    out: str | None = field(
-        default=None,
-        metadata=arg_meta("run folder (default: runs/<algo>/<EnvName>_s<seed>)", metavar="DIR"),
-    )
-    overrides: list[str] = field(
-        default_factory=list,
-        metadata=arg_meta(
-            "env override KEY=VALUE (dotted), repeatable, e.g. horizon_s=30", metavar="KEY=VALUE"
-        ),
-    )
-    hyperparams: str | None = field(
-        default=None,
-        metadata=arg_meta(
-            "RL Zoo-style YAML (default: disagg_gym_agents/hyperparams/<algo>.yml)", metavar="YAML"
-        ),
-    )
-    n_envs: int | None = field(
-        default=None,
-        metadata=arg_meta("parallel envs (default: the YAML's n_envs)", type=positive_int),
-    )
-    vec_env: str = field(
-        default="dummy", metadata=arg_meta("vectorisation", choices=("dummy", "subproc"))
-    )
-    eval_freq: int = field(
-        default=10_000,
-        metadata=arg_meta("timesteps between held-out evaluations (0: none)", type=nonneg_int),
-    )
-    eval_episodes: int = field(
-        default=3, metadata=arg_meta("held-out episodes per evaluation", type=positive_int)
-    )
-    checkpoint_freq: int = field(
-        default=10_000, metadata=arg_meta("timesteps between checkpoints", type=positive_int)
-    )
-    keep_checkpoints: int = field(
-        default=3, metadata=arg_meta("checkpoints kept in DIR/checkpoints", type=positive_int)
-    )
-    resume: bool = field(
-        default=False, metadata=arg_meta("continue from the latest checkpoint in --out")
-    )
-    progress_bar: bool = field(default=True, metadata=arg_meta("show a progress bar"))
-    threads: int = field(default=1, metadata=arg_meta("torch threads", type=positive_int))
-    max_wall_s: float | None = field(
-        default=None,
-        metadata=arg_meta(
-            "stop training after this many wall-clock seconds (then save)", type=positive_float
-        ),
-    )
-    verbose: int = field(default=0, metadata=arg_meta("SB3 verbosity (0, 1, 2)", type=nonneg_int))
-
-
-@dataclass
-class EvalArgs:
-    """Arguments of ``disagg-gym evaluate`` / ``scripts/evaluate.py``."""
-
-    env: str = field(
-        default="disagg/SmallRoute-v1",
-        metadata=arg_meta("env id or config name (see `disagg-gym list`)", metavar="ID"),
-    )
-    policy: str = field(
-        default="heuristic:jsq",
-        metadata=arg_meta("heuristic:NAME or sb3:PATH/model.zip", metavar="SPEC"),
-    )
-    episodes: int = field(
-        default=5, metadata=arg_meta("episodes (workload seeds S, S+1, ...)", type=positive_int)
-    )
-    seed_offset: int = field(
-        default=EVAL_SEED_OFFSET,
-        metadata=arg_meta("first workload seed S (held-out seeds start at 10000)", type=nonneg_int),
-    )
-    out: str | None = field(
-        default=None,
-        metadata=arg_meta("CSV path: one row per episode with every KPI", metavar="CSV"),
-    )
-    overrides: list[str] = field(
-        default_factory=list,
-        metadata=arg_meta("env override KEY=VALUE (dotted), repeatable", metavar="KEY=VALUE"),
-    )
-    seed: int = field(
-        default=0,
-        metadata=arg_meta("seed of the policy's own randomness (random, p2c)", type=nonneg_int),
-    )
-    stochastic: bool = field(
-        default=False, metadata=arg_meta("sample learned policies' actions instead of argmax")
-    )
-    json: bool = field(default=False, metadata=arg_meta("print the summary as JSON"))
-    threads: int = field(
-        default=1, metadata=arg_meta("torch threads of learned policies", type=positive_int)
-    )
-
-
-# ====================================================================== dataclass <-> argparse
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Adds one ``--kebab-case`` option per field of dataclass ``cls``.
-
-    ``bool`` fields become ``--x/--no-x``; ``list[str]`` fields are repeatable; ``metadata``
-    may give ``help``, ``choices`` and an argparse ``type``.
-    """
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        tp = hints[f.name]
-        meta = dict(f.metadata)
-        default = f.default if f.default is not dataclasses.MISSING else None
-        kw: dict[str, Any] = {"dest": f.name, "help": meta.get("help", "")}
-        if "choices" in meta:
-            kw["choices"] = meta["choices"]
-        if "metavar" in meta:
-            kw["metavar"] = meta["metavar"]
-        if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **kw)
-            continue
-        if typing.get_origin(tp) is list:
-            kw["help"] += " (repeatable)" if "repeatable" not in kw["help"] else ""
-            kw.setdefault("metavar", "VALUE")
-            parser.add_argument(flag, action="append", default=None, **kw)
-            continue
-        base = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
-        kw["type"] = meta.get("type", base[0] if base[0] in (int, float, str) else str)
-        if "metavar" not in kw and base[0] is int:
-            kw["metavar"] = "N"
-        if default is not None:
-            kw["help"] += f" (default: {default})"
-        parser.add_argument(flag, default=default, **kw)
-
-
-def dataclass_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
-    """Builds ``cls`` from parsed arguments (missing list options become empty lists)."""
-    kwargs = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        v = getattr(ns, f.name, None)
-        if v is None and f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            v = f.default_factory()  # type: ignore[misc]
-        elif v is None and f.default is not dataclasses.MISSING:
-            v = f.default
-        kwargs[f.name] = v
-    return cls(**kwargs)
+from disagg_gym.extras import require
+from disagg_gym.io import check_output_file, describe_os_error
+from disagg_gym_agents.args import (  # noqa: F401  (re-exported: they used to live here)
+    EvalArgs,
+    TrainArgs,
+    add_dataclass_args,
+    arg_meta,
+    dataclass_from_namespace,
+)
+from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
+from disagg_gym_agents.evaluation import evaluate, format_summary, rows_to_csv, summarize, write_csv
+from disagg_gym_agents.factory import make_policy
+from disagg_gym_agents.registry import check_policy_spec
+from disagg_gym_agents.rllib_train import add_train_rllib_args, cmd_train_rllib
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
@@ -198,8 +39,6 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=("sb3", "rllib"), default="sb3",
         help="trainer: sb3 (PPO/MaskablePPO) or rllib (needs the [ray] extra)",
     )
-    from disagg_gym_agents.rllib_train import add_train_rllib_args
-
     add_train_rllib_args(parser)
 
 
@@ -211,16 +50,13 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
 # ====================================================================== commands
 def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
     """Trains PPO / MaskablePPO (see ``disagg_gym_agents.ppo.train``) and prints where the model went."""
-    from disagg_gym_agents.base import check_env_id
-
     if getattr(args, "backend", "sb3") == "rllib":
-        from disagg_gym_agents.rllib_train import cmd_train_rllib
-
         if isinstance(args, argparse.Namespace):
             args.env = check_env_id(args.env)
 
         return cmd_train_rllib(args)
-    from disagg_gym_agents.ppo import train
+    require("rl", "torch", "stable_baselines3", "sb3_contrib")
+    from disagg_gym_agents.ppo import train  # torch + SB3: the [rl] extra
 
     targs = args if isinstance(args, TrainArgs) else dataclass_from_namespace(TrainArgs, args)
     targs = dataclasses.replace(targs, env=check_env_id(targs.env))  # config names too
@@ -236,20 +72,15 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
 
 def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
     """Evaluates one policy on workload seeds S, S+1, ...; writes the CSV and prints a summary."""
-    from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
-    from disagg_gym_agents.evaluation import evaluate, format_summary, summarize, write_csv
-    from disagg_gym_agents.registry import check_policy_spec, make_policy
-
     eargs = args if isinstance(args, EvalArgs) else dataclass_from_namespace(EvalArgs, args)
     if eargs.episodes < 1:
         raise UserError(f"episodes must be a positive integer (got {eargs.episodes!r})")
     eargs = dataclasses.replace(eargs, env=check_env_id(eargs.env))  # config names too
     check_policy_spec(eargs.policy)
     if eargs.out:
-        from disagg_gym.io import check_output_file
-
         check_output_file(eargs.out, "--out")  # before the episodes, not after
     if eargs.policy.startswith("sb3:"):
+        require("rl", "torch", "stable_baselines3", "sb3_contrib")
         import torch
 
         # one decision per forward pass: more threads only add synchronisation (and thrash
@@ -287,8 +118,6 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
             write_csv(rows, eargs.out)
         except OSError as exc:  # the path went bad while the episodes ran: keep the rows
             kept = _salvage_rows(rows)
-            from disagg_gym.io import describe_os_error
-
             raise UserError(
                 f"--out: {describe_os_error(exc)}; the {len(rows)} episode rows were written to {kept}"
             ) from None
@@ -314,10 +143,6 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
 
 def _salvage_rows(rows: Sequence[dict[str, Any]]) -> str:
     """Writes evaluation rows to a fresh file in the temp folder; returns its path."""
-    import tempfile
-
-    from disagg_gym_agents.evaluation import rows_to_csv
-
     fd, path = tempfile.mkstemp(prefix="disagg-gym-evaluate-", suffix=".csv")
     with open(fd, "w", encoding="utf-8") as fh:
         fh.write(rows_to_csv(rows))
@@ -341,8 +166,6 @@ def run_script(
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        from disagg_gym.io import describe_os_error
-
         print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,14 +17,22 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from disagg_gym_agents.base import PredictsActions
-from disagg_gym.io import atomic_write_text
 from disagg_gym.errors import UserError
+from disagg_gym.io import atomic_write_text
+from disagg_gym.wrappers.workload_seeds import EVAL_SEED_OFFSET, TRAIN_SEED_LOW  # noqa: F401 (re-exported)
+from disagg_gym_agents.base import PredictsActions
 
-EVAL_SEED_OFFSET = 10_000
-"""First held-out workload seed (evaluation uses ``EVAL_SEED_OFFSET + k``)."""
-TRAIN_SEED_LOW = 1_000_000
-"""Training workload seeds are drawn from ``[TRAIN_SEED_LOW, 2**31 - 1)``."""
+
+KPI_LOG_KEYS = (
+    "slo_attainment",
+    "goodput_rps",
+    "ttft_p99_s",
+    "tpot_p99_s",
+    "cost_per_1m_tokens_usd",
+    "energy_per_request_j",
+    "energy_per_good_request_j",
+)
+"""Keys of ``info["episode_kpis"]`` logged as ``kpi/<key>`` (SB3 and RLlib training) and ``eval/kpi/<key>``."""
 
 KPI_SUMMARY_KEYS = (
     "goodput_rps",

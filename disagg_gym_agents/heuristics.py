@@ -1,7 +1,8 @@
 """Heuristic policies: classic routers and pool-sizing planners behind SB3's ``predict``.
 
 Each heuristic is one class registered in ``disagg_gym_agents.registry.POLICIES``. Router heuristics
-(``round_robin``, ``jsq``, ``p2c``, ``least_finish``, ``kv_aware``, ``length_oracle``) apply to the
+(one per router of ``disagg_gym.cluster.policies.ROUTERS``, derived at import: ``round_robin``,
+``jsq``, ``p2c``, ``least_finish``, ``kv_aware``, ``length_oracle``, ...) apply to the
 ``route`` and ``joint`` tasks and keep pool sizes unchanged at control steps; allocator
 heuristics (``static_ratio``, ``threshold``) apply to ``allocate`` and ``joint`` and route with
 JSQ at route steps; ``random`` (masked uniform) applies everywhere.
@@ -20,10 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from disagg_gym_agents.base import Policy
-from disagg_gym_agents.registry import POLICIES
 from disagg_gym.cluster.policies import ROUTERS, decode_pressure, prefill_wait_s
 from disagg_gym.types import Role
+from disagg_gym.errors import UserError
+from disagg_gym_agents.base import Policy
+from disagg_gym_agents.registry import POLICIES
 
 if TYPE_CHECKING:
     from disagg_gym.cluster.cluster import Cluster, Router
@@ -197,123 +199,50 @@ class RandomPolicy(Heuristic):
 
 # ====================================================================== routers
 class RouterHeuristic(Heuristic):
-    """Routes with the simulator router ``router_name``; keeps pools at control steps."""
+    """Routes with the simulator router ``router_name``; keeps pools at control steps.
+
+    One subclass per registered router is derived at import (``_derive_router_heuristics``):
+    adding a router to ``disagg_gym.cluster.policies.ROUTERS`` adds its heuristic agent.
+    """
 
     tasks: ClassVar[tuple[str, ...]] = ("route", "joint")
     router_name: ClassVar[str] = "jsq"
 
+    def __init__(self, env: gym.Env, seed: int = 0, **router_kwargs: Any) -> None:
+        """``router_kwargs``: the router's own parameters (``spillover``'s ``alpha``, ...)."""
+        super().__init__(env, seed)
+        self.router_kwargs = router_kwargs
+        try:
+            self.make_router()  # checks the parameters now, naming the bad one
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{self.name}: {exc}") from None
+
     def make_router(self) -> Router:
-        """Builds ``ROUTERS[router_name]`` (random ones get the per-episode generator)."""
+        """Builds ``ROUTERS[router_name]``; random ones (``uses_rng``) get the per-episode generator."""
         cls = ROUTERS.get(self.router_name)
-        return cls()
+        return cls(self.rng, **self.router_kwargs) if cls.uses_rng else cls(**self.router_kwargs)
 
 
-@POLICIES.register("round_robin")
-class RoundRobinPolicy(RouterHeuristic):
-    """Cycles through prefill and decode instances independently."""
+def _derive_router_heuristics() -> None:
+    """Registers a ``RouterHeuristic`` for every simulator router without a policy of its name.
 
-    name = "round_robin"
-    router_name = "round_robin"
-
-
-@POLICIES.register("jsq")
-class JSQPolicy(RouterHeuristic):
-    """Join-shortest-queue: fewest queued prompt tokens; lowest slot/KV pressure for decode."""
-
-    name = "jsq"
-    router_name = "jsq"
-
-
-@POLICIES.register("p2c")
-class PowerOfTwoPolicy(RouterHeuristic):
-    """Power of two choices: sample two instances per phase, take the less loaded."""
-
-    name = "p2c"
-    router_name = "p2c"
-
-    def make_router(self) -> Router:
-        """``PowerOfTwoRouter`` drawing from this policy's per-episode generator."""
-        return ROUTERS.get("p2c")(self.rng)
-
-
-@POLICIES.register("least_finish")
-class LeastFinishPolicy(RouterHeuristic):
-    """Least predicted finish time, from the cost model.
-
-    Prefill: queue wait plus the request's own prefill time (faster GPUs win); decode: the
-    instance with the fastest predicted iteration after joining.
+    ``random`` keeps the masked-uniform ``RandomPolicy`` (a random agent over the whole action
+    space, not only a random router). The policy's doc and ``upper_bound`` come from the router.
     """
-
-    name = "least_finish"
-    router_name = "least_finish"
-
-
-@POLICIES.register("kv_aware")
-class KVAwarePolicy(RouterHeuristic):
-    """KV-transfer aware: load plus transfer time over the interconnect tier.
-
-    Scores (prefill, decode) pairs by predicted TTFT + KV-transfer time over their tier + a
-    decode-load penalty (llm-d endpoint picker / Dynamo KV-router style).
-    """
-
-    name = "kv_aware"
-    router_name = "kv_aware"
-
-
-@POLICIES.register("length_oracle")
-class LengthOraclePolicy(RouterHeuristic):
-    """OUTPUT-LENGTH ORACLE, not a deployable policy and not a bound: it knows true output
-    lengths.
-
-    Balances decode instances by the tokens they still have to generate, which a real
-    system cannot know at arrival; report it as a reference, not as a baseline (it is
-    excluded from "best heuristic"). Other policies can beat it; the real upper bounds come
-    from ``disagg-gym bounds``. Formerly ``clairvoyant`` (a deprecated alias).
-    """
-
-    name = "length_oracle"
-    router_name = "length_oracle"
-    upper_bound = True  # the reports' "reference" flag: uses information a real system lacks
-
-
-POLICIES.alias(
-    "clairvoyant", "length_oracle",
-    "heuristic 'clairvoyant' is deprecated: it is an output-length oracle, not an upper bound; "
-    "use 'length_oracle' (bounds: disagg-gym bounds)",
-)
-ClairvoyantPolicy = LengthOraclePolicy  # deprecated name of the class
-
-
-@POLICIES.register("prefix_affinity")
-class PrefixAffinityPolicy(RouterHeuristic):
-    """Prefix affinity: the instances holding the most cached blocks of the request."""
-
-    name = "prefix_affinity"
-    router_name = "prefix_affinity"
-
-
-@POLICIES.register("kv_router")
-class KVRouterPolicy(RouterHeuristic):
-    """Dynamo's KV router: weighted blocks to compute plus decode load, lowest cost wins."""
-
-    name = "kv_router"
-    router_name = "kv_router"
-
-
-@POLICIES.register("llmd_scorer")
-class LlmdScorerPolicy(RouterHeuristic):
-    """llm-d's weighted scorers: prefix 3 + KV utilisation 2 + queue 2, highest wins."""
-
-    name = "llmd_scorer"
-    router_name = "llmd_scorer"
-
-
-@POLICIES.register("conductor")
-class ConductorPolicy(RouterHeuristic):
-    """Mooncake's Conductor: least predicted TTFT with cache hits; early rejection on SLOs."""
-
-    name = "conductor"
-    router_name = "conductor"
+    for name in ROUTERS.names():
+        if name in POLICIES:
+            continue
+        router = ROUTERS.get(name)
+        doc = " ".join((router.__doc__ or name).split())
+        if router.upper_bound:
+            doc = f"REFERENCE (an oracle), not a deployable policy and not a bound. {doc}"
+        cls = type(
+            f"{router.__name__.removesuffix('Router')}Policy",
+            (RouterHeuristic,),
+            {"__doc__": doc, "__module__": __name__, "name": name, "router_name": name,
+             "upper_bound": bool(router.upper_bound)},
+        )
+        POLICIES.register(name)(cls)
 
 
 # ====================================================================== allocators
@@ -424,3 +353,11 @@ class ThresholdPolicy(AllocatorHeuristic):
             elif d_over > 1.0 and d_over > p_over:
                 out[g] = n_p - 1
         return out
+
+
+_derive_router_heuristics()
+POLICIES.alias(
+    "clairvoyant", "length_oracle",
+    "heuristic 'clairvoyant' is deprecated: it is an output-length oracle, not an upper bound; "
+    "use 'length_oracle' (bounds: disagg-gym bounds)",
+)

@@ -1,17 +1,15 @@
-"""Policy registry and ``make_policy``: ``"heuristic:NAME"`` or ``"sb3:PATH"`` -> a bound policy."""
+"""The policy registry and policy specs (``"heuristic:NAME"`` / ``"sb3:PATH"``); ``disagg_gym_agents.factory`` builds them."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from disagg_gym.cluster.admission import split_name
 from disagg_gym.registry import Registry
+from disagg_gym_agents.admission import composed_class
 from disagg_gym.errors import UserError
 
-if TYPE_CHECKING:
-    import gymnasium as gym
-
-    from disagg_gym_agents.base import Policy
 
 class PolicyRegistry(Registry[type]):
     """The heuristic registry; also resolves composed names ``<router>+<admission>``.
@@ -22,13 +20,9 @@ class PolicyRegistry(Registry[type]):
     """
 
     def get(self, name: str) -> type:  # noqa: D102
-        from disagg_gym.cluster.admission import split_name
-
         base, adm = split_name(name)
         if adm is None:
             return super().get(name)
-        from disagg_gym_agents.admission import composed_class
-
         base_cls = super().get(base)
         if not {"route", "joint"} & set(base_cls.tasks):
             raise UserError(f"policy {name!r}: {base!r} does not route requests, so it cannot compose with an admission controller")
@@ -84,8 +78,6 @@ def check_policy_spec(spec: str) -> None:
 
 def check_model_path(value: str | Path) -> None:
     """Raises ``UserError`` saying what is wrong with a model path (missing, a folder, not a zip)."""
-    import zipfile
-
     p = Path(value)
     if p.is_dir():
         hint = f"; did you mean sb3:{p / 'model.zip'}?" if (p / "model.zip").is_file() else ""
@@ -94,33 +86,3 @@ def check_model_path(value: str | Path) -> None:
         raise UserError(f"model file not found: {str(value)!r}")
     if not zipfile.is_zipfile(p):
         raise UserError(f"model file {str(value)!r} is not a model zip saved by SB3")
-
-
-def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Policy:
-    """Builds a policy bound to ``env``.
-
-    Args:
-        spec: ``"heuristic:NAME"`` (or just ``NAME``) or ``"sb3:PATH"`` to a model zip saved by
-            ``disagg_gym_agents.ppo`` (PPO or MaskablePPO; the algorithm is read from its ``config.json`` or
-            detected).
-        env: A single (non-vectorised) disagg-gym env.
-        seed: Seed of the policy's own randomness (random, p2c); combined with each episode's
-            workload seed.
-        **kwargs: Extra constructor arguments of the heuristic (e.g. ``prefill_fraction``).
-
-    Raises:
-        ValueError: Unknown heuristic, missing model file, or a heuristic that does not apply
-            to the env's task.
-    """
-    check_policy_spec(spec)
-    kind, value = parse_policy_spec(spec)
-    if kind == "heuristic":
-        return POLICIES.get(value)(env, seed=seed, **kwargs)
-    from disagg_gym_agents.ppo import SB3Policy
-
-    return SB3Policy.load(value, env, **kwargs)
-
-
-# Importing the heuristics module registers the built-in policies.
-from disagg_gym_agents import heuristics as _heuristics  # noqa: E402,F401
-from disagg_gym_agents import baselines as _baselines  # noqa: E402,F401

@@ -35,30 +35,20 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from disagg_gym_agents.cli import (
-    add_dataclass_args,
-    arg_meta,
-    dataclass_from_namespace,
-    nonneg_int,
-    positive_float,
-    positive_int,
-)
+from disagg_gym.argtypes import nonneg_int, positive_float, positive_int
 from disagg_gym.errors import UserError
+from disagg_gym.wrappers.workload_seeds import TrainingWorkloadSeeds
+from disagg_gym.io import atomic_write_json
+from disagg_gym_agents.args import add_dataclass_args, arg_meta, dataclass_from_namespace
+from disagg_gym_agents.base import check_env_id, parse_overrides
+from disagg_gym_agents.evaluation import KPI_LOG_KEYS
+from disagg_gym_agents.base import package_versions as base_package_versions
+from disagg_gym_agents.ray_setup import import_ray, init_ray
 
 DEFAULT_TIMESTEPS = 200_000
 """Env steps of a run when neither ``timesteps`` nor ``iterations`` is given."""
 TB_RUN = "rllib_ppo"
 VERSION_PACKAGES = ("disagg-gym", "ray", "gymnasium", "torch", "numpy")
-KPI_KEYS = (
-    "slo_attainment",
-    "goodput_rps",
-    "ttft_p99_s",
-    "tpot_p99_s",
-    "cost_per_1m_tokens_usd",
-    "energy_per_request_j",
-    "energy_per_good_request_j",
-)
-"""Keys of ``info["episode_kpis"]`` logged as ``kpi/<key>`` (``disagg_gym_agents.callbacks.KPI_LOG_KEYS``)."""
 LEARNER_SCALARS = {
     "policy_loss": "train/policy_loss",
     "vf_loss": "train/value_loss",
@@ -194,8 +184,6 @@ def training_env_name(env_id: str) -> str:
 
 
 def _training_seeds(env: gym.Env, ctx: Mapping[str, Any]) -> gym.Env:
-    from disagg_gym_agents.ppo import TrainingWorkloadSeeds
-
     # Reseeded by RLlib's first reset (seed + worker index + vector index); this fallback only
     # matters for a config without a seed, and still differs per env.
     fallback = 1000 * int(getattr(ctx, "worker_index", 0)) + int(getattr(ctx, "vector_index", 0))
@@ -230,7 +218,7 @@ def _kpi_callback_class() -> type:
             kpis = infos[-1].get("episode_kpis") if len(infos) else None
             if not kpis or metrics_logger is None:
                 return
-            for k in KPI_KEYS:
+            for k in KPI_LOG_KEYS:
                 v = kpis.get(k)
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                     metrics_logger.log_value(("kpi", k), float(v), reduce="mean")
@@ -307,9 +295,7 @@ class RLlibPolicy:
 # ====================================================================== training
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages a run depends on (plus Python)."""
-    from disagg_gym_agents.base import package_versions as versions
-
-    return versions(VERSION_PACKAGES)
+    return base_package_versions(VERSION_PACKAGES)
 
 
 def default_out(args: RLlibTrainArgs) -> Path:
@@ -354,8 +340,6 @@ def scalars(result: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _validate(args: RLlibTrainArgs) -> None:
-    from disagg_gym_agents.base import check_env_id
-
     check_env_id(args.env)
     for name in ("num_envs_per_env_runner", "train_batch_size", "minibatch_size", "num_epochs",
                  "checkpoint_freq", "threads"):
@@ -391,12 +375,9 @@ def train_rllib(args: RLlibTrainArgs) -> Path:
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from disagg_gym_agents.base import parse_overrides
-    from disagg_gym_agents.ray_benchmark import import_ray, init_ray
 
     ray = import_ray()
     from disagg_gym.integrations.rllib import build_ppo_config
-    from disagg_gym.io import atomic_write_json
 
     _validate(args)
     overrides = parse_overrides(args.overrides)

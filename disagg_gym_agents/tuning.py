@@ -18,7 +18,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from disagg_gym.argtypes import positive_int
+from disagg_gym.cluster.admission import split_name
+from disagg_gym.config import read_yaml
+from disagg_gym.env.registration import standard_envs
+from disagg_gym.env.serving_env import DisaggServingEnv
 from disagg_gym.errors import UserError
+from disagg_gym.io import atomic_write_text, check_output_file
+from disagg_gym.scenario import load_scenario
+from disagg_gym_agents.base import parse_overrides
+from disagg_gym_agents.baselines import static_split_candidates
+from disagg_gym_agents.evaluation import run_episode
+from disagg_gym_agents.factory import make_policy
+from disagg_gym_agents.registry import POLICIES
 
 VALIDATION_SEED_OFFSET = 20_000
 """First validation workload seed: tuning uses ``VALIDATION_SEED_OFFSET + k``."""
@@ -61,7 +75,6 @@ def check_validation_seeds(seeds: Sequence[int]) -> None:
 def resolve_config(name: str) -> str:
     """A standard config name (``small-route``) or env id (``disagg/SmallRoute-v1``) -> config."""
     if "/" in name and not name.endswith((".yaml", ".yml")):
-        from disagg_gym.env.registration import standard_envs
 
         for e in standard_envs():
             if e["id"] == name:
@@ -77,16 +90,12 @@ def policy_grid(config: str, policy: str, overrides: dict[str, Any] | None = Non
     every per-GPU-type prefill count that keeps a prefill and a decode instance;
     ``sla_planner`` and ``splitwise``: small grids of their targets; anything else: ``[{}]``.
     """
-    from disagg_gym.cluster.admission import split_name
-
     _, adm = split_name(policy)
     if adm is not None:
         grid = ADMISSION_GRIDS.get(adm, {})
         keys = list(grid)
         return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))] or [{}]
     if policy == "static_split":
-        from disagg_gym_agents.baselines import static_split_candidates
-        from disagg_gym.scenario import load_scenario
 
         return [{"prefill_counts": c} for c in static_split_candidates(load_scenario(config, overrides))]
     if policy == "sla_planner":
@@ -105,10 +114,6 @@ def score_policy(
     overrides: dict[str, Any] | None = None,
 ) -> list[float]:
     """``metric`` of ``policy(**params)`` on each workload seed (env episodes, as evaluated)."""
-    from disagg_gym.env.serving_env import DisaggServingEnv
-    from disagg_gym_agents.evaluation import run_episode
-    from disagg_gym_agents.registry import make_policy
-
     env = DisaggServingEnv(config, overrides=overrides)
     pol = make_policy(policy, env, **params)
     out = []
@@ -168,8 +173,6 @@ def tune(
 # ---------------------------------------------------------------------- the tuned file
 def read_tuned(path: str | Path = DEFAULT_TUNED_PATH) -> dict[str, Any]:
     """The tuned file as ``{config: {policy: entry}}`` (empty if missing)."""
-    from disagg_gym.config import read_yaml
-
     p = Path(path)
     if not p.exists():
         return {}
@@ -187,10 +190,6 @@ def tuned_params(config: str, policy: str, path: str | Path = DEFAULT_TUNED_PATH
 
 def write_tuned(results: dict[str, dict[str, Any]], path: str | Path = DEFAULT_TUNED_PATH) -> Path:
     """Merges ``{config: {policy: entry}}`` into the tuned file (atomically) and returns it."""
-    import yaml
-
-    from disagg_gym.io import atomic_write_text
-
     data = read_tuned(path)
     for cfg, pols in results.items():
         data.setdefault(cfg, {}).update(pols)
@@ -205,8 +204,6 @@ def write_tuned(results: dict[str, dict[str, Any]], path: str | Path = DEFAULT_T
 # ---------------------------------------------------------------------- CLI
 def add_tune_args(sp: argparse.ArgumentParser) -> None:
     """Arguments of ``disagg-gym tune-baselines``."""
-    from disagg_gym.cli import positive_int
-
     sp.add_argument("--config", action="append", required=True, metavar="NAME",
                     help="standard config or env id (repeatable)")
     sp.add_argument("--policy", action="append", required=True, metavar="NAME",
@@ -220,15 +217,11 @@ def add_tune_args(sp: argparse.ArgumentParser) -> None:
 
 def cmd_tune_baselines(args: argparse.Namespace) -> int:
     """Tunes each ``--policy`` on each ``--config`` and merges the results into ``--out``."""
-    from disagg_gym.cli import _overrides
-    from disagg_gym.io import check_output_file
-    from disagg_gym_agents.registry import POLICIES
-
     check_output_file(args.out, "--out")
     for p in args.policy:
         POLICIES.get(p)  # names a bad policy before any run
     seeds = validation_seeds(args.seeds)
-    over = _overrides(args.set)
+    over = parse_overrides(args.set)
     results: dict[str, dict[str, Any]] = {}
     for cfg in args.config:
         name = resolve_config(cfg)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv (if needed) and installs disagg-gym with its test extras.
+# Creates .venv (if needed) and installs disagg-gym with its test, rl and plots extras.
 # torch is pinned first to the CPU wheel so pip never pulls a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +11,5 @@ fi
 quiet() { "$@" 2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2); }
 quiet .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 quiet .venv/bin/python -m pip install -q "torch==2.13.0"
-quiet .venv/bin/python -m pip install -q ".[test]"
+quiet .venv/bin/python -m pip install -q ".[test,rl,plots]"
 echo "disagg-gym installed in .venv ($(.venv/bin/python -c 'import disagg_gym; print(disagg_gym.__version__)'))"

@@ -35,7 +35,8 @@ import torch
 
 from disagg_gym_agents.callbacks import slim_checkpoint
 from disagg_gym_agents.cli import TrainArgs
-from disagg_gym_agents.ppo import load_hyperparams, train
+from disagg_gym_agents.hparams import load_hyperparams
+from disagg_gym_agents.ppo import train
 from disagg_gym.env.registration import registered_ids
 
 ROOT = Path(__file__).resolve().parents[1]

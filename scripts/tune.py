@@ -38,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from disagg_gym_agents.leaderboard import LOWER_IS_BETTER as LEADERBOARD_LOWER  # noqa: E402
 from disagg_gym_agents.leaderboard import read_results  # noqa: E402
+from disagg_gym.wrappers.workload_seeds import VALIDATION_SEED_OFFSET  # noqa: E402
+from disagg_gym.argtypes import nonneg_int, positive_int  # noqa: E402
 from disagg_gym_agents.cli import (  # noqa: E402
     arg_meta,
     dataclass_from_namespace,
-    nonneg_int,
-    positive_int,
     run_script,
 )
 
@@ -59,7 +59,6 @@ LOWER_IS_BETTER = (  # the leaderboard's primary metrics that are costs, plus ra
     "cost_per_1m_tokens_usd",
     "energy_per_request_j",
 )
-VALIDATION_SEED_OFFSET = 20_000
 
 
 @dataclass
@@ -144,32 +143,14 @@ def candidates(
     return [grid[int(i)] for i in order]
 
 
-def _kwargs_text(kwargs: dict[str, Any]) -> str:
-    """policy_kwargs dict -> RL Zoo's string form (torch classes as ``nn.Name``)."""
-
-    def lit(v: Any) -> str:
-        if isinstance(v, type):
-            return f"nn.{v.__name__}"
-        if isinstance(v, dict):
-            return "dict(" + ", ".join(f"{k}={lit(x)}" for k, x in v.items()) + ")"
-        if isinstance(v, (list, tuple)):
-            inner = ", ".join(lit(x) for x in v)
-            return f"[{inner}]" if isinstance(v, list) else f"({inner},)"
-        return repr(v)
-
-    return lit(kwargs)
-
-
 def apply_candidate(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
     """The YAML entry with ``cand``'s values; ``policy_kwargs.X`` keys set X inside policy_kwargs."""
-    from disagg_gym_agents.ppo import parse_policy_kwargs
-
     hp = dict(base)
     for key, value in cand.items():
         if key.startswith("policy_kwargs."):
-            pk = parse_policy_kwargs(hp.get("policy_kwargs"))
+            pk = dict(hp.get("policy_kwargs") or {})  # plain YAML: class names stay names
             pk[key.split(".", 1)[1]] = value
-            hp["policy_kwargs"] = _kwargs_text(pk)
+            hp["policy_kwargs"] = pk
         else:
             hp[key] = value
     return hp
@@ -212,8 +193,9 @@ def main(ns: argparse.Namespace) -> int:
     from disagg_gym_agents.base import make_env, parse_overrides
     from disagg_gym_agents.cli import TrainArgs
     from disagg_gym_agents.evaluation import KPI_SUMMARY_KEYS, evaluate, rows_to_csv, summarize
-    from disagg_gym_agents.ppo import dump_hyperparams_yaml, load_hyperparams, train
-    from disagg_gym_agents.registry import make_policy
+    from disagg_gym_agents.hparams import dump_hyperparams_yaml, load_hyperparams
+    from disagg_gym_agents.ppo import train
+    from disagg_gym_agents.factory import make_policy
     from disagg_gym.io import atomic_write_json, atomic_write_text
 
     args: Args = dataclass_from_namespace(Args, ns)

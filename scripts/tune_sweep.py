@@ -34,14 +34,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from disagg_gym.wrappers.workload_seeds import VALIDATION_SEED_OFFSET  # noqa: E402
+from disagg_gym.argtypes import positive_int  # noqa: E402
 from disagg_gym_agents.cli import (  # noqa: E402
     arg_meta,
     dataclass_from_namespace,
-    positive_int,
     run_script,
 )
 
-VALIDATION_SEED_OFFSET = 20_000  # the validation seeds of scripts/tune.py
 DEFAULT_SPACE: dict[str, list[Any]] = {"learning_rate": [3e-4, 1e-3], "ent_coef": [0.0, 0.01]}
 SB3_KEYS = {"learning_rate": "learning_rate", "gamma": "gamma", "ent_coef": "ent_coef",
             "n_epochs": "n_epochs", "n_steps": "n_steps"}
@@ -122,8 +122,9 @@ def trial(config: dict[str, Any]) -> None:
     try:
         if a["backend"] == "sb3":
             from disagg_gym_agents.cli import TrainArgs
-            from disagg_gym_agents.ppo import dump_hyperparams_yaml, load_hyperparams, train
-            from disagg_gym_agents.registry import make_policy
+            from disagg_gym_agents.hparams import dump_hyperparams_yaml, load_hyperparams
+            from disagg_gym_agents.ppo import train
+            from disagg_gym_agents.factory import make_policy
             from disagg_gym.io import atomic_write_text
 
             base, _ = load_hyperparams(a["algo"], a["env"])
@@ -170,7 +171,7 @@ def main(ns: argparse.Namespace) -> int:
 
     from disagg_gym_agents.base import check_env_id, parse_overrides
     from disagg_gym_agents.evaluation import rows_to_csv
-    from disagg_gym_agents.ray_benchmark import init_ray
+    from disagg_gym_agents.ray_setup import init_ray
     from disagg_gym.io import atomic_write_json, atomic_write_text
 
     args: Args = dataclass_from_namespace(Args, ns)

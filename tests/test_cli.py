@@ -30,6 +30,7 @@ def test_simulate_json_default_config(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_simulate_plots_and_records(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")  # the [plots] extra
     rc, out, _ = run(capsys, "simulate", "--horizon", "10", "--plots", str(tmp_path / "p"), "--records", str(tmp_path / "r.csv"))
     assert rc == 0 and "TTFT" in out
     assert (tmp_path / "p" / "latency_cdf.png").stat().st_size > 1000
@@ -151,12 +152,12 @@ def test_bad_output_paths_fail_before_the_simulation(
 def test_oserror_while_writing_is_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import disagg_gym.io
+    import disagg_gym.cli
 
     def full(path: object, text: str) -> None:
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(disagg_gym.io, "atomic_write_text", full)
+    monkeypatch.setattr(disagg_gym.cli, "atomic_write_text", full)  # what --records writes with
     out = tmp_path / "r.csv"
     rc, _, err = run(capsys, "simulate", "--horizon", "2", "--records", str(out))
     assert rc == 2

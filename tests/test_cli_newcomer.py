@@ -89,7 +89,7 @@ def test_evaluate_takes_a_config_name(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_benchmark_and_validate_configs_take_config_names(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
 ) -> None:
-    lb = pytest.importorskip("disagg_gym_agents.leaderboard")
+    lb = pytest.importorskip("disagg_gym_agents.leaderboard.cli")
     seen: list[list[str]] = []
     func = "cmd_benchmark" if command == "benchmark" else "cmd_validate"
     monkeypatch.setattr(lb, func, lambda args: seen.append(list(args.configs)) or 0)

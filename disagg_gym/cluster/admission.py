@@ -29,14 +29,12 @@ import inspect
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
-from disagg_gym.cluster.policies import _s_per_prefill_token
+from disagg_gym.cluster.policies import predicted_tpot_s, predicted_ttft_s, queue_wait_s  # noqa: F401  (re-exported)
 from disagg_gym.errors import UserError
 from disagg_gym.registry import Registry
-from disagg_gym.types import Role
 
 if TYPE_CHECKING:
     from disagg_gym.cluster.cluster import Cluster, Router
-    from disagg_gym.cluster.instance import Instance
     from disagg_gym.workload.request import Request
 
 ADMISSION: Registry[type] = Registry("admission controller")
@@ -50,53 +48,6 @@ class AdmissionController(Protocol):
     """Decides whether a routed request is admitted."""
 
     def admit(self, cluster: Cluster, req: Request, choice: tuple[int, int]) -> bool: ...
-
-
-# ------------------------------------------------------------------ predictions
-def queue_wait_s(inst: Instance, now: float) -> float:
-    """Predicted wait before a new prompt's prefill could start on ``inst``.
-
-    The running iteration's remainder plus the prompt tokens queued behind it at the
-    instance's full-batch rate (the cost model's, as in ``policies.prefill_wait_s``). Unlike
-    ``policies.prefill_wait_s`` the running batch's tokens are not counted twice (they stay
-    in the queue's token count until their iteration ends); that function is left as it is
-    because the shipped routers' results depend on it.
-    """
-    if inst.prefill_busy:
-        rem = max(0.0, inst.prefill_end_s - now)
-        queued = inst.pq_tokens - sum(n for _, n, _ in inst.prefill_batch)
-    else:
-        rem, queued = 0.0, inst.pq_tokens
-    return rem + queued * _s_per_prefill_token(inst) if queued > 0 else rem
-
-
-def predicted_ttft_s(cluster: Cluster, req: Request, p: int, d: int, include_transfer: bool = True) -> float:
-    """Predicted TTFT of ``req`` if dispatched to ``(p, d)`` now.
-
-    Queue wait before its prefill could start (:func:`queue_wait_s`: the running
-    iteration's remainder plus queued prompt tokens at the instance's full-batch rate), plus
-    its own prefill from the cost model, plus (disaggregated pairs, ``include_transfer``) the
-    KV transfer ``p -> d`` at the current fair share (``Cluster.transfer_estimate_s``).
-    The simulator stamps the first token at the end of prefill, so the transfer term makes the
-    prediction conservative: it is the time the first token's KV reaches the decode instance.
-    """
-    pi = cluster.instances[p]
-    now = cluster.engine.now
-    t = queue_wait_s(pi, now) + pi.cost.prefill_s([req.prompt_tokens])
-    if include_transfer and pi.role is not Role.COLOCATED and p != d:
-        t += cluster.transfer_estimate_s(p, d, req.prompt_tokens * cluster.kv_bytes_per_token)
-    return t
-
-
-def predicted_tpot_s(d: Instance, req: Request) -> float:
-    """Predicted decode iteration time on ``d`` once ``req`` joins (seconds per output token).
-
-    Every sequence that ``d`` runs or owes (``decode_load``) plus this one, capped at the
-    batch size; the context is the batch's current tokens plus this prompt.
-    """
-    b = min(d.decode_load + 1, d.max_batch)
-    a, c = d.coeffs(b)
-    return a + c * (d.S + req.prompt_tokens)
 
 
 # ------------------------------------------------------------------ controllers
@@ -233,7 +184,8 @@ def make_admission(name: str, params: dict[str, Any] | None = None) -> Admission
         raise UserError(
             f"admission {name!r}: unknown parameter {bad[0]!r}; expected one of: {', '.join(known) or '(none)'}"
         )
-    return cls(**params)
+    ctrl: AdmissionController = cls(**params)
+    return ctrl
 
 
 class AdmittedRouter:

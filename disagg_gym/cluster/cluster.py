@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from disagg_gym.cluster.accounting import Meter
 from disagg_gym.cluster.config import ClusterConfig
+from disagg_gym.cluster.decode_batch import Member
 from disagg_gym.cluster.instance import Instance
 from disagg_gym.cluster.kv_cache import CacheHierarchy
 from disagg_gym.cluster.state import InstanceState
@@ -673,7 +674,7 @@ class Cluster:
             d.incoming += 1
             ports, cap, lat = self.host_route(d.idx, out=False)
             req.state = RequestState.TRANSFERRING
-            nbytes = req.held_tokens * self.kv_bytes_per_token
+            nbytes: float = req.held_tokens * self.kv_bytes_per_token
             self.transfers.start((req, d, self.engine.now), nbytes, ports, cap, lat, self._swap_in_done)
         dq = d.dq
         if d.state is DRAINING and dq:
@@ -992,7 +993,7 @@ class Cluster:
                 break
         self._evict(inst, victims)
 
-    def _evict(self, inst: Instance, victims: list) -> None:
+    def _evict(self, inst: Instance, victims: list[Member]) -> None:
         """Handles members just removed from ``inst``'s batch (their blocks already freed)."""
         colocated = inst.role is Role.COLOCATED
         for m in victims:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from disagg_gym.cluster.decode_batch import DecodeBatch
+from disagg_gym.cluster.decode_batch import DecodeBatch, Member
 from disagg_gym.cluster.kv_pool import KVPool
 from disagg_gym.cluster.state import InstanceState, check_transition
 from disagg_gym.types import Role
@@ -202,7 +202,7 @@ class Instance:
         return self.batch.S
 
     @property
-    def members(self) -> list:
+    def members(self) -> list[Member]:
         """Decode batch members ``(done_counter, rid, request, offset)`` (a heap)."""
         return self.batch.members
 

@@ -9,6 +9,11 @@ above its capacity, so a bookkeeping error fails at its source instead of later.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from disagg_gym.cluster.prefix_cache import PrefixCache
+
 
 class KVPool:
     """Paged KV memory of one instance.
@@ -26,7 +31,7 @@ class KVPool:
         self.used = 0
         # The instance's HBM prefix cache (``prefix_cache.PrefixCache``), set when the first
         # request with block hashes arrives; its unreferenced blocks live in free memory.
-        self.cache = None
+        self.cache: PrefixCache | None = None
 
     def blocks(self, tokens: int) -> int:
         """``tokens`` rounded up to whole blocks (in tokens)."""

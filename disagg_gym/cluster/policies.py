@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -85,7 +85,16 @@ def _least_queued(ps: list[Instance]) -> Instance:
 
 
 class _Base:
-    """Shared helpers: candidate lists and colocated handling."""
+    """Shared helpers: candidate lists and colocated handling.
+
+    A router is built as ``cls(rng)`` when ``uses_rng`` (the simulation's ``router`` stream,
+    or a heuristic agent's per-episode generator), else ``cls()``; ``upper_bound`` marks a
+    reference that uses information a real system lacks. The heuristic agents derive one
+    policy per registered router from these two flags (``disagg_gym_agents.heuristics``).
+    """
+
+    uses_rng: ClassVar[bool] = False
+    upper_bound: ClassVar[bool] = False
 
     def candidates(self, cluster: Cluster, req: Request) -> tuple[list[Instance], list[Instance]]:
         return cluster.pools()
@@ -124,6 +133,8 @@ class RoundRobinRouter(_Base):
 class RandomRouter(_Base):
     """Uniformly random instances (seeded ``np.random.Generator``)."""
 
+    uses_rng = True
+
     def __init__(self, rng: np.random.Generator | None = None) -> None:
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
@@ -152,6 +163,8 @@ class JoinShortestQueueRouter(_Base):
 @ROUTERS.register("p2c")
 class PowerOfTwoRouter(_Base):
     """Power-of-two choices: sample two, take the less loaded (queued tokens / pressure)."""
+
+    uses_rng = True
 
     def __init__(self, rng: np.random.Generator | None = None) -> None:
         self.rng = rng if rng is not None else np.random.default_rng(0)
@@ -240,6 +253,8 @@ class LengthOracleRouter(KVTransferAwareRouter):
     arrival), and not an upper bound either: other policies can beat it (issue #15); the
     bounds are ``disagg-gym bounds``. Formerly ``clairvoyant`` (a deprecated alias).
     """
+
+    upper_bound = True
 
     def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
         ps, ds = self.candidates(cluster, req)
@@ -519,4 +534,113 @@ ALLOCATORS.register("threshold")(ThresholdAllocator)
 
 
 # Routers defined in their own modules register on import (one module per baseline family).
-from disagg_gym.cluster import spillover as _spillover  # noqa: E402,F401
+
+
+# ------------------------------------------------------------------ predictions (admission control, spillover; issue #15)
+def queue_wait_s(inst: Instance, now: float) -> float:
+    """Predicted wait before a new prompt's prefill could start on ``inst``.
+
+    The running iteration's remainder plus the prompt tokens queued behind it at the
+    instance's full-batch rate (the cost model's, as in ``policies.prefill_wait_s``). Unlike
+    ``policies.prefill_wait_s`` the running batch's tokens are not counted twice (they stay
+    in the queue's token count until their iteration ends); that function is left as it is
+    because the shipped routers' results depend on it.
+    """
+    if inst.prefill_busy:
+        rem = max(0.0, inst.prefill_end_s - now)
+        queued = inst.pq_tokens - sum(n for _, n, _ in inst.prefill_batch)
+    else:
+        rem, queued = 0.0, inst.pq_tokens
+    return rem + queued * _s_per_prefill_token(inst) if queued > 0 else rem
+
+
+def predicted_ttft_s(cluster: Cluster, req: Request, p: int, d: int, include_transfer: bool = True) -> float:
+    """Predicted TTFT of ``req`` if dispatched to ``(p, d)`` now.
+
+    Queue wait before its prefill could start (:func:`queue_wait_s`: the running
+    iteration's remainder plus queued prompt tokens at the instance's full-batch rate), plus
+    its own prefill from the cost model, plus (disaggregated pairs, ``include_transfer``) the
+    KV transfer ``p -> d`` at the current fair share (``Cluster.transfer_estimate_s``).
+    The simulator stamps the first token at the end of prefill, so the transfer term makes the
+    prediction conservative: it is the time the first token's KV reaches the decode instance.
+    """
+    pi = cluster.instances[p]
+    now = cluster.engine.now
+    t = queue_wait_s(pi, now) + pi.cost.prefill_s([req.prompt_tokens])
+    if include_transfer and pi.role is not Role.COLOCATED and p != d:
+        t += cluster.transfer_estimate_s(p, d, req.prompt_tokens * cluster.kv_bytes_per_token)
+    return t
+
+
+def predicted_tpot_s(d: Instance, req: Request) -> float:
+    """Predicted decode iteration time on ``d`` once ``req`` joins (seconds per output token).
+
+    Every sequence that ``d`` runs or owes (``decode_load``) plus this one, capped at the
+    batch size; the context is the batch's current tokens plus this prompt.
+    """
+    b = min(d.decode_load + 1, d.max_batch)
+    a, c = d.coeffs(b)
+    return a + c * (d.S + req.prompt_tokens)
+
+
+
+# ------------------------------------------------------------------ spillover (issue #15 item 2)
+# The router a practitioner writes for a hybrid deployment: serve every request on the reserved
+# (on-prem) instances, and burst to on-demand (cloud) instances only when the best on-prem pair's
+# predicted TTFT would exceed ``alpha`` x the request's TTFT SLO. Pairs stay within one side, so
+# a burst never pays the WAN.
+@ROUTERS.register("spillover")
+class SpilloverRouter:
+    """On-prem first; burst to on-demand instances when on-prem would miss the TTFT SLO.
+
+    Within a side, the prefill instance with the lowest predicted TTFT (queue wait + own
+    prefill + KV transfer, :func:`disagg_gym.cluster.admission.predicted_ttft_s`) is chosen,
+    each paired with the side's decode instance that is quickest to reach plus a load penalty. A cluster without on-demand
+    instances is all "on-prem": the router is then a least-predicted-TTFT router.
+
+    Args:
+        alpha: Burst when the on-prem prediction exceeds ``alpha`` x the TTFT SLO (> 0).
+    """
+
+    uses_rng = False
+    upper_bound = False
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0 (got {alpha!r})")
+        self.alpha = alpha
+        self.bursts = 0
+
+    def _best(self, cluster: Cluster, req: Request, ps: list[Instance], ds: list[Instance]) -> tuple[float, tuple[int, int] | None]:
+        """The side's pair with the least predicted TTFT.
+
+        Each prefill instance is paired with the decode instance of the side that is cheapest
+        to reach (transfer estimate) plus a load penalty (as ``kv_aware``: 0.5 s per unit of
+        decode pressure).
+        """
+        best, best_t = None, math.inf
+        nbytes = req.prompt_tokens * cluster.kv_bytes_per_token
+        for p in ps:
+            if p.role is Role.COLOCATED:
+                pair = (p.idx, p.idx)
+            elif not ds:
+                continue
+            else:
+                d = min(ds, key=lambda i: (cluster.transfer_estimate_s(p.idx, i.idx, nbytes) + 0.5 * decode_pressure(i), i.idx))
+                pair = (p.idx, d.idx)
+            t = predicted_ttft_s(cluster, req, pair[0], pair[1])
+            if t < best_t:
+                best, best_t = pair, t
+        return best_t, best
+
+    def route(self, cluster: Cluster, req: Request) -> tuple[int, int] | None:
+        """The on-prem pair unless it is predicted to miss; then the on-demand pair if faster."""
+        ps, ds = cluster.pools()
+        home_t, home = self._best(cluster, req, [i for i in ps if not i.on_demand], [i for i in ds if not i.on_demand])
+        if home is not None and home_t <= self.alpha * req.slo_ttft_s:
+            return home
+        cloud_t, cloud = self._best(cluster, req, [i for i in ps if i.on_demand], [i for i in ds if i.on_demand])
+        if cloud is not None and (home is None or cloud_t < home_t):
+            self.bursts += 1
+            return cloud
+        return home

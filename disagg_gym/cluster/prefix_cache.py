@@ -92,7 +92,8 @@ class PrefixCache:
         """
         held = self.holders.get(rid)
         if held is None:
-            todo = self.holders[rid] = dict.fromkeys(hashes)
+            self.holders[rid] = dict.fromkeys(hashes)
+            todo = list(self.holders[rid])
         else:
             todo = [h for h in dict.fromkeys(hashes) if h not in held]
             if not todo:

@@ -1,5 +1,9 @@
 """Registers every standard scenario as a versioned Gymnasium id ``disagg/<Name>-v<N>``.
 
+Registration reads nothing: ``STANDARD_CONFIGS`` names each shipped config and its version,
+and each id's entry point loads its YAML only when the env is made (as Gymnasium's own ids
+do). A test checks the table against the YAML files' ``version`` keys.
+
 Also resolves the two names of a standard scenario: its config name (``small-route``) and its
 env id (``disagg/SmallRoute-v1``, optionally ``disagg_gym:``-prefixed), so every command
 accepts either (issue #20).
@@ -15,6 +19,41 @@ from disagg_gym.paths import configs_dir
 
 NAMESPACE = "disagg"
 ENTRY_POINT = "disagg_gym.env.serving_env:DisaggServingEnv"
+
+
+STANDARD_CONFIGS: dict[str, int] = {
+    "colocated-baseline": 1,
+    "energy-allocate": 2,
+    "hetero-allocate": 2,
+    "hetero-route": 1,
+    "hybrid-cost-route": 1,
+    "large-joint": 2,
+    "mooncake-cache-route": 0,
+    "mooncake-rdma-route": 1,
+    "multiturn-cache-route": 0,
+    "pcie-route": 1,
+    "rag-pool-route": 0,
+    "small-route": 1,
+}
+"""Shipped config name (``configs/<name>.yaml``) -> its env version (the YAML's ``version``).
+Adding a standard config is its YAML file plus one line here; bumping a version, both."""
+
+
+STANDARD_VARIANTS: dict[str, tuple[str, ...]] = {
+    name: ("short",)
+    for name in (
+        "colocated-baseline", "hetero-route", "hybrid-cost-route", "mooncake-cache-route",
+        "mooncake-rdma-route", "multiturn-cache-route", "pcie-route", "rag-pool-route", "small-route",
+    )
+}
+"""Config name -> the keys of its YAML's ``variants`` section (registered as
+``disagg/<Name>-<variant>-v<N>``); a test checks it against the YAML files."""
+
+
+def variant_id_for(name: str, version: int, variant: str) -> str:
+    """``small-route``, 1, ``short`` -> ``disagg/SmallRoute-short-v1``."""
+    head, _, v = env_id_for(name, version).rpartition("-v")
+    return f"{head}-{variant}-v{v}"
 
 
 def env_id_for(name: str, version: int) -> str:
@@ -48,35 +87,33 @@ def variant_envs() -> list[dict[str, str]]:
     for path in sorted(configs_dir().glob("*.yaml")):
         data = read_yaml(path) or {}
         for variant in data.get("variants") or {}:
-            base = env_id_for(path.stem, int(data.get("version", 0)))
-            head, _, version = base.rpartition("-v")
-            out.append({"id": f"{head}-{variant}-v{version}", "config": path.stem, "variant": str(variant)})
+            vid = variant_id_for(path.stem, int(data.get("version", 0)), str(variant))
+            out.append({"id": vid, "config": path.stem, "variant": str(variant)})
     return sorted(out, key=lambda d: d["id"])
 
 
 def registered_ids() -> list[str]:
-    """The ids ``import disagg_gym`` registers."""
-    return [e["id"] for e in standard_envs()]
+    """The ids ``import disagg_gym`` registers, sorted (no file is read)."""
+    return sorted(env_id_for(name, v) for name, v in STANDARD_CONFIGS.items())
 
 
 def register_all() -> None:
-    """Registers the standard envs (idempotent)."""
-    import gymnasium as gym
+    """Registers the standard envs (idempotent; reads no file: configs load on ``gym.make``)."""
+    import gymnasium as gym  # the simulator works without Gymnasium (disagg_gym/__init__.py)
 
     # ``base_config`` (not ``config``) names the standard config, so ``gym.make(id, config={...})``
     # merges a mapping over it instead of replacing it (issue #16).
-    for e in standard_envs():
-        if e["id"] in gym.registry:
-            continue
-        gym.register(id=e["id"], entry_point=ENTRY_POINT, kwargs={"base_config": e["config"]}, disable_env_checker=False)
-    for e in variant_envs():
-        if e["id"] in gym.registry:
-            continue
-        gym.register(
-            id=e["id"], entry_point=ENTRY_POINT, kwargs={"base_config": e["config"], "variant": e["variant"]},
-            disable_env_checker=False,
-        )
-
+    for name, version in STANDARD_CONFIGS.items():
+        env_id = env_id_for(name, version)
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs={"base_config": name}, disable_env_checker=False)
+        for variant in STANDARD_VARIANTS.get(name, ()):
+            vid = variant_id_for(name, version, variant)
+            if vid not in gym.registry:
+                gym.register(
+                    id=vid, entry_point=ENTRY_POINT, kwargs={"base_config": name, "variant": variant},
+                    disable_env_checker=False,
+                )
 
 # gymnasium's id grammar, plus an optional ``module:`` prefix (``disagg_gym:disagg/X-v1``)
 _ENV_ID = re.compile(r"^(?:[A-Za-z_][\w.]*:)?(?:(?P<ns>[\w.-]+)/)?(?P<name>[\w.-]+?)-v(?P<version>\d+)$")

@@ -330,7 +330,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         )
         terminated = truncated = False
         info: dict[str, Any] = {
-            "invalid_action": invalid, "reward_terms": terms, "reward_components": terms,
+            "invalid_action": invalid, "reward_terms": terms,
             "decision": self._kind,
             "sim_time_s": self.engine.now,
         }

@@ -161,7 +161,8 @@ def calibration_data() -> Mapping[str, Any]:
         provenance and error summaries.
     """
     text = resources.files("disagg_gym.hardware").joinpath(CALIBRATION_FILE).read_text()
-    return json.loads(text)
+    data: Mapping[str, Any] = json.loads(text)
+    return data
 
 
 @functools.cache
@@ -174,7 +175,8 @@ def _smoothmax(x: float, y: float, n: float) -> float:
     m = max(y, x)
     if m <= 0.0:
         return 0.0
-    return m * ((x / m) ** n + (y / m) ** n) ** (1.0 / n)
+    out: float = m * ((x / m) ** n + (y / m) ** n) ** (1.0 / n)
+    return out
 
 
 def prefill_totals(
@@ -194,7 +196,9 @@ def prefill_totals(
         raise ValueError(
             f"cached_lens must match prompt_lens in length (got {len(cached_lens)} and {len(prompt_lens)})"
         )
-    tokens = pairs = cached_read = 0
+    tokens: float = 0
+    pairs: float = 0
+    cached_read: float = 0
     if cached_lens is None:
         for length in prompt_lens:
             if length < 1:
@@ -366,16 +370,16 @@ class InstanceCost:
         return int(free // self.kv_bytes_per_token)
 
     # ---- latency ------------------------------------------------------------------------
-    def _experts_read_bytes(self, tokens: int) -> float:
+    def _experts_read_bytes(self, tokens: float) -> float:
         m = self.model
         if not m.is_moe:
             return self._expert_bytes
         # Expected distinct experts hit by `tokens` independent top-k routings.
         e, k = m.num_local_experts, m.num_experts_per_tok
-        hit = e * (1.0 - (1.0 - k / e) ** tokens)
+        hit: float = e * (1.0 - (1.0 - k / e) ** tokens)
         return self._expert_bytes * hit
 
-    def _allreduce_s(self, tokens: int) -> float:
+    def _allreduce_s(self, tokens: float) -> float:
         return self._allreduce_fixed_s + tokens * self._allreduce_bytes_per_token
 
     def allreduce_s(self, tokens: int) -> float:
@@ -395,7 +399,7 @@ class InstanceCost:
         """
         return self._allreduce_s(tokens)
 
-    def prefill_s(self, prompt_lens: Sequence[int], cached_lens: Sequence[int] | None = None) -> float:
+    def prefill_s(self, prompt_lens: Sequence[float], cached_lens: Sequence[float] | None = None) -> float:
         """Duration of one prefill iteration over these prompts (or prompt chunks).
 
         A chunk of ``l`` new tokens after ``c`` tokens already in the KV cache (chunked

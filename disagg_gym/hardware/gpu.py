@@ -1,8 +1,8 @@
 """Accelerator specifications (peak compute, memory, links, power, price) and their catalog.
 
-Values come from ``/work/shared/data/hardware.yaml`` (each one is sourced there); the choices
-made where that file gives a list, a range or ``null`` are documented per field below and in
-``docs/calibration.md``.
+The catalog is data: ``disagg_gym/hardware/gpus.yaml`` (shipped with the package) gives every
+value with its source, a key of the project's sourced ``hardware.yaml``, or ``ASSUMED`` where
+that file gives a list, a range or ``null``; ``docs/calibration.md`` discusses the choices.
 
 Conventions:
     * ``hbm_gb`` is the capacity as the vendor labels it. NVIDIA's and AMD's "GB" are GiB in
@@ -20,10 +20,13 @@ Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from types import MappingProxyType
 
+from disagg_gym.config import load_yaml_text
 from disagg_gym.errors import UserError
 
 __all__ = ["GPUS", "GPUSpec", "get_gpu"]
@@ -102,125 +105,40 @@ class GPUSpec:
         return self.nvlink_peer_gbps_per_dir or self.nvlink_gbps_per_dir
 
 
-def _idle(tdp_w: float) -> float:
-    # Assumption (module docstring): idle is 10% of TDP.
-    return 0.1 * tdp_w
+CATALOG_FILE = "gpus.yaml"
+"""The catalog, shipped in this package: one entry per GPU, each value with its source."""
 
 
-_H100_SXM_PRICE = (
-    5.435  # median of 6.88 (AWS p5), 12.29 (Azure ND H100 v5), 3.99 (Lambda), 2.69 (RunPod)
-)
+@functools.cache
+def _catalog() -> Mapping[str, GPUSpec]:
+    text = resources.files("disagg_gym.hardware").joinpath(CATALOG_FILE).read_text()
+    data = load_yaml_text(text, CATALOG_FILE)
+    idle = float(data["idle_fraction_of_tdp"])
+    out = {}
+    for name, entry in data["gpus"].items():
+        values = {k: float(v) for k, v in entry.items()}
+        out[name] = GPUSpec(name=name, idle_w=idle * values["tdp_w"], **values)
+    return MappingProxyType(out)
 
-GPUS: Mapping[str, GPUSpec] = MappingProxyType(
-    {
-        g.name: g
-        for g in (
-            GPUSpec(
-                name="h100-sxm",
-                bf16_dense_tflops=989.0,
-                hbm_gb=80.0,
-                hbm_bw_tbps=3.35,
-                tdp_w=700.0,
-                idle_w=_idle(700.0),
-                price_usd_per_hour=_H100_SXM_PRICE,
-                nvlink_gbps_per_dir=450.0,
-                pcie_gbps_per_dir=64.0,
-            ),
-            GPUSpec(
-                # No NVLink bridge assumed (aiconfigurator: "PCIe Gen5 x16 without NVLink").
-                # Price: median of 2.89 and 1.99 (RunPod secure / community).
-                name="h100-pcie",
-                bf16_dense_tflops=756.0,
-                hbm_gb=80.0,
-                hbm_bw_tbps=2.0,
-                tdp_w=350.0,
-                idle_w=_idle(350.0),
-                price_usd_per_hour=2.44,
-                nvlink_gbps_per_dir=0.0,
-                pcie_gbps_per_dir=64.0,
-            ),
-            GPUSpec(
-                # Price: hardware.yaml has none; ASSUMED 1.25x the H100 SXM figure (same compute,
-                # 1.76x memory, typically listed at a premium).
-                name="h200",
-                bf16_dense_tflops=989.0,
-                hbm_gb=141.0,
-                hbm_bw_tbps=4.8,
-                tdp_w=700.0,
-                idle_w=_idle(700.0),
-                price_usd_per_hour=round(1.25 * _H100_SXM_PRICE, 2),
-                nvlink_gbps_per_dir=450.0,
-                pcie_gbps_per_dir=64.0,
-            ),
-            GPUSpec(
-                # Price: median of 3.43 (AWS p4de), 2.79 (Lambda), 1.79 and 1.39 (RunPod).
-                name="a100-80gb",
-                bf16_dense_tflops=312.0,
-                hbm_gb=80.0,
-                hbm_bw_tbps=2.039,
-                tdp_w=400.0,
-                idle_w=_idle(400.0),
-                price_usd_per_hour=2.29,
-                nvlink_gbps_per_dir=300.0,
-                pcie_gbps_per_dir=32.0,
-            ),
-            GPUSpec(
-                # 8.0 TB/s per mle_accel (aiconfigurator uses 7.7); price: Lambda 6.69 (only entry).
-                name="b200",
-                bf16_dense_tflops=2250.0,
-                hbm_gb=180.0,
-                hbm_bw_tbps=8.0,
-                tdp_w=1000.0,
-                idle_w=_idle(1000.0),
-                price_usd_per_hour=6.69,
-                nvlink_gbps_per_dir=900.0,
-                pcie_gbps_per_dir=64.0,
-            ),
-            GPUSpec(
-                # GDDR6, not HBM. Price: hardware.yaml has none; ASSUMED 1.00 USD/h (placeholder).
-                name="l40s",
-                bf16_dense_tflops=362.0,
-                hbm_gb=48.0,
-                hbm_bw_tbps=0.864,
-                tdp_w=350.0,
-                idle_w=_idle(350.0),
-                price_usd_per_hour=1.00,
-                nvlink_gbps_per_dir=0.0,
-                pcie_gbps_per_dir=32.0,
-            ),
-            GPUSpec(
-                # Infinity Fabric: 448 GB/s all-to-all aggregate, 64 GB/s to any one peer.
-                # Price: median of 1.71 (TensorWave) and 1.85 (Vultr); low-credibility listings.
-                name="mi300x",
-                bf16_dense_tflops=1307.4,
-                hbm_gb=192.0,
-                hbm_bw_tbps=5.3,
-                tdp_w=750.0,
-                idle_w=_idle(750.0),
-                price_usd_per_hour=1.78,
-                nvlink_gbps_per_dir=448.0,
-                pcie_gbps_per_dir=64.0,
-                nvlink_peer_gbps_per_dir=64.0,
-            ),
-            GPUSpec(
-                # Spec MME rate 1835 (1677 as shipped). Scale-up: 21 of the 24 200 GbE ports go to
-                # the 7 peers (525 GB/s aggregate, 3 ports = 75 GB/s per peer; uncertain split).
-                # TDP 900 W is the OAM part (uncertain). Price: none in hardware.yaml; ASSUMED equal
-                # to the H100 PCIe figure (2.44 USD/h).
-                name="gaudi3",
-                bf16_dense_tflops=1835.0,
-                hbm_gb=128.0,
-                hbm_bw_tbps=3.7,
-                tdp_w=900.0,
-                idle_w=_idle(900.0),
-                price_usd_per_hour=2.44,
-                nvlink_gbps_per_dir=525.0,
-                pcie_gbps_per_dir=64.0,
-                nvlink_peer_gbps_per_dir=75.0,
-            ),
-        )
-    }
-)
+
+class _GPUTable(Mapping[str, GPUSpec]):
+    """``GPUS``: the catalog, read from ``gpus.yaml`` on first use (importing reads nothing)."""
+
+    def __getitem__(self, name: str) -> GPUSpec:
+        return _catalog()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_catalog())
+
+    def __len__(self) -> int:
+        return len(_catalog())
+
+    def __repr__(self) -> str:
+        return f"GPUS({dict(_catalog())!r})"
+
+
+GPUS: Mapping[str, GPUSpec] = _GPUTable()
+"""GPU id -> :class:`GPUSpec` (``disagg_gym/hardware/gpus.yaml``)."""
 
 
 def get_gpu(name: str) -> GPUSpec:

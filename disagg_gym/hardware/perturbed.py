@@ -35,8 +35,8 @@ class PerturbedCost:
     def prefill_s(self, prompt_lens: Sequence[int], cached_lens: Sequence[int] | None = None) -> float:
         """The wrapped prefill time times ``prefill_factor``."""
         if cached_lens is None:
-            return self.base.prefill_s(prompt_lens) * self.prefill_factor
-        return self.base.prefill_s(prompt_lens, cached_lens) * self.prefill_factor
+            return float(self.base.prefill_s(prompt_lens)) * self.prefill_factor
+        return float(self.base.prefill_s(prompt_lens, cached_lens)) * self.prefill_factor
 
     def decode_coeffs(self, batch: int, context_tokens: float | None = None) -> tuple[float, float]:
         """The wrapped ``(a_s, b_s)`` decode coefficients times ``decode_factor``."""
@@ -49,4 +49,4 @@ class PerturbedCost:
 
     def decode_s(self, context_lens: Sequence[int]) -> float:
         """The wrapped decode iteration time times ``decode_factor``."""
-        return self.base.decode_s(context_lens) * self.decode_factor
+        return float(self.base.decode_s(context_lens)) * self.decode_factor

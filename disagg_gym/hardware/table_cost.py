@@ -243,7 +243,7 @@ def _read_splitwise(path: Path, text: str) -> list[TableRow]:
         batch = int(_num(path, no, "batch_size", rec["batch_size"], integer=True))
         tokens = _num(path, no, "token_size", rec["token_size"], integer=True)
         tp = int(_num(path, no, "tensor_parallel", rec["tensor_parallel"], integer=True))
-        common = {
+        common: dict[str, Any] = {
             "gpu": rec["hardware"], "model": rec["model"], "tp": tp, "line": no, "batch": batch
         }
         rows.append(
@@ -469,8 +469,8 @@ def _build_curves(
             for x, t in zip(c.xs, c.ts):
                 by_x.setdefault(x, []).append((c.key, t))
         for x in sorted(by_x):
-            keys, ts = zip(*by_x[x])  # curves are sorted by key
-            _check_monotone(path, phase, keys, ts, kname, f"{xname} {x:g}")
+            pts = by_x[x]  # curves are sorted by key
+            _check_monotone(path, phase, [k for k, _ in pts], [t for _, t in pts], kname, f"{xname} {x:g}")
     return tuple(curves)
 
 

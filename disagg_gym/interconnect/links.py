@@ -11,7 +11,8 @@ Where the numbers come from:
       ``disagg_gym/hardware/calibration.json``. The fitted bandwidth divided by the H100 spec
       (450 GB/s NVLink, 64 GB/s PCIe per direction) is the efficiency that
       :func:`link_for_gpu` applies to other GPUs' own spec bandwidths.
-    * Network and storage tiers are spec rates from ``/work/shared/data/hardware.yaml`` times
+    * Network and storage tiers are spec rates from ``links.yaml`` (shipped with the package;
+      each value sourced from the project's ``hardware.yaml`` or marked ASSUMED) times
       :data:`NETWORK_EFF` (0.9, the usual large-message fraction of line rate; Vidur's
       published H100 inter-node send/recv reaches 36 GB/s, 72%, on an undocumented fabric),
       with latencies that are modelling assumptions: 10 us for RDMA (aiconfigurator's
@@ -24,8 +25,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from types import MappingProxyType
+from typing import Any
 
+from disagg_gym.config import load_yaml_text
 from disagg_gym.hardware.cost import calibration_data
 from disagg_gym.hardware.gpu import GPUSpec
 from disagg_gym.errors import UserError
@@ -35,20 +39,19 @@ __all__ = ["LINKS", "NETWORK_EFF", "TIERS", "LinkSpec", "get_link", "link_for_gp
 TIERS: tuple[str, ...] = ("nvlink", "pcie", "rdma", "ethernet", "host_dram", "ssd")
 """Base tier names; :data:`LINKS` also holds variants (``pcie_staged``, ``rdma_ib_ndr``, ...)."""
 
-NETWORK_EFF = 0.9
-"""Achieved fraction of line rate assumed for spec-derived (uncalibrated) tiers."""
+CATALOG_FILE = "links.yaml"
+"""The spec-derived tiers, shipped in this package: each value with its source."""
 
-# name: (spec GB/s per direction, latency s); rates from hardware.yaml, latencies assumed.
-_SPEC_TIERS: dict[str, tuple[float, float]] = {
-    "rdma_ib_hdr": (25.0, 10e-6),  # InfiniBand HDR 200 Gb/s per GPU
-    "rdma_ib_ndr": (50.0, 10e-6),  # InfiniBand NDR 400 Gb/s per GPU (DGX H100: one CX-7 per GPU)
-    "rdma_ib_xdr": (100.0, 10e-6),  # InfiniBand XDR 800 Gb/s per GPU (ConnectX-8)
-    "ethernet_100g": (12.5, 50e-6),
-    "ethernet_200g": (25.0, 50e-6),
-    "ethernet_400g": (50.0, 50e-6),
-    "ssd": (6.0, 100e-6),  # one NVMe SSD, PCIe Gen4 x4 class (~6-7 GB/s read); assumption
-}
-_ALIASES = {"rdma": "rdma_ib_ndr", "ethernet": "ethernet_100g"}
+
+@functools.cache
+def _spec_catalog() -> Mapping[str, Any]:
+    text = resources.files("disagg_gym.interconnect").joinpath(CATALOG_FILE).read_text()
+    data: Mapping[str, Any] = load_yaml_text(text, CATALOG_FILE)
+    return data
+
+
+NETWORK_EFF: float = float(_spec_catalog()["network_efficiency"])
+"""Achieved fraction of line rate assumed for spec-derived (uncalibrated) tiers (``links.yaml``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,8 @@ class LinkSpec:
 
 @functools.cache
 def _calibrated() -> Mapping[str, Mapping[str, float]]:
-    return calibration_data()["links"]
+    links: Mapping[str, Mapping[str, float]] = calibration_data()["links"]
+    return links
 
 
 @functools.cache
@@ -114,9 +118,11 @@ def _links() -> Mapping[str, LinkSpec]:
     table["host_dram"] = LinkSpec(
         "host_dram", table["pcie"].bandwidth_gbps, table["pcie"].latency_s
     )
-    for name, (spec_gbps, latency_s) in _SPEC_TIERS.items():
+    catalog = _spec_catalog()
+    for name, entry in catalog["spec_tiers"].items():
+        spec_gbps, latency_s = float(entry["spec_gbps_per_dir"]), float(entry["latency_s"])
         table[name] = LinkSpec(name, spec_gbps * NETWORK_EFF, latency_s)
-    for alias, target in _ALIASES.items():
+    for alias, target in catalog["aliases"].items():
         table[alias] = LinkSpec(alias, table[target].bandwidth_gbps, table[target].latency_s)
     # Base tiers first, then the finer variants.
     return MappingProxyType({name: table[name] for name in TIERS} | table)

@@ -73,7 +73,8 @@ def mix64(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.uint64)
     z = (z ^ (z >> _U(30))) * _U(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> _U(27))) * _U(0x94D049BB133111EB)
-    return z ^ (z >> _U(31))
+    out: np.ndarray = z ^ (z >> _U(31))
+    return out
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -113,7 +113,8 @@ def _lognormal_tokens(
 def zipf_pmf(n: int, s: float) -> np.ndarray:
     """``P(i) = i**-s / sum_j j**-s`` for ranks ``i = 1..n`` (``s = 0``: uniform)."""
     w = np.arange(1, n + 1, dtype=np.float64) ** -s
-    return w / w.sum()
+    out: np.ndarray = w / w.sum()
+    return out
 
 
 class _Zipf:

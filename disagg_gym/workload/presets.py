@@ -51,7 +51,8 @@ def std_normal_cdf(x: np.ndarray | float) -> np.ndarray:
     for c in _ERFC_COEFFS[-2::-1]:  # Horner: c0 + t * (c1 + t * (... + t * c9))
         poly = c + t * poly
     tail = 0.5 * t * np.exp(-z * z + poly)  # = Phi(-|x|)
-    return np.where(x >= 0, 1.0 - tail, tail)
+    out: np.ndarray = np.where(x >= 0, 1.0 - tail, tail)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,9 @@ class LognormalMixture:
             )
 
     def _components(self) -> tuple[tuple[float, float, float], ...]:
-        comps = ((self.weight_1, math.log(self.median_1_tokens), self.sigma_1),)
+        comps: tuple[tuple[float, float, float], ...] = (
+            (self.weight_1, math.log(self.median_1_tokens), self.sigma_1),
+        )
         if self.weight_1 < 1.0:
             comps += ((1.0 - self.weight_1, math.log(self.median_2_tokens), self.sigma_2),)
         return comps
@@ -111,7 +114,8 @@ class LognormalMixture:
             go_up = below(mid)  # type: ignore[operator]
             lo = np.where(go_up, mid, lo)
             hi = np.where(go_up, hi, mid)
-        return 0.5 * (lo + hi)
+        out: np.ndarray = 0.5 * (lo + hi)
+        return out
 
     def _cdf_log(self, y: np.ndarray) -> np.ndarray:
         return sum(
@@ -142,7 +146,8 @@ class LognormalMixture:
         """Continuous (not rounded) clipped quantile at probability ``q`` in (0, 1), tokens."""
         q = np.asarray(q, dtype=np.float64)
         y = self._bisect_log(lambda y: self._cdf_log(y) < q, q.shape)
-        return np.clip(np.exp(y), self.min_tokens, self.max_tokens)
+        out: np.ndarray = np.clip(np.exp(y), self.min_tokens, self.max_tokens)
+        return out
 
     def mean_tokens(self) -> float:
         """Mean of the clipped (continuous) distribution, in closed form."""
@@ -199,7 +204,8 @@ def _interp_z(z: np.ndarray, table: np.ndarray) -> np.ndarray:
     k = np.minimum(pos.astype(np.intp), last - 1)
     frac = pos - k
     lo = table[k]
-    return lo + frac * (table[k + 1] - lo)
+    out: np.ndarray = lo + frac * (table[k + 1] - lo)
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -384,7 +390,8 @@ def copula_correlation(prompt: LognormalMixture, output: LognormalMixture, rho: 
 
     def tokens(model: LognormalMixture, z: np.ndarray) -> np.ndarray:
         y = _interp_z(z, _sampling_table(model))
-        return np.clip(np.exp(y), model.min_tokens, model.max_tokens)
+        out: np.ndarray = np.clip(np.exp(y), model.min_tokens, model.max_tokens)
+        return out
 
     x = np.broadcast_to(tokens(prompt, z1), z2.shape)
     y = tokens(output, z2)
@@ -413,7 +420,7 @@ _README = (
     "trace file)"
 )
 
-_PRESETS = (
+_PRESETS: tuple[LengthPreset, ...] = (
     LengthPreset(
         name="azure_conv",
         description="Azure LLM inference trace 2023, conversation service (Splitwise, ISCA'24)",

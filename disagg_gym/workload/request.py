@@ -66,7 +66,7 @@ class Request:
         self.block_hashes: tuple[int, ...] | None = None  # chained cache-block hashes, once computed
         self.cached_tokens = 0  # prompt tokens served from a cache (no compute)
         self.cache_tier = ""  # deepest tier that served some of them: hbm, host_dram, ssd, remote, or ""
-        self.cache_served: tuple[int, int, int, int] | None = None  # tokens per tier (hbm, host, ssd, remote)
+        self.cache_served: tuple[int, ...] | None = None  # tokens per tier (hbm, host, ssd, remote)
         self.ttft_load_s = 0.0  # time its first-token prefill waited for lower-tier loads after computing
 
     @property

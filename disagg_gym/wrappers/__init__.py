@@ -3,5 +3,13 @@
 from disagg_gym.wrappers.action_mask import ActionMaskDict
 from disagg_gym.wrappers.shaping import QueueShaping
 from disagg_gym.wrappers.telemetry import ObservationNoise, StaleObservation
+from disagg_gym.wrappers.workload_seeds import HeldOutWorkloadSeeds, TrainingWorkloadSeeds
 
-__all__ = ["ActionMaskDict", "ObservationNoise", "QueueShaping", "StaleObservation"]
+__all__ = [
+    "ActionMaskDict",
+    "HeldOutWorkloadSeeds",
+    "ObservationNoise",
+    "QueueShaping",
+    "StaleObservation",
+    "TrainingWorkloadSeeds",
+]

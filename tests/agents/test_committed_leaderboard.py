@@ -6,11 +6,16 @@ silently invalidates LEADERBOARD.md without bumping the env version.
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+
 import io
 import zipfile
 from pathlib import Path
 
-import pytest
 import torch
 
 from disagg_gym_agents.leaderboard import validate

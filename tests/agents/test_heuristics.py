@@ -10,7 +10,8 @@ import disagg_gym  # noqa: F401  (registers the env ids)
 from disagg_gym_agents import POLICIES, make_policy
 from disagg_gym_agents.base import Policy
 from disagg_gym_agents.evaluation import evaluate, run_episode
-from disagg_gym_agents.heuristics import AllocatorHeuristic, LengthOraclePolicy, RouterHeuristic
+from disagg_gym.cluster.policies import ROUTERS
+from disagg_gym_agents.heuristics import AllocatorHeuristic, RouterHeuristic
 
 ROUTE_ID = "disagg/SmallRoute-v1"
 ALLOC_ID = "disagg/EnergyAllocate-v2"
@@ -132,8 +133,8 @@ def test_jsq_beats_random_on_goodput() -> None:
 
 
 def test_length_oracle_is_marked_reference() -> None:
-    assert LengthOraclePolicy.upper_bound is True  # the reports' reference flag
-    assert "ORACLE" in (LengthOraclePolicy.__doc__ or "")
+    assert POLICIES.get("length_oracle").upper_bound is True  # the reports' reference flag
+    assert "REFERENCE" in (POLICIES.get("length_oracle").__doc__ or "")
     env = gym.make(ROUTE_ID, overrides=SHORT)
     assert make_policy("length_oracle", env).describe() == "length_oracle (oracle)"
     others = [n for n in EXPECTED if n != "length_oracle"]
@@ -143,12 +144,16 @@ def test_length_oracle_is_marked_reference() -> None:
 def test_clairvoyant_is_a_deprecated_alias() -> None:
     assert "clairvoyant" not in POLICIES.names()
     with pytest.warns(FutureWarning, match="length_oracle"):
-        assert POLICIES.get("clairvoyant") is LengthOraclePolicy
+        assert POLICIES.get("clairvoyant") is POLICIES.get("length_oracle")
 
 
 def test_heuristic_kinds() -> None:
     for name in ("round_robin", "jsq", "p2c", "least_finish", "kv_aware", "length_oracle"):
         assert issubclass(POLICIES.get(name), RouterHeuristic)
+    # every simulator router is a heuristic agent (no list to keep in sync), "random" aside
+    for name in ROUTERS.names():
+        if name != "random":
+            assert POLICIES.get(name).router_name == name
     for name in ("static_ratio", "threshold"):
         assert issubclass(POLICIES.get(name), AllocatorHeuristic)
     assert set(POLICIES.get("random").tasks) == {"route", "allocate", "joint"}

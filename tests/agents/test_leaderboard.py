@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+pytest.importorskip("matplotlib")  # the [plots] extra
+
 import argparse
 import csv
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from disagg_gym_agents import leaderboard as lb
 
@@ -58,7 +64,7 @@ def test_resume_skips_finished_cells(
         ran.append((cell.agent, list(seeds)))
         return real(cell, seeds, overrides)
 
-    monkeypatch.setattr(lb, "run_cell", spy)
+    monkeypatch.setattr(lb.runner, "run_cell", spy)  # what benchmark() calls
     lb.benchmark(tmp_path, [ENV], ["jsq", "round_robin", "p2c"], episodes=2, overrides=SHORT,
                  plots=False, progress=False)
     s1 = lb.EVAL_SEED_OFFSET + 1
@@ -147,7 +153,7 @@ def test_greedy_policy_matches_sb3_predict(tmp_path: Path, policy: str) -> None:
 
     from disagg_gym_agents.base import make_env
     from disagg_gym_agents.policies import MaskableInstancePolicy, layout_of
-    from disagg_gym_agents.registry import make_policy
+    from disagg_gym_agents.factory import make_policy
 
     env = make_env(ENV, SHORT)
     if policy == "MlpPolicy":
@@ -181,22 +187,15 @@ def test_cli_arguments_parse() -> None:
     assert v.parse_args([]).results is None
 
 
-def test_cli_wiring(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The `_EXTRA_COMMANDS` tuples proposed for disagg_gym/cli.py route to this module."""
+def test_cli_wiring(results: Path) -> None:
+    """The agents' command table reaches the core CLI through the installed entry point."""
     from disagg_gym import cli
+    from disagg_gym_agents.commands import COMMANDS
 
-    def add_benchmark(sp: argparse.ArgumentParser) -> None:
-        lb.add_benchmark_args(sp)
-
-    def add_validate(sp: argparse.ArgumentParser) -> None:
-        lb.add_validate_args(sp)
-
-    extra = [
-        ("benchmark", "disagg_gym_agents.leaderboard", "cmd_benchmark", "leaderboard run", add_benchmark),
-        ("validate", "disagg_gym_agents.leaderboard", "cmd_validate", "replay results", add_validate),
-    ]
-    names = {t[0] for t in cli._EXTRA_COMMANDS}
-    monkeypatch.setattr(cli, "_EXTRA_COMMANDS", [*cli._EXTRA_COMMANDS,
-                                                 *[t for t in extra if t[0] not in names]])
+    installed = {c.name: c for c in cli.installed_commands()}
+    for c in COMMANDS:
+        assert installed[c.name] == c
+    assert installed["benchmark"].target == "disagg_gym_agents.leaderboard.cli:cmd_benchmark"
+    assert installed["validate"].target == "disagg_gym_agents.leaderboard.cli:cmd_validate"
     assert cli.main(["validate", str(results), "--no-progress"]) == 0
     assert cli.main(["benchmark", "--configs", "disagg/NoSuch-v0", "--out", str(results.parent)]) == 2

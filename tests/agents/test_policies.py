@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
@@ -19,7 +24,8 @@ from disagg_gym_agents.policies import (
     layout_of,
     resolve_policy,
 )
-from disagg_gym_agents.ppo import SB3Policy, train
+from disagg_gym_agents.ppo import train
+from disagg_gym_agents.sb3_policy import SB3Policy
 
 ROUTE = "disagg/SmallRoute-v1"
 ALLOC = "disagg/EnergyAllocate-v2"
@@ -112,7 +118,7 @@ def test_train_save_load_predicts_identically(tmp_path: Path) -> None:
     hp = tmp_path / "hp.yml"
     hp.write_text(
         "default:\n  policy: InstancePolicy\n  n_steps: 128\n  batch_size: 64\n  n_epochs: 1\n"
-        "  policy_kwargs: \"dict(hidden=16)\"\n"
+        "  policy_kwargs: {hidden: 16}\n"
     )
     args = TrainArgs(
         env=ROUTE, algo="maskable_ppo", timesteps=256, seed=0, out=str(tmp_path / "run"),

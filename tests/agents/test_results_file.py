@@ -3,6 +3,11 @@ bad files and rows fail with one line, and ``validate`` checks something or fail
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("tqdm")  # the [rl] extra
+
 import argparse
 import csv
 import multiprocessing as mp
@@ -11,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from disagg_gym_agents import leaderboard as lb
 from disagg_gym.cli import main
@@ -166,7 +170,7 @@ def test_benchmark_bad_out_fails_before_any_cell(
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("a cell ran before the output paths were checked")
 
-    monkeypatch.setattr(lb, "run_cell", boom)
+    monkeypatch.setattr(lb.runner, "run_cell", boom)
     f = tmp_path / "f"
     f.write_text("x")
     rc, _, err = _cli(capsys, "benchmark", "--configs", ENV, "--agents", "jsq", "--out", str(f), "--no-progress")

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+pytest.importorskip("tensorboard")  # the [rl] extra
+
 import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from disagg_gym_agents.cli import EvalArgs, TrainArgs, cmd_evaluate, run_script
-from disagg_gym_agents.ppo import load_hyperparams, parse_policy_kwargs, resolve_hyperparams, train
+from disagg_gym_agents.hparams import load_hyperparams, parse_policy_kwargs, resolve_hyperparams
+from disagg_gym_agents.ppo import train
 
 ENV_ID = "disagg/SmallRoute-v1"
 # ~120 route steps per episode: several episodes finish inside a 2k-step smoke run.
@@ -28,7 +35,7 @@ default:
   learning_rate: 3.0e-4
   gamma: 0.99
   ent_coef: 0.01
-  policy_kwargs: "dict(net_arch=[32, 32], activation_fn=nn.Tanh)"
+  policy_kwargs: {net_arch: [32, 32], activation_fn: Tanh}
 """
 
 
@@ -88,13 +95,17 @@ def test_hyperparams_default_fallback_and_policy_kwargs() -> None:
     for algo in ("maskable_ppo", "ppo"):
         for env_id in registered_ids():
             assert load_hyperparams(algo, env_id)[1] == env_id
-    assert parse_policy_kwargs("dict(activation_fn=nn.Tanh)")["activation_fn"] is torch.nn.Tanh
-    assert parse_policy_kwargs("dict(net_arch=dict(pi=[64, 64], vf=[32]), ortho_init=False)") == {
+    for name in ("Tanh", "nn.Tanh", "torch.nn.Tanh"):
+        assert parse_policy_kwargs({"activation_fn": name})["activation_fn"] is torch.nn.Tanh
+    assert parse_policy_kwargs({"optimizer_class": "Adam"})["optimizer_class"] is torch.optim.Adam
+    assert parse_policy_kwargs({"net_arch": {"pi": [64, 64], "vf": [32]}, "ortho_init": False}) == {
         "net_arch": {"pi": [64, 64], "vf": [32]},
         "ortho_init": False,
     }
-    with pytest.raises(ValueError, match="__import__"):
-        parse_policy_kwargs("dict(x=__import__('os').system('true'))")
+    with pytest.raises(ValueError, match="YAML mapping"):  # the former string form
+        parse_policy_kwargs("dict(net_arch=[64])")
+    with pytest.raises(ValueError, match="NoSuchActivation"):
+        parse_policy_kwargs({"activation_fn": "NoSuchActivation"})
 
 
 def test_unknown_hyperparameter_is_named(tmp_path: Path) -> None:
@@ -357,7 +368,7 @@ def test_queue_shaping_telescopes_and_keeps_kpis() -> None:
 
 
 def test_env_wrapper_key(tmp_path: Path) -> None:
-    from disagg_gym_agents.ppo import QueueShaping, parse_env_wrappers
+    from disagg_gym_agents.hparams import QueueShaping, parse_env_wrappers
 
     spec = [{"disagg_gym_agents.ppo.QueueShaping": {"gamma": 0.99}}]
     assert parse_env_wrappers(spec) == [(QueueShaping, {"gamma": 0.99})]
@@ -441,12 +452,12 @@ def test_evaluate_keeps_its_rows_when_the_write_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `evaluate --out` lost every episode it ran when the write failed
-    import disagg_gym_agents.evaluation
+    import disagg_gym_agents.cli
 
     def denied(rows: object, path: object, leading: object = ()) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(disagg_gym_agents.evaluation, "write_csv", denied)
+    monkeypatch.setattr(disagg_gym_agents.cli, "write_csv", denied)  # what cmd_evaluate calls
     out = tmp_path / "e.csv"
     rc = run_script(cmd_evaluate, EvalArgs, "evaluate.py", "",
                     ["--episodes", "2", "--overrides", "horizon_s=2", "--out", str(out)])

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+
 import argparse
 import csv
 import importlib.util
@@ -9,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from disagg_gym_agents.cli import add_dataclass_args
@@ -41,10 +46,10 @@ def test_space_and_candidates() -> None:
 
 
 def test_policy_kwargs_candidate_round_trips() -> None:
-    from disagg_gym_agents.ppo import parse_policy_kwargs
+    from disagg_gym_agents.hparams import parse_policy_kwargs
 
     t = _tune()
-    base = {"policy_kwargs": "dict(hidden=64, prior_scale=20.0, net_arch=[8], activation_fn=nn.ReLU)"}
+    base = {"policy_kwargs": {"hidden": 64, "prior_scale": 20.0, "net_arch": [8], "activation_fn": "ReLU"}}
     hp = t.apply_candidate(base, {"policy_kwargs.prior_scale": 0.0, "gamma": 0.9})
     assert hp["gamma"] == 0.9
     pk = parse_policy_kwargs(hp["policy_kwargs"])

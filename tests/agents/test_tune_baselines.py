@@ -30,7 +30,7 @@ def test_tune_uses_only_validation_seeds(monkeypatch: pytest.MonkeyPatch) -> Non
         used.append(int(workload_seed))
         return real(policy, env, workload_seed, **kw)
 
-    monkeypatch.setattr(evaluation, "run_episode", spy)
+    monkeypatch.setattr(tuning, "run_episode", spy)
     grid = [{"alpha": 0.5}, {"alpha": 4.0}]
     res = tuning.tune("disagg/SmallRoute-v1", "jsq+ttft_guard", tuning.validation_seeds(2), grid=grid, overrides=OVER)
     assert sorted(set(used)) == [20_000, 20_001] and len(used) == 4

@@ -39,6 +39,8 @@ def test_at_least_eight_registered_ids() -> None:
 @pytest.mark.parametrize("env_id", IDS)
 def test_gymnasium_and_sb3_checkers(env_id: str) -> None:
     from gymnasium.utils.env_checker import check_env
+
+    pytest.importorskip("stable_baselines3")  # the [rl] extra
     from stable_baselines3.common.env_checker import check_env as sb3_check
 
     env = gym.make(env_id, overrides=SHORT)
@@ -197,6 +199,7 @@ def test_vector_envs_sync_and_async() -> None:
 
 
 def test_sb3_vec_envs() -> None:
+    pytest.importorskip("stable_baselines3")  # the [rl] extra
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
@@ -245,6 +248,7 @@ def test_incremental_observation_equals_full_rebuild(env_id: str) -> None:
 
 
 def test_subprocess_vector_env_reproduces_in_process_trajectory() -> None:
+    pytest.importorskip("stable_baselines3")  # the [rl] extra
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     def make_env() -> gym.Env:

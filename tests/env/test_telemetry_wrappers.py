@@ -71,6 +71,10 @@ def test_bad_wrapper_arguments_are_one_line_errors() -> None:
 
 
 def test_queue_shaping_lives_in_disagg_gym_wrappers() -> None:
+    pytest.importorskip("stable_baselines3")  # the [rl] extra
+    from disagg_gym_agents.hparams import ENV_WRAPPERS
     from disagg_gym_agents.ppo import QueueShaping as from_agents
+
+    assert ENV_WRAPPERS["disagg_gym.wrappers.QueueShaping"] is QueueShaping
 
     assert from_agents is QueueShaping

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     ray = pytest.importorskip("ray")
-    from disagg_gym_agents.ray_benchmark import init_ray
+    from disagg_gym_agents.ray_setup import init_ray
 
     started = init_ray(num_cpus=2)
     yield

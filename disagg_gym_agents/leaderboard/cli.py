@@ -1,0 +1,110 @@
+"""``disagg-gym benchmark`` and ``disagg-gym validate``: their options and command functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from disagg_gym.errors import UserError
+from disagg_gym.io import check_output_dir, check_output_file
+from disagg_gym_agents.base import parse_overrides
+from disagg_gym_agents.leaderboard.cells import DEFAULT_EPISODES, DEFAULT_LEARNED, DEFAULT_RESULTS
+from disagg_gym_agents.leaderboard.results import read_results
+from disagg_gym_agents.leaderboard.runner import benchmark
+from disagg_gym_agents.leaderboard.validate import validate
+from disagg_gym_agents.leaderboard.ray_backend import benchmark_ray
+
+
+def add_benchmark_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``disagg-gym benchmark`` / ``scripts/benchmark.py``."""
+    p.add_argument("--configs", nargs="+", metavar="ID", help="env ids (default: every standard id)")
+    p.add_argument(
+        "--agents",
+        nargs="+",
+        metavar="SPEC",
+        help="'heuristics', heuristic names, or sb3:NAME=DIR with DIR/<EnvName>/seed<k>/model.zip "
+        f"(default: heuristics {DEFAULT_LEARNED})",
+    )
+    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES,
+                   help=f"held-out evaluation episodes per cell (default {DEFAULT_EPISODES})")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (results.csv, plots/)")
+    p.add_argument("--markdown", metavar="PATH",
+                   help="Markdown leaderboard path (default: DIR/LEADERBOARD.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="env override for every config (recorded per row), repeatable")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="run cells in this process, or as Ray tasks (needs the [ray] extra)")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: a local Ray instance)")
+    p.add_argument("--num-workers", type=int, metavar="N", help="CPUs of a local Ray instance (default: all)")
+
+
+def add_validate_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``disagg-gym validate``."""
+    p.add_argument("results", nargs="?", default=None,
+                   help="results CSV (default: leaderboard/results.csv of the repository)")
+    p.add_argument("--configs", nargs="+", metavar="ID", help="only rows of these configs")
+    p.add_argument("--agents", nargs="+", metavar="NAME", help="only rows of these agents")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """``disagg-gym benchmark``: run the missing cells, write results, leaderboard and plots."""
+    run: Any = benchmark
+    extra: dict[str, Any] = {}
+    if getattr(args, "backend", "local") == "ray":
+        run = benchmark_ray
+        extra = {"address": args.address, "num_workers": args.num_workers}
+    elif getattr(args, "address", None):
+        raise UserError(f"--address needs --backend ray (got --address {args.address})")
+    check_output_dir(args.out, "--out")  # before any cell runs (issue #17)
+    check_output_file(Path(args.out) / "results.csv", "--out")
+    check_output_file(args.markdown or Path(args.out) / "LEADERBOARD.md", "--markdown" if args.markdown else "--out")
+    results = run(
+        args.out,
+        configs=args.configs,
+        agents=args.agents,
+        episodes=args.episodes,
+        overrides=parse_overrides(args.set),
+        markdown=args.markdown,
+        plots=not args.no_plots,
+        progress=not args.no_progress,
+        **extra,
+    )
+    md = args.markdown or str(Path(args.out) / "LEADERBOARD.md")
+    print(f"results: {results}\nleaderboard: {md}")
+    return 0
+
+
+def default_results_path() -> Path:
+    """``leaderboard/results.csv`` under the CWD if present, else under the repository root."""
+    local = Path.cwd() / "leaderboard" / "results.csv"
+    return local if local.is_file() else DEFAULT_RESULTS
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``disagg-gym validate``: exit 0 if every row replays, 1 naming each mismatch."""
+    results = args.results
+    configs, agents = list(args.configs or []), list(args.agents or [])
+    for items in (configs, agents):
+        # ``--configs A B results.csv``: nargs="+" takes the positional path too (issue #17)
+        if results is None and items and (items[-1].endswith(".csv") or Path(items[-1]).is_file()):
+            results = items.pop()
+    path = Path(results) if results else default_results_path()
+    errors = validate(path, configs or None, agents or None, progress=not args.no_progress)
+    if errors:
+        for e in errors[:50]:
+            print(f"MISMATCH {e}", file=sys.stderr)
+        if len(errors) > 50:
+            print(f"... and {len(errors) - 50} more", file=sys.stderr)
+        print(f"validate: FAILED, {len(errors)} mismatch(es) in {path}", file=sys.stderr)
+        return 1
+    n = sum(
+        1 for r in read_results(path)
+        if (not configs or r["config"] in configs) and (not agents or r["agent"] in agents)
+    )
+    print(f"validate: OK, {n} row(s) of {path} replayed exactly")
+    return 0

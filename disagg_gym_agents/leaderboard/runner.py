@@ -1,0 +1,218 @@
+"""Runs leaderboard cells: one episode row per held-out seed, and the whole ``benchmark``.
+
+``benchmark`` runs each (config, agent, training seed) *cell* on the held-out evaluation
+workload seeds ``EVAL_SEED_OFFSET + k`` and appends one CSV row per episode (every KPI plus
+what replaying it needs) per cell through ``ResultsWriter``, so an interrupted run resumes
+without redoing finished cells. It then writes the Markdown leaderboard and the plots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import disagg_gym
+from disagg_gym.env.registration import registered_ids
+from disagg_gym.errors import UserError
+from disagg_gym.io import atomic_write_text
+from disagg_gym_agents.base import make_env
+from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET, run_episode
+from disagg_gym_agents.factory import make_policy
+from disagg_gym_agents.leaderboard.cells import (
+    DEFAULT_EPISODES,
+    DEFAULT_LEARNED,
+    Cell,
+    env_name,
+    env_version,
+    plan_cells,
+    resolve_path,
+)
+from disagg_gym_agents.leaderboard.greedy import GreedyPolicy
+from disagg_gym_agents.leaderboard.markdown import render_markdown
+from disagg_gym_agents.leaderboard.plots import make_plots
+from disagg_gym_agents.leaderboard.results import ResultsWriter, missing_cells, read_results
+from disagg_gym_agents.leaderboard.stats import score_of
+from disagg_gym_agents.leaderboard.summary import summarise
+
+
+def _versions() -> dict[str, str]:
+    def v(name: str) -> str:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return ""
+
+    return {
+        "package_version": disagg_gym.__version__,
+        "sb3_version": v("stable-baselines3"),
+        "torch_version": v("torch"),
+    }
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file (recorded per row, so validate notices a changed checkpoint)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _bind(cell: Cell, overrides: dict[str, Any]) -> tuple[Any, Any]:
+    """(env, policy) of a cell; policies get seed 0 (combined with each workload seed)."""
+    env = make_env(cell.config, overrides)
+    if cell.agent_kind == "sb3":
+        spec = f"sb3:{resolve_path(cell.policy[4:])}"
+        return env, GreedyPolicy(make_policy(spec, env, seed=0))
+    return env, make_policy(cell.policy, env, seed=0)
+
+
+def run_cell(
+    cell: Cell, eval_seeds: Sequence[int], overrides: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Runs one cell on ``eval_seeds``; one row per episode (metadata columns, then KPIs)."""
+    ov = dict(overrides or {})
+    env, policy = _bind(cell, ov)
+    metric = env.unwrapped.scenario.primary_metric
+    sha = sha256_of(resolve_path(cell.policy[4:])) if cell.agent_kind == "sb3" else ""
+    versions = _versions()
+    rows = []
+    try:
+        for k, seed in enumerate(eval_seeds):
+            kpis = run_episode(policy, env, int(seed), deterministic=True)
+            kpis.pop("workload_seed", None)
+            row: dict[str, Any] = {
+                "config": cell.config,
+                "env_version": env_version(cell.config),
+                "agent": cell.agent,
+                "agent_kind": cell.agent_kind,
+                "upper_bound": cell.upper_bound,
+                "train_seed": cell.train_seed,
+                "eval_seed": int(seed),
+                "episode": k,
+                "primary_metric": metric,
+                "score": score_of(metric, kpis.get(metric)),
+                "policy": cell.policy,
+                "policy_seed": 0,
+                "model_sha256": sha,
+                "overrides": json.dumps(ov, sort_keys=True),
+                **versions,
+            }
+            row.update(kpis)
+            rows.append(row)
+    finally:
+        env.close()
+    return rows
+
+
+
+def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr counting episodes (tqdm comes with the [rl] extra)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ep", disable=not enabled, file=sys.stderr)
+
+
+def plan_benchmark(
+    out: str | Path,
+    configs: Sequence[str] | None,
+    agents: Sequence[str] | None,
+    episodes: int,
+    overrides: dict[str, Any] | None,
+) -> tuple[Path, list[int], dict[str, Any], list[Cell], list[tuple[Cell, list[int]]]]:
+    """Validates the arguments shared by the local and Ray benchmarks and plans the work.
+
+    Returns:
+        ``(results_csv, eval_seeds, overrides, cells, missing_cells)``.
+
+    Raises:
+        ValueError: Unknown env id or agent, non-positive episodes.
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise UserError(f"episodes must be a positive integer (got {episodes!r})")
+    ids = list(configs or registered_ids())
+    for c in ids:
+        if c not in registered_ids():
+            raise UserError(f"unknown config {c!r}; expected one of: {', '.join(registered_ids())}")
+    specs = list(agents or ["heuristics", DEFAULT_LEARNED])
+    if agents is None and not resolve_path(DEFAULT_LEARNED.split("=", 1)[1]).is_dir():
+        specs = ["heuristics"]
+    results = Path(out) / "results.csv"
+    seeds = [EVAL_SEED_OFFSET + k for k in range(episodes)]
+    ov = dict(overrides or {})
+    cells = plan_cells(ids, specs)
+    return results, seeds, ov, cells, missing_cells(results, cells, seeds, ov)
+
+
+def benchmark(
+    out: str | Path,
+    configs: Sequence[str] | None = None,
+    agents: Sequence[str] | None = None,
+    episodes: int = DEFAULT_EPISODES,
+    overrides: dict[str, Any] | None = None,
+    *,
+    markdown: str | Path | None = None,
+    plots: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Runs every missing cell, appending to ``out/results.csv``, then writes the report.
+
+    Args:
+        out: Output folder (``results.csv``, ``plots/``, and ``LEADERBOARD.md`` unless
+            ``markdown`` names another path).
+        configs: Env ids (default: every standard id).
+        agents: Agent specs (see ``plan_cells``; default: ``heuristics`` and
+            ``DEFAULT_LEARNED``).
+        episodes: Evaluation episodes per cell, on workload seeds ``EVAL_SEED_OFFSET + k``.
+        overrides: Env overrides applied to every config (recorded in each row; for tests and
+            quick looks, not for leaderboard submissions).
+        markdown: Where the Markdown leaderboard goes.
+        plots: Write the plots (re-runs one episode of two policies per config).
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The results CSV path.
+
+    Raises:
+        ValueError: Bad arguments (unknown env id or agent, non-positive episodes).
+    """
+    import torch
+
+    torch.set_num_threads(1)  # identical float reductions in benchmark and validate
+    results, seeds, ov, cells, todo = plan_benchmark(out, configs, agents, episodes, overrides)
+    out = Path(out)
+    ov_text = json.dumps(ov, sort_keys=True)
+    skipped = len(cells) - len(todo)
+    bar = progress_bar(sum(len(m) for _, m in todo), "benchmark", progress)
+    if skipped:
+        bar.write(f"resuming: {skipped} of {len(cells)} cells already in {results}")
+    writer = ResultsWriter(results)
+    for c, missing in todo:
+        ts = "" if c.train_seed is None else f" seed {c.train_seed}"
+        key = (c.config, c.agent, "" if c.train_seed is None else str(c.train_seed), ov_text)
+        done = writer.done(key)  # another process sharing --out may have run it meanwhile
+        left = [s for s in missing if s not in done]
+        if not left:
+            bar.update(len(missing))
+            bar.write(f"{c.config} {c.agent}{ts}: already in {results} (another run)")
+            continue
+        bar.set_postfix_str(f"{env_name(c.config)} {c.agent}{ts}")
+        t0 = time.perf_counter()
+        rows = run_cell(c, left, ov)
+        writer.append(rows)
+        bar.update(len(missing))
+        bar.write(f"{c.config} {c.agent}{ts}: {len(rows)} ep in {time.perf_counter() - t0:.1f} s")
+    bar.close()
+    md = Path(markdown) if markdown is not None else out / "LEADERBOARD.md"
+    # The report covers every config in the file (run with these overrides), not only this
+    # invocation's: configs can be benchmarked in several calls.
+    rows_now = [r for r in read_results(results) if (r.get("overrides") or "{}") == ov_text]
+    summary = summarise(rows_now)
+    plot_files: dict[str, list[Path]] = {}
+    if plots:
+        plot_files = make_plots(summary, out / "plots", ov)
+    atomic_write_text(md, render_markdown(summary, md.parent, plot_files, ov))
+    return results
+

@@ -1,0 +1,121 @@
+"""``validate``: replays every row of a results CSV and names each KPI that differs."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from disagg_gym.errors import UserError
+from disagg_gym_agents.leaderboard.cells import DEFAULT_RESULTS, Cell, env_version, resolve_path
+from disagg_gym_agents.leaderboard.results import META_COLUMNS, NOT_REPLAYED, read_results
+from disagg_gym_agents.leaderboard.runner import progress_bar, sha256_of, run_cell
+from disagg_gym_agents.leaderboard.stats import to_float
+
+REL_TOL = 1e-9
+"""Relative tolerance of ``validate`` (replays are bit-exact in practice; this absorbs nothing
+but the last-digit noise of a float written and read back on another platform)."""
+ABS_TOL = 1e-12
+
+
+def _same(recorded: str, replayed: Any) -> bool:
+    a = to_float(recorded)
+    b = to_float(replayed)
+    if a is not None and b is not None:
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+    return str(recorded) == ("" if replayed is None else str(replayed))
+
+
+def validate(
+    path: str | Path = DEFAULT_RESULTS,
+    configs: Sequence[str] | None = None,
+    agents: Sequence[str] | None = None,
+    *,
+    progress: bool = True,
+) -> list[str]:
+    """Replays every row of a results CSV; returns one message per mismatch (empty: valid).
+
+    Each row's episode is re-run from its recorded config, overrides, policy and workload
+    seed; every KPI column, and ``score``, must match within ``REL_TOL`` (relative) /
+    ``ABS_TOL``. A missing or changed checkpoint (SHA-256) and an env id whose version differs
+    from the row's are reported too. A KPI the replay has but the row lacks is an error.
+
+    Raises:
+        ValueError: A missing or empty results file.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"results file not found: {str(p)!r}")
+    if not p.is_file():
+        raise UserError(f"{str(p)!r} is not a regular file, expected a results CSV")
+    rows = read_results(p)
+    if not rows:
+        raise UserError(f"{p}: no result rows")
+    for flag, wanted, col in (("--configs", configs, "config"), ("--agents", agents, "agent")):
+        have = sorted({r[col] for r in rows})
+        for w in wanted or ():
+            if w not in have:
+                raise UserError(f"{flag}: no rows with {col} {w!r} in {p} (it has: {', '.join(have)})")
+    numbered = [
+        (i, r) for i, r in enumerate(rows, start=2)  # line number in the file (header = 1)
+        if (not configs or r["config"] in configs) and (not agents or r["agent"] in agents)
+    ]
+    if not numbered:
+        raise UserError(
+            f"{p}: no row has one of the configs {list(configs or [])} and one of the agents "
+            f"{list(agents or [])}: nothing to validate"
+        )
+    groups: dict[tuple[str, ...], list[tuple[int, dict[str, str]]]] = {}
+    for i, r in numbered:
+        key = (r["config"], r["agent"], r["agent_kind"], r["policy"], r["train_seed"],
+               r.get("upper_bound", ""), r.get("overrides") or "{}")
+        groups.setdefault(key, []).append((i, r))
+    errors: list[str] = []
+    bar = progress_bar(len(numbered), "validate", progress)
+    def where(i: int, r: dict[str, str]) -> str:
+        return (f"{p}:{i} (config={r['config']}, agent={r['agent']}, "
+                f"train_seed={r['train_seed'] or '-'}, eval_seed={r['eval_seed']})")
+
+    for (cfg, agent, kind, policy, ts, ub, ov), items in groups.items():
+
+        try:
+            if int(items[0][1]["env_version"]) != env_version(cfg):
+                raise ValueError(f"env version {items[0][1]['env_version']} != id {cfg}")
+            if kind == "sb3":
+                mp = resolve_path(policy[4:])
+                if not mp.is_file():
+                    raise ValueError(f"checkpoint {str(mp)!r} not found")
+                want = items[0][1].get("model_sha256", "")
+                if want and sha256_of(mp) != want:
+                    raise ValueError(f"checkpoint {str(mp)!r} has changed (SHA-256 mismatch)")
+            cell = Cell(cfg, agent, kind, policy, int(ts) if ts else None, ub == "True")
+            replay = run_cell(cell, [int(r["eval_seed"]) for _, r in items], json.loads(ov))
+        except Exception as exc:  # noqa: BLE001 - reported per row, validation goes on
+            for i, r in items:
+                errors.append(f"{where(i, r)}: cannot replay: {exc}")
+            bar.update(len(items))
+            continue
+        for (i, r), new in zip(items, replay):
+            for key, val in new.items():
+                if key in NOT_REPLAYED:
+                    continue
+                if key not in r:
+                    errors.append(f"{where(i, r)}: KPI {key} missing from the row (replay: {val!r})")
+                elif not _same(r[key], val):
+                    errors.append(
+                        f"{where(i, r)}: KPI {key} recorded {r[key]} but replay gives {val!r}"
+                    )
+            for key in r:
+                if key not in new and key not in META_COLUMNS and r[key] != "":
+                    errors.append(f"{where(i, r)}: KPI {key} recorded {r[key]} but replay has none")
+        bar.update(len(items))
+    bar.close()
+    return errors
+
