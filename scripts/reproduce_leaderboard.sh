@@ -10,9 +10,11 @@
 # latest checkpoint (scripts/train_leaderboard.py); the benchmark skips every episode already in
 # DIR/results.csv (append-only, locked), so only the missing cells run.
 #
-# --backend ray runs the benchmark's cells as Ray tasks (needs .venv-ray: scripts/setup_ray.sh;
-# its python is then used unless PYTHON is set); training runs as --jobs local processes (one
-# per training seed, one torch thread each) with either backend.
+# Local backend: training runs as --jobs processes (one per training seed), then the benchmark
+# as --jobs processes, one (config, split) at a time each (they share DIR/results.csv safely),
+# then one last benchmark call writes LEADERBOARD.md and the plots, and validate replays every
+# config in --jobs processes. --backend ray runs the benchmark's cells as Ray tasks instead
+# (needs .venv-ray: scripts/setup_ray.sh; its python is then used unless PYTHON is set).
 #
 # Wall time on the 2-core reference machine: see docs/leaderboard.md ("Reproducing"): an
 # estimate from measured per-episode and per-training-run times, not a timed full run.
@@ -74,7 +76,58 @@ else
   AGENTS=(heuristics)
 fi
 
+# Launches "$@" in the background once fewer than JOBS of ours run; output to the log $LOG.
+launch() {
+  echo "+ $* > $LOG 2>&1 &" >&2
+  if [ "$DRY" = 0 ]; then
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done
+    "$@" > "$LOG" 2>&1 &
+    pids+=($!)
+  fi
+}
+waitall() {  # waits for every launched job; fails naming the logs if one failed
+  local bad=0
+  for p in "${pids[@]}"; do wait "$p" || bad=1; done
+  pids=()
+  [ "$bad" = 0 ] || die "$1 failed (see $OUT/logs/)"
+}
+
+run mkdir -p "$OUT/logs"
 bench=("$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --agents "${AGENTS[@]}" --backend "$BACKEND")
+if [ "$BACKEND" = local ]; then
+  # every (config, split) of the standard configs (or --configs), as "config split" lines
+  ids=$("$PYTHON" -c 'import sys
+from disagg_gym.env.registration import registered_ids
+from disagg_gym_agents.leaderboard import splits_of
+for c in sys.argv[1:] or registered_ids():
+    for s in splits_of(c):
+        print(c, s)' "${CFG_ARGS[@]}")
+  pids=()
+  while read -r cfg split; do
+    LOG="$OUT/logs/benchmark_${cfg//\//_}_${split//:/_}.log"
+    launch "${bench[@]}" --configs "$cfg" --splits "$split" --no-plots --no-progress \
+      --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
+  done <<< "$ids"
+  waitall benchmark
+fi
+# (ray) the whole benchmark; (local) every cell is done: only the tables and plots are written
 if [ ${#CFG_ARGS[@]} -gt 0 ]; then bench+=(--configs "${CFG_ARGS[@]}"); fi
 run "${bench[@]}" "${EXTRA[@]}"
-run "$PYTHON" -m disagg_gym.cli validate "$OUT/results.csv"
+
+pids=()
+if [ "$DRY" = 0 ]; then
+  vcfgs=$("$PYTHON" -c 'import sys
+from disagg_gym_agents.leaderboard import read_results
+print("\n".join(sorted({r["config"] for r in read_results(sys.argv[1])})))' "$OUT/results.csv")
+else
+  vcfgs="CONFIG"
+fi
+for cfg in $vcfgs; do
+  LOG="$OUT/logs/validate_${cfg//\//_}.log"
+  launch "$PYTHON" -m disagg_gym.cli validate "$OUT/results.csv" --configs "$cfg" --no-progress
+done
+waitall validate
+if [ "$DRY" = 0 ]; then
+  cat "$OUT"/logs/validate_*.log
+  echo "reproduce_leaderboard: done: $OUT/results.csv, $OUT/LEADERBOARD.md (every config validated)"
+fi

@@ -47,9 +47,23 @@ def test_dry_run_lists_training_per_seed_and_ray_backend(tmp_path: Path) -> None
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("+ ")]
     assert sum("scripts/train_leaderboard.py --seeds 0 " in ln for ln in lines) == 1
     assert sum("scripts/train_leaderboard.py --seeds 1 " in ln for ln in lines) == 1
-    bench = next(ln for ln in lines if " benchmark " in ln)
-    assert "--backend ray" in bench and f"sb3:maskable_ppo={tmp_path}/checkpoints" in bench
-    assert lines[-1].endswith(f"validate {tmp_path}/results.csv")
+    bench = [ln for ln in lines if " benchmark " in ln]
+    assert len(bench) == 1  # Ray schedules the cells: one call
+    assert "--backend ray" in bench[0] and f"sb3:maskable_ppo={tmp_path}/checkpoints" in bench[0]
+    assert f"validate {tmp_path}/results.csv --configs" in lines[-1]
+
+
+def test_dry_run_local_benchmark_runs_every_config_and_split_then_the_tables(tmp_path: Path) -> None:
+    from disagg_gym.env.registration import registered_ids
+    from disagg_gym_agents.leaderboard import splits_of
+
+    r = _run("--out", str(tmp_path), "--no-train", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    bench = [ln for ln in r.stderr.splitlines() if ln.startswith("+ ") and " benchmark " in ln]
+    units = {(c, s) for c in registered_ids() for s in splits_of(c)}
+    per_unit = [ln.split() for ln in bench[:-1]]
+    assert {(a[a.index("--configs") + 1], a[a.index("--splits") + 1]) for a in per_unit} == units
+    assert len(per_unit) == len(units) and "--splits" not in bench[-1]  # last: tables and plots
 
 
 @pytest.mark.parametrize(
