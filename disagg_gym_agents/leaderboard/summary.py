@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from disagg_gym.errors import UserError
 from disagg_gym.scenario import SHIFT_PREFIX, TEST_SPLIT
 from disagg_gym_agents.leaderboard.stats import (
     iqm,
@@ -103,7 +104,10 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
         for a, ars in by_agent.items():
             runs = runs_of[a]
             pol = {str(r.get("train_seed") or ""): str(r["policy"]) for r in ars}
-            m, seeds = paired_ratios(runs, reference)
+            try:
+                m, seeds = paired_ratios(runs, reference)
+            except UserError as exc:
+                raise UserError(f"{cfg} ({split}), agent {a} vs {best_h}: {exc}") from None
             ref_m = np.array([[reference[s] for s in seeds]])
             raw_m = np.array([[runs[ts][s] for s in seeds] for ts in sorted(runs)])
             kpis = {}

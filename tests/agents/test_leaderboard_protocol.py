@@ -219,7 +219,8 @@ def test_summary_pairs_per_episode_and_says_win_only_above_1_01() -> None:
     assert ppo.ci == pytest.approx((1.005, 1.005)) and ppo.prob_improvement == 1.0
     assert not ppo.win  # ... but below the 1.01 win threshold
     md = lb.render_markdown([cs], Path("."), {}, {})
-    assert "no win (CI lower bound <= 1.01)" in md and "| win" not in md
+    assert "| inconclusive (CI lower bound <= 1.01) |" in md
+    assert "win (" not in md  # the verdict column never says win
     cs = lb.summarise(_synthetic({s: 1.05 for s in seeds}))[0]
     assert next(a for a in cs.agents if a.agent == "ppo").win
     assert "| win (CI lower bound > 1.01) |" in lb.render_markdown([cs], Path("."), {}, {})
