@@ -21,7 +21,8 @@ def _fmt(v: float, scale: float, fmt: str) -> str:
 
 def verdict_of(ci: tuple[float, float], win: bool) -> str:
     """The words of the win rule: "win" only when the CI's lower bound is above 1.01 (otherwise
-    "loses" when the whole CI is below 1, else "inconclusive": the word win never appears)."""
+    "loses" when the whole CI is below 1, else "inconclusive": the word win never appears).
+    """
     if win:
         return f"win (CI lower bound > {WIN_THRESHOLD:.2f})"
     if ci[1] < 1.0:
