@@ -7,6 +7,7 @@ there; the simulator ignores it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,74 @@ class AllocatorConfig:
     prefill_fraction: float = field(default=0.5, metadata=spec("static: share of prefill instances", gt=0, lt=1))
     ttft_target_s: float = field(default=1.0, metadata=spec("threshold: prefill wait target", gt=0))
     decode_pressure_target: float = field(default=0.8, metadata=spec("threshold: decode load target", gt=0))
+
+
+TEST_SPLIT = "test"
+"""Name of the in-distribution split: the config as written, on the held-out seeds 10000+."""
+SHIFT_PREFIX = "shift:"
+"""A shifted split's name in results and tables: ``shift:<name>``."""
+_SHIFT_NAME = re.compile(r"[a-z0-9][a-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftSplit:
+    """A shifted test split: the config with ``overrides`` applied, on the same held-out seeds."""
+
+    description: str = field(metadata=spec("what is shifted and by how much"))
+    overrides: dict[str, Any] = field(metadata=spec("dotted-key overrides of this config"))
+
+    def validate(self) -> None:
+        """The shift must change something and must not redefine the splits."""
+        if not self.overrides:
+            raise ValueError("key 'overrides': a shift needs at least one override (got {})")
+        for k in self.overrides:
+            if k == "evaluation" or k.startswith("evaluation."):
+                raise ValueError(f"key 'overrides': a shift cannot override {k!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationConfig:
+    """How the leaderboard evaluates a config (issue #15): training distribution and test splits.
+
+    Learned agents train on ``training`` (the config as written, workload seeds drawn from
+    ``[1000000, 2**31 - 1)``) and select checkpoints on the validation seeds 20000+. Every split is
+    evaluated on the same held-out seeds ``10000 + k`` (the leaderboard runs 10 by default):
+    split ``test`` is the config as written (in distribution); split ``shift:<name>`` applies
+    ``shifts[name].overrides``.
+    """
+
+    training: str = field(
+        default="this config as written; workload seeds drawn per episode from [1000000, 2^31-1)",
+        metadata=spec("the training distribution, in words"),
+    )
+    shifts: dict[str, ShiftSplit] = field(
+        default_factory=dict, metadata=spec("shifted test splits by name (split shift:<name>)")
+    )
+
+    def validate(self) -> None:
+        """Shift names are lower-case identifiers (they appear as ``shift:<name>`` in results)."""
+        for name in self.shifts:
+            if not _SHIFT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"key 'shifts.{name}': a shift name is lower-case letters, digits and _ (got {name!r})"
+                )
+
+    def splits(self) -> list[str]:
+        """Every split's name: ``test`` first, then ``shift:<name>`` in file order."""
+        return [TEST_SPLIT, *(SHIFT_PREFIX + n for n in self.shifts)]
+
+    def overrides_of(self, split: str) -> dict[str, Any]:
+        """The overrides that turn the config into ``split`` (``{}`` for ``test``).
+
+        Raises:
+            ConfigError: An unknown split name (listing the config's splits).
+        """
+        if split == TEST_SPLIT:
+            return {}
+        name = split[len(SHIFT_PREFIX):] if split.startswith(SHIFT_PREFIX) else None
+        if name is None or name not in self.shifts:
+            raise ConfigError(f"unknown split {split!r}; expected one of: {', '.join(self.splits())}")
+        return dict(self.shifts[name].overrides)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +132,9 @@ class ScenarioConfig:
     variants: dict[str, Any] = field(
         default_factory=dict,
         metadata=spec("named partial configs merged over this one, registered as disagg/<Name>-<variant>-v<N>"),
+    )
+    evaluation: EvaluationConfig = field(
+        default_factory=EvaluationConfig, metadata=spec("leaderboard training distribution and test splits")
     )
 
     def validate(self) -> None:
@@ -138,4 +210,12 @@ def load_scenario(name_or_path: str = DEFAULT_SCENARIO, overrides: dict[str, Any
     if overrides:
         data = apply_overrides(data, overrides)
     data.setdefault("name", path.stem)
-    return from_dict(ScenarioConfig, data, source=str(path))
+    scenario = from_dict(ScenarioConfig, data, source=str(path))
+    for name, shift in scenario.evaluation.shifts.items():
+        # Each shift must yield a valid scenario: its overrides are checked as strictly as the file.
+        try:
+            from_dict(ScenarioConfig, apply_overrides(data, shift.overrides), source=str(path))
+        except ConfigError as exc:
+            why = str(exc).removeprefix(f"{path}: ")
+            raise ConfigError(f"{path}: key 'evaluation.shifts.{name}.overrides': {why}") from None
+    return scenario

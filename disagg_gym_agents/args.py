@@ -72,10 +72,10 @@ class TrainArgs:
     )
     eval_freq: int = field(
         default=10_000,
-        metadata=arg_meta("timesteps between held-out evaluations (0: none)", type=nonneg_int),
+        metadata=arg_meta("timesteps between periodic evaluations on the validation seeds 20000+ (0: none)", type=nonneg_int),
     )
     eval_episodes: int = field(
-        default=3, metadata=arg_meta("held-out episodes per evaluation", type=positive_int)
+        default=3, metadata=arg_meta("validation episodes per periodic evaluation", type=positive_int)
     )
     checkpoint_freq: int = field(
         default=10_000, metadata=arg_meta("timesteps between checkpoints", type=positive_int)

@@ -2,8 +2,10 @@
 
 Hyperparameters come from ``disagg_gym_agents.hparams`` (RL Zoo-style YAML), envs from
 ``disagg_gym_agents.vec_env``. Workload seeds: training envs draw each episode's workload seed
-from ``[TRAIN_SEED_LOW, 2**31 - 1)``; the periodic evaluation runs the held-out seeds
-``EVAL_SEED_OFFSET + k``, the same ones every time (``disagg_gym.wrappers.workload_seeds``).
+from ``[TRAIN_SEED_LOW, 2**31 - 1)``; the periodic evaluation (and ``best_model.zip``) runs the
+validation seeds ``VALIDATION_SEED_OFFSET + k`` (20000+), the same ones every time, never the
+test seeds ``EVAL_SEED_OFFSET + k`` the leaderboard reports (``disagg_gym.wrappers.workload_seeds``,
+issue #15).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_json, check_output_dir
 from disagg_gym.wrappers.shaping import QueueShaping
-from disagg_gym.wrappers.workload_seeds import EVAL_SEED_OFFSET, TRAIN_SEED_LOW
+from disagg_gym.wrappers.workload_seeds import TRAIN_SEED_LOW, VALIDATION_SEED_OFFSET
 from disagg_gym_agents.args import TrainArgs
 from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
 from disagg_gym_agents.base import package_versions as base_package_versions
@@ -144,7 +146,12 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
     eval_env: VecEnv | None = None
     if args.eval_freq > 0:
         eval_env = make_vec_env(
-            args.env, overrides, n_envs=1, seed=args.seed, held_out=args.eval_episodes
+            args.env,
+            overrides,
+            n_envs=1,
+            seed=args.seed,
+            held_out=args.eval_episodes,
+            held_out_offset=VALIDATION_SEED_OFFSET,
         )
     if norm is not None:
         if ckpt is not None and vecnormalize_path(ckpt).is_file():
@@ -193,7 +200,7 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
         "hyperparams": {**hp, "n_envs": n_envs, "n_timesteps": total},
         "env_wrappers": [{f"{w.__module__}.{w.__name__}": kw} for w, kw in extras["env_wrapper"]],
         "versions": package_versions(),
-        "eval_workload_seeds": [EVAL_SEED_OFFSET + k for k in range(args.eval_episodes)]
+        "eval_workload_seeds": [VALIDATION_SEED_OFFSET + k for k in range(args.eval_episodes)]
         if eval_env
         else [],
         "train_workload_seeds": (

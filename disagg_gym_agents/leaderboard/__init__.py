@@ -1,21 +1,25 @@
 """Leaderboard: benchmark heuristics and trained agents on every standard config; replay to validate.
 
-``disagg-gym benchmark`` runs each (config, agent, training seed) *cell* on the held-out
-evaluation workload seeds ``EVAL_SEED_OFFSET + k`` and appends one CSV row per episode
+``disagg-gym benchmark`` runs each (config, split, agent, training seed) *cell* on the held-out
+evaluation workload seeds ``EVAL_SEED_OFFSET + k`` (split ``test``: the config as written;
+``shift:<name>``: with that shift's overrides from the config's ``evaluation`` section), records
+the cells it owes in ``manifest.json`` and appends one CSV row per episode
 (every KPI plus what replaying it needs) per cell through ``ResultsWriter`` (a locked,
 append-only write: concurrent runs on one folder lose no row), so an interrupted run resumes
 without redoing finished cells. It then writes a Markdown leaderboard (agents ranked by the
-config's primary metric, normalised to the best heuristic, IQM and 95% stratified-bootstrap
-CIs over training seeds as in rliable) and plots. ``disagg-gym validate`` replays rows and fails
-on any KPI that differs. The protocol is documented in ``docs/leaderboard.md``.
+config's primary metric as paired per-episode ratios to the best heuristic, IQM and 95%
+stratified-bootstrap CIs over training seeds and episodes as in rliable, probability of
+improvement, "win" only with a CI lower bound above 1.01) and plots. ``disagg-gym validate``
+fails on rows missing from the manifest and replays rows, failing on any KPI that differs. The protocol is documented in ``docs/leaderboard.md``.
 
 One module per job:
 
 ========== ==========================================================================
-stats      higher-is-better scores, IQM, stratified-bootstrap CIs
-cells      the (config, agent, training seed) cells and the default paths
+stats      higher-is-better scores, paired ratios, IQM, bootstrap CIs, P(improvement), win rule
+cells      the (config, split, agent, training seed) cells, splits, and the default paths
 greedy     ``GreedyPolicy``: SB3's deterministic action, evaluated in numpy
 results    the results CSV: columns, reader, concurrent-safe ``ResultsWriter``
+manifest   ``manifest.json``: the expected cells, so ``validate`` catches omissions
 runner     ``run_cell`` and ``benchmark``
 summary    per-config rankings (normalised IQM + CI, mean KPIs)
 markdown   the Markdown leaderboard
@@ -46,6 +50,8 @@ from disagg_gym_agents.leaderboard.cells import (
     heuristics_for,
     plan_cells,
     resolve_path,
+    split_overrides,
+    splits_of,
 )
 from disagg_gym_agents.leaderboard.cli import (
     add_benchmark_args,
@@ -55,6 +61,13 @@ from disagg_gym_agents.leaderboard.cli import (
     default_results_path,
 )
 from disagg_gym_agents.leaderboard.greedy import GreedyPolicy
+from disagg_gym_agents.leaderboard.manifest import (
+    manifest_from_rows,
+    manifest_path,
+    missing_rows,
+    read_manifest,
+    update_manifest,
+)
 from disagg_gym_agents.leaderboard.markdown import render_markdown
 from disagg_gym_agents.leaderboard.plots import make_plots
 from disagg_gym_agents.leaderboard.results import (
@@ -73,12 +86,16 @@ from disagg_gym_agents.leaderboard.stats import (
     BOOTSTRAP_SEED,
     CONFIDENCE,
     LOWER_IS_BETTER,
+    WIN_THRESHOLD,
     iqm,
+    is_win,
+    paired_ratios,
+    probability_of_improvement,
     score_of,
     stratified_bootstrap_ci,
 )
 from disagg_gym_agents.leaderboard.summary import KPI_TABLE, AgentSummary, ConfigSummary, summarise
-from disagg_gym_agents.leaderboard.validate import ABS_TOL, REL_TOL, validate
+from disagg_gym_agents.leaderboard.validate import ABS_TOL, REL_TOL, check_omissions, validate
 
 __all__ = [
     "ABS_TOL", "BOOTSTRAP_REPS", "BOOTSTRAP_SEED", "CONFIDENCE", "DEFAULT_CHECKPOINTS",
@@ -90,4 +107,7 @@ __all__ = [
     "make_plots", "missing_cells", "parse_results", "plan_benchmark", "plan_cells",
     "read_results", "render_markdown", "resolve_path", "run_cell", "runner", "score_of",
     "stratified_bootstrap_ci", "summarise", "validate",
+    "WIN_THRESHOLD", "check_omissions", "is_win", "manifest_from_rows", "manifest_path",
+    "missing_rows", "paired_ratios", "probability_of_improvement", "read_manifest",
+    "split_overrides", "splits_of", "update_manifest",
 ]

@@ -1,4 +1,4 @@
-"""Leaderboard cells: the (config, agent, training seed) units that are run, and where they live."""
+"""Leaderboard cells: the (config, split, agent, training seed) units that are run, and where they live."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from disagg_gym.env.registration import standard_envs
 from disagg_gym.errors import UserError
+from disagg_gym.scenario import TEST_SPLIT, EvaluationConfig, load_scenario
 from disagg_gym_agents.registry import POLICIES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,14 +18,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "leaderboard"
 DEFAULT_RESULTS = DEFAULT_OUT / "results.csv"
 DEFAULT_CHECKPOINTS = DEFAULT_OUT / "checkpoints"
-DEFAULT_EPISODES = 3
+DEFAULT_EPISODES = 10
+"""Held-out evaluation episodes per cell (workload seeds 10000..10009; issue #15: at least 10)."""
 DEFAULT_LEARNED = "sb3:maskable_ppo=leaderboard/checkpoints"
 """The learned agent scored by default: every ``<EnvName>/seed<k>/model.zip`` under that folder."""
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One (config, agent, training seed): the unit that is run, appended and resumed."""
+    """One (config, split, agent, training seed): the unit that is run, appended and resumed."""
 
     config: str
     agent: str
@@ -31,6 +34,7 @@ class Cell:
     policy: str  # make_policy spec, with a path relative to ROOT where possible
     train_seed: int | None
     upper_bound: bool = False
+    split: str = TEST_SPLIT  # "test" or "shift:<name>" (the config's evaluation.shifts)
 
 
 def env_name(env_id: str) -> str:
@@ -68,15 +72,57 @@ def heuristics_for(task: str) -> list[str]:
     return [n for n in POLICIES.names() if task in POLICIES.get(n).tasks]
 
 
-def _task_of(env_id: str) -> str:
+def _entry_of(env_id: str) -> dict[str, str]:
     for e in standard_envs():
         if e["id"] == env_id:
-            return e["task"]
-    raise ValueError(f"{env_id!r} is not a standard config")
+            return e
+    raise UserError(f"{env_id!r} is not a standard config")
 
 
-def plan_cells(configs: Sequence[str], agents: Sequence[str]) -> list[Cell]:
-    """Every cell of ``configs`` x ``agents``.
+def _task_of(env_id: str) -> str:
+    return _entry_of(env_id)["task"]
+
+
+def evaluation_of(env_id: str) -> EvaluationConfig:
+    """The ``evaluation`` section (training distribution, splits) of a standard config."""
+    return load_scenario(_entry_of(env_id)["config"]).evaluation
+
+
+def splits_of(env_id: str) -> list[str]:
+    """``["test", "shift:<name>", ...]``: every split a standard config defines."""
+    return evaluation_of(env_id).splits()
+
+
+def split_overrides(env_id: str, split: str) -> dict[str, Any]:
+    """The env overrides that turn ``env_id`` into ``split`` (``{}`` for ``test``).
+
+    Raises:
+        UserError: A split the config does not define.
+    """
+    try:
+        return evaluation_of(env_id).overrides_of(split)
+    except ValueError as exc:  # ConfigError
+        raise UserError(f"{env_id}: {exc}") from None
+
+
+def check_splits(configs: Sequence[str], splits: Sequence[str] | None) -> None:
+    """Every name in ``splits`` must be a split of at least one of ``configs`` (one line if not)."""
+    if not splits:
+        return
+    have = sorted({s for c in configs for s in splits_of(c)})
+    for s in splits:
+        if s not in have:
+            raise UserError(f"--splits: no config defines split {s!r} (expected one of: {', '.join(have)})")
+
+
+def plan_cells(
+    configs: Sequence[str], agents: Sequence[str], splits: Sequence[str] | None = None
+) -> list[Cell]:
+    """Every cell of ``configs`` x splits x ``agents``.
+
+    ``splits`` restricts each config's splits (default: every split the config defines: ``test``
+    and each ``shift:<name>`` of its ``evaluation.shifts``); a config lacking a named split is
+    skipped for it.
 
     Agent specs: ``heuristics`` (every applicable heuristic), a heuristic name or
     ``heuristic:NAME`` (skipped on configs it does not apply to), or ``sb3:NAME=DIR`` (a learned
@@ -90,31 +136,43 @@ def plan_cells(configs: Sequence[str], agents: Sequence[str]) -> list[Cell]:
     for env_id in configs:
         task = _task_of(env_id)
         applicable = heuristics_for(task)
-        for spec in agents:
-            if spec == "heuristics":
-                names = applicable
-            elif spec.startswith("sb3:"):
-                name, sep, folder = spec[4:].partition("=")
-                if not sep or not name or not folder:
-                    raise UserError(f"agent {spec!r}: expected sb3:NAME=DIR")
-                base = resolve_path(folder)
-                if not base.is_dir():
-                    raise UserError(f"agent {spec!r}: no checkpoint folder {str(base)!r}")
-                sub = base / env_name(env_id)
-                seeds = sorted(
-                    (int(m.group(1)), d / "model.zip")
-                    for d in (sub.iterdir() if sub.is_dir() else [])
-                    if (m := re.fullmatch(r"seed(\d+)", d.name)) and (d / "model.zip").is_file()
-                )
-                cells += [
-                    Cell(env_id, name, "sb3", f"sb3:{_rel(p)}", s) for s, p in seeds
-                ]
+        for split in splits_of(env_id):
+            if splits and split not in splits:
                 continue
-            else:
-                hname = spec.split(":", 1)[1] if spec.startswith("heuristic:") else spec
-                POLICIES.get(hname)  # raises for an unknown name
-                names = [hname] if hname in applicable else []
-            for n in names:
-                ub = bool(getattr(POLICIES.get(n), "upper_bound", False))
-                cells.append(Cell(env_id, n, "heuristic", f"heuristic:{n}", None, ub))
+            cells += [
+                Cell(c.config, c.agent, c.agent_kind, c.policy, c.train_seed, c.upper_bound, split)
+                for c in _agent_cells(env_id, applicable, agents)
+            ]
+    return cells
+
+
+def _agent_cells(env_id: str, applicable: list[str], agents: Sequence[str]) -> list[Cell]:
+    cells: list[Cell] = []
+    for spec in agents:
+        if spec == "heuristics":
+            names = applicable
+        elif spec.startswith("sb3:"):
+            name, sep, folder = spec[4:].partition("=")
+            if not sep or not name or not folder:
+                raise UserError(f"agent {spec!r}: expected sb3:NAME=DIR")
+            base = resolve_path(folder)
+            if not base.is_dir():
+                raise UserError(f"agent {spec!r}: no checkpoint folder {str(base)!r}")
+            sub = base / env_name(env_id)
+            seeds = sorted(
+                (int(m.group(1)), d / "model.zip")
+                for d in (sub.iterdir() if sub.is_dir() else [])
+                if (m := re.fullmatch(r"seed(\d+)", d.name)) and (d / "model.zip").is_file()
+            )
+            cells += [
+                Cell(env_id, name, "sb3", f"sb3:{_rel(p)}", s) for s, p in seeds
+            ]
+            continue
+        else:
+            hname = spec.split(":", 1)[1] if spec.startswith("heuristic:") else spec
+            POLICIES.get(hname)  # raises for an unknown name
+            names = [hname] if hname in applicable else []
+        for n in names:
+            ub = bool(getattr(POLICIES.get(n), "upper_bound", False))
+            cells.append(Cell(env_id, n, "heuristic", f"heuristic:{n}", None, ub))
     return cells

@@ -13,7 +13,7 @@ from disagg_gym_agents.base import parse_overrides
 from disagg_gym_agents.leaderboard.cells import DEFAULT_EPISODES, DEFAULT_LEARNED, DEFAULT_RESULTS
 from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.runner import benchmark
-from disagg_gym_agents.leaderboard.validate import validate
+from disagg_gym_agents.leaderboard.validate import check_omissions, validate
 from disagg_gym_agents.leaderboard.ray_backend import benchmark_ray
 
 
@@ -29,6 +29,9 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES,
                    help=f"held-out evaluation episodes per cell (default {DEFAULT_EPISODES})")
+    p.add_argument("--splits", nargs="+", metavar="SPLIT",
+                   help="only these splits: test and/or shift:<name> (default: every split of "
+                   "each config's evaluation section)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (results.csv, plots/)")
     p.add_argument("--markdown", metavar="PATH",
                    help="Markdown leaderboard path (default: DIR/LEADERBOARD.md)")
@@ -48,6 +51,9 @@ def add_validate_args(p: argparse.ArgumentParser) -> None:
                    help="results CSV (default: leaderboard/results.csv of the repository)")
     p.add_argument("--configs", nargs="+", metavar="ID", help="only rows of these configs")
     p.add_argument("--agents", nargs="+", metavar="NAME", help="only rows of these agents")
+    p.add_argument("--no-manifest", action="store_true",
+                   help="replay the rows even without manifest.json beside them (then rows "
+                   "missing from the file go unnoticed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -72,6 +78,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         markdown=args.markdown,
         plots=not args.no_plots,
         progress=not args.no_progress,
+        splits=getattr(args, "splits", None),
         **extra,
     )
     md = args.markdown or str(Path(args.out) / "LEADERBOARD.md")
@@ -94,7 +101,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if results is None and items and (items[-1].endswith(".csv") or Path(items[-1]).is_file()):
             results = items.pop()
     path = Path(results) if results else default_results_path()
+    if not path.is_file():
+        # validate() says what is wrong with the path
+        validate(path, configs or None, agents or None, progress=False)
+    missing = check_omissions(
+        path, configs or None, agents or None,
+        require_manifest=not getattr(args, "no_manifest", False),
+    )
+    for m in missing[:50]:
+        print(f"MISSING {m}", file=sys.stderr)
+    if len(missing) > 50:
+        print(f"... and {len(missing) - 50} more", file=sys.stderr)
     errors = validate(path, configs or None, agents or None, progress=not args.no_progress)
+    if missing:
+        print(f"validate: FAILED, {len(missing)} expected cell(s) with missing rows in {path} "
+              f"(manifest: {path.with_name('manifest.json')})"
+              + (f" and {len(errors)} mismatch(es)" if errors else ""), file=sys.stderr)
+        for e in errors[:50]:
+            print(f"MISMATCH {e}", file=sys.stderr)
+        return 1
     if errors:
         for e in errors[:50]:
             print(f"MISMATCH {e}", file=sys.stderr)

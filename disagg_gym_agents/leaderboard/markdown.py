@@ -11,12 +11,23 @@ from typing import Any
 
 import disagg_gym
 from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET
-from disagg_gym_agents.leaderboard.stats import LOWER_IS_BETTER
+from disagg_gym_agents.leaderboard.stats import LOWER_IS_BETTER, WIN_THRESHOLD
 from disagg_gym_agents.leaderboard.summary import KPI_TABLE, ConfigSummary
 
 
 def _fmt(v: float, scale: float, fmt: str) -> str:
     return "n/a" if not math.isfinite(v) else fmt.format(v * scale)
+
+
+def verdict_of(ci: tuple[float, float], win: bool) -> str:
+    """The words of the win rule: "win" only when the CI's lower bound is above 1.01 (otherwise
+    "loses" when the whole CI is below 1, else "inconclusive": the word win never appears).
+    """
+    if win:
+        return f"win (CI lower bound > {WIN_THRESHOLD:.2f})"
+    if ci[1] < 1.0:
+        return "loses (CI below 1)"
+    return f"inconclusive (CI lower bound <= {WIN_THRESHOLD:.2f})"
 
 
 def render_markdown(
@@ -25,7 +36,7 @@ def render_markdown(
     plot_files: dict[str, list[Path]],
     overrides: dict[str, Any],
 ) -> str:
-    """The Markdown leaderboard: a headline table, then one ranked table per config."""
+    """The Markdown leaderboard: a headline table, then one ranked table per (config, split)."""
     lines = [
         "# disagg-gym leaderboard",
         "",
@@ -36,52 +47,55 @@ def render_markdown(
         ),
         "",
         f"disagg-gym {disagg_gym.__version__}; held-out evaluation workload seeds "
-        f"{EVAL_SEED_OFFSET}, {EVAL_SEED_OFFSET + 1}, ... (`runs x ep` in each table)"
+        f"{EVAL_SEED_OFFSET}, {EVAL_SEED_OFFSET + 1}, ... (`runs x ep` in each table) on every "
+        "split: `test` is the config as written (in distribution), `shift:<name>` the config "
+        "with that shift's overrides (its `evaluation.shifts` section)"
         + (f"; overrides `{json.dumps(overrides, sort_keys=True)}`" if overrides else "")
         + ".",
         "",
         (
             "**Score** = the config's primary metric, higher is better (cost and energy metrics "
-            "are inverted: 1/value), **normalised to the best heuristic = 1.00** (the "
-            "clairvoyant router is an upper-bound reference and excluded from that choice). "
-            "**IQM** and **95% CI**: interquartile mean and stratified-bootstrap percentile "
-            "interval over training seeds x evaluation episodes (rliable); a heuristic is one "
-            "run, so its CI has zero width. Raw KPIs are means over all episodes."
+            "are inverted: 1/value), **divided per episode by the best heuristic's score on the "
+            "same workload seed** (paired ratio; the best heuristic of each split is the one with "
+            "the highest mean score there, the clairvoyant router being an upper-bound reference "
+            "excluded from that choice). **IQM** and **95% CI**: interquartile mean of the ratios "
+            "and the percentile interval of a stratified bootstrap over evaluation episodes and "
+            "training seeds (rliable, `task_bootstrap`). **P(imp.)**: probability of improvement "
+            "over the best heuristic (rliable's definition). An agent **wins** only when the "
+            f"CI's lower bound is above {WIN_THRESHOLD:.2f}. Raw KPIs are means over all episodes."
         ),
         "",
         "## Headline",
         "",
         (
-            "| config | primary metric | best heuristic (raw) | "
-            "best learned agent: IQM [95% CI] | learned vs best heuristic |"
+            "| config | split | primary metric | best heuristic (raw) | "
+            "best learned agent: IQM [95% CI] | P(imp.) | learned vs best heuristic |"
         ),
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for cs in summary:
         learned = [a for a in cs.agents if a.kind == "sb3"]
         raw = cs.agents[[a.agent for a in cs.agents].index(cs.best_heuristic)].kpis[cs.metric]
         if learned:
             b = learned[0]
-            verdict = (
-                "wins (CI above 1)" if b.ci[0] > 1.0
-                else "loses (CI below 1)" if b.ci[1] < 1.0
-                else "tie (CI contains 1)"
-            )
             lt = f"{b.agent} ({b.runs} seeds): {b.iqm:.3f} [{b.ci[0]:.3f}, {b.ci[1]:.3f}]"
+            poi, verdict = f"{b.prob_improvement:.2f}", verdict_of(b.ci, b.win)
         else:
-            lt, verdict = "none", ""
+            lt, poi, verdict = "none", "", ""
         lines.append(
-            f"| `{cs.config}` | {cs.metric} | {cs.best_heuristic} ({raw:.4g}) | {lt} | {verdict} |"
+            f"| `{cs.config}` | {cs.split} | {cs.metric} | {cs.best_heuristic} ({raw:.4g}) | "
+            f"{lt} | {poi} | {verdict} |"
         )
     for cs in summary:
-        lines += ["", f"## {cs.config}", ""]
+        lines += ["", f"## {cs.config} ({cs.split})", ""]
         lines.append(
             f"Primary metric `{cs.metric}`"
             + (" (lower is better; score = 1/value)" if cs.metric in LOWER_IS_BETTER else "")
             + f". Best heuristic: **{cs.best_heuristic}** = 1.00."
         )
         lines.append("")
-        head = ["rank", "agent", "runs x ep", "IQM [95% CI]", f"{cs.metric} (mean)"]
+        head = ["rank", "agent", "runs x ep", "IQM [95% CI]", "P(imp.)", "verdict",
+                f"{cs.metric} (mean)"]
         head += [h for _, h, _, _ in KPI_TABLE]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -94,11 +108,13 @@ def render_markdown(
                 name,
                 f"{a.runs} x {a.episodes}",
                 f"{a.iqm:.3f} [{a.ci[0]:.3f}, {a.ci[1]:.3f}]",
+                "" if a.agent == cs.best_heuristic else f"{a.prob_improvement:.2f}",
+                "reference" if a.agent == cs.best_heuristic else verdict_of(a.ci, a.win),
                 f"{a.kpis[cs.metric]:.4g}",
             ]
             cells += [_fmt(a.kpis[k], s, f) for k, _, s, f in KPI_TABLE]
             lines.append("| " + " | ".join(cells) + " |")
-        for p in plot_files.get(cs.config, []):
+        for p in plot_files.get(cs.config, []) if cs.split == "test" else []:
             rel = os.path.relpath(p, md_dir)
             lines += ["", f"![{p.stem}]({Path(rel).as_posix()})"]
     if "_all" in plot_files:

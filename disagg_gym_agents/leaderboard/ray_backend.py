@@ -144,6 +144,7 @@ def benchmark_ray(
     plots: bool = True,
     progress: bool = True,
     runtime_env: dict[str, Any] | None = None,
+    splits: Sequence[str] | None = None,
 ) -> Path:
     """``disagg_gym_agents.leaderboard.benchmark`` with the missing cells run on Ray.
 
@@ -158,7 +159,9 @@ def benchmark_ray(
     Raises:
         ValueError: Bad arguments (unknown env id or agent, non-positive episodes or workers).
     """
-    results, seeds, ov, cells, todo = plan_benchmark(out, configs, agents, episodes, overrides)
+    results, seeds, ov, cells, todo = plan_benchmark(
+        out, configs, agents, episodes, overrides, splits
+    )
     if progress:
         print(f"ray: {len(todo)} of {len(cells)} cells to run ({len(cells) - len(todo)} already "
               f"in {results})", file=sys.stderr)
@@ -174,5 +177,6 @@ def benchmark_ray(
             on_done=lambda i, rows: writer.append(rows),
         )
     return benchmark(
-        out, configs, agents, episodes, ov, markdown=markdown, plots=plots, progress=False
+        out, configs, agents, episodes, ov, markdown=markdown, plots=plots, progress=False,
+        splits=splits,
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_text, exclusive_lock
+from disagg_gym.scenario import TEST_SPLIT
 from disagg_gym_agents.leaderboard.cells import Cell
 
 META_COLUMNS = (
@@ -20,6 +21,7 @@ META_COLUMNS = (
     "agent",
     "agent_kind",
     "upper_bound",
+    "split",
     "train_seed",
     "eval_seed",
     "episode",
@@ -48,7 +50,10 @@ REQUIRED_COLUMNS = (
     "policy",
 )
 """Columns a leaderboard results CSV must have (``benchmark`` resumes and ``validate`` replays
-from them); a file without one is rejected with one line naming the column."""
+from them); a file without one is rejected with one line naming the column.
+
+``split`` is not required: files written before splits existed (issue #15) lack it, and their
+rows are read as split ``test`` (they were all run on the config as written, seeds 10000+)."""
 
 
 def _decode(p: Path, raw: bytes) -> str:
@@ -110,7 +115,10 @@ def parse_results(
         if len(rec) != len(header):
             torn += 1
             continue
-        rows.append(dict(zip(header, rec)))
+        row = dict(zip(header, rec))
+        if not row.get("split"):
+            row["split"] = TEST_SPLIT  # a file from before splits: every row is in distribution
+        rows.append(row)
         lines.append(reader.line_num)
         last_kept = True
     if last_kept and not complete:
@@ -146,17 +154,32 @@ def read_results(
     return parse_results(p, _decode(p, raw), required)[1]
 
 
-def _cell_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
+CellKey = tuple[str, str, str, str, str]
+"""``(config, agent, train_seed, overrides JSON, split)``: what identifies a cell in a file."""
+
+
+def cell_key(row: dict[str, Any]) -> CellKey:
+    """The cell a row (or a dict with the same keys) belongs to."""
     ts = row.get("train_seed")
     return (
         str(row["config"]),
         str(row["agent"]),
         "" if ts is None else str(ts),
         str(row.get("overrides") or "{}"),
+        str(row.get("split") or TEST_SPLIT),
     )
 
 
-def _row_key(row: dict[str, Any]) -> tuple[str, str, str, str, int]:
+def key_of(cell: Cell, overrides_json: str) -> CellKey:
+    """The ``cell_key`` of a planned cell run with overrides ``overrides_json`` (sorted-key JSON)."""
+    ts = "" if cell.train_seed is None else str(cell.train_seed)
+    return (cell.config, cell.agent, ts, overrides_json, cell.split)
+
+
+_cell_key = cell_key
+
+
+def _row_key(row: dict[str, Any]) -> tuple[str, str, str, str, str, int]:
     return (*_cell_key(row), int(row["eval_seed"]))
 
 
@@ -185,7 +208,7 @@ class ResultsWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(f".{self.path.name}.lock")
-        self._done: dict[tuple[str, str, str, str], set[int]] = {}
+        self._done: dict[CellKey, set[int]] = {}
         self._header: list[str] = []
         self._file_id: tuple[int, int] | None = None
         self._offset = 0
@@ -232,7 +255,7 @@ class ResultsWriter:
             self._done.setdefault(_cell_key(r), set()).add(int(r["eval_seed"]))
         self._offset += cut
 
-    def done(self, key: tuple[str, str, str, str]) -> set[int]:
+    def done(self, key: CellKey) -> set[int]:
         """Eval seeds already in the file for a cell key (reads what others appended)."""
         with exclusive_lock(self.lock_path):
             self._sync()
@@ -298,16 +321,16 @@ def missing_cells(
 ) -> list[tuple[Cell, list[int]]]:
     """``(cell, seeds not yet in results)`` for each cell with work left (what a re-run resumes).
 
-    A row counts for a cell when its config, agent, training seed and overrides (as JSON with
-    sorted keys) match; the file's other cells and override sets are left alone.
+    A row counts for a cell when its config, agent, training seed, overrides (as JSON with
+    sorted keys) and split match; the file's other cells and override sets are left alone.
     """
     ov_text = json.dumps(dict(overrides or {}), sort_keys=True)
-    done: dict[tuple[str, str, str, str], set[int]] = {}
+    done: dict[CellKey, set[int]] = {}
     for r in read_results(results):
-        done.setdefault(_cell_key(r), set()).add(int(r["eval_seed"]))
+        done.setdefault(cell_key(r), set()).add(int(r["eval_seed"]))
     todo = []
     for c in cells:
-        key = (c.config, c.agent, "" if c.train_seed is None else str(c.train_seed), ov_text)
+        key = key_of(c, ov_text)
         missing = [int(s) for s in eval_seeds if int(s) not in done.get(key, set())]
         if missing:
             todo.append((c, missing))

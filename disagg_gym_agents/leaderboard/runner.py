@@ -28,15 +28,18 @@ from disagg_gym_agents.leaderboard.cells import (
     DEFAULT_EPISODES,
     DEFAULT_LEARNED,
     Cell,
+    check_splits,
     env_name,
     env_version,
     plan_cells,
     resolve_path,
+    split_overrides,
 )
 from disagg_gym_agents.leaderboard.greedy import GreedyPolicy
 from disagg_gym_agents.leaderboard.markdown import render_markdown
 from disagg_gym_agents.leaderboard.plots import make_plots
-from disagg_gym_agents.leaderboard.results import ResultsWriter, missing_cells, read_results
+from disagg_gym_agents.leaderboard.manifest import update_manifest
+from disagg_gym_agents.leaderboard.results import ResultsWriter, key_of, missing_cells, read_results
 from disagg_gym_agents.leaderboard.stats import score_of
 from disagg_gym_agents.leaderboard.summary import summarise
 
@@ -61,8 +64,11 @@ def sha256_of(path: Path) -> str:
 
 
 def _bind(cell: Cell, overrides: dict[str, Any]) -> tuple[Any, Any]:
-    """(env, policy) of a cell; policies get seed 0 (combined with each workload seed)."""
-    env = make_env(cell.config, overrides)
+    """(env, policy) of a cell; policies get seed 0 (combined with each workload seed).
+
+    The env is the config with ``overrides`` and then the split's own overrides applied.
+    """
+    env = make_env(cell.config, {**overrides, **split_overrides(cell.config, cell.split)})
     if cell.agent_kind == "sb3":
         spec = f"sb3:{resolve_path(cell.policy[4:])}"
         return env, GreedyPolicy(make_policy(spec, env, seed=0))
@@ -72,7 +78,11 @@ def _bind(cell: Cell, overrides: dict[str, Any]) -> tuple[Any, Any]:
 def run_cell(
     cell: Cell, eval_seeds: Sequence[int], overrides: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """Runs one cell on ``eval_seeds``; one row per episode (metadata columns, then KPIs)."""
+    """Runs one cell on ``eval_seeds``; one row per episode (metadata columns, then KPIs).
+
+    ``overrides`` are the caller's (recorded in the ``overrides`` column); the cell's split adds
+    its own (``split_overrides``), identified by the ``split`` column.
+    """
     ov = dict(overrides or {})
     env, policy = _bind(cell, ov)
     metric = env.unwrapped.scenario.primary_metric
@@ -89,6 +99,7 @@ def run_cell(
                 "agent": cell.agent,
                 "agent_kind": cell.agent_kind,
                 "upper_bound": cell.upper_bound,
+                "split": cell.split,
                 "train_seed": cell.train_seed,
                 "eval_seed": int(seed),
                 "episode": k,
@@ -121,6 +132,7 @@ def plan_benchmark(
     agents: Sequence[str] | None,
     episodes: int,
     overrides: dict[str, Any] | None,
+    splits: Sequence[str] | None = None,
 ) -> tuple[Path, list[int], dict[str, Any], list[Cell], list[tuple[Cell, list[int]]]]:
     """Validates the arguments shared by the local and Ray benchmarks and plans the work.
 
@@ -142,7 +154,8 @@ def plan_benchmark(
     results = Path(out) / "results.csv"
     seeds = [EVAL_SEED_OFFSET + k for k in range(episodes)]
     ov = dict(overrides or {})
-    cells = plan_cells(ids, specs)
+    check_splits(ids, splits)
+    cells = plan_cells(ids, specs, splits)
     return results, seeds, ov, cells, missing_cells(results, cells, seeds, ov)
 
 
@@ -156,6 +169,7 @@ def benchmark(
     markdown: str | Path | None = None,
     plots: bool = True,
     progress: bool = True,
+    splits: Sequence[str] | None = None,
 ) -> Path:
     """Runs every missing cell, appending to ``out/results.csv``, then writes the report.
 
@@ -169,6 +183,8 @@ def benchmark(
         overrides: Env overrides applied to every config (recorded in each row; for tests and
             quick looks, not for leaderboard submissions).
         markdown: Where the Markdown leaderboard goes.
+        splits: Only these splits (``test``, ``shift:<name>``; default: every split of each
+            config's ``evaluation`` section).
         plots: Write the plots (re-runs one episode of two policies per config).
         progress: Show a tqdm progress bar.
 
@@ -181,17 +197,20 @@ def benchmark(
     import torch
 
     torch.set_num_threads(1)  # identical float reductions in benchmark and validate
-    results, seeds, ov, cells, todo = plan_benchmark(out, configs, agents, episodes, overrides)
+    results, seeds, ov, cells, todo = plan_benchmark(
+        out, configs, agents, episodes, overrides, splits
+    )
     out = Path(out)
     ov_text = json.dumps(ov, sort_keys=True)
+    update_manifest(out / "manifest.json", cells, seeds, ov_text)  # before running: the cells owed
     skipped = len(cells) - len(todo)
     bar = progress_bar(sum(len(m) for _, m in todo), "benchmark", progress)
     if skipped:
         bar.write(f"resuming: {skipped} of {len(cells)} cells already in {results}")
     writer = ResultsWriter(results)
     for c, missing in todo:
-        ts = "" if c.train_seed is None else f" seed {c.train_seed}"
-        key = (c.config, c.agent, "" if c.train_seed is None else str(c.train_seed), ov_text)
+        ts = ("" if c.train_seed is None else f" seed {c.train_seed}") + f" [{c.split}]"
+        key = key_of(c, ov_text)
         done = writer.done(key)  # another process sharing --out may have run it meanwhile
         left = [s for s in missing if s not in done]
         if not left:
@@ -212,7 +231,7 @@ def benchmark(
     summary = summarise(rows_now)
     plot_files: dict[str, list[Path]] = {}
     if plots:
-        plot_files = make_plots(summary, out / "plots", ov)
+        plot_files = make_plots([cs for cs in summary if cs.split == "test"], out / "plots", ov)
     atomic_write_text(md, render_markdown(summary, md.parent, plot_files, ov))
     return results
 

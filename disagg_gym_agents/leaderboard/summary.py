@@ -1,4 +1,4 @@
-"""Per-config rankings of result rows: normalised IQM + CI per agent, mean raw KPIs."""
+"""Per-(config, split) rankings of result rows: paired-ratio IQM + CI, P(improvement), mean KPIs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from disagg_gym_agents.leaderboard.stats import iqm, stratified_bootstrap_ci, to_float
+from disagg_gym.errors import UserError
+from disagg_gym.scenario import SHIFT_PREFIX, TEST_SPLIT
+from disagg_gym_agents.leaderboard.stats import (
+    iqm,
+    is_win,
+    paired_ratios,
+    probability_of_improvement,
+    stratified_bootstrap_ci,
+    to_float,
+)
 
 KPI_TABLE = (
     ("slo_attainment", "SLO att.", 100.0, "{:.1f}%"),
@@ -38,32 +47,42 @@ class AgentSummary:
     kpis: dict[str, float]
     best_run: str  # train seed with the highest mean score ("" for heuristics)
     policies: dict[str, str]  # train seed -> policy spec
+    prob_improvement: float = float("nan")  # P(agent > best heuristic), rliable's definition
+    win: bool = False  # CI lower bound of the paired ratio > WIN_THRESHOLD (1.01)
 
 
 @dataclass
 class ConfigSummary:
-    """One config: metric, best heuristic and the ranked agents."""
+    """One (config, split): metric, best heuristic and the ranked agents."""
 
     config: str
     metric: str
     best_heuristic: str
     best_heuristic_score: float
     agents: list[AgentSummary]
+    split: str = TEST_SPLIT
+
+
+def _split_order(split: str) -> tuple[int, str]:
+    return (0 if split == TEST_SPLIT else 1 if split.startswith(SHIFT_PREFIX) else 2, split)
 
 
 def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
-    """Per-config rankings from result rows (normalised IQM + CI, mean raw KPIs).
+    """Per-(config, split) rankings from result rows (issue #15 protocol, see ``stats``).
 
-    Normalisation: ``score / s_best`` where ``s_best`` is the highest mean score of a
-    non-upper-bound heuristic on that config (so the best heuristic is 1.0). Each run's
-    normalised scores over the evaluation seeds form a row of the ``(runs, tasks)`` matrix.
+    The best heuristic of a (config, split) is the non-upper-bound heuristic with the highest
+    mean score there. Every agent's episode scores are divided by the best heuristic's score on
+    the same workload seed (``paired_ratios``); each training seed's ratios form a row of the
+    ``(runs, episodes)`` matrix whose IQM and stratified-bootstrap CI (over training seeds and
+    episodes) are reported, with the probability of improvement over the best heuristic and
+    the win flag (CI lower bound > 1.01). ``mean_score`` is the mean ratio.
     """
-    by_cfg: dict[str, list[dict[str, Any]]] = {}
+    by_cfg: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        by_cfg.setdefault(str(r["config"]), []).append(r)
+        by_cfg.setdefault((str(r["config"]), str(r.get("split") or TEST_SPLIT)), []).append(r)
     out = []
-    for cfg in sorted(by_cfg):
-        rs = by_cfg[cfg]
+    for cfg, split in sorted(by_cfg, key=lambda k: (k[0], _split_order(k[1]))):
+        rs = by_cfg[(cfg, split)]
         metric = str(rs[0]["primary_metric"])
         by_agent: dict[str, list[dict[str, Any]]] = {}
         for r in rs:
@@ -73,17 +92,24 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
         heur = [a for a in by_agent if by_agent[a][0]["agent_kind"] == "heuristic" and not ub[a]]
         means = {a: float(np.mean([float(r["score"]) for r in by_agent[a]])) for a in by_agent}
         best_h = max(heur, key=lambda a: means[a]) if heur else max(means, key=means.__getitem__)
-        ref = means[best_h] if means[best_h] > 0 else 1.0
-        summaries = []
+        runs_of: dict[str, dict[str, dict[int, float]]] = {}
         for a, ars in by_agent.items():
-            runs: dict[str, dict[int, float]] = {}
-            pol: dict[str, str] = {}
             for r in ars:
                 ts = str(r.get("train_seed") or "")
-                runs.setdefault(ts, {})[int(r["eval_seed"])] = float(r["score"]) / ref
-                pol[ts] = str(r["policy"])
-            tasks = sorted(set.intersection(*(set(v) for v in runs.values())))
-            m = np.array([[runs[ts][t] for t in tasks] for ts in sorted(runs)])
+                runs_of.setdefault(a, {}).setdefault(ts, {})[int(r["eval_seed"])] = float(r["score"])
+        ref_runs = runs_of[best_h]
+        reference = {s: float(np.mean([v[s] for v in ref_runs.values() if s in v]))
+                     for s in set().union(*ref_runs.values())}
+        summaries = []
+        for a, ars in by_agent.items():
+            runs = runs_of[a]
+            pol = {str(r.get("train_seed") or ""): str(r["policy"]) for r in ars}
+            try:
+                m, seeds = paired_ratios(runs, reference)
+            except UserError as exc:
+                raise UserError(f"{cfg} ({split}), agent {a} vs {best_h}: {exc}") from None
+            ref_m = np.array([[reference[s] for s in seeds]])
+            raw_m = np.array([[runs[ts][s] for s in seeds] for ts in sorted(runs)])
             kpis = {}
             for key, *_ in KPI_TABLE:
                 vals = [v for r in ars if (v := to_float(r.get(key))) is not None and math.isfinite(v)]
@@ -91,22 +117,24 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
             raw = [v for r in ars if (v := to_float(r.get(metric))) is not None and math.isfinite(v)]
             kpis[metric] = float(np.mean(raw)) if raw else float("nan")
             best_run = max(runs, key=lambda ts: float(np.mean(list(runs[ts].values()))))
+            ci = stratified_bootstrap_ci(m)
             summaries.append(
                 AgentSummary(
                     agent=a,
                     kind=str(ars[0]["agent_kind"]),
                     upper_bound=ub[a],
                     runs=len(runs),
-                    episodes=len(tasks),
+                    episodes=len(seeds),
                     iqm=iqm(m),
-                    ci=stratified_bootstrap_ci(m),
-                    mean_score=means[a] / ref,
+                    ci=ci,
+                    mean_score=float(m.mean()),
                     kpis=kpis,
                     best_run=best_run,
                     policies=pol,
+                    prob_improvement=probability_of_improvement(raw_m, ref_m),
+                    win=is_win(ci),
                 )
             )
         summaries.sort(key=lambda s: (-s.iqm, s.agent))
-        out.append(ConfigSummary(cfg, metric, best_h, means[best_h], summaries))
+        out.append(ConfigSummary(cfg, metric, best_h, means[best_h], summaries, split))
     return out
-

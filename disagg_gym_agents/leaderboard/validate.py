@@ -1,4 +1,6 @@
-"""``validate``: replays every row of a results CSV and names each KPI that differs."""
+"""``validate``: replays every row of a results CSV and names each KPI that differs;
+``check_omissions``: names every expected episode (``manifest.json``) that has no row.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from disagg_gym.errors import UserError
 from disagg_gym_agents.leaderboard.cells import DEFAULT_RESULTS, Cell, env_version, resolve_path
+from disagg_gym_agents.leaderboard.manifest import manifest_path, missing_rows, read_manifest
 from disagg_gym_agents.leaderboard.results import META_COLUMNS, NOT_REPLAYED, read_results
 from disagg_gym_agents.leaderboard.runner import progress_bar, sha256_of, run_cell
 from disagg_gym_agents.leaderboard.stats import to_float
@@ -28,6 +31,53 @@ def _same(recorded: str, replayed: Any) -> bool:
             return math.isnan(a) and math.isnan(b)
         return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
     return str(recorded) == ("" if replayed is None else str(replayed))
+
+
+def check_filters(
+    p: Path, rows: Sequence[dict[str, str]], configs: Sequence[str] | None, agents: Sequence[str] | None
+) -> None:
+    """Every ``--configs`` / ``--agents`` value must match a row (one line naming those that do not).
+
+    Raises:
+        UserError: ``--configs: no rows with config 'X' in FILE (it has: ...)``.
+    """
+    for flag, wanted, col in (("--configs", configs, "config"), ("--agents", agents, "agent")):
+        have = sorted({r[col] for r in rows})
+        bad = [w for w in wanted or () if w not in have]
+        if bad:
+            raise UserError(
+                f"{flag}: no rows with {col} {', '.join(map(repr, bad))} in {p} (it has: {', '.join(have)})"
+            )
+
+
+def check_omissions(
+    path: str | Path,
+    configs: Sequence[str] | None = None,
+    agents: Sequence[str] | None = None,
+    *,
+    require_manifest: bool = True,
+) -> list[str]:
+    """One line per expected cell (``manifest.json`` beside the results) with missing rows.
+
+    Within the ``configs`` / ``agents`` filters; a filter value that matches no row raises.
+
+    Raises:
+        UserError: No manifest (unless ``require_manifest`` is false), a bad manifest, or a
+            filter that matches no row.
+    """
+    p = Path(path)
+    rows = read_results(p)
+    check_filters(p, rows, configs, agents)
+    mp = manifest_path(p)
+    expected = read_manifest(mp)
+    if expected is None:
+        if require_manifest:
+            raise UserError(
+                f"{mp}: no manifest of expected cells beside {p.name}, so missing rows cannot be "
+                "detected (benchmark writes it; pass --no-manifest to only replay the rows)"
+            )
+        return []
+    return missing_rows(expected, rows, configs, agents)
 
 
 def validate(
@@ -58,11 +108,7 @@ def validate(
     rows = read_results(p)
     if not rows:
         raise UserError(f"{p}: no result rows")
-    for flag, wanted, col in (("--configs", configs, "config"), ("--agents", agents, "agent")):
-        have = sorted({r[col] for r in rows})
-        for w in wanted or ():
-            if w not in have:
-                raise UserError(f"{flag}: no rows with {col} {w!r} in {p} (it has: {', '.join(have)})")
+    check_filters(p, rows, configs, agents)
     numbered = [
         (i, r) for i, r in enumerate(rows, start=2)  # line number in the file (header = 1)
         if (not configs or r["config"] in configs) and (not agents or r["agent"] in agents)
@@ -75,15 +121,15 @@ def validate(
     groups: dict[tuple[str, ...], list[tuple[int, dict[str, str]]]] = {}
     for i, r in numbered:
         key = (r["config"], r["agent"], r["agent_kind"], r["policy"], r["train_seed"],
-               r.get("upper_bound", ""), r.get("overrides") or "{}")
+               r.get("upper_bound", ""), r.get("overrides") or "{}", r["split"])
         groups.setdefault(key, []).append((i, r))
     errors: list[str] = []
     bar = progress_bar(len(numbered), "validate", progress)
     def where(i: int, r: dict[str, str]) -> str:
-        return (f"{p}:{i} (config={r['config']}, agent={r['agent']}, "
+        return (f"{p}:{i} (config={r['config']}, split={r['split']}, agent={r['agent']}, "
                 f"train_seed={r['train_seed'] or '-'}, eval_seed={r['eval_seed']})")
 
-    for (cfg, agent, kind, policy, ts, ub, ov), items in groups.items():
+    for (cfg, agent, kind, policy, ts, ub, ov, split), items in groups.items():
 
         try:
             if int(items[0][1]["env_version"]) != env_version(cfg):
@@ -95,7 +141,7 @@ def validate(
                 want = items[0][1].get("model_sha256", "")
                 if want and sha256_of(mp) != want:
                     raise ValueError(f"checkpoint {str(mp)!r} has changed (SHA-256 mismatch)")
-            cell = Cell(cfg, agent, kind, policy, int(ts) if ts else None, ub == "True")
+            cell = Cell(cfg, agent, kind, policy, int(ts) if ts else None, ub == "True", split)
             replay = run_cell(cell, [int(r["eval_seed"]) for _, r in items], json.loads(ov))
         except Exception as exc:  # noqa: BLE001 - reported per row, validation goes on
             for i, r in items:

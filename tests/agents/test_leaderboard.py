@@ -30,7 +30,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("lb")
     return lb.benchmark(
-        out, [ENV], ["jsq", "round_robin"], episodes=1, overrides=SHORT, progress=False
+        out, [ENV], ["jsq", "round_robin"], episodes=1, overrides=SHORT, progress=False,
+        splits=["test"],
     )
 
 
@@ -45,7 +46,8 @@ def test_benchmark_writes_rows_report_and_plots(results: Path) -> None:
     assert r["eval_seed"] == str(lb.EVAL_SEED_OFFSET) and r["train_seed"] == ""
     assert float(r["score"]) == float(r["goodput_rps"])  # goodput: score is the metric itself
     md = (results.parent / "LEADERBOARD.md").read_text()
-    assert f"## {ENV}" in md and "1.000 [1.000, 1.000]" in md
+    assert f"## {ENV} (test)" in md and "1.000 [1.000, 1.000]" in md
+    assert [r["split"] for r in rows] == ["test", "test"]
     plots = results.parent / "plots"
     assert (plots / "scores.png").is_file()
     assert (plots / "SmallRoute-v1_latency_cdf.png").is_file()
@@ -66,19 +68,19 @@ def test_resume_skips_finished_cells(
 
     monkeypatch.setattr(lb.runner, "run_cell", spy)  # what benchmark() calls
     lb.benchmark(tmp_path, [ENV], ["jsq", "round_robin", "p2c"], episodes=2, overrides=SHORT,
-                 plots=False, progress=False)
+                 plots=False, progress=False, splits=["test"])
     s1 = lb.EVAL_SEED_OFFSET + 1
     assert ran == [("jsq", [s1]), ("round_robin", [s1]), ("p2c", [lb.EVAL_SEED_OFFSET, s1])]
     assert len(_rows(copy)) == 6
     ran.clear()
     lb.benchmark(tmp_path, [ENV], ["jsq", "round_robin", "p2c"], episodes=2, overrides=SHORT,
-                 plots=False, progress=False)
+                 plots=False, progress=False, splits=["test"])
     assert ran == []  # everything done: nothing re-run
     assert len(_rows(copy)) == 6
 
 
 def test_inapplicable_heuristic_is_skipped() -> None:
-    cells = lb.plan_cells([ENV], ["static_ratio", "heuristics"])
+    cells = lb.plan_cells([ENV], ["static_ratio", "heuristics"], ["test"])
     names = [c.agent for c in cells]
     assert "static_ratio" not in names and "length_oracle" in names
     assert [c.upper_bound for c in cells if c.agent == "length_oracle"] == [True]
@@ -104,6 +106,7 @@ def test_tampered_row_fails_naming_row_and_kpi(
         w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
+    (tmp_path / "manifest.json").write_text((results.parent / "manifest.json").read_text())
     errors = lb.validate(bad, progress=False)
     assert len(errors) == 1
     assert f"{bad}:3 " in errors[0] and "agent=round_robin" in errors[0]
@@ -132,11 +135,13 @@ def test_stratified_bootstrap_ci_hand_computed() -> None:
     # 1/4, 1/2, 1/4, so the 95% percentile interval is [0, 1].
     lo, hi = lb.stratified_bootstrap_ci(np.array([[0.0], [1.0]]))
     assert (lo, hi) == (0.0, 1.0)
-    # One run (a heuristic): zero width, at the IQM.
-    assert lb.stratified_bootstrap_ci(np.array([[0.9, 1.1, 1.0]])) == (1.0, 1.0)
+    # One run (a heuristic), runs only: zero width, at the IQM.
+    assert lb.stratified_bootstrap_ci(np.array([[0.9, 1.1, 1.0]]), task_bootstrap=False) == (1.0, 1.0)
     # Strata: runs are resampled within a task, so a constant column stays constant.
     m = np.array([[2.0, 5.0], [2.0, 5.0], [2.0, 5.0]])
-    assert lb.stratified_bootstrap_ci(m) == (3.5, 3.5)
+    assert lb.stratified_bootstrap_ci(m, task_bootstrap=False) == (3.5, 3.5)
+    # ... and with the episodes resampled too, the interval spans the column values.
+    assert lb.stratified_bootstrap_ci(m) == (2.0, 5.0)
 
 
 def test_score_is_higher_is_better() -> None:

@@ -8,7 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from disagg_gym_agents.leaderboard.stats import iqm, score_of, stratified_bootstrap_ci
+from disagg_gym.errors import UserError
+from disagg_gym_agents.leaderboard.stats import (
+    is_win,
+    iqm,
+    paired_ratios,
+    probability_of_improvement,
+    score_of,
+    stratified_bootstrap_ci,
+)
 
 
 def test_iqm_is_scipy_trim_mean() -> None:
@@ -47,16 +55,63 @@ def test_bootstrap_ci_matches_a_binomial_closed_form() -> None:
     def iqm_of(k: int) -> float:
         return min(max(k - cut, 0), mid) / mid
 
-    lo, hi = stratified_bootstrap_ci(m, reps=20_000, confidence=0.95, seed=1)
+    lo, hi = stratified_bootstrap_ci(m, reps=20_000, confidence=0.95, seed=1, task_bootstrap=False)
     assert lo == pytest.approx(iqm_of(_binom_quantile(n, 0.025)), abs=1.0 / mid + 1e-9)
     assert hi == pytest.approx(iqm_of(_binom_quantile(n, 0.975)), abs=1.0 / mid + 1e-9)
     assert lo < 0.5 < hi
 
 
-def test_bootstrap_ci_of_one_run_has_zero_width() -> None:
+def test_bootstrap_ci_of_one_run_has_zero_width_without_task_bootstrap() -> None:
     m = np.array([[0.2, 0.9, 0.5, 0.7]])
-    lo, hi = stratified_bootstrap_ci(m)
+    lo, hi = stratified_bootstrap_ci(m, task_bootstrap=False)
     assert lo == hi == pytest.approx(iqm(m))
+
+
+def test_task_bootstrap_of_two_episodes_by_hand() -> None:
+    # One run, two episodes a < b. Resampling the episodes gives (a,a), (a,b), (b,a), (b,b)
+    # with probability 1/4, 1/2, 1/4 (resampling the one run changes nothing); two values keep
+    # both in the IQM, so the statistic is a, (a+b)/2, b. The 2.5% quantile is a, the 97.5% b,
+    # and the 20% / 80% quantiles (60% CI) are a and b too while 30%/70% (40% CI) are (a+b)/2.
+    a, b = 0.9, 1.3
+    m = np.array([[a, b]])
+    assert stratified_bootstrap_ci(m, reps=4000) == pytest.approx((a, b))
+    lo, hi = stratified_bootstrap_ci(m, reps=4000, confidence=0.4)
+    assert lo == pytest.approx((a + b) / 2) and hi == pytest.approx((a + b) / 2)
+
+
+def test_task_bootstrap_covers_episode_noise_of_a_single_run() -> None:
+    # A deterministic heuristic (one run) now gets a CI from its episodes: ratios spread
+    # 0.98..1.04 must not produce a zero-width interval (issue #15's MooncakeRdma "win").
+    m = np.array([[0.98, 0.99, 1.0, 1.01, 1.02, 1.03, 1.04, 1.0, 0.99, 1.02]])
+    lo, hi = stratified_bootstrap_ci(m)
+    assert lo < iqm(m) < hi and lo < 1.01 and not is_win((lo, hi))
+
+
+def test_paired_ratios_divide_by_the_reference_on_the_same_seed() -> None:
+    runs = {"1": {10000: 2.0, 10001: 6.0, 10002: 1.0}, "0": {10000: 4.0, 10001: 3.0}}
+    ref = {10000: 2.0, 10001: 3.0, 10002: 5.0}
+    m, seeds = paired_ratios(runs, ref)
+    assert seeds == [10000, 10001]  # 10002: run "0" lacks it
+    assert m.tolist() == [[2.0, 1.0], [1.0, 2.0]]  # runs sorted: "0", then "1"
+    m, seeds = paired_ratios({"": {1: 3.0, 2: 4.0}}, {1: 0.0, 2: 2.0})
+    assert seeds == [2] and m.tolist() == [[2.0]]  # a zero reference has no ratio
+    with pytest.raises(UserError, match="no workload seed"):
+        paired_ratios({"": {1: 1.0}}, {2: 1.0})
+
+
+def test_probability_of_improvement_by_hand() -> None:
+    # Task 1: x runs (3, 1) vs y (2): pairs 3>2, 1<2 -> 1/2. Task 2: x (5, 5) vs y (5): ties -> 1/2.
+    # Task 3: x (9, 8) vs y (1): both greater -> 1. Mean over tasks: (0.5 + 0.5 + 1) / 3.
+    x = np.array([[3.0, 5.0, 9.0], [1.0, 5.0, 8.0]])
+    y = np.array([[2.0, 5.0, 1.0]])
+    assert probability_of_improvement(x, y) == pytest.approx(2.0 / 3.0)
+    assert probability_of_improvement(y, y) == 0.5
+    with pytest.raises(UserError):
+        probability_of_improvement(x, np.ones((1, 2)))
+
+
+def test_win_needs_the_lower_bound_above_1_01() -> None:
+    assert not is_win((1.005, 1.2)) and not is_win((1.01, 1.2)) and is_win((1.0101, 1.02))
 
 
 def test_scores_are_higher_is_better() -> None:
@@ -76,6 +131,15 @@ def test_against_rliable_when_installed() -> None:
     m = rng.normal(1.0, 0.2, size=(5, 6))
     assert iqm(m) == pytest.approx(float(metrics.aggregate_iqm(m)), rel=1e-12)
     _, cis = rly.get_interval_estimates({"a": m}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=20_000)
+    lo, hi = stratified_bootstrap_ci(m, reps=20_000, task_bootstrap=False)
+    assert lo == pytest.approx(float(cis["a"][0, 0]), abs=0.01)
+    _, cis = rly.get_interval_estimates(
+        {"a": m}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=20_000, task_bootstrap=True
+    )
     lo, hi = stratified_bootstrap_ci(m, reps=20_000)
     assert lo == pytest.approx(float(cis["a"][0, 0]), abs=0.01)
+    assert hi == pytest.approx(float(cis["a"][1, 0]), abs=0.01)
+    y = rng.normal(1.0, 0.2, size=(1, 6))
+    poi = metrics.probability_of_improvement(m, np.repeat(y, 5, axis=0))
+    assert probability_of_improvement(m, y) == pytest.approx(float(poi), abs=1e-12)
     assert hi == pytest.approx(float(cis["a"][1, 0]), abs=0.01)

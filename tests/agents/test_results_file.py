@@ -27,7 +27,7 @@ ENV = "disagg/SmallRoute-v1"
 def _row(agent: str, seed: int, **kpis: object) -> dict[str, object]:
     return {
         "config": ENV, "env_version": 0, "agent": agent, "agent_kind": "heuristic",
-        "upper_bound": False, "train_seed": None, "eval_seed": seed, "episode": 0,
+        "upper_bound": False, "split": "test", "train_seed": None, "eval_seed": seed, "episode": 0,
         "primary_metric": "goodput_rps", "score": 1.5, "policy": f"heuristic:{agent}",
         "overrides": "{}", "goodput_rps": 1.5, **kpis,
     }
@@ -136,7 +136,7 @@ def test_bad_results_file_is_one_line(tmp_path: Path, text: str | None, message:
 def test_bad_eval_seed_names_the_row(tmp_path: Path) -> None:
     p = tmp_path / "results.csv"
     lb.append_rows(p, [_row("a", 1), _row("a", 2)])
-    p.write_text(p.read_text().replace(f"{ENV},0,a,heuristic,False,,2,", f"{ENV},0,a,heuristic,False,,abc,"))
+    p.write_text(p.read_text().replace(f"{ENV},0,a,heuristic,False,test,,2,", f"{ENV},0,a,heuristic,False,test,,abc,"))
     with pytest.raises(UserError) as exc:
         lb.read_results(p)
     assert str(exc.value) == f"{p}:3: column 'eval_seed': expected an integer (got 'abc')"
@@ -186,7 +186,8 @@ def test_benchmark_bad_out_fails_before_any_cell(
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("lb17")
-    return lb.benchmark(out, [ENV], ["jsq"], episodes=1, overrides={"horizon_s": 2}, progress=False, plots=False)
+    return lb.benchmark(out, [ENV], ["jsq"], episodes=1, overrides={"horizon_s": 2}, progress=False, plots=False,
+                        splits=["test"])
 
 
 def test_validate_fails_when_nothing_is_checked(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,6 +218,8 @@ def test_validate_ignores_a_torn_row(results: Path, tmp_path: Path) -> None:
     text = results.read_text()
     p.write_text(text + text.splitlines()[1][:40])  # a second copy of the row, cut short
     assert lb.validate(p, progress=False) == []
+    (tmp_path / "manifest.json").write_text(results.with_name("manifest.json").read_text())
+    assert lb.check_omissions(p) == []
 
 
 def test_concurrent_benchmark_processes_share_one_folder(tmp_path: Path) -> None:
@@ -226,7 +229,8 @@ def test_concurrent_benchmark_processes_share_one_folder(tmp_path: Path) -> None
     agents = ["round_robin", "p2c", "least_finish"]
     procs = [subprocess.Popen(
         [sys.executable, "-m", "disagg_gym.cli", "benchmark", "--configs", ENV, "--agents", a, "jsq",
-         "--episodes", "2", "--out", str(out), "--no-progress", "--no-plots", "--set", "horizon_s=2"],
+         "--episodes", "2", "--out", str(out), "--no-progress", "--no-plots", "--set", "horizon_s=2",
+         "--splits", "test"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for a in agents]
     for p in procs:
         _, err = p.communicate(timeout=300)

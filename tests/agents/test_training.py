@@ -131,7 +131,7 @@ def test_maskable_ppo_smoke_tensorboard_kpis_and_evaluate(tmp_path: Path) -> Non
     assert cfg["env_id"] == ENV_ID and cfg["algo"] == "maskable_ppo"
     assert cfg["hyperparams"]["n_steps"] == 256 and cfg["hyperparams"]["n_timesteps"] == 2048
     assert cfg["overrides"] == {"horizon_s": 3} and cfg["env_wrappers"] == []
-    assert cfg["args"]["seed"] == 0 and cfg["eval_workload_seeds"] == [10_000]
+    assert cfg["args"]["seed"] == 0 and cfg["eval_workload_seeds"] == [20_000]  # validation, not test
     for pkg in ("disagg_gym", "gymnasium", "stable_baselines3", "sb3_contrib", "torch", "numpy"):
         assert cfg["versions"][pkg]
 
@@ -484,3 +484,18 @@ def test_sb3_spec_of_a_folder_says_what_is_wrong(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().err.strip() == (
         f"evaluate.py: error: model file {str(tmp_path / 'model.zip')!r} is not a model zip saved by SB3"
     )
+
+
+def test_periodic_eval_env_runs_validation_seeds_not_test_seeds() -> None:
+    # issue #15: train's periodic evaluation (and best_model.zip) must never see the test seeds
+    from disagg_gym_agents.vec_env import make_vec_env
+
+    venv = make_vec_env(ENV_ID, {"horizon_s": 1}, n_envs=1, seed=0, held_out=2)
+    try:
+        seen = []
+        for _ in range(3):
+            venv.reset()
+            seen.append(venv.env_method("get_wrapper_attr", "workload_seed")[0])
+        assert seen == [20_000, 20_001, 20_000]
+    finally:
+        venv.close()

@@ -16,8 +16,9 @@ CONFIG = "disagg/SmallRoute-v1"
 
 
 def test_four_cells_on_ray_equal_local_rows(ray_local: None) -> None:
-    cells = plan_cells([CONFIG], ["heuristics"])[:4]
-    assert len(cells) == 4
+    cells = plan_cells([CONFIG], ["heuristics"], ["test"])[:3]
+    cells += plan_cells([CONFIG], ["jsq"], ["shift:load_up_20"])  # a split travels with its cell
+    assert len(cells) == 4 and cells[-1].split == "shift:load_up_20"
     rows = run_cells_ray(cells, [10_000], OV, progress=False)
     assert rows == [run_cell(c, [10_000], OV) for c in cells]
 
@@ -25,13 +26,17 @@ def test_four_cells_on_ray_equal_local_rows(ray_local: None) -> None:
 def test_benchmark_ray_resumes_and_matches_local_file(ray_local: None, tmp_path: Path) -> None:
     agents = ["jsq", "round_robin", "kv_aware"]
     local = tmp_path / "local"
-    benchmark(local, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False)
+    benchmark(local, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False,
+              splits=["test"])
     want = (local / "results.csv").read_text()
 
     dist = tmp_path / "ray"
-    benchmark(dist, [CONFIG], agents[:1], episodes=1, overrides=OV, plots=False, progress=False)
-    benchmark_ray(dist, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False)
+    benchmark(dist, [CONFIG], agents[:1], episodes=1, overrides=OV, plots=False, progress=False,
+              splits=["test"])
+    benchmark_ray(dist, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False,
+              splits=["test"])
     assert (dist / "results.csv").read_text() == want
     assert (dist / "LEADERBOARD.md").is_file()
-    benchmark_ray(dist, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False)
+    benchmark_ray(dist, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False,
+              splits=["test"])
     assert len(read_results(dist / "results.csv")) == len(agents)

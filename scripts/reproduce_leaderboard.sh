@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Reproduces the whole leaderboard in one command: train the learned agents, benchmark every
+# standard config x split x agent, then validate (replay every row, check the manifest).
+#
+#   scripts/reproduce_leaderboard.sh --out DIR [--backend local|ray] [--seeds "0 1 2 3 4"]
+#       [--jobs N] [--configs "ID ..."] [--no-train] [--dry-run] [-- BENCHMARK-OPTIONS...]
+#
+# Resumable: rerun the same command after an interruption. Training skips every
+# DIR/checkpoints/<EnvName>/seed<k>/model.zip that exists and resumes a started run from its
+# latest checkpoint (scripts/train_leaderboard.py); the benchmark skips every episode already in
+# DIR/results.csv (append-only, locked), so only the missing cells run.
+#
+# Local backend: training runs as --jobs processes (one per training seed), then the benchmark
+# as --jobs processes, one (config, split) at a time each (they share DIR/results.csv safely),
+# then one last benchmark call writes LEADERBOARD.md and the plots, and validate replays every
+# config in --jobs processes. --backend ray runs the benchmark's cells as Ray tasks instead
+# (needs .venv-ray: scripts/setup_ray.sh; its python is then used unless PYTHON is set).
+#
+# Wall time on the 2-core reference machine: see docs/leaderboard.md ("Reproducing"): an
+# estimate from measured per-episode and per-training-run times, not a timed full run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=""
+BACKEND=local
+SEEDS="0 1 2 3 4"
+JOBS=2
+CONFIGS=""
+TRAIN=1
+DRY=0
+EXTRA=()
+die() { echo "reproduce_leaderboard: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) [ $# -ge 2 ] || die "--out needs a folder"; OUT=$2; shift 2 ;;
+    --backend) [ $# -ge 2 ] || die "--backend needs local or ray"; BACKEND=$2; shift 2 ;;
+    --seeds) [ $# -ge 2 ] || die "--seeds needs a list, e.g. \"0 1 2 3 4\""; SEEDS=$2; shift 2 ;;
+    --jobs) [ $# -ge 2 ] || die "--jobs needs a number"; JOBS=$2; shift 2 ;;
+    --configs) [ $# -ge 2 ] || die "--configs needs env ids"; CONFIGS=$2; shift 2 ;;
+    --no-train) TRAIN=0; shift ;;
+    --dry-run) DRY=1; shift ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+  esac
+done
+[ -n "$OUT" ] || die "--out DIR is required"
+case "$BACKEND" in local|ray) ;; *) die "--backend: expected local or ray (got '$BACKEND')" ;; esac
+[[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs: expected a positive integer (got '$JOBS')"
+for s in $SEEDS; do [[ "$s" =~ ^[0-9]+$ ]] || die "--seeds: expected non-negative integers (got '$s')"; done
+
+if [ -z "${PYTHON:-}" ]; then
+  if [ "$BACKEND" = ray ]; then PYTHON=.venv-ray/bin/python; else PYTHON=.venv/bin/python; fi
+fi
+[ "$DRY" = 1 ] || [ -x "$PYTHON" ] || die "no python at '$PYTHON' (run scripts/setup.sh, or scripts/setup_ray.sh for --backend ray)"
+
+run() { echo "+ $*" >&2; if [ "$DRY" = 0 ]; then "$@"; fi; }
+CFG_ARGS=()
+if [ -n "$CONFIGS" ]; then read -r -a CFG_ARGS <<< "$CONFIGS"; fi
+run mkdir -p "$OUT"
+
+if [ "$TRAIN" = 1 ]; then
+  # One process per training seed, at most JOBS at a time; each skips/resumes its own runs.
+  pids=()
+  for s in $SEEDS; do
+    while [ "$DRY" = 0 ] && [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 5; done
+    train=("$PYTHON" scripts/train_leaderboard.py --seeds "$s" --dest "$OUT/checkpoints"
+           --work "$OUT/runs" --log "$OUT/train_timings.jsonl")
+    if [ ${#CFG_ARGS[@]} -gt 0 ]; then train+=(--configs "${CFG_ARGS[@]}"); fi
+    echo "+ ${train[*]} > $OUT/train_seed$s.log 2>&1 &" >&2
+    if [ "$DRY" = 0 ]; then "${train[@]}" > "$OUT/train_seed$s.log" 2>&1 & pids+=($!); fi
+  done
+  for p in "${pids[@]}"; do wait "$p" || die "training failed (see $OUT/train_seed*.log)"; done
+  AGENTS=(heuristics "sb3:maskable_ppo=$OUT/checkpoints")
+else
+  AGENTS=(heuristics)
+fi
+
+# Launches "$@" in the background once fewer than JOBS of ours run; output to the log $LOG.
+launch() {
+  echo "+ $* > $LOG 2>&1 &" >&2
+  if [ "$DRY" = 0 ]; then
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done
+    "$@" > "$LOG" 2>&1 &
+    pids+=($!)
+  fi
+}
+waitall() {  # waits for every launched job; fails naming the logs if one failed
+  local bad=0
+  for p in "${pids[@]}"; do wait "$p" || bad=1; done
+  pids=()
+  [ "$bad" = 0 ] || die "$1 failed (see $OUT/logs/)"
+}
+
+run mkdir -p "$OUT/logs"
+bench=("$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --agents "${AGENTS[@]}" --backend "$BACKEND")
+if [ "$BACKEND" = local ]; then
+  # every (config, split) of the standard configs (or --configs), as "config split" lines
+  ids=$("$PYTHON" -c 'import sys
+from disagg_gym.env.registration import registered_ids
+from disagg_gym_agents.leaderboard import splits_of
+for c in sys.argv[1:] or registered_ids():
+    for s in splits_of(c):
+        print(c, s)' "${CFG_ARGS[@]}")
+  pids=()
+  while read -r cfg split; do
+    LOG="$OUT/logs/benchmark_${cfg//\//_}_${split//:/_}.log"
+    launch "${bench[@]}" --configs "$cfg" --splits "$split" --no-plots --no-progress \
+      --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
+  done <<< "$ids"
+  waitall benchmark
+fi
+# (ray) the whole benchmark; (local) every cell is done: only the tables and plots are written
+if [ ${#CFG_ARGS[@]} -gt 0 ]; then bench+=(--configs "${CFG_ARGS[@]}"); fi
+run "${bench[@]}" "${EXTRA[@]}"
+
+pids=()
+if [ "$DRY" = 0 ]; then
+  vcfgs=$("$PYTHON" -c 'import sys
+from disagg_gym_agents.leaderboard import read_results
+print("\n".join(sorted({r["config"] for r in read_results(sys.argv[1])})))' "$OUT/results.csv")
+else
+  vcfgs="CONFIG"
+fi
+for cfg in $vcfgs; do
+  LOG="$OUT/logs/validate_${cfg//\//_}.log"
+  launch "$PYTHON" -m disagg_gym.cli validate "$OUT/results.csv" --configs "$cfg" --no-progress
+done
+waitall validate
+if [ "$DRY" = 0 ]; then
+  cat "$OUT"/logs/validate_*.log
+  echo "reproduce_leaderboard: done: $OUT/results.csv, $OUT/LEADERBOARD.md (every config validated)"
+fi

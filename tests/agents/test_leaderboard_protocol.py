@@ -1,0 +1,228 @@
+"""Issue #15's leaderboard protocol: generalisation splits, the manifest of expected cells,
+paired statistics in the tables, and old results files without a ``split`` column."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+pytest.importorskip("stable_baselines3")  # the [rl] extra
+pytest.importorskip("sb3_contrib")  # the [rl] extra
+
+import csv
+import json
+from pathlib import Path
+
+from disagg_gym.cli import main
+from disagg_gym.config import ConfigError
+from disagg_gym.env.registration import registered_ids
+from disagg_gym.scenario import load_scenario, resolve_path
+from disagg_gym_agents import leaderboard as lb
+from disagg_gym_agents.base import make_env
+from disagg_gym_agents.evaluation import run_episode
+from disagg_gym_agents.factory import make_policy
+
+ENV = "disagg/SmallRoute-v1"
+SHORT = {"horizon_s": 3}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write(path: Path, rows: list[dict[str, str]], drop: tuple[str, ...] = ()) -> None:
+    cols = [c for c in rows[0] if c not in drop]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("lb15")
+    lb.benchmark(d, [ENV], ["jsq", "round_robin"], episodes=2, overrides=SHORT, progress=False,
+                 plots=False)
+    return d
+
+
+# ------------------------------------------------------------------- splits in the configs
+def test_every_standard_config_has_a_test_split_and_two_shifts() -> None:
+    for env_id in registered_ids():
+        splits = lb.splits_of(env_id)
+        assert splits[0] == "test" and len(splits) >= 3, (env_id, splits)
+        assert all(s.startswith("shift:") for s in splits[1:])
+
+
+def test_load_shifts_change_the_rate_by_20_percent() -> None:
+    for env_id in registered_ids():
+        w = make_env(env_id).unwrapped.scenario.workload
+        key = "rate_scale" if w.kind == "trace" else "rate_per_s"  # a trace is replayed faster
+        base = getattr(w, key)
+        up = lb.split_overrides(env_id, "shift:load_up_20")[f"workload.{key}"]
+        down = lb.split_overrides(env_id, "shift:load_down_20")[f"workload.{key}"]
+        assert up == pytest.approx(1.2 * base) and down == pytest.approx(0.8 * base), env_id
+    assert lb.split_overrides(ENV, "test") == {}
+    with pytest.raises(ValueError, match="unknown split 'shift:nope'"):
+        lb.split_overrides(ENV, "shift:nope")
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("evaluation: {splitz: 1}", "key 'evaluation.splitz': unknown key"),
+        ("evaluation: {shifts: {Bad: {description: x, overrides: {horizon_s: 2}}}}",
+         "key 'evaluation.shifts.Bad': a shift name is lower-case"),
+        ("evaluation: {shifts: {up: {description: x, overrides: {}}}}",
+         "key 'evaluation.shifts.up.overrides': a shift needs at least one override"),
+        ("evaluation: {shifts: {up: {description: x, overrides: {workload.rate_per_z: 3}}}}",
+         "key 'evaluation.shifts.up.overrides': key 'workload.rate_per_z': unknown key"),
+        ("evaluation: {shifts: {up: {description: x, overrides: {workload.rate_per_s: -3}}}}",
+         "key 'evaluation.shifts.up.overrides': key 'workload.rate_per_s'"),
+        ("evaluation: {episodes: 3}", "key 'evaluation.episodes': unknown key"),
+    ],
+)
+def test_bad_evaluation_section_is_one_line(tmp_path: Path, section: str, message: str) -> None:
+    text = resolve_path("small-route").read_text()
+    text = text[: text.index("evaluation:")] + section + "\n"
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_scenario(str(p))
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+# ------------------------------------------------------------------- benchmark over splits
+def test_benchmark_runs_every_split_and_records_it(out: Path) -> None:
+    rows = _rows(out / "results.csv")
+    got = sorted((r["split"], r["agent"], r["eval_seed"]) for r in rows)
+    splits = ["shift:load_down_20", "shift:load_up_20", "test"]
+    assert got == sorted((s, a, str(e)) for s in splits for a in ("jsq", "round_robin")
+                         for e in (10_000, 10_001))
+    assert all(r["overrides"] == json.dumps(SHORT, sort_keys=True) for r in rows)
+
+
+def test_shifted_row_is_the_config_with_the_shift_applied(out: Path) -> None:
+    # Oracle: run the episode by hand on the config with the +20% rate written out.
+    row = next(r for r in _rows(out / "results.csv")
+               if r["split"] == "shift:load_up_20" and r["agent"] == "jsq" and r["eval_seed"] == "10000")
+    env = make_env(ENV, {**SHORT, "workload.rate_per_s": 66})
+    kpis = run_episode(make_policy("heuristic:jsq", env, seed=0), env, 10_000, deterministic=True)
+    assert float(row["requests_total"]) == kpis["requests_total"]
+    assert float(row["goodput_rps"]) == pytest.approx(kpis["goodput_rps"], rel=1e-12)
+    test_row = next(r for r in _rows(out / "results.csv")
+                    if r["split"] == "test" and r["agent"] == "jsq" and r["eval_seed"] == "10000")
+    assert float(test_row["requests_total"]) < float(row["requests_total"])
+
+
+def test_splits_flag_restricts_and_unknown_split_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lb.benchmark(tmp_path, [ENV], ["jsq"], episodes=1, overrides=SHORT, progress=False,
+                 plots=False, splits=["shift:load_down_20"])
+    assert [r["split"] for r in _rows(tmp_path / "results.csv")] == ["shift:load_down_20"]
+    rc = main(["benchmark", "--configs", ENV, "--agents", "jsq", "--out", str(tmp_path / "x"),
+               "--splits", "shift:nope", "--no-progress", "--no-plots"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("disagg-gym: error: --splits: no config defines split 'shift:nope'")
+
+
+def test_markdown_shows_each_split(out: Path) -> None:
+    md = (out / "LEADERBOARD.md").read_text()
+    for s in ("test", "shift:load_up_20", "shift:load_down_20"):
+        assert f"## {ENV} ({s})" in md
+        assert f"| `{ENV}` | {s} |" in md
+
+
+# ------------------------------------------------------------------- manifest and omissions
+def test_manifest_lists_the_expected_cells(out: Path) -> None:
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["format"] == 1 and len(m["cells"]) == 6
+    assert {(c["split"], c["agent"], tuple(c["eval_seeds"])) for c in m["cells"]} == {
+        (s, a, (10_000, 10_001))
+        for s in ("test", "shift:load_up_20", "shift:load_down_20") for a in ("jsq", "round_robin")
+    }
+
+
+def test_validate_fails_on_a_missing_row(out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _rows(out / "results.csv")
+    gone = next(r for r in rows if r["split"] == "shift:load_up_20" and r["agent"] == "round_robin"
+                and r["eval_seed"] == "10001")
+    _write(tmp_path / "results.csv", [r for r in rows if r is not gone])
+    (tmp_path / "manifest.json").write_text((out / "manifest.json").read_text())
+    assert lb.validate(tmp_path / "results.csv", progress=False) == []  # every row replays ...
+    rc = main(["validate", str(tmp_path / "results.csv"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1  # ... but one is missing
+    assert (f"MISSING config={ENV}, split=shift:load_up_20, agent=round_robin, train_seed=-, "
+            f"overrides={json.dumps(SHORT, sort_keys=True)}: 1 of 2 expected episode(s) have no row "
+            "(eval_seed 10001)") in err
+    # The filter decides which expected cells count.
+    assert main(["validate", str(tmp_path / "results.csv"), "--agents", "jsq", "--no-progress"]) == 0
+
+
+def test_validate_without_a_manifest_says_so(out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "results.csv"
+    p.write_text((out / "results.csv").read_text())
+    rc = main(["validate", str(p), "--agents", "jsq", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == (
+        f"disagg-gym: error: {tmp_path / 'manifest.json'}: no manifest of expected cells beside "
+        "results.csv, so missing rows cannot be detected (benchmark writes it; pass --no-manifest "
+        "to only replay the rows)"
+    )
+    assert main(["validate", str(p), "--agents", "jsq", "--no-manifest", "--no-progress"]) == 0
+
+
+def test_filters_matching_no_row_fail_in_one_line(out: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["validate", str(out / "results.csv"), "--configs", "disagg/X-v1", "disagg/Y-v1",
+               "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == (
+        f"disagg-gym: error: --configs: no rows with config 'disagg/X-v1', 'disagg/Y-v1' in "
+        f"{out / 'results.csv'} (it has: {ENV})"
+    )
+
+
+# ------------------------------------------------------------------- old files, statistics
+def test_old_results_without_split_are_read_as_test(out: Path, tmp_path: Path) -> None:
+    rows = [r for r in _rows(out / "results.csv") if r["split"] == "test"]
+    _write(tmp_path / "results.csv", rows, drop=("split",))
+    assert "split" not in (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert {r["split"] for r in lb.read_results(tmp_path / "results.csv")} == {"test"}
+    assert lb.validate(tmp_path / "results.csv", progress=False) == []
+    # Resuming such a file finds its test cells done and adds the column for new rows.
+    lb.manifest_from_rows(tmp_path / "manifest.json", lb.read_results(tmp_path / "results.csv"))
+    assert lb.check_omissions(tmp_path / "results.csv") == []
+    todo = lb.missing_cells(tmp_path / "results.csv", lb.plan_cells([ENV], ["jsq"]),
+                            [10_000, 10_001], SHORT)
+    assert [c.split for c, _ in todo] == ["shift:load_up_20", "shift:load_down_20"]
+
+
+def _synthetic(ratio_by_seed: dict[int, float]) -> list[dict[str, str]]:
+    base = {"config": ENV, "split": "test", "primary_metric": "goodput_rps", "upper_bound": "False"}
+    rows = []
+    for s, ratio in ratio_by_seed.items():
+        ref = 10.0 + s % 7  # a workload-seed effect shared by both policies
+        rows.append({**base, "agent": "jsq", "agent_kind": "heuristic", "train_seed": "",
+                     "eval_seed": str(s), "score": str(ref), "policy": "heuristic:jsq"})
+        for ts in range(5):
+            rows.append({**base, "agent": "ppo", "agent_kind": "sb3", "train_seed": str(ts),
+                         "eval_seed": str(s), "score": str(ref * ratio), "policy": "sb3:x"})
+    return rows
+
+
+def test_summary_pairs_per_episode_and_says_win_only_above_1_01() -> None:
+    seeds = range(10_000, 10_010)
+    # 0.5% better on every episode: the workload effect cancels, the ratio is exactly 1.005 ...
+    cs = lb.summarise(_synthetic({s: 1.005 for s in seeds}))[0]
+    ppo = next(a for a in cs.agents if a.agent == "ppo")
+    assert ppo.ci == pytest.approx((1.005, 1.005)) and ppo.prob_improvement == 1.0
+    assert not ppo.win  # ... but below the 1.01 win threshold
+    md = lb.render_markdown([cs], Path("."), {}, {})
+    assert "| inconclusive (CI lower bound <= 1.01) |" in md
+    assert "win (" not in md  # the verdict column never says win
+    cs = lb.summarise(_synthetic({s: 1.05 for s in seeds}))[0]
+    assert next(a for a in cs.agents if a.agent == "ppo").win
+    assert "| win (CI lower bound > 1.01) |" in lb.render_markdown([cs], Path("."), {}, {})

@@ -1,0 +1,83 @@
+"""scripts/reproduce_leaderboard.sh: one command, resumable (a rerun runs nothing new), flags checked."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "reproduce_leaderboard.sh"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)
+
+
+@pytest.mark.slow  # four CLI processes
+def test_reproduce_runs_benchmark_and_validate_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "lb"
+    args = ("--out", str(out), "--no-train", "--configs", "disagg/SmallRoute-v1", "--",
+            "--agents", "jsq", "--episodes", "1", "--splits", "test", "--set", "horizon_s=2",
+            "--no-plots", "--no-progress")
+    first = _run(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "validate: OK, 1 row(s)" in first.stdout
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["agent"], r["split"], r["eval_seed"]) for r in rows] == [("jsq", "test", "10000")]
+    assert (out / "manifest.json").is_file()
+    before = (out / "results.csv").read_bytes()
+    second = _run(*args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert (out / "results.csv").read_bytes() == before  # nothing re-run, nothing appended
+    assert "validate: OK, 1 row(s)" in second.stdout
+
+
+def test_dry_run_lists_training_per_seed_and_ray_backend(tmp_path: Path) -> None:
+    r = _run("--out", str(tmp_path), "--backend", "ray", "--seeds", "0 1", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("+ ")]
+    assert sum("scripts/train_leaderboard.py --seeds 0 " in ln for ln in lines) == 1
+    assert sum("scripts/train_leaderboard.py --seeds 1 " in ln for ln in lines) == 1
+    bench = [ln for ln in lines if " benchmark " in ln]
+    assert len(bench) == 1  # Ray schedules the cells: one call
+    assert "--backend ray" in bench[0] and f"sb3:maskable_ppo={tmp_path}/checkpoints" in bench[0]
+    assert f"validate {tmp_path}/results.csv --configs" in lines[-1]
+
+
+def test_dry_run_local_benchmark_runs_every_config_and_split_then_the_tables(tmp_path: Path) -> None:
+    from disagg_gym.env.registration import registered_ids
+    from disagg_gym_agents.leaderboard import splits_of
+
+    r = _run("--out", str(tmp_path), "--no-train", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    bench = [ln for ln in r.stderr.splitlines() if ln.startswith("+ ") and " benchmark " in ln]
+    units = {(c, s) for c in registered_ids() for s in splits_of(c)}
+    per_unit = [ln.split() for ln in bench[:-1]]
+    assert {(a[a.index("--configs") + 1], a[a.index("--splits") + 1]) for a in per_unit} == units
+    assert len(per_unit) == len(units) and "--splits" not in bench[-1]  # last: tables and plots
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "--out DIR is required"),
+        (("--out", "x", "--backend", "slurm"), "--backend: expected local or ray (got 'slurm')"),
+        (("--out", "x", "--jobs", "0"), "--jobs: expected a positive integer (got '0')"),
+        (("--out", "x", "--seeds", "a"), "--seeds: expected non-negative integers (got 'a')"),
+        (("--out", "x", "--frobnicate"), "unknown option '--frobnicate'"),
+    ],
+)
+def test_bad_flags_are_one_line(args: tuple[str, ...], message: str) -> None:
+    r = _run(*args)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"reproduce_leaderboard: {message} (see --help)"
+                                                                    if "unknown" in message else
+                                                                    f"reproduce_leaderboard: {message}"]
