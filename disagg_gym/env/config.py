@@ -36,6 +36,16 @@ class EnvConfig:
     """Gymnasium-level options of a scenario."""
 
     reward: RewardWeights = field(default_factory=RewardWeights, metadata=spec("reward weights"))
+    reward_mode: Literal["aggregate", "per_decision"] = field(
+        default="aggregate",
+        metadata=spec(
+            "aggregate: a step's slo_goodput/slo_violation/rejection terms count every request that "
+            "finished since the previous step; per_decision: each routed request's outcome is "
+            "credited to the decision that routed it and delivered as soon as it is known "
+            "(rejection: that step; TTFT met/missed: at the first token; a TPOT miss corrects it "
+            "at completion), with info['credit'] naming the decision"
+        ),
+    )
     reward_scale: float = field(default=1.0, metadata=spec("multiplies the reward", gt=0))
     control_interval_s: float = field(default=10.0, metadata=spec("allocate/joint decision interval", gt=0))
     fallback_router: str = field(default="jsq", metadata=spec("router used for invalid route actions"))
@@ -49,7 +59,15 @@ class EnvConfig:
     allow_reject: bool = field(
         default=True, metadata=spec("route action has an extra value that rejects the request (admission control)")
     )
-    obs_mode: Literal["box", "dict"] = field(default="box", metadata=spec("flat Box or flat Dict observation"))
+    obs_mode: Literal["box", "dict", "padded"] = field(
+        default="box",
+        metadata=spec(
+            "flat Box, flat Dict, or padded (size-invariant: max_instances rows + validity column, route tasks)"
+        ),
+    )
+    max_instances: int | None = field(
+        default=None, metadata=spec("obs_mode padded: rows/action slots (default: the cluster's instances)", ge=1)
+    )
     max_episode_requests: int | None = field(
         default=None, metadata=spec("truncate after this many arrivals (default: horizon only)", ge=1)
     )

@@ -15,7 +15,8 @@ from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.env.reward_window import RewardWindow
 from disagg_gym.config import from_dict
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
-from disagg_gym.env.observation import ObservationBuilder
+from disagg_gym.env.observation import INSTANCE_FEATURES, ObservationBuilder
+from disagg_gym.errors import UserError
 from disagg_gym.env.options import check_reset_options
 from disagg_gym.scenario import ScenarioConfig, load_scenario
 from disagg_gym.simulation import Simulation, make_router
@@ -117,15 +118,31 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.gpu_sizes = [c for _, c in gpus]
         dims: list[int] = []
         self.allow_reject = self.cfg.allow_reject
+        self.padded = self.cfg.obs_mode == "padded"
+        self.slots = n
+        if self.padded:
+            if self.task != "route":
+                raise UserError(f"env.obs_mode: padded needs task: route (got task {self.task!r})")
+            self.slots = n if self.cfg.max_instances is None else int(self.cfg.max_instances)
+            if self.slots < n:
+                raise UserError(
+                    f"env.max_instances={self.slots} is below the cluster's {n} instances"
+                )
+        self.row_features = len(INSTANCE_FEATURES) + (1 if self.padded else 0)
+        """Features per instance row of the observation (padded mode adds the ``valid`` column)."""
+        m = self.slots
         if self.task in ("route", "joint"):
-            dims += [n + 1 if self.allow_reject else n, n]
+            dims += [m + 1 if self.allow_reject else m, m]
         if self.task in ("allocate", "joint"):
             dims += [c + 1 for c in self.gpu_sizes]
         self.action_space = spaces.MultiDiscrete(np.asarray(dims, dtype=np.int64))
         low, high = ObservationBuilder.bounds(n, len(self.gpus))
         box = spaces.Box(low=low, high=high, dtype=np.float32)
         self._box = box
-        if self.cfg.obs_mode == "dict":
+        if self.padded:
+            plow, phigh = ObservationBuilder.padded_bounds(self.slots)
+            self.observation_space = spaces.Box(low=plow, high=phigh, dtype=np.float32)
+        elif self.cfg.obs_mode == "dict":
             nf = 10
             i = n * nf
             self.observation_space = spaces.Dict({
@@ -178,8 +195,11 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._steps = 0
         self._invalid_count = 0
         self._done = False
+        self._per_decision = self.cfg.reward_mode == "per_decision"
+        self._credit: dict[int, float] = {}
         self._kind = self._advance()
         self.window.drain()
+        self.window.drain_credits()
         obs = self._obs()
         return obs, {"decision": self._kind, "sim_time_s": self.engine.now}
 
@@ -202,8 +222,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if kind == "route":
             req = cl.pending
             assert req is not None
+            if self._per_decision:
+                self.window.track(req, self._steps)
             choice = None
-            if vec is not None and self.allow_reject and vec[0] == self.n:
+            if vec is not None and self.allow_reject and vec[0] == self.slots:
                 cl.reject(req, "policy")  # admission control: the policy sheds this request
             else:
                 if vec is not None:
@@ -239,6 +261,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             "decision": self._kind,
             "sim_time_s": self.engine.now,
         }
+        if self._per_decision:
+            info["credit"] = self._credit
         if self._kind == "end":
             self._done = True
             if self._finite and self.cluster.drained():
@@ -258,15 +282,18 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         kind = self._kind
         flat: list[bool] = []
         if self.task in ("route", "joint"):
+            pad = [False] * (self.slots - self.n)
             if kind == "route" and cl.pending is not None:
                 mp, md = self._route_masks(cl.pending)
                 flat += mp
+                flat += pad
                 if self.allow_reject:
                     flat.append(True)
                 flat += md
+                flat += pad
             else:  # no-op: index 0 of each route dimension
-                np_ = self.n + (1 if self.allow_reject else 0)
-                flat += [True] + [False] * (np_ - 1) + [True] + [False] * (self.n - 1)
+                np_ = self.slots + (1 if self.allow_reject else 0)
+                flat += [True] + [False] * (np_ - 1) + [True] + [False] * (self.slots - 1)
         if self.task in ("allocate", "joint"):
             for m in self._alloc_masks(kind == "control"):
                 flat += m.tolist()
@@ -310,7 +337,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             if reject:
                 if not self.allow_reject:
                     raise ValueError("reject=True needs env.allow_reject: true")
-                out += [self.n, 0]
+                out += [self.slots, 0]
             else:
                 out += list(route) if route is not None else [0, 0]
         if self.task in ("allocate", "joint"):
@@ -446,7 +473,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         cl = self.cluster
         if kind == "route":
             req = cl.pending
-            if not (self.allow_reject and vec[0] == self.n) and self._decode_route(req, vec) is None:
+            if not (self.allow_reject and vec[0] == self.slots) and self._decode_route(req, vec) is None:
                 return True
             return self.task == "joint" and not self._alloc_is_noop(vec[2:])
         if kind == "control":
@@ -495,10 +522,23 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             self._last_arrivals = self.cluster.arrived
             a = 1.0 - math.exp(-dt / 30.0)
             self._rate_ema += a * (arrivals / dt - self._rate_ema)
+        if self._per_decision:
+            counts = {"slo_goodput": 0, "slo_violation": 0, "rejection": 0}
+            w = self.cfg.reward
+            weight = {"slo_goodput": w.slo_goodput, "slo_violation": w.slo_violation, "rejection": w.rejection}
+            credit: dict[int, float] = {}
+            for decision, term, sign, _tokens in self.window.drain_credits():
+                if sign:
+                    counts[term] += sign
+                    credit[decision] = credit.get(decision, 0.0) + self.cfg.reward_scale * weight[term] * sign
+            self._credit = credit
+            met, viol, rej = counts["slo_goodput"], counts["slo_violation"], counts["rejection"]
+        else:
+            met, viol, rej = win["met_slo"], win["violations"], win["rejected"]
         return {
-            "slo_goodput": float(win["met_slo"]),
-            "slo_violation": float(win["violations"]),
-            "rejection": float(win["rejected"]),
+            "slo_goodput": float(met),
+            "slo_violation": float(viol),
+            "rejection": float(rej),
             "gpu_cost_usd": float(max(dc, 0.0)),
             "energy_kj": float(max(de, 0.0) / 1e3),
             "invalid_action": 1.0 if invalid else 0.0,
@@ -510,6 +550,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         req = cl.pending if kind == "route" else None
         flat = self.obs_builder.build(req, kind == "route", kind == "control", self._slo_ema, self._rej_ema, self._rate_ema)
         self._last_obs = flat
+        if self.padded:
+            return self.obs_builder.pad(flat, self.slots)
         if self.cfg.obs_mode == "dict":
             return self.obs_builder.split(flat)
         return flat
