@@ -38,7 +38,7 @@ import disagg_gym  # noqa: F401  (registers the env ids)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--env-id", default="disagg/SmallRoute-v1")
+    p.add_argument("--env-id", default="disagg/SmallRoute-v2")
     p.add_argument("--overrides", default="{}", help="JSON dict of dotted-key env overrides")
     p.add_argument("--policy", choices=["mlp", "scorer"], default="mlp")
     p.add_argument("--total-timesteps", type=int, default=50_000)
@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vf-coef", type=float, default=0.5)
     p.add_argument("--max-grad-norm", type=float, default=0.5)
     p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--shaping", type=float, default=0.0,
+                   help="train with disagg_gym.wrappers.QueueShaping at this weight (0: off)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--save", default=None, help="write the trained weights (+ args) here")
@@ -180,6 +182,10 @@ def train(args: argparse.Namespace) -> tuple[nn.Module, list[tuple[int, float, f
     torch.set_num_threads(args.threads)
     over = json.loads(args.overrides)
     envs = [gym.make(args.env_id, overrides=over) for _ in range(args.num_envs)]
+    if args.shaping > 0:
+        from disagg_gym.wrappers import QueueShaping
+
+        envs = [QueueShaping(e, gamma=args.gamma, wait_weight=args.shaping, pressure_weight=args.shaping) for e in envs]
     nvec = [int(v) for v in envs[0].action_space.nvec]
     agent = make_agent(args.policy, envs[0], args.hidden)
     opt = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)

@@ -7,12 +7,19 @@ from typing import Literal
 
 from disagg_gym.config import spec
 
-REWARD_TERMS = ("slo_goodput", "slo_violation", "rejection", "gpu_cost_usd", "energy_kj", "invalid_action")
+REWARD_TERMS = (
+    "slo_goodput", "slo_violation", "rejection", "gpu_cost_usd", "energy_kj", "invalid_action", "load_shaping",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class RewardWeights:
     """Weights of the named reward terms; reward = sum(weight * term) over a step.
+
+    ``load_shaping`` is potential-based (Ng, Harada & Russell, 1999): it adds an immediate
+    signal for each routing decision (a request joining a long queue lowers the potential at
+    once) and, with ``env.shaping_gamma`` equal to the learner's discount, leaves the optimal
+    policy unchanged.
 
     Terms per step: ``slo_goodput`` requests completed within both SLOs; ``slo_violation``
     requests completed outside an SLO; ``rejection`` requests rejected; ``gpu_cost_usd`` dollars of
@@ -28,6 +35,13 @@ class RewardWeights:
     energy_kj: float = field(default=0.0, metadata=spec("per kJ of GPU energy"))
     invalid_action: float = field(
         default=-1.0, metadata=spec("per invalid action, applied with env.invalid_action: penalize (negative: a penalty)")
+    )
+    load_shaping: float = field(
+        default=0.0,
+        metadata=spec(
+            "weight of the potential-based shaping term shaping_gamma*phi(s') - phi(s), "
+            "phi = -sum(prefill wait_s^2) - sum(decode pressure^2) (0: off)", ge=0,
+        ),
     )
 
 
@@ -46,6 +60,7 @@ class EnvConfig:
             "at completion), with info['credit'] naming the decision"
         ),
     )
+    shaping_gamma: float = field(default=0.99, metadata=spec("discount of the load_shaping term", gt=0, le=1))
     reward_scale: float = field(default=1.0, metadata=spec("multiplies the reward", gt=0))
     control_interval_s: float = field(default=10.0, metadata=spec("allocate/joint decision interval", gt=0))
     fallback_router: str = field(default="jsq", metadata=spec("router used for invalid route actions"))

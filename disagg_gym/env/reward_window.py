@@ -91,7 +91,8 @@ class RewardWindow:
 
     def drain(self) -> dict[str, int]:
         """Returns and resets the aggregate counters (the per-decision ``credits`` list is
-        drained separately with :meth:`drain_credits`)."""
+        drained separately with :meth:`drain_credits`).
+        """
         out = {"completed": self.completed, "met_slo": self.met_slo, "rejected": self.rejected,
                "violations": self.violations, "output_tokens": self.output_tokens}
         self.completed = self.met_slo = self.rejected = self.violations = self.output_tokens = 0

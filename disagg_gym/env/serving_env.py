@@ -18,6 +18,7 @@ from disagg_gym.env.config import REWARD_TERMS, EnvConfig
 from disagg_gym.env.observation import INSTANCE_FEATURES, ObservationBuilder
 from disagg_gym.errors import UserError
 from disagg_gym.env.options import check_reset_options
+from disagg_gym.env.potential import load_potential
 from disagg_gym.scenario import ScenarioConfig, load_scenario
 from disagg_gym.simulation import Simulation, make_router
 from disagg_gym.types import Role
@@ -200,6 +201,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._kind = self._advance()
         self.window.drain()
         self.window.drain_credits()
+        self._phi = load_potential(self.cluster) if self.cfg.reward.load_shaping else 0.0
         obs = self._obs()
         return obs, {"decision": self._kind, "sim_time_s": self.engine.now}
 
@@ -254,6 +256,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             w.slo_goodput * terms["slo_goodput"] + w.slo_violation * terms["slo_violation"]
             + w.rejection * terms["rejection"] + w.gpu_cost_usd * terms["gpu_cost_usd"]
             + w.energy_kj * terms["energy_kj"] + w_invalid * terms["invalid_action"]
+            + w.load_shaping * terms["load_shaping"]
         )
         terminated = truncated = False
         info: dict[str, Any] = {
@@ -542,7 +545,17 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             "gpu_cost_usd": float(max(dc, 0.0)),
             "energy_kj": float(max(de, 0.0) / 1e3),
             "invalid_action": 1.0 if invalid else 0.0,
+            "load_shaping": self._shaping(),
         }
+
+    def _shaping(self) -> float:
+        """``shaping_gamma * phi(s') - phi(s)`` (0 when the weight is 0; ``phi(end) = 0``)."""
+        if not self.cfg.reward.load_shaping:
+            return 0.0
+        phi = 0.0 if self._kind == "end" else load_potential(self.cluster)
+        f = self.cfg.shaping_gamma * phi - self._phi
+        self._phi = phi
+        return float(f)
 
     def _obs(self) -> Any:
         cl = self.cluster

@@ -11,7 +11,7 @@ import pytest
 
 from disagg_gym_agents import leaderboard as lb
 
-ENV = "disagg/SmallRoute-v1"
+ENV = "disagg/SmallRoute-v2"
 SHORT = {"horizon_s": 4}
 
 
@@ -42,8 +42,8 @@ def test_benchmark_writes_rows_report_and_plots(results: Path) -> None:
     assert f"## {ENV}" in md and "1.000 [1.000, 1.000]" in md
     plots = results.parent / "plots"
     assert (plots / "scores.png").is_file()
-    assert (plots / "SmallRoute-v1_latency_cdf.png").is_file()
-    assert (plots / "SmallRoute-v1_timeline.png").is_file()
+    assert (plots / "SmallRoute-v2_latency_cdf.png").is_file()
+    assert (plots / "SmallRoute-v2_timeline.png").is_file()
 
 
 def test_resume_skips_finished_cells(

@@ -21,7 +21,7 @@ from disagg_gym_agents.policies import (
 )
 from disagg_gym_agents.ppo import SB3Policy, train
 
-ROUTE = "disagg/SmallRoute-v1"
+ROUTE = "disagg/SmallRoute-v2"
 ALLOC = "disagg/EnergyAllocate-v2"
 JOINT = "disagg/LargeJoint-v2"
 

@@ -9,7 +9,7 @@ import pytest
 import disagg_gym  # noqa: F401
 from disagg_gym.types import RequestState
 
-ENV = "disagg/SmallRoute-v1"
+ENV = "disagg/SmallRoute-v2"
 W = {"met": 1.0, "violated": -0.5, "rejected": -1.0}  # small-route.yaml's weights, by hand
 
 
@@ -110,3 +110,43 @@ def test_aggregate_mode_has_no_credit_key() -> None:
     env.reset(seed=0)
     _, _, _, _, info = env.step(env.unwrapped.action_for(reject=True))
     assert "credit" not in info
+
+
+def test_load_shaping_telescopes_to_zero_with_gamma_one() -> None:
+    """sum_t (phi(s_t+1) - phi(s_t)) = phi(end) - phi(start) = 0 - 0 (empty cluster at the
+    first arrival, phi(end) = 0 by convention); with gamma < 1 the terms are not all zero."""
+    sums = {}
+    for gamma in (1.0, 0.9):
+        env = gym.make(ENV, overrides={
+            "horizon_s": 4.0, "env.reward.load_shaping": 1.0, "env.shaping_gamma": gamma,
+        })
+        env.reset(seed=2)
+        u = env.unwrapped
+        total, nonzero = 0.0, 0
+        while True:
+            p, d = u._fallback_route(u.cluster.pending)
+            _, _, term, trunc, info = env.step(np.array([p, d]))
+            total += info["reward_terms"]["load_shaping"]
+            nonzero += info["reward_terms"]["load_shaping"] != 0.0
+            if term or trunc:
+                break
+        sums[gamma] = (total, nonzero)
+    assert sums[1.0][0] == pytest.approx(0.0, abs=1e-9) and sums[1.0][1] > 10
+    assert sums[0.9][0] != pytest.approx(0.0, abs=1e-3)
+
+
+def test_load_shaping_is_off_by_default_weight() -> None:
+    env = gym.make(ENV, overrides={"horizon_s": 2.0, "env.reward.load_shaping": 0.0})
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.unwrapped.action_for(route=(0, 2)))
+    assert info["reward_terms"]["load_shaping"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "name", ["SmallRoute", "HeteroRoute", "PcieRoute", "ColocatedBaseline", "HybridCostRoute", "MooncakeRdmaRoute"]
+)
+def test_route_ids_are_v2_and_v1_is_deprecated(name: str) -> None:
+    with pytest.raises(gym.error.DeprecatedEnv, match=f"disagg/{name}-v2"):
+        gym.make(f"disagg/{name}-v1")
+    env = gym.make(f"disagg/{name}-v2")
+    assert env.unwrapped.cfg.reward_mode == "per_decision"
