@@ -59,12 +59,17 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     ``Box(float32)`` with finite bounds documented in ``disagg_gym.env.observation`` and
     ``docs/envs.md``: per-instance queue, predicted wait, batch, KV memory, backlog, speed and
     link load; the pending request; decision flags; recent SLO attainment, rejections, time
-    features, arrival rate; prefill share per GPU type. ``obs_mode: dict`` gives a flat ``Dict``.
+    features, arrival rate; prefill share per GPU type. ``obs_mode: dict`` gives a flat ``Dict``;
+    ``obs_mode: padded`` (route) pads the instance rows to ``max_instances`` with a ``valid``
+    column and masks the padded action slots, so one policy fits any cluster size.
 
     ## Rewards
     A weighted sum of named terms accumulated since the previous step (``env.reward`` weights):
     ``slo_goodput``, ``slo_violation``, ``rejection``, ``gpu_cost_usd``, ``energy_kj``,
-    ``invalid_action``. The terms are in ``info["reward_terms"]``.
+    ``invalid_action``, ``load_shaping``. The terms are in ``info["reward_terms"]``. With
+    ``reward_mode: per_decision`` the first three credit each request's outcome to the
+    decision that routed it (``info["credit"]``: decision index -> reward), delivered at its
+    first token (TTFT known), at once for a rejection, corrected at completion on a TPOT miss.
 
     ## Starting State
     An empty cluster at t = 0 with the configured roles; arrivals from the workload seed.
@@ -82,6 +87,11 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     compared on identical input.
 
     ## Version History
+    * v2 (route configs; issue #16): ``env.reward_mode: per_decision`` (each request's outcome
+      credited to the decision that routed it, delivered at its first token or rejection) and
+      ``wait_norm_s`` O(1) by default. The simulation is unchanged. New options on every
+      config: ``obs_mode: padded`` + ``max_instances`` (size-invariant, route tasks), the
+      ``load_shaping`` reward term.
     * core v2 also makes invalid actions visible (issue #16): penalized by default.
     * core v2 (every config: v1 for route configs, v2 for EnergyAllocate, HeteroAllocate,
       LargeJoint; issue #13): KV transfers are max-min fair over sender egress, receiver ingress
