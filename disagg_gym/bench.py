@@ -253,10 +253,10 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
         out["ppo"] = {"skipped": PPO_SKIPPED}
         log(f"PPO: {PPO_SKIPPED}")
         return out
-    ppo = run_isolated("bench_ppo", env_id="disagg/SmallRoute-v1", timesteps=2048 if quick else 8192)
+    ppo = run_isolated("bench_ppo", env_id="disagg/SmallRoute-v2", timesteps=2048 if quick else 8192)
     out["ppo"] = ppo
     if "error" not in ppo:
-        log(f"PPO on disagg/SmallRoute-v1: {ppo['train_steps_per_s']:,.0f} steps/s")
+        log(f"PPO on disagg/SmallRoute-v2: {ppo['train_steps_per_s']:,.0f} steps/s")
     return out
 
 
@@ -294,7 +294,7 @@ def to_markdown(res: dict[str, Any]) -> str:
     if "skipped" in ppo:
         lines += ["", f"SB3 PPO: {ppo['skipped']}."]
     if "train_steps_per_s" in ppo:
-        lines += ["", f"SB3 PPO (MlpPolicy, 1 env, 1 thread) on disagg/SmallRoute-v1: {ppo['train_steps_per_s']:,.0f} steps/s, peak RSS {ppo['peak_rss_mb']} MB."]
+        lines += ["", f"SB3 PPO (MlpPolicy, 1 env, 1 thread) on disagg/SmallRoute-v2: {ppo['train_steps_per_s']:,.0f} steps/s, peak RSS {ppo['peak_rss_mb']} MB."]
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,12 @@ predicted wait" is a single weight, and the same weights serve 4 or 64 instances
 
 The layout (task, instances, reject value, GPU type sizes) comes from the env and is stored
 with the model (``policy_kwargs["layout"]``); ``layout_of(env)`` builds it. Works with the
-env's flat ``Box`` observation (``obs_mode: box``).
+env's flat ``Box`` observation (``obs_mode: box``) and with the size-invariant padded one
+(``obs_mode: padded``, route tasks): there ``n`` is the number of slots
+(``env.max_instances``), each row has a ``valid`` column, pooling runs over the valid rows
+only, and with ``instance_bias=False`` (no per-slot offsets) nothing in the weights depends
+on the instance count, so a model trained on a 4-instance cluster acts on a 64-instance one
+padded to the same number of slots (docs/agents.md, "Train small, test large").
 """
 
 from __future__ import annotations
@@ -66,8 +71,17 @@ def layout_of(env: gym.Env) -> dict[str, Any]:
     for name in ("task", "n", "allow_reject", "gpu_sizes"):
         if not hasattr(base, name):
             raise ValueError(f"{type(base).__name__} is not a disagg-gym env (no {name!r})")
-    if getattr(base.cfg, "obs_mode", "box") != "box":
-        raise UserError("instance policies need env.obs_mode: box")
+    mode = getattr(base.cfg, "obs_mode", "box")
+    if mode not in ("box", "padded"):
+        raise UserError(f"instance policies need env.obs_mode: box or padded (got {mode!r})")
+    if mode == "padded":
+        return {
+            "task": str(base.task),
+            "n": int(base.slots),
+            "allow_reject": bool(base.allow_reject),
+            "gpu_sizes": [],
+            "padded": True,
+        }
     return {
         "task": str(base.task),
         "n": int(base.n),
@@ -103,26 +117,30 @@ class InstanceScorer(nn.Module):
         reject_bias: float = -4.0,
         prior_scale: float = 0.0,
         relative_reject: bool = False,
+        instance_bias: bool = True,
     ) -> None:
         super().__init__()
         self.relative_reject = bool(relative_reject)
+        self.instance_bias = bool(instance_bias)
         self.task = layout["task"]
         if self.task not in ("route", "allocate", "joint"):
             raise ValueError(f"layout task must be route, allocate or joint (got {self.task!r})")
         self.n = int(layout["n"])
         self.reject = bool(layout["allow_reject"])
         self.sizes = [int(c) for c in layout["gpu_sizes"]]
+        self.padded = bool(layout.get("padded", False))
+        self.nf = NF + (1 if self.padded else 0)  # padded rows end with a validity column
         self.n_ctx = N_CTX_FIXED + len(self.sizes)
-        expect = self.n * NF + self.n_ctx
+        expect = self.n * self.nf + self.n_ctx
         if obs_dim != expect:
             raise UserError(
                 f"observation length {obs_dim} does not match the layout "
-                f"({self.n} instances x {NF} + {self.n_ctx} = {expect})"
+                f"({self.n} instances x {self.nf} + {self.n_ctx} = {expect})"
             )
         self.route = self.task in ("route", "joint")
         self.alloc = self.task in ("allocate", "joint")
         h = hidden
-        self.embed = _mlp([NF + self.n_ctx, h, h], act)
+        self.embed = _mlp([self.nf + self.n_ctx, h, h], act)
         self.pool_ctx = _mlp([2 * h + self.n_ctx, h], act)
         self.value = _mlp([2 * h + self.n_ctx, h, h], act)
         if self.route:
@@ -130,8 +148,9 @@ class InstanceScorer(nn.Module):
             self.decode_head = nn.Linear(3 * h, 1)
             # per-instance offsets (start at 0): what the shared features cannot tell apart,
             # e.g. an instance's site and price or its place in the topology
-            self.prefill_bias = nn.Parameter(torch.zeros(self.n))
-            self.decode_bias = nn.Parameter(torch.zeros(self.n))
+            # (instance_bias=False: none, so the weights do not depend on the instance count)
+            self.prefill_bias = nn.Parameter(torch.zeros(self.n), requires_grad=self.instance_bias)
+            self.decode_bias = nn.Parameter(torch.zeros(self.n), requires_grad=self.instance_bias)
             # load prior (learned weights, started at prior_scale; 0 = off): the logits start
             # as -w . load, so the greedy action starts as a join-shortest-queue choice
             self.prior = prior_scale != 0.0
@@ -170,8 +189,8 @@ class InstanceScorer(nn.Module):
             nn.init.constant_(self.reject_head.bias, self._reject_bias)
 
     def _split(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k = self.n * NF
-        return obs[:, :k].reshape(-1, self.n, NF), obs[:, k:]
+        k = self.n * self.nf
+        return obs[:, :k].reshape(-1, self.n, self.nf), obs[:, k:]
 
     def _encode(
         self, obs: torch.Tensor
@@ -180,7 +199,13 @@ class InstanceScorer(nn.Module):
         inst, ctx = self._split(obs)
         b = inst.shape[0]
         h = self.embed(torch.cat([inst, ctx[:, None, :].expand(b, self.n, self.n_ctx)], dim=-1))
-        pooled = torch.cat([h.mean(dim=1), h.max(dim=1).values], dim=-1)
+        if not self.padded:
+            pooled = torch.cat([h.mean(dim=1), h.max(dim=1).values], dim=-1)
+            return inst, h, pooled, ctx
+        valid = inst[:, :, -1:] > 0.5  # pool over real instances only
+        mean = (h * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+        mx = torch.where(valid, h, torch.full_like(h, -1e9)).max(dim=1).values
+        pooled = torch.cat([mean, torch.where(valid.any(dim=1), mx, torch.zeros_like(mx))], dim=-1)
         return inst, h, pooled, ctx
 
     def forward_actor(self, obs: torch.Tensor) -> torch.Tensor:
@@ -243,6 +268,7 @@ class _InstanceMixin:
         reject_bias: float = -4.0,
         prior_scale: float = 0.0,
         relative_reject: bool = False,
+        instance_bias: bool = True,
         **kwargs: Any,
     ) -> None:
         if layout is None:
@@ -252,13 +278,14 @@ class _InstanceMixin:
         self.reject_bias = float(reject_bias)
         self.prior_scale = float(prior_scale)
         self.relative_reject = bool(relative_reject)
+        self.instance_bias = bool(instance_bias)
         kwargs.pop("net_arch", None)
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = InstanceScorer(
             self.features_dim, self.layout, self.hidden, self.activation_fn, self.reject_bias,
-            self.prior_scale, self.relative_reject,
+            self.prior_scale, self.relative_reject, self.instance_bias,
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -274,6 +301,7 @@ class _InstanceMixin:
         data.update(
             layout=self.layout, hidden=self.hidden, reject_bias=self.reject_bias,
             prior_scale=self.prior_scale, relative_reject=self.relative_reject,
+            instance_bias=self.instance_bias,
         )
         return data
 

@@ -7,12 +7,19 @@ from typing import Literal
 
 from disagg_gym.config import spec
 
-REWARD_TERMS = ("slo_goodput", "slo_violation", "rejection", "gpu_cost_usd", "energy_kj", "invalid_action")
+REWARD_TERMS = (
+    "slo_goodput", "slo_violation", "rejection", "gpu_cost_usd", "energy_kj", "invalid_action", "load_shaping",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class RewardWeights:
     """Weights of the named reward terms; reward = sum(weight * term) over a step.
+
+    ``load_shaping`` is potential-based (Ng, Harada & Russell, 1999): it adds an immediate
+    signal for each routing decision (a request joining a long queue lowers the potential at
+    once) and, with ``env.shaping_gamma`` equal to the learner's discount, leaves the optimal
+    policy unchanged.
 
     Terms per step: ``slo_goodput`` requests completed within both SLOs; ``slo_violation``
     requests completed outside an SLO; ``rejection`` requests rejected; ``gpu_cost_usd`` dollars of
@@ -28,6 +35,13 @@ class RewardWeights:
     energy_kj: float = field(default=0.0, metadata=spec("per kJ of GPU energy"))
     invalid_action: float = field(
         default=-1.0, metadata=spec("per invalid action, applied with env.invalid_action: penalize (negative: a penalty)")
+    )
+    load_shaping: float = field(
+        default=0.0,
+        metadata=spec(
+            "weight of the potential-based shaping term shaping_gamma*phi(s') - phi(s), "
+            "phi = -sum(prefill wait_s^2) - sum(decode pressure^2) (0: off)", ge=0,
+        ),
     )
 
 
@@ -54,6 +68,17 @@ class EnvConfig:
     """Gymnasium-level options of a scenario."""
 
     reward: RewardWeights = field(default_factory=RewardWeights, metadata=spec("reward weights"))
+    reward_mode: Literal["aggregate", "per_decision"] = field(
+        default="aggregate",
+        metadata=spec(
+            "aggregate: a step's slo_goodput/slo_violation/rejection terms count every request that "
+            "finished since the previous step; per_decision: each routed request's outcome is "
+            "credited to the decision that routed it and delivered as soon as it is known "
+            "(rejection: that step; TTFT met/missed: at the first token; a TPOT miss corrects it "
+            "at completion), with info['credit'] naming the decision"
+        ),
+    )
+    shaping_gamma: float = field(default=0.99, metadata=spec("discount of the load_shaping term", gt=0, le=1))
     reward_scale: float = field(default=1.0, metadata=spec("multiplies the reward", gt=0))
     control_interval_s: float = field(default=10.0, metadata=spec("allocate/joint decision interval", gt=0))
     fallback_router: str = field(default="jsq", metadata=spec("router used for invalid route actions"))
@@ -67,7 +92,15 @@ class EnvConfig:
     allow_reject: bool = field(
         default=True, metadata=spec("route action has an extra value that rejects the request (admission control)")
     )
-    obs_mode: Literal["box", "dict"] = field(default="box", metadata=spec("flat Box or flat Dict observation"))
+    obs_mode: Literal["box", "dict", "padded"] = field(
+        default="box",
+        metadata=spec(
+            "flat Box, flat Dict, or padded (size-invariant: max_instances rows + validity column, route tasks)"
+        ),
+    )
+    max_instances: int | None = field(
+        default=None, metadata=spec("obs_mode padded: rows/action slots (default: the cluster's instances)", ge=1)
+    )
     max_episode_requests: int | None = field(
         default=None, metadata=spec("truncate after this many arrivals (default: horizon only)", ge=1)
     )

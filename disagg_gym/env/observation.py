@@ -5,6 +5,12 @@ Layout (``N`` instances, ``G`` switchable GPU types)::
     [ N x 10 per-instance features | 4 request features | 2 decision flags | 6 + G global ]
     + [ N x 5 cache features ]   (only for scenarios with prefix caching, see ``cache_features``)
 
+``obs_mode: padded`` (size-invariant, route tasks; ``M = env.max_instances``)::
+
+    [ M x (10 per-instance features + valid) | 4 request features | 2 decision flags | 6 global ]
+
+Padding rows are all zero (``valid`` = 0) and their action values are masked out.
+
 Every feature is clipped into its bound, so observations are never NaN/inf or out of range.
 """
 
@@ -82,6 +88,10 @@ def cache_features(scenario: ScenarioConfig) -> bool:
         fmt = wl.trace_format
         return fmt == "mooncake" or (fmt == "auto" and str(wl.trace_path or "").endswith(".jsonl"))
     return False
+
+PAD_VALID: tuple[str, float, float, str] = ("valid", 0.0, 1.0, "obs_mode padded: 1 for a real instance, 0 for a padding row")
+N_TAIL_PADDED = len(REQUEST_FEATURES) + len(DECISION_FEATURES) + len(GLOBAL_FEATURES)
+"""Length of the request + decision + global part of the padded observation."""
 
 
 class ObservationBuilder:
@@ -261,6 +271,28 @@ class ObservationBuilder:
             p, d = cl.role_counts(g)
             tail.append(p / (p + d))
         return tail
+
+    @staticmethod
+    def padded_bounds(slots: int) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of the padded observation (``obs_mode: padded``), see :meth:`pad`."""
+        feats = (list(INSTANCE_FEATURES) + [PAD_VALID]) * slots + list(REQUEST_FEATURES) + list(DECISION_FEATURES) + list(GLOBAL_FEATURES)
+        return (np.asarray([f[1] for f in feats], dtype=np.float32), np.asarray([f[2] for f in feats], dtype=np.float32))
+
+    def pad(self, flat: np.ndarray, slots: int) -> np.ndarray:
+        """Flat observation -> the size-invariant padded layout (``obs_mode: padded``).
+
+        ``[slots x (10 instance features + valid) | 4 request | 2 decision | 6 global]``: rows
+        ``n..slots-1`` are all zero (``valid`` = 0); the per-GPU-type prefill shares are left
+        out (their number depends on the cluster).
+        """
+        nf = self.nf
+        k = self.n * nf
+        out = np.zeros(slots * (nf + 1) + N_TAIL_PADDED, dtype=np.float32)
+        rows = out[: slots * (nf + 1)].reshape(slots, nf + 1)
+        rows[: self.n, :nf] = flat[:k].reshape(self.n, nf)
+        rows[: self.n, nf] = 1.0
+        out[slots * (nf + 1):] = flat[k : k + N_TAIL_PADDED]
+        return out
 
     def split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Flat vector -> the ``Dict`` observation form."""

@@ -5,7 +5,7 @@ and each id's entry point loads its YAML only when the env is made (as Gymnasium
 do). A test checks the table against the YAML files' ``version`` keys.
 
 Also resolves the two names of a standard scenario: its config name (``small-route``) and its
-env id (``disagg/SmallRoute-v1``, optionally ``disagg_gym:``-prefixed), so every command
+env id (``disagg/SmallRoute-v2``, optionally ``disagg_gym:``-prefixed), so every command
 accepts either (issue #20).
 """
 
@@ -22,18 +22,18 @@ ENTRY_POINT = "disagg_gym.env.serving_env:DisaggServingEnv"
 
 
 STANDARD_CONFIGS: dict[str, int] = {
-    "colocated-baseline": 1,
+    "colocated-baseline": 2,
     "energy-allocate": 2,
     "hetero-allocate": 2,
-    "hetero-route": 1,
-    "hybrid-cost-route": 1,
+    "hetero-route": 2,
+    "hybrid-cost-route": 2,
     "large-joint": 2,
     "mooncake-cache-route": 0,
-    "mooncake-rdma-route": 1,
+    "mooncake-rdma-route": 2,
     "multiturn-cache-route": 0,
-    "pcie-route": 1,
+    "pcie-route": 2,
     "rag-pool-route": 0,
-    "small-route": 1,
+    "small-route": 2,
 }
 """Shipped config name (``configs/<name>.yaml``) -> its env version (the YAML's ``version``).
 Adding a standard config is its YAML file plus one line here; bumping a version, both."""
@@ -51,7 +51,7 @@ STANDARD_VARIANTS: dict[str, tuple[str, ...]] = {
 
 
 def variant_id_for(name: str, version: int, variant: str) -> str:
-    """``small-route``, 1, ``short`` -> ``disagg/SmallRoute-short-v1``."""
+    """``small-route``, 1, ``short`` -> ``disagg/SmallRoute-short-v2``."""
     head, _, v = env_id_for(name, version).rpartition("-v")
     return f"{head}-{variant}-v{v}"
 
@@ -81,7 +81,7 @@ def standard_envs() -> list[dict[str, str]]:
 def variant_envs() -> list[dict[str, str]]:
     """``[{"id", "config", "variant"}]`` for every ``variants:`` entry of a standard config.
 
-    ``small-route`` with variant ``short`` -> ``disagg/SmallRoute-short-v1``.
+    ``small-route`` with variant ``short`` -> ``disagg/SmallRoute-short-v2``.
     """
     out = []
     for path in sorted(configs_dir().glob("*.yaml")):
@@ -122,7 +122,7 @@ _ENV_ID = re.compile(r"^(?:[A-Za-z_][\w.]*:)?(?:(?P<ns>[\w.-]+)/)?(?P<name>[\w.-
 def standard_env_for(name_or_id: str) -> dict[str, str] | None:
     """The ``standard_envs()`` entry a config name or env id names, or ``None`` if none.
 
-    Accepts ``small-route``, ``disagg/SmallRoute-v1`` and ``disagg_gym:disagg/SmallRoute-v1``.
+    Accepts ``small-route``, ``disagg/SmallRoute-v2`` and ``disagg_gym:disagg/SmallRoute-v2``.
 
     Raises:
         UserError: For an older or newer version of a standard id (``disagg/SmallRoute-v0``),
@@ -154,7 +154,7 @@ def standard_env_for(name_or_id: str) -> dict[str, str] | None:
 
 
 def resolve_env_id(name_or_id: str) -> str:
-    """A standard config name or env id -> the current env id (``small-route`` -> ``disagg/SmallRoute-v1``).
+    """A standard config name or env id -> the current env id (``small-route`` -> ``disagg/SmallRoute-v2``).
 
     Raises:
         UserError: One line naming ``name_or_id`` if it names no standard scenario (or an old

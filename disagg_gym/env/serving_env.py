@@ -19,8 +19,10 @@ from disagg_gym.env.reward_window import RewardWindow
 from disagg_gym.config import from_dict, to_dict
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
 from disagg_gym.env.make import config_tag, custom_env_id, scenario_data
-from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, ObservationBuilder, cache_features
+from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, INSTANCE_FEATURES, ObservationBuilder, cache_features
 from disagg_gym.env.options import check_reset_options
+from disagg_gym.env.potential import load_potential
+from disagg_gym.errors import UserError
 from disagg_gym.generator import ScenarioGenerator
 from disagg_gym.rng import RngStreams
 from disagg_gym.scenario import ScenarioConfig
@@ -66,12 +68,16 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     features, arrival rate; prefill share per GPU type; in scenarios with prefix caching
     (``observation.cache_features``), per instance the pending request's blocks held in HBM,
     host DRAM, SSD and the shared pool, and cache occupancy. ``obs_mode: dict`` gives a flat
-    ``Dict``.
+    ``Dict``; ``obs_mode: padded`` (route) pads the instance rows to ``max_instances`` with a
+    ``valid`` column and masks the padded action slots, so one policy fits any cluster size.
 
     ## Rewards
     A weighted sum of named terms accumulated since the previous step (``env.reward`` weights):
     ``slo_goodput``, ``slo_violation``, ``rejection``, ``gpu_cost_usd``, ``energy_kj``,
-    ``invalid_action``. The terms are in ``info["reward_terms"]``.
+    ``invalid_action``, ``load_shaping``. The terms are in ``info["reward_terms"]``. With
+    ``reward_mode: per_decision`` the first three credit each request's outcome to the
+    decision that routed it (``info["credit"]``: decision index -> reward), delivered at its
+    first token (TTFT known), at once for a rejection, corrected at completion on a TPOT miss.
 
     ## Starting State
     An empty cluster at t = 0 with the configured roles; arrivals from the workload seed.
@@ -100,6 +106,11 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     different policies can be compared on identical input.
 
     ## Version History
+    * v2 (route configs; issue #16): ``env.reward_mode: per_decision`` (each request's outcome
+      credited to the decision that routed it, delivered at its first token or rejection) and
+      ``wait_norm_s`` O(1) by default. The simulation is unchanged. New options on every
+      config: ``obs_mode: padded`` + ``max_instances`` (size-invariant, route tasks), the
+      ``load_shaping`` reward term.
     * issue #14 adds prefix caching: HBM prefix caches by default for workloads with block
       hashes (no standard config before MooncakeCacheRoute-v0, MultiturnCacheRoute-v0 and
       RagPoolRoute-v0 has any, so their dynamics and observations are unchanged).
@@ -187,8 +198,21 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.gpu_sizes = [c for _, c in gpus]
         dims: list[int] = []
         self.allow_reject = self.cfg.allow_reject
+        self.padded = self.cfg.obs_mode == "padded"
+        self.slots = n
+        if self.padded:
+            if self.task != "route":
+                raise UserError(f"env.obs_mode: padded needs task: route (got task {self.task!r})")
+            self.slots = n if self.cfg.max_instances is None else int(self.cfg.max_instances)
+            if self.slots < n:
+                raise UserError(
+                    f"env.max_instances={self.slots} is below the cluster's {n} instances"
+                )
+        self.row_features = len(INSTANCE_FEATURES) + (1 if self.padded else 0)
+        """Features per instance row of the observation (padded mode adds the ``valid`` column)."""
+        m = self.slots
         if self.task in ("route", "joint"):
-            dims += [n + 1 if self.allow_reject else n, n]
+            dims += [m + 1 if self.allow_reject else m, m]
         if self.task in ("allocate", "joint"):
             dims += [c + 1 for c in self.gpu_sizes]
         self.action_space = spaces.MultiDiscrete(np.asarray(dims, dtype=np.int64))
@@ -196,7 +220,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         low, high = ObservationBuilder.bounds(n, len(self.gpus), self.cache_obs)
         box = spaces.Box(low=low, high=high, dtype=np.float32)
         self._box = box
-        if self.cfg.obs_mode == "dict":
+        if self.padded:
+            plow, phigh = ObservationBuilder.padded_bounds(self.slots)
+            self.observation_space = spaces.Box(low=plow, high=phigh, dtype=np.float32)
+        elif self.cfg.obs_mode == "dict":
             nf = 10
             i = n * nf
             head = i + 6 + len(GLOBAL_FEATURES) + len(self.gpus)
@@ -265,6 +292,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._steps = 0
         self._invalid_count = 0
         self._done = False
+        self._per_decision = self.cfg.reward_mode == "per_decision"
+        self._credit: dict[int, float] = {}
         if warm > 0:
             self._warm_up(warm)
         self._last_arrivals = self.cluster.arrived
@@ -273,6 +302,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._cost = self.cluster.cost_usd(self.engine.now)
         self._kind = self._advance()
         self.window.drain()
+        self.window.drain_credits()
+        self._phi = load_potential(self.cluster) if self.cfg.reward.load_shaping else 0.0
         obs = self._obs()
         return obs, {"decision": self._kind, "sim_time_s": self.engine.now, "scenario": info_scen}
 
@@ -295,8 +326,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if kind == "route":
             req = cl.pending
             assert req is not None
+            if self._per_decision:
+                self.window.track(req, self._steps)
             choice = None
-            if vec is not None and self.allow_reject and vec[0] == self.n:
+            if vec is not None and self.allow_reject and vec[0] == self.slots:
                 cl.reject(req, "policy")  # admission control: the policy sheds this request
             else:
                 if vec is not None:
@@ -327,6 +360,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             w.slo_goodput * terms["slo_goodput"] + w.slo_violation * terms["slo_violation"]
             + w.rejection * terms["rejection"] + w.gpu_cost_usd * terms["gpu_cost_usd"]
             + w.energy_kj * terms["energy_kj"] + w_invalid * terms["invalid_action"]
+            + w.load_shaping * terms["load_shaping"]
         )
         terminated = truncated = False
         info: dict[str, Any] = {
@@ -334,6 +368,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             "decision": self._kind,
             "sim_time_s": self.engine.now,
         }
+        if self._per_decision:
+            info["credit"] = self._credit
         if self._kind == "end":
             self._done = True
             if self._finite and self.cluster.drained():
@@ -353,15 +389,18 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         kind = self._kind
         flat: list[bool] = []
         if self.task in ("route", "joint"):
+            pad = [False] * (self.slots - self.n)
             if kind == "route" and cl.pending is not None:
                 mp, md = self._route_masks(cl.pending)
                 flat += mp
+                flat += pad
                 if self.allow_reject:
                     flat.append(True)
                 flat += md
+                flat += pad
             else:  # no-op: index 0 of each route dimension
-                np_ = self.n + (1 if self.allow_reject else 0)
-                flat += [True] + [False] * (np_ - 1) + [True] + [False] * (self.n - 1)
+                np_ = self.slots + (1 if self.allow_reject else 0)
+                flat += [True] + [False] * (np_ - 1) + [True] + [False] * (self.slots - 1)
         if self.task in ("allocate", "joint"):
             for m in self._alloc_masks(kind == "control"):
                 flat += m.tolist()
@@ -405,7 +444,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             if reject:
                 if not self.allow_reject:
                     raise ValueError("reject=True needs env.allow_reject: true")
-                out += [self.n, 0]
+                out += [self.slots, 0]
             else:
                 out += list(route) if route is not None else [0, 0]
         if self.task in ("allocate", "joint"):
@@ -590,7 +629,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         cl = self.cluster
         if kind == "route":
             req = cl.pending
-            if not (self.allow_reject and vec[0] == self.n) and self._decode_route(req, vec) is None:
+            if not (self.allow_reject and vec[0] == self.slots) and self._decode_route(req, vec) is None:
                 return True
             return self.task == "joint" and not self._alloc_is_noop(vec[2:])
         if kind == "control":
@@ -639,14 +678,37 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             self._last_arrivals = self.cluster.arrived
             a = 1.0 - math.exp(-dt / 30.0)
             self._rate_ema += a * (arrivals / dt - self._rate_ema)
+        if self._per_decision:
+            counts = {"slo_goodput": 0, "slo_violation": 0, "rejection": 0}
+            w = self.cfg.reward
+            weight = {"slo_goodput": w.slo_goodput, "slo_violation": w.slo_violation, "rejection": w.rejection}
+            credit: dict[int, float] = {}
+            for decision, term, sign, _tokens in self.window.drain_credits():
+                if sign:
+                    counts[term] += sign
+                    credit[decision] = credit.get(decision, 0.0) + self.cfg.reward_scale * weight[term] * sign
+            self._credit = credit
+            met, viol, rej = counts["slo_goodput"], counts["slo_violation"], counts["rejection"]
+        else:
+            met, viol, rej = win["met_slo"], win["violations"], win["rejected"]
         return {
-            "slo_goodput": float(win["met_slo"]),
-            "slo_violation": float(win["violations"]),
-            "rejection": float(win["rejected"]),
+            "slo_goodput": float(met),
+            "slo_violation": float(viol),
+            "rejection": float(rej),
             "gpu_cost_usd": float(max(dc, 0.0)),
             "energy_kj": float(max(de, 0.0) / 1e3),
             "invalid_action": 1.0 if invalid else 0.0,
+            "load_shaping": self._shaping(),
         }
+
+    def _shaping(self) -> float:
+        """``shaping_gamma * phi(s') - phi(s)`` (0 when the weight is 0; ``phi(end) = 0``)."""
+        if not self.cfg.reward.load_shaping:
+            return 0.0
+        phi = 0.0 if self._kind == "end" else load_potential(self.cluster)
+        f = self.cfg.shaping_gamma * phi - self._phi
+        self._phi = phi
+        return float(f)
 
     def _obs(self) -> Any:
         cl = self.cluster
@@ -654,6 +716,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         req = cl.pending if kind == "route" else None
         flat = self.obs_builder.build(req, kind == "route", kind == "control", self._slo_ema, self._rej_ema, self._rate_ema)
         self._last_obs = flat
+        if self.padded:
+            return self.obs_builder.pad(flat, self.slots)
         if self.cfg.obs_mode == "dict":
             return self.obs_builder.split(flat)
         return flat

@@ -52,18 +52,9 @@ class QueueShaping(gym.Wrapper):
 
     def potential(self) -> float:
         """``phi`` of the current cluster state."""
-        from disagg_gym.cluster.policies import decode_pressure, prefill_wait_s
-        from disagg_gym.types import Role
+        from disagg_gym.env.potential import load_potential
 
-        cl = self.env.unwrapped.cluster  # type: ignore[attr-defined]
-        now = cl.engine.now
-        phi = 0.0
-        for inst in cl.instances:
-            if inst.role is Role.DECODE:
-                phi -= self.pressure_weight * decode_pressure(inst) ** 2
-            else:
-                phi -= self.wait_weight * prefill_wait_s(inst, now) ** 2
-        return phi
+        return load_potential(self.env.unwrapped.cluster, self.wait_weight, self.pressure_weight)  # type: ignore[attr-defined]
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -38,7 +38,7 @@ class Cell:
 
 
 def env_name(env_id: str) -> str:
-    """``disagg/SmallRoute-v1`` -> ``SmallRoute-v1`` (checkpoint folder and plot names)."""
+    """``disagg/SmallRoute-v2`` -> ``SmallRoute-v2`` (checkpoint folder and plot names)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id.split("/")[-1])
 
 

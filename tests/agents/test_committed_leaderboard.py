@@ -27,7 +27,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "leaderboard" / "results.csv"
 def test_committed_rows_replay_exactly() -> None:
     problems = validate(
         RESULTS,
-        configs=["disagg/SmallRoute-v1", "disagg/HeteroRoute-v1"],
+        configs=["disagg/SmallRoute-v2", "disagg/HeteroRoute-v2"],
         agents=["jsq", "kv_aware", "round_robin"],
         progress=False,
     )

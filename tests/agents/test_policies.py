@@ -27,7 +27,7 @@ from disagg_gym_agents.policies import (
 from disagg_gym_agents.ppo import train
 from disagg_gym_agents.sb3_policy import SB3Policy
 
-ROUTE = "disagg/SmallRoute-v1"
+ROUTE = "disagg/SmallRoute-v2"
 ALLOC = "disagg/EnergyAllocate-v2"
 JOINT = "disagg/LargeJoint-v2"
 
@@ -182,3 +182,33 @@ def test_relative_reject_keeps_rejection_rare_under_load() -> None:
             logits = sc.forward_actor(torch.as_tensor(obs[None]))[0][: n + 1]
         p[rel] = float(torch.softmax(logits.masked_fill(~masks, -1e9), 0)[n])
     assert p[True] < 0.02 < p[False]  # the absolute logit makes shedding look cheap under load
+
+
+def test_padded_instance_scorer_ignores_the_padding() -> None:
+    """obs_mode padded + instance_bias=False: the real instances' logits and the value do not
+    depend on how many padding slots follow (pooling over valid rows only)."""
+    import gymnasium as gym
+
+    from disagg_gym_agents.policies import InstanceScorer, layout_of
+
+    torch.manual_seed(0)
+    shared = None
+    out = []
+    for slots in (4, 8, 16):
+        env = gym.make(ROUTE, overrides={"horizon_s": 3.0, "env.obs_mode": "padded", "env.max_instances": slots})
+        obs, _ = env.reset(seed=0)
+        for _ in range(30):  # a loaded state, so the rows differ
+            obs, *_ = env.step(env.unwrapped.action_for(route=(0, 2)))
+        lay = layout_of(env)
+        assert lay["padded"] and lay["n"] == slots
+        sc = InstanceScorer(obs.size, lay, hidden=16, prior_scale=5.0, instance_bias=False)
+        per_slot = ("prefill_bias", "decode_bias")
+        if shared is None:
+            shared = {k: v for k, v in sc.state_dict().items() if k not in per_slot}
+        sc.load_state_dict({**sc.state_dict(), **shared})
+        with torch.no_grad():
+            logits, value = sc(torch.as_tensor(obs[None]))
+        out.append((logits[0, :4].numpy(), logits[0, slots + 1 : slots + 5].numpy(), value[0].numpy()))
+    for other in out[1:]:
+        for a, b in zip(out[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -11,7 +11,7 @@ import disagg_gym  # noqa: F401
 from disagg_gym.config import ConfigError
 from disagg_gym.env.make import custom_env_id
 
-ENV = "disagg/SmallRoute-v1"
+ENV = "disagg/SmallRoute-v2"
 
 
 def test_plain_make_keeps_the_standard_id_and_config() -> None:
@@ -61,7 +61,7 @@ def test_flat_keys_win_over_config_and_overrides() -> None:
 def test_custom_config_gets_its_own_spec_id_and_remakes_from_the_spec() -> None:
     env = gym.make(ENV, config={"workload": {"rate_per_s": 30}})
     sid = env.spec.id
-    assert sid.startswith("disagg/SmallRoute-custom-") and sid.endswith("-v1") and sid != ENV
+    assert sid.startswith("disagg/SmallRoute-custom-") and sid.endswith("-v2") and sid != ENV
     again = gym.make(env.spec)  # the spec alone rebuilds the same env, same id
     assert again.spec.id == sid and again.unwrapped.scenario == env.unwrapped.scenario
     with pytest.raises(gym.error.Error):
@@ -76,8 +76,8 @@ def test_flat_key_equal_to_the_standard_value_keeps_the_standard_id() -> None:
 
 
 def test_custom_env_id_format() -> None:
-    assert custom_env_id("disagg/SmallRoute-v1", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v1"
-    assert custom_env_id("disagg/SmallRoute-custom-ab12cd34-v1", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v1"
+    assert custom_env_id("disagg/SmallRoute-v2", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v2"
+    assert custom_env_id("disagg/SmallRoute-custom-ab12cd34-v2", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v2"
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import disagg_gym  # noqa: F401
 from disagg_gym.env.registration import registered_ids, variant_envs
 from disagg_gym.scenario import load_scenario
 
-ENV = "disagg/SmallRoute-v1"
+ENV = "disagg/SmallRoute-v2"
 
 
 def _run_jsq(env: gym.Env) -> tuple[list[float], dict]:
@@ -78,7 +78,7 @@ def test_short_variant_for_every_route_config() -> None:
         assert sid in short and sid in gym.registry, sid
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-short-v1", "disagg/MooncakeRdmaRoute-short-v1"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-short-v2", "disagg/MooncakeRdmaRoute-short-v2"])
 def test_short_variant_is_warm_random_start_and_thirty_seconds(env_id: str) -> None:
     env = gym.make(env_id)
     assert env.spec.id == env_id  # the variant is standard, not a custom config
@@ -97,4 +97,4 @@ def test_short_variant_is_warm_random_start_and_thirty_seconds(env_id: str) -> N
 def test_short_variant_passes_the_checkers() -> None:
     from gymnasium.utils.env_checker import check_env
 
-    check_env(gym.make("disagg/SmallRoute-short-v1", horizon_s=3).unwrapped)
+    check_env(gym.make("disagg/SmallRoute-short-v2", horizon_s=3).unwrapped)

@@ -1,0 +1,152 @@
+"""Issue #16 item 2: the per-decision reward mode credits each request's outcome to its decision."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import disagg_gym  # noqa: F401
+from disagg_gym.types import RequestState
+
+ENV = "disagg/SmallRoute-v2"
+W = {"met": 1.0, "violated": -0.5, "rejected": -1.0}  # small-route.yaml's weights, by hand
+
+
+def _make(mode: str, horizon: float = 6.0) -> gym.Env:
+    return gym.make(ENV, overrides={"horizon_s": horizon, "env.reward_mode": mode})
+
+
+def _outcome(req) -> str | None:
+    """Final outcome from the request's own timestamps (independent of the env's bookkeeping)."""
+    if req.state is RequestState.REJECTED:
+        return "rejected"
+    if req.completion_s is None:
+        return None
+    ttft = req.first_token_s - req.arrival_s
+    tpot = 0.0 if req.output_tokens <= 1 else (req.completion_s - req.first_token_s) / (req.output_tokens - 1)
+    return "met" if ttft <= req.slo_ttft_s and tpot <= req.slo_tpot_s else "violated"
+
+
+def test_a_policy_rejection_is_credited_to_its_own_step() -> None:
+    env = _make("per_decision")
+    env.reset(seed=3)
+    u = env.unwrapped
+    _, r, _, _, info = env.step(u.action_for(reject=True))
+    # decision 0 rejected its request: -1 in this very step; nothing else can have finished yet
+    # (the first arrival is the first event, so no request was in flight before it)
+    assert info["credit"] == {0: -1.0}
+    assert r == pytest.approx(-1.0)
+
+
+def test_every_decision_is_credited_its_requests_final_outcome() -> None:
+    env = _make("per_decision", horizon=8.0)
+    env.reset(seed=5)
+    u = env.unwrapped
+    rng = np.random.default_rng(0)
+    routed: dict[int, object] = {}
+    credited: dict[int, float] = {}
+    first_seen: dict[int, float] = {}
+    total = 0.0
+    k = 0
+    while True:
+        req = u.cluster.pending
+        routed[k] = req
+        mask = u.action_masks()
+        nvec = env.action_space.nvec
+        p = rng.choice(np.flatnonzero(mask[: nvec[0]]))  # random, rejections included
+        d = rng.choice(np.flatnonzero(mask[nvec[0]:]))
+        _, r, term, trunc, info = env.step(np.array([p, d]))
+        total += r
+        assert sum(info["credit"].values()) == pytest.approx(r)  # no other term is weighted here
+        for dec, v in info["credit"].items():
+            assert dec <= k  # credit never precedes its decision
+            credited[dec] = credited.get(dec, 0.0) + v
+            first_seen.setdefault(dec, info["sim_time_s"])
+        k += 1
+        if term or trunc:
+            break
+    outcomes = {dec: _outcome(req) for dec, req in routed.items()}
+    assert {"met", "violated", "rejected"} <= set(outcomes.values())
+    for dec, out in outcomes.items():
+        req = routed[dec]
+        if out is None:  # still running at truncation: provisional credit, if any
+            assert credited.get(dec, 0.0) in (0.0, W["met"], W["violated"])
+            continue
+        assert credited[dec] == pytest.approx(W[out]), (dec, out)
+        if out != "rejected":  # delivered no earlier than the first token (documented delay)
+            assert first_seen[dec] >= req.first_token_s
+
+
+def test_episode_totals_match_the_aggregate_mode_on_the_same_simulation() -> None:
+    """Same actions, same simulation: the totals differ only by the provisional credit of the
+    requests still decoding at truncation (per_decision pays TTFT-met at the first token)."""
+    totals = {}
+    for mode in ("aggregate", "per_decision"):
+        env = _make(mode)
+        env.reset(seed=11)
+        u = env.unwrapped
+        total = 0.0
+        reqs = []
+        while True:
+            reqs.append(u.cluster.pending)
+            p, d = u._fallback_route(u.cluster.pending)
+            _, r, term, trunc, info = env.step(np.array([p, d]))
+            total += r
+            if term or trunc:
+                break
+        in_flight = [q for q in reqs if q.first_token_s is not None and q.completion_s is None]
+        provisional = sum(
+            W["met"] if q.first_token_s - q.arrival_s <= q.slo_ttft_s else W["violated"] for q in in_flight
+        )
+        totals[mode] = (total, info["episode_kpis"]["goodput_rps"], provisional, len(in_flight))
+    agg, per = totals["aggregate"], totals["per_decision"]
+    assert agg[1] == per[1] and agg[3] > 0
+    assert per[0] == pytest.approx(agg[0] + per[2])
+
+
+def test_aggregate_mode_has_no_credit_key() -> None:
+    env = _make("aggregate", horizon=2.0)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.unwrapped.action_for(reject=True))
+    assert "credit" not in info
+
+
+def test_load_shaping_telescopes_to_zero_with_gamma_one() -> None:
+    """sum_t (phi(s_t+1) - phi(s_t)) = phi(end) - phi(start) = 0 - 0 (empty cluster at the
+    first arrival, phi(end) = 0 by convention); with gamma < 1 the terms are not all zero."""
+    sums = {}
+    for gamma in (1.0, 0.9):
+        env = gym.make(ENV, overrides={
+            "horizon_s": 4.0, "env.reward.load_shaping": 1.0, "env.shaping_gamma": gamma,
+        })
+        env.reset(seed=2)
+        u = env.unwrapped
+        total, nonzero = 0.0, 0
+        while True:
+            p, d = u._fallback_route(u.cluster.pending)
+            _, _, term, trunc, info = env.step(np.array([p, d]))
+            total += info["reward_terms"]["load_shaping"]
+            nonzero += info["reward_terms"]["load_shaping"] != 0.0
+            if term or trunc:
+                break
+        sums[gamma] = (total, nonzero)
+    assert sums[1.0][0] == pytest.approx(0.0, abs=1e-9) and sums[1.0][1] > 10
+    assert sums[0.9][0] != pytest.approx(0.0, abs=1e-3)
+
+
+def test_load_shaping_is_off_by_default_weight() -> None:
+    env = gym.make(ENV, overrides={"horizon_s": 2.0, "env.reward.load_shaping": 0.0})
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.unwrapped.action_for(route=(0, 2)))
+    assert info["reward_terms"]["load_shaping"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "name", ["SmallRoute", "HeteroRoute", "PcieRoute", "ColocatedBaseline", "HybridCostRoute", "MooncakeRdmaRoute"]
+)
+def test_route_ids_are_v2_and_v1_is_deprecated(name: str) -> None:
+    with pytest.raises(gym.error.DeprecatedEnv, match=f"disagg/{name}-v2"):
+        gym.make(f"disagg/{name}-v1")
+    env = gym.make(f"disagg/{name}-v2")
+    assert env.unwrapped.cfg.reward_mode == "per_decision"
