@@ -57,8 +57,8 @@ def render_markdown(
             "**Score** = the config's primary metric, higher is better (cost and energy metrics "
             "are inverted: 1/value), **divided per episode by the best heuristic's score on the "
             "same workload seed** (paired ratio; the best heuristic of each split is the one with "
-            "the highest mean score there, the clairvoyant router being an upper-bound reference "
-            "excluded from that choice). **IQM** and **95% CI**: interquartile mean of the ratios "
+            "the highest mean score there, the `length_oracle` reference (it knows output lengths; "
+            "not a bound) being excluded from that choice). **IQM** and **95% CI**: interquartile mean of the ratios "
             "and the percentile interval of a stratified bootstrap over evaluation episodes and "
             "training seeds (rliable, `task_bootstrap`). **P(imp.)**: probability of improvement "
             "over the best heuristic (rliable's definition). An agent **wins** only when the "
@@ -100,7 +100,7 @@ def render_markdown(
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for i, a in enumerate(cs.agents, 1):
-            name = a.agent + (" (upper bound)" if a.upper_bound else "")
+            name = a.agent + (" (oracle reference)" if a.upper_bound else "")
             if a.kind == "sb3":
                 name += f", best seed {a.best_run}"
             cells = [
