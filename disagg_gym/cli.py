@@ -556,7 +556,8 @@ DESCRIPTIONS = {
     "validate": (
         "Replay every row of a leaderboard results file and exit 1 naming any row/KPI that differs. "
         "Replaying the committed leaderboard/results.csv (63 heuristic episodes) took 4.3 minutes on "
-        "a shared 2-core VM at load average ~9; --configs and --agents replay a subset."
+        "a shared 2-core VM at load average ~9; --configs and --agents replay a subset, --sample N "
+        "replays N random rows (seeded by --sample-seed) as a quick check."
     ),
 }
 """Long ``--help`` descriptions by command name (other layers' commands included)."""
