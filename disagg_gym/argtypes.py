@@ -29,7 +29,10 @@ def nonneg_int(text: str) -> int:
 
 def positive_int(text: str) -> int:
     """Argparse type: an integer >= 1."""
-    v = nonneg_int(text)
-    if v == 0:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer (got {text!r})") from None
+    if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer (got {text!r})")
     return v

@@ -14,6 +14,8 @@ import os
 import platform
 import resource
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from disagg_gym import extras
@@ -195,68 +197,150 @@ def machine() -> dict[str, Any]:
     }
 
 
+# Budgets (expected wall seconds per measurement) only weight the ETA printed after each one:
+# the time left is the budget left scaled by (elapsed / budget done) of this run, so a slow or
+# loaded machine corrects the estimate as it goes. Rough figures from docs/data/bench_2026-11-27.json.
+SPAWN_OVERHEAD_S = 2.0
+"""Start of a fresh child process (interpreter, numpy, gymnasium, disagg_gym imports)."""
+SIM_S_PER_REQUEST = 50e-6
+"""Wall seconds per simulated request (``us_per_request`` ~ 40-65 in the reference run)."""
+PPO_STEPS_PER_S = 800.0
+"""SB3 PPO training steps/s of the reference run (plus ~5 s of torch import)."""
+
+
+@dataclass
+class Measurement:
+    """One ``bench`` measurement: ``run_isolated(fn, **kwargs)``, then ``report(result)``.
+
+    ``report`` stores the result and returns the line printed for it; ``budget_s`` is its
+    expected wall time (weights the ETA only).
+    """
+
+    fn: str
+    kwargs: dict[str, Any]
+    budget_s: float
+    report: Callable[[dict[str, Any]], str]
+
+
+def duration(seconds: float) -> str:
+    """``40 s``, ``2 min``, ``1.5 h``: a rough duration for progress lines."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def eta_s(elapsed_s: float, budget_done_s: float, budget_left_s: float) -> float:
+    """Time left: the budget left scaled by how this run's elapsed time compares to its budget."""
+    if budget_done_s <= 0:
+        return budget_left_s
+    return budget_left_s * elapsed_s / budget_done_s
+
+
+def run_plan(
+    plan: list[Measurement],
+    log: Callable[[str], None],
+    run: Callable[..., dict[str, Any]] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> None:
+    """Runs each measurement in order; after each logs ``[k/n] <line>; elapsed X, about Y left``.
+
+    ``run`` defaults to ``run_isolated`` (a fresh pinned process per measurement).
+    """
+    run = run or run_isolated
+    n = len(plan)
+    total = sum(m.budget_s for m in plan)
+    done = 0.0
+    t0 = clock()
+    for k, m in enumerate(plan, start=1):
+        line = m.report(run(m.fn, **m.kwargs))
+        done += m.budget_s
+        elapsed = clock() - t0
+        tail = "done" if k == n else f"about {duration(eta_s(elapsed, done, total - done))} left"
+        log(f"[{k}/{n}] {line}; elapsed {duration(elapsed)}, {tail}")
+
+
 def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Runs every measurement; ``quick`` shortens them (smoke use, not for reporting)."""
-    from disagg_gym.env.registration import registered_ids
+    """Runs every measurement; ``quick`` shortens them (smoke use, not for reporting).
+
+    With ``progress`` each measurement prints one line as it finishes, numbered ``[k/n]``, with
+    the elapsed time and an estimate of the time left.
+    """
+    from disagg_gym.env.registration import registered_ids, standard_envs
 
     secs = 1.0 if quick else 5.0
     out: dict[str, Any] = {"machine": machine(), "quick": quick}
+    envs: dict[str, Any] = {}
+    sims: list[dict[str, Any]] = []
+    out["envs"] = envs
+    out["simulate"] = sims
 
     def log(msg: str) -> None:
         if progress:
             print(msg, flush=True)
 
-    cp = run_isolated("bench_cartpole", seconds=secs)
-    out["cartpole"] = cp
-    log(f"CartPole-v1: {cp['steps_per_s']:,.0f} steps/s")
-    envs = {}
-    for env_id in registered_ids():
-        r = run_isolated("bench_env", env_id=env_id, seconds=secs)
-        if "error" not in r:
-            r["ratio_to_cartpole"] = r["decisions_per_s"] / cp["steps_per_s"]
-            log(f"{env_id}: {r['decisions_per_s']:,.0f} decisions/s ({r['ratio_to_cartpole']:.3f}x CartPole), {r['peak_rss_mb']} MB")
-        else:
-            log(f"{env_id}: {r['error']}")
-        envs[env_id] = r
+    def cartpole(r: dict[str, Any]) -> str:
+        out["cartpole"] = r
+        return f"CartPole-v1: {r['steps_per_s']:,.0f} steps/s"
+
+    def env(key: str, long: bool) -> Callable[[dict[str, Any]], str]:
+        def report(r: dict[str, Any]) -> str:
+            envs[key] = r
+            if "error" in r:
+                return f"{key}: {r['error']}"
+            r["ratio_to_cartpole"] = r["decisions_per_s"] / out["cartpole"]["steps_per_s"]
+            if long:
+                return (f"{key}: {r['decisions_per_s']:,.0f} decisions/s ({r['ratio_to_cartpole']:.3f}x CartPole), "
+                        f"{r['peak_rss_mb']} MB")
+            return f"{key}: {r['decisions_per_s']:,.0f} decisions/s"
+        return report
+
+    def simulate(inst: int, mult: int, horizon: float) -> Callable[[dict[str, Any]], str]:
+        def report(r: dict[str, Any]) -> str:
+            r.update({"instances": inst, "rate_mult": mult, "horizon_s": horizon, "router": "round_robin"})
+            sims.append(r)
+            if "error" in r:
+                return f"simulate {inst} inst x{mult}: {r['error']}"
+            return (f"simulate {inst} inst x{mult}: {r['requests']} req in {r['wall_s']:.2f}s = "
+                    f"{r['requests_per_wall_s']:,.0f} req/s, {r['x_real_time']:,.0f}x real time, {r['peak_rss_mb']} MB")
+        return report
+
+    def ppo(r: dict[str, Any]) -> str:
+        out["ppo"] = r
+        if "error" in r:
+            return f"PPO on disagg/SmallRoute-v2: {r['error']}"
+        return f"PPO on disagg/SmallRoute-v2: {r['train_steps_per_s']:,.0f} steps/s"
+
+    timed = secs + SPAWN_OVERHEAD_S
+    plan = [Measurement("bench_cartpole", {"seconds": secs}, timed, cartpole)]
+    plan += [Measurement("bench_env", {"env_id": i, "seconds": secs}, timed, env(i, True)) for i in registered_ids()]
     # Allocation envs at finer control intervals (issue #16): a step simulates
     # control_interval_s of traffic, so steps/s scale about inversely with it.
-    from disagg_gym.env.registration import standard_envs
-
     for e in standard_envs():
         if e["task"] != "allocate":
             continue
         for ci in FINE_CONTROL_INTERVALS_S:
             key = f"{e['id']} control_interval_s={ci:g}"
-            r = run_isolated("bench_env", env_id=e["id"], seconds=secs, kwargs={"control_interval_s": ci})
-            if "error" not in r:
-                r["ratio_to_cartpole"] = r["decisions_per_s"] / cp["steps_per_s"]
-                log(f"{key}: {r['decisions_per_s']:,.0f} decisions/s")
-            else:
-                log(f"{key}: {r['error']}")
-            envs[key] = r
-    out["envs"] = envs
-    sims = []
+            plan.append(Measurement("bench_env", {"env_id": e["id"], "seconds": secs, "kwargs": {"control_interval_s": ci}},
+                                    timed, env(key, False)))
     horizon = 300.0 if quick else 3600.0
     for inst in (8, 32, 128):
         for mult in (1, 4, 16):
-            r = run_isolated("bench_simulate", instances=inst, rate_mult=float(mult), horizon_s=horizon, router="round_robin")
-            r.update({"instances": inst, "rate_mult": mult, "horizon_s": horizon, "router": "round_robin"})
-            sims.append(r)
-            if "error" in r:
-                log(f"simulate {inst} inst x{mult}: {r['error']}")
-            else:
-                log(f"simulate {inst} inst x{mult}: {r['requests']} req in {r['wall_s']:.2f}s = "
-                    f"{r['requests_per_wall_s']:,.0f} req/s, {r['x_real_time']:,.0f}x real time, {r['peak_rss_mb']} MB")
-    out["simulate"] = sims
-    if not extras.has("rl", "torch", "stable_baselines3"):
+            kw = {"instances": inst, "rate_mult": float(mult), "horizon_s": horizon, "router": "round_robin"}
+            budget = SPAWN_OVERHEAD_S + AZURE_CONV_RATE * mult * horizon * SIM_S_PER_REQUEST
+            plan.append(Measurement("bench_simulate", kw, budget, simulate(inst, mult, horizon)))
+    has_rl = extras.has("rl", "torch", "stable_baselines3")
+    if has_rl:
+        steps = 2048 if quick else 8192
+        plan.append(Measurement("bench_ppo", {"env_id": "disagg/SmallRoute-v2", "timesteps": steps},
+                                SPAWN_OVERHEAD_S + 5.0 + steps / PPO_STEPS_PER_S, ppo))
+    log(f"bench: {len(plan)} measurements, each in a fresh process pinned to one core")
+    run_plan(plan, log)
+    if not has_rl:
         # PPO speed is measured only when the [rl] extra is installed (the core install has no torch)
         out["ppo"] = {"skipped": PPO_SKIPPED}
         log(f"PPO: {PPO_SKIPPED}")
-        return out
-    ppo = run_isolated("bench_ppo", env_id="disagg/SmallRoute-v2", timesteps=2048 if quick else 8192)
-    out["ppo"] = ppo
-    if "error" not in ppo:
-        log(f"PPO on disagg/SmallRoute-v2: {ppo['train_steps_per_s']:,.0f} steps/s")
     return out
 
 

@@ -551,12 +551,14 @@ DESCRIPTIONS = {
         "Measure env decisions/s (every standard id, with CartPole-v1 as the reference in the same "
         "run) and simulator requests/s (8-128 instances), each in a fresh process pinned to one core. "
         "Takes a while: 19 minutes measured on a shared 2-core VM at load average ~10 "
-        "(--quick took 18.6 minutes at load average 9-14)."
+        "(--quick took 18.6 minutes at load average 9-14). Each measurement prints a line "
+        "numbered [k/n] with the elapsed time and an estimate of the time left."
     ),
     "validate": (
         "Replay every row of a leaderboard results file and exit 1 naming any row/KPI that differs. "
         "Replaying the committed leaderboard/results.csv (63 heuristic episodes) took 4.3 minutes on "
-        "a shared 2-core VM at load average ~9; --configs and --agents replay a subset."
+        "a shared 2-core VM at load average ~9; --configs and --agents replay a subset, --sample N "
+        "replays N random rows (seeded by --sample-seed) as a quick check."
     ),
 }
 """Long ``--help`` descriptions by command name (other layers' commands included)."""

@@ -187,6 +187,12 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
             **algo_kwargs,
         )
     start_steps = int(model.num_timesteps)
+    # PPO collects whole rollouts of n_steps x n_envs and stops after the first that reaches the
+    # budget: round the budget up to that, so the progress bar's total and config.json's
+    # n_timesteps are the count actually run (issue #20).
+    rollout = int(getattr(model, "n_steps", 1)) * int(model.n_envs)
+    remaining = -(-(total - start_steps) // rollout) * rollout if total > start_steps else 0
+    run_total = start_steps + remaining
 
     config = {
         "env_id": args.env,
@@ -197,7 +203,8 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
             Path(args.hyperparams) if args.hyperparams else hyperparams_file(args.algo)
         ),
         "hyperparams_entry": entry,
-        "hyperparams": {**hp, "n_envs": n_envs, "n_timesteps": total},
+        "hyperparams": {**hp, "n_envs": n_envs, "n_timesteps": run_total},
+        "n_timesteps_requested": total,
         "env_wrappers": [{f"{w.__module__}.{w.__name__}": kw} for w, kw in extras["env_wrapper"]],
         "versions": package_versions(),
         "eval_workload_seeds": [VALIDATION_SEED_OFFSET + k for k in range(args.eval_episodes)]
@@ -234,7 +241,6 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
             )
         )
     callbacks += extra_callbacks or []
-    remaining = total - start_steps
     try:
         if remaining > 0:
             model.learn(

@@ -7,42 +7,10 @@ from typing import Literal
 
 from disagg_gym.config import spec
 
-REWARD_TERMS = (
-    "slo_goodput", "slo_violation", "rejection", "gpu_cost_usd", "energy_kj", "invalid_action", "load_shaping",
-)
+from disagg_gym.env.rewards import RewardWeights, term_names
 
-
-@dataclass(frozen=True, slots=True)
-class RewardWeights:
-    """Weights of the named reward terms; reward = sum(weight * term) over a step.
-
-    ``load_shaping`` is potential-based (Ng, Harada & Russell, 1999): it adds an immediate
-    signal for each routing decision (a request joining a long queue lowers the potential at
-    once) and, with ``env.shaping_gamma`` equal to the learner's discount, leaves the optimal
-    policy unchanged.
-
-    Terms per step: ``slo_goodput`` requests completed within both SLOs; ``slo_violation``
-    requests completed outside an SLO; ``rejection`` requests rejected; ``gpu_cost_usd`` dollars of
-    GPU time elapsed; ``energy_kj`` kilojoules drawn by the GPUs; ``invalid_action`` 1 if the
-    action was invalid (fallback used). The ``invalid_action`` weight applies only under
-    ``env.invalid_action: penalize`` (the default).
-    """
-
-    slo_goodput: float = field(default=1.0, metadata=spec("per request meeting both SLOs"))
-    slo_violation: float = field(default=-0.5, metadata=spec("per completed request missing an SLO"))
-    rejection: float = field(default=-1.0, metadata=spec("per rejected request"))
-    gpu_cost_usd: float = field(default=0.0, metadata=spec("per dollar of GPU time"))
-    energy_kj: float = field(default=0.0, metadata=spec("per kJ of GPU energy"))
-    invalid_action: float = field(
-        default=-1.0, metadata=spec("per invalid action, applied with env.invalid_action: penalize (negative: a penalty)")
-    )
-    load_shaping: float = field(
-        default=0.0,
-        metadata=spec(
-            "weight of the potential-based shaping term shaping_gamma*phi(s') - phi(s), "
-            "phi = -sum(prefill wait_s^2) - sum(decode pressure^2) (0: off)", ge=0,
-        ),
-    )
+REWARD_TERMS = term_names()
+"""Names of the reward terms, in summation order (the registry: ``disagg_gym.env.rewards``)."""
 
 
 @dataclass(frozen=True, slots=True)

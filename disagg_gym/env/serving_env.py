@@ -17,6 +17,7 @@ from disagg_gym.cluster.cluster import Cluster
 from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.env.reward_window import RewardWindow
 from disagg_gym.config import from_dict, to_dict
+from disagg_gym.env import rewards
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
 from disagg_gym.env.make import config_tag, custom_env_id, scenario_data
 from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, INSTANCE_FEATURES, ObservationBuilder, cache_features
@@ -293,6 +294,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._invalid_count = 0
         self._done = False
         self._per_decision = self.cfg.reward_mode == "per_decision"
+        self._terms = rewards.terms()
+        self._weights = [t.weight(self.cfg) for t in self._terms]
+        self._credited = {t.name: w for t, w in zip(self._terms, self._weights) if t.credited}
         self._credit: dict[int, float] = {}
         if warm > 0:
             self._warm_up(warm)
@@ -354,14 +358,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             self._drain()  # horizon_policy: drain -- in-flight work finishes; its reward lands here
         terms = self._reward_terms(invalid)
         self._invalid_count += invalid
-        w = self.cfg.reward
-        w_invalid = w.invalid_action if self.cfg.invalid_action == "penalize" else 0.0
-        reward = self.cfg.reward_scale * (
-            w.slo_goodput * terms["slo_goodput"] + w.slo_violation * terms["slo_violation"]
-            + w.rejection * terms["rejection"] + w.gpu_cost_usd * terms["gpu_cost_usd"]
-            + w.energy_kj * terms["energy_kj"] + w_invalid * terms["invalid_action"]
-            + w.load_shaping * terms["load_shaping"]
-        )
+        reward = rewards.weighted_sum(self.cfg.reward_scale, self._weights, list(terms.values()))
         terminated = truncated = False
         info: dict[str, Any] = {
             "invalid_action": invalid, "reward_terms": terms,
@@ -678,30 +675,20 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             self._last_arrivals = self.cluster.arrived
             a = 1.0 - math.exp(-dt / 30.0)
             self._rate_ema += a * (arrivals / dt - self._rate_ema)
+        credit_counts: dict[str, int] | None = None
         if self._per_decision:
-            counts = {"slo_goodput": 0, "slo_violation": 0, "rejection": 0}
-            w = self.cfg.reward
-            weight = {"slo_goodput": w.slo_goodput, "slo_violation": w.slo_violation, "rejection": w.rejection}
+            weight = self._credited
+            credit_counts = dict.fromkeys(weight, 0)
             credit: dict[int, float] = {}
             for decision, term, sign, _tokens in self.window.drain_credits():
                 if sign:
-                    counts[term] += sign
+                    credit_counts[term] += sign
                     credit[decision] = credit.get(decision, 0.0) + self.cfg.reward_scale * weight[term] * sign
             self._credit = credit
-            met, viol, rej = counts["slo_goodput"], counts["slo_violation"], counts["rejection"]
-        else:
-            met, viol, rej = win["met_slo"], win["violations"], win["rejected"]
-        return {
-            "slo_goodput": float(met),
-            "slo_violation": float(viol),
-            "rejection": float(rej),
-            "gpu_cost_usd": float(max(dc, 0.0)),
-            "energy_kj": float(max(de, 0.0) / 1e3),
-            "invalid_action": 1.0 if invalid else 0.0,
-            "load_shaping": self._shaping(),
-        }
+        outcome = rewards.StepOutcome(win, credit_counts, dc, de, invalid, self)
+        return {t.name: t.fn(outcome) for t in self._terms}
 
-    def _shaping(self) -> float:
+    def shaping_term(self) -> float:
         """``shaping_gamma * phi(s') - phi(s)`` (0 when the weight is 0; ``phi(end) = 0``)."""
         if not self.cfg.reward.load_shaping:
             return 0.0

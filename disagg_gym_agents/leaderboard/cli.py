@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from disagg_gym.argtypes import nonneg_int, positive_int
 from disagg_gym.errors import UserError
 from disagg_gym.io import check_output_dir, check_output_file
 from disagg_gym_agents.base import parse_overrides
@@ -54,7 +55,13 @@ def add_validate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-manifest", action="store_true",
                    help="replay the rows even without manifest.json beside them (then rows "
                    "missing from the file go unnoticed)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--sample", type=positive_int, metavar="N",
+                   help="replay only N rows in total (not per config), drawn at random from the "
+                   "rows the filters select (seeded by --sample-seed; default: all rows)")
+    p.add_argument("--sample-seed", type=nonneg_int, default=0, metavar="SEED",
+                   help="seed of the --sample draw (default 0: the same rows every time)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (the bar, on stderr, shows rows done and the time left)")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -112,7 +119,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"MISSING {m}", file=sys.stderr)
     if len(missing) > 50:
         print(f"... and {len(missing) - 50} more", file=sys.stderr)
-    errors = validate(path, configs or None, agents or None, progress=not args.no_progress)
+    sample = getattr(args, "sample", None)
+    errors = validate(path, configs or None, agents or None, progress=not args.no_progress,
+                      sample=sample, sample_seed=getattr(args, "sample_seed", 0))
     if missing:
         print(f"validate: FAILED, {len(missing)} expected cell(s) with missing rows in {path} "
               f"(manifest: {path.with_name('manifest.json')})"
@@ -131,5 +140,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         1 for r in read_results(path)
         if (not configs or r["config"] in configs) and (not agents or r["agent"] in agents)
     )
-    print(f"validate: OK, {n} row(s) of {path} replayed exactly")
+    if sample is not None and sample < n:
+        print(f"validate: OK, {sample} sampled row(s) of {n} in {path} replayed exactly "
+              f"(--sample-seed {getattr(args, 'sample_seed', 0)})")
+    else:
+        print(f"validate: OK, {n} row(s) of {path} replayed exactly")
     return 0

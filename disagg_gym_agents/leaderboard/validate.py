@@ -1,4 +1,5 @@
-"""``validate``: replays every row of a results CSV and names each KPI that differs;
+"""``validate``: replays every row of a results CSV (or a seeded sample of them) and names each
+KPI that differs;
 ``check_omissions``: names every expected episode (``manifest.json``) that has no row.
 """
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,24 @@ def check_filters(
             )
 
 
+def sample_rows(rows: Sequence[Any], sample: int | None, seed: int = 0) -> list[Any]:
+    """``sample`` of ``rows`` drawn by ``random.Random(seed)``, kept in their order.
+
+    ``None``, or a sample at least ``len(rows)``, keeps them all.
+
+    Raises:
+        UserError: A sample size that is not a positive integer.
+    """
+    if sample is None:
+        return list(rows)
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        raise UserError(f"--sample must be a positive integer (got {sample!r})")
+    if sample >= len(rows):
+        return list(rows)
+    picked = sorted(random.Random(seed).sample(range(len(rows)), sample))
+    return [rows[k] for k in picked]
+
+
 def check_omissions(
     path: str | Path,
     configs: Sequence[str] | None = None,
@@ -86,8 +106,15 @@ def validate(
     agents: Sequence[str] | None = None,
     *,
     progress: bool = True,
+    sample: int | None = None,
+    sample_seed: int = 0,
 ) -> list[str]:
     """Replays every row of a results CSV; returns one message per mismatch (empty: valid).
+
+    With ``sample=N`` only N of the rows selected by ``configs`` / ``agents`` are replayed, in
+    total (not per config): ``random.Random(sample_seed).sample`` over those rows in file order,
+    so the same file, filters and seed pick the same rows (all rows when N is at least their
+    number). See ``sample_rows``.
 
     Each row's episode is re-run from its recorded config, overrides, policy and workload
     seed; every KPI column, and ``score``, must match within ``REL_TOL`` (relative) /
@@ -118,6 +145,7 @@ def validate(
             f"{p}: no row has one of the configs {list(configs or [])} and one of the agents "
             f"{list(agents or [])}: nothing to validate"
         )
+    numbered = sample_rows(numbered, sample, sample_seed)
     groups: dict[tuple[str, ...], list[tuple[int, dict[str, str]]]] = {}
     for i, r in numbered:
         key = (r["config"], r["agent"], r["agent_kind"], r["policy"], r["train_seed"],

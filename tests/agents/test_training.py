@@ -183,6 +183,31 @@ def test_ppo_smoke(tmp_path: Path) -> None:
     assert len(list(csv.DictReader(out_csv.open()))) == 1
 
 
+def test_budget_rounds_up_to_whole_rollouts(tmp_path: Path) -> None:
+    # n_steps 256 x n_envs 2 = 512 per rollout: 520 requested -> ceil(520/512) = 2 rollouts = 1,024
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class BarTotal(BaseCallback):
+        """Records the total SB3's progress bar shows (total_timesteps - num_timesteps at start)."""
+
+        total = -1
+
+        def _on_training_start(self) -> None:
+            BarTotal.total = int(self.locals["total_timesteps"]) - int(self.model.num_timesteps)
+
+        def _on_step(self) -> bool:
+            return True
+
+    path = train(_args(tmp_path, algo="ppo", timesteps=520, n_envs=2, eval_freq=0, progress_bar=False),
+                 extra_callbacks=[BarTotal()])
+    from stable_baselines3 import PPO
+
+    assert BarTotal.total == 1024
+    assert PPO.load(str(path)).num_timesteps == 1024
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["hyperparams"]["n_timesteps"] == 1024 and cfg["n_timesteps_requested"] == 520
+
+
 def test_slim_checkpoint_drops_optimizer_moments_only(tmp_path: Path) -> None:
     import io
     import zipfile
