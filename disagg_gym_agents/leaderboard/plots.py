@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from disagg_gym import plots as run_plots
 from disagg_gym.metrics.timeline import TimelineSampler
+from disagg_gym.scenario import load_scenario
 from disagg_gym_agents.base import make_env
 from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET
 from disagg_gym_agents.factory import make_policy
@@ -107,28 +109,33 @@ def make_plots(
             picks.append((h.agent, h.policies[""], "heuristic"))
         traces = {lab: _trace_episode(cs.config, spec, k, seed, overrides) for lab, spec, k in picks}
         name = env_name(cs.config)
+        w = load_scenario(gym.spec(cs.config).kwargs["base_config"]).workload
+        slo = {"ttft_s": w.slo_ttft_s, "ttft_per_1k_prompt_s": w.slo_ttft_per_1k_prompt_s, "tpot_s": w.slo_tpot_s}
         cdf = run_plots.latency_cdf(
             {lab: t[0] for lab, t in traces.items()},
             plot_dir / f"{name}_latency_cdf.png",
             f"{cs.config}, workload seed {seed}",
+            slo=slo,
         )
         fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
         for k, (lab, (_, tl)) in enumerate(traces.items()):
             t = [r["t_s"] for r in tl]
             c = f"C{k}"  # one colour per policy; line style tells prefill from decode
-            axes[0].plot(t, [r["prefill_queue_requests"] for r in tl], color=c, label=lab)
-            axes[1].plot(t, [r["n_prefill"] for r in tl], color=c, label=f"{lab}: prefill")
-            axes[1].plot(t, [r["n_decode"] for r in tl], color=c, ls="--", label=f"{lab}: decode")
+            axes[0].plot(t, [r["prefill_queue_requests"] for r in tl], color=c, lw=1.4 - 0.4 * k, label=lab)
+            # equal pool sizes would draw one line over the other: wide translucent prefill
+            # under a thin dashed decode line on top
+            axes[1].plot(t, [r["n_prefill"] for r in tl], color=c, lw=3, alpha=0.6, label=f"{lab}: prefill")
+            axes[1].plot(t, [r["n_decode"] for r in tl], color=c, lw=1.4, ls="--", zorder=3, label=f"{lab}: decode")
         axes[0].set_ylabel("prefill queue (requests)")
         axes[1].set_ylabel("pool size (instances)")
         axes[1].set_xlabel("simulated time (s)")
         for ax in axes:
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside the data
         fig.suptitle(f"{cs.config}, workload seed {seed}", fontsize=10)
         fig.tight_layout()
         tl_path = plot_dir / f"{name}_timeline.png"
-        fig.savefig(tl_path, dpi=80)
+        fig.savefig(tl_path, dpi=80, bbox_inches="tight")
         plt.close(fig)
         files[cs.config] = [cdf, tl_path]
     return files
