@@ -39,7 +39,7 @@ def main() -> None:
         rewards.append(float(r))
         nf = len(INSTANCE_FEATURES)
         rows.append(np.asarray(obs, dtype=np.float64)[: u.n * nf].reshape(u.n, nf))
-        lags += [len(rewards) - 1 - d for d in info.get("credit", {})]
+        lags += [len(rewards) - 1 - int(d) for d in info.get("credit", {})]
         if term or trunc:
             break
     r = np.asarray(rewards)

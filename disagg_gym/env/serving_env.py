@@ -77,7 +77,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     ``slo_goodput``, ``slo_violation``, ``rejection``, ``gpu_cost_usd``, ``energy_kj``,
     ``invalid_action``, ``load_shaping``. The terms are in ``info["reward_terms"]``. With
     ``reward_mode: per_decision`` the first three credit each request's outcome to the
-    decision that routed it (``info["credit"]``: decision index -> reward), delivered at its
+    decision that routed it (``info["credit"]``: decision index as a string -> reward), delivered at its
     first token (TTFT known), at once for a rejection, corrected at completion on a TPOT miss.
 
     ## Starting State
@@ -366,7 +366,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             "sim_time_s": self.engine.now,
         }
         if self._per_decision:
-            info["credit"] = self._credit
+            # string keys: Gymnasium's vector info wrappers (DictInfoToList, RLlib) need them
+            info["credit"] = {str(k): v for k, v in self._credit.items()}
         if self._kind == "end":
             self._done = True
             if self._finite and self.cluster.drained():

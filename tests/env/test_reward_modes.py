@@ -35,7 +35,7 @@ def test_a_policy_rejection_is_credited_to_its_own_step() -> None:
     _, r, _, _, info = env.step(u.action_for(reject=True))
     # decision 0 rejected its request: -1 in this very step; nothing else can have finished yet
     # (the first arrival is the first event, so no request was in flight before it)
-    assert info["credit"] == {0: -1.0}
+    assert info["credit"] == {"0": -1.0}  # string keys (vector info wrappers need them)
     assert r == pytest.approx(-1.0)
 
 
@@ -59,7 +59,8 @@ def test_every_decision_is_credited_its_requests_final_outcome() -> None:
         _, r, term, trunc, info = env.step(np.array([p, d]))
         total += r
         assert sum(info["credit"].values()) == pytest.approx(r)  # no other term is weighted here
-        for dec, v in info["credit"].items():
+        for key, v in info["credit"].items():
+            dec = int(key)
             assert dec <= k  # credit never precedes its decision
             credited[dec] = credited.get(dec, 0.0) + v
             first_seen.setdefault(dec, info["sim_time_s"])
@@ -150,3 +151,15 @@ def test_route_ids_are_v2_and_v1_is_deprecated(name: str) -> None:
         gym.make(f"disagg/{name}-v1")
     env = gym.make(f"disagg/{name}-v2")
     assert env.unwrapped.cfg.reward_mode == "per_decision"
+
+
+def test_credit_survives_gymnasiums_vector_info_wrappers() -> None:
+    """RLlib and gym.make_vec users wrap infos with DictInfoToList, which needs string keys."""
+    venv = gym.wrappers.vector.DictInfoToList(
+        gym.make_vec("disagg/SmallRoute-v2", num_envs=2, vectorization_mode="sync", overrides={"horizon_s": 3})
+    )
+    venv.reset(seed=0)
+    for _ in range(20):
+        _, _, _, _, infos = venv.step(venv.action_space.sample())
+        assert len(infos) == 2 and all(isinstance(i, dict) for i in infos)
+    venv.close()
