@@ -70,24 +70,15 @@ CACHE_FEATURES: tuple[tuple[str, float, float, str], ...] = (
     ("cache_remote", 0.0, 1.0, "fraction found next in the cluster-wide shared pool"),
     ("cache_occupancy", 0.0, 1.0, "cached blocks (in use or not) x block tokens / KV capacity, clipped"),
 )
-#: Workload kinds whose requests carry prefix-block hashes (``trace``: Mooncake JSONL files).
-PREFIX_KINDS = ("multi_turn", "tenants", "rag")
 
 
 def cache_features(scenario: ScenarioConfig) -> bool:
     """Whether observations of ``scenario`` carry :data:`CACHE_FEATURES`: prefix caching is on
-    and the workload carries block hashes (a prefix kind, or a Mooncake JSONL trace). Decided
+    and the workload carries block hashes (``WorkloadConfig.carries_block_hashes``). Decided
     from the config alone, so an env id's observation shape never depends on the data.
     """
-    if not scenario.cluster.prefix_cache.enabled:
-        return False
-    wl = scenario.workload
-    if wl.kind in PREFIX_KINDS:
-        return True
-    if wl.kind == "trace":
-        fmt = wl.trace_format
-        return fmt == "mooncake" or (fmt == "auto" and str(wl.trace_path or "").endswith(".jsonl"))
-    return False
+    return scenario.cluster.prefix_cache.enabled and scenario.workload.carries_block_hashes()
+
 
 PAD_VALID: tuple[str, float, float, str] = ("valid", 0.0, 1.0, "obs_mode padded: 1 for a real instance, 0 for a padding row")
 N_TAIL_PADDED = len(REQUEST_FEATURES) + len(DECISION_FEATURES) + len(GLOBAL_FEATURES)

@@ -240,6 +240,10 @@ class FixedLengths:
 
 
 # ------------------------------------------------------------------------------------- config
+PREFIX_KINDS = ("multi_turn", "tenants", "rag")
+"""Workload kinds whose requests carry prefix-block hashes (``disagg_gym.workload.prefix_workloads``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadConfig:
     """The request stream: arrival process, request lengths and per-request SLOs.
@@ -441,6 +445,18 @@ class WorkloadConfig:
         if self.max_output_tokens is not None:
             output = np.minimum(output, self.max_output_tokens)
         return prompt, output
+
+    def carries_block_hashes(self) -> bool:
+        """Whether this workload's requests carry prefix-block hashes: a prefix kind
+        (``multi_turn``, ``tenants``, ``rag``) or a Mooncake JSONL trace. Decided from the config
+        alone (the observation layout and the bounds depend on it, not on the data).
+        """
+        if self.kind in PREFIX_KINDS:
+            return True
+        if self.kind == "trace":
+            fmt = self.trace_format
+            return fmt == "mooncake" or (fmt == "auto" and str(self.trace_path or "").endswith(".jsonl"))
+        return False
 
     def slos(self, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-request ``(slo_ttft_s, slo_tpot_s)`` arrays for prompts of ``prompt`` tokens."""
