@@ -13,11 +13,15 @@ The syntax (docs/envs.md, "Scenario generators")::
       output_tokens: {choice: [64, 256], weights: [3, 1]}   # weighted choice
 
 Nodes may appear under ``workload``, ``cluster``, ``horizon_s``, ``max_requests`` and
-``env.warm_start_s``. A node under ``cluster`` must keep the observation and action sizes
-(the instance count and the switchable instances per GPU type), so instance counts cannot vary
-per episode (that needs a padded observation); a ``choice`` between GPU types or whole group
-lists of the same shape can. Every node's extreme values (``low``, ``high`` and each choice)
-are validated at construction, so a bad range fails before the first episode.
+``env.warm_start_s``. A node under ``cluster`` must keep the observation and action sizes (the
+env's ``layout``): with the flat observation that is the instance count and the switchable
+instances per GPU type (a ``choice`` between GPU types or whole group lists of the same shape
+is fine); with ``env.obs_mode: padded`` and ``env.max_instances: M`` the spaces have ``M`` slots
+whatever the cluster, so instance counts may vary per episode up to ``M`` (issue #16 item 4).
+Every node's extreme values (``low``, ``high`` and each choice) are validated at construction,
+and so is every combination of the ``cluster`` nodes' extremes (when there are at most
+:data:`MAX_JOINT_CHECKS`), so a bad range fails before the first episode; each draw is checked
+again when it is sampled.
 
 This module imports no Gymnasium: the sampling is plain data in, plain data out.
 """
@@ -25,6 +29,7 @@ This module imports no Gymnasium: the sampling is plain data in, plain data out.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,8 +40,18 @@ import numpy as np
 from disagg_gym.config import ConfigError
 
 DISTS = ("uniform", "loguniform", "randint")
+MAX_JOINT_CHECKS = 1024
+"""Most combinations of ``cluster`` node extremes checked together at construction."""
 #: Dotted prefixes under which distribution nodes are allowed.
 SAMPLED_ROOTS = ("workload", "cluster", "horizon_s", "max_requests", "env.warm_start_s")
+
+
+class LayoutError(ValueError):
+    """Raised by a ``layout`` function for a config the env's spaces cannot hold.
+
+    ``str(err)`` is the problem without a key (``env.max_instances=8 is below the cluster's 12
+    instances``); the generator prefixes the key and value that caused it.
+    """
 
 
 def is_dist(node: Any) -> bool:
@@ -211,12 +226,15 @@ class ScenarioGenerator:
     Args:
         data: Plain scenario data (YAML tree) that may hold distribution nodes.
         build: ``data -> config`` (the strict loader), used to validate each draw.
-        layout: ``config -> hashable`` whose value must not vary between draws (the space sizes).
+        layout: ``config -> value`` that must not vary between draws (compared with ``==``:
+            what fixes the space sizes); it raises :class:`LayoutError` for a config the
+            spaces cannot hold.
         source: The origin named in errors.
 
     Raises:
-        ConfigError: A malformed node, or an extreme value the strict loader rejects, or one
-            that changes ``layout``.
+        ConfigError: A malformed node, or an extreme value (or a combination of ``cluster``
+            extremes) the strict loader rejects, that changes ``layout`` or that ``layout``
+            refuses.
     """
 
     def __init__(
@@ -225,19 +243,46 @@ class ScenarioGenerator:
         self.data = data
         self.dists = find_dists(data, source)
         self._build = build
-        self.nominal = build(substitute(data, {d.key: d.nominal() for d in self.dists}))
-        self.layout = layout(self.nominal)
+        self._layout_of = layout
+        self._where = f"{source}: " if source else ""
         base = {d.key: d.nominal() for d in self.dists}
+        self.nominal = build(substitute(data, base))
+        try:
+            self.layout = layout(self.nominal)
+        except LayoutError as exc:
+            raise ConfigError(f"{self._where}{exc}") from None
         for d in self.dists:  # every extreme passes the strict loader and keeps the layout
             for v in d.extremes()[1:]:
-                cfg = build(substitute(data, {**base, d.key: v}))
-                if layout(cfg) != self.layout:
-                    where = f"{source}: " if source else ""
-                    raise ConfigError(
-                        f"{where}key '{d.key}': the value {v!r} changes the observation/action "
-                        f"sizes ({layout(cfg)} vs {self.layout}); sampled clusters must keep the "
-                        "instance count and the switchable instances per GPU type"
-                    )
+                self._check({**base, d.key: v}, {d.key: v})
+        cluster = [d for d in self.dists if d.key.startswith("cluster.") or d.key.startswith("cluster[")]
+        if len(cluster) > 1 and math.prod(len(d.extremes()) for d in cluster) <= MAX_JOINT_CHECKS:
+            # e.g. two group counts each within max_instances whose sum is not
+            for combo in itertools.product(*(d.extremes() for d in cluster)):
+                values = dict(zip((d.key for d in cluster), combo))
+                self._check({**base, **values}, values)
+
+    def _check(self, values: Mapping[str, Any], named: Mapping[str, Any]) -> Any:
+        """Builds ``values`` substituted into the data; one ``ConfigError`` line naming the
+        ``named`` keys if the layout changes or is refused. Returns the config."""
+        cfg = self._build(substitute(self.data, values))
+        if len(named) == 1:
+            (key, v), = named.items()
+            what = f"key '{key}': the value {v!r}"
+        else:
+            keys = ", ".join(f"'{k}'" for k in named)
+            what = f"keys {keys}: the values {tuple(named.values())!r}"
+        try:
+            got = self._layout_of(cfg)
+        except LayoutError as exc:
+            raise ConfigError(f"{self._where}{what}: {exc}") from None
+        if got != self.layout:
+            raise ConfigError(
+                f"{self._where}{what} changes the observation/action sizes ({got} vs {self.layout}); "
+                "sampled scenarios must keep the instance count, the switchable instances per GPU "
+                "type and the cache features (instance counts may vary with env.obs_mode: padded "
+                "and env.max_instances at least the largest count)"
+            )
+        return cfg
 
     @property
     def active(self) -> bool:
@@ -245,8 +290,10 @@ class ScenarioGenerator:
         return bool(self.dists)
 
     def sample(self, rng: np.random.Generator) -> tuple[Any, dict[str, Any]]:
-        """``(config, {dotted key: drawn value})``; the config is checked by the strict loader."""
+        """``(config, {dotted key: drawn value})``; the config is checked by the strict loader
+        and keeps the layout (a ``ConfigError`` naming the drawn ``cluster`` keys otherwise)."""
         if not self.dists:
             return self.nominal, {}
         drawn = {d.key: d.sample(rng) for d in self.dists}
-        return self._build(substitute(self.data, drawn)), drawn
+        named = {k: v for k, v in drawn.items() if k.startswith("cluster")} or drawn
+        return self._check(drawn, named), drawn

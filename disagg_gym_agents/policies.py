@@ -31,8 +31,9 @@ The layout (task, instances, reject value, GPU type sizes) comes from the env an
 with the model (``policy_kwargs["layout"]``); ``layout_of(env)`` builds it. Works with the
 env's flat ``Box`` observation (``obs_mode: box``) and with the size-invariant padded one
 (``obs_mode: padded``, route tasks): there ``n`` is the number of slots
-(``env.max_instances``), each row has a ``valid`` column, pooling runs over the valid rows
-only, and with ``instance_bias=False`` (no per-slot offsets) nothing in the weights depends
+(``env.max_instances``), each row has a ``valid`` column (last) and, on configs with prefix
+caching, the 5 cache features (the row width, ``row_features``, is read from the env), pooling
+runs over the valid rows only, and with ``instance_bias=False`` (no per-slot offsets) nothing in the weights depends
 on the instance count, so a model trained on a 4-instance cluster acts on a 64-instance one
 padded to the same number of slots (docs/agents.md, "Train small, test large").
 """
@@ -81,6 +82,7 @@ def layout_of(env: gym.Env) -> dict[str, Any]:
             "allow_reject": bool(base.allow_reject),
             "gpu_sizes": [],
             "padded": True,
+            "row_features": int(base.row_features),  # 10 + valid, + 5 with cache features
         }
     return {
         "task": str(base.task),
@@ -129,7 +131,9 @@ class InstanceScorer(nn.Module):
         self.reject = bool(layout["allow_reject"])
         self.sizes = [int(c) for c in layout["gpu_sizes"]]
         self.padded = bool(layout.get("padded", False))
-        self.nf = NF + (1 if self.padded else 0)  # padded rows end with a validity column
+        # padded rows end with a validity column (and hold the cache features before it when the
+        # env has them); layouts saved before row_features existed had 10 + valid
+        self.nf = int(layout.get("row_features", NF + 1)) if self.padded else NF
         self.n_ctx = N_CTX_FIXED + len(self.sizes)
         expect = self.n * self.nf + self.n_ctx
         if obs_dim != expect:

@@ -7,9 +7,10 @@ Layout (``N`` instances, ``G`` switchable GPU types)::
 
 ``obs_mode: padded`` (size-invariant, route tasks; ``M = env.max_instances``)::
 
-    [ M x (10 per-instance features + valid) | 4 request features | 2 decision flags | 6 global ]
+    [ M x (10 per-instance features [+ 5 cache features] + valid) | 4 request | 2 decision | 6 global ]
 
-Padding rows are all zero (``valid`` = 0) and their action values are masked out.
+The cache features sit in each row (before ``valid``) when the flat layout has them. Padding
+rows are all zero (``valid`` = 0) and their action values are masked out.
 
 Every feature is clipped into its bound, so observations are never NaN/inf or out of range.
 """
@@ -264,25 +265,37 @@ class ObservationBuilder:
         return tail
 
     @staticmethod
-    def padded_bounds(slots: int) -> tuple[np.ndarray, np.ndarray]:
+    def padded_row(cache: bool = False) -> list[tuple[str, float, float, str]]:
+        """The features of one padded row (``obs_mode: padded``), in order: the instance
+        features, the cache features when ``cache``, then ``valid`` (always last)."""
+        return list(INSTANCE_FEATURES) + (list(CACHE_FEATURES) if cache else []) + [PAD_VALID]
+
+    @staticmethod
+    def padded_bounds(slots: int, cache: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) of the padded observation (``obs_mode: padded``), see :meth:`pad`."""
-        feats = (list(INSTANCE_FEATURES) + [PAD_VALID]) * slots + list(REQUEST_FEATURES) + list(DECISION_FEATURES) + list(GLOBAL_FEATURES)
+        row = ObservationBuilder.padded_row(cache)
+        feats = row * slots + list(REQUEST_FEATURES) + list(DECISION_FEATURES) + list(GLOBAL_FEATURES)
         return (np.asarray([f[1] for f in feats], dtype=np.float32), np.asarray([f[2] for f in feats], dtype=np.float32))
 
     def pad(self, flat: np.ndarray, slots: int) -> np.ndarray:
         """Flat observation -> the size-invariant padded layout (``obs_mode: padded``).
 
-        ``[slots x (10 instance features + valid) | 4 request | 2 decision | 6 global]``: rows
-        ``n..slots-1`` are all zero (``valid`` = 0); the per-GPU-type prefill shares are left
-        out (their number depends on the cluster).
+        ``[slots x (10 instance features [+ 5 cache features] + valid) | 4 request | 2 decision
+        | 6 global]``: rows ``n..slots-1`` are all zero (``valid`` = 0); the per-GPU-type prefill
+        shares are left out (their number depends on the cluster); the cache features (when
+        :attr:`cache`) move from the flat tail into each instance's row.
         """
         nf = self.nf
         k = self.n * nf
-        out = np.zeros(slots * (nf + 1) + N_TAIL_PADDED, dtype=np.float32)
-        rows = out[: slots * (nf + 1)].reshape(slots, nf + 1)
+        nc = len(CACHE_FEATURES) if self.cache else 0
+        width = nf + nc + 1
+        out = np.zeros(slots * width + N_TAIL_PADDED, dtype=np.float32)
+        rows = out[: slots * width].reshape(slots, width)
         rows[: self.n, :nf] = flat[:k].reshape(self.n, nf)
-        rows[: self.n, nf] = 1.0
-        out[slots * (nf + 1):] = flat[k : k + N_TAIL_PADDED]
+        if nc:
+            rows[: self.n, nf : nf + nc] = flat[self.head :].reshape(self.n, nc)
+        rows[: self.n, -1] = 1.0
+        out[slots * width :] = flat[k : k + N_TAIL_PADDED]
         return out
 
     def split(self, flat: np.ndarray) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, INSTANCE
 from disagg_gym.env.options import check_reset_options
 from disagg_gym.env.potential import load_potential
 from disagg_gym.errors import UserError
-from disagg_gym.generator import ScenarioGenerator
+from disagg_gym.generator import LayoutError, ScenarioGenerator
 from disagg_gym.rng import RngStreams
 from disagg_gym.scenario import ScenarioConfig
 from disagg_gym.simulation import Simulation, make_router
@@ -201,28 +201,30 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.allow_reject = self.cfg.allow_reject
         self.padded = self.cfg.obs_mode == "padded"
         self.slots = n
+        """Instance slots of the spaces: ``env.max_instances`` in padded mode (the instance
+        count may then vary per episode up to it; ``self.n`` is this episode's), else ``n``."""
         if self.padded:
             if self.task != "route":
                 raise UserError(f"env.obs_mode: padded needs task: route (got task {self.task!r})")
+            # the layout check (_layout_key) has refused max_instances below the instance count
             self.slots = n if self.cfg.max_instances is None else int(self.cfg.max_instances)
-            if self.slots < n:
-                raise UserError(
-                    f"env.max_instances={self.slots} is below the cluster's {n} instances"
-                )
-        self.row_features = len(INSTANCE_FEATURES) + (1 if self.padded else 0)
-        """Features per instance row of the observation (padded mode adds the ``valid`` column)."""
+        self.cache_obs = cache_features(self.scenario)
+        self.row_features = (
+            len(ObservationBuilder.padded_row(self.cache_obs)) if self.padded else len(INSTANCE_FEATURES)
+        )
+        """Features per instance row of the observation (padded mode adds the cache features
+        when the config has them, then the ``valid`` column)."""
         m = self.slots
         if self.task in ("route", "joint"):
             dims += [m + 1 if self.allow_reject else m, m]
         if self.task in ("allocate", "joint"):
             dims += [c + 1 for c in self.gpu_sizes]
         self.action_space = spaces.MultiDiscrete(np.asarray(dims, dtype=np.int64))
-        self.cache_obs = cache_features(self.scenario)
         low, high = ObservationBuilder.bounds(n, len(self.gpus), self.cache_obs)
         box = spaces.Box(low=low, high=high, dtype=np.float32)
         self._box = box
         if self.padded:
-            plow, phigh = ObservationBuilder.padded_bounds(self.slots)
+            plow, phigh = ObservationBuilder.padded_bounds(self.slots, self.cache_obs)
             self.observation_space = spaces.Box(low=plow, high=phigh, dtype=np.float32)
         elif self.cfg.obs_mode == "dict":
             nf = 10
@@ -255,9 +257,16 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         scen, drawn = self.generator.sample(streams.get("scenario"))
         if drawn:  # a generator: this episode's scenario and env options
             self.cfg = from_dict(EnvConfig, scen.env, source=scen.name, prefix="env")
-            self.gpus = [g for g, _ in _static_layout(scen)[1]]  # names may change, sizes do not
+            # GPU names may change; sizes and the instance count only in padded mode (the
+            # generator checked that the spaces, self.slots wide, hold every draw)
+            n, gpus = _static_layout(scen)
+            self.n = n
+            self.gpus = [g for g, _ in gpus]
+            self.gpu_sizes = [c for _, c in gpus]
         self.scenario = scen
-        info_scen: dict[str, Any] = {"name": scen.name, "sampled": drawn, "horizon_s": scen.horizon_s}
+        info_scen: dict[str, Any] = {
+            "name": scen.name, "sampled": drawn, "horizon_s": scen.horizon_s, "instances": self.n,
+        }
         if self.cfg.max_episode_requests is not None:
             scen = replace(scen, max_requests=self.cfg.max_episode_requests)
         warm = self.cfg.warm_start_s
@@ -773,10 +782,24 @@ def _build(data: Any, source: str) -> ScenarioConfig:
     return scen
 
 
-def _layout_key(scen: ScenarioConfig) -> tuple[int, tuple[int, ...]]:
-    """What fixes the spaces: the instance count and the switchable instances per GPU type."""
+def _layout_key(scen: ScenarioConfig) -> dict[str, Any]:
+    """What fixes the spaces (every sampled scenario must give the same): the instance count,
+    the switchable instances per GPU type and whether the observation has cache features; with
+    ``env.obs_mode: padded`` the slot count replaces the first two, so with ``env.max_instances``
+    set the instance count may vary up to it (issue #16 item 4).
+
+    Raises:
+        LayoutError: The cluster has more instances than ``env.max_instances``.
+    """
     n, gpus = _static_layout(scen)
-    return n, tuple(c for _, c in gpus)
+    cache = cache_features(scen)
+    cfg = from_dict(EnvConfig, scen.env, source=scen.name, prefix="env")
+    if cfg.obs_mode == "padded":
+        slots = n if cfg.max_instances is None else int(cfg.max_instances)
+        if n > slots:
+            raise LayoutError(f"env.max_instances={slots} is below the cluster's {n} instances")
+        return {"slots": slots, "cache_features": cache}
+    return {"instances": n, "switchable_per_gpu_type": tuple(c for _, c in gpus), "cache_features": cache}
 
 
 def _static_layout(scen: ScenarioConfig) -> tuple[int, list[tuple[str, int]]]:
