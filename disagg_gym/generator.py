@@ -263,7 +263,8 @@ class ScenarioGenerator:
 
     def _check(self, values: Mapping[str, Any], named: Mapping[str, Any]) -> Any:
         """Builds ``values`` substituted into the data; one ``ConfigError`` line naming the
-        ``named`` keys if the layout changes or is refused. Returns the config."""
+        ``named`` keys if the layout changes or is refused. Returns the config.
+        """
         cfg = self._build(substitute(self.data, values))
         if len(named) == 1:
             (key, v), = named.items()
@@ -291,7 +292,8 @@ class ScenarioGenerator:
 
     def sample(self, rng: np.random.Generator) -> tuple[Any, dict[str, Any]]:
         """``(config, {dotted key: drawn value})``; the config is checked by the strict loader
-        and keeps the layout (a ``ConfigError`` naming the drawn ``cluster`` keys otherwise)."""
+        and keeps the layout (a ``ConfigError`` naming the drawn ``cluster`` keys otherwise).
+        """
         if not self.dists:
             return self.nominal, {}
         drawn = {d.key: d.sample(rng) for d in self.dists}

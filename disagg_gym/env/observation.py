@@ -267,7 +267,8 @@ class ObservationBuilder:
     @staticmethod
     def padded_row(cache: bool = False) -> list[tuple[str, float, float, str]]:
         """The features of one padded row (``obs_mode: padded``), in order: the instance
-        features, the cache features when ``cache``, then ``valid`` (always last)."""
+        features, the cache features when ``cache``, then ``valid`` (always last).
+        """
         return list(INSTANCE_FEATURES) + (list(CACHE_FEATURES) if cache else []) + [PAD_VALID]
 
     @staticmethod

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-import pytest
 
 import disagg_gym  # noqa: F401
 from disagg_gym.env.observation import CACHE_FEATURES, INSTANCE_FEATURES, N_TAIL_PADDED
