@@ -70,7 +70,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     (``observation.cache_features``), per instance the pending request's blocks held in HBM,
     host DRAM, SSD and the shared pool, and cache occupancy. ``obs_mode: dict`` gives a flat
     ``Dict``; ``obs_mode: padded`` (route) pads the instance rows to ``max_instances`` with a
-    ``valid`` column and masks the padded action slots, so one policy fits any cluster size.
+    ``valid`` column (rows also hold the cache features where the config has them; width
+    ``row_features``) and masks the padded action slots, so one policy fits any cluster size;
+    with ``max_instances`` set, a scenario generator may draw the instance count per reset.
 
     ## Rewards
     A weighted sum of named terms accumulated since the previous step (``env.reward`` weights):
@@ -107,6 +109,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     different policies can be compared on identical input.
 
     ## Version History
+    * (no id bump; options only) issue #16 item 4: with ``obs_mode: padded`` and
+      ``max_instances`` a generator may sample instance counts per reset
+      (``info["scenario"]["instances"]``); issue #14: padded rows carry the cache features on
+      configs that have them (no standard id uses ``obs_mode: padded``).
     * v2 (route configs; issue #16): ``env.reward_mode: per_decision`` (each request's outcome
       credited to the decision that routed it, delivered at its first token or rejection) and
       ``wait_norm_s`` O(1) by default. The simulation is unchanged. New options on every
