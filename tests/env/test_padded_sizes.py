@@ -149,3 +149,11 @@ def test_the_mixed_size_training_variant_samples_sizes_and_runs() -> None:
         assert 55 <= drawn["workload.rate_per_s"] < 110 and 10 <= info["scenario"]["warm_start_s"] < 90
         counts.add(n)
     assert len(counts) >= 3
+
+
+def test_checkers_pass_on_a_size_sampling_env() -> None:
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    check_env(_env().unwrapped, skip_render_check=True)
+    sb3_check(_env(), warn=False)
