@@ -194,6 +194,11 @@ def find_dists(data: Any, source: str = "") -> list[Dist]:
     return out
 
 
+def _under_cluster(key: str) -> bool:
+    """Whether dotted ``key`` is ``cluster`` or below it (the nodes that can change the layout)."""
+    return key == "cluster" or key.startswith(("cluster.", "cluster["))
+
+
 def _set(data: Any, key: str, value: Any) -> None:
     """Sets dotted/indexed ``key`` (``cluster.groups[1].gpu``) inside ``data`` in place."""
     parts: list[Any] = []
@@ -254,7 +259,7 @@ class ScenarioGenerator:
         for d in self.dists:  # every extreme passes the strict loader and keeps the layout
             for v in d.extremes()[1:]:
                 self._check({**base, d.key: v}, {d.key: v})
-        cluster = [d for d in self.dists if d.key.startswith("cluster.") or d.key.startswith("cluster[")]
+        cluster = [d for d in self.dists if _under_cluster(d.key)]
         if len(cluster) > 1 and math.prod(len(d.extremes()) for d in cluster) <= MAX_JOINT_CHECKS:
             # e.g. two group counts each within max_instances whose sum is not
             for combo in itertools.product(*(d.extremes() for d in cluster)):
@@ -297,5 +302,5 @@ class ScenarioGenerator:
         if not self.dists:
             return self.nominal, {}
         drawn = {d.key: d.sample(rng) for d in self.dists}
-        named = {k: v for k, v in drawn.items() if k.startswith("cluster")} or drawn
+        named = {k: v for k, v in drawn.items() if _under_cluster(k)} or drawn
         return self._check(drawn, named), drawn

@@ -157,3 +157,21 @@ def test_checkers_pass_on_a_size_sampling_env() -> None:
 
     check_env(_env().unwrapped, skip_render_check=True)
     sb3_check(_env(), warn=False)
+
+
+def test_a_draw_past_the_construction_checks_is_refused_at_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    import disagg_gym.generator as generator
+
+    monkeypatch.setattr(generator, "MAX_JOINT_CHECKS", 1)  # too many combinations: skip the joint check
+    env = _env(max_instances=7)  # each count alone fits; 4 + 6 does not
+    bad = 0
+    for seed in range(30):
+        try:
+            _, info = env.reset(seed=seed)
+            assert info["scenario"]["instances"] <= 7
+        except ConfigError as err:
+            msg = str(err)
+            assert "keys 'cluster.groups[0].count', 'cluster.groups[1].count'" in msg
+            assert "env.max_instances=7 is below the cluster's" in msg and "\n" not in msg
+            bad += 1
+    assert 0 < bad < 30
