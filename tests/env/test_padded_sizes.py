@@ -175,3 +175,18 @@ def test_a_draw_past_the_construction_checks_is_refused_at_reset(monkeypatch: py
             assert "env.max_instances=7 is below the cluster's" in msg and "\n" not in msg
             bad += 1
     assert 0 < bad < 30
+
+
+def test_each_episode_is_the_drawn_cluster_as_a_plain_config() -> None:
+    """Oracle: the fixed-size box env built from the drawn counts gives the same KPIs."""
+    env = _env()
+    for seed in (0, 2):
+        _, info = env.reset(seed=seed)
+        drawn = info["scenario"]["sampled"]
+        p, d = drawn["cluster.groups[0].count"], drawn["cluster.groups[1].count"]
+        plain = gym.make(ENV, config={"horizon_s": 3.0, **_groups(p, d)})
+        a = run_episode(POLICIES.get("jsq")(env), env, seed)
+        b = run_episode(POLICIES.get("jsq")(plain), plain, seed)
+        assert env.unwrapped.n == plain.unwrapped.n == p + d
+        keys = ("goodput_rps", "requests_completed", "slo_attainment", "invalid_actions")
+        assert [a[k] for k in keys] == [b[k] for k in keys]
