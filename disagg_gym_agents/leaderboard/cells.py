@@ -39,7 +39,7 @@ class Cell:
 
 
 def env_name(env_id: str) -> str:
-    """``disagg/SmallRoute-v2`` -> ``SmallRoute-v2`` (checkpoint folder and plot names)."""
+    """``disagg/SmallRoute-v3`` -> ``SmallRoute-v3`` (checkpoint folder and plot names)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id.split("/")[-1])
 
 

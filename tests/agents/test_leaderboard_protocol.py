@@ -22,7 +22,7 @@ from disagg_gym_agents.base import make_env
 from disagg_gym_agents.evaluation import run_episode
 from disagg_gym_agents.factory import make_policy
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 SHORT = {"horizon_s": 3}
 
 

@@ -11,7 +11,7 @@ import disagg_gym  # noqa: F401
 from disagg_gym.config import ConfigError
 from disagg_gym.env.make import custom_env_id
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 
 
 def test_plain_make_keeps_the_standard_id_and_config() -> None:
@@ -76,7 +76,7 @@ def test_flat_key_equal_to_the_standard_value_keeps_the_standard_id() -> None:
 
 
 def test_custom_env_id_format() -> None:
-    assert custom_env_id("disagg/SmallRoute-v2", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v2"
+    assert custom_env_id("disagg/SmallRoute-v3", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v2"
     assert custom_env_id("disagg/SmallRoute-custom-ab12cd34-v2", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v2"
 
 
