@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -39,6 +40,7 @@ COMPOSED = ("jsq+ttft_guard", "jsq+queue_guard", "jsq+mooncake", "least_finish+t
 SPILLOVER_ALPHAS = (0.5, 0.75, 1.5, 2.0)
 METRICS = ("slo_tokens_per_s", "goodput_rps", "cost_per_1m_good_tokens_usd", "energy_per_good_request_j",
            "rejection_rate", "unfinished")
+LOWER_IS_BETTER = ("cost_per_1m_good_tokens_usd", "energy_per_good_request_j")
 DEGENERATE_SPREAD, DEGENERATE_FRACTION = 0.02, 0.97
 HEADROOM_SPREAD, HEADROOM_FRACTION = 0.05, 0.90
 
@@ -110,13 +112,16 @@ def markdown(report: dict[str, Any]) -> str:
     from disagg_gym.env.registration import STANDARD_CONFIGS, env_id_for
 
     lines = [
-        "| config | best tuned baseline | slo_tokens_per_s | bound | best / bound | worst baseline | spread best/worst | best/second | rejection (best) | degenerate | headroom |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| config | best tuned baseline | slo_tokens_per_s | bound | best / bound | worst baseline | spread best/worst | best/second | rejection (best) | degenerate | headroom | own primary metric: best, spread |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for cfg, r in report["configs"].items():
         fam = r["families"]
         best = fam[r["best_tuned"]]
         params = f" {json.dumps(best['params'])}" if best["params"] else ""
+        own = "(the same)"
+        if "primary_metric" in r:
+            own = f"`{r['primary_metric']}`: `{r['primary_best']}`, {100 * r['primary_spread']:.1f} %"
         name = env_id_for(cfg, STANDARD_CONFIGS[cfg]).split("/")[-1] if cfg in STANDARD_CONFIGS else cfg
         if r["overrides"]:
             name += " with " + ", ".join(f"`{k}={v}`" for k, v in r["overrides"].items())
@@ -125,12 +130,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"{r['bound_slo_tokens_per_s']:.0f} | {100 * r['best_fraction_of_bound']:.1f} % | "
             f"`{r['worst_tuned']}` | {100 * r['spread_best_over_worst']:.1f} % | "
             f"{100 * r['spread_best_over_second']:.2f} % | {100 * best['rejection_rate']:.2f} % | "
-            f"{'yes' if r['degenerate'] else 'no'} | {'yes' if r['headroom'] else 'no'} |"
+            f"{'yes' if r['degenerate'] else 'no'} | {'yes' if r['headroom'] else 'no'} | {own} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
+    from disagg_gym.scenario import load_scenario
     from disagg_gym_agents.base import parse_overrides
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -182,7 +188,20 @@ def main() -> None:
         base = {p: v for p, v in fam.items() if p not in REFERENCE}
         ranked = sorted(base, key=lambda p: -base[p]["slo_tokens_per_s"])
         vals = [base[p]["slo_tokens_per_s"] for p in ranked]
+        primary = load_scenario(cfg, overrides).primary_metric
+        prim = {}
+        if primary != "slo_tokens_per_s" and primary in METRICS:
+            # the config's own metric: no bound (cost, energy) or a different one (goodput);
+            # the spread is best / worst - 1 in the better direction (1/value for cost, energy)
+            lower = primary in LOWER_IS_BETTER
+            pv = {p: base[p][primary] for p in base if math.isfinite(base[p][primary]) and base[p][primary] > 0}
+            order = sorted(pv, key=lambda p: pv[p] if lower else -pv[p])
+            if order:
+                b, w = pv[order[0]], pv[order[-1]]
+                prim = {"primary_metric": primary, "primary_best": order[0], "primary_worst": order[-1],
+                        "primary_spread": (w / b if lower else b / w) - 1.0}
         report["configs"][cfg] = {
+            **prim,
             "overrides": overrides,
             "bound_slo_tokens_per_s": ub,
             "best_tuned": ranked[0],
@@ -201,6 +220,9 @@ def main() -> None:
               f"{100 * r['best_fraction_of_bound']:.1f}% of bound  spread {100 * r['spread_best_over_worst']:.1f}% "
               f"(best/second {100 * r['spread_best_over_second']:.2f}%)  degenerate={r['degenerate']} "
               f"headroom={r['headroom']}")
+        if "primary_metric" in r:
+            print(f"    primary {r['primary_metric']}: best {r['primary_best']}, worst {r['primary_worst']}, "
+                  f"spread {100 * r['primary_spread']:.1f}%")
         for pol, v in r["families"].items():
             print(f"    {pol:<26s} {v['slo_tokens_per_s']:10.0f} tok/s  goodput {v['goodput_rps']:7.2f}  "
                   f"rej {100 * v['rejection_rate']:.2f}%  cost {v['cost_per_1m_good_tokens_usd']:.4f}  "

@@ -33,7 +33,7 @@ STANDARD_CONFIGS: dict[str, int] = {
     "mooncake-cache-route": 0,
     "mooncake-rdma-route": 2,
     "multiturn-cache-route": 0,
-    "pcie-route": 2,
+    "pcie-route": 3,
     "rag-pool-route": 0,
     "small-route": 3,
     "tri-gpu-route": 0,
