@@ -20,6 +20,13 @@ def _fmt(v: float, scale: float, fmt: str) -> str:
     return "n/a" if not math.isfinite(v) else fmt.format(v * scale)
 
 
+def _num(v: float) -> str:
+    """A raw metric value: thousands separated above 1,000 (tokens/s), 4 significant digits below."""
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
 def verdict_of(ci: tuple[float, float], win: bool) -> str:
     """The words of the win rule: "win" only when the CI's lower bound is above 1.01 (otherwise
     "loses" when the whole CI is below 1, else "inconclusive": the word win never appears).
@@ -60,7 +67,7 @@ def headline_table(summary: Sequence[ConfigSummary], bounds: dict[tuple[str, str
         raw = best.kpis[cs.metric]
         ub = bounds.get((cs.config, cs.split), math.nan)
         if math.isfinite(ub) and ub > 0 and math.isfinite(raw):
-            bound, head = f"{ub:.4g}", f"{raw / ub:.3f}"
+            bound, head = _num(ub), f"{raw / ub:.3f}"
         else:
             bound = head = "n/a"
         rej_h = _fmt(best.kpis.get("rejection_rate", math.nan), 100.0, "{:.1f}%")
@@ -72,7 +79,7 @@ def headline_table(summary: Sequence[ConfigSummary], bounds: dict[tuple[str, str
         else:
             lt, poi, rej_l = NOT_TRAINED, "", "-"
         lines.append(
-            f"| `{cs.config}` | {cs.split} | {cs.metric} | {cs.best_heuristic} ({raw:.4g}) | {lt} | "
+            f"| `{cs.config}` | {cs.split} | {cs.metric} | {cs.best_heuristic} ({_num(raw)}) | {lt} | "
             f"{bound} | {head} | {rej_h} / {rej_l} | {poi} | {learning_verdict(cs)} |"
         )
     return "\n".join(lines)
@@ -185,7 +192,7 @@ def render_markdown(
                 f"{a.iqm:.3f} [{a.ci[0]:.3f}, {a.ci[1]:.3f}]",
                 "" if a.agent == cs.best_heuristic else f"{a.prob_improvement:.2f}",
                 "reference" if a.agent == cs.best_heuristic else verdict_of(a.ci, a.win),
-                f"{a.kpis[cs.metric]:.4g}",
+                _num(a.kpis[cs.metric]),
             ]
             cells += [_fmt(a.kpis[k], s, f) for k, _, s, f in KPI_TABLE]
             lines.append("| " + " | ".join(cells) + " |")
