@@ -28,7 +28,7 @@ STANDARD_CONFIGS: dict[str, int] = {
     "energy-allocate": 2,
     "hetero-allocate": 2,
     "hetero-route": 3,
-    "hybrid-cost-route": 2,
+    "hybrid-cost-route": 3,
     "large-joint": 2,
     "mooncake-cache-route": 0,
     "mooncake-rdma-route": 2,
