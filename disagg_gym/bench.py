@@ -309,8 +309,8 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
     def ppo(r: dict[str, Any]) -> str:
         out["ppo"] = r
         if "error" in r:
-            return f"PPO on disagg/SmallRoute-v2: {r['error']}"
-        return f"PPO on disagg/SmallRoute-v2: {r['train_steps_per_s']:,.0f} steps/s"
+            return f"PPO on disagg/SmallRoute-v3: {r['error']}"
+        return f"PPO on disagg/SmallRoute-v3: {r['train_steps_per_s']:,.0f} steps/s"
 
     timed = secs + SPAWN_OVERHEAD_S
     plan = [Measurement("bench_cartpole", {"seconds": secs}, timed, cartpole)]
@@ -333,7 +333,7 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
     has_rl = extras.has("rl", "torch", "stable_baselines3")
     if has_rl:
         steps = 2048 if quick else 8192
-        plan.append(Measurement("bench_ppo", {"env_id": "disagg/SmallRoute-v2", "timesteps": steps},
+        plan.append(Measurement("bench_ppo", {"env_id": "disagg/SmallRoute-v3", "timesteps": steps},
                                 SPAWN_OVERHEAD_S + 5.0 + steps / PPO_STEPS_PER_S, ppo))
     log(f"bench: {len(plan)} measurements, each in a fresh process pinned to one core")
     run_plan(plan, log)
@@ -378,7 +378,7 @@ def to_markdown(res: dict[str, Any]) -> str:
     if "skipped" in ppo:
         lines += ["", f"SB3 PPO: {ppo['skipped']}."]
     if "train_steps_per_s" in ppo:
-        lines += ["", f"SB3 PPO (MlpPolicy, 1 env, 1 thread) on disagg/SmallRoute-v2: {ppo['train_steps_per_s']:,.0f} steps/s, peak RSS {ppo['peak_rss_mb']} MB."]
+        lines += ["", f"SB3 PPO (MlpPolicy, 1 env, 1 thread) on disagg/SmallRoute-v3: {ppo['train_steps_per_s']:,.0f} steps/s, peak RSS {ppo['peak_rss_mb']} MB."]
     return "\n".join(lines) + "\n"
 
 

@@ -59,7 +59,7 @@ def _overrides(items: Sequence[str] | None) -> dict[str, Any]:
 def config_name(text: str) -> str:
     """A ``--config`` value -> a config name or YAML path: an env id names its standard config.
 
-    ``disagg/SmallRoute-v2`` and ``disagg_gym:disagg/SmallRoute-v2`` -> ``small-route``; names,
+    ``disagg/SmallRoute-v3`` and ``disagg_gym:disagg/SmallRoute-v3`` -> ``small-route``; names,
     paths and unknown values pass through (``load_scenario`` reports those). An old version of
     a standard id is a ``UserError`` naming the current id.
     """
@@ -498,7 +498,7 @@ def _run(cmd: Command) -> Callable[[argparse.Namespace], int]:
 
 def _add_simulate(s: argparse.ArgumentParser) -> None:
     s.add_argument("--config", default="small-route",
-                   help="standard config name (small-route), env id (disagg/SmallRoute-v2) or YAML path "
+                   help="standard config name (small-route), env id (disagg/SmallRoute-v3) or YAML path "
                    "(default: small-route; see `disagg-gym list`)")
     s.add_argument("--trace", type=Path, help="replay an Azure CSV or Mooncake JSONL trace (format detected)")
     s.add_argument("--rate-scale", type=positive_float, help="multiply the arrival rate (or trace rate) by X")

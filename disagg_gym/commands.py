@@ -32,7 +32,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{e['id']:<{wid}}  {e['config']:<{wcf}}  {e['task']:<8s}  {e['description']}")
         print(
             "\nEvery command takes either name: `disagg-gym simulate --config small-route` or "
-            "`--config disagg/SmallRoute-v2`, `train --env small-route`."
+            "`--config disagg/SmallRoute-v3`, `train --env small-route`."
         )
     return 0
 

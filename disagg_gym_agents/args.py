@@ -31,7 +31,7 @@ class TrainArgs:
     """Arguments of ``disagg-gym train`` / ``scripts/train.py``."""
 
     env: str = field(
-        default="disagg/SmallRoute-v2",
+        default="disagg/SmallRoute-v3",
         metadata=arg_meta("env id or config name (see `disagg-gym list`)", metavar="ID"),
     )
     algo: str = field(
@@ -102,7 +102,7 @@ class EvalArgs:
     """Arguments of ``disagg-gym evaluate`` / ``scripts/evaluate.py``."""
 
     env: str = field(
-        default="disagg/SmallRoute-v2",
+        default="disagg/SmallRoute-v3",
         metadata=arg_meta("env id or config name (see `disagg-gym list`)", metavar="ID"),
     )
     policy: str = field(

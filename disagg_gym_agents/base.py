@@ -46,7 +46,7 @@ def make_env(env_id: str, overrides: dict[str, Any] | None = None) -> gym.Env:
     """``gym.make(env_id, overrides=...)`` after checking the id.
 
     Args:
-        env_id: A registered id such as ``disagg/SmallRoute-v2``, or a standard config name
+        env_id: A registered id such as ``disagg/SmallRoute-v3``, or a standard config name
             (``small-route``).
         overrides: Dotted-key scenario overrides, e.g. ``{"horizon_s": 30}``.
 

@@ -71,7 +71,7 @@ class RLlibTrainArgs:
     """
 
     env: str = field(
-        default="disagg/SmallRoute-v2",
+        default="disagg/SmallRoute-v3",
         metadata=arg_meta("registered env id (see `disagg-gym list`)", metavar="ID"),
     )
     timesteps: int | None = field(

@@ -73,7 +73,7 @@ def check_validation_seeds(seeds: Sequence[int]) -> None:
 
 
 def resolve_config(name: str) -> str:
-    """A standard config name (``small-route``) or env id (``disagg/SmallRoute-v2``) -> config."""
+    """A standard config name (``small-route``) or env id (``disagg/SmallRoute-v3``) -> config."""
     if "/" in name and not name.endswith((".yaml", ".yml")):
 
         for e in standard_envs():

@@ -49,7 +49,7 @@ PY
 "$V/disagg-gym" list >/dev/null
 "$V/disagg-gym" list --policies --json >/dev/null
 "$V/disagg-gym" predict --gpu h100-sxm --model llama-3.1-8b --phase decode --batch 8 --length 512 >/dev/null
-"$V/disagg-gym" evaluate --env disagg/SmallRoute-v2 --policy heuristic:jsq --episodes 1 --overrides horizon_s=2 >/dev/null
+"$V/disagg-gym" evaluate --env disagg/SmallRoute-v3 --policy heuristic:jsq --episodes 1 --overrides horizon_s=2 >/dev/null
 check_extra() {  # command needing an extra: exit 2, one stderr line naming the extra
   local extra=$1; shift
   set +e
@@ -61,8 +61,8 @@ check_extra() {  # command needing an extra: exit 2, one stderr line naming the 
     exit 1
   fi
 }
-check_extra rl train --env disagg/SmallRoute-v2 --timesteps 64 --out "$TMP/run"
+check_extra rl train --env disagg/SmallRoute-v3 --timesteps 64 --out "$TMP/run"
 check_extra rl validate
-check_extra rl benchmark --configs disagg/SmallRoute-v2 --out "$TMP/lb"
+check_extra rl benchmark --configs disagg/SmallRoute-v3 --out "$TMP/lb"
 check_extra plots simulate --horizon 5 --plots "$TMP/plots"
 echo "check_core_install: OK (simulate, list, predict, evaluate run; train/validate/benchmark/--plots name their extra)"

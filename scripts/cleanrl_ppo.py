@@ -10,7 +10,7 @@ clipped surrogate. Two policies:
 
 Usage::
 
-    python scripts/cleanrl_ppo.py --env-id disagg/SmallRoute-v2 --total-timesteps 50000 \
+    python scripts/cleanrl_ppo.py --env-id disagg/SmallRoute-v3 --total-timesteps 50000 \
         --save runs/small_mlp.pt --eval-episodes 3
 
 It prints one line per update (``step, episodic return, sps``) and, with ``--eval-episodes``,
@@ -38,7 +38,7 @@ import disagg_gym  # noqa: F401  (registers the env ids)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--env-id", default="disagg/SmallRoute-v2")
+    p.add_argument("--env-id", default="disagg/SmallRoute-v3")
     p.add_argument("--overrides", default="{}", help="JSON dict of dotted-key env overrides")
     p.add_argument("--policy", choices=["mlp", "scorer"], default="mlp")
     p.add_argument("--total-timesteps", type=int, default=50_000)

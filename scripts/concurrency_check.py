@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 HEURISTICS = ["round_robin", "p2c", "least_finish", "kv_aware", "random", "clairvoyant"]
 META = ("config,env_version,agent,agent_kind,upper_bound,train_seed,eval_seed,episode,primary_metric,score,"
         "policy,policy_seed,model_sha256,overrides,package_version,sb3_version,torch_version,goodput_rps")

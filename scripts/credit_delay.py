@@ -5,7 +5,7 @@ std and non-zero share per step, the per-feature std of the instance features (a
 and, in decisions, how long after a routing decision its request's outcome reaches the reward
 (per_decision: from ``info["credit"]``; aggregate: the request's completion).
 
-    python scripts/credit_delay.py --env-id disagg/SmallRoute-v2 [--overrides '{"env.reward_mode": "aggregate"}']
+    python scripts/credit_delay.py --env-id disagg/SmallRoute-v3 [--overrides '{"env.reward_mode": "aggregate"}']
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from disagg_gym_agents.registry import POLICIES
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--env-id", default="disagg/SmallRoute-v2")
+    p.add_argument("--env-id", default="disagg/SmallRoute-v3")
     p.add_argument("--overrides", default="{}")
     p.add_argument("--seed", type=int, default=10_000)
     a = p.parse_args()

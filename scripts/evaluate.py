@@ -4,9 +4,9 @@ Runs `--episodes N` deterministic episodes on workload seeds S, S+1, ... (S = `-
 default 10000: the held-out seeds training never sees), writes one CSV row per episode with
 every KPI (atomically) and prints a summary. Examples:
 
-    .venv/bin/python scripts/evaluate.py --env disagg/SmallRoute-v2 --policy heuristic:jsq \
+    .venv/bin/python scripts/evaluate.py --env disagg/SmallRoute-v3 --policy heuristic:jsq \
         --episodes 5 --out results/jsq.csv
-    .venv/bin/python scripts/evaluate.py --env disagg/SmallRoute-v2 \
+    .venv/bin/python scripts/evaluate.py --env disagg/SmallRoute-v3 \
         --policy sb3:runs/smallroute/model.zip --episodes 5 --out results/ppo.csv
 """
 

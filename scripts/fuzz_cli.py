@@ -42,7 +42,7 @@ KEYS = ["horizon_s", "seed", "max_requests", "workload.rate_per_s", "workload.ki
         "nokey", "cluster", "workload.prompt_tokens", "workload.max_prompt_tokens"]
 VALUES = [*NUMS, "true", "null", "[]", "{}", "[1, 2]", "{a: 1}", "trace", "poisson", "jsq", "fixed", "'x'",
           "{{", "- a", "!!python/object:os.system ls"]
-ENVS = ["disagg/SmallRoute-v2", "disagg/ColocatedBaseline-v2", "disagg/EnergyAllocate-v2", "disagg/Nope-v0", "", "x"]
+ENVS = ["disagg/SmallRoute-v3", "disagg/ColocatedBaseline-v2", "disagg/EnergyAllocate-v2", "disagg/Nope-v0", "", "x"]
 POLICIES = ["jsq", "heuristic:jsq", "heuristic:round_robin", "heuristic:static", "heuristic:nope", "",
             "sb3:", "sb3:DIR", "sb3:FILE_TXT", "sb3:MISSING.zip", "sb3:NOTZIP.zip", "sb3:maskable_ppo=DIR",
             "heuristics"]
@@ -68,7 +68,7 @@ def make_files(root: Path) -> dict[str, str]:
     f["UNDER_FILE"] = str(root / "file.txt" / "sub" / "x.csv")
     f["MISSING.zip"] = str(root / "missing.zip")
     f["NOTZIP.zip"] = put("notzip.zip", "not a zip")
-    f["MODEL_ZIP"] = str(Path(__file__).resolve().parents[1] / "leaderboard" / "checkpoints" / "SmallRoute-v2" / "seed0" / "model.zip")
+    f["MODEL_ZIP"] = str(Path(__file__).resolve().parents[1] / "leaderboard" / "checkpoints" / "SmallRoute-v3" / "seed0" / "model.zip")
     f["DEVNULL"] = "/dev/null"  # read-only uses; outputs go through NULL_LINK (below)
     (root / "null").symlink_to("/dev/null")
     f["NULL_LINK"] = str(root / "null")
@@ -102,7 +102,7 @@ def make_files(root: Path) -> dict[str, str]:
     f["Q_NEST"] = put("qnest.jsonl", '{"phase": "kv_transfer", "link": "pcie", "bytes": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
     f["Q_HUGEINT"] = put("qhugeint.jsonl", '{"phase": "kv_transfer", "link": "pcie", "bytes": ' + "1" * 5000 + "}\n")
     meta = "config,env_version,agent,agent_kind,upper_bound,train_seed,eval_seed,episode,primary_metric,score,policy\n"
-    row = "disagg/SmallRoute-v2,0,jsq,heuristic,False,,10000,0,goodput_rps,1.0,heuristic:jsq\n"
+    row = "disagg/SmallRoute-v3,0,jsq,heuristic,False,,10000,0,goodput_rps,1.0,heuristic:jsq\n"
     nocfg = root.parent / "out" / "nocfg"  # also the benchmark --out OUT:nocfg
     nocfg.mkdir(parents=True, exist_ok=True)
     f["RES_NOCFG"] = str(nocfg / "results.csv")
@@ -178,7 +178,7 @@ def cases() -> st.SearchStrategy[list[str]]:
     )
     evaluate = st.tuples(
         st.just(["evaluate", "--overrides", "horizon_s=2"]),
-        opt("--env", ["disagg/SmallRoute-v2", "disagg/ColocatedBaseline-v2", "disagg/EnergyAllocate-v2"], ["disagg/Nope-v0", "", "x"]),
+        opt("--env", ["disagg/SmallRoute-v3", "disagg/ColocatedBaseline-v2", "disagg/EnergyAllocate-v2"], ["disagg/Nope-v0", "", "x"]),
         opt("--policy", ["jsq", "heuristic:jsq", "heuristic:round_robin", "heuristic:static", "sb3:MODEL_ZIP"],
             ["heuristic:nope", "", "sb3:", "sb3:DIR", "sb3:FILE_TXT", "sb3:MISSING.zip", "sb3:NOTZIP.zip", "heuristics"]),
         opt("--episodes", ["1", "2"], ["0", "-1", "abc"]),
@@ -189,7 +189,7 @@ def cases() -> st.SearchStrategy[list[str]]:
     )
     benchmark = st.tuples(
         st.just(["benchmark", "--no-progress", "--no-plots", "--set", "horizon_s=2"]),
-        pick([["--configs", "disagg/SmallRoute-v2"], ["--configs", "disagg/ColocatedBaseline-v2"]], [["--configs", "disagg/Nope-v0"]]),
+        pick([["--configs", "disagg/SmallRoute-v3"], ["--configs", "disagg/ColocatedBaseline-v2"]], [["--configs", "disagg/Nope-v0"]]),
         pick([["--agents", "jsq"], ["--agents", "heuristic:round_robin"]], [["--agents", "nope"], ["--agents", "sb3:x=DIR"], ["--agents", "sb3:bad"]]),
         pick([["--episodes", "1"]], [["--episodes", "0"], ["--episodes", "x"]]),
         pick([["--out", "OUT:lb"], ["--out", "OUT:lb2"]],
@@ -201,13 +201,13 @@ def cases() -> st.SearchStrategy[list[str]]:
         st.just(["validate", "--no-progress"]),
         pick([["OUT:lb/results.csv"], ["OUT:lb2/results.csv"]],
              [["DEVNULL"], ["EMPTY"], ["DIR"], ["RES_NOCFG"], ["RES_TORN"], ["RES_ABC"], ["NONUTF8"], ["MISSING.zip"], ["FILE_TXT"]]),
-        opt("--configs", ["disagg/SmallRoute-v2"], ["disagg/Typo-v0"]),
+        opt("--configs", ["disagg/SmallRoute-v3"], ["disagg/Typo-v0"]),
         opt("--agents", ["jsq"], ["nobody"]),
     )
     train = st.tuples(
         st.just(["train", "--timesteps", "64", "--n-envs", "1", "--eval-freq", "0", "--no-progress-bar",
                  "--checkpoint-freq", "64", "--overrides", "horizon_s=2"]),
-        opt("--env", ["disagg/SmallRoute-v2"], ["disagg/Nope-v0", ""]), opt("--algo", ["ppo", "maskable_ppo"], ["dqn"]),
+        opt("--env", ["disagg/SmallRoute-v3"], ["disagg/Nope-v0", ""]), opt("--algo", ["ppo", "maskable_ppo"], ["dqn"]),
         pick([["--out", "OUT:run"], ["--out", "OUT:run2"]], [["--out", "FILE_TXT"], ["--out", "UNDER_FILE"], ["--out", "NULL_LINK"]]),
         st.sampled_from([[], ["--resume"]]),
         opt("--overrides", ["horizon_s=3"], ["nokey=1"]),

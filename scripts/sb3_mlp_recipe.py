@@ -4,7 +4,7 @@ Trains on the env exactly as ``gym.make(id, overrides=...)`` gives it, then eval
 greedy (masked) policy on held-out workload seeds (10000+) next to masked-random and
 round-robin. Prints wall time.
 
-    python scripts/sb3_mlp_recipe.py --env-id disagg/SmallRoute-v2 --timesteps 50000 \
+    python scripts/sb3_mlp_recipe.py --env-id disagg/SmallRoute-v3 --timesteps 50000 \
         [--overrides '{"env.reward.load_shaping": 10}'] [--gamma 0.99]
 """
 
@@ -26,7 +26,7 @@ from disagg_gym_agents.registry import POLICIES
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--env-id", default="disagg/SmallRoute-v2")
+    p.add_argument("--env-id", default="disagg/SmallRoute-v3")
     p.add_argument("--overrides", default="{}")
     p.add_argument("--timesteps", type=int, default=50_000)
     p.add_argument("--gamma", type=float, default=0.99)

@@ -1,6 +1,6 @@
 """Soak test: >= 1,000,000 env steps; reports RSS at start/end and throughput per segment.
 
-Usage: python scripts/soak.py [--env disagg/SmallRoute-v2] [--steps 1000000] [--segments 10] [--out soak.json]
+Usage: python scripts/soak.py [--env disagg/SmallRoute-v3] [--steps 1000000] [--segments 10] [--out soak.json]
 Memory must stay flat (the recorder keeps streaming statistics only) and throughput must not decay.
 """
 
@@ -30,7 +30,7 @@ def rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--env", default="disagg/SmallRoute-v2")
+    ap.add_argument("--env", default="disagg/SmallRoute-v3")
     ap.add_argument("--steps", type=int, default=1_000_000)
     ap.add_argument("--segments", type=int, default=10)
     ap.add_argument("--out", default=None)

@@ -4,7 +4,7 @@ Hyperparameters come from disagg_gym_agents/hyperparams/<algo>.yml (RL Zoo forma
 Evaluation runs periodically on held-out workload seeds 10000 + k; checkpoints are written
 atomically and `--resume` continues from the latest one. Example (one process, one thread):
 
-    .venv/bin/python scripts/train.py --env disagg/SmallRoute-v2 --algo maskable_ppo \
+    .venv/bin/python scripts/train.py --env disagg/SmallRoute-v3 --algo maskable_ppo \
         --timesteps 20000 --seed 0 --out runs/smallroute --overrides horizon_s=30
     .venv/bin/tensorboard --logdir runs/smallroute/tb
 """

@@ -6,7 +6,7 @@ TensorBoard scalars under OUT/tb/rllib_ppo/ (rollout/ep_rew_mean and the serving
 kpi/slo_attainment, kpi/goodput_rps, ... of the training episodes). Needs the ray extra
 (scripts/setup_ray.sh creates .venv-ray). Example (2 env runners, short episodes):
 
-    .venv-ray/bin/python scripts/train_rllib.py --env disagg/SmallRoute-v2 --num-env-runners 2 \
+    .venv-ray/bin/python scripts/train_rllib.py --env disagg/SmallRoute-v3 --num-env-runners 2 \
         --timesteps 20000 --seed 0 --out runs/rllib_small --overrides horizon_s=30
     .venv-ray/bin/tensorboard --logdir runs/rllib_small/tb
 

@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--save", default=None)
     a = p.parse_args()
     torch.set_num_threads(1)
-    small = gym.make("disagg/SmallRoute-v2", overrides=PAD)  # 4 instances in 64 slots
+    small = gym.make("disagg/SmallRoute-v3", overrides=PAD)  # 4 instances in 64 slots
     model = MaskablePPO(
         MaskableInstancePolicy, small, n_steps=1024, batch_size=256, seed=a.seed, verbose=0,
         policy_kwargs=dict(layout=layout_of(small), prior_scale=20.0, instance_bias=False),
@@ -54,7 +54,7 @@ def main() -> None:
     t2 = time.time()
     if a.save:
         model.save(a.save)
-    print(f"trained {a.timesteps} steps on SmallRoute-v2 (padded to 64) in {t2 - t1:.0f} s")
+    print(f"trained {a.timesteps} steps on SmallRoute-v3 (padded to 64) in {t2 - t1:.0f} s")
     print(f"large-route ({large.n} instances), goodput_rps over {a.episodes} held-out episode(s):")
     print(f"  InstancePolicy trained on SmallRoute  {goodput(model, large, a.episodes, True):8.2f}")
     print(f"  same policy untrained (load prior)     {untrained:8.2f}   ({t1 - t0:.0f} s)")

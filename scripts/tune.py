@@ -16,7 +16,7 @@ budget instead of training them again (an interrupted search resumes).
 The search space (`SPACE` below) is deliberately small; `--mode grid` walks it in order and
 stops after `--trials`, `--mode random` samples it with a seeded generator. Example:
 
-    .venv/bin/python scripts/tune.py --env disagg/SmallRoute-v2 --trials 6 --timesteps 8000 \
+    .venv/bin/python scripts/tune.py --env disagg/SmallRoute-v3 --trials 6 --timesteps 8000 \
         --overrides horizon_s=30 --out runs/tune_small
 """
 
@@ -65,7 +65,7 @@ LOWER_IS_BETTER = (  # the leaderboard's primary metrics that are costs, plus ra
 class Args:
     """Arguments of scripts/tune.py."""
 
-    env: str = field(default="disagg/SmallRoute-v2", metadata=arg_meta("registered env id"))
+    env: str = field(default="disagg/SmallRoute-v3", metadata=arg_meta("registered env id"))
     algo: str = field(
         default="maskable_ppo", metadata=arg_meta("algorithm", choices=("ppo", "maskable_ppo"))
     )

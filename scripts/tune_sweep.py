@@ -14,7 +14,7 @@ The grid is `--space` (KEY=V1,V2, repeatable; keys: learning_rate, gamma, ent_co
 n_steps = env steps per update) x `--seeds` training seeds. The defaults are tiny (2 x 2 x 2
 trials of 2048 steps). Example (needs the ray extra, scripts/setup_ray.sh):
 
-    .venv-ray/bin/python scripts/tune_sweep.py --backend sb3 --env disagg/SmallRoute-v2 \
+    .venv-ray/bin/python scripts/tune_sweep.py --backend sb3 --env disagg/SmallRoute-v3 \
         --space learning_rate=3e-4,1e-3 --seeds 2 --timesteps 4096 --overrides horizon_s=30 \
         --num-workers 2 --out runs/tune_sweep
 
@@ -55,7 +55,7 @@ class Args:
     """Arguments of scripts/tune_sweep.py."""
 
     backend: str = field(default="sb3", metadata=arg_meta("trainer", choices=("sb3", "rllib")))
-    env: str = field(default="disagg/SmallRoute-v2", metadata=arg_meta("registered env id"))
+    env: str = field(default="disagg/SmallRoute-v3", metadata=arg_meta("registered env id"))
     algo: str = field(
         default="maskable_ppo",
         metadata=arg_meta("SB3 algorithm (sb3 backend)", choices=("ppo", "maskable_ppo")),

@@ -6,7 +6,7 @@ from disagg_gym import bench
 
 
 def test_env_and_simulate_measurements() -> None:
-    r = bench.bench_env("disagg/SmallRoute-v2", seconds=0.2)
+    r = bench.bench_env("disagg/SmallRoute-v3", seconds=0.2)
     assert r["decisions"] > 0 and r["decisions_per_s"] > 0 and r["instances"] == 4
     s = bench.bench_simulate(instances=8, rate_mult=1.0, horizon_s=60.0, router="round_robin")
     assert s["requests"] > 200
@@ -25,13 +25,13 @@ def test_markdown_table() -> None:
     res = {
         "machine": bench.machine(),
         "cartpole": {"steps_per_s": 100000.0},
-        "envs": {"disagg/SmallRoute-v2": {"instances": 4, "decisions_per_s": 20000.0, "ratio_to_cartpole": 0.2, "peak_rss_mb": 80.0}},
+        "envs": {"disagg/SmallRoute-v3": {"instances": 4, "decisions_per_s": 20000.0, "ratio_to_cartpole": 0.2, "peak_rss_mb": 80.0}},
         "simulate": [{"instances": 8, "rate_mult": 1, "requests": 20000, "wall_s": 2.0, "requests_per_wall_s": 10000.0,
                       "x_real_time": 1800.0, "us_per_request": 100.0, "peak_rss_mb": 90.0}],
         "ppo": {"train_steps_per_s": 500.0, "peak_rss_mb": 300.0},
     }
     md = bench.to_markdown(res)
-    assert "| disagg/SmallRoute-v2 | 4 | 20,000 | 0.200 | 80.0 |" in md
+    assert "| disagg/SmallRoute-v3 | 4 | 20,000 | 0.200 | 80.0 |" in md
     assert "| 8 | 1 | 20,000 | 2.00 | 10,000 | 1,800 | 100.0 | 90.0 |" in md
 
 

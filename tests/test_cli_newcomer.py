@@ -15,7 +15,7 @@ from disagg_gym.errors import UserError
 from disagg_gym.paths import configs_dir
 
 SMALL_YAML = yaml.safe_load((configs_dir() / "small-route.yaml").read_text())
-SMALL_ID = "disagg/SmallRoute-v2"  # the id README and docs/envs.md name
+SMALL_ID = "disagg/SmallRoute-v3"  # the id README and docs/envs.md name
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -54,7 +54,7 @@ def test_simulate_config_takes_env_ids(capsys: pytest.CaptureFixture[str], name:
         ("disagg/SmallRoute-v0",
          f"disagg-gym: error: env id disagg/SmallRoute-v0 is deprecated (the simulator changed, docs/envs.md); use {SMALL_ID}"),
         ("disagg/SmallRoute-v9", f"disagg-gym: error: env id disagg/SmallRoute-v9 does not exist; use {SMALL_ID}"),
-        ("SmallRoute-v2", f"disagg-gym: error: unknown env id 'SmallRoute-v2'; did you mean '{SMALL_ID}'?"),
+        ("SmallRoute-v3", f"disagg-gym: error: unknown env id 'SmallRoute-v3'; did you mean '{SMALL_ID}'?"),
     ],
 )
 def test_simulate_old_or_partial_ids_are_one_line_errors(capsys: pytest.CaptureFixture[str], value: str, message: str) -> None:
@@ -95,7 +95,7 @@ def test_benchmark_and_validate_configs_take_config_names(
     monkeypatch.setattr(lb, func, lambda args: seen.append(list(args.configs)) or 0)
     extra = ["--out", str(tmp_path)] if command == "benchmark" else []
     rc, _, _ = run(capsys, command, "--configs", "small-route", f"disagg_gym:{SMALL_ID}", "hetero-route", *extra)
-    assert rc == 0 and seen == [[SMALL_ID, SMALL_ID, "disagg/HeteroRoute-v2"]]
+    assert rc == 0 and seen == [[SMALL_ID, SMALL_ID, "disagg/HeteroRoute-v3"]]
 
 
 def test_list_shows_both_names(capsys: pytest.CaptureFixture[str]) -> None:

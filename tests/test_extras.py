@@ -27,10 +27,10 @@ def without(monkeypatch: pytest.MonkeyPatch) -> set[str]:
 @pytest.mark.parametrize(
     ("extra", "module", "argv"),
     [
-        ("rl", "torch", ["train", "--env", "disagg/SmallRoute-v2", "--timesteps", "64"]),
+        ("rl", "torch", ["train", "--env", "disagg/SmallRoute-v3", "--timesteps", "64"]),
         ("rl", "stable_baselines3", ["evaluate", "--policy", "sb3:{model}", "--episodes", "1"]),
         ("rl", "torch", ["validate"]),
-        ("rl", "tqdm", ["benchmark", "--configs", "disagg/SmallRoute-v2", "--out", "{tmp}"]),
+        ("rl", "tqdm", ["benchmark", "--configs", "disagg/SmallRoute-v3", "--out", "{tmp}"]),
         ("plots", "matplotlib", ["simulate", "--horizon", "1", "--plots", "{tmp}"]),
     ],
 )

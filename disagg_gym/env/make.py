@@ -99,7 +99,7 @@ def config_tag(data: Any) -> str:
 
 
 def custom_env_id(env_id: str, tag: str) -> str:
-    """``disagg/SmallRoute-v2`` + tag -> ``disagg/SmallRoute-custom-<tag>-v1`` (idempotent)."""
+    """``disagg/SmallRoute-v3`` + tag -> ``disagg/SmallRoute-custom-<tag>-v1`` (idempotent)."""
     head, sep, version = env_id.rpartition("-v")
     if not sep or not version.isdigit():
         head, version = env_id, ""

@@ -5,7 +5,7 @@ and each id's entry point loads its YAML only when the env is made (as Gymnasium
 do). A test checks the table against the YAML files' ``version`` keys.
 
 Also resolves the two names of a standard scenario: its config name (``small-route``) and its
-env id (``disagg/SmallRoute-v2``, optionally ``disagg_gym:``-prefixed), so every command
+env id (``disagg/SmallRoute-v3``, optionally ``disagg_gym:``-prefixed), so every command
 accepts either (issue #20).
 """
 
@@ -22,18 +22,21 @@ ENTRY_POINT = "disagg_gym.env.serving_env:DisaggServingEnv"
 
 
 STANDARD_CONFIGS: dict[str, int] = {
+    "azure-trace-route": 0,
     "colocated-baseline": 2,
+    "diurnal-day-route": 0,
     "energy-allocate": 2,
     "hetero-allocate": 2,
-    "hetero-route": 2,
-    "hybrid-cost-route": 2,
+    "hetero-route": 3,
+    "hybrid-cost-route": 3,
     "large-joint": 2,
     "mooncake-cache-route": 0,
     "mooncake-rdma-route": 2,
     "multiturn-cache-route": 0,
-    "pcie-route": 2,
+    "pcie-route": 3,
     "rag-pool-route": 0,
-    "small-route": 2,
+    "small-route": 3,
+    "tri-gpu-route": 0,
 }
 """Shipped config name (``configs/<name>.yaml``) -> its env version (the YAML's ``version``).
 Adding a standard config is its YAML file plus one line here; bumping a version, both."""
@@ -42,8 +45,9 @@ Adding a standard config is its YAML file plus one line here; bumping a version,
 STANDARD_VARIANTS: dict[str, tuple[str, ...]] = {
     name: ("short",)
     for name in (
-        "colocated-baseline", "hetero-route", "hybrid-cost-route", "mooncake-cache-route",
-        "mooncake-rdma-route", "multiturn-cache-route", "pcie-route", "rag-pool-route", "small-route",
+        "azure-trace-route", "colocated-baseline", "diurnal-day-route", "hetero-route",
+        "hybrid-cost-route", "mooncake-cache-route", "mooncake-rdma-route", "multiturn-cache-route",
+        "pcie-route", "rag-pool-route", "small-route", "tri-gpu-route",
     )
 }
 """Config name -> the keys of its YAML's ``variants`` section (registered as
@@ -122,7 +126,7 @@ _ENV_ID = re.compile(r"^(?:[A-Za-z_][\w.]*:)?(?:(?P<ns>[\w.-]+)/)?(?P<name>[\w.-
 def standard_env_for(name_or_id: str) -> dict[str, str] | None:
     """The ``standard_envs()`` entry a config name or env id names, or ``None`` if none.
 
-    Accepts ``small-route``, ``disagg/SmallRoute-v2`` and ``disagg_gym:disagg/SmallRoute-v2``.
+    Accepts ``small-route``, ``disagg/SmallRoute-v3`` and ``disagg_gym:disagg/SmallRoute-v3``.
 
     Raises:
         UserError: For an older or newer version of a standard id (``disagg/SmallRoute-v0``),
@@ -154,7 +158,7 @@ def standard_env_for(name_or_id: str) -> dict[str, str] | None:
 
 
 def resolve_env_id(name_or_id: str) -> str:
-    """A standard config name or env id -> the current env id (``small-route`` -> ``disagg/SmallRoute-v2``).
+    """A standard config name or env id -> the current env id (``small-route`` -> ``disagg/SmallRoute-v3``).
 
     Raises:
         UserError: One line naming ``name_or_id`` if it names no standard scenario (or an old

@@ -68,8 +68,8 @@ from disagg_gym_agents.leaderboard.manifest import (
     read_manifest,
     update_manifest,
 )
-from disagg_gym_agents.leaderboard.markdown import render_markdown
-from disagg_gym_agents.leaderboard.plots import make_plots
+from disagg_gym_agents.leaderboard.markdown import NOT_TRAINED, headline_table, learning_verdict, render_markdown
+from disagg_gym_agents.leaderboard.plots import make_pareto_plots, make_plots, pareto_front
 from disagg_gym_agents.leaderboard.results import (
     META_COLUMNS,
     NOT_REPLAYED,
@@ -80,7 +80,7 @@ from disagg_gym_agents.leaderboard.results import (
     parse_results,
     read_results,
 )
-from disagg_gym_agents.leaderboard.runner import benchmark, plan_benchmark, run_cell
+from disagg_gym_agents.leaderboard.runner import benchmark, plan_benchmark, run_cell, split_bounds
 from disagg_gym_agents.leaderboard.stats import (
     BOOTSTRAP_REPS,
     BOOTSTRAP_SEED,
@@ -110,4 +110,5 @@ __all__ = [
     "WIN_THRESHOLD", "check_omissions", "is_win", "manifest_from_rows", "manifest_path",
     "missing_rows", "paired_ratios", "probability_of_improvement", "read_manifest",
     "split_overrides", "splits_of", "update_manifest",
+    "NOT_TRAINED", "headline_table", "learning_verdict", "make_pareto_plots", "pareto_front", "split_bounds",
 ]

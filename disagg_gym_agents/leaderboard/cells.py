@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from disagg_gym.cluster.admission import split_name
 from disagg_gym.env.registration import standard_envs
 from disagg_gym.errors import UserError
 from disagg_gym.scenario import TEST_SPLIT, EvaluationConfig, load_scenario
@@ -38,7 +39,7 @@ class Cell:
 
 
 def env_name(env_id: str) -> str:
-    """``disagg/SmallRoute-v2`` -> ``SmallRoute-v2`` (checkpoint folder and plot names)."""
+    """``disagg/SmallRoute-v3`` -> ``SmallRoute-v3`` (checkpoint folder and plot names)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id.split("/")[-1])
 
 
@@ -77,6 +78,11 @@ def _entry_of(env_id: str) -> dict[str, str]:
         if e["id"] == env_id:
             return e
     raise UserError(f"{env_id!r} is not a standard config")
+
+
+def config_of(env_id: str) -> str:
+    """``disagg/SmallRoute-v3`` -> ``small-route`` (``UserError`` if not a current standard id)."""
+    return _entry_of(env_id)["config"]
 
 
 def _task_of(env_id: str) -> str:
@@ -171,7 +177,8 @@ def _agent_cells(env_id: str, applicable: list[str], agents: Sequence[str]) -> l
         else:
             hname = spec.split(":", 1)[1] if spec.startswith("heuristic:") else spec
             POLICIES.get(hname)  # raises for an unknown name
-            names = [hname] if hname in applicable else []
+            # a composition <router>+<admission> applies where its router does
+            names = [hname] if split_name(hname)[0] in applicable else []
         for n in names:
             ub = bool(getattr(POLICIES.get(n), "upper_bound", False))
             cells.append(Cell(env_id, n, "heuristic", f"heuristic:{n}", None, ub))

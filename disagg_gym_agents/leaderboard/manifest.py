@@ -9,7 +9,7 @@ that has no row (issue #15: a leaderboard must not pass because rows were left o
 Format (``format`` 1)::
 
     {"format": 1,
-     "cells": [{"config": "disagg/SmallRoute-v2", "split": "test", "agent": "jsq",
+     "cells": [{"config": "disagg/SmallRoute-v3", "split": "test", "agent": "jsq",
                 "train_seed": null, "overrides": "{}", "eval_seeds": [10000, ..., 10009]}, ...]}
 """
 

@@ -20,6 +20,13 @@ def _fmt(v: float, scale: float, fmt: str) -> str:
     return "n/a" if not math.isfinite(v) else fmt.format(v * scale)
 
 
+def _num(v: float) -> str:
+    """A raw metric value: thousands separated above 1,000 (tokens/s), 4 significant digits below."""
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
 def verdict_of(ci: tuple[float, float], win: bool) -> str:
     """The words of the win rule: "win" only when the CI's lower bound is above 1.01 (otherwise
     "loses" when the whole CI is below 1, else "inconclusive": the word win never appears).
@@ -29,6 +36,53 @@ def verdict_of(ci: tuple[float, float], win: bool) -> str:
     if ci[1] < 1.0:
         return "loses (CI below 1)"
     return f"inconclusive (CI lower bound <= {WIN_THRESHOLD:.2f})"
+
+
+NOT_TRAINED = "none trained on this version"
+
+
+def learning_verdict(cs: ConfigSummary) -> str:
+    """``win``, ``loses``, ``inconclusive`` (the best learned agent under the win rule), or
+    ``not trained`` when no learned agent has rows on this (config, split).
+    """
+    learned = [a for a in cs.agents if a.kind == "sb3"]
+    if not learned:
+        return "not trained"
+    b = learned[0]
+    return "win" if b.win else "loses" if b.ci[1] < 1.0 else "inconclusive"
+
+
+def headline_table(summary: Sequence[ConfigSummary], bounds: dict[tuple[str, str], float]) -> str:
+    """The headline: one row per (config, split) with the best heuristic, the best learned
+    agent, the bound, the headroom (best heuristic / bound), rejection rates and the verdict.
+    """
+    lines = [
+        "| config | split | primary metric | best heuristic (raw) | best learned agent: IQM [95% CI] "
+        "| bound | headroom (best / bound) | rejection rate (heuristic / learned) | P(imp.) | learning wins? |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cs in summary:
+        learned = [a for a in cs.agents if a.kind == "sb3"]
+        best = cs.agents[[a.agent for a in cs.agents].index(cs.best_heuristic)]
+        raw = best.kpis[cs.metric]
+        ub = bounds.get((cs.config, cs.split), math.nan)
+        if math.isfinite(ub) and ub > 0 and math.isfinite(raw):
+            bound, head = _num(ub), f"{raw / ub:.3f}"
+        else:
+            bound = head = "n/a"
+        rej_h = _fmt(best.kpis.get("rejection_rate", math.nan), 100.0, "{:.1f}%")
+        if learned:
+            b = learned[0]
+            lt = f"{b.agent} ({b.runs} seeds): {b.iqm:.3f} [{b.ci[0]:.3f}, {b.ci[1]:.3f}]"
+            poi = f"{b.prob_improvement:.2f}"
+            rej_l = _fmt(b.kpis.get("rejection_rate", math.nan), 100.0, "{:.1f}%")
+        else:
+            lt, poi, rej_l = NOT_TRAINED, "", "-"
+        lines.append(
+            f"| `{cs.config}` | {cs.split} | {cs.metric} | {cs.best_heuristic} ({_num(raw)}) | {lt} | "
+            f"{bound} | {head} | {rej_h} / {rej_l} | {poi} | {learning_verdict(cs)} |"
+        )
+    return "\n".join(lines)
 
 
 PROTOCOL_DOC = Path("docs") / "leaderboard.md"
@@ -64,8 +118,13 @@ def render_markdown(
     md_dir: Path,
     plot_files: dict[str, list[Path]],
     overrides: dict[str, Any],
+    bounds: dict[tuple[str, str], float] | None = None,
 ) -> str:
-    """The Markdown leaderboard: a headline table, then one ranked table per (config, split)."""
+    """The Markdown leaderboard: a headline table, then one ranked table per (config, split).
+
+    ``bounds`` maps (config, split) to the upper bound on that split's primary metric (see
+    ``runner.split_bounds``); a missing entry shows as "n/a".
+    """
     lines = [
         "# disagg-gym leaderboard",
         "",
@@ -97,24 +156,18 @@ def render_markdown(
         "## Headline",
         "",
         (
-            "| config | split | primary metric | best heuristic (raw) | "
-            "best learned agent: IQM [95% CI] | P(imp.) | learned vs best heuristic |"
+            "Per config and split: the best heuristic (highest mean score; heuristics run at "
+            "their registered defaults, admission compositions included when benchmarked), "
+            "the best learned agent, the upper **bound** on the primary metric (fluid bound of "
+            "`disagg_gym.bounds`, horizon `drain`, mean over the same evaluation seeds, for this "
+            "split's config; only goodput and SLO-token metrics have one), **headroom** = best "
+            "heuristic / bound (1.00 = nothing left to learn), the **rejection rate** (rejected / "
+            "arrived) of the best heuristic and of the best learned agent, and whether learning "
+            "wins under the win rule."
         ),
-        "|---|---|---|---|---|---|---|",
+        "",
+        headline_table(summary, bounds or {}),
     ]
-    for cs in summary:
-        learned = [a for a in cs.agents if a.kind == "sb3"]
-        raw = cs.agents[[a.agent for a in cs.agents].index(cs.best_heuristic)].kpis[cs.metric]
-        if learned:
-            b = learned[0]
-            lt = f"{b.agent} ({b.runs} seeds): {b.iqm:.3f} [{b.ci[0]:.3f}, {b.ci[1]:.3f}]"
-            poi, verdict = f"{b.prob_improvement:.2f}", verdict_of(b.ci, b.win)
-        else:
-            lt, poi, verdict = "none", "", ""
-        lines.append(
-            f"| `{cs.config}` | {cs.split} | {cs.metric} | {cs.best_heuristic} ({raw:.4g}) | "
-            f"{lt} | {poi} | {verdict} |"
-        )
     for cs in summary:
         lines += ["", f"## {cs.config} ({cs.split})", ""]
         lines.append(
@@ -139,7 +192,7 @@ def render_markdown(
                 f"{a.iqm:.3f} [{a.ci[0]:.3f}, {a.ci[1]:.3f}]",
                 "" if a.agent == cs.best_heuristic else f"{a.prob_improvement:.2f}",
                 "reference" if a.agent == cs.best_heuristic else verdict_of(a.ci, a.win),
-                f"{a.kpis[cs.metric]:.4g}",
+                _num(a.kpis[cs.metric]),
             ]
             cells += [_fmt(a.kpis[k], s, f) for k, _, s, f in KPI_TABLE]
             lines.append("| " + " | ".join(cells) + " |")

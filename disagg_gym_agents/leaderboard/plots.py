@@ -1,4 +1,5 @@
-"""Leaderboard plots: score bars with CIs, and per config latency CDFs and a pool timeline.
+"""Leaderboard plots: score bars with CIs; per config a goodput-versus-rejection Pareto plot
+of all agents, latency CDFs and a pool timeline.
 
 Needs matplotlib (the ``[plots]`` extra).
 """
@@ -57,6 +58,69 @@ def _trace_episode(
     lat = {"ttft": list(rec.ttft), "tpot": list(rec.tpot), "e2e": list(rec.e2e)}
     env.close()
     return lat, sampler.rows
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the Pareto-optimal ``(rejection_rate, goodput)`` points, by rejection rate.
+
+    A point is optimal when no other point has a rejection rate at most its own and a goodput
+    at least its own with one of the two strictly better (lower rejection, higher goodput);
+    of exact duplicates the first is kept. Points with a non-finite coordinate are never optimal.
+    """
+    ok = [i for i, (r, g) in enumerate(points) if math.isfinite(r) and math.isfinite(g)]
+    front = []
+    for i in ok:
+        ri, gi = points[i]
+        dominated = any(
+            (points[j][0] <= ri and points[j][1] >= gi and (points[j][0] < ri or points[j][1] > gi))
+            or (points[j] == points[i] and j < i)
+            for j in ok if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def make_pareto_plots(summary: Sequence[ConfigSummary], plot_dir: Path) -> dict[str, list[Path]]:
+    """Per config, ``<EnvName>_pareto.png``: mean goodput (req/s) against mean rejection rate
+    of every agent, one panel per split, the Pareto front (higher goodput, lower rejection)
+    drawn as a line. From the result rows alone (no episode is re-run).
+    """
+    plt = _plt()
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    by_cfg: dict[str, list[ConfigSummary]] = {}
+    for cs in summary:
+        by_cfg.setdefault(cs.config, []).append(cs)
+    files: dict[str, list[Path]] = {}
+    for config, splits in by_cfg.items():
+        fig, axes = plt.subplots(1, len(splits), figsize=(5.0 * len(splits), 4.2), squeeze=False)
+        for ax, cs in zip(axes.ravel(), splits):
+            pts = [(100.0 * a.kpis.get("rejection_rate", math.nan), a.kpis.get("goodput_rps", math.nan))
+                   for a in cs.agents]
+            for a, (x, y) in zip(cs.agents, pts):
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    continue
+                c = "tab:orange" if a.kind == "sb3" else "tab:gray" if a.upper_bound else "tab:blue"
+                ax.scatter([x], [y], color=c, s=22, zorder=3)
+                ax.annotate(a.agent + ("*" if a.upper_bound else ""), (x, y), fontsize=6,
+                            xytext=(3, 2), textcoords="offset points")
+            front = pareto_front(pts)
+            if front:
+                ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="k", lw=0.8,
+                        ls="--", zorder=2, label="Pareto front")
+                ax.legend(fontsize=7, loc="lower right")
+            ax.set_title(f"{env_name(config)} ({cs.split})", fontsize=9)
+            ax.set_xlabel("rejection rate (%)", fontsize=8)
+            ax.set_ylabel("goodput (req/s)", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        fig.suptitle("blue: heuristics, orange: learned, gray*: length-oracle reference", fontsize=8)
+        fig.tight_layout()
+        path = plot_dir / f"{env_name(config)}_pareto.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        files[config] = [path]
+    return files
 
 
 def make_plots(

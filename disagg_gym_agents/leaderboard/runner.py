@@ -29,6 +29,7 @@ from disagg_gym_agents.leaderboard.cells import (
     DEFAULT_LEARNED,
     Cell,
     check_splits,
+    config_of,
     env_name,
     env_version,
     plan_cells,
@@ -37,7 +38,7 @@ from disagg_gym_agents.leaderboard.cells import (
 )
 from disagg_gym_agents.leaderboard.greedy import GreedyPolicy
 from disagg_gym_agents.leaderboard.markdown import render_markdown
-from disagg_gym_agents.leaderboard.plots import make_plots
+from disagg_gym_agents.leaderboard.plots import make_pareto_plots, make_plots
 from disagg_gym_agents.leaderboard.manifest import update_manifest
 from disagg_gym_agents.leaderboard.results import ResultsWriter, key_of, missing_cells, read_results
 from disagg_gym_agents.leaderboard.stats import score_of
@@ -117,6 +118,40 @@ def run_cell(
         env.close()
     return rows
 
+
+
+def split_bounds(
+    rows: Sequence[dict[str, Any]], overrides: dict[str, Any] | None = None
+) -> dict[tuple[str, str], float]:
+    """(config, split) -> the fluid upper bound on its primary metric (``disagg_gym.bounds``,
+    horizon ``drain``), averaged over the evaluation seeds its rows were run on, for the config
+    with ``overrides`` and the split's overrides applied (the env the rows were scored on).
+
+    Left out: metrics without a bound (cost, energy, SLO attainment), workloads with prefix-block
+    hashes (the bound has no prefix-cache model) and ids that are not standard configs.
+    """
+    from disagg_gym.bounds import METRICS, config_bound
+    from disagg_gym.scenario import load_scenario
+
+    seeds: dict[tuple[str, str], set[int]] = {}
+    metric: dict[tuple[str, str], str] = {}
+    for r in rows:
+        key = (str(r["config"]), str(r.get("split") or "test"))
+        seeds.setdefault(key, set()).add(int(r["eval_seed"]))
+        metric[key] = str(r["primary_metric"])
+    out: dict[tuple[str, str], float] = {}
+    for (config, split), ss in sorted(seeds.items()):
+        if metric[(config, split)] not in METRICS:
+            continue
+        try:
+            name = config_of(config)
+            ov = {**(overrides or {}), **split_overrides(config, split)}
+        except UserError:
+            continue
+        if load_scenario(name, ov).workload.carries_block_hashes():
+            continue
+        out[(config, split)] = config_bound(name, metric[(config, split)], sorted(ss), ov)
+    return out
 
 
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:
@@ -231,7 +266,10 @@ def benchmark(
     summary = summarise(rows_now)
     plot_files: dict[str, list[Path]] = {}
     if plots:
-        plot_files = make_plots([cs for cs in summary if cs.split == "test"], out / "plots", ov)
-    atomic_write_text(md, render_markdown(summary, md.parent, plot_files, ov))
+        pareto = make_pareto_plots(summary, out / "plots")
+        more = make_plots([cs for cs in summary if cs.split == "test"], out / "plots", ov)
+        plot_files = {k: pareto.get(k, []) + more.get(k, []) for k in {*pareto, *more}}
+    bounds = split_bounds(rows_now, ov)
+    atomic_write_text(md, render_markdown(summary, md.parent, plot_files, ov, bounds))
     return results
 

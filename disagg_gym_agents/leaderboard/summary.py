@@ -23,6 +23,7 @@ from disagg_gym_agents.leaderboard.stats import (
 KPI_TABLE = (
     ("slo_attainment", "SLO att.", 100.0, "{:.1f}%"),
     ("goodput_rps", "goodput (req/s)", 1.0, "{:.2f}"),
+    ("rejection_rate", "rejected", 100.0, "{:.1f}%"),
     ("ttft_p99_s", "TTFT p99 (s)", 1.0, "{:.3f}"),
     ("tpot_p99_s", "TPOT p99 (ms)", 1e3, "{:.1f}"),
     ("cost_per_1m_tokens_usd", "$/1M tok", 1.0, "{:.4f}"),

@@ -13,7 +13,7 @@ from disagg_gym_agents import POLICIES, make_policy
 from disagg_gym_agents.admission import AdmittedPolicy
 from disagg_gym_agents.evaluation import run_episode
 
-ROUTE_ID = "disagg/SmallRoute-v2"
+ROUTE_ID = "disagg/SmallRoute-v3"
 OVER = {"horizon_s": 6.0, "workload.rate_per_s": 120}
 
 

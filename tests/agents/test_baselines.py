@@ -54,7 +54,7 @@ def test_spillover_bursts_only_when_on_prem_would_miss() -> None:
 
 
 def test_spillover_policy_in_the_env() -> None:
-    env = gym.make("disagg/HybridCostRoute-v2", overrides={"horizon_s": 20.0})
+    env = gym.make("disagg/HybridCostRoute-v3", overrides={"horizon_s": 20.0})
     row = run_episode(make_policy("spillover", env), env, 20_000)
     jsq = run_episode(make_policy("jsq", env), env, 20_000)
     assert row["invalid_actions"] == 0

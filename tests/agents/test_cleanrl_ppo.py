@@ -20,7 +20,7 @@ from disagg_gym_agents.evaluation import evaluate, summarize
 from disagg_gym_agents.registry import POLICIES
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 
 
 def _script():

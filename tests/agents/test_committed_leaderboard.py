@@ -27,7 +27,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "leaderboard" / "results.csv"
 def test_committed_rows_replay_exactly() -> None:
     problems = validate(
         RESULTS,
-        configs=["disagg/SmallRoute-v2", "disagg/HeteroRoute-v2"],
+        configs=["disagg/SmallRoute-v3", "disagg/HeteroRoute-v3"],
         agents=["jsq"],  # 2 configs x 3 splits x 10 episodes
         progress=False,
     )

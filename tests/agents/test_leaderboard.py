@@ -17,7 +17,7 @@ import numpy as np
 
 from disagg_gym_agents import leaderboard as lb
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 SHORT = {"horizon_s": 4}
 
 
@@ -50,8 +50,8 @@ def test_benchmark_writes_rows_report_and_plots(results: Path) -> None:
     assert [r["split"] for r in rows] == ["test", "test"]
     plots = results.parent / "plots"
     assert (plots / "scores.png").is_file()
-    assert (plots / "SmallRoute-v2_latency_cdf.png").is_file()
-    assert (plots / "SmallRoute-v2_timeline.png").is_file()
+    assert (plots / "SmallRoute-v3_latency_cdf.png").is_file()
+    assert (plots / "SmallRoute-v3_timeline.png").is_file()
 
 
 def test_resume_skips_finished_cells(

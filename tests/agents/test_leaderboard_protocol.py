@@ -22,7 +22,7 @@ from disagg_gym_agents.base import make_env
 from disagg_gym_agents.evaluation import run_episode
 from disagg_gym_agents.factory import make_policy
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 SHORT = {"horizon_s": 3}
 
 
@@ -107,7 +107,7 @@ def test_shifted_row_is_the_config_with_the_shift_applied(out: Path) -> None:
     # Oracle: run the episode by hand on the config with the +20% rate written out.
     row = next(r for r in _rows(out / "results.csv")
                if r["split"] == "shift:load_up_20" and r["agent"] == "jsq" and r["eval_seed"] == "10000")
-    env = make_env(ENV, {**SHORT, "workload.rate_per_s": 66})
+    env = make_env(ENV, {**SHORT, "workload.rate_per_s": 74.4})  # 62 x 1.2
     kpis = run_episode(make_policy("heuristic:jsq", env, seed=0), env, 10_000, deterministic=True)
     assert float(row["requests_total"]) == kpis["requests_total"]
     assert float(row["goodput_rps"]) == pytest.approx(kpis["goodput_rps"], rel=1e-12)
@@ -226,3 +226,63 @@ def test_summary_pairs_per_episode_and_says_win_only_above_1_01() -> None:
     cs = lb.summarise(_synthetic({s: 1.05 for s in seeds}))[0]
     assert next(a for a in cs.agents if a.agent == "ppo").win
     assert "| win (CI lower bound > 1.01) |" in lb.render_markdown([cs], Path("."), {}, {})
+
+
+# ------------------------------------------------- headline, bounds per split, Pareto plots
+def test_pareto_front_matches_a_hand_computed_front() -> None:
+    nan = float("nan")
+    pts = [(0.0, 10.0), (5.0, 12.0), (3.0, 9.0), (5.0, 12.0), (10.0, 11.0), (nan, 20.0), (0.0, 8.0)]
+    # (3, 9), (0, 8) are dominated by (0, 10); (10, 11) by (5, 12); index 3 duplicates 1; nan is out
+    assert lb.pareto_front(pts) == [0, 1]
+    assert lb.pareto_front([(2.0, 1.0), (1.0, 0.5)]) == [1, 0]  # a trade-off: both, by rejection
+
+
+def _with_kpis(rows: list[dict[str, str]], rej: dict[str, float]) -> list[dict[str, str]]:
+    return [{**r, "rejection_rate": str(rej[r["agent"]]), "goodput_rps": r["score"]} for r in rows]
+
+
+def test_headline_states_bound_headroom_rejection_and_verdict() -> None:
+    seeds = range(10_000, 10_010)
+    rows = _with_kpis(_synthetic({s: 1.05 for s in seeds}), {"jsq": 0.02, "ppo": 0.125})
+    cs = lb.summarise(rows)[0]
+    # jsq's goodput on seeds 10000..10009 is 10 + s % 7 = 14, 15, 16, 10, ..., 16: mean 13.6
+    table = lb.headline_table([cs], {(ENV, "test"): 27.2})
+    row = table.splitlines()[2].split(" | ")
+    assert row[3] == "jsq (13.6)" and row[5] == "27.2" and row[6] == "0.500"  # 13.6 / 27.2
+    assert row[7] == "2.0% / 12.5%" and row[-1].rstrip(" |") == "win"
+    # no learned rows: says so; no bound: n/a
+    cs_h = lb.summarise([r for r in rows if r["agent"] == "jsq"])[0]
+    row = lb.headline_table([cs_h], {}).splitlines()[2].split(" | ")
+    assert row[4] == lb.NOT_TRAINED and row[5] == row[6] == "n/a" and row[-1].rstrip(" |") == "not trained"
+    assert lb.learning_verdict(lb.summarise(_synthetic({s: 0.9 for s in seeds}))[0]) == "loses"
+    assert lb.learning_verdict(lb.summarise(_synthetic({s: 1.005 for s in seeds}))[0]) == "inconclusive"
+
+
+def test_split_bounds_equal_the_offered_load_when_underloaded(out: Path) -> None:
+    # the goodput bound (requests / s): the same rows read as if their primary metric were goodput
+    rows = [{**r, "primary_metric": "goodput_rps"} for r in lb.read_results(out / "results.csv")]
+    bounds = lb.split_bounds(rows, SHORT)
+    assert set(bounds) == {(ENV, s) for s in ("test", "shift:load_up_20", "shift:load_down_20")}
+    # SmallRoute's 3-s episodes at 49.6 req/s: every request fits alone and capacity does not bind,
+    # so the goodput bound is the number of arrivals / 3 s (the rows' requests_total)
+    down = [r for r in rows if r["split"] == "shift:load_down_20" and r["agent"] == "jsq"]
+    offered = sum(int(r["requests_total"]) for r in down) / len(down) / 3.0
+    assert bounds[(ENV, "shift:load_down_20")] == pytest.approx(offered, rel=1e-6)
+    for split in ("test", "shift:load_up_20", "shift:load_down_20"):  # it bounds every agent's mean
+        for agent in ("jsq", "round_robin"):
+            got = [float(r["goodput_rps"]) for r in rows if r["split"] == split and r["agent"] == agent]
+            assert sum(got) / len(got) <= bounds[(ENV, split)] + 1e-9
+    md = (out / "LEADERBOARD.md").read_text()
+    assert "| bound | headroom (best / bound) | rejection rate (heuristic / learned) |" in md
+    assert lb.NOT_TRAINED in md
+
+
+def test_pareto_plot_per_config_is_written_and_linked(out: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    summary = lb.summarise(lb.read_results(out / "results.csv"))
+    files = lb.make_pareto_plots(summary, tmp_path / "plots")
+    name = lb.env_name(ENV)
+    png = tmp_path / "plots" / f"{name}_pareto.png"
+    assert files == {ENV: [png]} and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = lb.render_markdown(summary, tmp_path, files, SHORT)
+    assert f"![{name}_pareto](plots/{name}_pareto.png)" in md

@@ -27,7 +27,7 @@ from disagg_gym_agents.policies import (
 from disagg_gym_agents.ppo import train
 from disagg_gym_agents.sb3_policy import SB3Policy
 
-ROUTE = "disagg/SmallRoute-v2"
+ROUTE = "disagg/SmallRoute-v3"
 ALLOC = "disagg/EnergyAllocate-v2"
 JOINT = "disagg/LargeJoint-v2"
 

@@ -21,7 +21,7 @@ from disagg_gym_agents import leaderboard as lb
 from disagg_gym.cli import main
 from disagg_gym.errors import UserError
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 
 
 def _row(agent: str, seed: int, **kpis: object) -> dict[str, object]:

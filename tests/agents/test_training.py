@@ -21,7 +21,7 @@ from disagg_gym_agents.cli import EvalArgs, TrainArgs, cmd_evaluate, run_script
 from disagg_gym_agents.hparams import load_hyperparams, parse_policy_kwargs, resolve_hyperparams
 from disagg_gym_agents.ppo import train
 
-ENV_ID = "disagg/SmallRoute-v2"
+ENV_ID = "disagg/SmallRoute-v3"
 # ~120 route steps per episode: several episodes finish inside a 2k-step smoke run.
 OVERRIDES = ["horizon_s=3"]
 FAST_HP = """

@@ -68,7 +68,7 @@ def test_search_scores_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture
     parser = argparse.ArgumentParser()
     add_dataclass_args(parser, t.Args)
     argv = [
-        "--env", "disagg/HybridCostRoute-v2", "--mode", "grid", "--trials", "1", "--only-space",
+        "--env", "disagg/HybridCostRoute-v3", "--mode", "grid", "--trials", "1", "--only-space",
         "--space", "learning_rate=3.0e-4", "--timesteps", "64", "--eval-episodes", "1",
         "--overrides", "horizon_s=3", "--out", str(tmp_path / "tune"),
     ]

@@ -32,7 +32,7 @@ def test_tune_uses_only_validation_seeds(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(tuning, "run_episode", spy)
     grid = [{"alpha": 0.5}, {"alpha": 4.0}]
-    res = tuning.tune("disagg/SmallRoute-v2", "jsq+ttft_guard", tuning.validation_seeds(2), grid=grid, overrides=OVER)
+    res = tuning.tune("disagg/SmallRoute-v3", "jsq+ttft_guard", tuning.validation_seeds(2), grid=grid, overrides=OVER)
     assert sorted(set(used)) == [20_000, 20_001] and len(used) == 4
     assert res["seeds"] == [20_000, 20_001]
     assert [c["params"] for c in res["candidates"]] == grid

@@ -18,7 +18,7 @@ import importlib
 
 validate_mod = importlib.import_module("disagg_gym_agents.leaderboard.validate")
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def test_random_masked_rollout_obs_in_bounds(env_id: str) -> None:
 
 @pytest.mark.parametrize("bad", [np.array([99, 99]), np.array([np.nan, 0.0]), np.array([1]), "x", np.array([-1, 0]), np.array([1.5, 0])])
 def test_invalid_route_action_falls_back(bad: object) -> None:
-    env = make("disagg/SmallRoute-v2")
+    env = make("disagg/SmallRoute-v3")
     env.reset(seed=0)
     arrived = env.cluster.arrived
     _, r, term, trunc, info = env.step(bad)
@@ -90,7 +90,7 @@ def test_invalid_route_action_falls_back(bad: object) -> None:
 
 
 def test_masked_value_is_invalid() -> None:
-    env = make("disagg/SmallRoute-v2")
+    env = make("disagg/SmallRoute-v3")
     env.reset(seed=0)
     mask = env.action_masks()
     n = env.n
@@ -100,7 +100,7 @@ def test_masked_value_is_invalid() -> None:
 
 
 def test_masks_mark_roles() -> None:
-    env = make("disagg/SmallRoute-v2")
+    env = make("disagg/SmallRoute-v3")
     env.reset(seed=0)
     m = env.action_masks()
     assert m.dtype == bool and m.shape == (9,)
@@ -109,7 +109,7 @@ def test_masks_mark_roles() -> None:
 
 
 def test_reject_action_sheds_the_request() -> None:
-    env = make("disagg/SmallRoute-v2")
+    env = make("disagg/SmallRoute-v3")
     env.reset(seed=0)
     assert env.workload_seed == 0
     _, r, _, _, info = env.step(env.action_for(reject=True))
@@ -119,7 +119,7 @@ def test_reject_action_sheds_the_request() -> None:
 
 
 def test_truncation_at_horizon() -> None:
-    env = make("disagg/SmallRoute-v2", horizon_s=2.0)
+    env = make("disagg/SmallRoute-v3", horizon_s=2.0)
     env.reset(seed=1)
     rng = np.random.default_rng(1)
     for _ in range(10_000):
@@ -146,7 +146,7 @@ def _trajectory(env_id: str, seed: int, n: int = 200) -> list[tuple]:
     return out
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v2", "disagg/EnergyAllocate-v2", "disagg/LargeJoint-v2"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/EnergyAllocate-v2", "disagg/LargeJoint-v2"])
 def test_same_seed_same_trajectory(env_id: str) -> None:
     assert _trajectory(env_id, 5) == _trajectory(env_id, 5)
     assert _trajectory(env_id, 5) != _trajectory(env_id, 6)
@@ -154,7 +154,7 @@ def test_same_seed_same_trajectory(env_id: str) -> None:
 
 def test_identical_workload_seed_identical_arrivals_across_policies() -> None:
     def arrivals(policy_seed: int) -> list[tuple[float, int]]:
-        env = make("disagg/SmallRoute-v2")
+        env = make("disagg/SmallRoute-v3")
         rng = np.random.default_rng(policy_seed)
         env.reset(seed=policy_seed, options={"workload_seed": 42})
         seen = []
@@ -170,19 +170,19 @@ def test_identical_workload_seed_identical_arrivals_across_policies() -> None:
 
 
 def test_dict_obs_mode_and_pickle() -> None:
-    env = gym.make("disagg/SmallRoute-v2", overrides={**SHORT, "env.obs_mode": "dict"})
+    env = gym.make("disagg/SmallRoute-v3", overrides={**SHORT, "env.obs_mode": "dict"})
     obs, _ = env.reset(seed=0)
     assert isinstance(obs, dict) and env.observation_space.contains(obs)
-    env2 = pickle.loads(pickle.dumps(gym.make("disagg/SmallRoute-v2", overrides=SHORT)))
+    env2 = pickle.loads(pickle.dumps(gym.make("disagg/SmallRoute-v3", overrides=SHORT)))
     obs2, _ = env2.reset(seed=0)
     assert obs2.shape == env2.observation_space.shape
 
 
 def test_render_modes() -> None:
-    env = gym.make("disagg/SmallRoute-v2", overrides=SHORT, render_mode="ansi")
+    env = gym.make("disagg/SmallRoute-v3", overrides=SHORT, render_mode="ansi")
     env.reset(seed=0)
     assert "h100-sxm" in env.render()
-    env = gym.make("disagg/SmallRoute-v2", overrides=SHORT, render_mode="rgb_array")
+    env = gym.make("disagg/SmallRoute-v3", overrides=SHORT, render_mode="rgb_array")
     env.reset(seed=0)
     img = env.render()
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
@@ -190,7 +190,7 @@ def test_render_modes() -> None:
 
 def test_vector_envs_sync_and_async() -> None:
     for mode in ("sync", "async"):
-        venv = gym.make_vec("disagg/SmallRoute-v2", num_envs=2, vectorization_mode=mode, overrides=SHORT)
+        venv = gym.make_vec("disagg/SmallRoute-v3", num_envs=2, vectorization_mode=mode, overrides=SHORT)
         obs, _ = venv.reset(seed=0)
         assert obs.shape[0] == 2
         obs, r, term, trunc, _ = venv.step(np.array([[0, 2], [1, 3]]))
@@ -204,7 +204,7 @@ def test_sb3_vec_envs() -> None:
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     for cls in (DummyVecEnv, SubprocVecEnv):
-        venv = make_vec_env("disagg_gym:disagg/SmallRoute-v2", n_envs=2, vec_env_cls=cls, env_kwargs={"overrides": SHORT}, seed=0)
+        venv = make_vec_env("disagg_gym:disagg/SmallRoute-v3", n_envs=2, vec_env_cls=cls, env_kwargs={"overrides": SHORT}, seed=0)
         venv.reset()
         _, r, _, _ = venv.step(np.array([[0, 2], [1, 3]]))
         assert r.shape == (2,)
@@ -216,7 +216,7 @@ def test_sb3_vec_envs() -> None:
 def test_action_mask_dict_wrapper() -> None:
     from disagg_gym.wrappers import ActionMaskDict
 
-    env = ActionMaskDict(gym.make("disagg/SmallRoute-v2", overrides=SHORT))
+    env = ActionMaskDict(gym.make("disagg/SmallRoute-v3", overrides=SHORT))
     obs, _ = env.reset(seed=0)
     assert set(obs) == {"observations", "action_mask"}
     assert env.observation_space.contains(obs)
@@ -224,14 +224,14 @@ def test_action_mask_dict_wrapper() -> None:
 
 
 def test_reset_options_validated() -> None:
-    env = make("disagg/SmallRoute-v2")
+    env = make("disagg/SmallRoute-v3")
     with pytest.raises(ValueError, match="unknown reset option"):
         env.reset(options={"bogus": 1})
     with pytest.raises(ValueError, match="workload_seed must be a non-negative int"):
         env.reset(options={"workload_seed": -1})
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v2", "disagg/HeteroRoute-v2", "disagg/LargeJoint-v2", "disagg/EnergyAllocate-v2", "disagg/ColocatedBaseline-v2"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/HeteroRoute-v3", "disagg/LargeJoint-v2", "disagg/EnergyAllocate-v2", "disagg/ColocatedBaseline-v2"])
 def test_incremental_observation_equals_full_rebuild(env_id: str) -> None:
     env = make(env_id, **_fast(env_id))
     rng = np.random.default_rng(1)
@@ -254,9 +254,9 @@ def test_subprocess_vector_env_reproduces_in_process_trajectory() -> None:
     def make_env() -> gym.Env:
         import disagg_gym  # noqa: F401  (registers ids in the worker)
 
-        return gym.make("disagg/HeteroRoute-v2", overrides=SHORT)
+        return gym.make("disagg/HeteroRoute-v3", overrides=SHORT)
 
-    local = gym.make("disagg/HeteroRoute-v2", overrides=SHORT)
+    local = gym.make("disagg/HeteroRoute-v3", overrides=SHORT)
     obs_local, _ = local.reset(seed=11)
     venv = SubprocVecEnv([make_env], start_method="spawn")
     venv.seed(11)

@@ -9,7 +9,7 @@ import pytest
 import disagg_gym  # noqa: F401
 from disagg_gym.types import Role
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 
 
 def _invalid_action(u) -> np.ndarray:

@@ -11,7 +11,7 @@ import disagg_gym  # noqa: F401
 from disagg_gym.config import ConfigError
 from disagg_gym.env.make import custom_env_id
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 
 
 def test_plain_make_keeps_the_standard_id_and_config() -> None:
@@ -19,7 +19,7 @@ def test_plain_make_keeps_the_standard_id_and_config() -> None:
     assert env.spec is not None and env.spec.id == ENV
     scen = env.unwrapped.scenario
     # Values written in configs/small-route.yaml.
-    assert scen.horizon_s == 120 and scen.workload.rate_per_s == 55 and scen.cluster.groups[0].count == 2
+    assert scen.horizon_s == 120 and scen.workload.rate_per_s == 62 and scen.cluster.groups[0].count == 2
 
 
 def test_config_mapping_is_deep_merged_over_the_standard_config() -> None:
@@ -61,7 +61,7 @@ def test_flat_keys_win_over_config_and_overrides() -> None:
 def test_custom_config_gets_its_own_spec_id_and_remakes_from_the_spec() -> None:
     env = gym.make(ENV, config={"workload": {"rate_per_s": 30}})
     sid = env.spec.id
-    assert sid.startswith("disagg/SmallRoute-custom-") and sid.endswith("-v2") and sid != ENV
+    assert sid.startswith("disagg/SmallRoute-custom-") and sid.endswith("-v3") and sid != ENV
     again = gym.make(env.spec)  # the spec alone rebuilds the same env, same id
     assert again.spec.id == sid and again.unwrapped.scenario == env.unwrapped.scenario
     with pytest.raises(gym.error.Error):
@@ -76,8 +76,8 @@ def test_flat_key_equal_to_the_standard_value_keeps_the_standard_id() -> None:
 
 
 def test_custom_env_id_format() -> None:
-    assert custom_env_id("disagg/SmallRoute-v2", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v2"
-    assert custom_env_id("disagg/SmallRoute-custom-ab12cd34-v2", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v2"
+    assert custom_env_id("disagg/SmallRoute-v3", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v3"
+    assert custom_env_id("disagg/SmallRoute-custom-ab12cd34-v3", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v3"
 
 
 @pytest.mark.parametrize(

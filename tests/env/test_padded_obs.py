@@ -13,7 +13,7 @@ from disagg_gym.errors import UserError
 from disagg_gym_agents.evaluation import run_episode
 from disagg_gym_agents.registry import POLICIES
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 SHORT = {"horizon_s": 3.0}
 NF = len(INSTANCE_FEATURES)
 

@@ -9,7 +9,7 @@ import pytest
 import disagg_gym  # noqa: F401
 from disagg_gym.types import RequestState
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 W = {"met": 1.0, "violated": -0.5, "rejected": -1.0}  # small-route.yaml's weights, by hand
 
 
@@ -146,17 +146,20 @@ def test_load_shaping_is_off_by_default_weight() -> None:
 @pytest.mark.parametrize(
     "name", ["SmallRoute", "HeteroRoute", "PcieRoute", "ColocatedBaseline", "HybridCostRoute", "MooncakeRdmaRoute"]
 )
-def test_route_ids_are_v2_and_v1_is_deprecated(name: str) -> None:
-    with pytest.raises(gym.error.DeprecatedEnv, match=f"disagg/{name}-v2"):
+def test_route_ids_are_v2_or_later_and_v1_is_deprecated(name: str) -> None:
+    # v2 (issue #16) made per-decision credit the default; SmallRoute, HeteroRoute, PcieRoute and HybridCostRoute are v3
+    # since issue #15 gave them headroom, and v1 names the current id
+    current = {"SmallRoute": 3, "HeteroRoute": 3, "PcieRoute": 3, "HybridCostRoute": 3}.get(name, 2)
+    with pytest.raises(gym.error.DeprecatedEnv, match=f"disagg/{name}-v{current}"):
         gym.make(f"disagg/{name}-v1")
-    env = gym.make(f"disagg/{name}-v2")
+    env = gym.make(f"disagg/{name}-v{current}")
     assert env.unwrapped.cfg.reward_mode == "per_decision"
 
 
 def test_credit_survives_gymnasiums_vector_info_wrappers() -> None:
     """RLlib and gym.make_vec users wrap infos with DictInfoToList, which needs string keys."""
     venv = gym.wrappers.vector.DictInfoToList(
-        gym.make_vec("disagg/SmallRoute-v2", num_envs=2, vectorization_mode="sync", overrides={"horizon_s": 3})
+        gym.make_vec("disagg/SmallRoute-v3", num_envs=2, vectorization_mode="sync", overrides={"horizon_s": 3})
     )
     venv.reset(seed=0)
     for _ in range(20):

@@ -35,7 +35,7 @@ def test_weighted_sum_is_left_to_right() -> None:
 
 
 def test_step_reward_is_the_weighted_sum_of_info_terms() -> None:
-    env = gym.make("disagg/SmallRoute-v2", horizon_s=10.0,
+    env = gym.make("disagg/SmallRoute-v3", horizon_s=10.0,
                    overrides={"env.reward.energy_kj": -0.01, "env.reward.gpu_cost_usd": -2.0}).unwrapped
     env.reset(seed=1)
     cfg: EnvConfig = env.cfg

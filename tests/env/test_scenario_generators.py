@@ -14,7 +14,7 @@ from disagg_gym.generator import ScenarioGenerator, find_dists
 from disagg_gym.hardware.perturbed import PerturbedCost
 from disagg_gym.scenario import ScenarioConfig
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 RATE = {"dist": "uniform", "low": 20.0, "high": 40.0}
 
 
@@ -113,7 +113,7 @@ def test_bad_distributions_are_one_clear_error(config: dict, needle: str) -> Non
 def test_gpu_mix_that_keeps_the_layout_is_sampled() -> None:
     # HeteroRoute: 2 H100 prefill, 2 A100 decode, 2 L40S decode; swapping the L40S type for
     # H200 keeps 3 types of 2 instances, so the spaces stay the same.
-    env = gym.make("disagg/HeteroRoute-v2", horizon_s=2, config={"cluster": {"groups": [
+    env = gym.make("disagg/HeteroRoute-v3", horizon_s=2, config={"cluster": {"groups": [
                        {"gpu": "h100-sxm", "count": 2, "role": "prefill"},
                        {"gpu": "a100-80gb", "count": 2, "role": "decode"},
                        {"gpu": {"choice": ["l40s", "h200"]}, "count": 2, "role": "decode"},
@@ -135,7 +135,7 @@ def test_distribution_only_where_allowed() -> None:
 
 def test_cost_perturbation_scales_times_within_the_band() -> None:
     band = {"prefill_time_frac": 0.05, "decode_time_frac": 0.06}
-    env = gym.make("disagg/HeteroRoute-v2", horizon_s=2, config={"env": {"cost_perturbation": band}}).unwrapped
+    env = gym.make("disagg/HeteroRoute-v3", horizon_s=2, config={"env": {"cost_perturbation": band}}).unwrapped
     _, a = env.reset(seed=4)
     _, b = env.reset(seed=4)
     assert a["scenario"]["cost_factors"] == b["scenario"]["cost_factors"]

@@ -10,7 +10,7 @@ import disagg_gym  # noqa: F401
 from disagg_gym.errors import UserError
 from disagg_gym.wrappers import ObservationNoise, QueueShaping, StaleObservation
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 
 
 def _valid(env: gym.Env) -> np.ndarray:

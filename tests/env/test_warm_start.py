@@ -10,7 +10,7 @@ import disagg_gym  # noqa: F401
 from disagg_gym.env.registration import registered_ids, variant_envs
 from disagg_gym.scenario import load_scenario
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 
 
 def _run_jsq(env: gym.Env) -> tuple[list[float], dict]:

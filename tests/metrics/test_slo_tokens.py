@@ -69,7 +69,7 @@ def test_simulation_horizon_policy() -> None:
 
 
 def _episode(over: dict, reject_all: bool = False) -> tuple[dict, int]:
-    env = gym.make("disagg/SmallRoute-v2", overrides=over)
+    env = gym.make("disagg/SmallRoute-v3", overrides=over)
     base = env.unwrapped
     env.reset(seed=11)
     steps, info = 0, {}

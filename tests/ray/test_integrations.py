@@ -27,7 +27,7 @@ def test_register_rllib_envs_registers_every_id() -> None:
         assert _global_registry.contains(ENV_CREATOR, env_id)
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v2", "disagg/LargeJoint-v2"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/LargeJoint-v2"])
 def test_creator_gives_action_mask_dict(env_id: str) -> None:
     env = env_creator(env_id)({"overrides": {"horizon_s": 2}})
     base = gym.make(env_id, overrides={"horizon_s": 2})
@@ -55,8 +55,8 @@ def test_unknown_id_is_a_value_error() -> None:
 def test_masking_module_never_samples_a_masked_value_of_any_dimension() -> None:
     import torch
 
-    config = build_ppo_config("disagg/SmallRoute-v2", num_env_runners=0)
-    env = env_creator("disagg/SmallRoute-v2")({})
+    config = build_ppo_config("disagg/SmallRoute-v3", num_env_runners=0)
+    env = env_creator("disagg/SmallRoute-v3")({})
     module = config.get_rl_module_spec(env=env).build()
     nvec = [int(n) for n in env.action_space.nvec]
     gen = torch.Generator().manual_seed(0)

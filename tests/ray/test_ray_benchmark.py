@@ -12,7 +12,7 @@ from disagg_gym_agents.leaderboard import benchmark, plan_cells, read_results, r
 from disagg_gym_agents.ray_benchmark import benchmark_ray, run_cells_ray  # noqa: E402
 
 OV = {"horizon_s": 4}
-CONFIG = "disagg/SmallRoute-v2"
+CONFIG = "disagg/SmallRoute-v3"
 
 
 def test_four_cells_on_ray_equal_local_rows(ray_local: None) -> None:

@@ -25,7 +25,7 @@ def test_tiny_training_run_writes_checkpoint_and_kpi_scalars(ray_local: None, tm
 
     out = tmp_path / "run"
     ckpt = train_rllib(RLlibTrainArgs(
-        env="disagg/SmallRoute-v2", iterations=1, num_env_runners=1, train_batch_size=256,
+        env="disagg/SmallRoute-v3", iterations=1, num_env_runners=1, train_batch_size=256,
         minibatch_size=64, num_epochs=1, overrides=["horizon_s=3"], out=str(out), verbose=0,
     ))
     assert ckpt == out / "checkpoint"
@@ -39,7 +39,7 @@ def test_tiny_training_run_writes_checkpoint_and_kpi_scalars(ray_local: None, tm
         assert tag in tags, sorted(tags)
     assert 0.0 <= ea.Scalars("kpi/slo_attainment")[-1].value <= 1.0
 
-    env = make_env("disagg/SmallRoute-v2", {"horizon_s": 3})
+    env = make_env("disagg/SmallRoute-v3", {"horizon_s": 3})
     row = run_episode(RLlibPolicy.load(ckpt, env), env, 10_000)
     assert row["invalid_actions"] == 0 and row["steps"] > 0
     with pytest.raises(ValueError, match="already holds a run"):
@@ -54,11 +54,11 @@ def test_cli_options_extend_the_sb3_train_parser() -> None:
     p = argparse.ArgumentParser()
     add_train_args(p)
     add_train_rllib_args(p)
-    ns = p.parse_args(["--env", "disagg/HeteroRoute-v2", "--timesteps", "999",
+    ns = p.parse_args(["--env", "disagg/HeteroRoute-v3", "--timesteps", "999",
                        "--num-env-runners", "3", "--address", "auto"])
     args = dataclass_from_namespace(RLlibTrainArgs, ns)
     assert (args.env, args.timesteps, args.num_env_runners, args.address) == (
-        "disagg/HeteroRoute-v2", 999, 3, "auto")
+        "disagg/HeteroRoute-v3", 999, 3, "auto")
     fresh = argparse.ArgumentParser()
     add_train_rllib_args(fresh)
     assert dataclass_from_namespace(RLlibTrainArgs, fresh.parse_args([])) == RLlibTrainArgs()
