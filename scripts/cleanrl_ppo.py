@@ -165,7 +165,11 @@ class Greedy:
         with torch.no_grad():
             logits = self.agent.logits(x).masked_fill(~m, -1e8)
         parts = torch.split(logits, self.nvec, dim=1)
-        return np.array([int(p.argmax()) for p in parts], dtype=np.int64), state
+        if deterministic:
+            return np.array([int(p.argmax()) for p in parts], dtype=np.int64), state
+        self._gen = getattr(self, "_gen", None) or torch.Generator().manual_seed(0)
+        return np.array([int(torch.multinomial(torch.softmax(p, dim=1)[0], 1, generator=self._gen)) for p in parts],
+                        dtype=np.int64), state
 
 
 def make_agent(kind: str, env: gym.Env, hidden: int) -> nn.Module:
@@ -265,10 +269,10 @@ def evaluate_all(agent: nn.Module, args: argparse.Namespace) -> dict[str, dict[s
     env_id = args.eval_env_id or args.env_id
     over = json.loads(args.eval_overrides) if args.eval_overrides else json.loads(args.overrides)
     out = {}
-    for name in ("learned", "random", "round_robin"):
+    for name in ("learned", "learned_sampled", "random", "round_robin"):
         env = gym.make(env_id, overrides=over)
-        pol = Greedy(agent, env) if name == "learned" else POLICIES.get(name)(env, seed=0)
-        rows = evaluate(pol, env, args.eval_episodes)
+        pol = Greedy(agent, env) if name.startswith("learned") else POLICIES.get(name)(env, seed=0)
+        rows = evaluate(pol, env, args.eval_episodes, deterministic=name != "learned_sampled")
         s = summarize(rows, ("goodput_rps", "slo_attainment", "requests_rejected"))
         s["invalid_actions"] = {"mean": float(np.mean([r["invalid_actions"] for r in rows]))}
         out[name] = {k: v["mean"] for k, v in s.items()}

@@ -36,14 +36,17 @@ class EnvConfig:
     """Gymnasium-level options of a scenario."""
 
     reward: RewardWeights = field(default_factory=RewardWeights, metadata=spec("reward weights"))
-    reward_mode: Literal["aggregate", "per_decision"] = field(
+    reward_mode: Literal["aggregate", "per_decision", "predicted"] = field(
         default="aggregate",
         metadata=spec(
             "aggregate: a step's slo_goodput/slo_violation/rejection terms count every request that "
             "finished since the previous step; per_decision: each routed request's outcome is "
             "credited to the decision that routed it and delivered as soon as it is known "
             "(rejection: that step; TTFT met/missed: at the first token; a TPOT miss corrects it "
-            "at completion), with info['credit'] naming the decision"
+            "at completion), with info['credit'] naming the decision; predicted: per_decision, plus "
+            "each routing decision is credited at once with its predicted outcome (from the cost "
+            "model's TTFT/TPOT prediction at dispatch), taken back when the true outcome is credited "
+            "(potential-based: an episode's return equals per_decision's)"
         ),
     )
     shaping_gamma: float = field(default=0.99, metadata=spec("discount of the load_shaping term", gt=0, le=1))
@@ -74,6 +77,15 @@ class EnvConfig:
     )
     queue_norm_tokens: float = field(default=32768.0, metadata=spec("queued tokens at which the feature saturates", gt=0))
     wait_norm_s: float = field(default=10.0, metadata=spec("predicted wait at which the feature saturates", gt=0))
+    feature_scale: Literal["clip", "squash"] = field(
+        default="clip",
+        metadata=spec(
+            "how the unbounded load features (queued_tokens, prefill_wait, decode_backlog) map a "
+            "normalised value x >= 0 into [0, 1]: clip = min(x, 1) (saturates at the norm); "
+            "squash = x / (1 + x) (0.5 at the norm, never saturates, so an overloaded instance "
+            "stays distinguishable from a more overloaded one)"
+        ),
+    )
     prompt_norm_tokens: float = field(default=16384.0, metadata=spec("prompt length at which the feature saturates", gt=0))
     slo_ema: float = field(default=0.05, metadata=spec("EMA factor of recent SLO attainment", gt=0, le=1))
     day_period_s: float = field(default=3600.0, metadata=spec("period of the time-of-day features", gt=0))

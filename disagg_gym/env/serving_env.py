@@ -14,7 +14,7 @@ from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
 from disagg_gym.cluster.cluster import Cluster
-from disagg_gym.cluster.policies import ROUTERS
+from disagg_gym.cluster.policies import ROUTERS, predicted_tpot_s, predicted_ttft_s
 from disagg_gym.env.reward_window import RewardWindow
 from disagg_gym.config import from_dict, to_dict
 from disagg_gym.env import rewards
@@ -308,7 +308,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._steps = 0
         self._invalid_count = 0
         self._done = False
-        self._per_decision = self.cfg.reward_mode == "per_decision"
+        self._per_decision = self.cfg.reward_mode in ("per_decision", "predicted")
+        self._predicted = self.cfg.reward_mode == "predicted"
+        self._prepaid: dict[int, float] = {}  # decision index -> predicted credit paid in advance
+        self._advance_delta = 0.0
         self._terms = rewards.terms()
         self._weights = [t.weight(self.cfg) for t in self._terms]
         self._credited = {t.name: w for t, w in zip(self._terms, self._weights) if t.credited}
@@ -359,6 +362,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 if choice is None:
                     cl.reject(req, "no_instance")
                 else:
+                    if self._predicted:
+                        self._pay_advance(req, choice[0], choice[1])
                     cl.dispatch(req, choice[0], choice[1])
             if self.task == "joint" and vec is not None and not self._alloc_is_noop(vec[2:]):
                 invalid = True
@@ -374,6 +379,13 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         terms = self._reward_terms(invalid)
         self._invalid_count += invalid
         reward = rewards.weighted_sum(self.cfg.reward_scale, self._weights, list(terms.values()))
+        if self._predicted:
+            if self._kind == "end":  # phi(end) = 0: take back what no outcome settled
+                self._advance_delta -= sum(self._prepaid.values())
+                self._prepaid.clear()
+            terms["predicted_credit"] = self._advance_delta
+            reward += self._advance_delta
+            self._advance_delta = 0.0
         terminated = truncated = False
         info: dict[str, Any] = {
             "invalid_action": invalid, "reward_terms": terms,
@@ -696,13 +708,33 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             weight = self._credited
             credit_counts = dict.fromkeys(weight, 0)
             credit: dict[int, float] = {}
+            advance = self._prepaid
             for decision, term, sign, _tokens in self.window.drain_credits():
+                if sign > 0 and decision in advance:
+                    self._advance_delta -= advance.pop(decision)
                 if sign:
                     credit_counts[term] += sign
                     credit[decision] = credit.get(decision, 0.0) + self.cfg.reward_scale * weight[term] * sign
             self._credit = credit
         outcome = rewards.StepOutcome(win, credit_counts, dc, de, invalid, self)
         return {t.name: t.fn(outcome) for t in self._terms}
+
+    def _pay_advance(self, req: Any, p: int, d: int) -> None:
+        """``reward_mode: predicted``: credits this decision now with its predicted outcome.
+
+        ``q`` = sigma((1 - TTFT_hat / SLO_TTFT) / 0.1) x sigma((1 - TPOT_hat / SLO_TPOT) / 0.1),
+        a smooth probability of meeting both SLOs from the cost model's predictions at dispatch
+        (TTFT: queue wait + own prefill; TPOT: the decode iteration once it joins); the credit is
+        ``w_violation + (w_goodput - w_violation) q``, taken back when the true outcome is credited.
+        """
+        cl = self.cluster
+        ttft = predicted_ttft_s(cl, req, p, d, include_transfer=False)
+        tpot = predicted_tpot_s(cl.instances[d], req)
+        q = _sigmoid((1.0 - ttft / req.slo_ttft_s) / 0.1) * _sigmoid((1.0 - tpot / req.slo_tpot_s) / 0.1)
+        w = self._credited
+        v = self.cfg.reward_scale * (w["slo_violation"] + (w["slo_goodput"] - w["slo_violation"]) * q)
+        self._prepaid[self._steps] = v
+        self._advance_delta += v
 
     def shaping_term(self) -> float:
         """``shaping_gamma * phi(s') - phi(s)`` (0 when the weight is 0; ``phi(end) = 0``)."""
@@ -724,6 +756,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.cfg.obs_mode == "dict":
             return self.obs_builder.split(flat)
         return flat
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -50 else 0.0
 
 
 def _as_int_vector(action: Any, n: int) -> list[int] | None:
