@@ -77,15 +77,6 @@ class EnvConfig:
     )
     queue_norm_tokens: float = field(default=32768.0, metadata=spec("queued tokens at which the feature saturates", gt=0))
     wait_norm_s: float = field(default=10.0, metadata=spec("predicted wait at which the feature saturates", gt=0))
-    feature_scale: Literal["clip", "squash"] = field(
-        default="clip",
-        metadata=spec(
-            "how the unbounded load features (queued_tokens, prefill_wait, decode_backlog) map a "
-            "normalised value x >= 0 into [0, 1]: clip = min(x, 1) (saturates at the norm); "
-            "squash = x / (1 + x) (0.5 at the norm, never saturates, so an overloaded instance "
-            "stays distinguishable from a more overloaded one)"
-        ),
-    )
     prompt_norm_tokens: float = field(default=16384.0, metadata=spec("prompt length at which the feature saturates", gt=0))
     slo_ema: float = field(default=0.05, metadata=spec("EMA factor of recent SLO attainment", gt=0, le=1))
     day_period_s: float = field(default=3600.0, metadata=spec("period of the time-of-day features", gt=0))

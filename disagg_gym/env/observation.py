@@ -107,7 +107,6 @@ class ObservationBuilder:
         self.speed = [fastest / r for r in ref]
         self._inv_q = 1.0 / cfg.queue_norm_tokens
         self._inv_w = 1.0 / cfg.wait_norm_s
-        self._squash = cfg.feature_scale == "squash"
         self._log_norm = 1.0 / math.log1p(cfg.prompt_norm_tokens)
         self._rate_norm = 1.0 / max(2.0 * mean_rate, 1e-9)
         self._w = 2.0 * math.pi / cfg.day_period_s
@@ -152,8 +151,6 @@ class ObservationBuilder:
         q = inst.pq_tokens * self._inv_q
         backlog = (len(inst.dq) + inst.incoming + len(inst.joiners) + len(inst.swapped)) * inv_mb
         in_flight = inst.sending
-        if self._squash:
-            q, backlog = q / (1.0 + q), backlog / (1.0 + backlog)
         return (
             0.0 if role is Role.DECODE else 1.0,
             0.0 if role is Role.PREFILL else 1.0,
@@ -200,10 +197,7 @@ class ObservationBuilder:
         wait = np.maximum(ends - now, 0.0)
         wait += qwait
         wait *= self._inv_w
-        if self._squash:
-            wait /= 1.0 + wait
-        else:
-            np.minimum(wait, 1.0, out=wait)
+        np.minimum(wait, 1.0, out=wait)
         feat[:, 4] = wait
         out = np.empty(self.size, dtype=np.float32)
         k = self.n * self.nf
@@ -221,7 +215,6 @@ class ObservationBuilder:
         now = cl.engine.now
         rows = self._rows
         inv_w = self._inv_w
-        squash = self._squash
         changed = self._changed
         vals: list[float] = []
         for i, inst in enumerate(cl.instances):
@@ -235,7 +228,7 @@ class ObservationBuilder:
                 if inst.pq_tokens:
                     w += inst.pq_tokens * _s_per_prefill_token(inst)
                 w *= inv_w
-                row[4] = w / (1.0 + w) if squash else (w if w < 1.0 else 1.0)
+                row[4] = w if w < 1.0 else 1.0
             vals += row
         changed.clear()
         vals += self._tail(req, is_route, is_control, slo_ema, rej_ema, rate_ema)

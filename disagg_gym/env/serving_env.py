@@ -724,12 +724,16 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
 
         ``q`` = sigma((1 - TTFT_hat / SLO_TTFT) / 0.1) x sigma((1 - TPOT_hat / SLO_TPOT) / 0.1),
         a smooth probability of meeting both SLOs from the cost model's predictions at dispatch
-        (TTFT: queue wait + own prefill; TPOT: the decode iteration once it joins); the credit is
+        (TTFT: queue wait + own prefill; TPOT: the decode iteration once it joins, stretched by
+        ``max(1, (decode load + 1) / max_batch)`` when sequences wait for a batch slot); the credit is
         ``w_violation + (w_goodput - w_violation) q``, taken back when the true outcome is credited.
         """
         cl = self.cluster
         ttft = predicted_ttft_s(cl, req, p, d, include_transfer=False)
-        tpot = predicted_tpot_s(cl.instances[d], req)
+        dec = cl.instances[d]
+        # sequences beyond the batch wait for a slot: spread the wait over the whole decode
+        # (processor sharing among everything the instance runs or owes)
+        tpot = predicted_tpot_s(dec, req) * max(1.0, (dec.decode_load + 1) / dec.max_batch)
         q = _sigmoid((1.0 - ttft / req.slo_ttft_s) / 0.1) * _sigmoid((1.0 - tpot / req.slo_tpot_s) / 0.1)
         w = self._credited
         v = self.cfg.reward_scale * (w["slo_violation"] + (w["slo_goodput"] - w["slo_violation"]) * q)
