@@ -1,7 +1,7 @@
 """Plain sb3-contrib MaskablePPO with ``MlpPolicy`` on a route env, as a user would write it.
 
 Trains on the env exactly as ``gym.make(id, overrides=...)`` gives it, then evaluates the
-greedy (masked) policy on held-out workload seeds (10000+) next to masked-random and
+greedy (masked) and the sampled policy on held-out workload seeds (10000+) next to masked-random and
 round-robin. Prints wall time.
 
     python scripts/sb3_mlp_recipe.py --env-id disagg/SmallRoute-v3 --timesteps 50000 \
@@ -32,18 +32,21 @@ def main() -> None:
     p.add_argument("--gamma", type=float, default=0.99)
     p.add_argument("--episodes", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--learning-rate", type=float, default=3e-4, help="SB3's default is 3e-4")
     a = p.parse_args()
     torch.set_num_threads(1)
     over = json.loads(a.overrides)
     env = gym.make(a.env_id, overrides=over)
     t0 = time.time()
-    model = MaskablePPO("MlpPolicy", env, gamma=a.gamma, seed=a.seed, verbose=0)
+    model = MaskablePPO("MlpPolicy", env, gamma=a.gamma, seed=a.seed, learning_rate=a.learning_rate, verbose=0)
     model.learn(a.timesteps)
     print(f"trained {a.timesteps} steps in {time.time() - t0:.0f} s", flush=True)
-    for name in ("MaskablePPO-MlpPolicy", "random", "round_robin"):
+    for name in ("MaskablePPO-MlpPolicy", "MaskablePPO-sampled", "random", "round_robin"):
         e = gym.make(a.env_id, overrides=over)
         if name.startswith("Maskable"):
-            rows = [run_episode(model, e, EVAL_SEED_OFFSET + k, action_masks=True) for k in range(a.episodes)]
+            det = name.endswith("MlpPolicy")
+            rows = [run_episode(model, e, EVAL_SEED_OFFSET + k, action_masks=True, deterministic=det)
+                    for k in range(a.episodes)]
         else:
             pol = POLICIES.get(name)(e, seed=0)
             rows = [run_episode(pol, e, EVAL_SEED_OFFSET + k) for k in range(a.episodes)]
