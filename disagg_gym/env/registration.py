@@ -23,18 +23,18 @@ ENTRY_POINT = "disagg_gym.env.serving_env:DisaggServingEnv"
 
 STANDARD_CONFIGS: dict[str, int] = {
     "azure-trace-route": 0,
-    "colocated-baseline": 2,
+    "colocated-baseline": 3,
     "diurnal-day-route": 0,
     "energy-allocate": 2,
     "hetero-allocate": 2,
     "hetero-route": 3,
     "hybrid-cost-route": 3,
     "large-joint": 2,
-    "mooncake-cache-route": 0,
-    "mooncake-rdma-route": 2,
-    "multiturn-cache-route": 0,
+    "mooncake-cache-route": 1,
+    "mooncake-rdma-route": 3,
+    "multiturn-cache-route": 1,
     "pcie-route": 3,
-    "rag-pool-route": 0,
+    "rag-pool-route": 1,
     "small-route": 3,
     "tri-gpu-route": 0,
 }

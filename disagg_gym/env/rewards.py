@@ -149,6 +149,16 @@ def _load_shaping(o: StepOutcome) -> float:
     return float(o.env.shaping_term())
 
 
+@reward_term(
+    "predicted_credit", 1.0,
+    "reward_mode predicted: each routing decision's predicted outcome paid at dispatch, taken back "
+    "when its true outcome is credited (potential-based: sums to 0 over an episode; 0 in other modes)",
+    ge=0,
+)
+def _predicted_credit(o: StepOutcome) -> float:
+    return float(o.env.advance_term())
+
+
 # ------------------------------------------------------------------ weights (config section)
 def _weights_class() -> type:
     fields = [

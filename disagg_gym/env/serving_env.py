@@ -14,7 +14,7 @@ from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
 from disagg_gym.cluster.cluster import Cluster
-from disagg_gym.cluster.policies import ROUTERS, predicted_tpot_s, predicted_ttft_s
+from disagg_gym.cluster.policies import ROUTERS, ConductorRouter
 from disagg_gym.env.reward_window import RewardWindow
 from disagg_gym.config import from_dict, to_dict
 from disagg_gym.env import rewards
@@ -109,6 +109,11 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     different policies can be compared on identical input.
 
     ## Version History
+    * v3 of ColocatedBaseline and MooncakeRdmaRoute, v1 of the three prefix-cache configs, and
+      the v3 route ids of issue #15 (SmallRoute, HeteroRoute, PcieRoute, HybridCostRoute) and
+      its new v0 ids (issue #16): ``env.reward_mode: predicted`` by default (``per_decision``
+      plus each routing decision paid its predicted outcome at once and taken back when the
+      true outcome is credited; an episode's return is unchanged). The simulation is unchanged.
     * (no id bump; options only) issue #16 item 4: with ``obs_mode: padded`` and
       ``max_instances`` a generator may sample instance counts per reset
       (``info["scenario"]["instances"]``); issue #14: padded rows carry the cache features on
@@ -310,6 +315,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._done = False
         self._per_decision = self.cfg.reward_mode in ("per_decision", "predicted")
         self._predicted = self.cfg.reward_mode == "predicted"
+        self._predictor = ConductorRouter(reject=False)
         self._prepaid: dict[int, float] = {}  # decision index -> predicted credit paid in advance
         self._advance_delta = 0.0
         self._terms = rewards.terms()
@@ -379,13 +385,6 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         terms = self._reward_terms(invalid)
         self._invalid_count += invalid
         reward = rewards.weighted_sum(self.cfg.reward_scale, self._weights, list(terms.values()))
-        if self._predicted:
-            if self._kind == "end":  # phi(end) = 0: take back what no outcome settled
-                self._advance_delta -= sum(self._prepaid.values())
-                self._prepaid.clear()
-            terms["predicted_credit"] = self._advance_delta
-            reward += self._advance_delta
-            self._advance_delta = 0.0
         terminated = truncated = False
         info: dict[str, Any] = {
             "invalid_action": invalid, "reward_terms": terms,
@@ -722,23 +721,37 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     def _pay_advance(self, req: Any, p: int, d: int) -> None:
         """``reward_mode: predicted``: credits this decision now with its predicted outcome.
 
-        ``q`` = sigma((1 - TTFT_hat / SLO_TTFT) / 0.1) x sigma((1 - TPOT_hat / SLO_TPOT) / 0.1),
-        a smooth probability of meeting both SLOs from the cost model's predictions at dispatch
-        (TTFT: queue wait + own prefill; TPOT: the decode iteration once it joins, stretched by
-        ``max(1, (decode load + 1) / max_batch)`` when sequences wait for a batch slot); the credit is
-        ``w_violation + (w_goodput - w_violation) q``, taken back when the true outcome is credited.
+        The predictions are the Conductor's (``disagg_gym.cluster.policies.ConductorRouter``):
+        TTFT = queue wait + compute of the tokens ``p`` lacks over its cached context + loads
+        from lower cache tiers; TPOT = ``d``'s decode iteration once it joins, stretched by
+        ``max(1, (decode load + 1) / max_batch)`` when sequences wait for a batch slot. With
+        ``q = sigma((1 - TTFT / SLO_TTFT) / 0.1) * sigma((1 - TPOT / SLO_TPOT) / 0.1)`` the
+        advance is ``w_violation + (w_goodput - w_violation) q``, taken back when the true
+        outcome is credited (potential-based: the episode's return is unchanged).
         """
         cl = self.cluster
-        ttft = predicted_ttft_s(cl, req, p, d, include_transfer=False)
-        dec = cl.instances[d]
-        # sequences beyond the batch wait for a slot: spread the wait over the whole decode
-        # (processor sharing among everything the instance runs or owes)
-        tpot = predicted_tpot_s(dec, req) * max(1.0, (dec.decode_load + 1) / dec.max_batch)
+        pred = self._predictor
+        ttft = pred.ttft_s(cl, cl.instances[p], req, cl.engine.now)
+        tpot = pred.tpot_s(cl.instances[d], req)
         q = _sigmoid((1.0 - ttft / req.slo_ttft_s) / 0.1) * _sigmoid((1.0 - tpot / req.slo_tpot_s) / 0.1)
         w = self._credited
-        v = self.cfg.reward_scale * (w["slo_violation"] + (w["slo_goodput"] - w["slo_violation"]) * q)
+        v = w["slo_violation"] + (w["slo_goodput"] - w["slo_violation"]) * q
         self._prepaid[self._steps] = v
         self._advance_delta += v
+
+    def advance_term(self) -> float:
+        """``reward_mode: predicted``: this step's advances minus take-backs (0 otherwise).
+
+        Called once per step after the step's credits were drained; at the episode's end
+        every advance not yet settled is taken back (the potential of the end state is 0).
+        """
+        if not self._predicted:
+            return 0.0
+        if self._kind == "end":
+            self._advance_delta -= sum(self._prepaid.values())
+            self._prepaid.clear()
+        f, self._advance_delta = self._advance_delta, 0.0
+        return f
 
     def shaping_term(self) -> float:
         """``shaping_gamma * phi(s') - phi(s)`` (0 when the weight is 0; ``phi(end) = 0``)."""

@@ -231,7 +231,7 @@ def test_reset_options_validated() -> None:
         env.reset(options={"workload_seed": -1})
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/HeteroRoute-v3", "disagg/LargeJoint-v2", "disagg/EnergyAllocate-v2", "disagg/ColocatedBaseline-v2"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/HeteroRoute-v3", "disagg/LargeJoint-v2", "disagg/EnergyAllocate-v2", "disagg/ColocatedBaseline-v3"])
 def test_incremental_observation_equals_full_rebuild(env_id: str) -> None:
     env = make(env_id, **_fast(env_id))
     rng = np.random.default_rng(1)

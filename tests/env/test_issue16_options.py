@@ -17,7 +17,7 @@ from disagg_gym.errors import UserError
 from disagg_gym.types import RequestState, Role
 from disagg_gym.wrappers import ObservationNoise, QueueShaping, StaleObservation
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 ALLOC = "disagg/EnergyAllocate-v2"
 W = {"met": 1.0, "violated": -0.5, "rejected": -1.0}  # small-route.yaml's weights, by hand
 

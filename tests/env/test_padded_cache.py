@@ -101,7 +101,7 @@ def test_padded_cache_columns_equal_the_box_modes_cache_block() -> None:
 
 
 def test_no_cache_columns_without_block_hashes() -> None:
-    env = gym.make("disagg/SmallRoute-v2", overrides={"horizon_s": 2.0, "env.obs_mode": "padded", "env.max_instances": 6})
+    env = gym.make("disagg/SmallRoute-v3", overrides={"horizon_s": 2.0, "env.obs_mode": "padded", "env.max_instances": 6})
     assert env.unwrapped.row_features == NF + 1
     assert env.observation_space.shape == (6 * (NF + 1) + N_TAIL_PADDED,)
 

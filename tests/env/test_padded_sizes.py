@@ -13,7 +13,7 @@ from disagg_gym.env.serving_env import DisaggServingEnv
 from disagg_gym_agents.evaluation import run_episode
 from disagg_gym_agents.registry import POLICIES
 
-ENV = "disagg/SmallRoute-v2"
+ENV = "disagg/SmallRoute-v3"
 NF = len(INSTANCE_FEATURES)
 M = 10
 

@@ -146,14 +146,14 @@ def test_load_shaping_is_off_by_default_weight() -> None:
 @pytest.mark.parametrize(
     "name", ["SmallRoute", "HeteroRoute", "PcieRoute", "ColocatedBaseline", "HybridCostRoute", "MooncakeRdmaRoute"]
 )
-def test_route_ids_are_v2_or_later_and_v1_is_deprecated(name: str) -> None:
-    # v2 (issue #16) made per-decision credit the default; SmallRoute, HeteroRoute, PcieRoute and HybridCostRoute are v3
-    # since issue #15 gave them headroom, and v1 names the current id
-    current = {"SmallRoute": 3, "HeteroRoute": 3, "PcieRoute": 3, "HybridCostRoute": 3}.get(name, 2)
-    with pytest.raises(gym.error.DeprecatedEnv, match=f"disagg/{name}-v{current}"):
-        gym.make(f"disagg/{name}-v1")
-    env = gym.make(f"disagg/{name}-v{current}")
-    assert env.unwrapped.cfg.reward_mode == "per_decision"
+def test_route_ids_are_v3_and_older_ids_are_deprecated(name: str) -> None:
+    # v2 (issue #16) made per-decision credit the default, v3 the predicted advance (and issue #15
+    # gave SmallRoute, HeteroRoute, PcieRoute and HybridCostRoute headroom); old ids name v3
+    for old in (1, 2):
+        with pytest.raises(gym.error.DeprecatedEnv, match=f"disagg/{name}-v3"):
+            gym.make(f"disagg/{name}-v{old}")
+    env = gym.make(f"disagg/{name}-v3")
+    assert env.unwrapped.cfg.reward_mode == "predicted"
 
 
 def test_credit_survives_gymnasiums_vector_info_wrappers() -> None:

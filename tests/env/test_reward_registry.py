@@ -13,7 +13,7 @@ import disagg_gym  # noqa: F401
 from disagg_gym.env import rewards
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
 
-EXPECTED = ("slo_goodput", "slo_violation", "rejection", "gpu_cost_usd", "energy_kj", "invalid_action", "load_shaping")
+EXPECTED = ("slo_goodput", "slo_violation", "rejection", "gpu_cost_usd", "energy_kj", "invalid_action", "load_shaping", "predicted_credit")
 
 
 def test_registry_defines_the_weights_section_and_order() -> None:
@@ -22,7 +22,7 @@ def test_registry_defines_the_weights_section_and_order() -> None:
     assert tuple(f.name for f in fields) == EXPECTED
     w = rewards.RewardWeights()
     # defaults documented in docs/envs.md
-    assert [getattr(w, n) for n in EXPECTED] == [1.0, -0.5, -1.0, 0.0, 0.0, -1.0, 0.0]
+    assert [getattr(w, n) for n in EXPECTED] == [1.0, -0.5, -1.0, 0.0, 0.0, -1.0, 0.0, 1.0]
     assert pickle.loads(pickle.dumps(w)) == w
     assert sorted(t.name for t in rewards.terms() if t.credited) == ["rejection", "slo_goodput", "slo_violation"]
 
@@ -40,7 +40,7 @@ def test_step_reward_is_the_weighted_sum_of_info_terms() -> None:
     env.reset(seed=1)
     cfg: EnvConfig = env.cfg
     w = {"slo_goodput": 1.0, "slo_violation": -0.5, "rejection": -1.0, "gpu_cost_usd": -2.0,
-         "energy_kj": -0.01, "invalid_action": -1.0, "load_shaping": 0.0}
+         "energy_kj": -0.01, "invalid_action": -1.0, "load_shaping": 0.0, "predicted_credit": 1.0}
     nonzero = 0
     for _ in range(200):
         _, r, term, trunc, info = env.step(np.zeros(env.action_space.shape, dtype=np.int64))
