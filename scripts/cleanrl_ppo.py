@@ -278,7 +278,7 @@ def evaluate_all(agent: nn.Module, args: argparse.Namespace) -> dict[str, dict[s
         env = gym.make(env_id, overrides=over)
         pol = Greedy(agent, env) if name.startswith("learned") else POLICIES.get(name)(env, seed=0)
         rows = evaluate(pol, env, args.eval_episodes, deterministic=name != "learned_sampled")
-        s = summarize(rows, ("goodput_rps", "slo_attainment", "requests_rejected"))
+        s = summarize(rows, ("goodput_rps", "slo_tokens_per_s", "slo_attainment", "requests_rejected"))
         s["invalid_actions"] = {"mean": float(np.mean([r["invalid_actions"] for r in rows]))}
         out[name] = {k: v["mean"] for k, v in s.items()}
         print(f"eval {name:12s} " + " ".join(f"{k}={v:.4g}" for k, v in out[name].items()), flush=True)
