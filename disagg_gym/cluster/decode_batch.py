@@ -67,18 +67,25 @@ class DecodeBatch:
 
     def iterations_done(self, elapsed_s: float) -> int:
         """Complete iterations of the current batch within ``elapsed_s`` since the epoch."""
-        if self.B == 0 or elapsed_s <= 0:
+        B = self.B
+        if B == 0 or elapsed_s <= 0:
             return 0
-        c2 = 0.5 * self.b * self.B
-        c1 = self.a + self.b * self.S - c2
+        a, b, S = self.a, self.b, self.S
+        c2 = 0.5 * b * B
+        c1 = a + b * S - c2
         if c2 <= 0:
             k = int(elapsed_s / c1) if c1 > 0 else 0
         else:
             k = int((-c1 + math.sqrt(c1 * c1 + 4.0 * c2 * elapsed_s)) / (2.0 * c2))
-        while k > 0 and self.decode_time(k) > elapsed_s + 1e-12:
+        # decode_time(n), inlined (same expression, same rounding)
+        hi = elapsed_s + 1e-12
+        while k > 0 and k * a + b * (k * S + B * k * (k - 1) * 0.5) > hi:
             k -= 1
-        while self.decode_time(k + 1) <= elapsed_s - 1e-12:
-            k += 1
+        lo = elapsed_s - 1e-12
+        n = k + 1
+        while n * a + b * (n * S + B * n * (n - 1) * 0.5) <= lo:
+            k = n
+            n += 1
         return k
 
     def refresh_coeffs(self) -> None:
