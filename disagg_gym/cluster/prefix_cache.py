@@ -24,8 +24,7 @@ drives them.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import filterfalse, islice
 from typing import TYPE_CHECKING
 
@@ -34,16 +33,17 @@ if TYPE_CHECKING:
 
 # The eviction lists are plain dicts, not OrderedDicts (issue #14: per-block cost): insertion
 # order is the LRU order, and runs of evictions and lower-tier inserts are moved by C-level
-# dict operations (``islice`` of the oldest keys, ``dict.update``, ``map`` over a bound
-# ``__delitem__``) instead of one ``popitem`` / ``move_to_end`` per block. CPython compacts
+# dict operations where they help (``islice`` of the oldest keys, ``dict.update``) instead of
+# one ``popitem`` / ``move_to_end`` per block. CPython compacts
 # the entries deleted at the front whenever the table grows, so finding the oldest stays cheap.
 # Pins and releases stay block-by-block loops: a request's run is short (tens of blocks) and
 # shares blocks with other holders, where C-level set algebra measured no faster.
 
 
-def _drop(d: dict[int, None], keys: object) -> None:
+def _drop(d: dict[int, None], keys: Iterable[int]) -> None:
     """Deletes every key of ``keys`` from ``d`` (all present)."""
-    deque(map(d.__delitem__, keys), 0)  # type: ignore[call-overload]
+    for h in keys:
+        del d[h]
 
 
 def _pop_oldest(d: dict[int, None], n: int) -> list[int]:
