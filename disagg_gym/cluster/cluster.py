@@ -81,26 +81,32 @@ class FanOut:
 
     def __init__(self, *observers: ClusterObserver) -> None:
         self.observers = observers
+        # Each hook's bound methods, looked up once (hooks run several times per request).
+        self._arrival = tuple(o.on_arrival for o in observers)
+        self._first_token = tuple(o.on_first_token for o in observers)
+        self._transfer_done = tuple(o.on_kv_transfer_done for o in observers)
+        self._completion = tuple(o.on_completion for o in observers)
+        self._reject = tuple(o.on_reject for o in observers)
 
     def on_arrival(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_arrival(req)
+        for f in self._arrival:
+            f(req)
 
     def on_first_token(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_first_token(req)
+        for f in self._first_token:
+            f(req)
 
     def on_kv_transfer_done(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_kv_transfer_done(req)
+        for f in self._transfer_done:
+            f(req)
 
     def on_completion(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_completion(req)
+        for f in self._completion:
+            f(req)
 
     def on_reject(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_reject(req)
+        for f in self._reject:
+            f(req)
 
 
 class Cluster:
@@ -499,6 +505,7 @@ class Cluster:
             budget = inst.token_budget
         kv = inst.kv
         pq = inst.pq
+        blk = self.block
         # Colocated: a new prompt must leave the decode step's new blocks and one block of
         # growth per running sequence (and its own), else it would only force a preemption.
         reserve = 0
@@ -515,7 +522,7 @@ class Cluster:
             req = pq[i]
             left = req.prefill_tokens - req.prefilled
             if req.prefilled == 0:  # a new run: take the memory for the whole prompt now
-                need = self.blocks(req.held_tokens)
+                need = -(-(req.prompt_tokens + (req.generated if req.generated > 0 else 1)) // blk) * blk  # blocks(held)
                 if need > kv.capacity:  # a preempted request whose recompute no longer fits
                     pq.remove(req)
                     self.instances[req.decode_inst].owed -= 1
@@ -683,9 +690,10 @@ class Cluster:
                 return  # draining: the router's instances take its queue
             # No decode instance in service: finishing the queue here is the only way forward
             # (its prefill instances hold the KV and may themselves be waiting to drain).
+        blk = self.block
         while dq:
             req = dq[0]
-            need = self.blocks(req.held_tokens)
+            need = -(-(req.prompt_tokens + (req.generated if req.generated > 0 else 1)) // blk) * blk  # blocks(held)
             if need + kv.block > kv.capacity:  # re-routed here and can never fit
                 dq.popleft()
                 d.owed -= 1
@@ -772,7 +780,8 @@ class Cluster:
         req.transfer_end_s = now
         p = self.instances[req.prefill_inst]
         d = self.instances[req.decode_inst]
-        p.kv.give(self.blocks(req.held_tokens))
+        blk = self.block
+        p.kv.give(-(-(req.prompt_tokens + (req.generated if req.generated > 0 else 1)) // blk) * blk)  # blocks(held)
         if self.cache is not None:
             self.cache.release(p, req)
             self.cache.transfer_done(d, req)
