@@ -151,8 +151,9 @@ class DecodeBatch:
         heapq.heappush(self.members, (self.counter + req.output_tokens - req.generated, req.rid, req, off))
         self.B += 1
         self.S += tokens
-        self._res[(1 - off) % self.pool.block] += 1
-        self.held += self.pool.blocks(tokens)
+        blk = self.pool.block
+        self._res[(1 - off) % blk] += 1
+        self.held += -(-tokens // blk) * blk  # pool.blocks(tokens)
 
     def pop_done(self) -> list[Request]:
         """Removes members whose last token was produced; frees their blocks."""
@@ -178,10 +179,12 @@ class DecodeBatch:
         tokens = m[3] + self.counter
         self.B -= 1
         self.S -= tokens
-        self._res[(1 - m[3]) % self.pool.block] -= 1
-        blocks = self.pool.blocks(tokens)
+        pool = self.pool
+        blk = pool.block
+        self._res[(1 - m[3]) % blk] -= 1
+        blocks = -(-tokens // blk) * blk  # pool.blocks(tokens)
         self.held -= blocks
-        self.pool.give(blocks)
+        pool.give(blocks)
 
     def advance(self, n: int) -> float:
         """Books ``n`` iterations of the current batch; returns their busy seconds.
