@@ -336,7 +336,7 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
     prev: float | None = None
     prev_raw: Any = None
     loads = json.loads
-    scan = json.JSONDecoder().scan_once  # json.loads minus its per-call wrappers (fast path)
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads minus its wrappers
     for no, line in enumerate(lines, 1):
         obj = None
         if line[:1] == "{":
@@ -368,10 +368,10 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
         if type(obj) is dict:
             # Fast path for a well-formed row (same checks as below, in C-level calls where
             # possible; anything else takes the slow path, which names the problem).
-            raw_ts = obj.get("timestamp")
-            prompt = obj.get("input_length")
-            output = obj.get("output_length")
-            hid = obj.get("hash_ids")
+            raw_ts: Any = obj.get("timestamp")
+            prompt: Any = obj.get("input_length")
+            output: Any = obj.get("output_length")
+            hid: Any = obj.get("hash_ids")
             tt = type(raw_ts)
             if (
                 (tt is int or tt is float) and 0 <= raw_ts <= _MAX_FLOAT
