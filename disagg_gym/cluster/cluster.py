@@ -669,7 +669,8 @@ class Cluster:
         batch = d.batch
         # Blocks the running batch takes until its current iteration ends stay free.
         growth = self._growth_to_boundary(d)
-        watermark = self.blocks(kv.capacity // 100) if batch.B else 0  # vLLM's 1% watermark
+        blk = self.block
+        watermark = -(-(kv.capacity // 100) // blk) * blk if batch.B else 0  # vLLM's 1% watermark, in blocks
         while d.swapped:
             req = d.swapped[0]
             need = self.blocks(req.held_tokens)
@@ -692,7 +693,6 @@ class Cluster:
                 return  # draining: the router's instances take its queue
             # No decode instance in service: finishing the queue here is the only way forward
             # (its prefill instances hold the KV and may themselves be waiting to drain).
-        blk = self.block
         while dq:
             req = dq[0]
             need = -(-(req.prompt_tokens + (req.generated if req.generated > 0 else 1)) // blk) * blk  # blocks(held)

@@ -192,7 +192,7 @@ class DecodeBatch:
         Takes the new blocks from the pool (the caller never advances past the iteration
         where memory runs short).
         """
-        busy = self.decode_time(n)
+        busy = n * self.a + self.b * (n * self.S + self.B * n * (n - 1) * 0.5)  # decode_time(n)
         grow = self.new_blocks(n) * self.pool.block
         if grow:
             self.pool.take(grow)
