@@ -25,6 +25,9 @@ PPO_SKIPPED = 'not measured: needs the [rl] extra (pip install "disagg-gym[rl]")
 #: Control intervals (simulated s) at which the allocate envs are also measured.
 FINE_CONTROL_INTERVALS_S = (1.0, 0.25, 0.1)
 AZURE_CONV_RATE = 5.53  # req/s of the Azure 2023 conversation trace (shared/data/traces/README.md)
+#: Standard configs also timed as one whole run over their horizon, prefix caching as configured
+#: (issue #14: mooncake-cache-route, caching on, at >= 10k simulated requests per wall second).
+SCENARIO_RUNS = ("mooncake-cache-route",)
 
 
 def _pin() -> None:
@@ -160,6 +163,33 @@ def bench_simulate(instances: int, rate_mult: float, horizon_s: float, router: s
     }
 
 
+def bench_scenario(name: str, horizon_s: float | None = None) -> dict[str, Any]:
+    """Simulated requests per wall second of one standard config run as written: construction
+    (trace loading included) plus ``Simulation.run()`` over its horizon (``horizon_s`` overrides
+    it), prefix caching as configured. Trace configs read their trace relative to the working
+    directory, as ``disagg-gym simulate`` does.
+    """
+    from dataclasses import replace
+
+    from disagg_gym.scenario import load_scenario
+    from disagg_gym.simulation import Simulation
+
+    scen = load_scenario(name)
+    if horizon_s is not None:
+        scen = replace(scen, horizon_s=horizon_s)
+    load = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    sim = Simulation(scen, keep_records=False)
+    s = sim.run()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "config": name, "prefix_cache": scen.cluster.prefix_cache.enabled, "horizon_s": scen.horizon_s,
+        "requests": s["requests_total"], "events": s["events"], "wall_s": wall, "cpu_s": cpu,
+        "requests_per_wall_s": s["requests_total"] / wall, "requests_per_cpu_s": s["requests_total"] / cpu,
+        "load_avg_1m": load,
+    }
+
+
 def bench_ppo(env_id: str, timesteps: int) -> dict[str, Any]:
     """SB3 PPO training steps/s (MlpPolicy, 1 env, 1 torch thread)."""
     import gymnasium as gym
@@ -273,8 +303,10 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine(), "quick": quick}
     envs: dict[str, Any] = {}
     sims: list[dict[str, Any]] = []
+    scens: list[dict[str, Any]] = []
     out["envs"] = envs
     out["simulate"] = sims
+    out["scenarios"] = scens
 
     def log(msg: str) -> None:
         if progress:
@@ -306,6 +338,16 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
                     f"{r['requests_per_wall_s']:,.0f} req/s, {r['x_real_time']:,.0f}x real time, {r['peak_rss_mb']} MB")
         return report
 
+    def scenario(name: str) -> Callable[[dict[str, Any]], str]:
+        def report(r: dict[str, Any]) -> str:
+            r.setdefault("config", name)
+            scens.append(r)
+            if "error" in r:
+                return f"run {name}: {r['error']}"
+            return (f"run {name} (prefix cache {'on' if r['prefix_cache'] else 'off'}): {r['requests']} req in "
+                    f"{r['wall_s']:.2f}s = {r['requests_per_wall_s']:,.0f} req/s, {r['peak_rss_mb']} MB")
+        return report
+
     def ppo(r: dict[str, Any]) -> str:
         out["ppo"] = r
         if "error" in r:
@@ -330,6 +372,9 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
             kw = {"instances": inst, "rate_mult": float(mult), "horizon_s": horizon, "router": "round_robin"}
             budget = SPAWN_OVERHEAD_S + AZURE_CONV_RATE * mult * horizon * SIM_S_PER_REQUEST
             plan.append(Measurement("bench_simulate", kw, budget, simulate(inst, mult, horizon)))
+    for name in SCENARIO_RUNS:
+        kw = {"name": name, "horizon_s": 60.0 if quick else None}
+        plan.append(Measurement("bench_scenario", kw, SPAWN_OVERHEAD_S + 5000 * SIM_S_PER_REQUEST * 4, scenario(name)))
     has_rl = extras.has("rl", "torch", "stable_baselines3")
     if has_rl:
         steps = 2048 if quick else 8192
@@ -374,6 +419,20 @@ def to_markdown(res: dict[str, Any]) -> str:
                 f"| {r['instances']} | {r['rate_mult']} | {r['requests']:,} | {r['wall_s']:.2f} | {r['requests_per_wall_s']:,.0f} | "
                 f"{r['x_real_time']:,.0f} | {r['us_per_request']:.1f} | {r['peak_rss_mb']} |"
             )
+    if res.get("scenarios"):
+        lines += [
+            "",
+            "| config (as written) | prefix cache | requests | wall (s) | requests / wall s | requests / CPU s | load (1 min) |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in res["scenarios"]:
+            if "error" in r:
+                lines.append(f"| {r['config']} | | error: {r['error']} | | | | |")
+            else:
+                lines.append(
+                    f"| {r['config']} | {'on' if r['prefix_cache'] else 'off'} | {r['requests']:,} | {r['wall_s']:.2f} | "
+                    f"{r['requests_per_wall_s']:,.0f} | {r['requests_per_cpu_s']:,.0f} | {r['load_avg_1m']:.1f} |"
+                )
     ppo = res.get("ppo", {})
     if "skipped" in ppo:
         lines += ["", f"SB3 PPO: {ppo['skipped']}."]

@@ -130,8 +130,11 @@ class Simulation:
         limit = max_time_s if max_time_s is not None else (self.scenario.horizon_s * 10 if drain else self.scenario.horizon_s)
         if drain:
             eng = self.engine
-            drained = cl.drained  # checked after every event: bound once
-            eng.run_until(lambda: drained() or eng.now > limit)
+
+            def done() -> bool:  # checked after every event: Cluster.drained() inlined
+                return (cl.arrivals_done and cl.in_system == 0 and cl.pending is None) or eng.now > limit
+
+            eng.run_until(done)
         else:
             self.engine.run_until(limit)
         return self.summary()

@@ -33,11 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PRE_V2 = "c90530e"  # the last commit before the simulator core v2 (issue #13)
 
 CHILD = """
-import json, sys, time
+import json, os, sys, time
 from dataclasses import replace
 from disagg_gym.scenario import load_scenario
 from disagg_gym.simulation import Simulation
 name, horizon, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+# Trace configs name their trace relative to the repository root (../shared/...). The package
+# is imported already (from PYTHONPATH), so the checkout in the new working directory cannot
+# shadow it.
+os.chdir(sys.argv[4])
 scen = replace(load_scenario(name), horizon_s=horizon)
 t0, c0 = time.perf_counter(), time.process_time()
 out = Simulation(scen, seed=seed, keep_records=False).run()
@@ -67,7 +71,7 @@ def _export(rev: str, dest: Path) -> Path:
 
 def _measure(src: Path, name: str, horizon: float, seed: int, workdir: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0")
-    r = subprocess.run([sys.executable, "-c", CHILD, name, str(horizon), str(seed)], cwd=workdir, env=env,
+    r = subprocess.run([sys.executable, "-c", CHILD, name, str(horizon), str(seed), str(ROOT)], cwd=workdir, env=env,
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"bench_cores: {name} failed with {src} on PYTHONPATH:\n{r.stderr.strip()}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from disagg_gym import bench
 
 
@@ -33,6 +35,22 @@ def test_markdown_table() -> None:
     md = bench.to_markdown(res)
     assert "| disagg/SmallRoute-v3 | 4 | 20,000 | 0.200 | 80.0 |" in md
     assert "| 8 | 1 | 20,000 | 2.00 | 10,000 | 1,800 | 100.0 | 90.0 |" in md
+
+
+def test_scenario_run_counts_every_request_of_the_config() -> None:
+    """The whole-config run simulates what ``Simulation.run()`` does (same request count)."""
+    from dataclasses import replace
+
+    from disagg_gym.scenario import load_scenario
+    from disagg_gym.simulation import Simulation
+
+    r = bench.bench_scenario("small-route", horizon_s=5.0)
+    want = Simulation(replace(load_scenario("small-route"), horizon_s=5.0), keep_records=False).run()
+    assert r["requests"] == want["requests_total"] > 0 and r["prefix_cache"] is True
+    assert r["requests_per_wall_s"] == pytest.approx(r["requests"] / r["wall_s"])
+    md = bench.to_markdown({"machine": bench.machine(), "cartpole": {"steps_per_s": 1.0}, "envs": {}, "simulate": [],
+                            "scenarios": [dict(r, peak_rss_mb=1.0)], "ppo": {}})
+    assert f"| small-route | on | {r['requests']:,} |" in md
 
 
 def test_env_measurement_takes_make_kwargs() -> None:
@@ -90,12 +108,15 @@ def test_run_bench_numbers_every_measurement(monkeypatch, capsys) -> None:  # ty
 
     fake = {"steps_per_s": 1000.0, "steps": 1, "decisions_per_s": 100.0, "decisions": 1, "episodes": 0,
             "instances": 4, "peak_rss_mb": 1.0, "requests": 10, "wall_s": 1.0, "requests_per_wall_s": 10.0,
-            "x_real_time": 5.0, "simulated_s": 5.0, "us_per_request": 1.0, "train_steps_per_s": 9.0}
+            "x_real_time": 5.0, "simulated_s": 5.0, "us_per_request": 1.0, "train_steps_per_s": 9.0,
+            "prefix_cache": True}
     calls: list[str] = []
     monkeypatch.setattr(bench, "run_isolated", lambda fn, **kw: (calls.append(fn), dict(fake))[1])
     res = bench.run_bench(quick=True)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
     n = len(calls)
-    assert n == 1 + len(res["envs"]) + len(res["simulate"]) + (1 if "train_steps_per_s" in res["ppo"] else 0)
+    assert n == (1 + len(res["envs"]) + len(res["simulate"]) + len(res["scenarios"])
+                 + (1 if "train_steps_per_s" in res["ppo"] else 0))
+    assert [r["config"] for r in res["scenarios"]] == list(bench.SCENARIO_RUNS)
     assert [re.match(r"\[(\d+)/(\d+)\]", ln).groups() for ln in lines] == [(str(k), str(n)) for k in range(1, n + 1)]
     assert len(res["simulate"]) == 9 and res["cartpole"]["steps_per_s"] == 1000.0

@@ -81,26 +81,32 @@ class FanOut:
 
     def __init__(self, *observers: ClusterObserver) -> None:
         self.observers = observers
+        # Each hook's bound methods, looked up once (hooks run several times per request).
+        self._arrival = tuple(o.on_arrival for o in observers)
+        self._first_token = tuple(o.on_first_token for o in observers)
+        self._transfer_done = tuple(o.on_kv_transfer_done for o in observers)
+        self._completion = tuple(o.on_completion for o in observers)
+        self._reject = tuple(o.on_reject for o in observers)
 
     def on_arrival(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_arrival(req)
+        for f in self._arrival:
+            f(req)
 
     def on_first_token(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_first_token(req)
+        for f in self._first_token:
+            f(req)
 
     def on_kv_transfer_done(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_kv_transfer_done(req)
+        for f in self._transfer_done:
+            f(req)
 
     def on_completion(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_completion(req)
+        for f in self._completion:
+            f(req)
 
     def on_reject(self, req: Request) -> None:  # noqa: D102
-        for o in self.observers:
-            o.on_reject(req)
+        for f in self._reject:
+            f(req)
 
 
 class Cluster:
@@ -499,6 +505,7 @@ class Cluster:
             budget = inst.token_budget
         kv = inst.kv
         pq = inst.pq
+        blk = self.block
         # Colocated: a new prompt must leave the decode step's new blocks and one block of
         # growth per running sequence (and its own), else it would only force a preemption.
         reserve = 0
@@ -515,13 +522,13 @@ class Cluster:
             req = pq[i]
             left = req.prefill_tokens - req.prefilled
             if req.prefilled == 0:  # a new run: take the memory for the whole prompt now
-                need = self.blocks(req.held_tokens)
+                need = -(-(req.prompt_tokens + (req.generated if req.generated > 0 else 1)) // blk) * blk  # blocks(held)
                 if need > kv.capacity:  # a preempted request whose recompute no longer fits
                     pq.remove(req)
                     self.instances[req.decode_inst].owed -= 1
                     self.reject(req, "too_large")
                     continue
-                if (blocked or inst.state is DRAINING or not kv.fits(need + reserve)
+                if (blocked or inst.state is DRAINING or need + reserve > kv.capacity - kv.used
                         or (not chunk and items and tokens + left > budget)):
                     # Chunked prompts part-way through (they hold their memory) still run.
                     blocked = True
@@ -645,11 +652,13 @@ class Cluster:
                 self._try_prefill(inst, at_boundary=True)  # the next mixed iteration, at once
         for d in touched:
             self._try_admit(d)
-            self._maybe_switch(d)
+            if d.state is DRAINING:  # _maybe_switch's first test, hoisted (hot path)
+                self._maybe_switch(d)
         if (inst.swapped or inst.dq) and not inst.prefill_busy:
             self._try_admit(inst)  # memory freed by this iteration's completions
         self._try_prefill(inst)
-        self._maybe_switch(inst)
+        if inst.state is DRAINING:  # _maybe_switch's first test, hoisted (hot path)
+            self._maybe_switch(inst)
 
     # ================================================================ KV transfer
     def _try_admit(self, d: Instance) -> None:
@@ -660,7 +669,8 @@ class Cluster:
         batch = d.batch
         # Blocks the running batch takes until its current iteration ends stay free.
         growth = self._growth_to_boundary(d)
-        watermark = self.blocks(kv.capacity // 100) if batch.B else 0  # vLLM's 1% watermark
+        blk = self.block
+        watermark = -(-(kv.capacity // 100) // blk) * blk if batch.B else 0  # vLLM's 1% watermark, in blocks
         while d.swapped:
             req = d.swapped[0]
             need = self.blocks(req.held_tokens)
@@ -685,7 +695,7 @@ class Cluster:
             # (its prefill instances hold the KV and may themselves be waiting to drain).
         while dq:
             req = dq[0]
-            need = self.blocks(req.held_tokens)
+            need = -(-(req.prompt_tokens + (req.generated if req.generated > 0 else 1)) // blk) * blk  # blocks(held)
             if need + kv.block > kv.capacity:  # re-routed here and can never fit
                 dq.popleft()
                 d.owed -= 1
@@ -700,7 +710,7 @@ class Cluster:
             # and one block of growth for every sequence (else it would be preempted at once).
             seqs = batch.B + len(batch.joiners) + d.incoming
             room = need + growth + watermark + kv.block * (seqs + 1)
-            if slots_full or not (kv.fits(room) or (seqs == 0 and not d.swapped and kv.fits(need))):
+            if slots_full or not (room <= kv.capacity - kv.used or (seqs == 0 and not d.swapped and kv.fits(need))):
                 if self.on_kv_full == "preempt" and not slots_full and self._preempt_for(d, req, room):
                     continue
                 if self.on_kv_full == "reject":
@@ -761,7 +771,7 @@ class Cluster:
         batch = d.batch
         if batch.B == 0 or batch.next_ev is None or batch.next_n == 0:
             return
-        n_short = batch.iterations_until_short(d.kv.free, batch.next_n)
+        n_short = batch.iterations_until_short(d.kv.capacity - d.kv.used, batch.next_n)
         if batch.next_n > n_short - 1:
             batch.next_ev.cancelled = True
             batch.next_n = n_short - 1
@@ -772,7 +782,8 @@ class Cluster:
         req.transfer_end_s = now
         p = self.instances[req.prefill_inst]
         d = self.instances[req.decode_inst]
-        p.kv.give(self.blocks(req.held_tokens))
+        blk = self.block
+        p.kv.give(-(-(req.prompt_tokens + (req.generated if req.generated > 0 else 1)) // blk) * blk)  # blocks(held)
         if self.cache is not None:
             self.cache.release(p, req)
             self.cache.transfer_done(d, req)
@@ -789,7 +800,8 @@ class Cluster:
         self._join(d, req)
         if p.pq:
             self._try_prefill(p)
-        self._maybe_switch(p)
+        if p.state is DRAINING:  # _maybe_switch's first test, hoisted (hot path)
+            self._maybe_switch(p)
 
     def _join(self, d: Instance, req: Request) -> None:
         """Adds a request whose KV is here to ``d``'s decode batch at its next iteration boundary.
@@ -886,14 +898,14 @@ class Cluster:
                 old.cancelled = True
             return
         n_done = batch.members[0][0] - batch.counter
-        n_short = batch.iterations_until_short(d.kv.free, n_done)
+        n_short = batch.iterations_until_short(d.kv.capacity - d.kv.used, n_done)
         if n_short == 1 and d.swap_out_tokens:
             if old is not None:
                 old.cancelled = True
             return  # stalled until a swap-out lands and frees its blocks (_swap_out_done)
         n = n_done if n_done < n_short else n_short - 1
         batch.next_n = n
-        t = batch.epoch_s + batch.decode_time(n)
+        t = batch.epoch_s + (n * batch.a + batch.b * (n * batch.S + batch.B * n * (n - 1) * 0.5))  # decode_time(n)
         if old is not None:  # same firing order as cancel + schedule (Engine.postpone)
             batch.next_ev = self.engine.postpone(old, t)
         else:
@@ -936,7 +948,8 @@ class Cluster:
             self._try_admit(inst)
         if inst.role is Role.COLOCATED:
             self._try_prefill(inst)
-        self._maybe_switch(inst)
+        if inst.state is DRAINING:  # _maybe_switch's first test, hoisted (hot path)
+            self._maybe_switch(inst)
 
     def _absorb(self, inst: Instance) -> None:
         """At an iteration boundary: adds waiting joiners, makes room for the next iteration's
@@ -968,7 +981,7 @@ class Cluster:
         # KV being swapped out is as good as free: the batch waits for those copies instead
         # of preempting more (see _schedule_decode).
         soon = self.preemption == "swap"
-        if batch.new_blocks(iterations) * kv.block <= kv.free + inst.swap_out_tokens:
+        if batch.new_blocks(iterations) * kv.block <= kv.capacity - kv.used + inst.swap_out_tokens:
             return
         if not inst.prefill_busy:
             # Prompts part-way through chunked prefill hold their memory but have produced

@@ -67,18 +67,25 @@ class DecodeBatch:
 
     def iterations_done(self, elapsed_s: float) -> int:
         """Complete iterations of the current batch within ``elapsed_s`` since the epoch."""
-        if self.B == 0 or elapsed_s <= 0:
+        B = self.B
+        if B == 0 or elapsed_s <= 0:
             return 0
-        c2 = 0.5 * self.b * self.B
-        c1 = self.a + self.b * self.S - c2
+        a, b, S = self.a, self.b, self.S
+        c2 = 0.5 * b * B
+        c1 = a + b * S - c2
         if c2 <= 0:
             k = int(elapsed_s / c1) if c1 > 0 else 0
         else:
             k = int((-c1 + math.sqrt(c1 * c1 + 4.0 * c2 * elapsed_s)) / (2.0 * c2))
-        while k > 0 and self.decode_time(k) > elapsed_s + 1e-12:
+        # decode_time(n), inlined (same expression, same rounding)
+        hi = elapsed_s + 1e-12
+        while k > 0 and k * a + b * (k * S + B * k * (k - 1) * 0.5) > hi:
             k -= 1
-        while self.decode_time(k + 1) <= elapsed_s - 1e-12:
-            k += 1
+        lo = elapsed_s - 1e-12
+        n = k + 1
+        while n * a + b * (n * S + B * n * (n - 1) * 0.5) <= lo:
+            k = n
+            n += 1
         return k
 
     def refresh_coeffs(self) -> None:
@@ -144,8 +151,9 @@ class DecodeBatch:
         heapq.heappush(self.members, (self.counter + req.output_tokens - req.generated, req.rid, req, off))
         self.B += 1
         self.S += tokens
-        self._res[(1 - off) % self.pool.block] += 1
-        self.held += self.pool.blocks(tokens)
+        blk = self.pool.block
+        self._res[(1 - off) % blk] += 1
+        self.held += -(-tokens // blk) * blk  # pool.blocks(tokens)
 
     def pop_done(self) -> list[Request]:
         """Removes members whose last token was produced; frees their blocks."""
@@ -171,10 +179,12 @@ class DecodeBatch:
         tokens = m[3] + self.counter
         self.B -= 1
         self.S -= tokens
-        self._res[(1 - m[3]) % self.pool.block] -= 1
-        blocks = self.pool.blocks(tokens)
+        pool = self.pool
+        blk = pool.block
+        self._res[(1 - m[3]) % blk] -= 1
+        blocks = -(-tokens // blk) * blk  # pool.blocks(tokens)
         self.held -= blocks
-        self.pool.give(blocks)
+        pool.give(blocks)
 
     def advance(self, n: int) -> float:
         """Books ``n`` iterations of the current batch; returns their busy seconds.
@@ -182,7 +192,7 @@ class DecodeBatch:
         Takes the new blocks from the pool (the caller never advances past the iteration
         where memory runs short).
         """
-        busy = self.decode_time(n)
+        busy = n * self.a + self.b * (n * self.S + self.B * n * (n - 1) * 0.5)  # decode_time(n)
         grow = self.new_blocks(n) * self.pool.block
         if grow:
             self.pool.take(grow)

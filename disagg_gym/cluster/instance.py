@@ -11,7 +11,6 @@ The cluster drives them; nothing else writes their fields. The read-only propert
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from disagg_gym.cluster.decode_batch import DecodeBatch, Member
@@ -25,38 +24,29 @@ if TYPE_CHECKING:
     from disagg_gym.workload.request import Request
 
 
-class PrefillQueue:
+class PrefillQueue(deque):  # type: ignore[type-arg]
     """FIFO of requests waiting for (or part-way through, when chunking) their prefill.
 
-    ``tokens`` is the number of prompt tokens still to compute over the queue.
+    ``tokens`` is the number of prompt tokens still to compute over the queue. A ``deque``
+    subclass so that ``len``, truth, indexing and iteration (the scheduler's hot loop) are C
+    calls; only the methods below change it (they keep ``tokens`` in step), never the
+    inherited mutators.
     """
 
-    __slots__ = ("_q", "tokens")
+    __slots__ = ("tokens",)
 
     def __init__(self) -> None:
-        self._q: deque[Request] = deque()
+        super().__init__()
         self.tokens = 0
-
-    def __len__(self) -> int:
-        return len(self._q)
-
-    def __bool__(self) -> bool:
-        return bool(self._q)
-
-    def __iter__(self) -> Iterator[Request]:
-        return iter(self._q)
-
-    def __getitem__(self, i: int) -> Request:
-        return self._q[i]
 
     def push(self, req: Request) -> None:
         """Appends ``req`` (a new or re-routed request)."""
-        self._q.append(req)
+        self.append(req)
         self.tokens += req.prefill_tokens - req.prefilled
 
     def push_front(self, req: Request) -> None:
         """Puts ``req`` at the head (a preempted request recomputes first)."""
-        self._q.appendleft(req)
+        self.appendleft(req)
         self.tokens += req.prefill_tokens - req.prefilled
 
     def push_front_after_running(self, req: Request) -> None:
@@ -64,25 +54,24 @@ class PrefillQueue:
         before new work, but never ahead of a prompt part-way through chunked prefill, which
         holds its memory: overtaking it could starve it).
         """
-        q = self._q
         i = 0
-        while i < len(q) and q[i].prefilled > 0:
+        while i < len(self) and self[i].prefilled > 0:
             i += 1
-        q.insert(i, req)
+        self.insert(i, req)
         self.tokens += req.prefill_tokens - req.prefilled
 
-    def pop(self) -> Request:
+    def pop(self) -> Request:  # type: ignore[override]
         """Removes the head."""
-        req = self._q.popleft()
+        req: Request = self.popleft()
         self.tokens -= req.prefill_tokens - req.prefilled
         return req
 
     def remove(self, req: Request) -> None:
         """Removes ``req`` wherever it is (finished, or rejected, possibly behind the head)."""
-        if self._q and self._q[0] is req:
-            self._q.popleft()
+        if self and self[0] is req:
+            self.popleft()
         else:
-            self._q.remove(req)
+            deque.remove(self, req)
         self.tokens -= req.prefill_tokens - req.prefilled
 
     def progress(self, tokens: int) -> None:
@@ -91,8 +80,8 @@ class PrefillQueue:
 
     def take_all(self) -> list[Request]:
         """Empties the queue (drain: the work goes back to the router)."""
-        out = list(self._q)
-        self._q.clear()
+        out = list(self)
+        self.clear()
         self.tokens = 0
         return out
 

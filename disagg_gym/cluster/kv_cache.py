@@ -188,7 +188,7 @@ class CacheHierarchy:
             while k < n:
                 h = hs[k]
                 for t in chain:
-                    if h in t.store:
+                    if h in t.store.lru:
                         counts[_TIER_INDEX[t.name]] += 1
                         break
                 else:
@@ -241,7 +241,7 @@ class CacheHierarchy:
             while k < limit:
                 x = hs[k]
                 for t in chain:
-                    if x in t.store:
+                    if x in t.store.lru:
                         break
                 else:
                     break

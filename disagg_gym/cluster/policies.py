@@ -56,31 +56,41 @@ def decode_pressure(inst: Instance) -> float:
 def _least_pressure(ds: list[Instance]) -> Instance:
     """``min(ds, key=lambda i: (decode_pressure(i), i.idx))``, inlined (the routers' hot loop)."""
     best = ds[0]
-    bp = bi = 0.0
-    first = True
-    for i in ds:
+    b = best.batch
+    kv = best.kv
+    bp = (b.B + len(b.joiners) + best.incoming + len(best.dq) + len(best.swapped) + best.swapping) / best.max_batch
+    cap = kv.capacity
+    mem = kv.used / cap if cap else 1.0
+    if mem > bp:
+        bp = mem
+    bi = best.idx
+    rest = iter(ds)
+    next(rest)
+    for i in rest:
         b = i.batch
         slots = (b.B + len(b.joiners) + i.incoming + len(i.dq) + len(i.swapped) + i.swapping) / i.max_batch
-        if slots > bp and not first:
+        if slots > bp:
             continue  # its pressure is at least ``slots``: cannot beat the best
         kv = i.kv
         cap = kv.capacity
         mem = kv.used / cap if cap else 1.0
         p = mem if mem > slots else slots
-        if first or p < bp or (p == bp and i.idx < bi):
-            best, bp, bi, first = i, p, i.idx, False
+        if p < bp or (p == bp and i.idx < bi):
+            best, bp, bi = i, p, i.idx
     return best
 
 
 def _least_queued(ps: list[Instance]) -> Instance:
     """``min(ps, key=lambda i: (queued prompt tokens + a busy batch's budget, i.idx))``, inlined."""
     best = ps[0]
-    bk = bi = 0
-    first = True
-    for i in ps:
-        k = i.pq.tokens + (i.token_budget if i.prefill_busy else 0)
-        if first or k < bk or (k == bk and i.idx < bi):
-            best, bk, bi, first = i, k, i.idx, False
+    bk = best.pq.tokens + (best.token_budget if best.prefill_busy else 0)
+    bi = best.idx
+    rest = iter(ps)
+    next(rest)
+    for i in rest:
+        q = i.pq.tokens + (i.token_budget if i.prefill_busy else 0)
+        if q < bk or (q == bk and i.idx < bi):
+            best, bk, bi = i, q, i.idx
     return best
 
 

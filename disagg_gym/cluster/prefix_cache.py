@@ -24,12 +24,37 @@ drives them.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import filterfalse, islice
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from disagg_gym.cluster.kv_pool import KVPool
+
+# The eviction lists are plain dicts, not OrderedDicts (issue #14: per-block cost): insertion
+# order is the LRU order, and runs of evictions and lower-tier inserts are moved by C-level
+# dict operations where they help (``islice`` of the oldest keys, ``dict.update``) instead of
+# one ``popitem`` / ``move_to_end`` per block. CPython compacts
+# the entries deleted at the front whenever the table grows, so finding the oldest stays cheap.
+# Pins and releases stay block-by-block loops: a request's run is short (tens of blocks) and
+# shares blocks with other holders, where C-level set algebra measured no faster.
+
+
+def _drop(d: dict[int, None], keys: Iterable[int]) -> None:
+    """Deletes every key of ``keys`` from ``d`` (all present)."""
+    for h in keys:
+        del d[h]
+
+
+def _pop_oldest(d: dict[int, None], n: int) -> list[int]:
+    """Removes and returns the ``n`` oldest keys of ``d`` (``0 < n``), oldest first."""
+    if n >= len(d):
+        out = list(d)
+        d.clear()
+        return out
+    out = list(islice(d, n))
+    _drop(d, out)
+    return out
 
 
 class PrefixCache:
@@ -47,8 +72,8 @@ class PrefixCache:
     def __init__(self, pool: KVPool, block_tokens: int, on_evict: Callable[[list[int]], None] | None = None) -> None:
         self.block = block_tokens
         self.pool = pool
-        self.refs: dict[int, int] = {}  # referenced blocks -> holders
-        self.lru: OrderedDict[int, None] = OrderedDict()  # unreferenced blocks, oldest first
+        self.refs: dict[int, int] = {}  # referenced blocks -> holders (>= 1)
+        self.lru: dict[int, None] = {}  # unreferenced blocks, oldest first
         self.holders: dict[int, dict[int, None]] = {}  # rid -> the blocks it pins here
         self.on_evict = on_evict
         self.evicted = 0  # blocks evicted so far
@@ -92,13 +117,12 @@ class PrefixCache:
         """
         held = self.holders.get(rid)
         if held is None:
-            self.holders[rid] = dict.fromkeys(hashes)
-            todo = list(self.holders[rid])
+            todo = self.holders[rid] = dict.fromkeys(hashes)
         else:
-            todo = [h for h in dict.fromkeys(hashes) if h not in held]
+            todo = dict.fromkeys(filterfalse(held.__contains__, hashes))
             if not todo:
                 return 0
-            held.update(dict.fromkeys(todo))
+            held.update(todo)
         refs, lru = self.refs, self.lru
         get = refs.get
         new = 0
@@ -120,11 +144,10 @@ class PrefixCache:
             return
         refs, lru = self.refs, self.lru
         for h in reversed(held):  # tail first: the head of the prefix is evicted last
-            c = refs[h] - 1
-            if c > 0:
-                refs[h] = c
+            c = refs[h]
+            if c > 1:
+                refs[h] = c - 1
             else:
-                assert c == 0, "negative reference count"
                 del refs[h]
                 lru[h] = None
         self.trim()
@@ -136,8 +159,7 @@ class PrefixCache:
         over = len(lru) - (pool.capacity - pool.used) // self.block
         if over <= 0:
             return
-        pop = lru.popitem
-        out = [pop(False)[0] for _ in range(over)]
+        out = _pop_oldest(lru, over)
         self.evicted += over
         if self.on_evict is not None:
             self.on_evict(out)
@@ -164,7 +186,7 @@ class BlockStore:
             raise ValueError(f"tier {name!r}: capacity must hold at least one block (got {capacity_blocks})")
         self.name = name
         self.capacity = capacity_blocks
-        self.lru: OrderedDict[int, None] = OrderedDict()
+        self.lru: dict[int, None] = {}  # oldest first
         self.evicted = 0
         self.inserted = 0
 
@@ -178,8 +200,8 @@ class BlockStore:
         """Marks cached ``hashes`` as just used."""
         lru = self.lru
         for h in hashes:
-            if h in lru:
-                lru.move_to_end(h)
+            if lru.pop(h, 0) is None:  # it was here (values are None): to the young end
+                lru[h] = None
 
     def insert(self, hashes: Sequence[int]) -> tuple[list[int], list[int]]:
         """Stores ``hashes`` (refreshing ones already here).
@@ -189,18 +211,26 @@ class BlockStore:
             (oldest first).
         """
         lru = self.lru
-        added = []
-        for h in hashes:
-            if h in lru:
-                lru.move_to_end(h)
-            else:
+        run = dict.fromkeys(hashes)
+        if len(run) != len(hashes):  # a repeated hash: refresh in call order, block by block
+            added = []
+            for h in hashes:
+                if lru.pop(h, 0) is not None:
+                    added.append(h)
                 lru[h] = None
-                added.append(h)
+        else:
+            # Same as refreshing / appending one by one: the run ends up at the young end in
+            # the order given.
+            present = lru.keys() & run.keys() if lru else ()
+            if present:
+                _drop(lru, present)
+                added = list(filterfalse(present.__contains__, hashes))
+            else:
+                added = list(hashes)
+            lru.update(run)
         self.inserted += len(added)
         over = len(lru) - self.capacity
         if over <= 0:
             return added, []
-        pop = lru.popitem
-        out = [pop(False)[0] for _ in range(over)]
         self.evicted += over
-        return added, out
+        return added, _pop_oldest(lru, over)

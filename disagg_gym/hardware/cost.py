@@ -171,6 +171,10 @@ def default_params() -> CalibParams:
     return CalibParams.from_dict(calibration_data()["cost"])
 
 
+_PREFILL_MEMO_MAX = 1 << 16
+"""Entries of an ``InstanceCost``'s one-prompt ``prefill_s`` memo before it starts over."""
+
+
 def _smoothmax(x: float, y: float, n: float) -> float:
     m = max(y, x)
     if m <= 0.0:
@@ -243,6 +247,7 @@ class InstanceCost:
         "_attn_flops_eff",
         "_bw_eff",
         "_decode_cache",
+        "_prefill_cache",
         "_dense_read_bytes",
         "_expert_bytes",
         "_gemm_flops_per_token",
@@ -340,6 +345,9 @@ class InstanceCost:
         self.prefill_power_w = tp * (gpu.idle_w + p.prefill_power_frac * span)
         self.decode_power_w = tp * (gpu.idle_w + p.decode_power_frac * span)
         self._decode_cache: dict[int, tuple[float, float]] = {}
+        # One-prompt iterations by (new tokens, cached tokens): the simulator's common case
+        # (a prefill batch of one, every router's per-instance estimate). Pure, so memoised.
+        self._prefill_cache: dict[tuple[float, float], float] = {}
 
     def __repr__(self) -> str:
         """Short description."""
@@ -416,6 +424,20 @@ class InstanceCost:
         Raises:
             ValueError: On an empty batch, a length < 1 or a negative cached length.
         """
+        if len(prompt_lens) == 1:
+            key = (prompt_lens[0], cached_lens[0] if cached_lens else 0)
+            hit = self._prefill_cache.get(key)
+            if hit is not None:
+                return hit
+            out = self._prefill_s(prompt_lens, cached_lens)
+            memo = self._prefill_cache
+            if len(memo) >= _PREFILL_MEMO_MAX:
+                memo.clear()
+            memo[key] = out
+            return out
+        return self._prefill_s(prompt_lens, cached_lens)
+
+    def _prefill_s(self, prompt_lens: Sequence[float], cached_lens: Sequence[float] | None) -> float:
         tokens, pairs, cached_read = prefill_totals(prompt_lens, cached_lens)
         p = self.params
         gemm_s = (

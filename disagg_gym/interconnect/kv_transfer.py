@@ -186,8 +186,7 @@ class TransferManager:
                 share = p.bandwidth_Bps / len(p.flows)
                 if share < level:
                     level = share
-            for f in flows:
-                set_rate(f, level, now)
+            self._set_rates(flows, level, now)
             return
         # Progressive filling: raise every open flow's rate together until a port saturates or
         # a flow reaches its own cap; freeze those; repeat.
@@ -233,8 +232,30 @@ class TransferManager:
             open_flows = still
             if still:
                 live = [p for p in live if p._n]
+        self._set_rates(flows, None, now)
+
+    def _set_rates(self, flows: list[Flow], level: float | None, now: float) -> None:
+        """:meth:`_set_rate` of every flow of ``flows`` to ``level`` (``None``: its ``_level``),
+        inlined: the hot loop of every rebalance.
+        """
+        engine = self.engine
+        finish = self._finish
         for f in flows:
-            set_rate(f, f._level, now)
+            r = f._level if level is None else level
+            old = f.rate
+            if old > 0:
+                f.remaining -= old * (now - f.last_s)
+            f.last_s = now
+            ev = f.ev
+            if r == old and ev is not None:
+                continue
+            f.rate = r
+            rem = f.remaining if f.remaining > 0 else 0.0
+            t = now + (rem / r if r > 0 else 0.0)
+            if ev is None:
+                f.ev = engine.schedule(t, finish, f, Priority.TRANSFER)
+            else:  # same firing order as cancel + schedule, fewer heap operations
+                f.ev = engine.postpone(ev, t)
 
     def _set_rate(self, f: Flow, r: float, now: float) -> None:
         """Brings ``f`` up to ``now`` at its old rate, then (re)schedules its end at rate ``r``."""

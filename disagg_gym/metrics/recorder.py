@@ -52,7 +52,7 @@ class LogHistogram:
         if not buf:
             return
         arr = np.asarray(buf, dtype=np.float64)
-        self._buf = []
+        buf.clear()  # in place: Recorder appends to this list directly
         self.n += len(arr)
         self.total += float(arr.sum())
         self.lo = min(self.lo, float(arr.min()))
@@ -92,6 +92,9 @@ class LogHistogram:
         return self.total / self.n if self.n else math.nan
 
 
+_HIST_BATCH = LogHistogram._BATCH
+
+
 class Recorder:
     """Implements the cluster's observer hooks.
 
@@ -112,6 +115,8 @@ class Recorder:
         self.h_ttft = LogHistogram()
         self.h_tpot = LogHistogram()
         self.h_e2e = LogHistogram()
+        # LogHistogram.add, inlined in on_completion (their buffers never change identity)
+        self._hists = ((self.h_ttft, self.h_ttft._buf), (self.h_tpot, self.h_tpot._buf), (self.h_e2e, self.h_e2e._buf))
         self.arrived = 0
         self.completed = 0
         self.rejected = 0
@@ -170,10 +175,17 @@ class Recorder:
             self.tpot.append(tpot)
             self.e2e.append(e2e)
             self.records.append(self._row(req, ttft, tpot, e2e, met))
-        else:  # bounded memory: ~1% relative-error histograms
-            self.h_ttft.add(ttft)
-            self.h_tpot.add(tpot)
-            self.h_e2e.add(e2e)
+        else:  # bounded memory: ~1% relative-error histograms (LogHistogram.add, inlined)
+            (ht, bt), (hp, bp), (he, be) = self._hists
+            bt.append(ttft)
+            if len(bt) >= _HIST_BATCH:
+                ht._flush()
+            bp.append(tpot)
+            if len(bp) >= _HIST_BATCH:
+                hp._flush()
+            be.append(e2e)
+            if len(be) >= _HIST_BATCH:
+                he._flush()
         if self.keep_requests:
             self.requests.append(req)
 

@@ -41,6 +41,9 @@ class Event:
         return f"Event(t={self.time_s:.6f}, prio={self.priority}, seq={self.seq}, fn={name})"
 
 
+_new_event = Event.__new__
+
+
 class Engine:
     """Event heap and simulated clock (seconds). One per simulation; no global state."""
 
@@ -57,7 +60,14 @@ class Engine:
         if not time_s >= self.now:  # also catches NaN
             raise ValueError(f"cannot schedule at t={time_s!r} before now={self.now!r}")
         seq = next(self._seq)
-        ev = Event(time_s, priority, seq, fn, arg)
+        # Event(time_s, priority, seq, fn, arg) without the __init__ call (the hottest allocation)
+        ev = _new_event(Event)
+        ev.time_s = ev.heap_s = time_s
+        ev.priority = priority
+        ev.seq = seq
+        ev.fn = fn
+        ev.arg = arg
+        ev.cancelled = False
         _heappush(self._heap, (time_s, priority, seq, ev))
         return ev
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from itertools import chain as _chained
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -224,11 +225,20 @@ def _hash_batch(
     n_ids = [n_ids_all[r] for r in batch]
     grains = np.asarray(n_cache, dtype=np.int64) * per_cache
     total = int(grains.sum())
-    all_ids = np.fromiter(
-        (int(h) & _M64 for r, k in zip(batch, n_ids) for h in hash_ids[r][:k]),  # type: ignore[index]
-        dtype=np.uint64,
-        count=int(sum(n_ids)),
-    )
+    count = int(sum(n_ids))
+    try:
+        # Ids within int64 (every trace's): read in C; the uint64 view of an int64 is h & _M64.
+        all_ids = np.fromiter(
+            _chained.from_iterable(hash_ids[r][:k] for r, k in zip(batch, n_ids)),  # type: ignore[index]
+            dtype=np.int64,
+            count=count,
+        ).view(np.uint64)
+    except (OverflowError, TypeError, ValueError):
+        all_ids = np.fromiter(
+            (int(h) & _M64 for r, k in zip(batch, n_ids) for h in hash_ids[r][:k]),  # type: ignore[index]
+            dtype=np.uint64,
+            count=count,
+        )
     req = np.repeat(np.arange(len(batch)), grains)
     start = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(grains)[:-1]))
     id_start = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(n_ids)[:-1]))

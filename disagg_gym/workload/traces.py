@@ -29,6 +29,8 @@ from disagg_gym.errors import UserError
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
+_JSON_WS = " \t\n\r"  # what json.loads skips around a value
+_INT_ONLY = {int}  # the element types of a valid hash_ids list (bool is no hash id)
 #: How many skip reasons ``TraceData.skip_reasons`` keeps.
 MAX_SKIP_REASONS = 5
 #: Largest token count a row may hold (2**31 - 1): far above any context length, and it keeps
@@ -334,23 +336,63 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
     prev: float | None = None
     prev_raw: Any = None
     loads = json.loads
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads minus its wrappers
     for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = loads(line)
-        except json.JSONDecodeError as exc:
-            rows.bad(
-                no,
-                f"invalid JSON: {exc.msg} at column {exc.colno} (got {_fmt_value(line.strip())})",
-            )
-            continue
-        except RecursionError:  # json's C decoder recurses once per nesting level
-            rows.bad(no, f"invalid JSON: nested too deeply (got {_fmt_value(line.strip())})")
-            continue
-        except ValueError as exc:  # e.g. an integer literal over Python's digit limit
-            rows.bad(no, f"invalid JSON: {exc} (got {_fmt_value(line.strip())})")
-            continue
+        obj = None
+        if line[:1] == "{":
+            # A row that scans as one JSON value with nothing but whitespace after it is what
+            # json.loads returns for it; anything else goes through json.loads (its errors).
+            try:
+                obj, end = scan(line, 0)
+                if end != len(line) and line[end:].strip(_JSON_WS):
+                    obj = None
+            except (StopIteration, ValueError, RecursionError):
+                obj = None
+        if obj is None:
+            if not line.strip():
+                continue
+            try:
+                obj = loads(line)
+            except json.JSONDecodeError as exc:
+                rows.bad(
+                    no,
+                    f"invalid JSON: {exc.msg} at column {exc.colno} (got {_fmt_value(line.strip())})",
+                )
+                continue
+            except RecursionError:  # json's C decoder recurses once per nesting level
+                rows.bad(no, f"invalid JSON: nested too deeply (got {_fmt_value(line.strip())})")
+                continue
+            except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+                rows.bad(no, f"invalid JSON: {exc} (got {_fmt_value(line.strip())})")
+                continue
+        if type(obj) is dict:
+            # Fast path for a well-formed row (same checks as below, in C-level calls where
+            # possible; anything else takes the slow path, which names the problem).
+            raw_ts: Any = obj.get("timestamp")
+            prompt: Any = obj.get("input_length")
+            output: Any = obj.get("output_length")
+            hid: Any = obj.get("hash_ids")
+            tt = type(raw_ts)
+            if (
+                (tt is int or tt is float) and 0 <= raw_ts <= _MAX_FLOAT
+                and type(prompt) is int and 1 <= prompt <= MAX_TOKENS
+                and type(output) is int and 1 <= output <= MAX_TOKENS
+                and (hid is None or (type(hid) is list and (not hid or set(map(type, hid)) == _INT_ONLY)))
+            ):
+                ts = float(raw_ts)
+                if prev is None or ts >= prev:
+                    if t0 is None:
+                        t0 = ts
+                    prev, prev_raw = ts, raw_ts
+                    rows.times.append((ts - t0) / 1000.0)
+                    rows.prompts.append(prompt)
+                    rows.outputs.append(output)
+                    if hid is not None:
+                        any_hash = True
+                        hashes.append(tuple(hid))
+                    else:
+                        hashes.append(())
+                    continue
         if not isinstance(obj, dict):
             rows.bad(no, f"expected a JSON object (got {_fmt_value(obj)})")
             continue

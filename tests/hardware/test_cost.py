@@ -78,6 +78,28 @@ def test_decode_coeffs_cached_and_validated(cost8b):
         cost8b.prefill_s([10, 0])
 
 
+def test_one_prompt_prefill_memo_keeps_answers_and_validation(cost8b, monkeypatch):
+    """The one-prompt memo (speed) changes nothing: a fresh cost model gives the same seconds,
+    no cached tokens equals cached 0 (the documented pair count), bad lengths still raise
+    after a good one was memoised, and the memo stays bounded.
+    """
+    import disagg_gym.hardware.cost as cost_mod
+
+    fresh = build_instance_cost("h100-sxm", "llama-3.1-8b", tp=1)
+    for n in (1, 17, 4096):
+        first = cost8b.prefill_s([n])
+        assert cost8b.prefill_s([n]) == first == fresh.prefill_s([n], [0]) == fresh.prefill_s([n])
+    assert cost8b.prefill_s([100], [50]) == fresh.prefill_s([100], [50]) != cost8b.prefill_s([100])
+    for bad_len, bad_cached in ((0, None), (5, [-1])):
+        with pytest.raises(ValueError, match="got"):
+            cost8b.prefill_s([bad_len], bad_cached)
+    monkeypatch.setattr(cost_mod, "_PREFILL_MEMO_MAX", 8)
+    small = build_instance_cost("h100-sxm", "llama-3.1-8b", tp=1)
+    for n in range(1, 40):
+        small.prefill_s([n])
+        assert len(small._prefill_cache) <= 8
+
+
 def test_monotone_in_batch_and_length(cost8b):
     dec = [cost8b.decode_s([1024] * b) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)]
     assert all(x < y for x, y in pairwise(dec))
