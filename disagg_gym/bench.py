@@ -268,6 +268,13 @@ def eta_s(elapsed_s: float, budget_done_s: float, budget_left_s: float) -> float
     return budget_left_s * elapsed_s / budget_done_s
 
 
+def fine_variant_ids() -> list[str]:
+    """The registered ``fine`` (finer control interval) variants of the allocation configs."""
+    from disagg_gym.env.registration import STANDARD_CONFIGS, STANDARD_VARIANTS, variant_id_for
+
+    return [variant_id_for(n, STANDARD_CONFIGS[n], "fine") for n, vs in sorted(STANDARD_VARIANTS.items()) if "fine" in vs]
+
+
 def run_plan(
     plan: list[Measurement],
     log: Callable[[str], None],
@@ -357,6 +364,8 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
     timed = secs + SPAWN_OVERHEAD_S
     plan = [Measurement("bench_cartpole", {"seconds": secs}, timed, cartpole)]
     plan += [Measurement("bench_env", {"env_id": i, "seconds": secs}, timed, env(i, True)) for i in registered_ids()]
+    # the registered allocation variants at a finer control interval (issue #16 item 8)
+    plan += [Measurement("bench_env", {"env_id": v, "seconds": secs}, timed, env(v, False)) for v in fine_variant_ids()]
     # Allocation envs at finer control intervals (issue #16): a step simulates
     # control_interval_s of traffic, so steps/s scale about inversely with it.
     for e in standard_envs():

@@ -49,7 +49,7 @@ STANDARD_VARIANTS: dict[str, tuple[str, ...]] = {
         "hybrid-cost-route", "mooncake-cache-route", "mooncake-rdma-route", "multiturn-cache-route",
         "pcie-route", "rag-pool-route", "small-route", "tri-gpu-route",
     )
-}
+} | {"energy-allocate": ("fine",), "hetero-allocate": ("fine",)}
 """Config name -> the keys of its YAML's ``variants`` section (registered as
 ``disagg/<Name>-<variant>-v<N>``); a test checks it against the YAML files."""
 
