@@ -365,6 +365,7 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
             except ValueError as exc:  # e.g. an integer literal over Python's digit limit
                 rows.bad(no, f"invalid JSON: {exc} (got {_fmt_value(line.strip())})")
                 continue
+        valid = False
         if type(obj) is dict:
             # Fast path for a well-formed row (same checks as below, in C-level calls where
             # possible; anything else takes the slow path, which names the problem).
@@ -380,68 +381,13 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
                 and (hid is None or (type(hid) is list and (not hid or set(map(type, hid)) == _INT_ONLY)))
             ):
                 ts = float(raw_ts)
-                if prev is None or ts >= prev:
-                    if t0 is None:
-                        t0 = ts
-                    prev, prev_raw = ts, raw_ts
-                    rows.times.append((ts - t0) / 1000.0)
-                    rows.prompts.append(prompt)
-                    rows.outputs.append(output)
-                    if hid is not None:
-                        any_hash = True
-                        hashes.append(tuple(hid))
-                    else:
-                        hashes.append(())
-                    continue
-        if not isinstance(obj, dict):
-            rows.bad(no, f"expected a JSON object (got {_fmt_value(obj)})")
-            continue
-        missing = [k for k in MOONCAKE_FIELDS if k not in obj]
-        if missing:
-            rows.bad(no, f"missing field '{missing[0]}' (got fields: {', '.join(map(str, obj))})")
-            continue
-        raw_ts = obj["timestamp"]
-        if (
-            isinstance(raw_ts, bool)
-            or not isinstance(raw_ts, (int, float))
-            or not 0 <= raw_ts <= _MAX_FLOAT  # not isfinite(): an int like 10**400 overflows it
-        ):
-            rows.bad(
-                no,
-                f"field 'timestamp': expected a non-negative number of milliseconds "
-                f"(got {_fmt_value(raw_ts)})",
-            )
-            continue
-        prompt = (
-            "expected a positive integer"
-            if isinstance(obj["input_length"], str)
-            else _token_count(obj["input_length"])
-        )
-        if isinstance(prompt, str):
-            rows.bad(no, f"field 'input_length': {prompt} (got {_fmt_value(obj['input_length'])})")
-            continue
-        output = (
-            "expected a positive integer"
-            if isinstance(obj["output_length"], str)
-            else _token_count(obj["output_length"])
-        )
-        if isinstance(output, str):
-            rows.bad(no, f"field 'output_length': {output} (got {_fmt_value(obj['output_length'])})")
-            continue
-        hid = obj.get("hash_ids")
-        if hid is not None and (
-            not isinstance(hid, list) or not all(type(h) is int for h in hid)
-        ):  # type(), not isinstance: bool is no hash id
-            rows.bad(no, f"field 'hash_ids': expected a list of integers (got {_fmt_value(hid)})")
-            continue
-        ts = float(raw_ts)
-        if prev is not None and ts < prev:
-            rows.bad(
-                no,
-                f"field 'timestamp': timestamp {raw_ts!r} is earlier than the previous "
-                f"row's {prev_raw!r}",
-            )
-            continue
+                valid = prev is None or ts >= prev
+        if not valid:
+            checked = _checked_mooncake_row(rows, no, obj, prev, prev_raw)
+            if checked is None:
+                continue
+            ts, prompt, output, hid = checked
+            raw_ts = obj["timestamp"]
         if t0 is None:
             t0 = ts
         prev, prev_raw = ts, raw_ts
@@ -454,3 +400,61 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
         else:
             hashes.append(())
     return tuple(hashes) if any_hash else None
+
+
+def _checked_mooncake_row(
+    rows: Any, no: int, obj: Any, prev: float | None, prev_raw: Any
+) -> tuple[float, int, int, list[int] | None] | None:
+    """The slow path of a Mooncake row: ``(timestamp, prompt, output, hash_ids)``, or ``None``
+    after recording one line naming the first problem (``rows.bad``).
+    """
+    if not isinstance(obj, dict):
+        rows.bad(no, f"expected a JSON object (got {_fmt_value(obj)})")
+        return None
+    missing = [k for k in MOONCAKE_FIELDS if k not in obj]
+    if missing:
+        rows.bad(no, f"missing field '{missing[0]}' (got fields: {', '.join(map(str, obj))})")
+        return None
+    raw_ts = obj["timestamp"]
+    if (
+        isinstance(raw_ts, bool)
+        or not isinstance(raw_ts, (int, float))
+        or not 0 <= raw_ts <= _MAX_FLOAT  # not isfinite(): an int like 10**400 overflows it
+    ):
+        rows.bad(
+            no,
+            f"field 'timestamp': expected a non-negative number of milliseconds "
+            f"(got {_fmt_value(raw_ts)})",
+        )
+        return None
+    prompt = (
+        "expected a positive integer"
+        if isinstance(obj["input_length"], str)
+        else _token_count(obj["input_length"])
+    )
+    if isinstance(prompt, str):
+        rows.bad(no, f"field 'input_length': {prompt} (got {_fmt_value(obj['input_length'])})")
+        return None
+    output = (
+        "expected a positive integer"
+        if isinstance(obj["output_length"], str)
+        else _token_count(obj["output_length"])
+    )
+    if isinstance(output, str):
+        rows.bad(no, f"field 'output_length': {output} (got {_fmt_value(obj['output_length'])})")
+        return None
+    hid = obj.get("hash_ids")
+    if hid is not None and (
+        not isinstance(hid, list) or not all(type(h) is int for h in hid)
+    ):  # type(), not isinstance: bool is no hash id
+        rows.bad(no, f"field 'hash_ids': expected a list of integers (got {_fmt_value(hid)})")
+        return None
+    ts = float(raw_ts)
+    if prev is not None and ts < prev:
+        rows.bad(
+            no,
+            f"field 'timestamp': timestamp {raw_ts!r} is earlier than the previous "
+            f"row's {prev_raw!r}",
+        )
+        return None
+    return ts, prompt, output, hid
