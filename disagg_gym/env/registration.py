@@ -31,7 +31,7 @@ STANDARD_CONFIGS: dict[str, int] = {
     "hybrid-cost-route": 3,
     "large-joint": 2,
     "mooncake-cache-route": 0,
-    "mooncake-rdma-route": 2,
+    "mooncake-rdma-route": 3,
     "multiturn-cache-route": 0,
     "pcie-route": 3,
     "rag-pool-route": 0,

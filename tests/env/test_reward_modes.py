@@ -147,9 +147,10 @@ def test_load_shaping_is_off_by_default_weight() -> None:
     "name", ["SmallRoute", "HeteroRoute", "PcieRoute", "ColocatedBaseline", "HybridCostRoute", "MooncakeRdmaRoute"]
 )
 def test_route_ids_are_v2_or_later_and_v1_is_deprecated(name: str) -> None:
-    # v2 (issue #16) made per-decision credit the default; SmallRoute, HeteroRoute, PcieRoute and HybridCostRoute are v3
+    # v2 (issue #16) made per-decision credit the default; SmallRoute, HeteroRoute, PcieRoute, HybridCostRoute and MooncakeRdmaRoute are v3
     # since issue #15 gave them headroom, and v1 names the current id
-    current = {"SmallRoute": 3, "HeteroRoute": 3, "PcieRoute": 3, "HybridCostRoute": 3}.get(name, 2)
+    current = {"SmallRoute": 3, "HeteroRoute": 3, "PcieRoute": 3, "HybridCostRoute": 3,
+               "MooncakeRdmaRoute": 3}.get(name, 2)
     with pytest.raises(gym.error.DeprecatedEnv, match=f"disagg/{name}-v{current}"):
         gym.make(f"disagg/{name}-v1")
     env = gym.make(f"disagg/{name}-v{current}")
