@@ -71,14 +71,15 @@ def test_warm_start_is_deterministic() -> None:
 def test_short_variant_for_every_route_config() -> None:
     route = [e for e in registered_ids() if load_scenario(gym.spec(e).kwargs["base_config"]).task == "route"]
     short = {e["id"]: e for e in variant_envs() if e["variant"] == "short"}
-    assert len(route) == 9  # six load-only route configs + three prefix-cache ones (#14)
+    # six load-only route configs + three prefix-cache ones (#14) + three added by #15
+    assert len(route) == 12
     for env_id in route:
         head, _, version = env_id.rpartition("-v")
         sid = f"{head}-short-v{version}"
         assert sid in short and sid in gym.registry, sid
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-short-v2", "disagg/MooncakeRdmaRoute-short-v2"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-short-v3", "disagg/MooncakeRdmaRoute-short-v3"])
 def test_short_variant_is_warm_random_start_and_thirty_seconds(env_id: str) -> None:
     env = gym.make(env_id)
     assert env.spec.id == env_id  # the variant is standard, not a custom config
@@ -97,4 +98,4 @@ def test_short_variant_is_warm_random_start_and_thirty_seconds(env_id: str) -> N
 def test_short_variant_passes_the_checkers() -> None:
     from gymnasium.utils.env_checker import check_env
 
-    check_env(gym.make("disagg/SmallRoute-short-v2", horizon_s=3).unwrapped)
+    check_env(gym.make("disagg/SmallRoute-short-v3", horizon_s=3).unwrapped)
