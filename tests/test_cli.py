@@ -186,7 +186,7 @@ def test_internal_value_error_is_not_reported_as_a_user_error(monkeypatch: pytes
         (["predict", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--phase", "prefill", "--batch", "1", "--length", "1" * 30],
          f"disagg-gym: error: 'length' {'1' * 30} exceeds the context length of llama-3.1-8b (131,072 tokens)"),
         (["simulate", "--rate-scale", "1e300", "--horizon", "1"],
-         "disagg-gym: error: workload: about 5.5e+301 arrivals expected (rate 5.5e+301/s x horizon 1 s), more than "
+         "disagg-gym: error: workload: about 6.2e+301 arrivals expected (rate 6.2e+301/s x horizon 1 s), more than "
          "the sanity cap of 1e+09; lower the rate (or --rate-scale) or the horizon, or set max_requests"),
         (["simulate", "--policy", ""], "disagg-gym: error: argument --policy: expected a router name (got '')"),
     ],

@@ -55,7 +55,7 @@ STANDARD_VARIANTS: dict[str, tuple[str, ...]] = {
 
 
 def variant_id_for(name: str, version: int, variant: str) -> str:
-    """``small-route``, 1, ``short`` -> ``disagg/SmallRoute-short-v2``."""
+    """``small-route``, 3, ``short`` -> ``disagg/SmallRoute-short-v3``."""
     head, _, v = env_id_for(name, version).rpartition("-v")
     return f"{head}-{variant}-v{v}"
 
@@ -85,7 +85,7 @@ def standard_envs() -> list[dict[str, str]]:
 def variant_envs() -> list[dict[str, str]]:
     """``[{"id", "config", "variant"}]`` for every ``variants:`` entry of a standard config.
 
-    ``small-route`` with variant ``short`` -> ``disagg/SmallRoute-short-v2``.
+    ``small-route`` with variant ``short`` -> ``disagg/SmallRoute-short-v3``.
     """
     out = []
     for path in sorted(configs_dir().glob("*.yaml")):

@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import disagg_gym
+from disagg_gym.bounds import METRICS as BOUND_METRICS
+from disagg_gym.bounds import config_bound
 from disagg_gym.env.registration import registered_ids
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_text
+from disagg_gym.scenario import load_scenario
 from disagg_gym_agents.base import make_env
 from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET, run_episode
 from disagg_gym_agents.factory import make_policy
@@ -130,9 +133,6 @@ def split_bounds(
     Left out: metrics without a bound (cost, energy, SLO attainment), workloads with prefix-block
     hashes (the bound has no prefix-cache model) and ids that are not standard configs.
     """
-    from disagg_gym.bounds import METRICS, config_bound
-    from disagg_gym.scenario import load_scenario
-
     seeds: dict[tuple[str, str], set[int]] = {}
     metric: dict[tuple[str, str], str] = {}
     for r in rows:
@@ -141,7 +141,7 @@ def split_bounds(
         metric[key] = str(r["primary_metric"])
     out: dict[tuple[str, str], float] = {}
     for (config, split), ss in sorted(seeds.items()):
-        if metric[(config, split)] not in METRICS:
+        if metric[(config, split)] not in BOUND_METRICS:
             continue
         try:
             name = config_of(config)

@@ -44,12 +44,16 @@ def test_benchmark_writes_rows_report_and_plots(results: Path) -> None:
         assert col in rows[0]
     r = rows[0]
     assert r["eval_seed"] == str(lb.EVAL_SEED_OFFSET) and r["train_seed"] == ""
-    assert float(r["score"]) == float(r["goodput_rps"])  # goodput: score is the metric itself
+    # SmallRoute-v3's primary metric is slo_tokens_per_s (issue #15): the score is the metric itself
+    assert r["primary_metric"] == "slo_tokens_per_s"
+    assert float(r["score"]) == float(r["slo_tokens_per_s"])
     md = (results.parent / "LEADERBOARD.md").read_text()
     assert f"## {ENV} (test)" in md and "1.000 [1.000, 1.000]" in md
     assert [r["split"] for r in rows] == ["test", "test"]
     plots = results.parent / "plots"
     assert (plots / "scores.png").is_file()
+    assert (plots / "SmallRoute-v3_pareto.png").is_file()  # goodput vs rejection of every agent
+    assert "![SmallRoute-v3_pareto](plots/SmallRoute-v3_pareto.png)" in md
     assert (plots / "SmallRoute-v3_latency_cdf.png").is_file()
     assert (plots / "SmallRoute-v3_timeline.png").is_file()
 

@@ -71,7 +71,8 @@ def test_warm_start_is_deterministic() -> None:
 def test_short_variant_for_every_route_config() -> None:
     route = [e for e in registered_ids() if load_scenario(gym.spec(e).kwargs["base_config"]).task == "route"]
     short = {e["id"]: e for e in variant_envs() if e["variant"] == "short"}
-    assert len(route) == 12  # six load-only route configs, three prefix-cache ones (#14), three of #15
+    # six load-only route configs + three prefix-cache ones (#14) + three added by #15
+    assert len(route) == 12
     for env_id in route:
         head, _, version = env_id.rpartition("-v")
         sid = f"{head}-short-v{version}"
