@@ -17,12 +17,26 @@ training, resume from ``runs/leaderboard/`` instead (optimizer moments restart o
 Usage (the committed checkpoints: the shipped budgets, seeds 0-2)::
 
     python scripts/train_leaderboard.py --seeds 0 1 2 --log runs/leaderboard/timings.jsonl
+
+Ablations train into their own checkpoint root (the benchmark names an agent after its root),
+with env overrides (``--set``) or another hyperparameter file (``--hyperparams``), e.g.::
+
+    python scripts/train_leaderboard.py --configs disagg/SmallRoute-v3 --seeds 0 1 2 \
+        --set env.allow_reject=false --dest leaderboard/checkpoints-ablation-noreject \
+        --work runs/leaderboard-noreject
+    python scripts/train_leaderboard.py --configs disagg/SmallRoute-v3 --seeds 0 1 2 \
+        --hyperparams disagg_gym_agents/hyperparams/maskable_ppo_noprior.yml \
+        --dest leaderboard/checkpoints-ablation-noprior --work runs/leaderboard-noprior
+
+A checkpoint trained with ``--set`` is benchmarked with the same ``--set`` (its action space
+follows the env: ``env.allow_reject=false`` drops the reject action).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -55,6 +69,12 @@ p.add_argument(
 )
 p.add_argument("--dest", type=Path, default=ROOT / "leaderboard" / "checkpoints")
 p.add_argument("--work", type=Path, default=ROOT / "runs" / "leaderboard")
+p.add_argument(
+    "--set", action="append", default=[], metavar="KEY=VALUE", help="env override (repeatable)"
+)
+p.add_argument(
+    "--hyperparams", default=None, metavar="YAML", help="RL Zoo-style YAML (default: the shipped one)"
+)
 p.add_argument("--log", type=Path, default=None, help="JSON lines of per-run timings")
 args = p.parse_args()
 
@@ -72,13 +92,15 @@ for env_id in configs:
         work = args.work / name / f"seed{seed}"
         steps = caps.get(env_id, args.default_timesteps)
         if steps is None:
-            steps = int(load_hyperparams("maskable_ppo", env_id)[0]["n_timesteps"])
+            steps = int(load_hyperparams("maskable_ppo", env_id, args.hyperparams)[0]["n_timesteps"])
         targs = TrainArgs(
             env=env_id,
             algo="maskable_ppo",
             timesteps=steps,
             seed=seed,
             out=str(work),
+            overrides=list(args.set),
+            hyperparams=args.hyperparams,
             eval_freq=0,  # no in-training evaluation: the leaderboard evaluates afterwards
             checkpoint_freq=max(steps // 4, 1),
             keep_checkpoints=1,
@@ -98,7 +120,7 @@ for env_id in configs:
         print(f"done  {env_id} seed {seed}: {wall:.1f} s ({steps / wall:.0f} steps/s)", flush=True)
         if args.log is not None:
             with args.log.open("a") as fh:
-                fh.write(json.dumps({"env": env_id, "seed": seed, "timesteps": steps, "wall_s": wall}) + "\n")
+                fh.write(json.dumps({"env": env_id, "seed": seed, "timesteps": steps, "wall_s": wall, "dest": str(args.dest), "load_avg_1m": os.getloadavg()[0]}) + "\n")
 
 # Checkpoints copied before slimming existed (or by hand) are slimmed too.
 for zp in sorted(args.dest.glob("*/seed*/model.zip")):

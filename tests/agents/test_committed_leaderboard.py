@@ -39,8 +39,9 @@ CHECKPOINTS = RESULTS.parent / "checkpoints"
 
 @pytest.mark.skipif(not CHECKPOINTS.is_dir(), reason="no committed leaderboard/checkpoints")
 def test_committed_checkpoints_are_slim_and_have_their_run_config() -> None:
-    """Every committed model.zip has its config.json and no Adam moments (train_leaderboard's slim)."""
-    zips = sorted(CHECKPOINTS.glob("*/seed*/model.zip"))
+    """Every committed model.zip (the ablation roots ``checkpoints-*`` too) has its config.json
+    and no Adam moments (train_leaderboard's slim)."""
+    zips = sorted(RESULTS.parent.glob("checkpoints*/*/seed*/model.zip"))
     assert zips, f"no model.zip under {CHECKPOINTS}"
     for path in zips:
         assert (path.parent / "config.json").is_file(), f"{path}: config.json missing beside it"
