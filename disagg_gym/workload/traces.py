@@ -427,22 +427,15 @@ def _checked_mooncake_row(
             f"(got {_fmt_value(raw_ts)})",
         )
         return None
-    prompt = (
-        "expected a positive integer"
-        if isinstance(obj["input_length"], str)
-        else _token_count(obj["input_length"])
-    )
-    if isinstance(prompt, str):
-        rows.bad(no, f"field 'input_length': {prompt} (got {_fmt_value(obj['input_length'])})")
-        return None
-    output = (
-        "expected a positive integer"
-        if isinstance(obj["output_length"], str)
-        else _token_count(obj["output_length"])
-    )
-    if isinstance(output, str):
-        rows.bad(no, f"field 'output_length': {output} (got {_fmt_value(obj['output_length'])})")
-        return None
+    counts: list[int] = []
+    for key in ("input_length", "output_length"):
+        raw = obj[key]
+        n = "expected a positive integer" if isinstance(raw, str) else _token_count(raw)
+        if isinstance(n, str):
+            rows.bad(no, f"field '{key}': {n} (got {_fmt_value(raw)})")
+            return None
+        counts.append(n)
+    prompt, output = counts
     hid = obj.get("hash_ids")
     if hid is not None and (
         not isinstance(hid, list) or not all(type(h) is int for h in hid)
