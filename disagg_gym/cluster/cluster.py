@@ -977,7 +977,9 @@ class Cluster:
             batch.next_ev = None
         if batch.B == 0:
             return
-        self._make_room(inst, 1)
+        kv = inst.kv
+        if batch.new_blocks(1) * kv.block > kv.capacity - kv.used + inst.swap_out_tokens:
+            self._make_room(inst, 1)  # its own first test, hoisted (hot path)
         batch.refresh_coeffs()
         self._schedule_decode(inst)
 

@@ -166,12 +166,25 @@ class DecodeBatch:
 
     def pop_done(self) -> list[Request]:
         """Removes members whose last token was produced; frees their blocks."""
-        out = []
         members = self.members
-        while members and members[0][0] <= self.counter:
+        counter = self.counter
+        if not members or members[0][0] > counter:
+            return []
+        out = []
+        blk = self.blk
+        res = self._res
+        freed = 0
+        while members and members[0][0] <= counter:
             m = heapq.heappop(members)
-            self._drop(m)
+            # _drop(m), inlined: the members leave together, their blocks go back at once
+            tokens = m[3] + counter
+            self.B -= 1
+            self.S -= tokens
+            res[(1 - m[3]) % blk] -= 1
+            freed += -(-tokens // blk) * blk  # pool.blocks(tokens)
             out.append(m[2])
+        self.held -= freed
+        self.pool.give(freed)
         return out
 
     def remove(self, victims: list[Member]) -> None:
