@@ -268,3 +268,15 @@ def test_bad_flags_get_exactly_one_line(capsys: pytest.CaptureFixture[str], argv
     assert rc == 2
     assert len(err.strip().splitlines()) == 1, err  # no usage block, no traceback
     assert err.strip().startswith(f"disagg-gym: error: {message}")
+
+
+def test_one_line_descriptions_do_not_stop_at_abbreviations() -> None:
+    from disagg_gym.commands import _one_line
+
+    class Doc:
+        """Mooncake's Conductor (Qin et al., FAST'25, Sec. 5 "scheduling"): the prefill instance with the least
+        predicted TTFT over all of them. Rejects early."""
+
+    line = _one_line(Doc)
+    assert line.startswith("Mooncake's Conductor (Qin et al., FAST'25, Sec. 5 \"scheduling\"): the")
+    assert "Rejects" not in line and len(line) <= 90
