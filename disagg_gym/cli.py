@@ -41,6 +41,8 @@ from disagg_gym.errors import UserError
 
 __all__ = ["UserError", "build_parser", "main", "nonneg_int", "positive_float", "positive_int"]  # UserError re-exported (it used to live here)
 
+CHROME_TRACE_MAX_EVENTS = 200_000
+"""Events a ``--chrome-trace`` keeps by default (the first ones; the rest are counted as dropped)."""
 PREDICT_MAX_BATCH = 65_536
 """Largest ``predict`` batch: far above any serving batch, small enough to answer at once."""
 
@@ -222,9 +224,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.cost_model:
         scen = _with_cost_model(scen, args.cost_model)
     trace = None
+    if args.chrome_trace is None and args.chrome_trace_max_events is not None:
+        raise UserError("--chrome-trace-max-events needs --chrome-trace PATH (the trace it limits)")
     if args.chrome_trace is not None:
         check_output_file(args.chrome_trace, "--chrome-trace")
-        trace = ChromeTrace(max_events=args.chrome_trace_max_events)
+        trace = ChromeTrace(max_events=args.chrome_trace_max_events or CHROME_TRACE_MAX_EVENTS)
     t0 = time.perf_counter()
     sim = Simulation(scen, seed=args.seed, router=args.policy, keep_records=bool(args.plots or args.records), timeline=trace)
     sampler = None
@@ -532,7 +536,7 @@ def _add_simulate(s: argparse.ArgumentParser) -> None:
     s.add_argument("--records", type=Path, metavar="CSV", help="write per-request records to this CSV")
     s.add_argument("--chrome-trace", type=Path, metavar="PATH",
                    help="write the run's timeline as Chrome Trace Event JSON (open in ui.perfetto.dev or chrome://tracing)")
-    s.add_argument("--chrome-trace-max-events", type=positive_int, default=200_000, metavar="N",
+    s.add_argument("--chrome-trace-max-events", type=positive_int, default=None, metavar="N",
                    help="keep the first N timeline events (default 200000); the rest are counted as dropped")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
     s.add_argument("--cost-model", metavar="MODEL", help="cost model of every instance group: roofline or table:PATH")
