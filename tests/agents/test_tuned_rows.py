@@ -205,3 +205,11 @@ def test_bad_tuned_file_is_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_leaderboard_shows_the_params(bench: tuple[Path, dict[str, Any]]) -> None:
+    res, _ = bench
+    md = (res.parent / "LEADERBOARD.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and " x 2 |" in line]
+    names = {line.split(" | ")[1] for line in rows}
+    assert names == {"jsq", "jsq+ttft_guard (alpha=0.6)", "jsq+queue_guard", "spillover (alpha=1.7)"}
