@@ -52,3 +52,16 @@ def test_cli_writes_the_tuned_file(tmp_path: Path, capsys: pytest.CaptureFixture
     assert tuning.tuned_params("small-route", "jsq+ttft_guard", out) == {}
     assert main(["tune-baselines", "--config", "small-route", "--policy", "jsq+nope", "--out", str(out)]) == 2
     assert "unknown admission controller 'nope'" in capsys.readouterr().err
+
+
+def test_spillover_grid_holds_its_default_and_alpha_acts_only_with_on_demand_instances() -> None:
+    grid = tuning.policy_grid("hybrid-cost-route", "spillover")
+    assert {"alpha": 1.0} in grid and len(grid) == len({g["alpha"] for g in grid}) > 1
+    # oracle: spillover only bursts to on-demand instances, so without them alpha changes nothing
+    over = {"horizon_s": 3.0}
+    lo, hi = (tuning.score_policy("small-route", "spillover", {"alpha": a}, [20_000], "slo_tokens_per_s", over)
+              for a in (0.5, 2.0))
+    assert lo == hi
+    lo, hi = (tuning.score_policy("hybrid-cost-route", "spillover", {"alpha": a}, [20_000],
+                                  "cost_per_1m_good_tokens_usd", {"horizon_s": 20.0}) for a in (0.5, 2.0))
+    assert lo != hi
