@@ -41,13 +41,18 @@ from disagg_gym.errors import UserError
 
 __all__ = ["UserError", "build_parser", "main", "nonneg_int", "positive_float", "positive_int"]  # UserError re-exported (it used to live here)
 
+CHROME_TRACE_MAX_EVENTS = 200_000
+"""Events a ``--chrome-trace`` keeps by default (the first ones; the rest are counted as dropped)."""
 PREDICT_MAX_BATCH = 65_536
 """Largest ``predict`` batch: far above any serving batch, small enough to answer at once."""
 
 
 class _Parser(argparse.ArgumentParser):
+    """Bad flags get one line naming the bad value, like every other error (no usage block:
+    ``--help`` shows it).
+    """
+
     def error(self, message: str) -> None:  # noqa: D102
-        self.print_usage(sys.stderr)
         print(f"disagg-gym: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
@@ -152,11 +157,30 @@ def fmt_summary(s: dict[str, Any]) -> str:
         + ", ".join(f"{role} {100 * u:.1f} %" for role, u in (s.get("utilisation") or {}).items() if u is not None)
         + " (busy share of the run, mean per role)",
         f"energy        {f('energy_per_request_j', 1, ' J/request', 1)}   cost {f('cost_per_1m_tokens_usd', 1, ' $/1M tokens', 3)}",
-        f"KV bytes      {', '.join(f'{k}: {v / 1e9:.2f} GB' for k, v in s['kv_bytes_by_tier'].items()) or 'none'}",
+        f"KV transfers  {', '.join(f'{k}: {v / 1e9:.2f} GB' for k, v in s['kv_bytes_by_tier'].items()) or 'none'}"
+        " (prefill -> decode, by interconnect tier)",
+        *_cache_lines(s),
         f"simulated     {s['simulated_s']:.1f} s in {s.get('wall_s', 0):.2f} s wall "
         f"({s['requests_total'] / max(s.get('wall_s', 1e-9), 1e-9):,.0f} req/s, {s['events']} events)",
     ]
     return "\n".join(lines)
+
+
+def _cache_lines(s: dict[str, Any]) -> list[str]:
+    """The prefix-cache lines of the summary table (runs whose requests carry block hashes)."""
+    if "cache_hit_rate" not in s:
+        return []
+    by_tier = ", ".join(f"{k} {100 * v:.1f} %" for k, v in s["cache_hit_rate_by_tier"].items())
+
+    def gb(d: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in d.items() if v) or "none"
+
+    return [
+        f"prefix cache  hit rate {100 * s['cache_hit_rate']:.1f} % of prompt tokens ({by_tier}); computed "
+        f"{s['prefill_tokens_computed']:,} of {s['prompt_tokens_total']:,} prompt tokens",
+        f"cache bytes   loaded {gb(s['cache_bytes_loaded_by_tier'])}; offloaded {gb(s['cache_bytes_offloaded_by_tier'])}; "
+        f"not sent prefill -> decode {s['kv_transfer_bytes_saved'] / 1e9:.2f} GB",
+    ]
 
 
 # ====================================================================== simulate
@@ -200,9 +224,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.cost_model:
         scen = _with_cost_model(scen, args.cost_model)
     trace = None
+    if args.chrome_trace is None and args.chrome_trace_max_events is not None:
+        raise UserError("--chrome-trace-max-events needs --chrome-trace PATH (the trace it limits)")
     if args.chrome_trace is not None:
         check_output_file(args.chrome_trace, "--chrome-trace")
-        trace = ChromeTrace(max_events=args.chrome_trace_max_events)
+        trace = ChromeTrace(max_events=args.chrome_trace_max_events or CHROME_TRACE_MAX_EVENTS)
     t0 = time.perf_counter()
     sim = Simulation(scen, seed=args.seed, router=args.policy, keep_records=bool(args.plots or args.records), timeline=trace)
     sampler = None
@@ -510,7 +536,7 @@ def _add_simulate(s: argparse.ArgumentParser) -> None:
     s.add_argument("--records", type=Path, metavar="CSV", help="write per-request records to this CSV")
     s.add_argument("--chrome-trace", type=Path, metavar="PATH",
                    help="write the run's timeline as Chrome Trace Event JSON (open in ui.perfetto.dev or chrome://tracing)")
-    s.add_argument("--chrome-trace-max-events", type=positive_int, default=200_000, metavar="N",
+    s.add_argument("--chrome-trace-max-events", type=positive_int, default=None, metavar="N",
                    help="keep the first N timeline events (default 200000); the rest are counted as dropped")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
     s.add_argument("--cost-model", metavar="MODEL", help="cost model of every instance group: roofline or table:PATH")

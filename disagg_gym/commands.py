@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
+
+
+# A sentence ends at ". " before a capital letter or a parenthesis, except after the
+# abbreviations docstrings use ("Sec. 5", "et al. (2024)", "e.g. X").
+_SENTENCE_END = re.compile(r"(?<!\bSec)(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\bvs)\.\s+(?=[A-Z(])")
 
 
 def _one_line(obj: Any, width: int = 90) -> str:
     """First sentence of ``obj``'s docstring, cut to ``width`` characters."""
     para = " ".join((obj.__doc__ or "").strip().split("\n\n")[0].split()).replace("``", "")
-    text = para if len(para) <= width else para.split(". ")[0]
+    text = para if len(para) <= width else _SENTENCE_END.split(para, maxsplit=1)[0]
     text = text.rstrip(".")
     return text if len(text) <= width else text[: width - 3].rsplit(" ", 1)[0] + " ..."
 

@@ -12,10 +12,14 @@ Usage::
     .venv/bin/python scripts/bench_cores.py                    # reference: c90530e (pre core v2)
     .venv/bin/python scripts/bench_cores.py --ref main --rounds 3 --configs small-route large-joint
     .venv/bin/python scripts/bench_cores.py --ref /path/to/other/checkout --json out.json
+    .venv/bin/python scripts/bench_cores.py --same-workload   # both run the reference's config files
 
 ``--ref`` is a git revision of this repository (exported with ``git archive`` to a temporary
 folder) or a folder holding a ``disagg_gym`` package. Results differ between versions when the
-dynamics differ; the figure compared is simulated requests per wall second.
+dynamics differ; the figure compared is simulated requests per wall second. By default each
+version runs its own config of that name (a config's version may have changed its load);
+``--same-workload`` gives both versions the reference's YAML file, so both simulate the same
+arrivals and cluster (the configs must parse under both versions).
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=2, help="measurements per version and config (default 2)")
     ap.add_argument("--json", default=None, help="also write every measurement to this JSON file")
+    ap.add_argument("--same-workload", action="store_true",
+                    help="both versions run the reference's config file (same arrivals and cluster)")
     a = ap.parse_args(argv)
     if a.rounds < 1:
         raise SystemExit(f"bench_cores: --rounds must be >= 1 (got {a.rounds})")
@@ -102,8 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ref = _export(a.ref, Path(tmp) / "ref")
         work = str(Path(tmp))  # neither checkout is the working directory (no '' shadowing)
+
+        def scenario_of(name: str) -> str:
+            if not a.same_workload:
+                return name
+            path = ref / "configs" / f"{name}.yaml"
+            if not path.is_file():
+                raise SystemExit(f"bench_cores: --same-workload: the reference has no config {name!r} ({path})")
+            return str(path)
+
         rows = []
-        print(f"reference: {a.ref}  new: {new}  horizon {a.horizon:g} s, seed {a.seed}, {a.rounds} round(s)")
+        print(f"reference: {a.ref}  new: {new}  horizon {a.horizon:g} s, seed {a.seed}, {a.rounds} round(s)"
+              + ("  workload: the reference's config files" if a.same_workload else ""))
         print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
         print(f"{'config':22s} {'ref req/s':>10s} {'new req/s':>10s} {'new/ref':>8s} {'(CPU)':>8s} "
               f"{'ref events':>11s} {'new events':>11s}")
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             for k in range(a.rounds):
                 order = [("ref", ref), ("new", new)] if k % 2 == 0 else [("new", new), ("ref", ref)]
                 for tag, src in order:
-                    meas[tag].append(_measure(src, name, a.horizon, a.seed, work))
+                    meas[tag].append(_measure(src, scenario_of(name), a.horizon, a.seed, work))
             rate = {t: statistics.median(m["requests"] / m["wall_s"] for m in ms) for t, ms in meas.items()}
             crate = {t: statistics.median(m["requests"] / m["cpu_s"] for m in ms) for t, ms in meas.items()}
             ratio = rate["new"] / rate["ref"]

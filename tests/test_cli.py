@@ -251,3 +251,32 @@ def test_trace_conflicting_with_workload_kind_is_an_error(capsys: pytest.Capture
     assert rc == 2 and err.strip() == (
         f"disagg-gym: error: --trace {str(trace)!r} conflicts with --set workload.trace_path=other.csv; drop one"
     )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["simulate", "--chrome-trace-max-events", "-1"],
+         "argument --chrome-trace-max-events: expected a positive integer (got '-1')"),
+        (["validate", "--sample", "0"], "argument --sample: expected a positive integer (got '0')"),
+        (["simulate", "--horizon"], "argument --horizon: expected one argument"),
+        (["nope"], "argument command: invalid choice: 'nope'"),
+    ],
+)
+def test_bad_flags_get_exactly_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1, err  # no usage block, no traceback
+    assert err.strip().startswith(f"disagg-gym: error: {message}")
+
+
+def test_one_line_descriptions_do_not_stop_at_abbreviations() -> None:
+    from disagg_gym.commands import _one_line
+
+    class Doc:
+        """Mooncake's Conductor (Qin et al., FAST'25, Sec. 5 "scheduling"): the prefill instance with the least
+        predicted TTFT over all of them. Rejects early."""
+
+    line = _one_line(Doc)
+    assert line.startswith("Mooncake's Conductor (Qin et al., FAST'25, Sec. 5 \"scheduling\"): the")
+    assert "Rejects" not in line and len(line) <= 90

@@ -40,6 +40,14 @@ if TYPE_CHECKING:
     from disagg_gym.metrics.chrome_trace import TimelineObserver
 
 ACTIVE, DRAINING, SWITCHING = InstanceState.ACTIVE, InstanceState.DRAINING, InstanceState.SWITCHING
+# Enum members read on every event, bound once as module globals: on Python 3.11 an Enum
+# class attribute lookup costs about ten times a global lookup.
+COLOCATED, PREFILL_ROLE, DECODE_ROLE = Role.COLOCATED, Role.PREFILL, Role.DECODE
+PREFILL_QUEUED, PREFILLING, WAITING_DECODE = RequestState.PREFILL_QUEUED, RequestState.PREFILLING, RequestState.WAITING_DECODE
+TRANSFERRING, DECODING = RequestState.TRANSFERRING, RequestState.DECODING
+COMPLETED, REJECTED = RequestState.COMPLETED, RequestState.REJECTED
+P_DECODE, P_PREFILL, P_SWITCH = Priority.DECODE, Priority.PREFILL, Priority.SWITCH
+P_ARRIVAL, P_CONTROL = Priority.ARRIVAL, Priority.CONTROL
 REJECT_REASONS = ("too_large", "queue_full", "kv_full", "no_instance", "policy", "invalid_route")
 
 
@@ -244,9 +252,9 @@ class Cluster:
                 self.timeline.on_instance(inst.idx, inst.gpu, inst.tp, inst.role.value)
         self._schedule_next_arrival()
         if self.allocator is not None:
-            self.engine.schedule(self.engine.now + self.allocator.interval_s, self._alloc_tick, None, Priority.CONTROL)
+            self.engine.schedule(self.engine.now + self.allocator.interval_s, self._alloc_tick, None, P_CONTROL)
         if self.control_interval_s:
-            self.engine.schedule(self.engine.now + self.control_interval_s, self._control_tick, None, Priority.CONTROL)
+            self.engine.schedule(self.engine.now + self.control_interval_s, self._control_tick, None, P_CONTROL)
 
     # ================================================================ topology
     def route_of(self, p: int, d: int) -> tuple[str, tuple[Port, ...], float, float]:
@@ -337,7 +345,7 @@ class Cluster:
         t = ch[0][i]
         if t < self.engine.now:
             t = self.engine.now
-        self.engine.schedule(t, self._arrive, i, Priority.ARRIVAL)
+        self.engine.schedule(t, self._arrive, i, P_ARRIVAL)
 
     def _arrive(self, i: int) -> None:
         ch = self._chunk
@@ -347,7 +355,7 @@ class Cluster:
         req = Request(
             next(self._rid), self.engine.now, ch[1][i], ch[2][i], ch[3][i], ch[4][i],
             tuple(hashes[i]) if hashes is not None else None,
-            hash_block_tokens=ch[6], session_id=sessions[i] if sessions is not None else -1,
+            ch[6], sessions[i] if sessions is not None else -1,  # hash_block_tokens, session_id
         )
         if ch[8] is not None:
             req.block_hashes = ch[8][i]
@@ -378,10 +386,10 @@ class Cluster:
         pi, di = self.instances[p], self.instances[d]
         if pi.state is not ACTIVE or di.state is not ACTIVE:
             return "no_instance"
-        if pi.role is Role.COLOCATED or di.role is Role.COLOCATED:
-            if p != d or pi.role is not Role.COLOCATED:
+        if pi.role is COLOCATED or di.role is COLOCATED:
+            if p != d or pi.role is not COLOCATED:
                 return "invalid_route"
-        elif pi.role is not Role.PREFILL or di.role is not Role.DECODE:
+        elif pi.role is not PREFILL_ROLE or di.role is not DECODE_ROLE:
             return "invalid_route"
         need = self.blocks(req.prompt_tokens + 1)
         if need > pi.kv.capacity or need > di.kv.capacity:
@@ -407,7 +415,7 @@ class Cluster:
             return
         req.prefill_inst = p
         req.decode_inst = d
-        req.state = RequestState.PREFILL_QUEUED
+        req.state = PREFILL_QUEUED
         pi.pq.push(req)
         self.changed.add(p)
         self.instances[d].owed += 1
@@ -419,7 +427,7 @@ class Cluster:
             self.pending = None
         if self.cache is not None:
             self.cache.release_all(req)
-        req.state = RequestState.REJECTED
+        req.state = REJECTED
         req.reject_reason = reason
         req.completion_s = None
         self.in_system -= 1
@@ -430,7 +438,7 @@ class Cluster:
         """The active disaggregated prefill instance with the least queued work."""
         best = None
         for i in self.instances:
-            if i is exclude or i.state is not ACTIVE or i.role is not Role.PREFILL:
+            if i is exclude or i.state is not ACTIVE or i.role is not PREFILL_ROLE:
                 continue
             if best is None or i.pq.tokens < best.pq.tokens:
                 best = i
@@ -441,7 +449,7 @@ class Cluster:
         best = None
         need = self.blocks(req.held_tokens + 1) if req is not None else 0
         for i in self.instances:
-            if i is exclude or i.state is not ACTIVE or i.role is not Role.DECODE or need > i.kv.capacity:
+            if i is exclude or i.state is not ACTIVE or i.role is not DECODE_ROLE or need > i.kv.capacity:
                 continue
             if best is None or i.decode_load < best.decode_load:
                 best = i
@@ -455,20 +463,20 @@ class Cluster:
         """
         p = self.instances[req.prefill_inst]
         d = self.instances[req.decode_inst]
-        if p.role is not Role.COLOCATED:
+        if p.role is not COLOCATED:
             # An instance may have changed role since the request was placed.
-            if p.state is not ACTIVE or p.role is not Role.PREFILL:
+            if p.state is not ACTIVE or p.role is not PREFILL_ROLE:
                 p = self._best_prefill() or p
-            if d.state is not ACTIVE or d.role is not Role.DECODE:
+            if d.state is not ACTIVE or d.role is not DECODE_ROLE:
                 d = self._best_decode(req=req) or d
-            if (p.state is not ACTIVE or d.state is not ACTIVE or p.role is not Role.PREFILL
-                    or d.role is not Role.DECODE):
+            if (p.state is not ACTIVE or d.state is not ACTIVE or p.role is not PREFILL_ROLE
+                    or d.role is not DECODE_ROLE):
                 # No instance of a role is in service (all switching): wait for one.
-                req.state = RequestState.PREFILL_QUEUED
+                req.state = PREFILL_QUEUED
                 self._parked.append(req)
                 return
         req.prefill_inst, req.decode_inst = p.idx, d.idx
-        req.state = RequestState.PREFILL_QUEUED
+        req.state = PREFILL_QUEUED
         if front:
             p.pq.push_front_after_running(req)
         else:
@@ -482,7 +490,7 @@ class Cluster:
         """Starts a prefill iteration on ``inst`` if it may run one."""
         if inst.prefill_busy or not inst.pq or inst.paused or inst.state is SWITCHING:
             return
-        colocated = inst.role is Role.COLOCATED
+        colocated = inst.role is COLOCATED
         batch = inst.batch
         # A running decode batch is interrupted only at an iteration boundary; an empty or
         # stalled one (waiting for a swap-out to free memory) is at one already.
@@ -544,7 +552,7 @@ class Cluster:
                         pq.progress(hit)
                         left -= hit
                 kv.take(need)
-                req.state = RequestState.PREFILLING
+                req.state = PREFILLING
                 req.run_start_s = self.engine.now
                 if req.prefill_start_s is None:
                     req.prefill_start_s = self.engine.now
@@ -555,7 +563,11 @@ class Cluster:
         if not items:
             return
         now = self.engine.now
-        dur = inst.cost.prefill_s([n for _, n, _ in items], [c for _, _, c in items])
+        if len(items) == 1:  # the common case, without building two lists
+            it = items[0]
+            dur = inst.cost.prefill_s((it[1],), (it[2],))
+        else:
+            dur = inst.cost.prefill_s([n for _, n, _ in items], [c for _, _, c in items])
         inst.prefill_busy = True
         inst.paused = colocated
         inst.prefill_batch = items
@@ -577,7 +589,7 @@ class Cluster:
         inst.prefill_end_s = now + dur
         inst.prefill_tokens += tokens
         self.changed.add(inst.idx)
-        self.engine.schedule(now + dur, self._prefill_done, inst, Priority.PREFILL)
+        self.engine.schedule(now + dur, self._prefill_done, inst, P_PREFILL)
 
     def _prefill_done(self, inst: Instance) -> None:
         if self.cache is not None and self.cache.hold_prefill(inst):
@@ -587,7 +599,7 @@ class Cluster:
         inst.prefill_batch = []
         inst.prefill_busy = False
         self.changed.add(inst.idx)
-        colocated = inst.role is Role.COLOCATED
+        colocated = inst.role is COLOCATED
         batch = inst.batch
         if self.timeline is not None:
             self.timeline.on_span(inst.idx, "prefill", inst.prefill_start_s, now, {
@@ -635,10 +647,10 @@ class Cluster:
                 d.owed -= 1
                 req.tier = "local"
                 req.kv_bytes = 0.0
-                req.state = RequestState.DECODING
+                req.state = DECODING
                 batch.joiners.append(req)
             else:
-                req.state = RequestState.WAITING_DECODE
+                req.state = WAITING_DECODE
                 req.kv_bytes = float(req.prefill_tokens * self.kv_bytes_per_token)
                 d.dq.append(req)
                 self.changed.add(d.idx)
@@ -667,8 +679,12 @@ class Cluster:
             return
         kv = d.kv
         batch = d.batch
-        # Blocks the running batch takes until its current iteration ends stay free.
-        growth = self._growth_to_boundary(d)
+        # Blocks the running batch takes until the end of its current iteration stay free.
+        growth = 0
+        if batch.B and batch.next_ev is not None:
+            now = self.engine.now
+            n = batch.iterations_done(now - batch.epoch_s) + 1 if now > batch.epoch_s else 0
+            growth = batch.new_blocks(n) * kv.block
         blk = self.block
         watermark = -(-(kv.capacity // 100) // blk) * blk if batch.B else 0  # vLLM's 1% watermark, in blocks
         while d.swapped:
@@ -683,7 +699,7 @@ class Cluster:
             self._tighten_stop(d)
             d.incoming += 1
             ports, cap, lat = self.host_route(d.idx, out=False)
-            req.state = RequestState.TRANSFERRING
+            req.state = TRANSFERRING
             nbytes: float = req.held_tokens * self.kv_bytes_per_token
             self.transfers.start((req, d, self.engine.now), nbytes, ports, cap, lat, self._swap_in_done)
         dq = d.dq
@@ -741,7 +757,7 @@ class Cluster:
             self.changed.add(p.idx)
             tier, ports, cap, lat = self.route_of(p.idx, d.idx)
             req.tier = tier
-            req.state = RequestState.TRANSFERRING
+            req.state = TRANSFERRING
             now = self.engine.now
             req.transfer_start_s = now
             nbytes = req.kv_bytes
@@ -753,15 +769,6 @@ class Cluster:
                 layers = self.model.num_hidden_layers
                 nbytes = max(nbytes / layers, nbytes - overlap_s * cap)
             self.transfers.start(req, nbytes, ports, cap, lat, self._transfer_done)
-
-    def _growth_to_boundary(self, d: Instance) -> int:
-        """KV tokens ``d``'s running batch takes until the end of its current iteration."""
-        batch = d.batch
-        if batch.B == 0 or batch.next_ev is None:
-            return 0
-        now = self.engine.now
-        n = batch.iterations_done(now - batch.epoch_s) + 1 if now > batch.epoch_s else 0
-        return batch.new_blocks(n) * d.kv.block
 
     def _tighten_stop(self, d: Instance) -> None:
         """Memory was just taken on ``d``: move its next stop earlier if the batch would now run
@@ -775,7 +782,7 @@ class Cluster:
         if batch.next_n > n_short - 1:
             batch.next_ev.cancelled = True
             batch.next_n = n_short - 1
-            batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(batch.next_n), self._decode_tick, d, Priority.DECODE)
+            batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(batch.next_n), self._decode_tick, d, P_DECODE)
 
     def _transfer_done(self, req: Request) -> None:
         now = self.engine.now
@@ -791,7 +798,7 @@ class Cluster:
         d.incoming -= 1
         self.changed.add(p.idx)
         self.changed.add(d.idx)
-        req.state = RequestState.DECODING
+        req.state = DECODING
         self.observer.on_kv_transfer_done(req)
         if self.timeline is not None:  # on the sender, which holds the KV until it lands
             start = req.transfer_start_s if req.transfer_start_s is not None else now
@@ -829,7 +836,7 @@ class Cluster:
     def _swap_in_done(self, item: tuple[Request, Instance, float]) -> None:
         req, d, start = item
         d.incoming -= 1
-        req.state = RequestState.DECODING
+        req.state = DECODING
         if self.timeline is not None:
             self.timeline.on_span(d.idx, "swap", start, self.engine.now, {
                 "rids": [req.rid], "tokens": req.held_tokens, "direction": "in"})
@@ -909,7 +916,7 @@ class Cluster:
         if old is not None:  # same firing order as cancel + schedule (Engine.postpone)
             batch.next_ev = self.engine.postpone(old, t)
         else:
-            batch.next_ev = self.engine.schedule(t, self._decode_tick, d, Priority.DECODE)
+            batch.next_ev = self.engine.schedule(t, self._decode_tick, d, P_DECODE)
 
     def _request_boundary(self, inst: Instance) -> None:
         """Makes the decode batch stop at the end of its current iteration."""
@@ -922,7 +929,7 @@ class Cluster:
         if batch.next_ev is not None:
             batch.next_ev.cancelled = True
         batch.next_n = n
-        batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(n), self._decode_tick, inst, Priority.DECODE)
+        batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(n), self._decode_tick, inst, P_DECODE)
 
     def _decode_tick(self, inst: Instance) -> None:
         batch = inst.batch
@@ -946,7 +953,7 @@ class Cluster:
         # Completions (or preemptions at this boundary) may have freed slots and memory.
         if inst.dq or inst.swapped:
             self._try_admit(inst)
-        if inst.role is Role.COLOCATED:
+        if inst.role is COLOCATED:
             self._try_prefill(inst)
         if inst.state is DRAINING:  # _maybe_switch's first test, hoisted (hot path)
             self._maybe_switch(inst)
@@ -970,7 +977,9 @@ class Cluster:
             batch.next_ev = None
         if batch.B == 0:
             return
-        self._make_room(inst, 1)
+        kv = inst.kv
+        if batch.new_blocks(1) * kv.block > kv.capacity - kv.used + inst.swap_out_tokens:
+            self._make_room(inst, 1)  # its own first test, hoisted (hot path)
         batch.refresh_coeffs()
         self._schedule_decode(inst)
 
@@ -1008,7 +1017,7 @@ class Cluster:
 
     def _evict(self, inst: Instance, victims: list[Member]) -> None:
         """Handles members just removed from ``inst``'s batch (their blocks already freed)."""
-        colocated = inst.role is Role.COLOCATED
+        colocated = inst.role is COLOCATED
         for m in victims:
             v = m[2]
             if self.cache is not None:
@@ -1023,7 +1032,7 @@ class Cluster:
                 inst.kv.take(need)  # held until the copy to host memory lands
                 inst.swapping += 1
                 inst.swap_out_tokens += need
-                v.state = RequestState.WAITING_DECODE
+                v.state = WAITING_DECODE
                 ports, cap, lat = self.host_route(inst.idx, out=True)
                 nbytes = v.held_tokens * self.kv_bytes_per_token
                 self.transfers.start((v, inst, self.engine.now), nbytes, ports, cap, lat, self._swap_out_done)
@@ -1038,7 +1047,7 @@ class Cluster:
         if self.preemption != "swap":
             for m in victims:
                 v = m[2]
-                if v.state is RequestState.PREFILL_QUEUED:
+                if v.state is PREFILL_QUEUED:
                     p = self.instances[v.prefill_inst]
                     if p is not inst:
                         self._try_prefill(p)
@@ -1076,7 +1085,7 @@ class Cluster:
         if self.cache is not None:
             self.cache.release_all(req)
         req.completion_s = self.engine.now
-        req.state = RequestState.COMPLETED
+        req.state = COMPLETED
         self.in_system -= 1
         self.finished += 1
         inst.served += 1
@@ -1092,7 +1101,7 @@ class Cluster:
             ``True`` if a switch started or is already under way to that role.
         """
         inst = self.instances[idx]
-        if inst.role is Role.COLOCATED or role is Role.COLOCATED:
+        if inst.role is COLOCATED or role is COLOCATED:
             return False
         if inst.state is ACTIVE and inst.role is role:
             return False
@@ -1160,7 +1169,7 @@ class Cluster:
         for req in parked:
             self._requeue(req, front=False)
         for req in parked:
-            if req.state is RequestState.PREFILL_QUEUED and req not in self._parked:
+            if req.state is PREFILL_QUEUED and req not in self._parked:
                 self._try_prefill(self.instances[req.prefill_inst])
         for inst in self.instances:
             if inst.state is DRAINING and (inst.pq or inst.dq or inst.owed):
@@ -1195,7 +1204,7 @@ class Cluster:
             target = inst.target_role.value if inst.target_role is not None else inst.role.value
             self.timeline.on_span(inst.idx, "drain", inst.drain_start_s, now, {
                 "rids": [], "tokens": 0, "from": inst.role.value, "to": target})
-        inst.switch_ev = self.engine.schedule(now + self.config.switch_delay_s, self._switch_done, inst, Priority.SWITCH)
+        inst.switch_ev = self.engine.schedule(now + self.config.switch_delay_s, self._switch_done, inst, P_SWITCH)
 
     def _switch_done(self, inst: Instance) -> None:
         assert inst.target_role is not None
@@ -1225,10 +1234,10 @@ class Cluster:
             return hit
         p = d = 0
         for inst in self.instances:
-            if inst.gpu != gpu or inst.role is Role.COLOCATED:
+            if inst.gpu != gpu or inst.role is COLOCATED:
                 continue
             role = inst.target_role or inst.role
-            if role is Role.PREFILL:
+            if role is PREFILL_ROLE:
                 p += 1
             else:
                 d += 1
@@ -1239,7 +1248,7 @@ class Cluster:
         """GPU types with disaggregated (switchable) instances, in config order."""
         out: list[str] = []
         for inst in self.instances:
-            if inst.role is not Role.COLOCATED and inst.gpu not in out:
+            if inst.role is not COLOCATED and inst.gpu not in out:
                 out.append(inst.gpu)
         return out
 
@@ -1249,7 +1258,7 @@ class Cluster:
         Every disaggregated cluster keeps at least one prefill and one decode instance (by
         target role); the bounds follow from the other GPU types' current targets.
         """
-        total = sum(1 for i in self.instances if i.gpu == gpu and i.role is not Role.COLOCATED)
+        total = sum(1 for i in self.instances if i.gpu == gpu and i.role is not COLOCATED)
         other_p = other_d = 0
         colocated = False
         for g in self.flexible_gpus():
@@ -1258,7 +1267,7 @@ class Cluster:
                 other_p += p
                 other_d += d
         for i in self.instances:
-            if i.role is Role.COLOCATED:
+            if i.role is COLOCATED:
                 colocated = True
         if colocated:
             return 0, total
@@ -1270,9 +1279,9 @@ class Cluster:
         """The prefill counts of ``gpu`` reachable now: instances already switching (out of
         service for ``switch_delay_s``) cannot be re-targeted until they are active again.
         """
-        insts = [i for i in self.instances if i.gpu == gpu and i.role is not Role.COLOCATED]
-        stuck_p = sum(1 for i in insts if i.state is SWITCHING and i.target_role is Role.PREFILL)
-        stuck_d = sum(1 for i in insts if i.state is SWITCHING and i.target_role is Role.DECODE)
+        insts = [i for i in self.instances if i.gpu == gpu and i.role is not COLOCATED]
+        stuck_p = sum(1 for i in insts if i.state is SWITCHING and i.target_role is PREFILL_ROLE)
+        stuck_d = sum(1 for i in insts if i.state is SWITCHING and i.target_role is DECODE_ROLE)
         return stuck_p, len(insts) - stuck_d
 
     def set_prefill_count(self, gpu: str, n_prefill: int) -> int:
@@ -1283,27 +1292,27 @@ class Cluster:
         is applied exactly. Draining switches are undone first, then the least-loaded active
         instances are flipped. Returns the number of role changes started or undone.
         """
-        insts = [i for i in self.instances if i.gpu == gpu and i.role is not Role.COLOCATED]
+        insts = [i for i in self.instances if i.gpu == gpu and i.role is not COLOCATED]
         lo, hi = self.prefill_count_range(gpu)
         rlo, rhi = self.prefill_count_reachable(gpu)
         n_prefill = max(lo, rlo, min(hi, rhi, int(n_prefill)))
         cur_p, _ = self.role_counts(gpu)
         changes = 0
         if n_prefill > cur_p:
-            cands = [i for i in insts if (i.target_role or i.role) is Role.DECODE and i.state is not SWITCHING]
+            cands = [i for i in insts if (i.target_role or i.role) is DECODE_ROLE and i.state is not SWITCHING]
             cands.sort(key=lambda i: (i.state is not DRAINING, i.decode_load, i.idx))
             for inst in cands:
                 if changes >= n_prefill - cur_p:
                     break
-                changes += self._flip(inst, Role.PREFILL)
+                changes += self._flip(inst, PREFILL_ROLE)
         elif n_prefill < cur_p:
-            cands = [i for i in insts if (i.target_role or i.role) is Role.PREFILL and i.state is not SWITCHING]
+            cands = [i for i in insts if (i.target_role or i.role) is PREFILL_ROLE and i.state is not SWITCHING]
             # Undo a switch towards prefill first (it keeps an active instance in each role).
             cands.sort(key=lambda i: (i.state is not DRAINING, i.pq.tokens + (1 if i.prefill_busy else 0), i.idx))
             for inst in cands:
                 if changes >= cur_p - n_prefill:
                     break
-                changes += self._flip(inst, Role.DECODE)
+                changes += self._flip(inst, DECODE_ROLE)
         return changes
 
     def _flip(self, inst: Instance, role: Role) -> int:
@@ -1316,12 +1325,12 @@ class Cluster:
         assert self.allocator is not None
         self.allocator.allocate(self)
         if not self.drained():
-            self.engine.schedule(self.engine.now + self.allocator.interval_s, self._alloc_tick, None, Priority.CONTROL)
+            self.engine.schedule(self.engine.now + self.allocator.interval_s, self._alloc_tick, None, P_CONTROL)
 
     def _control_tick(self, _: Any) -> None:
         self.control_due = True
         if self.control_interval_s and not self.drained():
-            self.engine.schedule(self.engine.now + self.control_interval_s, self._control_tick, None, Priority.CONTROL)
+            self.engine.schedule(self.engine.now + self.control_interval_s, self._control_tick, None, P_CONTROL)
 
     # ================================================================ status
     def cost_usd(self, now: float) -> float:
@@ -1342,7 +1351,7 @@ class Cluster:
         """
         pools = self._pools
         if pools is None:
-            ps = [i for i in self.instances if i.state is ACTIVE and i.role is not Role.DECODE]
-            ds = [i for i in self.instances if i.state is ACTIVE and i.role is Role.DECODE]
+            ps = [i for i in self.instances if i.state is ACTIVE and i.role is not DECODE_ROLE]
+            ds = [i for i in self.instances if i.state is ACTIVE and i.role is DECODE_ROLE]
             pools = self._pools = (ps, ds)
         return pools

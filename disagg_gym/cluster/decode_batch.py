@@ -41,7 +41,7 @@ class DecodeBatch:
 
     __slots__ = (
         "pool", "coeffs", "members", "B", "S", "counter", "epoch_s", "a", "b", "next_ev",
-        "next_n", "held", "_res", "joiners",
+        "next_n", "held", "_res", "joiners", "blk",
     )
 
     def __init__(self, pool: KVPool, coeffs: Callable[[int, int], tuple[float, float]]) -> None:
@@ -57,6 +57,7 @@ class DecodeBatch:
         self.next_ev: Event | None = None
         self.next_n = 0
         self.held = 0  # KV tokens (whole blocks) held by members, part of pool.used
+        self.blk = pool.block  # tokens per KV block (the pool's, fixed)
         self._res = [0] * pool.block  # members by block-crossing residue
         self.joiners: list[Request] = []  # admitted, join at the next iteration boundary
 
@@ -98,7 +99,15 @@ class DecodeBatch:
         """Blocks the members need over the next ``n`` iterations (closed form above)."""
         if n <= 0 or self.B == 0:
             return 0
-        blk = self.pool.block
+        blk = self.blk
+        if n < blk:  # the common case (q = 0): no division
+            j = (self.counter + 1) % blk
+            res = self._res
+            if n == 1:
+                return res[j]
+            if j + n <= blk:
+                return sum(res[j:j + n])
+            return sum(res[j:]) + sum(res[:j + n - blk])
         q, r = divmod(n, blk)
         out = self.B * q
         if r:  # res[(k + o) % blk] for o = 1..r, as at most two slices
@@ -119,7 +128,7 @@ class DecodeBatch:
         """
         if self.B == 0:
             return 1 << 62
-        blk = self.pool.block
+        blk = self.blk
         q, m = divmod(free_tokens // blk, self.B)
         if enough > 0 and q * blk >= enough:
             return q * blk + 1  # every member has a block of room for q * blk iterations
@@ -151,18 +160,31 @@ class DecodeBatch:
         heapq.heappush(self.members, (self.counter + req.output_tokens - req.generated, req.rid, req, off))
         self.B += 1
         self.S += tokens
-        blk = self.pool.block
+        blk = self.blk
         self._res[(1 - off) % blk] += 1
         self.held += -(-tokens // blk) * blk  # pool.blocks(tokens)
 
     def pop_done(self) -> list[Request]:
         """Removes members whose last token was produced; frees their blocks."""
-        out = []
         members = self.members
-        while members and members[0][0] <= self.counter:
+        counter = self.counter
+        if not members or members[0][0] > counter:
+            return []
+        out = []
+        blk = self.blk
+        res = self._res
+        freed = 0
+        while members and members[0][0] <= counter:
             m = heapq.heappop(members)
-            self._drop(m)
+            # _drop(m), inlined: the members leave together, their blocks go back at once
+            tokens = m[3] + counter
+            self.B -= 1
+            self.S -= tokens
+            res[(1 - m[3]) % blk] -= 1
+            freed += -(-tokens // blk) * blk  # pool.blocks(tokens)
             out.append(m[2])
+        self.held -= freed
+        self.pool.give(freed)
         return out
 
     def remove(self, victims: list[Member]) -> None:
@@ -193,7 +215,7 @@ class DecodeBatch:
         where memory runs short).
         """
         busy = n * self.a + self.b * (n * self.S + self.B * n * (n - 1) * 0.5)  # decode_time(n)
-        grow = self.new_blocks(n) * self.pool.block
+        grow = self.new_blocks(n) * self.blk
         if grow:
             self.pool.take(grow)
             self.held += grow

@@ -52,7 +52,8 @@ class EnvConfig:
     shaping_gamma: float = field(default=0.99, metadata=spec("discount of the load_shaping term", gt=0, le=1))
     reward_scale: float = field(default=1.0, metadata=spec("multiplies the reward", gt=0))
     control_interval_s: float = field(default=10.0, metadata=spec("allocate/joint decision interval", gt=0))
-    fallback_router: str = field(default="jsq", metadata=spec("router used for invalid route actions"))
+    fallback_router: str = field(default="jsq", metadata=spec(
+        "router used for invalid route actions and the warm-up (a composed <router>+<admission> name works too)"))
     invalid_action: Literal["penalize", "fallback", "raise"] = field(
         default="penalize",
         metadata=spec(

@@ -13,6 +13,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
+from disagg_gym.cluster.admission import split_name
 from disagg_gym.cluster.cluster import Cluster
 from disagg_gym.cluster.policies import ROUTERS, ConductorRouter
 from disagg_gym.env.reward_window import RewardWindow
@@ -201,7 +202,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                     self.custom_tag = config_tag(data)
         self.scenario = self.generator.nominal
         self.cfg: EnvConfig = from_dict(EnvConfig, self.scenario.env, source=self.scenario.name, prefix="env")
-        ROUTERS.get(self.cfg.fallback_router)  # fail early, naming the bad router
+        ROUTERS.get(split_name(self.cfg.fallback_router)[0])  # fail early, naming the bad router (or admission)
         self.task = self.scenario.task
         self._spec_cluster = _static_layout(self.scenario)
         n, gpus = self._spec_cluster
@@ -299,7 +300,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.cluster = self.sim.cluster
         self.engine = self.sim.engine
         self.recorder = self.sim.recorder
-        self.fallback = make_router(self.cfg.fallback_router, self.sim.streams)
+        self.fallback = make_router(self.cfg.fallback_router, self.sim.streams, scen.admission)
         self.obs_builder = ObservationBuilder(self.cluster, self.cfg, scen.horizon_s, _mean_rate(scen), self.cache_obs)
         self._horizon_hit = False
         self._warm_stop = self._warming = False

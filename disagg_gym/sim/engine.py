@@ -144,34 +144,42 @@ class Engine:
             pred = until
             if pred():
                 return True
+            n = 0
+            try:
+                while heap:
+                    t, _, seq, ev = pop(heap)
+                    if ev.cancelled:
+                        continue
+                    if seq != ev.seq:
+                        self._repush(ev)
+                        continue
+                    self.now = t
+                    n += 1
+                    ev.fn(ev.arg)
+                    if pred():
+                        return True
+                return False
+            finally:
+                self.events_processed += n
+        limit = float(until)
+        n = 0  # events processed here (added to the count once, on the way out)
+        try:
             while heap:
-                t, _, seq, ev = pop(heap)
+                top = pop(heap)
+                if top[0] > limit:
+                    _heappush(heap, top)  # not due yet: back where it was (same key)
+                    break
+                ev = top[3]
                 if ev.cancelled:
                     continue
-                if seq != ev.seq:
+                if top[2] != ev.seq:
                     self._repush(ev)
                     continue
-                self.now = t
-                self.events_processed += 1
+                self.now = top[0]
+                n += 1
                 ev.fn(ev.arg)
-                if pred():
-                    return True
-            return False
-        limit = float(until)
-        while heap:
-            top = heap[0]
-            if top[0] > limit:
-                break
-            pop(heap)
-            ev = top[3]
-            if ev.cancelled:
-                continue
-            if top[2] != ev.seq:
-                self._repush(ev)
-                continue
-            self.now = top[0]
-            self.events_processed += 1
-            ev.fn(ev.arg)
+        finally:
+            self.events_processed += n
         if limit != math.inf and limit > self.now:
             self.now = limit
         return bool(heap) or self.now >= limit

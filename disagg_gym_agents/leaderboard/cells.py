@@ -15,8 +15,19 @@ from disagg_gym.scenario import TEST_SPLIT, EvaluationConfig, load_scenario
 from disagg_gym_agents.registry import POLICIES
 from disagg_gym_agents.tuning import params_json, params_of
 
-ROOT = Path(__file__).resolve().parents[2]
-"""Repository root: relative policy paths and the default results resolve against it."""
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+
+def repo_root() -> Path:
+    """The repository the leaderboard lives in: the checkout this package runs from (a source
+    tree or an editable install), else the working directory (an installed package: the
+    commands run from the repository root, as the docs show).
+    """
+    return _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").is_file() else Path.cwd()
+
+
+ROOT = repo_root()
+"""Repository root at import: relative policy paths and the default results resolve against it."""
 DEFAULT_OUT = ROOT / "leaderboard"
 DEFAULT_RESULTS = DEFAULT_OUT / "results.csv"
 DEFAULT_CHECKPOINTS = DEFAULT_OUT / "checkpoints"
@@ -54,11 +65,17 @@ def env_version(env_id: str) -> int:
 
 
 def _rel(path: Path) -> str:
+    """``path`` as recorded in a row: relative to the repository root (or, outside it, to the
+    working directory) so that the rows replay on any clone; absolute only when it lies
+    outside both.
+    """
     p = path.resolve()
-    try:
-        return p.relative_to(ROOT).as_posix()
-    except ValueError:
-        return str(p)
+    for base in (repo_root(), Path.cwd()):
+        try:
+            return p.relative_to(base.resolve()).as_posix()
+        except ValueError:
+            continue
+    return str(p)
 
 
 def resolve_path(text: str) -> Path:
@@ -66,7 +83,8 @@ def resolve_path(text: str) -> Path:
     p = Path(text)
     if p.is_absolute():
         return p
-    return ROOT / p if (ROOT / p).exists() or not Path(text).exists() else Path(text).resolve()
+    root = repo_root()
+    return root / p if (root / p).exists() or not p.exists() else p.resolve()
 
 
 

@@ -48,3 +48,18 @@ def test_committed_checkpoints_are_slim_and_have_their_run_config() -> None:
         with zipfile.ZipFile(path) as zf:
             opt = torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), map_location="cpu")
         assert not opt.get("state"), f"{path}: optimizer moments not slimmed"
+
+
+@pytest.mark.skipif(not RESULTS.exists(), reason="no committed leaderboard/results.csv")
+def test_committed_learned_rows_name_checkpoints_inside_the_repository() -> None:
+    """A learned row's policy path is relative and its checkpoint is committed, so a fresh clone
+    replays it (rows written by a worktree once carried that worktree's absolute path)."""
+    import csv
+
+    with RESULTS.open(newline="") as fh:
+        specs = {r["policy"] for r in csv.DictReader(fh) if r["agent_kind"] == "sb3"}
+    root = RESULTS.parents[1]
+    for spec in sorted(specs):
+        path = spec.split(":", 1)[1]
+        assert not Path(path).is_absolute(), f"{spec}: absolute path in a committed row"
+        assert (root / path).is_file(), f"{spec}: checkpoint not in the repository"

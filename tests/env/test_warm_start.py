@@ -99,3 +99,17 @@ def test_short_variant_passes_the_checkers() -> None:
     from gymnasium.utils.env_checker import check_env
 
     check_env(gym.make("disagg/SmallRoute-short-v3", horizon_s=3).unwrapped)
+
+
+def test_warm_start_fallback_may_be_a_composed_policy() -> None:
+    """env.fallback_router takes <router>+<admission> names like every other policy name: a
+    guard that rejects everything (alpha ~ 0) rejects the warm-up's arrivals; plain jsq none."""
+    kw = dict(horizon_s=2, warm_start_s=5)
+    plain = gym.make(ENV, **kw).unwrapped
+    plain.reset(seed=0)
+    assert plain.recorder.rejected == 0
+    guarded = gym.make(ENV, **kw, overrides={"env.fallback_router": "jsq+ttft_guard",
+                                             "admission": {"ttft_guard": {"alpha": 1e-9}}}).unwrapped
+    guarded.reset(seed=0)
+    assert guarded.fallback.name == "jsq+ttft_guard"
+    assert guarded.recorder.rejected >= guarded.cluster.arrived - 1  # all but the pending request

@@ -282,3 +282,10 @@ def test_simulate_unwritable_trace_folder(capsys: pytest.CaptureFixture[str], tm
 def test_simulate_max_events_must_be_positive(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rc, _, err = _run(capsys, "simulate", "--chrome-trace", str(tmp_path / "t.json"), "--chrome-trace-max-events", "0")
     assert rc == 2 and "--chrome-trace-max-events: expected a positive integer (got '0')" in err
+
+
+def test_max_events_without_a_trace_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["simulate", "--horizon", "1", "--chrome-trace-max-events", "10"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err == "disagg-gym: error: --chrome-trace-max-events needs --chrome-trace PATH (the trace it limits)"
