@@ -229,7 +229,17 @@ def write_tuned(results: dict[str, dict[str, Any]], path: str | Path = DEFAULT_T
         "# (20000+; never the test seeds 10000+). One entry per config and policy: the chosen\n"
         "# params, the metric, its mean over the seeds, the seeds and every candidate's score.\n"
     )
-    return atomic_write_text(Path(path), head + yaml.safe_dump(data, sort_keys=True, default_flow_style=None))
+    text = yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=True, default_flow_style=None)
+    return atomic_write_text(Path(path), head + text)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """A safe dumper that writes a value shared by two keys twice (no ``&id001`` anchors: the
+    chosen ``params`` and the same candidate's ``params`` are one dict).
+    """
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 # ---------------------------------------------------------------------- CLI
