@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +54,12 @@ ADMISSION_GRIDS: dict[str, dict[str, list[Any]]] = {
 }
 """Default search grids of the admission controllers' parameters."""
 
+ROUTER_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "spillover": {"alpha": [0.5, 0.75, 1.0, 1.5, 2.0]},
+}
+"""Default search grids of parametrised route heuristics (``spillover``'s burst threshold
+``alpha``: it only acts on clusters with on-demand instances, e.g. HybridCostRoute)."""
+
 
 def validation_seeds(n: int) -> list[int]:
     """The first ``n`` validation seeds (20000, 20001, ...)."""
@@ -86,13 +93,14 @@ def resolve_config(name: str) -> str:
 def policy_grid(config: str, policy: str, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Candidate keyword arguments of ``policy`` on ``config``.
 
-    ``<router>+<admission>``: the product of ``ADMISSION_GRIDS[admission]``; ``static_split``:
+    ``<router>+<admission>``: the product of ``ADMISSION_GRIDS[admission]``; a router in
+    ``ROUTER_GRIDS`` (``spillover``): the product of its grid; ``static_split``:
     every per-GPU-type prefill count that keeps a prefill and a decode instance;
     ``sla_planner`` and ``splitwise``: small grids of their targets; anything else: ``[{}]``.
     """
     _, adm = split_name(policy)
-    if adm is not None:
-        grid = ADMISSION_GRIDS.get(adm, {})
+    if adm is not None or policy in ROUTER_GRIDS:
+        grid = ADMISSION_GRIDS.get(adm, {}) if adm is not None else ROUTER_GRIDS[policy]
         keys = list(grid)
         return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))] or [{}]
     if policy == "static_split":
@@ -184,8 +192,31 @@ def read_tuned(path: str | Path = DEFAULT_TUNED_PATH) -> dict[str, Any]:
 
 def tuned_params(config: str, policy: str, path: str | Path = DEFAULT_TUNED_PATH) -> dict[str, Any]:
     """Tuned keyword arguments of ``policy`` on ``config`` (``{}`` when not tuned)."""
-    entry = read_tuned(path).get(resolve_config(config), {}).get(policy)
-    return dict(entry.get("params") or {}) if isinstance(entry, dict) else {}
+    return params_of(read_tuned(path), config, policy)
+
+
+def params_of(tuned: dict[str, Any], config: str, policy: str, *, as_written: bool = False) -> dict[str, Any]:
+    """``policy``'s tuned keyword arguments on ``config`` in a tuned file's mapping (``{}``: none).
+
+    ``as_written``: only an entry tuned on the config as written counts (one recorded with
+    ``--set`` overrides was tuned on another env, so the leaderboard does not use it).
+
+    Raises:
+        UserError: An entry whose ``params`` is not a mapping.
+    """
+    per_cfg = tuned.get(resolve_config(config))
+    entry = per_cfg.get(policy) if isinstance(per_cfg, dict) else None
+    if not isinstance(entry, dict) or (as_written and entry.get("overrides")):
+        return {}
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        raise UserError(f"tuned entry {config} / {policy}: params must be a mapping (got {params!r})")
+    return dict(params)
+
+
+def params_json(params: dict[str, Any]) -> str:
+    """Canonical JSON of a policy's keyword arguments (sorted keys): the ``params`` column."""
+    return json.dumps(params, sort_keys=True)
 
 
 def write_tuned(results: dict[str, dict[str, Any]], path: str | Path = DEFAULT_TUNED_PATH) -> Path:
@@ -198,7 +229,17 @@ def write_tuned(results: dict[str, dict[str, Any]], path: str | Path = DEFAULT_T
         "# (20000+; never the test seeds 10000+). One entry per config and policy: the chosen\n"
         "# params, the metric, its mean over the seeds, the seeds and every candidate's score.\n"
     )
-    return atomic_write_text(Path(path), head + yaml.safe_dump(data, sort_keys=True, default_flow_style=None))
+    text = yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=True, default_flow_style=None)
+    return atomic_write_text(Path(path), head + text)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """A safe dumper that writes a value shared by two keys twice (no ``&id001`` anchors: the
+    chosen ``params`` and the same candidate's ``params`` are one dict).
+    """
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 # ---------------------------------------------------------------------- CLI

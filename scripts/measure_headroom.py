@@ -37,7 +37,6 @@ from typing import Any
 REFERENCE = ("length_oracle",)
 EXCLUDED = ("random",)
 COMPOSED = ("jsq+ttft_guard", "jsq+queue_guard", "jsq+mooncake", "least_finish+ttft_guard")
-SPILLOVER_ALPHAS = (0.5, 0.75, 1.5, 2.0)
 METRICS = ("slo_tokens_per_s", "goodput_rps", "cost_per_1m_good_tokens_usd", "energy_per_good_request_j",
            "rejection_rate", "unfinished")
 LOWER_IS_BETTER = ("cost_per_1m_good_tokens_usd", "energy_per_good_request_j")
@@ -56,8 +55,6 @@ def candidates(config: str, composed: tuple[str, ...], overrides: dict[str, Any]
     out: list[tuple[str, dict[str, Any]]] = []
     for n in names:
         out += [(n, p) for p in policy_grid(config, n, overrides)]
-    if "spillover" in names:
-        out += [("spillover", {"alpha": a}) for a in SPILLOVER_ALPHAS]
     if task in ("route", "joint"):
         for pol in composed:
             out += [(pol, p) for p in policy_grid(config, pol, overrides)]

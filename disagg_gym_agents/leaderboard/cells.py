@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from disagg_gym.env.registration import standard_envs
 from disagg_gym.errors import UserError
 from disagg_gym.scenario import TEST_SPLIT, EvaluationConfig, load_scenario
 from disagg_gym_agents.registry import POLICIES
+from disagg_gym_agents.tuning import params_json, params_of
 
 _PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +48,7 @@ class Cell:
     train_seed: int | None
     upper_bound: bool = False
     split: str = TEST_SPLIT  # "test" or "shift:<name>" (the config's evaluation.shifts)
+    params: str = "{}"  # the heuristic's keyword arguments (canonical JSON; tuned, or {} = defaults)
 
 
 def env_name(env_id: str) -> str:
@@ -140,7 +142,10 @@ def check_splits(configs: Sequence[str], splits: Sequence[str] | None) -> None:
 
 
 def plan_cells(
-    configs: Sequence[str], agents: Sequence[str], splits: Sequence[str] | None = None
+    configs: Sequence[str],
+    agents: Sequence[str],
+    splits: Sequence[str] | None = None,
+    tuned: dict[str, Any] | None = None,
 ) -> list[Cell]:
     """Every cell of ``configs`` x splits x ``agents``.
 
@@ -153,6 +158,11 @@ def plan_cells(
     agent called NAME with one ``DIR/<EnvName>/seed<k>/model.zip`` per training seed; configs
     without a folder are skipped).
 
+    ``tuned`` is a tuned file's mapping (``disagg_gym_agents.tuning.read_tuned``): a heuristic
+    with an entry for the config (tuned on the config as written) gets its ``params``, the same
+    on every split (tuned on the training distribution's validation seeds, never per split);
+    any other cell gets ``{}`` (the registered defaults).
+
     Raises:
         ValueError: An unknown heuristic, a malformed spec or a missing DIR.
     """
@@ -160,13 +170,15 @@ def plan_cells(
     for env_id in configs:
         task = _task_of(env_id)
         applicable = heuristics_for(task)
+        agent_cells = [
+            replace(c, params=params_json(params_of(tuned, env_id, c.agent, as_written=True)))
+            if tuned and c.agent_kind == "heuristic" else c
+            for c in _agent_cells(env_id, applicable, agents)
+        ]
         for split in splits_of(env_id):
             if splits and split not in splits:
                 continue
-            cells += [
-                Cell(c.config, c.agent, c.agent_kind, c.policy, c.train_seed, c.upper_bound, split)
-                for c in _agent_cells(env_id, applicable, agents)
-            ]
+            cells += [replace(c, split=split) for c in agent_cells]
     return cells
 
 

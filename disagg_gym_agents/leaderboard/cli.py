@@ -11,7 +11,7 @@ from disagg_gym.argtypes import nonneg_int, positive_int
 from disagg_gym.errors import UserError
 from disagg_gym.io import check_output_dir, check_output_file
 from disagg_gym_agents.base import parse_overrides
-from disagg_gym_agents.leaderboard.cells import DEFAULT_EPISODES, DEFAULT_LEARNED, DEFAULT_RESULTS
+from disagg_gym_agents.leaderboard.cells import DEFAULT_EPISODES, DEFAULT_LEARNED, DEFAULT_OUT, DEFAULT_RESULTS
 from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.runner import benchmark
 from disagg_gym_agents.leaderboard.validate import check_omissions, validate
@@ -40,6 +40,10 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="env override for every config (recorded per row), repeatable")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tuned", metavar="PATH",
+                   help="tuned file (disagg-gym tune-baselines) whose params bind the heuristics, "
+                   "recorded per row (default: leaderboard/tuned.yaml of the current directory, "
+                   "else of the repository; without one, registered defaults)")
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="run cells in this process, or as Ray tasks (needs the [ray] extra)")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: a local Ray instance)")
@@ -76,6 +80,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")  # before any cell runs (issue #17)
     check_output_file(Path(args.out) / "results.csv", "--out")
     check_output_file(args.markdown or Path(args.out) / "LEADERBOARD.md", "--markdown" if args.markdown else "--out")
+    tuned = getattr(args, "tuned", None)
+    if tuned is None:
+        tuned = default_tuned_path()
     results = run(
         args.out,
         configs=args.configs,
@@ -86,11 +93,23 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
         progress=not args.no_progress,
         splits=getattr(args, "splits", None),
+        tuned=tuned,
         **extra,
     )
     md = args.markdown or str(Path(args.out) / "LEADERBOARD.md")
-    print(f"results: {results}\nleaderboard: {md}")
+    print(f"results: {results}\nleaderboard: {md}\n"
+          f"tuned params: {tuned if tuned is not None else 'none (no leaderboard/tuned.yaml): registered defaults'}")
     return 0
+
+
+def default_tuned_path() -> Path | None:
+    """``leaderboard/tuned.yaml`` under the CWD if present, else under the repository root if
+    present, else ``None`` (no tuned values).
+    """
+    for p in (Path.cwd() / "leaderboard" / "tuned.yaml", DEFAULT_OUT / "tuned.yaml"):
+        if p.is_file():
+            return p
+    return None
 
 
 def default_results_path() -> Path:

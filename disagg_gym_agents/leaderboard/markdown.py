@@ -79,7 +79,7 @@ def headline_table(summary: Sequence[ConfigSummary], bounds: dict[tuple[str, str
         else:
             lt, poi, rej_l = NOT_TRAINED, "", "-"
         lines.append(
-            f"| `{cs.config}` | {cs.split} | {cs.metric} | {cs.best_heuristic} ({_num(raw)}) | {lt} | "
+            f"| `{cs.config}` | {cs.split} | {cs.metric} | {best.label()} ({_num(raw)}) | {lt} | "
             f"{bound} | {head} | {rej_h} / {rej_l} | {poi} | {learning_verdict(cs)} |"
         )
     return "\n".join(lines)
@@ -156,8 +156,10 @@ def render_markdown(
         "## Headline",
         "",
         (
-            "Per config and split: the best heuristic (highest mean score; heuristics run at "
-            "their registered defaults, admission compositions included when benchmarked), "
+            "Per config and split: the best heuristic (highest mean score; heuristics run with "
+            "the params tuned on validation seeds (`leaderboard/tuned.yaml`, shown after the "
+            "name), else at their registered defaults; admission compositions included when "
+            "benchmarked), "
             "the best learned agent, the upper **bound** on the primary metric (fluid bound of "
             "`disagg_gym.bounds`, horizon `drain`, mean over the same evaluation seeds, for this "
             "split's config; only goodput and SLO-token metrics have one), **headroom** = best "
@@ -182,7 +184,7 @@ def render_markdown(
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for i, a in enumerate(cs.agents, 1):
-            name = a.agent + (" (oracle reference)" if a.upper_bound else "")
+            name = a.label() + (" (oracle reference)" if a.upper_bound else "")
             if a.kind == "sb3":
                 name += f", best seed {a.best_run}"
             cells = [

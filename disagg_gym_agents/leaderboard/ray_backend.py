@@ -145,6 +145,7 @@ def benchmark_ray(
     progress: bool = True,
     runtime_env: dict[str, Any] | None = None,
     splits: Sequence[str] | None = None,
+    tuned: str | Path | None = None,
 ) -> Path:
     """``disagg_gym_agents.leaderboard.benchmark`` with the missing cells run on Ray.
 
@@ -160,7 +161,7 @@ def benchmark_ray(
         ValueError: Bad arguments (unknown env id or agent, non-positive episodes or workers).
     """
     results, seeds, ov, cells, todo = plan_benchmark(
-        out, configs, agents, episodes, overrides, splits
+        out, configs, agents, episodes, overrides, splits, tuned
     )
     if progress:
         print(f"ray: {len(todo)} of {len(cells)} cells to run ({len(cells) - len(todo)} already "
@@ -178,5 +179,5 @@ def benchmark_ray(
         )
     return benchmark(
         out, configs, agents, episodes, ov, markdown=markdown, plots=plots, progress=False,
-        splits=splits,
+        splits=splits, tuned=tuned,
     )

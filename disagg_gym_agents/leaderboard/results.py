@@ -28,6 +28,7 @@ META_COLUMNS = (
     "primary_metric",
     "score",
     "policy",
+    "params",
     "policy_seed",
     "model_sha256",
     "overrides",
@@ -53,7 +54,10 @@ REQUIRED_COLUMNS = (
 from them); a file without one is rejected with one line naming the column.
 
 ``split`` is not required: files written before splits existed (issue #15) lack it, and their
-rows are read as split ``test`` (they were all run on the config as written, seeds 10000+)."""
+rows are read as split ``test`` (they were all run on the config as written, seeds 10000+).
+``params`` is not required either: rows written before heuristics were bound with tuned params
+(issue #15) lack it, and are read as ``{}`` (every heuristic ran at its registered defaults)."""
+NO_PARAMS = "{}"
 
 
 def _decode(p: Path, raw: bytes) -> str:
@@ -118,6 +122,8 @@ def parse_results(
         row = dict(zip(header, rec))
         if not row.get("split"):
             row["split"] = TEST_SPLIT  # a file from before splits: every row is in distribution
+        if not row.get("params"):
+            row["params"] = NO_PARAMS  # a row from before tuned params: registered defaults
         rows.append(row)
         lines.append(reader.line_num)
         last_kept = True
@@ -281,6 +287,9 @@ class ResultsWriter:
             for r in new:
                 cols += [c for c in r if c not in cols]
             if self._header and cols != self._header:
+                # a new metadata column (``params`` in a file from before it) goes to its place
+                # among the metadata, not after the KPIs; old rows get their reader's default
+                cols = [c for c in META_COLUMNS if c in cols] + [c for c in cols if c not in META_COLUMNS]
                 self._rewrite(cols, new)
             else:
                 text = "".join(_csv_line([r.get(c) for c in cols]) for r in new)
@@ -311,6 +320,30 @@ def append_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> int:
         How many rows were written (rows already in the file are skipped).
     """
     return ResultsWriter(path).append(rows)
+
+
+def stale_cells(
+    results: str | Path, cells: Sequence[Cell], overrides: dict[str, Any] | None = None
+) -> list[str]:
+    """One line per planned cell whose rows in ``results`` were run with other ``params``.
+
+    A results file must not mix a policy's defaults and its tuned values (or two tuned values)
+    under one agent name: the cell key has no ``params``, so such rows would be skipped as done
+    and averaged together. Rows without the column count as ``{}``.
+    """
+    ov_text = json.dumps(dict(overrides or {}), sort_keys=True)
+    want = {key_of(c, ov_text): c.params or NO_PARAMS for c in cells}
+    seen: dict[CellKey, set[str]] = {}
+    for r in read_results(results):
+        k = cell_key(r)
+        if k in want:
+            seen.setdefault(k, set()).add(r.get("params") or NO_PARAMS)
+    out = []
+    for k, got in seen.items():
+        bad = sorted(g for g in got if g != want[k])
+        if bad:
+            out.append(f"{k[0]} {k[1]} [{k[4]}] recorded with params {', '.join(bad)}, tuned file gives {want[k]}")
+    return out
 
 
 def missing_cells(

@@ -43,9 +43,16 @@ from disagg_gym_agents.leaderboard.greedy import GreedyPolicy
 from disagg_gym_agents.leaderboard.markdown import render_markdown
 from disagg_gym_agents.leaderboard.plots import make_pareto_plots, make_plots
 from disagg_gym_agents.leaderboard.manifest import update_manifest
-from disagg_gym_agents.leaderboard.results import ResultsWriter, key_of, missing_cells, read_results
+from disagg_gym_agents.leaderboard.results import (
+    ResultsWriter,
+    key_of,
+    missing_cells,
+    read_results,
+    stale_cells,
+)
 from disagg_gym_agents.leaderboard.stats import score_of
 from disagg_gym_agents.leaderboard.summary import summarise
+from disagg_gym_agents.tuning import read_tuned
 
 
 def _versions() -> dict[str, str]:
@@ -67,16 +74,39 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def cell_params(cell: Cell) -> dict[str, Any]:
+    """The keyword arguments a cell's heuristic is built with (its ``params`` JSON).
+
+    Raises:
+        UserError: ``params`` that is not a JSON object, or params on a learned agent.
+    """
+    try:
+        params = json.loads(cell.params or "{}")
+    except json.JSONDecodeError:
+        raise UserError(f"{cell.config} {cell.agent}: params {cell.params!r} is not JSON") from None
+    if not isinstance(params, dict):
+        raise UserError(f"{cell.config} {cell.agent}: params {cell.params!r} is not a JSON object")
+    if params and cell.agent_kind != "heuristic":
+        raise UserError(f"{cell.config} {cell.agent}: a learned agent takes no params (got {cell.params})")
+    return params
+
+
 def _bind(cell: Cell, overrides: dict[str, Any]) -> tuple[Any, Any]:
     """(env, policy) of a cell; policies get seed 0 (combined with each workload seed).
 
-    The env is the config with ``overrides`` and then the split's own overrides applied.
+    The env is the config with ``overrides`` and then the split's own overrides applied; a
+    heuristic is built with the cell's ``params`` (tuned values, or ``{}``: its defaults).
     """
+    params = cell_params(cell)
     env = make_env(cell.config, {**overrides, **split_overrides(cell.config, cell.split)})
     if cell.agent_kind == "sb3":
         spec = f"sb3:{resolve_path(cell.policy[4:])}"
         return env, GreedyPolicy(make_policy(spec, env, seed=0))
-    return env, make_policy(cell.policy, env, seed=0)
+    try:
+        return env, make_policy(cell.policy, env, seed=0, **params)
+    except (TypeError, ValueError) as exc:  # a parameter the heuristic does not take / rejects
+        env.close()
+        raise UserError(f"{cell.config} {cell.agent}: bad params {cell.params}: {exc}") from None
 
 
 def run_cell(
@@ -110,6 +140,7 @@ def run_cell(
                 "primary_metric": metric,
                 "score": score_of(metric, kpis.get(metric)),
                 "policy": cell.policy,
+                "params": cell.params or "{}",
                 "policy_seed": 0,
                 "model_sha256": sha,
                 "overrides": json.dumps(ov, sort_keys=True),
@@ -161,6 +192,21 @@ def progress_bar(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="ep", disable=not enabled, file=sys.stderr)
 
 
+def load_tuned(tuned: str | Path | None) -> dict[str, Any]:
+    """The tuned file's mapping (``disagg_gym_agents.tuning.read_tuned``); ``None``: no file,
+    every heuristic at its registered defaults.
+
+    Raises:
+        UserError: A path that is not a file, or not a tuned file.
+    """
+    if tuned is None:
+        return {}
+    p = Path(tuned)
+    if not p.is_file():
+        raise UserError(f"--tuned: no tuned file {str(p)!r} (write one with `disagg-gym tune-baselines`)")
+    return read_tuned(p)
+
+
 def plan_benchmark(
     out: str | Path,
     configs: Sequence[str] | None,
@@ -168,14 +214,18 @@ def plan_benchmark(
     episodes: int,
     overrides: dict[str, Any] | None,
     splits: Sequence[str] | None = None,
+    tuned: str | Path | None = None,
 ) -> tuple[Path, list[int], dict[str, Any], list[Cell], list[tuple[Cell, list[int]]]]:
     """Validates the arguments shared by the local and Ray benchmarks and plans the work.
+
+    ``tuned``: the tuned file whose params the heuristics are bound with (``None``: defaults).
 
     Returns:
         ``(results_csv, eval_seeds, overrides, cells, missing_cells)``.
 
     Raises:
-        ValueError: Unknown env id or agent, non-positive episodes.
+        ValueError: Unknown env id or agent, non-positive episodes; rows already in the results
+            of a planned cell that were run with other params than it now gets.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise UserError(f"episodes must be a positive integer (got {episodes!r})")
@@ -190,7 +240,14 @@ def plan_benchmark(
     seeds = [EVAL_SEED_OFFSET + k for k in range(episodes)]
     ov = dict(overrides or {})
     check_splits(ids, splits)
-    cells = plan_cells(ids, specs, splits)
+    cells = plan_cells(ids, specs, splits, load_tuned(tuned))
+    stale = stale_cells(results, cells, ov)
+    if stale:
+        more = f" (and {len(stale) - 3} more cells)" if len(stale) > 3 else ""
+        raise UserError(
+            f"{results}: rows run with other params than the tuned file gives: {'; '.join(stale[:3])}{more}; "
+            "delete those rows to re-run them, or pass the tuned file they were run with (--tuned)"
+        )
     return results, seeds, ov, cells, missing_cells(results, cells, seeds, ov)
 
 
@@ -205,6 +262,7 @@ def benchmark(
     plots: bool = True,
     progress: bool = True,
     splits: Sequence[str] | None = None,
+    tuned: str | Path | None = None,
 ) -> Path:
     """Runs every missing cell, appending to ``out/results.csv``, then writes the report.
 
@@ -222,6 +280,9 @@ def benchmark(
             config's ``evaluation`` section).
         plots: Write the plots (re-runs one episode of two policies per config).
         progress: Show a tqdm progress bar.
+        tuned: Tuned file (``disagg-gym tune-baselines``): each heuristic with an entry for the
+            config is bound with its tuned params, recorded in the rows' ``params`` column
+            (``None``: every heuristic at its registered defaults, ``params`` ``{}``).
 
     Returns:
         The results CSV path.
@@ -233,7 +294,7 @@ def benchmark(
 
     torch.set_num_threads(1)  # identical float reductions in benchmark and validate
     results, seeds, ov, cells, todo = plan_benchmark(
-        out, configs, agents, episodes, overrides, splits
+        out, configs, agents, episodes, overrides, splits, tuned
     )
     out = Path(out)
     ov_text = json.dumps(ov, sort_keys=True)

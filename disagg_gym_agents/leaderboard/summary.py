@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,6 +51,22 @@ class AgentSummary:
     policies: dict[str, str]  # train seed -> policy spec
     prob_improvement: float = float("nan")  # P(agent > best heuristic), rliable's definition
     win: bool = False  # CI lower bound of the paired ratio > WIN_THRESHOLD (1.01)
+    params: tuple[str, ...] = ()  # the heuristic's params (JSON) its rows ran with; () = defaults
+
+    def label(self) -> str:
+        """The agent's name with its non-default params: ``jsq+ttft_guard (alpha=0.75)``."""
+        shown = []
+        for text in self.params:
+            try:
+                kw = json.loads(text)
+            except json.JSONDecodeError:
+                kw = None
+            if isinstance(kw, dict):
+                shown.append(", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(kw.items())))
+            else:
+                shown.append(text)
+        shown = [t for t in shown if t]
+        return f"{self.agent} ({'; '.join(shown)})" if shown else self.agent
 
 
 @dataclass
@@ -134,6 +151,7 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
                     policies=pol,
                     prob_improvement=probability_of_improvement(raw_m, ref_m),
                     win=is_win(ci),
+                    params=tuple(sorted({str(r.get("params") or "{}") for r in ars} - {"{}"})),
                 )
             )
         summaries.sort(key=lambda s: (-s.iqm, s.agent))

@@ -116,8 +116,8 @@ def validate(
     so the same file, filters and seed pick the same rows (all rows when N is at least their
     number). See ``sample_rows``.
 
-    Each row's episode is re-run from its recorded config, overrides, policy and workload
-    seed; every KPI column, and ``score``, must match within ``REL_TOL`` (relative) /
+    Each row's episode is re-run from its recorded config, overrides, policy, params (``{}``
+    when the file has no ``params`` column) and workload seed; every KPI column, and ``score``, must match within ``REL_TOL`` (relative) /
     ``ABS_TOL``. A missing or changed checkpoint (SHA-256) and an env id whose version differs
     from the row's are reported too. A KPI the replay has but the row lacks is an error.
 
@@ -149,7 +149,7 @@ def validate(
     groups: dict[tuple[str, ...], list[tuple[int, dict[str, str]]]] = {}
     for i, r in numbered:
         key = (r["config"], r["agent"], r["agent_kind"], r["policy"], r["train_seed"],
-               r.get("upper_bound", ""), r.get("overrides") or "{}", r["split"])
+               r.get("upper_bound", ""), r.get("overrides") or "{}", r["split"], r.get("params") or "{}")
         groups.setdefault(key, []).append((i, r))
     errors: list[str] = []
     bar = progress_bar(len(numbered), "validate", progress)
@@ -157,7 +157,7 @@ def validate(
         return (f"{p}:{i} (config={r['config']}, split={r['split']}, agent={r['agent']}, "
                 f"train_seed={r['train_seed'] or '-'}, eval_seed={r['eval_seed']})")
 
-    for (cfg, agent, kind, policy, ts, ub, ov, split), items in groups.items():
+    for (cfg, agent, kind, policy, ts, ub, ov, split, params), items in groups.items():
 
         try:
             if int(items[0][1]["env_version"]) != env_version(cfg):
@@ -169,7 +169,8 @@ def validate(
                 want = items[0][1].get("model_sha256", "")
                 if want and sha256_of(mp) != want:
                     raise ValueError(f"checkpoint {str(mp)!r} has changed (SHA-256 mismatch)")
-            cell = Cell(cfg, agent, kind, policy, int(ts) if ts else None, ub == "True", split)
+            # the row's own params, not the current tuned file's: a row replays as it was run
+            cell = Cell(cfg, agent, kind, policy, int(ts) if ts else None, ub == "True", split, params)
             replay = run_cell(cell, [int(r["eval_seed"]) for _, r in items], json.loads(ov))
         except Exception as exc:  # noqa: BLE001 - reported per row, validation goes on
             for i, r in items:

@@ -52,3 +52,27 @@ def test_cli_writes_the_tuned_file(tmp_path: Path, capsys: pytest.CaptureFixture
     assert tuning.tuned_params("small-route", "jsq+ttft_guard", out) == {}
     assert main(["tune-baselines", "--config", "small-route", "--policy", "jsq+nope", "--out", str(out)]) == 2
     assert "unknown admission controller 'nope'" in capsys.readouterr().err
+
+
+def test_spillover_grid_holds_its_default_and_alpha_acts_only_with_on_demand_instances() -> None:
+    grid = tuning.policy_grid("hybrid-cost-route", "spillover")
+    assert {"alpha": 1.0} in grid and len(grid) == len({g["alpha"] for g in grid}) > 1
+    # oracle: spillover only bursts to on-demand instances, so without them alpha changes nothing
+    over = {"horizon_s": 3.0}
+    lo, hi = (tuning.score_policy("small-route", "spillover", {"alpha": a}, [20_000], "slo_tokens_per_s", over)
+              for a in (0.5, 2.0))
+    assert lo == hi
+    lo, hi = (tuning.score_policy("hybrid-cost-route", "spillover", {"alpha": a}, [20_000],
+                                  "cost_per_1m_good_tokens_usd", {"horizon_s": 20.0}) for a in (0.5, 2.0))
+    assert lo != hi
+
+
+def test_tuned_file_has_no_yaml_anchors(tmp_path: Path) -> None:
+    # the chosen params and its candidate's params are one dict: written twice, not as &id001 / *id001
+    p = {"alpha": 0.75}
+    entry = {"params": p, "score": 1.0, "metric": "slo_tokens_per_s", "seeds": [20_000],
+             "candidates": [{"params": p, "score": 1.0}]}
+    out = tuning.write_tuned({"small-route": {"jsq+ttft_guard": entry}}, tmp_path / "t.yaml")
+    text = out.read_text()
+    assert "&" not in text and "*" not in text and text.count("{alpha: 0.75}") == 2
+    assert tuning.read_tuned(out)["small-route"]["jsq+ttft_guard"] == entry
