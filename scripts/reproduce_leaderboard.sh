@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Reproduces the whole leaderboard in one command: train the learned agents, benchmark every
-# standard config x split x agent, then validate (replay every row, check the manifest).
+# Reproduces the whole leaderboard in one command: tune the parametrised baselines on validation
+# seeds, train the learned agents (and the two SmallRoute ablations), benchmark every standard
+# config x split x agent, then validate (replay every row, check the manifest).
 #
 #   scripts/reproduce_leaderboard.sh --out DIR [--backend local|ray] [--seeds "0 1 2 3 4"]
-#       [--jobs N] [--configs "ID ..."] [--no-train] [--dry-run] [-- BENCHMARK-OPTIONS...]
+#       [--jobs N] [--configs "ID ..."] [--no-train] [--no-tune] [--dry-run] [-- BENCHMARK-OPTIONS...]
+#
+# Tuning re-runs every search of the committed leaderboard/tuned.yaml (same config, policy,
+# metric and validation seeds) into DIR/tuned.yaml, which the benchmark then binds (--tuned);
+# --no-tune benchmarks with the committed leaderboard/tuned.yaml instead.
+# Agents: every applicable heuristic, the admission compositions jsq+ttft_guard,
+# least_finish+ttft_guard and jsq+queue_guard, MaskablePPO (DIR/checkpoints) and, on
+# SmallRoute-v3, the ablations maskable_ppo_noprior and maskable_ppo_noreject (the latter
+# benchmarked with the env.allow_reject=false it was trained with).
 #
 # Resumable: rerun the same command after an interruption. Training skips every
 # DIR/checkpoints/<EnvName>/seed<k>/model.zip that exists and resumes a started run from its
@@ -27,6 +36,7 @@ SEEDS="0 1 2 3 4"
 JOBS=2
 CONFIGS=""
 TRAIN=1
+TUNE=1
 DRY=0
 EXTRA=()
 die() { echo "reproduce_leaderboard: $*" >&2; exit 2; }
@@ -38,9 +48,10 @@ while [ $# -gt 0 ]; do
     --jobs) [ $# -ge 2 ] || die "--jobs needs a number"; JOBS=$2; shift 2 ;;
     --configs) [ $# -ge 2 ] || die "--configs needs env ids"; CONFIGS=$2; shift 2 ;;
     --no-train) TRAIN=0; shift ;;
+    --no-tune) TUNE=0; shift ;;
     --dry-run) DRY=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -59,6 +70,31 @@ CFG_ARGS=()
 if [ -n "$CONFIGS" ]; then read -r -a CFG_ARGS <<< "$CONFIGS"; fi
 run mkdir -p "$OUT"
 
+# Baselines tuned on validation seeds: one tune-baselines call per search of the committed file.
+if [ "$TUNE" = 1 ]; then
+  searches=$("$PYTHON" -c 'import sys
+from disagg_gym_agents.leaderboard.cells import config_of
+from disagg_gym_agents.tuning import read_tuned
+want = {config_of(c) for c in sys.argv[1:]}
+for cfg, pols in sorted(read_tuned("leaderboard/tuned.yaml").items()):
+    if want and cfg not in want:
+        continue
+    for pol, e in sorted(pols.items()):
+        print(cfg, e["metric"], len(e["seeds"]), pol)' "${CFG_ARGS[@]}")
+  while read -r cfg metric nseeds pol; do
+    [ -n "$cfg" ] || continue
+    run "$PYTHON" -m disagg_gym.cli tune-baselines --config "$cfg" --policy "$pol" --metric "$metric" \
+      --seeds "$nseeds" --out "$OUT/tuned.yaml"
+  done <<< "$searches"
+  TUNED="$OUT/tuned.yaml"
+else
+  TUNED=leaderboard/tuned.yaml
+fi
+
+# The SmallRoute-v3 ablations train (and are benchmarked) when SmallRoute-v3 is in the run.
+ABLATE=0
+if [ ${#CFG_ARGS[@]} -eq 0 ] || [[ " ${CFG_ARGS[*]} " == *" disagg/SmallRoute-v3 "* ]]; then ABLATE=1; fi
+
 if [ "$TRAIN" = 1 ]; then
   # One process per training seed, at most JOBS at a time; each skips/resumes its own runs.
   pids=()
@@ -71,10 +107,22 @@ if [ "$TRAIN" = 1 ]; then
     if [ "$DRY" = 0 ]; then "${train[@]}" > "$OUT/train_seed$s.log" 2>&1 & pids+=($!); fi
   done
   for p in "${pids[@]}"; do wait "$p" || die "training failed (see $OUT/train_seed*.log)"; done
-  AGENTS=(heuristics "sb3:maskable_ppo=$OUT/checkpoints")
+  if [ "$ABLATE" = 1 ]; then
+    # The two ablations of docs/leaderboard.md, one process each (seeds in turn).
+    run "$PYTHON" scripts/train_leaderboard.py --configs disagg/SmallRoute-v3 --seeds $SEEDS \
+      --hyperparams disagg_gym_agents/hyperparams/maskable_ppo_noprior.yml \
+      --dest "$OUT/checkpoints-ablation-noprior" --work "$OUT/runs-noprior" --log "$OUT/train_timings.jsonl"
+    run "$PYTHON" scripts/train_leaderboard.py --configs disagg/SmallRoute-v3 --seeds $SEEDS \
+      --set env.allow_reject=false \
+      --dest "$OUT/checkpoints-ablation-noreject" --work "$OUT/runs-noreject" --log "$OUT/train_timings.jsonl"
+  fi
+  LEARNED=("sb3:maskable_ppo=$OUT/checkpoints")
+  if [ "$ABLATE" = 1 ]; then LEARNED+=("sb3:maskable_ppo_noprior=$OUT/checkpoints-ablation-noprior"); fi
 else
-  AGENTS=(heuristics)
+  LEARNED=()
+  ABLATE=0
 fi
+AGENTS=(heuristics jsq+ttft_guard least_finish+ttft_guard jsq+queue_guard "${LEARNED[@]}")
 
 # Launches "$@" in the background once fewer than JOBS of ours run; output to the log $LOG.
 launch() {
@@ -93,7 +141,7 @@ waitall() {  # waits for every launched job; fails naming the logs if one failed
 }
 
 run mkdir -p "$OUT/logs"
-bench=("$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --agents "${AGENTS[@]}" --backend "$BACKEND")
+bench=("$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --agents "${AGENTS[@]}" --backend "$BACKEND" --tuned "$TUNED")
 if [ "$BACKEND" = local ]; then
   # every (config, split) of the standard configs (or --configs), as "config split" lines
   ids=$("$PYTHON" -c 'import sys
@@ -109,6 +157,12 @@ for c in sys.argv[1:] or registered_ids():
       --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
   done <<< "$ids"
   waitall benchmark
+fi
+if [ "$ABLATE" = 1 ]; then
+  # The no-reject ablation runs on the env it was trained on (its rows record the override).
+  run "$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --configs disagg/SmallRoute-v3 --backend "$BACKEND" \
+    --agents "sb3:maskable_ppo_noreject=$OUT/checkpoints-ablation-noreject" --set env.allow_reject=false \
+    --tuned "$TUNED" --no-plots --no-progress --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
 fi
 # (ray) the whole benchmark; (local) every cell is done: only the tables and plots are written
 if [ ${#CFG_ARGS[@]} -gt 0 ]; then bench+=(--configs "${CFG_ARGS[@]}"); fi
