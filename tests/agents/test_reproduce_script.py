@@ -48,9 +48,31 @@ def test_dry_run_lists_training_per_seed_and_ray_backend(tmp_path: Path) -> None
     assert sum("scripts/train_leaderboard.py --seeds 0 " in ln for ln in lines) == 1
     assert sum("scripts/train_leaderboard.py --seeds 1 " in ln for ln in lines) == 1
     bench = [ln for ln in lines if " benchmark " in ln]
-    assert len(bench) == 1  # Ray schedules the cells: one call
-    assert "--backend ray" in bench[0] and f"sb3:maskable_ppo={tmp_path}/checkpoints" in bench[0]
+    # Ray schedules the cells: one call, plus the no-reject ablation on its own env
+    assert len(bench) == 2
+    ablation, main = bench
+    assert "--set env.allow_reject=false" in ablation and "sb3:maskable_ppo_noreject=" in ablation
+    assert "--backend ray" in main and f"sb3:maskable_ppo={tmp_path}/checkpoints" in main
+    assert "jsq+ttft_guard least_finish+ttft_guard jsq+queue_guard" in main
+    assert f"sb3:maskable_ppo_noprior={tmp_path}/checkpoints-ablation-noprior" in main
+    assert f"--tuned {tmp_path}/tuned.yaml" in main
     assert f"validate {tmp_path}/results.csv --configs" in lines[-1]
+
+
+def test_dry_run_retunes_every_committed_search_on_validation_seeds(tmp_path: Path) -> None:
+    from disagg_gym_agents.tuning import read_tuned
+
+    r = _run("--out", str(tmp_path), "--no-train", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    tunes = [ln.split() for ln in r.stderr.splitlines() if ln.startswith("+ ") and " tune-baselines " in ln]
+    committed = read_tuned(ROOT / "leaderboard" / "tuned.yaml")
+    expected = {(c, p, e["metric"], str(len(e["seeds"]))) for c, ps in committed.items() for p, e in ps.items()}
+    got = {(a[a.index("--config") + 1], a[a.index("--policy") + 1], a[a.index("--metric") + 1],
+            a[a.index("--seeds") + 1]) for a in tunes}
+    assert got == expected and len(tunes) == len(expected)
+    assert all(a[a.index("--out") + 1] == f"{tmp_path}/tuned.yaml" for a in tunes)
+    no_tune = _run("--out", str(tmp_path), "--no-train", "--no-tune", "--dry-run")
+    assert " tune-baselines " not in no_tune.stderr and "--tuned leaderboard/tuned.yaml" in no_tune.stderr
 
 
 def test_dry_run_local_benchmark_runs_every_config_and_split_then_the_tables(tmp_path: Path) -> None:
