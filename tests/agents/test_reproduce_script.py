@@ -25,7 +25,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow  # four CLI processes
 def test_reproduce_runs_benchmark_and_validate_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "lb"
-    args = ("--out", str(out), "--no-train", "--configs", "disagg/SmallRoute-v3", "--",
+    args = ("--out", str(out), "--no-train", "--no-tune", "--configs", "disagg/SmallRoute-v3", "--",
             "--agents", "jsq", "--episodes", "1", "--splits", "test", "--set", "horizon_s=2",
             "--no-plots", "--no-progress")
     first = _run(*args)
