@@ -52,11 +52,15 @@ def env_version(env_id: str) -> int:
 
 
 def _rel(path: Path) -> str:
+    """A checkpoint path as rows record it: relative to the repo root, else to the CWD (so rows
+    written by an installed, non-editable package stay portable), else absolute."""
     p = path.resolve()
-    try:
-        return p.relative_to(ROOT).as_posix()
-    except ValueError:
-        return str(p)
+    for base in (ROOT, Path.cwd().resolve()):
+        try:
+            return p.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(p)
 
 
 def resolve_path(text: str) -> Path:
