@@ -52,8 +52,11 @@ def env_version(env_id: str) -> int:
 
 
 def _rel(path: Path) -> str:
-    """A checkpoint path as rows record it: relative to the repo root, else to the CWD (so rows
-    written by an installed, non-editable package stay portable), else absolute."""
+    """A checkpoint path as rows record it.
+
+    Relative to the repo root, else to the CWD (so rows written by an installed, non-editable
+    package stay portable), else absolute.
+    """
     p = path.resolve()
     for base in (ROOT, Path.cwd().resolve()):
         try:
