@@ -27,8 +27,22 @@ through its Lagrangian dual: *every* non-negative multiplier vector gives a vali
 The metric's value is divided by the horizon, as ``slo_tokens_per_s`` and the leaderboard's
 per-episode scores are. A config's ``upper_bound`` in ``leaderboard/bounds.csv`` is the mean over
 the evaluation seeds of the per-seed bounds, so it bounds any policy's mean score over those
-seeds. Valid while the simulator has no prefix cache (cached prompt tokens would prefill for
-free); revisit when one lands.
+seeds.
+
+**Prefix caches.** Where the workload carries prefix-block ids and the cluster's
+``prefix_cache`` is enabled, a prompt token served from a cache costs no compute. The bound
+then charges each request only its *uncached* prompt tokens ``prompt - cacheable`` in the
+feasibility and capacity constraints (its value is unchanged), where ``cacheable`` counts,
+generously, every full cache block of the prompt (``workload.prefix.cache_block_hashes``, the
+simulator's own keys) whose hash occurs in the prompt of *another* request arriving before this
+request's first-token deadline (arrival + TTFT SLO), up to the simulator's cap of ``(P - 1) //
+C`` blocks (one token is always computed): a block can only be in any cache once some
+request's prefill computed it, and a request that meets its TTFT SLO starts its prefill before
+that deadline (a later arrival can be prefilled first while it queues, so "arrived earlier" is
+not enough). Capacity, eviction, placement (the block may sit on another instance) and load
+times are ignored, so every hit a real schedule gets is counted. Assumes the prefill cost does
+not decrease with the cached context (true of the roofline: cached tokens add attention pairs
+and KV reads).
 """
 
 from __future__ import annotations
@@ -44,6 +58,7 @@ import numpy as np
 from disagg_gym.errors import UserError
 from disagg_gym.rng import RngStreams
 from disagg_gym.scenario import ScenarioConfig, load_scenario, standard_names
+from disagg_gym.workload.prefix import cache_block_hashes_many
 
 METRICS = ("slo_tokens_per_s", "goodput_rps")
 """Metrics bounded (higher is better for both)."""
@@ -64,6 +79,13 @@ class Workload:
     slo_ttft_s: np.ndarray
     slo_tpot_s: np.ndarray
     horizon_s: float
+    cacheable: np.ndarray | None = None
+    """Prompt tokens per request that a prefix cache could serve (``cacheable_tokens``); None: none."""
+
+    @property
+    def uncached(self) -> np.ndarray:
+        """Prompt tokens each request must compute at least."""
+        return self.prompt if self.cacheable is None else self.prompt - self.cacheable
 
 
 def episode_workload(scen: ScenarioConfig, seed: int) -> Workload:
@@ -73,13 +95,20 @@ def episode_workload(scen: ScenarioConfig, seed: int) -> Workload:
         scen = replace(scen, max_requests=int(max_req))
     src = scen.workload.build(RngStreams(seed), horizon_s=scen.horizon_s, max_requests=scen.max_requests)
     parts: list[Any] = []
+    cache_cfg = scen.cluster.prefix_cache
+    hashes: list[tuple[int, ...]] = []
+    any_ids = False
     while True:
         ch = src.next_chunk()
         if ch is None or len(ch.arrival_s) == 0:
             break
-        if ch.hash_ids is not None:
-            raise UserError(f"{scen.name}: bounds assume no prefix cache; this workload carries prefix ids")
         parts.append(ch)
+        if ch.hash_ids is not None and ch.hash_block_tokens is not None and cache_cfg.enabled:
+            any_ids = True
+            hashes.extend(cache_block_hashes_many(ch.hash_ids, ch.hash_block_tokens, ch.prompt_tokens,
+                                                  cache_cfg.block_tokens))
+        else:
+            hashes.extend([()] * len(ch.arrival_s))
 
     def cat(f: str) -> np.ndarray:
         return np.concatenate([getattr(c, f) for c in parts]) if parts else np.zeros(0)
@@ -88,8 +117,53 @@ def episode_workload(scen: ScenarioConfig, seed: int) -> Workload:
     span = scen.horizon_s
     if scen.workload.kind == "trace":
         span = min(span, float(arr.max()) if arr.size else span)
-    return Workload(arr, cat("prompt_tokens").astype(float), cat("output_tokens").astype(float),
-                    cat("slo_ttft_s").astype(float), cat("slo_tpot_s").astype(float), float(span))
+    prompt, ttft = cat("prompt_tokens").astype(float), cat("slo_ttft_s").astype(float)
+    cached = cacheable_tokens(arr, ttft, prompt, hashes, cache_cfg.block_tokens) if any_ids else None
+    return Workload(arr, prompt, cat("output_tokens").astype(float), ttft, cat("slo_tpot_s").astype(float),
+                    float(span), cached)
+
+
+def cacheable_tokens(
+    arrival_s: np.ndarray, slo_ttft_s: np.ndarray, prompt: np.ndarray, hashes: list[tuple[int, ...]],
+    block_tokens: int,
+) -> np.ndarray:
+    """Upper bound on the prompt tokens of each request that a prefix cache can serve.
+
+    Request ``r``'s cache block ``k`` (hash ``hashes[r][k]``) counts when ``k < (P_r - 1) //
+    block_tokens`` (the simulator always computes one token) and the same hash occurs in the
+    prompt of another request ``q`` with ``arrival_s[q] < arrival_s[r] + slo_ttft_s[r]``: only
+    then can ``q``'s prefill have cached it before ``r``'s prefill starts within its TTFT SLO.
+    Positions and prefix order are ignored (a superset of the simulator's prefix match).
+
+    Returns:
+        Tokens per request (float), ``block_tokens`` x the blocks that count.
+    """
+    n = len(hashes)
+    out = np.zeros(n)
+    lens = np.fromiter((len(h) for h in hashes), dtype=np.int64, count=n)
+    if n < 2 or lens.sum() == 0:
+        return out
+    owner = np.repeat(np.arange(n), lens)
+    pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    h = np.fromiter((x for hs in hashes for x in hs), dtype=np.uint64, count=int(lens.sum()))
+    arr = np.asarray(arrival_s, dtype=float)[owner]
+    order = np.lexsort((arr, h))  # by hash, then arrival
+    h_s, own_s, arr_s = h[order], owner[order], arr[order]
+    start = np.r_[True, h_s[1:] != h_s[:-1]]
+    grp = np.cumsum(start) - 1
+    first = np.flatnonzero(start)  # index of each hash's earliest occurrence
+    size = np.diff(np.r_[first, len(h_s)])
+    first_owner, first_arr = own_s[first], arr_s[first]
+    # the earliest occurrence in a *different* request: the next one when the first is r's own
+    # (a hash twice in one prompt would count its own request: more hits, still a bound)
+    second_arr = np.where(size > 1, arr_s[np.minimum(first + 1, len(h_s) - 1)], np.inf)
+    g = grp
+    other_arr = np.where(first_owner[g] != own_s, first_arr[g], second_arr[g])
+    deadline = (np.asarray(arrival_s, dtype=float) + np.asarray(slo_ttft_s, dtype=float))[own_s]
+    limit = ((np.asarray(prompt, dtype=np.int64) - 1) // block_tokens)[own_s]
+    hit = (other_arr < deadline) & (pos[order] < limit)
+    np.add.at(out, own_s[hit], float(block_tokens))
+    return out
 
 
 @dataclass(frozen=True)
@@ -165,7 +239,7 @@ def feasible(wl: Workload, cap: Capacity, horizon_policy: str = "drain") -> np.n
     lone prefill plus ``output - 1`` lone decode iterations at its first context), since a
     request unfinished when the episode stops is a failure.
     """
-    pre = cap.lone_prefill(wl.prompt)
+    pre = cap.lone_prefill(wl.uncached)
     ok = pre <= wl.slo_ttft_s
     multi = wl.output > 1
     tpot_ok = np.ones_like(ok)
@@ -192,7 +266,7 @@ def constraint_matrix(
 
     Under ``horizon_policy="fail"`` every deadline is also capped at the horizon.
     """
-    a, p, o = wl.arrival_s, wl.prompt, np.maximum(wl.output - 1, 0)
+    a, p, o = wl.arrival_s, wl.uncached, np.maximum(wl.output - 1, 0)
     ttft_dl = a + wl.slo_ttft_s
     dec_dl = ttft_dl + wl.slo_tpot_s * o
     if horizon_policy == "fail":
@@ -332,10 +406,6 @@ def cmd_bounds(args: argparse.Namespace) -> int:
     w.writerow(["config", "metric", "upper_bound", "method"])
     method = f"{METHOD}(horizon {args.horizon_policy}; mean over seeds {seeds[0]}-{seeds[-1]})"
     for name in names:
-        if not args.config and load_scenario(name).workload.carries_block_hashes():
-            # every standard config by default: the fluid bound has no prefix-cache model yet
-            print(f"{name:<22s} skipped (bounds assume no prefix cache; its workload carries prefix ids)")
-            continue
         for m in metrics:
             ub = config_bound(name, m, seeds, horizon_policy=args.horizon_policy)
             ub_up = math.ceil(ub * 1e6) / 1e6  # rounded up: the written value is still a bound

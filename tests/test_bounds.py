@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from disagg_gym.bounds import cluster_capacity, episode_bound, episode_workload, feasible, lp_dual_bound
+from disagg_gym.bounds import (
+    cacheable_tokens,
+    cluster_capacity,
+    episode_bound,
+    episode_workload,
+    feasible,
+    lp_dual_bound,
+)
 from disagg_gym.cli import main
 from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.scenario import load_scenario
@@ -93,3 +100,60 @@ def test_fail_bound_is_tighter_and_holds_for_runs_stopped_at_the_horizon() -> No
         for pol in ("jsq", "least_finish", "jsq+ttft_guard", "length_oracle"):
             s = Simulation(scen, seed=seed, router=pol).run()  # horizon_policy: fail
             assert s["unfinished"] > 0 and s["slo_tokens_per_s"] <= fail_ub * (1 + 1e-9), pol
+
+
+def test_cacheable_tokens_hand_computed() -> None:
+    # 4-token cache blocks. A block counts when another request's prompt holds its hash and that
+    # request arrived before this one's first-token deadline (arrival + TTFT SLO), up to
+    # (prompt - 1) // 4 blocks (one token is always computed).
+    arrival = np.array([0.0, 0.5, 5.0, 2.0, 2.5])
+    ttft = np.array([1.0, 1.0, 1.0, 0.5, 1.0])
+    prompt = np.array([12.0, 9.0, 13.0, 8.0, 4.0])
+    hashes = [(1, 2, 3), (1, 2), (1, 99, 3), (7, 8), (7,)]
+    got = cacheable_tokens(arrival, ttft, prompt, hashes, 4)
+    # r0: r1 arrives at 0.5 < 0 + 1 (it may be prefilled while r0 queues): blocks 1, 2 (cap 2) -> 8
+    # r1: r0 (0 < 1.5): blocks 1, 2 -> 8
+    # r2: cap 3; block 1 (r0, r1), 99 (nobody), 3 (r0) -> 8
+    # r3: cap 1; block 7 only in r4, which arrives at 2.5, not before r3's deadline 2.5 -> 0
+    # r4: cap (4 - 1) // 4 = 0 -> 0
+    assert got.tolist() == [8.0, 8.0, 8.0, 0.0, 0.0]
+    assert cacheable_tokens(arrival, ttft, prompt, [(), (), (), (), ()], 4).tolist() == [0.0] * 5
+
+
+CACHE_CASES = [
+    ("multiturn-cache-route", {"horizon_s": 30.0, "workload.rate_per_s": 72}),  # 3x: capacity binds
+    ("rag-pool-route", {"horizon_s": 20.0}),
+    ("mooncake-cache-route", {"horizon_s": 40.0}),
+]
+
+
+@pytest.mark.parametrize(("name", "over"), CACHE_CASES)
+def test_prefix_cache_bound_holds_per_request_and_per_policy(name: str, over: dict) -> None:
+    scen = load_scenario(name, over)
+    wl = episode_workload(scen, 20_000)
+    assert wl.cacheable is not None and wl.cacheable.sum() > 0
+    ub_tok = episode_bound(scen, 20_000)
+    ub_req = episode_bound(scen, 20_000, "goodput_rps")
+    for pol in ("jsq", "prefix_affinity", "least_finish+ttft_guard"):
+        sim = Simulation(scen, seed=20_000, router=pol)
+        s = sim.run()
+        assert s["slo_tokens_per_s"] <= ub_tok * (1 + 1e-9), pol
+        assert sim.recorder.met_slo / scen.horizon_s <= ub_req, pol
+        hits = 0
+        for r in sim.recorder.iter_records():
+            assert r["arrival_s"] == wl.arrival_s[r["rid"]]  # rid indexes the bound's workload
+            if r["met_slo"]:  # a request within its SLOs got no more hits than the bound allows
+                assert r["cached_tokens"] <= wl.cacheable[r["rid"]], (pol, r["rid"])
+                hits += r["cached_tokens"] > 0
+        assert hits > 0  # the simulator did hit: the check above is not vacuous
+
+
+def test_cache_free_bound_is_beaten_when_capacity_binds() -> None:
+    # Overloaded multi-turn chat: a bound that charged every prompt token (the prefix cache
+    # disabled) is exceeded by a real policy with the cache on; the cache-aware bound is not.
+    name, over = CACHE_CASES[0]
+    scen = load_scenario(name, over)
+    no_cache = episode_bound(load_scenario(name, {**over, "cluster.prefix_cache.enabled": False}), 20_000)
+    s = Simulation(scen, seed=20_000, router="least_finish+ttft_guard").run()
+    assert s["slo_tokens_per_s"] > no_cache
+    assert s["slo_tokens_per_s"] <= episode_bound(scen, 20_000)

@@ -23,7 +23,6 @@ from disagg_gym.bounds import config_bound
 from disagg_gym.env.registration import registered_ids
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_text
-from disagg_gym.scenario import load_scenario
 from disagg_gym_agents.base import make_env
 from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET, run_episode
 from disagg_gym_agents.factory import make_policy
@@ -161,8 +160,8 @@ def split_bounds(
     horizon ``drain``), averaged over the evaluation seeds its rows were run on, for the config
     with ``overrides`` and the split's overrides applied (the env the rows were scored on).
 
-    Left out: metrics without a bound (cost, energy, SLO attainment), workloads with prefix-block
-    hashes (the bound has no prefix-cache model) and ids that are not standard configs.
+    Left out: metrics without a bound (cost, energy, SLO attainment) and ids that are not
+    standard configs. Prefix-cache workloads are bounded with every possible cache hit free.
     """
     seeds: dict[tuple[str, str], set[int]] = {}
     metric: dict[tuple[str, str], str] = {}
@@ -178,8 +177,6 @@ def split_bounds(
             name = config_of(config)
             ov = {**(overrides or {}), **split_overrides(config, split)}
         except UserError:
-            continue
-        if load_scenario(name, ov).workload.carries_block_hashes():
             continue
         out[(config, split)] = config_bound(name, metric[(config, split)], sorted(ss), ov)
     return out
