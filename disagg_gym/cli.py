@@ -582,10 +582,9 @@ DESCRIPTIONS = {
     ),
     "validate": (
         "Replay every row of a leaderboard results file and exit 1 naming any row/KPI that differs. "
-        "Replaying the committed leaderboard/results.csv (1,080 heuristic episodes) takes about 15-25 "
-        "minutes on a shared 2-core VM at load average 2-4 plus the test suite (measured as two "
-        "parallel --configs subsets: 720 rows in 5.8 "
-        "minutes and 360 PcieRoute rows in 10 minutes); --configs and --agents replay a subset, --sample N "
+        "Replaying every row takes about as long as producing them: hours for the committed "
+        "leaderboard/results.csv (5,590 episodes) on a shared 2-core VM (an earlier 1,080-row version "
+        "took 15-25 minutes); --configs and --agents replay a subset, --sample N "
         "replays N random rows (seeded by --sample-seed) as a quick check."
     ),
 }
