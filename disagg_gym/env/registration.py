@@ -26,7 +26,7 @@ STANDARD_CONFIGS: dict[str, int] = {
     "colocated-baseline": 3,
     "diurnal-day-route": 0,
     "energy-allocate": 2,
-    "hetero-allocate": 2,
+    "hetero-allocate": 3,
     "hetero-route": 3,
     "hybrid-cost-route": 3,
     "large-joint": 2,
@@ -129,8 +129,8 @@ def standard_env_for(name_or_id: str) -> dict[str, str] | None:
     Accepts ``small-route``, ``disagg/SmallRoute-v3`` and ``disagg_gym:disagg/SmallRoute-v3``.
 
     Raises:
-        UserError: For an older or newer version of a standard id (``disagg/SmallRoute-v0``),
-            naming the current id.
+        UserError: For an older or newer version of a standard id (``disagg/SmallRoute-v0``)
+            or of a variant id (``disagg/HeteroAllocate-fine-v2``), naming the current id.
     """
     envs = standard_envs()
     for e in envs:
@@ -154,6 +154,17 @@ def standard_env_for(name_or_id: str) -> dict[str, str] | None:
             + ("is deprecated (the simulator changed, docs/envs.md)" if old else "does not exist")
             + f"; use {e['id']}"
         )
+    if m["ns"] == NAMESPACE:  # an older or newer version of a registered variant id
+        for v in variant_envs():
+            cur = _ENV_ID.match(v["id"])
+            assert cur is not None
+            if cur["name"] == m["name"] and m["version"] != cur["version"]:
+                old = int(m["version"]) < int(cur["version"])
+                raise UserError(
+                    f"env id {NAMESPACE}/{m['name']}-v{m['version']} "
+                    + ("is deprecated (the simulator changed, docs/envs.md)" if old else "does not exist")
+                    + f"; use {v['id']}"
+                )
     return None
 
 

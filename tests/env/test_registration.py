@@ -9,8 +9,11 @@ import gymnasium as gym
 import pytest
 import yaml
 
+from disagg_gym.config import read_yaml
 from disagg_gym.env.registration import STANDARD_CONFIGS, STANDARD_VARIANTS, env_id_for, registered_ids
+from disagg_gym.errors import UserError
 from disagg_gym.paths import configs_dir
+from disagg_gym.scenario import load_scenario
 
 
 def test_id_table_matches_the_shipped_yaml_files() -> None:
@@ -46,3 +49,26 @@ def test_config_loads_on_make_and_old_versions_are_deprecated() -> None:
     env.close()
     with pytest.raises(gym.error.DeprecatedEnv, match=env_id_for(name, version)):
         gym.make(env_id_for(name, version - 1))
+
+
+@pytest.mark.parametrize("old, new", [
+    ("disagg/HeteroAllocate-v2", "disagg/HeteroAllocate-v3"),
+    ("disagg/HeteroAllocate-fine-v2", "disagg/HeteroAllocate-fine-v3"),
+])
+def test_hetero_allocate_v2_is_retired_for_v3(old: str, new: str) -> None:
+    # issue #15 item 5: v2 had no headroom; the old id names the new one
+    with pytest.raises(gym.error.DeprecatedEnv, match=new):
+        gym.make(old)
+    from disagg_gym_agents.base import check_env_id  # what the CLI commands call on --env
+
+    with pytest.raises(UserError, match=f"deprecated .*; use {new}$"):
+        check_env_id(old)
+
+
+def test_hetero_allocate_v3_load_and_shifts() -> None:
+    # values written in configs/hetero-allocate.yaml: 168 req/s, shifts +-20 % of it
+    scen = load_scenario("hetero-allocate")
+    assert scen.workload.rate_per_s == 168
+    shifts = read_yaml(configs_dir() / "hetero-allocate.yaml")["evaluation"]["shifts"]
+    assert shifts["load_up_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(201.6)
+    assert shifts["load_down_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(134.4)
