@@ -54,10 +54,9 @@ def test_committed_checkpoints_are_slim_and_have_their_run_config() -> None:
 def test_committed_learned_rows_name_checkpoints_inside_the_repository() -> None:
     """A learned row's policy path is relative and its checkpoint is committed, so a fresh clone
     replays it (rows written by a worktree once carried that worktree's absolute path)."""
-    import csv
+    from disagg_gym_agents.leaderboard import read_results
 
-    with RESULTS.open(newline="") as fh:
-        specs = {r["policy"] for r in csv.DictReader(fh) if r["agent_kind"] == "sb3"}
+    specs = {r["policy"] for r in read_results(RESULTS) if r["agent_kind"] == "sb3"}
     root = RESULTS.parents[1]
     for spec in sorted(specs):
         path = spec.split(":", 1)[1]
