@@ -17,6 +17,7 @@ header lacking a column) always fail.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -146,15 +147,18 @@ class _Rows:
             self.reasons.append(msg)
 
 
-def _read_text(p: Path) -> str:
+def _read_bytes(p: Path) -> bytes:
     try:
-        raw = p.read_bytes()
+        return p.read_bytes()
     except FileNotFoundError:
         raise TraceError(f"{p}: file not found") from None
     except IsADirectoryError:
         raise TraceError(f"{p}: is a directory, not a trace file") from None
     except OSError as exc:
         raise TraceError(f"{p}: cannot read ({exc.strerror})") from None
+
+
+def _decode(p: Path, raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -177,12 +181,23 @@ def detect_format(
     )
 
 
+#: Traces kept parsed per process (``load_trace``'s memo, most recently used last).
+_MEMO_SIZE = 4
+_memo: dict[tuple[Any, ...], TraceData] = {}
+
+
 def load_trace(
     path: str | Path,
     fmt: Literal["auto", "azure", "mooncake"] = "auto",
     on_bad_row: Literal["fail", "skip"] = "fail",
 ) -> TraceData:
     """Loads and validates a trace file.
+
+    The result is remembered for the process (the last few files, keyed on the path as given,
+    a digest of the file's bytes, and the arguments), so an env that rebuilds its workload on
+    every ``reset`` reads and hashes the file but parses it once, not per episode. A
+    ``TraceData`` is immutable (read-only arrays, tuples), so sharing it cannot leak state
+    between runs; a file changed on disk is parsed again.
 
     Args:
         path: An Azure CSV or Mooncake JSONL file.
@@ -201,12 +216,27 @@ def load_trace(
         raise TraceError(f"{p}: trace format must be 'auto', 'azure' or 'mooncake' (got {fmt!r})")
     if on_bad_row not in ("fail", "skip"):
         raise TraceError(f"{p}: on_bad_row must be 'fail' or 'skip' (got {on_bad_row!r})")
-    lines = _read_text(p).splitlines()
+    raw = _read_bytes(p)
+    # Keyed on the content itself: a file rewritten within one tick of the file system's
+    # clock (same size and mtime) is still parsed again.
+    key = (str(p), fmt, on_bad_row, hashlib.blake2b(raw, digest_size=16).digest())
+    hit = _memo.pop(key, None)
+    if hit is None:
+        hit = _parse(p, raw, fmt, on_bad_row == "skip")
+    _memo[key] = hit
+    while len(_memo) > _MEMO_SIZE:
+        del _memo[next(iter(_memo))]
+    return hit
+
+
+def _parse(p: Path, raw: bytes, fmt: Literal["auto", "azure", "mooncake"], skip: bool) -> TraceData:
+    """``load_trace`` without the memo."""
+    lines = _decode(p, raw).splitlines()
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is None:
         raise TraceError(f"{p}: empty trace (no rows)")
     kind = detect_format(p, lines[first], first + 1) if fmt == "auto" else fmt
-    rows = _Rows(str(p), on_bad_row == "skip")
+    rows = _Rows(str(p), skip)
     if kind == "azure":
         hashes = None
         _parse_azure(lines, first, rows)

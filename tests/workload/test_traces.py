@@ -445,3 +445,22 @@ def test_mooncake_overflow_and_deep_nesting_are_bad_rows(tmp_path: Path, row: ob
 def test_largest_token_count_is_accepted(tmp_path: Path) -> None:
     p = mooncake(tmp_path, mc(0, 2**31 - 1, 1))
     assert load_trace(p).prompt_tokens.tolist() == [2**31 - 1]
+
+
+# --------------------------------------------------------------------------------- the memo
+def test_a_trace_is_parsed_once_per_content(tmp_path: Path) -> None:
+    """An unchanged file gives the same (immutable) object back; a rewrite of the same size
+    within the same file-system clock tick gives the new rows, never the remembered ones."""
+    p = mooncake(tmp_path, mc(0, 10, 5), mc(1000, 20, 6))
+    first = load_trace(p)
+    assert load_trace(p) is first
+    mooncake(tmp_path, mc(0, 10, 5), mc(1000, 30, 6))  # same length in bytes, other content
+    again = load_trace(p)
+    assert again is not first and again.prompt_tokens.tolist() == [10, 30]
+    assert first.prompt_tokens.tolist() == [10, 20]  # what a caller holds is untouched
+    with pytest.raises(ValueError):
+        first.prompt_tokens[0] = 1  # read-only: sharing cannot leak writes between runs
+    # The bad-row policy is part of the key: skip mode reports its skips, fail mode raises.
+    mooncake(tmp_path, mc(0), "not json", mc(5))
+    assert load_trace(p, on_bad_row="skip").skipped_rows == 1
+    assert "invalid JSON" in error(p)
