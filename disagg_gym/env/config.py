@@ -49,6 +49,15 @@ class EnvConfig:
             "(potential-based: an episode's return equals per_decision's)"
         ),
     )
+    outcome_unit: Literal["request", "kilotoken"] = field(
+        default="request",
+        metadata=spec(
+            "how the slo_goodput, slo_violation and rejection terms count a request (in every "
+            "reward_mode, predicted advances included): request (1 each) or kilotoken ((prompt + "
+            "output tokens) / 1000 each, the unit of the leaderboard's slo_tokens_per_s, so serving "
+            "small requests and shedding large ones does not raise the reward)"
+        ),
+    )
     shaping_gamma: float = field(default=0.99, metadata=spec("discount of the load_shaping term", gt=0, le=1))
     reward_scale: float = field(default=1.0, metadata=spec("multiplies the reward", gt=0))
     control_interval_s: float = field(default=10.0, metadata=spec("allocate/joint decision interval", gt=0))

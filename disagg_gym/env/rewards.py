@@ -28,17 +28,19 @@ class StepOutcome:
 
     Attributes:
         window: The drained ``RewardWindow`` counts (``completed``, ``met_slo``, ``rejected``,
-            ``violations``, ``output_tokens``) since the previous step.
-        credit_counts: Under ``reward_mode: per_decision``, the net count per credited term
-            (``credited=True``) of request outcomes credited this step; ``None`` otherwise.
+            ``violations``, ``output_tokens``) since the previous step, and the same outcomes
+            in ``env.outcome_unit`` (``met_units``, ``violation_units``, ``rejected_units``).
+        credit_counts: Under ``reward_mode: per_decision``, the net amount (in
+            ``env.outcome_unit``) per credited term (``credited=True``) of request outcomes
+            credited this step; ``None`` otherwise.
         cost_usd: Dollars of GPU time elapsed since the previous step.
         energy_j: Joules drawn by the GPUs since the previous step.
         invalid: Whether the step's action was invalid.
         env: The env (for terms that need more of its state; read only, except a term's own).
     """
 
-    window: dict[str, int]
-    credit_counts: dict[str, int] | None
+    window: dict[str, float | int]
+    credit_counts: dict[str, float | int] | None
     cost_usd: float
     energy_j: float
     invalid: bool
@@ -113,11 +115,14 @@ def _counted(term: str, window_key: str) -> Callable[[StepOutcome], float]:
 
 
 # ------------------------------------------------------------------ the terms
-reward_term("slo_goodput", 1.0, "per request meeting both SLOs", credited=True)(_counted("slo_goodput", "met_slo"))
-reward_term("slo_violation", -0.5, "per completed request missing an SLO", credited=True)(
-    _counted("slo_violation", "violations")
+reward_term("slo_goodput", 1.0, "per request meeting both SLOs (per kilotoken under env.outcome_unit: kilotoken)",
+            credited=True)(_counted("slo_goodput", "met_units"))
+reward_term("slo_violation", -0.5, "per completed request missing an SLO (or per kilotoken)", credited=True)(
+    _counted("slo_violation", "violation_units")
 )
-reward_term("rejection", -1.0, "per rejected request", credited=True)(_counted("rejection", "rejected"))
+reward_term("rejection", -1.0, "per rejected request (or per kilotoken)", credited=True)(
+    _counted("rejection", "rejected_units")
+)
 
 
 @reward_term("gpu_cost_usd", 0.0, "per dollar of GPU time")
@@ -177,7 +182,9 @@ def _weights_class() -> type:
     policy unchanged.
 
     Terms per step: ``slo_goodput`` requests completed within both SLOs; ``slo_violation``
-    requests completed outside an SLO; ``rejection`` requests rejected; ``gpu_cost_usd`` dollars of
+    requests completed outside an SLO; ``rejection`` requests rejected (these three count
+    kilotokens of prompt + output instead of requests under ``env.outcome_unit: kilotoken``,
+    the unit of ``slo_tokens_per_s``); ``gpu_cost_usd`` dollars of
     GPU time elapsed; ``energy_kj`` kilojoules drawn by the GPUs; ``invalid_action`` 1 if the
     action was invalid (fallback used). The ``invalid_action`` weight applies only under
     ``env.invalid_action: penalize`` (the default).

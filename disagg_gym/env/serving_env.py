@@ -16,7 +16,7 @@ from gymnasium.envs.registration import EnvSpec
 from disagg_gym.cluster.admission import split_name
 from disagg_gym.cluster.cluster import Cluster
 from disagg_gym.cluster.policies import ROUTERS, ConductorRouter
-from disagg_gym.env.reward_window import RewardWindow
+from disagg_gym.env.reward_window import RewardWindow, outcome_weight
 from disagg_gym.config import from_dict, to_dict
 from disagg_gym.env import rewards
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
@@ -291,7 +291,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             info_scen["cost_factors"] = factors
         external = self.task in ("route", "joint")
         control = self.cfg.control_interval_s if self.task in ("allocate", "joint") else None
-        self.window = RewardWindow()
+        self.window = RewardWindow(self.cfg.outcome_unit)
         self.sim = Simulation(
             scen, seed=int(wseed), keep_records=False, external=external, control_interval_s=control,
             use_allocator=self.task == "route", workload_window=tuple(window) if window is not None else None,
@@ -703,7 +703,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             self._last_arrivals = self.cluster.arrived
             a = 1.0 - math.exp(-dt / 30.0)
             self._rate_ema += a * (arrivals / dt - self._rate_ema)
-        credit_counts: dict[str, int] | None = None
+        credit_counts: dict[str, float | int] | None = None
         if self._per_decision:
             weight = self._credited
             credit_counts = dict.fromkeys(weight, 0)
@@ -727,7 +727,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         from lower cache tiers; TPOT = ``d``'s decode iteration once it joins, stretched by
         ``max(1, (decode load + 1) / max_batch)`` when sequences wait for a batch slot. With
         ``q = sigma((1 - TTFT / SLO_TTFT) / 0.1) * sigma((1 - TPOT / SLO_TPOT) / 0.1)`` the
-        advance is ``w_violation + (w_goodput - w_violation) q``, taken back when the true
+        advance is ``(w_violation + (w_goodput - w_violation) q) * u``, with ``u`` the request's
+        ``env.outcome_unit`` weight (1, or its kilotokens), taken back when the true
         outcome is credited (potential-based: the episode's return is unchanged).
         """
         cl = self.cluster
@@ -736,7 +737,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         tpot = pred.tpot_s(cl.instances[d], req)
         q = _sigmoid((1.0 - ttft / req.slo_ttft_s) / 0.1) * _sigmoid((1.0 - tpot / req.slo_tpot_s) / 0.1)
         w = self._credited
-        v = w["slo_violation"] + (w["slo_goodput"] - w["slo_violation"]) * q
+        v = (w["slo_violation"] + (w["slo_goodput"] - w["slo_violation"]) * q) * outcome_weight(req, self.cfg.outcome_unit)
         self._prepaid[self._steps] = v
         self._advance_delta += v
 
