@@ -2,7 +2,9 @@
 
 Hyperparameters come from RL Zoo-style YAML files (``disagg_gym_agents/hyperparams/<algo>.yml``):
 top-level keys are env ids (``default`` is the fallback), values are the algorithm's keyword
-arguments plus ``n_envs``, ``n_timesteps``, ``policy``, ``normalize``, ``env_wrapper`` and
+arguments plus ``n_envs``, ``n_timesteps``, ``policy``, ``normalize``, ``env_wrapper``,
+``env_overrides`` (dotted scenario overrides of the *training* env, e.g.
+``{env.outcome_unit: kilotoken}``; ``--overrides`` on the command line win) and
 ``policy_kwargs``, a plain YAML mapping such as ``{net_arch: [64, 64], activation_fn: Tanh}``
 (``activation_fn`` names a ``torch.nn`` class, ``optimizer_class`` a ``torch.optim`` one).
 """
@@ -28,7 +30,7 @@ from disagg_gym.wrappers.shaping import QueueShaping
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO}
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
-EXTRA_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "env_wrapper")
+EXTRA_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "env_wrapper", "env_overrides")
 """YAML keys that are not algorithm constructor arguments (RL Zoo conventions)."""
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 CLASS_KEYS: dict[str, Any] = {"activation_fn": torch.nn, "optimizer_class": torch.optim}
@@ -137,7 +139,8 @@ def resolve_hyperparams(hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
     ``extras`` holds ``n_envs`` (default 1), ``n_timesteps`` (default 100k), ``policy``
     (default ``MlpPolicy``), ``normalize`` (a VecNormalize kwargs dict, or ``None``) and
-    ``env_wrapper`` (``[(wrapper class, kwargs)]``, see ``parse_env_wrappers``).
+    ``env_wrapper`` (``[(wrapper class, kwargs)]``, see ``parse_env_wrappers``) and
+    ``env_overrides`` (a dict of dotted scenario keys, default empty).
     """
     kwargs = {k: v for k, v in hp.items() if k not in EXTRA_KEYS}
     if "policy_kwargs" in kwargs:
@@ -171,8 +174,20 @@ def resolve_hyperparams(hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         "policy": str(hp.get("policy", "MlpPolicy")),
         "normalize": norm or None,
         "env_wrapper": parse_env_wrappers(hp.get("env_wrapper")),
+        "env_overrides": _env_overrides(hp.get("env_overrides")),
     }
     return kwargs, extras
+
+
+def _env_overrides(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
+        raise UserError(
+            "hyperparameter 'env_overrides': expected a mapping of dotted scenario keys to values, "
+            f"such as {{env.outcome_unit: kilotoken}} (got {value!r})"
+        )
+    return dict(value)
 
 
 def parse_env_wrappers(spec: Any) -> list[tuple[type[gym.Wrapper], dict[str, Any]]]:

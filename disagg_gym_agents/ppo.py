@@ -107,9 +107,10 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
     out = Path(args.out) if args.out else default_out(args)
     check_output_dir(out, "--out")  # before any work (issue #17)
     ckpt_dir = out / "checkpoints"
-    overrides = parse_overrides(args.overrides)
     hp, entry = load_hyperparams(args.algo, args.env, args.hyperparams)
     algo_kwargs, extras = resolve_hyperparams(hp)
+    # The entry's env_overrides (e.g. the reward's outcome unit), then --overrides on top.
+    overrides = {**extras["env_overrides"], **parse_overrides(args.overrides)}
     n_envs = args.n_envs or extras["n_envs"]
     total = args.timesteps or extras["n_timesteps"]
     norm = extras["normalize"]

@@ -524,3 +524,16 @@ def test_periodic_eval_env_runs_validation_seeds_not_test_seeds() -> None:
         assert seen == [20_000, 20_001, 20_000]
     finally:
         venv.close()
+
+
+def test_env_overrides_key_reaches_the_training_env_and_the_cli_wins(tmp_path: Path) -> None:
+    from disagg_gym_agents.hparams import resolve_hyperparams
+
+    p = tmp_path / "hp_overrides.yml"  # not hp.yml: _args writes that one
+    p.write_text(FAST_HP + "  env_overrides: {env.outcome_unit: kilotoken, horizon_s: 5}\n")
+    path = train(_args(tmp_path, hyperparams=str(p), timesteps=256, eval_freq=0, progress_bar=False))
+    cfg = json.loads((path.parent / "config.json").read_text())
+    # the entry's overrides, then --overrides (horizon_s=3) on top
+    assert cfg["overrides"] == {"env.outcome_unit": "kilotoken", "horizon_s": 3}
+    with pytest.raises(ValueError, match="env_overrides"):
+        resolve_hyperparams({"env_overrides": ["env.outcome_unit=kilotoken"]})
