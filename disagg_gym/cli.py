@@ -95,7 +95,8 @@ def canonical_env_ids(items: Sequence[str]) -> list[str]:
 
 def workload_label(w: Any) -> str:
     """One phrase naming a workload config: ``replaying X.csv x4``, ``poisson 53 req/s, azure_conv lengths``,
-    ``poisson 88 req/s, azure_code then azure_conv from 300 s lengths``."""
+    ``poisson 88 req/s, azure_code then azure_conv from 300 s lengths``.
+    """
     if w.kind == "trace":
         text = f"replaying {Path(str(w.trace_path)).name}"
         if w.rate_scale != 1:
