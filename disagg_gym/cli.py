@@ -94,7 +94,9 @@ def canonical_env_ids(items: Sequence[str]) -> list[str]:
 
 
 def workload_label(w: Any) -> str:
-    """One phrase naming a workload config: ``replaying X.csv x4``, ``poisson 53 req/s, azure_conv lengths``."""
+    """One phrase naming a workload config: ``replaying X.csv x4``, ``poisson 53 req/s, azure_conv lengths``,
+    ``poisson 88 req/s, azure_code then azure_conv from 300 s lengths``.
+    """
     if w.kind == "trace":
         text = f"replaying {Path(str(w.trace_path)).name}"
         if w.rate_scale != 1:
@@ -103,6 +105,9 @@ def workload_label(w: Any) -> str:
     if w.kind in ("multi_turn", "tenants", "rag"):
         return f"{w.kind} prefix workload, {w.rate_per_s:g} req/s on average"
     lengths = f"{w.prompt_tokens}/{w.output_tokens}-token" if w.lengths == "fixed" else w.lengths
+    if getattr(w, "lengths_after", None) is not None:
+        after = f"{w.prompt_tokens}/{w.output_tokens}-token" if w.lengths_after == "fixed" else w.lengths_after
+        lengths += f" then {after} from {w.lengths_switch_at_s:g} s"
     rate = f"{w.rate_per_s:g} req/s"
     if w.kind == "gamma":
         rate += f" (CV {w.cv:g})"

@@ -42,7 +42,7 @@ KEYS = ["horizon_s", "seed", "max_requests", "workload.rate_per_s", "workload.ki
         "nokey", "cluster", "workload.prompt_tokens", "workload.max_prompt_tokens"]
 VALUES = [*NUMS, "true", "null", "[]", "{}", "[1, 2]", "{a: 1}", "trace", "poisson", "jsq", "fixed", "'x'",
           "{{", "- a", "!!python/object:os.system ls"]
-ENVS = ["disagg/SmallRoute-v3", "disagg/ColocatedBaseline-v3", "disagg/EnergyAllocate-v2", "disagg/Nope-v0", "", "x"]
+ENVS = ["disagg/SmallRoute-v3", "disagg/ColocatedBaseline-v3", "disagg/EnergyAllocate-v3", "disagg/Nope-v0", "", "x"]
 POLICIES = ["jsq", "heuristic:jsq", "heuristic:round_robin", "heuristic:static", "heuristic:nope", "",
             "sb3:", "sb3:DIR", "sb3:FILE_TXT", "sb3:MISSING.zip", "sb3:NOTZIP.zip", "sb3:maskable_ppo=DIR",
             "heuristics"]
@@ -178,7 +178,7 @@ def cases() -> st.SearchStrategy[list[str]]:
     )
     evaluate = st.tuples(
         st.just(["evaluate", "--overrides", "horizon_s=2"]),
-        opt("--env", ["disagg/SmallRoute-v3", "disagg/ColocatedBaseline-v3", "disagg/EnergyAllocate-v2"], ["disagg/Nope-v0", "", "x"]),
+        opt("--env", ["disagg/SmallRoute-v3", "disagg/ColocatedBaseline-v3", "disagg/EnergyAllocate-v3"], ["disagg/Nope-v0", "", "x"]),
         opt("--policy", ["jsq", "heuristic:jsq", "heuristic:round_robin", "heuristic:static", "sb3:MODEL_ZIP"],
             ["heuristic:nope", "", "sb3:", "sb3:DIR", "sb3:FILE_TXT", "sb3:MISSING.zip", "sb3:NOTZIP.zip", "heuristics"]),
         opt("--episodes", ["1", "2"], ["0", "-1", "abc"]),

@@ -54,7 +54,7 @@ def test_scenario_run_counts_every_request_of_the_config() -> None:
 
 
 def test_env_measurement_takes_make_kwargs() -> None:
-    r = bench.bench_env("disagg/EnergyAllocate-v2", seconds=0.2, kwargs={"control_interval_s": 0.25, "horizon_s": 5.0})
+    r = bench.bench_env("disagg/EnergyAllocate-v3", seconds=0.2, kwargs={"control_interval_s": 0.25, "horizon_s": 5.0})
     assert r["decisions"] > 0 and r["instances"] == 8
     assert bench.FINE_CONTROL_INTERVALS_S and all(0 < ci < 10 for ci in bench.FINE_CONTROL_INTERVALS_S)
 

@@ -280,3 +280,12 @@ def test_one_line_descriptions_do_not_stop_at_abbreviations() -> None:
     line = _one_line(Doc)
     assert line.startswith("Mooncake's Conductor (Qin et al., FAST'25, Sec. 5 \"scheduling\"): the")
     assert "Rejects" not in line and len(line) <= 90
+
+
+def test_workload_label_names_a_length_mix_flip() -> None:
+    # EnergyAllocate-v3 as written in configs/energy-allocate.yaml
+    from disagg_gym.cli import workload_label
+    from disagg_gym.scenario import load_scenario
+
+    assert workload_label(load_scenario("energy-allocate").workload) == (
+        "poisson 88 req/s, azure_code then azure_conv from 300 s lengths")

@@ -25,7 +25,7 @@ STANDARD_CONFIGS: dict[str, int] = {
     "azure-trace-route": 0,
     "colocated-baseline": 3,
     "diurnal-day-route": 0,
-    "energy-allocate": 2,
+    "energy-allocate": 3,
     "hetero-allocate": 3,
     "hetero-route": 3,
     "hybrid-cost-route": 3,

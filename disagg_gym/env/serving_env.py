@@ -110,6 +110,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     different policies can be compared on identical input.
 
     ## Version History
+    * v3 of HeteroAllocate (168 req/s) and EnergyAllocate (a length mix flipping from code
+      completion to chat at 300 s, 88 req/s) (issue #15 item 5: v2 was degenerate): the
+      workloads changed; the simulator, spaces and reward are unchanged.
     * v3 of ColocatedBaseline and MooncakeRdmaRoute, v1 of the three prefix-cache configs, and
       the v3 route ids of issue #15 (SmallRoute, HeteroRoute, PcieRoute, HybridCostRoute) and
       its new v0 ids (issue #16): ``env.reward_mode: predicted`` by default (``per_decision``

@@ -297,6 +297,20 @@ class WorkloadConfig:
         default="azure_conv",
         metadata=spec("request lengths: a preset (" + ", ".join(preset_names()) + ")"),
     )
+    lengths_after: str | None = field(
+        default=None,
+        metadata=spec(
+            "poisson, gamma, time_varying: request lengths from lengths_switch_at_s on, a "
+            "preset or fixed (null: `lengths` throughout)"
+        ),
+    )
+    lengths_switch_at_s: float | None = field(
+        default=None,
+        metadata=spec(
+            "poisson, gamma, time_varying: when lengths_after takes over, seconds after the start",
+            ge=0,
+        ),
+    )
     prompt_tokens: int = field(default=1024, metadata=spec("fixed: prompt tokens", ge=1))
     output_tokens: int = field(default=128, metadata=spec("fixed: output tokens", ge=1))
     max_prompt_tokens: int | None = field(
@@ -397,6 +411,22 @@ class WorkloadConfig:
                 f"key 'lengths': unknown length preset; expected one of "
                 f"{', '.join(preset_names())} (got {self.lengths!r})"
             )
+        if self.lengths_after is not None:
+            if self.lengths_after != "fixed" and self.lengths_after not in LENGTH_PRESETS:
+                raise ValueError(
+                    f"key 'lengths_after': unknown length preset; expected one of "
+                    f"{', '.join(preset_names())} (got {self.lengths_after!r})"
+                )
+            if self.lengths_switch_at_s is None:
+                raise ValueError(
+                    "key 'lengths_switch_at_s': required when lengths_after is set "
+                    f"(got None with lengths_after {self.lengths_after!r})"
+                )
+        elif self.lengths_switch_at_s is not None:
+            raise ValueError(
+                "key 'lengths_switch_at_s': only used with lengths_after; set lengths_after to "
+                f"the preset that takes over (got {self.lengths_switch_at_s:g} without it)"
+            )
         if self.kind == "trace" and not self.trace_path:
             raise ValueError(
                 f"key 'trace_path': required when kind is 'trace' (got {self.trace_path!r})"
@@ -430,13 +460,14 @@ class WorkloadConfig:
         """Peak rate of the time_varying profile (the thinning envelope)."""
         return self.rate_profile_model().max_rate_per_s
 
-    def length_model(self) -> LengthModel:
-        """The length sampler for ``lengths`` (a preset's tables are built here)."""
-        if self.lengths == "fixed":
+    def length_model(self, name: str | None = None) -> LengthModel:
+        """The length sampler for ``name`` (default ``lengths``; a preset's tables are built here)."""
+        name = self.lengths if name is None else name
+        if name == "fixed":
             return FixedLengths(self.prompt_tokens, self.output_tokens)
-        if self.lengths not in LENGTH_PRESETS:
+        if name not in LENGTH_PRESETS:
             self.validate()  # raises the one-line error
-        return LENGTH_PRESETS[self.lengths].sampler()
+        return LENGTH_PRESETS[name].sampler()
 
     def cap(self, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Applies ``max_prompt_tokens`` / ``max_output_tokens`` (clipping, not rejection)."""
@@ -516,6 +547,9 @@ class WorkloadConfig:
                 start_s,
                 CHUNK_SIZE,
             )
+        after = None
+        if self.lengths_after is not None and self.lengths_switch_at_s is not None:
+            after = (self.lengths_switch_at_s, self.length_model(self.lengths_after))
         return SyntheticSource(
             ARRIVAL_PROCESSES.get(self.kind)(self),
             self.length_model(),
@@ -525,6 +559,7 @@ class WorkloadConfig:
             horizon_s,
             max_requests,
             start_s,
+            lengths_after=after,
         )
 
 
@@ -550,6 +585,9 @@ class SyntheticSource:
         horizon_s: Arrivals end before ``start_s + horizon_s``; ``None`` for no limit.
         max_requests: Arrival count limit; ``None`` for no limit.
         start_s: Absolute time origin of the workload.
+        lengths_after: ``(switch_at_s, model)``: arrivals at or after ``switch_at_s`` (relative
+            to ``start_s``) draw their lengths from ``model`` instead of ``lengths``; ``None``:
+            ``lengths`` throughout. Lengths are drawn in arrival order from the one stream.
     """
 
     def __init__(
@@ -562,9 +600,11 @@ class SyntheticSource:
         horizon_s: float | None,
         max_requests: int | None,
         start_s: float,
+        lengths_after: tuple[float, LengthModel] | None = None,
     ) -> None:
         self._process = process
         self._lengths = lengths
+        self._after = lengths_after
         self._cfg = cfg
         self._arr = arrivals_rng
         self._len = lengths_rng
@@ -598,9 +638,25 @@ class SyntheticSource:
             return None
         if self._left is not None:
             self._left -= rel.size
-        prompt, output = self._cfg.cap(*self._lengths.sample(self._len, rel.size))
+        prompt, output = self._cfg.cap(*self._sample_lengths(rel))
         ttft, tpot = self._cfg.slos(prompt)
         return ArrivalChunk(self._start_s + rel, prompt, output, ttft, tpot, None)
+
+    def _sample_lengths(self, rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt, output) for arrivals at relative times ``rel`` (ascending)."""
+        if self._after is None:
+            return self._lengths.sample(self._len, rel.size)
+        switch_s, after = self._after
+        k = int(np.searchsorted(rel, switch_s, side="left"))  # arrivals before the switch
+        parts = []
+        if k > 0:
+            parts.append(self._lengths.sample(self._len, k))
+        if k < rel.size:
+            parts.append(after.sample(self._len, rel.size - k))
+        return (
+            np.concatenate([p for p, _ in parts]).astype(np.int64, copy=False),
+            np.concatenate([o for _, o in parts]).astype(np.int64, copy=False),
+        )
 
     def __iter__(self) -> Iterator[ArrivalChunk]:
         """Iterates the remaining chunks."""

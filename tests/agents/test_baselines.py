@@ -74,7 +74,7 @@ def test_static_split_candidates_by_hand() -> None:
 
 
 def test_static_split_holds_its_counts() -> None:
-    env = gym.make("disagg/EnergyAllocate-v2", overrides={"horizon_s": 40.0})
+    env = gym.make("disagg/EnergyAllocate-v3", overrides={"horizon_s": 40.0})
     pol = make_policy("static_split", env, prefill_counts={"h100-sxm": 2})
     row = run_episode(pol, env, 20_000)
     assert row["invalid_actions"] == 0
@@ -120,7 +120,7 @@ def test_borrow_step_by_hand() -> None:
 @pytest.mark.parametrize("name", ["sla_planner", "splitwise", "static_split"])
 def test_allocation_baselines_run_with_valid_actions(name: str) -> None:
     assert name in POLICIES.names()
-    env = gym.make("disagg/EnergyAllocate-v2", overrides={"horizon_s": 60.0})
+    env = gym.make("disagg/EnergyAllocate-v3", overrides={"horizon_s": 60.0})
     row = run_episode(make_policy(name, env), env, 20_000)
     assert row["invalid_actions"] == 0 and row["requests_completed"] > 0
     env.close()
@@ -132,7 +132,7 @@ def test_allocation_heuristics_stay_under_the_bound() -> None:
     over = {"horizon_s": 60.0, "horizon_policy": "drain"}
     scen = load_scenario("energy-allocate", over)
     ub = episode_bound(scen, 20_000)
-    env = gym.make("disagg/EnergyAllocate-v2", overrides=over)
+    env = gym.make("disagg/EnergyAllocate-v3", overrides=over)
     for name in ("random", "static_ratio", "threshold", "static_split", "sla_planner", "splitwise"):
         row = run_episode(make_policy(name, env), env, 20_000)
         assert 0 < row["slo_tokens_per_s"] <= ub * (1 + 1e-9), name  # KPIs are rounded to 9 decimals

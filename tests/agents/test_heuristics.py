@@ -14,7 +14,7 @@ from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym_agents.heuristics import AllocatorHeuristic, RouterHeuristic
 
 ROUTE_ID = "disagg/SmallRoute-v3"
-ALLOC_ID = "disagg/EnergyAllocate-v2"
+ALLOC_ID = "disagg/EnergyAllocate-v3"
 SHORT = {"horizon_s": 8.0}
 EXPECTED = {
     "random",

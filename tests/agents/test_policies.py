@@ -28,7 +28,7 @@ from disagg_gym_agents.ppo import train
 from disagg_gym_agents.sb3_policy import SB3Policy
 
 ROUTE = "disagg/SmallRoute-v3"
-ALLOC = "disagg/EnergyAllocate-v2"
+ALLOC = "disagg/EnergyAllocate-v3"
 JOINT = "disagg/LargeJoint-v2"
 
 

@@ -10,7 +10,7 @@ import disagg_gym  # noqa: F401
 
 @pytest.mark.parametrize("interval", [0.5, 2.0])
 def test_each_allocate_step_simulates_one_control_interval(interval: float) -> None:
-    env = gym.make("disagg/EnergyAllocate-v2", control_interval_s=interval, horizon_s=6)
+    env = gym.make("disagg/EnergyAllocate-v3", control_interval_s=interval, horizon_s=6)
     assert env.spec.kwargs["control_interval_s"] == interval
     assert env.spec.id.startswith("disagg/EnergyAllocate-custom-")
     u = env.unwrapped

@@ -146,7 +146,7 @@ def _trajectory(env_id: str, seed: int, n: int = 200) -> list[tuple]:
     return out
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/EnergyAllocate-v2", "disagg/LargeJoint-v2"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/EnergyAllocate-v3", "disagg/LargeJoint-v2"])
 def test_same_seed_same_trajectory(env_id: str) -> None:
     assert _trajectory(env_id, 5) == _trajectory(env_id, 5)
     assert _trajectory(env_id, 5) != _trajectory(env_id, 6)
@@ -231,7 +231,7 @@ def test_reset_options_validated() -> None:
         env.reset(options={"workload_seed": -1})
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/HeteroRoute-v3", "disagg/LargeJoint-v2", "disagg/EnergyAllocate-v2", "disagg/ColocatedBaseline-v3"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/HeteroRoute-v3", "disagg/LargeJoint-v2", "disagg/EnergyAllocate-v3", "disagg/ColocatedBaseline-v3"])
 def test_incremental_observation_equals_full_rebuild(env_id: str) -> None:
     env = make(env_id, **_fast(env_id))
     rng = np.random.default_rng(1)
@@ -277,7 +277,7 @@ def test_subprocess_vector_env_reproduces_in_process_trajectory() -> None:
 def test_constant_allocation_action_keeps_the_requested_pool_size(k: int) -> None:
     # Regression: a stale role-count cache (refilled by the router between two control steps)
     # made repeated identical actions keep flipping instances.
-    env = make("disagg/EnergyAllocate-v2", horizon_s=120.0)
+    env = make("disagg/EnergyAllocate-v3", horizon_s=120.0)
     env.reset(seed=0)
     for _ in range(10):
         _, _, term, trunc, info = env.step(env.action_for(prefill_counts={"h100-sxm": k}))

@@ -18,7 +18,7 @@ from disagg_gym.types import RequestState, Role
 from disagg_gym.wrappers import ObservationNoise, QueueShaping, StaleObservation
 
 ENV = "disagg/SmallRoute-v3"
-ALLOC = "disagg/EnergyAllocate-v2"
+ALLOC = "disagg/EnergyAllocate-v3"
 W = {"met": 1.0, "violated": -0.5, "rejected": -1.0}  # small-route.yaml's weights, by hand
 
 

@@ -77,7 +77,7 @@ def test_bad_padding_is_one_clear_error() -> None:
     with pytest.raises(UserError, match="max_instances=2 is below the cluster's 4 instances"):
         _padded(2)
     with pytest.raises(UserError, match="obs_mode: padded needs task: route"):
-        gym.make("disagg/EnergyAllocate-v2", overrides={"env.obs_mode": "padded"})
+        gym.make("disagg/EnergyAllocate-v3", overrides={"env.obs_mode": "padded"})
 
 
 def test_default_slots_equal_the_cluster() -> None:

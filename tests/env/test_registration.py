@@ -72,3 +72,29 @@ def test_hetero_allocate_v3_load_and_shifts() -> None:
     shifts = read_yaml(configs_dir() / "hetero-allocate.yaml")["evaluation"]["shifts"]
     assert shifts["load_up_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(201.6)
     assert shifts["load_down_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(134.4)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("disagg/EnergyAllocate-v2", "disagg/EnergyAllocate-v3"),
+    ("disagg/EnergyAllocate-fine-v2", "disagg/EnergyAllocate-fine-v3"),
+])
+def test_energy_allocate_v2_is_retired_for_v3(old: str, new: str) -> None:
+    # issue #15 item 5: v2 was degenerate (99.3 % of the bound, three heuristics identical)
+    with pytest.raises(gym.error.DeprecatedEnv, match=new):
+        gym.make(old)
+    from disagg_gym_agents.base import check_env_id  # what the CLI commands call on --env
+
+    with pytest.raises(UserError, match=f"deprecated .*; use {new}$"):
+        check_env_id(old)
+
+
+def test_energy_allocate_v3_mix_flip_and_shifts() -> None:
+    # values written in configs/energy-allocate.yaml: azure_code then azure_conv from 300 s at
+    # a constant 88 req/s; shifts +-20 % of the rate
+    scen = load_scenario("energy-allocate")
+    w = scen.workload
+    assert (w.kind, w.rate_per_s, w.lengths, w.lengths_after, w.lengths_switch_at_s) == (
+        "poisson", 88, "azure_code", "azure_conv", 300)
+    shifts = read_yaml(configs_dir() / "energy-allocate.yaml")["evaluation"]["shifts"]
+    assert shifts["load_up_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(105.6)
+    assert shifts["load_down_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(70.4)

@@ -257,6 +257,51 @@ def test_slo_arrays_and_fixed_lengths_and_caps() -> None:
     np.testing.assert_allclose(ttft, 1.0 + 0.1 * p / 1000.0)
 
 
+# ------------------------------------------------------------------- length mix that switches
+SWITCH_BASE = {"kind": "time_varying", "rate_profile": "step", "rate_per_s": 40.0, "step_at_s": 100.0}
+
+
+def test_lengths_after_takes_over_at_the_switch() -> None:
+    # Oracle: the same config with one preset throughout. Arrivals never move; requests before
+    # the switch have exactly the first preset's lengths (drawn in arrival order from the same
+    # stream, so the single-preset run's first k pairs); from the switch on every request has
+    # the fixed lengths.
+    code = cfg(**SWITCH_BASE, lengths="azure_code")
+    mixed = cfg(**SWITCH_BASE, lengths="azure_code", lengths_after="fixed", lengths_switch_at_s=137.5,
+                prompt_tokens=333, output_tokens=77)
+    t0, p0, o0, _, _ = concat(collect(code.build(RngStreams(5), horizon_s=300.0)))
+    t1, p1, o1, ttft, _ = concat(collect(mixed.build(RngStreams(5), horizon_s=300.0)))
+    assert t1.size > 3 * CHUNK_SIZE  # the switch and the chunk boundaries both exercised
+    np.testing.assert_array_equal(t1, t0)
+    before = t1 < 137.5
+    assert 0 < before.sum() < t1.size
+    np.testing.assert_array_equal(p1[before], p0[before])
+    np.testing.assert_array_equal(o1[before], o0[before])
+    assert set(p1[~before].tolist()) == {333} and set(o1[~before].tolist()) == {77}
+    np.testing.assert_allclose(ttft[~before], np.full((~before).sum(), 1.0))  # slo_ttft_s default, no per-1k term
+
+
+@pytest.mark.parametrize(("switch_s", "same_as"), [(0.0, "azure_conv"), (1e6, "azure_code")])
+def test_lengths_switch_at_the_edges_is_one_preset(switch_s: float, same_as: str) -> None:
+    # Switching at the start is the second preset throughout; after the horizon, the first.
+    mixed = cfg(**SWITCH_BASE, lengths="azure_code", lengths_after="azure_conv", lengths_switch_at_s=switch_s)
+    plain = cfg(**SWITCH_BASE, lengths=same_as)
+    for a, b in zip(concat(collect(mixed.build(RngStreams(9), horizon_s=250.0))),
+                    concat(collect(plain.build(RngStreams(9), horizon_s=250.0)))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_lengths_after_matches_each_presets_published_means() -> None:
+    # Oracle: the published means (docs/workloads.md): azure_code 2,048 / 28, azure_conv
+    # 1,154.7 / 211.1 (prompt / output tokens); ~12,000 requests per phase.
+    c = cfg(kind="poisson", rate_per_s=40.0, lengths="azure_code", lengths_after="azure_conv",
+            lengths_switch_at_s=300.0)
+    t, p, o, _, _ = concat(collect(c.build(RngStreams(3), horizon_s=600.0)))
+    a = t < 300.0
+    assert p[a].mean() == pytest.approx(2048, rel=0.05) and o[a].mean() == pytest.approx(28, rel=0.05)
+    assert p[~a].mean() == pytest.approx(1154.7, rel=0.05) and o[~a].mean() == pytest.approx(211.1, rel=0.05)
+
+
 # ------------------------------------------------------------------------------- presets
 def test_preset_listing() -> None:
     assert preset_names() == [
@@ -371,6 +416,28 @@ def test_lognormal_mixture_rejects_bad_parameters() -> None:
                 "(got 't.csv' with kind 'poisson')"
             ),
         ),
+        (
+            {"lengths_after": "sharegpt", "lengths_switch_at_s": 10},
+            (
+                "key 'lengths_after': unknown length preset; expected one of azure_code, azure_conv, "
+                "distserve_humaneval, distserve_longbench, distserve_sharegpt, mooncake_conv, "
+                "mooncake_synthetic, fixed (got 'sharegpt')"
+            ),
+        ),
+        (
+            {"lengths_after": "azure_code"},
+            "key 'lengths_switch_at_s': required when lengths_after is set (got None with "
+            "lengths_after 'azure_code')",
+        ),
+        (
+            {"lengths_switch_at_s": 300},
+            "key 'lengths_switch_at_s': only used with lengths_after; set lengths_after to the "
+            "preset that takes over (got 300 without it)",
+        ),
+        (
+            {"lengths_after": "azure_code", "lengths_switch_at_s": -1},
+            "key 'lengths_switch_at_s': expected a value >= 0 (got -1.0)",
+        ),
         ({"rate_per_s": 0}, "key 'rate_per_s': expected a value > 0 (got 0.0)"),
         ({"amplitude": 1.5}, "key 'amplitude': expected a value <= 1 (got 1.5)"),
         (
@@ -421,6 +488,7 @@ def test_switching_kind_alone_keeps_a_config_valid() -> None:
     factor=st.floats(0.05, 20.0),
     at=st.floats(0.0, 50.0),
     lengths=st.sampled_from(preset_names()),
+    after=st.one_of(st.none(), st.sampled_from(preset_names())),
     cap=st.one_of(st.none(), st.integers(1, 5000)),
     horizon=st.one_of(st.none(), st.floats(0.01, 100.0)),
     max_requests=st.one_of(st.none(), st.integers(0, 9000)),
@@ -436,6 +504,7 @@ def test_every_chunk_is_well_formed(
     factor: float,
     at: float,
     lengths: str,
+    after: str | None,
     cap: int | None,
     horizon: float | None,
     max_requests: int | None,
@@ -456,6 +525,8 @@ def test_every_chunk_is_well_formed(
         spike_factor=factor,
         spike_duration_s=at + 1.0,
         lengths=lengths,
+        lengths_after=after,
+        lengths_switch_at_s=None if after is None else at,
         max_prompt_tokens=cap,
         max_output_tokens=cap,
     )
