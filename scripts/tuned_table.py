@@ -30,6 +30,7 @@ from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.scenario import load_scenario
 from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.stats import to_float
+from disagg_gym_agents.registry import POLICIES
 from disagg_gym_agents.tuning import LOWER_IS_BETTER, read_tuned
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +42,10 @@ def default_params(config: str, policy: str, keys: list[str]) -> dict[str, Any]:
     if adm is not None:
         cls: Any = ADMISSION.get(adm)
         scen = load_scenario(config).admission.get(adm, {})
-    else:
+    elif router in ROUTERS:
         cls, scen = ROUTERS.get(router), {}
+    else:  # an allocation policy (sla_planner, splitwise, static_split)
+        cls, scen = POLICIES.get(router), {}
     sig = inspect.signature(cls)
     return {k: scen.get(k, sig.parameters[k].default) for k in keys if k in sig.parameters}
 
