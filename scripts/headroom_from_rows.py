@@ -6,8 +6,9 @@ worst non-random baseline (``random`` and upper-bound references such as ``lengt
 left out), the fluid bound on ``slo_tokens_per_s`` (``disagg_gym.bounds``, horizon ``drain``,
 mean over the same seeds, the split's overrides applied), and the issue's verdicts
 (``scripts/measure_headroom.py``: *degenerate* when best / worst - 1 < 2 % or best / bound >
-97 %; *headroom* when best / bound <= 90 % or best / worst - 1 >= 5 %). Heuristics are at their
-registered defaults as benchmarked (not tuned): see measure_headroom.py for tuned families.
+97 %; *headroom* when best / bound <= 90 % or best / worst - 1 >= 5 %). Heuristics are at the
+params their rows record (tuned where ``leaderboard/tuned.yaml`` has an entry, shown after the
+name; otherwise their registered defaults).
 Where the config's primary metric is not ``slo_tokens_per_s`` the best and the spread on it are
 shown too.
 
@@ -53,6 +54,7 @@ def main() -> None:
     for (env_id, split) in sorted(per, key=lambda k: (args.configs.index(k[0]), k[1] != "test", k[1])):
         agents = per[(env_id, split)]
         mean: dict[str, dict[str, float]] = {}
+        label: dict[str, str] = {}
         seeds: set[int] = set()
         for a, rows in agents.items():
             if a in EXCLUDED or rows[0]["upper_bound"] in ("True", "true", "1"):
@@ -61,6 +63,8 @@ def main() -> None:
             mean[a] = {m: sum(float(r[m]) for r in rows) / len(rows)
                        for m in ("slo_tokens_per_s", "rejection_rate", rows[0]["primary_metric"])}
             mean[a]["_n"] = len(rows)
+            if rows[0].get("params") not in (None, "", "{}"):
+                label[a] = f"`{a}` {rows[0]['params']}"
         ranked = sorted(mean, key=lambda a: -mean[a]["slo_tokens_per_s"])
         best, second, worst = ranked[0], ranked[1], ranked[-1]
         name = config_of(env_id)
@@ -75,8 +79,9 @@ def main() -> None:
             hi, lo = mean[order[0]][prim], mean[order[-1]][prim]
             spread = (lo / hi - 1) if sign < 0 else (hi / lo - 1)
             own = f"`{prim}`: `{order[0]}` {hi:.4g}, {100 * spread:.1f} %"
-        print(f"| {env_id.split('/')[-1]} | {split} | `{best}` | {mean[best]['slo_tokens_per_s']:.0f} | {ub:.0f} | "
-              f"{100 * v['best_fraction_of_bound']:.1f} % | `{worst}` | {100 * v['spread_best_over_worst']:.1f} % | "
+        print(f"| {env_id.split('/')[-1]} | {split} | {label.get(best, f'`{best}`')} | {mean[best]['slo_tokens_per_s']:.0f} | "
+              f"{ub:.0f} | {100 * v['best_fraction_of_bound']:.1f} % | {label.get(worst, f'`{worst}`')} | "
+              f"{100 * v['spread_best_over_worst']:.1f} % | "
               f"{100 * b2:.2f} % | {100 * mean[best]['rejection_rate']:.2f} % | "
               f"{'yes' if v['degenerate'] else 'no'} | {'yes' if v['headroom'] else 'no'} | {own} |", flush=True)
 
