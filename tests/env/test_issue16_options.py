@@ -14,8 +14,9 @@ import pytest
 
 import disagg_gym  # noqa: F401
 from disagg_gym.errors import UserError
-from disagg_gym.types import RequestState, Role
+from disagg_gym.types import Role
 from disagg_gym.wrappers import ObservationNoise, QueueShaping, StaleObservation
+from _oracles import request_outcome
 
 ENV = "disagg/SmallRoute-v3"
 ALLOC = "disagg/EnergyAllocate-v3"
@@ -92,14 +93,6 @@ def test_raise_refuses_an_invalid_allocation_before_changing_anything() -> None:
 
 
 # ---------------------------------------------------------------- reward_mode: aggregate
-def _outcome(req) -> str | None:
-    if req.state is RequestState.REJECTED:
-        return "rejected"
-    if req.completion_s is None:
-        return None
-    ttft = req.first_token_s - req.arrival_s
-    tpot = 0.0 if req.output_tokens <= 1 else (req.completion_s - req.first_token_s) / (req.output_tokens - 1)
-    return "met" if ttft <= req.slo_ttft_s and tpot <= req.slo_tpot_s else "violated"
 
 
 def test_aggregate_episode_reward_is_the_weighted_count_of_finished_requests() -> None:
@@ -118,7 +111,7 @@ def test_aggregate_episode_reward_is_the_weighted_count_of_finished_requests() -
         total += r
         if term or trunc:
             break
-    outcomes = [_outcome(q) for q in reqs]
+    outcomes = [request_outcome(q) for q in reqs]
     assert {"met", "violated", "rejected"} <= set(outcomes)
     assert total == pytest.approx(sum(W[o] for o in outcomes if o is not None))
 

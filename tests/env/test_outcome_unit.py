@@ -12,7 +12,7 @@ import pytest
 
 import disagg_gym  # noqa: F401
 from disagg_gym.config import ConfigError
-from disagg_gym.types import RequestState
+from _oracles import request_outcome
 
 ENV = "disagg/SmallRoute-v3"
 W = {"met": 1.0, "violated": -0.5, "rejected": -1.0}  # small-route.yaml's weights, by hand
@@ -27,14 +27,6 @@ def _kilotokens(req) -> float:
     return (req.prompt_tokens + req.output_tokens) / 1000.0
 
 
-def _outcome(req) -> str | None:
-    if req.state is RequestState.REJECTED:
-        return "rejected"
-    if req.completion_s is None:
-        return None
-    ttft = req.first_token_s - req.arrival_s
-    tpot = 0.0 if req.output_tokens <= 1 else (req.completion_s - req.first_token_s) / (req.output_tokens - 1)
-    return "met" if ttft <= req.slo_ttft_s and tpot <= req.slo_tpot_s else "violated"
 
 
 def _episode(env: gym.Env, seed: int, reject_every: int = 0):
@@ -79,7 +71,7 @@ def test_each_decision_is_credited_its_requests_tokens() -> None:
             credited[int(key)] = credited.get(int(key), 0.0) + v
     seen = set()
     for dec, req in enumerate(routed):
-        out = _outcome(req)
+        out = request_outcome(req)
         if out is None:
             continue
         seen.add(out)

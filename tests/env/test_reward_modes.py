@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import disagg_gym  # noqa: F401
-from disagg_gym.types import RequestState
+from _oracles import request_outcome
 
 ENV = "disagg/SmallRoute-v3"
 W = {"met": 1.0, "violated": -0.5, "rejected": -1.0}  # small-route.yaml's weights, by hand
@@ -17,15 +17,6 @@ def _make(mode: str, horizon: float = 6.0) -> gym.Env:
     return gym.make(ENV, overrides={"horizon_s": horizon, "env.reward_mode": mode})
 
 
-def _outcome(req) -> str | None:
-    """Final outcome from the request's own timestamps (independent of the env's bookkeeping)."""
-    if req.state is RequestState.REJECTED:
-        return "rejected"
-    if req.completion_s is None:
-        return None
-    ttft = req.first_token_s - req.arrival_s
-    tpot = 0.0 if req.output_tokens <= 1 else (req.completion_s - req.first_token_s) / (req.output_tokens - 1)
-    return "met" if ttft <= req.slo_ttft_s and tpot <= req.slo_tpot_s else "violated"
 
 
 def test_a_policy_rejection_is_credited_to_its_own_step() -> None:
@@ -39,7 +30,7 @@ def test_a_policy_rejection_is_credited_to_its_own_step() -> None:
     assert r == pytest.approx(-1.0)
 
 
-def test_every_decision_is_credited_its_requests_final_outcome() -> None:
+def test_every_decision_is_credited_its_requests_finalrequest_outcome() -> None:
     env = _make("per_decision", horizon=8.0)
     env.reset(seed=5)
     u = env.unwrapped
@@ -67,7 +58,7 @@ def test_every_decision_is_credited_its_requests_final_outcome() -> None:
         k += 1
         if term or trunc:
             break
-    outcomes = {dec: _outcome(req) for dec, req in routed.items()}
+    outcomes = {dec: request_outcome(req) for dec, req in routed.items()}
     assert {"met", "violated", "rejected"} <= set(outcomes.values())
     for dec, out in outcomes.items():
         req = routed[dec]
