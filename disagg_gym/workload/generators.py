@@ -412,6 +412,11 @@ class WorkloadConfig:
                 f"{', '.join(preset_names())} (got {self.lengths!r})"
             )
         if self.lengths_after is not None:
+            if self.kind == "trace" or self.kind in PREFIX_WORKLOADS:
+                raise ValueError(
+                    f"key 'lengths_after': only the kinds poisson, gamma and time_varying switch "
+                    f"length presets, not kind {self.kind!r} (got lengths_after {self.lengths_after!r})"
+                )
             if self.lengths_after != "fixed" and self.lengths_after not in LENGTH_PRESETS:
                 raise ValueError(
                     f"key 'lengths_after': unknown length preset; expected one of "

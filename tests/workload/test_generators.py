@@ -584,3 +584,11 @@ def test_absurd_expected_arrivals_fail_before_any_work() -> None:
         cfg(kind="time_varying", rate_profile="spike", rate_per_s=1e8, spike_factor=100.0).build(
             RngStreams(0), horizon_s=1.0
         )
+
+
+@pytest.mark.parametrize("kind", ["trace", "multi_turn"])
+def test_lengths_after_on_a_kind_that_cannot_switch_is_one_line(kind: str) -> None:
+    extra = {"trace_path": "t.jsonl"} if kind == "trace" else {}
+    c = WorkloadConfig(kind=kind, rate_per_s=1.0, lengths_after="azure_conv", lengths_switch_at_s=5.0, **extra)
+    with pytest.raises(ValueError, match=f"lengths_after.*not kind '{kind}'"):
+        c.validate()
