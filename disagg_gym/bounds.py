@@ -157,8 +157,7 @@ def cacheable_tokens(
     # the earliest occurrence in a *different* request: the next one when the first is r's own
     # (a hash twice in one prompt would count its own request: more hits, still a bound)
     second_arr = np.where(size > 1, arr_s[np.minimum(first + 1, len(h_s) - 1)], np.inf)
-    g = grp
-    other_arr = np.where(first_owner[g] != own_s, first_arr[g], second_arr[g])
+    other_arr = np.where(first_owner[grp] != own_s, first_arr[grp], second_arr[grp])
     deadline = (np.asarray(arrival_s, dtype=float) + np.asarray(slo_ttft_s, dtype=float))[own_s]
     limit = ((np.asarray(prompt, dtype=np.int64) - 1) // block_tokens)[own_s]
     hit = (other_arr < deadline) & (pos[order] < limit)

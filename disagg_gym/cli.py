@@ -104,10 +104,12 @@ def workload_label(w: Any) -> str:
         return text + (" (looped)" if w.loop else "")
     if w.kind in ("multi_turn", "tenants", "rag"):
         return f"{w.kind} prefix workload, {w.rate_per_s:g} req/s on average"
-    lengths = f"{w.prompt_tokens}/{w.output_tokens}-token" if w.lengths == "fixed" else w.lengths
-    if getattr(w, "lengths_after", None) is not None:
-        after = f"{w.prompt_tokens}/{w.output_tokens}-token" if w.lengths_after == "fixed" else w.lengths_after
-        lengths += f" then {after} from {w.lengths_switch_at_s:g} s"
+    def spec(name: str) -> str:
+        return f"{w.prompt_tokens}/{w.output_tokens}-token" if name == "fixed" else name
+
+    lengths = spec(w.lengths)
+    if w.lengths_after is not None:
+        lengths += f" then {spec(w.lengths_after)} from {w.lengths_switch_at_s:g} s"
     rate = f"{w.rate_per_s:g} req/s"
     if w.kind == "gamma":
         rate += f" (CV {w.cv:g})"

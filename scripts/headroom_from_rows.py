@@ -18,7 +18,6 @@ shown too.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ EXCLUDED = ("random",)
 def main() -> None:
     from disagg_gym.bounds import config_bound
     from disagg_gym_agents.leaderboard.cells import config_of, split_overrides
+    from disagg_gym_agents.leaderboard.results import read_results
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="leaderboard/results.csv")
@@ -39,14 +39,13 @@ def main() -> None:
     ap.add_argument("--splits", nargs="+", default=None, help="default: every split with rows")
     args = ap.parse_args()
     per: dict[tuple[str, str], dict[str, list[dict[str, str]]]] = {}
-    with open(args.results, newline="") as f:
-        for r in csv.DictReader(f):
-            if r["config"] not in args.configs or r["agent_kind"] != "heuristic" or r["overrides"] not in ("", "{}"):
-                continue
-            split = r.get("split") or "test"
-            if args.splits and split not in args.splits:
-                continue
-            per.setdefault((r["config"], split), {}).setdefault(r["agent"], []).append(r)
+    for r in read_results(args.results):
+        if r["config"] not in args.configs or r["agent_kind"] != "heuristic" or r["overrides"] not in ("", "{}"):
+            continue
+        split = r.get("split") or "test"
+        if args.splits and split not in args.splits:
+            continue
+        per.setdefault((r["config"], split), {}).setdefault(r["agent"], []).append(r)
     print("| config | split | best heuristic | slo_tokens_per_s | bound | best / bound | worst baseline | "
           "spread best/worst | best/second | rejection (best) | degenerate | headroom | "
           "own primary metric: best, spread |")

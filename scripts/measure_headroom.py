@@ -93,13 +93,6 @@ def verdict(best: float, worst: float, bound: float) -> dict[str, Any]:
     }
 
 
-def bound_configs() -> tuple[list[str], list[str]]:
-    """(standard configs that have a fluid bound, those that do not): every one has one now."""
-    from disagg_gym.env.registration import STANDARD_CONFIGS
-
-    return sorted(STANDARD_CONFIGS), []
-
-
 def markdown(report: dict[str, Any]) -> str:
     """The table docs/leaderboard.md shows."""
     from disagg_gym.env.registration import STANDARD_CONFIGS, env_id_for
@@ -145,10 +138,9 @@ def main() -> None:
     overrides = parse_overrides(args.set)
     configs = list(args.config)
     if args.all:
-        have, skip = bound_configs()
-        configs += [c for c in have if c not in configs]
-        for c in skip:
-            print(f"skipped {c}: its workload carries prefix-block hashes (no fluid bound)")
+        from disagg_gym.env.registration import STANDARD_CONFIGS  # every one has a fluid bound
+
+        configs += [c for c in sorted(STANDARD_CONFIGS) if c not in configs]
     if not configs:
         ap.error("give --config NAME (repeatable) or --all")
     seeds = [20_000 + k for k in range(args.seeds)]

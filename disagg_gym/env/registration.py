@@ -148,24 +148,24 @@ def standard_env_for(name_or_id: str) -> dict[str, str] | None:
             raise UserError(f"unknown env id {name_or_id!r}; did you mean {e['id']!r}?")
         if m["version"] == cur["version"]:
             return e
-        old = int(m["version"]) < int(cur["version"])
-        raise UserError(
-            f"env id {NAMESPACE}/{m['name']}-v{m['version']} "
-            + ("is deprecated (the simulator changed, docs/envs.md)" if old else "does not exist")
-            + f"; use {e['id']}"
-        )
+        raise _other_version(m, cur, e["id"])
     if m["ns"] == NAMESPACE:  # an older or newer version of a registered variant id
         for v in variant_envs():
             cur = _ENV_ID.match(v["id"])
             assert cur is not None
             if cur["name"] == m["name"] and m["version"] != cur["version"]:
-                old = int(m["version"]) < int(cur["version"])
-                raise UserError(
-                    f"env id {NAMESPACE}/{m['name']}-v{m['version']} "
-                    + ("is deprecated (the simulator changed, docs/envs.md)" if old else "does not exist")
-                    + f"; use {v['id']}"
-                )
+                raise _other_version(m, cur, v["id"])
     return None
+
+
+def _other_version(asked: re.Match[str], current: re.Match[str], current_id: str) -> UserError:
+    """The one-line error for an id whose version is not the registered one."""
+    old = int(asked["version"]) < int(current["version"])
+    return UserError(
+        f"env id {NAMESPACE}/{asked['name']}-v{asked['version']} "
+        + ("is deprecated (the simulator changed, docs/envs.md)" if old else "does not exist")
+        + f"; use {current_id}"
+    )
 
 
 def resolve_env_id(name_or_id: str) -> str:
