@@ -13,6 +13,7 @@ Usage::
     .venv/bin/python scripts/bench_cores.py --ref main --rounds 3 --configs small-route large-joint
     .venv/bin/python scripts/bench_cores.py --ref /path/to/other/checkout --json out.json
     .venv/bin/python scripts/bench_cores.py --same-workload   # both run the reference's config files
+                                                              # (only the configs the reference has)
 
 ``--ref`` is a git revision of this repository (exported with ``git archive`` to a temporary
 folder) or a folder holding a ``disagg_gym`` package. Results differ between versions when the
@@ -108,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ref = _export(a.ref, Path(tmp) / "ref")
         work = str(Path(tmp))  # neither checkout is the working directory (no '' shadowing)
+
+        if a.same_workload and a.configs is None:
+            # Only the configs the reference has (configs added since cannot run on it).
+            missing = [n for n in names if not (ref / "configs" / f"{n}.yaml").is_file()]
+            names = [n for n in names if n not in missing]
+            if missing:
+                print(f"bench_cores: --same-workload: the reference has no {', '.join(missing)}; not measured")
+            if not names:
+                raise SystemExit("bench_cores: --same-workload: the reference has none of the standard configs")
 
         def scenario_of(name: str) -> str:
             if not a.same_workload:
