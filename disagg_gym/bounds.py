@@ -1,4 +1,5 @@
-"""Upper bounds no policy can exceed (issue #15 item 4): ``disagg-gym bounds``.
+"""Upper bounds no policy can exceed (issue #15 item 4): ``disagg-gym bounds``. (The cost and
+energy metrics, lower-is-better, get lower bounds instead: ``episode_lower_bound``.)
 
 For one workload seed the bound is the optimum of a *fluid* relaxation of serving: choose a
 fraction ``x_r`` in [0, 1] of each request to serve within its SLOs, maximising the metric's
@@ -61,7 +62,11 @@ from disagg_gym.scenario import ScenarioConfig, load_scenario, standard_names
 from disagg_gym.workload.prefix import cache_block_hashes_many
 
 METRICS = ("slo_tokens_per_s", "goodput_rps")
-"""Metrics bounded (higher is better for both)."""
+"""Metrics bounded from above (higher is better for both)."""
+LOWER_METRICS = ("cost_per_1m_good_tokens_usd", "energy_per_good_request_j")
+"""Lower-is-better metrics bounded from below (``episode_lower_bound``): the least value any run
+reaches. ``leaderboard/bounds.csv`` keeps them in its ``upper_bound`` column, which for these
+two holds the bound on the metric itself (the best, i.e. lowest, value possible)."""
 METHOD = "fluid_lp_dual"
 MARGIN = 0.98
 """Peak rates are divided by this (probe error margin): a looser, still valid, bound."""
@@ -175,6 +180,13 @@ class Capacity:
     can_decode: np.ndarray
     lone_prefill: Any  # (prompt) -> fastest lone prefill seconds over prefill-capable instances
     lone_decode: Any  # (context) -> fastest lone decode iteration over decode-capable instances
+    # Per instance, for the cost and energy lower bounds:
+    prefill_extra_w: np.ndarray | None = None  # power while prefilling above what is always drawn
+    decode_extra_w: np.ndarray | None = None  # the same while decoding
+    always_w: float = 0.0  # power drawn by the provisioned GPUs whatever they do (idle power)
+    price_per_s: np.ndarray | None = None  # USD per second of the instance
+    on_demand: np.ndarray | None = None  # bool: billed for busy time only
+    colocated: bool = False  # some instance starts colocated (mixed prefill+decode iterations)
 
 
 def cluster_capacity(scen: ScenarioConfig) -> Capacity:
@@ -184,6 +196,9 @@ def cluster_capacity(scen: ScenarioConfig) -> Capacity:
     model = load_model(scen.cluster.model)
     flexible = scen.task in ("allocate", "joint") or scen.allocator.name != "none"
     pt, dt, cp, cd, costs_p, costs_d = [], [], [], [], [], []
+    pw_p, pw_d, price, od = [], [], [], []
+    always_w = 0.0
+    idle = scen.cluster.idle_power
     cache: dict[tuple[Any, ...], tuple[float, float]] = {}
     for g in scen.cluster.groups:
         cost = build_cost(get_gpu(g.gpu), model, g.tp, g.cost_model)
@@ -198,7 +213,15 @@ def cluster_capacity(scen: ScenarioConfig) -> Capacity:
             best_d = min(cost.decode_s([1] * b) / b for b in range(1, g.max_batch + 1))
             cache[key] = (best_p * MARGIN, best_d * MARGIN)
         sp, sd = cache[key]
+        gpu_price = g.price_usd_per_gpu_hour if g.price_usd_per_gpu_hour is not None else get_gpu(g.gpu).price_usd_per_hour
         for _ in range(g.count):
+            # The meter (cluster.accounting.Meter) charges idle power of every provisioned GPU
+            # all along when idle_power is on, and the phase's power above it while busy.
+            always_w += cost.idle_power_w if idle else 0.0
+            pw_p.append(cost.prefill_power_w - (cost.idle_power_w if idle else 0.0))
+            pw_d.append(cost.decode_power_w - (cost.idle_power_w if idle else 0.0))
+            price.append(gpu_price * g.tp / 3600.0)
+            od.append(g.billing == "on_demand")
             pt.append(sp)
             dt.append(sd)
             cp.append(g.role in ("prefill", "colocated") or flexible)
@@ -228,7 +251,12 @@ def cluster_capacity(scen: ScenarioConfig) -> Capacity:
             out[j] = v
         return out * MARGIN
 
-    return Capacity(np.asarray(pt), np.asarray(dt), np.asarray(cp, bool), np.asarray(cd, bool), lone_prefill, lone_decode)
+    return Capacity(
+        np.asarray(pt), np.asarray(dt), np.asarray(cp, bool), np.asarray(cd, bool), lone_prefill, lone_decode,
+        prefill_extra_w=np.asarray(pw_p), decode_extra_w=np.asarray(pw_d), always_w=always_w,
+        price_per_s=np.asarray(price), on_demand=np.asarray(od, bool),
+        colocated=any(g.role == "colocated" for g in scen.cluster.groups),
+    )
 
 
 def feasible(wl: Workload, cap: Capacity, horizon_policy: str = "drain") -> np.ndarray:
@@ -351,8 +379,10 @@ def episode_bound(
     horizon; ``"fail"`` is a tighter bound valid only for runs that stop at the horizon (env
     episodes under ``horizon_policy: auto``): requests that cannot finish by then count zero.
     """
+    if metric in LOWER_METRICS:
+        return episode_lower_bound(scen, seed, metric, cap, horizon_policy)
     if metric not in METRICS:
-        raise UserError(f"no bound for metric {metric!r}; expected one of: {', '.join(METRICS)}")
+        raise UserError(f"no bound for metric {metric!r}; expected one of: {', '.join(METRICS + LOWER_METRICS)}")
     wl = episode_workload(scen, seed)
     if wl.arrival_s.size == 0:
         return 0.0
@@ -364,6 +394,114 @@ def episode_bound(
     vals = (wl.prompt + wl.output) if metric == "slo_tokens_per_s" else np.ones_like(wl.prompt)
     vals = np.where(ok, vals, 0.0)
     return lp_dual_bound(vals, A, c) / wl.horizon_s
+
+
+def _lp_value(wl: Workload, cap: Capacity, ok: np.ndarray, horizon_policy: str, per_request: np.ndarray) -> float:
+    """The fluid relaxation's bound on the sum of ``per_request`` over requests meeting both SLOs."""
+    A, c = constraint_matrix(wl, cap, ok, horizon_policy)
+    return lp_dual_bound(np.where(ok, per_request, 0.0), A, c)
+
+
+def episode_lower_bound(
+    scen: ScenarioConfig, seed: int, metric: str, cap: Capacity | None = None, horizon_policy: str = "drain",
+) -> float:
+    """Lower bound on a lower-is-better metric (``LOWER_METRICS``) for one workload seed: no
+    run on this seed reaches a smaller value (``math.inf`` when no request can meet its SLOs).
+
+    Both read the meter (``cluster.accounting.Meter``) over the run's charged span ``D``, which
+    is at least ``D_min = min(horizon, last arrival)`` for every run (``Simulation.summary``).
+
+    * ``energy_per_good_request_j`` = energy / G (G requests met both SLOs). Energy is at least
+      the always-drawn power (idle power of every provisioned GPU, if counted) x ``D_min`` plus,
+      for each good request, its uncached prompt tokens x the least prefill energy per token
+      (seconds per token at the peak rate x power above idle) and its ``output - 1`` decode
+      tokens x the least decode energy per token, over the instances that may serve each
+      phase. With ``e_1 <= e_2 <= ...`` those per-request minima of the feasible requests and
+      ``G <= N`` (N: the fluid bound on good requests), the bound is
+      ``min over k <= N of (always_w x D_min + e_1 + ... + e_k) / k``. Not defined for colocated
+      instances (a mixed iteration may cost less than its parts).
+    * ``cost_per_1m_good_tokens_usd`` = cost / T x 1e6 (T: prompt + output tokens of the good
+      requests). Cost is at least the reserved instances' price x ``D_min``; with
+      ``horizon_policy="fail"`` (runs stop at the horizon, as env episodes do) tokens beyond
+      what the reserved instances can serve by the horizon (at their peak rate, plus each good
+      request's first token, which its prefill makes) are served by on-demand instances, each
+      at least the cheapest on-demand price x seconds per token. Over ``T <= T_max`` (the fluid
+      bound on good tokens) the ratio is smallest at ``T_max`` or where the reserved capacity
+      runs out, so both are checked.
+    """
+    if metric not in LOWER_METRICS:
+        raise UserError(f"no lower bound for metric {metric!r}; expected one of: {', '.join(LOWER_METRICS)}")
+    if horizon_policy not in ("drain", "fail"):
+        raise UserError(f"horizon_policy must be drain or fail (got {horizon_policy!r})")
+    cap = cap or cluster_capacity(scen)
+    wl = episode_workload(scen, seed)
+    if wl.arrival_s.size == 0:
+        return math.inf
+    ok = feasible(wl, cap, horizon_policy)
+    if not ok.any():
+        return math.inf
+    d_min = min(float(scen.horizon_s), float(wl.arrival_s.max()))
+    decode = np.maximum(wl.output - 1, 0)
+    if metric == "energy_per_good_request_j":
+        if cap.colocated:
+            raise UserError(f"{scen.name}: no energy bound for colocated instances (mixed iterations)")
+        assert cap.prefill_extra_w is not None and cap.decode_extra_w is not None
+        e_pf = float(np.min((cap.prefill_s_per_token * cap.prefill_extra_w)[cap.can_prefill]))
+        e_dec = float(np.min((cap.decode_s_per_token * cap.decode_extra_w)[cap.can_decode]))
+        n_max = math.floor(_lp_value(wl, cap, ok, horizon_policy, np.ones_like(wl.prompt)) + 1e-9)
+        if n_max < 1:
+            return math.inf
+        e = np.sort((wl.uncached * e_pf + decode * e_dec)[ok])[:n_max]
+        k = np.arange(1, e.size + 1)
+        return float(np.min((cap.always_w * d_min + np.cumsum(e)) / k))
+    assert cap.price_per_s is not None and cap.on_demand is not None
+    t_max = _lp_value(wl, cap, ok, horizon_policy, wl.prompt + wl.output)
+    if t_max <= 0:
+        return math.inf
+    reserved = ~cap.on_demand
+    fixed = float(cap.price_per_s[reserved].sum()) * d_min
+    m = 0.0
+    cq = math.inf
+    if horizon_policy == "fail" and cap.on_demand.any():
+        fastest = np.where(cap.can_prefill, cap.prefill_s_per_token, math.inf)
+        fastest = np.minimum(fastest, np.where(cap.can_decode, cap.decode_s_per_token, math.inf))
+        m = float(np.min((cap.price_per_s * fastest)[cap.on_demand]))
+        n_good = _lp_value(wl, cap, ok, horizon_policy, np.ones_like(wl.prompt))
+        # Good tokens the reserved instances can account for: their compute by the horizon, each
+        # good request's first token (made by its prefill) and every cacheable prompt token.
+        cq = float(np.sum(scen.horizon_s / fastest[reserved])) + n_good + float(np.sum(wl.prompt - wl.uncached))
+
+    def ratio(t: float) -> float:
+        return (fixed + m * max(0.0, t - cq)) / t
+
+    return 1e6 * min(ratio(t_max), ratio(min(cq, t_max)))
+
+
+def bound_horizon(metric: str, horizon_policy: str) -> str:
+    """The horizon policy a bound of ``metric`` is computed under: the cost bound uses ``fail``
+    whatever is asked (the leaderboard's env episodes stop at the horizon; under ``drain`` it
+    would drop its on-demand term and only get looser).
+    """
+    return "fail" if metric == "cost_per_1m_good_tokens_usd" else horizon_policy
+
+
+def bound_method(metric: str, horizon_policy: str, seeds: list[int]) -> str:
+    """The ``method`` column of ``leaderboard/bounds.csv`` for ``metric``."""
+    over = f"mean over seeds {seeds[0]}-{seeds[-1]}"
+    if metric == "energy_per_good_request_j":
+        return f"lower bound: idle_power_plus_least_busy_energy(goodput {METHOD}, horizon {horizon_policy}; {over})"
+    if metric == "cost_per_1m_good_tokens_usd":
+        return f"lower bound: reserved_cost_plus_on_demand_overflow(tokens {METHOD}, horizon fail; {over})"
+    return f"{METHOD}(horizon {horizon_policy}; {over})"
+
+
+def round_bound(b: float, metric: str) -> float:
+    """``b`` to 6 decimals, rounded away from the feasible side so the written value is still a
+    bound (down for the lower bounds of ``LOWER_METRICS``, up otherwise).
+    """
+    if not math.isfinite(b):
+        return b
+    return math.floor(b * 1e6) / 1e6 if metric in LOWER_METRICS else math.ceil(b * 1e6) / 1e6
 
 
 def config_bound(
@@ -383,7 +521,9 @@ def add_bounds_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--config", action="append", metavar="NAME", help="config (repeatable; default: every standard config)")
     sp.add_argument("--seeds", type=positive_int, default=10,
                     help="evaluation seeds 10000..10000+N-1 the bound is averaged over (default 10)")
-    sp.add_argument("--metric", action="append", choices=METRICS, help="metric (repeatable; default: both)")
+    sp.add_argument("--metric", action="append", choices=METRICS + LOWER_METRICS,
+                    help="metric (repeatable; default: slo_tokens_per_s and goodput_rps, plus the config's "
+                         "primary metric when it is cost or energy, bounded from below)")
     sp.add_argument("--out", type=Path, default=Path("leaderboard/bounds.csv"), help="CSV to write (default leaderboard/bounds.csv)")
     sp.add_argument("--horizon-policy", choices=("drain", "fail"), default="drain",
                     help="drain (default): valid for every run; fail: tighter, only for runs that stop at the horizon")
@@ -398,18 +538,18 @@ def cmd_bounds(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, "--out")
     names = args.config or standard_names()
-    metrics = args.metric or list(METRICS)
     seeds = [EVAL_SEED_OFFSET + k for k in range(args.seeds)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["config", "metric", "upper_bound", "method"])
-    method = f"{METHOD}(horizon {args.horizon_policy}; mean over seeds {seeds[0]}-{seeds[-1]})"
     for name in names:
+        primary = load_scenario(name).primary_metric
+        metrics = args.metric or list(METRICS) + ([primary] if primary in LOWER_METRICS else [])
         for m in metrics:
-            ub = config_bound(name, m, seeds, horizon_policy=args.horizon_policy)
-            ub_up = math.ceil(ub * 1e6) / 1e6  # rounded up: the written value is still a bound
-            w.writerow([load_scenario(name).name, m, repr(ub_up), method])
-            print(f"{name:<22s} {m:<18s} {ub:.6g}", flush=True)
+            b = config_bound(name, m, seeds, horizon_policy=bound_horizon(m, args.horizon_policy))
+            w.writerow([load_scenario(name).name, m, repr(round_bound(b, m)),
+                        bound_method(m, args.horizon_policy, seeds)])
+            print(f"{name:<22s} {m:<28s} {b:.6g}", flush=True)
     atomic_write_text(args.out, buf.getvalue())
     print(f"wrote {args.out}")
     return 0

@@ -12,11 +12,14 @@ from disagg_gym.bounds import (
     cacheable_tokens,
     cluster_capacity,
     episode_bound,
+    episode_lower_bound,
     episode_workload,
     feasible,
     lp_dual_bound,
 )
 from disagg_gym.cli import main
+from disagg_gym.errors import UserError
+from disagg_gym.hardware import get_gpu
 from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.scenario import load_scenario
 from disagg_gym.simulation import Simulation
@@ -157,3 +160,92 @@ def test_cache_free_bound_is_beaten_when_capacity_binds() -> None:
     s = Simulation(scen, seed=20_000, router="least_finish+ttft_guard").run()
     assert s["slo_tokens_per_s"] > no_cache
     assert s["slo_tokens_per_s"] <= episode_bound(scen, 20_000)
+
+
+# ------------------------------------------------- lower bounds: cost and energy per good output
+@pytest.mark.parametrize("rate", [80, 160])  # 160 req/s: the reserved pool alone cannot keep up
+def test_cost_lower_bound_holds_for_every_policy_stopped_at_the_horizon(rate: int) -> None:
+    scen = load_scenario("hybrid-cost-route", {"horizon_s": 15.0, "workload.rate_per_s": rate, "horizon_policy": "fail"})
+    cap = cluster_capacity(scen)
+    for seed in (20_000, 20_001):
+        lb_cost = episode_lower_bound(scen, seed, "cost_per_1m_good_tokens_usd", cap, "fail")
+        best = np.inf
+        for pol in ("jsq", "round_robin", "least_finish", "spillover", "jsq+queue_guard", "jsq+ttft_guard"):
+            s = Simulation(scen, seed=seed, router=pol).run()
+            assert s["cost_per_1m_good_tokens_usd"] >= lb_cost * (1 - 1e-9), (pol, seed)
+            best = min(best, s["cost_per_1m_good_tokens_usd"])
+        assert best < 5 * lb_cost  # not vacuous
+
+
+def test_cost_lower_bound_of_a_reserved_only_cluster_is_its_price_over_the_token_bound() -> None:
+    # Reserved instances only: cost = price x the charged span, which is at least
+    # min(horizon, last arrival); good tokens are at most the fluid bound.
+    scen = load_scenario("small-route", {"horizon_s": 10.0})
+    price_per_s = 4 * get_gpu("h100-sxm").price_usd_per_hour / 3600.0  # small-route: 4 H100s, list price
+    for seed in (20_000, 20_001):
+        wl = episode_workload(scen, seed)
+        span = min(10.0, float(wl.arrival_s.max()))
+        tokens = episode_bound(scen, seed, "slo_tokens_per_s", horizon_policy="fail") * 10.0
+        want = price_per_s * span * 1e6 / tokens
+        assert episode_lower_bound(scen, seed, "cost_per_1m_good_tokens_usd", horizon_policy="fail") == pytest.approx(want)
+
+
+@pytest.mark.parametrize(("name", "over"), [
+    ("small-route", {"horizon_s": 10.0}),
+    ("small-route", {"horizon_s": 10.0, "cluster.idle_power": False}),
+    ("hetero-route", {"horizon_s": 15.0}),
+])
+def test_energy_lower_bound_holds_for_every_router(name: str, over: dict) -> None:
+    scen = load_scenario(name, over)
+    cap = cluster_capacity(scen)
+    for seed in (20_000, 20_001):
+        lb_e = episode_lower_bound(scen, seed, "energy_per_good_request_j", cap)
+        assert np.isfinite(lb_e) and lb_e > 0
+        for pol in ("jsq", "round_robin", "least_finish", "jsq+ttft_guard"):
+            s = Simulation(scen, seed=seed, router=pol).run()  # drained
+            assert s["energy_per_good_request_j"] >= lb_e * (1 - 1e-9), (pol, seed)
+            s = Simulation(replace_policy(scen, "fail"), seed=seed, router=pol).run()
+            if s["energy_per_good_request_j"] is not None:
+                assert s["energy_per_good_request_j"] >= lb_e * (1 - 1e-9), (pol, seed)
+
+
+def test_energy_lower_bound_holds_for_the_allocation_baselines() -> None:
+    scen = load_scenario("energy-allocate", {"horizon_s": 60.0})
+    cap = cluster_capacity(scen)
+    lb_e = episode_lower_bound(scen, 20_000, "energy_per_good_request_j", cap)
+    for alloc in ("none", "static", "threshold"):  # the simulator's allocators
+        s = Simulation(load_scenario("energy-allocate", {"horizon_s": 60.0, "allocator.name": alloc}), seed=20_000).run()
+        assert s["energy_per_good_request_j"] >= lb_e * (1 - 1e-9), alloc
+
+
+def test_energy_lower_bound_idle_power_alone_when_nothing_needs_compute() -> None:
+    # With idle power counted, every run draws at least idle power x min(horizon, last
+    # arrival), shared by at most every offered request (hand-computed); without it, less.
+    scen = load_scenario("small-route", {"horizon_s": 10.0, "workload.rate_per_s": 5})
+    wl = episode_workload(scen, 20_000)
+    idle_w = 4 * get_gpu("h100-sxm").idle_w
+    span = min(10.0, float(wl.arrival_s.max()))
+    lb_e = episode_lower_bound(scen, 20_000, "energy_per_good_request_j")
+    assert lb_e >= idle_w * span / wl.arrival_s.size
+    no_idle = load_scenario("small-route", {"horizon_s": 10.0, "workload.rate_per_s": 5, "cluster.idle_power": False})
+    assert episode_lower_bound(no_idle, 20_000, "energy_per_good_request_j") < lb_e
+
+
+def test_energy_lower_bound_refuses_colocated_instances() -> None:
+    with pytest.raises(UserError, match="colocated"):
+        episode_lower_bound(load_scenario("colocated-baseline", {"horizon_s": 5.0}), 20_000, "energy_per_good_request_j")
+
+
+def test_cli_writes_the_primary_lower_bound_of_cost_configs(tmp_path: Path) -> None:
+    out = tmp_path / "bounds.csv"
+    assert main(["bounds", "--config", "hybrid-cost-route", "--seeds", "1", "--out", str(out)]) == 0
+    rows = {r["metric"]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {"slo_tokens_per_s", "goodput_rps", "cost_per_1m_good_tokens_usd"}
+    assert rows["cost_per_1m_good_tokens_usd"]["method"].startswith("lower bound")
+    assert 0 < float(rows["cost_per_1m_good_tokens_usd"]["upper_bound"]) < 1
+
+
+def replace_policy(scen, policy: str):  # noqa: ANN001, ANN201
+    from dataclasses import replace
+
+    return replace(scen, horizon_policy=policy)

@@ -66,8 +66,9 @@ def headline_table(summary: Sequence[ConfigSummary], bounds: dict[tuple[str, str
         best = cs.agents[[a.agent for a in cs.agents].index(cs.best_heuristic)]
         raw = best.kpis[cs.metric]
         ub = bounds.get((cs.config, cs.split), math.nan)
-        if math.isfinite(ub) and ub > 0 and math.isfinite(raw):
-            bound, head = _num(ub), f"{raw / ub:.3f}"
+        if math.isfinite(ub) and ub > 0 and math.isfinite(raw) and raw > 0:
+            # Lower-is-better metrics have a lower bound: headroom = bound / best (<= 1 too).
+            bound, head = _num(ub), f"{(ub / raw if cs.metric in LOWER_IS_BETTER else raw / ub):.3f}"
         else:
             bound = head = "n/a"
         rej_h = _fmt(best.kpis.get("rejection_rate", math.nan), 100.0, "{:.1f}%")
@@ -160,10 +161,12 @@ def render_markdown(
             "the params tuned on validation seeds (`leaderboard/tuned.yaml`, shown after the "
             "name), else at their registered defaults; admission compositions included when "
             "benchmarked), "
-            "the best learned agent, the upper **bound** on the primary metric (fluid bound of "
-            "`disagg_gym.bounds`, horizon `drain`, mean over the same evaluation seeds, for this "
-            "split's config; only goodput and SLO-token metrics have one), **headroom** = best "
-            "heuristic / bound (1.00 = nothing left to learn), the **rejection rate** (rejected / "
+            "the best learned agent, the **bound** on the primary metric (`disagg_gym.bounds`, "
+            "mean over the same evaluation seeds, for this split's config: for goodput and SLO "
+            "tokens the fluid upper bound, horizon `drain`; for cost and energy per good token "
+            "or request a lower bound, the least value any run reaches), **headroom** = best "
+            "heuristic / bound (bound / best heuristic for cost and energy; 1.00 = nothing left "
+            "to learn), the **rejection rate** (rejected / "
             "arrived) of the best heuristic and of the best learned agent, and whether learning "
             "wins under the win rule."
         ),

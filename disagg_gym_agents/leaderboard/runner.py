@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import disagg_gym
+from disagg_gym.bounds import LOWER_METRICS as LOWER_BOUND_METRICS
 from disagg_gym.bounds import METRICS as BOUND_METRICS
-from disagg_gym.bounds import config_bound
+from disagg_gym.bounds import bound_horizon, config_bound
 from disagg_gym.env.registration import registered_ids
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_text
@@ -156,12 +157,14 @@ def run_cell(
 def split_bounds(
     rows: Sequence[dict[str, Any]], overrides: dict[str, Any] | None = None
 ) -> dict[tuple[str, str], float]:
-    """(config, split) -> the fluid upper bound on its primary metric (``disagg_gym.bounds``,
-    horizon ``drain``), averaged over the evaluation seeds its rows were run on, for the config
-    with ``overrides`` and the split's overrides applied (the env the rows were scored on).
+    """(config, split) -> the bound on its primary metric (``disagg_gym.bounds``), averaged over
+    the evaluation seeds its rows were run on, for the config with ``overrides`` and the split's
+    overrides applied (the env the rows were scored on): the fluid upper bound (horizon
+    ``drain``) for goodput and SLO tokens, the lower bound (the least value any run reaches) for
+    cost and energy per good token or request.
 
-    Left out: metrics without a bound (cost, energy, SLO attainment) and ids that are not
-    standard configs. Prefix-cache workloads are bounded with every possible cache hit free.
+    Left out: metrics without a bound (SLO attainment, ...) and ids that are not standard
+    configs. Prefix-cache workloads are bounded with every possible cache hit free.
     """
     seeds: dict[tuple[str, str], set[int]] = {}
     metric: dict[tuple[str, str], str] = {}
@@ -171,14 +174,15 @@ def split_bounds(
         metric[key] = str(r["primary_metric"])
     out: dict[tuple[str, str], float] = {}
     for (config, split), ss in sorted(seeds.items()):
-        if metric[(config, split)] not in BOUND_METRICS:
+        m = metric[(config, split)]
+        if m not in BOUND_METRICS and m not in LOWER_BOUND_METRICS:
             continue
         try:
             name = config_of(config)
             ov = {**(overrides or {}), **split_overrides(config, split)}
         except UserError:
             continue
-        out[(config, split)] = config_bound(name, metric[(config, split)], sorted(ss), ov)
+        out[(config, split)] = config_bound(name, m, sorted(ss), ov, horizon_policy=bound_horizon(m, "drain"))
     return out
 
 

@@ -258,6 +258,18 @@ def test_headline_states_bound_headroom_rejection_and_verdict() -> None:
     assert lb.learning_verdict(lb.summarise(_synthetic({s: 1.005 for s in seeds}))[0]) == "inconclusive"
 
 
+def test_headline_headroom_of_a_lower_is_better_metric_is_bound_over_best() -> None:
+    import dataclasses
+
+    seeds = range(10_000, 10_010)
+    rows = _with_kpis(_synthetic({s: 1.05 for s in seeds}), {"jsq": 0.02, "ppo": 0.125})
+    cs = dataclasses.replace(lb.summarise(rows)[0], metric="cost_per_1m_good_tokens_usd")
+    for a in cs.agents:
+        a.kpis["cost_per_1m_good_tokens_usd"] = 0.08  # best heuristic's mean raw cost
+    row = lb.headline_table([cs], {(ENV, "test"): 0.02}).splitlines()[2].split(" | ")
+    assert row[5] == "0.02" and row[6] == "0.250"  # lower bound 0.02 / best 0.08
+
+
 def test_split_bounds_equal_the_offered_load_when_underloaded(out: Path) -> None:
     # the goodput bound (requests / s): the same rows read as if their primary metric were goodput
     rows = [{**r, "primary_metric": "goodput_rps"} for r in lb.read_results(out / "results.csv")]
