@@ -15,6 +15,7 @@ import importlib
 import io
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -156,8 +157,9 @@ def fmt_summary(s: dict[str, Any]) -> str:
         f"TPOT          p50 {f('tpot_p50_s', 1e3, ' ms', 2)}  p90 {f('tpot_p90_s', 1e3, ' ms', 2)}  p99 {f('tpot_p99_s', 1e3, ' ms', 2)}",
         f"end-to-end    p50 {f('e2e_p50_s', 1, ' s', 2)}  p99 {f('e2e_p99_s', 1, ' s', 2)}",
         f"SLO           attainment {f('slo_attainment', 100, ' %', 1)}  (TTFT {f('ttft_slo_attainment', 100, ' %', 1)}, "
-        f"TPOT {f('tpot_slo_attainment', 100, ' %', 1)})  goodput {f('goodput_rps', 1, ' req/s', 2)}",
-        f"SLO tokens    {f('slo_tokens_per_s', 1, ' tok/s', 0)}  (prompt + output of requests meeting both SLOs; "
+        f"TPOT {f('tpot_slo_attainment', 100, ' %', 1)})  goodput {f('goodput_rps', 1, ' req/s', 2)}"
+        + (f" (over the {s['duration_s']:.1f} s run)" if s.get("duration_s") is not None else ""),
+        f"SLO tokens    {f('slo_tokens_per_s', 1, ' tok/s', 0)}  (per second of the arrival horizon: prompt + output of requests meeting both SLOs; "
         f"rejection rate {f('rejection_rate', 100, ' %', 1)}, unfinished {s.get('unfinished', 0)}, "
         f"horizon {s.get('horizon_policy', 'drain')})",
         f"throughput    {f('output_tokens_per_s', 1, ' out tok/s', 0)}  utilisation "
@@ -644,10 +646,16 @@ def main(argv: Sequence[str] | None = None, commands: Sequence[Command] | None =
     try:
         if args.command in ("benchmark", "validate") and getattr(args, "configs", None):
             args.configs = canonical_env_ids(args.configs)  # config names name their ids too
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return rc
     except UserError as exc:  # ConfigError, TraceError and every input check
         print(f"disagg-gym: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`disagg-gym list | head -1`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 141  # what a shell reports for a process ended by SIGPIPE
     except OSError as exc:  # an output path that went bad after the checks, a full disk
         print(f"disagg-gym: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2

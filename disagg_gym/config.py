@@ -294,20 +294,53 @@ def apply_overrides(
     for dotted, value in overrides.items():
         if not isinstance(dotted, str) or not dotted:
             raise ConfigError(f"override key {dotted!r}: expected a non-empty string")
-        node = out
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override '{dotted}': '{part}' is not a mapping (got {_fmt(nxt)})")
-            node = nxt
-        if merge_mappings and isinstance(node.get(parts[-1]), Mapping):
-            node[parts[-1]] = deep_merge(node[parts[-1]], value)
-        else:
-            node[parts[-1]] = value
+        path = _override_path(dotted)
+        node: Any = out
+        for seg, nxt_seg in zip(path[:-1], path[1:]):
+            if isinstance(seg, int):
+                nxt = node[seg]  # _step checked the index
+            else:
+                nxt = node.get(seg)
+                if nxt is None and not isinstance(nxt_seg, int):
+                    nxt = node[seg] = {}
+            node = _step(dotted, seg, nxt, nxt_seg)
+        last = path[-1]
+        old = node[last] if isinstance(last, int) else node.get(last)
+        node[last] = deep_merge(old, value) if merge_mappings and isinstance(old, Mapping) else value
     return out
+
+
+#: One segment of a dotted override key: a name, optionally followed by list indices (``groups[0]``).
+_SEGMENT = re.compile(r"([^\[\]]+)((?:\[[0-9]+\])*)")
+
+
+def _override_path(dotted: str) -> list[str | int]:
+    """``"cluster.groups[0].count"`` -> ``["cluster", "groups", 0, "count"]``."""
+    path: list[str | int] = []
+    for part in dotted.split("."):
+        if "[" not in part and "]" not in part:
+            path.append(part)
+            continue
+        m = _SEGMENT.fullmatch(part)
+        if m is None:
+            raise ConfigError(f"override '{dotted}': bad key part {part!r} (expected a name or name[index], "
+                              f"e.g. cluster.groups[0].count)")
+        path.append(m.group(1))
+        path.extend(int(i) for i in re.findall(r"\[([0-9]+)\]", m.group(2)))
+    return path
+
+
+def _step(dotted: str, seg: str | int, nxt: Any, nxt_seg: str | int) -> Any:
+    """``nxt`` (the value at ``seg``) if the override can go on into it with ``nxt_seg``."""
+    name = f"[{seg}]" if isinstance(seg, int) else f"'{seg}'"
+    if isinstance(nxt_seg, int):
+        if not isinstance(nxt, list):
+            raise ConfigError(f"override '{dotted}': {name} is not a list (got {_fmt(nxt)})")
+        if nxt_seg >= len(nxt):
+            raise ConfigError(f"override '{dotted}': index {nxt_seg} is out of range ({name} has {len(nxt)} entries)")
+    elif not isinstance(nxt, dict):
+        raise ConfigError(f"override '{dotted}': {name} is not a mapping (got {_fmt(nxt)})")
+    return nxt
 
 
 # YAML 1.1 (PyYAML) reads ``1e3`` and ``2.5e-3`` as strings: its float pattern needs a dot

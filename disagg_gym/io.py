@@ -64,7 +64,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         return p
     p.parent.mkdir(parents=True, exist_ok=True)
     mode = _target_mode(p)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:  # name the file asked for, not the temp file beside it
+        raise OSError(exc.errno, exc.strerror, str(p)) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -72,11 +75,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename == tmp:
+            raise OSError(exc.errno, exc.strerror, str(p)) from None
         raise
     return p
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -63,9 +64,11 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
     path = train(targs)
     print(f"model: {path}")
     print(f"tensorboard logs: {Path(path).parent / 'tb'}  (view: tensorboard --logdir {Path(path).parent / 'tb'})")
+    # The model's spaces follow the env it trained on: evaluate it with the same overrides.
+    over = "".join(f" --overrides {shlex.quote(o)}" for o in targs.overrides)
     print(
-        f"next: disagg-gym evaluate --env {targs.env} --policy sb3:{path} --episodes 5 "
-        f"--out {Path(path).parent / 'eval.csv'}"
+        f"next: disagg-gym evaluate --env {targs.env} --policy sb3:{path} --episodes 5"
+        f"{over} --out {Path(path).parent / 'eval.csv'}"
     )
     return 0
 
@@ -95,7 +98,7 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
             if not eargs.json:
                 print(
                     f"episode {row['episode']:>3d}  seed {row['workload_seed']}  "
-                    f"goodput {row.get('goodput_rps')}  "
+                    f"slo_tokens_per_s {row.get('slo_tokens_per_s')}  goodput {row.get('goodput_rps')}  "
                     f"slo {row.get('slo_attainment')}  return {row['return']:.2f}"
                 )
 

@@ -35,7 +35,9 @@ KPI_LOG_KEYS = (
 """Keys of ``info["episode_kpis"]`` logged as ``kpi/<key>`` (SB3 and RLlib training) and ``eval/kpi/<key>``."""
 
 KPI_SUMMARY_KEYS = (
+    "slo_tokens_per_s",
     "goodput_rps",
+    "rejection_rate",
     "slo_attainment",
     "ttft_p99_s",
     "tpot_p99_s",

@@ -311,6 +311,13 @@ def test_train_ends_with_tensorboard_and_next_command(
     assert lines[1].startswith(f"tensorboard logs: {out_dir / 'tb'}")
     assert lines[2] == (f"next: disagg-gym evaluate --env {SMALL_ID} --policy sb3:{out_dir / 'model.zip'} "
                         f"--episodes 5 --out {out_dir / 'eval.csv'}")
+    # Overrides change the env's spaces: the next command carries them (quoted for the shell).
+    rc, out, _ = run(capsys, "train", "--env", "small-route", "--out", str(out_dir),
+                     "--overrides", "env.obs_mode=padded", "--overrides", "env.max_instances=8")
+    assert rc == 0
+    assert out.strip().splitlines()[2] == (
+        f"next: disagg-gym evaluate --env {SMALL_ID} --policy sb3:{out_dir / 'model.zip'} --episodes 5 "
+        f"--overrides env.obs_mode=padded --overrides env.max_instances=8 --out {out_dir / 'eval.csv'}")
 
 
 @pytest.mark.parametrize("command", ["bench", "validate"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,28 @@ def test_overrides() -> None:
     assert out == {"a": {"b": 2, "c": {"d": "x"}}}
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_override("novalue")
+
+
+def test_overrides_address_list_entries_as_errors_name_them() -> None:
+    data = {"cluster": {"groups": [{"gpu": "h100-sxm", "count": 1}, {"gpu": "a100", "count": 2}]}}
+    out = apply_overrides(data, {"cluster.groups[1].count": 4})
+    assert out["cluster"]["groups"] == [{"gpu": "h100-sxm", "count": 1}, {"gpu": "a100", "count": 4}]
+    assert data["cluster"]["groups"][1]["count"] == 2  # a copy
+    # a whole entry: replaced, or merged where mappings merge (gym.make's overrides)
+    assert apply_overrides(data, {"cluster.groups[0]": {"count": 3}})["cluster"]["groups"][0] == {"count": 3}
+    merged = apply_overrides(data, {"cluster.groups[0]": {"count": 3}}, merge_mappings=True)
+    assert merged["cluster"]["groups"][0] == {"gpu": "h100-sxm", "count": 3}
+    for key, msg in [
+        ("cluster.groups[2].count", "index 2 is out of range ('groups' has 2 entries)"),
+        ("cluster[0].groups", "'cluster' is not a list"),
+        ("cluster.groups.count", "'groups' is not a mapping"),
+        ("cluster.groups[x].count", "bad key part 'groups[x]'"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(f"override '{key}': {msg}")):
+            apply_overrides(data, {key: 1})
+    # end to end: a pool resized from the command line's --set form
+    scen = load_scenario("small-route", {"cluster.groups[0].count": 3})
+    assert [g.count for g in scen.cluster.groups] == [3] + [g.count for g in load_scenario("small-route").cluster.groups[1:]]
 
 
 def test_every_standard_scenario_loads() -> None:

@@ -131,3 +131,27 @@ def test_a_device_is_written_through_never_replaced(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["null"]  # no temp file left either
     with pytest.raises(IsADirectoryError):
         atomic_write_text(tmp_path, "x")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder no file can be made in)")
+def test_a_failed_atomic_write_names_the_file_asked_for_not_its_temp_file() -> None:
+    with pytest.raises(OSError) as info:
+        atomic_write_text("/proc/disagg-gym-test.csv", "x")
+    assert info.value.filename == "/proc/disagg-gym-test.csv"
+    assert describe_os_error(info.value).startswith("'/proc/disagg-gym-test.csv': ")
+
+
+def test_a_closed_pipe_ends_the_cli_quietly() -> None:
+    import subprocess
+    import sys
+
+    # The reader is gone before the first byte (as after `| head -1` once head has its line):
+    # no "Broken pipe" error line, the shell's SIGPIPE status.
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)
+    try:
+        r = subprocess.run([sys.executable, "-m", "disagg_gym.cli", "list"], stdout=w_fd, stderr=subprocess.PIPE,
+                           text=True, cwd=Path(__file__).resolve().parents[1])
+    finally:
+        os.close(w_fd)
+    assert r.stderr == "" and r.returncode == 141

@@ -151,6 +151,12 @@ def _read_bytes(p: Path) -> bytes:
     try:
         return p.read_bytes()
     except FileNotFoundError:
+        if not p.is_absolute():  # the standard trace configs name ../shared/... from a checkout
+            raise TraceError(
+                f"{p}: file not found (relative to the working directory {Path.cwd()}; the standard "
+                f"trace configs expect a disagg-gym checkout with ../shared beside it: run from its "
+                f"root, or set workload.trace_path)"
+            ) from None
         raise TraceError(f"{p}: file not found") from None
     except IsADirectoryError:
         raise TraceError(f"{p}: is a directory, not a trace file") from None

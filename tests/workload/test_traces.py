@@ -85,8 +85,13 @@ def test_mooncake_rows_parse_with_hash_ids(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------- file problems
-def test_file_not_found(tmp_path: Path) -> None:
+def test_file_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert error(tmp_path / "nope.csv") == f"{tmp_path / 'nope.csv'}: file not found"
+    # A relative path (the standard trace configs' ../shared/...) says where it was looked for.
+    monkeypatch.chdir(tmp_path)
+    msg = error(Path("../shared/nope.csv"))
+    assert msg.startswith(f"../shared/nope.csv: file not found (relative to the working directory {tmp_path}; ")
+    assert "workload.trace_path" in msg
 
 
 def test_directory(tmp_path: Path) -> None:
