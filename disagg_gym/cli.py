@@ -72,10 +72,20 @@ def config_name(text: str) -> str:
     p = Path(text)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return text
-    from disagg_gym.env.registration import standard_env_for
+    from disagg_gym.env.registration import standard_env_for, variant_envs
 
     e = standard_env_for(text)
-    return e["config"] if e else text
+    if e:
+        return e["config"]
+    bare = text.split(":", 1)[1] if ":" in text else text
+    for v in variant_envs():
+        if v["id"] == bare:  # a variant adds env-side settings (warm start, decision interval)
+            raise UserError(
+                f"{text!r} is the {v['variant']!r} variant of config {v['config']!r}: its settings are for "
+                f"the env (gym.make / disagg-gym evaluate --env {v['id']}); simulate runs the config itself: "
+                f"--config {v['config']} (with --set for any of the variant's keys, docs/envs.md)"
+            )
+    return text
 
 
 def canonical_env_ids(items: Sequence[str]) -> list[str]:

@@ -11,5 +11,8 @@ fi
 quiet() { "$@" 2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2); }
 quiet .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 quiet .venv/bin/python -m pip install -q "torch==2.13.0"
+# setuptools builds in ./build and keeps old files there: a module deleted from the checkout
+# would still be installed from build/lib. Build from a clean slate.
+rm -rf build
 quiet .venv/bin/python -m pip install -q ".[test,rl,plots]"
 echo "disagg-gym installed in .venv ($(.venv/bin/python -c 'import disagg_gym; print(disagg_gym.__version__)'))"

@@ -12,5 +12,6 @@ fi
 quiet() { "$@" 2> >(grep -v -e "is ignored: it is neither a file nor a directory" >&2); }
 quiet .venv-ray/bin/python -m pip install -q --upgrade pip >/dev/null
 quiet .venv-ray/bin/python -m pip install -q "torch==2.13.0"
+rm -rf build  # stale files in build/lib would be installed too (scripts/setup.sh)
 quiet .venv-ray/bin/python -m pip install -q ".[test,rl,plots,ray]"
 echo "disagg-gym installed in .venv-ray ($(.venv-ray/bin/python -c 'import disagg_gym, ray, gymnasium; print(disagg_gym.__version__, "ray", ray.__version__, "gymnasium", gymnasium.__version__)'))"

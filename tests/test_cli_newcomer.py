@@ -63,6 +63,13 @@ def test_simulate_old_or_partial_ids_are_one_line_errors(capsys: pytest.CaptureF
     assert err.strip() == message
 
 
+def test_simulate_names_the_config_of_a_variant_id(capsys: pytest.CaptureFixture[str]) -> None:
+    short = SMALL_ID.replace("SmallRoute-", "SmallRoute-short-")  # the variants: short: entry
+    rc, out, err = run(capsys, "simulate", "--config", short, "--horizon", "3")
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"is the 'short' variant of config 'small-route'" in err and "--config small-route" in err
+
+
 def test_env_id_commands_take_config_names() -> None:
     from disagg_gym_agents.base import check_env_id
 
