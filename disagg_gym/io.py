@@ -169,6 +169,14 @@ def _check_folder(folder: Path, target: Path, flag: str) -> None:
         raise UserError(f"{flag} {str(target)!r}: {str(base)!r} is a file, not a folder")
     if not os.access(base, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {str(target)!r}: folder {str(base)!r} is not writable")
+    # access() says yes to root everywhere, and to pseudo file systems (/proc, /sys) that take no
+    # new files: a probe file shows the truth before any work is done.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".disagg-gym-probe.", dir=base)
+    except OSError as exc:
+        raise UserError(f"{flag} {str(target)!r}: cannot create files in {str(base)!r} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def describe_os_error(exc: OSError) -> str:

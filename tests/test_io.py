@@ -155,3 +155,12 @@ def test_a_closed_pipe_ends_the_cli_quietly() -> None:
     finally:
         os.close(w_fd)
     assert r.stderr == "" and r.returncode == 141
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder no file can be made in)")
+def test_output_checks_catch_a_folder_that_takes_no_files_before_any_work() -> None:
+    # access() allows root (and /proc) everything; the check creates a probe file instead.
+    with pytest.raises(UserError, match=r"^--out '/proc/x\.csv': cannot create files in '/proc' "):
+        check_output_file("/proc/x.csv", "--out")
+    with pytest.raises(UserError, match=r"^--plots '/proc/p': cannot create files in '/proc' "):
+        check_output_dir("/proc/p", "--plots")
