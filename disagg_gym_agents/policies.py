@@ -29,7 +29,9 @@ predicted wait" is a single weight, and the same weights serve 4 or 64 instances
 
 The layout (task, instances, reject value, GPU type sizes) comes from the env and is stored
 with the model (``policy_kwargs["layout"]``); ``layout_of(env)`` builds it. Works with the
-env's flat ``Box`` observation (``obs_mode: box``) and with the size-invariant padded one
+env's flat ``Box`` observation (``obs_mode: box``; on configs with prefix caching its per-instance
+cache features, which come after the context, join each instance's row: ``cache_tail``) and with
+the size-invariant padded one
 (``obs_mode: padded``, route tasks): there ``n`` is the number of slots
 (``env.max_instances``), each row has a ``valid`` column (last) and, on configs with prefix
 caching, the 5 cache features (the row width, ``row_features``, is read from the env), pooling
@@ -49,7 +51,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from disagg_gym.env.observation import (
-
+    CACHE_FEATURES,
     DECISION_FEATURES,
     GLOBAL_FEATURES,
     INSTANCE_FEATURES,
@@ -84,12 +86,16 @@ def layout_of(env: gym.Env) -> dict[str, Any]:
             "padded": True,
             "row_features": int(base.row_features),  # 10 + valid, + 5 with cache features
         }
-    return {
+    out = {
         "task": str(base.task),
         "n": int(base.n),
         "allow_reject": bool(base.allow_reject),
         "gpu_sizes": [int(c) for c in base.gpu_sizes],
     }
+    if getattr(base, "cache_obs", False):
+        # the flat layout appends N x 5 cache features after the context (env/observation.py)
+        out["cache_tail"] = len(CACHE_FEATURES)
+    return out
 
 
 def _mlp(sizes: list[int], act: type[nn.Module]) -> nn.Sequential:
@@ -133,7 +139,10 @@ class InstanceScorer(nn.Module):
         self.padded = bool(layout.get("padded", False))
         # padded rows end with a validity column (and hold the cache features before it when the
         # env has them); layouts saved before row_features existed had 10 + valid
-        self.nf = int(layout.get("row_features", NF + 1)) if self.padded else NF
+        # the flat layout with prefix caching: each instance's cache features come after the
+        # context; _split puts them back in the instance's row (row width NF + tail)
+        self.tail = 0 if self.padded else int(layout.get("cache_tail", 0))
+        self.nf = int(layout.get("row_features", NF + 1)) if self.padded else NF + self.tail
         self.n_ctx = N_CTX_FIXED + len(self.sizes)
         expect = self.n * self.nf + self.n_ctx
         if obs_dim != expect:
@@ -193,6 +202,11 @@ class InstanceScorer(nn.Module):
             nn.init.constant_(self.reject_head.bias, self._reject_bias)
 
     def _split(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.tail:  # [N x NF | context | N x tail] -> rows [NF features + tail], context
+            k = self.n * NF
+            c = k + self.n_ctx
+            rows = torch.cat([obs[:, :k].reshape(-1, self.n, NF), obs[:, c:].reshape(-1, self.n, self.tail)], dim=-1)
+            return rows, obs[:, k:c]
         k = self.n * self.nf
         return obs[:, :k].reshape(-1, self.n, self.nf), obs[:, k:]
 

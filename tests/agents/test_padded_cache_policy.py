@@ -56,3 +56,35 @@ def test_instance_policy_reads_the_row_width_from_the_env() -> None:
     old = {k: v for k, v in lay.items() if k != "row_features"}
     with pytest.raises(ValueError, match="does not match the layout"):
         InstanceScorer(obs.size, old)
+
+
+def test_flat_observation_puts_each_instance_cache_features_in_its_row() -> None:
+    # The flat (box) layout is [N x 10 | context | N x 5 cache] (env/observation.py); the scorer
+    # must see instance i's cache features next to instance i's own features.
+    torch.set_num_threads(1)
+    env = DisaggServingEnv("multiturn-cache-route", overrides={"horizon_s": 20.0})
+    lay = layout_of(env)
+    assert lay["cache_tail"] == NC
+    n = lay["n"]
+    obs, _ = env.reset(seed=0)
+    n_ctx = obs.size - n * (NF + NC)
+    # a hand-made observation: instance i's features are 100 i + column, its cache features
+    # 1000 + 100 i + column, the context -1 ... -n_ctx
+    inst = [[100 * i + c for c in range(NF)] for i in range(n)]
+    tail = [[1000 + 100 * i + c for c in range(NC)] for i in range(n)]
+    x = torch.tensor([sum(inst, []) + [-(k + 1) for k in range(n_ctx)] + sum(tail, [])], dtype=torch.float32)
+    sc = InstanceScorer(obs.size, lay, hidden=8)
+    rows, ctx = sc._split(x)
+    assert rows.shape == (1, n, NF + NC) and ctx.shape == (1, n_ctx)
+    for i in range(n):
+        assert rows[0, i].tolist() == inst[i] + tail[i]
+    assert ctx[0].tolist() == [-(k + 1) for k in range(n_ctx)]
+    # and it trains and acts (the shipped leaderboard policy on a cache config)
+    model = MaskablePPO(MaskableInstancePolicy, env, n_steps=16, batch_size=16, seed=0,
+                        policy_kwargs={"layout": lay, "hidden": 8, "prior_scale": 20.0})
+    model.learn(16)
+    obs, _ = env.reset(seed=1)
+    for _ in range(10):
+        action, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=True)
+        obs, _, _, _, info = env.step(action)
+        assert info["invalid_action"] is False
