@@ -67,7 +67,7 @@ def test_simulate_names_the_config_of_a_variant_id(capsys: pytest.CaptureFixture
     short = SMALL_ID.replace("SmallRoute-", "SmallRoute-short-")  # the variants: short: entry
     rc, out, err = run(capsys, "simulate", "--config", short, "--horizon", "3")
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert f"is the 'short' variant of config 'small-route'" in err and "--config small-route" in err
+    assert "is the 'short' variant of config 'small-route'" in err and "--config small-route" in err
 
 
 def test_env_id_commands_take_config_names() -> None:
