@@ -123,13 +123,20 @@ def score_policy(
     metric: str,
     overrides: dict[str, Any] | None = None,
 ) -> list[float]:
-    """``metric`` of ``policy(**params)`` on each workload seed (env episodes, as evaluated)."""
+    """``metric`` of ``policy(**params)`` on each workload seed (env episodes, as evaluated).
+
+    A lower-is-better metric that an episode leaves empty (``energy_per_good_request_j`` or
+    ``cost_per_1m_good_tokens_usd`` when no request met its SLOs) scores ``inf``, the worst
+    value, as the leaderboard scores such a run 0.
+    """
     env = DisaggServingEnv(config, overrides=overrides)
     pol = make_policy(policy, env, **params)
     out = []
     for s in seeds:
         row = run_episode(pol, env, int(s))
         v = row.get(metric)
+        if v is None and metric in row and metric in LOWER_IS_BETTER:
+            v = math.inf
         if v is None:
             raise UserError(f"metric {metric!r} is not in the episode KPIs (e.g. slo_tokens_per_s, goodput_rps)")
         out.append(float(v))

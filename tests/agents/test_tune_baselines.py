@@ -76,3 +76,28 @@ def test_tuned_file_has_no_yaml_anchors(tmp_path: Path) -> None:
     text = out.read_text()
     assert "&" not in text and "*" not in text and text.count("{alpha: 0.75}") == 2
     assert tuning.read_tuned(out)["small-route"]["jsq+ttft_guard"] == entry
+
+
+def test_an_episode_with_no_slo_meeting_request_is_the_worst_energy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hand-set episode rows: split A meets no SLO on seed 20001 (the KPI is None, as the metrics
+    # summary leaves J per good request when no request met its SLOs); split B is worse on seed
+    # 20000 but never empty. The leaderboard scores an empty run 0 (worst), so B must win.
+    rows = {("A", 20_000): 40.0, ("A", 20_001): None, ("B", 20_000): 90.0, ("B", 20_001): 95.0}
+
+    def fake(policy, env, workload_seed, **kw):  # type: ignore[no-untyped-def]
+        return {"energy_per_good_request_j": rows[(policy.tag, int(workload_seed))], "slo_tokens_per_s": None}
+
+    def fake_policy(name, env, tag):  # type: ignore[no-untyped-def]
+        return type("P", (), {"tag": tag})()
+
+    monkeypatch.setattr(tuning, "run_episode", fake)
+    monkeypatch.setattr(tuning, "make_policy", fake_policy)
+    res = tuning.tune("energy-allocate", "static_split", [20_000, 20_001], metric="energy_per_good_request_j",
+                      grid=[{"tag": "A"}, {"tag": "B"}])
+    assert res["params"] == {"tag": "B"} and res["score"] == pytest.approx(92.5)
+    assert res["candidates"][0]["score"] == float("inf")
+    # a higher-is-better KPI left empty, or a KPI the episode lacks, is still one clear error
+    with pytest.raises(UserError, match="slo_tokens_per_s"):
+        tuning.tune("energy-allocate", "static_split", [20_000], grid=[{"tag": "A"}])
+    with pytest.raises(UserError, match="no_such_kpi"):
+        tuning.tune("energy-allocate", "static_split", [20_000], metric="no_such_kpi", grid=[{"tag": "A"}])
