@@ -66,6 +66,16 @@ def static_split_candidates(scen: ScenarioConfig) -> list[dict[str, int]]:
     return out
 
 
+def initial_prefill_counts(scen: ScenarioConfig) -> dict[str, int]:
+    """Prefill instances per switchable GPU type in the scenario's initial roles: the split
+    ``static_split`` holds without ``prefill_counts`` (its default).
+    """
+    return {
+        gpu: sum(g.count for g in scen.cluster.groups if g.gpu == gpu and g.role == "prefill")
+        for gpu in _flexible(scen)
+    }
+
+
 @POLICIES.register("static_split")
 class StaticSplitPolicy(AllocatorHeuristic):
     """A fixed prefill instance count per GPU type, held for the whole episode.
@@ -86,10 +96,7 @@ class StaticSplitPolicy(AllocatorHeuristic):
         super().__init__(env, seed)
         flex = _flexible(self.base.scenario)
         if prefill_counts is None:
-            prefill_counts = {
-                gpu: sum(g.count for g in self.base.scenario.cluster.groups if g.gpu == gpu and g.role == "prefill")
-                for gpu in flex
-            }
+            prefill_counts = initial_prefill_counts(self.base.scenario)
         if not isinstance(prefill_counts, dict):
             raise UserError(f"static_split: prefill_counts must be a mapping gpu -> count (got {prefill_counts!r})")
         for gpu, n in prefill_counts.items():
