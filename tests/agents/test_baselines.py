@@ -82,6 +82,21 @@ def test_static_split_candidates_by_hand() -> None:
     assert initial_prefill_counts(load_scenario("energy-allocate")) == {"h100-sxm": 4}
 
 
+def test_static_split_coarse_grid_by_hand() -> None:
+    # LargeJoint-v2: 32 H100 + 32 A100 switchable, 16 + 16 prefill at start. Step 8: counts
+    # {0, 8, 16, 24, 32} per type, 25 pairs less all-decode and all-prefill.
+    large = load_scenario("large-joint")
+    assert len(static_split_candidates(large)) == 33 * 33 - 2
+    coarse = static_split_candidates(large, step=8)
+    assert len(coarse) == 23 and {"h100-sxm": 16, "a100-80gb": 16} in coarse
+    assert {"h100-sxm": 8, "a100-80gb": 32} in coarse and {"h100-sxm": 4, "a100-80gb": 16} not in coarse
+    # step 3 on EnergyAllocate (8 H100, 4 prefill at start): 0, 3, 6, the full 8 and the initial 4
+    assert static_split_candidates(load_scenario("energy-allocate"), step=3) == [{"h100-sxm": k} for k in (3, 4, 6)]
+    assert static_split_candidates(large, step=1) == static_split_candidates(large)
+    with pytest.raises(UserError, match="grid step must be a positive integer"):
+        static_split_candidates(large, step=0)
+
+
 def test_static_split_holds_its_counts() -> None:
     env = gym.make("disagg/EnergyAllocate-v3", overrides={"horizon_s": 40.0})
     pol = make_policy("static_split", env, prefill_counts={"h100-sxm": 2})

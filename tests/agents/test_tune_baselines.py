@@ -54,6 +54,21 @@ def test_cli_writes_the_tuned_file(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "unknown admission controller 'nope'" in capsys.readouterr().err
 
 
+def test_cli_split_step_is_a_coarse_static_split_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tuned.yaml"
+    argv = ["tune-baselines", "--config", "energy-allocate", "--policy", "static_split", "--seeds", "1",
+            "--split-step", "3", "--set", "horizon_s=2", "--out", str(out)]
+    assert main(argv) == 0
+    entry = tuning.read_tuned(out)["energy-allocate"]["static_split"]
+    # hand-listed: multiples of 3, the full 8 and the initial 4, less all-decode (0) and all-prefill (8)
+    assert [c["params"] for c in entry["candidates"]] == [{"prefill_counts": {"h100-sxm": k}} for k in (3, 4, 6)]
+    assert entry["split_step"] == 3
+    with pytest.raises(SystemExit) as bad:
+        main(argv[:-4] + ["--split-step", "0", "--out", str(out)])
+    assert bad.value.code == 2
+    assert "--split-step" in capsys.readouterr().err
+
+
 def test_spillover_grid_holds_its_default_and_alpha_acts_only_with_on_demand_instances() -> None:
     grid = tuning.policy_grid("hybrid-cost-route", "spillover")
     assert {"alpha": 1.0} in grid and len(grid) == len({g["alpha"] for g in grid}) > 1
