@@ -49,21 +49,38 @@ def _flexible(scen: ScenarioConfig) -> dict[str, int]:
     return out
 
 
-def static_split_candidates(scen: ScenarioConfig) -> list[dict[str, int]]:
+def static_split_candidates(scen: ScenarioConfig, step: int = 1) -> list[dict[str, int]]:
     """Every prefill count per switchable GPU type that leaves at least one prefill and one
     decode instance in the cluster (the DistServe-style placement search space).
+
+    ``step`` > 1 gives a coarse grid: per GPU type the counts 0, step, 2 step, ..., the type's
+    instance count and its initial prefill count (so the default split stays a candidate).
     """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise UserError(f"static_split: the grid step must be a positive integer (got {step!r})")
     flex = _flexible(scen)
+    init = initial_prefill_counts(scen)
     colocated = any(g.role == "colocated" for g in scen.cluster.groups)
     gpus = list(flex)
+    values = [sorted(set(range(0, flex[g] + 1, step)) | {flex[g], init[g]}) for g in gpus]
     out = []
-    for counts in itertools.product(*(range(0, flex[g] + 1) for g in gpus)):
+    for counts in itertools.product(*values):
         p = sum(counts)
         d = sum(flex.values()) - p
         if not colocated and (p < 1 or d < 1):
             continue
         out.append(dict(zip(gpus, (int(c) for c in counts))))
     return out
+
+
+def initial_prefill_counts(scen: ScenarioConfig) -> dict[str, int]:
+    """Prefill instances per switchable GPU type in the scenario's initial roles: the split
+    ``static_split`` holds without ``prefill_counts`` (its default).
+    """
+    return {
+        gpu: sum(g.count for g in scen.cluster.groups if g.gpu == gpu and g.role == "prefill")
+        for gpu in _flexible(scen)
+    }
 
 
 @POLICIES.register("static_split")
@@ -86,10 +103,7 @@ class StaticSplitPolicy(AllocatorHeuristic):
         super().__init__(env, seed)
         flex = _flexible(self.base.scenario)
         if prefill_counts is None:
-            prefill_counts = {
-                gpu: sum(g.count for g in self.base.scenario.cluster.groups if g.gpu == gpu and g.role == "prefill")
-                for gpu in flex
-            }
+            prefill_counts = initial_prefill_counts(self.base.scenario)
         if not isinstance(prefill_counts, dict):
             raise UserError(f"static_split: prefill_counts must be a mapping gpu -> count (got {prefill_counts!r})")
         for gpu, n in prefill_counts.items():

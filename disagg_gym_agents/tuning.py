@@ -90,12 +90,16 @@ def resolve_config(name: str) -> str:
     return name
 
 
-def policy_grid(config: str, policy: str, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def policy_grid(
+    config: str, policy: str, overrides: dict[str, Any] | None = None, split_step: int = 1
+) -> list[dict[str, Any]]:
     """Candidate keyword arguments of ``policy`` on ``config``.
 
     ``<router>+<admission>``: the product of ``ADMISSION_GRIDS[admission]``; a router in
     ``ROUTER_GRIDS`` (``spillover``): the product of its grid; ``static_split``:
-    every per-GPU-type prefill count that keeps a prefill and a decode instance;
+    every per-GPU-type prefill count that keeps a prefill and a decode instance (with
+    ``split_step`` > 1 only multiples of it, the full count and the initial count:
+    ``static_split_candidates``);
     ``sla_planner``: headroom 1.0-6.0; ``splitwise``: max_borrow 1, 2, 4; anything else: ``[{}]``.
     """
     _, adm = split_name(policy)
@@ -104,7 +108,7 @@ def policy_grid(config: str, policy: str, overrides: dict[str, Any] | None = Non
         keys = list(grid)
         return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))] or [{}]
     if policy == "static_split":
-        return [{"prefill_counts": c} for c in static_split_candidates(load_scenario(config, overrides))]
+        return [{"prefill_counts": c} for c in static_split_candidates(load_scenario(config, overrides), split_step)]
     if policy == "sla_planner":
         # Extended twice at the edge (validation seeds 20000-20004, slo_tokens/s): 1.5 was best
         # of (1.0, 1.2, 1.5) on HeteroAllocate-v3 (221,983), then 3.0 of (..., 2.0, 3.0) on
@@ -123,13 +127,20 @@ def score_policy(
     metric: str,
     overrides: dict[str, Any] | None = None,
 ) -> list[float]:
-    """``metric`` of ``policy(**params)`` on each workload seed (env episodes, as evaluated)."""
+    """``metric`` of ``policy(**params)`` on each workload seed (env episodes, as evaluated).
+
+    A lower-is-better metric that an episode leaves empty (``energy_per_good_request_j`` or
+    ``cost_per_1m_good_tokens_usd`` when no request met its SLOs) scores ``inf``, the worst
+    value, as the leaderboard scores such a run 0.
+    """
     env = DisaggServingEnv(config, overrides=overrides)
     pol = make_policy(policy, env, **params)
     out = []
     for s in seeds:
         row = run_episode(pol, env, int(s))
         v = row.get(metric)
+        if v is None and metric in row and metric in LOWER_IS_BETTER:
+            v = math.inf
         if v is None:
             raise UserError(f"metric {metric!r} is not in the episode KPIs (e.g. slo_tokens_per_s, goodput_rps)")
         out.append(float(v))
@@ -145,19 +156,22 @@ def tune(
     grid: list[dict[str, Any]] | None = None,
     overrides: dict[str, Any] | None = None,
     on_candidate: Callable[[dict[str, Any], float], None] | None = None,
+    split_step: int = 1,
 ) -> dict[str, Any]:
     """Grid search of ``policy``'s parameters on validation ``seeds``.
 
     Returns:
         ``{"params", "score", "metric", "seeds", "candidates": [{"params", "score"}]}``;
         the score is the mean over seeds; ties keep the earlier (more conservative) candidate.
+        ``split_step`` (``static_split`` only, > 1: a coarse grid) is recorded as
+        ``"split_step"``.
 
     Raises:
         UserError: A seed outside the validation range (test seeds above all).
     """
     check_validation_seeds(seeds)
     config = resolve_config(config)
-    grid = grid if grid is not None else policy_grid(config, policy, overrides)
+    grid = grid if grid is not None else policy_grid(config, policy, overrides, split_step)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     cands = []
     best: tuple[float, dict[str, Any]] | None = None
@@ -171,13 +185,16 @@ def tune(
         if best is None or key > best[0]:
             best = (key, params)
     assert best is not None
-    return {
+    out = {
         "params": best[1],
         "score": sign * best[0],
         "metric": metric,
         "seeds": [int(s) for s in seeds],
         "candidates": cands,
     }
+    if policy == "static_split" and split_step != 1:
+        out["split_step"] = int(split_step)
+    return out
 
 
 # ---------------------------------------------------------------------- the tuned file
@@ -254,6 +271,9 @@ def add_tune_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--seeds", type=positive_int, default=3,
                     help="validation seeds 20000..20000+N-1 (default 3)")
     sp.add_argument("--metric", default="slo_tokens_per_s", help="episode KPI to optimise (default slo_tokens_per_s)")
+    sp.add_argument("--split-step", type=positive_int, default=1, metavar="N",
+                    help="static_split: a coarse grid, prefill counts per GPU type in steps of N "
+                         "(plus the full and the initial count); default 1, every count")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (dotted), repeatable")
     sp.add_argument("--out", type=Path, default=DEFAULT_TUNED_PATH, help="tuned file (default leaderboard/tuned.yaml)")
 
@@ -269,7 +289,7 @@ def cmd_tune_baselines(args: argparse.Namespace) -> int:
     for cfg in args.config:
         name = resolve_config(cfg)
         for pol in args.policy:
-            res = tune(name, pol, seeds, args.metric, overrides=over or None,
+            res = tune(name, pol, seeds, args.metric, overrides=over or None, split_step=args.split_step,
                        on_candidate=lambda p, s, n=name, q=pol: print(f"{n:<22s} {q:<24s} {p} -> {s:.6g}", flush=True))
             if over:
                 res["overrides"] = over

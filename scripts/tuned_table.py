@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from disagg_gym.cluster.admission import ADMISSION, split_name
 from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.scenario import load_scenario
+from disagg_gym_agents.baselines import initial_prefill_counts
 from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.stats import to_float
 from disagg_gym_agents.registry import POLICIES
@@ -39,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def default_params(config: str, policy: str, keys: list[str]) -> dict[str, Any]:
     """The values ``policy`` uses for ``keys`` when built without params on ``config``."""
     router, adm = split_name(policy)
+    if router == "static_split":  # its default holds the config's initial roles
+        return {"prefill_counts": initial_prefill_counts(load_scenario(config))}
     if adm is not None:
         cls: Any = ADMISSION.get(adm)
         scen = load_scenario(config).admission.get(adm, {})

@@ -15,7 +15,13 @@ from disagg_gym.scenario import load_scenario
 from disagg_gym.sim.engine import Engine
 from disagg_gym.testing.scenarios import ArraySource, LinearCost
 from disagg_gym_agents import POLICIES, make_policy
-from disagg_gym_agents.baselines import borrow_step, linear_trend_forecast, plan_counts, static_split_candidates
+from disagg_gym_agents.baselines import (
+    borrow_step,
+    initial_prefill_counts,
+    linear_trend_forecast,
+    plan_counts,
+    static_split_candidates,
+)
 from disagg_gym_agents.evaluation import run_episode
 
 
@@ -71,6 +77,24 @@ def test_static_split_candidates_by_hand() -> None:
     assert len(cands) == 9 * 9 - 2  # all (p_h100, p_h200) but all-decode and all-prefill
     assert {"h100-sxm": 0, "h200": 0} not in cands and {"h100-sxm": 8, "h200": 8} not in cands
     assert static_split_candidates(load_scenario("energy-allocate")) == [{"h100-sxm": k} for k in range(1, 8)]
+    # the default split (the configs' initial roles, read off the YAML by hand) is a candidate
+    assert initial_prefill_counts(hetero) == {"h100-sxm": 4, "h200": 4} and initial_prefill_counts(hetero) in cands
+    assert initial_prefill_counts(load_scenario("energy-allocate")) == {"h100-sxm": 4}
+
+
+def test_static_split_coarse_grid_by_hand() -> None:
+    # LargeJoint-v2: 32 H100 + 32 A100 switchable, 16 + 16 prefill at start. Step 8: counts
+    # {0, 8, 16, 24, 32} per type, 25 pairs less all-decode and all-prefill.
+    large = load_scenario("large-joint")
+    assert len(static_split_candidates(large)) == 33 * 33 - 2
+    coarse = static_split_candidates(large, step=8)
+    assert len(coarse) == 23 and {"h100-sxm": 16, "a100-80gb": 16} in coarse
+    assert {"h100-sxm": 8, "a100-80gb": 32} in coarse and {"h100-sxm": 4, "a100-80gb": 16} not in coarse
+    # step 3 on EnergyAllocate (8 H100, 4 prefill at start): 0, 3, 6, the full 8 and the initial 4
+    assert static_split_candidates(load_scenario("energy-allocate"), step=3) == [{"h100-sxm": k} for k in (3, 4, 6)]
+    assert static_split_candidates(large, step=1) == static_split_candidates(large)
+    with pytest.raises(UserError, match="grid step must be a positive integer"):
+        static_split_candidates(large, step=0)
 
 
 def test_static_split_holds_its_counts() -> None:

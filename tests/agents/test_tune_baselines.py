@@ -54,6 +54,21 @@ def test_cli_writes_the_tuned_file(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "unknown admission controller 'nope'" in capsys.readouterr().err
 
 
+def test_cli_split_step_is_a_coarse_static_split_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tuned.yaml"
+    argv = ["tune-baselines", "--config", "energy-allocate", "--policy", "static_split", "--seeds", "1",
+            "--split-step", "3", "--set", "horizon_s=2", "--out", str(out)]
+    assert main(argv) == 0
+    entry = tuning.read_tuned(out)["energy-allocate"]["static_split"]
+    # hand-listed: multiples of 3, the full 8 and the initial 4, less all-decode (0) and all-prefill (8)
+    assert [c["params"] for c in entry["candidates"]] == [{"prefill_counts": {"h100-sxm": k}} for k in (3, 4, 6)]
+    assert entry["split_step"] == 3
+    with pytest.raises(SystemExit) as bad:
+        main(argv[:-4] + ["--split-step", "0", "--out", str(out)])
+    assert bad.value.code == 2
+    assert "--split-step" in capsys.readouterr().err
+
+
 def test_spillover_grid_holds_its_default_and_alpha_acts_only_with_on_demand_instances() -> None:
     grid = tuning.policy_grid("hybrid-cost-route", "spillover")
     assert {"alpha": 1.0} in grid and len(grid) == len({g["alpha"] for g in grid}) > 1
@@ -76,3 +91,28 @@ def test_tuned_file_has_no_yaml_anchors(tmp_path: Path) -> None:
     text = out.read_text()
     assert "&" not in text and "*" not in text and text.count("{alpha: 0.75}") == 2
     assert tuning.read_tuned(out)["small-route"]["jsq+ttft_guard"] == entry
+
+
+def test_an_episode_with_no_slo_meeting_request_is_the_worst_energy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hand-set episode rows: split A meets no SLO on seed 20001 (the KPI is None, as the metrics
+    # summary leaves J per good request when no request met its SLOs); split B is worse on seed
+    # 20000 but never empty. The leaderboard scores an empty run 0 (worst), so B must win.
+    rows = {("A", 20_000): 40.0, ("A", 20_001): None, ("B", 20_000): 90.0, ("B", 20_001): 95.0}
+
+    def fake(policy, env, workload_seed, **kw):  # type: ignore[no-untyped-def]
+        return {"energy_per_good_request_j": rows[(policy.tag, int(workload_seed))], "slo_tokens_per_s": None}
+
+    def fake_policy(name, env, tag):  # type: ignore[no-untyped-def]
+        return type("P", (), {"tag": tag})()
+
+    monkeypatch.setattr(tuning, "run_episode", fake)
+    monkeypatch.setattr(tuning, "make_policy", fake_policy)
+    res = tuning.tune("energy-allocate", "static_split", [20_000, 20_001], metric="energy_per_good_request_j",
+                      grid=[{"tag": "A"}, {"tag": "B"}])
+    assert res["params"] == {"tag": "B"} and res["score"] == pytest.approx(92.5)
+    assert res["candidates"][0]["score"] == float("inf")
+    # a higher-is-better KPI left empty, or a KPI the episode lacks, is still one clear error
+    with pytest.raises(UserError, match="slo_tokens_per_s"):
+        tuning.tune("energy-allocate", "static_split", [20_000], grid=[{"tag": "A"}])
+    with pytest.raises(UserError, match="no_such_kpi"):
+        tuning.tune("energy-allocate", "static_split", [20_000], metric="no_such_kpi", grid=[{"tag": "A"}])
