@@ -135,6 +135,14 @@ class EvalArgs:
     threads: int = field(
         default=1, metadata=arg_meta("torch threads of learned policies", type=positive_int)
     )
+    tuned: str | None = field(
+        default=None,
+        metadata=arg_meta(
+            "tuned file (disagg-gym tune-baselines, e.g. leaderboard/tuned.yaml): a heuristic runs with "
+            "its tuned params for this config, as `benchmark` runs it (default: its registered defaults)",
+            metavar="PATH",
+        ),
+    )
 
 
 # ====================================================================== dataclass <-> argparse

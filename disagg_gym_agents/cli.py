@@ -30,6 +30,7 @@ from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
 from disagg_gym_agents.evaluation import evaluate, format_summary, rows_to_csv, summarize, write_csv
 from disagg_gym_agents.factory import make_policy
 from disagg_gym_agents.registry import check_policy_spec
+from disagg_gym_agents.tuning import params_json, params_of, read_tuned
 from disagg_gym_agents.rllib_train import add_train_rllib_args, cmd_train_rllib
 
 
@@ -89,10 +90,11 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
         # one decision per forward pass: more threads only add synchronisation (and thrash
         # when other jobs share the cores)
         torch.set_num_threads(eargs.threads)
+    params = _tuned_params(eargs)
     env = make_env(eargs.env, parse_overrides(eargs.overrides))
     try:
-        policy = make_policy(eargs.policy, env, seed=eargs.seed)
-        label = policy.describe()
+        policy = make_policy(eargs.policy, env, seed=eargs.seed, **params)
+        label = policy.describe() + (f" {params_json(params)}" if params else "")
 
         def show(row: dict[str, Any]) -> None:
             if not eargs.json:
@@ -113,7 +115,8 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
     finally:
         env.close()
     rows = [
-        {"env_id": eargs.env, "policy": eargs.policy, "upper_bound": policy.upper_bound, **r}
+        {"env_id": eargs.env, "policy": eargs.policy, "upper_bound": policy.upper_bound,
+         "params": params_json(params), **r}
         for r in rows
     ]
     if eargs.out:
@@ -142,6 +145,21 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
         if eargs.out:
             print(f"csv: {eargs.out}")
     return 0
+
+
+def _tuned_params(eargs: EvalArgs) -> dict[str, Any]:
+    """The heuristic's params from ``--tuned`` for this env's config (``{}``: none, or no file).
+
+    Only an entry tuned on the config as written binds (as in ``benchmark``).
+    """
+    if eargs.tuned is None:
+        return {}
+    if not eargs.policy.startswith("heuristic:"):
+        raise UserError(f"--tuned binds heuristics' params; {eargs.policy!r} is not a heuristic")
+    path = Path(eargs.tuned)
+    if not path.is_file():
+        raise UserError(f"--tuned: no tuned file {str(path)!r} (write one with `disagg-gym tune-baselines`)")
+    return params_of(read_tuned(path), eargs.env, eargs.policy[len("heuristic:"):], as_written=True)
 
 
 def _salvage_rows(rows: Sequence[dict[str, Any]]) -> str:

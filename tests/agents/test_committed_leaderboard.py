@@ -62,3 +62,25 @@ def test_committed_learned_rows_name_checkpoints_inside_the_repository() -> None
         path = spec.split(":", 1)[1]
         assert not Path(path).is_absolute(), f"{spec}: absolute path in a committed row"
         assert (root / path).is_file(), f"{spec}: checkpoint not in the repository"
+
+
+@pytest.mark.skipif(not RESULTS.exists(), reason="no committed leaderboard/results.csv")
+def test_evaluate_with_the_tuned_file_reproduces_the_committed_row(tmp_path: Path) -> None:
+    # `evaluate --tuned` binds a heuristic as `benchmark` did: same params, same episode.
+    import csv
+
+    from disagg_gym_agents.args import EvalArgs
+    from disagg_gym_agents.cli import cmd_evaluate
+
+    row = next(r for r in csv.DictReader(RESULTS.open()) if r["config"] == "disagg/SmallRoute-v3"
+               and r["agent"] == "jsq+ttft_guard" and r["split"] == "test" and r["eval_seed"] == "10000")
+    assert row["params"] != "{}"  # tuned
+    out = tmp_path / "e.csv"
+    assert cmd_evaluate(EvalArgs(env="disagg/SmallRoute-v3", policy="heuristic:jsq+ttft_guard", episodes=1,
+                                 tuned=str(RESULTS.parent / "tuned.yaml"), out=str(out))) == 0
+    got = next(csv.DictReader(out.open()))
+    assert got["params"] == row["params"]
+    assert float(got["slo_tokens_per_s"]) == pytest.approx(float(row["slo_tokens_per_s"]), rel=1e-9)
+    with pytest.raises(Exception, match="--tuned binds heuristics"):
+        cmd_evaluate(EvalArgs(env="disagg/SmallRoute-v3", policy=f"sb3:{CHECKPOINTS / 'SmallRoute-v3/seed0/model.zip'}",
+                              tuned=str(RESULTS.parent / "tuned.yaml")))
