@@ -181,12 +181,12 @@ class Capacity:
     lone_prefill: Any  # (prompt) -> fastest lone prefill seconds over prefill-capable instances
     lone_decode: Any  # (context) -> fastest lone decode iteration over decode-capable instances
     # Per instance, for the cost and energy lower bounds:
-    prefill_extra_w: np.ndarray | None = None  # power while prefilling above what is always drawn
-    decode_extra_w: np.ndarray | None = None  # the same while decoding
-    always_w: float = 0.0  # power drawn by the provisioned GPUs whatever they do (idle power)
-    price_per_s: np.ndarray | None = None  # USD per second of the instance
-    on_demand: np.ndarray | None = None  # bool: billed for busy time only
-    colocated: bool = False  # some instance starts colocated (mixed prefill+decode iterations)
+    prefill_extra_w: np.ndarray  # power while prefilling above what is always drawn
+    decode_extra_w: np.ndarray  # the same while decoding
+    always_w: float  # power drawn by the provisioned GPUs whatever they do (idle power)
+    price_per_s: np.ndarray  # USD per second of the instance
+    on_demand: np.ndarray  # bool: billed for busy time only
+    colocated: bool  # some instance starts colocated (mixed prefill+decode iterations)
 
 
 def cluster_capacity(scen: ScenarioConfig) -> Capacity:
@@ -217,9 +217,10 @@ def cluster_capacity(scen: ScenarioConfig) -> Capacity:
         for _ in range(g.count):
             # The meter (cluster.accounting.Meter) charges idle power of every provisioned GPU
             # all along when idle_power is on, and the phase's power above it while busy.
-            always_w += cost.idle_power_w if idle else 0.0
-            pw_p.append(cost.prefill_power_w - (cost.idle_power_w if idle else 0.0))
-            pw_d.append(cost.decode_power_w - (cost.idle_power_w if idle else 0.0))
+            base_w = cost.idle_power_w if idle else 0.0
+            always_w += base_w
+            pw_p.append(cost.prefill_power_w - base_w)
+            pw_d.append(cost.decode_power_w - base_w)
             price.append(gpu_price * g.tp / 3600.0)
             od.append(g.billing == "on_demand")
             pt.append(sp)
@@ -390,16 +391,29 @@ def episode_bound(
         raise UserError(f"horizon_policy must be drain or fail (got {horizon_policy!r})")
     cap = cap or cluster_capacity(scen)
     ok = feasible(wl, cap, horizon_policy)
-    A, c = constraint_matrix(wl, cap, ok, horizon_policy)
-    vals = (wl.prompt + wl.output) if metric == "slo_tokens_per_s" else np.ones_like(wl.prompt)
-    vals = np.where(ok, vals, 0.0)
-    return lp_dual_bound(vals, A, c) / wl.horizon_s
+    lp = _FluidLP(wl, cap, ok, horizon_policy)
+    return (lp.tokens() if metric == "slo_tokens_per_s" else lp.requests()) / wl.horizon_s
 
 
-def _lp_value(wl: Workload, cap: Capacity, ok: np.ndarray, horizon_policy: str, per_request: np.ndarray) -> float:
-    """The fluid relaxation's bound on the sum of ``per_request`` over requests meeting both SLOs."""
-    A, c = constraint_matrix(wl, cap, ok, horizon_policy)
-    return lp_dual_bound(np.where(ok, per_request, 0.0), A, c)
+class _FluidLP:
+    """One episode's fluid relaxation (constraints built once): bounds on the SLO-meeting tokens
+    and requests of any run.
+    """
+
+    def __init__(self, wl: Workload, cap: Capacity, ok: np.ndarray, horizon_policy: str) -> None:
+        self.wl, self.ok = wl, ok
+        self.A, self.c = constraint_matrix(wl, cap, ok, horizon_policy)
+
+    def _value(self, per_request: np.ndarray) -> float:
+        return lp_dual_bound(np.where(self.ok, per_request, 0.0), self.A, self.c)
+
+    def tokens(self) -> float:
+        """Prompt + output tokens of the requests that can meet both SLOs, at most."""
+        return self._value(self.wl.prompt + self.wl.output)
+
+    def requests(self) -> float:
+        """Requests that can meet both SLOs, at most."""
+        return self._value(np.ones_like(self.wl.prompt))
 
 
 def episode_lower_bound(
@@ -442,20 +456,19 @@ def episode_lower_bound(
         return math.inf
     d_min = min(float(scen.horizon_s), float(wl.arrival_s.max()))
     decode = np.maximum(wl.output - 1, 0)
+    if metric == "energy_per_good_request_j" and cap.colocated:
+        raise UserError(f"{scen.name}: no energy bound for colocated instances (mixed iterations)")
+    lp = _FluidLP(wl, cap, ok, horizon_policy)
     if metric == "energy_per_good_request_j":
-        if cap.colocated:
-            raise UserError(f"{scen.name}: no energy bound for colocated instances (mixed iterations)")
-        assert cap.prefill_extra_w is not None and cap.decode_extra_w is not None
         e_pf = float(np.min((cap.prefill_s_per_token * cap.prefill_extra_w)[cap.can_prefill]))
         e_dec = float(np.min((cap.decode_s_per_token * cap.decode_extra_w)[cap.can_decode]))
-        n_max = math.floor(_lp_value(wl, cap, ok, horizon_policy, np.ones_like(wl.prompt)) + 1e-9)
+        n_max = math.floor(lp.requests() + 1e-9)
         if n_max < 1:
             return math.inf
         e = np.sort((wl.uncached * e_pf + decode * e_dec)[ok])[:n_max]
         k = np.arange(1, e.size + 1)
         return float(np.min((cap.always_w * d_min + np.cumsum(e)) / k))
-    assert cap.price_per_s is not None and cap.on_demand is not None
-    t_max = _lp_value(wl, cap, ok, horizon_policy, wl.prompt + wl.output)
+    t_max = lp.tokens()
     if t_max <= 0:
         return math.inf
     reserved = ~cap.on_demand
@@ -466,10 +479,9 @@ def episode_lower_bound(
         fastest = np.where(cap.can_prefill, cap.prefill_s_per_token, math.inf)
         fastest = np.minimum(fastest, np.where(cap.can_decode, cap.decode_s_per_token, math.inf))
         m = float(np.min((cap.price_per_s * fastest)[cap.on_demand]))
-        n_good = _lp_value(wl, cap, ok, horizon_policy, np.ones_like(wl.prompt))
         # Good tokens the reserved instances can account for: their compute by the horizon, each
         # good request's first token (made by its prefill) and every cacheable prompt token.
-        cq = float(np.sum(scen.horizon_s / fastest[reserved])) + n_good + float(np.sum(wl.prompt - wl.uncached))
+        cq = float(np.sum(scen.horizon_s / fastest[reserved])) + lp.requests() + float(np.sum(wl.prompt - wl.uncached))
 
     def ratio(t: float) -> float:
         return (fixed + m * max(0.0, t - cq)) / t
@@ -543,11 +555,12 @@ def cmd_bounds(args: argparse.Namespace) -> int:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["config", "metric", "upper_bound", "method"])
     for name in names:
-        primary = load_scenario(name).primary_metric
+        scen = load_scenario(name)
+        primary = scen.primary_metric
         metrics = args.metric or list(METRICS) + ([primary] if primary in LOWER_METRICS else [])
         for m in metrics:
             b = config_bound(name, m, seeds, horizon_policy=bound_horizon(m, args.horizon_policy))
-            w.writerow([load_scenario(name).name, m, repr(round_bound(b, m)),
+            w.writerow([scen.name, m, repr(round_bound(b, m)),
                         bound_method(m, args.horizon_policy, seeds)])
             print(f"{name:<22s} {m:<28s} {b:.6g}", flush=True)
     atomic_write_text(args.out, buf.getvalue())
