@@ -29,6 +29,7 @@ from disagg_gym_agents.args import (  # noqa: F401  (re-exported: they used to l
 from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
 from disagg_gym_agents.evaluation import evaluate, format_summary, rows_to_csv, summarize, write_csv
 from disagg_gym_agents.factory import make_policy
+from disagg_gym_agents.leaderboard.runner import load_tuned
 from disagg_gym_agents.registry import check_policy_spec
 from disagg_gym_agents.tuning import params_json, params_of
 from disagg_gym_agents.rllib_train import add_train_rllib_args, cmd_train_rllib
@@ -152,8 +153,6 @@ def _tuned_params(eargs: EvalArgs) -> dict[str, Any]:
 
     Only an entry tuned on the config as written binds (as in ``benchmark``).
     """
-    from disagg_gym_agents.leaderboard.runner import load_tuned  # the file check benchmark uses
-
     if eargs.tuned is None:
         return {}
     if not eargs.policy.startswith("heuristic:"):
