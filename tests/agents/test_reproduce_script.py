@@ -88,6 +88,18 @@ def test_dry_run_local_benchmark_runs_every_config_and_split_then_the_tables(tmp
     assert len(per_unit) == len(units) and "--splits" not in bench[-1]  # last: tables and plots
 
 
+def test_dry_run_validates_a_sample_per_config_unless_all(tmp_path: Path) -> None:
+    def validate_lines(*extra: str) -> list[list[str]]:
+        r = _run("--out", str(tmp_path), "--no-train", "--no-tune", "--dry-run", *extra)
+        assert r.returncode == 0, r.stderr
+        return [ln.split() for ln in r.stderr.splitlines() if ln.startswith("+ ") and " validate " in ln]
+
+    default = validate_lines()
+    assert default and all(a[a.index("--sample") + 1] == "10" for a in default)
+    assert all(a[a.index("--sample") + 1] == "3" for a in validate_lines("--validate-sample", "3"))
+    assert all("--sample" not in a for a in validate_lines("--validate-sample", "all"))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -96,6 +108,7 @@ def test_dry_run_local_benchmark_runs_every_config_and_split_then_the_tables(tmp
         (("--out", "x", "--jobs", "0"), "--jobs: expected a positive integer (got '0')"),
         (("--out", "x", "--seeds", "a"), "--seeds: expected non-negative integers (got 'a')"),
         (("--out", "x", "--frobnicate"), "unknown option '--frobnicate'"),
+        (("--out", "x", "--validate-sample", "0"), "--validate-sample: expected a positive integer or 'all' (got '0')"),
     ],
 )
 def test_bad_flags_are_one_line(args: tuple[str, ...], message: str) -> None:
