@@ -87,11 +87,14 @@ for cfg, pols in sorted(read_tuned("leaderboard/tuned.yaml").items()):
     if want and cfg not in want:
         continue
     for pol, e in sorted(pols.items()):
-        print(cfg, e["metric"], len(e["seeds"]), pol)' "${CFG_ARGS[@]}")
-  while read -r cfg metric nseeds pol; do
+        print(cfg, e["metric"], len(e["seeds"]), pol, e.get("split_step", 1))' "${CFG_ARGS[@]}")
+  while read -r cfg metric nseeds pol step; do
     [ -n "$cfg" ] || continue
+    # a coarse static_split grid is searched again with the same --split-step
+    grid=()
+    if [ "$step" != 1 ]; then grid=(--split-step "$step"); fi
     run "$PYTHON" -m disagg_gym.cli tune-baselines --config "$cfg" --policy "$pol" --metric "$metric" \
-      --seeds "$nseeds" --out "$OUT/tuned.yaml"
+      --seeds "$nseeds" "${grid[@]}" --out "$OUT/tuned.yaml"
   done <<< "$searches"
   TUNED="$OUT/tuned.yaml"
 else
