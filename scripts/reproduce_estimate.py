@@ -1,0 +1,142 @@
+"""Wall-time estimate of ``scripts/reproduce_leaderboard.sh`` on this machine, from measured parts.
+
+A timed full run takes most of a day on the 2-core reference machine; this script measures the
+pieces instead and multiplies them out, per config:
+
+* ``episode`` and ``setup``: CPU seconds of one ``test`` episode of ``jsq`` (``threshold`` on
+  allocation configs) through the leaderboard's ``run_cell``, and of a cell's one-off setup
+  (env, policy): a cell of workload seeds 10000-10001 minus a cell of seed 10000;
+* ``step``: CPU seconds per training step of MaskablePPO with the shipped hyperparameters,
+  from a short run (``--train-steps``, rounded up to whole rollouts; one torch thread, as
+  ``scripts/train_leaderboard.py`` trains), which includes its rollouts and updates;
+* ``learned``: the same two numbers for the committed checkpoint of training seed 0, where the
+  config has one (elsewhere a learned episode is costed at the mean ratio learned / ``jsq``).
+
+Then: tuning = every search of ``leaderboard/tuned.yaml`` (candidates x seeds x ``episode``);
+training = 5 seeds x the entry's ``n_timesteps`` x ``step`` (and SmallRoute-v3's two
+ablations); benchmark = the cells the script plans (every applicable heuristic, the three
+admission compositions, 5 learned seeds) x 10 episodes x ``episode`` (x ``learned`` for learned
+cells); validate = ``--validate-sample`` rows per config x ``episode``. Parallel parts run on
+``--jobs`` processes (CPU / jobs); ``--tables-s`` (the last benchmark call: tables, bounds,
+plots; measured separately) runs alone. Every heuristic is costed as ``jsq``: the estimate is
+only as good as that proxy (admission guards and cache-aware routers cost more per step).
+
+    .venv/bin/python scripts/reproduce_estimate.py [--configs ID ...] [--train-steps 4096]
+        [--jobs 2] [--validate-sample 10] [--tables-s S] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+import torch
+
+from disagg_gym.env.registration import registered_ids
+from disagg_gym_agents.args import TrainArgs
+from disagg_gym_agents.hparams import load_hyperparams
+from disagg_gym_agents.leaderboard.cells import Cell, config_of, env_name, plan_cells, splits_of
+from disagg_gym_agents.leaderboard.runner import run_cell
+from disagg_gym_agents.ppo import train
+from disagg_gym_agents.tuning import policy_grid, read_tuned
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = 5
+EPISODES = 10
+COMPOSITIONS = ["jsq+ttft_guard", "least_finish+ttft_guard", "jsq+queue_guard"]
+
+
+def cell_cpu(cell: Cell) -> tuple[float, float]:
+    """``(episode, setup)`` CPU seconds of ``cell``: one episode, and the cell's one-off cost."""
+    t0 = time.process_time()
+    run_cell(cell, [10_000])
+    one = time.process_time() - t0
+    t0 = time.process_time()
+    run_cell(cell, [10_000, 10_001])
+    episode = max(time.process_time() - t0 - one, 1e-3)
+    return episode, max(one - episode, 0.0)
+
+
+def step_cpu(env_id: str, steps: int) -> float:
+    hp = load_hyperparams("maskable_ppo", env_id)[0]
+    rollout = int(hp.get("n_steps", 2048)) * int(hp.get("n_envs", 1))
+    steps = -(-steps // rollout) * rollout  # SB3 always finishes a rollout
+    with tempfile.TemporaryDirectory() as work:
+        args = TrainArgs(env=env_id, algo="maskable_ppo", timesteps=steps, seed=0, out=work, eval_freq=0,
+                         checkpoint_freq=steps, keep_checkpoints=1, progress_bar=False, threads=1)
+        t0 = time.process_time()
+        train(args)
+        return (time.process_time() - t0) / steps
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="+", default=None, help="env ids (default: every standard id)")
+    p.add_argument("--train-steps", type=int, default=4096, help="steps of the short training run per config")
+    p.add_argument("--jobs", type=int, default=2, help="parallel processes of the reproduce script")
+    p.add_argument("--validate-sample", type=int, default=10, help="rows replayed per config by validate")
+    p.add_argument("--tables-s", type=float, default=0.0, help="measured wall of the last (tables) call")
+    p.add_argument("--json", type=Path, default=None, help="also write the measurements here")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    tuned = read_tuned(ROOT / "leaderboard" / "tuned.yaml")
+    configs = args.configs or registered_ids()
+    m: dict[str, dict[str, float]] = {}
+    ratios = []
+    for env_id in configs:
+        cell = (plan_cells([env_id], ["jsq"], ["test"]) or plan_cells([env_id], ["threshold"], ["test"]))[0]
+        ep, setup = cell_cpu(cell)
+        row = {"episode": ep, "setup": setup, "step": step_cpu(env_id, args.train_steps)}
+        ck = ROOT / "leaderboard" / "checkpoints" / env_name(env_id)
+        if (ck / "seed0" / "model.zip").is_file():
+            lc = [c for c in plan_cells([env_id], [f"sb3:maskable_ppo={ck.parent}"], ["test"]) if c.train_seed == 0][0]
+            lep, lsetup = cell_cpu(lc)
+            row["learned"], row["learned_setup"] = lep / ep, lsetup
+            ratios.append(row["learned"])
+        m[env_id] = row
+        print(f"{env_id}: episode {ep:.2f} CPU-s (cell setup {setup:.2f}), training {1e3 * row['step']:.2f} "
+              f"CPU-ms/step" + (f", learned episode x{row['learned']:.2f} (setup {row['learned_setup']:.2f})"
+                                if "learned" in row else ""), flush=True)
+    factor = sum(ratios) / len(ratios) if ratios else 1.0
+    total = {"tune": 0.0, "train": 0.0, "benchmark": 0.0, "validate": 0.0}
+    print("\n| config | tuning CPU-s | training CPU-s | benchmark CPU-s | validate CPU-s |")
+    print("|---|---|---|---|---|")
+    for env_id in configs:
+        row = m[env_id]
+        ep = row["episode"]
+        name = config_of(env_id)
+        tune = sum(len(e.get("candidates") or policy_grid(name, pol, split_step=int(e.get("split_step", 1))))
+                   * len(e["seeds"]) * ep
+                   for pol, e in tuned.get(name, {}).items())
+        steps = int(load_hyperparams("maskable_ppo", env_id)[0]["n_timesteps"])
+        runs = SEEDS * (3 if env_id == "disagg/SmallRoute-v3" else 1)  # + the two ablations
+        trn = runs * steps * row["step"]
+        heur = len(plan_cells([env_id], ["heuristics", *COMPOSITIONS]))
+        learned = runs * len(splits_of(env_id))
+        lsetup = row.get("learned_setup", setup := row["setup"])
+        bench = heur * (setup + EPISODES * ep) + learned * (lsetup + EPISODES * ep * row.get("learned", factor))
+        val = args.validate_sample * ep + len(splits_of(env_id)) * setup
+        for k, v in zip(total, (tune, trn, bench, val)):
+            total[k] += v
+        print(f"| `{env_id}` | {tune:,.0f} | {trn:,.0f} | {bench:,.0f} | {val:,.0f} |")
+    wall = sum(total.values()) / args.jobs + args.tables_s
+    print(f"| total | {total['tune']:,.0f} | {total['train']:,.0f} | {total['benchmark']:,.0f} | "
+          f"{total['validate']:,.0f} |")
+    print(f"\nlearned-episode factor {factor:.2f} (mean over configs with checkpoints); jobs {args.jobs}; "
+          f"tables {args.tables_s:,.0f} s; load average {os.getloadavg()[0]:.1f}")
+    print(f"estimate: {wall / 3600:.1f} h wall ({sum(total.values()) / 3600:.1f} CPU-h / {args.jobs} jobs "
+          f"+ {args.tables_s / 3600:.2f} h of tables)")
+    if args.json:
+        args.json.write_text(json.dumps({"configs": m, "total_cpu_s": total, "wall_s": wall}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
