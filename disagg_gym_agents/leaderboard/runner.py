@@ -8,6 +8,7 @@ without redoing finished cells. It then writes the Markdown leaderboard and the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata as md
 import json
@@ -24,6 +25,7 @@ from disagg_gym.bounds import bound_horizon, config_bound
 from disagg_gym.env.registration import registered_ids
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_text
+from disagg_gym.scenario import load_scenario
 from disagg_gym_agents.base import make_env
 from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET, run_episode
 from disagg_gym_agents.factory import make_policy
@@ -154,8 +156,31 @@ def run_cell(
 
 
 
+BOUNDS_CACHE = "bounds_cache.json"  # in the results folder: split_bounds' cache
+
+
+def _simulator_digest() -> str:
+    """sha256 of every source file of the ``disagg_gym`` package (the bounds' code and the
+    simulator they are computed from): any change to it invalidates a bounds cache.
+    """
+    h = hashlib.sha256()
+    root = Path(disagg_gym.__file__).resolve().parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _bound_key(scen: Any, metric: str, seeds: Sequence[int], horizon: str, code: str) -> str:
+    """Cache key of one (config, split) bound: the resolved scenario (every value the bound
+    reads), the metric, the seeds, the horizon policy and the simulator's source digest.
+    """
+    text = json.dumps([dataclasses.asdict(scen), metric, list(seeds), horizon, code], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def split_bounds(
-    rows: Sequence[dict[str, Any]], overrides: dict[str, Any] | None = None
+    rows: Sequence[dict[str, Any]], overrides: dict[str, Any] | None = None, cache: str | Path | None = None
 ) -> dict[tuple[str, str], float]:
     """(config, split) -> the bound on its primary metric (``disagg_gym.bounds``), averaged over
     the evaluation seeds its rows were run on, for the config with ``overrides`` and the split's
@@ -165,6 +190,13 @@ def split_bounds(
 
     Left out: metrics without a bound (SLO attainment, ...) and ids that are not standard
     configs. Prefix-cache workloads are bounded with every possible cache hit free.
+
+    ``cache``: a JSON file of bounds already computed (``benchmark`` keeps
+    ``<out>/bounds_cache.json``), keyed by the resolved scenario, metric, seeds and horizon
+    policy, and valid only for the simulator source it was computed with (its digest is in the
+    file: any change to ``disagg_gym`` empties it), so an entry is reused only for exactly the
+    same computation (the bounds take minutes per config); new entries are added to it. A cache
+    that cannot be read is ignored (and rewritten).
     """
     seeds: dict[tuple[str, str], set[int]] = {}
     metric: dict[tuple[str, str], str] = {}
@@ -172,6 +204,16 @@ def split_bounds(
         key = (str(r["config"]), str(r.get("split") or "test"))
         seeds.setdefault(key, set()).add(int(r["eval_seed"]))
         metric[key] = str(r["primary_metric"])
+    code = _simulator_digest() if cache is not None else ""
+    known: dict[str, float] = {}
+    if cache is not None:
+        try:
+            loaded = json.loads(Path(cache).read_text())
+            if loaded["code"] == code:  # entries of other source code are dropped
+                known = {str(k): float(v) for k, v in loaded["bounds"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            known = {}
+    used = dict(known)
     out: dict[tuple[str, str], float] = {}
     for (config, split), ss in sorted(seeds.items()):
         m = metric[(config, split)]
@@ -182,7 +224,18 @@ def split_bounds(
             ov = {**(overrides or {}), **split_overrides(config, split)}
         except UserError:
             continue
-        out[(config, split)] = config_bound(name, m, sorted(ss), ov, horizon_policy=bound_horizon(m, "drain"))
+        horizon = bound_horizon(m, "drain")
+        if cache is None:
+            out[(config, split)] = config_bound(name, m, sorted(ss), ov, horizon_policy=horizon)
+            continue
+        key = _bound_key(load_scenario(name, ov), m, sorted(ss), horizon, code)
+        b = known.get(key)
+        if b is None:
+            b = config_bound(name, m, sorted(ss), ov, horizon_policy=horizon)
+        out[(config, split)] = used[key] = b
+    if cache is not None and used != known:
+        atomic_write_text(Path(cache), json.dumps({"format": 1, "code": code, "bounds": dict(sorted(used.items()))},
+                                                  indent=1) + "\n")
     return out
 
 
@@ -331,7 +384,7 @@ def benchmark(
         pareto = make_pareto_plots(summary, out / "plots")
         more = make_plots([cs for cs in summary if cs.split == "test"], out / "plots", ov)
         plot_files = {k: pareto.get(k, []) + more.get(k, []) for k in {*pareto, *more}}
-    bounds = split_bounds(rows_now, ov)
+    bounds = split_bounds(rows_now, ov, cache=out / BOUNDS_CACHE)
     atomic_write_text(md, render_markdown(summary, md.parent, plot_files, ov, bounds))
     return results
 

@@ -289,6 +289,35 @@ def test_split_bounds_equal_the_offered_load_when_underloaded(out: Path) -> None
     assert lb.NOT_TRAINED in md
 
 
+def test_split_bounds_cache_reuses_only_the_same_computation(out: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from disagg_gym_agents.leaderboard import runner
+
+    rows = lb.read_results(out / "results.csv")
+    fresh = lb.split_bounds(rows, SHORT)
+    cache = tmp_path / "bounds_cache.json"
+    assert lb.split_bounds(rows, SHORT, cache=cache) == fresh and len(json.loads(cache.read_text())["bounds"]) == 3
+    # the benchmark fixture kept one next to its results too, with the same values
+    assert json.loads((out / "bounds_cache.json").read_text()) == json.loads(cache.read_text())
+
+    def boom(*a: object, **k: object) -> float:
+        raise AssertionError("recomputed a cached bound")
+
+    monkeypatch.setattr(runner, "config_bound", boom)
+    assert lb.split_bounds(rows, SHORT, cache=cache) == fresh  # every entry served from the file
+    with pytest.raises(AssertionError, match="recomputed"):  # another scenario: a miss
+        lb.split_bounds(rows, {"horizon_s": 2}, cache=cache)
+    with pytest.raises(AssertionError, match="recomputed"):  # other simulator source: emptied
+        monkeypatch.setattr(runner, "_simulator_digest", lambda: "another source")
+        lb.split_bounds(rows, SHORT, cache=cache)
+    cache.write_text("{not json")  # unreadable: ignored, recomputed and rewritten
+    monkeypatch.undo()
+    assert lb.split_bounds(rows, SHORT, cache=cache) == fresh
+    assert len(json.loads(cache.read_text())["bounds"]) == 3
+
+
 def test_pareto_plot_per_config_is_written_and_linked(out: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     summary = lb.summarise(lb.read_results(out / "results.csv"))
