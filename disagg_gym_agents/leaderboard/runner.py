@@ -160,12 +160,15 @@ BOUNDS_CACHE = "bounds_cache.json"  # in the results folder: split_bounds' cache
 
 
 def _simulator_digest() -> str:
-    """sha256 of every source file of the ``disagg_gym`` package (the bounds' code and the
-    simulator they are computed from): any change to it invalidates a bounds cache.
+    """sha256 of every source file of the ``disagg_gym`` package but its Gymnasium adapter
+    (``env/``, which the bounds never read): the bounds' code and the simulator they are
+    computed from. Any change to it invalidates a bounds cache.
     """
     h = hashlib.sha256()
     root = Path(disagg_gym.__file__).resolve().parent
     for f in sorted(root.rglob("*.py")):
+        if f.relative_to(root).parts[0] == "env":
+            continue
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
