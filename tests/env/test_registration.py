@@ -54,8 +54,9 @@ def test_config_loads_on_make_and_old_versions_are_deprecated() -> None:
 @pytest.mark.parametrize("old, new", [
     # issue #15 item 5: HeteroAllocate-v2 had no headroom; EnergyAllocate-v2 was degenerate
     # (99.3 % of the bound, three heuristics identical). The old id names the new one.
-    ("disagg/HeteroAllocate-v2", "disagg/HeteroAllocate-v3"),
-    ("disagg/HeteroAllocate-fine-v2", "disagg/HeteroAllocate-fine-v3"),
+    # (HeteroAllocate-v3 was retired too since: the v2 ids name the current v4)
+    ("disagg/HeteroAllocate-v2", "disagg/HeteroAllocate-v4"),
+    ("disagg/HeteroAllocate-fine-v2", "disagg/HeteroAllocate-fine-v4"),
     ("disagg/EnergyAllocate-v2", "disagg/EnergyAllocate-v3"),
     ("disagg/EnergyAllocate-fine-v2", "disagg/EnergyAllocate-fine-v3"),
 ])
