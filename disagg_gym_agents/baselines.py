@@ -25,6 +25,7 @@ import numpy as np
 
 from disagg_gym.cluster.admission import queue_wait_s
 from disagg_gym.cluster.policies import decode_pressure
+from disagg_gym.env.serving_env import alloc_count_bounds
 from disagg_gym.errors import UserError
 from disagg_gym.types import Role
 from disagg_gym_agents.heuristics import AllocatorHeuristic
@@ -50,24 +51,33 @@ def _flexible(scen: ScenarioConfig) -> dict[str, int]:
 
 
 def static_split_candidates(scen: ScenarioConfig, step: int = 1) -> list[dict[str, int]]:
-    """Every prefill count per switchable GPU type that leaves at least one prefill and one
-    decode instance in the cluster (the DistServe-style placement search space).
+    """Every prefill count per switchable GPU type that the env's allocation mask allows and
+    that leaves at least one prefill and one decode instance in the cluster (the DistServe-style
+    placement search space).
 
-    ``step`` > 1 gives a coarse grid: per GPU type the counts 0, step, 2 step, ..., the type's
-    instance count and its initial prefill count (so the default split stays a candidate).
+    The mask is per GPU type (``alloc_count_bounds``): without colocated instances a type
+    with two or more instances keeps 1 .. count - 1 prefill instances, so a split outside that
+    range could only run clamped (an 8 for a type of 8 ran as 7) and is not a candidate.
+    ``step`` > 1 gives a coarse grid: per GPU type the multiples of ``step`` the mask allows,
+    the lowest and highest allowed counts and its initial prefill count (so the default split
+    stays a candidate where the mask allows it).
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise UserError(f"static_split: the grid step must be a positive integer (got {step!r})")
     flex = _flexible(scen)
     init = initial_prefill_counts(scen)
-    colocated = any(g.role == "colocated" for g in scen.cluster.groups)
+    n_coloc = sum(g.count for g in scen.cluster.groups if g.role == "colocated")
     gpus = list(flex)
-    values = [sorted(set(range(0, flex[g] + 1, step)) | {flex[g], init[g]}) for g in gpus]
+    bounds = alloc_count_bounds([flex[g] for g in gpus], n_coloc) or [(0, flex[g]) for g in gpus]
+    values = [
+        sorted({c for c in (*range(0, flex[g] + 1, step), init[g]) if lo <= c <= hi} | {lo, hi})
+        for g, (lo, hi) in zip(gpus, bounds)
+    ]
     out = []
     for counts in itertools.product(*values):
         p = sum(counts)
         d = sum(flex.values()) - p
-        if not colocated and (p < 1 or d < 1):
+        if not n_coloc and (p < 1 or d < 1):
             continue
         out.append(dict(zip(gpus, (int(c) for c in counts))))
     return out

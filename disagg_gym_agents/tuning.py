@@ -97,9 +97,9 @@ def policy_grid(
 
     ``<router>+<admission>``: the product of ``ADMISSION_GRIDS[admission]``; a router in
     ``ROUTER_GRIDS`` (``spillover``): the product of its grid; ``static_split``:
-    every per-GPU-type prefill count that keeps a prefill and a decode instance (with
-    ``split_step`` > 1 only multiples of it, the full count and the initial count:
-    ``static_split_candidates``);
+    every per-GPU-type prefill count the env's allocation mask allows that keeps a prefill and
+    a decode instance (with ``split_step`` > 1 only multiples of it, the mask's lowest and
+    highest counts and the initial count: ``static_split_candidates``);
     ``sla_planner``: headroom 1.0-6.0; ``splitwise``: max_borrow 1, 2, 4; anything else: ``[{}]``.
     """
     _, adm = split_name(policy)
@@ -111,7 +111,7 @@ def policy_grid(
         return [{"prefill_counts": c} for c in static_split_candidates(load_scenario(config, overrides), split_step)]
     if policy == "sla_planner":
         # Extended twice at the edge (validation seeds 20000-20004, slo_tokens/s): 1.5 was best
-        # of (1.0, 1.2, 1.5) on HeteroAllocate-v3 (221,983), then 3.0 of (..., 2.0, 3.0) on
+        # of (1.0, 1.2, 1.5) on HeteroAllocate-v3 (retired; 221,983), then 3.0 of (..., 2.0, 3.0) on
         # LargeJoint-v2 (461,662 against 321,116 at 2.0).
         return [{"headroom": h} for h in (1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 6.0)]
     if policy == "splitwise":
@@ -273,7 +273,8 @@ def add_tune_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--metric", default="slo_tokens_per_s", help="episode KPI to optimise (default slo_tokens_per_s)")
     sp.add_argument("--split-step", type=positive_int, default=1, metavar="N",
                     help="static_split: a coarse grid, prefill counts per GPU type in steps of N "
-                         "(plus the full and the initial count); default 1, every count")
+                         "(plus the lowest and highest counts the env's mask allows and the initial count); "
+                         "default 1, every count")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (dotted), repeatable")
     sp.add_argument("--out", type=Path, default=DEFAULT_TUNED_PATH, help="tuned file (default leaderboard/tuned.yaml)")
 

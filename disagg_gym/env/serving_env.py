@@ -110,6 +110,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     different policies can be compared on identical input.
 
     ## Version History
+    * v4 of HeteroAllocate (a length mix flipping from code completion to chat at 300 s, a
+      constant 190 req/s over 600 s instead of a diurnal 168 req/s of chat over 900 s) (issue
+      #15 item 5: v3 was degenerate once its fixed split was tuned): the workload and horizon
+      changed; the simulator, spaces and reward are unchanged.
     * v3 of HeteroAllocate (168 req/s) and EnergyAllocate (a length mix flipping from code
       completion to chat at 300 s, 88 req/s) (issue #15 item 5: v2 was degenerate): the
       workloads changed; the simulator, spaces and reward are unchanged.
@@ -622,19 +626,13 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         tot = sum(p + d for p, d in counts)
         n_coloc = sum(1 for i in cl.instances if i.role is Role.COLOCATED)
         out = []
-        # Masks are per GPU type (MultiDiscrete), so every combination they allow must be valid
-        # as a whole and applied exactly (issue #17): a type with >= 2 instances keeps at least
-        # one in each role; then single-instance types are free.
-        sure = n_coloc > 0 or any(size >= 2 for size in self.gpu_sizes)
-        for g, (p, d), size in zip(self.gpus, counts, self.gpu_sizes):
+        bounds = alloc_count_bounds(self.gpu_sizes, n_coloc)
+        for k, (g, (p, d), size) in enumerate(zip(self.gpus, counts, self.gpu_sizes)):
             m = np.zeros(size + 1, dtype=bool)
             if not active:
                 m[p] = True
-            elif sure:
-                if size >= 2 and n_coloc == 0:
-                    m[1:size] = True
-                else:
-                    m[:] = True
+            elif bounds is not None:
+                m[bounds[k][0]:bounds[k][1] + 1] = True
                 lo, hi = cl.prefill_count_reachable(g)  # instances mid-switch cannot be re-targeted
                 m[:lo] = False
                 m[hi + 1:] = False
@@ -778,6 +776,21 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.cfg.obs_mode == "dict":
             return self.obs_builder.split(flat)
         return flat
+
+
+def alloc_count_bounds(gpu_sizes: list[int], n_colocated: int) -> list[tuple[int, int]] | None:
+    """Per switchable GPU type, the lowest and highest prefill count the allocation mask allows
+    (when no instance is mid-switch), or ``None`` where that depends on the other types' current
+    counts (every type has one instance and none is colocated).
+
+    Masks are per GPU type (MultiDiscrete), so every combination they allow must be valid as a
+    whole and applied exactly (issue #17): without colocated instances a type with >= 2
+    instances keeps at least one in each role, so ``(1, size - 1)``; then single-instance types
+    (and every type of a cluster with colocated instances) are free, ``(0, size)``.
+    """
+    if n_colocated == 0 and not any(size >= 2 for size in gpu_sizes):
+        return None
+    return [(1, size - 1) if size >= 2 and n_colocated == 0 else (0, size) for size in gpu_sizes]
 
 
 def _sigmoid(x: float) -> float:

@@ -74,24 +74,45 @@ def test_spillover_policy_in_the_env() -> None:
 def test_static_split_candidates_by_hand() -> None:
     hetero = load_scenario("hetero-allocate")  # 8 H100 + 8 H200 switchable
     cands = static_split_candidates(hetero)
-    assert len(cands) == 9 * 9 - 2  # all (p_h100, p_h200) but all-decode and all-prefill
-    assert {"h100-sxm": 0, "h200": 0} not in cands and {"h100-sxm": 8, "h200": 8} not in cands
+    # the env's mask keeps 1..7 prefill instances per type of 8 (issue #15 item 2: 8:2 ran as 7:2)
+    assert cands == [{"h100-sxm": a, "h200": b} for a in range(1, 8) for b in range(1, 8)]
     assert static_split_candidates(load_scenario("energy-allocate")) == [{"h100-sxm": k} for k in range(1, 8)]
     # the default split (the configs' initial roles, read off the YAML by hand) is a candidate
     assert initial_prefill_counts(hetero) == {"h100-sxm": 4, "h200": 4} and initial_prefill_counts(hetero) in cands
     assert initial_prefill_counts(load_scenario("energy-allocate")) == {"h100-sxm": 4}
 
 
+def test_static_split_candidates_are_what_the_mask_allows() -> None:
+    # 1 H100 (prefill) + 3 H200 (decode): the mask lets the single H100 take either role (0..1)
+    # and keeps 1..2 of the three H200 prefilling; every pair then keeps a prefill and a decode
+    # instance, so exactly these four (by hand). The old grid also listed h200 = 0 and 3.
+    groups = [
+        {"gpu": "h100-sxm", "count": 1, "role": "prefill"},
+        {"gpu": "h200", "count": 3, "role": "decode", "max_batch": 64},
+    ]
+    scen = load_scenario("hetero-allocate", {"cluster.groups": groups})
+    cands = static_split_candidates(scen)
+    assert cands == [{"h100-sxm": 0, "h200": 1}, {"h100-sxm": 0, "h200": 2},
+                     {"h100-sxm": 1, "h200": 1}, {"h100-sxm": 1, "h200": 2}]
+    # and the env at reset agrees: each candidate's counts are unmasked
+    env = gym.make("disagg/HeteroAllocate-v4", overrides={"cluster.groups": groups, "horizon_s": 10.0})
+    env.reset(seed=0)
+    mask = env.unwrapped.action_masks()
+    assert mask.tolist() == [True, True, False, True, True, False]
+    env.close()
+
+
 def test_static_split_coarse_grid_by_hand() -> None:
-    # LargeJoint-v2: 32 H100 + 32 A100 switchable, 16 + 16 prefill at start. Step 8: counts
-    # {0, 8, 16, 24, 32} per type, 25 pairs less all-decode and all-prefill.
+    # LargeJoint-v2: 32 H100 + 32 A100 switchable, 16 + 16 prefill at start; the mask keeps
+    # 1..31 per type. Step 8: {1, 8, 16, 24, 31} per type, 25 pairs.
     large = load_scenario("large-joint")
-    assert len(static_split_candidates(large)) == 33 * 33 - 2
+    assert len(static_split_candidates(large)) == 31 * 31
     coarse = static_split_candidates(large, step=8)
-    assert len(coarse) == 23 and {"h100-sxm": 16, "a100-80gb": 16} in coarse
-    assert {"h100-sxm": 8, "a100-80gb": 32} in coarse and {"h100-sxm": 4, "a100-80gb": 16} not in coarse
-    # step 3 on EnergyAllocate (8 H100, 4 prefill at start): 0, 3, 6, the full 8 and the initial 4
-    assert static_split_candidates(load_scenario("energy-allocate"), step=3) == [{"h100-sxm": k} for k in (3, 4, 6)]
+    assert len(coarse) == 25 and {"h100-sxm": 16, "a100-80gb": 16} in coarse
+    assert {"h100-sxm": 8, "a100-80gb": 31} in coarse and {"h100-sxm": 4, "a100-80gb": 16} not in coarse
+    assert {"h100-sxm": 0, "a100-80gb": 16} not in coarse and {"h100-sxm": 32, "a100-80gb": 16} not in coarse
+    # step 3 on EnergyAllocate (8 H100, 4 prefill at start): 3, 6, the mask's ends 1 and 7, the initial 4
+    assert static_split_candidates(load_scenario("energy-allocate"), step=3) == [{"h100-sxm": k} for k in (1, 3, 4, 6, 7)]
     assert static_split_candidates(large, step=1) == static_split_candidates(large)
     with pytest.raises(UserError, match="grid step must be a positive integer"):
         static_split_candidates(large, step=0)
