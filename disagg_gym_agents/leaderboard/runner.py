@@ -161,13 +161,14 @@ BOUNDS_CACHE = "bounds_cache.json"  # in the results folder: split_bounds' cache
 
 def _simulator_digest() -> str:
     """sha256 of every source file of the ``disagg_gym`` package but its Gymnasium adapter
-    (``env/``, which the bounds never read): the bounds' code and the simulator they are
-    computed from. Any change to it invalidates a bounds cache.
+    (``env/``, which the bounds never read) and its packaged ``configs/`` (data: the resolved
+    scenario is in each key): the bounds' code and the simulator they are computed from, the
+    same from a checkout as from an install. Any change to it invalidates a bounds cache.
     """
     h = hashlib.sha256()
     root = Path(disagg_gym.__file__).resolve().parent
     for f in sorted(root.rglob("*.py")):
-        if f.relative_to(root).parts[0] == "env":
+        if f.relative_to(root).parts[0] in ("env", "configs"):
             continue
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
