@@ -29,8 +29,8 @@
 # benchmark again. --backend ray runs the benchmark's cells as Ray tasks instead
 # (needs .venv-ray: scripts/setup_ray.sh; its python is then used unless PYTHON is set).
 #
-# Wall time on the 2-core reference machine: see docs/leaderboard.md ("Reproducing"): an
-# estimate from measured per-episode and per-training-run times, not a timed full run.
+# Wall time on the 2-core reference machine: see docs/leaderboard.md ("Reproducing"): about
+# 6.5-7 h, an estimate from measured parts (scripts/reproduce_estimate.py), not a timed full run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
