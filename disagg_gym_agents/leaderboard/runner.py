@@ -198,7 +198,7 @@ def split_bounds(
     ``cache``: a JSON file of bounds already computed (``benchmark`` keeps
     ``<out>/bounds_cache.json``), keyed by the resolved scenario, metric, seeds and horizon
     policy, and valid only for the simulator source it was computed with (its digest is in the
-    file: any change to ``disagg_gym`` empties it), so an entry is reused only for exactly the
+    file: any change to ``disagg_gym`` but its ``env/`` adapter empties it), so an entry is reused only for exactly the
     same computation (the bounds take minutes per config); new entries are added to it. A cache
     that cannot be read is ignored (and rewritten).
     """
