@@ -175,11 +175,11 @@ def _simulator_digest() -> str:
     return h.hexdigest()
 
 
-def _bound_key(scen: Any, metric: str, seeds: Sequence[int], horizon: str, code: str) -> str:
+def _bound_key(scen: Any, metric: str, seeds: Sequence[int], horizon: str) -> str:
     """Cache key of one (config, split) bound: the resolved scenario (every value the bound
-    reads), the metric, the seeds, the horizon policy and the simulator's source digest.
+    reads), the metric, the seeds and the horizon policy (the source digest is the file's).
     """
-    text = json.dumps([dataclasses.asdict(scen), metric, list(seeds), horizon, code], sort_keys=True, default=str)
+    text = json.dumps([dataclasses.asdict(scen), metric, list(seeds), horizon], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -232,7 +232,7 @@ def split_bounds(
         if cache is None:
             out[(config, split)] = config_bound(name, m, sorted(ss), ov, horizon_policy=horizon)
             continue
-        key = _bound_key(load_scenario(name, ov), m, sorted(ss), horizon, code)
+        key = _bound_key(load_scenario(name, ov), m, sorted(ss), horizon)
         b = known.get(key)
         if b is None:
             b = config_bound(name, m, sorted(ss), ov, horizon_policy=horizon)
