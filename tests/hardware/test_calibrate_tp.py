@@ -81,10 +81,36 @@ def test_report_names_every_missing_grid(cal, capsys):
     assert "all-reduce terms NOT fitted" in out
 
 
-def test_committed_tp_data_is_checking_data_only(cal):
+def _committed():
+    import json
+
+    return json.loads((ROOT / "disagg_gym" / "hardware" / "calibration.json").read_text())
+
+
+def test_committed_allreduce_fit_used_only_8b_multi_gpu_rows(cal):
+    """The committed all-reduce terms name their data: llama-3.1-8b rows of real TP>1 runs only."""
     rows = cal.read_tp_rows(cal.TP_DIR)
-    assert rows, "docs/data/tp holds the H200 single-GPU runs"
-    # One GPU was lent: nothing committed is a multi-GPU run, so nothing is fitted on it.
-    assert {cal.tp_class(r) for r in rows if r["kind"] != "allreduce"} <= {
-        "tp1", "tp1_collectives", "shard"
-    }
+    fit = _committed()["tp"]["allreduce_fit"]
+    fit_files = {r["file"] for r in rows if r["kind"] != "allreduce" and cal.tp_class(r) == "tp"
+                 and r["model"] == "llama-3.1-8b"}
+    assert fit_files and set(fit["files"]) == fit_files
+    assert fit["rows"] == sum(1 for r in rows if r["file"] in fit_files and r["kind"] != "allreduce")
+    # The 70B-class TP runs exist and are checking data: no file of them is in the fit.
+    assert any(r.get("model") == "llama-3.1-70b" and cal.tp_class(r) == "tp" for r in rows)
+    assert not any("70b" in f for f in fit["files"])
+    # The files the fit read are the ones committed (same bytes).
+    files = _committed()["tp"]["files"]
+    for name in fit["files"]:
+        assert files[name] == cal.sha256(cal.TP_DIR / name)
+
+
+def test_committed_allreduce_terms_reproduce(cal):
+    """Refitting on the committed rows from the committed efficiencies gives the committed terms."""
+    pytest.importorskip("scipy")
+    from disagg_gym.hardware.cost import CalibParams
+
+    committed = CalibParams.from_dict(_committed()["cost"])
+    start = replace(committed, allreduce_latency_s=8e-6, allreduce_bw_eff=1.0)
+    fitted, info = cal.fit_allreduce(cal.read_tp_rows(cal.TP_DIR), start)
+    for key in info["fitted"]:
+        assert getattr(fitted, key) == pytest.approx(getattr(committed, key), rel=1e-4), key
