@@ -159,15 +159,22 @@ def run_cell(
 BOUNDS_CACHE = "bounds_cache.json"  # in the results folder: split_bounds' cache
 
 
+#: Files of the ``disagg_gym`` package the bounds depend on: its source and the data it loads
+#: (the calibrated cost parameters, the GPU and link catalogs).
+_DIGEST_SUFFIXES = (".py", ".json", ".yaml")
+
+
 def _simulator_digest() -> str:
-    """sha256 of every source file of the ``disagg_gym`` package but its Gymnasium adapter
-    (``env/``, which the bounds never read) and its packaged ``configs/`` (data: the resolved
-    scenario is in each key): the bounds' code and the simulator they are computed from, the
-    same from a checkout as from an install. Any change to it invalidates a bounds cache.
+    """sha256 of every source and data file of the ``disagg_gym`` package but its Gymnasium
+    adapter (``env/``, which the bounds never read) and its packaged ``configs/`` (the resolved
+    scenario is in each key): the bounds' code and the simulator they are computed from, with
+    its calibration and catalogs, the same from a checkout as from an install. Any change to
+    it invalidates a bounds cache.
     """
     h = hashlib.sha256()
     root = Path(disagg_gym.__file__).resolve().parent
-    for f in sorted(root.rglob("*.py")):
+    files = (f for f in root.rglob("*") if f.suffix in _DIGEST_SUFFIXES and f.is_file())
+    for f in sorted(files):
         if f.relative_to(root).parts[0] in ("env", "configs"):
             continue
         h.update(f.relative_to(root).as_posix().encode())

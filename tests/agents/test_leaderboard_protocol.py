@@ -318,6 +318,31 @@ def test_split_bounds_cache_reuses_only_the_same_computation(out: Path, tmp_path
     assert len(json.loads(cache.read_text())["bounds"]) == 3
 
 
+def test_bounds_cache_digest_covers_calibration_and_catalogs(tmp_path: Path, monkeypatch) -> None:
+    """A recalibration (a .json / .yaml the simulator loads) invalidates the cache; the env
+    adapter, the packaged configs and byte-code do not."""
+    import types
+
+    from disagg_gym_agents.leaderboard import runner
+
+    pkg = tmp_path / "disagg_gym"
+    for rel, text in {"__init__.py": "", "sim/engine.py": "x = 1", "hardware/calibration.json": "{}",
+                      "hardware/gpus.yaml": "a: 1", "env/core.py": "y = 2",
+                      "configs/c.yaml": "z: 3"}.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    monkeypatch.setattr(runner, "disagg_gym", types.SimpleNamespace(__file__=str(pkg / "__init__.py")))
+    base = runner._simulator_digest()
+    for rel in ("env/core.py", "configs/c.yaml"):
+        (pkg / rel).write_text("changed")
+    (pkg / "sim" / "engine.cpython-311.pyc").write_bytes(b"\0")
+    assert runner._simulator_digest() == base
+    for rel in ("hardware/calibration.json", "hardware/gpus.yaml", "sim/engine.py"):
+        before = runner._simulator_digest()
+        (pkg / rel).write_text((pkg / rel).read_text() + " ")
+        assert runner._simulator_digest() != before, rel
+
+
 def test_pareto_plot_per_config_is_written_and_linked(out: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     summary = lb.summarise(lb.read_results(out / "results.csv"))
