@@ -110,6 +110,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     different policies can be compared on identical input.
 
     ## Version History
+    * v2 of MooncakeCacheRoute, MultiturnCacheRoute and RagPoolRoute (issue #15 item 3: on v1's
+      request goodput a learned router gained by rejecting token-heavy requests): primary metric
+      ``slo_tokens_per_s`` and ``env.outcome_unit: kilotoken`` (the reward counts kilotokens).
+      The simulation and spaces are unchanged.
     * v4 of HeteroAllocate (a length mix flipping from code completion to chat at 300 s, a
       constant 190 req/s over 600 s instead of a diurnal 168 req/s of chat over 900 s) (issue
       #15 item 5: v3 was degenerate once its fixed split was tuned): the workload and horizon

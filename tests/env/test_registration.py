@@ -95,3 +95,34 @@ def test_energy_allocate_v3_mix_flip_and_shifts() -> None:
     shifts = read_yaml(configs_dir() / "energy-allocate.yaml")["evaluation"]["shifts"]
     assert shifts["load_up_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(105.6)
     assert shifts["load_down_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(70.4)
+
+
+# issue #15 item 3: the prefix-cache configs scored on request goodput (v1) let a learned
+# agent gain by rejecting token-heavy requests; v2 scores SLO-meeting tokens and counts the
+# reward's outcomes in kilotokens. The simulation is unchanged.
+CACHE_V2 = {
+    "mooncake-cache-route": ("MooncakeCacheRoute", 2),
+    "multiturn-cache-route": ("MultiturnCacheRoute", 2),
+    "rag-pool-route": ("RagPoolRoute", 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CACHE_V2))
+def test_cache_configs_v1_are_retired_for_v2(name: str) -> None:
+    camel, version = CACHE_V2[name]
+    from disagg_gym_agents.base import check_env_id  # what the CLI commands call on --env
+
+    for old, new in ((f"disagg/{camel}-v1", f"disagg/{camel}-v{version}"),
+                     (f"disagg/{camel}-short-v1", f"disagg/{camel}-short-v{version}")):
+        with pytest.raises(gym.error.DeprecatedEnv, match=new):
+            gym.make(old)
+        with pytest.raises(UserError, match=f"deprecated .*; use {new}$"):
+            check_env_id(old)
+
+
+@pytest.mark.parametrize("name", sorted(CACHE_V2))
+def test_cache_configs_v2_score_tokens_and_reward_kilotokens(name: str) -> None:
+    # values written in configs/<name>.yaml (v2): the primary metric and the reward's unit
+    scen = load_scenario(name)
+    assert (scen.version, scen.primary_metric, scen.env["outcome_unit"]) == (
+        CACHE_V2[name][1], "slo_tokens_per_s", "kilotoken")
