@@ -482,6 +482,15 @@ def point_key(row: dict[str, Any]) -> tuple[Any, ...]:
     return (row["gpu"], row["model"], row["kind"], row["batch"], row_len(row))
 
 
+def shard_medians(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], float]:
+    """(grid point, TP degree) -> median measured ms of the one-rank shard runs of that point."""
+    runs: dict[tuple[Any, ...], list[float]] = {}
+    for r in rows:
+        if tp_class(r) == "shard":
+            runs.setdefault(point_key(r) + (row_tp(r),), []).append(r["ms"])
+    return {k: float(np.median(v)) for k, v in runs.items()}
+
+
 def fit_allreduce(
     rows: list[dict[str, Any]], base: CalibParams
 ) -> tuple[CalibParams, dict[str, Any]]:
@@ -509,14 +518,8 @@ def fit_allreduce(
         for r in rows
         if r["kind"] in ("prefill", "decode") and tp_class(r) == "tp" and r["model"] == TP_FIT_MODEL
     ]
-    shard: dict[tuple[Any, ...], list[float]] = {}
-    for r in rows:
-        if tp_class(r) == "shard":
-            shard.setdefault(point_key(r) + (row_tp(r),), []).append(r["ms"])
-    anchors = [
-        float(np.median(shard[k])) if (k := point_key(r) + (r["tp"],)) in shard else None
-        for r in fit_rows
-    ]
+    shard = shard_medians(rows)
+    anchors = [shard.get(point_key(r) + (r["tp"],)) for r in fit_rows]
     degrees = sorted({r["tp"] for r in fit_rows})
     keys = ALLREDUCE_FITTED if len(degrees) > 1 else ("allreduce_latency_s", "allreduce_bw_eff")
     n_kind = {k: sum(r["kind"] == k for r in fit_rows) for k in ("prefill", "decode")}
@@ -637,16 +640,13 @@ def report_tp(rows: list[dict[str, Any]], params: CalibParams) -> dict[str, dict
     # The TP model's own part: what a real TP run costs beyond one rank's shard measured on the
     # same GPU (the all-reduces, waiting for the peer) against the predicted all-reduce term.
     # The compute model's error on this GPU cancels out of both sides.
-    shard_ms: dict[tuple[Any, ...], list[float]] = {}
-    for r in it_rows:
-        if tp_class(r) == "shard":
-            shard_ms.setdefault(point_key(r) + (row_tp(r),), []).append(r["ms"])
+    shard = shard_medians(it_rows)
     extra: dict[str, list[float]] = {}
     for r in it_rows:
         k = point_key(r) + (r["tp"],)
-        if tp_class(r) != "tp" or k not in shard_ms:
+        if tp_class(r) != "tp" or k not in shard:
             continue
-        measured = r["ms"] - float(np.median(shard_ms[k]))
+        measured = r["ms"] - shard[k]
         predicted = 1e3 * tp_cost(r, params, cache).allreduce_s(reduced_tokens(r))
         if measured > 0:
             label = f"{r['model']} tp={r['tp']} {r['kind']}"

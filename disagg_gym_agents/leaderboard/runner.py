@@ -204,10 +204,10 @@ def split_bounds(
 
     ``cache``: a JSON file of bounds already computed (``benchmark`` keeps
     ``<out>/bounds_cache.json``), keyed by the resolved scenario, metric, seeds and horizon
-    policy, and valid only for the simulator source it was computed with (its digest is in the
-    file: any change to ``disagg_gym`` but its ``env/`` adapter empties it), so an entry is reused only for exactly the
-    same computation (the bounds take minutes per config); new entries are added to it. A cache
-    that cannot be read is ignored (and rewritten).
+    policy, and valid only for the simulator it was computed with (``_simulator_digest``, kept
+    in the file: a change to its source or data empties it), so an entry is reused only for
+    exactly the same computation (the bounds take minutes per config); new entries are added to
+    it. A cache that cannot be read is ignored (and rewritten).
     """
     seeds: dict[tuple[str, str], set[int]] = {}
     metric: dict[tuple[str, str], str] = {}
@@ -236,14 +236,13 @@ def split_bounds(
         except UserError:
             continue
         horizon = bound_horizon(m, "drain")
-        if cache is None:
-            out[(config, split)] = config_bound(name, m, sorted(ss), ov, horizon_policy=horizon)
-            continue
-        key = _bound_key(load_scenario(name, ov), m, sorted(ss), horizon)
+        key = _bound_key(load_scenario(name, ov), m, sorted(ss), horizon) if cache is not None else ""
         b = known.get(key)
         if b is None:
             b = config_bound(name, m, sorted(ss), ov, horizon_policy=horizon)
-        out[(config, split)] = used[key] = b
+        if key:
+            used[key] = b
+        out[(config, split)] = b
     if cache is not None and used != known:
         atomic_write_text(Path(cache), json.dumps({"format": 1, "code": code, "bounds": dict(sorted(used.items()))},
                                                   indent=1) + "\n")
