@@ -8,12 +8,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch as th
 from sb3_contrib import MaskablePPO
-from sb3_contrib.common.maskable.distributions import (
-    MaskableCategoricalDistribution,
-    MaskableMultiCategoricalDistribution,
-)
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -69,15 +64,6 @@ class SB3Policy(Policy):
         self.maskable = isinstance(model, MaskablePPO)
         self.obs_normalizer = obs_normalizer
         self.label = label
-        dist = getattr(model.policy, "action_dist", None)
-        if isinstance(dist, MaskableMultiCategoricalDistribution):
-            self._dims: list[int] | None = [int(n) for n in dist.action_dims]
-        elif isinstance(dist, MaskableCategoricalDistribution):
-            self._dims = [int(dist.action_dim)]
-        else:
-            self._dims = None  # not a masked categorical policy: SB3's predict
-        self._obs_shape = tuple(model.policy.observation_space.shape or ())
-        self._device = model.policy.device
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env, device: str = "cpu") -> SB3Policy:
@@ -110,8 +96,6 @@ class SB3Policy(Policy):
             obs = self.obs_normalizer.normalize_obs(np.asarray(obs, dtype=np.float32))
         if self.maskable:
             masks = self.base.action_masks()
-            if deterministic and state is None and self._dims is not None:
-                return self._masked_mode(obs, masks), None
             return self.model.predict(
                 obs,
                 state=state,
@@ -122,44 +106,6 @@ class SB3Policy(Policy):
         return self.model.predict(
             obs, state=state, episode_start=episode_start, deterministic=deterministic
         )
-
-    def _masked_mode(self, obs: Any, masks: np.ndarray) -> np.ndarray:
-        """``MaskablePPO.predict(obs, action_masks=masks, deterministic=True)`` without its
-        per-call distribution objects: the same torch operations on the same tensors, so the
-        action is bit-for-bit SB3's (``tests/agents/test_sb3_fast_predict.py`` checks it
-        against ``predict`` on every committed checkpoint).
-
-        SB3 builds one ``MaskableCategorical`` per action dimension twice per call (each
-        normalising its logits with ``logsumexp`` and validating them) and switches the
-        policy to eval mode on every call; the evaluation only needs the mode. Per dimension
-        ``d`` with raw logits ``x_d`` that is ``argmax(softmax(n2))`` with
-        ``n1 = x_d - logsumexp(x_d)``, ``m = where(mask_d, n1, -1e8)``,
-        ``n2 = m - logsumexp(m)`` (``MaskableCategorical.__init__``, ``apply_masking``,
-        ``MaskableMultiCategoricalDistribution.mode``).
-        """
-        policy = self.model.policy
-        if policy.training:
-            policy.set_training_mode(False)
-        dims = self._dims
-        assert dims is not None
-        x = np.asarray(obs)
-        if x.shape == self._obs_shape:  # one observation: obs_to_tensor without its checks
-            obs_tensor, vectorized = th.as_tensor(x.reshape((1, *x.shape)), device=self._device), False
-        else:
-            obs_tensor, vectorized = policy.obs_to_tensor(obs)
-        with th.no_grad():
-            features = policy.extract_features(obs_tensor, policy.pi_features_extractor)
-            logits = policy.action_net(policy.mlp_extractor.forward_actor(features)).view(-1, sum(dims))
-            mask = th.as_tensor(masks).view(-1, sum(dims))
-            huge_neg = th.tensor(-1e8, dtype=logits.dtype)
-            modes = []
-            for x, mk in zip(th.split(logits, dims, dim=1), th.split(mask, dims, dim=1), strict=True):
-                n1 = x - x.logsumexp(dim=-1, keepdim=True)
-                m = th.where(mk.to(th.bool), n1, huge_neg)
-                n2 = m - m.logsumexp(dim=-1, keepdim=True)
-                modes.append(th.argmax(th.nn.functional.softmax(n2, dim=-1), dim=1))
-            actions = th.stack(modes, dim=1).cpu().numpy().reshape((-1, *policy.action_space.shape))
-        return actions.squeeze(axis=0) if not vectorized else actions
 
     def describe(self) -> str:
         """``sb3:<path>``."""
