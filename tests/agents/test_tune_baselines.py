@@ -117,3 +117,36 @@ def test_an_episode_with_no_slo_meeting_request_is_the_worst_energy(monkeypatch:
         tuning.tune("energy-allocate", "static_split", [20_000], grid=[{"tag": "A"}])
     with pytest.raises(UserError, match="no_such_kpi"):
         tuning.tune("energy-allocate", "static_split", [20_000], metric="no_such_kpi", grid=[{"tag": "A"}])
+
+
+def test_refine_finds_the_peak_of_a_unimodal_score_with_few_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Oracle: a score with its single peak at H100 prefill 13, A100 prefill 22, strictly falling
+    # away from it in each count; LargeJoint-v2's mask allows 1..31 per type (961 splits). The
+    # coarse-to-fine search must find the peak with the step-8 grid (25) plus <= 3 x 8 refinements.
+    peak = {"h100-sxm": 13, "a100-80gb": 22}
+    calls: list[dict[str, int]] = []
+
+    def score(config, policy, params, seeds, metric, overrides):  # type: ignore[no-untyped-def]
+        c = params["prefill_counts"]
+        calls.append(dict(c))
+        return [-float(sum((c[g] - peak[g]) ** 2 for g in peak))]
+
+    monkeypatch.setattr(tuning, "score_policy", score)
+    res = tuning.tune("large-joint", "static_split", [20_000], split_step=8, refine=True)
+    assert res["params"] == {"prefill_counts": peak} and res["score"] == 0.0
+    assert res["split_step"] == 8 and res["refine"] is True
+    assert 25 < len(calls) <= 25 + 3 * 8
+    assert len({tuple(sorted(c.items())) for c in calls}) == len(calls)  # nothing scored twice
+    assert all(1 <= k <= 31 for c in calls for k in c.values())
+    assert [c["params"]["prefill_counts"] for c in res["candidates"]] == calls
+
+
+def test_refine_needs_a_coarse_static_split_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tuned.yaml"
+    for extra in (["--policy", "static_split"], ["--policy", "jsq+ttft_guard", "--split-step", "4"]):
+        assert main(["tune-baselines", "--config", "large-joint", "--refine", "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "--refine" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    with pytest.raises(UserError, match="--refine"):
+        tuning.tune("large-joint", "jsq+ttft_guard", [20_000], refine=True)
