@@ -162,10 +162,12 @@ def tune(
     """Grid search of ``policy``'s parameters on validation ``seeds``.
 
     With ``refine`` (``static_split`` with ``split_step`` > 1 only), the coarse grid is the
-    start of a coarse-to-fine search: the step is halved until it is 1, each time scoring the
-    splits one step away from the best so far (per GPU type -step, 0, +step; on LargeJoint's
-    31 x 31 splits, the step-8 grid plus at most 24 refinements instead of 961 runs). It finds
-    the best split of the grid when the score is unimodal in each count, not in general.
+    start of a coarse-to-fine local search: the step is halved (rounding up) down to 1, each
+    time scoring the unseen splits one step away from the best so far (per GPU type -step, 0,
+    +step), and at step 1 it goes on while the best moves. It ends on a local optimum (no
+    neighbour scores higher); on LargeJoint's 31 x 31 splits that is the step-8 grid plus a few
+    dozen refinements instead of 961 runs. It is the grid's best split when the score falls
+    away from one peak along every direction of the neighbourhood, not in general.
 
     Returns:
         ``{"params", "score", "metric", "seeds", "candidates": [{"params", "score"}]}``;
@@ -174,12 +176,16 @@ def tune(
         ``"split_step"``, a refined search as ``"refine": true``.
 
     Raises:
-        UserError: A seed outside the validation range (test seeds above all).
+        UserError: A seed outside the validation range (test seeds above all), or ``refine``
+            without a coarse ``static_split`` grid to refine.
     """
     check_validation_seeds(seeds)
     config = resolve_config(config)
     if refine and (policy != "static_split" or split_step == 1 or grid is not None):
-        raise UserError("--refine needs --policy static_split and --split-step > 1 (a coarse grid to refine)")
+        raise UserError(
+            f"refine: needs policy static_split with split_step > 1 and no explicit grid (got policy {policy!r}, "
+            f"split_step {split_step}, grid {'given' if grid is not None else 'none'})"
+        )
     grid = grid if grid is not None else policy_grid(config, policy, overrides, split_step)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     cands: list[dict[str, Any]] = []
@@ -199,19 +205,20 @@ def tune(
             if best is None or key > best[0]:
                 best = (key, params)
         assert best is not None
-        if not refine or step == 1:
+        if not refine:
             break
-        # Coarse to fine: halve the step and score the unseen neighbours of the best split
-        # (each GPU type's count -step, +0, +step; only splits the env's mask allows).
-        step = max(1, step // 2)
-        centre = best[1]["prefill_counts"]
-        gpus = list(centre)
+        # Coarse to fine: halve the step (rounding up, so 8 -> 4 -> 2 -> 1 and 5 -> 3 -> 2 -> 1)
+        # and score the unseen neighbours of the best split so far (each GPU type's count
+        # -step, +0, +step; only splits the env's mask allows); at step 1, go on while the
+        # best moves, so the search ends on a split none of whose neighbours scores higher.
         grid = []
-        for deltas in itertools.product((-step, 0, step), repeat=len(gpus)):
-            cand = {"prefill_counts": {g: int(centre[g] + d) for g, d in zip(gpus, deltas)}}
-            key_s = params_json(cand)
-            if key_s in allowed and key_s not in seen:
-                grid.append(cand)
+        while True:
+            step = (step + 1) // 2
+            grid = _unseen_neighbours(best[1]["prefill_counts"], step, allowed, seen)
+            if grid or step == 1:
+                break
+        if not grid:
+            break
     out = {
         "params": best[1],
         "score": sign * best[0],
@@ -223,6 +230,20 @@ def tune(
         out["split_step"] = int(split_step)
     if refine:
         out["refine"] = True
+    return out
+
+
+def _unseen_neighbours(centre: dict[str, int], step: int, allowed: set[str], seen: set[str]) -> list[dict[str, Any]]:
+    """Splits one ``step`` from ``centre`` per GPU type (the 3^k grid around it) that the mask
+    allows (``allowed``) and that were not scored yet (``seen``), in a fixed order.
+    """
+    gpus = list(centre)
+    out = []
+    for deltas in itertools.product((-step, 0, step), repeat=len(gpus)):
+        cand = {"prefill_counts": {g: int(centre[g] + d) for g, d in zip(gpus, deltas)}}
+        key = params_json(cand)
+        if key in allowed and key not in seen:
+            out.append(cand)
     return out
 
 
@@ -319,7 +340,8 @@ def cmd_tune_baselines(args: argparse.Namespace) -> int:
         POLICIES.get(p)  # names a bad policy before any run
     if args.refine and (args.split_step == 1 or "static_split" not in args.policy):
         raise UserError(f"--refine refines static_split's coarse grid: it needs --policy static_split and "
-                        f"--split-step > 1 (got --split-step {args.split_step}, --policy {' '.join(args.policy)})")
+                        f"--split-step > 1 (got --split-step {args.split_step}, "
+                        f"{' '.join(f'--policy {p}' for p in args.policy)})")
     seeds = validation_seeds(args.seeds)
     over = parse_overrides(args.set)
     results: dict[str, dict[str, Any]] = {}
