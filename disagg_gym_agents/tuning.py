@@ -157,34 +157,68 @@ def tune(
     overrides: dict[str, Any] | None = None,
     on_candidate: Callable[[dict[str, Any], float], None] | None = None,
     split_step: int = 1,
+    refine: bool = False,
 ) -> dict[str, Any]:
     """Grid search of ``policy``'s parameters on validation ``seeds``.
+
+    With ``refine`` (``static_split`` with ``split_step`` > 1 only), the coarse grid is the
+    start of a coarse-to-fine local search: the step is halved (rounding up) down to 1, each
+    time scoring the unseen splits one step away from the best so far (per GPU type -step, 0,
+    +step), and at step 1 it goes on while the best moves. It ends on a local optimum (no
+    neighbour scores higher); on LargeJoint's 31 x 31 splits that is the step-8 grid plus a few
+    dozen refinements instead of 961 runs. It is the grid's best split when the score falls
+    away from one peak along every direction of the neighbourhood, not in general.
 
     Returns:
         ``{"params", "score", "metric", "seeds", "candidates": [{"params", "score"}]}``;
         the score is the mean over seeds; ties keep the earlier (more conservative) candidate.
         ``split_step`` (``static_split`` only, > 1: a coarse grid) is recorded as
-        ``"split_step"``.
+        ``"split_step"``, a refined search as ``"refine": true``.
 
     Raises:
-        UserError: A seed outside the validation range (test seeds above all).
+        UserError: A seed outside the validation range (test seeds above all), or ``refine``
+            without a coarse ``static_split`` grid to refine.
     """
     check_validation_seeds(seeds)
     config = resolve_config(config)
+    if refine and (policy != "static_split" or split_step == 1 or grid is not None):
+        raise UserError(
+            f"refine: needs policy static_split with split_step > 1 and no explicit grid (got policy {policy!r}, "
+            f"split_step {split_step}, grid {'given' if grid is not None else 'none'})"
+        )
     grid = grid if grid is not None else policy_grid(config, policy, overrides, split_step)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    cands = []
+    cands: list[dict[str, Any]] = []
     best: tuple[float, dict[str, Any]] | None = None
-    for params in grid:
-        vals = score_policy(config, policy, params, seeds, metric, overrides)
-        mean = sum(vals) / len(vals)
-        cands.append({"params": params, "score": mean})
-        if on_candidate is not None:
-            on_candidate(params, mean)
-        key = sign * mean if math.isfinite(mean) else -math.inf
-        if best is None or key > best[0]:
-            best = (key, params)
-    assert best is not None
+    step = split_step
+    allowed = {params_json(g) for g in policy_grid(config, policy, overrides, 1)} if refine else set()
+    seen: set[str] = set()
+    while True:
+        for params in grid:
+            seen.add(params_json(params))
+            vals = score_policy(config, policy, params, seeds, metric, overrides)
+            mean = sum(vals) / len(vals)
+            cands.append({"params": params, "score": mean})
+            if on_candidate is not None:
+                on_candidate(params, mean)
+            key = sign * mean if math.isfinite(mean) else -math.inf
+            if best is None or key > best[0]:
+                best = (key, params)
+        assert best is not None
+        if not refine:
+            break
+        # Coarse to fine: halve the step (rounding up, so 8 -> 4 -> 2 -> 1 and 5 -> 3 -> 2 -> 1)
+        # and score the unseen neighbours of the best split so far (each GPU type's count
+        # -step, +0, +step; only splits the env's mask allows); at step 1, go on while the
+        # best moves, so the search ends on a split none of whose neighbours scores higher.
+        grid = []
+        while True:
+            step = (step + 1) // 2
+            grid = _unseen_neighbours(best[1]["prefill_counts"], step, allowed, seen)
+            if grid or step == 1:
+                break
+        if not grid:
+            break
     out = {
         "params": best[1],
         "score": sign * best[0],
@@ -194,6 +228,22 @@ def tune(
     }
     if policy == "static_split" and split_step != 1:
         out["split_step"] = int(split_step)
+    if refine:
+        out["refine"] = True
+    return out
+
+
+def _unseen_neighbours(centre: dict[str, int], step: int, allowed: set[str], seen: set[str]) -> list[dict[str, Any]]:
+    """Splits one ``step`` from ``centre`` per GPU type (the 3^k grid around it) that the mask
+    allows (``allowed``) and that were not scored yet (``seen``), in a fixed order.
+    """
+    gpus = list(centre)
+    out = []
+    for deltas in itertools.product((-step, 0, step), repeat=len(gpus)):
+        cand = {"prefill_counts": {g: int(centre[g] + d) for g, d in zip(gpus, deltas)}}
+        key = params_json(cand)
+        if key in allowed and key not in seen:
+            out.append(cand)
     return out
 
 
@@ -275,6 +325,10 @@ def add_tune_args(sp: argparse.ArgumentParser) -> None:
                     help="static_split: a coarse grid, prefill counts per GPU type in steps of N "
                          "(plus the lowest and highest counts the env's mask allows and the initial count); "
                          "default 1, every count")
+    sp.add_argument("--refine", action="store_true",
+                    help="static_split with --split-step N > 1: refine the coarse grid's best split, halving "
+                         "the step down to 1 (scores the neighbours one step away each time); other "
+                         "policies are tuned as without it")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (dotted), repeatable")
     sp.add_argument("--out", type=Path, default=DEFAULT_TUNED_PATH, help="tuned file (default leaderboard/tuned.yaml)")
 
@@ -284,6 +338,10 @@ def cmd_tune_baselines(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     for p in args.policy:
         POLICIES.get(p)  # names a bad policy before any run
+    if args.refine and (args.split_step == 1 or "static_split" not in args.policy):
+        raise UserError(f"--refine refines static_split's coarse grid: it needs --policy static_split and "
+                        f"--split-step > 1 (got --split-step {args.split_step}, "
+                        f"{' '.join(f'--policy {p}' for p in args.policy)})")
     seeds = validation_seeds(args.seeds)
     over = parse_overrides(args.set)
     results: dict[str, dict[str, Any]] = {}
@@ -291,7 +349,7 @@ def cmd_tune_baselines(args: argparse.Namespace) -> int:
         name = resolve_config(cfg)
         for pol in args.policy:
             res = tune(name, pol, seeds, args.metric, overrides=over or None, split_step=args.split_step,
-                       on_candidate=lambda p, s, n=name, q=pol: print(f"{n:<22s} {q:<24s} {p} -> {s:.6g}", flush=True))
+                       refine=args.refine and pol == "static_split", on_candidate=lambda p, s, n=name, q=pol: print(f"{n:<22s} {q:<24s} {p} -> {s:.6g}", flush=True))
             if over:
                 res["overrides"] = over
             results.setdefault(name, {})[pol] = res

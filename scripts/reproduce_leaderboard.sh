@@ -87,12 +87,13 @@ for cfg, pols in sorted(read_tuned("leaderboard/tuned.yaml").items()):
     if want and cfg not in want:
         continue
     for pol, e in sorted(pols.items()):
-        print(cfg, e["metric"], len(e["seeds"]), pol, e.get("split_step", 1))' "${CFG_ARGS[@]}")
-  while read -r cfg metric nseeds pol step; do
+        print(cfg, e["metric"], len(e["seeds"]), pol, e.get("split_step", 1), int(bool(e.get("refine"))))' "${CFG_ARGS[@]}")
+  while read -r cfg metric nseeds pol step refine; do
     [ -n "$cfg" ] || continue
-    # a coarse static_split grid is searched again with the same --split-step
+    # a coarse static_split grid is searched again with the same --split-step (and --refine)
     grid=()
     if [ "$step" != 1 ]; then grid=(--split-step "$step"); fi
+    if [ "$refine" = 1 ]; then grid+=(--refine); fi
     run "$PYTHON" -m disagg_gym.cli tune-baselines --config "$cfg" --policy "$pol" --metric "$metric" \
       --seeds "$nseeds" "${grid[@]}" --out "$OUT/tuned.yaml"
   done <<< "$searches"

@@ -66,10 +66,11 @@ def test_dry_run_retunes_every_committed_search_on_validation_seeds(tmp_path: Pa
     assert r.returncode == 0, r.stderr
     tunes = [ln.split() for ln in r.stderr.splitlines() if ln.startswith("+ ") and " tune-baselines " in ln]
     committed = read_tuned(ROOT / "leaderboard" / "tuned.yaml")
-    expected = {(c, p, e["metric"], str(len(e["seeds"])), str(e.get("split_step", 1)))
+    expected = {(c, p, e["metric"], str(len(e["seeds"])), str(e.get("split_step", 1)), bool(e.get("refine")))
                 for c, ps in committed.items() for p, e in ps.items()}
     got = {(a[a.index("--config") + 1], a[a.index("--policy") + 1], a[a.index("--metric") + 1],
-            a[a.index("--seeds") + 1], a[a.index("--split-step") + 1] if "--split-step" in a else "1") for a in tunes}
+            a[a.index("--seeds") + 1], a[a.index("--split-step") + 1] if "--split-step" in a else "1",
+            "--refine" in a) for a in tunes}
     assert got == expected and len(tunes) == len(expected)
     assert all(a[a.index("--out") + 1] == f"{tmp_path}/tuned.yaml" for a in tunes)
     no_tune = _run("--out", str(tmp_path), "--no-train", "--no-tune", "--dry-run")

@@ -117,3 +117,61 @@ def test_an_episode_with_no_slo_meeting_request_is_the_worst_energy(monkeypatch:
         tuning.tune("energy-allocate", "static_split", [20_000], grid=[{"tag": "A"}])
     with pytest.raises(UserError, match="no_such_kpi"):
         tuning.tune("energy-allocate", "static_split", [20_000], metric="no_such_kpi", grid=[{"tag": "A"}])
+
+
+def _refine(monkeypatch: pytest.MonkeyPatch, score_of, step: int) -> tuple[dict, list[dict[str, int]]]:  # type: ignore[no-untyped-def]
+    calls: list[dict[str, int]] = []
+
+    def score(config, policy, params, seeds, metric, overrides):  # type: ignore[no-untyped-def]
+        c = dict(params["prefill_counts"])
+        calls.append(c)
+        return [float(score_of(c["h100-sxm"], c["a100-80gb"]))]
+
+    monkeypatch.setattr(tuning, "score_policy", score)
+    return tuning.tune("large-joint", "static_split", [20_000], split_step=step, refine=True), calls
+
+
+@pytest.mark.parametrize("step", [3, 5, 6, 7, 8])
+def test_refine_finds_a_one_peak_score_from_any_coarse_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    # Oracle: one peak at H100 prefill 14, A100 prefill 20 on LargeJoint-v2's 31 x 31 allowed
+    # splits (1..31 per type), falling steeply above 14 and gently below it (asymmetric, so a
+    # search that halves the step too fast stops one short of the peak).
+    def score_of(h: int, a: int) -> float:
+        return -(14 - h if h <= 14 else 10 * (h - 14)) - abs(a - 20)
+
+    res, calls = _refine(monkeypatch, score_of, step)
+    assert res["params"] == {"prefill_counts": {"h100-sxm": 14, "a100-80gb": 20}} and res["score"] == 0.0
+    assert res["split_step"] == step and res["refine"] is True
+    assert len(calls) < 961 // 4
+    assert len({tuple(sorted(c.items())) for c in calls}) == len(calls)  # nothing scored twice
+    assert all(1 <= k <= 31 for c in calls for k in c.values())
+    assert [c["params"]["prefill_counts"] for c in res["candidates"]] == calls
+
+
+def test_refine_ends_on_a_local_optimum_of_a_coupled_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A score coupled across the two counts (a ridge 2h + a = 45): the search need not find the
+    # grid's best, but it must stop only where every allowed neighbour was scored lower or equal.
+    def score_of(h: int, a: int) -> float:
+        return -((2 * h + a - 45) ** 2) - 0.05 * (h - 10) ** 2
+
+    res, calls = _refine(monkeypatch, score_of, 8)
+    best = res["params"]["prefill_counts"]
+    h, a = best["h100-sxm"], best["a100-80gb"]
+    scored = {(c["h100-sxm"], c["a100-80gb"]) for c in calls}
+    for dh in (-1, 0, 1):
+        for da in (-1, 0, 1):
+            n = (h + dh, a + da)
+            if 1 <= n[0] <= 31 and 1 <= n[1] <= 31:
+                assert n in scored and score_of(*n) <= res["score"]
+    assert res["score"] == score_of(h, a) == max(score_of(*c) for c in scored)
+
+
+def test_refine_needs_a_coarse_static_split_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tuned.yaml"
+    for extra in (["--policy", "static_split"], ["--policy", "jsq+ttft_guard", "--split-step", "4"]):
+        assert main(["tune-baselines", "--config", "large-joint", "--refine", "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "--refine" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    with pytest.raises(UserError, match="refine: needs policy static_split .*got policy 'jsq\\+ttft_guard'"):
+        tuning.tune("large-joint", "jsq+ttft_guard", [20_000], refine=True)
