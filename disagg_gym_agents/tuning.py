@@ -211,7 +211,6 @@ def tune(
         # and score the unseen neighbours of the best split so far (each GPU type's count
         # -step, +0, +step; only splits the env's mask allows); at step 1, go on while the
         # best moves, so the search ends on a split none of whose neighbours scores higher.
-        grid = []
         while True:
             step = (step + 1) // 2
             grid = _unseen_neighbours(best[1]["prefill_counts"], step, allowed, seen)
@@ -327,8 +326,8 @@ def add_tune_args(sp: argparse.ArgumentParser) -> None:
                          "default 1, every count")
     sp.add_argument("--refine", action="store_true",
                     help="static_split with --split-step N > 1: refine the coarse grid's best split, halving "
-                         "the step down to 1 (scores the neighbours one step away each time); other "
-                         "policies are tuned as without it")
+                         "the step down to 1 (scores the neighbours one step away each time) and going "
+                         "on at step 1 while the best moves; other policies are tuned as without it")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (dotted), repeatable")
     sp.add_argument("--out", type=Path, default=DEFAULT_TUNED_PATH, help="tuned file (default leaderboard/tuned.yaml)")
 
