@@ -242,6 +242,10 @@ class KVTransferAwareRouter(_Base):
         nbytes = req.prompt_tokens * cluster.kv_bytes_per_token
         best = None
         best_score = math.inf
+        # each decode instance's load penalty does not depend on the prefill instance: once per
+        # request, not once per pair (the same floats, so the same choices)
+        penalties = [(d.idx, self.load_weight_s * decode_pressure(d) * 10) for d in ds]
+        estimate = cluster.transfer_estimate_s
         for p in ps:
             base = prefill_wait_s(p, now) + p.cost.prefill_s([req.prompt_tokens])
             if p.role is COLOCATED:
@@ -249,11 +253,11 @@ class KVTransferAwareRouter(_Base):
                 if score < best_score:
                     best, best_score = (p.idx, p.idx), score
                 continue
-            for d in ds:
-                xfer = cluster.transfer_estimate_s(p.idx, d.idx, nbytes)
-                score = base + xfer + self.load_weight_s * decode_pressure(d) * 10
+            pi = p.idx
+            for di, pen in penalties:
+                score = base + estimate(pi, di, nbytes) + pen
                 if score < best_score:
-                    best, best_score = (p.idx, d.idx), score
+                    best, best_score = (pi, di), score
         return best
 
 
@@ -632,14 +636,22 @@ class SpilloverRouter:
         """
         best, best_t = None, math.inf
         nbytes = req.prompt_tokens * cluster.kv_bytes_per_token
+        # the decode side's load penalties do not depend on the prefill instance: once per call
+        penalties = [(i.idx, 0.5 * decode_pressure(i)) for i in ds]
+        estimate = cluster.transfer_estimate_s
         for p in ps:
             if p.role is COLOCATED:
                 pair = (p.idx, p.idx)
             elif not ds:
                 continue
             else:
-                d = min(ds, key=lambda i: (cluster.transfer_estimate_s(p.idx, i.idx, nbytes) + 0.5 * decode_pressure(i), i.idx))
-                pair = (p.idx, d.idx)
+                # min over (transfer + penalty, idx): the lowest value, ties to the lowest index
+                pi, di, dv = p.idx, -1, math.inf
+                for i, pen in penalties:
+                    v = estimate(pi, i, nbytes) + pen
+                    if v < dv or (v == dv and i < di):
+                        di, dv = i, v
+                pair = (pi, di)
             t = predicted_ttft_s(cluster, req, pair[0], pair[1])
             if t < best_t:
                 best, best_t = pair, t

@@ -29,7 +29,7 @@ STANDARD_CONFIGS: dict[str, int] = {
     "hetero-allocate": 4,
     "hetero-route": 3,
     "hybrid-cost-route": 3,
-    "large-joint": 2,
+    "large-joint": 3,
     "mooncake-cache-route": 2,
     "mooncake-rdma-route": 3,
     "multiturn-cache-route": 2,

@@ -110,6 +110,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     different policies can be compared on identical input.
 
     ## Version History
+    * v3 of LargeJoint (360 req/s instead of 300; issue #15 item 5: v2 was degenerate, its
+      best tuned fixed split at 98 % of the bound): the workload changed; the simulator,
+      spaces and reward are unchanged.
     * v2 of MooncakeCacheRoute, MultiturnCacheRoute and RagPoolRoute (issue #15 item 3: on v1's
       request goodput a learned router gained by rejecting token-heavy requests): primary metric
       ``slo_tokens_per_s`` and ``env.outcome_unit: kilotoken`` (the reward counts kilotokens).

@@ -103,7 +103,7 @@ def test_static_split_candidates_are_what_the_mask_allows() -> None:
 
 
 def test_static_split_coarse_grid_by_hand() -> None:
-    # LargeJoint-v2: 32 H100 + 32 A100 switchable, 16 + 16 prefill at start; the mask keeps
+    # LargeJoint (v2, v3): 32 H100 + 32 A100 switchable, 16 + 16 prefill at start; the mask keeps
     # 1..31 per type. Step 8: {1, 8, 16, 24, 31} per type, 25 pairs.
     large = load_scenario("large-joint")
     assert len(static_split_candidates(large)) == 31 * 31

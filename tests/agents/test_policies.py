@@ -29,7 +29,7 @@ from disagg_gym_agents.sb3_policy import SB3Policy
 
 ROUTE = "disagg/SmallRoute-v3"
 ALLOC = "disagg/EnergyAllocate-v3"
-JOINT = "disagg/LargeJoint-v2"
+JOINT = "disagg/LargeJoint-v3"
 
 
 @pytest.fixture(autouse=True)

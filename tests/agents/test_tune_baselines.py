@@ -133,7 +133,7 @@ def _refine(monkeypatch: pytest.MonkeyPatch, score_of, step: int) -> tuple[dict,
 
 @pytest.mark.parametrize("step", [3, 5, 6, 7, 8])
 def test_refine_finds_a_one_peak_score_from_any_coarse_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    # Oracle: one peak at H100 prefill 14, A100 prefill 20 on LargeJoint-v2's 31 x 31 allowed
+    # Oracle: one peak at H100 prefill 14, A100 prefill 20 on LargeJoint's 31 x 31 allowed
     # splits (1..31 per type), falling steeply above 14 and gently below it (asymmetric, so a
     # search that halves the step too fast stops one short of the peak).
     def score_of(h: int, a: int) -> float:

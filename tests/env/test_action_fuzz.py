@@ -14,7 +14,7 @@ from disagg_gym.testing.strategies import raw_actions
 ENVS = {
     "disagg/SmallRoute-v3": {"horizon_s": 3.0},
     "disagg/EnergyAllocate-v3": {"horizon_s": 30.0, "env.control_interval_s": 2.0},
-    "disagg/LargeJoint-v2": {"horizon_s": 2.0},
+    "disagg/LargeJoint-v3": {"horizon_s": 2.0},
 }
 _CACHE: dict[str, gym.Env] = {}
 

@@ -146,7 +146,7 @@ def _trajectory(env_id: str, seed: int, n: int = 200) -> list[tuple]:
     return out
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/EnergyAllocate-v3", "disagg/LargeJoint-v2"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/EnergyAllocate-v3", "disagg/LargeJoint-v3"])
 def test_same_seed_same_trajectory(env_id: str) -> None:
     assert _trajectory(env_id, 5) == _trajectory(env_id, 5)
     assert _trajectory(env_id, 5) != _trajectory(env_id, 6)
@@ -231,7 +231,7 @@ def test_reset_options_validated() -> None:
         env.reset(options={"workload_seed": -1})
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/HeteroRoute-v3", "disagg/LargeJoint-v2", "disagg/EnergyAllocate-v3", "disagg/ColocatedBaseline-v3"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/HeteroRoute-v3", "disagg/LargeJoint-v3", "disagg/EnergyAllocate-v3", "disagg/ColocatedBaseline-v3"])
 def test_incremental_observation_equals_full_rebuild(env_id: str) -> None:
     env = make(env_id, **_fast(env_id))
     rng = np.random.default_rng(1)

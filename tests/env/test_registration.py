@@ -63,6 +63,9 @@ def test_config_loads_on_make_and_old_versions_are_deprecated() -> None:
     # on `test` (degenerate); the old ids name v4.
     ("disagg/HeteroAllocate-v3", "disagg/HeteroAllocate-v4"),
     ("disagg/HeteroAllocate-fine-v3", "disagg/HeteroAllocate-fine-v4"),
+    # issue #15 item 5: LargeJoint-v2's best tuned fixed split served 98.0 % of the bound on
+    # `test` (degenerate); the old id names v3 (360 req/s).
+    ("disagg/LargeJoint-v2", "disagg/LargeJoint-v3"),
 ])
 def test_retired_allocate_ids_name_the_current_version(old: str, new: str) -> None:
     with pytest.raises(gym.error.DeprecatedEnv, match=new):
@@ -83,6 +86,18 @@ def test_hetero_allocate_v4_mix_flip_and_shifts() -> None:
     shifts = read_yaml(configs_dir() / "hetero-allocate.yaml")["evaluation"]["shifts"]
     assert shifts["load_up_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(228)
     assert shifts["load_down_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(152)
+
+
+def test_large_joint_v3_load_and_shifts() -> None:
+    # values written in configs/large-joint.yaml: 360 req/s (v2's load_up_20), spike 2.5x at
+    # 60-80 s, 120 s; shifts +-20 % of the rate
+    scen = load_scenario("large-joint")
+    w = scen.workload
+    assert (w.kind, w.rate_per_s, w.spike_factor, w.spike_at_s, w.spike_duration_s, scen.horizon_s) == (
+        "time_varying", 360, 2.5, 60, 20, 120)
+    shifts = read_yaml(configs_dir() / "large-joint.yaml")["evaluation"]["shifts"]
+    assert shifts["load_up_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(432)
+    assert shifts["load_down_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(288)
 
 
 def test_energy_allocate_v3_mix_flip_and_shifts() -> None:

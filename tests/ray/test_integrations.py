@@ -27,7 +27,7 @@ def test_register_rllib_envs_registers_every_id() -> None:
         assert _global_registry.contains(ENV_CREATOR, env_id)
 
 
-@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/LargeJoint-v2"])
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/LargeJoint-v3"])
 def test_creator_gives_action_mask_dict(env_id: str) -> None:
     env = env_creator(env_id)({"overrides": {"horizon_s": 2}})
     base = gym.make(env_id, overrides={"horizon_s": 2})
