@@ -162,20 +162,25 @@ BOUNDS_CACHE = "bounds_cache.json"  # in the results folder: split_bounds' cache
 #: Files of the ``disagg_gym`` package the bounds depend on: its source and the data it loads
 #: (the calibrated cost parameters, the GPU and link catalogs).
 _DIGEST_SUFFIXES = (".py", ".json", ".yaml")
+#: Source files the bounds never run: the routing, allocation and admission policies (a
+#: scenario only checks that the names it gives are registered). Optimising a router must not
+#: throw away bounds that took an hour to compute.
+_DIGEST_SKIP = ("cluster/policies.py", "cluster/admission.py")
 
 
 def _simulator_digest() -> str:
     """sha256 of every source and data file of the ``disagg_gym`` package but its Gymnasium
-    adapter (``env/``, which the bounds never read) and its packaged ``configs/`` (the resolved
-    scenario is in each key): the bounds' code and the simulator they are computed from, with
-    its calibration and catalogs, the same from a checkout as from an install. Any change to
-    it invalidates a bounds cache.
+    adapter (``env/``, which the bounds never read), its packaged ``configs/`` (the resolved
+    scenario is in each key) and the policies (``_DIGEST_SKIP``): the bounds' code and the
+    simulator they are computed from, with its calibration and catalogs, the same from a
+    checkout as from an install. Any change to it invalidates a bounds cache.
     """
     h = hashlib.sha256()
     root = Path(disagg_gym.__file__).resolve().parent
     files = (f for f in root.rglob("*") if f.suffix in _DIGEST_SUFFIXES and f.is_file())
     for f in sorted(files):
-        if f.relative_to(root).parts[0] in ("env", "configs"):
+        rel = f.relative_to(root)
+        if rel.parts[0] in ("env", "configs") or rel.as_posix() in _DIGEST_SKIP:
             continue
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())

@@ -319,8 +319,9 @@ def test_split_bounds_cache_reuses_only_the_same_computation(out: Path, tmp_path
 
 
 def test_bounds_cache_digest_covers_calibration_and_catalogs(tmp_path: Path, monkeypatch) -> None:
-    """A recalibration (a .json / .yaml the simulator loads) invalidates the cache; the env
-    adapter, the packaged configs and byte-code do not."""
+    """A recalibration (a .json / .yaml the simulator loads) or a change to the cluster
+    invalidates the cache; the env adapter, the packaged configs, the routing / admission
+    policies (the bounds run none) and byte-code do not."""
     import types
 
     from disagg_gym_agents.leaderboard import runner
@@ -328,16 +329,17 @@ def test_bounds_cache_digest_covers_calibration_and_catalogs(tmp_path: Path, mon
     pkg = tmp_path / "disagg_gym"
     for rel, text in {"__init__.py": "", "sim/engine.py": "x = 1", "hardware/calibration.json": "{}",
                       "hardware/gpus.yaml": "a: 1", "env/core.py": "y = 2",
-                      "configs/c.yaml": "z: 3"}.items():
+                      "configs/c.yaml": "z: 3", "cluster/policies.py": "r = 1",
+                      "cluster/admission.py": "g = 1", "cluster/cluster.py": "c = 1"}.items():
         (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
         (pkg / rel).write_text(text)
     monkeypatch.setattr(runner, "disagg_gym", types.SimpleNamespace(__file__=str(pkg / "__init__.py")))
     base = runner._simulator_digest()
-    for rel in ("env/core.py", "configs/c.yaml"):
+    for rel in ("env/core.py", "configs/c.yaml", "cluster/policies.py", "cluster/admission.py"):
         (pkg / rel).write_text("changed")
     (pkg / "sim" / "engine.cpython-311.pyc").write_bytes(b"\0")
     assert runner._simulator_digest() == base
-    for rel in ("hardware/calibration.json", "hardware/gpus.yaml", "sim/engine.py"):
+    for rel in ("hardware/calibration.json", "hardware/gpus.yaml", "sim/engine.py", "cluster/cluster.py"):
         before = runner._simulator_digest()
         (pkg / rel).write_text((pkg / rel).read_text() + " ")
         assert runner._simulator_digest() != before, rel
