@@ -110,7 +110,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     different policies can be compared on identical input.
 
     ## Version History
-    * v3 of LargeJoint (360 req/s instead of 300; issue #15 item 5: v2 was degenerate, its
+    * v3 of LargeJoint (432 req/s instead of 300; issue #15 item 5: v2 was degenerate, its
       best tuned fixed split at 98 % of the bound): the workload changed; the simulator,
       spaces and reward are unchanged.
     * v2 of MooncakeCacheRoute, MultiturnCacheRoute and RagPoolRoute (issue #15 item 3: on v1's

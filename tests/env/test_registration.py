@@ -64,7 +64,7 @@ def test_config_loads_on_make_and_old_versions_are_deprecated() -> None:
     ("disagg/HeteroAllocate-v3", "disagg/HeteroAllocate-v4"),
     ("disagg/HeteroAllocate-fine-v3", "disagg/HeteroAllocate-fine-v4"),
     # issue #15 item 5: LargeJoint-v2's best tuned fixed split served 98.0 % of the bound on
-    # `test` (degenerate); the old id names v3 (360 req/s).
+    # `test` (degenerate); the old id names v3 (432 req/s).
     ("disagg/LargeJoint-v2", "disagg/LargeJoint-v3"),
 ])
 def test_retired_allocate_ids_name_the_current_version(old: str, new: str) -> None:
@@ -89,15 +89,15 @@ def test_hetero_allocate_v4_mix_flip_and_shifts() -> None:
 
 
 def test_large_joint_v3_load_and_shifts() -> None:
-    # values written in configs/large-joint.yaml: 360 req/s (v2's load_up_20), spike 2.5x at
-    # 60-80 s, 120 s; shifts +-20 % of the rate
+    # values written in configs/large-joint.yaml: 432 req/s, spike 2.5x at 60-80 s, 120 s;
+    # shifts +-20 % of the rate
     scen = load_scenario("large-joint")
     w = scen.workload
     assert (w.kind, w.rate_per_s, w.spike_factor, w.spike_at_s, w.spike_duration_s, scen.horizon_s) == (
-        "time_varying", 360, 2.5, 60, 20, 120)
+        "time_varying", 432, 2.5, 60, 20, 120)
     shifts = read_yaml(configs_dir() / "large-joint.yaml")["evaluation"]["shifts"]
-    assert shifts["load_up_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(432)
-    assert shifts["load_down_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(288)
+    assert shifts["load_up_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(518.4)
+    assert shifts["load_down_20"]["overrides"]["workload.rate_per_s"] == pytest.approx(345.6)
 
 
 def test_energy_allocate_v3_mix_flip_and_shifts() -> None:
