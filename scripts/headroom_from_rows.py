@@ -65,6 +65,10 @@ def main() -> None:
             if rows[0].get("params") not in (None, "", "{}"):
                 label[a] = f"`{a}` {rows[0]['params']}"
         ranked = sorted(mean, key=lambda a: -mean[a]["slo_tokens_per_s"])
+        if len(ranked) < 2:  # a spread needs two baselines
+            print(f"| {env_id.split('/')[-1]} | {split} | only {len(ranked)} baseline(s) with rows: "
+                  f"{', '.join(ranked) or 'none'} | | | | | | | | | | |", flush=True)
+            continue
         best, second, worst = ranked[0], ranked[1], ranked[-1]
         name = config_of(env_id)
         ub = config_bound(name, "slo_tokens_per_s", sorted(seeds), split_overrides(env_id, split))
