@@ -165,8 +165,8 @@ def tune(
     start of a coarse-to-fine local search: the step is halved (rounding up) down to 1, each
     time scoring the unseen splits one step away from the best so far (per GPU type -step, 0,
     +step), and at step 1 it goes on while the best moves. It ends on a local optimum (no
-    neighbour scores higher); on LargeJoint's 31 x 31 splits that is the step-8 grid plus a few
-    dozen refinements instead of 961 runs. It is the grid's best split when the score falls
+    neighbour scores higher); on LargeJoint's 31 x 31 splits that was the step-8 grid plus 32
+    (v2) and 11 (v3) refinements instead of 961 runs. It is the grid's best split when the score falls
     away from one peak along every direction of the neighbourhood, not in general.
 
     Returns:
@@ -193,7 +193,7 @@ def tune(
     step = split_step
     allowed = {params_json(g) for g in policy_grid(config, policy, overrides, 1)} if refine else set()
     seen: set[str] = set()
-    while True:
+    while grid:
         for params in grid:
             seen.add(params_json(params))
             vals = score_policy(config, policy, params, seeds, metric, overrides)
@@ -205,19 +205,10 @@ def tune(
             if best is None or key > best[0]:
                 best = (key, params)
         assert best is not None
-        if not refine:
-            break
-        # Coarse to fine: halve the step (rounding up, so 8 -> 4 -> 2 -> 1 and 5 -> 3 -> 2 -> 1)
-        # and score the unseen neighbours of the best split so far (each GPU type's count
-        # -step, +0, +step; only splits the env's mask allows); at step 1, go on while the
-        # best moves, so the search ends on a split none of whose neighbours scores higher.
-        while True:
-            step = (step + 1) // 2
-            grid = _unseen_neighbours(best[1]["prefill_counts"], step, allowed, seen)
-            if grid or step == 1:
-                break
-        if not grid:
-            break
+        grid = []
+        if refine:
+            step, grid = _next_refinement(best[1]["prefill_counts"], step, allowed, seen)
+    assert best is not None
     out = {
         "params": best[1],
         "score": sign * best[0],
@@ -230,6 +221,20 @@ def tune(
     if refine:
         out["refine"] = True
     return out
+
+
+def _next_refinement(centre: dict[str, int], step: int, allowed: set[str], seen: set[str]) -> tuple[int, list[dict[str, Any]]]:
+    """The next round of a refined search: ``(step, splits to score)``.
+
+    Coarse to fine: halve the step (rounding up, so 8 -> 4 -> 2 -> 1 and 5 -> 3 -> 2 -> 1) until
+    the best split so far has unseen allowed neighbours at that step; at step 1 the search goes
+    on while the best moves and ends (no splits) on a split none of whose neighbours scores higher.
+    """
+    while True:
+        step = (step + 1) // 2
+        grid = _unseen_neighbours(centre, step, allowed, seen)
+        if grid or step == 1:
+            return step, grid
 
 
 def _unseen_neighbours(centre: dict[str, int], step: int, allowed: set[str], seen: set[str]) -> list[dict[str, Any]]:
