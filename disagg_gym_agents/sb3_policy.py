@@ -152,7 +152,7 @@ class SB3Policy(Policy):
         if policy.training:  # SB3's predict re-enters eval mode on every call
             policy.set_training_mode(False)
         m = torch.as_tensor(masks)
-        with torch.no_grad():
+        with torch.inference_mode():  # no_grad's numerics, less per-op bookkeeping
             features = policy.extract_features(
                 torch.as_tensor(o.reshape((1, *self._obs_shape))), policy.pi_features_extractor
             )
