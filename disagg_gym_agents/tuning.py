@@ -169,6 +169,14 @@ def tune(
     (v2) and 11 (v3) refinements instead of 961 runs. It is the grid's best split when the score falls
     away from one peak along every direction of the neighbourhood, not in general.
 
+    The default grid of a one-parameter policy (an admission threshold, ``spillover``'s
+    ``alpha``, ``sla_planner``'s ``headroom``, ``splitwise``'s ``max_borrow``) is extended past
+    an edge: while the best value is the grid's lowest (highest) one, the next value beyond it
+    continues the grid's spacing there geometrically (``v1 * v1 / v2``: alpha 0.5, 0.75 ->
+    0.333, then 0.222; ``max_borrow`` 2, 4 -> 8), at most ``EDGE_EXTENSIONS`` times per side,
+    until a value beyond it scores no better (ties keep the earlier candidate) or the policy
+    refuses the value. A tuned value is then inside the searched range unless the cap ends it.
+
     Returns:
         ``{"params", "score", "metric", "seeds", "candidates": [{"params", "score"}]}``;
         the score is the mean over seeds; ties keep the earlier (more conservative) candidate.
@@ -186,6 +194,7 @@ def tune(
             f"refine: needs policy static_split with split_step > 1 and no explicit grid (got policy {policy!r}, "
             f"split_step {split_step}, grid {'given' if grid is not None else 'none'})"
         )
+    extend = grid is None and not refine and policy != "static_split"
     grid = grid if grid is not None else policy_grid(config, policy, overrides, split_step)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     cands: list[dict[str, Any]] = []
@@ -193,10 +202,16 @@ def tune(
     step = split_step
     allowed = {params_json(g) for g in policy_grid(config, policy, overrides, 1)} if refine else set()
     seen: set[str] = set()
+    extended: list[dict[str, Any]] = []  # candidates past an edge of the default grid
     while grid:
         for params in grid:
             seen.add(params_json(params))
-            vals = score_policy(config, policy, params, seeds, metric, overrides)
+            try:
+                vals = score_policy(config, policy, params, seeds, metric, overrides)
+            except UserError:
+                if params in extended:  # a value past the edge the policy refuses ends the side
+                    continue
+                raise
             mean = sum(vals) / len(vals)
             cands.append({"params": params, "score": mean})
             if on_candidate is not None:
@@ -208,6 +223,9 @@ def tune(
         grid = []
         if refine:
             step, grid = _next_refinement(best[1]["prefill_counts"], step, allowed, seen)
+        elif extend:
+            grid = _edge_extension(best[1], [c["params"] for c in cands], extended)
+            extended.extend(grid)
     assert best is not None
     out = {
         "params": best[1],
@@ -221,6 +239,47 @@ def tune(
     if refine:
         out["refine"] = True
     return out
+
+
+#: Values tried past each edge of a one-parameter grid at most (``tune``).
+EDGE_EXTENSIONS = 3
+
+
+def _edge_extension(best: dict[str, Any], scored: list[dict[str, Any]], extended: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The next candidate past an edge of a one-parameter grid (``[]``: none).
+
+    ``best`` is at an edge when its value is the lowest (highest) of the values ``scored``;
+    the next value continues the spacing of the two outermost values there geometrically
+    (integers rounded away from the grid, and kept >= 1), up to ``EDGE_EXTENSIONS`` per side.
+    """
+    if len(best) != 1:
+        return []
+    (key, v), = best.items()
+    vals = sorted({p[key] for p in scored if len(p) == 1 and key in p})
+    if (len(vals) < 2 or isinstance(v, bool) or not isinstance(v, (int, float))
+            or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in vals) or vals[0] <= 0):
+        return []
+    if v == vals[0]:
+        side, nxt = "low", v * v / vals[1]
+    elif v == vals[-1]:
+        side, nxt = "high", v * v / vals[-2]
+    else:
+        return []
+    base = [p[key] for p in scored if len(p) == 1 and key in p and p not in extended]
+    past = [p[key] for p in extended if (p[key] < min(base) if side == "low" else p[key] > max(base))]
+    if len(past) >= EDGE_EXTENSIONS:
+        return []
+    if isinstance(v, int):
+        nxt = math.floor(nxt) if side == "low" else math.ceil(nxt)
+        if nxt < 1 or nxt == v:
+            return []
+    else:
+        nxt = float(f"{nxt:.3g}")
+        if nxt == v:
+            return []
+    if any(p[key] == nxt for p in extended):  # tried already: the policy refused it
+        return []
+    return [{key: nxt}]
 
 
 def _next_refinement(centre: dict[str, int], step: int, allowed: set[str], seen: set[str]) -> tuple[int, list[dict[str, Any]]]:

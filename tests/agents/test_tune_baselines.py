@@ -175,3 +175,43 @@ def test_refine_needs_a_coarse_static_split_grid(tmp_path: Path, capsys: pytest.
     assert not out.exists()
     with pytest.raises(UserError, match="refine: needs policy static_split .*got policy 'jsq\\+ttft_guard'"):
         tuning.tune("large-joint", "jsq+ttft_guard", [20_000], refine=True)
+
+
+def _extend(monkeypatch: pytest.MonkeyPatch, policy: str, score_of) -> tuple[dict, list]:  # type: ignore[no-untyped-def]
+    calls: list = []
+
+    def score(config, pol, params, seeds, metric, overrides=None):  # type: ignore[no-untyped-def]
+        (v,) = params.values()
+        calls.append(v)
+        out = score_of(v)
+        if out is None:
+            raise UserError(f"{pol}: refuses {v}")
+        return [out] * len(seeds)
+
+    monkeypatch.setattr(tuning, "score_policy", score)
+    return tuning.tune("small-route", policy, [20_000], "slo_tokens_per_s"), calls
+
+
+def test_a_best_value_at_the_low_edge_extends_the_grid_until_it_is_inside(monkeypatch: pytest.MonkeyPatch) -> None:
+    # peak at 1/3: the grid 0.5, 0.75, ... continues 0.333 (best), 0.222 (worse): stop
+    res, calls = _extend(monkeypatch, "jsq+ttft_guard", lambda a: -abs(a - 1 / 3))
+    assert calls == [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 0.333, 0.222]
+    assert res["params"] == {"alpha": 0.333}
+    assert [c["params"]["alpha"] for c in res["candidates"]] == calls
+
+
+def test_the_extension_is_capped_and_a_refused_value_ends_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # monotone: three values past the edge, then the cap (0.5 -> 0.333 -> 0.222 -> 0.148)
+    res, calls = _extend(monkeypatch, "jsq+ttft_guard", lambda a: -a)
+    assert calls[7:] == [0.333, 0.222, 0.148] and res["params"] == {"alpha": 0.148}
+    # high edge of an integer grid: 1, 2, 4 -> 8 (refused by the policy: the search ends on 4)
+    res, calls = _extend(monkeypatch, "splitwise", lambda b: None if b > 4 else float(b))
+    assert calls == [1, 2, 4, 8] and res["params"] == {"max_borrow": 4}
+    assert [c["params"] for c in res["candidates"]] == [{"max_borrow": b} for b in (1, 2, 4)]
+    # an inside optimum, a two-parameter grid and an explicit grid are never extended
+    _, calls = _extend(monkeypatch, "jsq+queue_guard", lambda q: -abs(q - 8))
+    assert calls == [2, 4, 8, 16, 32, 64]
+    monkeypatch.setattr(tuning, "score_policy", lambda c, p, params, seeds, m, o=None: [-sum(params.values())])
+    assert len(tuning.tune("small-route", "jsq+mooncake", [20_000])["candidates"]) == 12
+    res = tuning.tune("small-route", "jsq+ttft_guard", [20_000], grid=[{"alpha": 0.5}, {"alpha": 1.0}])
+    assert len(res["candidates"]) == 2
