@@ -15,7 +15,7 @@ pieces instead and multiplies them out, per config:
 Then: tuning = every search of ``leaderboard/tuned.yaml`` (candidates x seeds x ``episode``);
 training = 5 seeds x the entry's ``n_timesteps`` x ``step`` (and SmallRoute-v3's two
 ablations); benchmark = the cells the script plans (every applicable heuristic, the three
-admission compositions, 5 learned seeds) x 10 episodes x ``episode`` (x ``learned`` for learned
+admission compositions and any other composition tuned for the config, 5 learned seeds) x 10 episodes x ``episode`` (x ``learned`` for learned
 cells); validate = ``--validate-sample`` rows per config x ``episode``. Parallel parts run on
 ``--jobs`` processes (CPU / jobs); ``--tables-s`` (the last benchmark call: tables, bounds,
 plots; measured separately) runs alone. Every heuristic is costed as ``jsq``: the estimate is
@@ -118,7 +118,9 @@ def main() -> int:
         steps = int(load_hyperparams("maskable_ppo", env_id)[0]["n_timesteps"])
         runs = SEEDS * (3 if env_id == "disagg/SmallRoute-v3" else 1)  # + the two ablations
         trn = runs * steps * row["step"]
-        heur = len(plan_cells([env_id], ["heuristics", *COMPOSITIONS]))
+        # plus the compositions tuned for this config alone (llmd_scorer+ttft_guard on the cache configs)
+        own = [p for p, e in tuned.get(name, {}).items() if "+" in p and p not in COMPOSITIONS and not e.get("overrides")]
+        heur = len(plan_cells([env_id], ["heuristics", *COMPOSITIONS, *own]))
         learned = runs * len(splits_of(env_id))
         lsetup = row.get("learned_setup", setup := row["setup"])
         bench = heur * (setup + EPISODES * ep) + learned * (lsetup + EPISODES * ep * row.get("learned", factor))

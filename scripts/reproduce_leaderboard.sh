@@ -169,6 +169,29 @@ for c in sys.argv[1:] or registered_ids():
   done <<< "$ids"
   waitall benchmark
 fi
+# Compositions tuned for some configs only (llmd_scorer+ttft_guard on the prefix-cache configs):
+# every other composition of the tuned file, on the configs it was tuned for, all their splits.
+extra=$("$PYTHON" -c 'import sys
+from disagg_gym.env.registration import registered_ids
+from disagg_gym_agents.leaderboard.cells import config_of
+from disagg_gym_agents.tuning import read_tuned
+base = {"jsq+ttft_guard", "least_finish+ttft_guard", "jsq+queue_guard"}
+tuned = read_tuned(sys.argv[1])
+for env_id in sys.argv[2:] or registered_ids():
+    pols = sorted(p for p, e in tuned.get(config_of(env_id), {}).items()
+                  if "+" in p and p not in base and not e.get("overrides"))
+    if pols:
+        print(env_id, *pols)' "$([ -f "$TUNED" ] && echo "$TUNED" || echo leaderboard/tuned.yaml)" "${CFG_ARGS[@]}")
+pids=()
+while read -r cfg pols; do
+  [ -n "$cfg" ] || continue
+  LOG="$OUT/logs/benchmark_${cfg//\//_}_compositions.log"
+  read -r -a PARR <<< "$pols"
+  if [ "$BACKEND" = local ]; then go=launch; else go=run; fi  # Ray: one call at a time
+  "$go" "$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --configs "$cfg" --agents "${PARR[@]}" --backend "$BACKEND" \
+    --tuned "$TUNED" --no-plots --no-progress --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
+done <<< "$extra"
+waitall benchmark
 if [ "$ABLATE" = 1 ]; then
   # The no-reject ablation runs on the env it was trained on (its rows record the override).
   run "$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --configs disagg/SmallRoute-v3 --backend "$BACKEND" \

@@ -48,7 +48,11 @@ def test_dry_run_lists_training_per_seed_and_ray_backend(tmp_path: Path) -> None
     assert sum("scripts/train_leaderboard.py --seeds 0 " in ln for ln in lines) == 1
     assert sum("scripts/train_leaderboard.py --seeds 1 " in ln for ln in lines) == 1
     bench = [ln for ln in lines if " benchmark " in ln]
-    # Ray schedules the cells: one call, plus the no-reject ablation on its own env
+    # Ray schedules the cells: one call, plus the no-reject ablation on its own env, plus one
+    # call per config with compositions tuned for it alone (one at a time)
+    comps = [ln for ln in bench if "llmd_scorer+ttft_guard" in ln]
+    assert len(comps) == 3 and all("--backend ray" in ln and " heuristics " not in ln for ln in comps)
+    bench = [ln for ln in bench if ln not in comps]
     assert len(bench) == 2
     ablation, main = bench
     assert "--set env.allow_reject=false" in ablation and "sb3:maskable_ppo_noreject=" in ablation
@@ -85,9 +89,23 @@ def test_dry_run_local_benchmark_runs_every_config_and_split_then_the_tables(tmp
     assert r.returncode == 0, r.stderr
     bench = [ln for ln in r.stderr.splitlines() if ln.startswith("+ ") and " benchmark " in ln]
     units = {(c, s) for c in registered_ids() for s in splits_of(c)}
-    per_unit = [ln.split() for ln in bench[:-1]]
+    per_unit = [ln.split() for ln in bench[:-1] if " --splits " in ln]
     assert {(a[a.index("--configs") + 1], a[a.index("--splits") + 1]) for a in per_unit} == units
     assert len(per_unit) == len(units) and "--splits" not in bench[-1]  # last: tables and plots
+    # then the compositions tuned for some configs only, on every split of those configs
+    import yaml
+
+    tuned = yaml.safe_load((ROOT / "leaderboard" / "tuned.yaml").read_text())
+    base = {"jsq+ttft_guard", "least_finish+ttft_guard", "jsq+queue_guard"}
+    want = {(c, p) for c, pols in tuned.items() for p in pols if "+" in p and p not in base}
+    comp = [ln.split() for ln in bench[:-1] if " --splits " not in ln]
+    got = set()
+    for a in comp:
+        agents = a[a.index("--agents") + 1:a.index("--backend")]
+        got |= {(a[a.index("--configs") + 1], p) for p in agents}
+    from disagg_gym_agents.leaderboard.cells import config_of
+
+    assert {(config_of(c), p) for c, p in got} == want and len(want) >= 3
 
 
 def test_dry_run_validates_a_sample_per_config_unless_all(tmp_path: Path) -> None:
