@@ -173,7 +173,7 @@ def tune(
     ``alpha``, ``sla_planner``'s ``headroom``, ``splitwise``'s ``max_borrow``) is extended past
     an edge: while the best value is the grid's lowest (highest) one, the next value beyond it
     continues the grid's spacing there geometrically (``v1 * v1 / v2``: alpha 0.5, 0.75 ->
-    0.333, then 0.222; ``max_borrow`` 2, 4 -> 8), at most ``EDGE_EXTENSIONS`` times per side,
+    0.333, then 0.222; ``max_borrow`` 2, 4 -> 8), at most ``EDGE_EXTENSIONS`` (6) times per side,
     until a value beyond it scores no better (ties keep the earlier candidate) or the policy
     refuses the value. A tuned value is then inside the searched range unless the cap ends it.
 
@@ -242,7 +242,7 @@ def tune(
 
 
 #: Values tried past each edge of a one-parameter grid at most (``tune``).
-EDGE_EXTENSIONS = 3
+EDGE_EXTENSIONS = 6
 
 
 def _edge_extension(best: dict[str, Any], scored: list[dict[str, Any]], extended: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -201,9 +201,9 @@ def test_a_best_value_at_the_low_edge_extends_the_grid_until_it_is_inside(monkey
 
 
 def test_the_extension_is_capped_and_a_refused_value_ends_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    # monotone: three values past the edge, then the cap (0.5 -> 0.333 -> 0.222 -> 0.148)
+    # monotone: six values past the edge, then the cap (0.5 -> 0.333 -> 0.222 -> ... -> 0.0439)
     res, calls = _extend(monkeypatch, "jsq+ttft_guard", lambda a: -a)
-    assert calls[7:] == [0.333, 0.222, 0.148] and res["params"] == {"alpha": 0.148}
+    assert calls[7:] == [0.333, 0.222, 0.148, 0.0987, 0.0658, 0.0439] and res["params"] == {"alpha": 0.0439}
     # high edge of an integer grid: 1, 2, 4 -> 8 (refused by the policy: the search ends on 4)
     res, calls = _extend(monkeypatch, "splitwise", lambda b: None if b > 4 else float(b))
     assert calls == [1, 2, 4, 8] and res["params"] == {"max_borrow": 4}
