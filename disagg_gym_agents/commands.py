@@ -32,7 +32,8 @@ COMMANDS: tuple[Command, ...] = (
             "run every heuristic and trained agent on every config; write results.csv, "
             "leaderboard, plots (needs the [rl] extra)", add_benchmark_args, extra="rl"),
     Command("tune-baselines", "disagg_gym_agents.tuning:cmd_tune_baselines",
-            "tune admission thresholds and the static split on validation seeds (20000+); "
+            "tune admission thresholds and the static split on validation seeds (20000+; a "
+            "one-parameter grid is extended past an edge while the best value sits on it); "
             "write leaderboard/tuned.yaml", add_tune_args),
     Command("validate", "disagg_gym_agents.leaderboard.cli:cmd_validate",
             "replay leaderboard results; exit 1 naming any row/KPI that differs (needs the [rl] extra)",
