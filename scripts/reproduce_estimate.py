@@ -19,10 +19,12 @@ admission compositions and any other composition tuned for the config, 5 learned
 cells); validate = ``--validate-sample`` rows per config x ``episode``. Parallel parts run on
 ``--jobs`` processes (CPU / jobs); ``--tables-s`` (the last benchmark call: tables, bounds,
 plots; measured separately) runs alone. Every heuristic is costed as ``jsq``: the estimate is
-only as good as that proxy (admission guards and cache-aware routers cost more per step).
+only as good as that proxy (admission guards and cache-aware routers cost more per step);
+``--per-agent`` times one ``test`` episode of every planned heuristic and composition at its
+tuned params instead, and costs its cells and searches with it.
 
     .venv/bin/python scripts/reproduce_estimate.py [--configs ID ...] [--train-steps 4096]
-        [--jobs 2] [--validate-sample 10] [--tables-s S] [--json out.json]
+        [--jobs 2] [--validate-sample 10] [--tables-s S] [--json out.json] [--per-agent]
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ def main() -> int:
     p.add_argument("--validate-sample", type=int, default=10, help="rows replayed per config by validate")
     p.add_argument("--tables-s", type=float, default=0.0, help="measured wall of the last (tables) call")
     p.add_argument("--json", type=Path, default=None, help="also write the measurements here")
+    p.add_argument("--per-agent", action="store_true",
+                   help="time one test episode of every planned heuristic and composition (at its tuned "
+                        "params) instead of costing each as jsq (slower: about one episode per agent more)")
     args = p.parse_args()
     torch.set_num_threads(1)
     tuned = read_tuned(ROOT / "leaderboard" / "tuned.yaml")
@@ -100,6 +105,14 @@ def main() -> int:
             lep, lsetup = cell_cpu(lc)
             row["learned"], row["learned_setup"] = lep / ep, lsetup
             ratios.append(row["learned"])
+        own = [q for q, e in tuned.get(config_of(env_id), {}).items()
+               if "+" in q and q not in COMPOSITIONS and not e.get("overrides")]
+        if args.per_agent:  # one test episode per agent; its cell setup taken as jsq's
+            row["agents"] = {}
+            for c in plan_cells([env_id], ["heuristics", *COMPOSITIONS, *own], ["test"], tuned=tuned):
+                t0 = time.process_time()
+                run_cell(c, [10_000])
+                row["agents"][c.agent] = max(time.process_time() - t0 - setup, 1e-3)
         m[env_id] = row
         print(f"{env_id}: episode {ep:.2f} CPU-s (cell setup {setup:.2f}), training {1e3 * row['step']:.2f} "
               f"CPU-ms/step" + (f", learned episode x{row['learned']:.2f} (setup {row['learned_setup']:.2f})"
@@ -110,20 +123,22 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for env_id in configs:
         row = m[env_id]
-        ep = row["episode"]
+        ep, setup = row["episode"], row["setup"]
         name = config_of(env_id)
+        per = row.get("agents", {})  # measured per agent (--per-agent), else every heuristic costs jsq's episode
         tune = sum(len(e.get("candidates") or policy_grid(name, pol, split_step=int(e.get("split_step", 1))))
-                   * len(e["seeds"]) * ep
+                   * len(e["seeds"]) * per.get(pol, ep)
                    for pol, e in tuned.get(name, {}).items())
         steps = int(load_hyperparams("maskable_ppo", env_id)[0]["n_timesteps"])
         runs = SEEDS * (3 if env_id == "disagg/SmallRoute-v3" else 1)  # + the two ablations
         trn = runs * steps * row["step"]
         # plus the compositions tuned for this config alone (llmd_scorer+ttft_guard on the cache configs)
         own = [p for p, e in tuned.get(name, {}).items() if "+" in p and p not in COMPOSITIONS and not e.get("overrides")]
-        heur = len(plan_cells([env_id], ["heuristics", *COMPOSITIONS, *own]))
+        hcells = plan_cells([env_id], ["heuristics", *COMPOSITIONS, *own])
+        heur_cpu = sum(setup + EPISODES * per.get(c.agent, ep) for c in hcells)
         learned = runs * len(splits_of(env_id))
-        lsetup = row.get("learned_setup", setup := row["setup"])
-        bench = heur * (setup + EPISODES * ep) + learned * (lsetup + EPISODES * ep * row.get("learned", factor))
+        lsetup = row.get("learned_setup", setup)
+        bench = heur_cpu + learned * (lsetup + EPISODES * ep * row.get("learned", factor))
         val = args.validate_sample * ep + len(splits_of(env_id)) * setup
         for k, v in zip(total, (tune, trn, bench, val)):
             total[k] += v
