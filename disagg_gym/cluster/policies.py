@@ -245,6 +245,7 @@ class KVTransferAwareRouter(_Base):
         # each decode instance's load penalty does not depend on the prefill instance: once per
         # request, not once per pair (the same floats, so the same choices)
         penalties = [(d.idx, self.load_weight_s * decode_pressure(d) * 10) for d in ds]
+        pen_min = min([pen for _, pen in penalties], default=math.inf)
         estimate = cluster.transfer_estimate_s
         for p in ps:
             base = prefill_wait_s(p, now) + p.cost.prefill_s([req.prompt_tokens])
@@ -253,8 +254,16 @@ class KVTransferAwareRouter(_Base):
                 if score < best_score:
                     best, best_score = (p.idx, p.idx), score
                 continue
+            # A pair scores (base + transfer) + penalty with transfer >= 0, and float addition is
+            # monotone, so base + penalty bounds its score from below: a pair (or a whole prefill
+            # instance) whose bound is not below the best so far cannot win (ties keep the
+            # earlier pair). Skipping it leaves the choice exactly as the full scan's.
+            if base + pen_min >= best_score:
+                continue
             pi = p.idx
             for di, pen in penalties:
+                if base + pen >= best_score:
+                    continue
                 score = base + estimate(pi, di, nbytes) + pen
                 if score < best_score:
                     best, best_score = (pi, di), score
@@ -648,6 +657,8 @@ class SpilloverRouter:
                 # min over (transfer + penalty, idx): the lowest value, ties to the lowest index
                 pi, di, dv = p.idx, -1, math.inf
                 for i, pen in penalties:
+                    if pen > dv:  # transfer >= 0, so its value >= pen > dv: it cannot win, not even a tie
+                        continue
                     v = estimate(pi, i, nbytes) + pen
                     if v < dv or (v == dv and i < di):
                         di, dv = i, v
