@@ -648,7 +648,13 @@ class SpilloverRouter:
         # the decode side's load penalties do not depend on the prefill instance: once per call
         penalties = [(i.idx, 0.5 * decode_pressure(i)) for i in ds]
         estimate = cluster.transfer_estimate_s
+        now = cluster.engine.now
         for p in ps:
+            # predicted_ttft_s is this wait + prefill, plus a transfer >= 0 (float addition is
+            # monotone): an instance whose wait + prefill is not below the best so far cannot
+            # win (ties keep the earlier one), so its decode choice is skipped; exact.
+            if queue_wait_s(p, now) + p.cost.prefill_s([req.prompt_tokens]) >= best_t:
+                continue
             if p.role is COLOCATED:
                 pair = (p.idx, p.idx)
             elif not ds:
