@@ -322,6 +322,19 @@ def read_tuned(path: str | Path = DEFAULT_TUNED_PATH) -> dict[str, Any]:
     return data
 
 
+#: The admission compositions the leaderboard runs on every config (scripts/reproduce_leaderboard.sh).
+LEADERBOARD_COMPOSITIONS = ("jsq+ttft_guard", "least_finish+ttft_guard", "jsq+queue_guard")
+
+
+def own_compositions(tuned: dict[str, Any], config: str) -> list[str]:
+    """The other compositions ``tuned`` holds for ``config`` as written (sorted), e.g.
+    ``llmd_scorer+ttft_guard`` on the prefix-cache configs: the leaderboard runs them there only.
+    """
+    per_cfg = tuned.get(resolve_config(config)) or {}
+    return sorted(p for p, e in per_cfg.items()
+                  if "+" in p and p not in LEADERBOARD_COMPOSITIONS and not (e or {}).get("overrides"))
+
+
 def tuned_params(config: str, policy: str, path: str | Path = DEFAULT_TUNED_PATH) -> dict[str, Any]:
     """Tuned keyword arguments of ``policy`` on ``config`` (``{}`` when not tuned)."""
     return params_of(read_tuned(path), config, policy)

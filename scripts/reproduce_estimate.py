@@ -47,12 +47,11 @@ from disagg_gym_agents.hparams import load_hyperparams
 from disagg_gym_agents.leaderboard.cells import Cell, config_of, env_name, plan_cells, splits_of
 from disagg_gym_agents.leaderboard.runner import run_cell
 from disagg_gym_agents.ppo import train
-from disagg_gym_agents.tuning import policy_grid, read_tuned
+from disagg_gym_agents.tuning import LEADERBOARD_COMPOSITIONS, own_compositions, policy_grid, read_tuned
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 5
 EPISODES = 10
-COMPOSITIONS = ["jsq+ttft_guard", "least_finish+ttft_guard", "jsq+queue_guard"]
 
 
 def cell_cpu(cell: Cell) -> tuple[float, float]:
@@ -94,6 +93,7 @@ def main() -> int:
     tuned = read_tuned(ROOT / "leaderboard" / "tuned.yaml")
     configs = args.configs or registered_ids()
     m: dict[str, dict[str, float]] = {}
+    plans: dict[str, list[str]] = {}  # per config: the heuristic agents the script benchmarks
     ratios = []
     for env_id in configs:
         cell = (plan_cells([env_id], ["jsq"], ["test"]) or plan_cells([env_id], ["threshold"], ["test"]))[0]
@@ -105,11 +105,12 @@ def main() -> int:
             lep, lsetup = cell_cpu(lc)
             row["learned"], row["learned_setup"] = lep / ep, lsetup
             ratios.append(row["learned"])
-        own = [q for q, e in tuned.get(config_of(env_id), {}).items()
-               if "+" in q and q not in COMPOSITIONS and not e.get("overrides")]
+        # the heuristic cells the script plans: every heuristic, the compositions, and those tuned
+        # for this config alone (llmd_scorer+ttft_guard on the cache configs)
+        plans[env_id] = ["heuristics", *LEADERBOARD_COMPOSITIONS, *own_compositions(tuned, env_id)]
         if args.per_agent:  # one test episode per agent; its cell setup taken as jsq's
             row["agents"] = {}
-            for c in plan_cells([env_id], ["heuristics", *COMPOSITIONS, *own], ["test"], tuned=tuned):
+            for c in plan_cells([env_id], plans[env_id], ["test"], tuned=tuned):
                 t0 = time.process_time()
                 run_cell(c, [10_000])
                 row["agents"][c.agent] = max(time.process_time() - t0 - setup, 1e-3)
@@ -132,10 +133,7 @@ def main() -> int:
         steps = int(load_hyperparams("maskable_ppo", env_id)[0]["n_timesteps"])
         runs = SEEDS * (3 if env_id == "disagg/SmallRoute-v3" else 1)  # + the two ablations
         trn = runs * steps * row["step"]
-        # plus the compositions tuned for this config alone (llmd_scorer+ttft_guard on the cache configs)
-        own = [p for p, e in tuned.get(name, {}).items() if "+" in p and p not in COMPOSITIONS and not e.get("overrides")]
-        hcells = plan_cells([env_id], ["heuristics", *COMPOSITIONS, *own])
-        heur_cpu = sum(setup + EPISODES * per.get(c.agent, ep) for c in hcells)
+        heur_cpu = sum(setup + EPISODES * per.get(c.agent, ep) for c in plan_cells([env_id], plans[env_id]))
         learned = runs * len(splits_of(env_id))
         lsetup = row.get("learned_setup", setup)
         bench = heur_cpu + learned * (lsetup + EPISODES * ep * row.get("learned", factor))

@@ -173,13 +173,10 @@ fi
 # every other composition of the tuned file, on the configs it was tuned for, all their splits.
 extra=$("$PYTHON" -c 'import sys
 from disagg_gym.env.registration import registered_ids
-from disagg_gym_agents.leaderboard.cells import config_of
-from disagg_gym_agents.tuning import read_tuned
-base = {"jsq+ttft_guard", "least_finish+ttft_guard", "jsq+queue_guard"}
+from disagg_gym_agents.tuning import own_compositions, read_tuned
 tuned = read_tuned(sys.argv[1])
 for env_id in sys.argv[2:] or registered_ids():
-    pols = sorted(p for p, e in tuned.get(config_of(env_id), {}).items()
-                  if "+" in p and p not in base and not e.get("overrides"))
+    pols = own_compositions(tuned, env_id)
     if pols:
         print(env_id, *pols)' "$([ -f "$TUNED" ] && echo "$TUNED" || echo leaderboard/tuned.yaml)" "${CFG_ARGS[@]}")
 pids=()

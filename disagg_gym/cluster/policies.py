@@ -590,10 +590,18 @@ def predicted_ttft_s(cluster: Cluster, req: Request, p: int, d: int, include_tra
     prediction conservative: it is the time the first token's KV reaches the decode instance.
     """
     pi = cluster.instances[p]
-    now = cluster.engine.now
-    t = queue_wait_s(pi, now) + pi.cost.prefill_s([req.prompt_tokens])
-    if include_transfer and pi.role is not COLOCATED and p != d:
-        t += cluster.transfer_estimate_s(p, d, req.prompt_tokens * cluster.kv_bytes_per_token)
+    return _plus_transfer(cluster, req, pi, d, ready_s(pi, req, cluster.engine.now), include_transfer)
+
+
+def ready_s(inst: Instance, req: Request, now: float) -> float:
+    """Queue wait plus ``req``'s own prefill on ``inst``: the predicted TTFT before any transfer."""
+    return queue_wait_s(inst, now) + inst.cost.prefill_s([req.prompt_tokens])
+
+
+def _plus_transfer(cluster: Cluster, req: Request, pi: Instance, d: int, t: float, include_transfer: bool = True) -> float:
+    """``t`` (:func:`ready_s` on ``pi``) plus the KV transfer ``pi -> d`` where a pair has one."""
+    if include_transfer and pi.role is not COLOCATED and pi.idx != d:
+        t += cluster.transfer_estimate_s(pi.idx, d, req.prompt_tokens * cluster.kv_bytes_per_token)
     return t
 
 
@@ -650,10 +658,11 @@ class SpilloverRouter:
         estimate = cluster.transfer_estimate_s
         now = cluster.engine.now
         for p in ps:
-            # predicted_ttft_s is this wait + prefill, plus a transfer >= 0 (float addition is
-            # monotone): an instance whose wait + prefill is not below the best so far cannot
-            # win (ties keep the earlier one), so its decode choice is skipped; exact.
-            if queue_wait_s(p, now) + p.cost.prefill_s([req.prompt_tokens]) >= best_t:
+            # The predicted TTFT is ready_s plus a transfer >= 0 (float addition is monotone): an
+            # instance whose ready_s is not below the best so far cannot win (ties keep the
+            # earlier one), so its decode choice is skipped; exact.
+            ready = ready_s(p, req, now)
+            if ready >= best_t:
                 continue
             if p.role is COLOCATED:
                 pair = (p.idx, p.idx)
@@ -669,7 +678,7 @@ class SpilloverRouter:
                     if v < dv or (v == dv and i < di):
                         di, dv = i, v
                 pair = (pi, di)
-            t = predicted_ttft_s(cluster, req, pair[0], pair[1])
+            t = _plus_transfer(cluster, req, p, pair[1], ready)  # = predicted_ttft_s(cluster, req, *pair)
             if t < best_t:
                 best, best_t = pair, t
         return best_t, best
