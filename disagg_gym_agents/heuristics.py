@@ -132,16 +132,15 @@ class Heuristic(Policy):
         prompt too large for one instance's KV memory) by falling back to the lowest valid
         index. A colocated prefill instance ignores the decode index; it is set to a valid one.
         """
-        mp, md = self.route_masks()
+        mp, md = self.base.route_mask_lists()
+        n = len(mp)
         p, d = choice if choice is not None else (-1, -1)
-        if not (0 <= p < mp.size and mp[p]):
-            valid = np.flatnonzero(mp)
-            p = int(valid[0]) if valid.size else 0
+        if not (0 <= p < n and mp[p]):
+            p = mp.index(True) if True in mp else 0
         if cluster.instances[p].role is Role.COLOCATED:
             d = p
-        if not (0 <= d < md.size and md[d]):
-            valid = np.flatnonzero(md)
-            d = int(valid[0]) if valid.size else 0
+        if not (0 <= d < n and md[d]):
+            d = md.index(True) if True in md else 0
         return int(p), int(d)
 
     def clip_counts(self, targets: dict[str, int]) -> dict[str, int]:

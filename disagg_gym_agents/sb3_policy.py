@@ -21,6 +21,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from disagg_gym.errors import UserError
 from disagg_gym_agents.base import Policy
 from disagg_gym_agents.callbacks import vecnormalize_path
+from disagg_gym_agents.policies import actor_latent
 from disagg_gym_agents.registry import check_model_path
 
 
@@ -140,7 +141,7 @@ class SB3Policy(Policy):
         SB3 computes (``tests/agents/test_sb3_fast_predict.py`` compares them action by action):
 
         * features, latent and logits: ``extract_features`` (obs -> float, flatten),
-          ``mlp_extractor.forward_actor``, ``action_net``, viewed as ``(1, sum(nvec))``;
+          ``mlp_extractor.forward_actor`` (``policies.actor_latent``: the same logits), ``action_net``, viewed as ``(1, sum(nvec))``;
         * per action dimension (``torch.split``): ``Categorical`` normalises the logits
           (``x - logsumexp(x)``); masking keeps the normalised logits where allowed, puts -1e8
           elsewhere and normalises again; the mode is ``argmax(softmax(.))``.
@@ -156,7 +157,7 @@ class SB3Policy(Policy):
             features = policy.extract_features(
                 torch.as_tensor(o.reshape((1, *self._obs_shape))), policy.pi_features_extractor
             )
-            logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
+            logits = policy.action_net(actor_latent(policy.mlp_extractor, features))
             logits = logits.view(-1, sum(self._dims))
             mask_parts = torch.split(m.view(-1, sum(self._dims)), self._dims, dim=1)
             modes = []

@@ -182,17 +182,19 @@ class ObservationBuilder:
         ends = self._end
         qwait = self._qwait
         changed = self._changed
-        first = self._fresh
+        rows = range(self.n) if full or self._fresh else changed
         self._fresh = False
-        for i, (inst, speed) in enumerate(zip(cl.instances, self.speed)):
-            if i in changed or full or first:
-                feat[i] = self._row(inst, speed)
-                if inst.role is Role.DECODE:
-                    ends[i] = -np.inf
-                    qwait[i] = 0.0
-                else:
-                    ends[i] = inst.prefill_end_s if inst.prefill_busy else -np.inf
-                    qwait[i] = inst.pq_tokens * _s_per_prefill_token(inst) if inst.pq_tokens else 0.0
+        instances = cl.instances
+        speeds = self.speed
+        for i in rows:
+            inst = instances[i]
+            feat[i] = self._row(inst, speeds[i])
+            if inst.role is Role.DECODE:
+                ends[i] = -np.inf
+                qwait[i] = 0.0
+            else:
+                ends[i] = inst.prefill_end_s if inst.prefill_busy else -np.inf
+                qwait[i] = inst.pq_tokens * _s_per_prefill_token(inst) if inst.pq_tokens else 0.0
         changed.clear()
         wait = np.maximum(ends - now, 0.0)
         wait += qwait

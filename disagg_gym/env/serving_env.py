@@ -320,6 +320,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._warm_stop = self._warming = False
         self._mask_req: Any = None
         self._mask_cache: tuple[list[bool], list[bool]] = ([], [])
+        self._mask_pools: Any = None  # the cluster's routing pools the mask templates were built from
+        self._mask_tpl: tuple[list[bool], list[bool], int] = ([], [], 0)
         self.engine.schedule(scen.horizon_s, self._on_horizon, None, PRIO_HORIZON)
         self._finite = scen.workload.kind == "trace"
         self._slo_ema = 1.0
@@ -441,9 +443,29 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 np_ = self.slots + (1 if self.allow_reject else 0)
                 flat += [True] + [False] * (np_ - 1) + [True] + [False] * (self.slots - 1)
         if self.task in ("allocate", "joint"):
-            for m in self._alloc_masks(kind == "control"):
-                flat += m.tolist()
+            if kind == "control":
+                for m in self._alloc_masks(True):
+                    flat += m.tolist()
+            else:  # no-op: only each type's current prefill count (``_alloc_masks(False)``)
+                for g, size in zip(self.gpus, self.gpu_sizes):
+                    m = [False] * (size + 1)
+                    m[cl.role_counts(g)[0]] = True
+                    flat += m
         return np.array(flat, dtype=bool)
+
+    def route_mask_lists(self) -> tuple[list[bool], list[bool]]:
+        """(prefill, decode) validity over the N instances for the pending request.
+
+        The route part of :meth:`action_masks` without the padding, the reject value or the
+        allocation part, as lists shared with the env's own checks: read them, do not change
+        them. Only at a route step (``decision == "route"``).
+        """
+        cl = self.cluster
+        if cl is None:
+            raise gym.error.ResetNeeded("call reset() before route_mask_lists()")
+        if self._kind != "route" or cl.pending is None:
+            raise ValueError(f"route_mask_lists() needs a route step (the pending decision is {self._kind!r})")
+        return self._route_masks(cl.pending)
 
     # ------------------------------------------------------------------ public helpers
     @property
@@ -590,22 +612,40 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             return "end"
 
     def _route_masks(self, req: Any) -> tuple[list[bool], list[bool]]:
-        """(prefill mask, decode mask) as lists, cached for the pending request."""
+        """(prefill mask, decode mask) as lists, cached for the pending request.
+
+        Prefill: instances in service serving prefill whose KV memory holds the prompt; decode:
+        decode instances in service (all ``True`` on an all-colocated cluster: the index is
+        ignored). Both come from the cluster's routing pools (``Cluster.pools``: in service, by
+        role), rebuilt only when those change; the lists may be shared between requests.
+        """
         if self._mask_req is req:
             return self._mask_cache
         cl = self.cluster
+        pools = cl.pools()
+        if pools is not self._mask_pools:
+            ps, ds = pools
+            n = self.n
+            mp_all = [False] * n
+            for inst in ps:
+                mp_all[inst.idx] = True
+            if ds:
+                md = [False] * n
+                for inst in ds:
+                    md[inst.idx] = True
+            else:  # all-colocated cluster: the decode index is ignored
+                md = [True] * n
+            self._mask_tpl = (mp_all, md, min((inst.kv_cap for inst in ps), default=0))
+            self._mask_pools = pools
+        mp_all, md, smallest = self._mask_tpl
         need = cl.blocks(req.prompt_tokens)
-        mp = [False] * self.n
-        md = [False] * self.n
-        for inst in cl.instances:
-            if inst.state != "active":
-                continue
-            if inst.role is Role.DECODE:
-                md[inst.idx] = True
-            elif need <= inst.kv_cap:
-                mp[inst.idx] = True
-        if not any(md):  # all-colocated cluster: the decode index is ignored
-            md = [True] * self.n
+        if need <= smallest:
+            mp = mp_all
+        else:
+            mp = [False] * self.n
+            for inst in pools[0]:
+                if need <= inst.kv_cap:
+                    mp[inst.idx] = True
         self._mask_req = req
         self._mask_cache = (mp, md)
         return mp, md

@@ -35,7 +35,8 @@ class GreedyPolicy:
         pol = inner.model.policy
         self.policy = pol
         self.nvec = [int(n) for n in np.asarray(inner.model.action_space.nvec).ravel()]
-        self.splits = np.cumsum(self.nvec)[:-1]
+        ends = np.cumsum(self.nvec).tolist()
+        self._parts = list(zip([0, *ends[:-1]], ends))  # each dimension's slice of the logits
         layers: list[tuple[str, Any, Any]] = []
         acts = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
         policy_net = getattr(pol.mlp_extractor, "policy_net", None)  # None: InstancePolicy
@@ -65,12 +66,14 @@ class GreedyPolicy:
             return h
         import torch
 
+        from disagg_gym_agents.policies import actor_latent
+
         pol = self.policy
         # inference_mode: the same kernels as no_grad without autograd's bookkeeping (~10 %
         # less per step, identical logits)
         with torch.inference_mode():
             feats = pol.extract_features(torch.as_tensor(obs[None]), pol.pi_features_extractor)
-            return pol.action_net(pol.mlp_extractor.forward_actor(feats))[0].numpy()
+            return pol.action_net(actor_latent(pol.mlp_extractor, feats))[0].numpy()
 
     def predict(
         self,
@@ -88,5 +91,5 @@ class GreedyPolicy:
         logits = self._logits(obs)
         if self.inner.maskable:
             logits = np.where(self.inner.base.action_masks(), logits, -np.inf)
-        action = [int(np.argmax(part)) for part in np.split(logits, self.splits)]
+        action = [int(logits[a:b].argmax()) for a, b in self._parts]
         return np.asarray(action, dtype=np.int64), state

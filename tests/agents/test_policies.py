@@ -21,6 +21,7 @@ from disagg_gym_agents.policies import (
     NF,
     InstanceScorer,
     MaskableInstancePolicy,
+    actor_latent,
     layout_of,
     resolve_policy,
 )
@@ -54,6 +55,40 @@ def test_logits_cover_the_action_space(env_id: str) -> None:
     assert logits.shape == (2, int(np.sum(env.action_space.nvec)))  # type: ignore[attr-defined]
     assert value.shape == (2, sc.latent_dim_vf)
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kw"),
+    [
+        (ROUTE, {}),
+        (ROUTE, {"prior_scale": 3.0, "relative_reject": True, "act": torch.nn.ReLU}),
+        (ALLOC, {}),
+        (JOINT, {"prior_scale": 1.0}),
+        ("disagg/MooncakeCacheRoute-v2", {"prior_scale": 2.0}),  # cache features in each row
+    ],
+)
+def test_inference_logits_equal_the_module_path(env_id: str, kw: dict) -> None:
+    """``actor_logits`` (layers applied as functions) equals ``forward_actor`` (through
+    ``nn.Module.__call__``) bit for bit, with random (not initial) weights, one observation
+    and a batch."""
+    sc, env = _scorer(env_id, **kw)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in sc.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    obs, _ = env.reset(seed=2)  # type: ignore[attr-defined]
+    rows = [obs]
+    for _ in range(5):
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())  # type: ignore[attr-defined]
+        if term or trunc:
+            obs, _ = env.reset(seed=3)  # type: ignore[attr-defined]
+        rows.append(obs)
+    x = torch.as_tensor(np.stack(rows))
+    with torch.inference_mode():
+        for batch in (x[:1], x):
+            want = sc.forward_actor(batch)
+            assert torch.equal(sc.actor_logits(batch), want)
+            assert torch.equal(actor_latent(sc, batch), want)
 
 
 def test_instance_logits_are_permutation_equivariant() -> None:
