@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -24,6 +25,9 @@ COLOCATED = Role.COLOCATED  # bound once: an Enum class attribute lookup is ~10x
 
 ROUTERS: Registry[type] = Registry("router")
 ALLOCATORS: Registry[type] = Registry("allocator")
+
+
+_first = itemgetter(0)  # a decode batch member's done counter
 
 
 def prefill_wait_s(inst: Instance, now: float) -> float:
@@ -286,15 +290,27 @@ class LengthOracleRouter(KVTransferAwareRouter):
         if not ps:
             return None
         now = cluster.engine.now
-        p = min(ps, key=lambda i: (prefill_wait_s(i, now) + i.cost.prefill_s([req.prompt_tokens]), i.idx))
+        prompt = [req.prompt_tokens]
+        compute: dict[int, float] = {}  # prefill seconds per cost model (instances share them)
+
+        def ttft(i: Instance) -> tuple[float, int]:
+            c = compute.get(id(i.cost))
+            if c is None:
+                c = compute[id(i.cost)] = i.cost.prefill_s(prompt)
+            return prefill_wait_s(i, now) + c, i.idx
+
+        p = min(ps, key=ttft)
         if p.role is COLOCATED or not ds:
             return self.pair(p, ds, None)
+        need = req.prompt_tokens + req.output_tokens
 
         def remaining_work(d: Instance) -> float:
-            # Tokens still to generate on d (clairvoyant), plus this request's memory need.
-            rem = sum(m[0] - d.counter for m in d.members)
+            # Tokens still to generate on d (clairvoyant), plus this request's memory need:
+            # sum(done - counter) over the members, as sum(done) - B * counter (integers)
+            members = d.members
+            rem = sum(map(_first, members)) - len(members) * d.counter
             rem += sum(r.output_tokens for r in d.joiners) + sum(r.output_tokens for r in d.dq)
-            fits = d.kv_used + req.prompt_tokens + req.output_tokens <= d.kv_cap
+            fits = d.kv_used + need <= d.kv_cap
             return rem * (1.0 if fits else 4.0) + 1e-3 * d.idx
 
         d = min(ds, key=remaining_work)
