@@ -27,7 +27,7 @@ from disagg_gym.config import read_yaml
 from disagg_gym.env.registration import standard_envs
 from disagg_gym.env.serving_env import DisaggServingEnv
 from disagg_gym.errors import UserError
-from disagg_gym.io import atomic_write_text, check_output_file
+from disagg_gym.io import atomic_write_text, check_output_file, exclusive_lock
 from disagg_gym.scenario import load_scenario
 from disagg_gym_agents.base import parse_overrides
 from disagg_gym_agents.baselines import static_split_candidates
@@ -365,17 +365,24 @@ def params_json(params: dict[str, Any]) -> str:
 
 
 def write_tuned(results: dict[str, dict[str, Any]], path: str | Path = DEFAULT_TUNED_PATH) -> Path:
-    """Merges ``{config: {policy: entry}}`` into the tuned file (atomically) and returns it."""
-    data = read_tuned(path)
-    for cfg, pols in results.items():
-        data.setdefault(cfg, {}).update(pols)
+    """Merges ``{config: {policy: entry}}`` into the tuned file (atomically) and returns it.
+
+    The read-merge-write holds an exclusive lock on ``.<name>.lock`` beside it, so searches running in
+    parallel (``scripts/reproduce_leaderboard.sh`` runs them as ``--jobs`` processes) each add
+    their entries and none is lost.
+    """
+    p = Path(path)
     head = (
         "# Baseline parameters tuned by `disagg-gym tune-baselines` on validation seeds only\n"
         "# (20000+; never the test seeds 10000+). One entry per config and policy: the chosen\n"
         "# params, the metric, its mean over the seeds, the seeds and every candidate's score.\n"
     )
-    text = yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=True, default_flow_style=None)
-    return atomic_write_text(Path(path), head + text)
+    with exclusive_lock(p.with_name(f".{p.name}.lock")):
+        data = read_tuned(p)
+        for cfg, pols in results.items():
+            data.setdefault(cfg, {}).update(pols)
+        text = yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=True, default_flow_style=None)
+        return atomic_write_text(p, head + text)
 
 
 class _NoAliasDumper(yaml.SafeDumper):

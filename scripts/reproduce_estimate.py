@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
@@ -44,10 +45,11 @@ import torch
 from disagg_gym.env.registration import registered_ids
 from disagg_gym_agents.args import TrainArgs
 from disagg_gym_agents.hparams import load_hyperparams
+from disagg_gym_agents.leaderboard import reproduce
 from disagg_gym_agents.leaderboard.cells import Cell, config_of, env_name, plan_cells, splits_of
 from disagg_gym_agents.leaderboard.runner import run_cell
 from disagg_gym_agents.ppo import train
-from disagg_gym_agents.tuning import LEADERBOARD_COMPOSITIONS, own_compositions, policy_grid, read_tuned
+from disagg_gym_agents.tuning import LEADERBOARD_COMPOSITIONS, own_compositions, read_tuned
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 5
@@ -83,7 +85,12 @@ def main() -> int:
     p.add_argument("--train-steps", type=int, default=4096, help="steps of the short training run per config")
     p.add_argument("--jobs", type=int, default=2, help="parallel processes of the reproduce script")
     p.add_argument("--validate-sample", type=int, default=10, help="rows replayed per config by validate")
-    p.add_argument("--tables-s", type=float, default=0.0, help="measured wall of the last (tables) call")
+    p.add_argument("--tables-s", type=float, default=0.0,
+                   help="measured wall of the last benchmark call (tables and plots; the bounds are computed before)")
+    p.add_argument("--bounds-cpu-s", type=float, default=0.0,
+                   help="measured CPU seconds of every config's bounds from scratch (split over the configs by splits)")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="cost the schedule from the measurements of an earlier --json instead of measuring")
     p.add_argument("--json", type=Path, default=None, help="also write the measurements here")
     p.add_argument("--per-agent", action="store_true",
                    help="time one test episode of every planned heuristic and composition (at its tuned "
@@ -92,6 +99,9 @@ def main() -> int:
     torch.set_num_threads(1)
     tuned = read_tuned(ROOT / "leaderboard" / "tuned.yaml")
     configs = args.configs or registered_ids()
+    if args.from_json is not None:
+        m = json.loads(args.from_json.read_text())["configs"]
+        return report(m, [c for c in configs if c in m], tuned, args)
     m: dict[str, dict[str, float]] = {}
     plans: dict[str, list[str]] = {}  # per config: the heuristic agents the script benchmarks
     ratios = []
@@ -118,38 +128,97 @@ def main() -> int:
         print(f"{env_id}: episode {ep:.2f} CPU-s (cell setup {setup:.2f}), training {1e3 * row['step']:.2f} "
               f"CPU-ms/step" + (f", learned episode x{row['learned']:.2f} (setup {row['learned_setup']:.2f})"
                                 if "learned" in row else ""), flush=True)
+    return report(m, configs, tuned, args)
+
+
+def schedule(costs: list[float], jobs: int) -> float:
+    """Makespan of ``costs`` started in this order on ``jobs`` processes, each unit on the
+    first free one (what the script's ``launch`` pool does)."""
+    free = [0.0] * jobs
+    for c in costs:
+        i = free.index(min(free))
+        free[i] += c
+    return max(free) if costs else 0.0
+
+
+def report(m: dict[str, dict[str, Any]], configs: list[str], tuned: dict[str, Any], args: argparse.Namespace) -> int:
+    """Costs the script's units from the measurements ``m`` and simulates its schedule."""
+    ratios = [row["learned"] for row in m.values() if "learned" in row]
     factor = sum(ratios) / len(ratios) if ratios else 1.0
-    total = {"tune": 0.0, "train": 0.0, "benchmark": 0.0, "validate": 0.0}
-    print("\n| config | tuning CPU-s | training CPU-s | benchmark CPU-s | validate CPU-s |")
-    print("|---|---|---|---|---|")
-    for env_id in configs:
+    small = "disagg/SmallRoute-v3"
+    ablate = small in configs
+
+    def per(env_id: str, agent: str) -> float:  # measured per agent (--per-agent), else jsq's episode
         row = m[env_id]
-        ep, setup = row["episode"], row["setup"]
-        name = config_of(env_id)
-        per = row.get("agents", {})  # measured per agent (--per-agent), else every heuristic costs jsq's episode
-        tune = sum(len(e.get("candidates") or policy_grid(name, pol, split_step=int(e.get("split_step", 1))))
-                   * len(e["seeds"]) * per.get(pol, ep)
-                   for pol, e in tuned.get(name, {}).items())
-        steps = int(load_hyperparams("maskable_ppo", env_id)[0]["n_timesteps"])
-        runs = SEEDS * (3 if env_id == "disagg/SmallRoute-v3" else 1)  # + the two ablations
-        trn = runs * steps * row["step"]
-        heur_cpu = sum(setup + EPISODES * per.get(c.agent, ep) for c in plan_cells([env_id], plans[env_id]))
-        learned = runs * len(splits_of(env_id))
-        lsetup = row.get("learned_setup", setup)
-        bench = heur_cpu + learned * (lsetup + EPISODES * ep * row.get("learned", factor))
-        val = args.validate_sample * ep + len(splits_of(env_id)) * setup
-        for k, v in zip(total, (tune, trn, bench, val)):
-            total[k] += v
-        print(f"| `{env_id}` | {tune:,.0f} | {trn:,.0f} | {bench:,.0f} | {val:,.0f} |")
-    wall = sum(total.values()) / args.jobs + args.tables_s
-    print(f"| total | {total['tune']:,.0f} | {total['train']:,.0f} | {total['benchmark']:,.0f} | "
-          f"{total['validate']:,.0f} |")
-    print(f"\nlearned-episode factor {factor:.2f} (mean over configs with checkpoints); jobs {args.jobs}; "
-          f"tables {args.tables_s:,.0f} s; load average {os.getloadavg()[0]:.1f}")
-    print(f"estimate: {wall / 3600:.1f} h wall ({sum(total.values()) / 3600:.1f} CPU-h / {args.jobs} jobs "
-          f"+ {args.tables_s / 3600:.2f} h of tables)")
+        return row.get("agents", {}).get(agent, row["episode"])
+
+    def learned_cell(env_id: str) -> float:
+        row = m[env_id]
+        return row.get("learned_setup", row["setup"]) + EPISODES * row["episode"] * row.get("learned", factor)
+
+    def steps(env_id: str) -> int:
+        return int(load_hyperparams("maskable_ppo", env_id)[0]["n_timesteps"])
+
+    # pool 1: training (one unit per seed, then the two ablations), the searches, the bounds
+    train = [sum(steps(c) * m[c]["step"] for c in configs)] * SEEDS
+    if ablate:
+        train += [SEEDS * steps(small) * m[small]["step"]] * 2
+    by_name = {config_of(c): c for c in configs}
+    tune = [
+        s.candidates * s.seeds * per(by_name[s.config], s.policy)
+        for s in reproduce.searches(tuned, configs)
+    ]
+    n_splits = sum(len(splits_of(c)) for c in configs)
+    bounds = [args.bounds_cpu_s * len(splits_of(c)) / n_splits for c in configs]
+    pool1 = train + tune + bounds
+    # pool 2: one unit per (config, split), then the compositions tuned for a config alone, and
+    # the no-reject ablation
+    bench = []
+    main_agents = ["heuristics", *LEADERBOARD_COMPOSITIONS]
+    for env_id, split in reproduce.benchmark_units(configs):
+        cells = plan_cells([env_id], main_agents, [split], tuned=tuned)
+        cpu = sum(m[env_id]["setup"] + EPISODES * per(env_id, c.agent) for c in cells)
+        cpu += SEEDS * (2 if ablate and env_id == small else 1) * learned_cell(env_id)
+        bench.append(cpu)
+    for env_id in configs:
+        own = own_compositions(tuned, env_id)
+        if own:
+            bench.append(len(splits_of(env_id)) * sum(m[env_id]["setup"] + EPISODES * per(env_id, a) for a in own))
+    if ablate:
+        bench.append(SEEDS * len(splits_of(small)) * learned_cell(small))
+    val = [args.validate_sample * m[c]["episode"] + len(splits_of(c)) * m[c]["setup"] for c in configs]
+
+    print("\n| config | training CPU-s | tuning CPU-s | benchmark CPU-s (of which learned) |")
+    print("|---|---|---|---|")
+    for env_id in configs:
+        trn = SEEDS * steps(env_id) * m[env_id]["step"] * (3 if ablate and env_id == small else 1)
+        tun = sum(s.candidates * s.seeds * per(env_id, s.policy)
+                  for s in reproduce.searches(tuned, [env_id]))
+        lrn = SEEDS * len(splits_of(env_id)) * (3 if ablate and env_id == small else 1) * learned_cell(env_id)
+        heur = sum(m[env_id]["setup"] + EPISODES * per(env_id, c.agent)
+                   for c in plan_cells([env_id], [*main_agents, *own_compositions(tuned, env_id)], tuned=tuned))
+        print(f"| `{env_id}` | {trn:,.0f} | {tun:,.0f} | {heur + lrn:,.0f} ({lrn:,.0f}) |")
+    parts = {
+        "training_tuning_bounds": (sum(pool1), schedule(pool1, args.jobs)),
+        "benchmark": (sum(bench), schedule(bench, args.jobs)),
+        "tables": (args.tables_s, args.tables_s),
+        "validate": (sum(val), schedule(val, args.jobs)),
+    }
+    print(f"\n| stage | CPU-s | wall s on {args.jobs} jobs (simulated schedule) |")
+    print("|---|---|---|")
+    for k, (cpu, wall) in parts.items():
+        print(f"| {k} | {cpu:,.0f} | {wall:,.0f} |")
+    cpu = sum(c for c, _ in parts.values())
+    wall = sum(w for _, w in parts.values())
+    print(f"| total | {cpu:,.0f} | {wall:,.0f} |")
+    print(f"\nlearned-episode factor {factor:.2f} (mean over configs with checkpoints); training "
+          f"{sum(train):,.0f}, tuning {sum(tune):,.0f}, bounds {sum(bounds):,.0f} CPU-s; load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"estimate: {wall / 3600:.1f} h wall ({cpu / 3600:.1f} CPU-h on {args.jobs} jobs, the script's schedule)")
     if args.json:
-        args.json.write_text(json.dumps({"configs": m, "total_cpu_s": total, "wall_s": wall}, indent=1))
+        args.json.write_text(json.dumps({"configs": m, "stages": {k: {"cpu_s": c, "wall_s": w} for k, (c, w) in parts.items()},
+                                         "wall_s": wall, "jobs": args.jobs, "bounds_cpu_s": args.bounds_cpu_s,
+                                         "tables_s": args.tables_s}, indent=1))
     return 0
 
 

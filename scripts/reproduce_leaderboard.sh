@@ -17,20 +17,26 @@
 #
 # Resumable: rerun the same command after an interruption. Training skips every
 # DIR/checkpoints/<EnvName>/seed<k>/model.zip that exists and resumes a started run from its
-# latest checkpoint (scripts/train_leaderboard.py); the benchmark skips every episode already in
-# DIR/results.csv (append-only, locked), so only the missing cells run.
+# latest checkpoint (scripts/train_leaderboard.py); tuning skips every search already in
+# DIR/tuned.yaml (an entry is written when its search ends); the bounds already in
+# DIR/bounds_cache.json are kept; the benchmark skips every episode already in DIR/results.csv
+# (append-only, locked), so only the missing cells run.
 #
-# Local backend: training runs as --jobs processes (one per training seed), then the benchmark
-# as --jobs processes, one (config, split) at a time each (they share DIR/results.csv safely),
-# then one last benchmark call writes LEADERBOARD.md and the plots, and validate checks every
+# Local backend: two pools of --jobs processes, each starting its costliest units first
+# (disagg_gym_agents/leaderboard/reproduce.py). Pool 1: training (one process per training seed,
+# then one per ablation), the tuning searches (one process each, writing DIR/tuned.yaml under a
+# lock) and the bounds (one process per config, into DIR/bounds_cache.json), which do not depend
+# on each other. Pool 2: the benchmark, one process per (config, split), then the compositions
+# tuned for some configs only and the no-reject ablation (they share DIR/results.csv safely).
+# Then one last benchmark call writes LEADERBOARD.md and the plots, and validate checks every
 # config in --jobs processes: the manifest (no cell missing) and a replay of --validate-sample
 # rows per config (default 10, drawn with validate's fixed --sample-seed 0: a determinism check
 # of the fresh rows); --validate-sample all replays every row, which costs as much CPU as the
 # benchmark again. --backend ray runs the benchmark's cells as Ray tasks instead
 # (needs .venv-ray: scripts/setup_ray.sh; its python is then used unless PYTHON is set).
 #
-# Wall time on the 2-core reference machine: see docs/leaderboard.md ("Reproducing"): about
-# 6.5-7 h, an estimate from measured parts (scripts/reproduce_estimate.py), not a timed full run.
+# Wall time on the 2-core reference machine: see docs/leaderboard.md ("Reproducing"), an
+# estimate of this schedule from measured parts (scripts/reproduce_estimate.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,7 +63,7 @@ while [ $# -gt 0 ]; do
     --validate-sample) [ $# -ge 2 ] || die "--validate-sample needs a number of rows or 'all'"; VSAMPLE=$2; shift 2 ;;
     --dry-run) DRY=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -77,64 +83,6 @@ CFG_ARGS=()
 if [ -n "$CONFIGS" ]; then read -r -a CFG_ARGS <<< "$CONFIGS"; fi
 run mkdir -p "$OUT"
 
-# Baselines tuned on validation seeds: one tune-baselines call per search of the committed file.
-if [ "$TUNE" = 1 ]; then
-  searches=$("$PYTHON" -c 'import sys
-from disagg_gym_agents.leaderboard.cells import config_of
-from disagg_gym_agents.tuning import read_tuned
-want = {config_of(c) for c in sys.argv[1:]}
-for cfg, pols in sorted(read_tuned("leaderboard/tuned.yaml").items()):
-    if want and cfg not in want:
-        continue
-    for pol, e in sorted(pols.items()):
-        print(cfg, e["metric"], len(e["seeds"]), pol, e.get("split_step", 1), int(bool(e.get("refine"))))' "${CFG_ARGS[@]}")
-  while read -r cfg metric nseeds pol step refine; do
-    [ -n "$cfg" ] || continue
-    # a coarse static_split grid is searched again with the same --split-step (and --refine)
-    grid=()
-    if [ "$step" != 1 ]; then grid=(--split-step "$step"); fi
-    if [ "$refine" = 1 ]; then grid+=(--refine); fi
-    run "$PYTHON" -m disagg_gym.cli tune-baselines --config "$cfg" --policy "$pol" --metric "$metric" \
-      --seeds "$nseeds" "${grid[@]}" --out "$OUT/tuned.yaml"
-  done <<< "$searches"
-  TUNED="$OUT/tuned.yaml"
-else
-  TUNED=leaderboard/tuned.yaml
-fi
-
-# The SmallRoute-v3 ablations train (and are benchmarked) when SmallRoute-v3 is in the run.
-ABLATE=0
-if [ ${#CFG_ARGS[@]} -eq 0 ] || [[ " ${CFG_ARGS[*]} " == *" disagg/SmallRoute-v3 "* ]]; then ABLATE=1; fi
-
-if [ "$TRAIN" = 1 ]; then
-  # One process per training seed, at most JOBS at a time; each skips/resumes its own runs.
-  pids=()
-  for s in $SEEDS; do
-    while [ "$DRY" = 0 ] && [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 5; done
-    train=("$PYTHON" scripts/train_leaderboard.py --seeds "$s" --dest "$OUT/checkpoints"
-           --work "$OUT/runs" --log "$OUT/train_timings.jsonl")
-    if [ ${#CFG_ARGS[@]} -gt 0 ]; then train+=(--configs "${CFG_ARGS[@]}"); fi
-    echo "+ ${train[*]} > $OUT/train_seed$s.log 2>&1 &" >&2
-    if [ "$DRY" = 0 ]; then "${train[@]}" > "$OUT/train_seed$s.log" 2>&1 & pids+=($!); fi
-  done
-  for p in "${pids[@]}"; do wait "$p" || die "training failed (see $OUT/train_seed*.log)"; done
-  if [ "$ABLATE" = 1 ]; then
-    # The two ablations of docs/leaderboard.md, one process each (seeds in turn).
-    run "$PYTHON" scripts/train_leaderboard.py --configs disagg/SmallRoute-v3 --seeds $SEEDS \
-      --hyperparams disagg_gym_agents/hyperparams/maskable_ppo_noprior.yml \
-      --dest "$OUT/checkpoints-ablation-noprior" --work "$OUT/runs-noprior" --log "$OUT/train_timings.jsonl"
-    run "$PYTHON" scripts/train_leaderboard.py --configs disagg/SmallRoute-v3 --seeds $SEEDS \
-      --set env.allow_reject=false \
-      --dest "$OUT/checkpoints-ablation-noreject" --work "$OUT/runs-noreject" --log "$OUT/train_timings.jsonl"
-  fi
-  LEARNED=("sb3:maskable_ppo=$OUT/checkpoints")
-  if [ "$ABLATE" = 1 ]; then LEARNED+=("sb3:maskable_ppo_noprior=$OUT/checkpoints-ablation-noprior"); fi
-else
-  LEARNED=()
-  ABLATE=0
-fi
-AGENTS=(heuristics jsq+ttft_guard least_finish+ttft_guard jsq+queue_guard "${LEARNED[@]}")
-
 # Launches "$@" in the background once fewer than JOBS of ours run; output to the log $LOG.
 launch() {
   echo "+ $* > $LOG 2>&1 &" >&2
@@ -150,27 +98,91 @@ waitall() {  # waits for every launched job; fails naming the logs if one failed
   pids=()
   [ "$bad" = 0 ] || die "$1 failed (see $OUT/logs/)"
 }
-
 run mkdir -p "$OUT/logs"
+# Work units in the order each pool starts them, longest first (disagg_gym_agents.leaderboard.reproduce).
+PLAN=("$PYTHON" -m disagg_gym_agents.leaderboard.reproduce)
+
+# The SmallRoute-v3 ablations train (and are benchmarked) when SmallRoute-v3 is in the run.
+ABLATE=0
+if [ ${#CFG_ARGS[@]} -eq 0 ] || [[ " ${CFG_ARGS[*]} " == *" disagg/SmallRoute-v3 "* ]]; then ABLATE=1; fi
+[ "$TRAIN" = 1 ] || ABLATE=0
+
+# Pool 1: training, tuning and the bounds together (independent: the learned agents never read
+# the tuned values). Training first, one process per training seed (each skips/resumes its own runs),
+# then the two SmallRoute-v3 ablations, then one tune-baselines call per search of the
+# committed leaderboard/tuned.yaml into DIR/tuned.yaml (written under a lock: parallel
+# searches lose no entry), the costliest first.
+pids=()
+if [ "$TRAIN" = 1 ]; then
+  for s in $SEEDS; do
+    LOG="$OUT/train_seed$s.log"
+    train=("$PYTHON" scripts/train_leaderboard.py --seeds "$s" --dest "$OUT/checkpoints"
+           --work "$OUT/runs" --log "$OUT/train_timings.jsonl")
+    if [ ${#CFG_ARGS[@]} -gt 0 ]; then train+=(--configs "${CFG_ARGS[@]}"); fi
+    launch "${train[@]}"
+  done
+  if [ "$ABLATE" = 1 ]; then
+    # The two ablations of docs/leaderboard.md, one process each (seeds in turn).
+    LOG="$OUT/train_ablation_noprior.log"
+    launch "$PYTHON" scripts/train_leaderboard.py --configs disagg/SmallRoute-v3 --seeds $SEEDS \
+      --hyperparams disagg_gym_agents/hyperparams/maskable_ppo_noprior.yml \
+      --dest "$OUT/checkpoints-ablation-noprior" --work "$OUT/runs-noprior" --log "$OUT/train_timings.jsonl"
+    LOG="$OUT/train_ablation_noreject.log"
+    launch "$PYTHON" scripts/train_leaderboard.py --configs disagg/SmallRoute-v3 --seeds $SEEDS \
+      --set env.allow_reject=false \
+      --dest "$OUT/checkpoints-ablation-noreject" --work "$OUT/runs-noreject" --log "$OUT/train_timings.jsonl"
+  fi
+fi
+if [ "$TUNE" = 1 ]; then
+  searches=$("${PLAN[@]}" searches leaderboard/tuned.yaml --done "$OUT/tuned.yaml" "${CFG_ARGS[@]}")
+  while read -r cfg metric nseeds pol step refine; do
+    [ -n "$cfg" ] || continue
+    # a coarse static_split grid is searched again with the same --split-step (and --refine)
+    grid=()
+    if [ "$step" != 1 ]; then grid=(--split-step "$step"); fi
+    if [ "$refine" = 1 ]; then grid+=(--refine); fi
+    LOG="$OUT/logs/tune_${cfg}_${pol//+/_}.log"
+    launch "$PYTHON" -m disagg_gym.cli tune-baselines --config "$cfg" --policy "$pol" --metric "$metric" \
+      --seeds "$nseeds" "${grid[@]}" --out "$OUT/tuned.yaml"
+  done <<< "$searches"
+  TUNED="$OUT/tuned.yaml"
+else
+  TUNED=leaderboard/tuned.yaml
+fi
+# The bounds the tables show, one process per config, into DIR/bounds_cache.json (merged under
+# a lock), so the last benchmark call finds them instead of computing them alone at the end.
+bcfgs=$("${PLAN[@]}" units "${CFG_ARGS[@]}" | awk '{print $1}' | uniq)
+for cfg in $bcfgs; do
+  LOG="$OUT/logs/bounds_${cfg//\//_}.log"
+  launch "${PLAN[@]}" bounds "$OUT" "$cfg"
+done
+waitall "training, tuning or bounds"
+if [ "$TRAIN" = 1 ]; then
+  LEARNED=("sb3:maskable_ppo=$OUT/checkpoints")
+  if [ "$ABLATE" = 1 ]; then LEARNED+=("sb3:maskable_ppo_noprior=$OUT/checkpoints-ablation-noprior"); fi
+else
+  LEARNED=()
+fi
+AGENTS=(heuristics jsq+ttft_guard least_finish+ttft_guard jsq+queue_guard "${LEARNED[@]}")
+
+
 bench=("$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --agents "${AGENTS[@]}" --backend "$BACKEND" --tuned "$TUNED")
+# Pool 2: the benchmark. Local: one process per (config, split) of the standard configs (or
+# --configs), the costliest first, sharing DIR/results.csv safely; then in the same pool the
+# compositions tuned for some configs only (llmd_scorer+ttft_guard on the prefix-cache configs:
+# every other composition of the tuned file, on the configs it was tuned for, all their splits)
+# and the no-reject ablation, on the env it was trained on (its rows record the override).
+# Ray: those extra calls one at a time, then the whole benchmark as Ray tasks below.
+if [ "$BACKEND" = local ]; then go=launch; else go=run; fi
+pids=()
 if [ "$BACKEND" = local ]; then
-  # every (config, split) of the standard configs (or --configs), as "config split" lines
-  ids=$("$PYTHON" -c 'import sys
-from disagg_gym.env.registration import registered_ids
-from disagg_gym_agents.leaderboard import splits_of
-for c in sys.argv[1:] or registered_ids():
-    for s in splits_of(c):
-        print(c, s)' "${CFG_ARGS[@]}")
-  pids=()
+  ids=$("${PLAN[@]}" units "${CFG_ARGS[@]}")
   while read -r cfg split; do
     LOG="$OUT/logs/benchmark_${cfg//\//_}_${split//:/_}.log"
     launch "${bench[@]}" --configs "$cfg" --splits "$split" --no-plots --no-progress \
       --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
   done <<< "$ids"
-  waitall benchmark
 fi
-# Compositions tuned for some configs only (llmd_scorer+ttft_guard on the prefix-cache configs):
-# every other composition of the tuned file, on the configs it was tuned for, all their splits.
 extra=$("$PYTHON" -c 'import sys
 from disagg_gym.env.registration import registered_ids
 from disagg_gym_agents.tuning import own_compositions, read_tuned
@@ -179,22 +191,20 @@ for env_id in sys.argv[2:] or registered_ids():
     pols = own_compositions(tuned, env_id)
     if pols:
         print(env_id, *pols)' "$([ -f "$TUNED" ] && echo "$TUNED" || echo leaderboard/tuned.yaml)" "${CFG_ARGS[@]}")
-pids=()
 while read -r cfg pols; do
   [ -n "$cfg" ] || continue
   LOG="$OUT/logs/benchmark_${cfg//\//_}_compositions.log"
   read -r -a PARR <<< "$pols"
-  if [ "$BACKEND" = local ]; then go=launch; else go=run; fi  # Ray: one call at a time
   "$go" "$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --configs "$cfg" --agents "${PARR[@]}" --backend "$BACKEND" \
     --tuned "$TUNED" --no-plots --no-progress --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
 done <<< "$extra"
-waitall benchmark
 if [ "$ABLATE" = 1 ]; then
-  # The no-reject ablation runs on the env it was trained on (its rows record the override).
-  run "$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --configs disagg/SmallRoute-v3 --backend "$BACKEND" \
+  LOG="$OUT/logs/benchmark_ablation_noreject.log"
+  "$go" "$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --configs disagg/SmallRoute-v3 --backend "$BACKEND" \
     --agents "sb3:maskable_ppo_noreject=$OUT/checkpoints-ablation-noreject" --set env.allow_reject=false \
     --tuned "$TUNED" --no-plots --no-progress --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
 fi
+waitall benchmark
 # (ray) the whole benchmark; (local) every cell is done: only the tables and plots are written
 if [ ${#CFG_ARGS[@]} -gt 0 ]; then bench+=(--configs "${CFG_ARGS[@]}"); fi
 run "${bench[@]}" "${EXTRA[@]}"

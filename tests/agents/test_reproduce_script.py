@@ -136,3 +136,21 @@ def test_bad_flags_are_one_line(args: tuple[str, ...], message: str) -> None:
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"reproduce_leaderboard: {message} (see --help)"
                                                                     if "unknown" in message else
                                                                     f"reproduce_leaderboard: {message}"]
+
+
+def test_dry_run_pool_one_trains_tunes_and_bounds_before_any_benchmark(tmp_path: Path) -> None:
+    from disagg_gym.env.registration import registered_ids
+
+    r = _run("--out", str(tmp_path), "--seeds", "0 1", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("+ ")]
+    first_bench = next(i for i, ln in enumerate(lines) if " benchmark " in ln)
+    pool1 = lines[:first_bench]
+    train = [i for i, ln in enumerate(pool1) if "train_leaderboard.py" in ln]
+    tune = [i for i, ln in enumerate(pool1) if " tune-baselines " in ln]
+    bounds = [ln.split() for ln in pool1 if ".reproduce bounds " in ln]
+    assert len(train) == 4 and tune and max(train) < min(tune)  # 2 seeds + 2 ablations, then the searches
+    assert sorted(a[a.index("bounds") + 2] for a in bounds) == sorted(registered_ids())
+    assert all(a[a.index("bounds") + 1] == str(tmp_path) for a in bounds)
+    # the costliest benchmark unit is started first
+    assert "--configs disagg/LargeJoint-v3 --splits test " in lines[first_bench]
