@@ -151,11 +151,15 @@ else
 fi
 # The bounds the tables show, one process per config, into DIR/bounds_cache.json (merged under
 # a lock), so the last benchmark call finds them instead of computing them alone at the end.
-bcfgs=$("${PLAN[@]}" units "${CFG_ARGS[@]}" | awk '{print $1}' | uniq)
-for cfg in $bcfgs; do
-  LOG="$OUT/logs/bounds_${cfg//\//_}.log"
-  launch "${PLAN[@]}" bounds "$OUT" "$cfg"
-done
+# (Benchmark options after -- may change the episodes or the env: then the tables call computes
+# the bounds it needs itself.)
+if [ ${#EXTRA[@]} -eq 0 ]; then
+  bcfgs=$("${PLAN[@]}" units "${CFG_ARGS[@]}" | awk '{print $1}' | uniq)
+  for cfg in $bcfgs; do
+    LOG="$OUT/logs/bounds_${cfg//\//_}.log"
+    launch "${PLAN[@]}" bounds "$OUT" "$cfg"
+  done
+fi
 waitall "training, tuning or bounds"
 if [ "$TRAIN" = 1 ]; then
   LEARNED=("sb3:maskable_ppo=$OUT/checkpoints")
