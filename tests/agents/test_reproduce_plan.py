@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,18 +54,14 @@ def _warm(env_id: str, out: str, start: object) -> None:
     runner.warm_bounds([env_id], out, episodes=2)
 
 
-def test_parallel_warm_bounds_keep_every_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_warm_bounds_keep_every_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_together: Callable[..., None]
+) -> None:
     # a fast stand-in for the LP: the cache's bookkeeping is under test (forked children inherit it)
     monkeypatch.setattr(runner, "config_bound", lambda name, metric, seeds, ov, horizon_policy: float(len(seeds)))
     ids = [i for i in registered_ids() if i in IDS]
-    ctx = mp.get_context("fork")
-    start = ctx.Barrier(len(ids))
-    procs = [ctx.Process(target=_warm, args=(i, str(tmp_path), start)) for i in ids]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    start = mp.get_context("fork").Barrier(len(ids))
+    run_together(_warm, [(i, str(tmp_path), start) for i in ids])
     bounds = json.loads((tmp_path / runner.BOUNDS_CACHE).read_text())["bounds"]
     assert len(bounds) == sum(len(splits_of(i)) for i in ids)
     assert set(bounds.values()) == {2.0}

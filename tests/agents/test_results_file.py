@@ -10,10 +10,10 @@ pytest.importorskip("tqdm")  # the [rl] extra
 
 import argparse
 import csv
-import multiprocessing as mp
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -46,17 +46,11 @@ def _writer_proc(path: str, agent: str, n: int, extra_col: bool) -> None:
 
 
 @pytest.mark.parametrize("extra_col", [False, True])
-def test_concurrent_writers_lose_no_row(tmp_path: Path, extra_col: bool) -> None:
+def test_concurrent_writers_lose_no_row(tmp_path: Path, extra_col: bool, run_together: Callable[..., None]) -> None:
     # before: read-modify-rewrite without a lock kept 204 of 400 rows of two such writers
     path = tmp_path / "results.csv"
     agents, n = ["a", "b", "c", "d"], 60
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer_proc, args=(str(path), a, n, extra_col)) for a in agents]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    run_together(_writer_proc, [(str(path), a, n, extra_col) for a in agents], start="spawn")
     rows = _csv_rows(path)
     got = sorted((r["agent"], int(r["eval_seed"])) for r in rows)
     assert got == sorted((a, 10_000 + k) for a in agents for k in range(n))  # each once, none lost

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections.abc import Callable
 from pathlib import Path
 
 from disagg_gym_agents.tuning import read_tuned, write_tuned
@@ -16,16 +17,10 @@ def _writer(path: str, k: int, start: object) -> None:
         write_tuned({f"disagg/Config{k}-v0": {f"policy{j}": {"params": {"alpha": k + j / 10}}}}, path)
 
 
-def test_parallel_writers_lose_no_entry(tmp_path: Path) -> None:
+def test_parallel_writers_lose_no_entry(tmp_path: Path, run_together: Callable[..., None]) -> None:
     path = tmp_path / "tuned.yaml"
-    ctx = mp.get_context("fork")
-    start = ctx.Barrier(PROCS)
-    procs = [ctx.Process(target=_writer, args=(str(path), k, start)) for k in range(PROCS)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    start = mp.get_context("fork").Barrier(PROCS)
+    run_together(_writer, [(str(path), k, start) for k in range(PROCS)])
     data = read_tuned(path)
     assert sorted(data) == sorted(f"disagg/Config{k}-v0" for k in range(PROCS))
     for k in range(PROCS):
