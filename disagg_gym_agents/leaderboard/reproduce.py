@@ -1,8 +1,8 @@
 """The work of ``scripts/reproduce_leaderboard.sh`` as units, in the order the script starts them.
 
-The script runs two pools of ``--jobs`` processes. The first holds the tuning searches and the
-training runs, which do not depend on each other (the learned agents never read the tuned
-values); the second, once both are done, the benchmark cells. A pool starts a unit whenever a
+The script runs two pools of ``--jobs`` processes. The first holds the training runs, the tuning
+searches and the bounds, which do not depend on each other (the learned agents never read the
+tuned values); the second, once they are done, the benchmark cells. A pool starts a unit whenever a
 process is free, so the order matters for the end: the longest units go first (list
 scheduling, longest first), and the pool does not end with one long unit running alone while
 the other cores idle. Lengths are judged by :func:`cost_hint`, a proxy that needs no
@@ -29,8 +29,8 @@ from functools import cache
 from typing import Any
 
 from disagg_gym.env.registration import registered_ids
-from disagg_gym.scenario import load_scenario
 from disagg_gym.rng import RngStreams
+from disagg_gym.scenario import load_scenario
 from disagg_gym.wrappers.workload_seeds import EVAL_SEED_OFFSET
 from disagg_gym_agents.leaderboard.cells import config_of, splits_of
 from disagg_gym_agents.leaderboard.runner import warm_bounds
