@@ -35,8 +35,9 @@
 # benchmark again. --backend ray runs the benchmark's cells as Ray tasks instead
 # (needs .venv-ray: scripts/setup_ray.sh; its python is then used unless PYTHON is set).
 #
-# Wall time on the 2-core reference machine: see docs/leaderboard.md ("Reproducing"), an
-# estimate of this schedule from measured parts (scripts/reproduce_estimate.py).
+# Wall time on the 2-core reference machine: about 5 h (docs/leaderboard.md, "Reproducing": a
+# 4.2 h estimate of this schedule from measured parts, scripts/reproduce_estimate.py, which a
+# timed run of three configs exceeded by 19%).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +64,7 @@ while [ $# -gt 0 ]; do
     --validate-sample) [ $# -ge 2 ] || die "--validate-sample needs a number of rows or 'all'"; VSAMPLE=$2; shift 2 ;;
     --dry-run) DRY=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -183,8 +184,8 @@ if [ "$BACKEND" = local ]; then
   ids=$("${PLAN[@]}" units "${CFG_ARGS[@]}")
   while read -r cfg split; do
     LOG="$OUT/logs/benchmark_${cfg//\//_}_${split//:/_}.log"
-    launch "${bench[@]}" --configs "$cfg" --splits "$split" --no-plots --no-progress \
-      --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
+    launch "${bench[@]}" --configs "$cfg" --splits "$split" --cells-only --no-progress \
+      "${EXTRA[@]}"
   done <<< "$ids"
 fi
 extra=$("$PYTHON" -c 'import sys
@@ -200,13 +201,13 @@ while read -r cfg pols; do
   LOG="$OUT/logs/benchmark_${cfg//\//_}_compositions.log"
   read -r -a PARR <<< "$pols"
   "$go" "$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --configs "$cfg" --agents "${PARR[@]}" --backend "$BACKEND" \
-    --tuned "$TUNED" --no-plots --no-progress --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
+    --tuned "$TUNED" --cells-only --no-progress "${EXTRA[@]}"
 done <<< "$extra"
 if [ "$ABLATE" = 1 ]; then
   LOG="$OUT/logs/benchmark_ablation_noreject.log"
   "$go" "$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --configs disagg/SmallRoute-v3 --backend "$BACKEND" \
     --agents "sb3:maskable_ppo_noreject=$OUT/checkpoints-ablation-noreject" --set env.allow_reject=false \
-    --tuned "$TUNED" --no-plots --no-progress --markdown "$OUT/logs/.partial.md" "${EXTRA[@]}"
+    --tuned "$TUNED" --cells-only --no-progress "${EXTRA[@]}"
 fi
 waitall benchmark
 # (ray) the whole benchmark; (local) every cell is done: only the tables and plots are written

@@ -14,9 +14,9 @@ The committed copies are *slimmed* (``disagg_gym_agents.callbacks.slim_checkpoin
 InstancePolicy zips from 464 KB to 132 KB. The policy weights are untouched, so evaluation is unaffected; to continue
 training, resume from ``runs/leaderboard/`` instead (optimizer moments restart otherwise).
 
-Usage (the committed checkpoints: the shipped budgets, seeds 0-2)::
+Usage (the committed checkpoints: the shipped budgets, seeds 0-4)::
 
-    python scripts/train_leaderboard.py --seeds 0 1 2 --log runs/leaderboard/timings.jsonl
+    python scripts/train_leaderboard.py --seeds 0 1 2 3 4 --log runs/leaderboard/timings.jsonl
 
 Ablations train into their own checkpoint root (the benchmark names an agent after its root),
 with env overrides (``--set``) or another hyperparameter file (``--hyperparams``), e.g.::

@@ -308,7 +308,7 @@ class LengthOracleRouter(KVTransferAwareRouter):
             # Tokens still to generate on d (clairvoyant), plus this request's memory need:
             # sum(done - counter) over the members, as sum(done) - B * counter (integers)
             members = d.members
-            rem = sum(map(_first, members)) - len(members) * d.counter
+            rem: int = sum(map(_first, members)) - len(members) * d.counter
             rem += sum(r.output_tokens for r in d.joiners) + sum(r.output_tokens for r in d.dq)
             fits = d.kv_used + need <= d.kv_cap
             return rem * (1.0 if fits else 4.0) + 1e-3 * d.idx

@@ -39,6 +39,9 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="env override for every config (recorded per row), repeatable")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--cells-only", action="store_true",
+                   help="only run the missing cells: no LEADERBOARD.md, plots or bounds (for one of "
+                   "several processes sharing --out; a later call without it writes them)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--tuned", metavar="PATH",
                    help="tuned file (disagg-gym tune-baselines) whose params bind the heuristics, "
@@ -94,9 +97,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         splits=getattr(args, "splits", None),
         tuned=tuned,
+        tables=not getattr(args, "cells_only", False),
         **extra,
     )
     md = args.markdown or str(Path(args.out) / "LEADERBOARD.md")
+    if getattr(args, "cells_only", False):
+        md = "not written (--cells-only)"
     print(f"results: {results}\nleaderboard: {md}\n"
           f"tuned params: {tuned if tuned is not None else 'none (no leaderboard/tuned.yaml): registered defaults'}")
     return 0

@@ -146,6 +146,7 @@ def benchmark_ray(
     runtime_env: dict[str, Any] | None = None,
     splits: Sequence[str] | None = None,
     tuned: str | Path | None = None,
+    tables: bool = True,
 ) -> Path:
     """``disagg_gym_agents.leaderboard.benchmark`` with the missing cells run on Ray.
 
@@ -179,5 +180,5 @@ def benchmark_ray(
         )
     return benchmark(
         out, configs, agents, episodes, ov, markdown=markdown, plots=plots, progress=False,
-        splits=splits, tuned=tuned,
+        splits=splits, tuned=tuned, tables=tables,
     )

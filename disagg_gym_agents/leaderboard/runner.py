@@ -361,6 +361,7 @@ def benchmark(
     progress: bool = True,
     splits: Sequence[str] | None = None,
     tuned: str | Path | None = None,
+    tables: bool = True,
 ) -> Path:
     """Runs every missing cell, appending to ``out/results.csv``, then writes the report.
 
@@ -381,6 +382,8 @@ def benchmark(
         tuned: Tuned file (``disagg-gym tune-baselines``): each heuristic with an entry for the
             config is bound with its tuned params, recorded in the rows' ``params`` column
             (``None``: every heuristic at its registered defaults, ``params`` ``{}``).
+        tables: Write the report (Markdown, plots, bounds); ``False`` (``--cells-only``) only
+            runs the cells: one of several processes sharing ``out`` (a later call writes it).
 
     Returns:
         The results CSV path.
@@ -418,6 +421,8 @@ def benchmark(
         bar.update(len(missing))
         bar.write(f"{c.config} {c.agent}{ts}: {len(rows)} ep in {time.perf_counter() - t0:.1f} s")
     bar.close()
+    if not tables:
+        return results
     md = Path(markdown) if markdown is not None else out / "LEADERBOARD.md"
     # The report covers every config in the file (run with these overrides), not only this
     # invocation's: configs can be benchmarked in several calls.

@@ -83,6 +83,17 @@ def test_resume_skips_finished_cells(
     assert len(_rows(copy)) == 6
 
 
+def test_cells_only_runs_cells_and_writes_no_report(tmp_path: Path) -> None:
+    results = lb.benchmark(tmp_path, [ENV], ["jsq"], episodes=1, overrides=SHORT, progress=False,
+                           splits=["test"], tables=False)
+    assert [r["agent"] for r in _rows(results)] == ["jsq"]
+    assert not (tmp_path / "LEADERBOARD.md").exists() and not (tmp_path / "plots").exists()
+    assert not (tmp_path / lb.runner.BOUNDS_CACHE).exists()
+    lb.benchmark(tmp_path, [ENV], ["jsq"], episodes=1, overrides=SHORT, progress=False, plots=False,
+                 splits=["test"])  # a later call without it writes the report, running nothing
+    assert len(_rows(results)) == 1 and (tmp_path / "LEADERBOARD.md").is_file()
+
+
 def test_inapplicable_heuristic_is_skipped() -> None:
     cells = lb.plan_cells([ENV], ["static_ratio", "heuristics"], ["test"])
     names = [c.agent for c in cells]
