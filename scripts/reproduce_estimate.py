@@ -159,45 +159,57 @@ def report(m: dict[str, dict[str, Any]], configs: list[str], tuned: dict[str, An
     def steps(env_id: str) -> int:
         return int(load_hyperparams("maskable_ppo", env_id)[0]["n_timesteps"])
 
+    # Every unit's CPU, tallied per config as it is costed (the table below): training, tuning,
+    # benchmark (heuristics and learned cells).
+    col = {c: dict.fromkeys(("training", "tuning", "heuristics", "learned"), 0.0) for c in configs}
     # pool 1: training (one unit per seed, then the two ablations), the searches, the bounds
-    train = [sum(steps(c) * m[c]["step"] for c in configs)] * SEEDS
+    run = {c: steps(c) * m[c]["step"] for c in configs}  # one training run
+    train = [sum(run.values())] * SEEDS
     if ablate:
-        train += [SEEDS * steps(small) * m[small]["step"]] * 2
+        train += [SEEDS * run[small]] * 2
+    for c in configs:
+        col[c]["training"] = SEEDS * run[c] * (3 if ablate and c == small else 1)
     by_name = {config_of(c): c for c in configs}
-    tune = [
-        s.candidates * s.seeds * per(by_name[s.config], s.policy)
-        for s in reproduce.searches(tuned, configs)
-    ]
+    tune = []
+    for s in reproduce.searches(tuned, configs):
+        env_id = by_name[s.config]
+        tune.append(s.candidates * s.seeds * per(env_id, s.policy))
+        col[env_id]["tuning"] += tune[-1]
     n_splits = sum(len(splits_of(c)) for c in configs)
     bounds = [args.bounds_cpu_s * len(splits_of(c)) / n_splits for c in configs]
     pool1 = train + tune + bounds
     # pool 2: one unit per (config, split), then the compositions tuned for a config alone, and
     # the no-reject ablation
     bench = []
-    main_agents = ["heuristics", *LEADERBOARD_COMPOSITIONS]
+
+    def heuristic_cells(env_id: str, agents: list[str], splits: list[str] | None) -> float:
+        cpu = sum(m[env_id]["setup"] + EPISODES * per(env_id, c.agent)
+                  for c in plan_cells([env_id], agents, splits, tuned=tuned))
+        col[env_id]["heuristics"] += cpu
+        return cpu
+
+    def learned_cells(env_id: str, n: int) -> float:
+        cpu = n * learned_cell(env_id)
+        col[env_id]["learned"] += cpu
+        return cpu
+
     for env_id, split in reproduce.benchmark_units(configs):
-        cells = plan_cells([env_id], main_agents, [split], tuned=tuned)
-        cpu = sum(m[env_id]["setup"] + EPISODES * per(env_id, c.agent) for c in cells)
-        cpu += SEEDS * (2 if ablate and env_id == small else 1) * learned_cell(env_id)
-        bench.append(cpu)
+        bench.append(heuristic_cells(env_id, ["heuristics", *LEADERBOARD_COMPOSITIONS], [split])
+                     + learned_cells(env_id, SEEDS * (2 if ablate and env_id == small else 1)))
     for env_id in configs:
         own = own_compositions(tuned, env_id)
         if own:
-            bench.append(len(splits_of(env_id)) * sum(m[env_id]["setup"] + EPISODES * per(env_id, a) for a in own))
+            bench.append(heuristic_cells(env_id, own, None))
     if ablate:
-        bench.append(SEEDS * len(splits_of(small)) * learned_cell(small))
+        bench.append(learned_cells(small, SEEDS * len(splits_of(small))))
     val = [args.validate_sample * m[c]["episode"] + len(splits_of(c)) * m[c]["setup"] for c in configs]
 
     print("\n| config | training CPU-s | tuning CPU-s | benchmark CPU-s (of which learned) |")
     print("|---|---|---|---|")
     for env_id in configs:
-        trn = SEEDS * steps(env_id) * m[env_id]["step"] * (3 if ablate and env_id == small else 1)
-        tun = sum(s.candidates * s.seeds * per(env_id, s.policy)
-                  for s in reproduce.searches(tuned, [env_id]))
-        lrn = SEEDS * len(splits_of(env_id)) * (3 if ablate and env_id == small else 1) * learned_cell(env_id)
-        heur = sum(m[env_id]["setup"] + EPISODES * per(env_id, c.agent)
-                   for c in plan_cells([env_id], [*main_agents, *own_compositions(tuned, env_id)], tuned=tuned))
-        print(f"| `{env_id}` | {trn:,.0f} | {tun:,.0f} | {heur + lrn:,.0f} ({lrn:,.0f}) |")
+        k = col[env_id]
+        print(f"| `{env_id}` | {k['training']:,.0f} | {k['tuning']:,.0f} | "
+              f"{k['heuristics'] + k['learned']:,.0f} ({k['learned']:,.0f}) |")
     parts = {
         "training_tuning_bounds": (sum(pool1), schedule(pool1, args.jobs)),
         "benchmark": (sum(bench), schedule(bench, args.jobs)),

@@ -320,8 +320,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._warm_stop = self._warming = False
         self._mask_req: Any = None
         self._mask_cache: tuple[list[bool], list[bool]] = ([], [])
-        self._mask_pools: Any = None  # the cluster's routing pools the mask templates were built from
-        self._mask_tpl: tuple[list[bool], list[bool], int] = ([], [], 0)
+        # (the cluster's routing pools they were built from, prefill mask of the pools, decode
+        # mask, the smallest KV capacity among the prefill pool)
+        self._mask_tpl: tuple[Any, list[bool], list[bool], int] = (None, [], [], 0)
         self.engine.schedule(scen.horizon_s, self._on_horizon, None, PRIO_HORIZON)
         self._finite = scen.workload.kind == "trace"
         self._slo_ema = 1.0
@@ -443,14 +444,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 np_ = self.slots + (1 if self.allow_reject else 0)
                 flat += [True] + [False] * (np_ - 1) + [True] + [False] * (self.slots - 1)
         if self.task in ("allocate", "joint"):
-            if kind == "control":
-                for m in self._alloc_masks(True):
-                    flat += m.tolist()
-            else:  # no-op: only each type's current prefill count (``_alloc_masks(False)``)
-                for g, size in zip(self.gpus, self.gpu_sizes):
-                    m = [False] * (size + 1)
-                    m[cl.role_counts(g)[0]] = True
-                    flat += m
+            for m in self._alloc_masks(kind == "control"):
+                flat += m
         return np.array(flat, dtype=bool)
 
     def route_mask_lists(self) -> tuple[list[bool], list[bool]]:
@@ -623,7 +618,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             return self._mask_cache
         cl = self.cluster
         pools = cl.pools()
-        if pools is not self._mask_pools:
+        if pools is not self._mask_tpl[0]:
             ps, ds = pools
             n = self.n
             mp_all = [False] * n
@@ -635,9 +630,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                     md[inst.idx] = True
             else:  # all-colocated cluster: the decode index is ignored
                 md = [True] * n
-            self._mask_tpl = (mp_all, md, min((inst.kv_cap for inst in ps), default=0))
-            self._mask_pools = pools
-        mp_all, md, smallest = self._mask_tpl
+            self._mask_tpl = (pools, mp_all, md, min((inst.kv_cap for inst in ps), default=0))
+        _, mp_all, md, smallest = self._mask_tpl
         need = cl.blocks(req.prompt_tokens)
         if need <= smallest:
             mp = mp_all
@@ -666,8 +660,18 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     def _fallback_route(self, req: Any) -> tuple[int, int] | None:
         return self.fallback.route(self.cluster, req)
 
-    def _alloc_masks(self, active: bool) -> list[np.ndarray]:
+    def _alloc_masks(self, active: bool) -> list[list[bool]]:
+        """Valid prefill counts per switchable GPU type; not ``active`` (a route step of the
+        joint task): only each type's current count (the no-op), built without numpy.
+        """
         cl = self.cluster
+        if not active:
+            out = []
+            for g, size in zip(self.gpus, self.gpu_sizes):
+                m = [False] * (size + 1)
+                m[cl.role_counts(g)[0]] = True
+                out.append(m)
+            return out
         counts = [cl.role_counts(g) for g in self.gpus]
         tot_p = sum(p for p, _ in counts)
         tot = sum(p + d for p, d in counts)
@@ -676,9 +680,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         bounds = alloc_count_bounds(self.gpu_sizes, n_coloc)
         for k, (g, (p, d), size) in enumerate(zip(self.gpus, counts, self.gpu_sizes)):
             m = np.zeros(size + 1, dtype=bool)
-            if not active:
-                m[p] = True
-            elif bounds is not None:
+            if bounds is not None:
                 m[bounds[k][0]:bounds[k][1] + 1] = True
                 lo, hi = cl.prefill_count_reachable(g)  # instances mid-switch cannot be re-targeted
                 m[:lo] = False
@@ -692,7 +694,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                     m[v] = others_p + v >= 1 and others_d + (size - v) >= 1
                 if not m.any():
                     m[p] = True
-            out.append(m)
+            out.append(m.tolist())
         return out
 
     def _would_be_invalid(self, vec: list[int] | None, kind: str) -> bool:
