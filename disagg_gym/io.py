@@ -123,6 +123,19 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
         os.close(fd)
 
 
+def lock_path(data: str | Path) -> Path:
+    """The lock file of shared data file ``data``: ``.<name>.lock`` beside it (one naming
+    for every shared file: results, manifest, tuned values, bounds cache).
+    """
+    p = Path(data)
+    return p.with_name(f".{p.name}.lock")
+
+
+def locked(data: str | Path) -> contextlib.AbstractContextManager[None]:
+    """``exclusive_lock(lock_path(data))``: hold the lock of shared data file ``data``."""
+    return exclusive_lock(lock_path(data))
+
+
 def _nearest_existing(p: Path) -> Path:
     q = p
     while not q.exists() and q != q.parent:

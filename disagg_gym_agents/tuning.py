@@ -27,7 +27,7 @@ from disagg_gym.config import read_yaml
 from disagg_gym.env.registration import standard_envs
 from disagg_gym.env.serving_env import DisaggServingEnv
 from disagg_gym.errors import UserError
-from disagg_gym.io import atomic_write_text, check_output_file, exclusive_lock
+from disagg_gym.io import atomic_write_text, check_output_file, locked
 from disagg_gym.scenario import load_scenario
 from disagg_gym_agents.base import parse_overrides
 from disagg_gym_agents.baselines import static_split_candidates
@@ -377,7 +377,7 @@ def write_tuned(results: dict[str, dict[str, Any]], path: str | Path = DEFAULT_T
         "# (20000+; never the test seeds 10000+). One entry per config and policy: the chosen\n"
         "# params, the metric, its mean over the seeds, the seeds and every candidate's score.\n"
     )
-    with exclusive_lock(p.with_name(f".{p.name}.lock")):
+    with locked(p):
         data = read_tuned(p)
         for cfg, pols in results.items():
             data.setdefault(cfg, {}).update(pols)

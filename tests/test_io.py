@@ -18,6 +18,8 @@ from disagg_gym.io import (
     check_output_file,
     describe_os_error,
     exclusive_lock,
+    lock_path,
+    locked,
 )
 
 
@@ -118,6 +120,26 @@ def test_exclusive_lock_serialises_holders(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert overlap == []
+
+
+def test_locked_holds_the_lock_beside_the_data_file(tmp_path: Path) -> None:
+    data = tmp_path / "out" / "results.csv"
+    assert lock_path(data) == tmp_path / "out" / ".results.csv.lock"
+    done = []
+
+    def other() -> None:  # takes the same lock through its own name
+        with exclusive_lock(tmp_path / "out" / ".results.csv.lock"):
+            done.append("other")
+
+    with locked(data):
+        t = threading.Thread(target=other)
+        t.start()
+        time.sleep(0.05)
+        assert done == []  # still waiting: the two names are one lock
+        done.append("first")
+    t.join()
+    assert done == ["first", "other"]
+    assert not data.exists()  # the data file itself is never touched
 
 
 def test_a_device_is_written_through_never_replaced(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from disagg_gym.errors import UserError
-from disagg_gym.io import atomic_write_text, exclusive_lock
+from disagg_gym.io import atomic_write_text, locked
 from disagg_gym_agents.leaderboard.cells import Cell
 from disagg_gym_agents.leaderboard.results import CellKey, cell_key, key_of
 
@@ -92,7 +92,7 @@ def update_manifest(
 ) -> None:
     """Adds ``cells`` x ``eval_seeds`` to the manifest (created if absent; safe with concurrent runs)."""
     p = Path(path)
-    with exclusive_lock(p.with_name(f".{p.name}.lock")):
+    with locked(p):
         have = read_manifest(p) or {}
         before = {k: set(v) for k, v in have.items()}
         for c in cells:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from disagg_gym.errors import UserError
-from disagg_gym.io import atomic_write_text, exclusive_lock
+from disagg_gym.io import atomic_write_text, exclusive_lock, lock_path
 from disagg_gym.scenario import TEST_SPLIT
 from disagg_gym_agents.leaderboard.cells import Cell
 
@@ -213,7 +213,7 @@ class ResultsWriter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self.lock_path = lock_path(self.path)
         self._done: dict[CellKey, set[int]] = {}
         self._header: list[str] = []
         self._file_id: tuple[int, int] | None = None

@@ -24,7 +24,7 @@ from disagg_gym.bounds import METRICS as BOUND_METRICS
 from disagg_gym.bounds import bound_horizon, config_bound
 from disagg_gym.env.registration import registered_ids
 from disagg_gym.errors import UserError
-from disagg_gym.io import atomic_write_text, exclusive_lock
+from disagg_gym.io import atomic_write_text, locked
 from disagg_gym.scenario import load_scenario
 from disagg_gym_agents.base import make_env
 from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET, run_episode
@@ -164,24 +164,31 @@ BOUNDS_CACHE = "bounds_cache.json"  # in the results folder: split_bounds' cache
 #: (the calibrated cost parameters, the GPU and link catalogs).
 _DIGEST_SUFFIXES = (".py", ".json", ".yaml")
 #: Source files the bounds never run: the routing, allocation and admission policies (a
-#: scenario only checks that the names it gives are registered). Optimising a router must not
-#: throw away bounds that took an hour to compute.
-_DIGEST_SKIP = ("cluster/policies.py", "cluster/admission.py")
+#: scenario only checks that the names it gives are registered), and the front ends and output
+#: helpers around the simulator (command line, benchmarks, plots, file writing and locks, env
+#: wrappers and integrations, test helpers), which compute no simulated value. Optimising a
+#: router or rewording a CLI message must not throw away bounds that took an hour to compute.
+_DIGEST_SKIP = (
+    "cluster/policies.py", "cluster/admission.py",
+    "cli.py", "commands.py", "bench.py", "plots.py", "io.py",
+)
+#: Folders of the package the digest leaves out, for the same reasons (``env/``: the Gymnasium
+#: adapter, which the bounds never build; ``configs/``: the resolved scenario is in each key).
+_DIGEST_SKIP_DIRS = ("env", "configs", "wrappers", "integrations", "testing")
 
 
 def _simulator_digest() -> str:
-    """sha256 of every source and data file of the ``disagg_gym`` package but its Gymnasium
-    adapter (``env/``, which the bounds never read), its packaged ``configs/`` (the resolved
-    scenario is in each key) and the policies (``_DIGEST_SKIP``): the bounds' code and the
-    simulator they are computed from, with its calibration and catalogs, the same from a
-    checkout as from an install. Any change to it invalidates a bounds cache.
+    """sha256 of every source and data file of the ``disagg_gym`` package but those the bounds
+    never run (``_DIGEST_SKIP_DIRS``, ``_DIGEST_SKIP``): the bounds' code and the simulator they
+    are computed from, with its calibration and catalogs, the same from a checkout as from an
+    install. Any change to it invalidates a bounds cache.
     """
     h = hashlib.sha256()
     root = Path(disagg_gym.__file__).resolve().parent
     files = (f for f in root.rglob("*") if f.suffix in _DIGEST_SUFFIXES and f.is_file())
     for f in sorted(files):
         rel = f.relative_to(root)
-        if rel.parts[0] in ("env", "configs") or rel.as_posix() in _DIGEST_SKIP:
+        if rel.parts[0] in _DIGEST_SKIP_DIRS or rel.as_posix() in _DIGEST_SKIP:
             continue
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
@@ -253,7 +260,7 @@ def split_bounds(
         p = Path(cache)
         # under a lock, merged with what other processes wrote meanwhile (warm_bounds runs in
         # parallel in scripts/reproduce_leaderboard.sh): no entry is lost
-        with exclusive_lock(p.with_name(f".{p.name}.lock")):
+        with locked(p):
             try:
                 now = json.loads(p.read_text())
                 if now["code"] == code:

@@ -330,12 +330,14 @@ def test_bounds_cache_digest_covers_calibration_and_catalogs(tmp_path: Path, mon
     for rel, text in {"__init__.py": "", "sim/engine.py": "x = 1", "hardware/calibration.json": "{}",
                       "hardware/gpus.yaml": "a: 1", "env/core.py": "y = 2",
                       "configs/c.yaml": "z: 3", "cluster/policies.py": "r = 1",
-                      "cluster/admission.py": "g = 1", "cluster/cluster.py": "c = 1"}.items():
+                      "cluster/admission.py": "g = 1", "cluster/cluster.py": "c = 1", "cli.py": "m = 1",
+                      "io.py": "w = 1", "wrappers/shaping.py": "s = 1"}.items():
         (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
         (pkg / rel).write_text(text)
     monkeypatch.setattr(runner, "disagg_gym", types.SimpleNamespace(__file__=str(pkg / "__init__.py")))
     base = runner._simulator_digest()
-    for rel in ("env/core.py", "configs/c.yaml", "cluster/policies.py", "cluster/admission.py"):
+    for rel in ("env/core.py", "configs/c.yaml", "cluster/policies.py", "cluster/admission.py", "cli.py", "io.py",
+                "wrappers/shaping.py"):
         (pkg / rel).write_text("changed")
     (pkg / "sim" / "engine.cpython-311.pyc").write_bytes(b"\0")
     assert runner._simulator_digest() == base
