@@ -14,13 +14,18 @@ Usage::
     .venv/bin/python scripts/bench_cores.py --ref /path/to/other/checkout --json out.json
     .venv/bin/python scripts/bench_cores.py --same-workload   # both run the reference's config files
                                                               # (only the configs the reference has)
+    .venv/bin/python scripts/bench_cores.py --bench-grid      # the rows of `disagg-gym bench`'s simulator
+                                                              # table instead (horizon default 3600 s)
 
 ``--ref`` is a git revision of this repository (exported with ``git archive`` to a temporary
 folder) or a folder holding a ``disagg_gym`` package. Results differ between versions when the
 dynamics differ; the figure compared is simulated requests per wall second. By default each
 version runs its own config of that name (a config's version may have changed its load);
 ``--same-workload`` gives both versions the reference's YAML file, so both simulate the same
-arrivals and cluster (the configs must parse under both versions).
+arrivals and cluster (the configs must parse under both versions). ``--bench-grid`` times the
+nine rows of ``disagg-gym bench``'s simulator table instead (``disagg_gym.bench.bench_simulate``:
+8, 32 and 128 H100 instances, half prefill, under 1x, 4x and 16x the Azure conversation rate,
+round-robin routing; each version runs its own ``bench_simulate``), construction included.
 """
 
 from __future__ import annotations
@@ -54,6 +59,24 @@ wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 print(json.dumps({"requests": out["requests_total"], "events": out["events"], "wall_s": wall, "cpu_s": cpu}))
 """
 
+#: One row of ``disagg-gym bench``'s simulator table (``--bench-grid``): argv = instances, rate
+#: multiple, horizon, working directory.
+CHILD_GRID = """
+import json, os, sys, time
+from disagg_gym.bench import bench_simulate
+import disagg_gym.scenario, disagg_gym.simulation  # imported before the CPU clock starts, as in CHILD
+inst, mult, horizon = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+os.chdir(sys.argv[4])
+# bench_simulate's wall time covers construction and run; the CPU time also covers its
+# load_scenario call (milliseconds against the seconds of a 3600 s row).
+c0 = time.process_time()
+out = bench_simulate(inst, mult, horizon, "round_robin")
+cpu = time.process_time() - c0
+print(json.dumps({"requests": out["requests"], "events": out["events"], "wall_s": out["wall_s"], "cpu_s": cpu}))
+"""
+#: The rows of ``disagg-gym bench``'s simulator table: (instances, rate multiple).
+BENCH_GRID = [(i, m) for i in (8, 32, 128) for m in (1, 4, 16)]
+
 
 def _standard_names() -> list[str]:
     sys.path.insert(0, str(ROOT))
@@ -76,8 +99,12 @@ def _export(rev: str, dest: Path) -> Path:
 
 def _measure(src: Path, name: str, horizon: float, seed: int, workdir: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0")
-    r = subprocess.run([sys.executable, "-c", CHILD, name, str(horizon), str(seed), str(ROOT)], cwd=workdir, env=env,
-                       capture_output=True, text=True)
+    if name.startswith("bench "):  # --bench-grid: "bench <instances>x<rate multiple>"
+        inst, mult = name.split()[1].split("x")
+        cmd = [sys.executable, "-c", CHILD_GRID, inst, mult, str(horizon), str(ROOT)]
+    else:
+        cmd = [sys.executable, "-c", CHILD, name, str(horizon), str(seed), str(ROOT)]
+    r = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"bench_cores: {name} failed with {src} on PYTHONPATH:\n{r.stderr.strip()}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -88,19 +115,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", default=PRE_V2, help=f"reference: git revision or folder (default {PRE_V2}, pre core v2)")
     ap.add_argument("--new", default=str(ROOT), help="folder with the new code (default: this checkout)")
     ap.add_argument("--configs", nargs="*", default=None, help="config names (default: all standard configs)")
-    ap.add_argument("--horizon", type=float, default=300.0, help="seconds of arrivals (default 300)")
+    ap.add_argument("--horizon", type=float, default=None,
+                    help="seconds of arrivals (default 300; 3600 with --bench-grid, as `disagg-gym bench`)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=2, help="measurements per version and config (default 2)")
     ap.add_argument("--json", default=None, help="also write every measurement to this JSON file")
     ap.add_argument("--same-workload", action="store_true",
                     help="both versions run the reference's config file (same arrivals and cluster)")
+    ap.add_argument("--bench-grid", action="store_true",
+                    help="time the rows of `disagg-gym bench`'s simulator table instead of the configs")
     a = ap.parse_args(argv)
     if a.rounds < 1:
         raise SystemExit(f"bench_cores: --rounds must be >= 1 (got {a.rounds})")
-    names = a.configs or _standard_names()
-    unknown = [n for n in names if n not in _standard_names()]
-    if unknown:
-        raise SystemExit(f"bench_cores: unknown config {unknown[0]!r} (expected one of: {', '.join(_standard_names())})")
+    if a.bench_grid and (a.configs is not None or a.same_workload):
+        raise SystemExit("bench_cores: --bench-grid times the bench table's rows: no --configs or --same-workload")
+    if a.horizon is None:
+        a.horizon = 3600.0 if a.bench_grid else 300.0
+    if not a.horizon > 0:
+        raise SystemExit(f"bench_cores: --horizon must be > 0 (got {a.horizon})")
+    if a.bench_grid:
+        names = [f"bench {i}x{m}" for i, m in BENCH_GRID]
+    else:
+        names = a.configs or _standard_names()
+        unknown = [n for n in names if n not in _standard_names()]
+        if unknown:
+            raise SystemExit(f"bench_cores: unknown config {unknown[0]!r} "
+                             f"(expected one of: {', '.join(_standard_names())})")
     new = Path(a.new).resolve()
     with tempfile.TemporaryDirectory(prefix="bench_cores_") as tmp:
         ref_path = Path(a.ref)
@@ -128,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             return str(path)
 
         rows = []
-        print(f"reference: {a.ref}  new: {new}  horizon {a.horizon:g} s, seed {a.seed}, {a.rounds} round(s)"
+        print(f"reference: {a.ref}  new: {new}  horizon {a.horizon:g} s, "
+              + ("round-robin routing (bench grid)" if a.bench_grid else f"seed {a.seed}") + f", {a.rounds} round(s)"
               + ("  workload: the reference's config files" if a.same_workload else ""))
         print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
         print(f"{'config':22s} {'ref req/s':>10s} {'new req/s':>10s} {'new/ref':>8s} {'(CPU)':>8s} "
@@ -155,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
         if a.json:
             Path(a.json).write_text(json.dumps({"ref": a.ref, "new": str(new), "horizon_s": a.horizon, "seed": a.seed,
-                                                "rows": rows}, indent=1))
+                                                "bench_grid": a.bench_grid, "rows": rows}, indent=1))
     return 0
 
 
