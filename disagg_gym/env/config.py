@@ -58,6 +58,16 @@ class EnvConfig:
             "small requests and shedding large ones does not raise the reward)"
         ),
     )
+    violation_at: Literal["completion", "ttft_deadline"] = field(
+        default="completion",
+        metadata=spec(
+            "reward_mode aggregate: when a step's slo_violation term counts a request that misses "
+            "its SLO: completion (when it finishes; a request still queued at the end of the episode "
+            "is never counted), or ttft_deadline (as soon as its TTFT deadline, arrival + TTFT SLO, "
+            "passes without a first token, else at completion; a policy that starves the queues is "
+            "charged while they grow)"
+        ),
+    )
     shaping_gamma: float = field(default=0.99, metadata=spec("discount of the load_shaping term", gt=0, le=1))
     reward_scale: float = field(default=1.0, metadata=spec("multiplies the reward", gt=0))
     control_interval_s: float = field(default=10.0, metadata=spec("allocate/joint decision interval", gt=0))

@@ -26,7 +26,7 @@ STANDARD_CONFIGS: dict[str, int] = {
     "colocated-baseline": 3,
     "diurnal-day-route": 0,
     "energy-allocate": 3,
-    "hetero-allocate": 4,
+    "hetero-allocate": 5,
     "hetero-route": 3,
     "hybrid-cost-route": 3,
     "large-joint": 3,

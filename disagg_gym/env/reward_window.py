@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -10,6 +11,8 @@ if TYPE_CHECKING:
 MET, VIOLATED, REJECTED = "slo_goodput", "slo_violation", "rejection"
 #: ``env.outcome_unit`` values: what one request's outcome counts in the reward terms.
 OUTCOME_UNITS = ("request", "kilotoken")
+#: ``env.violation_at`` values: when the aggregate reward counts a missed SLO.
+VIOLATION_AT = ("completion", "ttft_deadline")
 
 
 def outcome_weight(req: Request, unit: str) -> float | int:
@@ -44,17 +47,32 @@ class RewardWindow:
     the episode total equals the aggregate count of the tracked requests (except requests
     still decoding at truncation, which keep their provisional ``slo_goodput``).
 
+    With ``violation_at="ttft_deadline"`` (aggregate counters only) a request is counted as a
+    violation in the window in which its TTFT deadline (arrival + TTFT SLO) passes without a
+    first token, not when it completes: it cannot meet its SLO any more. Its later completion
+    or rejection is charged nothing more (``completed``, ``output_tokens`` and ``rejected``
+    still count the event). A policy that starves the queues is then charged while they grow, not only
+    for the few requests that finish late (under ``"completion"`` a request still queued at
+    the end of the episode is never counted).
+
     Args:
         unit: ``"request"`` (default) or ``"kilotoken"`` (``env.outcome_unit``).
+        violation_at: ``"completion"`` (default) or ``"ttft_deadline"`` (``env.violation_at``).
     """
 
     __slots__ = ("completed", "met_slo", "rejected", "violations", "output_tokens", "met_units",
-                 "violation_units", "rejected_units", "unit", "_tracked", "credits")
+                 "violation_units", "rejected_units", "unit", "_tracked", "credits", "_deadline", "_due",
+                 "_late")
 
-    def __init__(self, unit: str = "request") -> None:
+    def __init__(self, unit: str = "request", violation_at: str = "completion") -> None:
         if unit not in OUTCOME_UNITS:
             raise ValueError(f"outcome unit must be one of {', '.join(OUTCOME_UNITS)} (got {unit!r})")
+        if violation_at not in VIOLATION_AT:
+            raise ValueError(f"violation_at must be one of {', '.join(VIOLATION_AT)} (got {violation_at!r})")
         self.unit = unit
+        self._deadline = violation_at == "ttft_deadline"
+        self._due: list[tuple[float, int, Request]] = []  # (TTFT deadline, rid, request), a heap
+        self._late: set[int] = set()  # rids counted as violations at their deadline, not yet finished
         self.completed = self.met_slo = self.rejected = self.violations = self.output_tokens = 0
         self.met_units: float | int = 0
         self.violation_units: float | int = 0
@@ -68,9 +86,12 @@ class RewardWindow:
         self._tracked[req.rid] = (decision, None)
 
     def on_arrival(self, req: Request) -> None:
-        """Nothing to count."""
+        """Nothing to count (under ``ttft_deadline``: remembers the request's TTFT deadline)."""
+        if self._deadline:
+            heapq.heappush(self._due, (req.arrival_s + req.slo_ttft_s, req.rid, req))
 
-    on_kv_transfer_done = on_arrival
+    def on_kv_transfer_done(self, req: Request) -> None:
+        """Nothing to count."""
 
     def on_first_token(self, req: Request) -> None:
         """Provisional per-decision outcome: met if the TTFT SLO is met, else violated."""
@@ -86,6 +107,9 @@ class RewardWindow:
         """Counts a completion and whether it met both SLOs; settles its per-decision credit."""
         self.completed += 1
         self.output_tokens += req.output_tokens
+        if self._late and req.rid in self._late:
+            self._late.discard(req.rid)  # its violation was counted at its TTFT deadline
+            return
         met = req.meets_slo()
         w = outcome_weight(req, self.unit)
         if met:
@@ -109,6 +133,9 @@ class RewardWindow:
     def on_reject(self, req: Request) -> None:
         """Counts a rejection; a tracked request's credit becomes ``rejection``."""
         self.rejected += 1
+        if self._late and req.rid in self._late:
+            self._late.discard(req.rid)  # charged as a violation at its TTFT deadline
+            return
         w = outcome_weight(req, self.unit)
         self.rejected_units += w
         entry = self._tracked.pop(req.rid, None)
@@ -118,10 +145,23 @@ class RewardWindow:
             self.credits.append((entry[0], entry[1], -w, 0))
         self.credits.append((entry[0], REJECTED, w, 0))
 
-    def drain(self) -> dict[str, float | int]:
+    def drain(self, now: float | None = None) -> dict[str, float | int]:
         """Returns and resets the aggregate counters (the per-decision ``credits`` list is
-        drained separately with :meth:`drain_credits`).
+        drained separately with :meth:`drain_credits`). Under ``ttft_deadline`` the requests
+        whose TTFT deadline lies before ``now`` without a first token are counted as violations
+        first (``now`` is then required).
         """
+        if self._deadline:
+            if now is None:
+                raise ValueError("violation_at ttft_deadline: drain needs the current time")
+            due = self._due
+            late = self._late
+            while due and due[0][0] < now:
+                _, rid, req = heapq.heappop(due)
+                if req.first_token_s is None and req.completion_s is None and req.reject_reason is None:
+                    late.add(rid)
+                    self.violations += 1
+                    self.violation_units += outcome_weight(req, self.unit)
         out = {"completed": self.completed, "met_slo": self.met_slo, "rejected": self.rejected,
                "violations": self.violations, "output_tokens": self.output_tokens,
                "met_units": self.met_units, "violation_units": self.violation_units,

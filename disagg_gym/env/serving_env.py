@@ -305,7 +305,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             info_scen["cost_factors"] = factors
         external = self.task in ("route", "joint")
         control = self.cfg.control_interval_s if self.task in ("allocate", "joint") else None
-        self.window = RewardWindow(self.cfg.outcome_unit)
+        self.window = RewardWindow(self.cfg.outcome_unit, self.cfg.violation_at)
         self.sim = Simulation(
             scen, seed=int(wseed), keep_records=False, external=external, control_interval_s=control,
             use_allocator=self.task == "route", workload_window=tuple(window) if window is not None else None,
@@ -347,7 +347,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._energy = self._energy_j()
         self._cost = self.cluster.cost_usd(self.engine.now)
         self._kind = self._advance()
-        self.window.drain()
+        self.window.drain(self.engine.now)
         self.window.drain_credits()
         self._phi = load_potential(self.cluster) if self.cfg.reward.load_shaping else 0.0
         obs = self._obs()
@@ -549,7 +549,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 break
         self._warming = False
         self._warm_stop = False
-        self.window.drain()
+        self.window.drain(self.engine.now)
 
     def _drain(self) -> None:
         """No new decisions: runs the simulator until every admitted request finished.
@@ -733,7 +733,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         return self.cluster.energy_j(self.engine.now)
 
     def _reward_terms(self, invalid: bool) -> dict[str, float]:
-        win = self.window.drain()
+        win = self.window.drain(self.engine.now)
         now = self.engine.now
         dt = now - self._last_t
         self._last_t = now

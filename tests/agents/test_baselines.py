@@ -95,7 +95,7 @@ def test_static_split_candidates_are_what_the_mask_allows() -> None:
     assert cands == [{"h100-sxm": 0, "h200": 1}, {"h100-sxm": 0, "h200": 2},
                      {"h100-sxm": 1, "h200": 1}, {"h100-sxm": 1, "h200": 2}]
     # and the env at reset agrees: each candidate's counts are unmasked
-    env = gym.make("disagg/HeteroAllocate-v4", overrides={"cluster.groups": groups, "horizon_s": 10.0})
+    env = gym.make("disagg/HeteroAllocate-v5", overrides={"cluster.groups": groups, "horizon_s": 10.0})
     env.reset(seed=0)
     mask = env.unwrapped.action_masks()
     assert mask.tolist() == [True, True, False, True, True, False]

@@ -9,7 +9,7 @@ import pytest
 import disagg_gym  # noqa: F401
 
 
-@pytest.mark.parametrize("env_id", ["disagg/HeteroAllocate-v4", "disagg/EnergyAllocate-v3"])
+@pytest.mark.parametrize("env_id", ["disagg/HeteroAllocate-v5", "disagg/EnergyAllocate-v3"])
 def test_masked_valid_allocation_actions_are_applied_exactly(env_id: str) -> None:
     env = gym.make(env_id)
     env.reset(seed=0)

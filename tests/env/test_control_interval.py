@@ -27,5 +27,5 @@ def test_each_allocate_step_simulates_one_control_interval(interval: float) -> N
 
 
 def test_default_interval_is_unchanged() -> None:
-    u = gym.make("disagg/HeteroAllocate-v4").unwrapped
+    u = gym.make("disagg/HeteroAllocate-v5").unwrapped
     assert u.cfg.control_interval_s == 10.0

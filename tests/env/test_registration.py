@@ -54,15 +54,20 @@ def test_config_loads_on_make_and_old_versions_are_deprecated() -> None:
 @pytest.mark.parametrize("old, new", [
     # issue #15 item 5: HeteroAllocate-v2 had no headroom; EnergyAllocate-v2 was degenerate
     # (99.3 % of the bound, three heuristics identical). The old id names the new one.
-    # (HeteroAllocate-v3 was retired too since: the v2 ids name the current v4)
-    ("disagg/HeteroAllocate-v2", "disagg/HeteroAllocate-v4"),
-    ("disagg/HeteroAllocate-fine-v2", "disagg/HeteroAllocate-fine-v4"),
+    # (HeteroAllocate-v3 and v4 were retired too since: the v2 ids name the current v5)
+    ("disagg/HeteroAllocate-v2", "disagg/HeteroAllocate-v5"),
+    ("disagg/HeteroAllocate-fine-v2", "disagg/HeteroAllocate-fine-v5"),
     ("disagg/EnergyAllocate-v2", "disagg/EnergyAllocate-v3"),
     ("disagg/EnergyAllocate-fine-v2", "disagg/EnergyAllocate-fine-v3"),
     # issue #15 item 5: HeteroAllocate-v3's best tuned fixed split served 99.7 % of the bound
-    # on `test` (degenerate); the old ids name v4.
-    ("disagg/HeteroAllocate-v3", "disagg/HeteroAllocate-v4"),
-    ("disagg/HeteroAllocate-fine-v3", "disagg/HeteroAllocate-fine-v4"),
+    # on `test` (degenerate); the old ids name the current version.
+    ("disagg/HeteroAllocate-v3", "disagg/HeteroAllocate-v5"),
+    ("disagg/HeteroAllocate-fine-v3", "disagg/HeteroAllocate-fine-v5"),
+    # HeteroAllocate-v4's reward charged a missed SLO only at completion, so starving the
+    # prefill pools paid (every PPO seed kept one prefill instance per GPU type); v5 charges it
+    # at the TTFT deadline (env.violation_at: ttft_deadline).
+    ("disagg/HeteroAllocate-v4", "disagg/HeteroAllocate-v5"),
+    ("disagg/HeteroAllocate-fine-v4", "disagg/HeteroAllocate-fine-v5"),
     # issue #15 item 5: LargeJoint-v2's best tuned fixed split served 98.0 % of the bound on
     # `test` (degenerate); the old id names v3 (432 req/s).
     ("disagg/LargeJoint-v2", "disagg/LargeJoint-v3"),
