@@ -47,13 +47,14 @@ class RewardWindow:
     the episode total equals the aggregate count of the tracked requests (except requests
     still decoding at truncation, which keep their provisional ``slo_goodput``).
 
-    With ``violation_at="ttft_deadline"`` (aggregate counters only) a request is counted as a
-    violation in the window in which its TTFT deadline (arrival + TTFT SLO) passes without a
-    first token, not when it completes: it cannot meet its SLO any more. Its later completion
-    or rejection is charged nothing more (``completed``, ``output_tokens`` and ``rejected``
-    still count the event). A policy that starves the queues is then charged while they grow, not only
-    for the few requests that finish late (under ``"completion"`` a request still queued at
-    the end of the episode is never counted).
+    With ``violation_at="ttft_deadline"`` (the aggregate counters only; the per-decision credit
+    is unchanged) a request is counted as a violation in the window in which its TTFT deadline
+    (arrival + TTFT SLO) passes without a first token, not when it completes: it cannot meet
+    its SLO any more. Its later completion or rejection is charged nothing more
+    (``completed``, ``output_tokens`` and ``rejected`` still count the event). A policy that
+    starves the queues is then charged while they grow, not only for the few requests that
+    finish late (under ``"completion"`` a request still queued at the end of the episode is
+    never counted).
 
     Args:
         unit: ``"request"`` (default) or ``"kilotoken"`` (``env.outcome_unit``).
@@ -107,12 +108,11 @@ class RewardWindow:
         """Counts a completion and whether it met both SLOs; settles its per-decision credit."""
         self.completed += 1
         self.output_tokens += req.output_tokens
-        if self._late and req.rid in self._late:
-            self._late.discard(req.rid)  # its violation was counted at its TTFT deadline
-            return
         met = req.meets_slo()
         w = outcome_weight(req, self.unit)
-        if met:
+        if self._late and req.rid in self._late:
+            self._late.discard(req.rid)  # its violation was counted at its TTFT deadline
+        elif met:
             self.met_slo += 1
             self.met_units += w
         else:
@@ -133,11 +133,11 @@ class RewardWindow:
     def on_reject(self, req: Request) -> None:
         """Counts a rejection; a tracked request's credit becomes ``rejection``."""
         self.rejected += 1
+        w = outcome_weight(req, self.unit)
         if self._late and req.rid in self._late:
             self._late.discard(req.rid)  # charged as a violation at its TTFT deadline
-            return
-        w = outcome_weight(req, self.unit)
-        self.rejected_units += w
+        else:
+            self.rejected_units += w
         entry = self._tracked.pop(req.rid, None)
         if entry is None:
             return

@@ -146,3 +146,18 @@ def test_each_missed_slo_is_charged_once_in_the_step_the_timestamps_say(
 def test_a_bad_value_is_one_line() -> None:
     with pytest.raises(ConfigError, match="violation_at"):
         gym.make("disagg/HeteroAllocate-v5", overrides={"env.violation_at": "never"})
+
+
+def test_the_per_decision_credit_does_not_depend_on_violation_at() -> None:
+    """``ttft_deadline`` changes the aggregate counters only: a tracked request that was late
+    at its deadline still gets its per-decision credit settled at completion."""
+    credits = []
+    for mode in ("completion", "ttft_deadline"):
+        w = RewardWindow("request", mode)
+        r = _req(0, 0.0)
+        w.on_arrival(r)
+        w.track(r, 7)
+        w.drain(2.0)
+        _finish(w, r, 3.0, 3.0)  # TTFT 3 s against 1 s: violated
+        credits.append(w.drain_credits())
+    assert credits[0] == credits[1] == [(7, "slo_violation", 1, 0), (7, "slo_violation", 0, 1)]
