@@ -1,7 +1,8 @@
 """``env.violation_at: ttft_deadline``: a missed SLO is counted when the TTFT deadline passes.
 
-Oracles: hand-computed timelines of a few requests, and the recorder's own counts of the
-requests that missed their SLOs (never the reward window's bookkeeping).
+Oracles: hand-computed timelines of a few requests, and, on whole episodes, each request's own
+timestamps (arrival, TTFT SLO, first token, completion) against the step ends (never the reward
+window's bookkeeping).
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ def test_ttft_deadline_needs_the_time_and_a_known_value() -> None:
 
 def _episode(violation_at: str, action: tuple[int, int], monkeypatch: pytest.MonkeyPatch):
     """One drained 40 s episode with only ``slo_violation`` weighted (-1): the rewards, the
-    time of the first decision, every request that completed (seen through the window's
-    completion hook) and the episode's KPIs."""
+    times of the first decision and of each step's end, every request that completed (seen
+    through the window's completion hook) and the episode's KPIs."""
     done: list[Request] = []
     orig = RewardWindow.on_completion
 
