@@ -74,8 +74,8 @@ out = bench_simulate(inst, mult, horizon, "round_robin")
 cpu = time.process_time() - c0
 print(json.dumps({"requests": out["requests"], "events": out["events"], "wall_s": out["wall_s"], "cpu_s": cpu}))
 """
-#: The rows of ``disagg-gym bench``'s simulator table: (instances, rate multiple).
-BENCH_GRID = [(i, m) for i in (8, 32, 128) for m in (1, 4, 16)]
+#: The rows of ``disagg-gym bench``'s simulator table, by printed name: (instances, rate multiple).
+BENCH_GRID = {f"bench {i}x{m}": (i, m) for i in (8, 32, 128) for m in (1, 4, 16)}
 
 
 def _standard_names() -> list[str]:
@@ -99,9 +99,9 @@ def _export(rev: str, dest: Path) -> Path:
 
 def _measure(src: Path, name: str, horizon: float, seed: int, workdir: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0")
-    if name.startswith("bench "):  # --bench-grid: "bench <instances>x<rate multiple>"
-        inst, mult = name.split()[1].split("x")
-        cmd = [sys.executable, "-c", CHILD_GRID, inst, mult, str(horizon), str(ROOT)]
+    if name in BENCH_GRID:  # --bench-grid
+        inst, mult = BENCH_GRID[name]
+        cmd = [sys.executable, "-c", CHILD_GRID, str(inst), str(mult), str(horizon), str(ROOT)]
     else:
         cmd = [sys.executable, "-c", CHILD, name, str(horizon), str(seed), str(ROOT)]
     r = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.horizon > 0:
         raise SystemExit(f"bench_cores: --horizon must be > 0 (got {a.horizon})")
     if a.bench_grid:
-        names = [f"bench {i}x{m}" for i, m in BENCH_GRID]
+        names = list(BENCH_GRID)
     else:
         names = a.configs or _standard_names()
         unknown = [n for n in names if n not in _standard_names()]

@@ -158,7 +158,7 @@ class RewardWindow:
             late = self._late
             while due and due[0][0] < now:
                 _, rid, req = heapq.heappop(due)
-                if req.first_token_s is None and req.completion_s is None and req.reject_reason is None:
+                if req.first_token_s is None and req.reject_reason is None:  # (no first token: not completed)
                     late.add(rid)
                     self.violations += 1
                     self.violation_units += outcome_weight(req, self.unit)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from disagg_gym.errors import UserError
-from disagg_gym.io import atomic_write_text, exclusive_lock, lock_path
+from disagg_gym.io import atomic_write_text, locked
 from disagg_gym.scenario import TEST_SPLIT
 from disagg_gym_agents.leaderboard.cells import Cell
 
@@ -213,7 +213,6 @@ class ResultsWriter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.lock_path = lock_path(self.path)
         self._done: dict[CellKey, set[int]] = {}
         self._header: list[str] = []
         self._file_id: tuple[int, int] | None = None
@@ -263,14 +262,14 @@ class ResultsWriter:
 
     def done(self, key: CellKey) -> set[int]:
         """Eval seeds already in the file for a cell key (reads what others appended)."""
-        with exclusive_lock(self.lock_path):
+        with locked(self.path):
             self._sync()
             return set(self._done.get(key, set()))
 
     # ---------------------------------------------------------------------------- appending
     def append(self, rows: Sequence[dict[str, Any]]) -> int:
         """Appends the rows not yet in the file; returns how many were written."""
-        with exclusive_lock(self.lock_path):
+        with locked(self.path):
             self._sync()
             new, seen = [], set()
             for r in rows:
