@@ -90,12 +90,15 @@ def test_role_flip_takes_drain_plus_switch_delay_and_no_work_runs_during_it() ->
     # to become a decode instance: it finishes request 0 (running), requests 1-3 move to instance 1.
     src = ArraySource([0.0, 0.0, 0.0, 0.0], [1000] * 4, [3] * 4)
     flipped = {}
+    states: list[tuple[InstanceState, float]] = []  # instance 0's state changes and when
 
     def hook(cl):
         if not flipped and cl.instances[0].prefill_busy and len(cl.instances[0].pq) == 4:
             flipped["t"] = cl.engine.now
             assert cl.set_role(0, Role.DECODE)
         inst = cl.instances[0]
+        if not states or states[-1][0] is not inst.state:
+            states.append((inst.state, cl.engine.now))
         if inst.state is InstanceState.SWITCHING:
             assert not inst.prefill_busy and inst.B == 0 and not inst.pq
 
@@ -107,9 +110,18 @@ def test_role_flip_takes_drain_plus_switch_delay_and_no_work_runs_during_it() ->
     assert [by_id[i].first_token_s for i in (1, 2, 3)] == pytest.approx([1.0, 2.0, 3.0])
     inst = cl.instances[0]
     assert inst.role is Role.DECODE and inst.state is InstanceState.ACTIVE
-    # Drained when request 0's KV left (transfer done), then 2 s out of service.
-    xfer_done = by_id[0].transfer_end_s
+    # Drained when request 0's KV left (transfer done), then 2 s out of service. By hand:
+    # requests 0 and 1 both finish prefill at 1.0 s and send 1000 tokens of KV into decode
+    # instance 2's NVLink ingress together: each gets half of it.
+    xfer_done = 1.0 + NVLINK.latency_s + 2 * 1000 * cost.kv_bytes_per_token / NV_BW
+    assert by_id[0].transfer_end_s == pytest.approx(xfer_done, rel=1e-12)
     assert inst.switch_ev is None and cl.engine.now >= xfer_done
+    assert [s for s, _ in states] == [
+        InstanceState.ACTIVE, InstanceState.DRAINING, InstanceState.SWITCHING, InstanceState.ACTIVE]
+    (_, t_drain), (_, t_switch), (_, t_active) = states[1:]
+    assert t_drain == pytest.approx(flipped["t"])
+    assert t_switch == pytest.approx(xfer_done, rel=1e-12)
+    assert t_active == pytest.approx(xfer_done + 2.0, rel=1e-12)
 
 
 def test_switching_instance_is_never_routed_to_or_used() -> None:
