@@ -132,14 +132,35 @@ def test_switching_instance_is_never_routed_to_or_used() -> None:
     src = ArraySource(np.sort(rng.uniform(0, 3, n)), rng.integers(10, 2000, n), rng.integers(2, 200, n))
     from disagg_gym.cluster.policies import ROUTERS
 
-    calls = {"n": 0}
+    calls = {"n": 0, "switching_steps": 0}
+    routed_to: list[InstanceState] = []
+
+    class Watched:
+        """jsq, recording the state of every instance it picks when it picks it."""
+
+        def __init__(self) -> None:
+            self.inner = ROUTERS.get("jsq")()
+
+        def route(self, cluster, req):  # noqa: ANN001, ANN201
+            pair = self.inner.route(cluster, req)
+            if pair is not None:
+                routed_to.extend(cluster.instances[i].state for i in pair)
+            return pair
 
     def hook(cl):
         calls["n"] += 1
         if calls["n"] % 50 == 0:
             cl.set_prefill_count("h100-sxm", 1 + (calls["n"] // 50) % 3)
+        for inst in cl.instances:
+            if inst.state is InstanceState.SWITCHING:
+                calls["switching_steps"] += 1
+                # nothing queued on it or owed to it either (check_cluster_state covers running work)
+                assert not inst.pq and not inst.dq and not inst.swapped and inst.owed == 0, inst.idx
 
-    cl, rec = run(cfg, src, cost, ROUTERS.get("jsq")(), step_hook=hook)
+    cl, rec = run(cfg, src, cost, Watched(), step_hook=hook)
+    assert calls["switching_steps"] > 0  # role switches did happen while requests arrived
+    assert len(routed_to) > n and set(routed_to) == {InstanceState.ACTIVE}
+    assert "no_instance" not in rec.rejected_by_reason
     assert rec.completed + rec.rejected == n
     for r in rec.requests:
         if r.run_start_s is not None:
