@@ -286,3 +286,35 @@ def test_constant_allocation_action_keeps_the_requested_pool_size(k: int) -> Non
             break
     roles = [(i.target_role or i.role).value for i in env.cluster.instances]
     assert roles.count("prefill") == k and roles.count("decode") == 8 - k
+
+
+@pytest.mark.parametrize("env_id", ["disagg/SmallRoute-v3", "disagg/HeteroRoute-v3"])
+def test_instance_features_carry_their_documented_meaning(env_id: str) -> None:
+    """Oracle: the meanings in ``observation.INSTANCE_FEATURES`` applied to the cluster's own
+    counters (roles, state, queue, batch, KV pool, transfers), not the builder's rows. The
+    bounds checks above would pass with any in-range value (e.g. a constant 0)."""
+    env = make(env_id)
+    cfg, n = env.cfg, env.n
+    rng = np.random.default_rng(4)
+    obs, _ = env.reset(seed=1)
+    seen = np.zeros(10, dtype=bool)
+    for _ in range(300):
+        rows = obs[: 10 * n].reshape(n, 10)
+        for inst, row in zip(env.cluster.instances, rows):
+            want = {
+                0: inst.role.value in ("prefill", "colocated"),
+                1: inst.role.value in ("decode", "colocated"),
+                2: inst.state.value == "active",
+                3: min(inst.pq.tokens / cfg.queue_norm_tokens, 1.0),
+                5: len(inst.batch.members) / inst.max_batch,
+                6: inst.kv.used / inst.kv.capacity,
+                7: min((len(inst.dq) + inst.incoming + len(inst.batch.joiners) + len(inst.swapped)) / inst.max_batch, 1.0),
+                9: min(inst.sending / 8, 1.0),
+            }
+            for col, value in want.items():
+                assert row[col] == pytest.approx(float(value), abs=1e-6), (inst.idx, col)
+                seen[col] |= bool(value)
+        obs, _, term, trunc, _ = env.step(masked_random(env, rng))
+        if term or trunc:
+            break
+    assert seen[[0, 1, 2, 3, 5, 6, 9]].all(), seen  # each checked feature was non-zero somewhere
