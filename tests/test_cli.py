@@ -289,3 +289,27 @@ def test_workload_label_names_a_length_mix_flip() -> None:
 
     assert workload_label(load_scenario("energy-allocate").workload) == (
         "poisson 88 req/s, azure_code then azure_conv from 300 s lengths")
+
+
+# ---------------------------------------------------------------- QA pass: cost-model files
+def test_bad_cost_model_files_are_one_line_naming_file_and_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"\xf0\x00\xff\xfe")
+    word = tmp_path / "word.json"
+    word.write_text(json.dumps({"cost": {"compute_eff": "x"}}))
+    infinite = tmp_path / "inf.json"
+    infinite.write_text('{"cost": {"layer_overhead_s": 1e999}}')  # json reads 1e999 as inf
+    base = ["predict", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--phase", "decode", "--batch", "1",
+            "--length", "10", "--cost-model"]
+    cases = [
+        (f"table:{binary}", f"{binary}: not a text file (invalid UTF-8 at byte 0)"),
+        (f"roofline:{binary}", f"{binary}: not a text file (invalid UTF-8 at byte 0)"),
+        (f"roofline:{word}", f"{word}: CalibParams: compute_eff must be a number (got 'x')"),
+        (f"roofline:{infinite}", f"{infinite}: CalibParams: layer_overhead_s must be finite (got inf)"),
+    ]
+    for spec, message in cases:
+        rc, out, err = run(capsys, *base, spec)
+        assert rc == 2 and out == "" and "Traceback" not in err
+        assert err.strip() == f"disagg-gym: error: {message}"

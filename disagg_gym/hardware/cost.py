@@ -102,6 +102,10 @@ class CalibParams:
 
     def __post_init__(self) -> None:
         """Rejects values outside their physical range."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value in (float("inf"), float("-inf")):  # NaN fails the range checks below
+                raise ValueError(f"CalibParams: {f.name} must be finite (got {value!r})")
         for key in (
             "compute_eff",
             "attn_compute_eff",
@@ -145,7 +149,13 @@ class CalibParams:
                 raise ValueError(
                     f"CalibParams: unknown key {key!r} (allowed: {', '.join(sorted(known))})"
                 )
-        return cls(**{k: float(v) for k, v in data.items()})
+        values = {}
+        for key, value in data.items():
+            try:
+                values[key] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"CalibParams: {key} must be a number (got {value!r})") from None
+        return cls(**values)
 
     def to_dict(self) -> dict[str, float]:
         """Field name to value."""

@@ -36,6 +36,8 @@ def _roofline(roofline: InstanceCost, arg: str) -> InstanceCost:
         raise ValueError(f"{arg}: calibration file not found") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{arg}: cannot read a calibration file ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{arg}: not a text file (invalid UTF-8 at byte {exc.start})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cost"), dict):
         raise ValueError(f"{arg}: expected a JSON object with a 'cost' mapping of CalibParams")
     try:

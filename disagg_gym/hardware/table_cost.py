@@ -352,6 +352,8 @@ def read_table(path: str | Path, fmt: str | None = None) -> LatencyTable:
         raise _fail(p, "table file not found") from None
     except OSError as exc:
         raise _fail(p, f"cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise _fail(p, f"not a text file (invalid UTF-8 at byte {exc.start})") from None
     if not text.strip():
         raise _fail(p, "empty table")
     name = fmt or detect_format(p, text)
