@@ -59,8 +59,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     if st is not None and not stat.S_ISREG(st.st_mode):
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", str(p))
-        with open(p, "wb") as fh:
-            fh.write(data)
+        try:
+            with open(p, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            if exc.filename is None:  # a write() error (a full /dev/full) names no file: name it
+                raise OSError(exc.errno, exc.strerror, str(p)) from None
+            raise
         return p
     p.parent.mkdir(parents=True, exist_ok=True)
     mode = _target_mode(p)
@@ -80,7 +85,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(exc, OSError) and exc.filename == tmp:
+        if isinstance(exc, OSError) and exc.filename in (tmp, None):  # write()/fsync() errors name no file
             raise OSError(exc.errno, exc.strerror, str(p)) from None
         raise
     return p

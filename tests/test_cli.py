@@ -313,3 +313,11 @@ def test_bad_cost_model_files_are_one_line_naming_file_and_key(
         rc, out, err = run(capsys, *base, spec)
         assert rc == 2 and out == "" and "Traceback" not in err
         assert err.strip() == f"disagg-gym: error: {message}"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux /dev/full (a device whose writes fail)")
+def test_a_write_that_fails_names_the_output_path(capsys: pytest.CaptureFixture[str]) -> None:
+    # write() errors carry no file name: the message was "[Errno 28] No space left on device"
+    rc, _, err = run(capsys, "simulate", "--horizon", "1", "--records", "/dev/full")
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip() == "disagg-gym: error: '/dev/full': No space left on device"
