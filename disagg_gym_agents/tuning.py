@@ -312,13 +312,23 @@ def _unseen_neighbours(centre: dict[str, int], step: int, allowed: set[str], see
 
 # ---------------------------------------------------------------------- the tuned file
 def read_tuned(path: str | Path = DEFAULT_TUNED_PATH) -> dict[str, Any]:
-    """The tuned file as ``{config: {policy: entry}}`` (empty if missing)."""
+    """The tuned file as ``{config: {policy: entry}}`` (empty if missing).
+
+    Raises:
+        UserError: A file that is not YAML, or not a mapping of config -> policy -> entry mapping.
+    """
     p = Path(path)
     if not p.exists():
         return {}
     data = read_yaml(p) or {}
     if not isinstance(data, dict):
         raise UserError(f"{p}: expected a mapping of config -> policy -> tuned entry")
+    for cfg, pols in data.items():
+        if not isinstance(pols, dict):
+            raise UserError(f"{p}: key '{cfg}': expected a mapping of policy -> tuned entry (got {pols!r:.80})")
+        for pol, entry in pols.items():
+            if not isinstance(entry, dict):
+                raise UserError(f"{p}: key '{cfg}.{pol}': expected a tuned entry mapping (got {entry!r:.80})")
     return data
 
 
@@ -419,6 +429,7 @@ def add_tune_args(sp: argparse.ArgumentParser) -> None:
 def cmd_tune_baselines(args: argparse.Namespace) -> int:
     """Tunes each ``--policy`` on each ``--config`` and merges the results into ``--out``."""
     check_output_file(args.out, "--out")
+    read_tuned(args.out)  # a malformed --out fails now, not after the search (whose results it would lose)
     for p in args.policy:
         POLICIES.get(p)  # names a bad policy before any run
     if args.refine and (args.split_step == 1 or "static_split" not in args.policy):

@@ -215,3 +215,30 @@ def test_the_extension_is_capped_and_a_refused_value_ends_it(monkeypatch: pytest
     assert len(tuning.tune("small-route", "jsq+mooncake", [20_000])["candidates"]) == 12
     res = tuning.tune("small-route", "jsq+ttft_guard", [20_000], grid=[{"alpha": 0.5}, {"alpha": 1.0}])
     assert len(res["candidates"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("small-route: [\n", "line 2: invalid YAML: expected the node content, but found '<stream end>'"),
+        ("small-route: 5\n", "key 'small-route': expected a mapping of policy -> tuned entry (got 5)"),
+        ("small-route:\n", "key 'small-route': expected a mapping of policy -> tuned entry (got None)"),
+        ("small-route: {jsq+queue_guard: 3}\n", "key 'small-route.jsq+queue_guard': expected a tuned entry mapping (got 3)"),
+    ],
+)
+def test_a_malformed_out_file_fails_before_the_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, text: str, problem: str
+) -> None:
+    # it failed only after every candidate had run (losing the search), `small-route: 5` with a traceback
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("the search ran before --out was read")
+
+    monkeypatch.setattr(tuning, "tune", boom)
+    out = tmp_path / "tuned.yaml"
+    out.write_text(text)
+    rc = main(["tune-baselines", "--config", "small-route", "--policy", "jsq+queue_guard", "--seeds", "1",
+               "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == "" and "Traceback" not in captured.err
+    assert captured.err.strip() == f"disagg-gym: error: {out}: {problem}"
+    assert out.read_text() == text  # left as it was
