@@ -329,8 +329,9 @@ def plan_benchmark(
         ``(results_csv, eval_seeds, overrides, cells, missing_cells)``.
 
     Raises:
-        ValueError: Unknown env id or agent, non-positive episodes; rows already in the results
-            of a planned cell that were run with other params than it now gets.
+        ValueError: Unknown env id or agent, non-positive episodes, an override a planned cell's
+            env rejects; rows already in the results of a planned cell that were run with other
+            params than it now gets.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise UserError(f"episodes must be a positive integer (got {episodes!r})")
@@ -346,6 +347,9 @@ def plan_benchmark(
     ov = dict(overrides or {})
     check_splits(ids, splits)
     cells = plan_cells(ids, specs, splits, load_tuned(tuned))
+    for config, split in dict.fromkeys((c.config, c.split) for c in cells):
+        # a bad --set fails here, before the manifest records cells that can never run
+        make_env(config, {**ov, **split_overrides(config, split)}).close()
     stale = stale_cells(results, cells, ov)
     if stale:
         more = f" (and {len(stale) - 3} more cells)" if len(stale) > 3 else ""

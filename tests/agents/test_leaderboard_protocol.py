@@ -145,6 +145,22 @@ def test_manifest_lists_the_expected_cells(out: Path) -> None:
     }
 
 
+def test_a_bad_override_fails_before_the_manifest_owes_its_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the manifest recorded the cells of `--set nokey=1` before the first cell failed on it, so
+    # `validate` of that folder then reported them missing for good
+    rc = main(["benchmark", "--configs", ENV, "--agents", "jsq", "--out", str(tmp_path), "--set", "nokey=1",
+               "--no-progress", "--no-plots"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip() == (f"disagg-gym: error: {resolve_path('small-route')}: key 'nokey': unknown key; "
+                           "expected one of: name, cluster, workload, description, task, horizon_s, max_requests, "
+                           "seed, router, allocator, primary_metric, admission, horizon_policy, version, env, "
+                           "variants, evaluation")
+    assert not (tmp_path / "manifest.json").exists() and not (tmp_path / "results.csv").exists()
+
+
 def test_validate_fails_on_a_missing_row(out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = _rows(out / "results.csv")
     gone = next(r for r in rows if r["split"] == "shift:load_up_20" and r["agent"] == "round_robin"
