@@ -321,3 +321,26 @@ def test_a_write_that_fails_names_the_output_path(capsys: pytest.CaptureFixture[
     rc, _, err = run(capsys, "simulate", "--horizon", "1", "--records", "/dev/full")
     assert rc == 2 and "Traceback" not in err
     assert err.strip() == "disagg-gym: error: '/dev/full': No space left on device"
+
+
+@pytest.mark.parametrize(
+    ("cv", "problem"),
+    [
+        ("1e-300", "too small for a gamma process at rate_per_s 62 (its shape 1 / cv**2 overflows) (got 1e-300)"),
+        ("1e300", "expected a value <= 1000 (a larger CV draws inter-arrival gaps that underflow to 0 s, so "
+                  "arrivals stop advancing) (got 1e+300)"),
+        ("3000", "expected a value <= 1000 (a larger CV draws inter-arrival gaps that underflow to 0 s, so "
+                 "arrivals stop advancing) (got 3000)"),
+    ],
+)
+def test_gamma_cv_outside_what_the_process_can_draw_is_one_line(
+    capsys: pytest.CaptureFixture[str], cv: str, problem: str
+) -> None:
+    # 1e-300 and 1e300 were ZeroDivisionError tracebacks; 3000 ran forever (every gap 0 s)
+    from disagg_gym.scenario import resolve_path
+
+    rc, out, err = run(capsys, "simulate", "--horizon", "1", "--set", "workload.kind=gamma", "--set", f"workload.cv={cv}")
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == f"disagg-gym: error: {resolve_path('small-route')}: key 'workload.cv': {problem}"
+    rc, _, _ = run(capsys, "simulate", "--horizon", "1", "--set", "workload.kind=gamma", "--set", "workload.cv=1000")
+    assert rc == 0  # the bound itself still runs

@@ -39,6 +39,9 @@ DRAW_BATCH = 1024
 #: above it a run would take days and the cause is a typo (``--rate-scale 1e300``), so it is
 #: an error before any work (issue #17). ``max_requests`` bounds a run and lifts the cap.
 MAX_EXPECTED_ARRIVALS = 1e9
+#: Largest ``cv`` of a gamma process: above it almost every inter-arrival gap (shape
+#: ``1 / cv**2``) underflows to 0 s, so arrivals stop advancing and the run never ends.
+MAX_GAMMA_CV = 1000.0
 
 
 # ------------------------------------------------------------------------------- rate profiles
@@ -446,6 +449,19 @@ class WorkloadConfig:
                 "key 'system_prompt_tokens': kind 'tenants' shares system prompts, so it needs "
                 "a positive length (got 0)"
             )
+        if self.kind == "gamma":
+            if self.cv > MAX_GAMMA_CV:
+                raise ValueError(
+                    f"key 'cv': expected a value <= {MAX_GAMMA_CV:g} (a larger CV draws inter-arrival "
+                    f"gaps that underflow to 0 s, so arrivals stop advancing) (got {self.cv:g})"
+                )
+            k = 1.0 / (self.cv * self.cv) if self.cv * self.cv > 0 else math.inf
+            scale = self.rate_per_s * k
+            if not (math.isfinite(k) and 0 < scale < math.inf):
+                raise ValueError(
+                    f"key 'cv': too small for a gamma process at rate_per_s {self.rate_per_s:g} "
+                    f"(its shape 1 / cv**2 overflows) (got {self.cv:g})"
+                )
         if self.window_end_s is not None and self.window_end_s <= self.window_start_s:
             raise ValueError(
                 f"key 'window_end_s': must be greater than window_start_s={self.window_start_s:g} "
