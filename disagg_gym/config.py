@@ -140,10 +140,11 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise _err(source, key, "expected an integer", value)
-        return value
+            if not (isinstance(value, float) and value.is_integer()):
+                raise _err(source, key, "expected an integer", value)
+        if not -(2**63) <= value < 2**63:  # counts and sizes become numpy int64 in the simulator
+            raise _err(source, key, "expected an integer that fits in 64 bits", value)
+        return int(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _err(source, key, "expected a number", value)

@@ -344,3 +344,14 @@ def test_gamma_cv_outside_what_the_process_can_draw_is_one_line(
     assert err.strip() == f"disagg-gym: error: {resolve_path('small-route')}: key 'workload.cv': {problem}"
     rc, _, _ = run(capsys, "simulate", "--horizon", "1", "--set", "workload.kind=gamma", "--set", "workload.cv=1000")
     assert rc == 0  # the bound itself still runs
+
+
+def test_an_integer_beyond_64_bits_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # was an OverflowError traceback from numpy ("Python int too large to convert to C long")
+    from disagg_gym.scenario import resolve_path
+
+    rc, out, err = run(capsys, "simulate", "--horizon", "1", "--set", "workload.lengths=fixed",
+                       "--set", "workload.prompt_tokens=1000000000000000000000000000000")
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == (f"disagg-gym: error: {resolve_path('small-route')}: key 'workload.prompt_tokens': "
+                           "expected an integer that fits in 64 bits (got 1000000000000000000000000000000)")

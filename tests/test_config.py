@@ -34,6 +34,10 @@ def test_builds_nested_frozen_dataclasses() -> None:
         ({"groups": [{"gpu": "h100-sxm", "count": 1, "role": "prefill"}]},
          "c.yaml: key 'groups': a disaggregated cluster needs at least one prefill and one decode group (got roles ['prefill'])"),
         ({"groups": "x"}, "c.yaml: key 'groups': expected a list (got 'x')"),
+        # beyond int64 the simulator's numpy arrays raised OverflowError (workload.prompt_tokens=1e30)
+        ({**GOOD, "max_queue_tokens": 10**30},
+         "c.yaml: key 'max_queue_tokens': expected an integer that fits in 64 bits (got 1000000000000000000000000000000)"),
+        ({**GOOD, "max_queue_tokens": 1e30}, "c.yaml: key 'max_queue_tokens': expected an integer that fits in 64 bits (got 1e+30)"),
     ],
 )
 def test_errors_are_one_line_and_exact(data: dict, message: str) -> None:
