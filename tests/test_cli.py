@@ -355,3 +355,20 @@ def test_an_integer_beyond_64_bits_is_one_line(capsys: pytest.CaptureFixture[str
     assert rc == 2 and out == "" and "Traceback" not in err
     assert err.strip() == (f"disagg-gym: error: {resolve_path('small-route')}: key 'workload.prompt_tokens': "
                            "expected an integer that fits in 64 bits (got 1000000000000000000000000000000)")
+
+
+@pytest.mark.parametrize(
+    ("capacity", "problem"),
+    [
+        ("0.01", "holds no 256-token block of 33.55 MB (got 0.01)"),
+        ("1e300", "too large to count in 256-token blocks (got 1e+300)"),
+    ],
+)
+def test_a_cache_tier_too_small_or_too_large_is_one_line(
+    capsys: pytest.CaptureFixture[str], capacity: str, problem: str
+) -> None:
+    # both were ValueError tracebacks (the second "cannot convert float NaN to integer")
+    rc, out, err = run(capsys, "simulate", "--config", "rag-pool-route", "--horizon", "1",
+                       "--set", f"cluster.prefix_cache.ssd.capacity_gb={capacity}")
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == f"disagg-gym: error: key 'cluster.prefix_cache.ssd.capacity_gb': {problem}"

@@ -33,9 +33,11 @@ and blocks evicted meanwhile are written together by the next one. See docs/simu
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from disagg_gym.cluster.prefix_cache import BlockStore, PrefixCache
+from disagg_gym.config import ConfigError
 from disagg_gym.types import Role
 from disagg_gym.workload.prefix import cache_block_hashes, cache_block_hashes_many
 
@@ -109,9 +111,17 @@ class CacheHierarchy:
 
     # ================================================================ wiring
     def _blocks_of(self, tier: CacheTierConfig, name: str) -> int:
-        n = int(tier.capacity_gb * 1e9 // self.block_bytes)
+        # ConfigError, not ValueError: bad input (the model's block size is known only here), so
+        # the CLI prints one line instead of a traceback
+        blocks = tier.capacity_gb * 1e9 // self.block_bytes
+        if not math.isfinite(blocks):
+            raise ConfigError(
+                f"key 'cluster.prefix_cache.{name}.capacity_gb': too large to count in {self.block}-token "
+                f"blocks (got {tier.capacity_gb})"
+            )
+        n = int(blocks)
         if n < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"key 'cluster.prefix_cache.{name}.capacity_gb': holds no {self.block}-token block of "
                 f"{self.block_bytes / 1e6:.2f} MB (got {tier.capacity_gb})"
             )
