@@ -94,7 +94,9 @@ class TrainArgs:
             "stop training after this many wall-clock seconds (then save)", type=positive_float
         ),
     )
-    verbose: int = field(default=0, metadata=arg_meta("SB3 verbosity (0, 1, 2)", type=nonneg_int))
+    verbose: int = field(
+        default=0, metadata=arg_meta("SB3 verbosity (0, 1, 2)", type=nonneg_int, choices=(0, 1, 2))
+    )
 
 
 @dataclass

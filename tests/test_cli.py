@@ -261,6 +261,8 @@ def test_trace_conflicting_with_workload_kind_is_an_error(capsys: pytest.Capture
         (["validate", "--sample", "0"], "argument --sample: expected a positive integer (got '0')"),
         (["simulate", "--horizon"], "argument --horizon: expected one argument"),
         (["nope"], "argument command: invalid choice: 'nope'"),
+        # was accepted (SB3 knows 0, 1, 2), then a full training run started
+        (["train", "--verbose", "5"], "argument --verbose: invalid choice: 5 (choose from 0, 1, 2)"),
     ],
 )
 def test_bad_flags_get_exactly_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
