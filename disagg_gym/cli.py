@@ -214,6 +214,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         check_output_dir(args.plots, "--plots")
         require("plots")  # before the run, not after it
     overrides = _overrides(args.set)
+    if args.horizon is not None and "horizon_s" in overrides and overrides["horizon_s"] != args.horizon:
+        # the flag replaced the --set value unseen, even one that is no number (horizon_s=abc)
+        raise UserError(f"--horizon {args.horizon:g} conflicts with --set horizon_s={overrides['horizon_s']}; drop one")
     if args.trace:
         kind = overrides.get("workload.kind", "trace")
         if kind != "trace":
@@ -236,6 +239,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             else:
                 overrides["workload.rate_per_s"] = scen0.workload.rate_per_s * args.rate_scale
         if key:
+            if key in overrides and overrides[key] != args.rate_scale:
+                raise UserError(
+                    f"--rate-scale {args.rate_scale:g} conflicts with --set {key}={overrides[key]}; drop one"
+                )
             overrides[key] = args.rate_scale
     if args.horizon is not None:
         overrides["horizon_s"] = args.horizon

@@ -374,3 +374,18 @@ def test_a_cache_tier_too_small_or_too_large_is_one_line(
                        "--set", f"cluster.prefix_cache.ssd.capacity_gb={capacity}")
     assert rc == 2 and out == "" and "Traceback" not in err
     assert err.strip() == f"disagg-gym: error: key 'cluster.prefix_cache.ssd.capacity_gb': {problem}"
+
+
+def test_a_flag_conflicting_with_its_set_key_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # the flag replaced the --set value unseen, so `--set horizon_s=abc` ran without complaint
+    rc, _, err = run(capsys, "simulate", "--horizon", "1", "--set", "horizon_s=abc")
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip() == "disagg-gym: error: --horizon 1 conflicts with --set horizon_s=abc; drop one"
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5}\n')
+    rc, _, err = run(capsys, "simulate", "--trace", str(trace), "--rate-scale", "2", "--set", "workload.rate_scale=3")
+    assert rc == 2 and err.strip() == (
+        "disagg-gym: error: --rate-scale 2 conflicts with --set workload.rate_scale=3; drop one"
+    )
+    rc, _, _ = run(capsys, "simulate", "--horizon", "1", "--set", "horizon_s=1")  # the same value: no conflict
+    assert rc == 0
