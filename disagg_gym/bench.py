@@ -452,16 +452,18 @@ def to_markdown(res: dict[str, Any]) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """CLI entry point."""
-    res = run_bench(quick=args.quick, progress=not args.json)
-    if args.markdown:
-        from disagg_gym.io import atomic_write_text
+    from disagg_gym.io import atomic_write_text, check_output_file
 
-        atomic_write_text(args.markdown, to_markdown(res))
+    if args.markdown:
+        check_output_file(args.markdown, "--markdown")  # before the minutes of measurements
+    res = run_bench(quick=args.quick, progress=not args.json)
     if args.json:
         print(json.dumps(res, sort_keys=True))
     else:
         print()
         print(to_markdown(res))
+    if args.markdown:  # after printing: a write that fails still leaves the results on stdout
+        atomic_write_text(args.markdown, to_markdown(res))
     return 0
 
 

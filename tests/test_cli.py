@@ -389,3 +389,20 @@ def test_a_flag_conflicting_with_its_set_key_is_an_error(capsys: pytest.CaptureF
     )
     rc, _, _ = run(capsys, "simulate", "--horizon", "1", "--set", "horizon_s=1")  # the same value: no conflict
     assert rc == 0
+
+
+def test_bench_checks_markdown_before_measuring(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --markdown was first written after the ~20 minutes of measurements, and a bad path lost them all
+    from disagg_gym import bench
+
+    def boom(**kw: object) -> None:
+        raise AssertionError("the measurements ran before --markdown was checked")
+
+    monkeypatch.setattr(bench, "run_bench", boom)
+    (tmp_path / "f").write_text("x")
+    bad = tmp_path / "f" / "b.md"
+    rc, out, err = run(capsys, "bench", "--quick", "--markdown", str(bad))
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == f"disagg-gym: error: --markdown {str(bad)!r}: {str(tmp_path / 'f')!r} is a file, not a folder"
