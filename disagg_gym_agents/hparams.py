@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,43 @@ def parse_policy_kwargs(value: dict[str, Any] | None) -> dict[str, Any]:
     return {k: _torch_class(k, v) if k in CLASS_KEYS else v for k, v in value.items()}
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+#: Numeric algorithm arguments checked before SB3 sees them (it asserts, fails deep in torch,
+#: or trains on nonsense such as gamma 5): key -> (test, what it expects). ``None`` (the
+#: optional ones) and ``lin_<x>`` schedules pass.
+NUMERIC_CHECKS: dict[str, tuple[Any, str]] = {
+    "n_steps": (_count, "a positive integer"),
+    "batch_size": (_count, "a positive integer"),
+    "n_epochs": (_count, "a positive integer"),
+    "learning_rate": (lambda v: _number(v) and v >= 0, "a number >= 0 or lin_<x>"),
+    "gamma": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "gae_lambda": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "clip_range": (lambda v: _number(v) and v > 0, "a number > 0 or lin_<x>"),
+    "clip_range_vf": (lambda v: _number(v) and v > 0, "a number > 0, lin_<x> or null"),
+    "ent_coef": (_number, "a finite number"),
+    "vf_coef": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "max_grad_norm": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "target_kl": (lambda v: _number(v) and v > 0, "a number > 0 or null"),
+}
+
+
+def _check_numbers(kwargs: dict[str, Any]) -> None:
+    """Raises ``UserError`` naming the first algorithm argument outside ``NUMERIC_CHECKS``."""
+    for key, (ok, expected) in NUMERIC_CHECKS.items():
+        value = kwargs.get(key)
+        if value is None or isinstance(value, LinearSchedule):
+            continue
+        if not ok(value):
+            raise UserError(f"hyperparameter {key!r} must be {expected} (got {value!r})")
+
+
 def _schedule(key: str, value: Any) -> Any:
     """RL Zoo's ``lin_<x>`` -> a schedule decaying linearly from x to 0."""
     if isinstance(value, str) and value.startswith("lin_"):
@@ -148,6 +186,7 @@ def resolve_hyperparams(hp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     for k in SCHEDULE_KEYS:
         if k in kwargs:
             kwargs[k] = _schedule(k, kwargs[k])
+    _check_numbers(kwargs)
     norm = hp.get("normalize", False)
     if isinstance(norm, str):
         try:

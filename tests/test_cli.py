@@ -406,3 +406,26 @@ def test_bench_checks_markdown_before_measuring(
     rc, out, err = run(capsys, "bench", "--quick", "--markdown", str(bad))
     assert rc == 2 and out == "" and "Traceback" not in err
     assert err.strip() == f"disagg-gym: error: --markdown {str(bad)!r}: {str(tmp_path / 'f')!r} is a file, not a folder"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("n_steps: -1", "hyperparameter 'n_steps' must be a positive integer (got -1)"),
+        ("learning_rate: abc", "hyperparameter 'learning_rate' must be a number >= 0 or lin_<x> (got 'abc')"),
+        ("gamma: 5", "hyperparameter 'gamma' must be a number in [0, 1] (got 5)"),
+        ("clip_range: -1", "hyperparameter 'clip_range' must be a number > 0 or lin_<x> (got -1)"),
+    ],
+)
+def test_bad_hyperparameter_values_are_one_line_before_training(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, line: str, message: str
+) -> None:
+    # SB3 asserted (learning_rate abc), failed in numpy (n_steps -1) or trained on them (gamma 5)
+    pytest.importorskip("sb3_contrib")  # the [rl] extra
+    hp = tmp_path / "hp.yml"
+    hp.write_text(f"default:\n  policy: MlpPolicy\n  n_timesteps: 64\n  {line}\n")
+    rc, out, err = run(capsys, "train", "--env", "small-route", "--hyperparams", str(hp), "--out", str(tmp_path / "run"),
+                       "--no-progress-bar")
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip() == f"disagg-gym: error: {message}"
+    assert not (tmp_path / "run" / "model.zip").exists()
