@@ -86,3 +86,10 @@ def check_model_path(value: str | Path) -> None:
         raise UserError(f"model file not found: {str(value)!r}")
     if not zipfile.is_zipfile(p):
         raise UserError(f"model file {str(value)!r} is not a model zip saved by SB3")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            saved_by_sb3 = "data" in zf.namelist()  # SB3's load asserts on a zip without it
+    except (zipfile.BadZipFile, OSError):
+        saved_by_sb3 = False
+    if not saved_by_sb3:
+        raise UserError(f"model file {str(value)!r} is not a model zip saved by SB3 (it has no 'data' entry)")

@@ -429,3 +429,17 @@ def test_bad_hyperparameter_values_are_one_line_before_training(
     assert rc == 2 and "Traceback" not in err
     assert err.strip() == f"disagg-gym: error: {message}"
     assert not (tmp_path / "run" / "model.zip").exists()
+
+
+def test_a_zip_not_saved_by_sb3_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # passed the zip check, then SB3's load asserted "No data found in the saved file"
+    import zipfile
+
+    pytest.importorskip("stable_baselines3")  # the [rl] extra
+    model = tmp_path / "model.zip"
+    with zipfile.ZipFile(model, "w") as zf:
+        zf.writestr("a.txt", "hi")
+    rc, out, err = run(capsys, "evaluate", "--policy", f"sb3:{model}", "--episodes", "1")
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == (f"disagg-gym: error: model file {str(model)!r} is not a model zip saved by SB3 "
+                           "(it has no 'data' entry)")
