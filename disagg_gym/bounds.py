@@ -72,6 +72,8 @@ MARGIN = 0.98
 """Peak rates are divided by this (probe error margin): a looser, still valid, bound."""
 EVAL_SEED_OFFSET = 10_000
 """The leaderboard's held-out evaluation seeds start here (same as the agents' evaluation)."""
+MAX_EVAL_SEEDS = 10_000
+"""How many held-out seeds there are: 10000..19999 (20000+ are the validation seeds)."""
 
 
 @dataclass(frozen=True)
@@ -550,6 +552,11 @@ def cmd_bounds(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, "--out")
     names = args.config or standard_names()
+    if args.seeds > MAX_EVAL_SEEDS:  # before a list of them, or runs on validation seeds
+        raise UserError(
+            f"argument --seeds: at most {MAX_EVAL_SEEDS}, the held-out seeds {EVAL_SEED_OFFSET}.."
+            f"{EVAL_SEED_OFFSET + MAX_EVAL_SEEDS - 1} (20000+ are the validation seeds) (got {args.seeds})"
+        )
     seeds = [EVAL_SEED_OFFSET + k for k in range(args.seeds)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -65,6 +65,11 @@ def validation_seeds(n: int) -> list[int]:
     """The first ``n`` validation seeds (20000, 20001, ...)."""
     if n < 1:
         raise UserError(f"--seeds must be a positive integer (got {n})")
+    if n > TRAIN_SEED_LOW - VALIDATION_SEED_OFFSET:  # before a list of them (--seeds 1e9: MemoryError)
+        raise UserError(
+            f"--seeds must be at most {TRAIN_SEED_LOW - VALIDATION_SEED_OFFSET}, the validation seeds "
+            f"{VALIDATION_SEED_OFFSET}..{TRAIN_SEED_LOW - 1} (got {n})"
+        )
     return [VALIDATION_SEED_OFFSET + k for k in range(n)]
 
 

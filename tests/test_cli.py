@@ -443,3 +443,11 @@ def test_a_zip_not_saved_by_sb3_is_one_line(capsys: pytest.CaptureFixture[str], 
     assert rc == 2 and out == "" and "Traceback" not in err
     assert err.strip() == (f"disagg-gym: error: model file {str(model)!r} is not a model zip saved by SB3 "
                            "(it has no 'data' entry)")
+
+
+def test_bounds_seeds_beyond_the_held_out_seeds_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # --seeds 1e9 built a list of a billion seeds first (MemoryError traceback)
+    rc, out, err = run(capsys, "bounds", "--config", "small-route", "--seeds", "1000000000", "--out", str(tmp_path / "b.csv"))
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == ("disagg-gym: error: argument --seeds: at most 10000, the held-out seeds 10000..19999 "
+                           "(20000+ are the validation seeds) (got 1000000000)")

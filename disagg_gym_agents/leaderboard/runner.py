@@ -21,7 +21,7 @@ from typing import Any
 import disagg_gym
 from disagg_gym.bounds import LOWER_METRICS as LOWER_BOUND_METRICS
 from disagg_gym.bounds import METRICS as BOUND_METRICS
-from disagg_gym.bounds import bound_horizon, config_bound
+from disagg_gym.bounds import MAX_EVAL_SEEDS, bound_horizon, config_bound
 from disagg_gym.env.registration import registered_ids
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_text, locked
@@ -335,6 +335,11 @@ def plan_benchmark(
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise UserError(f"episodes must be a positive integer (got {episodes!r})")
+    if episodes > MAX_EVAL_SEEDS:  # seeds 20000+ are the validation seeds agents select on
+        raise UserError(
+            f"episodes must be at most {MAX_EVAL_SEEDS}, the held-out seeds {EVAL_SEED_OFFSET}.."
+            f"{EVAL_SEED_OFFSET + MAX_EVAL_SEEDS - 1} (20000+ are the validation seeds) (got {episodes})"
+        )
     ids = list(configs or registered_ids())
     for c in ids:
         if c not in registered_ids():

@@ -161,6 +161,18 @@ def test_a_bad_override_fails_before_the_manifest_owes_its_cells(
     assert not (tmp_path / "manifest.json").exists() and not (tmp_path / "results.csv").exists()
 
 
+def test_more_episodes_than_held_out_seeds_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # episode 10000 on would have run on the validation seeds 20000+ (and --episodes 1e9 built a
+    # list of a billion seeds first: MemoryError)
+    rc = main(["benchmark", "--configs", ENV, "--agents", "jsq", "--out", str(tmp_path), "--episodes", "10001",
+               "--no-progress", "--no-plots"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip() == ("disagg-gym: error: episodes must be at most 10000, the held-out seeds 10000..19999 "
+                           "(20000+ are the validation seeds) (got 10001)")
+    assert not (tmp_path / "manifest.json").exists()
+
+
 def test_validate_fails_on_a_missing_row(out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = _rows(out / "results.csv")
     gone = next(r for r in rows if r["split"] == "shift:load_up_20" and r["agent"] == "round_robin"

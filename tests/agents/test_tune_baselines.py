@@ -242,3 +242,12 @@ def test_a_malformed_out_file_fails_before_the_search(
     assert rc == 2 and captured.out == "" and "Traceback" not in captured.err
     assert captured.err.strip() == f"disagg-gym: error: {out}: {problem}"
     assert out.read_text() == text  # left as it was
+
+
+def test_more_seeds_than_the_validation_range_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --seeds 1e9 built a list of a billion seeds first (MemoryError traceback)
+    rc = main(["tune-baselines", "--config", "small-route", "--policy", "jsq+queue_guard", "--seeds", "1000000000",
+               "--out", str(tmp_path / "t.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip() == "disagg-gym: error: --seeds must be at most 980000, the validation seeds 20000..999999 (got 1000000000)"
