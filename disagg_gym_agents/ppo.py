@@ -82,6 +82,8 @@ def _validate(args: TrainArgs) -> None:
         v = getattr(args, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise UserError(f"{name} must be a non-negative integer (got {v!r})")
+    if args.seed > 2**32 - 1:  # SB3 seeds numpy's legacy generator, which takes 32 bits
+        raise UserError(f"seed must be at most {2**32 - 1} (got {args.seed})")
 
 
 def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) -> Path:

@@ -451,3 +451,12 @@ def test_bounds_seeds_beyond_the_held_out_seeds_is_one_line(capsys: pytest.Captu
     assert rc == 2 and out == "" and "Traceback" not in err
     assert err.strip() == ("disagg-gym: error: argument --seeds: at most 10000, the held-out seeds 10000..19999 "
                            "(20000+ are the validation seeds) (got 1000000000)")
+
+
+def test_train_seed_beyond_32_bits_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # numpy's "Seed must be between 0 and 2**32 - 1" traceback once the envs were built
+    pytest.importorskip("sb3_contrib")  # the [rl] extra
+    rc, out, err = run(capsys, "train", "--seed", "4294967296", "--out", str(tmp_path / "run"))
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == "disagg-gym: error: seed must be at most 4294967295 (got 4294967296)"
+    assert not (tmp_path / "run").exists()
