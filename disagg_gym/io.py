@@ -128,6 +128,34 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def exclusive_lock_or_fail(path: str | Path, busy: str) -> Iterator[None]:
+    """``exclusive_lock`` that does not wait: another holder is a ``UserError(busy)``.
+
+    For outputs one process owns for its whole run (a training run folder), where a second
+    process must stop at once rather than queue up and then overwrite the first one's files.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(busy) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def lock_path(data: str | Path) -> Path:
     """The lock file of shared data file ``data``: ``.<name>.lock`` beside it (one naming
     for every shared file: results, manifest, tuned values, bounds cache).

@@ -24,7 +24,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from disagg_gym.errors import UserError
-from disagg_gym.io import atomic_write_json, check_output_dir
+from disagg_gym.io import atomic_write_json, check_output_dir, exclusive_lock_or_fail
 from disagg_gym.wrappers.shaping import QueueShaping
 from disagg_gym.wrappers.workload_seeds import TRAIN_SEED_LOW, VALIDATION_SEED_OFFSET
 from disagg_gym_agents.args import TrainArgs
@@ -108,6 +108,15 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
     torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else default_out(args)
     check_output_dir(out, "--out")  # before any work (issue #17)
+    # One process per run folder: a second `train --out` into it checked "already holds a run"
+    # before the first had written anything, then both wrote the same files.
+    busy = f"--out {str(out)!r}: another train is writing to this run folder"
+    with exclusive_lock_or_fail(out / ".train.lock", busy):
+        return _train(args, out, extra_callbacks)
+
+
+def _train(args: TrainArgs, out: Path, extra_callbacks: list[BaseCallback] | None) -> Path:
+    """``train`` once the run folder ``out`` is checked and held."""
     ckpt_dir = out / "checkpoints"
     hp, entry = load_hyperparams(args.algo, args.env, args.hyperparams)
     algo_kwargs, extras = resolve_hyperparams(hp)
