@@ -102,7 +102,7 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
     Raises:
         ValueError: Bad arguments, hyperparameters or env overrides; ``--resume`` without a
             checkpoint; a fresh run into a folder that already holds one; a resume whose env or
-            algorithm differs from the run's ``config.json``.
+            algorithm differs from the run's ``config.json``; another train writing to the folder.
     """
     _validate(args)
     torch.set_num_threads(args.threads)
