@@ -159,6 +159,12 @@ def _check_numbers(kwargs: dict[str, Any]) -> None:
             continue
         if not ok(value):
             raise UserError(f"hyperparameter {key!r} must be {expected} (got {value!r})")
+    if kwargs.get("batch_size") == 1 and kwargs.get("normalize_advantage", True):
+        # PPO asserts this; MaskablePPO does not, and its logits turn NaN
+        raise UserError(
+            "hyperparameter 'batch_size' must be at least 2 while advantages are normalised per "
+            "mini-batch (normalize_advantage: false allows 1) (got 1)"
+        )
 
 
 def _schedule(key: str, value: Any) -> Any:

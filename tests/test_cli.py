@@ -415,6 +415,8 @@ def test_bench_checks_markdown_before_measuring(
         ("learning_rate: abc", "hyperparameter 'learning_rate' must be a number >= 0 or lin_<x> (got 'abc')"),
         ("gamma: 5", "hyperparameter 'gamma' must be a number in [0, 1] (got 5)"),
         ("clip_range: -1", "hyperparameter 'clip_range' must be a number > 0 or lin_<x> (got -1)"),
+        ("batch_size: 1", "hyperparameter 'batch_size' must be at least 2 while advantages are normalised per "
+                          "mini-batch (normalize_advantage: false allows 1) (got 1)"),
     ],
 )
 def test_bad_hyperparameter_values_are_one_line_before_training(
