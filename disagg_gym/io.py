@@ -102,38 +102,17 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | Path) -> Iterator[None]:
+def exclusive_lock(path: str | Path, busy: str | None = None) -> Iterator[None]:
     """Holds an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block.
 
     Every process that appends to a shared file takes this lock first, so appends (and the
     rare full rewrite) never interleave. The lock file is separate from the data file because
     an atomic rewrite replaces the data file's inode. POSIX ``flock``; on platforms without
     ``fcntl`` it is a no-op (single writer assumed).
-    """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
-
-@contextlib.contextmanager
-def exclusive_lock_or_fail(path: str | Path, busy: str) -> Iterator[None]:
-    """``exclusive_lock`` that does not wait: another holder is a ``UserError(busy)``.
-
-    For outputs one process owns for its whole run (a training run folder), where a second
-    process must stop at once rather than queue up and then overwrite the first one's files.
+    ``busy``: do not wait; another holder is a ``UserError(busy)``. For outputs one process
+    owns for its whole run (a training run folder), where a second process must stop at once
+    rather than queue up and then overwrite the first one's files.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +124,7 @@ def exclusive_lock_or_fail(path: str | Path, busy: str) -> Iterator[None]:
             yield
             return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if busy is None else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UserError(busy) from None
         try:

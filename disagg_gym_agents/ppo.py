@@ -24,7 +24,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from disagg_gym.errors import UserError
-from disagg_gym.io import atomic_write_json, check_output_dir, exclusive_lock_or_fail
+from disagg_gym.io import atomic_write_json, check_output_dir, exclusive_lock
 from disagg_gym.wrappers.shaping import QueueShaping
 from disagg_gym.wrappers.workload_seeds import TRAIN_SEED_LOW, VALIDATION_SEED_OFFSET
 from disagg_gym_agents.args import TrainArgs
@@ -111,7 +111,7 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
     # One process per run folder: a second `train --out` into it checked "already holds a run"
     # before the first had written anything, then both wrote the same files.
     busy = f"--out {str(out)!r}: another train is writing to this run folder"
-    with exclusive_lock_or_fail(out / ".train.lock", busy):
+    with exclusive_lock(out / ".train.lock", busy=busy):
         return _train(args, out, extra_callbacks)
 
 

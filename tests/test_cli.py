@@ -466,11 +466,11 @@ def test_train_seed_beyond_32_bits_is_one_line(capsys: pytest.CaptureFixture[str
 
 def test_a_second_train_into_a_busy_run_folder_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # two `train --out X` at once both passed "already holds a run" and overwrote each other's files
-    from disagg_gym.io import exclusive_lock_or_fail
+    from disagg_gym.io import exclusive_lock
 
     pytest.importorskip("sb3_contrib")  # the [rl] extra
     out = tmp_path / "run"
-    with exclusive_lock_or_fail(out / ".train.lock", "held by the test"):  # the first train's hold
+    with exclusive_lock(out / ".train.lock", busy="held by the test"):  # the first train's hold
         rc, stdout, err = run(capsys, "train", "--out", str(out), "--no-progress-bar")
     assert rc == 2 and stdout == "" and "Traceback" not in err
     assert err.strip() == f"disagg-gym: error: --out {str(out)!r}: another train is writing to this run folder"
