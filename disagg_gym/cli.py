@@ -273,32 +273,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"horizon_s={scen.horizon_s:g} s or max_requests={scen.max_requests} ended the replay",
             file=sys.stderr,
         )
-    if args.records:
-        _write_records(sim, Path(args.records))
-    if args.plots:
-        out = Path(args.plots)
-        rec = sim.recorder
-        files = [
-            plots.latency_cdf(
-                {summary["policy"]: {"ttft": rec.ttft, "tpot": rec.tpot, "e2e": rec.e2e}},
-                out / "latency_cdf.png",
-                title,
-                slo=summary["slo"],
-            ),
-            plots.timeline(sampler.rows if sampler else [], out / "timeline.png", title),
-        ]
-        summary["plots"] = [str(p) for p in files]
-    if trace is not None:
-        try:
-            summary["chrome_trace"] = str(trace.write(args.chrome_trace))
-        except OSError as exc:
-            raise UserError(f"--chrome-trace {args.chrome_trace}: cannot write ({exc.strerror or exc})") from None
-        if trace.dropped:
-            summary["chrome_trace_dropped_events"] = trace.dropped
+    # Files last-minute trouble can break (a disk filling after the up-front path checks): the
+    # summary is printed whatever happens to them, then the first failure is the error.
+    failed: BaseException | None = None
+    try:
+        if args.records:
+            _write_records(sim, Path(args.records))
+        if args.plots:
+            out = Path(args.plots)
+            rec = sim.recorder
+            files = [
+                plots.latency_cdf(
+                    {summary["policy"]: {"ttft": rec.ttft, "tpot": rec.tpot, "e2e": rec.e2e}},
+                    out / "latency_cdf.png",
+                    title,
+                    slo=summary["slo"],
+                ),
+                plots.timeline(sampler.rows if sampler else [], out / "timeline.png", title),
+            ]
+            summary["plots"] = [str(p) for p in files]
+        if trace is not None:
+            try:
+                summary["chrome_trace"] = str(trace.write(args.chrome_trace))
+            except OSError as exc:
+                raise UserError(f"--chrome-trace {args.chrome_trace}: cannot write ({exc.strerror or exc})") from None
+            if trace.dropped:
+                summary["chrome_trace_dropped_events"] = trace.dropped
+    except (OSError, UserError) as exc:
+        failed = exc
     dropped_line = (
         f"chrome trace kept the first {trace.max_events} events and dropped {trace.dropped} "
         "(raise --chrome-trace-max-events to keep more)"
-        if trace is not None and trace.dropped else ""
+        if trace is not None and trace.dropped and "chrome_trace" in summary else ""
     )
     if args.json:
         print(json.dumps(summary, sort_keys=True))
@@ -306,13 +312,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"disagg-gym: {dropped_line}", file=sys.stderr)  # stdout stays one JSON object
     else:
         print(fmt_summary(summary))
-        if args.plots:
+        if "plots" in summary:
             print(f"plots         {', '.join(summary['plots'])}")
-        if trace is not None:
+        if "chrome_trace" in summary:
             print(f"chrome trace  {summary['chrome_trace']} (open in https://ui.perfetto.dev or chrome://tracing)")
         if dropped_line:
             print(dropped_line)
-        print(_next_steps(args))
+        if failed is None:
+            print(_next_steps(args))
+    if failed is not None:
+        sys.stdout.flush()  # the summary above, then the one-line error on stderr
+        raise failed
     return 0
 
 

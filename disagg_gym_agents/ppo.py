@@ -123,6 +123,14 @@ def _train(args: TrainArgs, out: Path, extra_callbacks: list[BaseCallback] | Non
     # The entry's env_overrides (e.g. the reward's outcome unit), then --overrides on top.
     overrides = {**extras["env_overrides"], **parse_overrides(args.overrides)}
     n_envs = args.n_envs or extras["n_envs"]
+    rollout = int(algo_kwargs.get("n_steps", 2048)) * n_envs  # SB3 PPO's defaults
+    batch = int(algo_kwargs.get("batch_size", 64))
+    if algo_kwargs.get("normalize_advantage", True) and (rollout == 1 or rollout % batch == 1):
+        # a mini-batch of one advantage normalises to NaN (MaskablePPO's logits then fail in torch)
+        raise UserError(
+            f"n_steps x n_envs = {rollout} leaves a last mini-batch of 1 with batch_size {batch} while "
+            "advantages are normalised: change n_steps, n_envs or batch_size"
+        )
     total = args.timesteps or extras["n_timesteps"]
     norm = extras["normalize"]
 

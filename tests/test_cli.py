@@ -320,9 +320,21 @@ def test_bad_cost_model_files_are_one_line_naming_file_and_key(
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux /dev/full (a device whose writes fail)")
 def test_a_write_that_fails_names_the_output_path(capsys: pytest.CaptureFixture[str]) -> None:
     # write() errors carry no file name: the message was "[Errno 28] No space left on device"
-    rc, _, err = run(capsys, "simulate", "--horizon", "1", "--records", "/dev/full")
+    rc, out, err = run(capsys, "simulate", "--horizon", "1", "--records", "/dev/full")
     assert rc == 2 and "Traceback" not in err
     assert err.strip() == "disagg-gym: error: '/dev/full': No space left on device"
+    # the run is not lost: its summary is printed before the error (and no 'what next' tips)
+    assert "goodput" in out and "SLO" in out and "--chrome-trace FILE" not in out
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux /dev/full (a device whose writes fail)")
+def test_a_failed_output_write_still_prints_the_json_summary(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc, out, err = run(capsys, "simulate", "--horizon", "1", "--json", "--chrome-trace", "/dev/full",
+                       "--records", str(tmp_path / "r.csv"))
+    assert rc == 2 and "Traceback" not in err and "/dev/full" in err
+    summary = json.loads(out)  # one JSON object on stdout, without the trace that was not written
+    assert summary["requests_total"] > 0 and "chrome_trace" not in summary
+    assert (tmp_path / "r.csv").read_text().startswith("rid,")  # what was written before stays
 
 
 @pytest.mark.parametrize(
@@ -417,6 +429,8 @@ def test_bench_checks_markdown_before_measuring(
         ("clip_range: -1", "hyperparameter 'clip_range' must be a number > 0 or lin_<x> (got -1)"),
         ("batch_size: 1", "hyperparameter 'batch_size' must be at least 2 while advantages are normalised per "
                           "mini-batch (normalize_advantage: false allows 1) (got 1)"),
+        ("n_steps: 33\n  batch_size: 32", "n_steps x n_envs = 33 leaves a last mini-batch of 1 with batch_size 32 while "
+                                           "advantages are normalised: change n_steps, n_envs or batch_size"),
     ],
 )
 def test_bad_hyperparameter_values_are_one_line_before_training(
