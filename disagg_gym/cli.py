@@ -31,7 +31,7 @@ from disagg_gym.bench import add_bench_args
 from disagg_gym.config import parse_override, read_text_file
 from disagg_gym.extras import require
 from disagg_gym.hardware import build_cost, get_gpu, load_model
-from disagg_gym.interconnect.links import get_link
+from disagg_gym.interconnect.links import get_link, link_for_gpu
 from disagg_gym.io import atomic_write_text, check_output_dir, check_output_file, describe_os_error
 from disagg_gym.metrics.chrome_trace import ChromeTrace
 from disagg_gym.metrics.recorder import RECORD_FIELDS
@@ -394,13 +394,27 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
             or not math.isfinite(nbytes)
         ):
             raise UserError(f"{where}'bytes' must be a non-negative finite number (got {nbytes!r})")
+        ignored = [k for k in ("batch", "length", "model") if q.get(k) is not None]
+        if ignored:  # bytes fix a transfer; the roofline's link tiers know no model
+            raise UserError(f"{where}'{ignored[0]}' does not apply to phase kv_transfer (it takes link, bytes, gpu, tp)")
+        tp = q.get("tp", 1)
+        if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+            raise UserError(f"{where}'tp' must be a positive integer (got {tp!r})")
         try:
-            spec = get_link(str(link))
+            # As the simulator sees it: the tier scaled to the sending GPU (A100 NVLink is not
+            # H100's), and a lone transfer between two tp-GPU instances uses tp GPU pairs.
+            spec = link_for_gpu(str(link), get_gpu(str(q["gpu"]))) if q.get("gpu") is not None else get_link(str(link))
         except ValueError as exc:
             raise UserError(f"{where}{exc}") from None
-        return {"ms": spec.transfer_s(float(nbytes)) * 1e3}
+        res: dict[str, Any] = {"ms": (spec.latency_s + float(nbytes) / (spec.bandwidth_gbps * 1e9 * tp)) * 1e3}
+        if spec.name != link:  # a GPU without NVLink sends over PCIe, as in the simulator
+            res["tier"] = spec.name
+        return res
     if phase not in ("prefill", "decode"):
         raise UserError(f"{where}'phase' must be prefill, decode or kv_transfer (got {phase!r})")
+    ignored = [k for k in ("link", "bytes") if q.get(k) is not None]
+    if ignored:
+        raise UserError(f"{where}'{ignored[0]}' applies only to phase kv_transfer (got phase {phase})")
     missing = [k for k in ("gpu", "model", "batch", "length") if q.get(k) is None]
     if missing:
         raise UserError(f"{where}phase {phase} needs {', '.join(missing)}")
@@ -500,6 +514,10 @@ def fmt_prediction(inputs: dict[str, Any], res: dict[str, Any]) -> str:
     phase = inputs.get("phase")
     if phase == "kv_transfer":
         via = f"over {inputs['link']}" if inputs.get("link") else f"from {inputs.get('cost_model')}"
+        if inputs.get("gpu"):
+            via += f" from {inputs['gpu']}"
+        if inputs.get("tp", 1) > 1:
+            via += f" (tp {inputs['tp']}: {inputs['tp']} GPU pairs)"
         what = f"KV transfer of {inputs['bytes']:,} bytes {via}"
     else:
         shape = (
@@ -511,6 +529,8 @@ def fmt_prediction(inputs: dict[str, Any], res: dict[str, Any]) -> str:
             f"{phase} iteration of {inputs['model']} on {inputs['gpu']} (tp {inputs['tp']}, "
             f"{inputs['cost_model']} cost model), {shape}"
         )
+    if "tier" in res:
+        what += f" (no {inputs['link']} on {inputs['gpu']}: over {res['tier']})"
     line = f"{what}: {res['ms']:.4f} ms"
     if "allreduce_ms" in res:
         line += f" (of which tensor-parallel all-reduce {res['allreduce_ms']:.4f} ms)"
@@ -579,14 +599,16 @@ def _add_simulate(s: argparse.ArgumentParser) -> None:
 
 
 def _add_predict(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--gpu", help="GPU id (h100-sxm, h100-pcie, h200, a100-80gb, b200, l40s, mi300x, gaudi3)")
+    q.add_argument("--gpu", help="GPU id (h100-sxm, h100-pcie, h200, a100-80gb, b200, l40s, mi300x, gaudi3); "
+                                "kv_transfer: the sending GPU, whose link bandwidth the tier scales to (default: H100's)")
     q.add_argument("--model", help="model catalog name or YAML path with Hugging Face config keys")
     q.add_argument("--phase", choices=("prefill", "decode", "kv_transfer"),
                    help="what to time: one prefill iteration, one decode iteration, or one KV transfer")
     q.add_argument("--batch", type=positive_int,
                    help="prompts in the prefill batch, or sequences in the decode batch")
     q.add_argument("--length", type=positive_int, help="prompt length (prefill) or context length (decode)")
-    q.add_argument("--tp", type=positive_int, help="tensor-parallel degree (default 1)")
+    q.add_argument("--tp", type=positive_int,
+                   help="tensor-parallel degree (default 1); kv_transfer: both ends' degree, i.e. GPU pairs moving the KV")
     q.add_argument("--link", help="tier: nvlink, pcie, rdma, ethernet (or a finer variant)")
     q.add_argument("--bytes", type=nonneg_int, help="kv_transfer: bytes of KV cache to move")
     q.add_argument("--queries", type=Path, help="JSON lines of queries; prints one JSON result per line")

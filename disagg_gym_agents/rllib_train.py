@@ -38,7 +38,7 @@ import numpy as np
 from disagg_gym.argtypes import nonneg_int, positive_float, positive_int
 from disagg_gym.errors import UserError
 from disagg_gym.wrappers.workload_seeds import TrainingWorkloadSeeds
-from disagg_gym.io import atomic_write_json
+from disagg_gym.io import atomic_write_json, check_output_dir, exclusive_lock
 from disagg_gym_agents.args import add_dataclass_args, arg_meta, dataclass_from_namespace
 from disagg_gym_agents.base import check_env_id, parse_overrides
 from disagg_gym_agents.evaluation import KPI_LOG_KEYS
@@ -370,20 +370,30 @@ def train_rllib(args: RLlibTrainArgs) -> Path:
     at the end if this call started it.
 
     Raises:
-        ValueError: Bad arguments or overrides, or an ``out`` folder that already holds a run.
+        ValueError: Bad arguments or overrides, an ``out`` folder that already holds a run, or
+            another train writing to it.
     """
-    import torch
-    from torch.utils.tensorboard import SummaryWriter
-
-
-    ray = import_ray()
-    from disagg_gym.integrations.rllib import build_ppo_config
+    import_ray()  # names the missing [ray] extra before anything else
 
     _validate(args)
     overrides = parse_overrides(args.overrides)
     out = Path(args.out) if args.out else default_out(args)
-    if (out / "config.json").exists():
-        raise UserError(f"{str(out)!r} already holds a run; choose another --out")
+    check_output_dir(out, "--out")  # before Ray starts
+    # One process per run folder (as the SB3 backend): a second train into it stops at once.
+    with exclusive_lock(out / ".train.lock", busy=f"--out {str(out)!r}: another train is writing to this run folder"):
+        if (out / "config.json").exists():
+            raise UserError(f"{str(out)!r} already holds a run; choose another --out")
+        return _train_rllib(args, out, overrides)
+
+
+def _train_rllib(args: RLlibTrainArgs, out: Path, overrides: dict[str, Any]) -> Path:
+    """``train_rllib`` once the run folder ``out`` is checked and held."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    ray = import_ray()
+    from disagg_gym.integrations.rllib import build_ppo_config
+
     timesteps = args.timesteps or (None if args.iterations else DEFAULT_TIMESTEPS)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

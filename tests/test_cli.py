@@ -489,3 +489,47 @@ def test_a_second_train_into_a_busy_run_folder_is_one_line(capsys: pytest.Captur
     assert rc == 2 and stdout == "" and "Traceback" not in err
     assert err.strip() == f"disagg-gym: error: --out {str(out)!r}: another train is writing to this run folder"
     assert sorted(p.name for p in out.iterdir()) == [".train.lock"]  # nothing of the second run
+
+
+def _predict_ms(capsys: pytest.CaptureFixture[str], *flags: str) -> dict:
+    rc, out, err = run(capsys, "predict", "--phase", "kv_transfer", "--bytes", "268435456", "--json", *flags)
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def test_predict_kv_transfer_uses_the_sending_gpu_and_tp(capsys: pytest.CaptureFixture[str]) -> None:
+    # --gpu was ignored: an A100 got H100's NVLink. Oracle: the public per-direction specs
+    # (NVLink H100 450 GB/s, A100 300 GB/s; PCIe H100 64 GB/s, L40S 32 GB/s) scale the moving
+    # time (time minus the tier's fixed latency) inversely; tp GPU pairs divide it by tp.
+    lat = {"nvlink": _predict_ms(capsys, "--link", "nvlink", "--bytes", "0")["ms"],
+           "pcie": _predict_ms(capsys, "--link", "pcie", "--bytes", "0")["ms"]}
+    base = _predict_ms(capsys, "--link", "nvlink")
+    assert _predict_ms(capsys, "--link", "nvlink", "--gpu", "h100-sxm")["ms"] == base["ms"]  # the default
+    h100 = base["ms"] - lat["nvlink"]
+    a100 = _predict_ms(capsys, "--link", "nvlink", "--gpu", "a100-80gb")["ms"] - lat["nvlink"]
+    assert a100 == pytest.approx(h100 * 450 / 300, rel=1e-12)
+    a100_tp2 = _predict_ms(capsys, "--link", "nvlink", "--gpu", "a100-80gb", "--tp", "2")["ms"] - lat["nvlink"]
+    assert a100_tp2 == pytest.approx(a100 / 2, rel=1e-12)
+    # no NVLink on an L40S: PCIe, at its own PCIe bandwidth, and the answer says so
+    l40s = _predict_ms(capsys, "--link", "nvlink", "--gpu", "l40s")
+    pcie_h100 = _predict_ms(capsys, "--link", "pcie")["ms"] - lat["pcie"]
+    assert l40s["tier"] == "pcie" and l40s["ms"] - lat["pcie"] == pytest.approx(pcie_h100 * 64 / 32, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--phase", "decode", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--batch", "4", "--length", "100",
+          "--link", "nvlink"], "'link' applies only to phase kv_transfer (got phase decode)"),
+        (["--phase", "prefill", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--batch", "4", "--length", "100",
+          "--bytes", "10"], "'bytes' applies only to phase kv_transfer (got phase prefill)"),
+        (["--phase", "kv_transfer", "--link", "nvlink", "--bytes", "10", "--length", "3"],
+         "'length' does not apply to phase kv_transfer (it takes link, bytes, gpu, tp)"),
+    ],
+)
+def test_predict_flags_of_another_phase_are_one_line(
+    capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    # they were silently ignored
+    rc, out, err = run(capsys, "predict", *flags)
+    assert rc == 2 and out == "" and err.strip() == f"disagg-gym: error: {message}"

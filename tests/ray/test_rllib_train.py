@@ -46,6 +46,17 @@ def test_tiny_training_run_writes_checkpoint_and_kpi_scalars(ray_local: None, tm
         train_rllib(RLlibTrainArgs(out=str(out), iterations=1))
 
 
+def test_a_second_train_into_a_held_run_folder_stops_at_once(tmp_path: Path) -> None:
+    # as with the SB3 backend: both passed the "already holds a run" check, then wrote the same files
+    from disagg_gym.io import exclusive_lock
+
+    out = tmp_path / "run"
+    with exclusive_lock(out / ".train.lock", busy="held by the test"):  # the first train's hold
+        with pytest.raises(ValueError, match="another train is writing to this run folder"):
+            train_rllib(RLlibTrainArgs(env="disagg/SmallRoute-v3", iterations=1, out=str(out)))
+    assert not (out / "config.json").exists()
+
+
 def test_cli_options_extend_the_sb3_train_parser() -> None:
     import argparse
 
