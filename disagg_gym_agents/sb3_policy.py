@@ -53,11 +53,15 @@ class SB3Policy(Policy):
         label: str = "sb3",
     ) -> None:
         super().__init__(env)
-        if model.observation_space.shape != env.observation_space.shape:
+        if model.observation_space.shape != env.observation_space.shape or (
+            model.observation_space.shape is None and model.observation_space != env.observation_space
+        ):  # a Dict space has no shape: compare the spaces (the message named "None")
+            def space(s: gym.Space) -> str:
+                return str(s.shape) if s.shape is not None else str(s)
+
             raise UserError(
-                f"{label}: model observation shape {model.observation_space.shape} does not "
-                f"match the env's "
-                f"{env.observation_space.shape} (trained on another env?)"
+                f"{label}: model observation space {space(model.observation_space)} does not "
+                f"match the env's {space(env.observation_space)} (trained on another env?)"
             )
         if tuple(np.asarray(model.action_space.nvec)) != tuple(np.asarray(env.action_space.nvec)):  # type: ignore[attr-defined]
             raise UserError(

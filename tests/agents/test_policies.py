@@ -247,3 +247,18 @@ def test_padded_instance_scorer_ignores_the_padding() -> None:
     for other in out[1:]:
         for a, b in zip(out[0], other):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_for_another_observation_space_is_named_even_for_a_dict_space() -> None:
+    # a Dict observation space has no shape: the message said "the env's None"
+    import gymnasium as gym
+
+    from disagg_gym.wrappers.action_mask import ActionMaskDict
+
+    env = make_env("disagg/SmallRoute-v3", {"horizon_s": 2})
+    model = MaskablePPO("MlpPolicy", env, n_steps=8, batch_size=8, seed=0)
+    dict_env = ActionMaskDict(make_env("disagg/SmallRoute-v3", {"horizon_s": 2}))
+    assert isinstance(dict_env.observation_space, gym.spaces.Dict)
+    with pytest.raises(ValueError, match=r"does not match the env's Dict\(") as err:
+        SB3Policy(model, dict_env, label="sb3:m.zip")
+    assert "None" not in str(err.value)
