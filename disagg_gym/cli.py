@@ -641,7 +641,7 @@ DESCRIPTIONS = {
     "validate": (
         "Replay every row of a leaderboard results file and exit 1 naming any row/KPI that differs. "
         "Replaying every row takes about as long as producing them: hours for the committed "
-        "leaderboard/results.csv (7,350 episodes) on a shared 2-core VM (an earlier 1,080-row version "
+        "leaderboard/results.csv (9,200 episodes) on a shared 2-core VM (an earlier 1,080-row version "
         "took 15-25 minutes at load average 2-4); --configs and --agents replay a subset, --sample N "
         "replays N random rows (seeded by --sample-seed) as a quick check."
     ),

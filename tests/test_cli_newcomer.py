@@ -332,3 +332,11 @@ def test_long_commands_state_their_duration_in_help(capsys: pytest.CaptureFixtur
     rc, out, _ = run(capsys, command, "--help")
     assert rc == 0
     assert "minutes" in " ".join(out.split()) and "load average" in " ".join(out.split())
+
+
+def test_validate_help_counts_the_committed_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "validate", "--help")
+    assert rc == 0
+    results = Path(__file__).resolve().parents[1] / "leaderboard" / "results.csv"
+    rows = sum(1 for _ in results.open()) - 1  # header
+    assert f"({rows:,} episodes)" in " ".join(out.split())
