@@ -16,6 +16,7 @@ invalid-action fallback.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
@@ -214,7 +215,20 @@ class RouterHeuristic(Heuristic):
         try:
             self.make_router()  # checks the parameters now, naming the bad one
         except (TypeError, ValueError) as exc:
+            accepted = self.router_params()
+            unknown = sorted(set(router_kwargs) - set(accepted))
+            if unknown:  # a router without parameters says only "takes no arguments"
+                expected = f"expected one of: {', '.join(accepted)}" if accepted else "it takes none"
+                raise UserError(
+                    f"{self.name}: unknown parameter {', '.join(map(repr, unknown))}; {expected}"
+                ) from None
             raise UserError(f"{self.name}: {exc}") from None
+
+    def router_params(self) -> list[str]:
+        """Keyword parameters of the router's constructor (``rng`` excluded)."""
+        params = inspect.signature(ROUTERS.get(self.router_name)).parameters.values()
+        return [q.name for q in params if q.name != "rng"
+                and q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)]
 
     def make_router(self) -> Router:
         """Builds ``ROUTERS[router_name]``; random ones (``uses_rng``) get the per-episode generator."""

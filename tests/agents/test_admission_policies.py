@@ -53,6 +53,18 @@ def test_parameters_from_kwargs_and_the_scenario() -> None:
     env.close()
 
 
+def test_unknown_parameters_are_named() -> None:
+    env = gym.make(ROUTE_ID, overrides=OVER)
+    # jsq takes no parameters: Python's own message ("takes no arguments") did not name 'beta'.
+    with pytest.raises(UserError, match="jsq: unknown parameter 'beta'; it takes none"):
+        make_policy("jsq+ttft_guard", env, beta=1)
+    with pytest.raises(UserError, match="unknown parameter 'beta'; expected one of: alpha"):
+        make_policy("spillover", env, beta=1)
+    with pytest.raises(UserError, match="alpha must be > 0"):
+        make_policy("spillover", env, alpha=-1)
+    env.close()
+
+
 def test_needs_the_reject_action() -> None:
     env = gym.make(ROUTE_ID, overrides={**OVER, "env.allow_reject": False})
     with pytest.raises(UserError, match="allow_reject"):
