@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (if needed) and installs disagg-gym with its test, rl and plots extras.
-# torch is pinned first to the CPU wheel so pip never pulls a multi-GB CUDA build.
+# torch is pinned first; it is the CPU wheel where pip's configuration offers it (the project VM's
+# /opt/wheels); from plain PyPI torch==2.13.0 is the multi-GB CUDA build (README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

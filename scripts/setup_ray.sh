@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv-ray (if needed) and installs disagg-gym with its test and ray extras.
 # A separate venv because ray[rllib] pins an older gymnasium (2.60: gymnasium==1.2.2) while .venv
-# keeps the newest. torch is pinned first to the CPU wheel so pip never pulls a CUDA build.
+# keeps the newest. torch is pinned first: the CPU wheel where pip's configuration offers it
+# (the project VM's /opt/wheels); from plain PyPI it is the CUDA build (README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
