@@ -9,7 +9,7 @@ import gymnasium as gym
 from disagg_gym.extras import require
 from disagg_gym_agents import baselines, heuristics  # noqa: F401  (importing them registers the heuristics)
 from disagg_gym_agents.base import Policy
-from disagg_gym_agents.registry import POLICIES, check_policy_spec, parse_policy_spec
+from disagg_gym_agents.registry import POLICIES, check_kwargs, check_policy_spec, parse_policy_spec
 
 
 def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Policy:
@@ -31,8 +31,12 @@ def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Pol
     check_policy_spec(spec)
     kind, value = parse_policy_spec(spec)
     if kind == "heuristic":
-        return POLICIES.get(value)(env, seed=seed, **kwargs)
+        cls = POLICIES.get(value)
+        check_kwargs(value, cls, kwargs, skip=("env", "seed"))
+        return cls(env, seed=seed, **kwargs)
     require("rl", "torch", "stable_baselines3", "sb3_contrib")
     from disagg_gym_agents.sb3_policy import SB3Policy  # torch + SB3: the [rl] extra
 
+    check_kwargs(spec, SB3Policy.load, kwargs, skip=("path", "env"))
     return SB3Policy.load(value, env, **kwargs)
+

@@ -16,7 +16,6 @@ invalid-action fallback.
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
@@ -26,7 +25,7 @@ from disagg_gym.cluster.policies import ROUTERS, decode_pressure, prefill_wait_s
 from disagg_gym.types import Role
 from disagg_gym.errors import UserError
 from disagg_gym_agents.base import Policy
-from disagg_gym_agents.registry import POLICIES
+from disagg_gym_agents.registry import POLICIES, check_kwargs
 
 if TYPE_CHECKING:
     from disagg_gym.cluster.cluster import Cluster, Router
@@ -212,23 +211,11 @@ class RouterHeuristic(Heuristic):
         """``router_kwargs``: the router's own parameters (``spillover``'s ``alpha``, ...)."""
         super().__init__(env, seed)
         self.router_kwargs = router_kwargs
+        check_kwargs(self.name, ROUTERS.get(self.router_name), router_kwargs, skip=("rng",))
         try:
-            self.make_router()  # checks the parameters now, naming the bad one
+            self.make_router()  # checks the values now, naming the bad one
         except (TypeError, ValueError) as exc:
-            accepted = self.router_params()
-            unknown = sorted(set(router_kwargs) - set(accepted))
-            if unknown:  # a router without parameters says only "takes no arguments"
-                expected = f"expected one of: {', '.join(accepted)}" if accepted else "it takes none"
-                raise UserError(
-                    f"{self.name}: unknown parameter {', '.join(map(repr, unknown))}; {expected}"
-                ) from None
             raise UserError(f"{self.name}: {exc}") from None
-
-    def router_params(self) -> list[str]:
-        """Keyword parameters of the router's constructor (``rng`` excluded)."""
-        params = inspect.signature(ROUTERS.get(self.router_name)).parameters.values()
-        return [q.name for q in params if q.name != "rng"
-                and q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)]
 
     def make_router(self) -> Router:
         """Builds ``ROUTERS[router_name]``; random ones (``uses_rng``) get the per-episode generator."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from disagg_gym.cluster.admission import split_name
 from disagg_gym.registry import Registry
@@ -93,3 +96,20 @@ def check_model_path(value: str | Path) -> None:
         saved_by_sb3 = False
     if not saved_by_sb3:
         raise UserError(f"model file {str(value)!r} is not a model zip saved by SB3 (it has no 'data' entry)")
+
+
+def check_kwargs(name: str, fn: Callable[..., Any], kwargs: Mapping[str, Any], skip: tuple[str, ...] = ()) -> None:
+    """Raises one ``UserError`` line naming the keywords of ``kwargs`` that ``fn`` does not take
+    (Python's ``TypeError`` names a class's ``__init__``, or says only "takes no arguments",
+    rather than the policy ``name`` and what it takes). ``skip``: parameters the caller fills.
+    A ``**kwargs`` catch-all takes anything (it checks its own).
+    """
+    params = inspect.signature(fn).parameters.values()
+    if any(q.kind is q.VAR_KEYWORD for q in params):
+        return
+    accepted = [q.name for q in params if q.name not in skip and q.name != "self"
+                and q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        expected = f"expected one of: {', '.join(accepted)}" if accepted else "it takes none"
+        raise UserError(f"{name}: unknown parameter {', '.join(map(repr, unknown))}; {expected}")

@@ -62,6 +62,10 @@ def test_unknown_parameters_are_named() -> None:
         make_policy("spillover", env, beta=1)
     with pytest.raises(UserError, match="alpha must be > 0"):
         make_policy("spillover", env, alpha=-1)
+    # policies that are not router heuristics: Python's "RandomPolicy.__init__() got an
+    # unexpected keyword argument" named the class, not the policy or what it takes
+    with pytest.raises(UserError, match="random: unknown parameter 'beta'; expected one of: include_reject"):
+        make_policy("random", env, beta=1)
     env.close()
 
 
