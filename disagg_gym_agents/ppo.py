@@ -188,7 +188,7 @@ def _train(args: TrainArgs, out: Path, extra_callbacks: list[BaseCallback] | Non
         model = cls.load(
             str(ckpt), env=venv, device="cpu", tensorboard_log=str(tb_dir), verbose=args.verbose
         )
-        model.set_random_seed(args.seed + model.num_timesteps)
+        model.set_random_seed((args.seed + model.num_timesteps) % 2**32)  # numpy legacy seeding takes 32 bits
     else:
         policy = resolve_policy(extras["policy"], maskable=cls is MaskablePPO)
         if not isinstance(policy, str):  # instance policies need the env's layout

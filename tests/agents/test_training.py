@@ -261,6 +261,16 @@ def test_resume_continues_from_latest_checkpoint(tmp_path: Path) -> None:
         train(_args(tmp_path, algo="ppo", timesteps=2048, resume=True))
 
 
+
+def test_resume_at_the_largest_seed(tmp_path: Path) -> None:
+    # a resume reseeds with seed + timesteps done, which overflowed numpy's 32-bit legacy seed
+    seed = 2**32 - 1
+    train(_args(tmp_path, seed=seed, timesteps=256, eval_freq=0, checkpoint_freq=128, progress_bar=False))
+    path = train(_args(tmp_path, seed=seed, timesteps=512, eval_freq=0, checkpoint_freq=128, progress_bar=False,
+                       resume=True))
+    assert path.is_file()
+
+
 # ====================================================================== evaluate
 def test_evaluate_csv_heuristic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_csv = tmp_path / "sub" / "jsq.csv"
