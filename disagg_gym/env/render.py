@@ -75,8 +75,9 @@ def render_ansi(env: DisaggServingEnv) -> str:
         kv = inst.kv_used / inst.kv_cap if inst.kv_cap else 0.0
         bar = "#" * int(round(kv * 20))
         links = inst.sending
+        state = getattr(inst.state, "value", inst.state)  # "active", not "InstanceState.ACTIVE"
         lines.append(
-            f"{inst.idx:3d} {inst.gpu:>9s}x{inst.tp} {inst.role.value:9s} {inst.state:9s} "
+            f"{inst.idx:3d} {inst.gpu:>9s}x{inst.tp} {inst.role.value:9s} {state:9s} "
             f"q={inst.pq_tokens:7d}tok batch={inst.B:4d}/{inst.max_batch:<4d} kv[{bar:<20s}] xfer={links}"
         )
     return "\n".join(lines) + "\n"

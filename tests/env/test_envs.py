@@ -181,7 +181,10 @@ def test_dict_obs_mode_and_pickle() -> None:
 def test_render_modes() -> None:
     env = gym.make("disagg/SmallRoute-v3", overrides=SHORT, render_mode="ansi")
     env.reset(seed=0)
-    assert "h100-sxm" in env.render()
+    text = env.render()
+    assert "h100-sxm" in text
+    # the state column shows the state's value (a str enum formats as its class name otherwise)
+    assert " active " in text and "InstanceState" not in text
     env = gym.make("disagg/SmallRoute-v3", overrides=SHORT, render_mode="rgb_array")
     env.reset(seed=0)
     img = env.render()
