@@ -33,6 +33,7 @@ and blocks evicted meanwhile are written together by the next one. See docs/simu
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -391,17 +392,18 @@ class CacheHierarchy:
 
     # ================================================================ eviction and offload
     def _evictor(self, idx: int) -> Any:
-        inst = self.cl.instances[idx]
+        # a partial of a method, not a closure, so that a running simulation pickles
+        return functools.partial(self._evicted, idx)
 
-        def evicted(hashes: list[int]) -> None:
-            # Only instances that prefill load from lower tiers, so only they offload (a
-            # decode instance receives what it lacks from the prefill instance).
-            if inst.role is Role.DECODE:
-                return
-            chain = self.tiers[idx]
-            if chain and chain[0].policy == "offload":
-                self._store(idx, 0, hashes)
-        return evicted
+    def _evicted(self, idx: int, hashes: list[int]) -> None:
+        """HBM of instance ``idx`` evicted ``hashes``: offload them if its next tier does."""
+        # Only instances that prefill load from lower tiers, so only they offload (a
+        # decode instance receives what it lacks from the prefill instance).
+        if self.cl.instances[idx].role is Role.DECODE:
+            return
+        chain = self.tiers[idx]
+        if chain and chain[0].policy == "offload":
+            self._store(idx, 0, hashes)
 
     def _store(self, idx: int, level: int, hashes: list[int]) -> None:
         """Writes ``hashes`` into tier ``level`` of instance ``idx`` (a copy over its link);

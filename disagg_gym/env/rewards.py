@@ -71,6 +71,14 @@ class RewardTerm:
             return self.weight_of(cfg)
         return float(getattr(cfg.reward, self.name))
 
+    def __reduce__(self) -> Any:
+        # A registered term pickles by name: its ``fn``/``weight_of`` may be closures or
+        # lambdas, which ``pickle`` refuses, and an env holds its terms (``env._terms``) from
+        # its first reset on, so a running env would not pickle otherwise.
+        if self.name in REWARD_TERMS_REGISTRY.names() and REWARD_TERMS_REGISTRY.get(self.name) is self:
+            return (_registered_term, (self.name,))
+        return (RewardTerm, tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
 
 REWARD_TERMS_REGISTRY: Registry[RewardTerm] = Registry("reward term")
 _ORDER: list[str] = []  # registration order: the order of the sum (keeps rewards bit-identical)
@@ -93,6 +101,11 @@ def reward_term(
         return fn
 
     return deco
+
+
+def _registered_term(name: str) -> RewardTerm:
+    """The registered term ``name`` (how a ``RewardTerm`` unpickles)."""
+    return REWARD_TERMS_REGISTRY.get(name)
 
 
 def term_names() -> tuple[str, ...]:

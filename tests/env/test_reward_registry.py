@@ -51,3 +51,10 @@ def test_step_reward_is_the_weighted_sum_of_info_terms() -> None:
         if term or trunc:
             break
     assert nonzero > 0
+
+
+def test_registered_terms_pickle_by_name() -> None:
+    # Their fn / weight_of are closures and lambdas, which pickle refuses; an env holds its
+    # terms from the first reset on, so a running env must pickle them by name.
+    for term in rewards.terms():
+        assert pickle.loads(pickle.dumps(term)) is term
