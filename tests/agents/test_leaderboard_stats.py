@@ -43,11 +43,15 @@ def _binom_quantile(n: int, q: float) -> int:
     return n
 
 
-def test_bootstrap_ci_matches_a_binomial_closed_form() -> None:
+@pytest.mark.parametrize("task_bootstrap", [False, True])
+def test_bootstrap_ci_matches_a_binomial_closed_form(task_bootstrap: bool) -> None:
     # Two runs (all-0 and all-1) over T tasks: each replicate draws, per task, two of the runs,
     # so the 2T resampled scores hold K ones with K ~ Binomial(2T, 1/2); sorted, the IQM keeps
-    # positions cut..2T-cut-1, so IQM = clip(K - cut, 0, 2T - 2 cut) / (2T - 2 cut).
-    tasks = 10
+    # positions cut..2T-cut-1, so IQM = clip(K - cut, 0, 2T - 2 cut) / (2T - 2 cut). Every column
+    # is (0, 1), so resampling the tasks too changes nothing. T = 50 makes the 2.5% quantile
+    # (K = 40, IQM 0.30) several atoms away from what a bootstrap that drew the runs once per
+    # replicate instead of per task gives (0), and from the 5% quantile (K = 42, IQM 0.34).
+    tasks = 50
     m = np.vstack([np.zeros(tasks), np.ones(tasks)])
     n, cut = 2 * tasks, int(0.25 * 2 * tasks)
     mid = n - 2 * cut
@@ -55,7 +59,9 @@ def test_bootstrap_ci_matches_a_binomial_closed_form() -> None:
     def iqm_of(k: int) -> float:
         return min(max(k - cut, 0), mid) / mid
 
-    lo, hi = stratified_bootstrap_ci(m, reps=20_000, confidence=0.95, seed=1, task_bootstrap=False)
+    assert iqm_of(_binom_quantile(n, 0.025)) == pytest.approx(0.30)  # the oracle itself
+    assert iqm_of(_binom_quantile(n, 0.05)) == pytest.approx(0.34)
+    lo, hi = stratified_bootstrap_ci(m, reps=20_000, confidence=0.95, seed=1, task_bootstrap=task_bootstrap)
     assert lo == pytest.approx(iqm_of(_binom_quantile(n, 0.025)), abs=1.0 / mid + 1e-9)
     assert hi == pytest.approx(iqm_of(_binom_quantile(n, 0.975)), abs=1.0 / mid + 1e-9)
     assert lo < 0.5 < hi
@@ -143,3 +149,42 @@ def test_against_rliable_when_installed() -> None:
     poi = metrics.probability_of_improvement(m, np.repeat(y, 5, axis=0))
     assert probability_of_improvement(m, y) == pytest.approx(float(poi), abs=1e-12)
     assert hi == pytest.approx(float(cis["a"][1, 0]), abs=0.01)
+
+
+def test_summarise_ranks_against_the_best_non_upper_bound_heuristic_by_hand() -> None:
+    """A hand-computed (config, split): the reference is the heuristic with the highest mean
+    score that is not an upper bound, ratios pair on the workload seed (rows arrive in any
+    order), the reported statistic is the IQM (not the mean) and agents rank by it."""
+    from disagg_gym_agents.leaderboard.summary import summarise
+
+    seeds = (10_000, 10_001, 10_002, 10_003)
+    scores = {  # agent -> kind, upper bound, {train_seed: scores on seeds}
+        "jsq": ("heuristic", False, {"": (10.0, 12.0, 8.0, 10.0)}),  # mean 10: the reference
+        "rr": ("heuristic", False, {"": (6.0, 9.0, 16.0, 7.0)}),  # mean 9.5
+        "oracle": ("heuristic", True, {"": (20.0, 20.0, 20.0, 20.0)}),  # mean 20, but an upper bound
+        "ppo": ("sb3", False, {"1": (10.0, 18.0, 8.0, 9.0), "0": (12.0, 12.0, 12.0, 10.0)}),
+    }
+    rows = []
+    for agent, (kind, ub, runs) in scores.items():
+        for ts, vals in runs.items():
+            for s, v in reversed(list(zip(seeds, vals))):  # rows in reverse seed order
+                rows.append({"config": "c", "split": "test", "primary_metric": "goodput_rps",
+                             "agent": agent, "agent_kind": kind, "upper_bound": str(ub),
+                             "train_seed": ts, "eval_seed": str(s), "score": str(v), "policy": f"p:{agent}"})
+    (cs,) = summarise(rows)
+    assert cs.best_heuristic == "jsq" and cs.best_heuristic_score == 10.0
+    by = {a.agent: a for a in cs.agents}
+    assert [a.agent for a in cs.agents] == ["oracle", "ppo", "jsq", "rr"]  # by IQM, descending
+    # ppo's ratios to jsq on the same seed: run "0" 1.2, 1.0, 1.5, 1.0; run "1" 1.0, 1.5, 1.0, 0.9.
+    # Sorted: 0.9 1.0 1.0 1.0 1.0 1.2 1.5 1.5; IQM drops 2 per end: mean(1.0, 1.0, 1.0, 1.2) = 1.05,
+    # while the plain mean is 9.1 / 8 = 1.1375. Best run: raw means 11.5 ("0") > 11.25 ("1").
+    assert by["ppo"].iqm == pytest.approx(1.05) and by["ppo"].mean_score == pytest.approx(1.1375)
+    assert by["ppo"].runs == 2 and by["ppo"].episodes == 4 and by["ppo"].best_run == "0"
+    # P(improvement), per seed over the two runs against jsq (ties 1/2): 0.75, 0.75, 0.75, 0.25
+    assert by["ppo"].prob_improvement == pytest.approx(0.625)
+    # rr: 0.6, 0.75, 2.0, 0.7 -> IQM (one cut per end) 0.725, below jsq although its mean ratio
+    # 4.05 / 4 = 1.0125 is above; oracle: 2, 5/3, 2.5, 2 -> IQM 2.0
+    assert by["rr"].iqm == pytest.approx(0.725) and by["rr"].mean_score == pytest.approx(1.0125)
+    assert by["oracle"].iqm == pytest.approx(2.0) and by["oracle"].upper_bound
+    assert by["jsq"].iqm == 1.0 and by["jsq"].ci == (1.0, 1.0) and by["jsq"].prob_improvement == 0.5
+    assert not by["jsq"].win and not by["rr"].win
