@@ -119,6 +119,34 @@ def test_an_episode_with_no_slo_meeting_request_is_the_worst_energy(monkeypatch:
         tuning.tune("energy-allocate", "static_split", [20_000], metric="no_such_kpi", grid=[{"tag": "A"}])
 
 
+def test_a_lower_is_better_metric_picks_the_lowest_mean_and_ties_keep_the_earlier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Hand-set per-seed energies: means A 70, B 55, C 55 (a tie with B), D 80. The lowest mean
+    # wins and, tied, the earlier candidate (B) is kept; the higher-is-better slo_tokens_per_s
+    # of the same candidates picks the highest mean (D: 9) and keeps A over C on their tie (5).
+    energy = {("A", 20_000): 60.0, ("A", 20_001): 80.0, ("B", 20_000): 50.0, ("B", 20_001): 60.0,
+              ("C", 20_000): 55.0, ("C", 20_001): 55.0, ("D", 20_000): 90.0, ("D", 20_001): 70.0}
+    tokens = {("A", 20_000): 4.0, ("A", 20_001): 6.0, ("B", 20_000): 1.0, ("B", 20_001): 2.0,
+              ("C", 20_000): 5.0, ("C", 20_001): 5.0, ("D", 20_000): 9.0, ("D", 20_001): 9.0}
+
+    def fake(policy, env, workload_seed, **kw):  # type: ignore[no-untyped-def]
+        key = (policy.tag, int(workload_seed))
+        return {"energy_per_good_request_j": energy[key], "slo_tokens_per_s": tokens[key]}
+
+    monkeypatch.setattr(tuning, "run_episode", fake)
+    monkeypatch.setattr(tuning, "make_policy", lambda name, env, tag: type("P", (), {"tag": tag})())
+    grid = [{"tag": t} for t in "ABCD"]
+    res = tuning.tune("energy-allocate", "static_split", [20_000, 20_001], metric="energy_per_good_request_j",
+                      grid=grid)
+    assert [c["score"] for c in res["candidates"]] == [70.0, 55.0, 55.0, 80.0]
+    assert res["params"] == {"tag": "B"} and res["score"] == 55.0
+    res = tuning.tune("energy-allocate", "static_split", [20_000, 20_001], grid=[grid[i] for i in (0, 2, 1, 3)])
+    assert res["params"] == {"tag": "D"} and res["score"] == 9.0
+    res = tuning.tune("energy-allocate", "static_split", [20_000, 20_001], grid=[grid[i] for i in (0, 2, 1)])
+    assert res["params"] == {"tag": "A"} and res["score"] == 5.0
+
+
 def _refine(monkeypatch: pytest.MonkeyPatch, score_of, step: int) -> tuple[dict, list[dict[str, int]]]:  # type: ignore[no-untyped-def]
     calls: list[dict[str, int]] = []
 
