@@ -131,6 +131,58 @@ def test_tampered_row_fails_naming_row_and_kpi(
     assert "ttft_p99_s" in capsys.readouterr().err
 
 
+def _write_csv(path: Path, rows: list[dict[str, str]], cols: list[str]) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_validate_reports_a_version_a_dropped_kpi_and_an_extra_kpi(results: Path, tmp_path: Path) -> None:
+    # Three tamperings of a file that replays: each must be named, on the rows it touches only.
+    rows = _rows(results)
+    cols = list(rows[0])
+    bad = tmp_path / "results.csv"
+    v = rows[1]["env_version"]
+    _write_csv(bad, [rows[0], {**rows[1], "env_version": "99"}], cols)
+    assert lb.validate(bad, progress=False) == [
+        f"{bad}:3 (config={ENV}, split=test, agent=round_robin, train_seed=-, eval_seed=10000): "
+        f"cannot replay: env version 99 != id {ENV}"
+    ] and v == "3"
+    _write_csv(bad, rows, [c for c in cols if c != "goodput_rps"])  # the replay has it, the rows not
+    errors = lb.validate(bad, progress=False)
+    assert len(errors) == 2 and all("KPI goodput_rps missing from the row (replay: " in e for e in errors)
+    _write_csv(bad, [{**rows[0], "made_up_kpi": "1.5"}, {**rows[1], "made_up_kpi": ""}], [*cols, "made_up_kpi"])
+    (err,) = lb.validate(bad, progress=False)  # an empty cell is no claim
+    assert err.startswith(f"{bad}:2 ") and err.endswith("KPI made_up_kpi recorded 1.5 but replay has none")
+
+
+def test_validate_reports_a_changed_checkpoint(tmp_path: Path) -> None:
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from disagg_gym_agents.base import make_env
+
+    path = tmp_path / "model.zip"
+
+    def save(seed: int) -> None:
+        MaskablePPO("MlpPolicy", DummyVecEnv([lambda: make_env(ENV, SHORT)]), seed=seed,
+                    policy_kwargs={"net_arch": [8]}, device="cpu").save(path)
+
+    save(1)
+    cell = lb.Cell(ENV, "ppo", "sb3", f"sb3:{path}", 0)
+    res = tmp_path / "results.csv"
+    lb.append_rows(res, lb.run_cell(cell, [lb.EVAL_SEED_OFFSET], {"horizon_s": 2}))
+    assert lb.validate(res, progress=False) == []
+    save(2)  # another model at the same path
+    (err,) = lb.validate(res, progress=False)
+    assert err.endswith(f"cannot replay: checkpoint {str(path)!r} has changed (SHA-256 mismatch)")
+    path.unlink()
+    (err,) = lb.validate(res, progress=False)
+    assert err.endswith(f"cannot replay: checkpoint {str(path)!r} not found")
+
+
 def test_validate_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not found"):
         lb.validate(tmp_path / "nope.csv")
