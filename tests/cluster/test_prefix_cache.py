@@ -242,6 +242,65 @@ def test_recompute_when_the_tier_is_slower_than_compute() -> None:
     assert cl.cache is not None and cl.cache.bytes_loaded["host_dram"] == 0.0
 
 
+BLOCK_BYTES = 16 * KVB
+
+
+def two_tier_cfg(ssd_policy: str, ssd_gbps: float):
+    """Host DRAM of 30 blocks (offload) over a 1 GB/s, 1 ms link; a large SSD below it."""
+    host = CacheTierConfig(capacity_gb=30.5 * BLOCK_BYTES / 1e9, policy="offload", bandwidth_gbps=1.0, latency_s=0.001)
+    ssd = CacheTierConfig(capacity_gb=10.0, policy=ssd_policy, bandwidth_gbps=ssd_gbps, latency_s=0.001)
+    return toy_cluster_config(prefix_cache=PrefixCacheConfig(host_dram=host, ssd=ssd))
+
+
+def two_tier_run(cfg):  # type: ignore[no-untyped-def]
+    # test_tier_load_time_is_bytes_over_bandwidth_plus_latency's A, B, A': B's memory evicts A's
+    # blocks 63, 62, ..., 2 (tail first) from HBM into host DRAM
+    cost = LinearCost(prefill_fixed_s=0.0, prefill_per_token_s=1e-3, kv_capacity=2048)
+    a = ids(range(64))
+    src = ArraySource([0.0, 10.0, 20.0], [1024, 2000, 1024], [2, 2, 2], hash_ids=[a, ids(range(5000, 5125)), a])
+    return run(src, cost, cfg)
+
+
+def test_host_dram_evictions_cascade_to_the_ssd_and_load_from_both() -> None:
+    """Host DRAM holds 30 of the 62 evicted blocks: it keeps the youngest (2..31) and passes the
+    32 oldest (63..32) on to the offloading SSD. A' then finds blocks 0-1 in HBM, 2-31 in host
+    DRAM and 32-62 on the SSD (block 63 is computed). The cuts: recompute 992 tokens (0.992 s);
+    load 30 host blocks (1 ms + 30 x 2 MiB / 1 GB/s) + compute 512 tokens (0.576 s); or load
+    both segments (the SSD's 31 blocks: 1 ms + 31 x 2 MiB / 1 GB/s) + compute 16 tokens
+    (0.146 s): the last wins, and the two loads run side by side, so TTFT is the SSD's.
+    """
+    cl, reqs, rec = two_tier_run(two_tier_cfg("offload", 1.0))
+    r = reqs[2]
+    assert r.cache_served == (32, 30 * 16, 31 * 16, 0) and r.cached_tokens == 63 * 16 and r.cache_tier == "ssd"
+    assert r.first_token_s - 20.0 == pytest.approx(0.001 + 31 * BLOCK_BYTES / 1e9, rel=1e-9)
+    s = summarize(rec, cl)
+    assert s["cache_bytes_loaded_by_tier"]["host_dram"] == 30 * BLOCK_BYTES
+    assert s["cache_bytes_loaded_by_tier"]["ssd"] == 31 * BLOCK_BYTES
+    assert s["cache_bytes_offloaded_by_tier"]["ssd"] >= 32 * BLOCK_BYTES  # at least A's 63..32
+    # B's KV evicted A's blocks on the decode instance too, but decode instances never load from
+    # lower tiers, so they write nothing there
+    assert cl.cache is not None and reqs[1].decode_inst == reqs[0].decode_inst
+    assert [len(t.store) for t in cl.cache.tiers[reqs[0].decode_inst]] == [0, 0]
+    assert cl.cache.hbm[reqs[0].decode_inst].evicted > 0
+
+
+def test_each_block_loads_from_the_fastest_tier_holding_it() -> None:
+    """Same run with a write-through SSD at 0.125 GB/s: blocks 2-31 are in host DRAM *and* on
+    the SSD, 32-62 only on the SSD. Following the prefix through the fastest tier holding each
+    block, the cuts are: recompute (0.992 s), host blocks 2-31 + 512 tokens (0.5759 s), or also
+    the SSD's 31 (0.0639 + 0.5211 + 0.016 = 0.6010 s: the loads of a cut add up, though the
+    SSD's alone plus 16 tokens, 0.537 s, would win): A' loads from host DRAM only and computes
+    512 tokens, which outlast the load (TTFT 0.512 s). Reading blocks 2-31 from the SSD
+    instead would make every load slower than recomputing (0.992 s).
+    """
+    cl, reqs, rec = two_tier_run(two_tier_cfg("write_through", 0.125))
+    r = reqs[2]
+    assert r.cache_served == (32, 30 * 16, 0, 0) and r.cache_tier == "host_dram"
+    assert r.first_token_s - 20.0 == pytest.approx(512 * 1e-3, rel=1e-9)
+    s = summarize(rec, cl)
+    assert s["cache_bytes_loaded_by_tier"] == {"host_dram": 30 * BLOCK_BYTES, "ssd": 0.0, "remote": 0.0}
+
+
 def test_write_through_copies_every_new_block() -> None:
     cost = LinearCost(prefill_fixed_s=0.0, prefill_per_token_s=1e-5)
     src = ArraySource([0.0], [1024], [2], hash_ids=[ids(range(64))])
