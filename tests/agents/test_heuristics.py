@@ -191,3 +191,50 @@ def test_predict_before_reset() -> None:
     policy = make_policy("jsq", env)
     with pytest.raises(gym.error.ResetNeeded):
         policy.predict(None)
+
+
+def _first_control(overrides: dict[str, object] | None = None):  # type: ignore[no-untyped-def]
+    env = gym.make(ALLOC_ID, overrides={"horizon_s": 35.0, **(overrides or {})})
+    obs, _ = env.reset(seed=10_000, options={"workload_seed": 10_000})
+    assert env.unwrapped.decision == "control"
+    assert env.unwrapped.cluster.role_counts("h100-sxm") == (4, 4)  # 8 switchable H100s, 4 prefill
+    return env, obs
+
+
+@pytest.mark.parametrize(("fraction", "count"), [(0.3, 2), (0.45, 4), (0.05, 1), (0.95, 7)])
+def test_static_ratio_targets_the_rounded_share_by_hand(fraction: float, count: int) -> None:
+    # EnergyAllocate: 8 switchable H100s, prefill counts 1..7 allowed (both pools non-empty).
+    # 0.3 x 8 = 2.4 -> 2; 0.45 x 8 = 3.6 -> 4 (rounded, not truncated); 0.05 x 8 -> at least 1;
+    # 0.95 x 8 = 7.6 -> 8, which the mask refuses: the nearest allowed count, 7.
+    env, obs = _first_control()
+    action, _ = make_policy("static_ratio", env, prefill_fraction=fraction).predict(obs)
+    assert action.tolist() == [count]
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "pressure", "count"),
+    [
+        (2.0, 0.5, 5),  # prefill wait twice its target, decode under its own: one more prefill
+        (0.5, 2.0, 3),  # decode pressure twice its target, prefill under: one fewer
+        (3.0, 2.0, 5),  # both over: the phase further over target wins
+        (2.0, 3.0, 3),
+        (0.9, 0.9, 4),  # both under target: keep
+        (2.0, 2.0, 4),  # equally over: keep
+    ],
+)
+def test_threshold_moves_one_instance_towards_the_phase_further_over_target(
+    monkeypatch: pytest.MonkeyPatch, wait_s: float, pressure: float, count: int
+) -> None:
+    # Hand-set measurements (in units of the targets, 1 s and 1.0): the rule of the docstring
+    # from the current 4 prefill instances.
+    from disagg_gym_agents import heuristics
+
+    monkeypatch.setattr(heuristics, "prefill_wait_s", lambda inst, now: wait_s)
+    monkeypatch.setattr(heuristics, "decode_pressure", lambda inst: pressure)
+    env, obs = _first_control()
+    pol = make_policy("threshold", env, ttft_target_s=1.0, decode_pressure_target=1.0)
+    action, _ = pol.predict(obs)
+    assert action.tolist() == [count]
+    # targets scale the measurements: the same readings against targets 10x higher are all under
+    pol = make_policy("threshold", env, ttft_target_s=10.0, decode_pressure_target=10.0)
+    assert pol.predict(obs)[0].tolist() == [4]
