@@ -133,6 +133,22 @@ def test_think_time_and_turns_follow_their_distributions() -> None:
 def test_multi_turn_session_ends_at_the_context_cap() -> None:
     reqs = rows(cfg(**{**MT, "max_prompt_tokens": 800}), max_requests=500)
     assert max(r["prompt"] for r in reqs) <= 800
+    # The session *ends* rather than going on with clipped prompts: every later turn still holds
+    # the previous prompt + answer + new text in full (longer than both), up to the cap.
+    by_sid: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in reqs:
+        by_sid[r["sid"]].append(r)
+    checked = 0
+    for turns in by_sid.values():
+        for prev, cur in zip(turns, turns[1:]):
+            assert cur["prompt"] > prev["prompt"] + prev["output"], (prev, cur)
+            checked += 1
+    assert checked > 50
+    # ... and the cap binds: at least one session stops before the turns its
+    # Geometric(1/4) draw gave it, which shows as fewer turns per session than uncapped
+    free = rows(cfg(**MT), max_requests=500)
+    turns_of = lambda rs: len(rs) / len({r["sid"] for r in rs})  # noqa: E731
+    assert turns_of(reqs) < turns_of(free)
 
 
 # ---------------------------------------------------------------------------------- tenants, rag
