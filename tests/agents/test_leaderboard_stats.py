@@ -188,3 +188,32 @@ def test_summarise_ranks_against_the_best_non_upper_bound_heuristic_by_hand() ->
     assert by["oracle"].iqm == pytest.approx(2.0) and by["oracle"].upper_bound
     assert by["jsq"].iqm == 1.0 and by["jsq"].ci == (1.0, 1.0) and by["jsq"].prob_improvement == 0.5
     assert not by["jsq"].win and not by["rr"].win
+
+
+def test_learning_verdict_loses_only_when_the_whole_ci_is_below_1() -> None:
+    # One learned agent against jsq on 10 seeds, with hand-set per-seed ratios: a spread around
+    # 1 whose CI straddles 1 is inconclusive (not "loses" on its lower bound or its IQM); 0.9
+    # loses; a uniform 1.05 wins.
+    from disagg_gym_agents.leaderboard.markdown import learning_verdict
+    from disagg_gym_agents.leaderboard.summary import summarise
+
+    def rows(ratios: list[float]) -> list[dict[str, str]]:
+        base = {"config": "c", "split": "test", "primary_metric": "goodput_rps", "upper_bound": "False"}
+        out = []
+        for k, ratio in enumerate(ratios):
+            s = 10_000 + k
+            out.append({**base, "agent": "jsq", "agent_kind": "heuristic", "train_seed": "", "eval_seed": str(s),
+                        "score": "10.0", "policy": "heuristic:jsq"})
+            out.append({**base, "agent": "ppo", "agent_kind": "sb3", "train_seed": "0", "eval_seed": str(s),
+                        "score": str(10.0 * ratio), "policy": "sb3:x"})
+        return out
+
+    spread = [0.8, 0.9, 1.2, 1.1, 0.95, 1.0, 0.85, 1.15, 1.0, 1.0]
+    (cs,) = summarise(rows(spread))
+    ppo = next(a for a in cs.agents if a.agent == "ppo")
+    # IQM: mean(0.9, 0.95, 1.0, 1.0, 1.0, 1.1) = 0.9917, below 1, yet the CI straddles 1
+    assert ppo.iqm == pytest.approx(5.95 / 6) and ppo.ci[0] < 1.0 < ppo.ci[1]
+    assert learning_verdict(cs) == "inconclusive"
+    assert learning_verdict(summarise(rows([0.9] * 10))[0]) == "loses"
+    assert learning_verdict(summarise(rows([1.05] * 10))[0]) == "win"
+    assert learning_verdict(summarise([r for r in rows(spread) if r["agent"] == "jsq"])[0]) == "not trained"
