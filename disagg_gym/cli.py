@@ -394,8 +394,9 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
             or not math.isfinite(nbytes)
         ):
             raise UserError(f"{where}'bytes' must be a non-negative finite number (got {nbytes!r})")
-        ignored = [k for k in ("batch", "length", "model") if q.get(k) is not None]
-        if ignored:  # bytes fix a transfer; the roofline's link tiers know no model
+        ignored = [k for k in ("batch", "length") + (("model",) if cost_model == "roofline" else ())
+                   if q.get(k) is not None]
+        if ignored:  # bytes fix a transfer; the roofline's link tiers know no model (a table's may)
             raise UserError(f"{where}'{ignored[0]}' does not apply to phase kv_transfer (it takes link, bytes, gpu, tp)")
         tp = q.get("tp", 1)
         if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:

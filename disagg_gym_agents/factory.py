@@ -39,4 +39,3 @@ def make_policy(spec: str, env: gym.Env, *, seed: int = 0, **kwargs: Any) -> Pol
 
     check_kwargs(spec, SB3Policy.load, kwargs, skip=("path", "env"))
     return SB3Policy.load(value, env, **kwargs)
-

@@ -533,3 +533,18 @@ def test_predict_flags_of_another_phase_are_one_line(
     # they were silently ignored
     rc, out, err = run(capsys, "predict", *flags)
     assert rc == 2 and out == "" and err.strip() == f"disagg-gym: error: {message}"
+
+
+def test_predict_kv_transfer_from_a_table_without_transfer_rows_falls_back_to_the_tier(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # a table's --model is not an ignored flag: the table is for that model; without kv_transfer
+    # rows the answer is the link tier's, as the GPU sees it
+    table = tmp_path / "t.csv"
+    table.write_text("phase,batch,length,ms,gpu,model,tp\nprefill,1,512,16.2,h100-sxm,llama-3.1-8b,1\n"
+                     "prefill,4,512,58.1,h100-sxm,llama-3.1-8b,1\ndecode,8,1024,9.32,h100-sxm,llama-3.1-8b,1\n"
+                     "decode,8,2048,9.71,h100-sxm,llama-3.1-8b,1\n")
+    tier = _predict_ms(capsys, "--link", "nvlink", "--gpu", "a100-80gb")
+    from_table = _predict_ms(capsys, "--link", "nvlink", "--gpu", "a100-80gb", "--model", "llama-3.1-8b",
+                             "--cost-model", f"table:{table}")
+    assert from_table["ms"] == tier["ms"]
