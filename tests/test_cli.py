@@ -544,7 +544,7 @@ def test_predict_kv_transfer_from_a_table_without_transfer_rows_falls_back_to_th
     table.write_text("phase,batch,length,ms,gpu,model,tp\nprefill,1,512,16.2,h100-sxm,llama-3.1-8b,1\n"
                      "prefill,4,512,58.1,h100-sxm,llama-3.1-8b,1\ndecode,8,1024,9.32,h100-sxm,llama-3.1-8b,1\n"
                      "decode,8,2048,9.71,h100-sxm,llama-3.1-8b,1\n")
-    tier = _predict_ms(capsys, "--link", "nvlink", "--gpu", "a100-80gb")
-    from_table = _predict_ms(capsys, "--link", "nvlink", "--gpu", "a100-80gb", "--model", "llama-3.1-8b",
+    tier = _predict_ms(capsys, "--link", "pcie", "--gpu", "h100-sxm")
+    from_table = _predict_ms(capsys, "--link", "pcie", "--gpu", "h100-sxm", "--model", "llama-3.1-8b",
                              "--cost-model", f"table:{table}")
     assert from_table["ms"] == tier["ms"]
