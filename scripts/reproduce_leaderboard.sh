@@ -46,6 +46,7 @@ BACKEND=local
 SEEDS="0 1 2 3 4"
 JOBS=2
 CONFIGS=""
+CONFIGS_SET=""
 TRAIN=1
 TUNE=1
 DRY=0
@@ -58,7 +59,7 @@ while [ $# -gt 0 ]; do
     --backend) [ $# -ge 2 ] || die "--backend needs local or ray"; BACKEND=$2; shift 2 ;;
     --seeds) [ $# -ge 2 ] || die "--seeds needs a list, e.g. \"0 1 2 3 4\""; SEEDS=$2; shift 2 ;;
     --jobs) [ $# -ge 2 ] || die "--jobs needs a number"; JOBS=$2; shift 2 ;;
-    --configs) [ $# -ge 2 ] || die "--configs needs env ids"; CONFIGS=$2; shift 2 ;;
+    --configs) [ $# -ge 2 ] || die "--configs needs env ids"; CONFIGS=$2; CONFIGS_SET=1; shift 2 ;;
     --no-train) TRAIN=0; shift ;;
     --no-tune) TUNE=0; shift ;;
     --validate-sample) [ $# -ge 2 ] || die "--validate-sample needs a number of rows or 'all'"; VSAMPLE=$2; shift 2 ;;
@@ -69,10 +70,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$OUT" ] || die "--out DIR is required"
+[ ! -e "$OUT" ] || [ -d "$OUT" ] || die "--out '$OUT': is a file, expected a folder"
 case "$BACKEND" in local|ray) ;; *) die "--backend: expected local or ray (got '$BACKEND')" ;; esac
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs: expected a positive integer (got '$JOBS')"
 [[ "$VSAMPLE" == all || "$VSAMPLE" =~ ^[1-9][0-9]*$ ]] || die "--validate-sample: expected a positive integer or 'all' (got '$VSAMPLE')"
 for s in $SEEDS; do [[ "$s" =~ ^[0-9]+$ ]] || die "--seeds: expected non-negative integers (got '$s')"; done
+[ -n "${SEEDS//[[:space:]]/}" ] || die "--seeds: expected at least one seed (got '$SEEDS')"
+[ -z "$CONFIGS_SET" ] || [ -n "${CONFIGS//[[:space:]]/}" ] || die "--configs: expected at least one env id (got '$CONFIGS')"
 
 if [ -z "${PYTHON:-}" ]; then
   if [ "$BACKEND" = ray ]; then PYTHON=.venv-ray/bin/python; else PYTHON=.venv/bin/python; fi
@@ -82,7 +86,24 @@ fi
 run() { echo "+ $*" >&2; if [ "$DRY" = 0 ]; then "$@"; fi; }
 CFG_ARGS=()
 if [ -n "$CONFIGS" ]; then read -r -a CFG_ARGS <<< "$CONFIGS"; fi
-run mkdir -p "$OUT"
+# Benchmark options after -- are parsed now, not hours later when the benchmark starts.
+if [ ${#EXTRA[@]} -gt 0 ]; then
+  "$PYTHON" -c 'import argparse, sys
+from disagg_gym_agents.leaderboard import add_benchmark_args
+p = argparse.ArgumentParser()
+add_benchmark_args(p)
+def error(msg):
+    print(f"reproduce_leaderboard: benchmark options after --: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+p.error = error
+p.parse_args(["--out", ".", *sys.argv[1:]])' "${EXTRA[@]}" || exit $?
+fi
+# The benchmark's (config, split) units, costliest first; this also checks every --configs id
+# before anything is started (an unknown id is one line, exit 2).
+PLAN=("$PYTHON" -m disagg_gym_agents.leaderboard.reproduce)
+ids=$("${PLAN[@]}" units "${CFG_ARGS[@]}") || exit $?
+if [ "$DRY" = 0 ]; then err=$(mkdir -p "$OUT" 2>&1) || die "--out '$OUT': ${err#mkdir: }"; fi
+echo "+ mkdir -p $OUT" >&2
 
 # Launches "$@" in the background once fewer than JOBS of ours run; output to the log $LOG.
 launch() {
@@ -100,8 +121,6 @@ waitall() {  # waits for every launched job; fails naming the logs if one failed
   [ "$bad" = 0 ] || die "$1 failed (see $OUT/logs/)"
 }
 run mkdir -p "$OUT/logs"
-# Work units in the order each pool starts them, longest first (disagg_gym_agents.leaderboard.reproduce).
-PLAN=("$PYTHON" -m disagg_gym_agents.leaderboard.reproduce)
 
 # The SmallRoute-v3 ablations train (and are benchmarked) when SmallRoute-v3 is in the run.
 ABLATE=0
@@ -155,7 +174,7 @@ fi
 # (Benchmark options after -- may change the episodes or the env: then the tables call computes
 # the bounds it needs itself.)
 if [ ${#EXTRA[@]} -eq 0 ]; then
-  bcfgs=$("${PLAN[@]}" units "${CFG_ARGS[@]}" | awk '{print $1}' | uniq)
+  bcfgs=$(awk '{print $1}' <<< "$ids" | uniq)
   for cfg in $bcfgs; do
     LOG="$OUT/logs/bounds_${cfg//\//_}.log"
     launch "${PLAN[@]}" bounds "$OUT" "$cfg"
@@ -181,7 +200,6 @@ bench=("$PYTHON" -m disagg_gym.cli benchmark --out "$OUT" --agents "${AGENTS[@]}
 if [ "$BACKEND" = local ]; then go=launch; else go=run; fi
 pids=()
 if [ "$BACKEND" = local ]; then
-  ids=$("${PLAN[@]}" units "${CFG_ARGS[@]}")
   while read -r cfg split; do
     LOG="$OUT/logs/benchmark_${cfg//\//_}_${split//:/_}.log"
     launch "${bench[@]}" --configs "$cfg" --splits "$split" --cells-only --no-progress \

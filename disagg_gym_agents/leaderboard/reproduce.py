@@ -29,6 +29,7 @@ from functools import cache
 from typing import Any
 
 from disagg_gym.env.registration import registered_ids
+from disagg_gym.errors import UserError
 from disagg_gym.rng import RngStreams
 from disagg_gym.scenario import load_scenario
 from disagg_gym.wrappers.workload_seeds import EVAL_SEED_OFFSET
@@ -98,7 +99,14 @@ def benchmark_units(configs: Sequence[str] = ()) -> list[tuple[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except UserError as exc:  # e.g. an unknown env id: scripts/reproduce_leaderboard.sh's --configs
+        print(f"reproduce_leaderboard: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args: list[str]) -> int:
     if args[:1] == ["searches"] and len(args) >= 2:
         done: dict[str, Any] = {}
         if args[2:3] == ["--done"] and len(args) >= 4:  # a resumed run: searches already written

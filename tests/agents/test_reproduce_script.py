@@ -129,6 +129,12 @@ def test_dry_run_validates_a_sample_per_config_unless_all(tmp_path: Path) -> Non
         (("--out", "x", "--seeds", "a"), "--seeds: expected non-negative integers (got 'a')"),
         (("--out", "x", "--frobnicate"), "unknown option '--frobnicate'"),
         (("--out", "x", "--validate-sample", "0"), "--validate-sample: expected a positive integer or 'all' (got '0')"),
+        (("--out", "x", "--seeds", " "), "--seeds: expected at least one seed (got ' ')"),
+        (("--out", "x", "--configs", ""), "--configs: expected at least one env id (got '')"),
+        (("--out", "x", "--configs", "disagg/Nope-v1"), "'disagg/Nope-v1' is not a standard config"),
+        (("--out", "x", "--", "--episodes", "x"),
+         "benchmark options after --: argument --episodes: invalid int value: 'x'"),
+        (("--out", "x", "--", "--frobnicate"), "benchmark options after --: unrecognized arguments: --frobnicate"),
     ],
 )
 def test_bad_flags_are_one_line(args: tuple[str, ...], message: str) -> None:
@@ -136,6 +142,18 @@ def test_bad_flags_are_one_line(args: tuple[str, ...], message: str) -> None:
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"reproduce_leaderboard: {message} (see --help)"
                                                                     if "unknown" in message else
                                                                     f"reproduce_leaderboard: {message}"]
+
+
+@pytest.mark.parametrize("sub", ["", "sub"])
+def test_an_out_path_under_a_file_is_one_line_before_any_work(tmp_path: Path, sub: str) -> None:
+    f = tmp_path / "file"
+    f.write_text("")
+    out = f / sub if sub else f
+    r = _run("--out", str(out), "--no-train", "--no-tune", "--configs", "disagg/SmallRoute-v3")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"reproduce_leaderboard: --out '{out}': "), lines
+    assert f.read_text() == ""
 
 
 def test_dry_run_pool_one_trains_tunes_and_bounds_before_any_benchmark(tmp_path: Path) -> None:
