@@ -47,20 +47,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch
 
+from disagg_gym_agents.base import check_env_id, parse_overrides
 from disagg_gym_agents.callbacks import slim_checkpoint
 from disagg_gym_agents.cli import TrainArgs
 from disagg_gym_agents.hparams import load_hyperparams
 from disagg_gym_agents.ppo import train
+from disagg_gym.argtypes import nonneg_int, positive_int
 from disagg_gym.env.registration import registered_ids
+from disagg_gym.errors import UserError
+from disagg_gym.io import check_output_dir, check_output_file, describe_os_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-p.add_argument("--configs", nargs="*", default=None, help="env ids (default: every standard id)")
-p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="training seeds")
+p.add_argument("--configs", nargs="+", default=None, help="env ids (default: every standard id)")
+p.add_argument("--seeds", nargs="+", type=nonneg_int, default=[0, 1, 2], help="training seeds")
 p.add_argument(
     "--default-timesteps",
-    type=int,
+    type=positive_int,
     default=None,
     help="timesteps per run (default: the YAML entry's n_timesteps, the shipped budget)",
 )
@@ -76,52 +80,89 @@ p.add_argument(
     "--hyperparams", default=None, metavar="YAML", help="RL Zoo-style YAML (default: the shipped one)"
 )
 p.add_argument("--log", type=Path, default=None, help="JSON lines of per-run timings")
-args = p.parse_args()
 
 
-torch.set_num_threads(1)
-caps = {k: int(v) for k, v in (s.split("=", 1) for s in args.timesteps)}
-configs = args.configs or registered_ids()
-for env_id in configs:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id.split("/")[-1])
+def parse_caps(items: list[str], configs: list[str]) -> dict[str, int]:
+    """``--timesteps ID=N ...`` as ``{ID: N}``; each ID one of ``configs``, each N > 0."""
+    caps = {}
+    for item in items:
+        env_id, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit() or int(n) < 1:
+            raise UserError(f"--timesteps {item!r}: expected ID=N with N a positive integer")
+        if env_id not in configs:
+            raise UserError(f"--timesteps {item!r}: {env_id!r} is not one of the configs trained")
+        caps[env_id] = int(n)
+    return caps
+
+
+def main(args: argparse.Namespace) -> None:
+    # Bad input fails here, before the first run trains (not hours later, at a later config).
+    configs = args.configs or registered_ids()
+    for env_id in configs:
+        check_env_id(env_id)
+        load_hyperparams("maskable_ppo", env_id, args.hyperparams)
+    caps = parse_caps(args.timesteps, configs)
     for seed in args.seeds:
-        dest = args.dest / name / f"seed{seed}"
-        if (dest / "model.zip").is_file():
-            print(f"skip {env_id} seed {seed}: {dest / 'model.zip'} exists", flush=True)
-            continue
-        work = args.work / name / f"seed{seed}"
-        steps = caps.get(env_id, args.default_timesteps)
-        if steps is None:
-            steps = int(load_hyperparams("maskable_ppo", env_id, args.hyperparams)[0]["n_timesteps"])
-        targs = TrainArgs(
-            env=env_id,
-            algo="maskable_ppo",
-            timesteps=steps,
-            seed=seed,
-            out=str(work),
-            overrides=list(args.set),
-            hyperparams=args.hyperparams,
-            eval_freq=0,  # no in-training evaluation: the leaderboard evaluates afterwards
-            checkpoint_freq=max(steps // 4, 1),
-            keep_checkpoints=1,
-            resume=(work / "checkpoints").is_dir() and any((work / "checkpoints").glob("*.zip")),
-            progress_bar=False,
-            threads=1,
-        )
-        t0 = time.perf_counter()
-        print(f"train {env_id} seed {seed}: {steps} timesteps -> {work}", flush=True)
-        model = train(targs)
-        wall = time.perf_counter() - t0
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(work / "config.json", dest / "config.json")
-        shutil.copy2(model, dest / "model.zip.tmp")
-        slim_checkpoint(dest / "model.zip.tmp")
-        (dest / "model.zip.tmp").replace(dest / "model.zip")
-        print(f"done  {env_id} seed {seed}: {wall:.1f} s ({steps / wall:.0f} steps/s)", flush=True)
-        if args.log is not None:
-            with args.log.open("a") as fh:
-                fh.write(json.dumps({"env": env_id, "seed": seed, "timesteps": steps, "wall_s": wall, "dest": str(args.dest), "load_avg_1m": os.getloadavg()[0]}) + "\n")
+        if seed > 2**32 - 1:  # SB3 seeds numpy's legacy generator, which takes 32 bits
+            raise UserError(f"--seeds: {seed} is above the largest seed, {2**32 - 1}")
+    parse_overrides(args.set)
+    check_output_dir(args.dest, "--dest")
+    check_output_dir(args.work, "--work")
+    if args.log is not None:
+        check_output_file(args.log, "--log")
 
-# Checkpoints copied before slimming existed (or by hand) are slimmed too.
-for zp in sorted(args.dest.glob("*/seed*/model.zip")):
-    slim_checkpoint(zp)
+    torch.set_num_threads(1)
+    for env_id in configs:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id.split("/")[-1])
+        for seed in args.seeds:
+            dest = args.dest / name / f"seed{seed}"
+            if (dest / "model.zip").is_file():
+                print(f"skip {env_id} seed {seed}: {dest / 'model.zip'} exists", flush=True)
+                continue
+            work = args.work / name / f"seed{seed}"
+            steps = caps.get(env_id, args.default_timesteps)
+            if steps is None:
+                steps = int(load_hyperparams("maskable_ppo", env_id, args.hyperparams)[0]["n_timesteps"])
+            targs = TrainArgs(
+                env=env_id,
+                algo="maskable_ppo",
+                timesteps=steps,
+                seed=seed,
+                out=str(work),
+                overrides=list(args.set),
+                hyperparams=args.hyperparams,
+                eval_freq=0,  # no in-training evaluation: the leaderboard evaluates afterwards
+                checkpoint_freq=max(steps // 4, 1),
+                keep_checkpoints=1,
+                resume=(work / "checkpoints").is_dir() and any((work / "checkpoints").glob("*.zip")),
+                progress_bar=False,
+                threads=1,
+            )
+            t0 = time.perf_counter()
+            print(f"train {env_id} seed {seed}: {steps} timesteps -> {work}", flush=True)
+            model = train(targs)
+            wall = time.perf_counter() - t0
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(work / "config.json", dest / "config.json")
+            shutil.copy2(model, dest / "model.zip.tmp")
+            slim_checkpoint(dest / "model.zip.tmp")
+            (dest / "model.zip.tmp").replace(dest / "model.zip")
+            print(f"done  {env_id} seed {seed}: {wall:.1f} s ({steps / wall:.0f} steps/s)", flush=True)
+            if args.log is not None:
+                with args.log.open("a") as fh:
+                    fh.write(json.dumps({"env": env_id, "seed": seed, "timesteps": steps, "wall_s": wall, "dest": str(args.dest), "load_avg_1m": os.getloadavg()[0]}) + "\n")
+
+    # Checkpoints copied before slimming existed (or by hand) are slimmed too.
+    for zp in sorted(args.dest.glob("*/seed*/model.zip")):
+        slim_checkpoint(zp)
+
+
+if __name__ == "__main__":
+    try:
+        main(p.parse_args())
+    except UserError as exc:  # an internal ValueError keeps its traceback: it is a bug
+        print(f"train_leaderboard.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"train_leaderboard.py: error: {describe_os_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
