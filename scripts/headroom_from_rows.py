@@ -25,12 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # measure_headroom's t
 
 from measure_headroom import LOWER_IS_BETTER, verdict  # noqa: E402
 
+from disagg_gym.errors import UserError  # noqa: E402
+from disagg_gym.io import describe_os_error  # noqa: E402
+
 EXCLUDED = ("random",)
 
 
 def main() -> None:
     from disagg_gym.bounds import config_bound
-    from disagg_gym_agents.leaderboard.cells import config_of, split_overrides
+    from disagg_gym_agents.leaderboard.cells import config_of, split_overrides, splits_of
     from disagg_gym_agents.leaderboard.results import read_results
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,6 +41,14 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", required=True, help="env ids")
     ap.add_argument("--splits", nargs="+", default=None, help="default: every split with rows")
     args = ap.parse_args()
+    for env_id in args.configs:
+        config_of(env_id)  # a standard id, or one line naming it
+    for split in args.splits or []:
+        if not any(split in splits_of(env_id) for env_id in args.configs):
+            raise UserError(f"--splits {split!r}: not a split of {', '.join(args.configs)} "
+                            f"(splits: {', '.join(splits_of(args.configs[0]))})")
+    if not Path(args.results).is_file() and not Path(args.results).is_dir():  # (read_results names a folder)
+        raise UserError(f"--results {args.results!r}: results file not found")
     per: dict[tuple[str, str], dict[str, list[dict[str, str]]]] = {}
     for r in read_results(args.results):
         if r["config"] not in args.configs or r["agent_kind"] != "heuristic" or r["overrides"] not in ("", "{}"):
@@ -90,4 +101,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as exc:
+        print(f"headroom_from_rows.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"headroom_from_rows.py: error: {describe_os_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -21,34 +21,52 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from disagg_gym_agents.leaderboard.cells import config_of
 from disagg_gym_agents.leaderboard.markdown import verdict_of
 from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.summary import summarise
+from disagg_gym.errors import UserError
+from disagg_gym.io import describe_os_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--config", default="disagg/SmallRoute-v3", help="env id")
 p.add_argument("--results", type=Path, default=ROOT / "leaderboard" / "results.csv")
-args = p.parse_args()
 
-rows = [r for r in read_results(args.results) if r["config"] == args.config]
-heur = [r for r in rows if r["agent_kind"] == "heuristic" and (r.get("overrides") or "{}") == "{}"]
-learned = [r for r in rows if r["agent_kind"] == "sb3"]
-if not learned:
-    sys.exit(f"no learned rows for {args.config!r} in {args.results}")
-overrides = {r["agent"]: r.get("overrides") or "{}" for r in learned}
-print("| split | agent | overrides | runs x ep | IQM [95% CI] | mean ratio | P(imp.) | "
-      "rejection rate | SLO att. | verdict |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for cs in summarise(heur + learned):
-    best = next(a for a in cs.agents if a.agent == cs.best_heuristic)
-    for a in [best] + [a for a in cs.agents if a.kind == "sb3"]:
-        verdict = "reference" if a is best else verdict_of(a.ci, a.win)
-        ov = "" if a is best else f"`{overrides[a.agent]}`"
-        print(
-            f"| {cs.split} | {a.agent} | {ov} | {a.runs} x {a.episodes} | "
-            f"{a.iqm:.3f} [{a.ci[0]:.3f}, {a.ci[1]:.3f}] | {a.mean_score:.3f} | "
-            f"{'' if a is best else f'{a.prob_improvement:.2f}'} | "
-            f"{100 * a.kpis['rejection_rate']:.1f}% | {100 * a.kpis['slo_attainment']:.1f}% | {verdict} |"
-        )
+
+def main(args: argparse.Namespace) -> None:
+    config_of(args.config)  # a standard id, or one line naming it
+    if not args.results.is_file() and not args.results.is_dir():  # (a folder: read_results says so)
+        raise UserError(f"--results {str(args.results)!r}: results file not found")
+    rows = [r for r in read_results(args.results) if r["config"] == args.config]
+    heur = [r for r in rows if r["agent_kind"] == "heuristic" and (r.get("overrides") or "{}") == "{}"]
+    learned = [r for r in rows if r["agent_kind"] == "sb3"]
+    if not learned:
+        raise UserError(f"no learned rows for {args.config!r} in {args.results}")
+    overrides = {r["agent"]: r.get("overrides") or "{}" for r in learned}
+    print("| split | agent | overrides | runs x ep | IQM [95% CI] | mean ratio | P(imp.) | "
+          "rejection rate | SLO att. | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for cs in summarise(heur + learned):
+        best = next(a for a in cs.agents if a.agent == cs.best_heuristic)
+        for a in [best] + [a for a in cs.agents if a.kind == "sb3"]:
+            verdict = "reference" if a is best else verdict_of(a.ci, a.win)
+            ov = "" if a is best else f"`{overrides[a.agent]}`"
+            print(
+                f"| {cs.split} | {a.agent} | {ov} | {a.runs} x {a.episodes} | "
+                f"{a.iqm:.3f} [{a.ci[0]:.3f}, {a.ci[1]:.3f}] | {a.mean_score:.3f} | "
+                f"{'' if a is best else f'{a.prob_improvement:.2f}'} | "
+                f"{100 * a.kpis['rejection_rate']:.1f}% | {100 * a.kpis['slo_attainment']:.1f}% | {verdict} |"
+            )
+
+
+if __name__ == "__main__":
+    try:
+        main(p.parse_args())
+    except UserError as exc:
+        print(f"learned_summary.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"learned_summary.py: error: {describe_os_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

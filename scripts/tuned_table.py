@@ -33,6 +33,8 @@ from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.stats import to_float
 from disagg_gym_agents.registry import POLICIES
 from disagg_gym_agents.tuning import LOWER_IS_BETTER, read_tuned
+from disagg_gym.errors import UserError
+from disagg_gym.io import describe_os_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,48 +66,63 @@ p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--tuned", type=Path, default=ROOT / "leaderboard" / "tuned.yaml")
 p.add_argument("--results", type=Path, default=ROOT / "leaderboard" / "results.csv")
 p.add_argument("--before", type=Path, help="results CSV whose rows ran the policies at their defaults")
-args = p.parse_args()
 
-tuned = read_tuned(args.tuned)
-if not tuned:
-    sys.exit(f"no tuned entries in {args.tuned}")
-print("| config | policy | metric | tuned params | validation score (tuned) | default params "
-      "| validation score (default) | tuned vs default | seeds |")
-print("|---|---|---|---|---|---|---|---|---|")
-for cfg in sorted(tuned):
-    for pol in sorted(tuned[cfg]):
-        e = tuned[cfg][pol]
-        params = e.get("params") or {}
-        keys = sorted({k for c in e.get("candidates", []) for k in c["params"]})
-        dflt = default_params(cfg, pol, keys)
-        d_score = next((c["score"] for c in e.get("candidates", []) if c["params"] == dflt), None)
-        seeds = e.get("seeds", [])
-        print(f"| {cfg} | `{pol}` | {e['metric']} | {json.dumps(params, sort_keys=True)} | {e['score']:.6g} "
-              f"| {json.dumps(dflt, sort_keys=True)} | {'-' if d_score is None else f'{d_score:.6g}'} "
-              f"| {'-' if d_score is None else _pct(e['score'], d_score, e['metric'])} "
-              f"| {seeds[0]}-{seeds[-1]} ({len(seeds)}) |")
 
-if args.before is not None:
+def main(args: argparse.Namespace) -> None:
+    for flag, path in (("--tuned", args.tuned), ("--results", args.before and args.results), ("--before", args.before)):
+        if path and not path.is_file() and not path.is_dir():  # (a folder: the readers say so)
+            raise UserError(f"{flag} {str(path)!r}: file not found")
+    tuned = read_tuned(args.tuned)
+    if not tuned:
+        raise UserError(f"no tuned entries in {args.tuned}")
+    print("| config | policy | metric | tuned params | validation score (tuned) | default params "
+          "| validation score (default) | tuned vs default | seeds |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for cfg in sorted(tuned):
+        for pol in sorted(tuned[cfg]):
+            e = tuned[cfg][pol]
+            params = e.get("params") or {}
+            keys = sorted({k for c in e.get("candidates", []) for k in c["params"]})
+            dflt = default_params(cfg, pol, keys)
+            d_score = next((c["score"] for c in e.get("candidates", []) if c["params"] == dflt), None)
+            seeds = e.get("seeds", [])
+            print(f"| {cfg} | `{pol}` | {e['metric']} | {json.dumps(params, sort_keys=True)} | {e['score']:.6g} "
+                  f"| {json.dumps(dflt, sort_keys=True)} | {'-' if d_score is None else f'{d_score:.6g}'} "
+                  f"| {'-' if d_score is None else _pct(e['score'], d_score, e['metric'])} "
+                  f"| {seeds[0]}-{seeds[-1]} ({len(seeds)}) |")
 
-    def means(path: Path) -> dict[tuple[str, str, str], tuple[str, float, int, set[str]]]:
-        acc: dict[tuple[str, str, str], list[Any]] = {}
-        for r in read_results(path):
-            if (r.get("overrides") or "{}") != "{}" or r["agent_kind"] != "heuristic":
+    if args.before is not None:
+
+        def means(path: Path) -> dict[tuple[str, str, str], tuple[str, float, int, set[str]]]:
+            acc: dict[tuple[str, str, str], list[Any]] = {}
+            for r in read_results(path):
+                if (r.get("overrides") or "{}") != "{}" or r["agent_kind"] != "heuristic":
+                    continue
+                v = to_float(r.get(r["primary_metric"]))
+                a = acc.setdefault((r["config"], r["split"], r["agent"]), [r["primary_metric"], [], set()])
+                a[1].append(v)
+                a[2].add(r.get("params") or "{}")
+            return {k: (m, sum(vs) / len(vs), len(vs), ps) for k, (m, vs, ps) in acc.items()}
+
+        old, new = means(args.before), means(args.results)
+        print()
+        print("| config | split | policy | primary metric | defaults (mean, ep) | tuned params | tuned (mean, ep) | tuned vs default |")
+        print("|---|---|---|---|---|---|---|---|")
+        for k in sorted(new):
+            m, v, n, ps = new[k]
+            if ps == {"{}"} or k not in old:
                 continue
-            v = to_float(r.get(r["primary_metric"]))
-            a = acc.setdefault((r["config"], r["split"], r["agent"]), [r["primary_metric"], [], set()])
-            a[1].append(v)
-            a[2].add(r.get("params") or "{}")
-        return {k: (m, sum(vs) / len(vs), len(vs), ps) for k, (m, vs, ps) in acc.items()}
+            om, ov, on, ops = old[k]
+            print(f"| {k[0]} | {k[1]} | `{k[2]}` | {m} | {ov:.6g} ({on}) | {', '.join(sorted(ps))} | {v:.6g} ({n}) "
+                  f"| {_pct(v, ov, m)} |")
 
-    old, new = means(args.before), means(args.results)
-    print()
-    print("| config | split | policy | primary metric | defaults (mean, ep) | tuned params | tuned (mean, ep) | tuned vs default |")
-    print("|---|---|---|---|---|---|---|---|")
-    for k in sorted(new):
-        m, v, n, ps = new[k]
-        if ps == {"{}"} or k not in old:
-            continue
-        om, ov, on, ops = old[k]
-        print(f"| {k[0]} | {k[1]} | `{k[2]}` | {m} | {ov:.6g} ({on}) | {', '.join(sorted(ps))} | {v:.6g} ({n}) "
-              f"| {_pct(v, ov, m)} |")
+
+if __name__ == "__main__":
+    try:
+        main(p.parse_args())
+    except UserError as exc:
+        print(f"tuned_table.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"tuned_table.py: error: {describe_os_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,52 @@
+"""scripts/learned_summary.py, tuned_table.py, headroom_from_rows.py: bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+@pytest.fixture
+def bad_csv(tmp_path: Path) -> Path:
+    p = tmp_path / "bad.csv"
+    p.write_text("a,b\n1,2\n")
+    return p
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("learned_summary.py", ("--config", "disagg/Nope-v1"), "'disagg/Nope-v1' is not a standard config"),
+        ("learned_summary.py", ("--results", "{missing}"), "--results '{missing}': results file not found"),
+        ("learned_summary.py", ("--results", "{bad}"), "{bad}:1: not a results file: header lacks column 'config'"),
+        ("headroom_from_rows.py", ("--configs", "disagg/Nope-v1"), "'disagg/Nope-v1' is not a standard config"),
+        ("headroom_from_rows.py", ("--configs", "disagg/SmallRoute-v3", "--splits", "nope"),
+         "--splits 'nope': not a split of disagg/SmallRoute-v3"),
+        ("headroom_from_rows.py", ("--configs", "disagg/SmallRoute-v3", "--results", "{missing}"),
+         "--results '{missing}': results file not found"),
+        ("headroom_from_rows.py", ("--configs", "disagg/SmallRoute-v3", "--results", "{bad}"),
+         "{bad}:1: not a results file"),
+        ("tuned_table.py", ("--tuned", "{missing}"), "--tuned '{missing}': file not found"),
+        ("tuned_table.py", ("--tuned", "{bad}"), "{bad}"),
+        ("tuned_table.py", ("--before", "{missing}"), "--before '{missing}': file not found"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, bad_csv: Path, script: str, args: tuple[str, ...],
+                               message: str) -> None:
+    subst = {"missing": str(tmp_path / "missing.csv"), "bad": str(bad_csv)}
+    r = _run(script, *(a.format(**subst) for a in args))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"{script}: error: {message.format(**subst)}"), lines
