@@ -122,6 +122,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    from disagg_gym.argtypes import positive_int
+    from disagg_gym.io import check_output_file
     from disagg_gym.scenario import load_scenario
     from disagg_gym_agents.base import parse_overrides
 
@@ -129,8 +131,8 @@ def main() -> None:
     ap.add_argument("--config", action="append", default=[], help="config name or YAML path (repeatable)")
     ap.add_argument("--all", action="store_true", help="every standard config that has a bound")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every --config")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--seeds", type=positive_int, default=3)
+    ap.add_argument("--jobs", type=positive_int, default=1)
     ap.add_argument("--out", default="headroom.json")
     ap.add_argument("--markdown", default=None, help="also write the Markdown table here")
     ap.add_argument("--composed", default=",".join(COMPOSED), help="composed policies to tune (comma-separated)")
@@ -143,6 +145,9 @@ def main() -> None:
         configs += [c for c in sorted(STANDARD_CONFIGS) if c not in configs]
     if not configs:
         ap.error("give --config NAME (repeatable) or --all")
+    check_output_file(args.out, "--out")  # before any work
+    if args.markdown:
+        check_output_file(args.markdown, "--markdown")
     seeds = [20_000 + k for k in range(args.seeds)]
     composed = tuple(c for c in args.composed.split(",") if c)
     tasks = []
@@ -216,4 +221,16 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from disagg_gym.errors import UserError
+    from disagg_gym.io import describe_os_error
+
+    try:
+        main()
+    except UserError as exc:  # an internal ValueError keeps its traceback: it is a bug
+        print(f"measure_headroom.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"measure_headroom.py: error: {describe_os_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

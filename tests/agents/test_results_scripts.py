@@ -1,4 +1,5 @@
-"""scripts/learned_summary.py, tuned_table.py, headroom_from_rows.py: bad input is one line, exit 2."""
+"""scripts/learned_summary.py, tuned_table.py, headroom_from_rows.py, measure_headroom.py: bad input is one
+line, exit 2, before any work."""
 
 from __future__ import annotations
 
@@ -41,12 +42,28 @@ def bad_csv(tmp_path: Path) -> Path:
         ("tuned_table.py", ("--tuned", "{missing}"), "--tuned '{missing}': file not found"),
         ("tuned_table.py", ("--tuned", "{bad}"), "{bad}"),
         ("tuned_table.py", ("--before", "{missing}"), "--before '{missing}': file not found"),
+        ("measure_headroom.py", ("--config", "small-route", "--out", "{dir}"),
+         "--out '{dir}': is a directory, expected a file path"),
+        ("measure_headroom.py", ("--config", "small-route", "--out", "{under_file}"),
+         "--out '{under_file}': '{bad}' is a file, not a folder"),
+        ("measure_headroom.py", ("--config", "small-route", "--out", "{missing}", "--markdown", "{under_file}"),
+         "--markdown '{under_file}': '{bad}' is a file, not a folder"),
+        ("measure_headroom.py", ("--config", "small-route", "--out", "{missing}", "--set", "foo"), "override 'foo'"),
+        ("measure_headroom.py", ("--config", "nope", "--out", "{missing}"), "unknown config 'nope'"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, bad_csv: Path, script: str, args: tuple[str, ...],
                                message: str) -> None:
-    subst = {"missing": str(tmp_path / "missing.csv"), "bad": str(bad_csv)}
+    subst = {"missing": str(tmp_path / "missing.csv"), "bad": str(bad_csv), "dir": str(tmp_path),
+             "under_file": str(bad_csv / "x")}
     r = _run(script, *(a.format(**subst) for a in args))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith(f"{script}: error: {message.format(**subst)}"), lines
+    assert not (tmp_path / "missing.csv").exists()
+
+
+@pytest.mark.parametrize("flag", ["--seeds", "--jobs"])
+def test_measure_headroom_counts_are_positive(flag: str) -> None:
+    r = _run("measure_headroom.py", "--config", "small-route", flag, "0")
+    assert r.returncode == 2 and f"argument {flag}: expected a positive integer (got '0')" in r.stderr
