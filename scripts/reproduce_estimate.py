@@ -42,7 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch
 
+from disagg_gym.argtypes import positive_int
 from disagg_gym.env.registration import registered_ids
+from disagg_gym.errors import UserError
+from disagg_gym.io import check_output_file, describe_os_error
 from disagg_gym_agents.args import TrainArgs
 from disagg_gym_agents.hparams import load_hyperparams
 from disagg_gym_agents.leaderboard import reproduce
@@ -79,15 +82,26 @@ def step_cpu(env_id: str, steps: int) -> float:
         return (time.process_time() - t0) / steps
 
 
+def nonneg_seconds(text: str) -> float:
+    """Argparse type: a finite number of seconds >= 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (got {text!r})") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (got {text!r})")
+    return v
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--configs", nargs="+", default=None, help="env ids (default: every standard id)")
-    p.add_argument("--train-steps", type=int, default=4096, help="steps of the short training run per config")
-    p.add_argument("--jobs", type=int, default=2, help="parallel processes of the reproduce script")
-    p.add_argument("--validate-sample", type=int, default=10, help="rows replayed per config by validate")
-    p.add_argument("--tables-s", type=float, default=0.0,
+    p.add_argument("--train-steps", type=positive_int, default=4096, help="steps of the short training run per config")
+    p.add_argument("--jobs", type=positive_int, default=2, help="parallel processes of the reproduce script")
+    p.add_argument("--validate-sample", type=positive_int, default=10, help="rows replayed per config by validate")
+    p.add_argument("--tables-s", type=nonneg_seconds, default=0.0,
                    help="measured wall of the last benchmark call (tables and plots; the bounds are computed before)")
-    p.add_argument("--bounds-cpu-s", type=float, default=0.0,
+    p.add_argument("--bounds-cpu-s", type=nonneg_seconds, default=0.0,
                    help="measured CPU seconds of every config's bounds from scratch (split over the configs by splits)")
     p.add_argument("--from-json", type=Path, default=None,
                    help="cost the schedule from the measurements of an earlier --json instead of measuring")
@@ -99,8 +113,16 @@ def main() -> int:
     torch.set_num_threads(1)
     tuned = read_tuned(ROOT / "leaderboard" / "tuned.yaml")
     configs = args.configs or registered_ids()
+    for env_id in configs:
+        config_of(env_id)  # a standard id, or one line naming it
+    if args.json is not None:
+        check_output_file(args.json, "--json")  # before the measurements
     if args.from_json is not None:
-        m = json.loads(args.from_json.read_text())["configs"]
+        try:
+            m = json.loads(args.from_json.read_text())["configs"]
+        except (ValueError, KeyError, TypeError) as exc:  # not JSON, or no "configs"
+            raise UserError(f"--from-json {str(args.from_json)!r}: not a --json file of this script "
+                            f"({type(exc).__name__}: {exc})") from None
         return report(m, [c for c in configs if c in m], tuned, args)
     m: dict[str, dict[str, float]] = {}
     plans: dict[str, list[str]] = {}  # per config: the heuristic agents the script benchmarks
@@ -235,4 +257,11 @@ def report(m: dict[str, dict[str, Any]], configs: list[str], tuned: dict[str, An
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except UserError as exc:  # an internal ValueError keeps its traceback: it is a bug
+        print(f"reproduce_estimate.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"reproduce_estimate.py: error: {describe_os_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

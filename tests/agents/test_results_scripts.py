@@ -1,5 +1,5 @@
-"""scripts/learned_summary.py, tuned_table.py, headroom_from_rows.py, measure_headroom.py: bad input is one
-line, exit 2, before any work."""
+"""scripts/learned_summary.py, tuned_table.py, headroom_from_rows.py, measure_headroom.py,
+reproduce_estimate.py: bad input is one line, exit 2, before any work."""
 
 from __future__ import annotations
 
@@ -50,6 +50,11 @@ def bad_csv(tmp_path: Path) -> Path:
          "--markdown '{under_file}': '{bad}' is a file, not a folder"),
         ("measure_headroom.py", ("--config", "small-route", "--out", "{missing}", "--set", "foo"), "override 'foo'"),
         ("measure_headroom.py", ("--config", "nope", "--out", "{missing}"), "unknown config 'nope'"),
+        ("reproduce_estimate.py", ("--from-json", "{bad}"), "--from-json '{bad}': not a --json file of this script"),
+        ("reproduce_estimate.py", ("--from-json", "{missing}"), "'{missing}': No such file or directory"),
+        ("reproduce_estimate.py", ("--configs", "disagg/Nope-v1"), "'disagg/Nope-v1' is not a standard config"),
+        ("reproduce_estimate.py", ("--configs", "disagg/SmallRoute-v3", "--json", "{dir}"),
+         "--json '{dir}': is a directory, expected a file path"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, bad_csv: Path, script: str, args: tuple[str, ...],
@@ -67,3 +72,15 @@ def test_bad_input_is_one_line(tmp_path: Path, bad_csv: Path, script: str, args:
 def test_measure_headroom_counts_are_positive(flag: str) -> None:
     r = _run("measure_headroom.py", "--config", "small-route", flag, "0")
     assert r.returncode == 2 and f"argument {flag}: expected a positive integer (got '0')" in r.stderr
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--jobs", "0", "expected a positive integer (got '0')"),
+    ("--train-steps", "-1", "expected a positive integer (got '-1')"),
+    ("--tables-s", "nan", "expected a finite number >= 0 (got 'nan')"),
+    ("--bounds-cpu-s", "-1", "expected a finite number >= 0 (got '-1')"),
+])
+def test_reproduce_estimate_refuses_bad_numbers(flag: str, value: str, message: str) -> None:
+    r = _run("reproduce_estimate.py", flag, value)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        f"reproduce_estimate.py: error: argument {flag}: {message}")
