@@ -39,34 +39,49 @@ import torch
 from torch import nn
 
 import disagg_gym  # noqa: F401  (registers the env ids)
+from disagg_gym.argtypes import nonneg_int, positive_int
+from disagg_gym.env.registration import resolve_env_id
+from disagg_gym.errors import UserError
+from disagg_gym.io import check_output_file, describe_os_error
+
+
+def json_dict(text: str) -> dict[str, Any]:
+    """argparse type: a JSON object of dotted-key env overrides."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object of overrides ({exc.msg}) (got {text!r})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of overrides (got {text!r})")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="cleanrl_ppo.py", description=__doc__.split("\n")[0])
     p.add_argument("--env-id", default="disagg/SmallRoute-v3")
-    p.add_argument("--overrides", default="{}", help="JSON dict of dotted-key env overrides")
+    p.add_argument("--overrides", type=json_dict, default={}, help="JSON dict of dotted-key env overrides")
     p.add_argument("--policy", choices=["mlp", "scorer"], default="mlp")
-    p.add_argument("--total-timesteps", type=int, default=50_000)
-    p.add_argument("--num-envs", type=int, default=4)
-    p.add_argument("--num-steps", type=int, default=256, help="steps per env per update")
+    p.add_argument("--total-timesteps", type=positive_int, default=50_000)
+    p.add_argument("--num-envs", type=positive_int, default=4)
+    p.add_argument("--num-steps", type=positive_int, default=256, help="steps per env per update")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--gamma", type=float, default=0.99)
     p.add_argument("--gae-lambda", type=float, default=0.95)
-    p.add_argument("--num-minibatches", type=int, default=32)
-    p.add_argument("--update-epochs", type=int, default=10)
+    p.add_argument("--num-minibatches", type=positive_int, default=32)
+    p.add_argument("--update-epochs", type=positive_int, default=10)
     p.add_argument("--clip-coef", type=float, default=0.2)
     p.add_argument("--ent-coef", type=float, default=0.01)
     p.add_argument("--vf-coef", type=float, default=0.5)
     p.add_argument("--max-grad-norm", type=float, default=0.5)
-    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--hidden", type=positive_int, default=64)
     p.add_argument("--shaping", type=float, default=0.0,
                    help="train with disagg_gym.wrappers.QueueShaping at this weight (0: off)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--seed", type=nonneg_int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
     p.add_argument("--save", default=None, help="write the trained weights (+ args) here")
     p.add_argument("--curve", default=None, help="write the learning curve CSV here")
-    p.add_argument("--eval-episodes", type=int, default=0, help="held-out episodes after training")
-    p.add_argument("--eval-overrides", default=None, help="JSON overrides of the evaluation env")
+    p.add_argument("--eval-episodes", type=nonneg_int, default=0, help="held-out episodes after training")
+    p.add_argument("--eval-overrides", type=json_dict, default=None, help="JSON overrides of the evaluation env")
     p.add_argument("--eval-env-id", default=None, help="evaluate on this env id (default: --env-id)")
     p.add_argument("--load", default=None, help="skip training; evaluate these saved weights")
     return p.parse_args(argv)
@@ -189,7 +204,7 @@ def make_agent(kind: str, env: gym.Env, hidden: int) -> nn.Module:
 def train(args: argparse.Namespace) -> tuple[nn.Module, list[tuple[int, float, float]]]:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    over = json.loads(args.overrides)
+    over = args.overrides
     envs = [gym.make(args.env_id, overrides=over) for _ in range(args.num_envs)]
     if args.shaping > 0:
         from disagg_gym.wrappers import QueueShaping
@@ -272,7 +287,7 @@ def evaluate_all(agent: nn.Module, args: argparse.Namespace) -> dict[str, dict[s
     from disagg_gym_agents.registry import POLICIES
 
     env_id = args.eval_env_id or args.env_id
-    over = json.loads(args.eval_overrides) if args.eval_overrides else json.loads(args.overrides)
+    over = args.eval_overrides if args.eval_overrides is not None else args.overrides
     out = {}
     for name in ("learned", "learned_sampled", "random", "round_robin"):
         env = gym.make(env_id, overrides=over)
@@ -287,9 +302,37 @@ def evaluate_all(agent: nn.Module, args: argparse.Namespace) -> dict[str, dict[s
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"cleanrl_ppo.py: error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"cleanrl_ppo.py: error: {describe_os_error(exc)}", file=sys.stderr)
+    return 2
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Bad input as one line before any training (ids, budgets, output paths)."""
+    # any registered id, or a standard config's name / older id (one line naming it if none)
+    args.env_id = args.env_id if args.env_id in gym.registry else resolve_env_id(args.env_id)
+    if args.eval_env_id is not None and args.eval_env_id not in gym.registry:
+        args.eval_env_id = resolve_env_id(args.eval_env_id)
+    gym.make(args.env_id, overrides=args.overrides).close()  # a bad override names itself now
+    if not args.load and args.total_timesteps < args.num_envs * args.num_steps:
+        raise UserError(
+            f"--total-timesteps {args.total_timesteps} is less than one update "
+            f"(--num-envs x --num-steps = {args.num_envs * args.num_steps})"
+        )
+    for flag, path in (("--save", args.save), ("--curve", args.curve)):
+        if path:
+            check_output_file(path, flag)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
     if args.load:
         blob = torch.load(args.load, weights_only=False)
-        env = gym.make(args.env_id, overrides=json.loads(args.overrides))
+        env = gym.make(args.env_id, overrides=args.overrides)
         agent = make_agent(blob["policy"], env, blob["hidden"])
         agent.load_state_dict(blob["state_dict"])
     else:

@@ -53,6 +53,26 @@ def test_smoke_trains_saves_and_acts_validly(tmp_path: Path, policy: str, over: 
     assert rows[0]["invalid_actions"] == 0 and rows[0]["steps"] > 50
 
 
+
+@pytest.mark.parametrize("args,message", [
+    (["--env-id", "disagg/Nope-v0"], "unknown env id or config 'disagg/Nope-v0'"),
+    (["--overrides", "{bad"], "argument --overrides: expected a JSON object of overrides"),
+    (["--total-timesteps", "0"], "argument --total-timesteps: expected a positive integer (got '0')"),
+    (["--total-timesteps", "100"], "--total-timesteps 100 is less than one update (--num-envs x --num-steps = 1024)"),
+    (["--overrides", '{"horizon_s": -1}'], "key 'horizon_s': expected a value > 0 (got -1.0)"),
+    (["--load", "/nonexistent/m.pt"], "'/nonexistent/m.pt': No such file or directory"),
+])
+def test_bad_input_is_one_line_before_training(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    # each was a traceback (json, gym.make, torch.load) or, for a budget under one update, one silent update
+    mod = _script()
+    try:
+        rc = mod.main(args)
+    except SystemExit as exc:  # argparse
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("cleanrl_ppo.py: error: ")
+
 def test_scorer_acts_on_any_number_of_slots() -> None:
     """The same scorer weights give logits for 8 and 64 padded slots; padding never wins."""
     mod = _script()
