@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +197,26 @@ def test_prefix_stats_bad_input() -> None:
         prefix_stats([(1,), (2,)], [16], 16)
     with pytest.raises(ValueError, match="block_tokens must be a positive integer"):
         prefix_stats([(1,)], [16], 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trace", "/nonexistent/t.jsonl"], "/nonexistent/t.jsonl: file not found"),
+        (["--block-tokens", "0"], "argument --block-tokens: expected a positive integer (got '0')"),
+        (["--config", "configs/workloads/multi-turn-chat.yaml", "--set", "nokey=3", "--horizon-s", "5"],
+         "key 'nokey': unknown key"),
+        (["--config", "BAD_YAML"], "not valid YAML"),
+    ],
+)
+def test_prefix_stats_script_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    # each was a traceback (missing trace, bad YAML, unknown key) or accepted (block size 0)
+    root = Path(__file__).resolve().parents[2]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [\n")
+    args = [str(bad) if a == "BAD_YAML" else a for a in args]
+    res = subprocess.run([sys.executable, str(root / "scripts" / "prefix_stats.py"), *args], cwd=root,
+                         capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert message in res.stderr and res.stderr.strip().splitlines()[-1].startswith("prefix_stats.py: error: ")
