@@ -13,10 +13,11 @@ import errno
 import json
 import os
 import stat
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from disagg_gym.errors import UserError
 
@@ -212,3 +213,19 @@ def describe_os_error(exc: OSError) -> str:
     if exc.filename is not None:
         return f"{str(exc.filename)!r}: {what}"
     return str(exc) or what
+
+
+def run_script(prog: str, main: Callable[..., int | None], *args: Any) -> NoReturn:
+    """Runs a script's ``main(*args)`` and exits with its status (``None``: 0). Bad input (a
+    ``UserError``) or an OS error (a path that went bad, a full disk) is one line on stderr,
+    ``<prog>: error: ...``, exit 2; any other exception keeps its traceback: it is a bug.
+    """
+    try:
+        rc = main(*args)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(rc or 0)

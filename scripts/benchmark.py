@@ -19,17 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from disagg_gym_agents.leaderboard import add_benchmark_args, cmd_benchmark  # noqa: E402
-from disagg_gym.errors import UserError  # noqa: E402
-from disagg_gym.io import describe_os_error  # noqa: E402
+from disagg_gym.io import run_script  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n")[0])
     add_benchmark_args(parser)
-    try:
-        raise SystemExit(cmd_benchmark(parser.parse_args()))
-    except UserError as exc:  # an internal ValueError keeps its traceback: it is a bug
-        print(f"benchmark.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"benchmark.py: error: {describe_os_error(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script("benchmark.py", cmd_benchmark, parser.parse_args())

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # measure_headroom's t
 from measure_headroom import LOWER_IS_BETTER, verdict  # noqa: E402
 
 from disagg_gym.errors import UserError  # noqa: E402
-from disagg_gym.io import describe_os_error  # noqa: E402
+from disagg_gym.io import run_script  # noqa: E402
 
 EXCLUDED = ("random",)
 
@@ -101,11 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as exc:
-        print(f"headroom_from_rows.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"headroom_from_rows.py: error: {describe_os_error(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script("headroom_from_rows.py", main)

@@ -26,7 +26,7 @@ from disagg_gym_agents.leaderboard.markdown import verdict_of
 from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.summary import summarise
 from disagg_gym.errors import UserError
-from disagg_gym.io import describe_os_error
+from disagg_gym.io import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,11 +62,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(p.parse_args())
-    except UserError as exc:
-        print(f"learned_summary.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"learned_summary.py: error: {describe_os_error(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script("learned_summary.py", main, p.parse_args())

@@ -221,16 +221,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import sys
+    from disagg_gym.io import run_script
 
-    from disagg_gym.errors import UserError
-    from disagg_gym.io import describe_os_error
-
-    try:
-        main()
-    except UserError as exc:  # an internal ValueError keeps its traceback: it is a bug
-        print(f"measure_headroom.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"measure_headroom.py: error: {describe_os_error(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script("measure_headroom.py", main)

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 from disagg_gym.argtypes import nonneg_int, positive_float, positive_int
 from disagg_gym.config import from_dict, read_text_file
 from disagg_gym.errors import UserError
-from disagg_gym.io import describe_os_error
+from disagg_gym.io import run_script
 from disagg_gym.rng import RngStreams
 from disagg_gym.workload import WorkloadConfig, load_trace
 from disagg_gym.workload.prefix import cache_block_hashes, cache_block_hashes_many
@@ -124,11 +123,4 @@ def run(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        run(parser.parse_args())
-    except UserError as exc:  # bad traces, configs, overrides: one line
-        print(f"prefix_stats.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"prefix_stats.py: error: {describe_os_error(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script("prefix_stats.py", run, parser.parse_args())

@@ -45,7 +45,7 @@ import torch
 from disagg_gym.argtypes import positive_int
 from disagg_gym.env.registration import registered_ids
 from disagg_gym.errors import UserError
-from disagg_gym.io import check_output_file, describe_os_error
+from disagg_gym.io import check_output_file, run_script
 from disagg_gym_agents.args import TrainArgs
 from disagg_gym_agents.hparams import load_hyperparams
 from disagg_gym_agents.leaderboard import reproduce
@@ -257,11 +257,4 @@ def report(m: dict[str, dict[str, Any]], configs: list[str], tuned: dict[str, An
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except UserError as exc:  # an internal ValueError keeps its traceback: it is a bug
-        print(f"reproduce_estimate.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"reproduce_estimate.py: error: {describe_os_error(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script("reproduce_estimate.py", main)

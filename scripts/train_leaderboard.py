@@ -55,7 +55,7 @@ from disagg_gym_agents.ppo import train
 from disagg_gym.argtypes import nonneg_int, positive_int
 from disagg_gym.env.registration import registered_ids
 from disagg_gym.errors import UserError
-from disagg_gym.io import check_output_dir, check_output_file, describe_os_error
+from disagg_gym.io import check_output_dir, check_output_file, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,11 +158,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(p.parse_args())
-    except UserError as exc:  # an internal ValueError keeps its traceback: it is a bug
-        print(f"train_leaderboard.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"train_leaderboard.py: error: {describe_os_error(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script("train_leaderboard.py", main, p.parse_args())

@@ -34,7 +34,7 @@ from disagg_gym_agents.leaderboard.stats import to_float
 from disagg_gym_agents.registry import POLICIES
 from disagg_gym_agents.tuning import LOWER_IS_BETTER, read_tuned
 from disagg_gym.errors import UserError
-from disagg_gym.io import describe_os_error
+from disagg_gym.io import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,11 +118,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(p.parse_args())
-    except UserError as exc:
-        print(f"tuned_table.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"tuned_table.py: error: {describe_os_error(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script("tuned_table.py", main, p.parse_args())
