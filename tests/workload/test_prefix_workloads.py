@@ -82,11 +82,17 @@ MT = dict(
 )  # fmt: skip
 
 
-def test_turn_k_prompt_is_turn_k_minus_1_prompt_answer_and_new_text() -> None:
-    reqs = rows(cfg(**MT), horizon_s=2000)
+def _sessions(reqs: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """Requests by session id, in arrival order."""
     by_sid: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in reqs:
         by_sid[r["sid"]].append(r)
+    return by_sid
+
+
+def test_turn_k_prompt_is_turn_k_minus_1_prompt_answer_and_new_text() -> None:
+    reqs = rows(cfg(**MT), horizon_s=2000)
+    by_sid = _sessions(reqs)
     checked = 0
     for turns in by_sid.values():
         for prev, cur in zip(turns, turns[1:]):
@@ -135,9 +141,7 @@ def test_multi_turn_session_ends_at_the_context_cap() -> None:
     assert max(r["prompt"] for r in reqs) <= 800
     # The session *ends* rather than going on with clipped prompts: every later turn still holds
     # the previous prompt + answer + new text in full (longer than both), up to the cap.
-    by_sid: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for r in reqs:
-        by_sid[r["sid"]].append(r)
+    by_sid = _sessions(reqs)
     checked = 0
     for turns in by_sid.values():
         for prev, cur in zip(turns, turns[1:]):
