@@ -205,6 +205,16 @@ def _check_folder(folder: Path, target: Path, flag: str) -> None:
     os.unlink(probe)
 
 
+def check_input_path(path: str | Path, flag: str, what: str = "file") -> Path:
+    """An input ``flag`` gave that must exist (a folder passes: the reader names it), else a
+    ``UserError``: ``--results 'x.csv': results file not found``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{flag} {str(path)!r}: {what} not found")
+    return p
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line for an ``OSError``: what failed, on which path, and why."""
     what = exc.strerror or type(exc).__name__

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # measure_headroom's t
 from measure_headroom import LOWER_IS_BETTER, verdict  # noqa: E402
 
 from disagg_gym.errors import UserError  # noqa: E402
-from disagg_gym.io import run_script  # noqa: E402
+from disagg_gym.io import check_input_path, run_script  # noqa: E402
 
 EXCLUDED = ("random",)
 
@@ -47,8 +47,7 @@ def main() -> None:
         if not any(split in splits_of(env_id) for env_id in args.configs):
             raise UserError(f"--splits {split!r}: not a split of {', '.join(args.configs)} "
                             f"(splits: {', '.join(splits_of(args.configs[0]))})")
-    if not Path(args.results).is_file() and not Path(args.results).is_dir():  # (read_results names a folder)
-        raise UserError(f"--results {args.results!r}: results file not found")
+    check_input_path(args.results, "--results", "results file")
     per: dict[tuple[str, str], dict[str, list[dict[str, str]]]] = {}
     for r in read_results(args.results):
         if r["config"] not in args.configs or r["agent_kind"] != "heuristic" or r["overrides"] not in ("", "{}"):

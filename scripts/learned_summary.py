@@ -26,7 +26,7 @@ from disagg_gym_agents.leaderboard.markdown import verdict_of
 from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.summary import summarise
 from disagg_gym.errors import UserError
-from disagg_gym.io import run_script
+from disagg_gym.io import check_input_path, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,8 +37,7 @@ p.add_argument("--results", type=Path, default=ROOT / "leaderboard" / "results.c
 
 def main(args: argparse.Namespace) -> None:
     config_of(args.config)  # a standard id, or one line naming it
-    if not args.results.is_file() and not args.results.is_dir():  # (a folder: read_results says so)
-        raise UserError(f"--results {str(args.results)!r}: results file not found")
+    check_input_path(args.results, "--results", "results file")
     rows = [r for r in read_results(args.results) if r["config"] == args.config]
     heur = [r for r in rows if r["agent_kind"] == "heuristic" and (r.get("overrides") or "{}") == "{}"]
     learned = [r for r in rows if r["agent_kind"] == "sb3"]

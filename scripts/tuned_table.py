@@ -34,7 +34,7 @@ from disagg_gym_agents.leaderboard.stats import to_float
 from disagg_gym_agents.registry import POLICIES
 from disagg_gym_agents.tuning import LOWER_IS_BETTER, read_tuned
 from disagg_gym.errors import UserError
-from disagg_gym.io import run_script
+from disagg_gym.io import check_input_path, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,8 +70,8 @@ p.add_argument("--before", type=Path, help="results CSV whose rows ran the polic
 
 def main(args: argparse.Namespace) -> None:
     for flag, path in (("--tuned", args.tuned), ("--results", args.before and args.results), ("--before", args.before)):
-        if path and not path.is_file() and not path.is_dir():  # (a folder: the readers say so)
-            raise UserError(f"{flag} {str(path)!r}: file not found")
+        if path:
+            check_input_path(path, flag)
     tuned = read_tuned(args.tuned)
     if not tuned:
         raise UserError(f"no tuned entries in {args.tuned}")
