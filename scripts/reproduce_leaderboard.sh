@@ -35,9 +35,9 @@
 # benchmark again. --backend ray runs the benchmark's cells as Ray tasks instead
 # (needs .venv-ray: scripts/setup_ray.sh; its python is then used unless PYTHON is set).
 #
-# Wall time on the 2-core reference machine: about 5 h (docs/leaderboard.md, "Reproducing": a
-# 4.2 h estimate of this schedule from measured parts, scripts/reproduce_estimate.py, which a
-# timed run of three configs exceeded by 19%).
+# Wall time on the 2-core reference machine: more than 6 h (docs/leaderboard.md, "Reproducing":
+# in a timed run under way the training alone took ~2.1 h; the earlier 4.2-5 h estimate from
+# scripts/reproduce_estimate.py undercounted training 2-5x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
