@@ -35,6 +35,8 @@
 # benchmark again. --backend ray runs the benchmark's cells as Ray tasks instead
 # (needs .venv-ray: scripts/setup_ray.sh; its python is then used unless PYTHON is set).
 #
+# Compare the result with the committed leaderboard: scripts/compare_reproduction.py DIR.
+#
 # Wall time on the 2-core reference machine: more than 6 h (docs/leaderboard.md, "Reproducing":
 # in a timed run under way the training alone took ~2.1 h; the earlier 4.2-5 h estimate from
 # scripts/reproduce_estimate.py undercounted training 2-5x).
@@ -250,4 +252,5 @@ waitall validate
 if [ "$DRY" = 0 ]; then
   cat "$OUT"/logs/validate_*.log
   echo "reproduce_leaderboard: done: $OUT/results.csv, $OUT/LEADERBOARD.md (every config validated: manifest complete, $([ "$VSAMPLE" = all ] && echo "every row" || echo "$VSAMPLE sampled rows per config") replayed exactly)"
+  echo "reproduce_leaderboard: to compare with the committed leaderboard: $PYTHON scripts/compare_reproduction.py $OUT"
 fi
