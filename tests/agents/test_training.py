@@ -547,3 +547,41 @@ def test_env_overrides_key_reaches_the_training_env_and_the_cli_wins(tmp_path: P
     assert cfg["overrides"] == {"env.outcome_unit": "kilotoken", "horizon_s": 3}
     with pytest.raises(ValueError, match="env_overrides"):
         resolve_hyperparams({"env_overrides": ["env.outcome_unit=kilotoken"]})
+
+
+def test_training_skips_distribution_checks_and_trains_the_same_weights(tmp_path: Path) -> None:
+    # train() builds torch distributions unchecked (speed); the reference is the same run through
+    # _train with torch's default parameter checks on: the weights and optimizer state must be
+    # the same bytes, the checks must be off during training and restored afterwards.
+    import zipfile
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from disagg_gym_agents import ppo
+
+    dist = torch.distributions.Distribution
+    assert dist._validate_args  # torch's default (tests do not run under python -O)
+
+    class Flag(BaseCallback):
+        seen: set[bool] = set()
+
+        def _on_step(self) -> bool:
+            Flag.seen.add(bool(dist._validate_args))
+            return True
+
+    ref_out = tmp_path / "ref"
+    ref_out.mkdir()
+    ref = ppo._train(_args(tmp_path, timesteps=512, eval_freq=0, progress_bar=False, out=str(ref_out)), ref_out,
+                     [Flag()])
+    assert Flag.seen == {True}
+    Flag.seen = set()
+    path = train(_args(tmp_path, timesteps=512, eval_freq=0, progress_bar=False), extra_callbacks=[Flag()])
+    assert Flag.seen == {False}
+    assert dist._validate_args  # restored
+
+    def member(p: Path, name: str) -> bytes:
+        with zipfile.ZipFile(p) as zf:
+            return zf.read(name)
+
+    for name in ("policy.pth", "policy.optimizer.pth", "pytorch_variables.pth"):
+        assert member(path, name) == member(ref, name), name
