@@ -121,12 +121,12 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
 def _unchecked_distributions() -> Iterator[None]:
     """Builds torch distributions without checking their parameters, for the ``with`` block.
 
-    MaskablePPO builds several ``Categorical`` distributions per step (one per action dimension,
-    twice: with and without the mask), and torch checks each one's logits by default: about 8 %
-    of a SmallRoute training step's CPU (8,192 steps, 3 alternating runs: 11.3 vs 10.4 CPU-s).
-    The check computes nothing the run uses, so the trained weights are bit for bit the same
-    (``tests/agents/test_training.py``). Diverged logits (NaN) still stop the run:
-    sampling from them raises in ``torch.multinomial``. The previous default is restored after.
+    MaskablePPO builds ``Categorical`` distributions three times per action dimension and step
+    (sb3-contrib's masked distribution re-initialises them), and torch checks each one's logits
+    by default: about 8 % of a SmallRoute training step's CPU (8,192 steps, 3 alternating runs:
+    11.3 vs 10.4 CPU-s). The check computes nothing the run uses, so the trained weights are bit
+    for bit the same (``tests/agents/test_training.py``). A diverged run (NaN weights) still
+    stops with one line: :func:`_check_finite`. The previous default is restored after.
     """
     dist = torch.distributions.Distribution
     before = dist._validate_args
@@ -296,13 +296,32 @@ def _train(args: TrainArgs, out: Path, extra_callbacks: list[BaseCallback] | Non
         checkpointer.model = model
         checkpointer.save()
         raise
+    except RuntimeError:
+        _check_finite(model)  # NaN weights make torch's sampling fail: say so
+        raise
     finally:
         venv.close()
         if eval_env is not None:
             eval_env.close()
+    _check_finite(model)
     checkpointer.model = model
     checkpointer.save()
     return save_model_atomic(model, out / "model.zip")
+
+
+def _check_finite(model: Any) -> None:
+    """Raises ``UserError`` if training diverged: a policy parameter is NaN or infinite.
+
+    Distributions are built unchecked (:func:`_unchecked_distributions`), so NaN logits are not
+    stopped where torch would check them; this check runs when ``learn`` ends or fails, before
+    ``model.zip`` or a final checkpoint is written (the periodic checkpoints stay).
+    """
+    bad = [name for name, p in model.policy.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise UserError(
+            f"training diverged at {model.num_timesteps} timesteps: {len(bad)} policy parameter tensors are not "
+            f"finite (first: {bad[0]!r}); model.zip not written. Try a lower learning_rate or max_grad_norm"
+        )
 
 
 HISTORY_KEYS = ("started_at", "start_timesteps", "resumed_from", "args", "hyperparams", "versions")

@@ -5,24 +5,28 @@ from scratch. This script says whether DIR came out the same as ``--against`` (d
 repository's ``leaderboard/``), part by part:
 
 * **results**: every row of ``results.csv``, matched by cell and evaluation seed (config, agent,
-  training seed, overrides, split, eval seed): the score and every KPI column equal. The
-  ``model_sha256`` column is not compared: a checkpoint's zip also holds its training start time
-  and log folder, so it differs between two bit-identical trainings (the weights are compared
-  below instead);
+  training seed, overrides, split, eval seed): every column equal (score, KPIs, params, and the
+  package, SB3 and torch versions) but ``model_sha256``: a checkpoint's zip also holds its
+  training start time and log folder, so it differs between two bit-identical trainings (the
+  weights are compared below instead). A key that appears twice in one file is a difference;
 * **tuned**: every search of ``tuned.yaml`` (chosen params, mean validation score, seeds and
   every candidate's score);
 * **bounds**: every bound of ``bounds_cache.json`` (what the tables show; keyed by the
-  resolved scenario, metric, seeds and horizon), and every ``(config, metric)`` of
+  resolved scenario, metric, seeds and horizon; a note says when the two caches were computed
+  by different simulator source, their ``code`` digest), and every ``(config, metric)`` of
   ``bounds.csv`` (bound and method) where both sides have one (``disagg-gym bounds`` writes it,
   the reproduction does not);
 * **checkpoints**: every ``model.zip`` under ``checkpoints*/``: the weights, the optimizer state
   and the torch variables byte for byte, and SB3's ``data`` record except the fields that hold
-  wall-clock times and paths (``start_time``, ``tensorboard_log``, ``ep_info_buffer``, whose
-  entries carry seconds since the start) and with memory addresses (``at 0x7f...`` in the
-  class descriptions SB3 stores) blanked; ``system_info.txt`` (the OS build) is not compared.
+  wall-clock times and paths (``start_time``, ``tensorboard_log``, and ``ep_info_buffer`` as a
+  whole: its entries carry seconds since the start beside the episode returns) and with memory
+  addresses (``at 0x7f...`` in the class descriptions SB3 stores) blanked; ``system_info.txt``
+  (the OS build) is not compared.
 
-Numbers compare exactly unless ``--rtol`` allows a relative difference (for a reproduction on
-another CPU, where a learned agent's forward pass may round differently). A part absent on both
+Numbers of rows, tuned searches and bounds compare exactly unless ``--rtol`` allows a relative
+difference (for a reproduction on another CPU, where a learned agent's forward pass may round
+differently; such a run's checkpoints differ in their bytes too: ``--no-checkpoints`` leaves
+them out). Values of different types differ (``true`` is not ``1``). A part absent on both
 sides is skipped; what one side has and the other lacks is listed (``--allow-missing`` does not
 count it as a difference: a reproduction still running).
 
@@ -41,10 +45,12 @@ import argparse
 import csv
 import io
 import json
+import lzma
 import math
 import re
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -63,57 +69,77 @@ SHOWN = 10  # differences listed per part
 ADDRESS = re.compile(rb" at 0x[0-9a-fA-F]+")
 
 
-def numbers(x: Any) -> list[float] | None:
-    """The numeric leaves of ``x`` in order (``None`` if it holds anything else but structure)."""
-    if isinstance(x, bool) or x is None:
-        return None
-    if isinstance(x, (int, float)):
+class _Num:
+    """Stands for any number in :func:`structure` (so that ``0`` and ``False`` stay apart)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Num)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def numbers(x: Any) -> list[float]:
+    """The numeric leaves of ``x`` in order (dict values in key order)."""
+    if _number(x):
         return [float(x)]
     if isinstance(x, dict):
-        x = [v for _, v in sorted(x.items(), key=lambda kv: str(kv[0]))]
+        return [n for k in sorted(x, key=str) for n in numbers(x[k])]
     if isinstance(x, list):
-        out: list[float] = []
-        for v in x:
-            sub = numbers(v)
-            if sub is not None:
-                out += sub
-        return out
-    return None
+        return [n for v in x for n in numbers(v)]
+    return []
 
 
 def structure(x: Any) -> Any:
-    """``x`` with every number replaced by 0 (two values differ only in numbers iff equal here)."""
+    """``x`` with every number replaced by one marker (two values that differ only in their
+    numbers are equal here)."""
     if isinstance(x, dict):
         return {k: structure(v) for k, v in x.items()}
     if isinstance(x, list):
         return [structure(v) for v in x]
-    return 0 if isinstance(x, (int, float)) and not isinstance(x, bool) else x
+    return _Num() if _number(x) else (type(x), x)
+
+
+def _rel(x: float, y: float) -> float:
+    scale = max(abs(x), abs(y))
+    return abs(x - y) / scale if scale > 0 and math.isfinite(scale) else math.inf
 
 
 def describe(key: str, a: Any, b: Any) -> str:
     """One phrase for a differing value: the largest relative difference where only numbers differ."""
     if structure(a) == structure(b):
-        xs, ys = numbers(a) or [], numbers(b) or []
-        rel = max((abs(x - y) / max(abs(x), abs(y)) for x, y in zip(xs, ys, strict=True) if x != y), default=0.0)
+        rel = max((_rel(x, y) for x, y in zip(numbers(a), numbers(b), strict=True) if x != y), default=0.0)
         return f"{key}: numbers differ by up to {rel:.3g} (relative)"
-    return f"{key} {json.dumps(a)[:80]} vs {json.dumps(b)[:80]}"
+    return f"{key} {json.dumps(a, default=str)[:80]} vs {json.dumps(b, default=str)[:80]}"
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def same(a: Any, b: Any, rtol: float) -> bool:
-    """``a == b``, numbers (and numeric strings) within relative tolerance ``rtol``."""
+    """``a`` equals ``b``: same structure, same types (ints and floats are both numbers; ``True``
+    is not ``1``), numbers within relative tolerance ``rtol`` (CSV texts compare as texts, or as
+    numbers within ``rtol`` when both parse as numbers).
+    """
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                and all(same(a[k], b[k], rtol) for k in a))
+    if isinstance(a, list) or isinstance(b, list):
+        return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+                and all(same(x, y, rtol) for x, y in zip(a, b, strict=True)))
+    if _number(a) and _number(b):
+        return a == b or (rtol > 0 and math.isclose(a, b, rel_tol=rtol, abs_tol=0.0))
+    if type(a) is not type(b):
+        return False
     if a == b:
         return True
-    if rtol <= 0:
-        return False
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k], rtol) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y, rtol) for x, y in zip(a, b, strict=True))
-    try:
-        x, y = float(a), float(b)
-    except (TypeError, ValueError):
-        return False
-    return math.isclose(x, y, rel_tol=rtol, abs_tol=0.0)
+    if rtol > 0 and isinstance(a, str):
+        try:
+            x, y = float(a), float(b)
+        except ValueError:
+            return False
+        return math.isclose(x, y, rel_tol=rtol, abs_tol=0.0)
+    return False
 
 
 class Part:
@@ -125,6 +151,7 @@ class Part:
         self.differ: list[str] = []
         self.only_new: list[str] = []
         self.only_old: list[str] = []
+        self.notes: list[str] = []
 
     def failed(self, allow_missing: bool) -> bool:
         return bool(self.differ) or (not allow_missing and bool(self.only_new or self.only_old))
@@ -135,7 +162,7 @@ class Part:
                 f"{len(self.only_old):,} only in {old}")
 
     def details(self, new: str, old: str) -> list[str]:
-        out = []
+        out = [f"  note: {n}" for n in self.notes]
         for label, items in (("differs", self.differ), (f"only in {new}", self.only_new),
                              (f"only in {old}", self.only_old)):
             for item in items[:SHOWN]:
@@ -146,7 +173,7 @@ class Part:
 
     def as_dict(self) -> dict[str, Any]:
         return {"compared": self.compared, "differ": self.differ, "only_new": self.only_new,
-                "only_old": self.only_old}
+                "only_old": self.only_old, "notes": self.notes}
 
 
 def _match(part: Part, new: dict[Any, Any], old: dict[Any, Any], label: Any, diff: Any) -> None:
@@ -168,7 +195,17 @@ def compare_results(new: Path, old: Path, rtol: float) -> Part | None:
     part = Part("results")
 
     def rows(p: Path) -> dict[tuple[Any, ...], dict[str, str]]:
-        return {(*cell_key(r), r["eval_seed"]): r for r in read_results(p)}
+        try:
+            found = read_results(p)
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit
+            raise UserError(f"{p}: not a readable results file ({exc})") from None
+        out: dict[tuple[Any, ...], dict[str, str]] = {}
+        for r in found:
+            k = (*cell_key(r), r["eval_seed"])
+            if k in out:
+                part.differ.append(f"{label(k)}: appears more than once in {p}")
+            out[k] = r
+        return out
 
     def label(k: tuple[Any, ...]) -> str:
         config, agent, seed, overrides, split, ev = k
@@ -190,7 +227,7 @@ def compare_tuned(new: Path, old: Path, rtol: float) -> Part | None:
         return None
     part = Part("tuned")
 
-    def entries(p: Path) -> dict[tuple[str, str], Any]:
+    def entries(p: Path) -> dict[tuple[str, str], Any]:  # (YAML: a repeated key is an error)
         return {(c, pol): e for c, pols in read_tuned(p).items() for pol, e in pols.items()}
 
     def diff(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -206,6 +243,8 @@ def compare_bounds_cache(new: Path, old: Path, rtol: float) -> Part | None:
         return None
     part = Part("bounds")
 
+    codes: list[Any] = []
+
     def bounds(p: Path) -> dict[str, Any]:
         if not p.exists():
             return {}
@@ -216,12 +255,16 @@ def compare_bounds_cache(new: Path, old: Path, rtol: float) -> Part | None:
             raise UserError(f"{p}: not a bounds cache ({type(exc).__name__}: {exc})") from None
         if not isinstance(out, dict):
             raise UserError(f"{p}: not a bounds cache ('bounds' is not a mapping)")
+        codes.append(d.get("code"))
         return out
 
     def diff(a: Any, b: Any) -> str:
         return "" if same(a, b, rtol) else f"{a!r} vs {b!r}"
 
     _match(part, bounds(new), bounds(old), lambda k: f"key {k[:16]}", diff)
+    if len(codes) == 2 and codes[0] != codes[1]:
+        part.notes.append(f"the two caches were computed by different simulator source (code digest "
+                          f"{str(codes[0])[:12]} vs {str(codes[1])[:12]}); the bounds are compared all the same")
     return part
 
 
@@ -249,8 +292,9 @@ def _members(p: Path) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(p) as z:
             return {n: z.read(n) for n in z.namelist() if n not in NOT_COMPARED_MEMBERS}
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UserError(f"{p}: not a readable model zip ({exc})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, NotImplementedError,
+            zlib.error, lzma.LZMAError) as exc:  # what zipfile raises for torn or corrupt members
+        raise UserError(f"{p}: not a readable model zip ({type(exc).__name__}: {exc})") from None
 
 
 def _data(raw: bytes, p: Path) -> dict[str, Any]:
@@ -286,36 +330,38 @@ def compare_checkpoints(new: Path, old: Path) -> Part | None:
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("dir", type=Path, help="the reproduction's --out folder")
-p.add_argument("--against", type=Path, default=ROOT / "leaderboard",
-               help="the folder to compare with (default: the repository's leaderboard/)")
+p.add_argument("--against", type=Path, help="the folder to compare with (default: the repository's leaderboard/)")
 p.add_argument("--rtol", type=float, default=0.0,
                help="relative difference allowed between numbers (default 0: exact)")
 p.add_argument("--allow-missing", action="store_true",
                help="what only one side has is listed but is not a difference (a reproduction still running)")
+p.add_argument("--no-checkpoints", action="store_true",
+               help="leave the checkpoints out (a reproduction on another CPU: their bytes differ)")
 p.add_argument("--json", type=Path, help="also write every difference to this JSON file")
 
 
 def main(args: argparse.Namespace) -> int:
     if not (0 <= args.rtol < 1):
         raise UserError(f"--rtol: expected a number in [0, 1) (got {args.rtol!r})")
-    for flag, folder in (("DIR", args.dir), ("--against", args.against)):
+    against = args.against if args.against is not None else ROOT / "leaderboard"
+    for flag, folder in (("DIR", args.dir), ("--against", against)):
         check_input_path(folder, flag, "folder")
         if not folder.is_dir():
             raise UserError(f"{flag} {str(folder)!r}: not a folder")
     if args.json:
         check_output_file(args.json, "--json")
-    new, old = args.dir, args.against
+    new, old = args.dir, against
     parts = [x for x in (
         compare_results(new / "results.csv", old / "results.csv", args.rtol),
         compare_tuned(new / "tuned.yaml", old / "tuned.yaml", args.rtol),
         compare_bounds_cache(new / "bounds_cache.json", old / "bounds_cache.json", args.rtol),
         compare_bounds_csv(new / "bounds.csv", old / "bounds.csv", args.rtol),
-        compare_checkpoints(new, old),
+        None if args.no_checkpoints else compare_checkpoints(new, old),
     ) if x is not None]
     if not parts:
         raise UserError(f"nothing to compare: neither {new} nor {old} holds results.csv, tuned.yaml, "
                         "bounds_cache.json or checkpoints*/")
-    names = (str(new), str(old))
+    names = (str(new), str(old) if args.against is not None else "leaderboard/")
     for part in parts:
         print(part.line(*names))
         for line in part.details(*names):

@@ -21,13 +21,13 @@ def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def _zip(path: Path, weights: bytes, start_time: int, address: str) -> None:
+def _zip(path: Path, weights: bytes, start_time: int, address: str, n_steps: int = 1024) -> None:
     """A model.zip shaped like SB3's: weights, a JSON ``data`` record, the machine's description."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"start_time": start_time, "tensorboard_log": f"/tmp/run{start_time}/tb", "n_steps": 1024,
+    data = {"start_time": start_time, "tensorboard_log": f"/tmp/run{start_time}/tb", "n_steps": n_steps,
             "policy_class": {"__init__": f"<function Policy.__init__ at {address}>"},
             "ep_info_buffer": {":serialized:": f"wall-clock {start_time}"}}
-    with zipfile.ZipFile(path, "w") as z:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("data", json.dumps(data))
         z.writestr("policy.pth", weights)
         z.writestr("system_info.txt", f"- OS: Linux build {start_time}\n")
@@ -93,6 +93,63 @@ def test_weights_that_differ_are_named_and_metadata_is_not(pair: tuple[Path, Pat
     assert "start_time" not in r.stdout and "system_info" not in r.stdout
 
 
+def test_sb3_data_record_and_every_checkpoint_folder_are_compared(pair: tuple[Path, Path]) -> None:
+    a, b = pair
+    _zip(a / "checkpoints" / "SmallRoute-v3" / "seed0" / "model.zip", b"\x01\x02weights", 111, "0x1", n_steps=2048)
+    _zip(a / "checkpoints-ablation-x" / "SmallRoute-v3" / "seed1" / "model.zip", b"w", 1, "0x1")
+    _zip(b / "checkpoints-ablation-x" / "SmallRoute-v3" / "seed1" / "model.zip", b"v", 2, "0x2")
+    r = _run(a, "--against", b)
+    assert r.returncode == 1
+    assert "checkpoints: 2 in both: 0 the same, 2 differ" in r.stdout
+    assert "checkpoints/SmallRoute-v3/seed0/model.zip: data.n_steps" in r.stdout
+    assert "checkpoints-ablation-x/SmallRoute-v3/seed1/model.zip: policy.pth" in r.stdout
+    r = _run(a, "--against", b, "--no-checkpoints")
+    assert r.returncode == 0 and "checkpoints" not in r.stdout
+
+
+def test_model_sha_is_not_compared_but_a_duplicate_row_is_a_difference(pair: tuple[Path, Path]) -> None:
+    a, b = pair
+    lines = (a / "results.csv").read_text(encoding="utf-8").splitlines()
+    col = lines[0].split(",").index("model_sha256")
+    fields = lines[1].split(",")
+    fields[col] = "f" * 64
+    _edit(a / "results.csv", lines[1], ",".join(fields))
+    assert _run(a, "--against", b).returncode == 0  # another zip of the same weights
+    fields = lines[1].split(",")
+    fields[lines[0].split(",").index("score")] = "1.5"  # a differing copy of row 1, before it
+    (a / "results.csv").write_text("\n".join([lines[0], ",".join(fields), *lines[1:]]) + "\n", encoding="utf-8")
+    r = _run(a, "--against", b)
+    assert r.returncode == 1
+    assert "appears more than once in" in r.stdout
+
+
+def test_tuned_choice_and_types_are_compared(pair: tuple[Path, Path]) -> None:
+    a, b = pair
+    _edit(a / "tuned.yaml", "    score: 12.25\n", "    score: 12.5\n")
+    r = _run(a, "--against", b)
+    assert r.returncode == 1 and "small-route jsq+ttft_guard: score: numbers differ by up to 0.02 (relative)" in r.stdout
+    _edit(a / "tuned.yaml", "    score: 12.5\n", "    score: 12.25\n")
+    _edit(a / "tuned.yaml", "params: {alpha: 1.0}", "params: {alpha: true}")
+    _edit(b / "tuned.yaml", "params: {alpha: 1.0}", "params: {alpha: 1}")
+    r = _run(a, "--against", b, "--rtol", "0.1")
+    assert r.returncode == 1 and 'candidates [{"params": {"alpha": 0.5}' in r.stdout  # true is not 1
+    _edit(b / "tuned.yaml", "score: 11.123456789", "score: .nan")
+    assert _run(a, "--against", b).returncode == 1  # no traceback on NaN against a number
+
+
+def test_bounds_csv_and_the_simulator_digest(pair: tuple[Path, Path]) -> None:
+    a, b = pair
+    head = "config,metric,upper_bound,method\n"
+    (a / "bounds.csv").write_text(head + "small-route,goodput_rps,50.5,fluid\n", encoding="utf-8")
+    (b / "bounds.csv").write_text(head + "small-route,goodput_rps,50.25,fluid\n", encoding="utf-8")
+    _edit(b / "bounds_cache.json", '"code": "x"', '"code": "y"')
+    r = _run(a, "--against", b)
+    assert r.returncode == 1
+    assert "bounds.csv: 1 in both: 0 the same, 1 differ" in r.stdout
+    assert "note: the two caches were computed by different simulator source" in r.stdout
+    assert "bounds: 2 in both: 2 the same" in r.stdout
+
+
 def test_missing_rows_are_listed_and_may_be_allowed(pair: tuple[Path, Path]) -> None:
     a, b = pair
     lines = (a / "results.csv").read_text(encoding="utf-8").splitlines()
@@ -124,7 +181,7 @@ def test_json_report(pair: tuple[Path, Path], tmp_path: Path) -> None:
     rep = json.loads(out.read_text(encoding="utf-8"))
     assert rep["same"] is False
     assert rep["parts"]["bounds"]["differ"] == ["key k1: 10.75 vs 10.5"]
-    assert rep["parts"]["results"] == {"compared": 3, "differ": [], "only_new": [], "only_old": []}
+    assert rep["parts"]["results"] == {"compared": 3, "differ": [], "only_new": [], "only_old": [], "notes": []}
 
 
 @pytest.mark.parametrize(
@@ -138,6 +195,7 @@ def test_json_report(pair: tuple[Path, Path], tmp_path: Path) -> None:
         (("{new}", "--json", "{new}"), "--json '{new}': is a directory, expected a file path"),
         (("{empty}", "--against", "{empty}"), "nothing to compare"),
         (("{new}", "--against", "{badzip}"), "model.zip: not a readable model zip"),
+        (("{new}", "--against", "{torn}"), "model.zip: not a readable model zip"),
     ],
 )
 def test_bad_input_is_one_line(pair: tuple[Path, Path], tmp_path: Path, args: tuple[str, ...], message: str) -> None:
@@ -147,9 +205,16 @@ def test_bad_input_is_one_line(pair: tuple[Path, Path], tmp_path: Path, args: tu
     bad = tmp_path / "badzip"
     shutil.copytree(b, bad)
     (bad / "checkpoints" / "SmallRoute-v3" / "seed0" / "model.zip").write_bytes(b"not a zip")
+    torn = tmp_path / "torn"  # a zip whose deflated member is corrupt
+    shutil.copytree(b, torn)
+    z = torn / "checkpoints" / "SmallRoute-v3" / "seed0" / "model.zip"
+    raw = bytearray(z.read_bytes())
+    at = raw.index(b"PK\x03\x04") + 40
+    raw[at : at + 8] = b"\xff" * 8
+    z.write_bytes(bytes(raw))
     (tmp_path / "file").write_text("x")
     names = {"missing": str(tmp_path / "nope"), "file": str(tmp_path / "file"), "new": str(a), "empty": str(empty),
-             "badzip": str(bad)}
+             "badzip": str(bad), "torn": str(torn)}
     r = _run(*(x.format(**names) for x in args))
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -549,34 +550,53 @@ def test_env_overrides_key_reaches_the_training_env_and_the_cli_wins(tmp_path: P
         resolve_hyperparams({"env_overrides": ["env.outcome_unit=kilotoken"]})
 
 
+class _Probe:
+    """SB3 callbacks for the tests below (built per test: no state shared between tests)."""
+
+    @staticmethod
+    def flags(seen: set[bool]) -> Any:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Flag(BaseCallback):
+            def _on_step(self) -> bool:
+                seen.add(bool(torch.distributions.Distribution._validate_args))
+                return True
+
+        return Flag()
+
+    @staticmethod
+    def poison(at_step: int) -> Any:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Poison(BaseCallback):  # a diverged update, simulated: one weight becomes NaN
+            def _on_step(self) -> bool:
+                if self.num_timesteps == at_step:
+                    with torch.no_grad():
+                        next(self.model.policy.parameters()).view(-1)[0] = float("nan")
+                return True
+
+        return Poison()
+
+
 def test_training_skips_distribution_checks_and_trains_the_same_weights(tmp_path: Path) -> None:
     # train() builds torch distributions unchecked (speed); the reference is the same run through
     # _train with torch's default parameter checks on: the weights and optimizer state must be
     # the same bytes, the checks must be off during training and restored afterwards.
     import zipfile
 
-    from stable_baselines3.common.callbacks import BaseCallback
-
     from disagg_gym_agents import ppo
 
     dist = torch.distributions.Distribution
     assert dist._validate_args  # torch's default (tests do not run under python -O)
-
-    class Flag(BaseCallback):
-        seen: set[bool] = set()
-
-        def _on_step(self) -> bool:
-            Flag.seen.add(bool(dist._validate_args))
-            return True
-
+    checked: set[bool] = set()
+    unchecked: set[bool] = set()
     ref_out = tmp_path / "ref"
     ref_out.mkdir()
     ref = ppo._train(_args(tmp_path, timesteps=512, eval_freq=0, progress_bar=False, out=str(ref_out)), ref_out,
-                     [Flag()])
-    assert Flag.seen == {True}
-    Flag.seen = set()
-    path = train(_args(tmp_path, timesteps=512, eval_freq=0, progress_bar=False), extra_callbacks=[Flag()])
-    assert Flag.seen == {False}
+                     [_Probe.flags(checked)])
+    path = train(_args(tmp_path, timesteps=512, eval_freq=0, progress_bar=False),
+                 extra_callbacks=[_Probe.flags(unchecked)])
+    assert checked == {True} and unchecked == {False}
     assert dist._validate_args  # restored
 
     def member(p: Path, name: str) -> bytes:
@@ -585,3 +605,14 @@ def test_training_skips_distribution_checks_and_trains_the_same_weights(tmp_path
 
     for name in ("policy.pth", "policy.optimizer.pth", "pytorch_variables.pth"):
         assert member(path, name) == member(ref, name), name
+
+
+@pytest.mark.parametrize("at_step", [300, 512])  # mid-run (the next rollout samples NaN), last step
+def test_a_diverged_run_is_one_line_and_writes_no_model(tmp_path: Path, at_step: int) -> None:
+    from disagg_gym.errors import UserError
+
+    with pytest.raises(UserError, match=r"training diverged at \d+ timesteps: .* not finite"):
+        train(_args(tmp_path, timesteps=512, eval_freq=0, progress_bar=False),
+              extra_callbacks=[_Probe.poison(at_step)])
+    assert not (tmp_path / "run" / "model.zip").exists()
+    assert torch.distributions.Distribution._validate_args  # restored on the way out
