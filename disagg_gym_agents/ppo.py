@@ -104,7 +104,8 @@ def train(args: TrainArgs, extra_callbacks: list[BaseCallback] | None = None) ->
     Raises:
         ValueError: Bad arguments, hyperparameters or env overrides; ``--resume`` without a
             checkpoint; a fresh run into a folder that already holds one; a resume whose env or
-            algorithm differs from the run's ``config.json``; another train writing to the folder.
+            algorithm differs from the run's ``config.json``; another train writing to the folder;
+            a run that diverged (a policy parameter NaN or infinite; no model.zip is written).
     """
     _validate(args)
     torch.set_num_threads(args.threads)
