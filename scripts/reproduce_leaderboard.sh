@@ -36,6 +36,7 @@
 # (needs .venv-ray: scripts/setup_ray.sh; its python is then used unless PYTHON is set).
 #
 # Compare the result with the committed leaderboard: scripts/compare_reproduction.py DIR.
+# Each stage's wall time is printed and appended to DIR/timings.log.
 #
 # Wall time on the 2-core reference machine: more than 6 h (docs/leaderboard.md, "Reproducing":
 # in a timed run under way the training alone took ~2.1 h; the earlier 4.2-5 h estimate from
@@ -122,7 +123,16 @@ waitall() {  # waits for every launched job; fails naming the logs if one failed
   pids=()
   [ "$bad" = 0 ] || die "$1 failed (see $OUT/logs/)"
 }
+# Wall time of each stage of this invocation, on stderr and appended to DIR/timings.log
+# ("<UTC time> <stage> <seconds since this invocation started>"): a resumed run's stages add up
+# over its invocations.
+stamp() {
+  [ "$DRY" = 0 ] || return 0
+  echo "$(date -u +%FT%TZ) $1 $SECONDS" >> "$OUT/timings.log"
+  [ "$1" = start ] || echo "reproduce_leaderboard: $1 done after $((SECONDS / 3600)) h $((SECONDS % 3600 / 60)) min (this invocation)" >&2
+}
 run mkdir -p "$OUT/logs"
+stamp start
 
 # The SmallRoute-v3 ablations train (and are benchmarked) when SmallRoute-v3 is in the run.
 ABLATE=0
@@ -183,6 +193,7 @@ if [ ${#EXTRA[@]} -eq 0 ]; then
   done
 fi
 waitall "training, tuning or bounds"
+stamp training+tuning+bounds
 if [ "$TRAIN" = 1 ]; then
   LEARNED=("sb3:maskable_ppo=$OUT/checkpoints")
   if [ "$ABLATE" = 1 ]; then LEARNED+=("sb3:maskable_ppo_noprior=$OUT/checkpoints-ablation-noprior"); fi
@@ -230,9 +241,11 @@ if [ "$ABLATE" = 1 ]; then
     --tuned "$TUNED" --cells-only --no-progress "${EXTRA[@]}"
 fi
 waitall benchmark
+stamp benchmark
 # (ray) the whole benchmark; (local) every cell is done: only the tables and plots are written
 if [ ${#CFG_ARGS[@]} -gt 0 ]; then bench+=(--configs "${CFG_ARGS[@]}"); fi
 run "${bench[@]}" "${EXTRA[@]}"
+stamp tables
 
 pids=()
 if [ "$DRY" = 0 ]; then
@@ -249,6 +262,7 @@ for cfg in $vcfgs; do
   launch "$PYTHON" -m disagg_gym.cli validate "$OUT/results.csv" --configs "$cfg" --no-progress "${VARGS[@]}"
 done
 waitall validate
+stamp validate
 if [ "$DRY" = 0 ]; then
   cat "$OUT"/logs/validate_*.log
   echo "reproduce_leaderboard: done: $OUT/results.csv, $OUT/LEADERBOARD.md (every config validated: manifest complete, $([ "$VSAMPLE" = all ] && echo "every row" || echo "$VSAMPLE sampled rows per config") replayed exactly)"

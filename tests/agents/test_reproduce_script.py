@@ -39,6 +39,14 @@ def test_reproduce_runs_benchmark_and_validate_and_resumes(tmp_path: Path) -> No
     assert second.returncode == 0, second.stderr[-2000:]
     assert (out / "results.csv").read_bytes() == before  # nothing re-run, nothing appended
     assert "validate: OK, 1 row(s)" in second.stdout
+    # each invocation appends its stages' wall times (seconds since it started, never falling)
+    stages = ["start", "training+tuning+bounds", "benchmark", "tables", "validate"]
+    log = [line.split() for line in (out / "timings.log").read_text().splitlines()]
+    assert [x[1] for x in log] == stages * 2
+    for run in (log[:5], log[5:]):
+        secs = [int(x[2]) for x in run]
+        assert secs == sorted(secs)
+    assert "reproduce_leaderboard: validate done after 0 h " in second.stderr
 
 
 def test_dry_run_lists_training_per_seed_and_ray_backend(tmp_path: Path) -> None:
