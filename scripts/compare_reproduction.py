@@ -8,7 +8,9 @@ repository's ``leaderboard/``), part by part:
   training seed, overrides, split, eval seed): every column equal (score, KPIs, params, and the
   package, SB3 and torch versions) but ``model_sha256``: a checkpoint's zip also holds its
   training start time and log folder, so it differs between two bit-identical trainings (the
-  weights are compared below instead). A key that appears twice in one file is a difference;
+  weights are compared below instead). A learned row's ``policy`` names its checkpoint by path:
+  only the path below the results folder is compared (``checkpoints/<Env>/seed<k>/model.zip``),
+  since the two live in different folders. A key that appears twice in one file is a difference;
 * **tuned**: every search of ``tuned.yaml`` (chosen params, mean validation score, seeds and
   every candidate's score);
 * **bounds**: every bound of ``bounds_cache.json`` (what the tables show; keyed by the
@@ -189,6 +191,17 @@ def _match(part: Part, new: dict[Any, Any], old: dict[Any, Any], label: Any, dif
             part.differ.append(f"{label(k)}: {why}")
 
 
+def _where_free(column: str, value: str) -> str:
+    """A learned row's ``policy`` (``sb3:<folder>/checkpoints*/<Env>/seed<k>/model.zip``) without
+    the folder it lives in; any other value as it is."""
+    if column != "policy" or not value.startswith("sb3:"):
+        return value
+    parts = Path(value[4:]).parts
+    if len(parts) >= 4 and parts[-4].startswith("checkpoints"):
+        return "sb3:" + "/".join(parts[-4:])
+    return value
+
+
 def compare_results(new: Path, old: Path, rtol: float) -> Part | None:
     if not (new.exists() or old.exists()):
         return None
@@ -214,7 +227,7 @@ def compare_results(new: Path, old: Path, rtol: float) -> Part | None:
 
     def diff(a: dict[str, str], b: dict[str, str]) -> str:
         cols = [c for c in sorted(a.keys() | b.keys()) if c not in NOT_COMPARED_COLUMNS
-                and not same(a.get(c, ""), b.get(c, ""), rtol)]
+                and not same(_where_free(c, a.get(c, "")), _where_free(c, b.get(c, "")), rtol)]
         return ", ".join(f"{c} {a.get(c, '')!r} vs {b.get(c, '')!r}" for c in cols[:4]) + (
             f" (+{len(cols) - 4} columns)" if len(cols) > 4 else "")
 

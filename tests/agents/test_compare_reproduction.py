@@ -123,6 +123,25 @@ def test_model_sha_is_not_compared_but_a_duplicate_row_is_a_difference(pair: tup
     assert "appears more than once in" in r.stdout
 
 
+def test_a_learned_rows_checkpoint_is_compared_below_its_folder(pair: tuple[Path, Path]) -> None:
+    a, b = pair
+    lines = (a / "results.csv").read_text(encoding="utf-8").splitlines()
+    col = lines[0].split(",").index("policy")
+
+    def set_policy(folder: Path, value: str) -> None:
+        fields = lines[1].split(",")
+        fields[col] = value
+        (folder / "results.csv").write_text("\n".join([lines[0], ",".join(fields), *lines[2:]]) + "\n",
+                                            encoding="utf-8")
+
+    set_policy(a, f"sb3:{a}/checkpoints/SmallRoute-v3/seed0/model.zip")  # a reproduction: absolute
+    set_policy(b, "sb3:leaderboard/checkpoints/SmallRoute-v3/seed0/model.zip")  # committed: relative
+    assert _run(a, "--against", b).returncode == 0
+    set_policy(b, "sb3:leaderboard/checkpoints/SmallRoute-v3/seed1/model.zip")
+    r = _run(a, "--against", b)
+    assert r.returncode == 1 and "policy 'sb3:" in r.stdout
+
+
 def test_tuned_choice_and_types_are_compared(pair: tuple[Path, Path]) -> None:
     a, b = pair
     _edit(a / "tuned.yaml", "    score: 12.25\n", "    score: 12.5\n")
