@@ -38,9 +38,10 @@
 # Compare the result with the committed leaderboard: scripts/compare_reproduction.py DIR.
 # Each stage's wall time is printed and appended to DIR/timings.log.
 #
-# Wall time on the 2-core reference machine: more than 6 h (docs/leaderboard.md, "Reproducing":
-# in a timed run under way the training alone took ~2.1 h; the earlier 4.2-5 h estimate from
-# scripts/reproduce_estimate.py undercounted training 2-5x).
+# Wall time on the 2-core reference machine: about 7 h, projected (docs/leaderboard.md,
+# "Reproducing": in a timed run under way, training, tuning and bounds took 2.9 h and the
+# benchmark's first rows cost ~1.7x the earlier 4.2-5 h estimate of scripts/reproduce_estimate.py,
+# on a machine running the same work 1.3-1.5x slower than when that estimate was measured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
