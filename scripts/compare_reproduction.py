@@ -71,6 +71,10 @@ SHOWN = 10  # differences listed per part
 ADDRESS = re.compile(rb" at 0x[0-9a-fA-F]+")
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 class _Num:
     """Stands for any number in :func:`structure` (so that ``0`` and ``False`` stay apart)."""
 
@@ -114,10 +118,6 @@ def describe(key: str, a: Any, b: Any) -> str:
     return f"{key} {json.dumps(a, default=str)[:80]} vs {json.dumps(b, default=str)[:80]}"
 
 
-def _number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def same(a: Any, b: Any, rtol: float) -> bool:
     """``a`` equals ``b``: same structure, same types (ints and floats are both numbers; ``True``
     is not ``1``), numbers within relative tolerance ``rtol`` (CSV texts compare as texts, or as
@@ -130,7 +130,9 @@ def same(a: Any, b: Any, rtol: float) -> bool:
         return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
                 and all(same(x, y, rtol) for x, y in zip(a, b, strict=True)))
     if _number(a) and _number(b):
-        return a == b or (rtol > 0 and math.isclose(a, b, rel_tol=rtol, abs_tol=0.0))
+        if a == b or (math.isnan(a) and math.isnan(b)):  # a NaN score on both sides is the same
+            return True
+        return rtol > 0 and math.isclose(a, b, rel_tol=rtol, abs_tol=0.0)
     if type(a) is not type(b):
         return False
     if a == b:

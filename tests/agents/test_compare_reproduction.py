@@ -154,6 +154,9 @@ def test_tuned_choice_and_types_are_compared(pair: tuple[Path, Path]) -> None:
     assert r.returncode == 1 and 'candidates [{"params": {"alpha": 0.5}' in r.stdout  # true is not 1
     _edit(b / "tuned.yaml", "score: 11.123456789", "score: .nan")
     assert _run(a, "--against", b).returncode == 1  # no traceback on NaN against a number
+    _edit(a / "tuned.yaml", "score: 11.123456789", "score: .nan")
+    _edit(a / "tuned.yaml", "params: {alpha: true}", "params: {alpha: 1}")
+    assert _run(a, "--against", b).returncode == 0  # NaN on both sides is the same
 
 
 def test_bounds_csv_and_the_simulator_digest(pair: tuple[Path, Path]) -> None:
