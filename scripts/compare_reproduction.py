@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_json, check_input_path, check_output_file, run_script
-from disagg_gym_agents.leaderboard.results import cell_key, read_results
+from disagg_gym_agents.leaderboard.results import read_results, row_key
 from disagg_gym_agents.tuning import read_tuned
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def compare_results(new: Path, old: Path, rtol: float) -> Part | None:
             raise UserError(f"{p}: not a readable results file ({exc})") from None
         out: dict[tuple[Any, ...], dict[str, str]] = {}
         for r in found:
-            k = (*cell_key(r), r["eval_seed"])
+            k = row_key(r)
             if k in out:
                 part.differ.append(f"{label(k)}: appears more than once in {p}")
             out[k] = r

@@ -185,7 +185,8 @@ def key_of(cell: Cell, overrides_json: str) -> CellKey:
 _cell_key = cell_key
 
 
-def _row_key(row: dict[str, Any]) -> tuple[str, str, str, str, str, int]:
+def row_key(row: dict[str, Any]) -> tuple[str, str, str, str, str, int]:
+    """What identifies a row in a file: its ``cell_key`` and evaluation seed."""
     return (*_cell_key(row), int(row["eval_seed"]))
 
 
@@ -273,7 +274,7 @@ class ResultsWriter:
             self._sync()
             new, seen = [], set()
             for r in rows:
-                k = _row_key(r)
+                k = row_key(r)
                 if k[-1] in self._done.get(k[:-1], set()) or k in seen:
                     continue
                 seen.add(k)
