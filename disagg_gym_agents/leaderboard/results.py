@@ -182,12 +182,9 @@ def key_of(cell: Cell, overrides_json: str) -> CellKey:
     return (cell.config, cell.agent, ts, overrides_json, cell.split)
 
 
-_cell_key = cell_key
-
-
 def row_key(row: dict[str, Any]) -> tuple[str, str, str, str, str, int]:
     """What identifies a row in a file: its ``cell_key`` and evaluation seed."""
-    return (*_cell_key(row), int(row["eval_seed"]))
+    return (*cell_key(row), int(row["eval_seed"]))
 
 
 def _csv_line(values: Sequence[Any]) -> str:
@@ -258,7 +255,7 @@ class ResultsWriter:
         else:
             _, rows, _ = parse_results(self.path, ",".join(self._header) + "\n" + text)
         for r in rows:
-            self._done.setdefault(_cell_key(r), set()).add(int(r["eval_seed"]))
+            self._done.setdefault(cell_key(r), set()).add(int(r["eval_seed"]))
         self._offset += cut
 
     def done(self, key: CellKey) -> set[int]:
