@@ -387,14 +387,14 @@ class MaskableInstancePolicy(_InstanceMixin, MaskableActorCriticPolicy):
 
         Under ``torch.no_grad()`` with masks (how ``MaskablePPO.collect_rollouts`` calls it on
         every training step) this computes SB3's values bit for bit, with the same random
-        draws, without building a ``MaskableCategorical`` per action dimension (each
-        re-normalises its logits and validates its arguments through ``torch.distributions``),
-        and with the layers applied as functions (:meth:`InstanceScorer.actor_logits`): the
+        draws, without building a ``MaskableCategorical`` per action dimension (sb3-contrib
+        builds three ``Categorical`` objects per dimension and step, each re-normalising its
+        logits through ``torch.distributions``), and with the layers applied as functions (:meth:`InstanceScorer.actor_logits`): the
         same tensor operations in the same order. Per dimension, as SB3 does: the logits are
         normalised (``x - logsumexp(x)``); masked values become -1e8 and the result is
         normalised again; an action is drawn with ``torch.multinomial(softmax(.), 1, True)``
         (``Categorical.sample``), or the argmax of the probabilities when ``deterministic``;
-        its log-probability is gathered from the normalised masked logits; the dimensions'
+        its log-probability is read from the normalised masked logits (``gather``); the dimensions'
         log-probabilities are stacked and summed. ``tests/agents/test_fast_rollout.py``
         compares both paths on random observations and masks and after a short training run
         (identical weights). Unlike SB3's path, ``self.action_dist`` keeps no distributions
@@ -434,11 +434,10 @@ class MaskableInstancePolicy(_InstanceMixin, MaskableActorCriticPolicy):
                 actions.append(torch.multinomial(probs.reshape(-1, y.shape[-1]), 1, True).T.reshape(y.shape[:-1]))
             normed.append(y)
         act = torch.stack(actions, dim=1)
-        log_probs: list[torch.Tensor] = []
-        for y, a in zip(normed, torch.unbind(act.view(-1, len(sizes)), dim=1)):
-            value, log_pmf = torch.broadcast_tensors(a.long().unsqueeze(-1), y)
-            log_probs.append(log_pmf.gather(-1, value[..., :1]).squeeze(-1))
-        log_prob = torch.stack(log_probs, dim=1).sum(dim=1)
+        log_prob = torch.stack(
+            [y.gather(-1, a.unsqueeze(-1)).squeeze(-1) for y, a in zip(normed, torch.unbind(act.view(-1, len(sizes)), dim=1))],
+            dim=1,
+        ).sum(dim=1)
         return act.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[misc]
 
 
