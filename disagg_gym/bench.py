@@ -299,7 +299,9 @@ def run_plan(
 
 
 def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Runs every measurement; ``quick`` shortens them (smoke use, not for reporting).
+    """Runs every measurement; ``quick`` runs one of each kind, shortened (a smoke test of about
+    a minute, not for reporting): CartPole, one route and one allocation env, the smallest
+    simulator row, the scenario row over 60 s, and 1,024 PPO steps.
 
     With ``progress`` each measurement prints one line as it finishes, numbered ``[k/n]``, with
     the elapsed time and an estimate of the time left.
@@ -363,21 +365,29 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
 
     timed = secs + SPAWN_OVERHEAD_S
     plan = [Measurement("bench_cartpole", {"seconds": secs}, timed, cartpole)]
-    plan += [Measurement("bench_env", {"env_id": i, "seconds": secs}, timed, env(i, True)) for i in registered_ids()]
-    # the registered allocation variants at a finer control interval (issue #16 item 8)
-    plan += [Measurement("bench_env", {"env_id": v, "seconds": secs}, timed, env(v, False)) for v in fine_variant_ids()]
-    # Allocation envs at finer control intervals (issue #16): a step simulates
-    # control_interval_s of traffic, so steps/s scale about inversely with it.
-    for e in standard_envs():
-        if e["task"] != "allocate":
-            continue
-        for ci in FINE_CONTROL_INTERVALS_S:
-            key = f"{e['id']} control_interval_s={ci:g}"
-            plan.append(Measurement("bench_env", {"env_id": e["id"], "seconds": secs, "kwargs": {"control_interval_s": ci}},
-                                    timed, env(key, False)))
+    if quick:  # one env of each task (SmallRoute for routing: it needs no trace file)
+        by_task: dict[str, str] = {}
+        for e in sorted(standard_envs(), key=lambda e: e["config"] != "small-route"):
+            by_task.setdefault(e["task"], e["id"])
+        env_ids = [by_task[t] for t in ("route", "allocate") if t in by_task]
+    else:
+        env_ids = registered_ids()
+    plan += [Measurement("bench_env", {"env_id": i, "seconds": secs}, timed, env(i, True)) for i in env_ids]
+    if not quick:
+        # the registered allocation variants at a finer control interval (issue #16 item 8)
+        plan += [Measurement("bench_env", {"env_id": v, "seconds": secs}, timed, env(v, False)) for v in fine_variant_ids()]
+        # Allocation envs at finer control intervals (issue #16): a step simulates
+        # control_interval_s of traffic, so steps/s scale about inversely with it.
+        for e in standard_envs():
+            if e["task"] != "allocate":
+                continue
+            for ci in FINE_CONTROL_INTERVALS_S:
+                key = f"{e['id']} control_interval_s={ci:g}"
+                plan.append(Measurement("bench_env", {"env_id": e["id"], "seconds": secs,
+                                                      "kwargs": {"control_interval_s": ci}}, timed, env(key, False)))
     horizon = 300.0 if quick else 3600.0
-    for inst in (8, 32, 128):
-        for mult in (1, 4, 16):
+    for inst in (8,) if quick else (8, 32, 128):
+        for mult in (1,) if quick else (1, 4, 16):
             kw = {"instances": inst, "rate_mult": float(mult), "horizon_s": horizon, "router": "round_robin"}
             budget = SPAWN_OVERHEAD_S + AZURE_CONV_RATE * mult * horizon * SIM_S_PER_REQUEST
             plan.append(Measurement("bench_simulate", kw, budget, simulate(inst, mult, horizon)))
@@ -386,7 +396,7 @@ def run_bench(quick: bool = False, progress: bool = True) -> dict[str, Any]:
         plan.append(Measurement("bench_scenario", kw, SPAWN_OVERHEAD_S + 5000 * SIM_S_PER_REQUEST * 4, scenario(name)))
     has_rl = extras.has("rl", "torch", "stable_baselines3")
     if has_rl:
-        steps = 2048 if quick else 8192
+        steps = 1024 if quick else 8192
         plan.append(Measurement("bench_ppo", {"env_id": "disagg/SmallRoute-v3", "timesteps": steps},
                                 SPAWN_OVERHEAD_S + 5.0 + steps / PPO_STEPS_PER_S, ppo))
     log(f"bench: {len(plan)} measurements, each in a fresh process pinned to one core")
@@ -470,5 +480,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     """Flags of ``disagg-gym bench``."""
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--quick", action="store_true", help="short runs (smoke test; not for reporting)")
+    p.add_argument("--quick", action="store_true",
+                   help="one short measurement of each kind (a smoke test of about a minute; not for reporting)")
     p.add_argument("--markdown", metavar="PATH", help="also write the tables to this Markdown file")

@@ -543,14 +543,42 @@ def add_bounds_args(sp: argparse.ArgumentParser) -> None:
                     help="drain (default): valid for every run; fail: tighter, only for runs that stop at the horizon")
 
 
+BOUNDS_HEADER = ["config", "metric", "upper_bound", "method"]
+
+
+def _read_bounds_rows(path: Path) -> list[list[str]]:
+    """The data rows of an existing bounds CSV (``[]`` when there is none); a file that is not
+    one is a ``UserError`` naming it (it would otherwise be overwritten).
+    """
+    import csv
+
+    if not path.exists():
+        return []
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"--out {path}: cannot read it as a bounds CSV ({exc})") from None
+    if not rows:
+        return []
+    if rows[0] != BOUNDS_HEADER or any(len(r) != len(BOUNDS_HEADER) for r in rows[1:]):
+        raise UserError(f"--out {path}: not a bounds CSV (expected the header {','.join(BOUNDS_HEADER)} "
+                        f"and 4 columns per row); name another file")
+    return rows[1:]
+
+
 def cmd_bounds(args: argparse.Namespace) -> int:
-    """Writes ``config,metric,upper_bound,method`` rows for each config and metric."""
+    """Computes ``config,metric,upper_bound,method`` rows for each config and metric and merges
+    them into ``--out``: rows of the same (config, metric) are replaced in place, new ones
+    appended, every other row kept (bounding one config leaves the others' rows alone).
+    """
     import csv
     import io
 
-    from disagg_gym.io import atomic_write_text, check_output_file
+    from disagg_gym.io import atomic_write_text, check_output_file, locked
 
     check_output_file(args.out, "--out")
+    _read_bounds_rows(args.out)  # a file that is not a bounds CSV fails now, not after the work
     names = args.config or standard_names()
     if args.seeds > MAX_EVAL_SEEDS:  # before a list of them, or runs on validation seeds
         raise UserError(
@@ -558,18 +586,25 @@ def cmd_bounds(args: argparse.Namespace) -> int:
             f"{EVAL_SEED_OFFSET + MAX_EVAL_SEEDS - 1} (20000+ are the validation seeds) (got {args.seeds})"
         )
     seeds = [EVAL_SEED_OFFSET + k for k in range(args.seeds)]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["config", "metric", "upper_bound", "method"])
+    new: dict[tuple[str, str], list[str]] = {}
     for name in names:
         scen = load_scenario(name)
         primary = scen.primary_metric
         metrics = args.metric or list(METRICS) + ([primary] if primary in LOWER_METRICS else [])
         for m in metrics:
             b = config_bound(name, m, seeds, horizon_policy=bound_horizon(m, args.horizon_policy))
-            w.writerow([scen.name, m, repr(round_bound(b, m)),
-                        bound_method(m, args.horizon_policy, seeds)])
+            new[(scen.name, m)] = [scen.name, m, repr(round_bound(b, m)), bound_method(m, args.horizon_policy, seeds)]
             print(f"{name:<22s} {m:<28s} {b:.6g}", flush=True)
-    atomic_write_text(args.out, buf.getvalue())
-    print(f"wrote {args.out}")
+    with locked(args.out):  # another bounds run may have written meanwhile: merge into what is there now
+        old = _read_bounds_rows(args.out)
+        computed = len(new)
+        rows = [new.pop((r[0], r[1]), r) for r in old]  # same (config, metric): replaced in place
+        kept = len(old) - (computed - len(new))
+        rows += new.values()
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(BOUNDS_HEADER)
+        w.writerows(rows)
+        atomic_write_text(args.out, buf.getvalue())
+    print(f"wrote {args.out}: {computed} row(s) computed, {kept} other row(s) kept")
     return 0

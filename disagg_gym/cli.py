@@ -267,10 +267,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary["slo"] = slo_targets(scen.workload)
     title = f"{scen.name}, {summary['workload']}, router {summary['policy']}"
     rows = len(sim.source) if scen.workload.kind == "trace" and not scen.workload.loop else None
+    trace_note = ""
     if rows is not None and summary["requests_total"] < rows:
+        if scen.max_requests is not None and summary["requests_total"] >= scen.max_requests:
+            cut = f"max_requests={scen.max_requests} ended the replay"
+        else:
+            cut = f"horizon_s={scen.horizon_s:g} s ended the replay"
+        if args.horizon is not None or "horizon_s" in overrides or "max_requests" in overrides:
+            # a cut the command line asked for may be a mistake (a --horizon shorter than the trace)
+            print(f"disagg-gym: warning: replayed {summary['requests_total']} of {rows} trace rows: {cut}",
+                  file=sys.stderr)
+        else:  # the config's own horizon: by design, so a note in the summary, not a warning
+            trace_note = f"trace rows    replayed {summary['requests_total']:,} of {rows:,} (the config's {cut})"
+    skipped = getattr(sim.source, "skipped_rows", 0)
+    if scen.workload.kind == "trace":
+        summary["trace_rows_skipped"] = skipped
+    if skipped:
+        reasons = getattr(sim.source, "skip_reasons", ())
+        print(f"disagg-gym: warning: skipped {skipped} bad trace row(s) (workload.on_bad_row=skip)"
+              + (f"; first: {reasons[0]}" if reasons else ""), file=sys.stderr)
+    if sim.drain_cut_s is not None:
         print(
-            f"disagg-gym: warning: replayed {summary['requests_total']} of {rows} trace rows: "
-            f"horizon_s={scen.horizon_s:g} s or max_requests={scen.max_requests} ended the replay",
+            f"disagg-gym: warning: draining stopped at {sim.drain_cut_s:g} s simulated (10x the horizon) with "
+            f"{summary.get('unfinished', 0)} request(s) still in flight, counted as unfinished: the cluster "
+            "does not keep up with this load (fewer requests, more instances, or --set horizon_policy=fail)",
             file=sys.stderr,
         )
     # Files last-minute trouble can break (a disk filling after the up-front path checks): the
@@ -312,6 +332,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"disagg-gym: {dropped_line}", file=sys.stderr)  # stdout stays one JSON object
     else:
         print(fmt_summary(summary))
+        if trace_note:
+            print(trace_note)
         if "plots" in summary:
             print(f"plots         {', '.join(summary['plots'])}")
         if "chrome_trace" in summary:

@@ -247,7 +247,7 @@ def to_dict(obj: Any) -> Any:
 def parse_override(text: str) -> tuple[str, Any]:
     """Parses ``dotted.key=value`` (value as YAML) into ``(key, value)``."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. cluster.seed=3")
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. workload.rate_per_s=30")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:

@@ -207,15 +207,20 @@ def load_scenario(name_or_path: str = DEFAULT_SCENARIO, overrides: dict[str, Any
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level (got {type(data).__name__})")
+    # A shipped config is named as users name it (`small-route`), not by the installed copy's
+    # path deep in site-packages; with overrides, the message says the value may come from them.
+    shipped = path.parent.resolve() == configs_dir().resolve()
+    source = f"config {path.stem}" if shipped else str(path)
     if overrides:
         data = apply_overrides(data, overrides)
+        source += " with overrides"
     data.setdefault("name", path.stem)
-    scenario = from_dict(ScenarioConfig, data, source=str(path))
+    scenario = from_dict(ScenarioConfig, data, source=source)
     for name, shift in scenario.evaluation.shifts.items():
         # Each shift must yield a valid scenario: its overrides are checked as strictly as the file.
         try:
-            from_dict(ScenarioConfig, apply_overrides(data, shift.overrides), source=str(path))
+            from_dict(ScenarioConfig, apply_overrides(data, shift.overrides), source=source)
         except ConfigError as exc:
-            why = str(exc).removeprefix(f"{path}: ")
-            raise ConfigError(f"{path}: key 'evaluation.shifts.{name}.overrides': {why}") from None
+            why = str(exc).removeprefix(f"{source}: ")
+            raise ConfigError(f"{source}: key 'evaluation.shifts.{name}.overrides': {why}") from None
     return scenario

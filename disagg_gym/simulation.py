@@ -109,6 +109,7 @@ class Simulation:
         )
         self.cluster.start()
         self.horizon_drained = False  # set by run() / the env: whether in-flight work ran to completion
+        self.drain_cut_s: float | None = None  # set by run(): the time limit that stopped draining, if one did
 
     def run(self, drain: bool | None = None, max_time_s: float | None = None) -> dict[str, Any]:
         """Runs arrivals to the horizon and (by default) until every request finished.
@@ -119,6 +120,8 @@ class Simulation:
                 Without draining, requests in flight at the horizon are ``unfinished``
                 failures in the summary.
             max_time_s: Hard stop on simulated time (default: 10x the horizon when draining).
+                When draining stops there with requests still in flight, ``drain_cut_s`` holds
+                that limit (the requests count as ``unfinished``).
 
         Returns:
             The KPI summary (see ``disagg_gym.metrics.summarize``).
@@ -135,6 +138,8 @@ class Simulation:
                 return (cl.arrivals_done and cl.in_system == 0 and cl.pending is None) or eng.now > limit
 
             eng.run_until(done)
+            if not (cl.arrivals_done and cl.in_system == 0 and cl.pending is None):
+                self.drain_cut_s = limit
         else:
             self.engine.run_until(limit)
         return self.summary()

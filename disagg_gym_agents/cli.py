@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import shlex
 import sys
 import tempfile
@@ -65,14 +66,30 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
     targs = dataclasses.replace(targs, env=check_env_id(targs.env))  # config names too
     path = train(targs)
     print(f"model: {path}")
-    print(f"tensorboard logs: {Path(path).parent / 'tb'}  (view: tensorboard --logdir {Path(path).parent / 'tb'})")
-    # The model's spaces follow the env it trained on: evaluate it with the same overrides.
+    tb = Path(path).parent / "tb"
+    invoked = _invoked_path()
+    prog = shlex.quote(invoked) if invoked else "disagg-gym"
+    venv_board = Path(invoked).parent / "tensorboard" if invoked and "/" in invoked else None
+    board = shlex.quote(str(venv_board)) if venv_board is not None and venv_board.is_file() else "tensorboard"
+    print(f"tensorboard logs: {tb}  (view: {board} --logdir {tb})")
+    # The model's spaces follow the env it trained on: evaluate it with the same overrides. A
+    # model trained on a short variant is evaluated on the full-horizon id (docs/envs.md).
     over = "".join(f" --overrides {shlex.quote(o)}" for o in targs.overrides)
+    env = re.sub(r"-short(-v\d+)$", r"\1", targs.env)
     print(
-        f"next: disagg-gym evaluate --env {targs.env} --policy sb3:{path} --episodes 5"
+        f"next: {prog} evaluate --env {env} --policy sb3:{path} --episodes 5"
         f"{over} --out {Path(path).parent / 'eval.csv'}"
     )
     return 0
+
+
+def _invoked_path() -> str | None:
+    """The path this command was run by when it is the ``disagg-gym`` script (``.venv/bin/disagg-gym``),
+    else ``None``: the commands it suggests then start the same way and can be pasted without
+    activating the venv.
+    """
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if Path(argv0).name == "disagg-gym" else None
 
 
 def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:

@@ -110,13 +110,18 @@ def test_run_bench_numbers_every_measurement(monkeypatch, capsys) -> None:  # ty
             "instances": 4, "peak_rss_mb": 1.0, "requests": 10, "wall_s": 1.0, "requests_per_wall_s": 10.0,
             "x_real_time": 5.0, "simulated_s": 5.0, "us_per_request": 1.0, "train_steps_per_s": 9.0,
             "prefix_cache": True}
-    calls: list[str] = []
-    monkeypatch.setattr(bench, "run_isolated", lambda fn, **kw: (calls.append(fn), dict(fake))[1])
-    res = bench.run_bench(quick=True)
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
-    n = len(calls)
-    assert n == (1 + len(res["envs"]) + len(res["simulate"]) + len(res["scenarios"])
-                 + (1 if "train_steps_per_s" in res["ppo"] else 0))
-    assert [r["config"] for r in res["scenarios"]] == list(bench.SCENARIO_RUNS)
-    assert [re.match(r"\[(\d+)/(\d+)\]", ln).groups() for ln in lines] == [(str(k), str(n)) for k in range(1, n + 1)]
-    assert len(res["simulate"]) == 9 and res["cartpole"]["steps_per_s"] == 1000.0
+    for quick in (False, True):
+        calls: list[str] = []
+        monkeypatch.setattr(bench, "run_isolated", lambda fn, calls=calls, **kw: (calls.append(fn), dict(fake))[1])
+        res = bench.run_bench(quick=quick)
+        lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+        n = len(calls)
+        assert n == (1 + len(res["envs"]) + len(res["simulate"]) + len(res["scenarios"])
+                     + (1 if "train_steps_per_s" in res["ppo"] else 0))
+        assert [r["config"] for r in res["scenarios"]] == list(bench.SCENARIO_RUNS)
+        assert [re.match(r"\[(\d+)/(\d+)\]", ln).groups() for ln in lines] == [(str(k), str(n)) for k in range(1, n + 1)]
+        assert res["cartpole"]["steps_per_s"] == 1000.0
+        if quick:  # a smoke test: one measurement of each kind
+            assert len(res["simulate"]) == 1 and list(res["envs"]) == ["disagg/SmallRoute-v3", "disagg/EnergyAllocate-v3"]
+        else:
+            assert len(res["simulate"]) == 9 and len(res["envs"]) > 15

@@ -93,6 +93,33 @@ def test_cli_writes_bounds_csv(tmp_path: Path) -> None:
     assert float(rows[0]["upper_bound"]) > 0 and rows[0]["method"].startswith("fluid_lp_dual")
 
 
+def test_cli_merges_into_an_existing_bounds_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # bounding one config must not delete the other configs' rows (README: -> leaderboard/bounds.csv)
+    out = tmp_path / "bounds.csv"
+    out.write_text(
+        "config,metric,upper_bound,method\n"
+        "hetero-route,slo_tokens_per_s,123.0,kept\n"
+        "small-route,slo_tokens_per_s,1.0,stale\n"
+        "small-route,goodput_rps,2.0,kept too\n"
+    )
+    assert main(["bounds", "--config", "small-route", "--seeds", "1", "--metric", "slo_tokens_per_s",
+                 "--metric", "energy_per_good_request_j", "--out", str(out)]) == 0
+    rows = [(r["config"], r["metric"], r["method"]) for r in csv.DictReader(out.open())]
+    assert [r[:2] for r in rows] == [("hetero-route", "slo_tokens_per_s"), ("small-route", "slo_tokens_per_s"),
+                                     ("small-route", "goodput_rps"), ("small-route", "energy_per_good_request_j")]
+    assert rows[0][2] == "kept" and rows[2][2] == "kept too" and rows[1][2].startswith("fluid_lp_dual")
+    assert f"wrote {out}: 2 row(s) computed, 2 other row(s) kept" in capsys.readouterr().out
+
+
+def test_cli_refuses_an_out_file_that_is_not_a_bounds_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results.csv"
+    out.write_text("config,agent,score\nsmall-route,jsq,1.0\n")
+    assert main(["bounds", "--config", "small-route", "--seeds", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"disagg-gym: error: --out {out}: not a bounds CSV") and "Traceback" not in err
+    assert out.read_text() == "config,agent,score\nsmall-route,jsq,1.0\n"
+
+
 def test_fail_bound_is_tighter_and_holds_for_runs_stopped_at_the_horizon() -> None:
     scen = load_scenario("small-route", {"horizon_s": 10.0, "horizon_policy": "fail"})
     cap = cluster_capacity(scen)

@@ -235,9 +235,54 @@ def test_trace_rows_years_apart_are_all_replayed(capsys: pytest.CaptureFixture[s
     assert "warning" not in err
     rc, out, err = run(capsys, "simulate", "--trace", str(trace), "--json", "--horizon", "10")
     assert rc == 0 and json.loads(out)["requests_total"] == 2
-    assert err.strip() == (
-        "disagg-gym: warning: replayed 2 of 4 trace rows: horizon_s=10 s or max_requests=None ended the replay"
+    assert err.strip() == "disagg-gym: warning: replayed 2 of 4 trace rows: horizon_s=10 s ended the replay"
+    rc, out, err = run(capsys, "simulate", "--trace", str(trace), "--json", "--set", "max_requests=3")
+    assert rc == 0 and json.loads(out)["requests_total"] == 3
+    assert err.strip() == "disagg-gym: warning: replayed 3 of 4 trace rows: max_requests=3 ended the replay"
+
+
+def test_skipped_trace_rows_are_counted_and_warned(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"timestamp": 0, "input_length": 100, "output_length": 5}\n'
+                     '{"timestamp": 10, "input_length": "abc", "output_length": 5}\n'
+                     '{"timestamp": 20, "input_length": 90, "output_length": 5}\n')
+    rc, out, err = run(capsys, "simulate", "--trace", str(trace), "--set", "workload.on_bad_row=skip", "--json")
+    s = json.loads(out)
+    assert rc == 0 and s["requests_total"] == 2 and s["trace_rows_skipped"] == 1
+    assert err.startswith(f"disagg-gym: warning: skipped 1 bad trace row(s) (workload.on_bad_row=skip); first: {trace}:2: ")
+    trace.write_text('{"timestamp": 0, "input_length": 100, "output_length": 5}\n')
+    rc, out, err = run(capsys, "simulate", "--trace", str(trace), "--json")
+    assert rc == 0 and json.loads(out)["trace_rows_skipped"] == 0 and err == ""
+
+
+def test_a_config_horizon_that_ends_a_replay_is_a_note_not_a_warning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": 100, "output_length": 5}) + "\n"
+                             for t in (0, 1000, 2000, 60_000)))  # ms: the last row after a 30 s horizon
+    cfg = tmp_path / "replay.yaml"
+    cfg.write_text(
+        f"horizon_s: 30\nworkload: {{kind: trace, trace_path: {trace}}}\ncluster:\n  model: llama-3.1-8b\n"
+        "  groups:\n    - {gpu: h100-sxm, count: 1, role: prefill}\n    - {gpu: h100-sxm, count: 1, role: decode}\n"
     )
+    rc, out, err = run(capsys, "simulate", "--config", str(cfg))
+    assert rc == 0 and "warning" not in err
+    assert "trace rows    replayed 3 of 4 (the config's horizon_s=30 s ended the replay)" in out.splitlines()
+
+
+def test_draining_cut_at_ten_horizons_is_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    # 1 s of arrivals far beyond one prefill instance's capacity: draining cannot finish in 10 s
+    rc, out, err = run(capsys, "simulate", "--horizon", "1", "--set", "workload.rate_per_s=3000", "--json")
+    s = json.loads(out)
+    assert rc == 0 and s["unfinished"] > 0 and 10.0 < s["simulated_s"] < 10.5  # the first event past the limit
+    assert err.strip() == (
+        f"disagg-gym: warning: draining stopped at 10 s simulated (10x the horizon) with {s['unfinished']} "
+        "request(s) still in flight, counted as unfinished: the cluster does not keep up with this load "
+        "(fewer requests, more instances, or --set horizon_policy=fail)"
+    )
+    rc, out, err = run(capsys, "simulate", "--horizon", "1", "--set", "workload.rate_per_s=3", "--json")
+    assert rc == 0 and json.loads(out)["unfinished"] == 0 and err == ""
 
 
 def test_trace_conflicting_with_workload_kind_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -351,23 +396,19 @@ def test_gamma_cv_outside_what_the_process_can_draw_is_one_line(
     capsys: pytest.CaptureFixture[str], cv: str, problem: str
 ) -> None:
     # 1e-300 and 1e300 were ZeroDivisionError tracebacks; 3000 ran forever (every gap 0 s)
-    from disagg_gym.scenario import resolve_path
-
     rc, out, err = run(capsys, "simulate", "--horizon", "1", "--set", "workload.kind=gamma", "--set", f"workload.cv={cv}")
     assert rc == 2 and out == "" and "Traceback" not in err
-    assert err.strip() == f"disagg-gym: error: {resolve_path('small-route')}: key 'workload.cv': {problem}"
+    assert err.strip() == f"disagg-gym: error: config small-route with overrides: key 'workload.cv': {problem}"
     rc, _, _ = run(capsys, "simulate", "--horizon", "1", "--set", "workload.kind=gamma", "--set", "workload.cv=1000")
     assert rc == 0  # the bound itself still runs
 
 
 def test_an_integer_beyond_64_bits_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     # was an OverflowError traceback from numpy ("Python int too large to convert to C long")
-    from disagg_gym.scenario import resolve_path
-
     rc, out, err = run(capsys, "simulate", "--horizon", "1", "--set", "workload.lengths=fixed",
                        "--set", "workload.prompt_tokens=1000000000000000000000000000000")
     assert rc == 2 and out == "" and "Traceback" not in err
-    assert err.strip() == (f"disagg-gym: error: {resolve_path('small-route')}: key 'workload.prompt_tokens': "
+    assert err.strip() == ("disagg-gym: error: config small-route with overrides: key 'workload.prompt_tokens': "
                            "expected an integer that fits in 64 bits (got 1000000000000000000000000000000)")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def test_simulate_config_takes_env_ids(capsys: pytest.CaptureFixture[str], name:
     ("value", "message"),
     [
         ("disagg/SmallRoute-v0",
-         f"disagg-gym: error: env id disagg/SmallRoute-v0 is deprecated (the simulator changed, docs/envs.md); use {SMALL_ID}"),
+         f"disagg-gym: error: env id disagg/SmallRoute-v0 is deprecated (its dynamics, reward or workload changed: docs/envs.md#versioning); use {SMALL_ID}"),
         ("disagg/SmallRoute-v9", f"disagg-gym: error: env id disagg/SmallRoute-v9 does not exist; use {SMALL_ID}"),
         ("SmallRoute-v3", f"disagg-gym: error: unknown env id 'SmallRoute-v3'; did you mean '{SMALL_ID}'?"),
     ],
@@ -325,6 +326,20 @@ def test_train_ends_with_tensorboard_and_next_command(
     assert out.strip().splitlines()[2] == (
         f"next: disagg-gym evaluate --env {SMALL_ID} --policy sb3:{out_dir / 'model.zip'} --episodes 5 "
         f"--overrides env.obs_mode=padded --overrides env.max_instances=8 --out {out_dir / 'eval.csv'}")
+    # Trained on the short variant: evaluated on the full-horizon id (docs/envs.md); run as
+    # .venv/bin/disagg-gym, the suggestions name that path (they work without an active venv).
+    monkeypatch.setattr(sys, "argv", [".venv/bin/disagg-gym"])
+    monkeypatch.chdir(tmp_path)
+    rc, out, _ = run(capsys, "train", "--env", "disagg/SmallRoute-short-v3", "--out", str(out_dir))
+    assert rc == 0 and seen[-1] == "disagg/SmallRoute-short-v3"
+    assert out.strip().splitlines()[1].endswith(f"(view: tensorboard --logdir {out_dir / 'tb'})")  # none in that venv
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "tensorboard").write_text("")
+    rc, out, _ = run(capsys, "train", "--env", "disagg/SmallRoute-short-v3", "--out", str(out_dir))
+    lines = out.strip().splitlines()
+    assert lines[1].endswith(f"(view: .venv/bin/tensorboard --logdir {out_dir / 'tb'})")
+    assert lines[2] == (f"next: .venv/bin/disagg-gym evaluate --env {SMALL_ID} --policy sb3:{out_dir / 'model.zip'} "
+                        f"--episodes 5 --out {out_dir / 'eval.csv'}")
 
 
 @pytest.mark.parametrize("command", ["bench", "validate"])

@@ -163,7 +163,7 @@ def _other_version(asked: re.Match[str], current: re.Match[str], current_id: str
     old = int(asked["version"]) < int(current["version"])
     return UserError(
         f"env id {NAMESPACE}/{asked['name']}-v{asked['version']} "
-        + ("is deprecated (the simulator changed, docs/envs.md)" if old else "does not exist")
+        + ("is deprecated (its dynamics, reward or workload changed: docs/envs.md#versioning)" if old else "does not exist")
         + f"; use {current_id}"
     )
 

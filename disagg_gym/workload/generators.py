@@ -764,6 +764,16 @@ class TraceReplaySource:
         """Rows in one pass of the window (before horizon and count limits)."""
         return int(self._idx.size)
 
+    @property
+    def skipped_rows(self) -> int:
+        """Bad rows of the file dropped when it was read (``on_bad_row: skip``; 0 otherwise)."""
+        return self._data.skipped_rows
+
+    @property
+    def skip_reasons(self) -> tuple[str, ...]:
+        """The first few of those rows' messages (``TraceData.skip_reasons``)."""
+        return self._data.skip_reasons
+
     def next_chunk(self) -> ArrivalChunk | None:
         """The next chunk of replayed rows (never straddling two passes), or ``None``."""
         if self._done:
