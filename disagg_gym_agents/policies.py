@@ -48,6 +48,7 @@ import gymnasium as gym
 import torch
 from sb3_contrib.common.maskable.distributions import MaskableMultiCategoricalDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.distributions import MultiCategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
@@ -356,77 +357,47 @@ class _InstanceMixin:
             self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
 
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()  # type: ignore[misc]
-        data.update(
-            layout=self.layout, hidden=self.hidden, reject_bias=self.reject_bias,
-            prior_scale=self.prior_scale, relative_reject=self.relative_reject,
-            instance_bias=self.instance_bias,
-        )
-        return data
-
-
-class InstancePolicy(_InstanceMixin, ActorCriticPolicy):
-    """Instance-scoring policy for SB3 ``PPO`` (see the module docstring)."""
-
-
-class MaskableInstancePolicy(_InstanceMixin, MaskableActorCriticPolicy):
-    """Instance-scoring policy for sb3-contrib ``MaskablePPO`` (see the module docstring).
-
-    Rollouts (``forward`` without gradients, with masks) skip SB3's per-step scaffolding:
-    see :meth:`forward`. ``fast_rollout = False`` (on the class or an instance) always takes
-    SB3's own path.
-    """
-
-    fast_rollout = True
-
-    def forward(
-        self, obs: torch.Tensor, deterministic: bool = False, action_masks: Any = None
+    def _rollout(
+        self, obs: torch.Tensor, deterministic: bool, action_masks: Any, dims: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``MaskableActorCriticPolicy.forward``: actions, values and log-probabilities.
+        """SB3's ``forward`` under ``torch.no_grad()`` (how PPO / MaskablePPO
+        ``collect_rollouts`` call it on every training step), bit for bit and with the same
+        random draws, without building a ``Categorical`` per action dimension (sb3-contrib
+        builds three per dimension and step, each re-normalising its logits through
+        ``torch.distributions``) and with the layers applied as functions
+        (:meth:`InstanceScorer.actor_logits`): the same tensor operations in the same order.
 
-        Under ``torch.no_grad()`` with masks (how ``MaskablePPO.collect_rollouts`` calls it on
-        every training step) this computes SB3's values bit for bit, with the same random
-        draws, without building a ``MaskableCategorical`` per action dimension (sb3-contrib
-        builds three ``Categorical`` objects per dimension and step, each re-normalising its
-        logits through ``torch.distributions``), and with the layers applied as functions (:meth:`InstanceScorer.actor_logits`): the
-        same tensor operations in the same order. Per dimension, as SB3 does: the logits are
-        normalised (``x - logsumexp(x)``); masked values become -1e8 and the result is
-        normalised again; an action is drawn with ``torch.multinomial(softmax(.), 1, True)``
-        (``Categorical.sample``), or the argmax of the probabilities when ``deterministic``;
-        its log-probability is read from the normalised masked logits (``gather``); the dimensions'
-        log-probabilities are stacked and summed. ``tests/agents/test_fast_rollout.py``
-        compares both paths on random observations and masks and after a short training run
-        (identical weights). Unlike SB3's path, ``self.action_dist`` keeps no distributions
-        from this call (nothing in a rollout reads them).
+        Per action dimension, as ``torch.distributions.Categorical`` does: the logits are
+        normalised (``x - logsumexp(x)``); with masks (sb3-contrib's ``MaskableCategorical``),
+        masked values become -1e8 and the result is normalised again; an action is drawn with
+        ``torch.multinomial(softmax(.), 1, True)`` (``Categorical.sample``), or is the argmax of
+        the probabilities when ``deterministic``; its log-probability is read from the
+        normalised logits (``gather``); the dimensions' log-probabilities are stacked and
+        summed. ``tests/agents/test_fast_rollout.py`` compares both paths on random
+        observations and masks and after training (identical weights). Unlike SB3's path,
+        ``self.action_dist`` keeps no distributions from this call (nothing in a rollout reads
+        them).
         """
-        dims = getattr(self.action_dist, "action_dims", None)
-        if (
-            not self.fast_rollout
-            or action_masks is None
-            or torch.is_grad_enabled()
-            or not isinstance(self.action_dist, MaskableMultiCategoricalDistribution)
-            or not self.share_features_extractor
-            or dims is None
-        ):
-            return super().forward(obs, deterministic=deterministic, action_masks=action_masks)
-        features = self.extract_features(obs)
+        features = self.extract_features(obs)  # type: ignore[attr-defined]
         ext = self.mlp_extractor
         inst, h, pooled, ctx = ext._encode(features, _apply)
         latent_pi = ext._logits(inst, h, pooled, ctx, run=_apply)
         latent_vf = _apply(ext.value, torch.cat([pooled, ctx], dim=-1))
-        values = F.linear(latent_vf, self.value_net.weight, self.value_net.bias)
+        values = F.linear(latent_vf, self.value_net.weight, self.value_net.bias)  # type: ignore[attr-defined]
         sizes = [int(d) for d in dims]
         total = sum(sizes)
         logits = latent_pi.view(-1, total)  # action_net is the identity
-        masks = torch.split(torch.as_tensor(action_masks).view(-1, total), sizes, dim=1)
+        masks: Any = [None] * len(sizes)
+        if action_masks is not None:
+            masks = torch.split(torch.as_tensor(action_masks).view(-1, total), sizes, dim=1)
         huge_neg = torch.tensor(-1e8, dtype=logits.dtype)
         actions: list[torch.Tensor] = []
         normed: list[torch.Tensor] = []
         for x, mk in zip(torch.split(logits, sizes, dim=1), masks):
-            x = x - x.logsumexp(dim=-1, keepdim=True)
-            y = torch.where(torch.as_tensor(mk, dtype=torch.bool).reshape(x.shape), x, huge_neg)
-            y = y - y.logsumexp(dim=-1, keepdim=True)
+            y = x - x.logsumexp(dim=-1, keepdim=True)
+            if mk is not None:
+                y = torch.where(torch.as_tensor(mk, dtype=torch.bool).reshape(y.shape), y, huge_neg)
+                y = y - y.logsumexp(dim=-1, keepdim=True)
             probs = F.softmax(y, dim=-1)
             if deterministic:
                 actions.append(torch.argmax(probs, dim=1))
@@ -438,7 +409,54 @@ class MaskableInstancePolicy(_InstanceMixin, MaskableActorCriticPolicy):
             [y.gather(-1, a.unsqueeze(-1)).squeeze(-1) for y, a in zip(normed, torch.unbind(act.view(-1, len(sizes)), dim=1))],
             dim=1,
         ).sum(dim=1)
-        return act.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[misc]
+        return act.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[attr-defined,misc]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()  # type: ignore[misc]
+        data.update(
+            layout=self.layout, hidden=self.hidden, reject_bias=self.reject_bias,
+            prior_scale=self.prior_scale, relative_reject=self.relative_reject,
+            instance_bias=self.instance_bias,
+        )
+        return data
+
+
+class InstancePolicy(_InstanceMixin, ActorCriticPolicy):
+    """Instance-scoring policy for SB3 ``PPO`` (see the module docstring).
+
+    Rollouts (``forward`` without gradients) skip SB3's per-step distribution objects:
+    see :meth:`_InstanceMixin._rollout`. ``fast_rollout = False`` takes SB3's own path.
+    """
+
+    fast_rollout = True
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``ActorCriticPolicy.forward``: actions, values and log-probabilities (SB3's bits)."""
+        if (not self.fast_rollout or torch.is_grad_enabled() or not self.share_features_extractor
+                or not isinstance(self.action_dist, MultiCategoricalDistribution)):
+            return super().forward(obs, deterministic=deterministic)
+        return self._rollout(obs, deterministic, None, self.action_dist.action_dims)
+
+
+class MaskableInstancePolicy(_InstanceMixin, MaskableActorCriticPolicy):
+    """Instance-scoring policy for sb3-contrib ``MaskablePPO`` (see the module docstring).
+
+    Rollouts (``forward`` without gradients, with masks) skip SB3's per-step scaffolding:
+    see :meth:`_InstanceMixin._rollout`. ``fast_rollout = False`` (on the class or an
+    instance) always takes SB3's own path.
+    """
+
+    fast_rollout = True
+
+    def forward(
+        self, obs: torch.Tensor, deterministic: bool = False, action_masks: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``MaskableActorCriticPolicy.forward``: actions, values and log-probabilities (SB3's bits)."""
+        if (not self.fast_rollout or action_masks is None or torch.is_grad_enabled()
+                or not self.share_features_extractor
+                or not isinstance(self.action_dist, MaskableMultiCategoricalDistribution)):
+            return super().forward(obs, deterministic=deterministic, action_masks=action_masks)
+        return self._rollout(obs, deterministic, action_masks, self.action_dist.action_dims)
 
 
 POLICY_NAMES = ("InstancePolicy",)
