@@ -84,3 +84,22 @@ def test_evaluate_with_the_tuned_file_reproduces_the_committed_row(tmp_path: Pat
     with pytest.raises(Exception, match="--tuned binds heuristics"):
         cmd_evaluate(EvalArgs(env="disagg/SmallRoute-v3", policy=f"sb3:{CHECKPOINTS / 'SmallRoute-v3/seed0/model.zip'}",
                               tuned=str(RESULTS.parent / "tuned.yaml")))
+
+
+BOUNDS_CACHE = RESULTS.parent / "bounds_cache.json"
+
+
+@pytest.mark.skipif(not BOUNDS_CACHE.exists(), reason="no committed leaderboard/bounds_cache.json")
+def test_committed_bounds_cache_is_for_this_simulator() -> None:
+    # A cache stamped with another simulator digest is dropped, and every `benchmark` run then
+    # recomputes all its bounds (about 9 minutes on 2 cores) before writing a table.
+    import json
+
+    from disagg_gym_agents.leaderboard.runner import _simulator_digest
+
+    assert json.loads(BOUNDS_CACHE.read_text())["code"] == _simulator_digest(), (
+        "leaderboard/bounds_cache.json is stale: the simulator's sources changed since its bounds were "
+        "computed. Recompute them (python -m disagg_gym_agents.leaderboard.reproduce bounds DIR <env ids>, "
+        "DIR holding a copy of the cache), check the values, and commit the file (docs/leaderboard.md, "
+        "\"Bounds cache\")"
+    )
