@@ -66,7 +66,7 @@ def parse_cost_model(spec: str) -> tuple[str, str]:
     if name not in COST_MODELS:
         raise ValueError(
             f"unknown cost model {spec!r}; expected {' or '.join(COST_MODELS.names())} "
-            "(table:PATH)"
+            "(roofline:FILE for fitted parameters, table:PATH for a latency table)"
         )
     return name, arg
 
