@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -331,10 +332,22 @@ def check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     check_args(args)
     if args.load:
-        blob = torch.load(args.load, weights_only=False)
+        try:
+            blob = torch.load(args.load, weights_only=False)
+            policy, hidden, state = blob["policy"], blob["hidden"], blob["state_dict"]
+        except (RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as exc:  # OSError: main() says it
+            raise UserError(f"--load {args.load}: not weights saved by this script's --save ({exc})") from None
         env = gym.make(args.env_id, overrides=args.overrides)
-        agent = make_agent(blob["policy"], env, blob["hidden"])
-        agent.load_state_dict(blob["state_dict"])
+        agent = make_agent(policy, env, hidden)
+        try:
+            agent.load_state_dict(state)
+        except RuntimeError:  # shapes of another env's spaces
+            saved = (blob.get("args") or {}) if isinstance(blob, dict) else {}
+            where = f"--env-id {saved.get('env_id')} --overrides {json.dumps(saved.get('overrides'))}" if saved else "another env"
+            raise UserError(
+                f"--load {args.load}: these weights were trained on {where}, whose observation or action space "
+                f"differs from --env-id {args.env_id} --overrides {json.dumps(args.overrides)}; evaluate them there"
+            ) from None
     else:
         agent, curve = train(args)
         if args.save:

@@ -53,6 +53,21 @@ def test_smoke_trains_saves_and_acts_validly(tmp_path: Path, policy: str, over: 
     assert rows[0]["invalid_actions"] == 0 and rows[0]["steps"] > 50
 
 
+def test_weights_of_another_env_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # was a torch size-mismatch traceback
+    mod = _script()
+    out = tmp_path / "m.pt"
+    assert mod.main(["--env-id", ENV, "--overrides", '{"horizon_s": 2.0}', "--num-envs", "1", "--num-steps", "32",
+                     "--total-timesteps", "32", "--save", str(out), "--eval-episodes", "0"]) == 0
+    capsys.readouterr()
+    assert mod.main(["--load", str(out), "--env-id", "disagg/HeteroRoute-v3"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip() == (
+        f"cleanrl_ppo.py: error: --load {out}: these weights were trained on --env-id {ENV} --overrides "
+        '{"horizon_s": 2.0}, whose observation or action space differs from --env-id disagg/HeteroRoute-v3 '
+        "--overrides {}; evaluate them there")
+
+
 
 @pytest.mark.parametrize("args,message", [
     (["--env-id", "disagg/Nope-v0"], "unknown env id or config 'disagg/Nope-v0'"),
