@@ -31,7 +31,7 @@ from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
 from disagg_gym_agents.evaluation import evaluate, format_summary, rows_to_csv, summarize, write_csv
 from disagg_gym_agents.factory import make_policy
 from disagg_gym_agents.leaderboard.runner import load_tuned
-from disagg_gym_agents.registry import check_policy_spec
+from disagg_gym_agents.registry import add_import_arg, check_policy_spec, import_policy_modules
 from disagg_gym_agents.tuning import params_json, params_of
 from disagg_gym_agents.rllib_train import add_train_rllib_args, cmd_train_rllib
 
@@ -47,8 +47,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
-    """Options of ``disagg-gym evaluate`` (``EvalArgs``)."""
+    """Options of ``disagg-gym evaluate`` (``EvalArgs``, and ``--import``)."""
     add_dataclass_args(parser, EvalArgs)
+    add_import_arg(parser)
 
 
 # ====================================================================== commands
@@ -94,6 +95,7 @@ def _invoked_path() -> str | None:
 
 def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
     """Evaluates one policy on workload seeds S, S+1, ...; writes the CSV and prints a summary."""
+    import_policy_modules(getattr(args, "imports", None) or [])
     eargs = args if isinstance(args, EvalArgs) else dataclass_from_namespace(EvalArgs, args)
     if eargs.episodes < 1:
         raise UserError(f"episodes must be a positive integer (got {eargs.episodes!r})")

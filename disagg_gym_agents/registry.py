@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import inspect
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,14 @@ class PolicyRegistry(Registry[type]):
 
     def get(self, name: str) -> type:  # noqa: D102
         base, adm = split_name(name)
+        if base not in self._items and base not in self._aliases:
+            load_entry_point_plugins()  # an installed plugin package may register it (loaded once)
+        try:
+            base_cls = super().get(base)
+        except UserError as exc:  # a policy of the user's own is named before its module is imported
+            raise UserError(f"{exc} (a policy of your own: --import MODULE, docs/agents.md \"Your own policy\")") from None
         if adm is None:
-            return super().get(name)
-        base_cls = super().get(base)
+            return base_cls
         if not {"route", "joint"} & set(base_cls.tasks):
             raise UserError(f"policy {name!r}: {base!r} does not route requests, so it cannot compose with an admission controller")
         return composed_class(f"{self.canonical(base)}+{adm}", base_cls, adm)
@@ -38,12 +45,68 @@ class PolicyRegistry(Registry[type]):
             except UserError:
                 return False
             return True
+        if isinstance(name, str) and not super().__contains__(name):
+            load_entry_point_plugins()
         return super().__contains__(name)
 
 
 POLICIES: PolicyRegistry = PolicyRegistry("heuristic")
 """Heuristic policy classes by name (``@POLICIES.register("jsq")`` next to each class);
 composed names ``<router>+<admission>`` resolve without being listed."""
+
+PLUGIN_GROUP = "disagg_gym.policies"
+"""Entry-point group of installed packages that register policies: each entry names a module,
+imported (once, the first time a name is not found) so that its ``@POLICIES.register`` lines run."""
+
+_plugins_loaded = False
+
+
+def load_entry_point_plugins() -> bool:
+    """Imports every module of the ``disagg_gym.policies`` entry-point group, the first time it
+    is called (later calls return ``False`` at once). Returns whether it imported any.
+
+    Raises:
+        UserError: A plugin that fails to import, naming it and its package.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return False
+    _plugins_loaded = True
+    found = False
+    for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # noqa: BLE001 - any failure of third-party code is one line
+            dist = getattr(ep.dist, "name", "?")
+            raise UserError(f"policy plugin {ep.name!r} ({ep.value}, package {dist}) failed to import: "
+                            f"{type(exc).__name__}: {exc}") from None
+        found = True
+    return found
+
+
+def add_import_arg(p: Any) -> None:
+    """The ``--import MODULE`` option of the commands that name policies."""
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (repeatable): a module of your own that registers policies "
+                        "with @POLICIES.register('name') (docs/agents.md, \"Your own policy\")")
+
+
+def import_policy_modules(modules: Sequence[str]) -> None:
+    """Imports each of ``modules`` (``--import MODULE``): modules of the user's own that register
+    policies with ``@POLICIES.register("name")``, so that ``evaluate``, ``benchmark``,
+    ``validate`` and ``tune-baselines`` can name them.
+
+    Raises:
+        UserError: A module that cannot be imported, naming it and why.
+    """
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except ModuleNotFoundError as exc:
+            hint = "" if exc.name != m else " (on sys.path? a module of the current folder needs PYTHONPATH=.)"
+            raise UserError(f"--import {m}: {exc}{hint}") from None
+        except Exception as exc:  # noqa: BLE001 - the user's module failing is one line, not a traceback
+            raise UserError(f"--import {m}: the module failed to import: {type(exc).__name__}: {exc}") from None
 
 
 def parse_policy_spec(spec: str) -> tuple[str, str]:

@@ -33,7 +33,7 @@ from disagg_gym_agents.base import parse_overrides
 from disagg_gym_agents.baselines import static_split_candidates
 from disagg_gym_agents.evaluation import run_episode
 from disagg_gym_agents.factory import make_policy
-from disagg_gym_agents.registry import POLICIES
+from disagg_gym_agents.registry import POLICIES, add_import_arg, import_policy_modules
 
 VALIDATION_SEED_OFFSET = 20_000
 """First validation workload seed: tuning uses ``VALIDATION_SEED_OFFSET + k``."""
@@ -429,10 +429,12 @@ def add_tune_args(sp: argparse.ArgumentParser) -> None:
                          "on at step 1 while the best moves; other policies are tuned as without it")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (dotted), repeatable")
     sp.add_argument("--out", type=Path, default=DEFAULT_TUNED_PATH, help="tuned file (default leaderboard/tuned.yaml)")
+    add_import_arg(sp)
 
 
 def cmd_tune_baselines(args: argparse.Namespace) -> int:
     """Tunes each ``--policy`` on each ``--config`` and merges the results into ``--out``."""
+    import_policy_modules(getattr(args, "imports", None) or [])
     check_output_file(args.out, "--out")
     read_tuned(args.out)  # a malformed --out fails now, not after the search (whose results it would lose)
     for p in args.policy:

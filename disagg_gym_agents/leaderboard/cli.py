@@ -16,6 +16,7 @@ from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.runner import benchmark
 from disagg_gym_agents.leaderboard.validate import check_omissions, validate
 from disagg_gym_agents.leaderboard.ray_backend import benchmark_ray
+from disagg_gym_agents.registry import add_import_arg, import_policy_modules
 
 
 def add_benchmark_args(p: argparse.ArgumentParser) -> None:
@@ -51,6 +52,7 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="run cells in this process, or as Ray tasks (needs the [ray] extra)")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: a local Ray instance)")
     p.add_argument("--num-workers", type=int, metavar="N", help="CPUs of a local Ray instance (default: all)")
+    add_import_arg(p)
 
 
 def add_validate_args(p: argparse.ArgumentParser) -> None:
@@ -69,12 +71,19 @@ def add_validate_args(p: argparse.ArgumentParser) -> None:
                    help="seed of the --sample draw (default 0: the same rows every time)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the bar, on stderr, shows rows done and the time left)")
+    add_import_arg(p)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """``disagg-gym benchmark``: run the missing cells, write results, leaderboard and plots."""
     run: Any = benchmark
     extra: dict[str, Any] = {}
+    imports = getattr(args, "imports", None) or []
+    if imports and getattr(args, "backend", "local") == "ray":
+        raise UserError(f"--import {imports[0]} works with the local backend only: Ray workers do not import it; "
+                        "install the module as a package with a 'disagg_gym.policies' entry point instead "
+                        "(docs/agents.md, \"Your own policy\")")
+    import_policy_modules(imports)
     if getattr(args, "backend", "local") == "ray":
         run = benchmark_ray
         extra = {"address": args.address, "num_workers": args.num_workers}
@@ -126,6 +135,7 @@ def default_results_path() -> Path:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``disagg-gym validate``: exit 0 if every row replays, 1 naming each mismatch."""
+    import_policy_modules(getattr(args, "imports", None) or [])
     results = args.results
     configs, agents = list(args.configs or []), list(args.agents or [])
     for items in (configs, agents):

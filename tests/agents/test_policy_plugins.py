@@ -1,0 +1,138 @@
+"""A policy of the user's own: ``--import MODULE`` and the ``disagg_gym.policies`` entry points.
+
+The oracle for "it ran the user's policy" is the policy's own bookkeeping (every call it saw)
+and the rows ``validate`` replays exactly; every bad input is one line.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")  # the [rl] extra (benchmark, validate)
+
+from disagg_gym.cli import main
+from disagg_gym.errors import UserError
+from disagg_gym_agents import registry
+from disagg_gym_agents.registry import POLICIES
+
+POLICY_SOURCE = '''
+from disagg_gym_agents.base import Policy
+from disagg_gym_agents.registry import POLICIES
+
+CALLS = []
+
+
+@POLICIES.register("{name}")
+class MyRoundRobin(Policy):
+    name = "{name}"
+    tasks = ("route",)
+
+    def __init__(self, env, seed: int = 0):
+        super().__init__(env)
+        self.k = 0
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        prefill, decode = self.base.route_mask_lists()
+        p = [i for i, ok in enumerate(prefill) if ok]
+        d = [i for i, ok in enumerate(decode) if ok]
+        self.k += 1
+        CALLS.append(self.k)
+        return self.base.action_for(route=(p[self.k % len(p)], d[self.k % len(d)])), state
+'''
+
+
+def _plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """Writes a module registering a policy under a fresh name; returns (module, policy name)."""
+    tag = uuid.uuid4().hex[:8]
+    module, name = f"my_policies_{tag}", f"my_rr_{tag}"
+    (tmp_path / f"{module}.py").write_text(POLICY_SOURCE.format(name=name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return module, name
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_evaluate_imports_the_users_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    module, name = _plugin(tmp_path, monkeypatch)
+    rc, _, err = _run(capsys, "evaluate", "--env", "small-route", "--policy", name, "--episodes", "1",
+                      "--overrides", "horizon_s=5", "--out", str(tmp_path / "e.csv"))
+    assert rc == 2 and f"unknown heuristic '{name}'" in err
+    assert err.strip().endswith('(a policy of your own: --import MODULE, docs/agents.md "Your own policy")')
+    rc, out, err = _run(capsys, "evaluate", "--import", module, "--env", "small-route", "--policy", name,
+                        "--episodes", "1", "--overrides", "horizon_s=5", "--out", str(tmp_path / "e.csv"))
+    assert rc == 0, err
+    calls = sys.modules[module].CALLS
+    rows = (tmp_path / "e.csv").read_text().splitlines()
+    assert len(rows) == 2 and len(calls) > 10  # one episode, every route decision was the policy's
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    (None, "--import {m}: No module named '{m}' (on sys.path? a module of the current folder needs PYTHONPATH=.)"),
+    ("raise RuntimeError('boom')", "--import {m}: the module failed to import: RuntimeError: boom"),
+])
+def test_a_bad_import_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                  source: str | None, message: str) -> None:
+    m = f"broken_{uuid.uuid4().hex[:8]}"
+    if source is not None:
+        (tmp_path / f"{m}.py").write_text(source + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for argv in (["evaluate", "--import", m, "--env", "small-route", "--policy", "jsq"],
+                 ["validate", "--import", m, "--sample", "1"],
+                 ["tune-baselines", "--import", m, "--config", "small-route", "--policy", "jsq+ttft_guard"]):
+        rc, out, err = _run(capsys, *argv)
+        assert rc == 2 and "Traceback" not in err
+        assert err.strip() == "disagg-gym: error: " + message.format(m=m)
+
+
+def test_benchmark_and_validate_score_and_replay_the_users_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module, name = _plugin(tmp_path, monkeypatch)
+    out = tmp_path / "lb"
+    common = ["--configs", "disagg/SmallRoute-v3", "--splits", "test", "--episodes", "1", "--set", "horizon_s=5"]
+    rc, _, err = _run(capsys, "benchmark", "--import", module, *common, "--agents", name, "--out", str(out),
+                      "--no-plots", "--no-progress")
+    assert rc == 0, err
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 2 and f",{name}," in rows[1]
+    rc, vout, verr = _run(capsys, "validate", str(out / "results.csv"), "--import", module, "--no-progress")
+    assert rc == 0 and "replayed exactly" in vout + verr, verr
+    rc, _, err = _run(capsys, "benchmark", "--import", module, *common, "--agents", name, "--out", str(out),
+                      "--backend", "ray")
+    assert rc == 2 and err.strip().startswith(f"disagg-gym: error: --import {module} works with the local backend only")
+
+
+def test_installed_plugin_packages_are_found_by_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, name = _plugin(tmp_path, monkeypatch)
+    ep = importlib.metadata.EntryPoint(name="mine", value=module, group=registry.PLUGIN_GROUP)
+    real = importlib.metadata.entry_points
+
+    def fake(**kw: object) -> object:
+        return [ep] if kw.get("group") == registry.PLUGIN_GROUP else real(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake)
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    assert name in POLICIES  # loaded on the first name the registry does not know
+    assert POLICIES.get(f"{name}+ttft_guard").__name__  # and composes like a built-in router
+
+
+def test_a_failing_plugin_package_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = importlib.metadata.EntryPoint(name="bad", value="no_such_module_xyz", group=registry.PLUGIN_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [ep] if kw.get("group") == registry.PLUGIN_GROUP else [])
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    with pytest.raises(UserError, match=r"^policy plugin 'bad' \(no_such_module_xyz, package \?\) failed to import: "
+                                        r"ModuleNotFoundError"):
+        POLICIES.get("not_registered_anywhere")
