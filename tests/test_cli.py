@@ -54,7 +54,7 @@ def test_predict_queries_file(capsys: pytest.CaptureFixture[str], tmp_path: Path
     ("argv", "message"),
     [
         (["predict", "--gpu", "h999", "--model", "llama-3.1-8b", "--phase", "decode", "--batch", "1", "--length", "1"],
-         "disagg-gym: error: unknown GPU 'h999'; valid ids: h100-sxm, h100-pcie, h200, a100-80gb, b200, l40s, mi300x, gaudi3"),
+         "disagg-gym: error: unknown GPU 'h999'; valid ids: h100-sxm, h100-pcie, h200, a100-80gb, b200, l40s, mi300x, gaudi3, or a YAML file path"),
         (["predict", "--phase", "kv_transfer", "--link", "carrier-pigeon", "--bytes", "10"],
          "disagg-gym: error: unknown link tier 'carrier-pigeon'"),
         (["predict", "--gpu", "l40s", "--model", "llama-2-70b", "--phase", "decode", "--batch", "1", "--length", "1"],

@@ -24,6 +24,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
 
 from disagg_gym.config import load_yaml_text
@@ -110,9 +111,14 @@ CATALOG_FILE = "gpus.yaml"
 
 
 @functools.cache
-def _catalog() -> Mapping[str, GPUSpec]:
+def _catalog_data() -> dict:
     text = resources.files("disagg_gym.hardware").joinpath(CATALOG_FILE).read_text()
-    data = load_yaml_text(text, CATALOG_FILE)
+    return load_yaml_text(text, CATALOG_FILE)
+
+
+@functools.cache
+def _catalog() -> Mapping[str, GPUSpec]:
+    data = _catalog_data()
     idle = float(data["idle_fraction_of_tdp"])
     out = {}
     for name, entry in data["gpus"].items():
@@ -141,19 +147,70 @@ GPUS: Mapping[str, GPUSpec] = _GPUTable()
 """GPU id -> :class:`GPUSpec` (``disagg_gym/hardware/gpus.yaml``)."""
 
 
+_FILE_REQUIRED = ("bf16_dense_tflops", "hbm_gb", "hbm_bw_tbps", "tdp_w", "price_usd_per_hour",
+                  "nvlink_gbps_per_dir", "pcie_gbps_per_dir")
+_FILE_OPTIONAL = ("name", "idle_w", "nvlink_peer_gbps_per_dir")
+
+
+@functools.lru_cache(maxsize=64)
+def _load_gpu_file(path: str, mtime_ns: int) -> GPUSpec:
+    """A GPU read from a YAML file of the catalog's keys (cached per path and modification time)."""
+    import math
+
+    from disagg_gym.config import read_yaml
+
+    raw = read_yaml(Path(path))  # ConfigError: unreadable, not UTF-8, invalid YAML, duplicate key
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: key '<root>': expected a mapping of GPU figures (got {raw!r})")
+    allowed = _FILE_REQUIRED + _FILE_OPTIONAL
+    for key, value in raw.items():
+        if key not in allowed:
+            raise UserError(f"{path}: key '{key}': unknown key; allowed: {', '.join(allowed)} (got {value!r})")
+    for key in _FILE_REQUIRED:
+        if key not in raw:
+            raise UserError(f"{path}: key '{key}': required key is missing (got None)")
+    values: dict = {}
+    for key, value in raw.items():
+        if key == "name":
+            if not (isinstance(value, str) and value):
+                raise UserError(f"{path}: key 'name': must be a non-empty string (got {value!r})")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"{path}: key '{key}': expected a finite number (got {value!r})")
+        values[key] = float(value)
+    values.setdefault("idle_w", float(_catalog_data()["idle_fraction_of_tdp"]) * values["tdp_w"])
+    try:
+        return GPUSpec(name=str(raw.get("name") or Path(path).stem), **values)
+    except ValueError as exc:  # GPUSpec's own checks (a non-positive figure, idle above TDP)
+        raise UserError(f"{path}: {exc}") from None
+
+
 def get_gpu(name: str) -> GPUSpec:
-    """Looks up a GPU by catalog id.
+    """Looks up a GPU by catalog id, or reads one from a YAML file.
+
+    A file holds the keys of a ``gpus.yaml`` entry: ``bf16_dense_tflops``, ``hbm_gb``,
+    ``hbm_bw_tbps``, ``tdp_w``, ``price_usd_per_hour``, ``nvlink_gbps_per_dir`` and
+    ``pcie_gbps_per_dir`` (required), ``idle_w`` (default: the catalog's idle fraction of TDP),
+    ``nvlink_peer_gbps_per_dir`` (default 0: same as the aggregate) and ``name`` (default: the
+    file stem); nothing else. A relative path is relative to the working directory.
 
     Args:
-        name: One of :data:`GPUS`' keys.
+        name: One of :data:`GPUS`' keys, or a path to a ``.yaml``/``.yml`` file.
 
     Returns:
         The matching :class:`GPUSpec`.
 
     Raises:
-        ValueError: If ``name`` is not a known id (the message lists the valid ones).
+        ValueError: If ``name`` is not a known id or a readable, valid GPU file (one line naming
+            the file, key and value; an unknown id lists the valid ones).
     """
     try:
         return GPUS[name]
     except (KeyError, TypeError):
-        raise UserError(f"unknown GPU {name!r}; valid ids: {', '.join(GPUS)}") from None
+        pass
+    if isinstance(name, str) and (name.endswith((".yaml", ".yml")) or Path(name).is_file()):
+        p = Path(name)
+        if not p.is_file():
+            raise UserError(f"{name}: GPU file not found (got {name!r})")
+        return _load_gpu_file(str(p), p.stat().st_mtime_ns)
+    raise UserError(f"unknown GPU {name!r}; valid ids: {', '.join(GPUS)}, or a YAML file path") from None

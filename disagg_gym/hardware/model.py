@@ -284,6 +284,16 @@ _INT_KEYS = _REQUIRED + (
 )
 _BOOL_KEYS = ("tie_word_embeddings", "gated_mlp")
 _KNOWN = frozenset(f.name for f in fields(ModelSpec))
+#: Keys of a Hugging Face ``config.json`` that do not change the cost model's shapes: accepted
+#: and ignored, so such a file can be used as it is (``torch_dtype`` sets ``dtype_bytes``).
+_HF_IGNORED = frozenset({
+    "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "bos_token_id",
+    "eos_token_id", "pad_token_id", "hidden_act", "initializer_range", "rms_norm_eps", "layer_norm_eps",
+    "rope_theta", "rope_scaling", "use_cache", "attention_bias", "attention_dropout", "mlp_bias",
+    "pretraining_tp", "sliding_window", "use_sliding_window", "max_window_layers", "_name_or_path",
+    "auto_map", "quantization_config", "router_aux_loss_coef", "output_router_logits",
+})
+_HF_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "float8_e4m3fn": 1}
 
 
 def _load_yaml_model(path: Path) -> ModelSpec:
@@ -300,8 +310,15 @@ def _load_yaml_model(path: Path) -> ModelSpec:
         return UserError(f"{where}: key '{key}': {problem} (got {value!r})")
 
     for key, value in raw.items():
-        if key not in _KNOWN:
-            raise bad(str(key), f"unknown key; allowed: {', '.join(sorted(_KNOWN))}", value)
+        if key not in _KNOWN and key not in _HF_IGNORED:
+            raise bad(str(key), f"unknown key; allowed: {', '.join(sorted(_KNOWN))} (and the Hugging Face "
+                      "config.json keys that do not change shapes: architectures, torch_dtype, rope_theta, ...)", value)
+    hf_dtype = raw.get("torch_dtype", raw.get("dtype"))
+    if "dtype_bytes" not in raw and hf_dtype is not None:
+        if hf_dtype not in _HF_DTYPE_BYTES:
+            raise bad("torch_dtype", f"expected one of {', '.join(_HF_DTYPE_BYTES)} (or give dtype_bytes)", hf_dtype)
+        raw = {**raw, "dtype_bytes": _HF_DTYPE_BYTES[hf_dtype]}
+    raw = {k: v for k, v in raw.items() if k not in _HF_IGNORED}
     for key in _REQUIRED:
         if key not in raw:
             raise bad(key, "required key is missing", None)

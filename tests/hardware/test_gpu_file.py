@@ -1,0 +1,98 @@
+"""A GPU of the user's own, read from a YAML file of the catalog's keys.
+
+Oracle: a file holding exactly a catalog entry's figures gives the same spec as the catalog id
+(and the same predictions); every bad file is one line naming the file, key and value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from disagg_gym.errors import UserError
+from disagg_gym.hardware import get_gpu
+from disagg_gym.hardware.select import build_cost
+from disagg_gym.hardware.model import load_model
+from disagg_gym.scenario import load_scenario
+from disagg_gym.simulation import Simulation
+
+H100 = {"bf16_dense_tflops": 989.0, "hbm_gb": 80.0, "hbm_bw_tbps": 3.35, "tdp_w": 700.0,
+        "price_usd_per_hour": 5.435, "nvlink_gbps_per_dir": 450.0, "pcie_gbps_per_dir": 64.0}
+
+
+def _write(tmp_path: Path, body: dict | str, name: str = "mygpu.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(body if isinstance(body, str) else "".join(f"{k}: {v}\n" for k, v in body.items()))
+    return p
+
+
+def test_a_file_with_a_catalog_entrys_figures_is_that_gpu(tmp_path: Path) -> None:
+    p = _write(tmp_path, H100)
+    spec, ref = get_gpu(str(p)), get_gpu("h100-sxm")
+    assert spec.name == "mygpu"
+    assert dataclasses.replace(spec, name="h100-sxm") == ref  # idle_w defaults to the catalog's fraction of TDP
+    model = load_model("llama-3.1-8b")
+    a, b = build_cost(spec, model, 1), build_cost(ref, model, 1)
+    assert a.decode_s([2048] * 64) == b.decode_s([2048] * 64) and a.prefill_s([1000], [0]) == b.prefill_s([1000], [0])
+    assert get_gpu(str(_write(tmp_path, {**H100, "name": "h100-nvl", "idle_w": 55}, "g2.yaml"))).idle_w == 55.0
+
+
+def test_a_cluster_runs_on_a_gpu_file(tmp_path: Path) -> None:
+    p = _write(tmp_path, H100)
+    scen = load_scenario("small-route", {"horizon_s": 5, "cluster.groups[0].gpu": str(p), "cluster.groups[1].gpu": str(p)})
+    ref = load_scenario("small-route", {"horizon_s": 5})
+    s, r = Simulation(scen, seed=1).run(), Simulation(ref, seed=1).run()
+    assert s["requests_total"] == r["requests_total"] and s["slo_tokens_per_s"] == r["slo_tokens_per_s"]
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({**H100, "colour": 1}, "key 'colour': unknown key; allowed: bf16_dense_tflops, "),
+    ({k: v for k, v in H100.items() if k != "hbm_gb"}, "key 'hbm_gb': required key is missing (got None)"),
+    ({**H100, "tdp_w": "lots"}, "key 'tdp_w': expected a finite number (got 'lots')"),
+    ({**H100, "pcie_gbps_per_dir": 0}, "GPUSpec 'mygpu': pcie_gbps_per_dir must be > 0 (got 0.0)"),
+    ({**H100, "idle_w": 900}, "GPUSpec 'mygpu': idle_w must be <= tdp_w (got 900.0)"),
+    ("- a\n- b\n", "key '<root>': expected a mapping of GPU figures (got ['a', 'b'])"),
+])
+def test_a_bad_gpu_file_is_one_line(tmp_path: Path, body: dict | str, message: str) -> None:
+    p = _write(tmp_path, body)
+    with pytest.raises(UserError) as exc:
+        get_gpu(str(p))
+    assert str(exc.value).startswith(f"{p}: {message}") and "\n" not in str(exc.value)
+
+
+def test_a_missing_gpu_file_and_an_unknown_id(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"nope\.yaml: GPU file not found"):
+        get_gpu(str(tmp_path / "nope.yaml"))
+    with pytest.raises(UserError, match=r"^unknown GPU 'h999'; valid ids: h100-sxm, .*, or a YAML file path$"):
+        get_gpu("h999")
+
+
+# Llama-3.1-8B's Hugging Face config.json as published (meta-llama/Llama-3.1-8B), keys that do
+# not change shapes included: the model it gives is the catalog's llama-3.1-8b.
+HF_LLAMA_31_8B = (
+    '{"architectures":["LlamaForCausalLM"],"attention_bias":false,"attention_dropout":0.0,"bos_token_id":128000,'
+    '"eos_token_id":128001,"hidden_act":"silu","hidden_size":4096,"initializer_range":0.02,"intermediate_size":14336,'
+    '"max_position_embeddings":131072,"mlp_bias":false,"model_type":"llama","num_attention_heads":32,'
+    '"num_hidden_layers":32,"num_key_value_heads":8,"pretraining_tp":1,"rms_norm_eps":1e-05,"rope_scaling":'
+    '{"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192,'
+    '"rope_type":"llama3"},"rope_theta":500000.0,"tie_word_embeddings":false,"torch_dtype":"bfloat16",'
+    '"transformers_version":"4.43.0.dev0","use_cache":true,"vocab_size":128256}'
+)
+
+
+def test_a_hugging_face_config_json_is_read_as_it_is(tmp_path: Path) -> None:
+    p = tmp_path / "config.json"
+    p.write_text(HF_LLAMA_31_8B)
+    spec = load_model(str(p))
+    assert dataclasses.replace(spec, name="llama-3.1-8b") == load_model("llama-3.1-8b")
+    p.write_text(HF_LLAMA_31_8B.replace('"bfloat16"', '"float32"'))
+    assert load_model(str(p)).dtype_bytes == 4
+    p.write_text(HF_LLAMA_31_8B.replace('"bfloat16"', '"int4"'))
+    with pytest.raises(UserError, match=r"key 'torch_dtype': expected one of bfloat16, float16, float32, "
+                                        r"float8_e4m3fn \(or give dtype_bytes\) \(got 'int4'\)"):
+        load_model(str(p))
+    p.write_text(HF_LLAMA_31_8B.replace('"use_cache"', '"colour"'))
+    with pytest.raises(UserError, match=r"key 'colour': unknown key"):  # still strict about anything else
+        load_model(str(p))
