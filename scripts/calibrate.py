@@ -750,6 +750,21 @@ def table_rows(args: Args) -> list[dict[str, Any]]:
     return out
 
 
+def fit_warnings(n_rows: int, params: CalibParams) -> list[str]:
+    """Why a ``--table`` fit may not mean much: fewer rows than twice the fitted parameters, or
+    parameters that ended on a bound of their search range (the data did not pin them down).
+    """
+    out = []
+    if n_rows < 2 * len(FITTED):
+        out.append(f"{n_rows} table rows for {len(FITTED)} fitted parameters: the fit is underdetermined "
+                   f"(use at least {2 * len(FITTED)} rows spread over batch sizes and lengths)")
+    for k in FITTED:
+        v, (lo, hi) = getattr(params, k), BOUNDS[k]
+        if v <= lo * (1 + 1e-3) or v >= hi * (1 - 1e-3):
+            out.append(f"{k} = {v:.6g} ended on its bound ({lo:g}..{hi:g}): the table does not determine it")
+    return out
+
+
 def main_table(args: Args) -> int:
     """``--table`` mode: fit the efficiencies to one table, report errors, optionally write them."""
     from disagg_gym.hardware.table_cost import TableError
@@ -768,13 +783,15 @@ def main_table(args: Args) -> int:
     try:
         import scipy  # noqa: F401
     except ImportError:
-        print("calibrate: the fit needs scipy (pip install scipy)", file=sys.stderr)
+        print("calibrate: the fit needs scipy (.venv/bin/pip install scipy)", file=sys.stderr)
         return 2
     committed = CalibParams.from_dict(json.loads(CALIB_PATH.read_text())["cost"])
     before = rel_errors_pct(rows, committed)
     params = fit_cost(rows, args.act_passes, committed)
     err = rel_errors_pct(rows, params)
     label = f"{args.model} on {args.gpu} tp{args.tp}"
+    for line in fit_warnings(len(rows), params):
+        print(f"calibrate: warning: {line}", file=sys.stderr)
     print(f"## Fitted cost parameters ({label}, {args.table})\n")
     for f in fields(CalibParams):
         mark = "  (fitted)" if f.name in FITTED else ""

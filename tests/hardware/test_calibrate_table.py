@@ -56,12 +56,31 @@ def test_table_fit_recovers_known_efficiencies(tmp_path: Path, capsys: pytest.Ca
     fitted = json.loads(out.read_text())["cost"]
     for key in ("compute_eff", "attn_compute_eff", "mem_eff", "layer_overhead_s"):
         assert fitted[key] == pytest.approx(getattr(TRUTH, key), rel=0.02), key
-    assert "fitted to the table" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "fitted to the table" in captured.out
+    assert "warning" not in captured.err  # 32 rows pin the six parameters down
     # roofline:FILE uses the fitted efficiencies: predictions match the table's truth.
     cost = build_cost("a100-80gb", "llama-2-13b", 1, f"roofline:{out}")
     truth = InstanceCost(get_gpu("a100-80gb"), load_model("llama-2-13b"), 1, TRUTH)
     assert cost.prefill_s([700]) == pytest.approx(truth.prefill_s([700]), rel=0.01)
     assert cost.decode_s([900] * 24) == pytest.approx(truth.decode_s([900] * 24), rel=0.01)
+
+
+def test_table_fit_warns_when_the_table_cannot_determine_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("scipy")
+    table = tmp_path / "few.csv"
+    synthetic_table(table)
+    table.write_text("\n".join(table.read_text().splitlines()[:3] + table.read_text().splitlines()[-2:]) + "\n")
+    rc = load_script().main(["--table", str(table), "--gpu", "a100-80gb", "--model", "llama-2-13b"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert "calibrate: warning: 4 table rows for 6 fitted parameters: the fit is underdetermined" in err
+    mod = load_script()
+    at_bound = replace(default_params(), smoothmax_exp=mod.BOUNDS["smoothmax_exp"][1])
+    assert mod.fit_warnings(40, at_bound) == [
+        f"smoothmax_exp = {at_bound.smoothmax_exp:.6g} ended on its bound "
+        f"({mod.BOUNDS['smoothmax_exp'][0]:g}..{mod.BOUNDS['smoothmax_exp'][1]:g}): the table does not determine it"
+    ]
 
 
 def test_table_mode_bad_table_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
