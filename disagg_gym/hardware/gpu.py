@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from disagg_gym.config import load_yaml_text
 from disagg_gym.errors import UserError
@@ -111,9 +112,10 @@ CATALOG_FILE = "gpus.yaml"
 
 
 @functools.cache
-def _catalog_data() -> dict:
+def _catalog_data() -> dict[str, Any]:
     text = resources.files("disagg_gym.hardware").joinpath(CATALOG_FILE).read_text()
-    return load_yaml_text(text, CATALOG_FILE)
+    data: dict[str, Any] = load_yaml_text(text, CATALOG_FILE)
+    return data
 
 
 @functools.cache
@@ -169,7 +171,7 @@ def _load_gpu_file(path: str, mtime_ns: int) -> GPUSpec:
     for key in _FILE_REQUIRED:
         if key not in raw:
             raise UserError(f"{path}: key '{key}': required key is missing (got None)")
-    values: dict = {}
+    values: dict[str, float] = {}
     for key, value in raw.items():
         if key == "name":
             if not (isinstance(value, str) and value):
