@@ -24,10 +24,36 @@ class PolicyRegistry(Registry[type]):
     by ``names()`` (every pair would be), but ``in`` and ``get`` accept them.
     """
 
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.plugins_loaded = False  # the disagg_gym.policies entry points were imported
+
+    def load_plugins(self) -> bool:
+        """Imports every module of the ``disagg_gym.policies`` entry-point group (``PLUGIN_GROUP``),
+        the first time it is called (later calls return ``False`` at once); returns whether it
+        imported any. The registry calls it the first time it meets a name it does not know.
+
+        Raises:
+            UserError: A plugin that fails to import, naming it and its package.
+        """
+        if self.plugins_loaded:
+            return False
+        self.plugins_loaded = True
+        found = False
+        for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+            try:
+                ep.load()
+            except Exception as exc:  # noqa: BLE001 - any failure of third-party code is one line
+                dist = getattr(ep.dist, "name", "?")
+                raise UserError(f"policy plugin {ep.name!r} ({ep.value}, package {dist}) failed to import: "
+                                f"{type(exc).__name__}: {exc}") from None
+            found = True
+        return found
+
     def get(self, name: str) -> type:  # noqa: D102
         base, adm = split_name(name)
         if base not in self._items and base not in self._aliases:
-            load_entry_point_plugins()  # an installed plugin package may register it (loaded once)
+            self.load_plugins()  # an installed plugin package may register it (loaded once)
         try:
             base_cls = super().get(base)
         except UserError as exc:  # a policy of the user's own is named before its module is imported
@@ -46,7 +72,7 @@ class PolicyRegistry(Registry[type]):
                 return False
             return True
         if isinstance(name, str) and not super().__contains__(name):
-            load_entry_point_plugins()
+            self.load_plugins()
         return super().__contains__(name)
 
 
@@ -57,31 +83,6 @@ composed names ``<router>+<admission>`` resolve without being listed."""
 PLUGIN_GROUP = "disagg_gym.policies"
 """Entry-point group of installed packages that register policies: each entry names a module,
 imported (once, the first time a name is not found) so that its ``@POLICIES.register`` lines run."""
-
-_plugins_loaded = False
-
-
-def load_entry_point_plugins() -> bool:
-    """Imports every module of the ``disagg_gym.policies`` entry-point group, the first time it
-    is called (later calls return ``False`` at once). Returns whether it imported any.
-
-    Raises:
-        UserError: A plugin that fails to import, naming it and its package.
-    """
-    global _plugins_loaded
-    if _plugins_loaded:
-        return False
-    _plugins_loaded = True
-    found = False
-    for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # noqa: BLE001 - any failure of third-party code is one line
-            dist = getattr(ep.dist, "name", "?")
-            raise UserError(f"policy plugin {ep.name!r} ({ep.value}, package {dist}) failed to import: "
-                            f"{type(exc).__name__}: {exc}") from None
-        found = True
-    return found
 
 
 def add_import_arg(p: Any) -> None:

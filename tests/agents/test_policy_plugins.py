@@ -123,7 +123,7 @@ def test_installed_plugin_packages_are_found_by_entry_point(
         return [ep] if kw.get("group") == registry.PLUGIN_GROUP else real(**kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importlib.metadata, "entry_points", fake)
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(POLICIES, "plugins_loaded", False)
     assert name in POLICIES  # loaded on the first name the registry does not know
     assert POLICIES.get(f"{name}+ttft_guard").__name__  # and composes like a built-in router
 
@@ -132,7 +132,7 @@ def test_a_failing_plugin_package_is_one_line(tmp_path: Path, monkeypatch: pytes
     ep = importlib.metadata.EntryPoint(name="bad", value="no_such_module_xyz", group=registry.PLUGIN_GROUP)
     monkeypatch.setattr(importlib.metadata, "entry_points",
                         lambda **kw: [ep] if kw.get("group") == registry.PLUGIN_GROUP else [])
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(POLICIES, "plugins_loaded", False)
     with pytest.raises(UserError, match=r"^policy plugin 'bad' \(no_such_module_xyz, package \?\) failed to import: "
                                         r"ModuleNotFoundError"):
         POLICIES.get("not_registered_anywhere")
