@@ -532,6 +532,12 @@ def _predict_inputs(q: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _spec_label(value: str, load: Any) -> str:
+    """A catalog id as it is; a model or GPU file as ``its name (path)``."""
+    name = load(str(value)).name
+    return str(value) if name == str(value) else f"{name} ({value})"
+
+
 def fmt_prediction(inputs: dict[str, Any], res: dict[str, Any]) -> str:
     """``predict``'s answer with its inputs: ``decode iteration of llama-3.1-8b on h100-sxm ... -> 12.3 ms``."""
     phase = inputs.get("phase")
@@ -549,8 +555,8 @@ def fmt_prediction(inputs: dict[str, Any], res: dict[str, Any]) -> str:
             else f"batch of {inputs['batch']} sequence(s) at context {inputs['length']:,} tokens"
         )
         what = (
-            f"{phase} iteration of {inputs['model']} on {inputs['gpu']} (tp {inputs['tp']}, "
-            f"{inputs['cost_model']} cost model), {shape}"
+            f"{phase} iteration of {_spec_label(inputs['model'], load_model)} on "
+            f"{_spec_label(inputs['gpu'], get_gpu)} (tp {inputs['tp']}, {inputs['cost_model']} cost model), {shape}"
         )
     if "tier" in res:
         what += f" (no {inputs['link']} on {inputs['gpu']}: over {res['tier']})"

@@ -96,3 +96,15 @@ def test_a_hugging_face_config_json_is_read_as_it_is(tmp_path: Path) -> None:
     p.write_text(HF_LLAMA_31_8B.replace('"use_cache"', '"colour"'))
     with pytest.raises(UserError, match=r"key 'colour': unknown key"):  # still strict about anything else
         load_model(str(p))
+
+
+def test_predict_names_a_file_by_its_name_and_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from disagg_gym.cli import main
+
+    p = _write(tmp_path, {**H100, "name": "h100-copy"})
+    assert main(["predict", "--gpu", str(p), "--model", "llama-3.1-8b", "--phase", "decode", "--batch", "64",
+                 "--length", "2048"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"decode iteration of llama-3.1-8b on h100-copy ({p}) (tp 1, roofline cost model), batch of 64 sequence(s) "
+        "at context 2,048 tokens: 14.8871 ms"  # the catalog H100's figure: same figures, same answer
+    )
