@@ -138,7 +138,7 @@ class Simulation:
                 return (cl.arrivals_done and cl.in_system == 0 and cl.pending is None) or eng.now > limit
 
             eng.run_until(done)
-            if not (cl.arrivals_done and cl.in_system == 0 and cl.pending is None):
+            if not cl.drained():
                 self.drain_cut_s = limit
         else:
             self.engine.run_until(limit)

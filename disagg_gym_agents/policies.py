@@ -262,6 +262,14 @@ class InstanceScorer(nn.Module):
         """
         return self._logits(*self._encode(obs, _apply), run=_apply)
 
+    def actor_critic_latents(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for inference (logits and value latent from one encoding), with the
+        layers applied as functions like :meth:`actor_logits`: identical values, bit for bit.
+        No hooks run: call it under ``torch.inference_mode()`` / ``no_grad``, not for training.
+        """
+        inst, h, pooled, ctx = self._encode(obs, _apply)
+        return self._logits(inst, h, pooled, ctx, run=_apply), _apply(self.value, torch.cat([pooled, ctx], dim=-1))
+
     def _logits(
         self, inst: torch.Tensor, h: torch.Tensor, pooled: torch.Tensor, ctx: torch.Tensor, run: Any = _call
     ) -> torch.Tensor:
@@ -316,6 +324,29 @@ def actor_latent(extractor: Any, features: torch.Tensor) -> torch.Tensor:
     if isinstance(extractor, InstanceScorer):
         return extractor.actor_logits(features)
     return extractor.forward_actor(features)
+
+
+def normalised_logits(logits: torch.Tensor, sizes: list[int], masks: Any = None) -> list[torch.Tensor]:
+    """Per action dimension, the log-probabilities SB3's distributions hold for ``logits``
+    (``(batch, sum(sizes))``): ``x - logsumexp(x)`` (``torch.distributions.Categorical``); with
+    ``masks`` (``(batch, sum(sizes))`` booleans, sb3-contrib's ``MaskableCategorical``), masked
+    values set to -1e8 and normalised again. The same tensor operations in the same order as
+    those classes, so the values are theirs bit for bit (``softmax`` of each is its
+    ``probs``).
+    """
+    total = sum(sizes)
+    parts: Any = [None] * len(sizes)
+    if masks is not None:
+        parts = torch.split(torch.as_tensor(masks).view(-1, total), sizes, dim=1)
+    huge_neg = torch.tensor(-1e8, dtype=logits.dtype)
+    out = []
+    for x, mk in zip(torch.split(logits.view(-1, total), sizes, dim=1), parts):
+        y = x - x.logsumexp(dim=-1, keepdim=True)
+        if mk is not None:
+            y = torch.where(torch.as_tensor(mk, dtype=torch.bool).reshape(y.shape), y, huge_neg)
+            y = y - y.logsumexp(dim=-1, keepdim=True)
+        out.append(y)
+    return out
 
 
 class _InstanceMixin:
@@ -379,31 +410,17 @@ class _InstanceMixin:
         them).
         """
         features = self.extract_features(obs)  # type: ignore[attr-defined]
-        ext = self.mlp_extractor
-        inst, h, pooled, ctx = ext._encode(features, _apply)
-        latent_pi = ext._logits(inst, h, pooled, ctx, run=_apply)
-        latent_vf = _apply(ext.value, torch.cat([pooled, ctx], dim=-1))
+        latent_pi, latent_vf = self.mlp_extractor.actor_critic_latents(features)
         values = F.linear(latent_vf, self.value_net.weight, self.value_net.bias)  # type: ignore[attr-defined]
         sizes = [int(d) for d in dims]
-        total = sum(sizes)
-        logits = latent_pi.view(-1, total)  # action_net is the identity
-        masks: Any = [None] * len(sizes)
-        if action_masks is not None:
-            masks = torch.split(torch.as_tensor(action_masks).view(-1, total), sizes, dim=1)
-        huge_neg = torch.tensor(-1e8, dtype=logits.dtype)
+        normed = normalised_logits(latent_pi, sizes, action_masks)  # action_net is the identity
         actions: list[torch.Tensor] = []
-        normed: list[torch.Tensor] = []
-        for x, mk in zip(torch.split(logits, sizes, dim=1), masks):
-            y = x - x.logsumexp(dim=-1, keepdim=True)
-            if mk is not None:
-                y = torch.where(torch.as_tensor(mk, dtype=torch.bool).reshape(y.shape), y, huge_neg)
-                y = y - y.logsumexp(dim=-1, keepdim=True)
+        for y in normed:
             probs = F.softmax(y, dim=-1)
             if deterministic:
                 actions.append(torch.argmax(probs, dim=1))
             else:
                 actions.append(torch.multinomial(probs.reshape(-1, y.shape[-1]), 1, True).T.reshape(y.shape[:-1]))
-            normed.append(y)
         act = torch.stack(actions, dim=1)
         log_prob = torch.stack(
             [y.gather(-1, a.unsqueeze(-1)).squeeze(-1) for y, a in zip(normed, torch.unbind(act.view(-1, len(sizes)), dim=1))],

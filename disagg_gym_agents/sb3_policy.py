@@ -21,7 +21,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from disagg_gym.errors import UserError
 from disagg_gym_agents.base import Policy
 from disagg_gym_agents.callbacks import vecnormalize_path
-from disagg_gym_agents.policies import actor_latent
+from disagg_gym_agents.policies import actor_latent, normalised_logits
 from disagg_gym_agents.registry import check_model_path
 
 
@@ -83,7 +83,6 @@ class SB3Policy(Policy):
         if self._fast:
             self._dims = [int(n) for n in policy.action_dist.action_dims]
             self._obs_shape = tuple(policy.observation_space.shape)
-            self._huge_neg = torch.tensor(-1e8, dtype=torch.float32)
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env, device: str = "cpu") -> SB3Policy:
@@ -146,9 +145,9 @@ class SB3Policy(Policy):
 
         * features, latent and logits: ``extract_features`` (obs -> float, flatten),
           ``mlp_extractor.forward_actor`` (``policies.actor_latent``: the same logits), ``action_net``, viewed as ``(1, sum(nvec))``;
-        * per action dimension (``torch.split``): ``Categorical`` normalises the logits
-          (``x - logsumexp(x)``); masking keeps the normalised logits where allowed, puts -1e8
-          elsewhere and normalises again; the mode is ``argmax(softmax(.))``.
+        * per action dimension, ``policies.normalised_logits``: ``Categorical`` normalises the
+          logits (``x - logsumexp(x)``); masking keeps the normalised logits where allowed, puts
+          -1e8 elsewhere and normalises again; the mode is ``argmax(softmax(.))``.
         """
         o = np.array(obs)
         if o.shape != self._obs_shape:
@@ -162,16 +161,7 @@ class SB3Policy(Policy):
                 torch.as_tensor(o.reshape((1, *self._obs_shape))), policy.pi_features_extractor
             )
             logits = policy.action_net(actor_latent(policy.mlp_extractor, features))
-            logits = logits.view(-1, sum(self._dims))
-            mask_parts = torch.split(m.view(-1, sum(self._dims)), self._dims, dim=1)
-            modes = []
-            for x, mk in zip(torch.split(logits, self._dims, dim=1), mask_parts):
-                x = x - x.logsumexp(dim=-1, keepdim=True)
-                y = torch.where(
-                    torch.as_tensor(mk, dtype=torch.bool).reshape(x.shape), x, self._huge_neg
-                )
-                y = y - y.logsumexp(dim=-1, keepdim=True)
-                modes.append(torch.argmax(torch.softmax(y, dim=-1), dim=1))
+            modes = [torch.argmax(torch.softmax(y, dim=-1), dim=1) for y in normalised_logits(logits, self._dims, m)]
             actions = torch.stack(modes, dim=1)
         return actions.cpu().numpy().reshape((-1, *policy.action_space.shape)).squeeze(axis=0)
 

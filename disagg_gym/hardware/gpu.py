@@ -215,4 +215,4 @@ def get_gpu(name: str) -> GPUSpec:
         if not p.is_file():
             raise UserError(f"{name}: GPU file not found (got {name!r})")
         return _load_gpu_file(str(p), p.stat().st_mtime_ns)
-    raise UserError(f"unknown GPU {name!r}; valid ids: {', '.join(GPUS)}, or a YAML file path") from None
+    raise UserError(f"unknown GPU {name!r}; valid ids: {', '.join(GPUS)}, or a YAML file path")
