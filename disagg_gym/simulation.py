@@ -152,8 +152,10 @@ class Simulation:
         dur = max(span, self.recorder.last_finish_s)
         # slo_tokens_per_s is per second of the arrival horizon however the run ended (an env
         # episode ends at its last arrival, a drained run later); a finite trace shorter than
-        # the horizon is charged its own span.
-        per = self.scenario.horizon_s if self.scenario.workload.kind != "trace" else span
+        # the horizon is charged its own span; a looping trace replays up to the horizon, so it
+        # is charged the horizon even when its last request finished before it.
+        wl = self.scenario.workload
+        per = self.scenario.horizon_s if wl.kind != "trace" or wl.loop else span
         out = summarize(self.recorder, self.cluster, dur, horizon_s=per)
         out["horizon_policy"] = "drain" if self.horizon_drained else "fail"
         out["scenario"] = self.scenario.name

@@ -28,7 +28,7 @@ from disagg_gym.workload.prefix import MOONCAKE_BLOCK_TOKENS
 from disagg_gym.workload.prefix_workloads import PREFIX_WORKLOADS, PrefixSource
 from disagg_gym.workload.presets import LENGTH_PRESETS, preset_names
 from disagg_gym.workload.source import ArrivalChunk, ArrivalSource
-from disagg_gym.workload.traces import TraceData, load_trace
+from disagg_gym.workload.traces import MAX_SKIP_REASONS, TraceData, TraceError, load_trace
 
 #: Most arrivals in one ``ArrivalChunk``.
 CHUNK_SIZE = 4096
@@ -722,8 +722,14 @@ class TraceReplaySource:
                 f"{data.path}: window [{lo:g}, {hi:g}) s selects no rows "
                 f"(the trace spans 0 to {data.span_s:g} s)"
             )
+        self._coverage_skips: tuple[str, ...] = ()  # the first few messages
+        self._coverage_skipped = 0
         if data.hash_ids is not None:
-            _check_hash_coverage(data, idx, cfg.trace_block_tokens)
+            kept, self._coverage_skips = _check_hash_coverage(
+                data, idx, cfg.trace_block_tokens, cfg.on_bad_row == "skip"
+            )
+            self._coverage_skipped = idx.size - kept.size
+            idx = kept
         self._cfg = cfg
         self._data = data
         self._idx = idx
@@ -766,13 +772,15 @@ class TraceReplaySource:
 
     @property
     def skipped_rows(self) -> int:
-        """Bad rows of the file dropped when it was read (``on_bad_row: skip``; 0 otherwise)."""
-        return self._data.skipped_rows
+        """Bad rows dropped (``on_bad_row: skip``; 0 otherwise): those of the file, and rows
+        of the window whose ``hash_ids`` do not cover their prompt at ``trace_block_tokens``.
+        """
+        return self._data.skipped_rows + self._coverage_skipped
 
     @property
     def skip_reasons(self) -> tuple[str, ...]:
-        """The first few of those rows' messages (``TraceData.skip_reasons``)."""
-        return self._data.skip_reasons
+        """The first few of those rows' messages (``TraceData.skip_reasons`` first)."""
+        return (self._data.skip_reasons + self._coverage_skips)[:MAX_SKIP_REASONS]
 
     def next_chunk(self) -> ArrivalChunk | None:
         """The next chunk of replayed rows (never straddling two passes), or ``None``."""
@@ -821,16 +829,42 @@ class TraceReplaySource:
             yield chunk
 
 
-def _check_hash_coverage(data: TraceData, idx: np.ndarray, block_tokens: int) -> None:
-    """Every replayed row with hash ids must cover its prompt (``prefix.cache_block_hashes``)."""
+def _check_hash_coverage(
+    data: TraceData, idx: np.ndarray, block_tokens: int, skip: bool
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Every replayed row with hash ids must cover its prompt (``prefix.cache_block_hashes``).
+
+    Returns:
+        ``(idx, messages)``: with ``skip``, the rows that do (and one message per row dropped);
+        otherwise ``idx`` unchanged and no messages.
+
+    Raises:
+        TraceError: a row that does not (naming its file line), unless ``skip`` drops it; with
+            ``skip`` too when no row of the window covers its prompt (the block size is wrong).
+    """
     hashes = data.hash_ids
     assert hashes is not None
     n = np.fromiter((len(hashes[i]) for i in idx.tolist()), dtype=np.int64, count=idx.size)
     bad = np.flatnonzero((n > 0) & (n * block_tokens < data.prompt_tokens[idx]))
-    if bad.size:
-        i = int(idx[bad[0]])
-        raise ValueError(
-            f"{data.path}: row {i + 1} has {int(n[bad[0]])} hash_ids of {block_tokens} tokens, "
-            f"too few for its {int(data.prompt_tokens[i])} prompt tokens "
-            f"({bad.size} such rows); set trace_block_tokens to the trace's block size"
+    if not bad.size:
+        return idx, ()
+    lines = data.line_numbers
+
+    def message(b: int) -> str:
+        i = int(idx[b])
+        where = f"{data.path}:{int(lines[i])}" if lines is not None else f"{data.path}: row {i + 1}"
+        return (
+            f"{where}: {int(n[b])} hash_ids of {block_tokens} tokens cover {int(n[b]) * block_tokens} "
+            f"tokens, fewer than its {int(data.prompt_tokens[i])} prompt tokens"
         )
+
+    every = bad.size == np.count_nonzero(n > 0)
+    if not skip or every:
+        raise TraceError(
+            f"{message(int(bad[0]))} ({bad.size} such rows); set workload.trace_block_tokens to the "
+            "trace's block size (Mooncake traces: 512)"
+            + ("" if every else ", or workload.on_bad_row: skip to drop such rows")
+        )
+    keep = np.ones(idx.size, dtype=bool)
+    keep[bad] = False
+    return idx[keep], tuple(message(int(b)) for b in bad[:MAX_SKIP_REASONS])

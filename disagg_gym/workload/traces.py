@@ -62,6 +62,9 @@ class TraceData:
         },
     )
     skipped_rows: int = field(default=0, metadata={"help": "bad rows dropped (on_bad_row='skip')"})
+    line_numbers: np.ndarray | None = field(
+        default=None, metadata={"help": "int64 line of the file each row came from (1-based)"}
+    )
     skip_reasons: tuple[str, ...] = field(
         default=(), metadata={"help": f"the first {MAX_SKIP_REASONS} skip messages"}
     )
@@ -135,6 +138,7 @@ class _Rows:
         self.times: list[float] = []
         self.prompts: list[int] = []
         self.outputs: list[int] = []
+        self.lines: list[int] = []
         self.skipped = 0
         self.reasons: list[str] = []
 
@@ -257,7 +261,8 @@ def _parse(p: Path, raw: bytes, fmt: Literal["auto", "azure", "mooncake"], skip:
     t = np.asarray(rows.times, dtype=np.float64)
     prompt = np.asarray(rows.prompts, dtype=np.int64)
     output = np.asarray(rows.outputs, dtype=np.int64)
-    for arr in (t, prompt, output):
+    line_no = np.asarray(rows.lines, dtype=np.int64)
+    for arr in (t, prompt, output, line_no):
         arr.flags.writeable = False
     return TraceData(
         path=str(p),
@@ -268,6 +273,7 @@ def _parse(p: Path, raw: bytes, fmt: Literal["auto", "azure", "mooncake"], skip:
         hash_ids=hashes,
         skipped_rows=rows.skipped,
         skip_reasons=tuple(rows.reasons),
+        line_numbers=line_no,
     )
 
 
@@ -360,6 +366,7 @@ def _parse_azure(lines: list[str], header_idx: int, rows: _Rows) -> None:
             t0 = ns
         prev_ns, prev_text = ns, parts[i_ts].strip()
         rows.times.append((ns - t0) / 1e9)
+        rows.lines.append(no)
         rows.prompts.append(prompt)
         rows.outputs.append(output)
 
@@ -428,6 +435,7 @@ def _parse_mooncake(lines: list[str], rows: _Rows) -> tuple[tuple[int, ...], ...
             t0 = ts
         prev, prev_raw = ts, raw_ts
         rows.times.append((ts - t0) / 1000.0)
+        rows.lines.append(no)
         rows.prompts.append(prompt)
         rows.outputs.append(output)
         if hid is not None:

@@ -12,7 +12,7 @@ import pytest
 
 from disagg_gym.config import ConfigError, from_dict
 from disagg_gym.rng import RngStreams
-from disagg_gym.workload import WorkloadConfig, load_trace
+from disagg_gym.workload import TraceError, WorkloadConfig, load_trace
 from disagg_gym.workload.prefix import cache_block_hashes
 from disagg_gym.workload.prefix_fit import (
     fit_conversation,
@@ -237,12 +237,32 @@ def test_trace_replay_carries_block_size_and_rejects_short_hash_lists(tmp_path: 
     path = mooncake(tmp_path, mc(0, 600, 5, [1, 2]), mc(1000, 700, 5, [1, 3]))
     ch = cfg(kind="trace", trace_path=str(path)).build(RngStreams(0)).next_chunk()
     assert ch is not None and ch.hash_block_tokens == 512 and ch.hash_ids == [(1, 2), (1, 3)]
-    with pytest.raises(ValueError) as exc:
-        cfg(kind="trace", trace_path=str(path), trace_block_tokens=256).build(RngStreams(0))
+    for skip in ("fail", "skip"):  # every row short: the block size is wrong, skipping or not
+        with pytest.raises(TraceError) as exc:
+            cfg(kind="trace", trace_path=str(path), trace_block_tokens=256, on_bad_row=skip).build(RngStreams(0))
+        assert str(exc.value) == (
+            f"{path}:1: 2 hash_ids of 256 tokens cover 512 tokens, fewer than its 600 prompt tokens "
+            "(2 such rows); set workload.trace_block_tokens to the trace's block size (Mooncake traces: 512)"
+        )
+
+
+def test_a_row_whose_hashes_miss_part_of_its_prompt_is_named_by_line_or_skipped(tmp_path: Path) -> None:
+    # line 2 is blank; line 3 holds 2 blocks of 512 tokens for a 1100-token prompt
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(mc(0, 600, 5, [1, 2])) + "\n\n" + json.dumps(mc(1000, 1100, 5, [1, 3])) + "\n"
+                    + json.dumps(mc(2000, 10, 5, [4])) + "\n")
+    with pytest.raises(TraceError) as exc:
+        cfg(kind="trace", trace_path=str(path)).build(RngStreams(0))
     assert str(exc.value) == (
-        f"{path}: row 1 has 2 hash_ids of 256 tokens, too few for its 600 prompt tokens "
-        "(2 such rows); set trace_block_tokens to the trace's block size"
+        f"{path}:3: 2 hash_ids of 512 tokens cover 1024 tokens, fewer than its 1100 prompt tokens "
+        "(1 such rows); set workload.trace_block_tokens to the trace's block size (Mooncake traces: 512), "
+        "or workload.on_bad_row: skip to drop such rows"
     )
+    src = cfg(kind="trace", trace_path=str(path), on_bad_row="skip").build(RngStreams(0))
+    ch = src.next_chunk()
+    assert ch is not None and ch.hash_ids == [(1, 2), (4,)] and ch.prompt_tokens.tolist() == [600, 10]
+    assert src.skipped_rows == 1 and src.skip_reasons == (
+        f"{path}:3: 2 hash_ids of 512 tokens cover 1024 tokens, fewer than its 1100 prompt tokens",)
 
 
 def test_stream_stats_and_fits_on_a_hand_made_trace(tmp_path: Path) -> None:
