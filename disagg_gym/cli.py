@@ -392,8 +392,9 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
         raise UserError(f"{where}unknown field {unknown[0]!r}; expected: {', '.join(_PREDICT_FIELDS)}")
     phase = q.get("phase")
     cost_model = str(q.get("cost_model") or "roofline")
-    if phase == "kv_transfer" and cost_model != "roofline" and q.get("bytes") is not None:
-        # A table with kv_transfer rows answers directly (it needs the instance it describes).
+    if phase == "kv_transfer" and cost_model != "roofline" and q.get("bytes") is not None and q.get("link") is None:
+        # A table with kv_transfer rows answers directly (it needs the instance it describes);
+        # with 'link' the tier answers, as in the simulator, whose transfers use the link tiers.
         if q.get("gpu") is None or q.get("model") is None:
             raise UserError(f"{where}phase kv_transfer with cost model {cost_model!r} needs 'gpu' and 'model'")
         try:
@@ -403,8 +404,7 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
         secs = table_cost.kv_transfer_s(float(q["bytes"]))
         if secs is not None:
             return {"ms": secs * 1e3}
-        if q.get("link") is None:
-            raise UserError(f"{where}{cost_model}: the table has no kv_transfer rows; pass 'link' to use a tier")
+        raise UserError(f"{where}{cost_model}: the table has no kv_transfer rows; pass 'link' to use a tier")
     if phase == "kv_transfer":
         link, nbytes = q.get("link"), q.get("bytes")
         if link is None or nbytes is None:
@@ -480,7 +480,10 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
     else:
         s = cost.decode_s([n] * b)
         reduced = b  # one new token per sequence
-    out = {"ms": s * 1e3}
+    out: dict[str, Any] = {"ms": s * 1e3}
+    cap = cost.kv_capacity_tokens(0.0)  # every byte beside the weights
+    if b * n > cap:  # a time for a batch no instance holds: say so
+        out["kv_capacity_tokens"] = cap
     if tp > 1 and hasattr(cost, "allreduce_s"):
         # Share of the iteration spent in the tensor-parallel all-reduces (already in "ms").
         out["allreduce_ms"] = cost.allreduce_s(reduced) * 1e3
@@ -563,6 +566,10 @@ def fmt_prediction(inputs: dict[str, Any], res: dict[str, Any]) -> str:
     line = f"{what}: {res['ms']:.4f} ms"
     if "allreduce_ms" in res:
         line += f" (of which tensor-parallel all-reduce {res['allreduce_ms']:.4f} ms)"
+    if "kv_capacity_tokens" in res:
+        line += (f"\nnote: this batch's KV cache ({inputs['batch'] * inputs['length']:,} tokens) exceeds the "
+                 f"{res['kv_capacity_tokens']:,} tokens that fit beside the weights at tp {inputs['tp']}: "
+                 "no instance runs it as one batch")
     return line
 
 

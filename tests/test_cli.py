@@ -589,3 +589,55 @@ def test_predict_kv_transfer_from_a_table_without_transfer_rows_falls_back_to_th
     from_table = _predict_ms(capsys, "--link", "pcie", "--gpu", "h100-sxm", "--model", "llama-3.1-8b",
                              "--cost-model", f"table:{table}")
     assert from_table["ms"] == tier["ms"]
+
+
+def test_predict_kv_transfer_answers_from_table_rows_unless_a_link_is_given(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # --link was ignored when the table had kv_transfer rows, and the answer was labelled "over
+    # rdma". Oracle: the rows (1 MiB at 0.036 ms, 16 MiB at 0.075 ms), linear in bytes between
+    # them; with --link the tier answers, as the simulator's transfers do.
+    table = tmp_path / "t.csv"
+    table.write_text("phase,batch,length,ms,gpu,model,tp\nprefill,1,512,16.2,h100-sxm,llama-3.1-8b,1\n"
+                     "prefill,4,512,58.1,h100-sxm,llama-3.1-8b,1\ndecode,8,1024,9.32,h100-sxm,llama-3.1-8b,1\n"
+                     "decode,8,2048,9.71,h100-sxm,llama-3.1-8b,1\n"
+                     "kv_transfer,,1048576,0.036,h100-sxm,llama-3.1-8b,1\n"
+                     "kv_transfer,,16777216,0.075,h100-sxm,llama-3.1-8b,1\n")
+    rc, out, err = run(capsys, "predict", "--phase", "kv_transfer", "--bytes", "2097152", "--json", "--gpu",
+                       "h100-sxm", "--model", "llama-3.1-8b", "--cost-model", f"table:{table}")
+    assert rc == 0, err
+    assert json.loads(out)["ms"] == pytest.approx(0.036 + 0.039 * (2097152 - 1048576) / (16777216 - 1048576))
+    rc, out, err = run(capsys, "predict", "--phase", "kv_transfer", "--bytes", "2097152", "--json", "--gpu",
+                       "h100-sxm", "--model", "llama-3.1-8b", "--cost-model", f"table:{table}", "--link", "rdma")
+    assert rc == 0, err
+    rc2, tier, err2 = run(capsys, "predict", "--phase", "kv_transfer", "--bytes", "2097152", "--json", "--gpu",
+                          "h100-sxm", "--link", "rdma")
+    assert json.loads(out)["ms"] == json.loads(tier)["ms"]
+
+
+def test_simulate_a_looping_trace_without_a_horizon_asks_for_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # it spoke of "a horizon of 1.8e+308 s" (the replay-everything sentinel) the user never set
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 100, "output_length": 5}) + "\n"
+                             for i in range(3)))
+    rc, out, err = run(capsys, "simulate", "--trace", str(trace), "--set", "workload.loop=true")
+    assert rc == 2 and out == "" and err.strip() == (
+        "disagg-gym: error: loop: true replays forever: pass horizon_s (simulate --horizon SECONDS) or max_requests")
+
+
+def test_predict_notes_a_batch_whose_kv_cache_cannot_fit(capsys: pytest.CaptureFixture[str]) -> None:
+    # it answered 819,983 ms for 64 x 131,072 prompt tokens without saying that 1.1 TB of KV fits
+    # on no H100. Oracle: (80 GiB - weights) / (2 x 32 layers x 8 KV heads x 128 x 2 bytes).
+    from disagg_gym.hardware.model import load_model
+
+    cap = (80 * 2**30 - load_model("llama-3.1-8b").weight_bytes) // (2 * 32 * 8 * 128 * 2)
+    base = ["predict", "--gpu", "h100-sxm", "--model", "llama-3.1-8b", "--phase", "prefill", "--json"]
+    rc, out, _ = run(capsys, *base, "--batch", "64", "--length", "131072")
+    assert rc == 0 and json.loads(out)["kv_capacity_tokens"] == cap
+    rc, out, _ = run(capsys, *base, "--batch", "4", "--length", "1000")
+    assert rc == 0 and "kv_capacity_tokens" not in json.loads(out)
+    rc, out, _ = run(capsys, *base[:-1], "--batch", "64", "--length", "131072")
+    assert out.splitlines()[1] == (f"note: this batch's KV cache (8,388,608 tokens) exceeds the {cap:,} tokens "
+                                   "that fit beside the weights at tp 1: no instance runs it as one batch")

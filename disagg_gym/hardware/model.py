@@ -285,7 +285,9 @@ _INT_KEYS = _REQUIRED + (
 _BOOL_KEYS = ("tie_word_embeddings", "gated_mlp")
 _KNOWN = frozenset(f.name for f in fields(ModelSpec))
 #: Keys of a Hugging Face ``config.json`` that do not change the cost model's shapes: accepted
-#: and ignored, so such a file can be used as it is (``torch_dtype`` sets ``dtype_bytes``).
+#: and ignored, so such a file can be used as it is (``torch_dtype`` sets ``dtype_bytes``;
+#: ``quantization_config`` needs an explicit ``dtype_bytes`` and an active ``sliding_window`` is
+#: refused, see ``_load_yaml_model``).
 _HF_IGNORED = frozenset({
     "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "bos_token_id",
     "eos_token_id", "pad_token_id", "hidden_act", "initializer_range", "rms_norm_eps", "layer_norm_eps",
@@ -313,6 +315,16 @@ def _load_yaml_model(path: Path) -> ModelSpec:
         if key not in _KNOWN and key not in _HF_IGNORED:
             raise bad(str(key), f"unknown key; allowed: {', '.join(sorted(_KNOWN))} (and the Hugging Face "
                       "config.json keys that do not change shapes: architectures, torch_dtype, rope_theta, ...)", value)
+    # Two Hugging Face keys change memory in ways this model does not represent: refuse them
+    # rather than simulate another model (a reviewer's FP8 config predicted bf16 weights).
+    quant = raw.get("quantization_config")
+    if quant is not None and "dtype_bytes" not in raw:
+        raise bad("quantization_config", "quantized weights are not read from it; give dtype_bytes (bytes per "
+                  "weight and KV element, e.g. 1 for FP8) to state the precision, or remove the key", quant)
+    window = raw.get("sliding_window")
+    if window is not None and raw.get("use_sliding_window", True) is not False:
+        raise bad("sliding_window", "sliding-window attention is not modelled (KV here grows with the whole "
+                  "context); remove the key to simulate full attention, or set use_sliding_window: false", window)
     hf_dtype = raw.get("torch_dtype", raw.get("dtype"))
     if "dtype_bytes" not in raw and hf_dtype is not None:
         if hf_dtype not in _HF_DTYPE_BYTES:

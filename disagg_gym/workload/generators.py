@@ -14,6 +14,7 @@ config field).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -735,8 +736,11 @@ class TraceReplaySource:
         self._idx = idx
         self._t = (rel[idx] - lo) / cfg.rate_scale  # relative to start_s, one pass
         if cfg.loop:
-            if horizon_s is None and max_requests is None:
-                raise UserError("loop: true replays forever: pass horizon_s or max_requests")
+            # the largest float is `simulate --trace`'s "no horizon" (no timestamp reaches it)
+            if (horizon_s is None or horizon_s >= sys.float_info.max) and max_requests is None:
+                raise UserError(
+                    "loop: true replays forever: pass horizon_s (simulate --horizon SECONDS) or max_requests"
+                )
             if cfg.window_end_s is not None:
                 period = (cfg.window_end_s - lo) / cfg.rate_scale
             elif idx.size >= 2:

@@ -98,6 +98,24 @@ def test_a_hugging_face_config_json_is_read_as_it_is(tmp_path: Path) -> None:
         load_model(str(p))
 
 
+def test_hugging_face_keys_that_change_memory_are_refused_not_ignored(tmp_path: Path) -> None:
+    # They were ignored: an FP8 config predicted bf16 weights (16.06 GB for Llama-3.1-8B).
+    p = tmp_path / "config.json"
+    fp8 = HF_LLAMA_31_8B[:-1] + ',"quantization_config":{"quant_method":"fp8"}}'
+    p.write_text(fp8)
+    with pytest.raises(UserError, match=r"key 'quantization_config': quantized weights are not read from it; "
+                                        r"give dtype_bytes .* \(got \{'quant_method': 'fp8'\}\)$"):
+        load_model(str(p))
+    p.write_text(fp8[:-1] + ',"dtype_bytes":1}')  # the precision stated: half the bf16 weight bytes
+    assert load_model(str(p)).weight_bytes * 2 == load_model("llama-3.1-8b").weight_bytes
+    p.write_text(HF_LLAMA_31_8B[:-1] + ',"sliding_window":4096}')  # Mistral-7B-v0.1 style
+    with pytest.raises(UserError, match=r"key 'sliding_window': sliding-window attention is not modelled"):
+        load_model(str(p))
+    for off in (',"sliding_window":null}', ',"sliding_window":4096,"use_sliding_window":false}'):  # Qwen2 style
+        p.write_text(HF_LLAMA_31_8B[:-1] + off)
+        assert dataclasses.replace(load_model(str(p)), name="llama-3.1-8b") == load_model("llama-3.1-8b")
+
+
 def test_predict_names_a_file_by_its_name_and_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from disagg_gym.cli import main
 
