@@ -122,8 +122,9 @@ def episode_workload(scen: ScenarioConfig, seed: int) -> Workload:
 
     arr = cat("arrival_s").astype(float)
     span = scen.horizon_s
-    if scen.workload.kind == "trace":
-        span = min(span, float(arr.max()) if arr.size else span)
+    capped = scen.max_requests is not None and arr.size >= scen.max_requests
+    if (scen.workload.kind == "trace" or capped) and arr.size:  # the simulator charges at least this
+        span = min(span, float(arr.max()))
     prompt, ttft = cat("prompt_tokens").astype(float), cat("slo_ttft_s").astype(float)
     cached = cacheable_tokens(arr, ttft, prompt, hashes, cache_cfg.block_tokens) if any_ids else None
     return Workload(arr, prompt, cat("output_tokens").astype(float), ttft, cat("slo_tpot_s").astype(float),

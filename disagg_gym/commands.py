@@ -25,9 +25,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Prints registered env ids with one-line descriptions (or the built-in policies)."""
     if args.policies:
         return _list_policies(args.json, getattr(args, "agents", None))
-    from disagg_gym.env.registration import standard_envs
+    from disagg_gym.env.registration import STANDARD_VARIANTS, standard_envs, variant_id_for
 
     envs = standard_envs()
+    for e in envs:  # the registered training variants of each config (-short, -fine)
+        version = int(e["id"].rpartition("-v")[2])
+        e["variants"] = [variant_id_for(e["config"], version, v) for v in STANDARD_VARIANTS.get(e["config"], ())]
     if args.json:
         print(json.dumps(envs))
     else:
@@ -36,9 +39,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{'env id':<{wid}}  {'config name':<{wcf}}  {'task':<8s}  description")
         for e in envs:
             print(f"{e['id']:<{wid}}  {e['config']:<{wcf}}  {e['task']:<8s}  {e['description']}")
+        variants = [v for e in envs for v in e["variants"]]
         print(
             "\nEvery command takes either name: `disagg-gym simulate --config small-route` or "
             "`--config disagg/SmallRoute-v3`, `train --env small-route`."
+            f"\nTraining variants, also registered (docs/envs.md, \"Warm starts and short-horizon training "
+            f"variants\"): {', '.join(variants)}."
         )
     return 0
 

@@ -50,7 +50,15 @@ class AdmittedPolicy(Policy):
         params = {**self.base.scenario.admission.get(self.admission_name, {}), **adm_kw}
         self.params = params
         self.controller = make_admission(self.admission_name, params)
-        self.inner = self.base_cls(env, seed=seed, **base_kw)
+        try:
+            self.inner = self.base_cls(env, seed=seed, **base_kw)
+        except UserError as exc:
+            if not base_kw:
+                raise
+            # a keyword neither half takes: name the composed policy and the controller's too
+            raise UserError(
+                f"{self.name}: {exc}; admission {self.admission_name!r} takes: {', '.join(known) or 'none'}"
+            ) from None
         self.rejected = 0
 
     def predict(

@@ -113,6 +113,19 @@ def test_list_shows_both_names(capsys: pytest.CaptureFixture[str]) -> None:
     assert row.split()[1] == "small-route"
 
 
+def test_list_names_the_registered_training_variants(capsys: pytest.CaptureFixture[str]) -> None:
+    # the 14 -short / -fine ids were registered but listed nowhere
+    import gymnasium as gym
+
+    rc, out, _ = run(capsys, "list", "--json")
+    variants = [v for e in json.loads(out) for v in e["variants"]]
+    # 12 route configs with -short, the 2 allocation configs with -fine (docs/envs.md)
+    assert len(variants) == 14 and all(v in gym.registry for v in variants)
+    assert "disagg/SmallRoute-short-v3" in variants and "disagg/HeteroAllocate-fine-v5" in variants
+    rc, out, _ = run(capsys, "list")
+    assert all(v in out.splitlines()[-1] for v in variants)
+
+
 # ---------------------------------------------------------------- simulate explains itself
 def test_simulate_states_slos_utilisation_and_next_steps(capsys: pytest.CaptureFixture[str]) -> None:
     w = SMALL_YAML["workload"]

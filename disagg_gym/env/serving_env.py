@@ -293,12 +293,18 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         info_scen: dict[str, Any] = {
             "name": scen.name, "sampled": drawn, "horizon_s": scen.horizon_s, "instances": self.n,
         }
-        if self.cfg.max_episode_requests is not None:
-            scen = replace(scen, max_requests=self.cfg.max_episode_requests)
         warm = self.cfg.warm_start_s
         if warm > 0:  # the agent still gets horizon_s of decisions after the warm-up
             scen = replace(scen, horizon_s=scen.horizon_s + warm)
             info_scen["warm_start_s"] = warm
+        cap = self.cfg.max_episode_requests
+        if cap is not None:
+            if warm > 0:  # the cap counts the agent's requests: those after the warm-up
+                cap += _arrivals_before(scen, int(wseed), warm, window)
+            scen = replace(scen, max_requests=cap)
+        # an episode ends when arrivals do: always on the route task (nothing left to decide),
+        # and on every task when a request cap ended them before the horizon
+        self._end_on_arrivals = self.task == "route" or cap is not None
         cost_factory = None
         if self.cfg.cost_perturbation.active:
             cost_factory, factors = _perturbed_costs(scen, self.cfg, streams.get("cost_perturbation"))
@@ -365,10 +371,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if vec is None:
             invalid = True
         kind = self._kind
-        if self.cfg.invalid_action == "raise" and self._would_be_invalid(vec, kind):
-            raise ValueError(
-                f"invalid action {action!r} at a {kind} decision (masked out; env.invalid_action: raise)"
-            )
+        if self.cfg.invalid_action == "raise":
+            why = self._invalid_reason(vec, kind)
+            if why is not None:
+                raise ValueError(f"invalid action {action!r} at a {kind} decision: {why} (env.invalid_action: raise)")
         if kind == "route":
             req = cl.pending
             assert req is not None
@@ -491,12 +497,29 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             route: ``(prefill_idx, decode_idx)`` for a route step.
             prefill_counts: Prefill instances per switchable GPU type for a control step.
             reject: Reject the pending request (admission control; needs ``env.allow_reject``).
+
+        Returns:
+            An action in the env's action space; whether it is valid at this decision is for
+            :meth:`action_masks` to say (e.g. a prefill count an instance mid-switch cannot reach).
+
+        Raises:
+            ValueError: A part this task does not have, or an index or count outside the space.
         """
         cl = self.cluster
         if cl is None:
             raise gym.error.ResetNeeded("call reset() before action_for()")
+        routes = self.task in ("route", "joint")
+        if route is not None:
+            if not routes:
+                raise ValueError(f"route={route!r}: the {self.task} task has no route part")
+            ok = isinstance(route, (tuple, list)) and len(route) == 2 and all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < self.slots for i in route)
+            if not ok:
+                raise ValueError(f"route must be (prefill_idx, decode_idx), each in 0..{self.slots - 1} (got {route!r})")
+        if prefill_counts and self.task == "route":
+            raise ValueError(f"prefill_counts={prefill_counts!r}: the route task has no allocation part")
         out: list[int] = []
-        if self.task in ("route", "joint"):
+        if routes:
             if reject:
                 if not self.allow_reject:
                     raise ValueError("reject=True needs env.allow_reject: true")
@@ -509,6 +532,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 unknown = set(prefill_counts) - set(cur)
                 if unknown:
                     raise ValueError(f"unknown GPU type(s) {sorted(unknown)}; switchable: {self.gpus}")
+                for g, v in prefill_counts.items():
+                    size = self.gpu_sizes[self.gpus.index(g)]
+                    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= size:
+                        raise ValueError(f"prefill_counts[{g!r}] must be an integer in 0..{size} (got {v!r})")
                 cur.update(prefill_counts)
             out += [cur[g] for g in self.gpus]
         return np.asarray(out, dtype=np.int64)
@@ -579,12 +606,12 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         route_task = self.task in ("route", "joint")
         control_task = self.task in ("allocate", "joint")
         finite = self._finite
-        route_only = self.task == "route"
+        on_arrivals = self._end_on_arrivals
 
         def stop() -> bool:
             return (
                 cl.pending is not None or cl.control_due or self._horizon_hit or self._warm_stop
-                or (route_only and cl.arrivals_done) or (finite and cl.drained())
+                or (on_arrivals and cl.arrivals_done) or (finite and cl.drained())
             )
 
         while True:
@@ -697,21 +724,30 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             out.append(m.tolist())
         return out
 
-    def _would_be_invalid(self, vec: list[int] | None, kind: str) -> bool:
-        """Whether ``vec`` is masked out at this decision (checked without changing anything)."""
+    def _invalid_reason(self, vec: list[int] | None, kind: str) -> str | None:
+        """Why ``vec`` is invalid at this decision, or ``None`` if it is valid (checked without
+        changing anything).
+        """
+        dims = self._dims
         if vec is None:
-            return True
+            return f"expected {len(dims)} integers, one per dimension of {self.action_space}"
+        out = [f"{v} in dimension {i} (size {d})" for i, (v, d) in enumerate(zip(vec, dims)) if not 0 <= v < d]
+        if out:
+            return f"outside the action space: {', '.join(out)}"
         cl = self.cluster
         if kind == "route":
             req = cl.pending
             if not (self.allow_reject and vec[0] == self.slots) and self._decode_route(req, vec) is None:
-                return True
-            return self.task == "joint" and not self._alloc_is_noop(vec[2:])
+                return "masked out (action_masks() says which values this request may take)"
+            if self.task == "joint" and not self._alloc_is_noop(vec[2:]):
+                return "a route step's allocation part must repeat the current prefill counts"
+            return None
         if kind == "control":
             off = 2 if self.task == "joint" else 0
             masks = self._alloc_masks(True)
-            return any(not (0 <= v < len(m)) or not m[v] for v, m in zip(vec[off:], masks))
-        return False
+            if any(not m[v] for v, m in zip(vec[off:], masks)):
+                return "masked out (action_masks() says which prefill counts are reachable now)"
+        return None
 
     def _alloc_is_noop(self, vals: list[int]) -> bool:
         cl = self.cluster
@@ -865,6 +901,20 @@ def _as_int_vector(action: Any, n: int) -> list[int] | None:
     if np.any(np.abs(flat.astype(np.float64)) > 2**31):
         return None
     return [int(v) for v in flat]
+
+
+def _arrivals_before(scen: ScenarioConfig, seed: int, t: float, window: Any) -> int:
+    """Requests of the episode's workload arriving before ``t`` (the workload is exogenous: a
+    ``Simulation(scen, seed)`` replays the same arrivals whatever the policy does).
+    """
+    wl = scen.workload
+    if window is not None:
+        wl = replace(wl, window_start_s=window[0], window_end_s=window[1])
+    src = wl.build(RngStreams(seed), horizon_s=t, max_requests=None)
+    n = 0
+    while (ch := src.next_chunk()) is not None and len(ch.arrival_s):
+        n += len(ch.arrival_s)
+    return n
 
 
 def _mean_rate(scen: ScenarioConfig) -> float:

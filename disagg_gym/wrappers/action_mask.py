@@ -9,14 +9,15 @@ import numpy as np
 from gymnasium import spaces
 
 
-class ActionMaskDict(gym.ObservationWrapper):
+class ActionMaskDict(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Puts the env's ``action_masks()`` next to the observation, as RLlib's masking module expects.
 
     The mask is the concatenation of the MultiDiscrete per-dimension masks, as float32 0/1.
     """
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)  # env.spec can rebuild the wrapped env
+        gym.ObservationWrapper.__init__(self, env)
         if not isinstance(env.observation_space, spaces.Box):
             raise ValueError(f"ActionMaskDict needs a Box observation (got {env.observation_space})")
         n_mask = int(np.sum(env.action_space.nvec)) if isinstance(env.action_space, spaces.MultiDiscrete) else int(env.action_space.n)

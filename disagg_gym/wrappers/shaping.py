@@ -9,7 +9,7 @@ import gymnasium as gym
 from disagg_gym.errors import UserError
 
 
-class QueueShaping(gym.Wrapper):
+class QueueShaping(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Potential-based reward shaping on load imbalance (Ng, Harada & Russell, 1999); training only.
 
     The env rewards a routing decision only when its request finishes, hundreds of decisions
@@ -40,7 +40,10 @@ class QueueShaping(gym.Wrapper):
         wait_weight: float = 1.0,
         pressure_weight: float = 1.0,
     ) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(  # env.spec can rebuild the wrapped env
+            self, gamma=gamma, wait_weight=wait_weight, pressure_weight=pressure_weight
+        )
+        gym.Wrapper.__init__(self, env)
         if not 0.0 < gamma <= 1.0:
             raise UserError(f"gamma must be in (0, 1] (got {gamma!r})")
         if wait_weight < 0 or pressure_weight < 0:

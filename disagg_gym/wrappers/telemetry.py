@@ -16,7 +16,7 @@ import numpy as np
 from disagg_gym.errors import UserError
 
 
-class StaleObservation(gym.Wrapper):
+class StaleObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Shows the observation of ``delay_steps`` decisions ago, or the newest one at least
     ``delay_s`` simulated seconds old (monitoring lag, as in a metrics pipeline).
 
@@ -29,7 +29,8 @@ class StaleObservation(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, delay_steps: int | None = None, delay_s: float | None = None) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, delay_steps=delay_steps, delay_s=delay_s)  # for env.spec
+        gym.Wrapper.__init__(self, env)
         if (delay_steps is None) == (delay_s is None):
             raise UserError(f"give exactly one of delay_steps, delay_s (got {delay_steps!r}, {delay_s!r})")
         if delay_steps is not None and (isinstance(delay_steps, bool) or not isinstance(delay_steps, int) or delay_steps < 0):
@@ -45,12 +46,17 @@ class StaleObservation(gym.Wrapper):
         if self.delay_steps is not None:
             while len(self._hist) > self.delay_steps + 1:
                 self._hist.popleft()
-            return self._hist[0][1]
-        assert self.delay_s is not None
-        # Keep the newest entry that is old enough and everything after it.
-        while len(self._hist) >= 2 and self._hist[1][0] <= t_s - self.delay_s:
-            self._hist.popleft()
-        return self._hist[0][1]
+        else:
+            assert self.delay_s is not None
+            # Keep the newest entry that is old enough and everything after it.
+            while len(self._hist) >= 2 and self._hist[1][0] <= t_s - self.delay_s:
+                self._hist.popleft()
+        # A copy: the same stored observation is shown for several steps, and a caller that
+        # changes one in place (normalisation, buffers) must not change the ones still to come.
+        shown = self._hist[0][1]
+        if isinstance(shown, dict):
+            return {k: np.array(v, copy=True) for k, v in shown.items()}
+        return np.array(shown, copy=True)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Resets and starts a new history."""
@@ -68,7 +74,7 @@ class StaleObservation(gym.Wrapper):
         return self.env.unwrapped.action_masks()  # type: ignore[attr-defined]
 
 
-class ObservationNoise(gym.Wrapper):
+class ObservationNoise(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds Gaussian noise ``N(0, sigma)`` to every observation entry, clipped to the bounds.
 
     The noise has its own generator, seeded from the ``reset`` seed (or drawn from the env's
@@ -81,7 +87,8 @@ class ObservationNoise(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, sigma: float = 0.05) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, sigma=sigma)  # env.spec can rebuild the wrapped env
+        gym.Wrapper.__init__(self, env)
         if not isinstance(env.observation_space, gym.spaces.Box):
             raise UserError("ObservationNoise needs a Box observation (env.obs_mode: box)")
         if not (isinstance(sigma, (int, float)) and 0 <= sigma < float("inf")):

@@ -23,7 +23,7 @@ TRAIN_SEED_LOW = 1_000_000
 """Training workload seeds are drawn from ``[TRAIN_SEED_LOW, 2**31 - 1)``."""
 
 
-class TrainingWorkloadSeeds(gym.Wrapper):
+class TrainingWorkloadSeeds(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Gives every training episode a fresh workload seed from ``[TRAIN_SEED_LOW, 2**31 - 1)``.
 
     The draws come from a generator seeded by the reset seed (SB3 passes ``seed + rank`` on
@@ -36,7 +36,8 @@ class TrainingWorkloadSeeds(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, seed: int = 0) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, seed=seed)  # env.spec can rebuild the wrapped env
+        gym.Wrapper.__init__(self, env)
         self._rng = np.random.default_rng(seed)
 
     def reset(
@@ -50,7 +51,7 @@ class TrainingWorkloadSeeds(gym.Wrapper):
         return self.env.reset(seed=seed, options=opts)
 
 
-class HeldOutWorkloadSeeds(gym.Wrapper):
+class HeldOutWorkloadSeeds(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Cycles through the held-out workload seeds ``offset, offset + 1, ..., offset + n - 1``.
 
     ``rewind()`` (called by the eval callbacks before each evaluation) restarts the cycle, so
@@ -63,7 +64,8 @@ class HeldOutWorkloadSeeds(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, n: int, offset: int = EVAL_SEED_OFFSET) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, n=n, offset=offset)  # env.spec can rebuild the wrapped env
+        gym.Wrapper.__init__(self, env)
         if n < 1:
             raise UserError(f"n must be >= 1 (got {n!r})")
         self.n = int(n)

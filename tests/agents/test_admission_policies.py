@@ -74,3 +74,18 @@ def test_needs_the_reject_action() -> None:
     with pytest.raises(UserError, match="allow_reject"):
         make_policy("jsq+ttft_guard", env)
     env.close()
+
+
+def test_a_keyword_neither_half_takes_names_the_composed_policy_and_both_halves() -> None:
+    # it was blamed on the router alone: "jsq: unknown parameter 'alpah'; it takes none"
+    import gymnasium as gym
+
+    from disagg_gym.errors import UserError
+    from disagg_gym_agents.factory import make_policy
+
+    env = gym.make("disagg/SmallRoute-v3")
+    with pytest.raises(UserError) as exc:
+        make_policy("jsq+ttft_guard", env, alpah=1.5)
+    assert str(exc.value) == ("jsq+ttft_guard: jsq: unknown parameter 'alpah'; it takes none; "
+                              "admission 'ttft_guard' takes: alpha, include_transfer")
+    assert make_policy("jsq+ttft_guard", env, alpha=1.5).params["alpha"] == 1.5

@@ -63,3 +63,39 @@ def test_raise_mode_raises_before_changing_anything() -> None:
     mask = u.action_masks()
     parts = np.split(mask, np.cumsum(env.action_space.nvec)[:-1])
     env.step(np.array([int(np.flatnonzero(p)[0]) for p in parts]))  # a valid action still works
+
+
+@pytest.mark.parametrize(("action", "why"), [
+    (np.array([0, 2, 1]), "expected 2 integers, one per dimension of MultiDiscrete([5 4])"),
+    ("abc", "expected 2 integers, one per dimension of MultiDiscrete([5 4])"),
+    (None, "expected 2 integers, one per dimension of MultiDiscrete([5 4])"),
+    (np.array([9, 1]), "outside the action space: 9 in dimension 0 (size 5)"),
+    (np.array([0, 0]), "masked out (action_masks() says which values this request may take)"),
+])
+def test_raise_mode_says_what_is_wrong(action, why: str) -> None:
+    # every message said "masked out", whatever was wrong. SmallRoute: instances 0, 1 prefill,
+    # 2, 3 decode; prefill dimension 4 + reject, decode dimension 4
+    env = gym.make(ENV, overrides={"horizon_s": 15.0, "env.invalid_action": "raise"})
+    env.reset(seed=0)
+    with pytest.raises(ValueError) as exc:
+        env.step(action)
+    assert str(exc.value) == f"invalid action {action!r} at a route decision: {why} (env.invalid_action: raise)"
+
+
+def test_action_for_refuses_what_the_space_cannot_hold() -> None:
+    # (9, 9), (0,) and a route part on an allocate env (or counts on a route env) were encoded or
+    # silently dropped
+    u = gym.make(ENV).unwrapped
+    u.reset(seed=0)
+    assert u.action_for(route=(1, 3)).tolist() == [1, 3]
+    for kw, msg in (({"route": (9, 9)}, r"route must be \(prefill_idx, decode_idx\), each in 0..3 \(got \(9, 9\)\)"),
+                    ({"route": (0,)}, r"each in 0..3 \(got \(0,\)\)"),
+                    ({"prefill_counts": {"h100-sxm": 1}}, "the route task has no allocation part")):
+        with pytest.raises(ValueError, match=msg):
+            u.action_for(**kw)
+    a = gym.make("disagg/HeteroAllocate-v5").unwrapped
+    a.reset(seed=0)
+    with pytest.raises(ValueError, match=r"route=\(0, 1\): the allocate task has no route part"):
+        a.action_for(route=(0, 1))
+    with pytest.raises(ValueError, match=r"prefill_counts\['h100-sxm'\] must be an integer in 0..8 \(got 99\)"):
+        a.action_for(prefill_counts={"h100-sxm": 99})

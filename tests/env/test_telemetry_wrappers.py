@@ -8,7 +8,8 @@ import pytest
 
 import disagg_gym  # noqa: F401
 from disagg_gym.errors import UserError
-from disagg_gym.wrappers import ObservationNoise, QueueShaping, StaleObservation
+from disagg_gym.wrappers import ActionMaskDict, ObservationNoise, QueueShaping, StaleObservation
+from disagg_gym.wrappers.workload_seeds import HeldOutWorkloadSeeds, TrainingWorkloadSeeds
 
 ENV = "disagg/SmallRoute-v3"
 
@@ -78,3 +79,30 @@ def test_queue_shaping_lives_in_disagg_gym_wrappers() -> None:
     assert ENV_WRAPPERS["disagg_gym.wrappers.QueueShaping"] is QueueShaping
 
     assert from_agents is QueueShaping
+
+
+@pytest.mark.parametrize("delay", [{"delay_steps": 2}, {"delay_s": 5.0}])
+def test_a_stale_observation_is_a_copy_the_caller_may_change(delay: dict) -> None:
+    # the same stored array was handed out for several steps: changing one in place changed the
+    # ones still to come (gymnasium's check_env: "observations ... share an object")
+    s = StaleObservation(gym.make(ENV), **delay)
+    o0, _ = s.reset(seed=0)
+    act = s.unwrapped.action_for(route=(0, 2))
+    o1, *_ = s.step(act)
+    assert o0 is not o1 and np.array_equal(o0, o1)  # still the reset observation's values
+    o1[:] = 0.5
+    o2, *_ = s.step(act)
+    assert not np.all(o2 == 0.5)
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda e: StaleObservation(e, delay_steps=3), lambda e: ObservationNoise(e, sigma=0.2),
+    lambda e: QueueShaping(e, gamma=0.9), ActionMaskDict,
+    lambda e: TrainingWorkloadSeeds(e, seed=4), lambda e: HeldOutWorkloadSeeds(e, n=3, offset=20005),
+])
+def test_every_wrapper_can_be_rebuilt_from_its_spec(wrap) -> None:
+    # none could: gym.make(env.spec) and check_env raised "does not inherit from RecordConstructorArgs"
+    w = wrap(gym.make(ENV))
+    again = gym.make(w.spec)
+    assert type(again) is type(w)
+    assert again.spec.additional_wrappers[-1].kwargs == w.spec.additional_wrappers[-1].kwargs

@@ -113,3 +113,35 @@ def test_warm_start_fallback_may_be_a_composed_policy() -> None:
     guarded.reset(seed=0)
     assert guarded.fallback.name == "jsq+ttft_guard"
     assert guarded.recorder.rejected >= guarded.cluster.arrived - 1  # all but the pending request
+
+
+def test_a_request_cap_counts_the_requests_after_the_warm_up() -> None:
+    # max_episode_requests counted the warm-up's arrivals too: with 2,000 on SmallRoute-short,
+    # 14 of 20 episodes ended at reset, and with 300 every one did. Oracle: the agent routes
+    # exactly `cap` requests (each arrival is a route step or an automatic too_large rejection).
+    env = gym.make("disagg/SmallRoute-short-v3", max_episode_requests=300)
+    u = env.unwrapped
+    for seed in range(3):
+        _, info = env.reset(seed=seed)
+        assert info["decision"] == "route" and u.engine.now > 0  # after a warm-up
+        before = u.cluster.arrived - 1  # the first request after the warm-up is pending at reset
+        times, info = _run_jsq(env)
+        kpis = info["episode_kpis"]
+        assert u.cluster.arrived - before == 300
+        assert len(times) + kpis["rejected_by_reason"].get("too_large", 0) == 300
+
+
+def test_a_request_cap_ends_an_allocation_episode_at_its_last_arrival() -> None:
+    # the last step jumped to the 600 s horizon (596 s of idle energy in its reward) and the KPIs
+    # were charged the whole horizon. Oracle: the episode stops when the 100th request has
+    # arrived; SLO-meeting tokens are per second of that span, as for a finite trace.
+    env = gym.make("disagg/EnergyAllocate-fine-v3", max_episode_requests=100)
+    u = env.unwrapped
+    env.reset(seed=0)
+    term = trunc = False
+    while not (term or trunc):
+        _, _, term, trunc, info = env.step(u.action_for(prefill_counts={"h100-sxm": 4}))
+    k = info["episode_kpis"]
+    assert k["requests_total"] == 100 and u.cluster.arrived == 100
+    assert k["simulated_s"] < 10.0 < u.scenario.horizon_s
+    assert k["slo_tokens_per_s"] == pytest.approx(k["slo_tokens"] / min(u.scenario.horizon_s, k["simulated_s"]), rel=1e-6)
