@@ -263,12 +263,15 @@ class CacheHierarchy:
                 k += 1
         use = h
         if segs:
+            # Loads start with the compute and overlap it layer by layer (the prefill waits for
+            # the last one: hold_prefill), so a plan takes max(load, compute); the loads of the
+            # segments are summed (they share the instance's ports).
             cost = inst.cost
             best = cost.prefill_s([P - h * C], [h * C])
             load = 0.0
             for t, a, b in segs:
                 load += t.estimate_s((b - a) * self.block_bytes)
-                tt = load + cost.prefill_s([P - b * C], [b * C])
+                tt = max(load, cost.prefill_s([P - b * C], [b * C]))
                 if tt < best:
                     best, use = tt, b
         cache.pin(req.rid, hs[:use])

@@ -473,6 +473,9 @@ class ConductorRouter(_Base):
                 continue
             load += cache.load_estimate_s(p.idx, tier, n)
             k += n
+            # load + compute: a conservative prediction (the hierarchy overlaps the two, so a
+            # request takes about the larger; CacheHierarchy.start_prefill). Kept as it is
+            # because the route configs' predicted reward term reads it (a change is a new version).
             best = min(best, load + p.cost.prefill_s([P - k * blk], [k * blk]))
         return wait + best
 

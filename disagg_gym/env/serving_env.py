@@ -20,7 +20,7 @@ from disagg_gym.env.reward_window import RewardWindow, outcome_weight
 from disagg_gym.config import from_dict, to_dict
 from disagg_gym.env import rewards
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
-from disagg_gym.env.make import config_tag, custom_env_id, scenario_data
+from disagg_gym.env.make import FLAT_KEYS, config_tag, custom_env_id, scenario_data
 from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, INSTANCE_FEATURES, ObservationBuilder, cache_features
 from disagg_gym.env.options import check_reset_options
 from disagg_gym.env.potential import load_potential
@@ -229,6 +229,15 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.slots = n
         """Instance slots of the spaces: ``env.max_instances`` in padded mode (the instance
         count may then vary per episode up to it; ``self.n`` is this episode's), else ``n``."""
+        # Settings the caller gave that this env would ignore: one line, not a silently
+        # different spec.id for an identical env.
+        given = dict(overrides or {})
+        given.update({FLAT_KEYS[k]: v for k, v in flat.items() if k in FLAT_KEYS and v is not None})
+        if given.get("env.control_interval_s") is not None and self.task == "route":
+            raise UserError(f"env.control_interval_s applies to allocate and joint tasks ({self.scenario.name} "
+                            f"is a route task: it decides at every arrival)")
+        if given.get("env.max_instances") is not None and not self.padded:
+            raise UserError(f"env.max_instances applies to obs_mode: padded (got obs_mode {self.cfg.obs_mode!r})")
         if self.padded:
             if self.task != "route":
                 raise UserError(f"env.obs_mode: padded needs task: route (got task {self.task!r})")

@@ -242,6 +242,22 @@ def test_recompute_when_the_tier_is_slower_than_compute() -> None:
     assert cl.cache is not None and cl.cache.bytes_loaded["host_dram"] == 0.0
 
 
+def test_the_plan_counts_a_load_that_overlaps_the_compute_once() -> None:
+    """Same scenario over a 0.1306 GB/s link: loading blocks 2..62 takes 1 ms + 61*16*KVB /
+    0.1306e9 = 0.98053 s, computing them 0.976 s more than the last block's 16 ms. The load
+    overlaps the 16 ms compute, so loading gives TTFT 0.98053 s against 0.992 s recomputed: A'
+    loads. (The plan used to add the two, 0.99653 s > 0.992 s, and recomputed: 12 ms slower.)
+    """
+    cost = LinearCost(prefill_fixed_s=0.0, prefill_per_token_s=1e-3, kv_capacity=2048)
+    a = ids(range(64))
+    src = ArraySource([0.0, 10.0, 20.0], [1024, 2000, 1024], [2, 2, 2], hash_ids=[a, ids(range(5000, 5125)), a])
+    cl, reqs, _ = run(src, cost, host_cfg(bw_gbps=0.1306))
+    r = reqs[2]
+    load = 0.001 + 61 * 16 * KVB / 0.1306e9
+    assert r.cached_tokens == 63 * 16 and r.cache_tier == "host_dram"
+    assert r.first_token_s - 20.0 == pytest.approx(load, rel=1e-9) and load < (1024 - 32) * 1e-3
+
+
 BLOCK_BYTES = 16 * KVB
 
 

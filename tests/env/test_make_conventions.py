@@ -116,3 +116,18 @@ def test_scenario_config_object_under_a_standard_id() -> None:
     assert same.spec.id == ENV
     other = gym.make(ENV, config=replace(load_scenario("small-route"), horizon_s=7.0))
     assert other.spec.id.startswith("disagg/SmallRoute-custom-")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"control_interval_s": 5}, "env.control_interval_s applies to allocate and joint tasks (small-route is a route task"),
+    ({"overrides": {"env.control_interval_s": 5}}, "env.control_interval_s applies to allocate and joint tasks"),
+    ({"overrides": {"env.max_instances": 8}}, "env.max_instances applies to obs_mode: padded (got obs_mode 'box')"),
+])
+def test_a_setting_the_env_would_ignore_is_refused(kwargs: dict, message: str) -> None:
+    # they were accepted, changed nothing, and still filed the env under a new custom spec.id
+    from disagg_gym.errors import UserError
+
+    with pytest.raises(UserError) as exc:
+        gym.make(ENV, **kwargs)
+    assert str(exc.value).startswith(message)
+    assert gym.make("disagg/EnergyAllocate-v3", control_interval_s=5).unwrapped.cfg.control_interval_s == 5
