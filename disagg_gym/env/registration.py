@@ -180,6 +180,7 @@ def resolve_env_id(name_or_id: str) -> str:
         envs = standard_envs()
         raise UserError(
             f"unknown env id or config {name_or_id!r}; expected one of: {', '.join(x['id'] for x in envs)} "
-            f"(or a config name: {', '.join(x['config'] for x in envs)})"
+            f"(or a config name: {', '.join(x['config'] for x in envs)}; training variants such as "
+            "disagg/SmallRoute-short-v3: disagg-gym list)"
         )
     return e["id"]
