@@ -121,10 +121,17 @@ def episode_workload(scen: ScenarioConfig, seed: int) -> Workload:
         return np.concatenate([getattr(c, f) for c in parts]) if parts else np.zeros(0)
 
     arr = cat("arrival_s").astype(float)
+    # Per second of the arrival window, never longer than the simulator's (Simulation.summary):
+    # a finite trace's ends at its last arrival at the earliest, a cap's at its last arrival.
     span = scen.horizon_s
     capped = scen.max_requests is not None and arr.size >= scen.max_requests
-    if (scen.workload.kind == "trace" or capped) and arr.size:  # the simulator charges at least this
-        span = min(span, float(arr.max()))
+    finite = scen.workload.kind == "trace" and not scen.workload.loop
+    if (finite or capped) and arr.size:
+        last = float(arr.max())
+        if last <= 0.0:
+            raise UserError(f"{scen.name}: every request arrives at t = 0, so a per-second bound has no "
+                            "arrival window to divide by (replay more rows or a longer window)")
+        span = min(span, last)
     prompt, ttft = cat("prompt_tokens").astype(float), cat("slo_ttft_s").astype(float)
     cached = cacheable_tokens(arr, ttft, prompt, hashes, cache_cfg.block_tokens) if any_ids else None
     return Workload(arr, prompt, cat("output_tokens").astype(float), ttft, cat("slo_tpot_s").astype(float),

@@ -154,11 +154,14 @@ class Simulation:
         # episode ends at its last arrival, a drained run later); a finite trace shorter than
         # the horizon is charged its own span; a looping trace replays up to the horizon, so it
         # is charged the horizon even when its last request finished before it.
-        # A request cap (max_requests) that ended the arrivals makes any workload a finite one.
+        # A request cap (max_requests) that ended the arrivals ends the arrival window at the
+        # last arrival, whatever the horizon policy (bounds.episode_workload charges the same).
         wl = self.scenario.workload
+        per = self.scenario.horizon_s if wl.kind != "trace" or wl.loop else span
         cap = self.scenario.max_requests
-        capped = cap is not None and self.recorder.arrived >= cap
-        per = self.scenario.horizon_s if (wl.kind != "trace" or wl.loop) and not capped else span
+        last = self.recorder.last_arrival_s
+        if cap is not None and self.recorder.arrived >= cap and 0.0 < last < per:
+            per = last
         out = summarize(self.recorder, self.cluster, dur, horizon_s=per)
         out["horizon_policy"] = "drain" if self.horizon_drained else "fail"
         out["scenario"] = self.scenario.name

@@ -75,7 +75,9 @@ def test_no_policy_exceeds_the_bound(name: str, over: dict) -> None:
         ub_tok = episode_bound(scen, seed, "slo_tokens_per_s", cap)
         ub_req = episode_bound(scen, seed, "goodput_rps", cap)
         wl = episode_workload(scen, seed)
-        assert ub_tok <= float((wl.prompt + wl.output).sum()) / wl.horizon_s * (1 + 1e-12)
+        # the arrival window: the horizon, or the last arrival when a request cap ends arrivals
+        window = scen.horizon_s if scen.max_requests is None else float(wl.arrival_s.max())
+        assert ub_tok <= float((wl.prompt + wl.output).sum()) / window * (1 + 1e-12)
         best = 0.0
         for pol in POLICIES:
             sim = Simulation(scen, seed=seed, router=pol)
@@ -278,3 +280,12 @@ def replace_policy(scen, policy: str):  # noqa: ANN001, ANN201
     from dataclasses import replace
 
     return replace(scen, horizon_policy=policy)
+
+
+def test_a_workload_arriving_all_at_once_has_no_window_to_divide_by(tmp_path: Path) -> None:
+    # was a ZeroDivisionError traceback (a finite trace, or a cap, whose arrivals are all at t = 0)
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"timestamp": 0, "input_length": 100, "output_length": 5}\n' * 3)
+    scen = load_scenario("small-route", {"horizon_s": 10.0, "workload": {"kind": "trace", "trace_path": str(trace)}})
+    with pytest.raises(UserError, match="every request arrives at t = 0, so a per-second bound has no arrival window"):
+        episode_bound(scen, 0, "slo_tokens_per_s")

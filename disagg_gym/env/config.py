@@ -93,7 +93,7 @@ class EnvConfig:
         default=None, metadata=spec("obs_mode padded: rows/action slots (default: the cluster's instances)", ge=1)
     )
     max_episode_requests: int | None = field(
-        default=None, metadata=spec("truncate after this many arrivals (default: horizon only)", ge=1)
+        default=None, metadata=spec("end the episode at this many arrivals, counted after any warm-up (default: horizon only)", ge=1)
     )
     queue_norm_tokens: float = field(default=32768.0, metadata=spec("queued tokens at which the feature saturates", gt=0))
     wait_norm_s: float = field(default=10.0, metadata=spec("predicted wait at which the feature saturates", gt=0))

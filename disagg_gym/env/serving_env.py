@@ -20,7 +20,7 @@ from disagg_gym.env.reward_window import RewardWindow, outcome_weight
 from disagg_gym.config import from_dict, to_dict
 from disagg_gym.env import rewards
 from disagg_gym.env.config import REWARD_TERMS, EnvConfig
-from disagg_gym.env.make import FLAT_KEYS, config_tag, custom_env_id, scenario_data
+from disagg_gym.env.make import config_tag, custom_env_id, scenario_data
 from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, INSTANCE_FEATURES, ObservationBuilder, cache_features
 from disagg_gym.env.options import check_reset_options
 from disagg_gym.env.potential import load_potential
@@ -229,14 +229,13 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.slots = n
         """Instance slots of the spaces: ``env.max_instances`` in padded mode (the instance
         count may then vary per episode up to it; ``self.n`` is this episode's), else ``n``."""
-        # Settings the caller gave that this env would ignore: one line, not a silently
-        # different spec.id for an identical env.
-        given = dict(overrides or {})
-        given.update({FLAT_KEYS[k]: v for k, v in flat.items() if k in FLAT_KEYS and v is not None})
-        if given.get("env.control_interval_s") is not None and self.task == "route":
+        # Settings this env would ignore (however they were given: config, overrides, flat
+        # keywords): one line, not a silently different spec.id for an identical env.
+        given = self.scenario.env if isinstance(self.scenario.env, Mapping) else {}
+        if given.get("control_interval_s") is not None and self.task == "route":
             raise UserError(f"env.control_interval_s applies to allocate and joint tasks ({self.scenario.name} "
                             f"is a route task: it decides at every arrival)")
-        if given.get("env.max_instances") is not None and not self.padded:
+        if given.get("max_instances") is not None and not self.padded:
             raise UserError(f"env.max_instances applies to obs_mode: padded (got obs_mode {self.cfg.obs_mode!r})")
         if self.padded:
             if self.task != "route":
@@ -311,9 +310,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             if warm > 0:  # the cap counts the agent's requests: those after the warm-up
                 cap += _arrivals_before(scen, int(wseed), warm, window)
             scen = replace(scen, max_requests=cap)
-        # an episode ends when arrivals do: always on the route task (nothing left to decide),
-        # and on every task when a request cap ended them before the horizon
-        self._end_on_arrivals = self.task == "route" or cap is not None
+        # an episode ends when arrivals do on the route task (nothing left to decide), and on
+        # every task when the request cap ended them (not when they ran out at the horizon)
+        self._arrival_cap = cap
         cost_factory = None
         if self.cfg.cost_perturbation.active:
             cost_factory, factors = _perturbed_costs(scen, self.cfg, streams.get("cost_perturbation"))
@@ -527,6 +526,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 raise ValueError(f"route must be (prefill_idx, decode_idx), each in 0..{self.slots - 1} (got {route!r})")
         if prefill_counts and self.task == "route":
             raise ValueError(f"prefill_counts={prefill_counts!r}: the route task has no allocation part")
+        if reject and not routes:
+            raise ValueError(f"reject=True: the {self.task} task has no route part")
+        if reject and route is not None:
+            raise ValueError(f"give route={route!r} or reject=True, not both")
         out: list[int] = []
         if routes:
             if reject:
@@ -615,12 +618,14 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         route_task = self.task in ("route", "joint")
         control_task = self.task in ("allocate", "joint")
         finite = self._finite
-        on_arrivals = self._end_on_arrivals
+        route_only = self.task == "route"
+        cap = self._arrival_cap
 
         def stop() -> bool:
             return (
                 cl.pending is not None or cl.control_due or self._horizon_hit or self._warm_stop
-                or (on_arrivals and cl.arrivals_done) or (finite and cl.drained())
+                or (cl.arrivals_done and (route_only or (cap is not None and cl.arrived >= cap)))
+                or (finite and cl.drained())
             )
 
         while True:
@@ -913,13 +918,15 @@ def _as_int_vector(action: Any, n: int) -> list[int] | None:
 
 
 def _arrivals_before(scen: ScenarioConfig, seed: int, t: float, window: Any) -> int:
-    """Requests of the episode's workload arriving before ``t`` (the workload is exogenous: a
+    """Requests of the episode's workload arriving up to ``t`` (the workload is exogenous: a
     ``Simulation(scen, seed)`` replays the same arrivals whatever the policy does).
     """
     wl = scen.workload
     if window is not None:
         wl = replace(wl, window_start_s=window[0], window_end_s=window[1])
-    src = wl.build(RngStreams(seed), horizon_s=t, max_requests=None)
+    # arrivals at exactly t are routed by the warm-up (they fire before its end event), so
+    # they count: the source keeps arrivals before its horizon, the next float after t
+    src = wl.build(RngStreams(seed), horizon_s=float(np.nextafter(t, math.inf)), max_requests=None)
     n = 0
     while (ch := src.next_chunk()) is not None and len(ch.arrival_s):
         n += len(ch.arrival_s)

@@ -319,8 +319,10 @@ def _load_yaml_model(path: Path) -> ModelSpec:
     # rather than simulate another model (a reviewer's FP8 config predicted bf16 weights).
     quant = raw.get("quantization_config")
     if quant is not None and "dtype_bytes" not in raw:
+        method = quant.get("quant_method", "?") if isinstance(quant, dict) else quant  # not its long module lists
         raise bad("quantization_config", "quantized weights are not read from it; give dtype_bytes (bytes per "
-                  "weight and KV element, e.g. 1 for FP8) to state the precision, or remove the key", quant)
+                  "weight and KV element, e.g. 1 for FP8) to state the precision, or remove the key",
+                  {"quant_method": method})
     window = raw.get("sliding_window")
     if window is not None and raw.get("use_sliding_window", True) is not False:
         raise bad("sliding_window", "sliding-window attention is not modelled (KV here grows with the whole "

@@ -118,6 +118,7 @@ class Recorder:
         # LogHistogram.add, inlined in on_completion (their buffers never change identity)
         self._hists = ((self.h_ttft, self.h_ttft._buf), (self.h_tpot, self.h_tpot._buf), (self.h_e2e, self.h_e2e._buf))
         self.arrived = 0
+        self.last_arrival_s = 0.0
         self.completed = 0
         self.rejected = 0
         self.met_slo = 0
@@ -134,8 +135,9 @@ class Recorder:
 
     # ---------------------------------------------------------------- hooks
     def on_arrival(self, req: Request) -> None:
-        """Counts an arrival."""
+        """Counts an arrival (and keeps its time: the last one's ends a capped arrival window)."""
         self.arrived += 1
+        self.last_arrival_s = req.arrival_s
 
     def on_first_token(self, req: Request) -> None:
         """No-op hook (kept for subclasses)."""

@@ -62,11 +62,11 @@ class TraceData:
         },
     )
     skipped_rows: int = field(default=0, metadata={"help": "bad rows dropped (on_bad_row='skip')"})
-    line_numbers: np.ndarray | None = field(
-        default=None, metadata={"help": "int64 line of the file each row came from (1-based)"}
-    )
     skip_reasons: tuple[str, ...] = field(
         default=(), metadata={"help": f"the first {MAX_SKIP_REASONS} skip messages"}
+    )
+    line_numbers: np.ndarray | None = field(
+        default=None, metadata={"help": "int64 line of the file each row came from (1-based)"}
     )
 
     def __len__(self) -> int:

@@ -99,3 +99,7 @@ def test_action_for_refuses_what_the_space_cannot_hold() -> None:
         a.action_for(route=(0, 1))
     with pytest.raises(ValueError, match=r"prefill_counts\['h100-sxm'\] must be an integer in 0..8 \(got 99\)"):
         a.action_for(prefill_counts={"h100-sxm": 99})
+    with pytest.raises(ValueError, match=r"reject=True: the allocate task has no route part"):
+        a.action_for(reject=True)  # was [4 4]: the reject silently dropped
+    with pytest.raises(ValueError, match=r"give route=\(0, 2\) or reject=True, not both"):
+        u.action_for(route=(0, 2), reject=True)  # was [4 0]: the reject silently won

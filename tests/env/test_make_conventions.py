@@ -122,6 +122,8 @@ def test_scenario_config_object_under_a_standard_id() -> None:
     ({"control_interval_s": 5}, "env.control_interval_s applies to allocate and joint tasks (small-route is a route task"),
     ({"overrides": {"env.control_interval_s": 5}}, "env.control_interval_s applies to allocate and joint tasks"),
     ({"overrides": {"env.max_instances": 8}}, "env.max_instances applies to obs_mode: padded (got obs_mode 'box')"),
+    ({"overrides": {"env": {"control_interval_s": 5}}}, "env.control_interval_s applies to allocate and joint"),
+    ({"overrides": {"env": {"max_instances": 8}}}, "env.max_instances applies to obs_mode: padded"),
 ])
 def test_a_setting_the_env_would_ignore_is_refused(kwargs: dict, message: str) -> None:
     # they were accepted, changed nothing, and still filed the env under a new custom spec.id

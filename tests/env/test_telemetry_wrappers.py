@@ -106,3 +106,13 @@ def test_every_wrapper_can_be_rebuilt_from_its_spec(wrap) -> None:
     again = gym.make(w.spec)
     assert type(again) is type(w)
     assert again.spec.additional_wrappers[-1].kwargs == w.spec.additional_wrappers[-1].kwargs
+
+
+def test_a_stale_dict_observation_is_a_copy_too() -> None:
+    s = StaleObservation(gym.make(ENV, obs_mode="dict"), delay_steps=2)
+    o0, _ = s.reset(seed=0)
+    o1, *_ = s.step(s.unwrapped.action_for(route=(0, 2)))
+    assert all(o0[k] is not o1[k] and np.array_equal(o0[k], o1[k]) for k in o0)
+    o1["instances"][:] = 0.5
+    o2, *_ = s.step(s.unwrapped.action_for(route=(0, 2)))
+    assert not np.all(o2["instances"] == 0.5)

@@ -145,3 +145,31 @@ def test_a_request_cap_ends_an_allocation_episode_at_its_last_arrival() -> None:
     assert k["requests_total"] == 100 and u.cluster.arrived == 100
     assert k["simulated_s"] < 10.0 < u.scenario.horizon_s
     assert k["slo_tokens_per_s"] == pytest.approx(k["slo_tokens"] / min(u.scenario.horizon_s, k["simulated_s"]), rel=1e-6)
+
+
+def test_an_arrival_at_the_warm_up_end_is_the_warm_up_s(tmp_path) -> None:
+    # a reviewer's edge: trace rows at 0, 1, ..., 19 s and a 5 s warm-up. The row at exactly 5 s
+    # fires before the warm-up's end event, so the fallback routes it; the agent's 3 requests are
+    # those at 6, 7 and 8 s (it got 2 when the count stopped short of 5 s).
+    import json as _json
+
+    p = tmp_path / "t.jsonl"
+    p.write_text("".join(_json.dumps({"timestamp": 1000 * i, "input_length": 100, "output_length": 5}) + "\n"
+                         for i in range(20)))
+    env = gym.make(ENV, overrides={"workload": {"kind": "trace", "trace_path": str(p)}, "horizon_s": 20.0,
+                                   "env.warm_start_s": 5.0, "env.max_episode_requests": 3})
+    _, info = env.reset(seed=0)
+    assert info["sim_time_s"] == pytest.approx(6.0)
+    times, _ = _run_jsq(env)
+    assert len(times) == 3
+
+
+def test_a_cap_that_does_not_bind_leaves_an_allocation_episode_to_its_horizon() -> None:
+    # with a cap above the arrivals of the horizon, the episode ran only to the last arrival
+    env = gym.make("disagg/EnergyAllocate-v3", overrides={"horizon_s": 30.0, "env.max_episode_requests": 100_000})
+    u = env.unwrapped
+    env.reset(seed=0)
+    term = trunc = False
+    while not (term or trunc):
+        _, _, term, trunc, info = env.step(u.action_for())
+    assert info["sim_time_s"] >= 30.0 and u.cluster.arrived < 100_000

@@ -84,3 +84,19 @@ def test_slo_tokens_per_s_of_a_trace_that_ends_before_the_horizon(tmp_path, loop
     assert 5.0 * (n - 1) < s["simulated_s"] < 5.0 * (n - 1) + 0.5
     per = 14.9 if loop else s["simulated_s"]
     assert s["slo_tokens_per_s"] == pytest.approx(105 * n / per, rel=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["drain", "fail"])
+def test_a_capped_run_is_charged_up_to_its_last_arrival_whatever_the_horizon_policy(policy: str) -> None:
+    # drain charged the last completion, fail the horizon: 6,825 vs 4,114 SLO tokens/s for the
+    # same 30 requests. Oracle: SLO-meeting tokens / the 30th arrival's time, both policies.
+    from disagg_gym.scenario import load_scenario
+    from disagg_gym.simulation import Simulation
+
+    scen = load_scenario("small-route", {"horizon_s": 10.0, "workload.rate_per_s": 30, "max_requests": 30,
+                                         "horizon_policy": policy})
+    sim = Simulation(scen, seed=0, keep_records=True)
+    s = sim.run()
+    last = max(r["arrival_s"] for r in sim.recorder.iter_records())
+    assert s["requests_total"] == 30 and 0.0 < last < 10.0
+    assert s["slo_tokens_per_s"] == pytest.approx(s["slo_tokens"] / last, rel=1e-6)
