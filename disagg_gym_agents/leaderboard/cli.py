@@ -95,6 +95,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     tuned = getattr(args, "tuned", None)
     if tuned is None:
         tuned = default_tuned_path()
+        if tuned is None:  # said before the run, not only after it (a reviewer's untuned run)
+            print(f"disagg-gym: warning: no leaderboard/tuned.yaml under {Path.cwd()}: heuristics run at their "
+                  "registered defaults, not the tuned values the committed leaderboard uses (run from the "
+                  "repository root, or pass --tuned PATH)", file=sys.stderr)
     results = run(
         args.out,
         configs=args.configs,

@@ -146,8 +146,11 @@ def render_markdown(
             "**Score** = the config's primary metric, higher is better (cost and energy metrics "
             "are inverted: 1/value), **divided per episode by the best heuristic's score on the "
             "same workload seed** (paired ratio; the best heuristic of each split is the one with "
-            "the highest mean score there, the `length_oracle` reference (it knows output lengths; "
-            "not a bound) being excluded from that choice). **IQM** and **95% CI**: interquartile mean of the ratios "
+            "the highest mean score there among those run on all its evaluation seeds, the `length_oracle` "
+            "reference (it knows output lengths; not a bound) being excluded from that choice). "
+            "**runs x ep**: training seeds x episodes; `best seed N` names the training seed with the "
+            "highest mean score (the one the plots show); the scores are over every seed. "
+            "**IQM** and **95% CI**: interquartile mean of the ratios "
             "and the percentile interval of a stratified bootstrap over evaluation episodes and "
             "training seeds (rliable, `task_bootstrap`). **P(imp.)**: probability of improvement "
             "over the best heuristic (rliable's definition). An agent **wins** only when the "
@@ -179,6 +182,8 @@ def render_markdown(
             f"Primary metric `{cs.metric}`"
             + (" (lower is better; score = 1/value)" if cs.metric in LOWER_IS_BETTER else "")
             + f". Best heuristic: **{cs.best_heuristic}** = 1.00."
+            + (" Its episodes are identical (every workload seed replays the same trace window), so "
+               "the intervals reflect training seeds only." if cs.identical_episodes else "")
         )
         lines.append("")
         head = ["rank", "agent", "runs x ep", "IQM [95% CI]", "P(imp.)", "verdict",

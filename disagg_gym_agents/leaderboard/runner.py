@@ -29,6 +29,7 @@ from disagg_gym.scenario import load_scenario
 from disagg_gym_agents.base import make_env
 from disagg_gym_agents.evaluation import EVAL_SEED_OFFSET, run_episode
 from disagg_gym_agents.factory import make_policy
+from disagg_gym_agents.registry import POLICIES, parse_policy_spec
 from disagg_gym_agents.leaderboard.cells import (
     DEFAULT_EPISODES,
     DEFAULT_LEARNED,
@@ -105,6 +106,13 @@ def _bind(cell: Cell, overrides: dict[str, Any]) -> tuple[Any, Any]:
     if cell.agent_kind == "sb3":
         spec = f"sb3:{resolve_path(cell.policy[4:])}"
         return env, GreedyPolicy(make_policy(spec, env, seed=0))
+    try:  # an unknown policy (e.g. one of the user's own, not imported) is not a params problem
+        kind, name = parse_policy_spec(cell.policy)
+        if kind == "heuristic":
+            POLICIES.get(name)
+    except UserError as exc:
+        env.close()
+        raise UserError(f"{cell.config} {cell.agent}: {exc}") from None
     try:
         return env, make_policy(cell.policy, env, seed=0, **params)
     except (TypeError, ValueError) as exc:  # a parameter the heuristic does not take / rejects

@@ -79,6 +79,7 @@ class ConfigSummary:
     best_heuristic_score: float
     agents: list[AgentSummary]
     split: str = TEST_SPLIT
+    identical_episodes: bool = False  # the reference scored the same on every seed (one trace window)
 
 
 def _split_order(split: str) -> tuple[int, str]:
@@ -89,7 +90,8 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
     """Per-(config, split) rankings from result rows (issue #15 protocol, see ``stats``).
 
     The best heuristic of a (config, split) is the non-upper-bound heuristic with the highest
-    mean score there. Every agent's episode scores are divided by the best heuristic's score on
+    mean score there among those run on the most evaluation seeds (a shorter cell is ranked on
+    the seeds it shares with the reference but cannot be the reference). Every agent's episode scores are divided by the best heuristic's score on
     the same workload seed (``paired_ratios``); each training seed's ratios form a row of the
     ``(runs, episodes)`` matrix whose IQM and stratified-bootstrap CI (over training seeds and
     episodes) are reported, with the probability of improvement over the best heuristic and
@@ -109,7 +111,13 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
         ub = {a: str(v[0].get("upper_bound")) == "True" for a, v in by_agent.items()}
         heur = [a for a in by_agent if by_agent[a][0]["agent_kind"] == "heuristic" and not ub[a]]
         means = {a: float(np.mean([float(r["score"]) for r in by_agent[a]])) for a in by_agent}
-        best_h = max(heur, key=lambda a: means[a]) if heur else max(means, key=means.__getitem__)
+        # Only a heuristic run on the split's every evaluation seed can be the reference: a mean
+        # over a few (easier or harder) seeds is not comparable (a 2-episode cell of a clone of
+        # the best heuristic took its place and every ratio moved).
+        seeds_of = {a: {int(r["eval_seed"]) for r in by_agent[a]} for a in by_agent}
+        full = max((len(seeds_of[a]) for a in heur), default=0)
+        eligible = [a for a in heur if len(seeds_of[a]) == full]
+        best_h = max(eligible, key=lambda a: means[a]) if eligible else max(means, key=means.__getitem__)
         runs_of: dict[str, dict[str, dict[int, float]]] = {}
         for a, ars in by_agent.items():
             for r in ars:
@@ -155,5 +163,6 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
                 )
             )
         summaries.sort(key=lambda s: (-s.iqm, s.agent))
-        out.append(ConfigSummary(cfg, metric, best_h, means[best_h], summaries, split))
+        same = len(reference) > 1 and len(set(reference.values())) == 1
+        out.append(ConfigSummary(cfg, metric, best_h, means[best_h], summaries, split, same))
     return out

@@ -271,3 +271,23 @@ def test_cli_wiring(results: Path) -> None:
     assert installed["validate"].target == "disagg_gym_agents.leaderboard.cli:cmd_validate"
     assert cli.main(["validate", str(results), "--no-progress"]) == 0
     assert cli.main(["benchmark", "--configs", "disagg/NoSuch-v0", "--out", str(results.parent)]) == 2
+
+
+def test_benchmark_without_a_tuned_file_warns_before_running(tmp_path: Path, monkeypatch, capsys) -> None:
+    # from another folder (an installed package finds no repository) the run went untuned and
+    # said so only in its last line
+    from disagg_gym_agents.leaderboard import cli as lbcli
+
+    seen = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(lbcli, "DEFAULT_OUT", tmp_path / "nowhere")
+    monkeypatch.setattr(lbcli, "benchmark", lambda out, **kw: seen.append(kw["tuned"]) or Path(out) / "results.csv")
+    args = lbcli.argparse.Namespace(out=str(tmp_path / "o"), markdown=None, configs=None, agents=None, episodes=1,
+                                    set=[], no_plots=True, no_progress=True, tuned=None, imports=[])
+    assert lbcli.cmd_benchmark(args) == 0
+    err = capsys.readouterr().err
+    assert seen == [None] and err.startswith(f"disagg-gym: warning: no leaderboard/tuned.yaml under {tmp_path}: ")
+    (tmp_path / "leaderboard").mkdir()
+    (tmp_path / "leaderboard" / "tuned.yaml").write_text("{}\n")
+    assert lbcli.cmd_benchmark(args) == 0
+    assert "warning" not in capsys.readouterr().err and seen[-1] == tmp_path / "leaderboard" / "tuned.yaml"

@@ -193,6 +193,40 @@ def test_summarise_ranks_against_the_best_non_upper_bound_heuristic_by_hand() ->
     assert not by["jsq"].win and not by["rr"].win
 
 
+def test_a_heuristic_run_on_fewer_seeds_cannot_become_the_reference() -> None:
+    """A 2-episode cell (a user's first look) of a clone of the best heuristic, on its two
+    easiest seeds, had the higher mean (12 > 10) and took the reference's place. By hand: the
+    reference stays jsq (4 seeds); the clone is ranked on the 2 seeds it shares, ratios 1.0."""
+    from disagg_gym_agents.leaderboard.summary import summarise
+
+    seeds = (10_000, 10_001, 10_002, 10_003)
+    jsq = (10.0, 12.0, 6.0, 12.0)
+    rows = [{"config": "c", "split": "test", "primary_metric": "goodput_rps", "agent": a, "agent_kind": "heuristic",
+             "upper_bound": "False", "train_seed": "", "eval_seed": str(s), "score": str(v), "policy": f"p:{a}"}
+            for a, pairs in (("jsq", zip(seeds, jsq)), ("clone", [(10_001, 12.0), (10_003, 12.0)]))
+            for s, v in pairs]
+    (cs,) = summarise(rows)
+    assert cs.best_heuristic == "jsq" and cs.best_heuristic_score == 10.0
+    clone = next(a for a in cs.agents if a.agent == "clone")
+    assert clone.episodes == 2 and clone.iqm == 1.0 and not cs.identical_episodes
+
+
+def test_a_split_whose_episodes_are_all_alike_is_marked() -> None:
+    # AzureTraceRoute's workload seeds replay one trace window: 10 identical episodes, whose
+    # bootstrap over episodes adds nothing; the section says so
+    from pathlib import Path
+
+    from disagg_gym_agents.leaderboard.markdown import render_markdown
+    from disagg_gym_agents.leaderboard.summary import summarise
+
+    rows = [{"config": "c", "split": "test", "primary_metric": "goodput_rps", "agent": "jsq", "agent_kind": "heuristic",
+             "upper_bound": "False", "train_seed": "", "eval_seed": str(s), "score": "7.0", "policy": "p:jsq"}
+            for s in range(10_000, 10_010)]
+    (cs,) = summarise(rows)
+    assert cs.identical_episodes
+    assert "Its episodes are identical" in render_markdown([cs], Path("."), {}, {})
+
+
 def test_learning_verdict_loses_only_when_the_whole_ci_is_below_1() -> None:
     # One learned agent against jsq on 10 seeds, with hand-set per-seed ratios: a spread around
     # 1 whose CI straddles 1 is inconclusive (not "loses" on its lower bound or its IQM); 0.9

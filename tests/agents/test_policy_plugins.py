@@ -136,3 +136,16 @@ def test_a_failing_plugin_package_is_one_line(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(UserError, match=r"^policy plugin 'bad' \(no_such_module_xyz, package \?\) failed to import: "
                                         r"ModuleNotFoundError"):
         POLICIES.get("not_registered_anywhere")
+
+
+def test_a_row_of_a_policy_not_imported_names_it_not_its_params() -> None:
+    # validate said "bad params {}: unknown heuristic 'my_fewest'", and the params were fine
+    from disagg_gym.errors import UserError
+    from disagg_gym_agents.leaderboard.cells import Cell
+    from disagg_gym_agents.leaderboard.runner import _bind
+
+    cell = Cell("disagg/SmallRoute-v3", "no_such_policy", "heuristic", "heuristic:no_such_policy", None)
+    with pytest.raises(UserError) as exc:
+        _bind(cell, {})
+    assert str(exc.value).startswith("disagg/SmallRoute-v3 no_such_policy: unknown heuristic 'no_such_policy'")
+    assert "bad params" not in str(exc.value)
