@@ -27,6 +27,20 @@ def _num(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
+def _iqm_ci(iqm: float, ci: tuple[float, float]) -> str:
+    """``IQM [lo, hi]`` with 3 decimals, more where 3 would hide which side of 1 (or of the win
+    threshold) a bound lies on: "1.000 [1.000, 1.000]" beside "loses (CI below 1)" read wrong.
+    """
+    def keeps(v: float, d: int) -> bool:
+        r = round(v, d)
+        return all((v < t) == (r < t) and (v > t) == (r > t) for t in (1.0, WIN_THRESHOLD))
+
+    d = 3
+    while d < 6 and not all(keeps(v, d) for v in ci):
+        d += 1
+    return f"{iqm:.{d}f} [{ci[0]:.{d}f}, {ci[1]:.{d}f}]"
+
+
 def verdict_of(ci: tuple[float, float], win: bool) -> str:
     """The words of the win rule: "win" only when the CI's lower bound is above 1.01 (otherwise
     "loses" when the whole CI is below 1, else "inconclusive": the word win never appears).
@@ -74,7 +88,7 @@ def headline_table(summary: Sequence[ConfigSummary], bounds: dict[tuple[str, str
         rej_h = _fmt(best.kpis.get("rejection_rate", math.nan), 100.0, "{:.1f}%")
         if learned:
             b = learned[0]
-            lt = f"{b.agent} ({b.runs} seeds): {b.iqm:.3f} [{b.ci[0]:.3f}, {b.ci[1]:.3f}]"
+            lt = f"{b.agent} ({b.runs} seeds): {_iqm_ci(b.iqm, b.ci)}"
             poi = f"{b.prob_improvement:.2f}"
             rej_l = _fmt(b.kpis.get("rejection_rate", math.nan), 100.0, "{:.1f}%")
         else:
@@ -199,7 +213,7 @@ def render_markdown(
                 str(i),
                 name,
                 f"{a.runs} x {a.episodes}",
-                f"{a.iqm:.3f} [{a.ci[0]:.3f}, {a.ci[1]:.3f}]",
+                _iqm_ci(a.iqm, a.ci),
                 "" if a.agent == cs.best_heuristic else f"{a.prob_improvement:.2f}",
                 "reference" if a.agent == cs.best_heuristic else verdict_of(a.ci, a.win),
                 _num(a.kpis[cs.metric]),

@@ -254,3 +254,13 @@ def test_learning_verdict_loses_only_when_the_whole_ci_is_below_1() -> None:
     assert learning_verdict(summarise(rows([0.9] * 10))[0]) == "loses"
     assert learning_verdict(summarise(rows([1.05] * 10))[0]) == "win"
     assert learning_verdict(summarise([r for r in rows(spread) if r["agent"] == "jsq"])[0]) == "not trained"
+
+
+def test_the_ci_text_shows_which_side_of_1_its_bounds_lie() -> None:
+    # "1.000 [1.000, 1.000] | loses (CI below 1)" (AzureTraceRoute at -20 % load)
+    from disagg_gym_agents.leaderboard.markdown import _iqm_ci
+
+    assert _iqm_ci(0.99996, (0.99994, 0.99998)) == "0.99996 [0.99994, 0.99998]"
+    assert _iqm_ci(1.02, (1.0101, 1.03)) == "1.0200 [1.0101, 1.0300]"  # a win: the lower bound above 1.01
+    assert _iqm_ci(0.946, (0.941, 0.949)) == "0.946 [0.941, 0.949]"
+    assert _iqm_ci(1.0, (1.0, 1.0)) == "1.000 [1.000, 1.000]"  # the reference
