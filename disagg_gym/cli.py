@@ -29,7 +29,7 @@ from disagg_gym.argtypes import nonneg_int, positive_float, positive_int
 from disagg_gym import __version__, plots
 from disagg_gym.bench import add_bench_args
 from disagg_gym.config import parse_override, read_text_file
-from disagg_gym.extras import require
+from disagg_gym.extras import import_user_modules, require
 from disagg_gym.hardware import build_cost, get_gpu, load_model
 from disagg_gym.interconnect.links import get_link, link_for_gpu
 from disagg_gym.io import atomic_write_text, check_output_dir, check_output_file, describe_os_error
@@ -207,6 +207,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Runs one simulation and prints its summary."""
     if args.policy is not None and not args.policy.strip():
         raise UserError("argument --policy: expected a router name (got '')")
+    import_user_modules(args.imports)  # a router (admission controller, allocator) of the user's own
     args.config = config_name(args.config)
     if args.records:
         check_output_file(args.records, "--records")
@@ -621,6 +622,9 @@ def _add_simulate(s: argparse.ArgumentParser) -> None:
     s.add_argument("--trace", type=Path, help="replay an Azure CSV or Mooncake JSONL trace (format detected)")
     s.add_argument("--rate-scale", type=positive_float, help="multiply the arrival rate (or trace rate) by X")
     s.add_argument("--policy", help="built-in router (default: the config's); see `disagg-gym list --policies`")
+    s.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (repeatable): a module of your own that registers a router, "
+                   "admission controller or allocator (@ROUTERS.register('name'), ...)")
     s.add_argument("--seed", type=nonneg_int, help="workload/policy seed (default: the config's)")
     s.add_argument("--horizon", type=positive_float, help="simulated seconds of arrivals")
     s.add_argument("--json", action="store_true", help="print one JSON object")

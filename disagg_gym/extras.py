@@ -9,7 +9,9 @@ sb3-contrib, TensorBoard, tqdm, rich) for ``train``/``evaluate`` of learned poli
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+from collections.abc import Sequence
 
 from disagg_gym.errors import UserError
 
@@ -46,3 +48,20 @@ def require(extra: str, *modules: str) -> None:
             f"this needs the [{extra}] extra ({', '.join(gone)} not installed): "
             f'pip install "disagg-gym[{extra}]"'
         )
+
+
+def import_user_modules(modules: Sequence[str]) -> None:
+    """Imports each of ``modules`` (``--import MODULE``): the user's own code that registers
+    routers, admission controllers, allocators or policies in the package's registries.
+
+    Raises:
+        UserError: A module that cannot be imported, naming it and why (one line).
+    """
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except ModuleNotFoundError as exc:
+            hint = "" if exc.name != m else " (on sys.path? a module of the current folder needs PYTHONPATH=.)"
+            raise UserError(f"--import {m}: {exc}{hint}") from None
+        except Exception as exc:  # noqa: BLE001 - the user's module failing is one line, not a traceback
+            raise UserError(f"--import {m}: the module failed to import: {type(exc).__name__}: {exc}") from None

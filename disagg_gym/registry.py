@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
 
 from disagg_gym.errors import UserError
 
@@ -24,6 +25,9 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; duplicate names are an error."""
+        if not isinstance(name, str) or not name:  # a bare @REG.register replaced the class silently
+            raise TypeError(f"{self.kind} registry: register needs a name, as in @REGISTRY.register(\"my_name\") "
+                            f"(got {name!r})")
 
         def deco(obj: T) -> T:
             if name in self._items:
@@ -70,3 +74,15 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def by_name(items: Iterable[Any], kind: str) -> Mapping[str, Any]:
+    """A read-only ``{item.name: item}`` of a fixed catalog; a repeated name is an error (a
+    dict comprehension let a second entry replace a built-in one silently).
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if item.name in out:
+            raise ValueError(f"{kind} {item.name!r} is defined twice")
+        out[item.name] = item
+    return MappingProxyType(out)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
+from disagg_gym.errors import UserError
 from disagg_gym.cluster.cluster import Cluster, ClusterObserver, FanOut, Router
 from disagg_gym.cluster.policies import ALLOCATORS, ROUTERS
 from disagg_gym.metrics.recorder import Recorder
@@ -47,7 +48,12 @@ def make_allocator(cfg: AllocatorConfig) -> Any | None:
     if cfg.name == "none":
         return None
     cls = ALLOCATORS.get(cfg.name)
-    return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if not f.name.startswith("_")})
+    params = [f.name for f in fields(cls) if not f.name.startswith("_")]
+    lacking = [p for p in params if not hasattr(cfg, p)]
+    if lacking:  # was an AttributeError traceback at run time
+        raise UserError(f"allocator {cfg.name!r} takes {lacking[0]!r}, which the allocator config has no key for: "
+                        "add a field of that name to disagg_gym.scenario.AllocatorConfig")
+    return cls(**{p: getattr(cfg, p) for p in params})
 
 
 class Simulation:

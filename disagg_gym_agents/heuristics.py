@@ -200,7 +200,7 @@ class RandomPolicy(Heuristic):
 class RouterHeuristic(Heuristic):
     """Routes with the simulator router ``router_name``; keeps pools at control steps.
 
-    One subclass per registered router is derived at import (``_derive_router_heuristics``):
+    One subclass per registered router is derived at import (``derive_router_heuristics``; again after ``--import``):
     adding a router to ``disagg_gym.cluster.policies.ROUTERS`` adds its heuristic agent.
     """
 
@@ -223,7 +223,7 @@ class RouterHeuristic(Heuristic):
         return cls(self.rng, **self.router_kwargs) if cls.uses_rng else cls(**self.router_kwargs)
 
 
-def _derive_router_heuristics() -> None:
+def derive_router_heuristics() -> None:
     """Registers a ``RouterHeuristic`` for every simulator router without a policy of its name.
 
     ``random`` keeps the masked-uniform ``RandomPolicy`` (a random agent over the whole action
@@ -355,7 +355,8 @@ class ThresholdPolicy(AllocatorHeuristic):
         return out
 
 
-_derive_router_heuristics()
+derive_router_heuristics()
+POLICIES.on_import(derive_router_heuristics)  # routers of --import modules and plugins
 POLICIES.alias(
     "clairvoyant", "length_oracle",
     "heuristic 'clairvoyant' is deprecated: it is an output-length oracle, not an upper bound; "

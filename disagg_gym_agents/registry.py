@@ -14,6 +14,7 @@ from disagg_gym.cluster.admission import split_name
 from disagg_gym.registry import Registry
 from disagg_gym_agents.admission import composed_class
 from disagg_gym.errors import UserError
+from disagg_gym.extras import import_user_modules
 
 
 class PolicyRegistry(Registry[type]):
@@ -27,6 +28,18 @@ class PolicyRegistry(Registry[type]):
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
         self.plugins_loaded = False  # the disagg_gym.policies entry points were imported
+        self._on_import: list[Callable[[], None]] = []
+
+    def on_import(self, fn: Callable[[], None]) -> None:
+        """Calls ``fn`` after user modules or plugins were imported (they may have registered
+        simulator routers, whose heuristics ``disagg_gym_agents.heuristics`` then derives).
+        """
+        self._on_import.append(fn)
+
+    def imported(self) -> None:
+        """Runs the ``on_import`` hooks (after ``--import`` modules or plugins were imported)."""
+        for fn in self._on_import:
+            fn()
 
     def load_plugins(self) -> bool:
         """Imports every module of the ``disagg_gym.policies`` entry-point group (``PLUGIN_GROUP``),
@@ -48,6 +61,8 @@ class PolicyRegistry(Registry[type]):
                 raise UserError(f"policy plugin {ep.name!r} ({ep.value}, package {dist}) failed to import: "
                                 f"{type(exc).__name__}: {exc}") from None
             found = True
+        if found:  # routers a plugin registered become heuristics too
+            self.imported()
         return found
 
     def get(self, name: str) -> type:  # noqa: D102
@@ -94,20 +109,16 @@ def add_import_arg(p: Any) -> None:
 
 def import_policy_modules(modules: Sequence[str]) -> None:
     """Imports each of ``modules`` (``--import MODULE``): modules of the user's own that register
-    policies with ``@POLICIES.register("name")``, so that ``evaluate``, ``benchmark``,
-    ``validate`` and ``tune-baselines`` can name them.
+    policies with ``@POLICIES.register("name")`` (or simulator routers with
+    ``@ROUTERS.register``, which then become heuristics of the same name), so that ``evaluate``,
+    ``benchmark``, ``validate`` and ``tune-baselines`` can name them.
 
     Raises:
         UserError: A module that cannot be imported, naming it and why.
     """
-    for m in modules:
-        try:
-            importlib.import_module(m)
-        except ModuleNotFoundError as exc:
-            hint = "" if exc.name != m else " (on sys.path? a module of the current folder needs PYTHONPATH=.)"
-            raise UserError(f"--import {m}: {exc}{hint}") from None
-        except Exception as exc:  # noqa: BLE001 - the user's module failing is one line, not a traceback
-            raise UserError(f"--import {m}: the module failed to import: {type(exc).__name__}: {exc}") from None
+    import_user_modules(modules)
+    if modules:  # routers registered by those modules become agents too (as at package import)
+        POLICIES.imported()
 
 
 def parse_policy_spec(spec: str) -> tuple[str, str]:

@@ -158,3 +158,43 @@ def test_config_errors_are_user_errors() -> None:
 
     assert issubclass(ConfigError, UserError) and issubclass(TraceError, UserError)
     assert issubclass(UserError, ValueError)  # library callers catching ValueError keep working
+
+
+def test_a_registry_entry_needs_a_name_and_a_catalog_name_is_defined_once() -> None:
+    # a bare @ALLOCATORS.register replaced the class by the decorator and registered nothing;
+    # a second length preset (or model) of a built-in name replaced it silently
+    from disagg_gym.cluster.policies import ALLOCATORS
+    from disagg_gym.registry import by_name
+
+    with pytest.raises(TypeError, match=r"allocator registry: register needs a name"):
+        ALLOCATORS.register(type("Foo", (), {}))  # type: ignore[arg-type]
+
+    class Item:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    assert list(by_name([Item("a"), Item("b")], "length preset")) == ["a", "b"]
+    with pytest.raises(ValueError, match="length preset 'a' is defined twice"):
+        by_name([Item("a"), Item("a")], "length preset")
+
+
+def test_an_allocator_parameter_without_a_config_key_is_one_line() -> None:
+    # it was an AttributeError traceback when the simulation started
+    from dataclasses import dataclass
+
+    from disagg_gym.cluster.policies import ALLOCATORS
+    from disagg_gym.errors import UserError
+    from disagg_gym.scenario import load_scenario
+    from disagg_gym.simulation import make_allocator
+
+    name = "test_alloc_with_a_new_param"
+    if name not in ALLOCATORS:
+
+        @ALLOCATORS.register(name)
+        @dataclass
+        class _A:
+            my_step: int = 1
+
+    scen = load_scenario("small-route", {"allocator.name": name})
+    with pytest.raises(UserError, match=rf"allocator '{name}' takes 'my_step', which the allocator config has no key"):
+        make_allocator(scen.allocator)

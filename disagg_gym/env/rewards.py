@@ -1,4 +1,4 @@
-"""Reward terms: one registry, ``REWARD_TERMS_REGISTRY``. Adding a term touches only this file.
+"""Reward terms: one registry, ``REWARD_TERMS_REGISTRY``. Adding a term touches only this file (and the registry test that lists the terms, tests/env/test_reward_registry.py).
 
 Each term is registered with ``@reward_term(name, default_weight, help)`` on a function of the
 step's ``StepOutcome`` returning the term's value over that step. The env's reward is

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from disagg_gym.errors import UserError
+from disagg_gym.registry import by_name
 
 __all__ = ["MODELS", "ModelSpec", "load_model"]
 
@@ -219,52 +219,50 @@ def _m(
     )
 
 
-MODELS: Mapping[str, ModelSpec] = MappingProxyType(
-    {
-        m.name: m
-        for m in (
-            _m("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, ctx=4096),
-            _m("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, ctx=4096),
-            _m("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, ctx=4096),
-            _m("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256, ctx=131072),
-            _m("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, ctx=131072),
-            _m("mistral-7b-v0.1", 32, 4096, 32, 8, 14336, 32000, ctx=32768),
-            _m(
-                "mixtral-8x7b",
-                32,
-                4096,
-                32,
-                8,
-                14336,
-                32000,
-                num_local_experts=8,
-                num_experts_per_tok=2,
-                ctx=32768,
-            ),
-            _m("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, ctx=131072),
-            _m("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064, ctx=131072),
-            _m("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064, ctx=131072),
-            _m("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, ctx=131072),
-            _m(
-                "opt-13b", 40, 5120, 40, 40, 20480, 50272, tie_word_embeddings=True, gated_mlp=False, ctx=2048
-            ),
-            _m(
-                "opt-66b", 64, 9216, 72, 72, 36864, 50272, tie_word_embeddings=True, gated_mlp=False, ctx=2048
-            ),
-            _m(
-                "opt-175b",
-                96,
-                12288,
-                96,
-                96,
-                49152,
-                50272,
-                tie_word_embeddings=True,
-                gated_mlp=False,
-                ctx=2048,
-            ),
-        )
-    }
+MODELS: Mapping[str, ModelSpec] = by_name(
+    (
+        _m("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, ctx=4096),
+        _m("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, ctx=4096),
+        _m("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, ctx=4096),
+        _m("llama-3.1-8b", 32, 4096, 32, 8, 14336, 128256, ctx=131072),
+        _m("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, ctx=131072),
+        _m("mistral-7b-v0.1", 32, 4096, 32, 8, 14336, 32000, ctx=32768),
+        _m(
+            "mixtral-8x7b",
+            32,
+            4096,
+            32,
+            8,
+            14336,
+            32000,
+            num_local_experts=8,
+            num_experts_per_tok=2,
+            ctx=32768,
+        ),
+        _m("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, ctx=131072),
+        _m("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064, ctx=131072),
+        _m("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064, ctx=131072),
+        _m("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, ctx=131072),
+        _m(
+            "opt-13b", 40, 5120, 40, 40, 20480, 50272, tie_word_embeddings=True, gated_mlp=False, ctx=2048
+        ),
+        _m(
+            "opt-66b", 64, 9216, 72, 72, 36864, 50272, tie_word_embeddings=True, gated_mlp=False, ctx=2048
+        ),
+        _m(
+            "opt-175b",
+            96,
+            12288,
+            96,
+            96,
+            49152,
+            50272,
+            tie_word_embeddings=True,
+            gated_mlp=False,
+            ctx=2048,
+        ),
+    ),
+    "model",
 )
 
 _REQUIRED = (

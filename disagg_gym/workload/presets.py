@@ -17,9 +17,10 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import numpy as np
+
+from disagg_gym.registry import by_name
 
 #: Standard-normal scores of the 90th and 99th percentiles.
 Z_P90 = 1.2815515655446004
@@ -537,7 +538,7 @@ _PRESETS += (
 )
 
 #: Length presets by name (read-only).
-LENGTH_PRESETS: Mapping[str, LengthPreset] = MappingProxyType({p.name: p for p in _PRESETS})
+LENGTH_PRESETS: Mapping[str, LengthPreset] = by_name(_PRESETS, "length preset")
 
 
 def preset_names() -> list[str]:

@@ -128,4 +128,6 @@ def test_committed_bounds_csv_agrees_with_the_headline() -> None:
         config, metric, shown = name_of[cells[0].strip("`")], cells[2], float(cells[5].replace(",", ""))
         assert bounds[(config, metric)] == pytest.approx(shown, rel=5e-3), (config, metric)
         checked += 1
-    assert checked == len(name_of)
+    assert checked == len(name_of), (
+        f"LEADERBOARD.md has a test-split headline row for {checked} of the {len(name_of)} standard configs: a new "
+        "standard config needs its leaderboard rows and bounds (disagg-gym benchmark, disagg-gym bounds)")

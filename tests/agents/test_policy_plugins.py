@@ -7,6 +7,7 @@ and the rows ``validate`` replays exactly; every bad input is one line.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -149,3 +150,35 @@ def test_a_row_of_a_policy_not_imported_names_it_not_its_params() -> None:
         _bind(cell, {})
     assert str(exc.value).startswith("disagg/SmallRoute-v3 no_such_policy: unknown heuristic 'no_such_policy'")
     assert "bad params" not in str(exc.value)
+
+
+ROUTER_SOURCE = """
+from disagg_gym.cluster.policies import ROUTERS, JoinShortestQueueRouter
+
+
+@ROUTERS.register("{name}")
+class MyRouter(JoinShortestQueueRouter):
+    '''JSQ under another name.'''
+"""
+
+
+def test_a_router_of_ones_own_simulates_composes_and_becomes_an_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # agents were derived from the routers once, before --import ran: "unknown heuristic"; and
+    # simulate had no --import. Oracle: the router is JSQ renamed, so it simulates exactly as jsq.
+    tag = uuid.uuid4().hex[:8]
+    module, name = f"my_router_{tag}", f"my_jsq_{tag}"
+    (tmp_path / f"{module}.py").write_text(ROUTER_SOURCE.format(name=name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runs = {}
+    for policy, extra in ((name, ["--import", module]), ("jsq", [])):
+        rc, out, err = _run(capsys, "simulate", *extra, "--policy", policy, "--horizon", "5", "--json")
+        assert rc == 0, err
+        runs[policy] = {k: v for k, v in json.loads(out).items() if k not in ("policy", "wall_s")}
+    assert runs[name] == runs["jsq"]
+    rc, _, err = _run(capsys, "simulate", "--import", module, "--policy", f"{name}+ttft_guard", "--horizon", "5")
+    assert rc == 0, err
+    rc, _, err = _run(capsys, "evaluate", "--import", module, "--env", "small-route", "--policy", name,
+                      "--episodes", "1", "--overrides", "horizon_s=5", "--out", str(tmp_path / "e.csv"))
+    assert rc == 0, err

@@ -23,7 +23,7 @@ def test_id_table_matches_the_shipped_yaml_files() -> None:
         data = yaml.safe_load(files[name].read_text())
         assert int(data.get("version", 0)) == version, f"{name}.yaml says version {data.get('version')}"
         variants = tuple(data.get("variants") or ())
-        assert STANDARD_VARIANTS.get(name, ()) == variants, f"{name}.yaml has variants {variants}"
+        assert STANDARD_VARIANTS.get(name, ()) == variants, f"{name}.yaml has variants {variants}: list them in STANDARD_VARIANTS (disagg_gym/env/registration.py)"
 
 
 def test_import_parses_no_yaml_and_registers_every_id() -> None:
