@@ -15,6 +15,7 @@ import argparse
 import itertools
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -439,6 +440,9 @@ def cmd_tune_baselines(args: argparse.Namespace) -> int:
     read_tuned(args.out)  # a malformed --out fails now, not after the search (whose results it would lose)
     for p in args.policy:
         POLICIES.get(p)  # names a bad policy before any run
+        if policy_grid(resolve_config(args.config[0]), p) == [{}]:  # nothing to search: say so, not silently
+            print(f"disagg-gym: warning: {p} has no parameter grid (ADMISSION_GRIDS, ROUTER_GRIDS or policy_grid in "
+                  "disagg_gym_agents/tuning.py): its defaults are scored and recorded", file=sys.stderr)
     if args.refine and (args.split_step == 1 or "static_split" not in args.policy):
         raise UserError(f"--refine refines static_split's coarse grid: it needs --policy static_split and "
                         f"--split-step > 1 (got --split-step {args.split_step}, "
@@ -454,7 +458,9 @@ def cmd_tune_baselines(args: argparse.Namespace) -> int:
             if over:
                 res["overrides"] = over
             results.setdefault(name, {})[pol] = res
-            print(f"{name:<22s} {pol:<24s} best {res['params']} ({args.metric} {res['score']:.6g} on seeds {seeds})")
+            where = (f"{len(seeds)} seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1))
+                     and len(seeds) > 3 else f"seeds {seeds}")
+            print(f"{name:<22s} {pol:<24s} best {res['params']} ({args.metric} {res['score']:.6g} on {where})")
     path = write_tuned(results, args.out)
     print(f"wrote {path}")
     return 0

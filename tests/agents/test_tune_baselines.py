@@ -279,3 +279,16 @@ def test_more_seeds_than_the_validation_range_is_one_line(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert err.strip() == "disagg-gym: error: --seeds must be at most 980000, the validation seeds 20000..999999 (got 1000000000)"
+
+
+def test_cli_says_when_a_policy_has_nothing_to_tune(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a new admission controller or allocator without a grid was "tuned" silently at its defaults
+    out = tmp_path / "tuned.yaml"
+    argv = ["tune-baselines", "--config", "small-route", "--policy", "jsq", "--seeds", "1", "--set", "horizon_s=2",
+            "--out", str(out)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("disagg-gym: warning: jsq has no parameter grid")
+    assert "on seeds [20000]" in captured.out
+    assert main([a if a != "1" else "5" for a in argv]) == 0
+    assert "on 5 seeds 20000-20004" in capsys.readouterr().out
