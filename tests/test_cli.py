@@ -576,15 +576,19 @@ def test_predict_flags_of_another_phase_are_one_line(
     assert rc == 2 and out == "" and err.strip() == f"disagg-gym: error: {message}"
 
 
+# docs/calibration.md's plain-CSV example without its kv_transfer rows
+PLAIN_TABLE = ("phase,batch,length,ms,gpu,model,tp\nprefill,1,512,16.2,h100-sxm,llama-3.1-8b,1\n"
+               "prefill,4,512,58.1,h100-sxm,llama-3.1-8b,1\ndecode,8,1024,9.32,h100-sxm,llama-3.1-8b,1\n"
+               "decode,8,2048,9.71,h100-sxm,llama-3.1-8b,1\n")
+
+
 def test_predict_kv_transfer_from_a_table_without_transfer_rows_falls_back_to_the_tier(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # a table's --model is not an ignored flag: the table is for that model; without kv_transfer
     # rows the answer is the link tier's, as the GPU sees it
     table = tmp_path / "t.csv"
-    table.write_text("phase,batch,length,ms,gpu,model,tp\nprefill,1,512,16.2,h100-sxm,llama-3.1-8b,1\n"
-                     "prefill,4,512,58.1,h100-sxm,llama-3.1-8b,1\ndecode,8,1024,9.32,h100-sxm,llama-3.1-8b,1\n"
-                     "decode,8,2048,9.71,h100-sxm,llama-3.1-8b,1\n")
+    table.write_text(PLAIN_TABLE)
     tier = _predict_ms(capsys, "--link", "pcie", "--gpu", "h100-sxm")
     from_table = _predict_ms(capsys, "--link", "pcie", "--gpu", "h100-sxm", "--model", "llama-3.1-8b",
                              "--cost-model", f"table:{table}")
@@ -598,10 +602,7 @@ def test_predict_kv_transfer_answers_from_table_rows_unless_a_link_is_given(
     # rdma". Oracle: the rows (1 MiB at 0.036 ms, 16 MiB at 0.075 ms), linear in bytes between
     # them; with --link the tier answers, as the simulator's transfers do.
     table = tmp_path / "t.csv"
-    table.write_text("phase,batch,length,ms,gpu,model,tp\nprefill,1,512,16.2,h100-sxm,llama-3.1-8b,1\n"
-                     "prefill,4,512,58.1,h100-sxm,llama-3.1-8b,1\ndecode,8,1024,9.32,h100-sxm,llama-3.1-8b,1\n"
-                     "decode,8,2048,9.71,h100-sxm,llama-3.1-8b,1\n"
-                     "kv_transfer,,1048576,0.036,h100-sxm,llama-3.1-8b,1\n"
+    table.write_text(PLAIN_TABLE + "kv_transfer,,1048576,0.036,h100-sxm,llama-3.1-8b,1\n"
                      "kv_transfer,,16777216,0.075,h100-sxm,llama-3.1-8b,1\n")
     rc, out, err = run(capsys, "predict", "--phase", "kv_transfer", "--bytes", "2097152", "--json", "--gpu",
                        "h100-sxm", "--model", "llama-3.1-8b", "--cost-model", f"table:{table}")
