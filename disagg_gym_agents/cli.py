@@ -58,6 +58,9 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
     if getattr(args, "backend", "sb3") == "rllib":
         if isinstance(args, argparse.Namespace):
             args.env = check_env_id(args.env)
+            # train's --checkpoint-freq counts timesteps (its help); RLlib checkpoints every N
+            # iterations of train_batch_size steps (10,000 iterations meant: only the last one)
+            args.checkpoint_freq = max(1, args.checkpoint_freq // args.train_batch_size)
 
         return cmd_train_rllib(args)
     require("rl", "torch", "stable_baselines3", "sb3_contrib")

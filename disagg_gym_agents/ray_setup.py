@@ -55,11 +55,14 @@ def init_ray(
         path = [str(ROOT), os.environ.get("PYTHONPATH", "")]
         env_vars.setdefault("PYTHONPATH", os.pathsep.join(p for p in path if p))
         env["env_vars"] = env_vars
-    ray.init(
-        address=address,
-        num_cpus=num_cpus if address is None else None,
-        runtime_env=env or None,
-        include_dashboard=False,
-        logging_level="WARNING",
-    )
+    try:
+        ray.init(
+            address=address,
+            num_cpus=num_cpus if address is None else None,
+            runtime_env=env or None,
+            include_dashboard=False,
+            logging_level="WARNING",
+        )
+    except ValueError as exc:  # e.g. "Invalid address format: bogus" (was a traceback)
+        raise UserError(f"--address {address!r}: {exc} (expected auto, HOST:PORT or ray://HOST:PORT)") from None
     return True

@@ -40,7 +40,7 @@ from disagg_gym.errors import UserError
 from disagg_gym.wrappers.workload_seeds import TrainingWorkloadSeeds
 from disagg_gym.io import atomic_write_json, check_output_dir, exclusive_lock
 from disagg_gym_agents.args import add_dataclass_args, arg_meta, dataclass_from_namespace
-from disagg_gym_agents.base import check_env_id, parse_overrides
+from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
 from disagg_gym_agents.evaluation import KPI_LOG_KEYS
 from disagg_gym_agents.base import package_versions as base_package_versions
 from disagg_gym_agents.ray_setup import import_ray, init_ray
@@ -257,7 +257,7 @@ class RLlibPolicy:
         p = Path(checkpoint) / "learner_group" / "learner" / "rl_module" / "default_policy"
         if not p.is_dir():
             raise UserError(f"no RLlib module checkpoint at {str(p)!r}")
-        return cls(RLModule.from_checkpoint(str(p)), env, seed)
+        return cls(RLModule.from_checkpoint(str(p.resolve())), env, seed)  # pyarrow needs an absolute path
 
     def predict(
         self,
@@ -377,6 +377,9 @@ def train_rllib(args: RLlibTrainArgs) -> Path:
 
     _validate(args)
     overrides = parse_overrides(args.overrides)
+    # the env as the runners will build it: a bad override is one line here, before Ray starts
+    # and before config.json marks the folder as a run (with remote runners it was a traceback)
+    make_env(args.env, overrides).close()
     out = Path(args.out) if args.out else default_out(args)
     check_output_dir(out, "--out")  # before Ray starts
     # One process per run folder (as the SB3 backend): a second train into it stops at once.

@@ -167,17 +167,22 @@ def trial(config: dict[str, Any]) -> None:
 
 def main(ns: argparse.Namespace) -> int:
     """Runs the sweep and writes OUT/trials.csv and OUT/best.json."""
-    from ray import tune
-
-    from disagg_gym_agents.base import check_env_id, parse_overrides
+    from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
     from disagg_gym_agents.evaluation import rows_to_csv
-    from disagg_gym_agents.ray_setup import init_ray
+    from disagg_gym_agents.ray_setup import import_ray, init_ray
+    from disagg_gym.errors import UserError
     from disagg_gym.io import atomic_write_json, atomic_write_text
+
+    import_ray()  # without the [ray] extra: one line naming it, not a ModuleNotFoundError
+    from ray import tune
 
     args: Args = dataclass_from_namespace(Args, ns)
     args.env = check_env_id(args.env)  # a config name names its current env id
-    parse_overrides(args.overrides)  # fail early on a bad override
-    space = parse_space(args.space)
+    make_env(args.env, parse_overrides(args.overrides)).close()  # a bad override fails here, not in every trial
+    try:
+        space = parse_space(args.space)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     out = Path(args.out).resolve()
     grid = [dict(zip(space, vals)) for vals in itertools.product(*space.values())]
     print(f"{args.backend}: {len(grid)} grid point(s) x {args.seeds} seed(s) on {args.env}, "

@@ -32,11 +32,12 @@ from disagg_gym_agents.ray_setup import import_ray, init_ray
 Rows = list[dict[str, Any]]
 
 
-def _run_cell_task(cell: Cell, eval_seeds: list[int], overrides: dict[str, Any]) -> Rows:
+def _run_cell_task(cell: Cell, eval_seeds: list[int], overrides: dict[str, Any],
+                   all_seeds: list[int] | None = None) -> Rows:
     import torch
 
     torch.set_num_threads(1)  # identical float reductions in benchmark and validate
-    return run_cell(cell, eval_seeds, overrides)
+    return run_cell(cell, eval_seeds, overrides, all_seeds=all_seeds)
 
 
 def _run_jobs(
@@ -48,6 +49,7 @@ def _run_jobs(
     progress: bool,
     runtime_env: dict[str, Any] | None = None,
     on_done: Callable[[int, Rows], None] | None = None,
+    all_seeds: Sequence[int] | None = None,
 ) -> list[Rows]:
     """Runs ``(cell, seeds)`` jobs as Ray tasks; ``on_done(i, rows)`` is called in job order.
 
@@ -63,7 +65,8 @@ def _run_jobs(
     bar = progress_bar(sum(len(s) for _, s in jobs), "benchmark (ray)", progress)
     try:
         ov_ref = ray.put(ov)
-        refs = [task.remote(c, [int(s) for s in seeds], ov_ref) for c, seeds in jobs]
+        every = [int(s) for s in all_seeds] if all_seeds is not None else None  # episode numbers of resumed cells
+        refs = [task.remote(c, [int(s) for s in seeds], ov_ref, every) for c, seeds in jobs]
         index = {ref: i for i, ref in enumerate(refs)}
         pending = list(refs)
         try:
@@ -177,6 +180,7 @@ def benchmark_ray(
             progress=progress,
             runtime_env=runtime_env,
             on_done=lambda i, rows: writer.append(rows),
+            all_seeds=seeds,
         )
     return benchmark(
         out, configs, agents, episodes, ov, markdown=markdown, plots=plots, progress=False,

@@ -121,13 +121,17 @@ def _bind(cell: Cell, overrides: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def run_cell(
-    cell: Cell, eval_seeds: Sequence[int], overrides: dict[str, Any] | None = None
+    cell: Cell, eval_seeds: Sequence[int], overrides: dict[str, Any] | None = None,
+    all_seeds: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs one cell on ``eval_seeds``; one row per episode (metadata columns, then KPIs).
 
     ``overrides`` are the caller's (recorded in the ``overrides`` column); the cell's split adds
-    its own (``split_overrides``), identified by the ``split`` column.
+    its own (``split_overrides``), identified by the ``split`` column. ``all_seeds``: the cell's
+    whole seed list when ``eval_seeds`` are only its missing ones (a resumed cell): a row's
+    ``episode`` is its seed's position there (default: in ``eval_seeds``).
     """
+    position = {int(s): k for k, s in enumerate(all_seeds if all_seeds is not None else eval_seeds)}
     ov = dict(overrides or {})
     env, policy = _bind(cell, ov)
     metric = env.unwrapped.scenario.primary_metric
@@ -135,7 +139,7 @@ def run_cell(
     versions = _versions()
     rows = []
     try:
-        for k, seed in enumerate(eval_seeds):
+        for seed in eval_seeds:
             kpis = run_episode(policy, env, int(seed), deterministic=True)
             kpis.pop("workload_seed", None)
             row: dict[str, Any] = {
@@ -147,7 +151,7 @@ def run_cell(
                 "split": cell.split,
                 "train_seed": cell.train_seed,
                 "eval_seed": int(seed),
-                "episode": k,
+                "episode": position[int(seed)],
                 "primary_metric": metric,
                 "score": score_of(metric, kpis.get(metric)),
                 "policy": cell.policy,
@@ -440,7 +444,7 @@ def benchmark(
             continue
         bar.set_postfix_str(f"{env_name(c.config)} {c.agent}{ts}")
         t0 = time.perf_counter()
-        rows = run_cell(c, left, ov)
+        rows = run_cell(c, left, ov, all_seeds=seeds)
         writer.append(rows)
         bar.update(len(missing))
         bar.write(f"{c.config} {c.agent}{ts}: {len(rows)} ep in {time.perf_counter() - t0:.1f} s")

@@ -66,9 +66,9 @@ def test_resume_skips_finished_cells(
     ran: list[tuple[str, list[int]]] = []
     real = lb.run_cell
 
-    def spy(cell: lb.Cell, seeds: list[int], overrides: dict) -> list[dict]:
+    def spy(cell: lb.Cell, seeds: list[int], overrides: dict, **kw: object) -> list[dict]:
         ran.append((cell.agent, list(seeds)))
-        return real(cell, seeds, overrides)
+        return real(cell, seeds, overrides, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(lb.runner, "run_cell", spy)  # what benchmark() calls
     lb.benchmark(tmp_path, [ENV], ["jsq", "round_robin", "p2c"], episodes=2, overrides=SHORT,
@@ -81,6 +81,17 @@ def test_resume_skips_finished_cells(
                  plots=False, progress=False, splits=["test"])
     assert ran == []  # everything done: nothing re-run
     assert len(_rows(copy)) == 6
+
+
+def test_a_resumed_cell_numbers_its_episodes_by_seed(tmp_path: Path) -> None:
+    # growing a run from 1 to 2 episodes wrote seed 10001's row as episode 0 (as a fresh
+    # 2-episode run would not): the episode is the seed's position in the cell's seed list
+    for n in (1, 2):
+        lb.benchmark(tmp_path, [ENV], ["jsq"], episodes=n, overrides=SHORT, plots=False, progress=False,
+                     splits=["test"])
+    rows = _rows(tmp_path / "results.csv")
+    assert [(int(r["eval_seed"]), int(r["episode"])) for r in rows] == [
+        (lb.EVAL_SEED_OFFSET, 0), (lb.EVAL_SEED_OFFSET + 1, 1)]
 
 
 def test_cells_only_runs_cells_and_writes_no_report(tmp_path: Path) -> None:
