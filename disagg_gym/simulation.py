@@ -32,7 +32,11 @@ def make_router(
 
     base, adm = split_name(name)
     cls = ROUTERS.get(base)
-    rt = cls(streams.get("router")) if cls.uses_rng else cls()
+    try:
+        rt = cls(streams.get("router")) if cls.uses_rng else cls()
+    except TypeError as exc:  # a router of the user's own with another constructor (was a traceback)
+        raise UserError(f"router {base!r}: {exc}; a router is built as cls(rng) when uses_rng = True, "
+                        "else cls()") from None
     if adm is None:
         return rt
     return AdmittedRouter(rt, make_admission(adm, (admission or {}).get(adm)), name=name)

@@ -198,7 +198,9 @@ def run_script(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Entry point of ``scripts/*.py``: parses options, runs ``cmd``, reports user errors."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    # the description is a module docstring: keep its example lines as written
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(parser, cls)
     ns = parser.parse_args(argv)
     try:

@@ -178,7 +178,7 @@ def test_a_registry_entry_needs_a_name_and_a_catalog_name_is_defined_once() -> N
         by_name([Item("a"), Item("a")], "length preset")
 
 
-def test_an_allocator_parameter_without_a_config_key_is_one_line() -> None:
+def test_an_allocator_parameter_without_a_config_key_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     # it was an AttributeError traceback when the simulation started
     from dataclasses import dataclass
 
@@ -187,14 +187,31 @@ def test_an_allocator_parameter_without_a_config_key_is_one_line() -> None:
     from disagg_gym.scenario import load_scenario
     from disagg_gym.simulation import make_allocator
 
+    @dataclass
+    class _A:
+        my_step: int = 1
+
     name = "test_alloc_with_a_new_param"
-    if name not in ALLOCATORS:
-
-        @ALLOCATORS.register(name)
-        @dataclass
-        class _A:
-            my_step: int = 1
-
+    monkeypatch.setitem(ALLOCATORS._items, name, _A)  # registered for this test only
     scen = load_scenario("small-route", {"allocator.name": name})
     with pytest.raises(UserError, match=rf"allocator '{name}' takes 'my_step', which the allocator config has no key"):
         make_allocator(scen.allocator)
+
+
+def test_a_router_whose_constructor_does_not_fit_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uses_rng = True without an rng parameter: "TypeError: MyBadRouter() takes no arguments"
+    from disagg_gym.cluster.policies import ROUTERS, JoinShortestQueueRouter
+    from disagg_gym.errors import UserError
+    from disagg_gym.rng import RngStreams
+    from disagg_gym.simulation import make_router
+
+    class _Bad(JoinShortestQueueRouter):
+        uses_rng = True
+
+        def __init__(self) -> None:
+            pass
+
+    name = "test_router_with_a_bad_constructor"
+    monkeypatch.setitem(ROUTERS._items, name, _Bad)  # registered for this test only
+    with pytest.raises(UserError, match=rf"router '{name}': .*; a router is built as cls\(rng\) when uses_rng = True"):
+        make_router(name, RngStreams(0))
