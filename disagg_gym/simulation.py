@@ -14,6 +14,7 @@ from disagg_gym.metrics.summary import summarize
 from disagg_gym.rng import RngStreams
 from disagg_gym.scenario import AllocatorConfig, ScenarioConfig
 from disagg_gym.sim.engine import Engine
+from disagg_gym.workload import ArrivalSource, WorkloadConfig
 
 if TYPE_CHECKING:
     from disagg_gym.metrics.chrome_trace import TimelineObserver
@@ -60,6 +61,23 @@ def make_allocator(cfg: AllocatorConfig) -> Any | None:
     return cls(**{p: getattr(cfg, p) for p in params})
 
 
+def workload_source(
+    workload: WorkloadConfig,
+    streams: RngStreams,
+    horizon_s: float,
+    max_requests: int | None,
+    window: tuple[float, float | None] | None = None,
+) -> ArrivalSource:
+    """The arrival source of ``workload`` (one ``window`` of it, if given) up to ``horizon_s``.
+
+    The one place a run's arrivals are built: a ``Simulation`` and anything that must count the
+    same arrivals ahead of it (the env's warm-up cap) call this with the same arguments.
+    """
+    if window is not None:
+        workload = replace(workload, window_start_s=window[0], window_end_s=window[1])
+    return workload.build(streams, horizon_s=horizon_s, max_requests=max_requests)
+
+
 class Simulation:
     """A ready-to-run simulation of one scenario.
 
@@ -100,10 +118,9 @@ class Simulation:
         self.seed = scenario.seed if seed is None else seed
         self.streams = RngStreams(self.seed)
         self.engine = Engine()
-        wl = scenario.workload
-        if workload_window is not None:
-            wl = replace(wl, window_start_s=workload_window[0], window_end_s=workload_window[1])
-        self.source = wl.build(self.streams, horizon_s=scenario.horizon_s, max_requests=scenario.max_requests)
+        self.source = workload_source(
+            scenario.workload, self.streams, scenario.horizon_s, scenario.max_requests, workload_window
+        )
         self.recorder = Recorder(keep_records=keep_records, keep_requests=keep_requests)
         if external:
             rt = None

@@ -96,6 +96,14 @@ def reward_term(
     """Registers the decorated ``fn(outcome) -> float`` as the reward term ``name``."""
 
     def deco(fn: Callable[[StepOutcome], float]) -> Callable[[StepOutcome], float]:
+        if weight_of is None and "RewardWeights" in globals():
+            # The config section (one field per term) was generated when this module was
+            # imported; a term added later has no field to read its weight from.
+            raise ValueError(
+                f"reward term {name!r}: registered after disagg_gym.env.rewards was imported, so "
+                f"env.reward has no key for its weight; define it in disagg_gym/env/rewards.py, or "
+                f"pass weight_of=lambda cfg: <weight>"
+            )
         REWARD_TERMS_REGISTRY.register(name)(RewardTerm(name, fn, default_weight, help, ge, credited, weight_of))
         _ORDER.append(name)
         return fn

@@ -28,7 +28,7 @@ from disagg_gym.errors import UserError
 from disagg_gym.generator import LayoutError, ScenarioGenerator
 from disagg_gym.rng import RngStreams
 from disagg_gym.scenario import ScenarioConfig
-from disagg_gym.simulation import Simulation, make_router
+from disagg_gym.simulation import Simulation, make_router, workload_source
 from disagg_gym.types import Role
 
 PRIO_HORIZON = 50
@@ -921,12 +921,9 @@ def _arrivals_before(scen: ScenarioConfig, seed: int, t: float, window: Any) -> 
     """Requests of the episode's workload arriving up to ``t`` (the workload is exogenous: a
     ``Simulation(scen, seed)`` replays the same arrivals whatever the policy does).
     """
-    wl = scen.workload
-    if window is not None:
-        wl = replace(wl, window_start_s=window[0], window_end_s=window[1])
     # arrivals at exactly t are routed by the warm-up (they fire before its end event), so
     # they count: the source keeps arrivals before its horizon, the next float after t
-    src = wl.build(RngStreams(seed), horizon_s=float(np.nextafter(t, math.inf)), max_requests=None)
+    src = workload_source(scen.workload, RngStreams(seed), float(np.nextafter(t, math.inf)), None, window)
     n = 0
     while (ch := src.next_chunk()) is not None and len(ch.arrival_s):
         n += len(ch.arrival_s)

@@ -8,6 +8,7 @@ import pickle
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 import disagg_gym  # noqa: F401
 from disagg_gym.env import rewards
@@ -58,3 +59,12 @@ def test_registered_terms_pickle_by_name() -> None:
     # terms from the first reset on, so a running env must pickle them by name.
     for term in rewards.terms():
         assert pickle.loads(pickle.dumps(term)) is term
+
+
+def test_a_term_registered_after_import_without_weight_of_is_one_clear_error() -> None:
+    # env.reward's fields were generated at import: a later term has no key for its weight,
+    # which used to surface as an AttributeError at the first step.
+    before = rewards.term_names()
+    with pytest.raises(ValueError, match=r"reward term 'late_term': registered after .* weight_of"):
+        rewards.reward_term("late_term", 1.0, "a user's term")(lambda o: 0.0)
+    assert rewards.term_names() == before and "late_term" not in rewards.REWARD_TERMS_REGISTRY
