@@ -32,6 +32,9 @@ def test_iqm_by_hand() -> None:
     assert iqm([1, 2, 3, 4, 100, -100, 5, 6]) == pytest.approx(3.5)  # 8 values: drop 2 each end, mean of 2..5
     assert iqm([[7.0]]) == 7.0
     assert iqm([1, 2, 3, 10, 20]) == pytest.approx(5.0)  # 5 values: drop 1 each end, mean of 2, 3, 10
+    # n*0.25 not an integer: cut the floor (scipy.stats.trim_mean, rliable), never round up
+    assert iqm([1, 2, 30]) == pytest.approx(11.0)  # 3 values: 0.75 -> drop none
+    assert iqm([70, 1, 2, 3, 4, 5, 6]) == pytest.approx(4.0)  # 7 values: 1.75 -> drop 1 each end
 
 
 def _binom_quantile(n: int, q: float) -> int:
