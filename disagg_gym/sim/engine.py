@@ -80,6 +80,8 @@ class Engine:
         ``schedule(time_s, ev.fn, ev.arg, ev.priority)``. Returns the event now scheduled (``ev``
         itself, or a new one when ``time_s`` is before its heap entry).
         """
+        if not time_s >= self.now:  # also catches NaN (as schedule does)
+            raise ValueError(f"cannot postpone to t={time_s!r} before now={self.now!r}")
         if time_s < ev.heap_s or ev.cancelled:
             ev.cancelled = True
             return self.schedule(time_s, ev.fn, ev.arg, ev.priority)

@@ -146,6 +146,10 @@ def test_preempt_evicts_younger_requests_and_recomputes() -> None:
     for v in victims:
         assert v.arrival_s > by_id[0].arrival_s
         assert v.completion_s > by_id[0].decode_start_s
+    # youngest first: the victims are the k latest arrivals, not any k younger ones
+    k = len(victims)
+    assert 0 < k < n - 1
+    assert sorted(v.rid for v in victims) == list(range(n - k, n))
 
 
 def test_preempt_policy_keeps_invariants_under_pressure() -> None:

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from disagg_gym.cluster.instance import Instance
 from disagg_gym.cluster.policies import _least_pressure, _least_queued, decode_pressure
 
 
@@ -18,9 +19,10 @@ def _inst(rng: random.Random, idx: int) -> SimpleNamespace:
                         swapped=[0] * rng.randint(0, 1), swapping=rng.randint(0, 1), max_batch=rng.choice([4, 8, 16]),
                         pq=SimpleNamespace(tokens=rng.choice([0, 100, 200, 300])), prefill_busy=rng.random() < 0.5,
                         token_budget=rng.choice([100, 200]))
-    # the read-only views decode_pressure uses (Instance properties)
-    i.decode_load = b.B + len(b.joiners) + i.incoming + len(i.dq) + len(i.swapped) + i.swapping
-    i.kv_used, i.kv_cap = kv.used, kv.capacity
+    # the read-only views decode_pressure uses, computed by Instance's own properties (so the
+    # routers' inlined loops are checked against the real views, not a copy of them)
+    i.decode_load = Instance.decode_load.fget(i)
+    i.kv_used, i.kv_cap = Instance.kv_used.fget(i), Instance.kv_cap.fget(i)
     return i
 
 

@@ -73,6 +73,19 @@ def test_schedule_in_past_or_nan_is_an_error(bad: float) -> None:
         eng.schedule(bad, lambda _: None)
 
 
+@pytest.mark.parametrize("bad", [0.5, float("nan")])
+def test_postpone_into_the_past_or_to_nan_is_an_error(bad: float) -> None:
+    # (a NaN used to take the "later" branch and set the clock to NaN when the event fired)
+    eng = Engine()
+    ev = eng.schedule(5.0, lambda _: None)
+    eng.schedule(1.0, lambda _: None)
+    eng.step()
+    with pytest.raises(ValueError, match="cannot postpone"):
+        eng.postpone(ev, bad)
+    eng.run_until()
+    assert eng.now == 5.0
+
+
 def test_postpone_takes_a_fresh_place_in_the_fifo_order() -> None:
     # Hand-computed: A (t=1) postponed to t=2 fires after B and C, which were scheduled at t=2
     # before the postpone (cancel + schedule would give it the same, last, place).
