@@ -1327,6 +1327,12 @@ class Cluster:
         if not self.drained():
             self.engine.schedule(self.engine.now + self.allocator.interval_s, self._alloc_tick, None, P_CONTROL)
 
+    def take_control_due(self) -> bool:
+        """Whether an external control tick fell due since the last call (and clears it)."""
+        due = self.control_due
+        self.control_due = False
+        return due
+
     def _control_tick(self, _: Any) -> None:
         self.control_due = True
         if self.control_interval_s and not self.drained():

@@ -95,6 +95,7 @@ class Instance:
         "kv", "pq", "batch", "prefill_busy", "prefill_batch", "prefill_start_s", "prefill_end_s",
         "want_prefill", "paused", "dq", "incoming", "owed", "swapped", "swapping", "swap_out_tokens", "sending",
         "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens", "served", "_coeffs", "_table",
+        "_s_per_token",
     )
 
     def __init__(
@@ -120,6 +121,7 @@ class Instance:
         self.switch_ev: Event | None = None
         self.drain_start_s = 0.0
         self._coeffs: dict[int, tuple[float, float]] = {}
+        self._s_per_token = 0.0  # s_per_prefill_token's cache (0: not computed yet)
         self._table = bool(getattr(cost, "context_dependent", False))
         self.kv = KVPool(kv_cap_tokens, block_tokens)
         self.pq = PrefillQueue()
@@ -228,6 +230,17 @@ class Instance:
         if c is None:
             c = self.cost.decode_coeffs(batch)
             self._coeffs[batch] = c
+        return c
+
+    def s_per_prefill_token(self) -> float:
+        """Prefill seconds per token of a full token-budget batch (at most 4,096 tokens) of
+        new prompt tokens, from the cost model (cached): how routers and observations price
+        queued prompt tokens.
+        """
+        c = self._s_per_token
+        if not c:
+            n = max(1, min(self.token_budget, 4096))
+            c = self._s_per_token = self.cost.prefill_s([n]) / n
         return c
 
     def __repr__(self) -> str:

@@ -38,18 +38,8 @@ def prefill_wait_s(inst: Instance, now: float) -> float:
     """
     rem = max(0.0, inst.prefill_end_s - now) if inst.prefill_busy else 0.0
     if inst.pq_tokens:
-        rem += inst.pq_tokens * _s_per_prefill_token(inst)
+        rem += inst.pq_tokens * inst.s_per_prefill_token()
     return rem
-
-
-def _s_per_prefill_token(inst: Instance) -> float:
-    key = -1  # cached in the per-instance coefficient dict under a reserved key
-    c = inst._coeffs.get(key)
-    if c is None:
-        n = max(1, min(inst.token_budget, 4096))
-        c = (inst.cost.prefill_s([n]) / n, 0.0)
-        inst._coeffs[key] = c
-    return c[0]
 
 
 def decode_pressure(inst: Instance) -> float:
@@ -595,7 +585,7 @@ def queue_wait_s(inst: Instance, now: float) -> float:
         queued = inst.pq_tokens - sum(n for _, n, _ in inst.prefill_batch)
     else:
         rem, queued = 0.0, inst.pq_tokens
-    return rem + queued * _s_per_prefill_token(inst) if queued > 0 else rem
+    return rem + queued * inst.s_per_prefill_token() if queued > 0 else rem
 
 
 def predicted_ttft_s(cluster: Cluster, req: Request, p: int, d: int, include_transfer: bool = True) -> float:

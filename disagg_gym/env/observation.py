@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from disagg_gym.cluster.policies import _s_per_prefill_token
 from disagg_gym.types import Role
 
 if TYPE_CHECKING:
@@ -194,7 +193,7 @@ class ObservationBuilder:
                 qwait[i] = 0.0
             else:
                 ends[i] = inst.prefill_end_s if inst.prefill_busy else -np.inf
-                qwait[i] = inst.pq_tokens * _s_per_prefill_token(inst) if inst.pq_tokens else 0.0
+                qwait[i] = inst.pq_tokens * inst.s_per_prefill_token() if inst.pq_tokens else 0.0
         changed.clear()
         wait = np.maximum(ends - now, 0.0)
         wait += qwait
@@ -228,7 +227,7 @@ class ObservationBuilder:
                 if w < 0.0:
                     w = 0.0
                 if inst.pq_tokens:
-                    w += inst.pq_tokens * _s_per_prefill_token(inst)
+                    w += inst.pq_tokens * inst.s_per_prefill_token()
                 w *= inv_w
                 row[4] = w if w < 1.0 else 1.0
             vals += row

@@ -608,7 +608,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 cl.reject(req, "no_instance")
             else:
                 cl.dispatch(req, choice[0], choice[1])
-        cl.control_due = False
+        cl.take_control_due()  # a tick due now has nothing left to control
         self.sim.horizon_drained = True
 
     def _advance(self) -> str:
@@ -640,8 +640,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                     continue
                 if route_task:
                     return "route"
-            if cl.control_due:
-                cl.control_due = False
+            if cl.take_control_due():
                 if control_task and not self._horizon_hit:
                     return "control"
                 continue
