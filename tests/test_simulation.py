@@ -80,3 +80,19 @@ def test_one_hour_default_config_summary() -> None:
     assert s["requests_in_flight"] == 0
     assert s["requests_total"] == s["requests_completed"] + s["requests_rejected"]
     assert 0.0 < s["slo_attainment"] <= 1.0
+
+
+@pytest.mark.parametrize("policy", ["drain", "fail"])
+def test_a_light_load_that_drains_early_is_still_charged_the_horizon(policy: str) -> None:
+    # 0.05 req/s over 100 s: the last request finishes long before the horizon. Reserved GPUs
+    # are paid for the whole run whatever the horizon policy (drain used to stop the clock at
+    # the last completion, charging 76 s of 4 GPUs instead of 100 s, and dividing throughput
+    # by 76 s while slo_tokens_per_s divided by 100 s).
+    scen = load_scenario("small-route", {"workload.rate_per_s": 0.05, "horizon_policy": policy, "horizon_s": 100.0})
+    sim = Simulation(scen, seed=0, keep_records=False)
+    s = sim.run()
+    assert s["requests_completed"] >= 1 and sim.recorder.last_finish_s < 90.0
+    price_per_h = [5.435] * 4  # 4 reserved H100-SXM at the median price of ../shared/data/hardware.yaml
+    assert s["duration_s"] == 100.0
+    assert s["cost_usd"] == pytest.approx(sum(price_per_h) * 100.0 / 3600.0, rel=1e-9)
+    assert s["total_tokens_per_s"] == pytest.approx(s["slo_tokens_per_s"])  # every request met its SLOs

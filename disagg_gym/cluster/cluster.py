@@ -377,8 +377,9 @@ class Cluster:
     def valid_route(self, req: Request, p: int, d: int) -> str | None:
         """Why ``(p, d)`` cannot take ``req`` right now, or ``None`` if it can.
 
-        Only what is known at arrival is used: the prompt must fit (with the block of its
-        first output token) in both instances' KV memory. Output lengths are unknown.
+        Only what is known at arrival is used: the prompt must fit (with its first output token
+        and one block to grow into, :meth:`kv_tokens_to_serve`) in both instances' KV memory.
+        Output lengths are unknown.
         """
         n = self.n
         if not (0 <= p < n and 0 <= d < n):
@@ -391,10 +392,17 @@ class Cluster:
                 return "invalid_route"
         elif pi.role is not PREFILL_ROLE or di.role is not DECODE_ROLE:
             return "invalid_route"
-        need = self.blocks(req.prompt_tokens + 1)
+        need = self.kv_tokens_to_serve(req)
         if need > pi.kv.capacity or need > di.kv.capacity:
             return "too_large"
         return None
+
+    def kv_tokens_to_serve(self, req: Request) -> int:
+        """KV memory (tokens, whole blocks) an instance must have for ``req`` ever to run on it:
+        its prompt and first token, plus the block its decode grows into (the decode admission's
+        rule: a request needing more is ``too_large``). Known at arrival (output lengths are not).
+        """
+        return self.blocks(req.prompt_tokens + 1) + self.block
 
     def blocks(self, tokens: int) -> int:
         """Tokens rounded up to whole KV blocks."""
@@ -612,7 +620,7 @@ class Cluster:
             inst.decode_tokens += batch.B
             if self.timeline is not None:
                 self.timeline.on_span(inst.idx, "decode", start, now, {
-                    "rids": sorted(m[1] for m in batch.members), "tokens": batch.B})
+                    "rids": sorted(m[1] for m in batch.members), "tokens": batch.B, "iterations": 1})
             for req in batch.pop_done():
                 self._complete(req, inst)
         batch.next_n = 0
@@ -764,10 +772,16 @@ class Cluster:
             if self.config.layerwise_overlap and req.run_end_s == now and req.run_start_s is not None:
                 # Layer-wise streaming: layer l's KV leaves while layer l+1 computes, so the
                 # prefill's own duration hides transfer time, but the last layer is always paid.
-                # Only when the transfer starts the instant its own prefill ends.
+                # Only when the transfer starts the instant its own prefill ends. What streams
+                # meanwhile moves at the route's bottleneck: the per-transfer cap or the slowest
+                # port it crosses (a WAN link can be far below the tier's cap).
                 overlap_s = now - req.run_start_s
                 layers = self.model.num_hidden_layers
-                nbytes = max(nbytes / layers, nbytes - overlap_s * cap)
+                rate = cap
+                for port in ports:
+                    if port.bandwidth_Bps < rate:
+                        rate = port.bandwidth_Bps
+                nbytes = max(nbytes / layers, nbytes - overlap_s * rate)
             self.transfers.start(req, nbytes, ports, cap, lat, self._transfer_done)
 
     def _tighten_stop(self, d: Instance) -> None:
@@ -889,7 +903,7 @@ class Cluster:
         self.meter.book(d, busy, "decode")
         if self.timeline is not None and n:
             self.timeline.on_span(d.idx, "decode", start, start + busy, {
-                "rids": sorted(m[1] for m in batch.members), "tokens": batch.B * n})
+                "rids": sorted(m[1] for m in batch.members), "tokens": batch.B * n, "iterations": n})
 
     def _schedule_decode(self, d: Instance) -> None:
         """(Re)schedules ``d``'s next stop: the first completion, or the boundary before the
@@ -1055,7 +1069,9 @@ class Cluster:
     def _preempt_for(self, d: Instance, req: Request, need: int) -> bool:
         """Admission under ``on_kv_full: preempt``: evicts running requests younger than
         ``req`` (youngest first) until ``req``'s KV fits. Only younger requests are evicted, so
-        there is a strict priority order and no ping-pong.
+        there is a strict priority order and no ping-pong. Evictions happen at an iteration
+        boundary: called mid-iteration, it stops the batch at the end of the current iteration
+        and returns ``False``; the decode tick there retries.
 
         Returns:
             ``True`` if room was made (the caller admits ``req``), else ``False``.
@@ -1072,6 +1088,16 @@ class Cluster:
             victims.append(m)
             free += self.blocks(m[3] + batch.counter)
         if free < need or not victims:
+            return False
+        now = self.engine.now
+        if now > batch.epoch_s and batch.next_ev is not None:
+            # Mid-iteration: the victims run to its end. Stop the batch at that boundary; its
+            # decode tick retries the admission, which evicts them then.
+            n = batch.iterations_done(now - batch.epoch_s) + 1
+            if batch.next_n > n:
+                batch.next_ev.cancelled = True
+                batch.next_n = n
+                batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(n), self._decode_tick, d, P_DECODE)
             return False
         if not self._settle_to_boundary(d):
             return False  # a stop is due at this very boundary: retried then

@@ -25,7 +25,7 @@ from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, INSTANCE
 from disagg_gym.env.options import check_reset_options
 from disagg_gym.env.potential import load_potential
 from disagg_gym.errors import UserError
-from disagg_gym.generator import LayoutError, ScenarioGenerator
+from disagg_gym.generator import Dist, LayoutError, ScenarioGenerator, find_dists, substitute
 from disagg_gym.rng import RngStreams
 from disagg_gym.scenario import ScenarioConfig
 from disagg_gym.simulation import Simulation, make_router, workload_source
@@ -205,14 +205,14 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             self.generator = ScenarioGenerator(data, partial(_fixed, config), _layout_key, source)
             if base_config is not None:  # compare resolved configs (a ScenarioConfig has every key)
                 std_data, std_source = scenario_data(None, base_config)
-                if data != to_dict(_build(std_data, std_source)):
+                if _effective(data, source) != _effective(std_data, std_source):
                     self.custom_tag = config_tag(data)
         else:
             data, source = scenario_data(config, base_config, variant, overrides, flat)
             self.generator = ScenarioGenerator(data, partial(_build, source=source), _layout_key, source)
             if base_config is not None:  # a standard id: a different config gets its own spec.id
-                standard, _ = scenario_data(None, base_config, variant)
-                if data != standard:
+                standard, std_source = scenario_data(None, base_config, variant)
+                if data != standard and _effective(data, source) != _effective(standard, std_source):
                     self.custom_tag = config_tag(data)
         self.scenario = self.generator.nominal
         self.cfg: EnvConfig = from_dict(EnvConfig, self.scenario.env, source=self.scenario.name, prefix="env")
@@ -349,6 +349,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._predicted = self.cfg.reward_mode == "predicted"
         self._predictor = ConductorRouter(reject=False)
         self._prepaid: dict[int, float] = {}  # decision index -> predicted credit paid in advance
+        self._taken_back = 0.0  # advances taken back at the episode's end (info["advance_taken_back"])
         self._advance_delta = 0.0
         self._terms = rewards.terms()
         self._weights = [t.weight(self.cfg) for t in self._terms]
@@ -434,6 +435,13 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 truncated = True
             info["episode_kpis"] = self.sim.summary()
             info["episode_kpis"]["invalid_actions"] = self._invalid_count
+            if self._predicted:
+                # the advances of requests still in flight, taken back in this step's reward
+                # (weighted and scaled as the reward is): a learner that bootstraps on
+                # truncation adds this back (docs/envs.md, "Truncation and predicted advances")
+                info["advance_taken_back"] = (
+                    self._taken_back * self.cfg.reward.predicted_credit * self.cfg.reward_scale
+                )
         obs = self._obs()
         return obs, float(reward), terminated, truncated, info
 
@@ -672,7 +680,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 md = [True] * n
             self._mask_tpl = (pools, mp_all, md, min((inst.kv_cap for inst in ps), default=0))
         _, mp_all, md, smallest = self._mask_tpl
-        need = cl.blocks(req.prompt_tokens)
+        need = cl.kv_tokens_to_serve(req)
         if need <= smallest:
             mp = mp_all
         else:
@@ -849,7 +857,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if not self._predicted:
             return 0.0
         if self._kind == "end":
-            self._advance_delta -= sum(self._prepaid.values())
+            self._taken_back = sum(self._prepaid.values())
+            self._advance_delta -= self._taken_back
             self._prepaid.clear()
         f, self._advance_delta = self._advance_delta, 0.0
         return f
@@ -968,6 +977,18 @@ def _build(data: Any, source: str) -> ScenarioConfig:
     scen = from_dict(ScenarioConfig, data, source=source)
     from_dict(EnvConfig, scen.env, source=source, prefix="env")
     return scen
+
+
+def _effective(data: Any, source: str) -> tuple[dict[str, Any], tuple[Dist, ...]]:
+    """What a scenario's plain data means, for comparing two of them: every key resolved with
+    its default (the ``env`` section too) and its distribution nodes. A key set to its default
+    value (``obs_mode="box"``, ``env.allow_reject: false``) changes nothing here.
+    """
+    dists = tuple(find_dists(data, source))
+    scen = _build(substitute(data, {d.key: d.nominal() for d in dists}), source)
+    resolved = to_dict(scen)
+    resolved["env"] = to_dict(from_dict(EnvConfig, scen.env, source=source, prefix="env"))
+    return resolved, dists
 
 
 def _layout_key(scen: ScenarioConfig) -> dict[str, Any]:

@@ -224,6 +224,28 @@ def test_layerwise_overlap_of_a_lone_request_and_none_when_delayed() -> None:
     assert b.transfer_end_s - b.transfer_start_s == pytest.approx(NVLINK.latency_s + nbytes / NV_BW, rel=1e-9)
 
 
+def test_overlap_streams_at_the_routes_bottleneck_not_the_tiers_cap() -> None:
+    # Prefill at site a, decode at site b over a 0.5 GB/s WAN (the Ethernet tier's own cap is
+    # 20x that). During an 8.192 ms prefill at most 0.5e9 * 8.192e-3 bytes can stream across;
+    # the rest crosses after it at 0.5 GB/s (it used to be credited at the tier's cap: a
+    # 4 GiB KV crossed a 0.5 GB/s link in 16 ms).
+    wan = 0.5e9
+    cost = LinearCost(prefill_fixed_s=0.0, prefill_per_token_s=2e-6, kv_bytes_per_token=2**20)
+    cfg = ClusterConfig(
+        groups=(InstanceGroupConfig(gpu="h100-sxm", count=1, role="prefill", site="a"),
+                InstanceGroupConfig(gpu="h100-sxm", count=1, role="decode", site="b")),
+        topology=TopologyConfig(inter_site_bandwidth_gbps=wan / 1e9), layerwise_overlap=True,
+    )
+    eth = link_for_gpu("ethernet", get_gpu("h100-sxm"))
+    assert eth.bandwidth_gbps * 1e9 > 10 * wan
+    cl, rec = run(cfg, ArraySource([0.0], [4096], [2]), cost, Fixed({0: (0, 1)}))
+    r = rec.requests[0]
+    nbytes, prefill = 4096 * 2**20, 4096 * 2e-6
+    assert r.transfer_start_s == pytest.approx(prefill)
+    want = eth.latency_s + (nbytes - prefill * wan) / wan
+    assert r.transfer_end_s - r.transfer_start_s == pytest.approx(want, rel=1e-9)
+
+
 def test_overlap_counts_a_prefill_starting_at_time_zero() -> None:
     cost = LinearCost(prefill_fixed_s=0.0, prefill_per_token_s=1e-5, kv_bytes_per_token=2**20)
     on = run(toy_cluster_config(layerwise_overlap=True), ArraySource([0.0], [8192], [2]), cost, Fixed({0: (0, 1)}))[1]

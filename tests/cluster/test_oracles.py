@@ -104,6 +104,19 @@ def test_too_large_requests_are_rejected_with_reason() -> None:
     assert rec.rejected_by_reason == {"too_large": 1} and rec.completed == 1
 
 
+def test_too_large_is_decided_at_arrival_by_the_decode_rule() -> None:
+    # 1,024 tokens of KV in 16-token blocks. Serving needs blocks(prompt + 1) plus one block to
+    # grow into: a 1,007-token prompt needs 1,008 + 16 = 1,024 (fits); a 1,008-token prompt
+    # needs 1,024 + 16 (never fits). The second used to pass the arrival check (blocks(prompt +
+    # 1) = 1,024), take its prefill, and only then be rejected by the decode admission.
+    cost = LinearCost(kv_capacity=1024)
+    _, rec = run_toy(ArraySource([0.0, 1.0], [1007, 1008], [3, 3]), cost)
+    by_id = {r.rid: r for r in rec.requests}
+    assert by_id[0].completion_s is not None and by_id[0].reject_reason is None
+    assert by_id[1].reject_reason == "too_large" and by_id[1].first_token_s is None
+    assert rec.prompt_tokens_done == 1007
+
+
 def test_colocated_prefill_pauses_decode() -> None:
     from disagg_gym.cluster.config import ClusterConfig, InstanceGroupConfig
 
@@ -160,3 +173,41 @@ def test_preempt_policy_keeps_invariants_under_pressure() -> None:
     src = ArraySource(t, rng.integers(50, 1500, n), rng.integers(2, 800, n))
     cl, rec = run_toy(src, cost, toy_cluster_config(n_prefill=2, n_decode=2, on_kv_full="preempt"))
     assert rec.completed + rec.rejected == n
+
+
+def test_preemption_for_an_older_request_happens_at_the_iteration_boundary() -> None:
+    # Request 1 (young) decodes in 10 ms iterations on the only decode instance; request 0
+    # (older, long prompt) finishes its prefill mid-iteration and needs request 1's memory. The
+    # eviction waits for the end of the running iteration: request 1's recompute prefill and
+    # request 0's transfer start exactly there, never while request 1 is still decoding.
+    from disagg_gym.metrics.chrome_trace import ChromeTrace
+
+    cost = LinearCost(kv_capacity=5328, prefill_per_token_s=1e-5, decode_a_s=0.01, decode_b_s=0.0)
+    cfg = toy_cluster_config(n_prefill=2, n_decode=1, on_kv_full="preempt")
+
+    class Split:
+        def route(self, cluster, req):  # noqa: ANN001, ANN201
+            return (0 if req.rid == 0 else 1), 2
+
+    eng = Engine()
+    rec = Recorder(keep_records=True, keep_requests=True)
+    tr = ChromeTrace()
+    cl = Cluster(cfg, eng, ArraySource([0.0, 0.001], [4000, 1500], [50, 200]), observer=rec, router=Split(),
+                 cost_factory=lambda g, tp: cost, timeline=tr)
+    cl.start()
+    eng.run_until(lambda: cl.drained())
+    check_sim_invariants(cl, rec)
+    by_id = {r.rid: r for r in rec.requests}
+    assert by_id[1].preemptions == 1 and by_id[0].preemptions == 0 and rec.completed == 2
+    ev = [e for e in tr.to_json()["traceEvents"] if e.get("ph") == "X"]
+    first_decode = min(e["ts"] for e in ev if e["name"] == "decode" and 1 in e["args"]["rids"])
+    redo = min(e["ts"] for e in ev if e["name"] == "prefill" and 1 in e["args"]["rids"] and e["ts"] > first_decode)
+    # request 1 decodes until the eviction: its decode spans before the redo end exactly there
+    before = [e for e in ev if e["name"] == "decode" and 1 in e["args"]["rids"] and e["ts"] < redo]
+    end = max(e["ts"] + e["dur"] for e in before)
+    assert redo == pytest.approx(end, abs=1e-6)
+    # the eviction is on a 10 ms iteration boundary of request 1's decode, after request 0's prefill
+    assert (end - first_decode) / 1e4 == pytest.approx(round((end - first_decode) / 1e4), abs=1e-6)
+    assert end / 1e6 >= by_id[0].first_token_s
+    (xfer0,) = [e for e in ev if e["name"] == "transfer" and e["args"]["rids"] == [0]]
+    assert xfer0["ts"] == pytest.approx(end, abs=1e-6)

@@ -75,6 +75,26 @@ def test_flat_key_equal_to_the_standard_value_keeps_the_standard_id() -> None:
     assert gym.make(ENV, horizon_s=60).spec.id != ENV
 
 
+@pytest.mark.parametrize("kw", [
+    {"obs_mode": "box"},  # the env section's default, which small-route's YAML does not spell out
+    {"overrides": {"env.invalid_action": "penalize"}},
+    {"overrides": {"env.reward_scale": 1.0, "env.reward.rejection": -1.0}},
+    {"config": {"cluster": {"preemption": "recompute"}}},
+])
+def test_a_key_set_to_its_default_keeps_the_standard_id(kw: dict) -> None:
+    # the same effective config always gets the same id (docs/envs.md), whether or not the
+    # standard YAML writes the key out
+    env = gym.make(ENV, **kw)
+    assert env.spec.id == ENV
+    assert env.unwrapped.cfg == gym.make(ENV).unwrapped.cfg
+
+
+def test_a_key_off_its_default_still_gets_a_custom_id() -> None:
+    assert gym.make(ENV, obs_mode="dict").spec.id.startswith("disagg/SmallRoute-custom-")
+    short = "disagg/SmallRoute-short-v3"
+    assert gym.make(short, warm_start_s=5.0).spec.id.startswith("disagg/SmallRoute-short-custom-")
+
+
 def test_custom_env_id_format() -> None:
     assert custom_env_id("disagg/SmallRoute-v3", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v3"
     assert custom_env_id("disagg/SmallRoute-custom-ab12cd34-v3", "ab12cd34") == "disagg/SmallRoute-custom-ab12cd34-v3"

@@ -221,3 +221,19 @@ def test_predicted_credit_of_a_lone_request_on_an_idle_cluster() -> None:
     assert r0 == pytest.approx(adv)  # nothing else can have finished at the first decision
     # at the first token the true credit (met) arrives and the advance is taken back
     assert settled["credit"]["0"] == pytest.approx(W["met"])
+
+
+def test_the_end_of_a_predicted_episode_reports_the_advances_it_takes_back() -> None:
+    # A truncated overloaded episode ends with requests in flight: their advances are taken
+    # back in the last reward, and info["advance_taken_back"] says how much (for learners that
+    # bootstrap on truncation). Each request's advance lies in [w_violated, w_met] (request
+    # unit, reward_scale 1), and only a request without its first token is still outstanding.
+    rewards, infos = _random_episode("predicted", 3, 10.0)
+    last = infos[-1]
+    assert all("advance_taken_back" not in i for i in infos[:-1])
+    back = last["advance_taken_back"]
+    unfinished = last["episode_kpis"]["unfinished"]
+    assert unfinished > 0 and back != 0.0
+    assert W["violated"] * unfinished <= back <= W["met"] * unfinished
+    _, base = _random_episode("per_decision", 3, 10.0)
+    assert "advance_taken_back" not in base[-1]

@@ -169,6 +169,10 @@ def test_lone_request_spans_match_its_lifecycle() -> None:
     assert dec[0]["ts"] == pytest.approx(req.decode_start_s * 1e6)
     assert dec[-1]["ts"] + dec[-1]["dur"] == pytest.approx(req.completion_s * 1e6)
     assert sum(e["args"]["tokens"] for e in dec) == out - 1  # the first token came from prefill
+    # a lone request: one token per iteration, and each span lasts its iterations' closed form
+    assert sum(e["args"]["iterations"] for e in dec) == out - 1
+    for e in dec:
+        assert e["args"]["tokens"] == e["args"]["iterations"]
 
 
 def test_decode_spans_cover_every_token_with_joiners() -> None:
@@ -177,6 +181,9 @@ def test_decode_spans_cover_every_token_with_joiners() -> None:
     eng.run_until(lambda: cl.drained())
     dec = sorted(_spans(tr, "decode"), key=lambda e: e["ts"])
     assert sum(e["args"]["tokens"] for e in dec) == 99 + 2
+    for e in dec:  # tokens = batch size x iterations; 0.01 s per iteration (decode_b_s = 0)
+        assert e["args"]["tokens"] == len(e["args"]["rids"]) * e["args"]["iterations"]
+        assert e["dur"] == pytest.approx(e["args"]["iterations"] * 0.01 * 1e6)
     for a, b in zip(dec, dec[1:]):  # back to back, never overlapping
         assert b["ts"] == pytest.approx(a["ts"] + a["dur"], abs=1e-3)
     assert any(e["args"]["rids"] == [0, 1] for e in dec)
