@@ -1,4 +1,4 @@
-"""Fit the cost model's hardware efficiencies and the link tiers to real GPU measurements.
+r"""Fit the cost model's hardware efficiencies and the link tiers to real GPU measurements.
 
 Reads ``h100_llama-3.1-8b_latency.jsonl`` (prefill/decode iteration latency) and
 ``h100x2_transfer.jsonl`` (NVLink / PCIe copies) from ``--profiles``, fits

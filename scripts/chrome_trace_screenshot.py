@@ -1,4 +1,4 @@
-"""Screenshot a Chrome trace opened in catapult's trace viewer (what docs/img/chrome_trace.png is).
+r"""Screenshot a Chrome trace opened in catapult's trace viewer (what docs/img/chrome_trace.png is).
 
 The viewer is the HTML page that catapult's ``tracing/bin/trace2html`` writes for a trace (it
 embeds the legacy ``chrome://tracing`` viewer and the trace). This script opens that page in

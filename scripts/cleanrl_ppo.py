@@ -1,4 +1,4 @@
-"""A single-file, CleanRL-style PPO for disagg-gym (torch only; no SB3): the reference learner.
+r"""A single-file, CleanRL-style PPO for disagg-gym (torch only; no SB3): the reference learner.
 
 It uses nothing but the env's public Gymnasium API plus ``env.unwrapped.action_masks()``:
 a ``MultiDiscrete`` categorical per action dimension, invalid values masked out, GAE, the

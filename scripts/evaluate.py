@@ -1,4 +1,4 @@
-"""Evaluate any policy, heuristic or trained, on fixed workload seeds (`disagg-gym evaluate`).
+r"""Evaluate any policy, heuristic or trained, on fixed workload seeds (`disagg-gym evaluate`).
 
 Runs `--episodes N` deterministic episodes on workload seeds S, S+1, ... (S = `--seed-offset`,
 default 10000: the held-out seeds training never sees), writes one CSV row per episode with

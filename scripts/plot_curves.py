@@ -1,4 +1,4 @@
-"""Plots learning curves written by ``scripts/cleanrl_ppo.py --curve`` (one line per CSV).
+r"""Plots learning curves written by ``scripts/cleanrl_ppo.py --curve`` (one line per CSV).
 
     python scripts/plot_curves.py --out docs/img/cleanrl_smallroute.png \
         --title "..." LABEL=path.csv [LABEL=path.csv ...]

@@ -1,4 +1,4 @@
-"""Prefix-reuse statistics of traces and prefix workloads, and the fits behind the defaults.
+r"""Prefix-reuse statistics of traces and prefix workloads, and the fits behind the defaults.
 
 Reuse ratio = sum over requests of the leading blocks whose chained hash an earlier request
 had / sum of full prompt blocks; the prefix-length distribution is that of the reused prefix

@@ -1,4 +1,4 @@
-"""Plain sb3-contrib MaskablePPO with ``MlpPolicy`` on a route env, as a user would write it.
+r"""Plain sb3-contrib MaskablePPO with ``MlpPolicy`` on a route env, as a user would write it.
 
 Trains on the env exactly as ``gym.make(id, overrides=...)`` gives it, then evaluates the
 greedy (masked) and the sampled policy on held-out workload seeds (10000+) next to masked-random and

@@ -1,4 +1,4 @@
-"""Train SB3 PPO or sb3-contrib MaskablePPO on a disagg-gym env (same as `disagg-gym train`).
+r"""Train SB3 PPO or sb3-contrib MaskablePPO on a disagg-gym env (same as `disagg-gym train`).
 
 Hyperparameters come from disagg_gym_agents/hyperparams/<algo>.yml (RL Zoo format, `default` fallback).
 Evaluation runs periodically on held-out workload seeds 10000 + k; checkpoints are written

@@ -1,4 +1,4 @@
-"""Trains the PPO checkpoints the leaderboard scores: MaskablePPO, every config x training seed.
+r"""Trains the PPO checkpoints the leaderboard scores: MaskablePPO, every config x training seed.
 
 Reads top to bottom: for each standard config and each training seed, train MaskablePPO with
 the shipped hyperparameters (``disagg_gym_agents/hyperparams/maskable_ppo.yml``) for the entry's

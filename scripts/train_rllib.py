@@ -1,4 +1,4 @@
-"""Train PPO with Ray RLlib on a disagg-gym env (same as `disagg-gym train --backend rllib`).
+r"""Train PPO with Ray RLlib on a disagg-gym env (same as `disagg-gym train --backend rllib`).
 
 Env runners sample in parallel (Ray actors, one CPU each); actions are masked per dimension.
 Writes OUT/config.json (arguments, RLlib config, package versions), OUT/checkpoint/ and

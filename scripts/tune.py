@@ -1,4 +1,4 @@
-"""Small random or grid search over a few PPO / MaskablePPO hyperparameters, on short budgets.
+r"""Small random or grid search over a few PPO / MaskablePPO hyperparameters, on short budgets.
 
 Each trial trains one agent (one process, torch.set_num_threads(1)) from the env's YAML entry
 with a few keys replaced, then scores the final model on VALIDATION workload seeds

@@ -1,4 +1,4 @@
-"""Ray Tune sweep over a few PPO hyperparameters and training seeds, SB3 or RLlib trainer.
+r"""Ray Tune sweep over a few PPO hyperparameters and training seeds, SB3 or RLlib trainer.
 
 Each trial trains one agent, SB3 (`disagg_gym_agents.ppo.train`, the env's YAML entry with the swept keys
 replaced, as scripts/tune.py does) or RLlib (`disagg_gym_agents.rllib_train.train_rllib`, sampling in the

@@ -368,3 +368,25 @@ def test_validate_help_counts_the_committed_rows(capsys: pytest.CaptureFixture[s
     results = Path(__file__).resolve().parents[1] / "leaderboard" / "results.csv"
     rows = sum(1 for _ in results.open()) - 1  # header
     assert f"({rows:,} episodes)" in " ".join(out.split())
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _opening_docstring(path: Path) -> str:
+    text = path.read_text()
+    return text.split('"""')[1] if text.lstrip("r").startswith('"""') else ""
+
+
+CONTINUED = sorted(p.name for p in SCRIPTS.glob("*.py") if "\\\n" in _opening_docstring(p))
+
+
+def test_scripts_with_continued_examples_exist() -> None:
+    assert "tune.py" in CONTINUED and "train.py" in CONTINUED
+
+
+@pytest.mark.parametrize("script", CONTINUED)
+def test_a_scripts_docstring_keeps_its_line_continuations(script: str) -> None:
+    # `--help` shows the module docstring (RawDescriptionHelpFormatter); in a plain docstring
+    # Python joins every backslash-newline of its multi-line command examples into one line
+    assert (SCRIPTS / script).read_text().startswith('r"""'), f"{script}: make its docstring raw (r\"\"\"...)"
