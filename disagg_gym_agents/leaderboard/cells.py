@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,25 @@ def split_overrides(env_id: str, split: str) -> dict[str, Any]:
         return evaluation_of(env_id).overrides_of(split)
     except ValueError as exc:  # ConfigError
         raise UserError(f"{env_id}: {exc}") from None
+
+
+def with_split(env_id: str, split: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's ``overrides`` plus the split's own (:func:`split_overrides`).
+
+    Raises:
+        UserError: An override sets a key the split sets too (or one inside the other): the
+            split's value would silently win while the rows recorded the caller's.
+    """
+    own = split_overrides(env_id, split)
+    mine = dict(overrides or {})
+    for k in mine:
+        for s in own:
+            if k == s or k.startswith(s + ".") or s.startswith(k + ".") or k.startswith(s + "[") or s.startswith(k + "["):
+                raise UserError(
+                    f"--set {k}={mine[k]!r} conflicts with split {split!r} of {env_id}, which sets {s}={own[s]!r}; "
+                    f"leave that split out (--splits) or drop the --set"
+                )
+    return {**mine, **own}
 
 
 def check_splits(configs: Sequence[str], splits: Sequence[str] | None) -> None:

@@ -40,7 +40,7 @@ from disagg_gym_agents.leaderboard.cells import (
     env_version,
     plan_cells,
     resolve_path,
-    split_overrides,
+    with_split,
     splits_of,
 )
 from disagg_gym_agents.leaderboard.greedy import GreedyPolicy
@@ -102,7 +102,7 @@ def _bind(cell: Cell, overrides: dict[str, Any]) -> tuple[Any, Any]:
     heuristic is built with the cell's ``params`` (tuned values, or ``{}``: its defaults).
     """
     params = cell_params(cell)
-    env = make_env(cell.config, {**overrides, **split_overrides(cell.config, cell.split)})
+    env = make_env(cell.config, with_split(cell.config, cell.split, overrides))
     if cell.agent_kind == "sb3":
         spec = f"sb3:{resolve_path(cell.policy[4:])}"
         return env, GreedyPolicy(make_policy(spec, env, seed=0))
@@ -257,7 +257,7 @@ def split_bounds(
             continue
         try:
             name = config_of(config)
-            ov = {**(overrides or {}), **split_overrides(config, split)}
+            ov = with_split(config, split, overrides)
         except UserError:
             continue
         horizon = bound_horizon(m, "drain")
@@ -296,7 +296,7 @@ def warm_bounds(
     rows = []
     for env_id in configs:
         for split in splits_of(env_id):
-            ov = {**(overrides or {}), **split_overrides(env_id, split)}
+            ov = with_split(env_id, split, overrides)
             metric = load_scenario(config_of(env_id), ov).primary_metric
             rows += [{"config": env_id, "split": split, "eval_seed": s, "primary_metric": metric} for s in seeds]
     return split_bounds(rows, overrides, cache=Path(out) / BOUNDS_CACHE)
@@ -366,7 +366,7 @@ def plan_benchmark(
     cells = plan_cells(ids, specs, splits, load_tuned(tuned))
     for config, split in dict.fromkeys((c.config, c.split) for c in cells):
         # a bad --set fails here, before the manifest records cells that can never run
-        make_env(config, {**ov, **split_overrides(config, split)}).close()
+        make_env(config, with_split(config, split, ov)).close()
     stale = stale_cells(results, cells, ov)
     if stale:
         more = f" (and {len(stale) - 3} more cells)" if len(stale) > 3 else ""

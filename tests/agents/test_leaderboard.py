@@ -302,3 +302,23 @@ def test_benchmark_without_a_tuned_file_warns_before_running(tmp_path: Path, mon
     (tmp_path / "leaderboard" / "tuned.yaml").write_text("{}\n")
     assert lbcli.cmd_benchmark(args) == 0
     assert "warning" not in capsys.readouterr().err and seen[-1] == tmp_path / "leaderboard" / "tuned.yaml"
+
+
+def test_a_set_that_a_split_also_sets_is_refused_before_any_episode(tmp_path: Path) -> None:
+    # shift:load_up_20 sets workload.rate_per_s; a --set of the same key used to be replaced by
+    # the split's value while the rows recorded the --set value
+    from disagg_gym.errors import UserError
+    from disagg_gym_agents.leaderboard.cells import with_split
+    from disagg_gym_agents.leaderboard.runner import plan_benchmark
+
+    with pytest.raises(UserError, match=r"--set workload.rate_per_s=10 conflicts with split 'shift:load_up_20'"):
+        with_split("disagg/SmallRoute-v3", "shift:load_up_20", {"workload.rate_per_s": 10})
+    with pytest.raises(UserError, match="conflicts"):  # a whole section containing the key
+        with_split("disagg/SmallRoute-v3", "shift:load_up_20", {"workload": {"rate_per_s": 10}})
+    assert with_split("disagg/SmallRoute-v3", "test", {"workload.rate_per_s": 10}) == {"workload.rate_per_s": 10}
+    ok = with_split("disagg/SmallRoute-v3", "shift:load_up_20", {"horizon_s": 5})
+    assert ok["horizon_s"] == 5 and "workload.rate_per_s" in ok
+    with pytest.raises(UserError, match="conflicts"):
+        plan_benchmark(tmp_path, ["disagg/SmallRoute-v3"], ["jsq"], 1, {"workload.rate_per_s": 10},
+                       splits=["test", "shift:load_up_20"])
+    assert not (tmp_path / "results.csv").exists()

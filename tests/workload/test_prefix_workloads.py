@@ -246,6 +246,24 @@ def test_trace_replay_carries_block_size_and_rejects_short_hash_lists(tmp_path: 
         )
 
 
+def test_a_block_size_larger_than_the_traces_is_refused(tmp_path: Path) -> None:
+    # 600 and 700 prompt tokens in two 512-token ids each; read as 1,024-token ids, one id would
+    # cover each prompt: the second id is a whole block too many (it used to be accepted, and
+    # every prompt then looked like a longer shared prefix)
+    path = mooncake(tmp_path, mc(0, 600, 5, [1, 2]), mc(1000, 700, 5, [1, 3]))
+    with pytest.raises(TraceError) as exc:
+        cfg(kind="trace", trace_path=str(path), trace_block_tokens=1024).build(RngStreams(0))
+    assert str(exc.value) == (
+        f"{path}:1: 2 hash_ids of 1024 tokens cover 2048 tokens, a whole block more than its 600 prompt "
+        "tokens need (1 ids), like 2 of the 2 rows with hash_ids: workload.trace_block_tokens is larger "
+        "than the trace's block size (Mooncake traces: 512)"
+    )
+    # exactly ceil(prompt / block) ids is right, a full last block included (1,024 = 2 x 512);
+    # a minority of rows with extra ids (clipped prompts) is accepted
+    ok = mooncake(tmp_path, mc(0, 1024, 5, [1, 2]), mc(1000, 1025, 5, [1, 2, 3]), mc(2000, 10, 5, [4, 5]))
+    assert cfg(kind="trace", trace_path=str(ok)).build(RngStreams(0)).next_chunk() is not None
+
+
 def test_a_row_whose_hashes_miss_part_of_its_prompt_is_named_by_line_or_skipped(tmp_path: Path) -> None:
     # line 2 is blank; line 3 holds 2 blocks of 512 tokens for a 1100-token prompt
     path = tmp_path / "t.jsonl"

@@ -294,11 +294,15 @@ def times(chunks: list[ArrivalChunk]) -> np.ndarray:
     return np.concatenate([c.arrival_s for c in chunks])
 
 
+def _ids(i: int) -> list[int]:
+    return [0, i] if 100 * (i + 1) > 512 else [i]
+
+
 @pytest.fixture
 def ten_rows(tmp_path: Path) -> Path:
-    # One row per second, prompt = 100 * (i + 1), with hash ids.
+    # One row per second, prompt = 100 * (i + 1), with one hash id per 512 tokens (ceil).
     return mooncake(
-        tmp_path, *[mc(1000 * i, 100 * (i + 1), i + 1, hash_ids=[0, i]) for i in range(10)]
+        tmp_path, *[mc(1000 * i, 100 * (i + 1), i + 1, hash_ids=_ids(i)) for i in range(10)]
     )
 
 
@@ -306,7 +310,7 @@ def test_replay_keeps_rows_hashes_and_slos(ten_rows: Path) -> None:
     (ch,) = replay(ten_rows, slo_ttft_s=0.5, slo_ttft_per_1k_prompt_s=1.0, slo_tpot_s=0.05)
     np.testing.assert_allclose(ch.arrival_s, np.arange(10.0))
     assert ch.prompt_tokens.tolist() == [100 * (i + 1) for i in range(10)]
-    assert ch.hash_ids == [(0, i) for i in range(10)]
+    assert ch.hash_ids == [tuple(_ids(i)) for i in range(10)]
     np.testing.assert_allclose(ch.slo_ttft_s, 0.5 + ch.prompt_tokens / 1000.0)
     np.testing.assert_allclose(ch.slo_tpot_s, 0.05)
 
