@@ -33,7 +33,7 @@ from disagg_gym_agents.factory import make_policy
 from disagg_gym_agents.leaderboard.runner import load_tuned
 from disagg_gym_agents.registry import add_import_arg, check_policy_spec, import_policy_modules
 from disagg_gym_agents.tuning import params_json, params_of
-from disagg_gym_agents.rllib_train import add_train_rllib_args, cmd_train_rllib
+from disagg_gym_agents.rllib_train import RLlibTrainArgs, add_train_rllib_args, cmd_train_rllib
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +63,8 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
             args.checkpoint_freq = max(1, args.checkpoint_freq // args.train_batch_size)
 
         return cmd_train_rllib(args)
+    if isinstance(args, argparse.Namespace):
+        _refuse_rllib_only_options(args)
     require("rl", "torch", "stable_baselines3", "sb3_contrib")
     from disagg_gym_agents.ppo import train  # torch + SB3: the [rl] extra
 
@@ -85,6 +87,26 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
         f"{over} --out {Path(path).parent / 'eval.csv'}"
     )
     return 0
+
+
+def _refuse_rllib_only_options(args: argparse.Namespace) -> None:
+    """One line for an option of ``--backend rllib`` given to the sb3 backend (it was ignored:
+    the run trained with the hyperparameter file's values).
+    """
+    shared = {f.name for f in dataclasses.fields(TrainArgs)}
+    for f in dataclasses.fields(RLlibTrainArgs):
+        if f.name in shared or not hasattr(args, f.name):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        )
+        value = getattr(args, f.name)
+        if value != default:
+            flag = "--" + f.name.replace("_", "-")
+            raise UserError(
+                f"{flag} applies only to --backend rllib (got {flag} {value!r} with the sb3 backend, whose "
+                "hyperparameters come from --hyperparams)"
+            )
 
 
 def _invoked_path() -> str | None:

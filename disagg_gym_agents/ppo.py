@@ -170,6 +170,18 @@ def _train(args: TrainArgs, out: Path, extra_callbacks: list[BaseCallback] | Non
                     f"--resume: {out} was trained with {key} {prev.get(key)!r} (got {now!r}); "
                     f"resume with the same {flag} or train into another --out"
                 )
+        if prev and isinstance(prev.get("hyperparams"), dict):
+            # the checkpoint carries the first run's hyperparameters (SB3's load keeps them):
+            # another file or entry would be recorded as used while the old ones train on
+            was = _comparable(prev["hyperparams"])
+            now_hp = _comparable(hp)
+            if was != now_hp:
+                diff = sorted(k for k in was.keys() | now_hp.keys() if was.get(k) != now_hp.get(k))
+                raise UserError(
+                    f"--resume: {out} was trained with other hyperparameters ({', '.join(diff)}: "
+                    f"{', '.join(f'{k} {was.get(k)!r} -> {now_hp.get(k)!r}' for k in diff[:3])}); "
+                    "resume with the run's --hyperparams file and entry, or train into another --out"
+                )
         ckpt = readable_checkpoint(ckpt_dir)
     elif (out / "config.json").exists() or latest_checkpoint(ckpt_dir) is not None:
         raise UserError(f"{str(out)!r} already holds a run; pass --resume or choose another --out")
@@ -323,6 +335,14 @@ def _check_finite(model: Any) -> None:
             f"training diverged at {model.num_timesteps} timesteps: {len(bad)} policy parameter tensors are not "
             f"finite (first: {bad[0]!r}); model.zip not written. Try a lower learning_rate or max_grad_norm"
         )
+
+
+def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as ``config.json`` stores them, less what a resume may change (the
+    budget, ``n_timesteps``; the env count, ``n_envs``).
+    """
+    plain = json.loads(json.dumps(hp, default=str))
+    return {k: v for k, v in plain.items() if k not in ("n_timesteps", "n_envs")}
 
 
 HISTORY_KEYS = ("started_at", "start_timesteps", "resumed_from", "args", "hyperparams", "versions")

@@ -519,6 +519,25 @@ def test_train_seed_beyond_32_bits_is_one_line(capsys: pytest.CaptureFixture[str
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "0.5"), ("--gamma", "0.1"), ("--num-env-runners", "7")])
+def test_an_rllib_only_option_with_the_sb3_backend_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str, value: str
+) -> None:
+    # they were ignored: the run trained with the hyperparameter file's values
+    rc, out, err = run(capsys, "train", flag, value, "--out", str(tmp_path / "run"))
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip().startswith(f"disagg-gym: error: {flag} applies only to --backend rllib (got {flag} ")
+    assert not (tmp_path / "run").exists()
+
+
+def test_plain_train_options_pass_the_rllib_only_check() -> None:
+    from disagg_gym.cli import build_parser
+    from disagg_gym_agents.cli import _refuse_rllib_only_options
+
+    ns = build_parser().parse_args(["train", "--timesteps", "64", "--seed", "3", "--out", "x", "--threads", "1"])
+    _refuse_rllib_only_options(ns)  # nothing raised
+
+
 def test_a_second_train_into_a_busy_run_folder_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # two `train --out X` at once both passed "already holds a run" and overwrote each other's files
     from disagg_gym.io import exclusive_lock

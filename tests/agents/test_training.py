@@ -260,6 +260,12 @@ def test_resume_continues_from_latest_checkpoint(tmp_path: Path) -> None:
         train(_args(tmp_path, out=str(tmp_path / "empty"), resume=True))
     with pytest.raises(ValueError, match="algo 'maskable_ppo'"):
         train(_args(tmp_path, algo="ppo", timesteps=2048, resume=True))
+    # another hyperparameter file: the checkpoint's own would train on while config.json
+    # recorded the new ones
+    other = tmp_path / "hp2.yml"
+    other.write_text(FAST_HP.replace("learning_rate: 3.0e-4", "learning_rate: 0.5"))
+    with pytest.raises(ValueError, match=r"other hyperparameters \(learning_rate: learning_rate 0.0003 -> 0.5\)"):
+        train(_args(tmp_path, timesteps=2048, resume=True, hyperparams=str(other)))
 
 
 
