@@ -594,25 +594,35 @@ def cmd_bounds(args: argparse.Namespace) -> int:
             f"{EVAL_SEED_OFFSET + MAX_EVAL_SEEDS - 1} (20000+ are the validation seeds) (got {args.seeds})"
         )
     seeds = [EVAL_SEED_OFFSET + k for k in range(args.seeds)]
-    new: dict[tuple[str, str], list[str]] = {}
-    for name in names:
-        scen = load_scenario(name)
+    scens = {name: load_scenario(name) for name in names}  # every name checked before any work
+
+    def merge(new: dict[tuple[str, str], list[str]]) -> None:
+        """Merges ``new`` into ``--out`` (another bounds run may have written meanwhile)."""
+        with locked(args.out):
+            old = _read_bounds_rows(args.out)
+            pending = dict(new)
+            rows = [pending.pop((r[0], r[1]), r) for r in old]  # same (config, metric): replaced in place
+            rows += pending.values()
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(BOUNDS_HEADER)
+            w.writerows(rows)
+            atomic_write_text(args.out, buf.getvalue())
+
+    done: dict[tuple[str, str], list[str]] = {}
+    computed = kept = 0
+    for name, scen in scens.items():
         primary = scen.primary_metric
         metrics = args.metric or list(METRICS) + ([primary] if primary in LOWER_METRICS else [])
+        mine: dict[tuple[str, str], list[str]] = {}
         for m in metrics:
             b = config_bound(name, m, seeds, horizon_policy=bound_horizon(m, args.horizon_policy))
-            new[(scen.name, m)] = [scen.name, m, repr(round_bound(b, m)), bound_method(m, args.horizon_policy, seeds)]
+            mine[(scen.name, m)] = [scen.name, m, repr(round_bound(b, m)), bound_method(m, args.horizon_policy, seeds)]
             print(f"{name:<22s} {m:<28s} {b:.6g}", flush=True)
-    with locked(args.out):  # another bounds run may have written meanwhile: merge into what is there now
-        old = _read_bounds_rows(args.out)
-        computed = len(new)
-        rows = [new.pop((r[0], r[1]), r) for r in old]  # same (config, metric): replaced in place
-        kept = len(old) - (computed - len(new))
-        rows += new.values()
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(BOUNDS_HEADER)
-        w.writerows(rows)
-        atomic_write_text(args.out, buf.getvalue())
+        # written config by config: an interrupted run keeps every config it finished
+        merge(mine)
+        done.update(mine)
+    if done:
+        computed, kept = len(done), len(_read_bounds_rows(args.out)) - len(done)
     print(f"wrote {args.out}: {computed} row(s) computed, {kept} other row(s) kept")
     return 0

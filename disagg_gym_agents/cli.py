@@ -141,7 +141,10 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
         policy = make_policy(eargs.policy, env, seed=eargs.seed, **params)
         label = policy.describe() + (f" {params_json(params)}" if params else "")
 
+        finished: list[dict[str, Any]] = []
+
         def show(row: dict[str, Any]) -> None:
+            finished.append(row)
             if not eargs.json:
                 print(
                     f"episode {row['episode']:>3d}  seed {row['workload_seed']}  "
@@ -149,21 +152,23 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
                     f"slo {row.get('slo_attainment')}  return {row['return']:.2f}"
                 )
 
-        rows = evaluate(
-            policy,
-            env,
-            eargs.episodes,
-            eargs.seed_offset,
-            deterministic=not eargs.stochastic,
-            on_episode=show,
-        )
+        try:
+            rows = evaluate(
+                policy,
+                env,
+                eargs.episodes,
+                eargs.seed_offset,
+                deterministic=not eargs.stochastic,
+                on_episode=show,
+            )
+        except KeyboardInterrupt:
+            if eargs.out and finished:  # nothing already computed is lost
+                write_csv(_with_columns(finished, eargs, policy, params), eargs.out)
+                print(f"interrupted: the {len(finished)} finished episode(s) are in {eargs.out}", file=sys.stderr)
+            raise
     finally:
         env.close()
-    rows = [
-        {"env_id": eargs.env, "policy": eargs.policy, "upper_bound": policy.upper_bound,
-         "params": params_json(params), **r}
-        for r in rows
-    ]
+    rows = _with_columns(rows, eargs, policy, params)
     if eargs.out:
         try:
             write_csv(rows, eargs.out)
@@ -190,6 +195,15 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
         if eargs.out:
             print(f"csv: {eargs.out}")
     return 0
+
+
+def _with_columns(rows: list[dict[str, Any]], eargs: EvalArgs, policy: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Episode rows with the CSV's leading columns (env id, policy, bound flag, params)."""
+    return [
+        {"env_id": eargs.env, "policy": eargs.policy, "upper_bound": policy.upper_bound,
+         "params": params_json(params), **r}
+        for r in rows
+    ]
 
 
 def _tuned_params(eargs: EvalArgs) -> dict[str, Any]:

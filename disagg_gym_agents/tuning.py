@@ -449,18 +449,20 @@ def cmd_tune_baselines(args: argparse.Namespace) -> int:
                         f"{' '.join(f'--policy {p}' for p in args.policy)})")
     seeds = validation_seeds(args.seeds)
     over = parse_overrides(args.set)
-    results: dict[str, dict[str, Any]] = {}
-    for cfg in args.config:
-        name = resolve_config(cfg)
+    names = [resolve_config(cfg) for cfg in args.config]
+    for name in names:  # an unknown config is named before any search, not after the others
+        load_scenario(name)
+    path = Path(args.out)
+    for name in names:
         for pol in args.policy:
             res = tune(name, pol, seeds, args.metric, overrides=over or None, split_step=args.split_step,
                        refine=args.refine and pol == "static_split", on_candidate=lambda p, s, n=name, q=pol: print(f"{n:<22s} {q:<24s} {p} -> {s:.6g}", flush=True))
             if over:
                 res["overrides"] = over
-            results.setdefault(name, {})[pol] = res
+            # merged search by search: an interrupted run keeps every search it finished
+            path = write_tuned({name: {pol: res}}, args.out)
             where = (f"{len(seeds)} seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1))
                      and len(seeds) > 3 else f"seeds {seeds}")
             print(f"{name:<22s} {pol:<24s} best {res['params']} ({args.metric} {res['score']:.6g} on {where})")
-    path = write_tuned(results, args.out)
     print(f"wrote {path}")
     return 0

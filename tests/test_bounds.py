@@ -17,7 +17,7 @@ from disagg_gym.bounds import (
     feasible,
     lp_dual_bound,
 )
-from disagg_gym.cli import main
+from disagg_gym.cli import build_parser, main
 from disagg_gym.errors import UserError
 from disagg_gym.hardware import get_gpu
 from disagg_gym.cluster.policies import ROUTERS
@@ -113,6 +113,32 @@ def test_cli_merges_into_an_existing_bounds_csv(tmp_path: Path, capsys: pytest.C
                                      ("small-route", "goodput_rps"), ("small-route", "energy_per_good_request_j")]
     assert rows[0][2] == "kept" and rows[2][2] == "kept too" and rows[1][2].startswith("fluid_lp_dual")
     assert f"wrote {out}: 2 row(s) computed, 2 other row(s) kept" in capsys.readouterr().out
+
+
+def test_cli_checks_every_config_first_and_keeps_finished_configs_when_interrupted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import disagg_gym.bounds as bounds_mod
+
+    out = tmp_path / "bounds.csv"
+    # an unknown name is found before any bound is computed (it used to stop after the others)
+    rc = main(["bounds", "--config", "small-route", "--config", "nope", "--seeds", "1", "--out", str(out)])
+    assert rc == 2 and not out.exists() and "small-route" not in capsys.readouterr().out
+    # Ctrl-C during the second config keeps the first one's rows (they were lost)
+    real = bounds_mod.config_bound
+
+    def interrupted(name: str, *a: object, **kw: object) -> float:
+        if name == "hetero-route":
+            raise KeyboardInterrupt
+        return real(name, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bounds_mod, "config_bound", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bounds_mod.cmd_bounds(build_parser().parse_args(
+            ["bounds", "--config", "small-route", "--config", "hetero-route", "--seeds", "1",
+             "--metric", "slo_tokens_per_s", "--out", str(out)]))
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["config"], r["metric"]) for r in rows] == [("small-route", "slo_tokens_per_s")]
 
 
 def test_cli_refuses_an_out_file_that_is_not_a_bounds_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

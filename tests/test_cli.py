@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -661,3 +662,23 @@ def test_predict_notes_a_batch_whose_kv_cache_cannot_fit(capsys: pytest.CaptureF
     rc, out, _ = run(capsys, *base[:-1], "--batch", "64", "--length", "131072")
     assert out.splitlines()[1] == (f"note: this batch's KV cache (8,388,608 tokens) exceeds the {cap:,} tokens "
                                    "that fit beside the weights at tp 1: no instance runs it as one batch")
+
+
+def test_an_interrupted_evaluate_keeps_the_finished_episodes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C after two episodes used to leave no CSV at all
+    import disagg_gym_agents.cli as acli
+
+    real = acli.evaluate
+
+    def two_then_ctrl_c(policy, env, episodes, offset, deterministic=True, on_episode=None):  # noqa: ANN001, ANN202
+        real(policy, env, 2, offset, deterministic=deterministic, on_episode=on_episode)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(acli, "evaluate", two_then_ctrl_c)
+    out = tmp_path / "ev.csv"
+    rc, _, err = run(capsys, "evaluate", "--episodes", "5", "--overrides", "horizon_s=2", "--out", str(out))
+    assert rc == 130 and "interrupted" in err
+    rows = list(csv.DictReader(out.open()))
+    assert [r["workload_seed"] for r in rows] == ["10000", "10001"] and rows[0]["policy"] == "heuristic:jsq"

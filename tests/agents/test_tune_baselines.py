@@ -292,3 +292,26 @@ def test_cli_says_when_a_policy_has_nothing_to_tune(tmp_path: Path, capsys: pyte
     assert "on seeds [20000]" in captured.out
     assert main([a if a != "1" else "5" for a in argv]) == 0
     assert "on 5 seeds 20000-20004" in capsys.readouterr().out
+
+
+def test_an_interrupted_tuning_keeps_every_finished_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C during the second policy's search used to lose the first one's result
+    real = tuning.tune
+
+    def second_interrupted(name, policy, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if policy == "jsq+ttft_guard":
+            raise KeyboardInterrupt
+        return real(name, policy, *a, **kw)
+
+    monkeypatch.setattr(tuning, "tune", second_interrupted)
+    out = tmp_path / "t.yaml"
+    assert main(["tune-baselines", "--config", "small-route", "--policy", "jsq+queue_guard", "--policy",
+                 "jsq+ttft_guard", "--seeds", "1", "--set", "horizon_s=3", "--out", str(out)]) == 130
+    tuned = tuning.read_tuned(out)
+    assert list(tuned["small-route"]) == ["jsq+queue_guard"]
+    # an unknown config is named before any search
+    assert main(["tune-baselines", "--config", "small-route", "--config", "nope", "--policy", "jsq+queue_guard",
+                 "--seeds", "1", "--out", str(tmp_path / "u.yaml")]) == 2
+    assert not (tmp_path / "u.yaml").exists()
