@@ -728,6 +728,14 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
 def main(argv: Sequence[str] | None = None, commands: Sequence[Command] | None = None) -> int:
     """Entry point of the ``disagg-gym`` console script (``commands``: see ``build_parser``)."""
     parser = build_parser(commands)
+    given = list(sys.argv[1:] if argv is None else argv)
+    for prev, tok in zip(["", *given], given):
+        # an empty value (`--out "$UNSET"`): as a path it means the current folder, where a
+        # benchmark wrote its results over the repository's own files
+        flag = tok[:-1] if tok.startswith("--") and tok.endswith("=") else prev if tok == "" and prev.startswith("--") else None
+        if flag is not None:
+            print(f"disagg-gym: error: argument {flag}: empty value (an unset shell variable?)", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     # Library warnings (e.g. a table extrapolated beyond its grid) as one line each.
     formatwarning = warnings.formatwarning

@@ -12,3 +12,14 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """A problem with user input; ``str(err)`` is one line naming the bad value."""
+
+
+def clipped_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (``...`` marks the cut): an error line names
+    a bad value without printing a whole file that was read as one.
+    """
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int over the digit limit, a cyclic container
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

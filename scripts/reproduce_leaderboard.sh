@@ -99,7 +99,15 @@ def error(msg):
     print(f"reproduce_leaderboard: benchmark options after --: {msg}", file=sys.stderr)
     raise SystemExit(2)
 p.error = error
-p.parse_args(["--out", ".", *sys.argv[1:]])' "${EXTRA[@]}" || exit $?
+ns = p.parse_args(["--out", ".", *sys.argv[1:]])
+from disagg_gym.errors import UserError
+from disagg_gym_agents.base import parse_overrides
+try:  # the values too (an override without "=", a bad episode count), not only the syntax
+    parse_overrides(getattr(ns, "set", None) or [])
+    if getattr(ns, "episodes", 1) < 1:
+        raise UserError(f"--episodes must be a positive integer (got {ns.episodes})")
+except UserError as exc:
+    error(str(exc))' "${EXTRA[@]}" || exit $?
 fi
 # The benchmark's (config, split) units, costliest first; this also checks every --configs id
 # before anything is started (an unknown id is one line, exit 2).
@@ -115,12 +123,19 @@ launch() {
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done
     "$@" > "$LOG" 2>&1 &
     pids+=($!)
+    logs+=("$LOG")
   fi
 }
-waitall() {  # waits for every launched job; fails naming the logs if one failed
-  local bad=0
-  for p in "${pids[@]}"; do wait "$p" || bad=1; done
+waitall() {  # waits for every launched job; fails naming the logs (and each failure's last line) if one failed
+  local bad=0 i
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+      bad=1
+      echo "reproduce_leaderboard: ${logs[$i]}: $(tail -n 1 "${logs[$i]}" 2>/dev/null)" >&2
+    fi
+  done
   pids=()
+  logs=()
   [ "$bad" = 0 ] || die "$1 failed (see $OUT/logs/)"
 }
 # Wall time of each stage of this invocation, on stderr and appended to DIR/timings.log
@@ -145,6 +160,7 @@ if [ ${#CFG_ARGS[@]} -eq 0 ] || [[ " ${CFG_ARGS[*]} " == *" disagg/SmallRoute-v3
 # committed leaderboard/tuned.yaml into DIR/tuned.yaml (written under a lock: parallel
 # searches lose no entry), the costliest first.
 pids=()
+logs=()
 if [ "$TRAIN" = 1 ]; then
   for s in $SEEDS; do
     LOG="$OUT/train_seed$s.log"
@@ -248,6 +264,7 @@ run "${bench[@]}" "${EXTRA[@]}"
 stamp tables
 
 pids=()
+logs=()
 if [ "$DRY" = 0 ]; then
   vcfgs=$("$PYTHON" -c 'import sys
 from disagg_gym_agents.leaderboard import read_results

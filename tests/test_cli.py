@@ -682,3 +682,17 @@ def test_an_interrupted_evaluate_keeps_the_finished_episodes(
     assert rc == 130 and "interrupted" in err
     rows = list(csv.DictReader(out.open()))
     assert [r["workload_seed"] for r in rows] == ["10000", "10001"] and rows[0]["policy"] == "heuristic:jsq"
+
+
+@pytest.mark.parametrize("argv", [
+    ["benchmark", "--configs", "small-route", "--agents", "jsq", "--episodes", "1", "--out", ""],
+    ["evaluate", "--episodes", "1", "--out="],
+    ["simulate", "--records", ""],
+])
+def test_an_empty_value_is_one_line_before_any_work(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    # `--out "$UNSET"` meant the current folder: a benchmark wrote its results.csv there and
+    # replaced the repository's LEADERBOARD.md; evaluate silently wrote no CSV
+    flag = next(a for a in argv if a.startswith("--out") or a == "--records").rstrip("=")
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and out == ""
+    assert err.strip() == f"disagg-gym: error: argument {flag}: empty value (an unset shell variable?)"

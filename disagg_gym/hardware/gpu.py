@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from disagg_gym.config import load_yaml_text
-from disagg_gym.errors import UserError
+from disagg_gym.errors import UserError, clipped_repr
 
 __all__ = ["GPUS", "GPUSpec", "get_gpu"]
 
@@ -163,11 +163,11 @@ def _load_gpu_file(path: str, mtime_ns: int) -> GPUSpec:
 
     raw = read_yaml(Path(path))  # ConfigError: unreadable, not UTF-8, invalid YAML, duplicate key
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: key '<root>': expected a mapping of GPU figures (got {raw!r})")
+        raise UserError(f"{path}: key '<root>': expected a mapping of GPU figures (got {clipped_repr(raw)})")
     allowed = _FILE_REQUIRED + _FILE_OPTIONAL
     for key, value in raw.items():
         if key not in allowed:
-            raise UserError(f"{path}: key '{key}': unknown key; allowed: {', '.join(allowed)} (got {value!r})")
+            raise UserError(f"{path}: key '{key}': unknown key; allowed: {', '.join(allowed)} (got {clipped_repr(value)})")
     for key in _FILE_REQUIRED:
         if key not in raw:
             raise UserError(f"{path}: key '{key}': required key is missing (got None)")
@@ -175,10 +175,10 @@ def _load_gpu_file(path: str, mtime_ns: int) -> GPUSpec:
     for key, value in raw.items():
         if key == "name":
             if not (isinstance(value, str) and value):
-                raise UserError(f"{path}: key 'name': must be a non-empty string (got {value!r})")
+                raise UserError(f"{path}: key 'name': must be a non-empty string (got {clipped_repr(value)})")
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise UserError(f"{path}: key '{key}': expected a finite number (got {value!r})")
+            raise UserError(f"{path}: key '{key}': expected a finite number (got {clipped_repr(value)})")
         values[key] = float(value)
     values.setdefault("idle_w", float(_catalog_data()["idle_fraction_of_tdp"]) * values["tdp_w"])
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from disagg_gym.errors import UserError
+from disagg_gym.errors import UserError, clipped_repr
 from disagg_gym.registry import by_name
 
 __all__ = ["MODELS", "ModelSpec", "load_model"]
@@ -303,11 +303,11 @@ def _load_yaml_model(path: Path) -> ModelSpec:
     raw = read_yaml(path)  # ConfigError: unreadable, not UTF-8, invalid YAML, duplicate key
     if not isinstance(raw, dict):
         raise UserError(  # noqa: TRY004 - STYLE: bad input is a ValueError
-            f"{where}: key '<root>': expected a mapping of Hugging Face keys (got {raw!r})"
+            f"{where}: key '<root>': expected a mapping of Hugging Face keys (got {clipped_repr(raw)})"
         )
 
     def bad(key: str, problem: str, value: Any) -> ValueError:
-        return UserError(f"{where}: key '{key}': {problem} (got {value!r})")
+        return UserError(f"{where}: key '{key}': {problem} (got {clipped_repr(value)})")
 
     for key, value in raw.items():
         if key not in _KNOWN and key not in _HF_IGNORED:

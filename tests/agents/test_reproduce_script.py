@@ -143,6 +143,10 @@ def test_dry_run_validates_a_sample_per_config_unless_all(tmp_path: Path) -> Non
         (("--out", "x", "--", "--episodes", "x"),
          "benchmark options after --: argument --episodes: invalid int value: 'x'"),
         (("--out", "x", "--", "--frobnicate"), "benchmark options after --: unrecognized arguments: --frobnicate"),
+        # values too, not only the syntax (they failed hours later, at the benchmark stage)
+        (("--out", "x", "--", "--set", "nokey"),
+         "benchmark options after --: override 'nokey': expected KEY=VALUE, e.g. workload.rate_per_s=30"),
+        (("--out", "x", "--", "--episodes", "0"), "benchmark options after --: --episodes must be a positive integer (got 0)"),
     ],
 )
 def test_bad_flags_are_one_line(args: tuple[str, ...], message: str) -> None:

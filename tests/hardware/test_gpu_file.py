@@ -126,3 +126,15 @@ def test_predict_names_a_file_by_its_name_and_path(tmp_path: Path, capsys: pytes
         f"decode iteration of llama-3.1-8b on h100-copy ({p}) (tp 1, roofline cost model), batch of 64 sequence(s) "
         "at context 2,048 tokens: 14.8871 ms"  # the catalog H100's figure: same figures, same answer
     )
+
+
+@pytest.mark.parametrize("kind", ["gpu", "model"])
+def test_a_big_non_yaml_file_gives_a_short_line(tmp_path: Path, kind: str) -> None:
+    # a CSV named as --gpu/--model parses as one long YAML string: the message used to print
+    # all of it (700 KB for the Azure trace)
+    f = tmp_path / "trace.csv"
+    f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "2023-11-16 18:15:46.6805900,374,44\n" * 20_000)
+    with pytest.raises(ValueError) as exc:
+        (get_gpu if kind == "gpu" else load_model)(str(f))
+    msg = str(exc.value)
+    assert "key '<root>': expected a mapping" in msg and msg.endswith("...)") and len(msg) < 300 + len(str(f))
