@@ -31,7 +31,7 @@ from disagg_gym_agents.base import check_env_id, make_env, parse_overrides
 from disagg_gym_agents.evaluation import evaluate, format_summary, rows_to_csv, summarize, write_csv
 from disagg_gym_agents.factory import make_policy
 from disagg_gym_agents.leaderboard.runner import load_tuned
-from disagg_gym_agents.registry import add_import_arg, check_policy_spec, import_policy_modules
+from disagg_gym_agents.registry import add_import_arg, check_policy_spec, import_policy_modules, parse_policy_spec
 from disagg_gym_agents.tuning import params_json, params_of
 from disagg_gym_agents.rllib_train import RLlibTrainArgs, add_train_rllib_args, cmd_train_rllib
 
@@ -213,9 +213,10 @@ def _tuned_params(eargs: EvalArgs) -> dict[str, Any]:
     """
     if eargs.tuned is None:
         return {}
-    if not eargs.policy.startswith("heuristic:"):
+    kind, name = parse_policy_spec(eargs.policy)  # a bare name is a heuristic, as without --tuned
+    if kind != "heuristic":
         raise UserError(f"--tuned binds heuristics' params; {eargs.policy!r} is not a heuristic")
-    return params_of(load_tuned(eargs.tuned), eargs.env, eargs.policy[len("heuristic:"):], as_written=True)
+    return params_of(load_tuned(eargs.tuned), eargs.env, name, as_written=True)
 
 
 def _salvage_rows(rows: Sequence[dict[str, Any]]) -> str:

@@ -696,3 +696,14 @@ def test_an_empty_value_is_one_line_before_any_work(capsys: pytest.CaptureFixtur
     rc, out, err = run(capsys, *argv)
     assert rc == 2 and out == ""
     assert err.strip() == f"disagg-gym: error: argument {flag}: empty value (an unset shell variable?)"
+
+
+def test_evaluate_tuned_takes_a_bare_heuristic_name_like_without_it() -> None:
+    # `--policy jsq+ttft_guard --tuned FILE` said "'jsq+ttft_guard' is not a heuristic"
+    from disagg_gym_agents.args import EvalArgs
+    from disagg_gym_agents.cli import _tuned_params
+
+    bare = _tuned_params(EvalArgs(env="disagg/SmallRoute-v3", policy="jsq+ttft_guard", tuned="leaderboard/tuned.yaml"))
+    full = _tuned_params(EvalArgs(env="disagg/SmallRoute-v3", policy="heuristic:jsq+ttft_guard",
+                                  tuned="leaderboard/tuned.yaml"))
+    assert bare == full and bare  # the committed file tunes it on small-route
