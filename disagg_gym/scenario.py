@@ -193,6 +193,14 @@ def resolve_path(name_or_path: str) -> Path:
     )
 
 
+def config_source(path: Path) -> str:
+    """How error messages name a config file: a shipped config as users name it
+    (``config small-route``), not by the installed copy's path deep in site-packages; any
+    other file by its path.
+    """
+    return f"config {path.stem}" if path.parent.resolve() == configs_dir().resolve() else str(path)
+
+
 def load_scenario(name_or_path: str = DEFAULT_SCENARIO, overrides: dict[str, Any] | None = None) -> ScenarioConfig:
     """Loads and validates a scenario.
 
@@ -207,11 +215,8 @@ def load_scenario(name_or_path: str = DEFAULT_SCENARIO, overrides: dict[str, Any
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level (got {type(data).__name__})")
-    # A shipped config is named as users name it (`small-route`), not by the installed copy's
-    # path deep in site-packages; with overrides, the message says the value may come from them.
-    shipped = path.parent.resolve() == configs_dir().resolve()
-    source = f"config {path.stem}" if shipped else str(path)
-    if overrides:
+    source = config_source(path)
+    if overrides:  # the message says the value may come from them
         data = apply_overrides(data, overrides)
         source += " with overrides"
     data.setdefault("name", path.stem)

@@ -88,7 +88,19 @@ fi
 
 run() { echo "+ $*" >&2; if [ "$DRY" = 0 ]; then "$@"; fi; }
 CFG_ARGS=()
-if [ -n "$CONFIGS" ]; then read -r -a CFG_ARGS <<< "$CONFIGS"; fi
+if [ -n "$CONFIGS" ]; then
+  read -r -a CFG_ARGS <<< "$CONFIGS"
+  # config names (small-route) name their current ids, as everywhere in disagg-gym
+  ids=$("$PYTHON" -c 'import sys
+from disagg_gym.cli import canonical_env_ids
+from disagg_gym.errors import UserError
+try:
+    print(*canonical_env_ids(sys.argv[1:]))
+except UserError as exc:
+    print(f"reproduce_leaderboard: --configs: {exc}", file=sys.stderr)
+    raise SystemExit(2)' "${CFG_ARGS[@]}") || exit $?
+  read -r -a CFG_ARGS <<< "$ids"
+fi
 # Benchmark options after -- are parsed now, not hours later when the benchmark starts.
 if [ ${#EXTRA[@]} -gt 0 ]; then
   "$PYTHON" -c 'import argparse, sys

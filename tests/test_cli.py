@@ -189,7 +189,7 @@ def test_internal_value_error_is_not_reported_as_a_user_error(monkeypatch: pytes
         (["simulate", "--rate-scale", "1e300", "--horizon", "1"],
          "disagg-gym: error: workload: about 6.2e+301 arrivals expected (rate 6.2e+301/s x horizon 1 s), more than "
          "the sanity cap of 1e+09; lower the rate (or --rate-scale) or the horizon, or set max_requests"),
-        (["simulate", "--policy", ""], "disagg-gym: error: argument --policy: expected a router name (got '')"),
+        (["simulate", "--policy", ""], "disagg-gym: error: argument --policy: empty value (an unset shell variable?)"),
     ],
 )
 def test_issue17_one_line_errors(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
@@ -707,3 +707,29 @@ def test_evaluate_tuned_takes_a_bare_heuristic_name_like_without_it() -> None:
     full = _tuned_params(EvalArgs(env="disagg/SmallRoute-v3", policy="heuristic:jsq+ttft_guard",
                                   tuned="leaderboard/tuned.yaml"))
     assert bare == full and bare  # the committed file tunes it on small-route
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--episodes", "1", "--overrides", "cluster.preemption=swapp"],
+    ["benchmark", "--configs", "small-route", "--agents", "jsq", "--episodes", "1", "--set", "cluster.preemption=swapp"],
+])
+def test_an_override_error_names_the_shipped_config_and_the_overrides(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    # outside simulate it named the installed YAML (site-packages/.../small-route.yaml) as if
+    # the shipped file held the bad value
+    if argv[0] == "benchmark":
+        argv = [*argv, "--out", str(tmp_path / "b"), "--no-plots", "--no-progress"]
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2
+    assert err.strip() == ("disagg-gym: error: config small-route with overrides: key 'cluster.preemption': "
+                           "expected one of 'recompute', 'swap' (got 'swapp')")
+
+
+def test_gym_make_names_the_shipped_config_and_its_keyword_overrides() -> None:
+    import gymnasium as gym
+
+    import disagg_gym  # noqa: F401
+
+    with pytest.raises(ValueError, match=r"^config small-route with overrides: key 'horizon_s'"):
+        gym.make("disagg/SmallRoute-v3", horizon_s=-1)

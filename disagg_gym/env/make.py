@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from disagg_gym.config import ConfigError, apply_overrides, deep_merge, read_yaml, to_dict
-from disagg_gym.scenario import DEFAULT_SCENARIO, ScenarioConfig, resolve_path
+from disagg_gym.scenario import DEFAULT_SCENARIO, ScenarioConfig, config_source, resolve_path
 
 #: Flat ``gym.make`` keyword arguments -> the dotted config key they set.
 FLAT_KEYS: dict[str, str] = {
@@ -37,7 +37,7 @@ def _read(name_or_path: str) -> tuple[dict[str, Any], str]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level (got {type(data).__name__})")
     data.setdefault("name", Path(path).stem)
-    return data, str(path)
+    return data, config_source(Path(path))
 
 
 def scenario_data(
@@ -84,11 +84,15 @@ def scenario_data(
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"overrides must be a mapping (got {type(overrides).__name__})")
         data = apply_overrides(data, overrides, merge_mappings=True)
+    flat_given = False
     for key, value in (flat or {}).items():
         if key not in FLAT_KEYS:
             raise ConfigError(f"unknown keyword argument {key!r}; expected one of: {', '.join(FLAT_KEYS)}")
         if value is not None:
             data = apply_overrides(data, {FLAT_KEYS[key]: value})
+            flat_given = True
+    if overrides or flat_given:  # the bad value may be one of them, not the file's
+        source += " with overrides"
     return data, source
 
 

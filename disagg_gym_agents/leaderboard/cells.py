@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from disagg_gym.cluster.admission import split_name
-from disagg_gym.env.registration import standard_envs
+from disagg_gym.env.registration import standard_env_for
 from disagg_gym.errors import UserError
 from disagg_gym.scenario import TEST_SPLIT, EvaluationConfig, load_scenario
 from disagg_gym_agents.registry import POLICIES
@@ -94,10 +94,11 @@ def heuristics_for(task: str) -> list[str]:
 
 
 def _entry_of(env_id: str) -> dict[str, str]:
-    for e in standard_envs():
-        if e["id"] == env_id:
-            return e
-    raise UserError(f"{env_id!r} is not a standard config")
+    """The standard env an id (or a config name: ``small-route``) names."""
+    e = standard_env_for(env_id)  # an old version of an id: one line naming the current one
+    if e is None:
+        raise UserError(f"{env_id!r} is not a standard config or env id (see `disagg-gym list`)")
+    return e
 
 
 def config_of(env_id: str) -> str:

@@ -139,7 +139,7 @@ def test_dry_run_validates_a_sample_per_config_unless_all(tmp_path: Path) -> Non
         (("--out", "x", "--validate-sample", "0"), "--validate-sample: expected a positive integer or 'all' (got '0')"),
         (("--out", "x", "--seeds", " "), "--seeds: expected at least one seed (got ' ')"),
         (("--out", "x", "--configs", ""), "--configs: expected at least one env id (got '')"),
-        (("--out", "x", "--configs", "disagg/Nope-v1"), "'disagg/Nope-v1' is not a standard config"),
+        (("--out", "x", "--configs", "disagg/Nope-v1"), "'disagg/Nope-v1' is not a standard config or env id (see `disagg-gym list`)"),
         (("--out", "x", "--", "--episodes", "x"),
          "benchmark options after --: argument --episodes: invalid int value: 'x'"),
         (("--out", "x", "--", "--frobnicate"), "benchmark options after --: unrecognized arguments: --frobnicate"),
@@ -184,3 +184,11 @@ def test_dry_run_pool_one_trains_tunes_and_bounds_before_any_benchmark(tmp_path:
     assert all(a[a.index("bounds") + 1] == str(tmp_path) for a in bounds)
     # the costliest benchmark unit is started first
     assert "--configs disagg/LargeJoint-v3 --splits test " in lines[first_bench]
+
+
+def test_configs_takes_config_names_and_runs_their_ids() -> None:
+    # `--configs small-route` said "'small-route' is not a standard config"
+    r = subprocess.run(["bash", str(SCRIPT), "--out", "x", "--configs", "small-route", "--dry-run"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "--configs disagg/SmallRoute-v3" in r.stderr and "--configs small-route" not in r.stderr
