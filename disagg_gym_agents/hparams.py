@@ -77,6 +77,8 @@ def load_hyperparams(
         ValueError: Missing file, no matching entry and no ``default``, or an unknown key.
     """
     p = Path(path) if path is not None else hyperparams_file(algo)
+    if p.is_dir():
+        raise UserError(f"--hyperparams {str(p)!r}: is a directory, expected a hyperparameter YAML file")
     if not p.is_file():
         raise UserError(f"hyperparameter file not found: {str(p)!r}")
     data = read_yaml(p) or {}

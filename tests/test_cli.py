@@ -733,3 +733,17 @@ def test_gym_make_names_the_shipped_config_and_its_keyword_overrides() -> None:
 
     with pytest.raises(ValueError, match=r"^config small-route with overrides: key 'horizon_s'"):
         gym.make("disagg/SmallRoute-v3", horizon_s=-1)
+
+
+@pytest.mark.parametrize(("argv", "want"), [
+    (["evaluate", "--episodes", "1", "--tuned", "{d}"], "--tuned '{d}': is a directory, expected a tuned YAML file"),
+    (["train", "--hyperparams", "{d}", "--out", "{d}/run"],
+     "--hyperparams '{d}': is a directory, expected a hyperparameter YAML file"),
+])
+def test_a_folder_given_as_a_file_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                           argv: list[str], want: str) -> None:
+    # they said "no tuned file" / "hyperparameter file not found" for an existing folder
+    if argv[0] == "train":
+        pytest.importorskip("sb3_contrib")
+    rc, _, err = run(capsys, *(a.format(d=tmp_path) for a in argv))
+    assert rc == 2 and err.strip() == "disagg-gym: error: " + want.format(d=tmp_path)

@@ -319,6 +319,8 @@ def load_tuned(tuned: str | Path | None) -> dict[str, Any]:
     if tuned is None:
         return {}
     p = Path(tuned)
+    if p.is_dir():
+        raise UserError(f"--tuned {str(p)!r}: is a directory, expected a tuned YAML file")
     if not p.is_file():
         raise UserError(f"--tuned: no tuned file {str(p)!r} (write one with `disagg-gym tune-baselines`)")
     return read_tuned(p)
