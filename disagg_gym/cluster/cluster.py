@@ -793,10 +793,18 @@ class Cluster:
         if batch.B == 0 or batch.next_ev is None or batch.next_n == 0:
             return
         n_short = batch.iterations_until_short(d.kv.capacity - d.kv.used, batch.next_n)
-        if batch.next_n > n_short - 1:
+        self._stop_within(d, n_short - 1)
+
+    def _stop_within(self, d: Instance, n: int) -> None:
+        """Moves ``d``'s next stop to the boundary ``n`` iterations after its epoch, if it was
+        due later (a stop already due by then stays).
+        """
+        batch = d.batch
+        assert batch.next_ev is not None
+        if batch.next_n > n:
             batch.next_ev.cancelled = True
-            batch.next_n = n_short - 1
-            batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(batch.next_n), self._decode_tick, d, P_DECODE)
+            batch.next_n = n
+            batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(n), self._decode_tick, d, P_DECODE)
 
     def _transfer_done(self, req: Request) -> None:
         now = self.engine.now
@@ -1093,11 +1101,7 @@ class Cluster:
         if now > batch.epoch_s and batch.next_ev is not None:
             # Mid-iteration: the victims run to its end. Stop the batch at that boundary; its
             # decode tick retries the admission, which evicts them then.
-            n = batch.iterations_done(now - batch.epoch_s) + 1
-            if batch.next_n > n:
-                batch.next_ev.cancelled = True
-                batch.next_n = n
-                batch.next_ev = self.engine.schedule(batch.epoch_s + batch.decode_time(n), self._decode_tick, d, P_DECODE)
+            self._stop_within(d, batch.iterations_done(now - batch.epoch_s) + 1)
             return False
         if not self._settle_to_boundary(d):
             return False  # a stop is due at this very boundary: retried then
