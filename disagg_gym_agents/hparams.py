@@ -27,7 +27,7 @@ from stable_baselines3.common.utils import LinearSchedule
 
 from disagg_gym.config import read_yaml
 from disagg_gym.errors import UserError
-from disagg_gym.wrappers.shaping import QueueShaping
+from disagg_gym.wrappers.shaping import QueueShaping, TruncationAdvance
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO}
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
@@ -41,6 +41,8 @@ ENV_WRAPPERS: dict[str, type[gym.Wrapper]] = {
     "disagg_gym_agents.ppo.QueueShaping": QueueShaping,
     "disagg_gym.wrappers.QueueShaping": QueueShaping,
     "QueueShaping": QueueShaping,
+    "disagg_gym.wrappers.TruncationAdvance": TruncationAdvance,
+    "TruncationAdvance": TruncationAdvance,
 }
 """Training-env wrappers the YAML's ``env_wrapper`` may name (applied outside ``Monitor``, so
 ``rollout/ep_rew_mean`` and ``eval/mean_reward`` stay the env's own reward)."""

@@ -1,7 +1,7 @@
 """Small ``gym.Wrapper`` subclasses, one concern each."""
 
 from disagg_gym.wrappers.action_mask import ActionMaskDict
-from disagg_gym.wrappers.shaping import QueueShaping
+from disagg_gym.wrappers.shaping import QueueShaping, TruncationAdvance
 from disagg_gym.wrappers.telemetry import ObservationNoise, StaleObservation
 from disagg_gym.wrappers.workload_seeds import HeldOutWorkloadSeeds, TrainingWorkloadSeeds
 
@@ -12,4 +12,5 @@ __all__ = [
     "QueueShaping",
     "StaleObservation",
     "TrainingWorkloadSeeds",
+    "TruncationAdvance",
 ]

@@ -75,3 +75,31 @@ class QueueShaping(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._phi = phi
         info["shaping"] = f
         return obs, float(reward) + f, terminated, truncated, info
+
+
+class TruncationAdvance(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Keeps the predicted advances of in-flight requests at a truncated episode end.
+
+    Under ``env.reward_mode: predicted`` the env takes back, in an episode's last reward, the
+    advances of requests whose outcome has not been credited yet (so the return equals
+    ``per_decision``'s). At a *truncation* a learner that bootstraps (target
+    ``r_T + gamma * V(s_T)``: SB3, CleanRL) also counts those requests' future through
+    ``V(s_T)``, so the take-back is subtracted twice. This wrapper adds
+    ``info["advance_taken_back"]`` back to the reward of a truncated last step (a terminated
+    one keeps it: nothing is in flight after a drained trace). Training only; KPIs,
+    ``info["reward_terms"]`` and evaluation are untouched (``info["advance_kept"]`` holds what
+    was added).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Steps; on a truncated last step adds the advances taken back to the reward."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if truncated and not terminated and "advance_taken_back" in info:
+            kept = float(info["advance_taken_back"])
+            info["advance_kept"] = kept
+            return obs, float(reward) + kept, terminated, truncated, info
+        return obs, reward, terminated, truncated, info

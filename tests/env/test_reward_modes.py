@@ -237,3 +237,35 @@ def test_the_end_of_a_predicted_episode_reports_the_advances_it_takes_back() -> 
     assert W["violated"] * unfinished <= back <= W["met"] * unfinished
     _, base = _random_episode("per_decision", 3, 10.0)
     assert "advance_taken_back" not in base[-1]
+
+
+def test_truncation_advance_adds_the_take_back_to_the_truncated_last_step_only() -> None:
+    from disagg_gym.wrappers import TruncationAdvance
+
+    def run(wrap: bool) -> tuple[list[float], list[dict]]:
+        env = _make("predicted", horizon=10.0)
+        if wrap:
+            env = TruncationAdvance(env)
+        env.reset(seed=3)
+        u = env.unwrapped
+        rng = np.random.default_rng(3)
+        rewards, infos = [], []
+        while True:
+            mask = u.action_masks()
+            nvec = env.action_space.nvec
+            p = rng.choice(np.flatnonzero(mask[: nvec[0]]))
+            d = rng.choice(np.flatnonzero(mask[nvec[0]:]))
+            _, r, term, trunc, info = env.step(np.array([p, d]))
+            rewards.append(float(r))
+            infos.append(info)
+            if term or trunc:
+                assert trunc and not term  # the horizon: a truncation
+                return rewards, infos
+
+    raw, raw_infos = run(False)
+    kept, infos = run(True)
+    assert kept[:-1] == raw[:-1]
+    back = raw_infos[-1]["advance_taken_back"]
+    assert back != 0.0 and infos[-1]["advance_kept"] == back
+    assert kept[-1] == pytest.approx(raw[-1] + back, abs=1e-12)
+    assert infos[-1]["reward_terms"] == raw_infos[-1]["reward_terms"]  # the env's own terms untouched
