@@ -725,17 +725,39 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
     return p
 
 
+def empty_value_option(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """The option of ``argv`` given an empty value (``--out ""``, ``--out=``), or ``None``.
+
+    An empty value is almost always an unset shell variable (``--out "$DIR"``); as a path it
+    means the current folder, where a benchmark wrote its results over the repository's own
+    files. Only options that take a value count (in the subcommand's parser when ``argv``
+    names one).
+    """
+    sub = parser
+    for action in parser._actions:  # argparse has no public accessor for the subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            cmd = next((t for t in argv if t in action.choices), None)
+            if cmd is not None:
+                sub = action.choices[cmd]
+    takes = {s for a in sub._actions for s in a.option_strings if a.nargs != 0}
+    prev = None
+    for tok in argv:
+        name, eq, value = tok.partition("=")
+        if eq and not value and name in takes:
+            return name
+        if tok == "" and prev in takes:
+            return prev
+        prev = tok
+    return None
+
+
 def main(argv: Sequence[str] | None = None, commands: Sequence[Command] | None = None) -> int:
     """Entry point of the ``disagg-gym`` console script (``commands``: see ``build_parser``)."""
     parser = build_parser(commands)
-    given = list(sys.argv[1:] if argv is None else argv)
-    for prev, tok in zip(["", *given], given):
-        # an empty value (`--out "$UNSET"`): as a path it means the current folder, where a
-        # benchmark wrote its results over the repository's own files
-        flag = tok[:-1] if tok.startswith("--") and tok.endswith("=") else prev if tok == "" and prev.startswith("--") else None
-        if flag is not None:
-            print(f"disagg-gym: error: argument {flag}: empty value (an unset shell variable?)", file=sys.stderr)
-            return 2
+    flag = empty_value_option(parser, list(sys.argv[1:] if argv is None else argv))
+    if flag is not None:
+        print(f"disagg-gym: error: argument {flag}: empty value (an unset shell variable?)", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     # Library warnings (e.g. a table extrapolated beyond its grid) as one line each.
     formatwarning = warnings.formatwarning

@@ -169,11 +169,12 @@ class Simulation:
                 self.drain_cut_s = limit
             wl = self.scenario.workload
             capped = self.scenario.max_requests is not None and self.recorder.arrived >= self.scenario.max_requests
-            if eng.now < self.scenario.horizon_s and (wl.kind != "trace" or wl.loop) and not capped:
-                # Drained before the horizon (a light load): the run still spans the horizon,
-                # as under horizon_policy fail (reserved GPUs are paid, idle power drawn, and
-                # every per-second figure divides by the same span).
-                eng.run_until(self.scenario.horizon_s)
+            end = min(self.scenario.horizon_s, limit)
+            if cl.drained() and eng.now < end and (wl.kind != "trace" or wl.loop) and not capped:
+                # Drained before the horizon (a light load): the run still spans the horizon
+                # (never past max_time_s), as under horizon_policy fail (reserved GPUs are paid,
+                # idle power drawn, and every per-second figure divides by the same span).
+                eng.run_until(end)
         else:
             self.engine.run_until(limit)
         return self.summary()

@@ -111,6 +111,10 @@ def error(msg):
     print(f"reproduce_leaderboard: benchmark options after --: {msg}", file=sys.stderr)
     raise SystemExit(2)
 p.error = error
+from disagg_gym.cli import empty_value_option
+flag = empty_value_option(p, sys.argv[1:])
+if flag is not None:
+    error(f"argument {flag}: empty value (an unset shell variable?)")
 ns = p.parse_args(["--out", ".", *sys.argv[1:]])
 from disagg_gym.errors import UserError
 from disagg_gym_agents.base import parse_overrides

@@ -747,3 +747,13 @@ def test_a_folder_given_as_a_file_says_so(capsys: pytest.CaptureFixture[str], tm
         pytest.importorskip("sb3_contrib")
     rc, _, err = run(capsys, *(a.format(d=tmp_path) for a in argv))
     assert rc == 2 and err.strip() == "disagg-gym: error: " + want.format(d=tmp_path)
+
+
+def test_the_empty_value_check_names_only_options_that_take_a_value() -> None:
+    from disagg_gym.cli import build_parser, empty_value_option
+
+    p = build_parser()
+    assert empty_value_option(p, ["simulate", "--set=horizon_s="]) is None  # its value is 'horizon_s='
+    assert empty_value_option(p, ["validate", "--no-manifest", ""]) is None  # a flag: '' is the results path
+    assert empty_value_option(p, ["simulate", "--records="]) == "--records"
+    assert empty_value_option(p, ["benchmark", "--out", "", "--configs", "small-route"]) == "--out"

@@ -96,3 +96,11 @@ def test_a_light_load_that_drains_early_is_still_charged_the_horizon(policy: str
     assert s["duration_s"] == 100.0
     assert s["cost_usd"] == pytest.approx(sum(price_per_h) * 100.0 / 3600.0, rel=1e-9)
     assert s["total_tokens_per_s"] == pytest.approx(s["slo_tokens_per_s"])  # every request met its SLOs
+
+
+def test_max_time_s_still_stops_a_drained_run_there() -> None:
+    # the horizon extension above ran a run cut by max_time_s on to the horizon
+    scen = load_scenario("small-route", {"workload.rate_per_s": 5, "horizon_s": 100.0})
+    sim = Simulation(scen, seed=0, keep_records=False)
+    s = sim.run(drain=True, max_time_s=20.0)
+    assert sim.drain_cut_s == 20.0 and s["simulated_s"] < 21.0 and s["requests_total"] < 200

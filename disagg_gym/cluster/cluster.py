@@ -29,7 +29,7 @@ from disagg_gym.cluster.decode_batch import Member
 from disagg_gym.cluster.instance import Instance
 from disagg_gym.cluster.kv_cache import CacheHierarchy
 from disagg_gym.cluster.state import InstanceState
-from disagg_gym.interconnect.kv_transfer import Port, TransferManager
+from disagg_gym.interconnect.kv_transfer import Port, TransferManager, bottleneck_Bps
 from disagg_gym.sim.engine import Engine
 from disagg_gym.sim.events import Priority
 from disagg_gym.types import RequestState, Role
@@ -377,9 +377,10 @@ class Cluster:
     def valid_route(self, req: Request, p: int, d: int) -> str | None:
         """Why ``(p, d)`` cannot take ``req`` right now, or ``None`` if it can.
 
-        Only what is known at arrival is used: the prompt must fit (with its first output token
-        and one block to grow into, :meth:`kv_tokens_to_serve`) in both instances' KV memory.
-        Output lengths are unknown.
+        Only what is known at arrival is used (output lengths are unknown): the prompt and its
+        first output token must fit the prefill instance's KV memory, and the decode instance
+        (a colocated instance is both) must also hold the block the decode grows into
+        (:meth:`kv_tokens_to_serve`).
         """
         n = self.n
         if not (0 <= p < n and 0 <= d < n):
@@ -392,17 +393,19 @@ class Cluster:
                 return "invalid_route"
         elif pi.role is not PREFILL_ROLE or di.role is not DECODE_ROLE:
             return "invalid_route"
-        need = self.kv_tokens_to_serve(req)
-        if need > pi.kv.capacity or need > di.kv.capacity:
+        prefill = self.blocks(req.prompt_tokens + 1)
+        if prefill > pi.kv.capacity or prefill + self.block > di.kv.capacity:
             return "too_large"
         return None
 
-    def kv_tokens_to_serve(self, req: Request) -> int:
+    def kv_tokens_to_serve(self, req: Request, decode: bool = True) -> int:
         """KV memory (tokens, whole blocks) an instance must have for ``req`` ever to run on it:
-        its prompt and first token, plus the block its decode grows into (the decode admission's
-        rule: a request needing more is ``too_large``). Known at arrival (output lengths are not).
+        its prompt and first token (a prefill instance), plus the block its decode grows into
+        (a decode or colocated instance: the decode admission's rule, beyond which a request is
+        ``too_large``). Known at arrival (output lengths are not).
         """
-        return self.blocks(req.prompt_tokens + 1) + self.block
+        need = self.blocks(req.prompt_tokens + 1)
+        return need + self.block if decode else need
 
     def blocks(self, tokens: int) -> int:
         """Tokens rounded up to whole KV blocks."""
@@ -720,7 +723,7 @@ class Cluster:
         while dq:
             req = dq[0]
             need = -(-(req.prompt_tokens + (req.generated if req.generated > 0 else 1)) // blk) * blk  # blocks(held)
-            if need + kv.block > kv.capacity:  # re-routed here and can never fit
+            if need + kv.block > kv.capacity:  # can never fit (kv_tokens_to_serve's rule, on what it holds)
                 dq.popleft()
                 d.owed -= 1
                 p = self.instances[req.prefill_inst]
@@ -777,11 +780,7 @@ class Cluster:
                 # port it crosses (a WAN link can be far below the tier's cap).
                 overlap_s = now - req.run_start_s
                 layers = self.model.num_hidden_layers
-                rate = cap
-                for port in ports:
-                    if port.bandwidth_Bps < rate:
-                        rate = port.bandwidth_Bps
-                nbytes = max(nbytes / layers, nbytes - overlap_s * rate)
+                nbytes = max(nbytes / layers, nbytes - overlap_s * bottleneck_Bps(ports, cap))
             self.transfers.start(req, nbytes, ports, cap, lat, self._transfer_done)
 
     def _tighten_stop(self, d: Instance) -> None:

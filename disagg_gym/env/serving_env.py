@@ -657,7 +657,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     def _route_masks(self, req: Any) -> tuple[list[bool], list[bool]]:
         """(prefill mask, decode mask) as lists, cached for the pending request.
 
-        Prefill: instances in service serving prefill whose KV memory holds the prompt; decode:
+        Prefill: instances in service serving prefill whose KV memory can ever hold the request
+        (``Cluster.kv_tokens_to_serve``: a colocated instance needs the decode's block more); decode:
         decode instances in service (all ``True`` on an all-colocated cluster: the index is
         ignored). Both come from the cluster's routing pools (``Cluster.pools``: in service, by
         role), rebuilt only when those change; the lists may be shared between requests.
@@ -680,13 +681,14 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                 md = [True] * n
             self._mask_tpl = (pools, mp_all, md, min((inst.kv_cap for inst in ps), default=0))
         _, mp_all, md, smallest = self._mask_tpl
-        need = cl.kv_tokens_to_serve(req)
+        need = cl.kv_tokens_to_serve(req)  # a colocated instance's need (a prefill one's is a block less)
         if need <= smallest:
             mp = mp_all
         else:
             mp = [False] * self.n
+            prefill_need = cl.kv_tokens_to_serve(req, decode=False)
             for inst in pools[0]:
-                if need <= inst.kv_cap:
+                if (need if inst.role is Role.COLOCATED else prefill_need) <= inst.kv_cap:
                     mp[inst.idx] = True
         self._mask_req = req
         self._mask_cache = (mp, md)

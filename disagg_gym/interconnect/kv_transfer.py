@@ -22,6 +22,15 @@ from disagg_gym.sim.events import Priority
 P_TRANSFER, P_TRANSFER_START = Priority.TRANSFER, Priority.TRANSFER_START
 
 
+def bottleneck_Bps(ports: Sequence[Port], cap_Bps: float) -> float:
+    """The rate a flow alone on ``ports`` moves at: the slowest port, or its own cap."""
+    r = cap_Bps
+    for p in ports:
+        if p.bandwidth_Bps < r:
+            r = p.bandwidth_Bps
+    return r
+
+
 class Port:
     """A shared bottleneck: capacity and the flows crossing it."""
 
@@ -111,8 +120,7 @@ class TransferManager:
     @staticmethod
     def lone_time_s(nbytes: float, ports: Sequence[Port], cap_Bps: float, latency_s: float) -> float:
         """Duration of a transfer if nothing else were moving."""
-        bw = min([cap_Bps] + [p.bandwidth_Bps for p in ports])
-        return latency_s + nbytes / bw
+        return latency_s + nbytes / bottleneck_Bps(ports, cap_Bps)
 
     # ------------------------------------------------------------------ internals
     def _activate(self, flow: Flow) -> None:
@@ -130,7 +138,7 @@ class TransferManager:
             else:
                 p._since = now
             p.flows.append(flow)
-        if alone:  # nothing else on its ports: the slowest of them, or its own cap
+        if alone:  # nothing else on its ports: bottleneck_Bps, inlined (hot path)
             r = flow.cap_Bps
             for p in flow.ports:
                 if p.bandwidth_Bps < r:

@@ -154,7 +154,7 @@ def test_a_bad_override_fails_before_the_manifest_owes_its_cells(
                "--no-progress", "--no-plots"])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
-    assert err.strip() == (f"disagg-gym: error: {resolve_path('small-route')}: key 'nokey': unknown key; "
+    assert err.strip() == ("disagg-gym: error: config small-route with overrides: key 'nokey': unknown key; "
                            "expected one of: name, cluster, workload, description, task, horizon_s, max_requests, "
                            "seed, router, allocator, primary_metric, admission, horizon_policy, version, env, "
                            "variants, evaluation")

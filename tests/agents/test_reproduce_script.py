@@ -147,6 +147,7 @@ def test_dry_run_validates_a_sample_per_config_unless_all(tmp_path: Path) -> Non
         (("--out", "x", "--", "--set", "nokey"),
          "benchmark options after --: override 'nokey': expected KEY=VALUE, e.g. workload.rate_per_s=30"),
         (("--out", "x", "--", "--episodes", "0"), "benchmark options after --: --episodes must be a positive integer (got 0)"),
+        (("--out", "x", "--", "--out", ""), "benchmark options after --: argument --out: empty value (an unset shell variable?)"),
     ],
 )
 def test_bad_flags_are_one_line(args: tuple[str, ...], message: str) -> None:

@@ -340,3 +340,28 @@ def test_instance_features_carry_their_documented_meaning(env_id: str) -> None:
         if term or trunc:
             break
     assert seen[[0, 1, 2, 3, 5, 6, 9]].all(), seen  # each checked feature was non-zero somewhere
+
+
+@pytest.mark.parametrize(("env_id", "prompt", "allowed"), [
+    # a prefill-only instance holds blocks(prompt + 1): 479,535 tokens fit the 479,536-token
+    # H100/A100 prefill instances, one more token needs another block (only the H200 holds it)
+    ("disagg/TriGpuRoute-v0", 479_535, {0, 2, 4}),
+    ("disagg/TriGpuRoute-v0", 479_536, {0}),
+    # a colocated instance also needs the block its decode grows into
+    ("disagg/ColocatedBaseline-v3", 479_519, {0, 1, 2, 3}),
+    ("disagg/ColocatedBaseline-v3", 479_520, set()),
+])
+def test_the_prefill_mask_is_the_simulators_too_large_rule(env_id: str, prompt: int, allowed: set[int]) -> None:
+    from disagg_gym.workload.request import Request
+
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    cl = env.cluster
+    req = Request(10**9, cl.engine.now, prompt, 2, 10.0, 1.0)
+    mp, _ = env._route_masks(req)
+    assert {i for i, ok in enumerate(mp) if ok} == allowed
+    ps, ds = cl.pools()
+    big = max(ds, key=lambda i: i.kv_cap) if ds else None
+    for inst in ps:  # the same answer as the cluster's own check
+        d = inst.idx if big is None else big.idx
+        assert mp[inst.idx] == (cl.valid_route(req, inst.idx, d) is None)

@@ -228,6 +228,19 @@ def test_the_end_of_a_predicted_episode_reports_the_advances_it_takes_back() -> 
     # back in the last reward, and info["advance_taken_back"] says how much (for learners that
     # bootstrap on truncation). Each request's advance lies in [w_violated, w_met] (request
     # unit, reward_scale 1), and only a request without its first token is still outstanding.
+    # Exact, on one request: with max_episode_requests=1 the first decision ends the episode
+    # before the request's first token, so the whole advance it was paid is taken back; that
+    # advance is the first step's predicted_credit of the same episode uncapped.
+    full = _make("predicted", horizon=30.0)
+    full.reset(seed=3)
+    _, _, _, _, first = full.step(np.array([0, 2]))
+    one = gym.make(ENV, overrides={"horizon_s": 30.0, "env.reward_mode": "predicted", "env.max_episode_requests": 1})
+    one.reset(seed=3)
+    _, r, term, trunc, end = one.step(np.array([0, 2]))
+    assert trunc and not term
+    assert end["advance_taken_back"] == first["reward_terms"]["predicted_credit"] != 0.0
+    assert r == pytest.approx(0.0, abs=1e-12) and end["reward_terms"]["predicted_credit"] == pytest.approx(0.0, abs=1e-12)
+
     rewards, infos = _random_episode("predicted", 3, 10.0)
     last = infos[-1]
     assert all("advance_taken_back" not in i for i in infos[:-1])
