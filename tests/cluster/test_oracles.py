@@ -131,6 +131,26 @@ def test_colocated_prefill_pauses_decode() -> None:
     assert b.tier == "local" and b.kv_bytes == 0.0
 
 
+class _OldestApart:
+    """Request 0 prefills on instance 0, every other one on instance 1; all decode on 2."""
+
+    def route(self, cluster, req):  # noqa: ANN001, ANN201
+        return (0 if req.rid == 0 else 1), 2
+
+
+def _run_oldest_apart(cost: LinearCost, source: ArraySource, timeline: object = None) -> Recorder:
+    """Runs ``source`` to completion on two prefill and one decode instance under
+    ``on_kv_full: preempt`` with :class:`_OldestApart`; checks the invariants."""
+    eng = Engine()
+    rec = Recorder(keep_records=True, keep_requests=True)
+    cl = Cluster(toy_cluster_config(n_prefill=2, n_decode=1, on_kv_full="preempt"), eng, source, observer=rec,
+                 router=_OldestApart(), cost_factory=lambda g, tp: cost, timeline=timeline)
+    cl.start()
+    eng.run_until(lambda: cl.drained())
+    check_sim_invariants(cl, rec)
+    return rec
+
+
 def test_preempt_evicts_younger_requests_and_recomputes() -> None:
     # Request 0 (old, long prompt) prefills slowly on instance 0 while younger small requests
     # prefill on instance 1 and fill the decode memory. When 0 is ready, it preempts them.
@@ -139,18 +159,7 @@ def test_preempt_evicts_younger_requests_and_recomputes() -> None:
     t = [0.0] + [0.001 * i for i in range(1, n)]
     prompts = [20000] + [2000] * (n - 1)
     outs = [100] + [500] * (n - 1)
-    cfg = toy_cluster_config(n_prefill=2, n_decode=1, on_kv_full="preempt")
-
-    class Split:
-        def route(self, cluster, req):  # noqa: ANN001, ANN201
-            return (0 if req.rid == 0 else 1), 2
-
-    eng = Engine()
-    rec = Recorder(keep_records=True, keep_requests=True)
-    cl = Cluster(cfg, eng, ArraySource(t, prompts, outs), observer=rec, router=Split(), cost_factory=lambda g, tp: cost)
-    cl.start()
-    eng.run_until(lambda: cl.drained())
-    check_sim_invariants(cl, rec)
+    rec = _run_oldest_apart(cost, ArraySource(t, prompts, outs))
     assert rec.completed == n
     by_id = {r.rid: r for r in rec.requests}
     assert by_id[0].preemptions == 0
@@ -183,20 +192,8 @@ def test_preemption_for_an_older_request_happens_at_the_iteration_boundary() -> 
     from disagg_gym.metrics.chrome_trace import ChromeTrace
 
     cost = LinearCost(kv_capacity=5328, prefill_per_token_s=1e-5, decode_a_s=0.01, decode_b_s=0.0)
-    cfg = toy_cluster_config(n_prefill=2, n_decode=1, on_kv_full="preempt")
-
-    class Split:
-        def route(self, cluster, req):  # noqa: ANN001, ANN201
-            return (0 if req.rid == 0 else 1), 2
-
-    eng = Engine()
-    rec = Recorder(keep_records=True, keep_requests=True)
     tr = ChromeTrace()
-    cl = Cluster(cfg, eng, ArraySource([0.0, 0.001], [4000, 1500], [50, 200]), observer=rec, router=Split(),
-                 cost_factory=lambda g, tp: cost, timeline=tr)
-    cl.start()
-    eng.run_until(lambda: cl.drained())
-    check_sim_invariants(cl, rec)
+    rec = _run_oldest_apart(cost, ArraySource([0.0, 0.001], [4000, 1500], [50, 200]), timeline=tr)
     by_id = {r.rid: r for r in rec.requests}
     assert by_id[1].preemptions == 1 and by_id[0].preemptions == 0 and rec.completed == 2
     ev = [e for e in tr.to_json()["traceEvents"] if e.get("ph") == "X"]
