@@ -68,6 +68,7 @@ def test_same_simulation_as_box_mode_for_a_heuristic() -> None:
 
 def test_checkers_pass() -> None:
     check_env(_padded(8).unwrapped, skip_render_check=True)
+    pytest.importorskip("stable_baselines3", reason="SB3's checker needs the [rl] extra")
     from stable_baselines3.common.env_checker import check_env as sb3_check
 
     sb3_check(_padded(8), warn=False)

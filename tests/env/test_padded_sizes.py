@@ -153,9 +153,11 @@ def test_the_mixed_size_training_variant_samples_sizes_and_runs() -> None:
 
 def test_checkers_pass_on_a_size_sampling_env() -> None:
     from gymnasium.utils.env_checker import check_env
-    from stable_baselines3.common.env_checker import check_env as sb3_check
 
     check_env(_env().unwrapped, skip_render_check=True)
+    pytest.importorskip("stable_baselines3", reason="SB3's checker needs the [rl] extra")
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
     sb3_check(_env(), warn=False)
 
 
