@@ -55,6 +55,27 @@ TIER_NAMES: tuple[str, ...] = ("hbm", "host_dram", "ssd", "remote")
 _TIER_INDEX = {name: i for i, name in enumerate(TIER_NAMES)}
 
 
+
+def _plan_s(inst: Instance, prompt: int, cached: int, load_s: float) -> float:
+    """Predicted time to the first token of a prefill of ``prompt`` tokens with ``cached`` of
+    them served from caches, ``load_s`` of which must first be loaded from lower tiers.
+
+    The loads overlap the first iteration (``max``); with ``prefill_chunk_tokens`` the prompt's
+    other chunks follow it one iteration each, every chunk after the context before it.
+    """
+    cost = inst.cost
+    new = prompt - cached
+    chunk = inst.chunk_tokens
+    if not chunk or new <= chunk:
+        return max(load_s, cost.prefill_s([new], [cached]))
+    t = max(load_s, cost.prefill_s([chunk], [cached]))
+    done = chunk
+    while done < new:
+        n = min(chunk, new - done)
+        t += cost.prefill_s([n], [cached + done])
+        done += n
+    return t
+
 class TierLink:
     """One instance's view of a lower tier: its store and the links to read and write it."""
 
@@ -264,14 +285,14 @@ class CacheHierarchy:
         use = h
         if segs:
             # Loads start with the compute and overlap it layer by layer (the prefill waits for
-            # the last one: hold_prefill), so a plan takes max(load, compute); the loads of the
-            # segments are summed (they share the instance's ports).
-            cost = inst.cost
-            best = cost.prefill_s([P - h * C], [h * C])
+            # the last one: hold_prefill), so a plan takes max(load, compute) -- of the first
+            # iteration only when the prompt is chunked, the later chunks following it; the
+            # loads of the segments are summed (they share the instance's ports).
+            best = _plan_s(inst, P, h * C, 0.0)
             load = 0.0
             for t, a, b in segs:
                 load += t.estimate_s((b - a) * self.block_bytes)
-                tt = max(load, cost.prefill_s([P - b * C], [b * C]))
+                tt = _plan_s(inst, P, b * C, load)
                 if tt < best:
                     best, use = tt, b
         cache.pin(req.rid, hs[:use])

@@ -164,12 +164,6 @@ class PrefixCache:
         if self.on_evict is not None:
             self.on_evict(out)
 
-    def clear(self) -> None:
-        """Drops every unreferenced block (an instance changing role keeps nothing cached)."""
-        if self.lru:
-            self.evicted += len(self.lru)
-            self.lru.clear()
-
 
 class BlockStore:
     """A lower tier: an LRU set of block hashes with a fixed capacity.

@@ -258,6 +258,27 @@ def test_the_plan_counts_a_load_that_overlaps_the_compute_once() -> None:
     assert r.first_token_s - 20.0 == pytest.approx(load, rel=1e-9) and load < (1024 - 32) * 1e-3
 
 
+def test_a_chunked_prompt_plans_its_chunks_after_the_loads() -> None:
+    """The same A, B, A' with 256-token prefill chunks and a 10 ms cost per iteration: A'
+    recomputing its 992 missing tokens takes 4 chunks, 4 x 10 ms + 0.992 s = 1.032 s; loading
+    blocks 2..62 over the link takes 1.017 s and overlaps the one 16-token chunk left (26 ms).
+    The plan used to cost the recompute as one unchunked iteration (1.002 s) and recomputed:
+    15 ms slower than loading.
+    """
+    cost = LinearCost(prefill_fixed_s=0.01, prefill_per_token_s=1e-3, kv_capacity=2048)
+    load = 1.017
+    bw = 61 * 16 * KVB / (load - 0.001)
+    cfg = host_cfg(bw_gbps=bw / 1e9)
+    cfg = replace(cfg, groups=(replace(cfg.groups[0], prefill_chunk_tokens=256), *cfg.groups[1:]))
+    a = ids(range(64))
+    src = ArraySource([0.0, 10.0, 20.0], [1024, 2000, 1024], [2, 2, 2], hash_ids=[a, ids(range(5000, 5125)), a])
+    cl, reqs, _ = run(src, cost, cfg)
+    r = reqs[2]
+    assert r.cached_tokens == 63 * 16 and r.cache_tier == "host_dram"
+    assert r.first_token_s - 20.0 == pytest.approx(load, rel=1e-9)
+    assert load < 4 * 0.01 + 0.992 and load > 0.01 + 0.992
+
+
 BLOCK_BYTES = 16 * KVB
 
 
