@@ -675,7 +675,7 @@ DESCRIPTIONS = {
         "Measure env decisions/s (every standard id, with CartPole-v1 as the reference in the same "
         "run) and simulator requests/s (8-128 instances), each in a fresh process pinned to one core. "
         "Takes a while: 19 minutes measured on a shared 2-core VM at load average ~10 "
-        "(--quick took 18.6 minutes at load average 9-14). Each measurement prints a line "
+        "(--quick: 5-20 s). Each measurement prints a line "
         "numbered [k/n] with the elapsed time and an estimate of the time left."
     ),
     "validate": (

@@ -70,7 +70,8 @@ def load_hyperparams(
     Args:
         algo: ``ppo`` or ``maskable_ppo`` (selects the default file and checks keys).
         env_id: Top-level key to look up.
-        path: YAML file (default: ``disagg_gym_agents/hyperparams/<algo>.yml``).
+        path: YAML file (default: ``disagg_gym_agents/hyperparams/<algo>.yml``); a bare name
+            that is no file here names a shipped one (``maskable_ppo_noprior.yml``).
 
     Returns:
         ``(hyperparameters, entry used)``; the dict is a copy, unparsed.
@@ -79,6 +80,8 @@ def load_hyperparams(
         ValueError: Missing file, no matching entry and no ``default``, or an unknown key.
     """
     p = Path(path) if path is not None else hyperparams_file(algo)
+    if path is not None and not p.exists() and p.name == str(path) and (HYPERPARAMS_DIR / p.name).is_file():
+        p = HYPERPARAMS_DIR / p.name  # a shipped file by its name (maskable_ppo_noprior.yml)
     if p.is_dir():
         raise UserError(f"--hyperparams {str(p)!r}: is a directory, expected a hyperparameter YAML file")
     if not p.is_file():

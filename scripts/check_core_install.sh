@@ -15,7 +15,7 @@ quiet "$V/python" -m pip install -q --upgrade pip >/dev/null
 # build from a copy so no build/ or egg-info is left in the checkout
 git ls-files -z | tar --null -T - -cf - | (mkdir "$TMP/src" && tar -xf - -C "$TMP/src")
 quiet "$V/python" -m pip install -q "$TMP/src"
-# Nothing of the checkout on sys.path; but ../shared (trace files that MooncakeCacheRoute reads
+# Nothing of the checkout on sys.path; but ../shared (trace files that the trace-replay configs read
 # by a path relative to the working directory) resolves as it does from the checkout.
 SHARED=$(cd .. && pwd)/shared
 mkdir "$TMP/w"
@@ -29,13 +29,15 @@ import numpy as np
 for heavy in ("torch", "stable_baselines3", "sb3_contrib", "tensorboard", "matplotlib", "rich", "tqdm"):
     assert importlib.util.find_spec(heavy) is None, f"core install pulled in {heavy}"
 import disagg_gym
-from disagg_gym.env.registration import registered_ids
+from disagg_gym.env.registration import registered_ids, standard_env_for
+from disagg_gym.scenario import load_scenario
 
 ids = registered_ids()
 assert len(ids) >= 9, ids
 shared = __import__("pathlib").Path("../shared/data/traces").is_dir()
 for env_id in ids:
-    if env_id.startswith("disagg/MooncakeCacheRoute") and not shared:
+    replays = load_scenario(standard_env_for(env_id)["config"]).workload.kind == "trace"
+    if replays and not shared:
         print(f"core install: {env_id} skipped (replays ../shared/data/traces, absent here)")
         continue
     env = gym.make(env_id, overrides={"horizon_s": 2})

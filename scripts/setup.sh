@@ -13,7 +13,9 @@ quiet() { "$@" 2> >(grep -v -e "is ignored: it is neither a file nor a directory
 quiet .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 quiet .venv/bin/python -m pip install -q "torch==2.13.0"
 # setuptools builds in ./build and keeps old files there: a module deleted from the checkout
-# would still be installed from build/lib. Build from a clean slate.
+# would still be installed from build/lib. Build from a clean slate, and leave none behind (a
+# later `pip install .` or `pip wheel .` would reuse it).
 rm -rf build
 quiet .venv/bin/python -m pip install -q ".[test,rl,plots]"
+rm -rf build
 echo "disagg-gym installed in .venv ($(.venv/bin/python -c 'import disagg_gym; print(disagg_gym.__version__)'))"

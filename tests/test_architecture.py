@@ -34,7 +34,7 @@ LAYER_NAMES = ("simulator", "env", "agents", "CLI entry points")
 SIM_MODULES = {"errors", "registry", "types", "rng", "config", "io", "paths", "scenario", "bounds", "generator",
                "simulation", "testing", "argtypes", "extras", "plots", "configs"}
 ENV_MODULES = {"env", "wrappers", "integrations"}
-CLI_MODULES = {"disagg_gym.cli", "disagg_gym.commands", "disagg_gym.bench",
+CLI_MODULES = {"disagg_gym.cli", "disagg_gym.commands", "disagg_gym.bench", "disagg_gym.__main__",
                "disagg_gym_agents.commands"}
 HEAVY = {"torch", "stable_baselines3", "sb3_contrib", "ray", "matplotlib", "tensorboard", "tqdm", "rich"}
 """Optional heavy dependencies: the only reason a function-local import is allowed in the agents."""

@@ -315,3 +315,21 @@ def test_a_workload_arriving_all_at_once_has_no_window_to_divide_by(tmp_path: Pa
     scen = load_scenario("small-route", {"horizon_s": 10.0, "workload": {"kind": "trace", "trace_path": str(trace)}})
     with pytest.raises(UserError, match="every request arrives at t = 0, so a per-second bound has no arrival window"):
         episode_bound(scen, 0, "slo_tokens_per_s")
+
+
+def test_every_config_by_default_skips_a_trace_that_is_not_here(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # away from ../shared (a core install), the default "every config" stopped at the first
+    # trace config (azure-trace-route, alphabetically first) and wrote nothing
+    import disagg_gym.bounds as bounds_mod
+
+    monkeypatch.setattr(bounds_mod, "standard_names", lambda: ["mooncake-cache-route", "small-route"])
+    monkeypatch.chdir(tmp_path)  # ../shared/data/traces does not resolve from here
+    out = tmp_path / "b.csv"
+    assert main(["bounds", "--seeds", "1", "--metric", "slo_tokens_per_s", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: mooncake-cache-route skipped: its trace ../shared/data/traces/" in err
+    assert [r["config"] for r in csv.DictReader(out.open())] == ["small-route"]
+    # named explicitly, a missing trace is still an error
+    assert main(["bounds", "--seeds", "1", "--config", "mooncake-cache-route", "--out", str(tmp_path / "c.csv")]) == 2

@@ -54,6 +54,22 @@ def test_missing_extra_is_named_in_one_line(
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
+def test_benchmark_without_the_plots_extra_is_one_line_before_any_cell(
+    without: set[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # [rl] without [plots]: every cell ran, then the plots raised ModuleNotFoundError
+    if extras.missing("rl"):
+        pytest.skip("the [rl] extra is not installed")
+    without.add("matplotlib")
+    out = tmp_path / "out"
+    assert main(["benchmark", "--configs", "disagg/SmallRoute-v3", "--agents", "jsq", "--episodes", "1",
+                 "--out", str(out), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "disagg-gym: error: the plots need the [plots] extra (matplotlib not installed): "
+        'pip install "disagg-gym[plots]", or pass --no-plots')
+    assert not out.exists()
+
+
 def test_require_names_only_what_is_missing(without: set[str]) -> None:
     if extras.missing("rl") or extras.missing("plots"):
         pytest.skip("needs the [rl] and [plots] extras (scripts/setup.sh installs them)")

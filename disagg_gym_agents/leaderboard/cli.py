@@ -9,6 +9,7 @@ from typing import Any
 
 from disagg_gym.argtypes import nonneg_int, positive_int
 from disagg_gym.errors import UserError
+from disagg_gym.extras import missing
 from disagg_gym.io import check_output_dir, check_output_file
 from disagg_gym_agents.base import parse_overrides
 from disagg_gym_agents.leaderboard.cells import DEFAULT_EPISODES, DEFAULT_LEARNED, DEFAULT_OUT, DEFAULT_RESULTS
@@ -89,6 +90,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         extra = {"address": args.address, "num_workers": args.num_workers}
     elif getattr(args, "address", None):
         raise UserError(f"--address needs --backend ray (got --address {args.address})")
+    if not args.no_plots and not getattr(args, "cells_only", False) and missing("plots"):
+        # before any cell runs: the plots come after every episode (it was a traceback there)
+        raise UserError(f"the plots need the [plots] extra ({', '.join(missing('plots'))} not installed): "
+                        'pip install "disagg-gym[plots]", or pass --no-plots')
     check_output_dir(args.out, "--out")  # before any cell runs (issue #17)
     check_output_file(Path(args.out) / "results.csv", "--out")
     check_output_file(args.markdown or Path(args.out) / "LEADERBOARD.md", "--markdown" if args.markdown else "--out")

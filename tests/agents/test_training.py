@@ -622,3 +622,15 @@ def test_a_diverged_run_is_one_line_and_writes_no_model(tmp_path: Path, at_step:
               extra_callbacks=[_Probe.poison(at_step)])
     assert not (tmp_path / "run" / "model.zip").exists()
     assert torch.distributions.Distribution._validate_args  # restored on the way out
+
+
+def test_a_shipped_hyperparameter_file_by_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--hyperparams maskable_ppo_noprior.yml` was "not found" outside the package folder
+    from disagg_gym_agents.hparams import HYPERPARAMS_DIR, load_hyperparams
+
+    monkeypatch.chdir(tmp_path)
+    hp, _ = load_hyperparams("maskable_ppo", "disagg/SmallRoute-v3", "maskable_ppo_noprior.yml")
+    want, _ = load_hyperparams("maskable_ppo", "disagg/SmallRoute-v3", str(HYPERPARAMS_DIR / "maskable_ppo_noprior.yml"))
+    assert hp == want
+    with pytest.raises(ValueError, match="hyperparameter file not found: 'nope.yml'"):
+        load_hyperparams("maskable_ppo", "disagg/SmallRoute-v3", "nope.yml")
