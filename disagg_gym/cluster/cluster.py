@@ -690,15 +690,18 @@ class Cluster:
             return
         kv = d.kv
         batch = d.batch
-        # Blocks the running batch takes until the end of its current iteration stay free.
+        # Blocks the running batch takes until the end of its current iteration stay free:
+        # ``growth``, computed from the state at this call's start. -1: not computed yet (a
+        # single new admission whose room test passes with an upper bound of it never needs
+        # the exact value, see below).
         growth = 0
-        if batch.B and batch.next_ev is not None:
-            now = self.engine.now
-            n = batch.iterations_done(now - batch.epoch_s) + 1 if now > batch.epoch_s else 0
-            growth = batch.new_blocks(n) * kv.block
+        if batch.B and batch.next_ev is not None and self.engine.now > batch.epoch_s:
+            growth = -1
         blk = self.block
         watermark = -(-(kv.capacity // 100) // blk) * blk if batch.B else 0  # vLLM's 1% watermark, in blocks
         while d.swapped:
+            if growth < 0:
+                growth = self._admit_growth(d)
             req = d.swapped[0]
             need = self.blocks(req.held_tokens)
             seqs = batch.B + len(batch.joiners) + d.incoming + len(d.prefill_batch)
@@ -720,7 +723,14 @@ class Cluster:
                 return  # draining: the router's instances take its queue
             # No decode instance in service: finishing the queue here is the only way forward
             # (its prefill instances hold the KV and may themselves be waiting to drain).
+        if growth < 0 and len(dq) != 1:
+            growth = self._admit_growth(d)  # later admissions may need it (and change the state)
+        first = True
         while dq:
+            if growth < 0 and not first:
+                # Unreachable: nothing an admission does puts work in d.dq synchronously.
+                raise AssertionError("decode admission: growth needed after the state changed")
+            first = False
             req = dq[0]
             need = -(-(req.prompt_tokens + (req.generated if req.generated > 0 else 1)) // blk) * blk  # blocks(held)
             if need + kv.block > kv.capacity:  # can never fit (kv_tokens_to_serve's rule, on what it holds)
@@ -736,7 +746,18 @@ class Cluster:
             # Room for its KV, for the batch to finish its current iteration, vLLM's 1% watermark,
             # and one block of growth for every sequence (else it would be preempted at once).
             seqs = batch.B + len(batch.joiners) + d.incoming
-            room = need + growth + watermark + kv.block * (seqs + 1)
+            room = need + watermark + kv.block * (seqs + 1)
+            if growth < 0:
+                # The batch is n <= next_n + 1 iterations past its epoch at the end of its current
+                # iteration (its next stop has not fired), and n iterations take at most
+                # B * ceil(n / block) blocks (DecodeBatch.new_blocks): if the room test passes
+                # with that bound it passes with the exact growth, which is then not needed.
+                kb = kv.block
+                if slots_full or room + batch.B * -(-(batch.next_n + 1) // kb) * kb > kv.capacity - kv.used:
+                    growth = self._admit_growth(d)  # still the state at the call's start
+                    room += growth
+            else:
+                room += growth
             if slots_full or not (room <= kv.capacity - kv.used or (seqs == 0 and not d.swapped and kv.fits(need))):
                 if self.on_kv_full == "preempt" and not slots_full and self._preempt_for(d, req, room):
                     continue
@@ -782,6 +803,13 @@ class Cluster:
                 layers = self.model.num_hidden_layers
                 nbytes = max(nbytes / layers, nbytes - overlap_s * bottleneck_Bps(ports, cap))
             self.transfers.start(req, nbytes, ports, cap, lat, self._transfer_done)
+
+    def _admit_growth(self, d: Instance) -> int:
+        """KV tokens ``d``'s running batch takes until the end of its current iteration."""
+        batch = d.batch
+        now = self.engine.now
+        n = batch.iterations_done(now - batch.epoch_s) + 1 if now > batch.epoch_s else 0
+        return batch.new_blocks(n) * d.kv.block
 
     def _tighten_stop(self, d: Instance) -> None:
         """Memory was just taken on ``d``: move its next stop earlier if the batch would now run
@@ -926,7 +954,14 @@ class Cluster:
                 old.cancelled = True
             return
         n_done = batch.members[0][0] - batch.counter
-        n_short = batch.iterations_until_short(d.kv.capacity - d.kv.used, n_done)
+        kv = d.kv
+        # iterations_until_short(free, n_done)'s first test, inlined (hot path): every member has
+        # a block of room for q * block iterations
+        q = (kv.capacity - kv.used) // kv.block // batch.B * kv.block
+        if n_done > 0 and q >= n_done:
+            n_short = q + 1
+        else:
+            n_short = batch.iterations_until_short(kv.capacity - kv.used, n_done)
         if n_short == 1 and d.swap_out_tokens:
             if old is not None:
                 old.cancelled = True
@@ -999,7 +1034,9 @@ class Cluster:
         if batch.B == 0:
             return
         kv = inst.kv
-        if batch.new_blocks(1) * kv.block > kv.capacity - kv.used + inst.swap_out_tokens:
+        free = kv.capacity - kv.used + inst.swap_out_tokens
+        # new_blocks(1) <= B: the exact count only when B blocks would not fit
+        if batch.B * kv.block > free and batch.new_blocks(1) * kv.block > free:
             self._make_room(inst, 1)  # its own first test, hoisted (hot path)
         batch.refresh_coeffs()
         self._schedule_decode(inst)
