@@ -98,7 +98,9 @@ def _export(rev: str, dest: Path) -> Path:
 
 
 def _measure(src: Path, name: str, horizon: float, seed: int, workdir: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0")
+    # One OpenBLAS thread: its idle worker added ~50 ms of CPU time to a 0.55 s row for both
+    # versions alike, which narrowed the CPU-time ratios (the simulator does no BLAS work).
+    env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
     if name in BENCH_GRID:  # --bench-grid
         inst, mult = BENCH_GRID[name]
         cmd = [sys.executable, "-c", CHILD_GRID, str(inst), str(mult), str(horizon), str(ROOT)]
