@@ -55,7 +55,6 @@ TIER_NAMES: tuple[str, ...] = ("hbm", "host_dram", "ssd", "remote")
 _TIER_INDEX = {name: i for i, name in enumerate(TIER_NAMES)}
 
 
-
 def _plan_s(inst: Instance, prompt: int, cached: int, load_s: float) -> float:
     """Predicted time to the first token of a prefill of ``prompt`` tokens with ``cached`` of
     them served from caches, ``load_s`` of which must first be loaded from lower tiers.
@@ -75,6 +74,7 @@ def _plan_s(inst: Instance, prompt: int, cached: int, load_s: float) -> float:
         t += cost.prefill_s([n], [cached + done])
         done += n
     return t
+
 
 class TierLink:
     """One instance's view of a lower tier: its store and the links to read and write it."""
