@@ -494,6 +494,11 @@ def _predict_one(q: dict[str, Any], where: str = "") -> dict[str, Any]:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predicts one iteration or transfer time, or a file of queries."""
     if args.queries:
+        given = [k for k in _PREDICT_FIELDS if k != "cost_model" and getattr(args, k, None) is not None]
+        if given:  # they were ignored: each query line carries its own fields
+            raise UserError(f"--queries takes every field from its lines; drop "
+                            f"{', '.join('--' + k.replace('_', '-') for k in given)} (only --cost-model "
+                            "applies to every line)")
         path = Path(args.queries)
         lines = read_text_file(path).splitlines()  # names the file: missing, unreadable, not UTF-8
         out = []
@@ -513,6 +518,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if args.cost_model and "cost_model" not in q:
                 q["cost_model"] = args.cost_model
             out.append(json.dumps(_predict_one(q, f"{path}:{no}: "), allow_nan=False))
+        if not out:
+            raise UserError(f"{path}: no queries (every line is empty)")
         print("\n".join(out))
         return 0
     q = {k: getattr(args, k) for k in _PREDICT_FIELDS if getattr(args, k, None) is not None}

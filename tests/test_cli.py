@@ -757,3 +757,20 @@ def test_the_empty_value_check_names_only_options_that_take_a_value() -> None:
     assert empty_value_option(p, ["validate", "--no-manifest", ""]) is None  # a flag: '' is the results path
     assert empty_value_option(p, ["simulate", "--records="]) == "--records"
     assert empty_value_option(p, ["benchmark", "--out", "", "--configs", "small-route"]) == "--out"
+
+
+def test_predict_queries_refuses_flags_it_would_ignore_and_an_empty_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"phase": "decode", "gpu": "h100-sxm", "model": "llama-3.1-8b", "batch": 1, "length": 10}\n')
+    rc, out, err = run(capsys, "predict", "--queries", str(q), "--phase", "prefill", "--gpu", "b200")
+    assert rc == 2 and out == ""
+    assert err.strip() == ("disagg-gym: error: --queries takes every field from its lines; drop --gpu, --phase "
+                           "(only --cost-model applies to every line)")
+    rc, out, _ = run(capsys, "predict", "--queries", str(q), "--cost-model", "roofline")
+    assert rc == 0 and len(out.strip().splitlines()) == 1
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("\n\n")
+    rc, out, err = run(capsys, "predict", "--queries", str(empty))
+    assert rc == 2 and err.strip() == f"disagg-gym: error: {empty}: no queries (every line is empty)"
