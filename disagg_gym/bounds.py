@@ -610,8 +610,7 @@ def cmd_bounds(args: argparse.Namespace) -> int:
             w.writerows(rows)
             atomic_write_text(args.out, buf.getvalue())
 
-    done: dict[tuple[str, str], list[str]] = {}
-    computed = kept = 0
+    computed = 0
     for name, scen in scens.items():
         primary = scen.primary_metric
         metrics = args.metric or list(METRICS) + ([primary] if primary in LOWER_METRICS else [])
@@ -630,8 +629,7 @@ def cmd_bounds(args: argparse.Namespace) -> int:
             print(f"{name:<22s} {m:<28s} {b:.6g}", flush=True)
         # written config by config: an interrupted run keeps every config it finished
         merge(mine)
-        done.update(mine)
-    if done:
-        computed, kept = len(done), len(_read_bounds_rows(args.out)) - len(done)
+        computed += len(mine)
+    kept = len(_read_bounds_rows(args.out)) - computed
     print(f"wrote {args.out}: {computed} row(s) computed, {kept} other row(s) kept")
     return 0

@@ -20,6 +20,8 @@ def clipped_repr(value: object, limit: int = 80) -> str:
     """
     try:
         text = repr(value)
-    except (ValueError, RecursionError):  # an int over the digit limit, a cyclic container
-        text = f"<{type(value).__name__}>"
+    except ValueError:  # an int over Python's str-conversion digit limit
+        text = "<huge integer>"
+    except RecursionError:  # a deeply nested container
+        text = f"<deeply nested {type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from disagg_gym.errors import UserError
+from disagg_gym.errors import UserError, clipped_repr
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
@@ -84,11 +84,7 @@ _MAX_FLOAT = 1.7976931348623157e308
 def _fmt_value(value: Any, limit: int = 60) -> str:
     if isinstance(value, (list, dict)) and not _depth_ok(value):  # repr() would recurse
         return f"<deeply nested {type(value).__name__}>"
-    try:
-        text = repr(value)
-    except ValueError:  # an int over Python's str-conversion digit limit
-        text = "<huge integer>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clipped_repr(value, limit)
 
 
 def _token_count(value: Any) -> int | str:
