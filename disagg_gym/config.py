@@ -111,6 +111,8 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
+        if value is None:  # `workload:` with nothing under it: not silently the defaults
+            raise _err(source, key, "expected a mapping (an empty section; write {} for its defaults)", value)
         return from_dict(tp, value, source=source, prefix=key)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:

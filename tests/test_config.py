@@ -100,6 +100,18 @@ def test_scenario_errors_name_file_and_key(tmp_path: Path) -> None:
         load_scenario(str(broken))
 
 
+def test_an_empty_section_is_refused_not_read_as_its_defaults(tmp_path: Path) -> None:
+    # `workload:` with nothing under it parses as null; it used to run a default Poisson
+    # workload while omitting the key was an error. `{}` still asks for the defaults.
+    cfg = tmp_path / "empty.yaml"
+    cfg.write_text("name: x\ncluster: {groups: [{gpu: h100-sxm, count: 1, role: colocated}]}\nworkload:\n")
+    with pytest.raises(ConfigError) as exc:
+        load_scenario(str(cfg))
+    assert str(exc.value) == f"{cfg}: key 'workload': expected a mapping (an empty section; write {{}} for its defaults) (got None)"
+    cfg.write_text("name: x\ncluster: {groups: [{gpu: h100-sxm, count: 1, role: colocated}]}\nworkload: {}\n")
+    assert load_scenario(str(cfg)).workload.kind == "poisson"
+
+
 # ---------------------------------------------------------------- issue #17: YAML strictness
 def test_duplicate_key_is_rejected_with_file_line_and_key(tmp_path: Path) -> None:
     # YAML keeps the last of two equal keys: this config ran 0 requests and exited 0
