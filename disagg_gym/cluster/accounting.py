@@ -22,7 +22,7 @@ class Meter:
         idle_power: Count idle power of provisioned GPUs.
     """
 
-    __slots__ = ("idle_power", "idle_w", "busy_extra_j", "reserved_usd_per_s", "on_demand_usd")
+    __slots__ = ("idle_power", "idle_w", "busy_extra_j", "reserved_usd_per_s", "on_demand_usd", "_busy_prefill", "_busy_decode")
 
     def __init__(self, instances: list[Instance], idle_power: bool) -> None:
         self.idle_power = idle_power
@@ -30,19 +30,26 @@ class Meter:
         self.busy_extra_j = 0.0  # busy energy above what idle_w * t already counts
         self.reserved_usd_per_s = sum(i.price_per_s for i in instances if not i.on_demand)
         self.on_demand_usd = 0.0
+        # busy seconds per instance (by Instance.idx) and phase, the utilisation KPI's numerator
+        self._busy_prefill = [0.0] * len(instances)
+        self._busy_decode = [0.0] * len(instances)
 
     def book(self, inst: Instance, seconds: float, phase: str) -> None:
         """Books ``seconds`` of busy time of ``inst`` in ``phase`` (``prefill`` or ``decode``)."""
         c = inst.cost
         if phase == "prefill":
-            inst.busy_prefill_s += seconds
+            self._busy_prefill[inst.idx] += seconds
             power = c.prefill_power_w
         else:
-            inst.busy_decode_s += seconds
+            self._busy_decode[inst.idx] += seconds
             power = c.decode_power_w
         self.busy_extra_j += seconds * (power - c.idle_power_w if self.idle_power else power)
         if inst.on_demand:
             self.on_demand_usd += seconds * inst.price_per_s
+
+    def busy_s(self, inst: Instance) -> float:
+        """Seconds of prefill and decode work booked on ``inst`` so far."""
+        return self._busy_prefill[inst.idx] + self._busy_decode[inst.idx]
 
     def energy_j(self, t_s: float) -> float:
         """GPU energy over ``[0, t_s]`` (busy time booked so far)."""

@@ -94,7 +94,7 @@ class Instance:
         "chunk_tokens", "price_per_s", "on_demand", "state", "target_role", "switch_ev", "drain_start_s",
         "kv", "pq", "batch", "prefill_busy", "prefill_batch", "prefill_start_s", "prefill_end_s",
         "want_prefill", "paused", "dq", "incoming", "owed", "swapped", "swapping", "swap_out_tokens", "sending",
-        "busy_prefill_s", "busy_decode_s", "decode_tokens", "prefill_tokens", "served", "_coeffs", "_table",
+        "decode_tokens", "prefill_tokens", "served", "_coeffs", "_table",
         "_s_per_token",
     )
 
@@ -139,8 +139,6 @@ class Instance:
         self.swapping = 0  # swap-outs in flight
         self.swap_out_tokens = 0  # KV they hold until their copies land
         self.sending = 0  # KV transfers in flight from this instance
-        self.busy_prefill_s = 0.0
-        self.busy_decode_s = 0.0
         self.decode_tokens = 0
         self.prefill_tokens = 0
         self.served = 0

@@ -91,8 +91,9 @@ def summarize(
     energy = cluster.energy_j(dur)
     cost = cluster.cost_usd(dur)
     util: dict[str, list[float]] = {}
+    busy_s = cluster.meter.busy_s
     for inst in cluster.instances:
-        busy = min(inst.busy_prefill_s + inst.busy_decode_s, dur)
+        busy = min(busy_s(inst), dur)
         key = inst.role.value if inst.role is not Role.COLOCATED else "colocated"
         util.setdefault(key, []).append(busy / dur)
     tokens = rec.prompt_tokens_done + rec.output_tokens_done
