@@ -10,7 +10,7 @@ import numpy as np
 
 from disagg_gym.errors import UserError
 
-RESET_OPTIONS = ("workload_seed", "trace_window")
+RESET_OPTIONS = ("workload_seed", "trace_window", "keep_records")
 
 
 def _number(value: Any) -> bool:
@@ -30,7 +30,8 @@ def check_reset_options(
         UserError: ``options`` is not a mapping; an unknown key; ``workload_seed`` not a
             non-negative int; ``trace_window`` not ``[start_s, end_s]`` with a finite
             ``start_s >= 0`` and ``end_s`` null or a finite number above ``start_s``, or given
-            for a workload that is not a trace.
+            for a workload that is not a trace; ``keep_records`` not a bool (it is read by
+            ``reset`` itself).
     """
     if options is None:
         return None, None
@@ -38,7 +39,10 @@ def check_reset_options(
         raise UserError(f"reset options must be a dict (got {type(options).__name__}: {options!r})")
     unknown = sorted(str(k) for k in options if k not in RESET_OPTIONS)
     if unknown:
-        raise UserError(f"unknown reset option(s) {unknown}; expected workload_seed, trace_window")
+        raise UserError(f"unknown reset option(s) {unknown}; expected {', '.join(RESET_OPTIONS)}")
+    keep = options.get("keep_records", False)
+    if not isinstance(keep, (bool, np.bool_)):
+        raise UserError(f"keep_records must be true or false (got {keep!r})")
     wseed = options.get("workload_seed")
     if wseed is not None and (
         isinstance(wseed, bool) or not isinstance(wseed, (int, np.integer)) or wseed < 0

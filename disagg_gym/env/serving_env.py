@@ -366,6 +366,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.window.drain_credits()
         self._phi = load_potential(self.cluster) if self.cfg.reward.load_shaping else 0.0
         obs = self._obs()
+        if options and options.get("keep_records"):  # per-request records from the first decision on
+            self.recorder.keep_from_now()
         return obs, {"decision": self._kind, "sim_time_s": self.engine.now, "scenario": info_scen}
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:

@@ -133,6 +133,10 @@ class Recorder:
         self.last_finish_s = 0.0
         self.records: list[tuple[Any, ...]] = []
 
+    def keep_from_now(self) -> None:
+        """Keeps the records (and exact latency lists) of the requests that finish from now on."""
+        self.keep_records = True
+
     # ---------------------------------------------------------------- hooks
     def on_arrival(self, req: Request) -> None:
         """Counts an arrival (and keeps its time: the last one's ends a capped arrival window)."""

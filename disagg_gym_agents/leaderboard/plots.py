@@ -43,9 +43,8 @@ def _trace_episode(
         policy: Any = GreedyPolicy(make_policy(f"sb3:{resolve_path(policy_spec[4:])}", env))
     else:
         policy = make_policy(policy_spec, env, seed=0)
-    obs, _ = env.reset(seed=seed, options={"workload_seed": seed})
+    obs, _ = env.reset(seed=seed, options={"workload_seed": seed, "keep_records": True})
     base = env.unwrapped
-    base.recorder.keep_records = True
     sampler = TimelineSampler(base.cluster, max(base.scenario.horizon_s / 300.0, 0.05))
     start = np.ones((1,), dtype=bool)
     while True:

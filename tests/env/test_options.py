@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from disagg_gym.env.options import check_reset_options
@@ -15,7 +16,8 @@ from disagg_gym.errors import UserError
     ("options", "message"),
     [
         ([("workload_seed", 1)], "reset options must be a dict (got list: [('workload_seed', 1)])"),
-        ({"seed": 1}, "unknown reset option(s) ['seed']; expected workload_seed, trace_window"),
+        ({"seed": 1}, "unknown reset option(s) ['seed']; expected workload_seed, trace_window, keep_records"),
+        ({"keep_records": 1}, "keep_records must be true or false (got 1)"),
         ({"workload_seed": "abc"}, "workload_seed must be a non-negative int (got 'abc')"),
         ({"workload_seed": 1.0}, "workload_seed must be a non-negative int (got 1.0)"),
         ({"trace_window": 5}, "trace_window must be [start_s, end_s] (got 5)"),
@@ -57,3 +59,22 @@ def test_env_reset_checks_options(tmp_path: Path) -> None:
     env.reset(seed=0, options={"trace_window": [5, 10]})
     assert len(env.sim.source) == 5  # rows at 5, 6, 7, 8, 9 s
     env.close()
+
+
+def test_keep_records_keeps_the_episode_s_requests() -> None:
+    # Without the option an env episode keeps streaming statistics only; with it the recorder
+    # holds one record per request finished after the reset and one exact TTFT per completion.
+    counts = {}
+    for keep in (False, True):
+        env = DisaggServingEnv("small-route", overrides={"horizon_s": 5})
+        env.reset(seed=0, options={"workload_seed": 0, "keep_records": keep})
+        done = False
+        while not done:
+            _, _, term, trunc, _ = env.step(np.zeros(env.action_space.shape, dtype=np.int64))
+            done = term or trunc
+        rec = env.recorder
+        counts[keep] = (len(rec.records), len(rec.ttft), rec.completed, rec.rejected)
+        env.close()
+    assert counts[False][:2] == (0, 0)
+    records, ttfts, completed, rejected = counts[True]
+    assert completed > 0 and ttfts == completed and records == completed + rejected
