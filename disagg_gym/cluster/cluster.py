@@ -20,6 +20,7 @@ memory frees. Every request ends completed or rejected with a reason.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,6 +49,7 @@ TRANSFERRING, DECODING = RequestState.TRANSFERRING, RequestState.DECODING
 COMPLETED, REJECTED = RequestState.COMPLETED, RequestState.REJECTED
 P_DECODE, P_PREFILL, P_SWITCH = Priority.DECODE, Priority.PREFILL, Priority.SWITCH
 P_ARRIVAL, P_CONTROL = Priority.ARRIVAL, Priority.CONTROL
+INF = math.inf
 REJECT_REASONS = ("too_large", "queue_full", "kv_full", "no_instance", "policy", "invalid_route")
 
 
@@ -967,6 +969,10 @@ class Cluster:
                 old.cancelled = True
             return  # stalled until a swap-out lands and frees its blocks (_swap_out_done)
         n = n_done if n_done < n_short else n_short - 1
+        if batch.s_end != INF:  # a measured-table cost: stop where its segment ends
+            m = batch.iterations_in_segment()
+            if m < n:
+                n = m
         batch.next_n = n
         t = batch.epoch_s + (n * batch.a + batch.b * (n * batch.S + batch.B * n * (n - 1) * 0.5))  # decode_time(n)
         if old is not None:  # same firing order as cancel + schedule (Engine.postpone)

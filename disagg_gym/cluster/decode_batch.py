@@ -4,7 +4,10 @@ Decode is simulated by batch-composition changes, not by iterations: while a bat
 sequences with total context ``S`` is unchanged, iteration ``k`` (from the last change,
 ``k = 0, 1, ...``) takes ``a + b * (S + k * B)`` seconds, so ``n`` iterations take
 ``T(n) = n * a + b * (n * S + B * n * (n - 1) / 2)``. The batch keeps an iteration counter;
-each member finishes when the counter reaches its ``done`` value.
+each member finishes when the counter reaches its ``done`` value. A measured-table cost is
+piecewise linear in ``S``: ``(a, b)`` is then the segment around ``S``, and the batch also stops
+where ``S + k * B`` reaches the segment's end (:meth:`DecodeBatch.iterations_in_segment`) to
+re-read it.
 
 KV memory grows block by block (paged attention): a member holding ``c`` tokens at counter
 ``K`` holds ``off + K`` tokens at counter ``K' > K`` (``off = c - K``) and needs a new block at
@@ -41,12 +44,19 @@ class DecodeBatch:
 
     __slots__ = (
         "pool", "coeffs", "members", "B", "S", "counter", "epoch_s", "a", "b", "next_ev",
-        "next_n", "held", "_res", "joiners", "blk",
+        "next_n", "held", "_res", "joiners", "blk", "segment_end", "s_end",
     )
 
-    def __init__(self, pool: KVPool, coeffs: Callable[[int, int], tuple[float, float]]) -> None:
+    def __init__(
+        self, pool: KVPool, coeffs: Callable[[int, int], tuple[float, float]],
+        segment_end: Callable[[int, int], float] | None = None,
+    ) -> None:
         self.pool = pool
         self.coeffs = coeffs
+        # Piecewise-linear (measured-table) costs: where the segment of (a, b) ends in total
+        # context; the batch must stop there and re-read them. None: (a, b) hold for every S.
+        self.segment_end = segment_end
+        self.s_end = math.inf
         self.members: list[Member] = []  # heap by done counter
         self.B = 0
         self.S = 0
@@ -90,9 +100,19 @@ class DecodeBatch:
         return k
 
     def refresh_coeffs(self) -> None:
-        """Recomputes ``(a, b)`` after a composition change."""
+        """Recomputes ``(a, b)`` after a composition change (or at the end of a segment)."""
         if self.B:
             self.a, self.b = self.coeffs(self.B, self.S)
+            if self.segment_end is not None:
+                self.s_end = self.segment_end(self.B, self.S)
+
+    def iterations_in_segment(self) -> int:
+        """Iterations from the epoch whose context ``S + k * B`` stays below :attr:`s_end`
+        (``k = 0, 1, ...``): past them ``(a, b)`` no longer hold. Huge when they always do.
+        """
+        if self.s_end == math.inf or self.B == 0:
+            return 1 << 62
+        return max(1, math.ceil((self.s_end - self.S) / self.B))
 
     # ------------------------------------------------------------------ memory growth
     def new_blocks(self, n: int) -> int:

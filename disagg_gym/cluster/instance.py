@@ -125,7 +125,7 @@ class Instance:
         self._table = bool(getattr(cost, "context_dependent", False))
         self.kv = KVPool(kv_cap_tokens, block_tokens)
         self.pq = PrefillQueue()
-        self.batch = DecodeBatch(self.kv, self.coeffs)
+        self.batch = DecodeBatch(self.kv, self.coeffs, cost.decode_segment_end if self._table else None)
         self.prefill_busy = False
         self.prefill_batch: list[tuple[Request, int, int]] = []  # (req, chunk tokens, cached before)
         self.prefill_start_s = 0.0

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
@@ -467,6 +468,13 @@ class InstanceCost:
             + act_s
             + self._allreduce_s(tokens)
         )
+
+    def decode_segment_end(self, batch: int, context_tokens: float) -> float:
+        """Where the affine segment of :meth:`decode_coeffs` ends in total context: never
+        (``inf``; the roofline is exactly linear in ``S``). Table models return their next
+        breakpoint.
+        """
+        return math.inf
 
     def decode_coeffs(self, batch: int, context_tokens: float | None = None) -> tuple[float, float]:
         """Affine cost of one decode iteration of ``batch`` sequences.

@@ -747,6 +747,15 @@ class TableCost:
         slope = (surf.value(hi, float(batch)) - surf.value(lo, float(batch))) / (hi - lo)
         return t - slope * s, slope
 
+    def decode_segment_end(self, batch: int, context_tokens: float) -> float:
+        """Where the segment of :meth:`decode_coeffs` at ``context_tokens`` ends: the next
+        breakpoint of the table's curve for ``batch`` above it (``inf`` past the last one, where
+        the extrapolation is linear). The decode core re-reads the coefficients there.
+        """
+        knots = self._decode.knots(float(batch))
+        i = bisect.bisect_right(knots, float(context_tokens))
+        return knots[i] if i < len(knots) else math.inf
+
     def decode_s(self, context_lens: Sequence[float]) -> float:
         """Duration of one decode iteration over sequences holding these contexts."""
         if len(context_lens) == 0:

@@ -337,3 +337,37 @@ def test_config_cost_model_key(tmp_path: Path) -> None:
             {"gpu": "h100-sxm", "count": 1, "role": "prefill"},
             {"gpu": "h100-sxm", "count": 1, "role": "decode", "cost_model": "magic"},
         ]})
+
+
+def test_decode_follows_every_segment_of_a_measured_curve(tmp_path: Path) -> None:
+    # One request decoding 8,000 tokens alone on a table whose batch-1 curve bends at
+    # 512 / 1,024 / 2,048 / 4,096 tokens: its decode time is the sum, over its iterations
+    # (context 129, 130, ...), of the table interpolated at that context -- np.interp of the
+    # table's own points. The closed-form batch used to keep the first segment's slope for the
+    # whole run (2.6x too fast here).
+    import numpy as np
+
+    from disagg_gym.scenario import load_scenario
+    from disagg_gym.simulation import Simulation
+
+    xs, ms = [128, 512, 1024, 2048, 4096, 8192], [5.0, 5.05, 5.1, 8.0, 14.0, 26.0]
+    rows = "".join(f"decode,1,{x},{t}\n" for x, t in zip(xs, ms))
+    (tmp_path / "t.csv").write_text(
+        "phase,batch,length,ms\nprefill,1,128,5\nprefill,1,1024,20\nprefill,4,1024,60\n"
+        + rows + "decode,4,128,6\ndecode,4,8192,40\n"
+    )
+    (tmp_path / "trace.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,128,8001\n")
+    table = f"table:{tmp_path / 't.csv'}"
+    scen = load_scenario("small-route", {
+        "horizon_s": 10,
+        "cluster.groups": [
+            {"gpu": "h100-sxm", "count": 1, "role": "prefill", "cost_model": table},
+            {"gpu": "h100-sxm", "count": 1, "role": "decode", "cost_model": table},
+        ],
+        "workload": {"kind": "trace", "trace_path": str(tmp_path / "trace.csv")},
+    })
+    sim = Simulation(scen, keep_records=True)
+    sim.run()
+    (rec,) = list(sim.recorder.iter_records())
+    expected_s = float(np.interp(np.arange(129, 129 + 8000), xs, ms).sum()) / 1e3  # 114.0356 s
+    assert rec["completion_s"] - rec["decode_start_s"] == pytest.approx(expected_s, rel=1e-12)
