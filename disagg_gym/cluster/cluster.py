@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,6 +76,13 @@ class Allocator(Protocol):
     interval_s: float
 
     def allocate(self, cluster: Cluster) -> None: ...
+
+
+def _gpu_identity(name: str) -> str:
+    """A GPU type as placement compares it: the catalog id, or a GPU file's resolved path."""
+    from disagg_gym.hardware.gpu import GPUS
+
+    return name if name in GPUS else os.path.realpath(name)
 
 
 class NullObserver:
@@ -196,10 +204,12 @@ class Cluster:
                     f"({config.topology.gpus_per_node}) (got {g.tp})"
                 )
             price = g.price_usd_per_gpu_hour if g.price_usd_per_gpu_hour is not None else gpu.price_usd_per_hour
-            # Groups of the same GPU type and site keep filling the current node; others start
-            # a new one (a node holds one GPU type).
+            # Placement follows the groups' order: a group of the same GPU type and site as the
+            # group listed just before it keeps filling that group's last node; any other group
+            # starts a new node (a node holds one GPU type). List groups that should share
+            # nodes next to each other. A GPU file is one type however its path is written.
             prev = config.groups[g_idx - 1] if g_idx else None
-            if prev is None or prev.gpu != g.gpu or prev.site != g.site:
+            if prev is None or _gpu_identity(prev.gpu) != _gpu_identity(g.gpu) or prev.site != g.site:
                 used_node = None
             for _ in range(g.count):
                 if used_node is None or used_node[1] + g.tp > config.topology.gpus_per_node:

@@ -204,6 +204,26 @@ def test_tp2_to_tp2_uses_both_lanes() -> None:
     assert r.transfer_end_s - r.transfer_start_s == pytest.approx(NVLINK.latency_s + 1000 * 2**20 / (2 * NV_BW), rel=1e-9)
 
 
+def test_placement_follows_group_order_and_a_gpu_file_is_one_type(tmp_path) -> None:  # noqa: ANN001
+    # Hand-placed (8 GPUs a node): a group continues the node of the group listed just before
+    # it when both are the same GPU type and site; anything between them starts a new node.
+    def nodes(*gpus: str) -> list[int]:
+        cfg = ClusterConfig(groups=tuple(
+            InstanceGroupConfig(gpu=g, count=2, role="prefill" if i == 0 else "decode") for i, g in enumerate(gpus)
+        ), topology=TopologyConfig(gpus_per_node=8))
+        cl = Cluster(cfg, Engine(), ArraySource([], [], []), cost_factory=lambda g, tp: LinearCost())
+        return [inst.node for inst in cl.instances]
+
+    assert nodes("h100-sxm", "h100-sxm", "a100-80gb") == [0, 0, 0, 0, 1, 1]
+    assert nodes("h100-sxm", "a100-80gb", "h100-sxm") == [0, 0, 1, 1, 2, 2]
+    # One GPU file named two ways is one type (it was two: RDMA between its own instances).
+    spec = get_gpu("h100-sxm")
+    (tmp_path / "acme.yaml").write_text("\n".join(f"{k}: {getattr(spec, k)}" for k in (
+        "bf16_dense_tflops", "hbm_gb", "hbm_bw_tbps", "tdp_w", "price_usd_per_hour",
+        "nvlink_gbps_per_dir", "pcie_gbps_per_dir")) + "\n")
+    assert nodes(str(tmp_path / "acme.yaml"), f"{tmp_path}/./acme.yaml") == [0, 0, 0, 0]
+
+
 # ---------------------------------------------------------------- overlap (defect 3)
 def test_layerwise_overlap_of_a_lone_request_and_none_when_delayed() -> None:
     layers = load_model("llama-3.1-8b").num_hidden_layers
