@@ -77,9 +77,10 @@ class StaleObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 class ObservationNoise(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds Gaussian noise ``N(0, sigma)`` to every observation entry, clipped to the bounds.
 
-    The noise has its own generator, seeded from the ``reset`` seed (or drawn from the env's
-    ``np_random`` when none is given), so runs are reproducible and the simulation's own random
-    streams are untouched.
+    The noise has its own generator, seeded from the ``reset`` seed; an unseeded reset continues
+    it (the first one ever seeds it from that episode's workload seed). Runs are reproducible,
+    and the env's own random state, from which its unseeded resets draw their workload seeds, is
+    never touched: with ``sigma=0`` the wrapped env's episodes are the unwrapped env's.
 
     Args:
         env: A disagg-gym env with a ``Box`` observation space (``env.obs_mode: box``).
@@ -94,18 +95,22 @@ class ObservationNoise(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if not (isinstance(sigma, (int, float)) and 0 <= sigma < float("inf")):
             raise UserError(f"sigma must be a finite number >= 0 (got {sigma!r})")
         self.sigma = float(sigma)
-        self._rng = np.random.default_rng(0)
+        self._rng: np.random.Generator | None = None  # seeded by the first reset
 
     def _noisy(self, obs: np.ndarray) -> np.ndarray:
         space = self.observation_space
+        assert self._rng is not None, "reset() first"
         out = obs + self._rng.normal(0.0, self.sigma, size=obs.shape)
         return np.clip(out, space.low, space.high).astype(obs.dtype)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        """Resets; reseeds the noise from ``seed``."""
+        """Resets; reseeds the noise from ``seed`` (an unseeded reset continues the noise)."""
         obs, info = self.env.reset(seed=seed, options=options)
-        s = seed if seed is not None else int(self.env.unwrapped.np_random.integers(2**31 - 1))
-        self._rng = np.random.default_rng([s, 0x6E6F6973])  # keyed apart from the env's streams
+        if seed is not None or self._rng is None:
+            # keyed apart from the env's streams; the env's np_random is not drawn from (it
+            # picks the next unseeded episode's workload)
+            s = seed if seed is not None else int(self.env.unwrapped.workload_seed)  # type: ignore[attr-defined]
+            self._rng = np.random.default_rng([s, 0x6E6F6973])
         return self._noisy(obs), info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:

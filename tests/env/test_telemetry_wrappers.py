@@ -61,6 +61,31 @@ def test_noise_is_reproducible_bounded_and_has_the_asked_spread() -> None:
     assert len(diffs) > 200 and np.std(diffs) == pytest.approx(0.05, rel=0.2)
 
 
+def test_noise_leaves_the_episodes_alone() -> None:
+    # sigma = 0: the wrapped env plays the unwrapped env's episodes, unseeded resets included
+    # (the wrapper used to draw its noise seed from the env's np_random, which picks the next
+    # unseeded episode's workload: the third episode's arrivals differed).
+    def episodes(env: gym.Env) -> list[tuple[int, list[np.ndarray], float]]:
+        out = []
+        for ep in range(3):
+            obs, _ = env.reset(seed=7 if ep == 0 else None)
+            seen, ret, done = [obs], 0.0, False
+            while not done:
+                obs, r, term, trunc, _ = env.step(_valid(env))
+                seen.append(obs)
+                ret += float(r)
+                done = term or trunc
+            out.append((env.unwrapped.workload_seed, seen, ret))
+        return out
+
+    plain = episodes(gym.make(ENV, max_episode_requests=30))
+    noisy = episodes(ObservationNoise(gym.make(ENV, max_episode_requests=30), sigma=0.0))
+    for (sa, oa, ra), (sb, ob, rb) in zip(plain, noisy):
+        assert sa == sb and ra == rb and len(oa) == len(ob)
+        for x, y in zip(oa, ob):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_bad_wrapper_arguments_are_one_line_errors() -> None:
     env = gym.make(ENV)
     with pytest.raises(UserError, match="exactly one"):
