@@ -19,7 +19,6 @@ memory frees. Every request ends completed or rejected with a reason.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections.abc import Callable
@@ -173,7 +172,7 @@ class Cluster:
         self.timeline = timeline
         self.changed = changed if changed is not None else set()
         self.model = load_model(config.model)
-        self._rid = itertools.count()
+        self._rid = 0  # next request id (a plain int: itertools.count stops pickling in Python 3.14)
         self.block = config.block_size_tokens
         self.on_kv_full = config.on_kv_full
         self.preemption = config.preemption
@@ -364,8 +363,10 @@ class Cluster:
         assert ch is not None
         hashes = ch[5]
         sessions = ch[7]
+        rid = self._rid
+        self._rid = rid + 1
         req = Request(
-            next(self._rid), self.engine.now, ch[1][i], ch[2][i], ch[3][i], ch[4][i],
+            rid, self.engine.now, ch[1][i], ch[2][i], ch[3][i], ch[4][i],
             tuple(hashes[i]) if hashes is not None else None,
             ch[6], sessions[i] if sessions is not None else -1,  # hash_block_tokens, session_id
         )

@@ -13,7 +13,6 @@ Anchor: SimPy ``Environment.schedule``/``peek``/``run(until=...)``.
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -52,14 +51,15 @@ class Engine:
     def __init__(self, start_s: float = 0.0) -> None:
         self.now: float = start_s
         self._heap: list[tuple[float, int, int, Event]] = []
-        self._seq = itertools.count()
+        self._seq = 0  # next sequence number (a plain int: itertools.count stops pickling in Python 3.14)
         self.events_processed = 0
 
     def schedule(self, time_s: float, fn: Handler, arg: Any = None, priority: int = 0) -> Event:
         """Schedules ``fn(arg)`` at absolute time ``time_s`` (never in the past)."""
         if not time_s >= self.now:  # also catches NaN
             raise ValueError(f"cannot schedule at t={time_s!r} before now={self.now!r}")
-        seq = next(self._seq)
+        seq = self._seq
+        self._seq = seq + 1
         # Event(time_s, priority, seq, fn, arg) without the __init__ call (the hottest allocation)
         ev = _new_event(Event)
         ev.time_s = ev.heap_s = time_s
@@ -86,7 +86,8 @@ class Engine:
             ev.cancelled = True
             return self.schedule(time_s, ev.fn, ev.arg, ev.priority)
         ev.time_s = time_s
-        ev.seq = next(self._seq)  # its entry is re-pushed at (time_s, seq) when it surfaces
+        ev.seq = self._seq  # its entry is re-pushed at (time_s, seq) when it surfaces
+        self._seq += 1
         return ev
 
     def _repush(self, ev: Event) -> None:
