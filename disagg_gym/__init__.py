@@ -2,7 +2,8 @@
 
 ``import disagg_gym`` registers every standard config as a versioned Gymnasium id
 (``disagg/<Name>-v<N>``) without reading any file (each config loads on ``gym.make``);
-``disagg_gym.env.registration.registered_ids()`` lists them.
+``disagg_gym.env.registration.registered_ids()`` lists them (the variants it also registers,
+``-short`` and ``-fine`` ids, are in ``gym.registry``).
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ def variant_envs() -> list[dict[str, str]]:
 
 
 def registered_ids() -> list[str]:
-    """The ids ``import disagg_gym`` registers, sorted (no file is read)."""
+    """The standard configs' ids, sorted (no file is read). ``import disagg_gym`` also
+    registers their variants (``-short``, ``-fine``: ``gym.registry``)."""
     return sorted(env_id_for(name, v) for name, v in STANDARD_CONFIGS.items())
 
 
