@@ -37,9 +37,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +50,7 @@ sys.path.insert(0, str(REPO))
 from disagg_gym.hardware.cost import CalibParams, InstanceCost, build_instance_cost
 from disagg_gym.hardware.gpu import get_gpu
 from disagg_gym.hardware.model import load_model
+from disagg_gym.io import atomic_write_text, check_output_file
 
 LATENCY_FILE = "h100_llama-3.1-8b_latency.jsonl"
 TRANSFER_FILE = "h100x2_transfer.jsonl"
@@ -711,18 +710,6 @@ def plot_tp(rows: list[dict[str, Any]], params: CalibParams, path: Path) -> None
     plt.close(fig)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file and rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def table_rows(args: Args) -> list[dict[str, Any]]:
     """The table's prefill/decode rows for the instance, one per grid point (median of repeats).
 
@@ -770,6 +757,8 @@ def main_table(args: Args) -> int:
     from disagg_gym.hardware.table_cost import TableError
 
     try:
+        if args.out is not None:  # before the fit: a bad path must not cost it
+            check_output_file(args.out, "--out")
         rows = table_rows(args)
     except (TableError, ValueError) as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
@@ -809,7 +798,7 @@ def main_table(args: Args) -> int:
                        "model": args.model, "tp": args.tp, "script": "scripts/calibrate.py --table"},
             "errors": {name: summary(e) for name, e in groups.items()},
         }
-        write_atomic(args.out, json.dumps(out, indent=2) + "\n")
+        atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
         print(f"\nwrote {args.out} (use it with --cost-model roofline:{args.out})")
     return 0
 
@@ -973,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
             "errors": tp_errors,
         },
     }
-    write_atomic(CALIB_PATH, json.dumps(out, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(CALIB_PATH, json.dumps(out, indent=2, sort_keys=False) + "\n")
     if args.allreduce_only:  # the efficiencies, hence calibration.png, are unchanged
         print(f"\nwrote {CALIB_PATH.relative_to(REPO)}")
         return 0 if ok else 1

@@ -130,6 +130,14 @@ def _num(path: Path, line: int, col: str, raw: Any, *, integer: bool = False) ->
     return v
 
 
+def _tp(path: Path, line: int, col: str, raw: Any) -> int:
+    """A tensor-parallel degree: an integer >= 1."""
+    v = _num(path, line, col, raw, integer=True)
+    if v < 1:
+        raise _fail(path, f"line {line}: column {col!r} must be >= 1 (got {raw!r})")
+    return int(v)
+
+
 def _csv_rows(path: Path, text: str, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in reader.fieldnames or []]
@@ -162,6 +170,9 @@ PROFILE_REQUIRED = {
     "prefill": ("batch", "prompt_len", "ms"),
     "decode": ("batch", "context_len", "ms"),
 }
+# Records the measurement scripts write beside the iterations, skipped: the model and the
+# machine (model, setup, env), link copies (copy, paged) and collectives (allreduce).
+PROFILE_SKIPPED = ("model", "setup", "env", "copy", "paged", "allreduce")
 
 
 def _sniff_profile(path: Path, text: str) -> bool:
@@ -188,10 +199,13 @@ def _read_profile(path: Path, text: str) -> list[TableRow]:
             batch = _num(path, no, "batch", rec["batch"], integer=True)
             length = _num(path, no, length_key, rec[length_key])
             ms = _num(path, no, "ms", rec["ms"])
-        else:
+        elif kind in PROFILE_SKIPPED:
             # model / setup records carry no iteration time; copy / paged records describe
             # links (several paths per file), which scripts/calibrate.py fits separately.
             continue
+        else:  # a typo ("decoding") would silently drop a measurement
+            raise _fail(path, f"line {no}: unknown kind {kind!r} (expected prefill or decode, or one "
+                              f"of the records skipped: {', '.join(PROFILE_SKIPPED)})")
         tp = rec.get("tp", 1)  # the project's profiles are single-GPU unless they say otherwise
         rows.append(
             TableRow(
@@ -201,7 +215,7 @@ def _read_profile(path: Path, text: str) -> list[TableRow]:
                 seconds=ms * 1e-3,
                 gpu=str(rec["gpu"]) if rec.get("gpu") is not None else None,
                 model=str(rec["model"]) if rec.get("model") is not None else None,
-                tp=int(_num(path, no, "tp", tp, integer=True)) if tp is not None else None,
+                tp=_tp(path, no, "tp", tp) if tp is not None else None,
                 line=no,
             )
         )
@@ -242,7 +256,7 @@ def _read_splitwise(path: Path, text: str) -> list[TableRow]:
         prompt = _num(path, no, "prompt_size", rec["prompt_size"], integer=True)
         batch = int(_num(path, no, "batch_size", rec["batch_size"], integer=True))
         tokens = _num(path, no, "token_size", rec["token_size"], integer=True)
-        tp = int(_num(path, no, "tensor_parallel", rec["tensor_parallel"], integer=True))
+        tp = _tp(path, no, "tensor_parallel", rec["tensor_parallel"])
         common: dict[str, Any] = {
             "gpu": rec["hardware"], "model": rec["model"], "tp": tp, "line": no, "batch": batch
         }
@@ -305,7 +319,7 @@ def _read_plain(path: Path, text: str) -> list[TableRow]:
                 seconds=_num(path, no, "ms", rec["ms"]) * 1e-3,
                 gpu=rec.get("gpu") or None,
                 model=rec.get("model") or None,
-                tp=int(_num(path, no, "tp", tp, integer=True)) if tp is not None else None,
+                tp=_tp(path, no, "tp", tp) if tp is not None else None,
                 line=no,
             )
         )
@@ -624,12 +638,12 @@ class TableCost:
             self._roofline_decode,
             lambda: self._warn("decode"),
         )
-        xfer = sorted((r.length, r.seconds) for r in rows if r.phase == "kv_transfer")
+        xfer = sorted((r.length, r.seconds, r.line) for r in rows if r.phase == "kv_transfer")
         self._transfer: tuple[_Curve, ...] | None = (
             _build_curves(
                 table.path,
                 "kv_transfer",
-                [(0.0, b, s, 0) for b, s in xfer],
+                [(0.0, b, s, line) for b, s, line in xfer],
                 "bytes",
                 "curve",
                 monotone_in="x",

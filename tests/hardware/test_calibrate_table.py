@@ -98,3 +98,16 @@ def test_roofline_file_errors(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"cost": {"mem_eff": 7}}))
     with pytest.raises(ValueError, match=r"c\.json: CalibParams: mem_eff must be in \(0, 1\.5\]"):
         build_cost("h100-sxm", "llama-3.1-8b", 1, f"roofline:{bad}")
+
+
+def test_table_fit_checks_its_out_path_before_fitting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A path under a regular file cannot be written: one line before the fit (it was a
+    # traceback after it), with or without scipy installed.
+    table = tmp_path / "a100.csv"
+    synthetic_table(table)
+    rc = load_script().main(
+        ["--table", str(table), "--gpu", "a100-80gb", "--model", "llama-2-13b", "--out", str(table / "fit.json")]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"calibrate: --out '{table / 'fit.json'}': '{table}' is a file, not a folder"]

@@ -225,6 +225,11 @@ def test_profile_reader_ignores_model_records() -> None:
         ("phase,batch,length,ms\nwarmup,1,100,5\n", "phase must be one of prefill, decode, kv_transfer"),
         ("a;b;c\n1;2;3\n", "unrecognised table format"),
         ("", "empty table"),
+        ('{"kind": "decoding", "batch": 1, "context_len": 100, "ms": 5}\n',
+         "line 1: unknown kind 'decoding' (expected prefill or decode, or one of the records skipped: "
+         "model, setup, env, copy, paged, allreduce)"),
+        ("phase,batch,length,ms,tp\nprefill,1,100,5,0\n", "line 2: column 'tp' must be >= 1 (got '0')"),
+        (PLAIN + "kv_transfer,1,1000,0.5\nkv_transfer,1,2000,-0.3\n", "line 10: kv_transfer time must be positive"),
         ("phase,batch,length,ms,model\nprefill,1,100,5,opt-13b\nprefill,1,200,9,opt-13b\n",
          "no rows for h100-sxm/llama-3.1-8b/tp1 (table has: */opt-13b/tp*)"),
     ],
