@@ -98,7 +98,8 @@ def variant_envs() -> list[dict[str, str]]:
 
 def registered_ids() -> list[str]:
     """The standard configs' ids, sorted (no file is read). ``import disagg_gym`` also
-    registers their variants (``-short``, ``-fine``: ``gym.registry``)."""
+    registers their variants (``-short``, ``-fine``: ``gym.registry``).
+    """
     return sorted(env_id_for(name, v) for name, v in STANDARD_CONFIGS.items())
 
 
