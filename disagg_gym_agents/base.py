@@ -36,6 +36,12 @@ def check_env_id(env_id: str) -> str:
     """
     if env_id in gym.registry:
         return env_id
+    if env_id.endswith((".yaml", ".yml")):
+        raise UserError(
+            f"{env_id!r} is a config file, not an env id: register it under an id in a module of yours "
+            f"(gym.register('my/Cluster-v0', entry_point='disagg_gym.env.serving_env:DisaggServingEnv', "
+            f"kwargs={{'config': {env_id!r}}})) and pass --import MODULE --env my/Cluster-v0 (docs/envs.md)"
+        )
     canonical = resolve_env_id(env_id)  # one line naming env_id if it names nothing
     if canonical not in gym.registry:  # pragma: no cover - registration is at import
         raise UserError(f"env id {canonical!r} is not registered (import disagg_gym first)")

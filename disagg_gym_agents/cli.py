@@ -137,6 +137,9 @@ def cmd_evaluate(args: argparse.Namespace | EvalArgs) -> int:
         torch.set_num_threads(eargs.threads)
     params = _tuned_params(eargs)
     env = make_env(eargs.env, parse_overrides(eargs.overrides))
+    # Rows and the summary name the env that ran: with --overrides that changed the config its
+    # own id (disagg/<Name>-custom-<hash>-v<N>, docs/envs.md), never the standard one.
+    eargs = dataclasses.replace(eargs, env=env.spec.id if env.spec is not None else eargs.env)
     try:
         policy = make_policy(eargs.policy, env, seed=eargs.seed, **params)
         label = policy.describe() + (f" {params_json(params)}" if params else "")

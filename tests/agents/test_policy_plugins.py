@@ -77,6 +77,35 @@ def test_evaluate_imports_the_users_module(tmp_path: Path, monkeypatch: pytest.M
     assert len(rows) == 2 and len(calls) > 10  # one episode, every route decision was the policy's
 
 
+def test_evaluate_names_the_env_that_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # Overrides that change the config: the rows carry the env's own custom id, not the
+    # standard one; a cluster of the user's own runs under the id their module registers, and a
+    # YAML path given as --env says how in one line.
+    rc, out, err = _run(capsys, "evaluate", "--env", "small-route", "--policy", "jsq", "--episodes", "1",
+                        "--overrides", "horizon_s=5", "--json", "--out", str(tmp_path / "e.csv"))
+    assert rc == 0, err
+    env_id = json.loads(out)["env_id"]
+    assert env_id.startswith("disagg/SmallRoute-custom-") and env_id.endswith("-v3")
+    assert (tmp_path / "e.csv").read_text().splitlines()[1].startswith(env_id + ",")
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("name: mine\nhorizon_s: 5\ncluster: {groups: [{gpu: h100-sxm, count: 2, role: colocated}]}\n"
+                       "workload: {kind: poisson, rate_per_s: 5}\n")
+    rc, _, err = _run(capsys, "evaluate", "--env", str(cluster), "--policy", "jsq")
+    assert rc == 2 and err.startswith(f"disagg-gym: error: {str(cluster)!r} is a config file, not an env id: ")
+    m = f"my_cluster_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{m}.py").write_text(
+        "import gymnasium as gym\n"
+        f"gym.register('{m}/Cluster-v0', entry_point='disagg_gym.env.serving_env:DisaggServingEnv', "
+        f"kwargs={{'config': {str(cluster)!r}}})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc, out, err = _run(capsys, "evaluate", "--import", m, "--env", f"{m}/Cluster-v0", "--policy", "jsq",
+                        "--episodes", "1", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["env_id"] == f"{m}/Cluster-v0" and json.loads(out)["summary"]["requests_total"]["mean"] > 0
+
+
 @pytest.mark.parametrize(("source", "message"), [
     (None, "--import {m}: No module named '{m}' (on sys.path? a module of the current folder needs PYTHONPATH=.)"),
     ("raise RuntimeError('boom')", "--import {m}: the module failed to import: RuntimeError: boom"),
