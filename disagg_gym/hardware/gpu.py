@@ -152,6 +152,19 @@ GPUS: Mapping[str, GPUSpec] = _GPUTable()
 _FILE_REQUIRED = ("bf16_dense_tflops", "hbm_gb", "hbm_bw_tbps", "tdp_w", "price_usd_per_hour",
                   "nvlink_gbps_per_dir", "pcie_gbps_per_dir")
 _FILE_OPTIONAL = ("name", "idle_w", "nvlink_peer_gbps_per_dir")
+# Upper ends of a GPU file's figures, each far (>= 10x) above any shipping part, with the unit
+# mistake a value beyond it usually is (GB/s in a TB/s key, FLOP/s in a TFLOPS key, ...).
+_FILE_PLAUSIBLE = {
+    "bf16_dense_tflops": (1e5, "TFLOPS (an H100 SXM is 989): FLOP/s or GFLOPS written instead?"),
+    "hbm_gb": (1e4, "GB (an H100 has 80): bytes or MB written instead?"),
+    "hbm_bw_tbps": (100.0, "TB/s (an H100 SXM is 3.35): GB/s written instead?"),
+    "tdp_w": (1e5, "W (an H100 SXM is 700): mW written instead?"),
+    "idle_w": (1e5, "W: mW written instead?"),
+    "nvlink_gbps_per_dir": (1e5, "GB/s per direction (an H100 SXM is 450): Mbit/s or bytes/s written instead?"),
+    "nvlink_peer_gbps_per_dir": (1e5, "GB/s per direction: Mbit/s or bytes/s written instead?"),
+    "pcie_gbps_per_dir": (1e4, "GB/s per direction (PCIe 5.0 x16 is 64): Mbit/s or bytes/s written instead?"),
+    "price_usd_per_hour": (1e4, "US$ per GPU-hour: cents or a monthly price written instead?"),
+}
 
 
 @functools.lru_cache(maxsize=64)
@@ -180,6 +193,9 @@ def _load_gpu_file(path: str, mtime_ns: int) -> GPUSpec:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise UserError(f"{path}: key '{key}': expected a finite number (got {clipped_repr(value)})")
         values[key] = float(value)
+        top, unit = _FILE_PLAUSIBLE[key]
+        if value > top:
+            raise UserError(f"{path}: key '{key}': implausibly large for {unit} (got {clipped_repr(value)})")
     values.setdefault("idle_w", float(_catalog_data()["idle_fraction_of_tdp"]) * values["tdp_w"])
     try:
         return GPUSpec(name=str(raw.get("name") or Path(path).stem), **values)

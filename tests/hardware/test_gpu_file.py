@@ -54,6 +54,11 @@ def test_a_cluster_runs_on_a_gpu_file(tmp_path: Path) -> None:
     ({**H100, "pcie_gbps_per_dir": 0}, "GPUSpec 'mygpu': pcie_gbps_per_dir must be > 0 (got 0.0)"),
     ({**H100, "idle_w": 900}, "GPUSpec 'mygpu': idle_w must be <= tdp_w (got 900.0)"),
     ("- a\n- b\n", "key '<root>': expected a mapping of GPU figures (got ['a', 'b'])"),
+    # a unit mistake: GB/s in the TB/s key (predictions 2x too fast), FLOP/s in the TFLOPS key
+    ({**H100, "hbm_bw_tbps": 5300}, "key 'hbm_bw_tbps': implausibly large for TB/s (an H100 SXM is 3.35): "
+                                    "GB/s written instead? (got 5300)"),
+    ({**H100, "bf16_dense_tflops": 1.3e15}, "key 'bf16_dense_tflops': implausibly large for TFLOPS"),
+    ({**H100, "hbm_gb": 192e9}, "key 'hbm_gb': implausibly large for GB"),
 ])
 def test_a_bad_gpu_file_is_one_line(tmp_path: Path, body: dict | str, message: str) -> None:
     p = _write(tmp_path, body)
