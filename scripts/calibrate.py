@@ -737,6 +737,17 @@ def table_rows(args: Args) -> list[dict[str, Any]]:
     return out
 
 
+def too_fast_rows(rows: list[dict[str, Any]], args: Args) -> list[dict[str, Any]]:
+    """Decode rows faster than reading the dense weights once at the GPU's peak HBM bandwidth
+    allows (every decode iteration reads them all; a MoE model's experts are left out, since
+    only those hit are read): physically impossible, usually a unit mistake.
+    """
+    m = load_model(args.model)
+    dense_bytes = (m.num_hidden_layers * m.dense_params_per_layer + m.lm_head_params) * m.dtype_bytes
+    floor_ms = 1e3 * dense_bytes / args.tp / get_gpu(args.gpu).hbm_bw_bytes_per_s
+    return [r for r in rows if r["kind"] == "decode" and r["ms"] < floor_ms]
+
+
 def fit_warnings(n_rows: int, params: CalibParams) -> list[str]:
     """Why a ``--table`` fit may not mean much: fewer rows than twice the fitted parameters, or
     parameters that ended on a bound of their search range (the data did not pin them down).
@@ -762,6 +773,14 @@ def main_table(args: Args) -> int:
         rows = table_rows(args)
     except (TableError, ValueError) as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
+        return 2
+    fast = too_fast_rows(rows, args)
+    if fast:
+        r = fast[0]
+        print(f"calibrate: {args.table}: {len(fast)} decode row(s) faster than reading the weights once at "
+              f"{args.gpu}'s peak HBM bandwidth allows (e.g. batch {r['batch']} at context {r['context_len']:g}: "
+              f"{r['ms']:g} ms): check the units (the table's times are milliseconds) and the GPU's "
+              "hbm_bw_tbps", file=sys.stderr)
         return 2
     kinds = np.array([r["kind"] for r in rows])
     for k in ("prefill", "decode"):

@@ -388,6 +388,7 @@ GPU_ALIASES: Mapping[str, str] = {
     "nvidiaa10080gbpcie": "a100-80gb",
     "nvidiaa100sxm480gb": "a100-80gb",
     "h200": "h200",
+    "nvidiah200": "h200",  # torch.cuda.get_device_name() on an H200 (docs/data/tp)
 }
 
 

@@ -111,3 +111,32 @@ def test_table_fit_checks_its_out_path_before_fitting(tmp_path: Path, capsys: py
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"calibrate: --out '{table / 'fit.json'}': '{table}' is a file, not a folder"]
+
+
+def test_a_table_in_seconds_is_refused_before_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Times written in seconds under an ms header: every decode row is faster than reading the
+    # weights once at the A100's peak bandwidth (26 GB / 2.04 TB/s = 12.8 ms), impossible. It
+    # used to fit, with the parameters on their bounds and a 56,824 % median error.
+    table = tmp_path / "a100.csv"
+    synthetic_table(table)
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join([lines[0]] + [",".join([*ln.split(",")[:3], repr(float(ln.split(",")[3]) / 1e3)])
+                                             for ln in lines[1:]]) + "\n")
+    rc = load_script().main(["--table", str(table), "--gpu", "a100-80gb", "--model", "llama-2-13b"])
+    assert rc == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"calibrate: {table}: 32 decode row(s) faster than reading the weights once at a100-80gb's "
+                           "peak HBM bandwidth allows (e.g. batch 1 at context 128: ")
+    assert line.endswith("check the units (the table's times are milliseconds) and the GPU's hbm_bw_tbps")
+
+
+def test_the_project_s_own_profiles_pass_the_bandwidth_floor() -> None:
+    mod = load_script()
+    for table, gpu, model, tp in (
+        ("docs/data/h100_heldout_latency.jsonl", "h100-sxm", "llama-2-13b", 1),
+        ("docs/data/tp/h200x2_tp2_llama-3.1-70b.jsonl", "h200", "llama-3.1-70b", 2),
+        ("docs/data/tp/h200_tp1_llama-3.1-8b.jsonl", "h200", "llama-3.1-8b", 1),
+    ):
+        args = mod.parse_args(["--table", str(ROOT / table), "--gpu", gpu, "--model", model, "--tp", str(tp)])
+        rows = mod.table_rows(args)
+        assert rows and not mod.too_fast_rows(rows, args), table
