@@ -211,6 +211,8 @@ def _agent_cells(env_id: str, applicable: list[str], agents: Sequence[str]) -> l
             name, sep, folder = spec[4:].partition("=")
             if not sep or not name or not folder:
                 raise UserError(f"agent {spec!r}: expected sb3:NAME=DIR")
+            if name in POLICIES:  # its rows would be read as that heuristic's
+                raise UserError(f"agent {spec!r}: {name!r} is a heuristic's name; give the learned agent another")
             base = resolve_path(folder)
             if not base.is_dir():
                 raise UserError(f"agent {spec!r}: no checkpoint folder {str(base)!r}")

@@ -220,6 +220,12 @@ def render_markdown(
             ]
             cells += [_fmt(a.kpis[k], s, f) for k, _, s, f in KPI_TABLE]
             lines.append("| " + " | ".join(cells) + " |")
+        invalid = [a for a in cs.agents if a.invalid_actions]
+        if invalid:
+            lines += ["", "**Invalid actions**: " + "; ".join(
+                f"{a.agent} {a.invalid_actions:,} over {a.runs * a.episodes} episode(s)" for a in invalid
+            ) + ". The env's fallback router (`env.fallback_router`) took those decisions, so these "
+                "scores are partly the fallback's (docs/envs.md)."]
         for p in plot_files.get(cs.config, []) if cs.split == "test" else []:
             rel = os.path.relpath(p, md_dir)
             lines += ["", f"![{p.stem}]({Path(rel).as_posix()})"]

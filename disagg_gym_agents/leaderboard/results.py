@@ -343,6 +343,26 @@ def stale_cells(
     return out
 
 
+def foreign_cells(
+    results: str | Path, cells: Sequence[Cell], overrides: dict[str, Any] | None = None
+) -> list[str]:
+    """One line per planned cell whose rows in ``results`` were run by another policy.
+
+    The cell key holds the agent's name, not its policy: a learned agent named like one already
+    in the file (another checkpoint folder), or a heuristic's name reused, would have its cells
+    skipped as done, or its rows averaged with the other policy's.
+    """
+    ov_text = json.dumps(dict(overrides or {}), sort_keys=True)
+    want = {key_of(c, ov_text): c.policy for c in cells}
+    out: dict[CellKey, str] = {}
+    for r in read_results(results):
+        k = cell_key(r)
+        if k in want and r["policy"] != want[k] and k not in out:
+            out[k] = (f"{k[0]} {k[1]}" + (f" seed {k[2]}" if k[2] else "") + f" [{k[4]}] has rows run by "
+                      f"{r['policy']}, this run's is {want[k]}")
+    return list(out.values())
+
+
 def missing_cells(
     results: str | Path,
     cells: Sequence[Cell],

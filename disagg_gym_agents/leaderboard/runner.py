@@ -12,8 +12,10 @@ import dataclasses
 import hashlib
 import importlib.metadata as md
 import json
+import re
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from disagg_gym_agents.leaderboard.plots import make_pareto_plots, make_plots
 from disagg_gym_agents.leaderboard.manifest import update_manifest
 from disagg_gym_agents.leaderboard.results import (
     ResultsWriter,
+    foreign_cells,
     key_of,
     missing_cells,
     read_results,
@@ -366,9 +369,24 @@ def plan_benchmark(
     ov = dict(overrides or {})
     check_splits(ids, splits)
     cells = plan_cells(ids, specs, splits, load_tuned(tuned))
+    _check_every_spec_planned(specs, cells, ids)
+    spaces: dict[tuple[str, str], tuple[tuple[int, ...], tuple[int, ...]]] = {}
     for config, split in dict.fromkeys((c.config, c.split) for c in cells):
         # a bad --set fails here, before the manifest records cells that can never run
-        make_env(config, with_split(config, split, ov)).close()
+        env = make_env(config, with_split(config, split, ov))
+        spaces[(config, split)] = (tuple(env.observation_space.shape or ()),
+                                   tuple(int(n) for n in getattr(env.action_space, "nvec", ())))
+        env.close()
+    for c in cells:  # a checkpoint trained on another env, likewise (its cells could never run)
+        if c.agent_kind == "sb3":
+            _check_checkpoint_spaces(c, *spaces[(c.config, c.split)])
+    foreign = foreign_cells(results, cells, ov)
+    if foreign:
+        more = f" (and {len(foreign) - 3} more cells)" if len(foreign) > 3 else ""
+        raise UserError(
+            f"{results}: {'; '.join(foreign[:3])}{more}: give the agent a name of its own "
+            "(or another --out)"
+        )
     stale = stale_cells(results, cells, ov)
     if stale:
         more = f" (and {len(stale) - 3} more cells)" if len(stale) > 3 else ""
@@ -377,6 +395,44 @@ def plan_benchmark(
             "delete those rows to re-run them, or pass the tuned file they were run with (--tuned)"
         )
     return results, seeds, ov, cells, missing_cells(results, cells, seeds, ov)
+
+
+def _check_every_spec_planned(specs: Sequence[str], cells: Sequence[Cell], configs: Sequence[str]) -> None:
+    """An agent spec that planned no cell is a mistake, not an empty success (a checkpoint
+    folder without ``<EnvName>/seed<k>/model.zip``, a heuristic of another task).
+    """
+    for spec in specs:
+        if spec == "heuristics":
+            continue
+        if spec.startswith("sb3:"):
+            name, _, folder = spec[4:].partition("=")
+            if not any(c.agent == name and c.agent_kind == "sb3" for c in cells):
+                raise UserError(
+                    f"agent {spec!r}: no checkpoint for {', '.join(configs)} (expected "
+                    f"{folder}/<EnvName>/seed<k>/model.zip, e.g. {folder}/{env_name(configs[0])}/seed0/model.zip)"
+                )
+        else:
+            name = spec.split(":", 1)[1] if spec.startswith("heuristic:") else spec
+            if not any(c.agent == name and c.agent_kind == "heuristic" for c in cells):
+                raise UserError(f"agent {spec!r} applies to none of {', '.join(configs)} (a policy of "
+                                f"another task: disagg-gym list --policies)")
+
+
+def _check_checkpoint_spaces(cell: Cell, obs_shape: tuple[int, ...], nvec: tuple[int, ...]) -> None:
+    """A checkpoint whose saved spaces are not the env's fails here (one line), not mid-run."""
+    path = resolve_path(cell.policy[4:])
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+        saved_obs = tuple(data["observation_space"]["_shape"])
+        saved_nvec = tuple(int(n) for n in re.findall(r"-?\d+", str(data["action_space"]["nvec"])))
+    except Exception:  # noqa: BLE001 - an unreadable zip is reported when the cell loads it
+        return
+    if saved_obs != obs_shape or (nvec and saved_nvec != nvec):
+        raise UserError(
+            f"{cell.policy}: model observation space {saved_obs} / actions {list(saved_nvec)} do not match "
+            f"{cell.config}'s {obs_shape} / {list(nvec)} (trained on another env?)"
+        )
 
 
 def benchmark(
@@ -450,6 +506,10 @@ def benchmark(
         writer.append(rows)
         bar.update(len(missing))
         bar.write(f"{c.config} {c.agent}{ts}: {len(rows)} ep in {time.perf_counter() - t0:.1f} s")
+        bad = sum(int(float(r.get("invalid_actions") or 0)) for r in rows)
+        if bad:
+            bar.write(f"warning: {c.config} {c.agent}{ts}: {bad:,} invalid action(s) in {len(rows)} episode(s); "
+                      "the env's fallback router took those decisions, so the scores are partly its")
     bar.close()
     if not tables:
         return results

@@ -52,6 +52,7 @@ class AgentSummary:
     prob_improvement: float = float("nan")  # P(agent > best heuristic), rliable's definition
     win: bool = False  # CI lower bound of the paired ratio > WIN_THRESHOLD (1.01)
     params: tuple[str, ...] = ()  # the heuristic's params (JSON) its rows ran with; () = defaults
+    invalid_actions: int = 0  # over its episodes: decisions the env's fallback router took instead
 
     def label(self) -> str:
         """The agent's name with its non-default params: ``jsq+ttft_guard (alpha=0.75)``."""
@@ -160,6 +161,7 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
                     prob_improvement=probability_of_improvement(raw_m, ref_m),
                     win=is_win(ci),
                     params=tuple(sorted({str(r.get("params") or "{}") for r in ars} - {"{}"})),
+                    invalid_actions=int(sum(to_float(r.get("invalid_actions")) or 0 for r in ars)),
                 )
             )
         summaries.sort(key=lambda s: (-s.iqm, s.agent))

@@ -18,6 +18,7 @@ from disagg_gym_agents.leaderboard.manifest import manifest_path, missing_rows, 
 from disagg_gym_agents.leaderboard.results import META_COLUMNS, NOT_REPLAYED, read_results
 from disagg_gym_agents.leaderboard.runner import progress_bar, sha256_of, run_cell
 from disagg_gym_agents.leaderboard.stats import to_float
+from disagg_gym_agents.registry import POLICIES
 
 REL_TOL = 1e-9
 """Relative tolerance of ``validate`` (replays are bit-exact in practice; this absorbs nothing
@@ -100,6 +101,34 @@ def check_omissions(
     return missing_rows(expected, rows, configs, agents)
 
 
+def _identity_problem(agent: str, kind: str, policy: str, upper_bound: str) -> str | None:
+    """Why a row's ``agent`` / ``agent_kind`` / ``policy`` / ``upper_bound`` do not fit together
+    (``None`` if they do). The episode replay runs ``policy``; the tables group by ``agent`` and
+    pick the best heuristic by ``upper_bound``, so an edited name or flag would move them unseen.
+    """
+    flag = upper_bound == "True"
+    if kind == "heuristic":
+        if policy != f"heuristic:{agent}":
+            return f"agent {agent!r} but policy {policy!r} (a heuristic row's policy is heuristic:<agent>)"
+        try:
+            registered = bool(getattr(POLICIES.get(agent), "upper_bound", False))
+        except ValueError as exc:
+            return f"cannot replay: {exc}"
+        if flag != registered:
+            return (f"upper_bound {upper_bound} but {agent!r} is "
+                    f"{'an oracle reference' if registered else 'not an oracle reference'} (upper_bound {registered})")
+    elif kind == "sb3":
+        if not policy.startswith("sb3:"):
+            return f"agent_kind sb3 but policy {policy!r}"
+        if flag:
+            return "upper_bound True on a learned agent's row"
+        if agent in POLICIES:
+            return f"a learned agent named {agent!r}, a heuristic's name"
+    else:
+        return f"unknown agent_kind {kind!r} (expected heuristic or sb3)"
+    return None
+
+
 def validate(
     path: str | Path = DEFAULT_RESULTS,
     configs: Sequence[str] | None = None,
@@ -159,6 +188,12 @@ def validate(
 
     for (cfg, agent, kind, policy, ts, ub, ov, split, params), items in groups.items():
 
+        why = _identity_problem(agent, kind, policy, ub)
+        if why is not None:  # the columns the tables rank by, not replayed by the episodes
+            for i, r in items:
+                errors.append(f"{where(i, r)}: {why}")
+            bar.update(len(items))
+            continue
         try:
             if int(items[0][1]["env_version"]) != env_version(cfg):
                 raise ValueError(f"env version {items[0][1]['env_version']} != id {cfg}")

@@ -322,3 +322,66 @@ def test_a_set_that_a_split_also_sets_is_refused_before_any_episode(tmp_path: Pa
         plan_benchmark(tmp_path, ["disagg/SmallRoute-v3"], ["jsq"], 1, {"workload.rate_per_s": 10},
                        splits=["test", "shift:load_up_20"])
     assert not (tmp_path / "results.csv").exists()
+
+
+# ---------------------------------------------------------------- rows that cannot be right
+def test_validate_catches_an_edited_upper_bound_or_agent_name(results: Path, tmp_path: Path) -> None:
+    # The replay runs the row's policy; the tables rank by `agent` and pick the reference by
+    # `upper_bound`. An edit to either (turning the reference into an "oracle" so another agent
+    # "wins") replayed cleanly before.
+    rows = _rows(results)
+    cols = list(rows[0])
+    bad = tmp_path / "results.csv"
+    _write_csv(bad, [rows[0], {**rows[1], "upper_bound": "True"}], cols)
+    (err,) = lb.validate(bad, progress=False)
+    assert err.startswith(f"{bad}:3 ") and err.endswith(
+        "upper_bound True but 'round_robin' is not an oracle reference (upper_bound False)")
+    _write_csv(bad, [{**rows[0], "agent": "my_genius"}, rows[1]], cols)
+    (err,) = lb.validate(bad, progress=False)
+    assert err.endswith("agent 'my_genius' but policy 'heuristic:jsq' (a heuristic row's policy is heuristic:<agent>)")
+
+
+def _checkpoints(root: Path, env_id: str, seed: int = 1) -> Path:
+    """A tiny MaskablePPO saved as ``root/SmallRoute-v3/seed0/model.zip`` (trained on ``env_id``)."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from disagg_gym_agents.base import make_env
+
+    path = root / lb.env_name(ENV) / "seed0" / "model.zip"
+    path.parent.mkdir(parents=True)
+    MaskablePPO("MlpPolicy", DummyVecEnv([lambda: make_env(env_id, SHORT)]), seed=seed,
+                policy_kwargs={"net_arch": [8]}, device="cpu").save(path)
+    return root
+
+
+def test_benchmark_refuses_agent_specs_that_cannot_be_right(tmp_path: Path) -> None:
+    run = dict(episodes=1, overrides=SHORT, progress=False, splits=["test"], plots=False, tables=False)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"agent 'sb3:jsq=x': 'jsq' is a heuristic's name; give the learned agent another"):
+        lb.benchmark(out, [ENV], ["sb3:jsq=x"], **run)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=rf"agent 'sb3:mine=.*empty': no checkpoint for {ENV} \(expected .*empty/<EnvName>/seed<k>/model.zip, e.g. .*empty/SmallRoute-v3/seed0/model.zip\)"):
+        lb.benchmark(out, [ENV], [f"sb3:mine={tmp_path / 'empty'}"], **run)
+    with pytest.raises(ValueError, match=rf"agent 'threshold' applies to none of {ENV}"):
+        lb.benchmark(out, [ENV], ["threshold"], **run)
+    # A checkpoint of another env: refused before the manifest records cells it can never run.
+    other = _checkpoints(tmp_path / "other", "disagg/PcieRoute-v3")
+    with pytest.raises(ValueError, match=r"model observation space \(\d+,\) / actions .* do not match disagg/SmallRoute-v3's"):
+        lb.benchmark(out, [ENV], [f"sb3:ppo={other}"], **run)
+    assert not (out / "manifest.json").exists()
+    # Another checkpoint folder under a name already in the results: refused, not skipped as done.
+    a, b = _checkpoints(tmp_path / "a", ENV, 1), _checkpoints(tmp_path / "b", ENV, 2)
+    lb.benchmark(out, [ENV], [f"sb3:ppo={a}"], **run)
+    with pytest.raises(ValueError, match=r"SmallRoute-v3 ppo seed 0 \[test\] has rows run by sb3:.*a/SmallRoute-v3/seed0/model.zip, "
+                                         r"this run's is sb3:.*b/SmallRoute-v3/seed0/model.zip: give the agent a name of its own"):
+        lb.benchmark(out, [ENV], [f"sb3:ppo={b}"], **run)
+
+
+def test_tables_name_invalid_actions(results: Path) -> None:
+    rows = _rows(results)
+    rows[1]["invalid_actions"] = "7"
+    md = lb.render_markdown(lb.summarise(rows), results.parent, {}, SHORT)
+    assert ("**Invalid actions**: round_robin 7 over 1 episode(s). The env's fallback router "
+            "(`env.fallback_router`) took those decisions") in md
+    assert "Invalid actions" not in lb.render_markdown(lb.summarise(_rows(results)), results.parent, {}, SHORT)
