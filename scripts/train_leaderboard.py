@@ -61,7 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--configs", nargs="+", default=None, help="env ids (default: every standard id)")
-p.add_argument("--seeds", nargs="+", type=nonneg_int, default=[0, 1, 2], help="training seeds")
+p.add_argument("--seeds", nargs="+", type=nonneg_int, default=[0, 1, 2, 3, 4],
+               help="training seeds (default: 0 1 2 3 4, the protocol's minimum of five)")
 p.add_argument(
     "--default-timesteps",
     type=positive_int,

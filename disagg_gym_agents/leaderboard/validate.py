@@ -199,6 +199,10 @@ def validate(
                 raise ValueError(f"env version {items[0][1]['env_version']} != id {cfg}")
             if kind == "sb3":
                 mp = resolve_path(policy[4:])
+                beside = p.resolve().parent.parent / policy[4:]  # the checkout <results.csv is in>/..
+                if not mp.is_file() and not Path(policy[4:]).is_absolute() and beside.is_file():
+                    mp = beside  # validating a checkout's file from another folder
+                    policy = f"sb3:{beside}"
                 if not mp.is_file():
                     raise ValueError(f"checkpoint {str(mp)!r} not found")
                 want = items[0][1].get("model_sha256", "")

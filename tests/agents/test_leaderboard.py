@@ -385,3 +385,17 @@ def test_tables_name_invalid_actions(results: Path) -> None:
     assert ("**Invalid actions**: round_robin 7 over 1 episode(s). The env's fallback router "
             "(`env.fallback_router`) took those decisions") in md
     assert "Invalid actions" not in lb.render_markdown(lb.summarise(_rows(results)), results.parent, {}, SHORT)
+
+
+def test_validate_finds_a_checkout_s_checkpoints_from_another_folder(tmp_path: Path, monkeypatch) -> None:
+    # Rows name checkpoints relative to the checkout (sb3:leaderboard/...); validating
+    # <checkout>/leaderboard/results.csv from another folder used to say "not found".
+    repo = tmp_path / "repo"
+    _checkpoints(repo / "leaderboard" / "ck", ENV)
+    monkeypatch.chdir(repo)
+    cell = lb.Cell(ENV, "ppo", "sb3", "sb3:leaderboard/ck/SmallRoute-v3/seed0/model.zip", 0)
+    res = repo / "leaderboard" / "results.csv"
+    lb.append_rows(res, lb.run_cell(cell, [lb.EVAL_SEED_OFFSET], {"horizon_s": 2}))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert lb.validate(res, progress=False) == []
