@@ -207,8 +207,9 @@ class SLAPlannerPolicy(AllocatorHeuristic):
     def start_episode(self, cluster: Cluster) -> None:  # noqa: D102
         super().start_episode(cluster)
         self._rates: deque[float] = deque(maxlen=self.window)
-        self._last_arrived = 0
-        self._last_t = cluster.engine.now
+        # The first interval's rate counts from the episode's start, not from this first
+        # decision (it divided every arrival so far by 1e-9 s: a forecast of ~1e11 req/s, then 0)
+        self._last_t, self._last_arrived = self.base.episode_start
         self._caps: dict[tuple[str, int, int], tuple[float, float]] = {}
 
     def capacity(self, cluster: Cluster, gpu: str, isl: int, osl: int) -> tuple[float, float]:

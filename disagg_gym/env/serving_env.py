@@ -359,6 +359,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
             self._warm_up(warm)
         self._last_arrivals = self.cluster.arrived
         self._last_t = self.engine.now
+        self._episode_start = (self.engine.now, self.cluster.arrived)
         self._energy = self._energy_j()
         self._cost = self.cluster.cost_usd(self.engine.now)
         self._kind = self._advance()
@@ -491,6 +492,17 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
     def decision(self) -> str:
         """Kind of the pending decision: ``"route"``, ``"control"`` or ``"end"``."""
         return self._kind
+
+    @property
+    def episode_start(self) -> tuple[float, int]:
+        """``(simulated seconds, requests arrived)`` where this episode's decisions began: ``(0.0,
+        0)``, or the end of an ``env.warm_start_s`` warm-up. A policy that measures rates over
+        the episode starts its clock here (its first decision comes one control interval or one
+        arrival later).
+        """
+        if self.sim is None:
+            raise gym.error.ResetNeeded("call reset() first")
+        return self._episode_start
 
     @property
     def workload_seed(self) -> int:

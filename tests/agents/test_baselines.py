@@ -182,3 +182,24 @@ def test_allocation_heuristics_stay_under_the_bound() -> None:
         row = run_episode(make_policy(name, env), env, 20_000)
         assert 0 < row["slo_tokens_per_s"] <= ub * (1 + 1e-9), name  # KPIs are rounded to 9 decimals
     env.close()
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), [
+    ("disagg/EnergyAllocate-v3", {"horizon_s": 30}),
+    ("disagg/EnergyAllocate-v3", {"horizon_s": 30, "warm_start_s": 5}),
+])
+def test_sla_planner_measures_its_first_rate_from_the_episode_start(env_id: str, kwargs: dict) -> None:
+    # The first decision (one control interval in) sees the arrivals since the episode began
+    # over that interval. It used to start its clock at that decision: every arrival so far
+    # over 1e-9 s (a forecast of ~1e11 req/s, then a trend down to 0 prefill instances).
+    env = gym.make(env_id, **kwargs)
+    pol = make_policy("sla_planner", env)
+    obs, _ = env.reset(seed=10000)
+    t0, n0 = env.unwrapped.episode_start
+    assert t0 == kwargs.get("warm_start_s", 0.0)
+    pol.predict(obs)
+    cl = env.unwrapped.cluster
+    assert cl.engine.now == 10.0  # the first control tick (ticks fall on multiples of 10 s)
+    # hand count: requests that arrived since the episode began, over the time since
+    assert list(pol._rates) == [pytest.approx((cl.arrived - n0) / (10.0 - t0))]
+    assert 20 < pol._rates[0] < 400  # the config offers tens to a few hundred req/s
