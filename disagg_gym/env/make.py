@@ -51,7 +51,9 @@ def scenario_data(
 
     Args:
         config: A standard config name or YAML path (replaces ``base_config``), a mapping
-            deep-merged over ``base_config``, a ``ScenarioConfig``, or ``None``.
+            deep-merged over ``base_config`` (a mapping with ``cluster`` and ``workload`` and no
+            ``base_config`` is a whole config, merged over nothing), a ``ScenarioConfig``, or
+            ``None``.
         base_config: The standard config of the registered id (default ``small-route``).
         variant: A key of the config's ``variants`` section, deep-merged first.
         overrides: ``{"dotted.key": value}``; a mapping value merges into the mapping there.
@@ -64,6 +66,10 @@ def scenario_data(
         data, source = to_dict(config), config.name
     elif isinstance(config, (str, Path)):
         data, source = _read(str(config))
+    elif isinstance(config, Mapping) and base_config is None and "cluster" in config and "workload" in config:
+        # a whole config (say, a YAML file's data): itself, as the file would be, not merged
+        # over small-route (whose env section, variants and shifts it would inherit)
+        data, source = {"name": "custom"}, "config"
     elif config is None or isinstance(config, Mapping):
         data, source = _read(base_config or DEFAULT_SCENARIO)
     else:
@@ -79,7 +85,8 @@ def scenario_data(
         data = deep_merge(data, variants[variant])
     if isinstance(config, Mapping):
         data = deep_merge(data, dict(config))
-        source = f"{source} + config"
+        if source != "config":
+            source = f"{source} + config"
     if overrides:
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"overrides must be a mapping (got {type(overrides).__name__})")

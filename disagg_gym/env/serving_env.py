@@ -235,6 +235,9 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if given.get("control_interval_s") is not None and self.task == "route":
             raise UserError(f"env.control_interval_s applies to allocate and joint tasks ({self.scenario.name} "
                             f"is a route task: it decides at every arrival)")
+        if self.task == "allocate" and self.cfg.reward_mode != "aggregate":
+            raise UserError(f"env.reward_mode {self.cfg.reward_mode!r} credits routing decisions and an allocate "
+                            f"task makes none (its outcome terms would stay 0): use aggregate ({self.scenario.name})")
         if given.get("max_instances") is not None and not self.padded:
             raise UserError(f"env.max_instances applies to obs_mode: padded (got obs_mode {self.cfg.obs_mode!r})")
         if self.padded:

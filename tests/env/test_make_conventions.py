@@ -127,6 +127,35 @@ def test_direct_construction_still_takes_a_name_or_path() -> None:
     assert env.spec is None
 
 
+def test_a_whole_config_mapping_is_the_config_not_merged_over_small_route() -> None:
+    # A YAML file's data given as a mapping is that config: it used to be deep-merged over
+    # small-route and inherit its env section (reward_mode: predicted on an allocate task).
+    from dataclasses import replace
+
+    import yaml
+
+    from disagg_gym.env.serving_env import DisaggServingEnv
+    from disagg_gym.scenario import configs_dir
+
+    data = yaml.safe_load((configs_dir() / "energy-allocate.yaml").read_text())
+    env = DisaggServingEnv(data, horizon_s=30)
+    ref = DisaggServingEnv("energy-allocate", horizon_s=30)
+    assert env.cfg.reward_mode == ref.cfg.reward_mode == "aggregate"
+    assert replace(env.scenario, name="x") == replace(ref.scenario, name="x")
+    # a partial mapping still merges over the default config
+    part = DisaggServingEnv({"workload": {"rate_per_s": 30}})
+    assert part.scenario.workload.rate_per_s == 30 and part.scenario.name == "small-route"
+
+
+def test_a_per_decision_reward_on_an_allocate_task_is_refused() -> None:
+    from disagg_gym.errors import UserError
+
+    for mode in ("per_decision", "predicted"):
+        with pytest.raises(UserError, match=rf"env.reward_mode '{mode}' credits routing decisions and an allocate task "
+                                            r"makes none \(its outcome terms would stay 0\): use aggregate"):
+            gym.make("disagg/EnergyAllocate-v3", overrides={"env.reward_mode": mode})
+
+
 def test_scenario_config_object_under_a_standard_id() -> None:
     from dataclasses import replace
 
