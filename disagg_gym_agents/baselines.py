@@ -116,11 +116,17 @@ class StaticSplitPolicy(AllocatorHeuristic):
             prefill_counts = initial_prefill_counts(self.base.scenario)
         if not isinstance(prefill_counts, dict):
             raise UserError(f"static_split: prefill_counts must be a mapping gpu -> count (got {prefill_counts!r})")
+        n_coloc = sum(g.count for g in self.base.scenario.cluster.groups if g.role == "colocated")
+        gpus = list(flex)
+        # the counts the allocation mask allows (a count outside them would run clamped)
+        bounds = dict(zip(gpus, alloc_count_bounds([flex[g] for g in gpus], n_coloc) or [(0, flex[g]) for g in gpus]))
         for gpu, n in prefill_counts.items():
             if gpu not in flex:
                 raise UserError(f"static_split: unknown GPU type {gpu!r}; switchable: {', '.join(flex)}")
-            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= flex[gpu]:
-                raise UserError(f"static_split: prefill_counts[{gpu!r}] must be an integer in [0, {flex[gpu]}] (got {n!r})")
+            lo, hi = bounds[gpu]
+            if isinstance(n, bool) or not isinstance(n, int) or not lo <= n <= hi:
+                raise UserError(f"static_split: prefill_counts[{gpu!r}] must be an integer in [{lo}, {hi}], the counts "
+                                f"the allocation mask allows for its {flex[gpu]} instances (got {n!r})")
         self.prefill_counts = {g: int(n) for g, n in prefill_counts.items()}
 
     def targets(self, cluster: Cluster) -> dict[str, int]:

@@ -126,8 +126,10 @@ def test_static_split_holds_its_counts() -> None:
     assert env.unwrapped.cluster.role_counts("h100-sxm") == (2, 6)
     with pytest.raises(UserError, match="unknown GPU type 'h200'"):
         make_policy("static_split", env, prefill_counts={"h200": 1})
-    with pytest.raises(UserError, match=r"in \[0, 8\]"):
-        make_policy("static_split", env, prefill_counts={"h100-sxm": 9})
+    # the mask keeps one instance in each role: 8 (or 0) of 8 ran clamped to 7 (or 1)
+    for n in (9, 8, 0):
+        with pytest.raises(UserError, match=r"in \[1, 7\], the counts the allocation mask allows for its 8 instances"):
+            make_policy("static_split", env, prefill_counts={"h100-sxm": n})
     env.close()
 
 
