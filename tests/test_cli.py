@@ -445,6 +445,22 @@ def test_a_flag_conflicting_with_its_set_key_is_an_error(capsys: pytest.CaptureF
     assert rc == 0
 
 
+
+def test_rate_scale_multiplies_a_trace_config_s_own_rate_scale(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A trace config replayed at 2x: --rate-scale 2 makes it 4x (it replaced the 2 with 2,
+    # so azure-trace-route's 11.25x ran at 2x: "twice the load" was a sixth of it).
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(f'{{"timestamp": {1000 * i}, "input_length": 10, "output_length": 2}}\n' for i in range(100)))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: c\nhorizon_s: 10\ncluster: {groups: [{gpu: h100-sxm, count: 2, role: colocated}]}\n"
+                   f"workload: {{kind: trace, trace_path: {trace}, rate_scale: 2}}\n")
+    counts = []
+    for extra in ([], ["--rate-scale", "2"]):
+        rc, out, err = run(capsys, "simulate", "--config", str(cfg), "--json", *extra)
+        assert rc == 0, err
+        counts.append(json.loads(out)["requests_total"])
+    assert counts == [20, 40]  # rows at t = 0..99 s replayed before the 10 s horizon: t/2 < 10, t/4 < 10
+
 def test_bench_checks_markdown_before_measuring(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
