@@ -62,6 +62,25 @@ class RateProfile(Protocol):
 RATE_PROFILES: Registry[Callable[[WorkloadConfig], RateProfile]] = Registry("rate profile")
 
 
+
+def _sniffed_format(path: str) -> str:
+    """``mooncake`` or ``azure`` as the trace replay will detect it from the first non-empty
+    line; by the file name (``.jsonl``: mooncake) when the file cannot be read or named yet.
+    """
+    from disagg_gym.workload.traces import TraceError, detect_format
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for _ in range(1000):  # skip blank lines, reading at most 64 KiB of each
+                line = fh.readline(65536)
+                if not line:
+                    break
+                if line.strip():
+                    return detect_format(path, line)
+    except (OSError, TraceError):
+        pass
+    return "mooncake" if str(path).endswith(".jsonl") else "azure"
+
 @dataclass(frozen=True, slots=True)
 class ConstantRate:
     """``rate_per_s`` at all times (a homogeneous Poisson process)."""
@@ -502,13 +521,18 @@ class WorkloadConfig:
     def carries_block_hashes(self) -> bool:
         """Whether this workload's requests carry prefix-block hashes: a prefix kind
         (``multi_turn``, ``tenants``, ``rag``) or a Mooncake JSONL trace. Decided from the config
-        alone (the observation layout and the bounds depend on it, not on the data).
+        and, for ``trace_format: auto``, the trace's first line, as the replay detects the
+        format (a Mooncake trace named ``.json`` replayed its hashes while the env's observation
+        left the cache features out); a file that cannot be read yet falls back to the name
+        (``.jsonl``). The observation layout and the bounds depend on it.
         """
         if self.kind in PREFIX_KINDS:
             return True
         if self.kind == "trace":
             fmt = self.trace_format
-            return fmt == "mooncake" or (fmt == "auto" and str(self.trace_path or "").endswith(".jsonl"))
+            if fmt == "auto" and self.trace_path:
+                fmt = _sniffed_format(self.trace_path)
+            return fmt == "mooncake"
         return False
 
     def slos(self, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -473,3 +473,19 @@ def test_a_trace_is_parsed_once_per_content(tmp_path: Path) -> None:
     mooncake(tmp_path, mc(0), "not json", mc(5))
     assert load_trace(p, on_bad_row="skip").skipped_rows == 1
     assert "invalid JSON" in error(p)
+
+
+def test_a_trace_carries_block_hashes_by_its_content_not_its_name(tmp_path: Path) -> None:
+    # The replay detects the format from the first line; the env's observation layout asked
+    # the file name, so a Mooncake trace saved as .json replayed its hashes while the
+    # observation dropped the cache features (and an Azure CSV named .jsonl got them).
+    moon = tmp_path / "mooncake.json"
+    moon.write_text('\n{"timestamp": 0, "input_length": 600, "output_length": 4, "hash_ids": [1, 2]}\n')
+    azure = tmp_path / "azure.jsonl"
+    azure.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,100,4\n")
+    assert WorkloadConfig(kind="trace", trace_path=str(moon)).carries_block_hashes()
+    assert not WorkloadConfig(kind="trace", trace_path=str(azure)).carries_block_hashes()
+    # not readable (yet): the name decides, as before
+    assert WorkloadConfig(kind="trace", trace_path=str(tmp_path / "later.jsonl")).carries_block_hashes()
+    assert not WorkloadConfig(kind="trace", trace_path=str(tmp_path / "later.csv")).carries_block_hashes()
+    assert WorkloadConfig(kind="trace", trace_path=str(azure), trace_format="mooncake").carries_block_hashes()
