@@ -374,7 +374,7 @@ class WorkloadConfig:
         default=16, metadata=spec("prefix: tokens per generated prefix-block id", ge=1)
     )
     num_tenants: int = field(
-        default=1, metadata=spec("prefix: tenants, each with its own system prompt", ge=1)
+        default=1, metadata=spec("prefix: tenants, each with its own system prompt (a catalog built up front: at most 10^7)", ge=1, le=10_000_000)
     )
     tenant_zipf_s: float = field(
         default=0.0, metadata=spec("prefix: Zipf exponent of tenant popularity (0 = uniform)", ge=0)
@@ -408,7 +408,7 @@ class WorkloadConfig:
         default=3.40, metadata=spec("multi_turn: log-std of the new user text per turn", ge=0)
     )
     num_documents: int = field(
-        default=2211, metadata=spec("rag: documents in the catalog", ge=1)
+        default=2211, metadata=spec("rag: documents in the catalog (built up front: at most 10^7)", ge=1, le=10_000_000)
     )
     document_zipf_s: float = field(
         default=0.571, metadata=spec("rag: Zipf exponent of document popularity (0 = uniform)", ge=0)

@@ -350,3 +350,13 @@ def test_real_trace_statistics_agree_with_the_readme_and_docs(
     fit = fit_conversation(load_trace(TRACES / name))
     assert fit.continuation_fraction == pytest.approx(continuations, abs=5e-5)
     assert fit.ids_at_several_positions == 0
+
+
+@pytest.mark.parametrize("key", ["num_documents", "num_tenants"])
+def test_a_catalog_too_large_to_build_is_refused_up_front(key: str) -> None:
+    # 10^9 documents allocated 8 GB arrays mid-run (a traceback, or the machine's memory)
+    from disagg_gym.config import ConfigError
+    from disagg_gym.scenario import load_scenario
+
+    with pytest.raises(ConfigError, match=rf"key 'workload.{key}': expected a value <= 10000000 \(got 1000000000\)"):
+        load_scenario("small-route", {"workload.kind": "rag", f"workload.{key}": 10**9})
