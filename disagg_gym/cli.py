@@ -113,7 +113,9 @@ def workload_label(w: Any) -> str:
         if w.rate_scale != 1:
             text += f" x{w.rate_scale:g}"
         return text + (" (looped)" if w.loop else "")
-    if w.kind in ("multi_turn", "tenants", "rag"):
+    if w.kind == "multi_turn":  # no conversation is in progress at t = 0: the rate ramps up
+        return f"{w.kind} prefix workload, {w.rate_per_s:g} req/s in steady state"
+    if w.kind in ("tenants", "rag"):
         return f"{w.kind} prefix workload, {w.rate_per_s:g} req/s on average"
     def spec(name: str) -> str:
         return f"{w.prompt_tokens}/{w.output_tokens}-token" if name == "fixed" else name
