@@ -15,7 +15,7 @@ from disagg_gym_agents.base import parse_overrides
 from disagg_gym_agents.leaderboard.cells import DEFAULT_EPISODES, DEFAULT_LEARNED, DEFAULT_OUT, DEFAULT_RESULTS
 from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.runner import benchmark
-from disagg_gym_agents.leaderboard.validate import check_omissions, validate
+from disagg_gym_agents.leaderboard.validate import check_omissions, sample_rows, validate
 from disagg_gym_agents.leaderboard.ray_backend import benchmark_ray
 from disagg_gym_agents.registry import add_import_arg, import_policy_modules
 
@@ -180,13 +180,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"... and {len(errors) - 50} more", file=sys.stderr)
         print(f"validate: FAILED, {len(errors)} mismatch(es) in {path}", file=sys.stderr)
         return 1
-    n = sum(
-        1 for r in read_results(path)
+    lines = [
+        i for i, r in enumerate(read_results(path), start=2)  # file lines, as validate numbers them
         if (not configs or r["config"] in configs) and (not agents or r["agent"] in agents)
-    )
+    ]
+    n = len(lines)
     if sample is not None and sample < n:
+        seed = getattr(args, "sample_seed", 0)
+        shown = sample_rows(lines, sample, seed)  # the very rows validate drew
+        more = f", ... ({len(shown) - 20} more)" if len(shown) > 20 else ""
         print(f"validate: OK, {sample} sampled row(s) of {n} in {path} replayed exactly "
-              f"(--sample-seed {getattr(args, 'sample_seed', 0)})")
+              f"(--sample-seed {seed}; lines {', '.join(map(str, shown[:20]))}{more})")
     else:
         print(f"validate: OK, {n} row(s) of {path} replayed exactly")
     return 0

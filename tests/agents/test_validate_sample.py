@@ -48,7 +48,10 @@ def test_sample_replays_exactly_n_rows(
     assert main(["validate", str(results), "--sample", "2", "--no-progress"]) == 0
     assert len(replayed) == 2 and len(set(replayed)) == 2  # 2 distinct rows of the 4
     out = capsys.readouterr().out
-    assert out.strip() == f"validate: OK, 2 sampled row(s) of 4 in {results} replayed exactly (--sample-seed 0)"
+    # it names the file lines it replayed, so a spot check can be tied to its rows
+    lines = [i for i, r in enumerate(lb.read_results(results), start=2) if (r["agent"], int(r["eval_seed"])) in replayed]
+    assert out.strip() == (f"validate: OK, 2 sampled row(s) of 4 in {results} replayed exactly "
+                           f"(--sample-seed 0; lines {lines[0]}, {lines[1]})")
     first = list(replayed)
     replayed.clear()
     assert main(["validate", str(results), "--sample", "2", "--no-progress"]) == 0
