@@ -236,12 +236,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.rate_scale is not None:
         # multiplies the rate the run would have without it: a trace config's own rate_scale
         # (azure-trace-route's 11.25 x 2 = 22.5, not 2), else the workload's rate_per_s
-        key = "workload.rate_scale" if args.trace or overrides.get("workload.kind") == "trace" else None
-        if key in overrides:
-            raise UserError(f"--rate-scale {args.rate_scale:g} conflicts with --set {key}={overrides[key]}; drop one")
         scen0 = load_scenario(args.config, overrides)
         if scen0.workload.kind == "trace":
-            overrides["workload.rate_scale"] = scen0.workload.rate_scale * args.rate_scale
+            key = "workload.rate_scale"
+            if key in overrides:
+                raise UserError(f"--rate-scale {args.rate_scale:g} conflicts with --set {key}={overrides[key]}; drop one")
+            overrides[key] = scen0.workload.rate_scale * args.rate_scale
         else:
             overrides["workload.rate_per_s"] = scen0.workload.rate_per_s * args.rate_scale
     if args.horizon is not None:

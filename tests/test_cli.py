@@ -460,6 +460,9 @@ def test_rate_scale_multiplies_a_trace_config_s_own_rate_scale(capsys: pytest.Ca
         assert rc == 0, err
         counts.append(json.loads(out)["requests_total"])
     assert counts == [20, 40]  # rows at t = 0..99 s replayed before the 10 s horizon: t/2 < 10, t/4 < 10
+    # beside --set workload.rate_scale (which would multiply) it is refused, config trace or --trace
+    rc, _, err = run(capsys, "simulate", "--config", str(cfg), "--rate-scale", "2", "--set", "workload.rate_scale=3")
+    assert rc == 2 and err.strip() == "disagg-gym: error: --rate-scale 2 conflicts with --set workload.rate_scale=3; drop one"
 
 def test_bench_checks_markdown_before_measuring(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

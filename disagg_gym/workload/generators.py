@@ -62,7 +62,6 @@ class RateProfile(Protocol):
 RATE_PROFILES: Registry[Callable[[WorkloadConfig], RateProfile]] = Registry("rate profile")
 
 
-
 def _sniffed_format(path: str) -> str:
     """``mooncake`` or ``azure`` as the trace replay will detect it from the first non-empty
     line; by the file name (``.jsonl``: mooncake) when the file cannot be read or named yet.
@@ -70,7 +69,7 @@ def _sniffed_format(path: str) -> str:
     from disagg_gym.workload.traces import TraceError, detect_format
 
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:  # as traces._decode reads it
             for _ in range(1000):  # skip blank lines, reading at most 64 KiB of each
                 line = fh.readline(65536)
                 if not line:
@@ -80,6 +79,7 @@ def _sniffed_format(path: str) -> str:
     except (OSError, TraceError):
         pass
     return "mooncake" if str(path).endswith(".jsonl") else "azure"
+
 
 @dataclass(frozen=True, slots=True)
 class ConstantRate:
@@ -529,10 +529,9 @@ class WorkloadConfig:
         if self.kind in PREFIX_KINDS:
             return True
         if self.kind == "trace":
-            fmt = self.trace_format
-            if fmt == "auto" and self.trace_path:
-                fmt = _sniffed_format(self.trace_path)
-            return fmt == "mooncake"
+            if self.trace_format == "auto" and self.trace_path:
+                return _sniffed_format(self.trace_path) == "mooncake"
+            return self.trace_format == "mooncake"
         return False
 
     def slos(self, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

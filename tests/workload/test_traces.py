@@ -481,6 +481,9 @@ def test_a_trace_carries_block_hashes_by_its_content_not_its_name(tmp_path: Path
     # observation dropped the cache features (and an Azure CSV named .jsonl got them).
     moon = tmp_path / "mooncake.json"
     moon.write_text('\n{"timestamp": 0, "input_length": 600, "output_length": 4, "hash_ids": [1, 2]}\n')
+    bom = tmp_path / "bom.json"  # with a UTF-8 byte-order mark, which the replay skips
+    bom.write_bytes(b"\xef\xbb\xbf" + moon.read_bytes().lstrip())
+    assert WorkloadConfig(kind="trace", trace_path=str(bom)).carries_block_hashes()
     azure = tmp_path / "azure.jsonl"
     azure.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,100,4\n")
     assert WorkloadConfig(kind="trace", trace_path=str(moon)).carries_block_hashes()
