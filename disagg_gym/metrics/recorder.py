@@ -107,6 +107,7 @@ class Recorder:
 
     def __init__(self, keep_records: bool = True, keep_requests: bool = False) -> None:
         self.keep_records = keep_records
+        self.late_records = False  # keep_from_now: records only, statistics unchanged
         self.keep_requests = keep_requests
         self.requests: list[Request] = []
         self.ttft: list[float] = []
@@ -134,8 +135,12 @@ class Recorder:
         self.records: list[tuple[Any, ...]] = []
 
     def keep_from_now(self) -> None:
-        """Keeps the records (and exact latency lists) of the requests that finish from now on."""
-        self.keep_records = True
+        """Keeps the records of the requests that finish from now on (:meth:`iter_records`).
+
+        Only the records: the latency statistics stay the streaming histograms they were, so
+        a run's KPIs are the same whether or not its records are kept from some point on.
+        """
+        self.late_records = True
 
     # ---------------------------------------------------------------- hooks
     def on_arrival(self, req: Request) -> None:
@@ -192,6 +197,8 @@ class Recorder:
             be.append(e2e)
             if len(be) >= _HIST_BATCH:
                 he._flush()
+            if self.late_records:
+                self.records.append(self._row(req, ttft, tpot, e2e, met))
         if self.keep_requests:
             self.requests.append(req)
 
@@ -200,7 +207,7 @@ class Recorder:
         self.rejected += 1
         r = req.reject_reason or "unknown"
         self.rejected_by_reason[r] = self.rejected_by_reason.get(r, 0) + 1
-        if self.keep_records:
+        if self.keep_records or self.late_records:
             self.records.append(self._row(req, None, None, None, False))
         if self.keep_requests:
             self.requests.append(req)

@@ -53,8 +53,8 @@ def _trace_episode(
         obs, _, term, trunc, _ = env.step(action)
         if term or trunc:
             break
-    rec = base.recorder
-    lat = {"ttft": list(rec.ttft), "tpot": list(rec.tpot), "e2e": list(rec.e2e)}
+    done = [r for r in base.recorder.iter_records() if r["ttft_s"] is not None]  # completed requests
+    lat = {k: [r[f"{k}_s"] for r in done] for k in ("ttft", "tpot", "e2e")}
     env.close()
     return lat, sampler.rows
 
