@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -13,7 +14,7 @@ from typing import Any
 from disagg_gym.errors import UserError
 from disagg_gym.io import atomic_write_text, locked
 from disagg_gym.scenario import TEST_SPLIT
-from disagg_gym_agents.leaderboard.cells import Cell
+from disagg_gym_agents.leaderboard.cells import Cell, resolve_path
 
 META_COLUMNS = (
     "config",
@@ -343,6 +344,11 @@ def stale_cells(
     return out
 
 
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file (recorded per row, so validate notices a changed checkpoint)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def foreign_cells(
     results: str | Path, cells: Sequence[Cell], overrides: dict[str, Any] | None = None
 ) -> list[str]:
@@ -354,10 +360,23 @@ def foreign_cells(
     """
     ov_text = json.dumps(dict(overrides or {}), sort_keys=True)
     want = {key_of(c, ov_text): c.policy for c in cells}
+    digests: dict[str, str] = {}
+
+    def same_model(recorded: dict[str, str], policy: str) -> bool:
+        """The same checkpoint named from another folder (sb3 paths are relative to where
+        ``benchmark`` ran): the row's SHA-256 equals the file's.
+        """
+        if not policy.startswith("sb3:") or not recorded.get("model_sha256"):
+            return False
+        if policy not in digests:
+            path = resolve_path(policy[4:])
+            digests[policy] = sha256_of(path) if path.is_file() else ""
+        return digests[policy] == recorded["model_sha256"]
+
     out: dict[CellKey, str] = {}
     for r in read_results(results):
         k = cell_key(r)
-        if k in want and r["policy"] != want[k] and k not in out:
+        if k in want and r["policy"] != want[k] and k not in out and not same_model(r, want[k]):
             out[k] = (f"{k[0]} {k[1]}" + (f" seed {k[2]}" if k[2] else "") + f" [{k[4]}] has rows run by "
                       f"{r['policy']}, this run's is {want[k]}")
     return list(out.values())

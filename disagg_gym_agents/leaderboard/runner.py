@@ -53,6 +53,7 @@ from disagg_gym_agents.leaderboard.results import (
     ResultsWriter,
     foreign_cells,
     key_of,
+    sha256_of,
     missing_cells,
     read_results,
     stale_cells,
@@ -74,11 +75,6 @@ def _versions() -> dict[str, str]:
         "sb3_version": v("stable-baselines3"),
         "torch_version": v("torch"),
     }
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file (recorded per row, so validate notices a changed checkpoint)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def cell_params(cell: Cell) -> dict[str, Any]:

@@ -399,3 +399,16 @@ def test_validate_finds_a_checkout_s_checkpoints_from_another_folder(tmp_path: P
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert lb.validate(res, progress=False) == []
+
+
+def test_benchmark_resumes_a_checkpoint_named_from_another_folder(tmp_path: Path, monkeypatch) -> None:
+    # sb3 paths are recorded relative to where benchmark ran: the same checkpoint named from
+    # another folder is the same agent (its SHA-256), not a foreign one.
+    run = dict(episodes=1, overrides=SHORT, progress=False, splits=["test"], plots=False, tables=False)
+    _checkpoints(tmp_path / "ck", ENV)
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    lb.benchmark(out, [ENV], ["sb3:ppo=ck"], **run)
+    monkeypatch.chdir(tmp_path.parent)
+    lb.benchmark(out, [ENV], [f"sb3:ppo={tmp_path.name}/ck"], **run)  # resumes: nothing to run
+    assert len(_rows(out / "results.csv")) == 1
