@@ -37,10 +37,16 @@ def check_env_id(env_id: str) -> str:
     if env_id in gym.registry:
         return env_id
     if env_id.endswith((".yaml", ".yml")):
+        from pathlib import Path
+
+        from disagg_gym.scenario import standard_names
+
+        stem = Path(env_id).stem
+        standard = f" (for the standard config {stem!r}: --env {stem})" if stem in standard_names() else ""
         raise UserError(
             f"{env_id!r} is a config file, not an env id: register it under an id in a module of yours "
             f"(gym.register('my/Cluster-v0', entry_point='disagg_gym.env.serving_env:DisaggServingEnv', "
-            f"kwargs={{'config': {env_id!r}}})) and pass --import MODULE --env my/Cluster-v0 (docs/envs.md)"
+            f"kwargs={{'config': {env_id!r}}})) and pass --import MODULE --env my/Cluster-v0 (docs/envs.md){standard}"
         )
     canonical = resolve_env_id(env_id)  # one line naming env_id if it names nothing
     if canonical not in gym.registry:  # pragma: no cover - registration is at import
