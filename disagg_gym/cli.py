@@ -205,6 +205,24 @@ def _cache_lines(s: dict[str, Any]) -> list[str]:
 
 
 # ====================================================================== simulate
+def _refuse_shared_outputs(args: argparse.Namespace) -> None:
+    """Two outputs of one run at the same path: the later one overwrote the earlier, unseen
+    (``--records x --chrome-trace x``; ``--chrome-trace DIR/timeline.png --plots DIR``)."""
+    outputs: list[tuple[str, str]] = []
+    if args.records:
+        outputs.append(("--records", str(args.records)))
+    if args.chrome_trace is not None:
+        outputs.append(("--chrome-trace", str(args.chrome_trace)))
+    if args.plots:
+        outputs += [(f"--plots ({name})", str(Path(args.plots) / name)) for name in ("latency_cdf.png", "timeline.png")]
+    seen: dict[str, str] = {}
+    for flag, path in outputs:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UserError(f"{flag} {path!r} is the same file as {seen[key]}: pick another path")
+        seen[key] = flag
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Runs one simulation and prints its summary."""
     if args.policy is not None and not args.policy.strip():
@@ -216,6 +234,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.plots:
         check_output_dir(args.plots, "--plots")
         require("plots")  # before the run, not after it
+    _refuse_shared_outputs(args)
     overrides = _overrides(args.set)
     if args.horizon is not None and "horizon_s" in overrides and overrides["horizon_s"] != args.horizon:
         # the flag replaced the --set value unseen, even one that is no number (horizon_s=abc)
@@ -259,7 +278,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sim = Simulation(scen, seed=args.seed, router=args.policy, keep_records=bool(args.plots or args.records), timeline=trace)
     sampler = None
     if args.plots:
-        sampler = TimelineSampler(sim.cluster, max(scen.horizon_s / 600, 0.05) if not args.trace else 5.0)
+        # about 600 samples over the arrivals: a --trace replay's span is its own (its horizon
+        # is unbounded), known once the run has read it
+        span = scen.horizon_s if not args.trace else float(getattr(sim.source, "span_s", 0.0))
+        sampler = TimelineSampler(sim.cluster, max(span / 600, 0.05))
     summary = sim.run()
     summary["wall_s"] = round(time.perf_counter() - t0, 4)
     summary["policy"] = args.policy or scen.router

@@ -793,3 +793,14 @@ def test_predict_queries_refuses_flags_it_would_ignore_and_an_empty_file(
     empty.write_text("\n\n")
     rc, out, err = run(capsys, "predict", "--queries", str(empty))
     assert rc == 2 and err.strip() == f"disagg-gym: error: {empty}: no queries (every line is empty)"
+
+
+def test_two_outputs_at_one_path_are_refused_before_the_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # the later output overwrote the earlier unseen (the records CSV became the trace's JSON)
+    same = tmp_path / "same.out"
+    rc, _, err = run(capsys, "simulate", "--horizon", "1", "--chrome-trace", str(same), "--records", str(same))
+    assert rc == 2 and not same.exists()
+    assert err.strip() == f"disagg-gym: error: --chrome-trace {str(same)!r} is the same file as --records: pick another path"
+    rc, _, err = run(capsys, "simulate", "--horizon", "1", "--plots", str(tmp_path / "pl"),
+                     "--chrome-trace", str(tmp_path / "pl" / ".." / "pl" / "timeline.png"))
+    assert rc == 2 and "is the same file as --chrome-trace: pick another path" in err and "Traceback" not in err

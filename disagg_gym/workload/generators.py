@@ -798,6 +798,11 @@ class TraceReplaySource:
         return int(self._idx.size)
 
     @property
+    def span_s(self) -> float:
+        """Seconds from the replay's start to the last arrival of one pass of the window."""
+        return float(self._t[-1]) if self._t.size else 0.0
+
+    @property
     def skipped_rows(self) -> int:
         """Bad rows dropped (``on_bad_row: skip``; 0 otherwise): those of the file, and rows
         of the window whose ``hash_ids`` do not cover their prompt at ``trace_block_tokens``.
