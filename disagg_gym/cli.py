@@ -207,7 +207,8 @@ def _cache_lines(s: dict[str, Any]) -> list[str]:
 # ====================================================================== simulate
 def _refuse_shared_outputs(args: argparse.Namespace) -> None:
     """Two outputs of one run at the same path: the later one overwrote the earlier, unseen
-    (``--records x --chrome-trace x``; ``--chrome-trace DIR/timeline.png --plots DIR``)."""
+    (``--records x --chrome-trace x``; ``--chrome-trace DIR/timeline.png --plots DIR``).
+    """
     outputs: list[tuple[str, str]] = []
     if args.records:
         outputs.append(("--records", str(args.records)))

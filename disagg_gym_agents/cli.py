@@ -57,6 +57,7 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
     """Trains PPO / MaskablePPO (see ``disagg_gym_agents.ppo.train``) and prints where the model went."""
     if getattr(args, "backend", "sb3") == "rllib":
         if isinstance(args, argparse.Namespace):
+            _refuse_other_backend_options(args, "rllib")
             args.env = check_env_id(args.env)
             # train's --checkpoint-freq counts timesteps (its help); RLlib checkpoints every N
             # iterations of train_batch_size steps (10,000 iterations meant: only the last one)
@@ -64,7 +65,7 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
 
         return cmd_train_rllib(args)
     if isinstance(args, argparse.Namespace):
-        _refuse_rllib_only_options(args)
+        _refuse_other_backend_options(args, "sb3")
     require("rl", "torch", "stable_baselines3", "sb3_contrib")
     from disagg_gym_agents.ppo import train  # torch + SB3: the [rl] extra
 
@@ -89,12 +90,14 @@ def cmd_train(args: argparse.Namespace | TrainArgs) -> int:
     return 0
 
 
-def _refuse_rllib_only_options(args: argparse.Namespace) -> None:
-    """One line for an option of ``--backend rllib`` given to the sb3 backend (it was ignored:
-    the run trained with the hyperparameter file's values).
+def _refuse_other_backend_options(args: argparse.Namespace, backend: str) -> None:
+    """One line for an option (off its default) of the other backend: it was ignored (an sb3 run
+    trains with its hyperparameter file's values; an rllib run has no --hyperparams, --n-envs,
+    --resume or --algo).
     """
-    shared = {f.name for f in dataclasses.fields(TrainArgs)}
-    for f in dataclasses.fields(RLlibTrainArgs):
+    own, other = (TrainArgs, RLlibTrainArgs) if backend == "sb3" else (RLlibTrainArgs, TrainArgs)
+    shared = {f.name for f in dataclasses.fields(own)}
+    for f in dataclasses.fields(other):
         if f.name in shared or not hasattr(args, f.name):
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
@@ -103,10 +106,10 @@ def _refuse_rllib_only_options(args: argparse.Namespace) -> None:
         value = getattr(args, f.name)
         if value != default:
             flag = "--" + f.name.replace("_", "-")
-            raise UserError(
-                f"{flag} applies only to --backend rllib (got {flag} {value!r} with the sb3 backend, whose "
-                "hyperparameters come from --hyperparams)"
-            )
+            why = ("the sb3 backend, whose hyperparameters come from --hyperparams" if backend == "sb3"
+                   else "--backend rllib, which takes its PPO settings from its own options (--lr, --gamma, ...)")
+            raise UserError(f"{flag} applies only to --backend {'rllib' if backend == 'sb3' else 'sb3'} "
+                            f"(got {flag} {value!r} with {why})")
 
 
 def _invoked_path() -> str | None:

@@ -12,7 +12,7 @@ the SB3 path (``disagg_gym_agents.ppo.train``):
                                     episodes), ``train/*`` losses, ``time/*``
 
 Training workload seeds are drawn per episode from ``[TRAIN_SEED_LOW, 2**31 - 1)`` by
-``disagg_gym_agents.ppo.TrainingWorkloadSeeds`` (seeded with ``seed + worker index`` + vector index on the
+``disagg_gym.wrappers.TrainingWorkloadSeeds`` (seeded with ``seed + worker index`` + vector index on the
 first reset), so training never sees the held-out evaluation seeds ``EVAL_SEED_OFFSET + k``.
 ``RLlibPolicy`` evaluates a trained module greedily behind the agents' ``predict`` interface.
 
@@ -358,6 +358,10 @@ def _validate(args: RLlibTrainArgs) -> None:
         raise UserError(f"lr must be > 0 and gamma in (0, 1] (got {args.lr!r}, {args.gamma!r})")
     if args.max_wall_s is not None and not 0 < args.max_wall_s < math.inf:
         raise UserError(f"max_wall_s must be a positive number (got {args.max_wall_s!r})")
+    if args.address is None and args.num_cpus is not None and args.num_cpus < args.num_env_runners:
+        # each env runner holds one CPU: the rest would wait for one forever (a silent hang)
+        raise UserError(f"--num-cpus {args.num_cpus} is below --num-env-runners {args.num_env_runners} "
+                        "(each env runner takes one CPU of the local Ray instance)")
 
 
 def train_rllib(args: RLlibTrainArgs) -> Path:
@@ -419,6 +423,7 @@ def _train_rllib(args: RLlibTrainArgs, out: Path, overrides: dict[str, Any]) -> 
             entropy_coeff=args.entropy_coeff,
             callbacks=_kpi_callback_class(),
         )
+        algo = config.build_algo()  # before config.json marks the folder as a run
         atomic_write_json(out / "config.json", {
             "env_id": args.env,
             "algo": "rllib_ppo",
@@ -434,7 +439,6 @@ def _train_rllib(args: RLlibTrainArgs, out: Path, overrides: dict[str, Any]) -> 
             ),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
-        algo = config.build_algo()
         writer = SummaryWriter(str(out / "tb" / TB_RUN))
         ckpt = out / "checkpoint"
         t0 = time.monotonic()

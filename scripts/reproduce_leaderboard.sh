@@ -84,7 +84,7 @@ for s in $SEEDS; do [[ "$s" =~ ^[0-9]+$ ]] || die "--seeds: expected non-negativ
 if [ -z "${PYTHON:-}" ]; then
   if [ "$BACKEND" = ray ]; then PYTHON=.venv-ray/bin/python; else PYTHON=.venv/bin/python; fi
 fi
-[ "$DRY" = 1 ] || [ -x "$PYTHON" ] || die "no python at '$PYTHON' (run scripts/setup.sh, or scripts/setup_ray.sh for --backend ray)"
+[ -x "$PYTHON" ] || die "no python at '$PYTHON' (run scripts/setup.sh, or scripts/setup_ray.sh for --backend ray)"
 
 run() { echo "+ $*" >&2; if [ "$DRY" = 0 ]; then "$@"; fi; }
 CFG_ARGS=()
@@ -103,7 +103,7 @@ except UserError as exc:
 fi
 # Benchmark options after -- are parsed now, not hours later when the benchmark starts.
 if [ ${#EXTRA[@]} -gt 0 ]; then
-  "$PYTHON" -c 'import argparse, sys
+  REPRO_BACKEND="$BACKEND" "$PYTHON" -c 'import argparse, sys
 from disagg_gym_agents.leaderboard import add_benchmark_args
 p = argparse.ArgumentParser()
 add_benchmark_args(p)
@@ -122,6 +122,11 @@ try:  # the values too (an override without "=", a bad episode count), not only 
     parse_overrides(getattr(ns, "set", None) or [])
     if getattr(ns, "episodes", 1) < 1:
         raise UserError(f"--episodes must be a positive integer (got {ns.episodes})")
+    import os
+    if os.environ["REPRO_BACKEND"] != "ray":  # the script passes --backend itself
+        for flag, value in (("--address", ns.address), ("--num-workers", ns.num_workers)):
+            if value is not None:
+                raise UserError(f"{flag} needs --backend ray (got {flag} {value})")
 except UserError as exc:
     error(str(exc))' "${EXTRA[@]}" || exit $?
 fi

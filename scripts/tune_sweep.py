@@ -184,6 +184,9 @@ def main(ns: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     out = Path(args.out).resolve()
+    if (out / "trials.csv").exists() or (out / "trials").exists():
+        # every trial would fail ("already holds a run") and trials.csv be overwritten
+        raise UserError(f"--out {str(out)!r} already holds a sweep; choose another --out")
     grid = [dict(zip(space, vals)) for vals in itertools.product(*space.values())]
     print(f"{args.backend}: {len(grid)} grid point(s) x {args.seeds} seed(s) on {args.env}, "
           f"{args.timesteps} steps each -> {out}")
@@ -207,8 +210,9 @@ def main(ns: argparse.Namespace) -> int:
     rows = []
     for res in grid_results:
         row: dict[str, Any] = {**res.config["hp"], "seed": res.config["seed"]}
-        if res.error is not None:
-            row["error"] = str(res.error).splitlines()[0]
+        if res.error is not None:  # the trial's own message, not Ray's wrapper line
+            cause = getattr(res.error, "cause", None) or res.error
+            row["error"] = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
         else:
             row.update({k: v for k, v in res.metrics.items()
                         if k in ("score", "metric", "train_wall_s") or k.endswith("_mean")})

@@ -552,10 +552,22 @@ def test_an_rllib_only_option_with_the_sb3_backend_is_one_line(
 
 def test_plain_train_options_pass_the_rllib_only_check() -> None:
     from disagg_gym.cli import build_parser
-    from disagg_gym_agents.cli import _refuse_rllib_only_options
+    from disagg_gym_agents.cli import _refuse_other_backend_options
 
     ns = build_parser().parse_args(["train", "--timesteps", "64", "--seed", "3", "--out", "x", "--threads", "1"])
-    _refuse_rllib_only_options(ns)  # nothing raised
+    _refuse_other_backend_options(ns, "sb3")  # nothing raised
+    _refuse_other_backend_options(ns, "rllib")
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--n-envs", "8"), ("--hyperparams", "/nonexistent.yml"), ("--algo", "ppo")])
+def test_an_sb3_only_option_with_the_rllib_backend_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str, value: str
+) -> None:
+    # the rllib backend ignored them (a nonexistent hyperparameter file included)
+    rc, out, err = run(capsys, "train", "--backend", "rllib", flag, value, "--out", str(tmp_path / "run"))
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.strip().startswith(f"disagg-gym: error: {flag} applies only to --backend sb3 (got {flag} ")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_second_train_into_a_busy_run_folder_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

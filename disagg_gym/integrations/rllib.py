@@ -11,7 +11,7 @@ masks, and RLlib's MultiDiscrete distribution (``TorchMultiCategorical``) takes 
 concatenation of the per-dimension logits in the same order, so the shipped
 ``ActionMaskingTorchRLModule`` (which adds ``log(mask)`` clamped at ``FLOAT_MIN`` to the
 action-distribution inputs) masks every dimension correctly without a custom subclass
-(``tests/ray/test_rllib.py`` checks that no masked value is ever sampled).
+(``tests/ray/test_integrations.py`` checks that no masked value is ever sampled).
 """
 
 from __future__ import annotations
@@ -27,12 +27,22 @@ from ray.rllib.examples.rl_modules.classes.action_masking_rlm import ActionMaski
 from ray.tune.registry import register_env
 
 import disagg_gym  # noqa: F401 - registers the Gymnasium ids
-from disagg_gym.env.registration import register_all, registered_ids
+from disagg_gym.env.registration import register_all, registered_ids, resolve_env_id
 from disagg_gym.errors import UserError
 from disagg_gym.wrappers import ActionMaskDict
 
 EnvWrap = Callable[[gym.Env, Mapping[str, Any]], gym.Env]
 """``wrap(env, env_context) -> env``: applied inside ``ActionMaskDict`` (e.g. training seeds)."""
+
+
+def _check_env_id(env_id: str) -> None:
+    """A registered id (the standard ones and their ``-short`` / ``-fine`` variants), else one
+    line: an old version names the current id, a config name the id to pass.
+    """
+    if env_id in gym.registry:
+        return
+    current = resolve_env_id(env_id)  # raises naming env_id (or the id that replaced it)
+    raise UserError(f"env {env_id!r}: pass the env id {current!r}")
 
 
 def env_creator(env_id: str, wrap: EnvWrap | None = None) -> Callable[[Mapping[str, Any]], gym.Env]:
@@ -49,8 +59,7 @@ def env_creator(env_id: str, wrap: EnvWrap | None = None) -> Callable[[Mapping[s
     Raises:
         ValueError: ``env_id`` is not a registered disagg-gym id.
     """
-    if env_id not in registered_ids():
-        raise UserError(f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}")
+    _check_env_id(env_id)
 
     def create(config: Mapping[str, Any]) -> gym.Env:
         register_all()  # a fresh Ray worker process may not have imported disagg_gym yet
@@ -143,8 +152,8 @@ def build_ppo_config(
         raise UserError(f"num_env_runners must be a non-negative integer (got {num_env_runners!r})")
     if rllib_env is None:
         register_rllib_envs([env_id])
-    elif env_id not in registered_ids():
-        raise UserError(f"unknown env id {env_id!r}; expected one of: {', '.join(registered_ids())}")
+    else:
+        _check_env_id(env_id)
     config = (
         PPOConfig()
         .environment(env=rllib_env or env_id, env_config=dict(env_config or {}))

@@ -52,7 +52,7 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="run cells in this process, or as Ray tasks (needs the [ray] extra)")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: a local Ray instance)")
-    p.add_argument("--num-workers", type=int, metavar="N", help="CPUs of a local Ray instance (default: all)")
+    p.add_argument("--num-workers", type=positive_int, metavar="N", help="CPUs of a local Ray instance (default: all)")
     add_import_arg(p)
 
 
@@ -90,6 +90,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         extra = {"address": args.address, "num_workers": args.num_workers}
     elif getattr(args, "address", None):
         raise UserError(f"--address needs --backend ray (got --address {args.address})")
+    elif getattr(args, "num_workers", None) is not None:
+        raise UserError(f"--num-workers needs --backend ray (got --num-workers {args.num_workers}; "
+                        "the local backend runs one process: run several with --cells-only to use more cores)")
     if not args.no_plots and not getattr(args, "cells_only", False) and missing("plots"):
         # before any cell runs: the plots come after every episode (it was a traceback there)
         raise UserError(f"the plots need the [plots] extra ({', '.join(missing('plots'))} not installed): "

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from disagg_gym.errors import UserError
 from disagg_gym_agents.leaderboard.cells import DEFAULT_EPISODES, Cell, env_name
 from disagg_gym_agents.leaderboard.results import ResultsWriter
 from disagg_gym_agents.leaderboard.runner import progress_bar, benchmark, plan_benchmark, run_cell
@@ -73,7 +74,13 @@ def _run_jobs(
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 i = index[ready[0]]
-                rows = ray.get(ready[0])
+                try:
+                    rows = ray.get(ready[0])
+                except ray.exceptions.RayTaskError as exc:
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, UserError):  # one line, as the local backend says it
+                        raise cause from None
+                    raise
                 results[i] = rows
                 c = jobs[i][0]
                 ts = "" if c.train_seed is None else f" seed {c.train_seed}"
@@ -164,6 +171,7 @@ def benchmark_ray(
     Raises:
         ValueError: Bad arguments (unknown env id or agent, non-positive episodes or workers).
     """
+    import_ray()  # without Ray: its one line first, not after the plan's
     results, seeds, ov, cells, todo = plan_benchmark(
         out, configs, agents, episodes, overrides, splits, tuned
     )

@@ -75,3 +75,14 @@ def test_masking_module_never_samples_a_masked_value_of_any_dimension() -> None:
     assert (acts[:, :32, 1] == 1).all()
     assert acts[:, 32:, 1].unique().numel() > 1  # unmasked rows still explore
     env.close()
+
+
+def test_training_variants_and_old_versions() -> None:
+    # the -short / -fine ids train on RLlib as on SB3 (they were "unknown env id"); an old
+    # version names the current id
+    env = env_creator("disagg/SmallRoute-short-v3")({})
+    env.reset(seed=0)
+    env.close()
+    build_ppo_config("disagg/EnergyAllocate-fine-v3", num_env_runners=0)
+    with pytest.raises(ValueError, match="SmallRoute-v3"):
+        env_creator("disagg/SmallRoute-v0")

@@ -40,3 +40,14 @@ def test_benchmark_ray_resumes_and_matches_local_file(ray_local: None, tmp_path:
     benchmark_ray(dist, [CONFIG], agents, episodes=1, overrides=OV, plots=False, progress=False,
               splits=["test"])
     assert len(read_results(dist / "results.csv")) == len(agents)
+
+
+def test_a_failing_ray_task_is_the_local_backend_s_one_line(ray_local: None, tmp_path: Path) -> None:
+    # a UserError in a task was Ray's 17-line remote traceback
+    ck = tmp_path / "ck" / "SmallRoute-v3" / "seed0"
+    ck.mkdir(parents=True)
+    (ck / "model.zip").write_text("garbage")
+    with pytest.raises(ValueError, match=r"is not a model zip saved by SB3") as exc:
+        benchmark_ray(tmp_path / "out", [CONFIG], [f"sb3:bad={tmp_path / 'ck'}"], episodes=1, overrides=OV,
+                      plots=False, progress=False, splits=["test"])
+    assert "\n" not in str(exc.value) and "ray::" not in str(exc.value)

@@ -73,3 +73,11 @@ def test_cli_options_extend_the_sb3_train_parser() -> None:
     fresh = argparse.ArgumentParser()
     add_train_rllib_args(fresh)
     assert dataclass_from_namespace(RLlibTrainArgs, fresh.parse_args([])) == RLlibTrainArgs()
+
+
+def test_fewer_cpus_than_env_runners_is_one_line_not_a_hang(tmp_path: Path) -> None:
+    # each env runner holds one CPU of the local Ray instance: the second waited forever
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"--num-cpus 1 is below --num-env-runners 2 \(each env runner takes one CPU"):
+        train_rllib(RLlibTrainArgs(env="disagg/SmallRoute-v3", iterations=1, num_env_runners=2, num_cpus=1, out=str(out)))
+    assert not (out / "config.json").exists()
