@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ import disagg_gym
 from disagg_gym.config import parse_override
 from disagg_gym.env.registration import resolve_env_id
 from disagg_gym.errors import UserError
+from disagg_gym.scenario import standard_names
 
 TASKS = ("route", "allocate", "joint")
 
@@ -37,10 +39,6 @@ def check_env_id(env_id: str) -> str:
     if env_id in gym.registry:
         return env_id
     if env_id.endswith((".yaml", ".yml")):
-        from pathlib import Path
-
-        from disagg_gym.scenario import standard_names
-
         stem = Path(env_id).stem
         standard = f" (for the standard config {stem!r}: --env {stem})" if stem in standard_names() else ""
         raise UserError(
