@@ -376,20 +376,14 @@ def plan_benchmark(
     for c in cells:  # a checkpoint trained on another env, likewise (its cells could never run)
         if c.agent_kind == "sb3":
             _check_checkpoint_spaces(c, *spaces[(c.config, c.split)])
-    foreign = foreign_cells(results, cells, ov)
-    if foreign:
-        more = f" (and {len(foreign) - 3} more cells)" if len(foreign) > 3 else ""
-        raise UserError(
-            f"{results}: {'; '.join(foreign[:3])}{more}: give the agent a name of its own "
-            "(or another --out)"
-        )
-    stale = stale_cells(results, cells, ov)
-    if stale:
-        more = f" (and {len(stale) - 3} more cells)" if len(stale) > 3 else ""
-        raise UserError(
-            f"{results}: rows run with other params than the tuned file gives: {'; '.join(stale[:3])}{more}; "
-            "delete those rows to re-run them, or pass the tuned file they were run with (--tuned)"
-        )
+    for problems, what, remedy in (
+        (foreign_cells(results, cells, ov), "", ": give the agent a name of its own (or another --out)"),
+        (stale_cells(results, cells, ov), "rows run with other params than the tuned file gives: ",
+         "; delete those rows to re-run them, or pass the tuned file they were run with (--tuned)"),
+    ):
+        if problems:  # the first three, and how many more
+            more = f" (and {len(problems) - 3} more cells)" if len(problems) > 3 else ""
+            raise UserError(f"{results}: {what}{'; '.join(problems[:3])}{more}{remedy}")
     return results, seeds, ov, cells, missing_cells(results, cells, seeds, ov)
 
 
