@@ -738,12 +738,14 @@ def table_rows(args: Args) -> list[dict[str, Any]]:
 
 
 def too_fast_rows(rows: list[dict[str, Any]], args: Args) -> list[dict[str, Any]]:
-    """Decode rows faster than reading the dense weights once at the GPU's peak HBM bandwidth
-    allows (every decode iteration reads them all; a MoE model's experts are left out, since
-    only those hit are read): physically impossible, usually a unit mistake.
+    """Decode rows faster than reading the weights one token needs once at the GPU's peak HBM
+    bandwidth allows (every decode iteration reads every layer's attention and MLP, and the LM
+    head; of a MoE model's experts at least the ones one token is routed to): physically
+    impossible, so a unit mistake or another GPU's table.
     """
     m = load_model(args.model)
-    dense_bytes = (m.num_hidden_layers * m.dense_params_per_layer + m.lm_head_params) * m.dtype_bytes
+    per_layer = m.dense_params_per_layer + m.active_experts_per_token * m.expert_params
+    dense_bytes = (m.num_hidden_layers * per_layer + m.lm_head_params) * m.dtype_bytes
     floor_ms = 1e3 * dense_bytes / args.tp / get_gpu(args.gpu).hbm_bw_bytes_per_s
     return [r for r in rows if r["kind"] == "decode" and r["ms"] < floor_ms]
 
@@ -779,8 +781,8 @@ def main_table(args: Args) -> int:
         r = fast[0]
         print(f"calibrate: {args.table}: {len(fast)} decode row(s) faster than reading the weights once at "
               f"{args.gpu}'s peak HBM bandwidth allows (e.g. batch {r['batch']} at context {r['context_len']:g}: "
-              f"{r['ms']:g} ms): check the units (the table's times are milliseconds) and the GPU's "
-              "hbm_bw_tbps", file=sys.stderr)
+              f"{r['ms']:g} ms): check the units (the table's times are milliseconds), that it is "
+              f"{args.gpu}'s table, and the GPU's hbm_bw_tbps", file=sys.stderr)
         return 2
     kinds = np.array([r["kind"] for r in rows])
     for k in ("prefill", "decode"):
