@@ -88,6 +88,13 @@ def resolve_path(text: str) -> Path:
 
 
 
+def is_upper_bound(name: str) -> bool:
+    """Whether heuristic ``name`` is an oracle reference (``upper_bound = True``: it uses what a
+    real system lacks); raises ``UserError`` for an unknown name.
+    """
+    return bool(getattr(POLICIES.get(name), "upper_bound", False))
+
+
 def heuristics_for(task: str) -> list[str]:
     """Registered heuristic names that apply to ``task`` (each class declares its ``tasks``)."""
     return [n for n in POLICIES.names() if task in POLICIES.get(n).tasks]
@@ -202,14 +209,26 @@ def plan_cells(
     return cells
 
 
+def spec_agent(spec: str) -> tuple[str, str, str]:
+    """``(kind, name, folder)`` an agent spec names: ``("sb3", NAME, DIR)`` for ``sb3:NAME=DIR``,
+    ``("heuristic", NAME, "")`` for ``NAME`` or ``heuristic:NAME``, ``("heuristics", "", "")``.
+    """
+    if spec == "heuristics":
+        return "heuristics", "", ""
+    if spec.startswith("sb3:"):
+        name, _, folder = spec[4:].partition("=")
+        return "sb3", name, folder
+    return "heuristic", spec.split(":", 1)[1] if spec.startswith("heuristic:") else spec, ""
+
+
 def _agent_cells(env_id: str, applicable: list[str], agents: Sequence[str]) -> list[Cell]:
     cells: list[Cell] = []
     for spec in agents:
-        if spec == "heuristics":
+        kind, name, folder = spec_agent(spec)
+        if kind == "heuristics":
             names = applicable
-        elif spec.startswith("sb3:"):
-            name, sep, folder = spec[4:].partition("=")
-            if not sep or not name or not folder:
+        elif kind == "sb3":
+            if not name or not folder:
                 raise UserError(f"agent {spec!r}: expected sb3:NAME=DIR")
             if name in POLICIES:  # its rows would be read as that heuristic's
                 raise UserError(f"agent {spec!r}: {name!r} is a heuristic's name; give the learned agent another")
@@ -227,11 +246,9 @@ def _agent_cells(env_id: str, applicable: list[str], agents: Sequence[str]) -> l
             ]
             continue
         else:
-            hname = spec.split(":", 1)[1] if spec.startswith("heuristic:") else spec
-            POLICIES.get(hname)  # raises for an unknown name
+            POLICIES.get(name)  # raises for an unknown name
             # a composition <router>+<admission> applies where its router does
-            names = [hname] if split_name(hname)[0] in applicable else []
+            names = [name] if split_name(name)[0] in applicable else []
         for n in names:
-            ub = bool(getattr(POLICIES.get(n), "upper_bound", False))
-            cells.append(Cell(env_id, n, "heuristic", f"heuristic:{n}", None, ub))
+            cells.append(Cell(env_id, n, "heuristic", f"heuristic:{n}", None, is_upper_bound(n)))
     return cells

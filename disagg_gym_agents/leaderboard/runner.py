@@ -42,6 +42,7 @@ from disagg_gym_agents.leaderboard.cells import (
     env_version,
     plan_cells,
     resolve_path,
+    spec_agent,
     with_split,
     splits_of,
 )
@@ -392,20 +393,16 @@ def _check_every_spec_planned(specs: Sequence[str], cells: Sequence[Cell], confi
     folder without ``<EnvName>/seed<k>/model.zip``, a heuristic of another task).
     """
     for spec in specs:
-        if spec == "heuristics":
+        kind, name, folder = spec_agent(spec)
+        if kind == "heuristics" or any(c.agent == name and c.agent_kind == kind for c in cells):
             continue
-        if spec.startswith("sb3:"):
-            name, _, folder = spec[4:].partition("=")
-            if not any(c.agent == name and c.agent_kind == "sb3" for c in cells):
-                raise UserError(
-                    f"agent {spec!r}: no checkpoint for {', '.join(configs)} (expected "
-                    f"{folder}/<EnvName>/seed<k>/model.zip, e.g. {folder}/{env_name(configs[0])}/seed0/model.zip)"
-                )
-        else:
-            name = spec.split(":", 1)[1] if spec.startswith("heuristic:") else spec
-            if not any(c.agent == name and c.agent_kind == "heuristic" for c in cells):
-                raise UserError(f"agent {spec!r} applies to none of {', '.join(configs)} (a policy of "
-                                f"another task: disagg-gym list --policies)")
+        if kind == "sb3":
+            raise UserError(
+                f"agent {spec!r}: no checkpoint for {', '.join(configs)} (expected "
+                f"{folder}/<EnvName>/seed<k>/model.zip, e.g. {folder}/{env_name(configs[0])}/seed0/model.zip)"
+            )
+        raise UserError(f"agent {spec!r} applies to none of {', '.join(configs)} (a policy of "
+                        f"another task: disagg-gym list --policies)")
 
 
 def _check_checkpoint_spaces(cell: Cell, obs_shape: tuple[int, ...], nvec: tuple[int, ...]) -> None:

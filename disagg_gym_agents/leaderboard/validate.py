@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from disagg_gym.errors import UserError
-from disagg_gym_agents.leaderboard.cells import DEFAULT_RESULTS, Cell, env_version, resolve_path
+from disagg_gym_agents.leaderboard.cells import DEFAULT_RESULTS, Cell, env_version, is_upper_bound, resolve_path
 from disagg_gym_agents.leaderboard.manifest import manifest_path, missing_rows, read_manifest
 from disagg_gym_agents.leaderboard.results import META_COLUMNS, NOT_REPLAYED, read_results
 from disagg_gym_agents.leaderboard.runner import progress_bar, sha256_of, run_cell
@@ -111,7 +111,7 @@ def _identity_problem(agent: str, kind: str, policy: str, upper_bound: str) -> s
         if policy != f"heuristic:{agent}":
             return f"agent {agent!r} but policy {policy!r} (a heuristic row's policy is heuristic:<agent>)"
         try:
-            registered = bool(getattr(POLICIES.get(agent), "upper_bound", False))
+            registered = is_upper_bound(agent)
         except ValueError as exc:
             return f"cannot replay: {exc}"
         if flag != registered:
