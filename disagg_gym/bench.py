@@ -55,11 +55,24 @@ def _child(q: Any, fn_name: str, kwargs: dict[str, Any]) -> None:
 
 
 def run_isolated(fn_name: str, **kwargs: Any) -> dict[str, Any]:
-    """Runs ``fn_name(**kwargs)`` in a fresh spawned process and returns its result dict."""
+    """Runs ``fn_name(**kwargs)`` in a fresh spawned process and returns its result dict.
+
+    The child runs numpy's BLAS with one thread (``OPENBLAS_NUM_THREADS=1``; it is pinned to
+    one core anyway): an idle OpenBLAS worker spins for a while after numpy's import, and beside
+    a one-core measurement on a small machine it took CPU from it.
+    """
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(q, fn_name, kwargs))
-    p.start()
+    saved = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # a spawned child starts with the parent's environment
+    try:
+        p.start()
+    finally:
+        if saved is None:
+            del os.environ["OPENBLAS_NUM_THREADS"]
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = saved
     res = q.get()
     p.join()
     return res

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from disagg_gym import bench
@@ -16,11 +18,16 @@ def test_env_and_simulate_measurements() -> None:
     assert s["requests_per_wall_s"] == s["requests"] / s["wall_s"]
 
 
-def test_isolated_run_reports_peak_memory_and_errors() -> None:
+def test_isolated_run_reports_peak_memory_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
     r = bench.run_isolated("bench_cartpole", seconds=0.1)
     assert r["steps"] > 0 and r["peak_rss_mb"] > 10
+    # the child ran with one BLAS thread; the caller's environment is left as it was
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
     bad = bench.run_isolated("bench_env", env_id="disagg/Nope-v0", seconds=0.1)
     assert "error" in bad
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
 
 
 def test_markdown_table() -> None:

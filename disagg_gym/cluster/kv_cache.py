@@ -295,7 +295,7 @@ class CacheHierarchy:
                 tt = _plan_s(inst, P, b * C, load)
                 if tt < best:
                     best, use = tt, b
-        cache.pin(req.rid, hs[:use])
+        cache.pin_prefix(req.rid, hs, use)
         self._note(req.rid, idx)
         served = [h * C, 0, 0, 0]
         deepest = "hbm" if h else ""
@@ -367,7 +367,7 @@ class CacheHierarchy:
         cache = self.hbm[d.idx]
         k = cache.match(hs)
         if k:
-            cache.pin(req.rid, hs[:k])
+            cache.pin_prefix(req.rid, hs, k)
             self._note(req.rid, d.idx)
             self.transfer_bytes_saved += k * self.block_bytes
         return k * self.block
@@ -383,7 +383,7 @@ class CacheHierarchy:
         wt = self.write_through and self.cl.instances[idx].role is not Role.DECODE
         if wt:
             new = [h for h in hs if h not in cache]
-        cache.pin(rid, hs)
+        cache.pin_prefix(rid, hs, len(hs))
         self._note(rid, idx)
         if wt and new:
             for level, t in enumerate(self.tiers[idx]):

@@ -74,7 +74,8 @@ class PrefixCache:
         self.pool = pool
         self.refs: dict[int, int] = {}  # referenced blocks -> holders (>= 1)
         self.lru: dict[int, None] = {}  # unreferenced blocks, oldest first
-        self.holders: dict[int, dict[int, None]] = {}  # rid -> the blocks it pins here
+        # rid -> the blocks it pins here: a dict of them (pin) or a prefix of its chain (pin_prefix)
+        self.holders: dict[int, dict[int, None] | tuple[int, ...]] = {}
         self.on_evict = on_evict
         self.evicted = 0  # blocks evicted so far
         self.inserted = 0  # blocks first cached here so far
@@ -119,6 +120,7 @@ class PrefixCache:
         if held is None:
             todo = self.holders[rid] = dict.fromkeys(hashes)
         else:
+            assert type(held) is dict, "pin: rid holds blocks here through pin_prefix"
             todo = dict.fromkeys(filterfalse(held.__contains__, hashes))
             if not todo:
                 return 0
@@ -127,6 +129,42 @@ class PrefixCache:
         get = refs.get
         new = 0
         for h in todo:
+            c = get(h)
+            if c is not None:
+                refs[h] = c + 1
+            else:
+                if lru.pop(h, 0) is not None:
+                    new += 1  # not cached here before (cached blocks map to None)
+                refs[h] = 1
+        self.inserted += new
+        return new
+
+    def pin_prefix(self, rid: int, hashes: tuple[int, ...], n: int) -> int:
+        """Makes request ``rid`` a holder of the first ``n`` blocks of ``hashes``, its own chain
+        of block hashes: what it holds here is always a prefix of that chain, so only the
+        blocks past that prefix are new to it (the cluster's calls: a hit when a prefill or a
+        transfer starts, the whole prompt once it is in HBM). Cheaper than :meth:`pin` (no set
+        of held blocks to build or search); a holder uses one of the two methods, not both.
+
+        Returns:
+            The number of blocks that were not cached here before (newly inserted).
+        """
+        holders = self.holders
+        held = holders.get(rid)
+        if held is None:
+            run = hashes if n >= len(hashes) else hashes[:n]
+            holders[rid] = run
+        else:
+            k = len(held)
+            if n <= k:
+                return 0
+            assert type(held) is tuple and held == hashes[:k], "pin_prefix: not an extension of what rid holds"
+            run = hashes[k:n]
+            holders[rid] = held + run
+        refs, lru = self.refs, self.lru
+        get = refs.get
+        new = 0
+        for h in run:
             c = get(h)
             if c is not None:
                 refs[h] = c + 1

@@ -376,8 +376,14 @@ def _fit_single_lognormal(stats: TokenStats) -> LognormalMixture:
     return model(0.5 * (lo + hi))
 
 
-_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite_e.hermegauss(96)
-_GH_WEIGHTS = _GH_WEIGHTS / _GH_WEIGHTS.sum()
+@functools.lru_cache(maxsize=1)
+def _gauss_hermite() -> tuple[np.ndarray, np.ndarray]:
+    """96 Gauss-Hermite nodes and normalised weights (probabilists'), computed on first use:
+    ``hermegauss`` solves an eigenproblem, which wakes numpy's BLAS worker threads, and an
+    import that did so left them spinning beside every simulation (``disagg-gym bench``).
+    """
+    nodes, weights = np.polynomial.hermite_e.hermegauss(96)
+    return nodes, weights / weights.sum()
 
 
 def copula_correlation(prompt: LognormalMixture, output: LognormalMixture, rho: float) -> float:
@@ -385,9 +391,10 @@ def copula_correlation(prompt: LognormalMixture, output: LognormalMixture, rho: 
 
     Computed by 96x96-point Gauss-Hermite quadrature (no sampling).
     """
-    z1 = _GH_NODES[:, None]
-    z2 = rho * z1 + math.sqrt(max(0.0, 1.0 - rho * rho)) * _GH_NODES[None, :]
-    w = _GH_WEIGHTS[:, None] * _GH_WEIGHTS[None, :]
+    nodes, weights = _gauss_hermite()
+    z1 = nodes[:, None]
+    z2 = rho * z1 + math.sqrt(max(0.0, 1.0 - rho * rho)) * nodes[None, :]
+    w = weights[:, None] * weights[None, :]
 
     def tokens(model: LognormalMixture, z: np.ndarray) -> np.ndarray:
         y = _interp_z(z, _sampling_table(model))

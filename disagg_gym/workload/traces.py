@@ -17,7 +17,6 @@ header lacking a column) always fail.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -189,7 +188,7 @@ def detect_format(
 
 #: Traces kept parsed per process (``load_trace``'s memo, most recently used last).
 _MEMO_SIZE = 4
-_memo: dict[tuple[Any, ...], TraceData] = {}
+_memo: dict[tuple[str, str, str], tuple[bytes, TraceData]] = {}  # key -> (the bytes parsed, the result)
 
 
 def load_trace(
@@ -199,9 +198,9 @@ def load_trace(
 ) -> TraceData:
     """Loads and validates a trace file.
 
-    The result is remembered for the process (the last few files, keyed on the path as given,
-    a digest of the file's bytes, and the arguments), so an env that rebuilds its workload on
-    every ``reset`` reads and hashes the file but parses it once, not per episode. A
+    The result is remembered for the process (the last few files, keyed on the path as given
+    and the arguments, with the bytes parsed), so an env that rebuilds its workload on every
+    ``reset`` reads and compares the file but parses it once, not per episode. A
     ``TraceData`` is immutable (read-only arrays, tuples), so sharing it cannot leak state
     between runs; a file changed on disk is parsed again.
 
@@ -223,16 +222,16 @@ def load_trace(
     if on_bad_row not in ("fail", "skip"):
         raise TraceError(f"{p}: on_bad_row must be 'fail' or 'skip' (got {on_bad_row!r})")
     raw = _read_bytes(p)
-    # Keyed on the content itself: a file rewritten within one tick of the file system's
-    # clock (same size and mtime) is still parsed again.
-    key = (str(p), fmt, on_bad_row, hashlib.blake2b(raw, digest_size=16).digest())
+    # Checked against the content itself (the bytes parsed are kept): a file rewritten within
+    # one tick of the file system's clock (same size and mtime) is still parsed again. No digest:
+    # a fresh process never hits, and comparing bytes is cheaper than hashing them.
+    key = (str(p), fmt, on_bad_row)
     hit = _memo.pop(key, None)
-    if hit is None:
-        hit = _parse(p, raw, fmt, on_bad_row == "skip")
-    _memo[key] = hit
+    data = hit[1] if hit is not None and hit[0] == raw else _parse(p, raw, fmt, on_bad_row == "skip")
+    _memo[key] = (raw, data)
     while len(_memo) > _MEMO_SIZE:
         del _memo[next(iter(_memo))]
-    return hit
+    return data
 
 
 def _parse(p: Path, raw: bytes, fmt: Literal["auto", "azure", "mooncake"], skip: bool) -> TraceData:

@@ -133,3 +133,42 @@ def test_prefix_cache_evicts_in_the_oracle_order(ops: list[tuple[str, int, list[
         assert list(cache.lru) == oracle.lru
         assert cache.refs == oracle.refs
         assert got == oracle.evicted
+
+
+# Request chains as the cluster makes them: distinct hashes, sharing prefixes with each other.
+CHAINS = ((0, 1, 2, 3, 4, 5), (0, 1, 2, 6, 7), (0, 1, 8), (9, 10, 11, 12), (9, 13))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["pin", "release", "take", "give"]), st.integers(0, 4),
+                              st.integers(0, 7)), max_size=60))
+def test_pin_prefix_matches_the_oracle_pinning_the_same_prefix(ops: list[tuple[str, int, int]]) -> None:
+    """``pin_prefix(rid, chain, n)`` (a holder's blocks kept as its chain's prefix) behaves as
+    the oracle pinning ``chain[:n]`` block by block: same new-block counts, reference counts,
+    eviction list and evictions.
+    """
+    pool, opool = KVPool(10 * BLOCK, BLOCK), KVPool(10 * BLOCK, BLOCK)
+    got: list[list[int]] = []
+    cache = PrefixCache(pool, BLOCK, got.append)
+    pool.cache = cache
+    oracle = OracleCache(opool)
+    extra = 0
+    for op, rid, n in ops:
+        chain = CHAINS[rid]
+        if op == "pin":
+            assert cache.pin_prefix(rid, chain, n) == oracle.pin(rid, list(chain[:n]))
+        elif op == "release":
+            cache.release(rid)
+            oracle.release(rid)
+        elif op == "take" and pool.fits(BLOCK * n):
+            pool.take(BLOCK * n)  # trims the cache
+            opool.used += BLOCK * n
+            oracle.trim()
+            extra += BLOCK * n
+        elif op == "give" and extra:
+            pool.give(extra)
+            opool.used -= extra
+            extra = 0
+        assert list(cache.lru) == oracle.lru
+        assert cache.refs == oracle.refs
+        assert got == oracle.evicted
