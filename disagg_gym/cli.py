@@ -29,6 +29,7 @@ from disagg_gym.argtypes import nonneg_int, positive_float, positive_int
 from disagg_gym import __version__, plots
 from disagg_gym.bench import add_bench_args
 from disagg_gym.config import parse_override, read_text_file
+from disagg_gym.env.config import check_env_sections
 from disagg_gym.extras import import_user_modules, require
 from disagg_gym.hardware import build_cost, get_gpu, load_model
 from disagg_gym.interconnect.links import get_link, link_for_gpu
@@ -267,6 +268,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.horizon is not None:
         overrides["horizon_s"] = args.horizon
     scen = load_scenario(args.config, overrides)
+    check_env_sections(scen)  # the env options an env built from this config would refuse
     if args.cost_model:
         scen = _with_cost_model(scen, args.cost_model)
     trace = None

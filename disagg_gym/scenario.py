@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from disagg_gym.cluster.config import ClusterConfig
-from disagg_gym.config import ConfigError, apply_overrides, from_dict, read_yaml, spec
+from disagg_gym.config import ConfigError, apply_overrides, deep_merge, from_dict, read_yaml, spec
+from disagg_gym.generator import find_dists, substitute
 from disagg_gym.paths import configs_dir
 from disagg_gym.workload import WorkloadConfig
 
@@ -228,4 +229,16 @@ def load_scenario(name_or_path: str = DEFAULT_SCENARIO, overrides: dict[str, Any
         except ConfigError as exc:
             why = str(exc).removeprefix(f"{source}: ")
             raise ConfigError(f"{source}: key 'evaluation.shifts.{name}.overrides': {why}") from None
+    for name, part in scenario.variants.items():
+        # Each variant must yield a valid scenario too (its distribution nodes at their nominal
+        # values), here and not only when an env first builds it.
+        if not isinstance(part, dict):
+            raise ConfigError(f"{source}: key 'variants.{name}': expected a mapping (got {part!r})")
+        try:
+            merged = deep_merge(data, part)
+            merged = substitute(merged, {d.key: d.nominal() for d in find_dists(merged, source)})
+            from_dict(ScenarioConfig, merged, source=source)
+        except ConfigError as exc:
+            why = str(exc).removeprefix(f"{source}: ")
+            raise ConfigError(f"{source}: key 'variants.{name}': {why}") from None
     return scenario

@@ -816,3 +816,29 @@ def test_two_outputs_at_one_path_are_refused_before_the_run(capsys: pytest.Captu
     rc, _, err = run(capsys, "simulate", "--horizon", "1", "--plots", str(tmp_path / "pl"),
                      "--chrome-trace", str(tmp_path / "pl" / ".." / "pl" / "timeline.png"))
     assert rc == 2 and "is the same file as --chrome-trace: pick another path" in err and "Traceback" not in err
+
+
+def test_simulate_refuses_env_and_variant_options_an_env_would_refuse(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # simulate ran such a config (rc 0); the same file failed only when an env was made from it
+    base = ("horizon_s: 3\ncluster:\n  groups:\n    - {gpu: h100-sxm, count: 1, role: prefill}\n"
+            "    - {gpu: h100-sxm, count: 1, role: decode}\nworkload: {rate_per_s: 5}\n")
+    cases = {
+        "env: {reward_mod: per_decision}\n": "key 'env.reward_mod': unknown key",
+        "variants:\n  short: {env: {obs_mode: image}}\n":
+            "key 'variants.short.env.obs_mode': expected one of 'box', 'dict', 'padded' (got 'image')",
+        "variants:\n  short: {horizon_s: -1}\n": "key 'variants.short': key 'horizon_s'",
+    }
+    for i, (extra, message) in enumerate(cases.items()):
+        path = tmp_path / f"c{i}.yaml"
+        path.write_text(base + extra)
+        rc, out, err = run(capsys, "simulate", "--config", str(path), "--json")
+        assert rc == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1, err
+    rc, _, err = run(capsys, "simulate", "--config", "small-route", "--set", "env.reward_mode=bogus",
+                     "--horizon", "2")
+    assert rc == 2 and "key 'env.reward_mode': expected one of" in err
+    # a variant's distribution node (warm_start_s) is fine: checked at its nominal value
+    path = tmp_path / "ok.yaml"
+    path.write_text(base + "variants:\n  short: {env: {warm_start_s: {dist: uniform, low: 1, high: 2}}}\n")
+    assert run(capsys, "simulate", "--config", str(path), "--json")[0] == 0

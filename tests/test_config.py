@@ -32,7 +32,21 @@ def test_builds_nested_frozen_dataclasses() -> None:
         ({**GOOD, "kv_reserve_frac": 1.5}, "c.yaml: key 'kv_reserve_frac': expected a value < 1 (got 1.5)"),
         ({**GOOD, "switch_delay_s": float("nan")}, "c.yaml: key 'switch_delay_s': expected a finite number (got nan)"),
         ({"groups": [{"gpu": "h100-sxm", "count": 1, "role": "prefill"}]},
-         "c.yaml: key 'groups': a disaggregated cluster needs at least one prefill and one decode group (got roles ['prefill'])"),
+         "c.yaml: key 'groups': a disaggregated cluster needs at least one prefill and one decode group; "
+         "colocated instances do not take over either role for them (got roles ['prefill'])"),
+        # beside colocated instances too: the prefill group's requests were rejected ('policy'),
+        # a lone decode group sat idle and paid
+        ({"groups": [{"gpu": "h100-sxm", "count": 2, "role": "colocated"}, {"gpu": "h100-sxm", "count": 1, "role": "prefill"}]},
+         "c.yaml: key 'groups': a disaggregated cluster needs at least one prefill and one decode group; "
+         "colocated instances do not take over either role for them (got roles ['colocated', 'prefill'])"),
+        ({"groups": [{"gpu": "h100-sxm", "count": 2, "role": "colocated"}, {"gpu": "h100-sxm", "count": 1, "role": "decode"}]},
+         "c.yaml: key 'groups': a disaggregated cluster needs at least one prefill and one decode group; "
+         "colocated instances do not take over either role for them (got roles ['colocated', 'decode'])"),
+        ({"groups": [{"gpu": "h100-sxm", "count": 1, "role": "colocated", "site": " "}]},
+         "c.yaml: key 'groups[0].site': must name a site (got ' ')"),
+        ({**GOOD, "topology": {"inter_site": "ssd"}},
+         "c.yaml: key 'topology.inter_site': 'ssd' is a storage tier, not an interconnect between instances "
+         "(expected e.g. nvlink, pcie, rdma, ethernet) (got 'ssd')"),
         ({"groups": "x"}, "c.yaml: key 'groups': expected a list (got 'x')"),
         # beyond int64 the simulator's numpy arrays raised OverflowError (workload.prompt_tokens=1e30)
         ({**GOOD, "max_queue_tokens": 10**30},

@@ -21,7 +21,9 @@ class InstanceGroupConfig:
     site: str = field(default="site0", metadata=spec("site name; different sites talk over inter_site"))
     max_batch: int = field(default=256, metadata=spec("max sequences in a decode batch", ge=1))
     prefill_token_budget: int = field(
-        default=8192, metadata=spec("max prompt tokens in one prefill batch", ge=1)
+        default=8192, metadata=spec(
+            "max prompt tokens in one prefill batch (with prefill_chunk_tokens > 0 the chunk size is "
+            "each iteration's budget instead, and this value only feeds the routers' wait estimates)", ge=1)
     )
     prefill_chunk_tokens: int = field(
         default=0,
@@ -152,7 +154,7 @@ class ClusterConfig:
     )
 
     def validate(self) -> None:
-        """Cross-field checks: known GPUs, model and tiers; the model fits; both roles present."""
+        """Cross-field checks: known GPUs, model, tiers and sites; the model fits; both roles present."""
         from disagg_gym.hardware import build_cost, get_gpu, load_model
         from disagg_gym.interconnect.links import get_link
 
@@ -166,7 +168,14 @@ class ClusterConfig:
                 get_link(name)
             except ValueError as exc:
                 raise ValueError(f"key 'topology.{key}': {exc}") from None
+            if name in ("host_dram", "ssd"):  # storage tiers of the KV hierarchy, not links between GPUs
+                raise ValueError(
+                    f"key 'topology.{key}': {name!r} is a storage tier, not an interconnect between "
+                    f"instances (expected e.g. nvlink, pcie, rdma, ethernet) (got {name!r})"
+                )
         for i, g in enumerate(self.groups):
+            if not g.site.strip():
+                raise ValueError(f"key 'groups[{i}].site': must name a site (got {g.site!r})")
             try:
                 gpu = get_gpu(g.gpu)
             except ValueError as exc:
@@ -194,8 +203,12 @@ class ClusterConfig:
         if not self.groups:
             raise ValueError("key 'groups': at least one instance group is required (got [])")
         roles = {g.role for g in self.groups}
-        if "colocated" not in roles and not ({"prefill", "decode"} <= roles):
+        # Colocated instances serve whole requests themselves: they neither send prefilled KV
+        # nor take it in, so a prefill group beside them still needs a decode group (its
+        # requests were rejected with 'policy') and a decode group a prefill group (idle, paid).
+        if ("prefill" in roles or "decode" in roles or not roles) and not ({"prefill", "decode"} <= roles):
             raise ValueError(
                 "key 'groups': a disaggregated cluster needs at least one prefill and one decode "
-                f"group (got roles {sorted(roles)})"
+                "group; colocated instances do not take over either role for them "
+                f"(got roles {sorted(roles)})"
             )

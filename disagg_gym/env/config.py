@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from disagg_gym.config import spec
+from disagg_gym.config import ConfigError, deep_merge, from_dict, spec
+from disagg_gym.generator import find_dists, substitute
 
 from disagg_gym.env.rewards import RewardWeights, term_names
 
@@ -110,3 +111,25 @@ class EnvConfig:
     cost_perturbation: CostPerturbation = field(
         default_factory=CostPerturbation, metadata=spec("cost-model domain randomisation (off by default)")
     )
+
+
+def check_env_sections(scenario: Any) -> None:
+    """Checks a scenario's ``env`` section and each variant's, merged over it, as strictly as
+    an env built from them would (distribution nodes at their nominal values): ``disagg-gym
+    simulate`` runs the simulation alone and would otherwise accept a typo that fails only
+    once an env is made.
+
+    Raises:
+        ConfigError: one line naming the key.
+    """
+    def check(env: Any, where: str) -> None:
+        if not isinstance(env, dict):
+            raise ConfigError(f"{scenario.name}: key '{where}': expected a mapping (got {env!r})")
+        tree = {"env": env}  # distribution nodes are allowed by their key in the whole config
+        tree = substitute(tree, {d.key: d.nominal() for d in find_dists(tree, scenario.name)})
+        from_dict(EnvConfig, tree["env"], source=scenario.name, prefix=where)
+
+    check(scenario.env, "env")
+    for name, part in scenario.variants.items():
+        if isinstance(part, dict) and "env" in part:
+            check(deep_merge(scenario.env, part["env"]), f"variants.{name}.env")

@@ -216,7 +216,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                     self.custom_tag = config_tag(data)
         self.scenario = self.generator.nominal
         self.cfg: EnvConfig = from_dict(EnvConfig, self.scenario.env, source=self.scenario.name, prefix="env")
-        ROUTERS.get(split_name(self.cfg.fallback_router)[0])  # fail early, naming the bad router (or admission)
+        try:  # fail early, naming the key and the bad router (or admission)
+            ROUTERS.get(split_name(self.cfg.fallback_router)[0])
+        except UserError as exc:
+            raise UserError(f"{self.scenario.name}: key 'env.fallback_router': {exc}") from None
         self.task = self.scenario.task
         self._spec_cluster = _static_layout(self.scenario)
         n, gpus = self._spec_cluster
@@ -238,6 +241,10 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.task == "allocate" and self.cfg.reward_mode != "aggregate":
             raise UserError(f"env.reward_mode {self.cfg.reward_mode!r} credits routing decisions and an allocate "
                             f"task makes none (its outcome terms would stay 0): use aggregate ({self.scenario.name})")
+        if self.cfg.violation_at != "completion" and self.cfg.reward_mode != "aggregate":
+            raise UserError(f"env.violation_at {self.cfg.violation_at!r} applies to reward_mode: aggregate (the "
+                            f"per-decision modes credit each decision's own outcome) (got reward_mode "
+                            f"{self.cfg.reward_mode!r}; {self.scenario.name})")
         if given.get("max_instances") is not None and not self.padded:
             raise UserError(f"env.max_instances applies to obs_mode: padded (got obs_mode {self.cfg.obs_mode!r})")
         if self.padded:

@@ -173,6 +173,13 @@ def test_scenario_config_object_under_a_standard_id() -> None:
     ({"overrides": {"env.max_instances": 8}}, "env.max_instances applies to obs_mode: padded (got obs_mode 'box')"),
     ({"overrides": {"env": {"control_interval_s": 5}}}, "env.control_interval_s applies to allocate and joint"),
     ({"overrides": {"env": {"max_instances": 8}}}, "env.max_instances applies to obs_mode: padded"),
+    # SmallRoute's reward_mode is predicted: the return was identical with and without it
+    ({"overrides": {"env.violation_at": "ttft_deadline"}},
+     "env.violation_at 'ttft_deadline' applies to reward_mode: aggregate"),
+    # not only 'unknown router' (which setting was bad, beside --policy?)
+    ({"overrides": {"env.fallback_router": "foo"}}, "small-route: key 'env.fallback_router': unknown router 'foo'"),
+    ({"overrides": {"env.fallback_router": "jsq+foo"}},
+     "small-route: key 'env.fallback_router': unknown admission controller 'foo'"),
 ])
 def test_a_setting_the_env_would_ignore_is_refused(kwargs: dict, message: str) -> None:
     # they were accepted, changed nothing, and still filed the env under a new custom spec.id
@@ -182,3 +189,5 @@ def test_a_setting_the_env_would_ignore_is_refused(kwargs: dict, message: str) -
         gym.make(ENV, **kwargs)
     assert str(exc.value).startswith(message)
     assert gym.make("disagg/EnergyAllocate-v3", control_interval_s=5).unwrapped.cfg.control_interval_s == 5
+    aggregate = {"env.reward_mode": "aggregate", "env.violation_at": "ttft_deadline"}
+    assert gym.make(ENV, overrides=aggregate).unwrapped.cfg.violation_at == "ttft_deadline"
