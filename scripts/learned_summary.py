@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from disagg_gym_agents.leaderboard.cells import config_of
-from disagg_gym_agents.leaderboard.markdown import verdict_of
+from disagg_gym_agents.leaderboard.markdown import iqm_ci_text, verdict_of
 from disagg_gym_agents.leaderboard.results import read_results
 from disagg_gym_agents.leaderboard.summary import summarise
 from disagg_gym.errors import UserError
@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> None:
             ov = "" if a is best else f"`{overrides[a.agent]}`"
             print(
                 f"| {cs.split} | {a.agent} | {ov} | {a.runs} x {a.episodes} | "
-                f"{a.iqm:.3f} [{a.ci[0]:.3f}, {a.ci[1]:.3f}] | {a.mean_score:.3f} | "
+                f"{iqm_ci_text(a.iqm, a.ci)} | {a.mean_score:.3f} | "
                 f"{'' if a is best else f'{a.prob_improvement:.2f}'} | "
                 f"{100 * a.kpis['rejection_rate']:.1f}% | {100 * a.kpis['slo_attainment']:.1f}% | {verdict} |"
             )

@@ -27,7 +27,7 @@ def _num(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
-def _iqm_ci(iqm: float, ci: tuple[float, float]) -> str:
+def iqm_ci_text(iqm: float, ci: tuple[float, float]) -> str:
     """``IQM [lo, hi]`` with 3 decimals, more where 3 would hide which side of 1 (or of the win
     threshold) a bound lies on: "1.000 [1.000, 1.000]" beside "loses (CI below 1)" read wrong.
     """
@@ -88,7 +88,7 @@ def headline_table(summary: Sequence[ConfigSummary], bounds: dict[tuple[str, str
         rej_h = _fmt(best.kpis.get("rejection_rate", math.nan), 100.0, "{:.1f}%")
         if learned:
             b = learned[0]
-            lt = f"{b.agent} ({b.runs} seeds): {_iqm_ci(b.iqm, b.ci)}"
+            lt = f"{b.agent} ({b.runs} seeds): {iqm_ci_text(b.iqm, b.ci)}"
             poi = f"{b.prob_improvement:.2f}"
             rej_l = _fmt(b.kpis.get("rejection_rate", math.nan), 100.0, "{:.1f}%")
         else:
@@ -161,12 +161,16 @@ def render_markdown(
             "are inverted: 1/value), **divided per episode by the best heuristic's score on the "
             "same workload seed** (paired ratio; the best heuristic of each split is the one with "
             "the highest mean score there among those run on all its evaluation seeds, the `length_oracle` "
-            "reference (it knows output lengths; not a bound) being excluded from that choice). "
+            "reference (it knows output lengths; not a bound) being excluded from that choice: "
+            "a choice made on these evaluation episodes, per split, while each heuristic's "
+            "parameters were tuned on validation seeds; for cost and energy the highest mean "
+            "of 1/value, whose raw mean need not be the lowest raw mean shown). "
             "**runs x ep**: training seeds x episodes; `best seed N` names the training seed with the "
             "highest mean score (the one the plots show); the scores are over every seed. "
             "**IQM** and **95% CI**: interquartile mean of the ratios "
             "and the percentile interval of a stratified bootstrap over evaluation episodes and "
-            "training seeds (rliable, `task_bootstrap`). **P(imp.)**: probability of improvement "
+            "training seeds (rliable, `task_bootstrap`; whole training seeds where every "
+            "episode replays one trace window). **P(imp.)**: probability of improvement "
             "over the best heuristic (rliable's definition). An agent **wins** only when the "
             f"CI's lower bound is above {WIN_THRESHOLD:.2f}. Raw KPIs are means over all episodes."
         ),
@@ -185,7 +189,10 @@ def render_markdown(
             "heuristic / bound (bound / best heuristic for cost and energy; 1.00 = nothing left "
             "to learn), the **rejection rate** (rejected / "
             "arrived) of the best heuristic and of the best learned agent, and whether learning "
-            "wins under the win rule."
+            "wins under the win rule. The best learned agent is the one with the highest IQM on "
+            "the split. Rows run with env overrides (e.g. the `maskable_ppo_noreject` ablation, "
+            "`env.allow_reject: false`) are in `results.csv` but not ranked here: another "
+            "action space (the ablations' figures are in docs/leaderboard.md)."
         ),
         "",
         headline_table(summary, bounds or {}),
@@ -197,7 +204,9 @@ def render_markdown(
             + (" (lower is better; score = 1/value)" if cs.metric in LOWER_IS_BETTER else "")
             + f". Best heuristic: **{cs.best_heuristic}** = 1.00."
             + (" Its episodes are identical (every workload seed replays the same trace window), so "
-               "the intervals reflect training seeds only." if cs.identical_episodes else "")
+               "the intervals resample whole training seeds only (runs x ep counts one episode "
+               "10 times), and its validation episodes are these test episodes."
+               if cs.identical_episodes else "")
         )
         lines.append("")
         head = ["rank", "agent", "runs x ep", "IQM [95% CI]", "P(imp.)", "verdict",
@@ -213,7 +222,7 @@ def render_markdown(
                 str(i),
                 name,
                 f"{a.runs} x {a.episodes}",
-                _iqm_ci(a.iqm, a.ci),
+                iqm_ci_text(a.iqm, a.ci),
                 "" if a.agent == cs.best_heuristic else f"{a.prob_improvement:.2f}",
                 "reference" if a.agent == cs.best_heuristic else verdict_of(a.ci, a.win),
                 _num(a.kpis[cs.metric]),

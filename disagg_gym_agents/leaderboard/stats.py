@@ -104,6 +104,42 @@ def stratified_bootstrap_ci(
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
 
 
+def run_bootstrap_ci(
+    matrix: np.ndarray,
+    *,
+    reps: int = BOOTSTRAP_REPS,
+    confidence: float = CONFIDENCE,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile CI of the IQM of a ``(runs, tasks)`` score matrix when its tasks are one
+    episode replayed (a trace config whose workload seeds all replay the same window): each
+    replicate resamples the columns with replacement (copies for a deterministic policy; a
+    stochastic one's own draws), then whole runs (rows) with replacement, the same rows in
+    every column, and takes the IQM of the resampled matrix. Resampling runs independently per
+    column, as :func:`stratified_bootstrap_ci` does for distinct episodes, would treat 10
+    copies of one episode as 10 independent draws of each training seed (intervals 2-4x too
+    narrow).
+
+    Raises:
+        ValueError: For a matrix that is not 2-D and non-empty, or ``confidence`` outside (0, 1).
+    """
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.size == 0:
+        raise UserError(f"expected a non-empty (runs, tasks) matrix (got shape {m.shape})")
+    if not 0.0 < confidence < 1.0:
+        raise UserError(f"confidence must be in (0, 1) (got {confidence!r})")
+    runs, tasks = m.shape
+    rng = np.random.default_rng(seed)
+    cols = rng.integers(0, tasks, size=(reps, 1, tasks))
+    rows = rng.integers(0, runs, size=(reps, runs, 1))
+    samples = m[rows, cols]  # (reps, runs, tasks): resampled runs x resampled columns
+    flat = np.sort(samples.reshape(reps, -1), axis=1)
+    cut = int(0.25 * flat.shape[1])
+    stats = flat[:, cut : flat.shape[1] - cut].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+
+
 def paired_ratios(
     scores: dict[str, dict[int, float]], reference: dict[int, float]
 ) -> tuple[np.ndarray, list[int]]:

@@ -17,6 +17,7 @@ from disagg_gym_agents.leaderboard.stats import (
     is_win,
     paired_ratios,
     probability_of_improvement,
+    run_bootstrap_ci,
     stratified_bootstrap_ci,
     to_float,
 )
@@ -127,6 +128,9 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
         ref_runs = runs_of[best_h]
         reference = {s: float(np.mean([v[s] for v in ref_runs.values() if s in v]))
                      for s in set().union(*ref_runs.values())}
+        # One trace window: every workload seed replays the same episode (the reference scored
+        # the same on each), so training seeds are resampled as whole units across episodes.
+        same = len(reference) > 1 and len(set(reference.values())) == 1
         summaries = []
         for a, ars in by_agent.items():
             runs = runs_of[a]
@@ -144,7 +148,7 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
             raw = [v for r in ars if (v := to_float(r.get(metric))) is not None and math.isfinite(v)]
             kpis[metric] = float(np.mean(raw)) if raw else float("nan")
             best_run = max(runs, key=lambda ts: float(np.mean(list(runs[ts].values()))))
-            ci = stratified_bootstrap_ci(m)
+            ci = run_bootstrap_ci(m) if same else stratified_bootstrap_ci(m)
             summaries.append(
                 AgentSummary(
                     agent=a,
@@ -165,6 +169,5 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[ConfigSummary]:
                 )
             )
         summaries.sort(key=lambda s: (-s.iqm, s.agent))
-        same = len(reference) > 1 and len(set(reference.values())) == 1
         out.append(ConfigSummary(cfg, metric, best_h, means[best_h], summaries, split, same))
     return out

@@ -16,6 +16,7 @@ from disagg_gym_agents.leaderboard.stats import (
     paired_ratios,
     probability_of_improvement,
     score_of,
+    run_bootstrap_ci,
     stratified_bootstrap_ci,
 )
 
@@ -261,9 +262,25 @@ def test_learning_verdict_loses_only_when_the_whole_ci_is_below_1() -> None:
 
 def test_the_ci_text_shows_which_side_of_1_its_bounds_lie() -> None:
     # "1.000 [1.000, 1.000] | loses (CI below 1)" (AzureTraceRoute at -20 % load)
-    from disagg_gym_agents.leaderboard.markdown import _iqm_ci
+    from disagg_gym_agents.leaderboard.markdown import iqm_ci_text
 
-    assert _iqm_ci(0.99996, (0.99994, 0.99998)) == "0.99996 [0.99994, 0.99998]"
-    assert _iqm_ci(1.02, (1.0101, 1.03)) == "1.0200 [1.0101, 1.0300]"  # a win: the lower bound above 1.01
-    assert _iqm_ci(0.946, (0.941, 0.949)) == "0.946 [0.941, 0.949]"
-    assert _iqm_ci(1.0, (1.0, 1.0)) == "1.000 [1.000, 1.000]"  # the reference
+    assert iqm_ci_text(0.99996, (0.99994, 0.99998)) == "0.99996 [0.99994, 0.99998]"
+    assert iqm_ci_text(1.02, (1.0101, 1.03)) == "1.0200 [1.0101, 1.0300]"  # a win: the lower bound above 1.01
+    assert iqm_ci_text(0.946, (0.941, 0.949)) == "0.946 [0.941, 0.949]"
+    assert iqm_ci_text(1.0, (1.0, 1.0)) == "1.000 [1.000, 1.000]"  # the reference
+
+
+def test_run_bootstrap_on_one_replayed_episode_resamples_whole_seeds() -> None:
+    """Three training seeds scoring 1, 2, 3 on ten copies of one episode. Resampling whole
+    seeds, the IQM's exact distribution has 27 equally likely outcomes: all-1 (and all-3)
+    each has probability 1/27 = 3.7 % > 2.5 %, so the 95 % interval is exactly [1, 3]. The
+    per-column (stratified) bootstrap treats the copies as independent draws and is far
+    narrower: what the identical-episode tables reported.
+    """
+    m = np.repeat(np.array([[1.0], [2.0], [3.0]]), 10, axis=1)
+    assert run_bootstrap_ci(m, reps=20_000) == (1.0, 3.0)
+    lo, hi = stratified_bootstrap_ci(m, reps=20_000)
+    assert 1.5 <= lo and hi <= 2.5
+    assert run_bootstrap_ci(m[:1]) == (1.0, 1.0)  # one run: nothing to resample
+    with pytest.raises(UserError):
+        run_bootstrap_ci(np.zeros((0, 3)))
