@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"new / ref bytecodes per request: {tot['new'] / tot['ref']:.3f}")
     tags = [t for t, _ in versions]
     keys = sorted(set().union(*(p.keys() for p in per_req.values())),
-                  key=lambda k: -max(p.get(k, 0.0) for p in per_req.values()))
+                  key=lambda k: (-max(p.get(k, 0.0) for p in per_req.values()), k))
     print("per request: " + "  ".join(f"{t:>8s}" for t in tags) + "  calls/request  function")
     for k in keys[: a.top]:
         calls = res[tags[-1]]["calls"].get(k, 0) / max(1, res[tags[-1]]["requests"])
