@@ -85,12 +85,12 @@ def _standard_names() -> list[str]:
     return standard_names()
 
 
-def _export(rev: str, dest: Path) -> Path:
-    """``git archive`` of ``rev`` unpacked into ``dest``."""
+def export_revision(rev: str, dest: Path, prog: str = "bench_cores") -> Path:
+    """``git archive`` of ``rev`` unpacked into ``dest`` (also used by ``opcount.py``)."""
     try:
         arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
     except subprocess.CalledProcessError as e:
-        raise SystemExit(f"bench_cores: --ref {rev!r} is neither a folder nor a git revision of {ROOT} "
+        raise SystemExit(f"{prog}: --ref {rev!r} is neither a folder nor a git revision of {ROOT} "
                          f"({e.stderr.decode().strip()})") from None
     dest.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if (ref_path / "disagg_gym" / "__init__.py").is_file():
             ref = ref_path.resolve()
         else:
-            ref = _export(a.ref, Path(tmp) / "ref")
+            ref = export_revision(a.ref, Path(tmp) / "ref")
         work = str(Path(tmp))  # neither checkout is the working directory (no '' shadowing)
 
         if a.same_workload and a.configs is None:

@@ -31,6 +31,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cores import export_revision  # noqa: E402  (a sibling script)
 
 CHILD = """
 import collections, json, os, sys
@@ -73,18 +75,6 @@ print(json.dumps({"requests": out["requests_total"], "events": out["events"],
 """
 
 
-def _export(rev: str, dest: Path) -> Path:
-    """``git archive`` of ``rev`` unpacked into ``dest``."""
-    try:
-        arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
-    except subprocess.CalledProcessError as e:
-        raise SystemExit(f"opcount: --ref {rev!r} is neither a folder nor a git revision of {ROOT} "
-                         f"({e.stderr.decode().strip()})") from None
-    dest.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=arch, check=True)
-    return dest
-
-
 def _count(src: Path, spec: dict) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
     with tempfile.TemporaryDirectory(prefix="opcount_") as work:  # no '' shadowing of src
@@ -125,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         versions = [("new", ROOT)]
         if a.ref is not None:
             ref = Path(a.ref)
-            ref = ref.resolve() if (ref / "disagg_gym" / "__init__.py").is_file() else _export(a.ref, Path(tmp) / "ref")
+            ref = ref.resolve() if (ref / "disagg_gym" / "__init__.py").is_file() else export_revision(a.ref, Path(tmp) / "ref", "opcount")
             versions.insert(0, ("ref", ref))
         res = {tag: _count(src, spec) for tag, src in versions}
     per_req = {t: {k: v / max(1, r["requests"]) for k, v in r["ops"].items()} for t, r in res.items()}

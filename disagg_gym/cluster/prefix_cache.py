@@ -125,19 +125,7 @@ class PrefixCache:
             if not todo:
                 return 0
             held.update(todo)
-        refs, lru = self.refs, self.lru
-        get = refs.get
-        new = 0
-        for h in todo:
-            c = get(h)
-            if c is not None:
-                refs[h] = c + 1
-            else:
-                if lru.pop(h, 0) is not None:
-                    new += 1  # not cached here before (cached blocks map to None)
-                refs[h] = 1
-        self.inserted += new
-        return new
+        return self._reference(todo)
 
     def pin_prefix(self, rid: int, hashes: tuple[int, ...], n: int) -> int:
         """Makes request ``rid`` a holder of the first ``n`` blocks of ``hashes``, its own chain
@@ -161,6 +149,12 @@ class PrefixCache:
             assert type(held) is tuple and held == hashes[:k], "pin_prefix: not an extension of what rid holds"
             run = hashes[k:n]
             holders[rid] = held + run
+        return self._reference(run)
+
+    def _reference(self, run: Iterable[int]) -> int:
+        """One more reference to each block of ``run`` (off the eviction list, or cached now);
+        returns how many were not cached here before.
+        """
         refs, lru = self.refs, self.lru
         get = refs.get
         new = 0

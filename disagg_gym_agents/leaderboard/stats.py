@@ -64,6 +64,26 @@ def iqm(scores: np.ndarray | Sequence[float]) -> float:
     return float(x[cut : x.size - cut].mean())
 
 
+def _score_matrix(matrix: np.ndarray, confidence: float) -> np.ndarray:
+    """The bootstraps' argument checks: a non-empty 2-D float matrix, confidence in (0, 1)."""
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.size == 0:
+        raise UserError(f"expected a non-empty (runs, tasks) matrix (got shape {m.shape})")
+    if not 0.0 < confidence < 1.0:
+        raise UserError(f"confidence must be in (0, 1) (got {confidence!r})")
+    return m
+
+
+def _percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval of the IQMs of ``(reps, runs, tasks)`` resampled matrices."""
+    reps = samples.shape[0]
+    flat = np.sort(samples.reshape(reps, -1), axis=1)
+    cut = int(0.25 * flat.shape[1])
+    stats = flat[:, cut : flat.shape[1] - cut].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+
+
 def stratified_bootstrap_ci(
     matrix: np.ndarray,
     *,
@@ -83,11 +103,7 @@ def stratified_bootstrap_ci(
     Raises:
         ValueError: For a matrix that is not 2-D and non-empty, or ``confidence`` outside (0, 1).
     """
-    m = np.asarray(matrix, dtype=float)
-    if m.ndim != 2 or m.size == 0:
-        raise UserError(f"expected a non-empty (runs, tasks) matrix (got shape {m.shape})")
-    if not 0.0 < confidence < 1.0:
-        raise UserError(f"confidence must be in (0, 1) (got {confidence!r})")
+    m = _score_matrix(matrix, confidence)
     runs, tasks = m.shape
     rng = np.random.default_rng(seed)
     if task_bootstrap:
@@ -97,11 +113,7 @@ def stratified_bootstrap_ci(
         base = np.broadcast_to(m, (reps, runs, tasks))
     idx = rng.integers(0, runs, size=(reps, runs, tasks))
     samples = np.take_along_axis(base, idx, axis=1)
-    flat = np.sort(samples.reshape(reps, -1), axis=1)
-    cut = int(0.25 * flat.shape[1])
-    stats = flat[:, cut : flat.shape[1] - cut].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+    return _percentile_ci(samples, confidence)
 
 
 def run_bootstrap_ci(
@@ -123,21 +135,13 @@ def run_bootstrap_ci(
     Raises:
         ValueError: For a matrix that is not 2-D and non-empty, or ``confidence`` outside (0, 1).
     """
-    m = np.asarray(matrix, dtype=float)
-    if m.ndim != 2 or m.size == 0:
-        raise UserError(f"expected a non-empty (runs, tasks) matrix (got shape {m.shape})")
-    if not 0.0 < confidence < 1.0:
-        raise UserError(f"confidence must be in (0, 1) (got {confidence!r})")
+    m = _score_matrix(matrix, confidence)
     runs, tasks = m.shape
     rng = np.random.default_rng(seed)
     cols = rng.integers(0, tasks, size=(reps, 1, tasks))
     rows = rng.integers(0, runs, size=(reps, runs, 1))
     samples = m[rows, cols]  # (reps, runs, tasks): resampled runs x resampled columns
-    flat = np.sort(samples.reshape(reps, -1), axis=1)
-    cut = int(0.25 * flat.shape[1])
-    stats = flat[:, cut : flat.shape[1] - cut].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+    return _percentile_ci(samples, confidence)
 
 
 def paired_ratios(
