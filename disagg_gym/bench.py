@@ -49,6 +49,7 @@ def _child(q: Any, fn_name: str, kwargs: dict[str, Any]) -> None:
     try:
         res = globals()[fn_name](**kwargs)
         res["peak_rss_mb"] = round(_peak_mb(), 1)
+        res["openblas_threads"] = os.environ.get("OPENBLAS_NUM_THREADS")  # run_isolated sets 1
         q.put(res)
     except BaseException as exc:  # report, never hang the parent
         q.put({"error": f"{type(exc).__name__}: {exc}"})

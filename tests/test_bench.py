@@ -23,6 +23,7 @@ def test_isolated_run_reports_peak_memory_and_errors(monkeypatch: pytest.MonkeyP
     r = bench.run_isolated("bench_cartpole", seconds=0.1)
     assert r["steps"] > 0 and r["peak_rss_mb"] > 10
     # the child ran with one BLAS thread; the caller's environment is left as it was
+    assert r["openblas_threads"] == "1"
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")
     bad = bench.run_isolated("bench_env", env_id="disagg/Nope-v0", seconds=0.1)

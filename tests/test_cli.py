@@ -838,6 +838,12 @@ def test_simulate_refuses_env_and_variant_options_an_env_would_refuse(
     rc, _, err = run(capsys, "simulate", "--config", "small-route", "--set", "env.reward_mode=bogus",
                      "--horizon", "2")
     assert rc == 2 and "key 'env.reward_mode': expected one of" in err
+    # the env's cross-field checks too (gym.make refused these; simulate ran them)
+    for setting, message in [("env.fallback_router=foo", "small-route: key 'env.fallback_router': unknown router 'foo'"),
+                             ("env.violation_at=ttft_deadline", "env.violation_at 'ttft_deadline' applies to reward_mode"),
+                             ("env.max_instances=8", "env.max_instances applies to obs_mode: padded")]:
+        rc, _, err = run(capsys, "simulate", "--config", "small-route", "--set", setting, "--horizon", "1")
+        assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
     # a variant's distribution node (warm_start_s) is fine: checked at its nominal value
     path = tmp_path / "ok.yaml"
     path.write_text(base + "variants:\n  short: {env: {warm_start_s: {dist: uniform, low: 1, high: 2}}}\n")

@@ -45,8 +45,8 @@ def test_builds_nested_frozen_dataclasses() -> None:
         ({"groups": [{"gpu": "h100-sxm", "count": 1, "role": "colocated", "site": " "}]},
          "c.yaml: key 'groups[0].site': must name a site (got ' ')"),
         ({**GOOD, "topology": {"inter_site": "ssd"}},
-         "c.yaml: key 'topology.inter_site': 'ssd' is a storage tier, not an interconnect between instances "
-         "(expected e.g. nvlink, pcie, rdma, ethernet) (got 'ssd')"),
+         "c.yaml: key 'topology.inter_site': a storage tier is not an interconnect between instances; "
+         "expected e.g. nvlink, pcie, rdma, ethernet (got 'ssd')"),
         ({"groups": "x"}, "c.yaml: key 'groups': expected a list (got 'x')"),
         # beyond int64 the simulator's numpy arrays raised OverflowError (workload.prompt_tokens=1e30)
         ({**GOOD, "max_queue_tokens": 10**30},

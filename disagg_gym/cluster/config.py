@@ -23,7 +23,8 @@ class InstanceGroupConfig:
     prefill_token_budget: int = field(
         default=8192, metadata=spec(
             "max prompt tokens in one prefill batch (with prefill_chunk_tokens > 0 the chunk size is "
-            "each iteration's budget instead, and this value only feeds the routers' wait estimates)", ge=1)
+            "each iteration's budget instead; this value then only enters the wait estimates of "
+            "routers and observations and the fluid bound)", ge=1)
     )
     prefill_chunk_tokens: int = field(
         default=0,
@@ -164,15 +165,15 @@ class ClusterConfig:
             raise ValueError(f"key 'model': {exc}") from None
         for key in ("intra_node", "inter_node", "inter_site"):
             name = getattr(self.topology, key)
+            if name in ("host_dram", "ssd"):  # storage tiers of the KV hierarchy, not links between GPUs
+                raise ValueError(
+                    f"key 'topology.{key}': a storage tier is not an interconnect between instances; "
+                    f"expected e.g. nvlink, pcie, rdma, ethernet (got {name!r})"
+                )
             try:
                 get_link(name)
             except ValueError as exc:
                 raise ValueError(f"key 'topology.{key}': {exc}") from None
-            if name in ("host_dram", "ssd"):  # storage tiers of the KV hierarchy, not links between GPUs
-                raise ValueError(
-                    f"key 'topology.{key}': {name!r} is a storage tier, not an interconnect between "
-                    f"instances (expected e.g. nvlink, pcie, rdma, ethernet) (got {name!r})"
-                )
         for i, g in enumerate(self.groups):
             if not g.site.strip():
                 raise ValueError(f"key 'groups[{i}].site': must name a site (got {g.site!r})")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from disagg_gym.cluster.admission import split_name
+from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.config import ConfigError, deep_merge, from_dict, spec
+from disagg_gym.errors import UserError
 from disagg_gym.generator import find_dists, substitute
 
 from disagg_gym.env.rewards import RewardWeights, term_names
@@ -114,22 +118,53 @@ class EnvConfig:
 
 
 def check_env_sections(scenario: Any) -> None:
-    """Checks a scenario's ``env`` section and each variant's, merged over it, as strictly as
-    an env built from them would (distribution nodes at their nominal values): ``disagg-gym
-    simulate`` runs the simulation alone and would otherwise accept a typo that fails only
-    once an env is made.
+    """Checks a scenario's ``env`` section and each variant's, merged over it, as an env built
+    from them would (keys, values and :func:`check_env_options`; distribution nodes at their
+    nominal values): ``disagg-gym simulate`` runs the simulation alone and would otherwise accept
+    settings that fail only once an env is made. (The layout checks of sampled scenarios, which
+    need the env's spaces, are left to the env.)
 
     Raises:
-        ConfigError: one line naming the key.
+        ConfigError, UserError: one line naming the key.
     """
-    def check(env: Any, where: str) -> None:
+    def check(env: Any, where: str, task: str) -> None:
         if not isinstance(env, dict):
             raise ConfigError(f"{scenario.name}: key '{where}': expected a mapping (got {env!r})")
         tree = {"env": env}  # distribution nodes are allowed by their key in the whole config
         tree = substitute(tree, {d.key: d.nominal() for d in find_dists(tree, scenario.name)})
-        from_dict(EnvConfig, tree["env"], source=scenario.name, prefix=where)
+        check_env_options(from_dict(EnvConfig, tree["env"], source=scenario.name, prefix=where), env, task,
+                          scenario.name)
 
-    check(scenario.env, "env")
+    check(scenario.env, "env", scenario.task)
     for name, part in scenario.variants.items():
         if isinstance(part, dict) and "env" in part:
-            check(deep_merge(scenario.env, part["env"]), f"variants.{name}.env")
+            check(deep_merge(scenario.env, part["env"]), f"variants.{name}.env", part.get("task", scenario.task))
+
+
+def check_env_options(cfg: EnvConfig, given: Mapping[str, Any], task: str, name: str) -> None:
+    """Cross-field checks of an env's options: a bad ``fallback_router``, and settings the env
+    would ignore for its task and modes (however they were given: config, overrides, flat
+    keywords), refused in one line rather than accepted under a silently different spec.id
+    for an identical env. ``given``: the options as written (before defaults).
+
+    Raises:
+        UserError: naming the setting.
+    """
+    try:  # naming the key and the bad router (or admission)
+        ROUTERS.get(split_name(cfg.fallback_router)[0])
+    except UserError as exc:
+        raise UserError(f"{name}: key 'env.fallback_router': {exc}") from None
+    if given.get("control_interval_s") is not None and task == "route":
+        raise UserError(f"env.control_interval_s applies to allocate and joint tasks ({name} "
+                        f"is a route task: it decides at every arrival)")
+    if task == "allocate" and cfg.reward_mode != "aggregate":
+        raise UserError(f"env.reward_mode {cfg.reward_mode!r} credits routing decisions and an allocate "
+                        f"task makes none (its outcome terms would stay 0): use aggregate ({name})")
+    if cfg.violation_at != "completion" and cfg.reward_mode != "aggregate":
+        raise UserError(f"env.violation_at {cfg.violation_at!r} applies to reward_mode: aggregate (the "
+                        f"per-decision modes credit each decision's own outcome) (got reward_mode "
+                        f"{cfg.reward_mode!r}; {name})")
+    if given.get("max_instances") is not None and cfg.obs_mode != "padded":
+        raise UserError(f"env.max_instances applies to obs_mode: padded (got obs_mode {cfg.obs_mode!r})")
+    if cfg.obs_mode == "padded" and task != "route":
+        raise UserError(f"env.obs_mode: padded needs task: route (got task {task!r})")

@@ -13,18 +13,16 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
-from disagg_gym.cluster.admission import split_name
 from disagg_gym.cluster.cluster import Cluster
-from disagg_gym.cluster.policies import ROUTERS, ConductorRouter
+from disagg_gym.cluster.policies import ConductorRouter
 from disagg_gym.env.reward_window import RewardWindow, outcome_weight
 from disagg_gym.config import from_dict, to_dict
 from disagg_gym.env import rewards
-from disagg_gym.env.config import REWARD_TERMS, EnvConfig
+from disagg_gym.env.config import REWARD_TERMS, EnvConfig, check_env_options
 from disagg_gym.env.make import config_tag, custom_env_id, scenario_data
 from disagg_gym.env.observation import CACHE_FEATURES, GLOBAL_FEATURES, INSTANCE_FEATURES, ObservationBuilder, cache_features
 from disagg_gym.env.options import check_reset_options
 from disagg_gym.env.potential import load_potential
-from disagg_gym.errors import UserError
 from disagg_gym.generator import Dist, LayoutError, ScenarioGenerator, find_dists, substitute
 from disagg_gym.rng import RngStreams
 from disagg_gym.scenario import ScenarioConfig
@@ -216,10 +214,8 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
                     self.custom_tag = config_tag(data)
         self.scenario = self.generator.nominal
         self.cfg: EnvConfig = from_dict(EnvConfig, self.scenario.env, source=self.scenario.name, prefix="env")
-        try:  # fail early, naming the key and the bad router (or admission)
-            ROUTERS.get(split_name(self.cfg.fallback_router)[0])
-        except UserError as exc:
-            raise UserError(f"{self.scenario.name}: key 'env.fallback_router': {exc}") from None
+        given = self.scenario.env if isinstance(self.scenario.env, Mapping) else {}
+        check_env_options(self.cfg, given, self.scenario.task, self.scenario.name)
         self.task = self.scenario.task
         self._spec_cluster = _static_layout(self.scenario)
         n, gpus = self._spec_cluster
@@ -232,24 +228,7 @@ class DisaggServingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.slots = n
         """Instance slots of the spaces: ``env.max_instances`` in padded mode (the instance
         count may then vary per episode up to it; ``self.n`` is this episode's), else ``n``."""
-        # Settings this env would ignore (however they were given: config, overrides, flat
-        # keywords): one line, not a silently different spec.id for an identical env.
-        given = self.scenario.env if isinstance(self.scenario.env, Mapping) else {}
-        if given.get("control_interval_s") is not None and self.task == "route":
-            raise UserError(f"env.control_interval_s applies to allocate and joint tasks ({self.scenario.name} "
-                            f"is a route task: it decides at every arrival)")
-        if self.task == "allocate" and self.cfg.reward_mode != "aggregate":
-            raise UserError(f"env.reward_mode {self.cfg.reward_mode!r} credits routing decisions and an allocate "
-                            f"task makes none (its outcome terms would stay 0): use aggregate ({self.scenario.name})")
-        if self.cfg.violation_at != "completion" and self.cfg.reward_mode != "aggregate":
-            raise UserError(f"env.violation_at {self.cfg.violation_at!r} applies to reward_mode: aggregate (the "
-                            f"per-decision modes credit each decision's own outcome) (got reward_mode "
-                            f"{self.cfg.reward_mode!r}; {self.scenario.name})")
-        if given.get("max_instances") is not None and not self.padded:
-            raise UserError(f"env.max_instances applies to obs_mode: padded (got obs_mode {self.cfg.obs_mode!r})")
         if self.padded:
-            if self.task != "route":
-                raise UserError(f"env.obs_mode: padded needs task: route (got task {self.task!r})")
             # the layout check (_layout_key) has refused max_instances below the instance count
             self.slots = n if self.cfg.max_instances is None else int(self.cfg.max_instances)
         self.cache_obs = cache_features(self.scenario)

@@ -284,3 +284,33 @@ def test_run_bootstrap_on_one_replayed_episode_resamples_whole_seeds() -> None:
     assert run_bootstrap_ci(m[:1]) == (1.0, 1.0)  # one run: nothing to resample
     with pytest.raises(UserError):
         run_bootstrap_ci(np.zeros((0, 3)))
+
+
+def test_run_bootstrap_resamples_the_columns_too() -> None:
+    """One run whose columns differ (a stochastic policy's own draws on one replayed episode):
+    the columns are resampled, 27 equally likely outcomes, so the interval is [1, 3] too.
+    """
+    assert run_bootstrap_ci(np.array([[1.0, 2.0, 3.0]]), reps=20_000) == (1.0, 3.0)
+
+
+def test_identical_episode_cells_use_the_run_bootstrap() -> None:
+    """The reference scores the same on every seed (one replayed trace window): the learned
+    agent's interval is the whole-seed bootstrap's, wider than the per-episode one.
+    """
+    from disagg_gym_agents.leaderboard.summary import summarise
+
+    base = {"config": "c", "split": "test", "primary_metric": "goodput_rps", "upper_bound": "False"}
+    rows = []
+    for k in range(10):
+        s = str(10_000 + k)
+        rows.append({**base, "agent": "jsq", "agent_kind": "heuristic", "train_seed": "", "eval_seed": s,
+                     "score": "10.0", "policy": "heuristic:jsq"})
+        for seed, ratio in enumerate([0.8, 0.9, 1.0, 1.1, 1.2]):
+            rows.append({**base, "agent": "ppo", "agent_kind": "sb3", "train_seed": str(seed), "eval_seed": s,
+                         "score": str(10.0 * ratio), "policy": "sb3:x"})
+    (cs,) = summarise(rows)
+    ppo = next(a for a in cs.agents if a.agent == "ppo")
+    m = np.repeat(np.array([[0.8], [0.9], [1.0], [1.1], [1.2]]), 10, axis=1)
+    assert cs.identical_episodes and ppo.ci == run_bootstrap_ci(m)
+    lo, hi = stratified_bootstrap_ci(m)
+    assert ppo.ci[0] < lo and ppo.ci[1] > hi
