@@ -217,6 +217,13 @@ def _set(data: Any, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def at_nominal(data: Any, source: str = "") -> Any:
+    """A deep copy of ``data`` with every distribution node at its nominal value (``find_dists``
+    checks the nodes; ``ConfigError`` for a malformed one or one outside ``SAMPLED_ROOTS``).
+    """
+    return substitute(data, {d.key: d.nominal() for d in find_dists(data, source)})
+
+
 def substitute(data: Any, values: Mapping[str, Any]) -> Any:
     """A deep copy of ``data`` with the nodes at ``values``' keys replaced (outer keys first)."""
     out = copy.deepcopy(data)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from disagg_gym.cluster.config import ClusterConfig
 from disagg_gym.config import ConfigError, apply_overrides, deep_merge, from_dict, read_yaml, spec
-from disagg_gym.generator import find_dists, substitute
+from disagg_gym.generator import at_nominal
 from disagg_gym.paths import configs_dir
 from disagg_gym.workload import WorkloadConfig
 
@@ -235,9 +235,7 @@ def load_scenario(name_or_path: str = DEFAULT_SCENARIO, overrides: dict[str, Any
         if not isinstance(part, dict):
             raise ConfigError(f"{source}: key 'variants.{name}': expected a mapping (got {part!r})")
         try:
-            merged = deep_merge(data, part)
-            merged = substitute(merged, {d.key: d.nominal() for d in find_dists(merged, source)})
-            from_dict(ScenarioConfig, merged, source=source)
+            from_dict(ScenarioConfig, at_nominal(deep_merge(data, part), source), source=source)
         except ConfigError as exc:
             why = str(exc).removeprefix(f"{source}: ")
             raise ConfigError(f"{source}: key 'variants.{name}': {why}") from None

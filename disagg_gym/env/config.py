@@ -10,7 +10,7 @@ from disagg_gym.cluster.admission import split_name
 from disagg_gym.cluster.policies import ROUTERS
 from disagg_gym.config import ConfigError, deep_merge, from_dict, spec
 from disagg_gym.errors import UserError
-from disagg_gym.generator import find_dists, substitute
+from disagg_gym.generator import at_nominal
 
 from disagg_gym.env.rewards import RewardWeights, term_names
 
@@ -130,8 +130,7 @@ def check_env_sections(scenario: Any) -> None:
     def check(env: Any, where: str, task: str) -> None:
         if not isinstance(env, dict):
             raise ConfigError(f"{scenario.name}: key '{where}': expected a mapping (got {env!r})")
-        tree = {"env": env}  # distribution nodes are allowed by their key in the whole config
-        tree = substitute(tree, {d.key: d.nominal() for d in find_dists(tree, scenario.name)})
+        tree = at_nominal({"env": env}, scenario.name)  # nodes are allowed by their key in the whole config
         check_env_options(from_dict(EnvConfig, tree["env"], source=scenario.name, prefix=where), env, task,
                           scenario.name)
 

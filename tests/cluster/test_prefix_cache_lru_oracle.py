@@ -6,6 +6,9 @@ at a time on plain lists, as the docstrings of ``PrefixCache`` and ``BlockStore`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,27 +108,29 @@ def test_block_store_matches_the_list_oracle(cap: int, ops: list[tuple[str, list
     assert len(store) <= cap
 
 
-@settings(max_examples=300, deadline=None)
-@given(ops=st.lists(st.tuples(st.sampled_from(["pin", "release", "take", "give"]), st.integers(0, 4), hashes),
-                    max_size=60))
-def test_prefix_cache_evicts_in_the_oracle_order(ops: list[tuple[str, int, list[int]]]) -> None:
+def drive(ops: list[tuple[str, int, Any]], pin: Callable[[PrefixCache, OracleCache, int, Any], None],
+          size: Callable[[Any], int]) -> None:
+    """Applies random pins, releases, takes and gives to a ``PrefixCache`` and the oracle alike,
+    checking after each step that eviction list, reference counts and evictions agree
+    (``pin`` pins on both and compares; ``size(arg)`` is a take's block count).
+    """
     pool, opool = KVPool(10 * BLOCK, BLOCK), KVPool(10 * BLOCK, BLOCK)
     got: list[list[int]] = []
     cache = PrefixCache(pool, BLOCK, got.append)
     pool.cache = cache
     oracle = OracleCache(opool)
     extra = 0
-    for op, rid, hs in ops:
+    for op, rid, arg in ops:
         if op == "pin":
-            assert cache.pin(rid, hs) == oracle.pin(rid, hs)
+            pin(cache, oracle, rid, arg)
         elif op == "release":
             cache.release(rid)
             oracle.release(rid)
-        elif op == "take" and pool.fits(BLOCK * len(hs)):
-            pool.take(BLOCK * len(hs))  # trims the cache
-            opool.used += BLOCK * len(hs)
+        elif op == "take" and pool.fits(BLOCK * size(arg)):
+            pool.take(BLOCK * size(arg))  # trims the cache
+            opool.used += BLOCK * size(arg)
             oracle.trim()
-            extra += BLOCK * len(hs)
+            extra += BLOCK * size(arg)
         elif op == "give" and extra:
             pool.give(extra)
             opool.used -= extra
@@ -133,6 +138,16 @@ def test_prefix_cache_evicts_in_the_oracle_order(ops: list[tuple[str, int, list[
         assert list(cache.lru) == oracle.lru
         assert cache.refs == oracle.refs
         assert got == oracle.evicted
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["pin", "release", "take", "give"]), st.integers(0, 4), hashes),
+                    max_size=60))
+def test_prefix_cache_evicts_in_the_oracle_order(ops: list[tuple[str, int, list[int]]]) -> None:
+    def pin(cache: PrefixCache, oracle: OracleCache, rid: int, hs: list[int]) -> None:
+        assert cache.pin(rid, hs) == oracle.pin(rid, hs)
+
+    drive(ops, pin, len)
 
 
 # Request chains as the cluster makes them: distinct hashes, sharing prefixes with each other.
@@ -147,28 +162,8 @@ def test_pin_prefix_matches_the_oracle_pinning_the_same_prefix(ops: list[tuple[s
     the oracle pinning ``chain[:n]`` block by block: same new-block counts, reference counts,
     eviction list and evictions.
     """
-    pool, opool = KVPool(10 * BLOCK, BLOCK), KVPool(10 * BLOCK, BLOCK)
-    got: list[list[int]] = []
-    cache = PrefixCache(pool, BLOCK, got.append)
-    pool.cache = cache
-    oracle = OracleCache(opool)
-    extra = 0
-    for op, rid, n in ops:
+    def pin(cache: PrefixCache, oracle: OracleCache, rid: int, n: int) -> None:
         chain = CHAINS[rid]
-        if op == "pin":
-            assert cache.pin_prefix(rid, chain, n) == oracle.pin(rid, list(chain[:n]))
-        elif op == "release":
-            cache.release(rid)
-            oracle.release(rid)
-        elif op == "take" and pool.fits(BLOCK * n):
-            pool.take(BLOCK * n)  # trims the cache
-            opool.used += BLOCK * n
-            oracle.trim()
-            extra += BLOCK * n
-        elif op == "give" and extra:
-            pool.give(extra)
-            opool.used -= extra
-            extra = 0
-        assert list(cache.lru) == oracle.lru
-        assert cache.refs == oracle.refs
-        assert got == oracle.evicted
+        assert cache.pin_prefix(rid, chain, n) == oracle.pin(rid, list(chain[:n]))
+
+    drive(ops, pin, int)
